@@ -1,0 +1,1 @@
+"""Frontdesk composition root: settings, app factory, runner and CLI."""

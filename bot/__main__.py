@@ -1,0 +1,80 @@
+"""`python -m bot` (or `frontdesk`): run the server, or manage the database, knowledge and persona."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+from tqdm import tqdm
+
+from bot import db
+from bot.app import create_app
+from bot.settings import Settings
+from services import conversations, knowledge, persona
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Frontdesk: an AI front desk on Telegram.")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("run", help="start the server (the default)")
+    commands.add_parser("migrate", help="apply database migrations")
+    kb = commands.add_parser("kb", help="the knowledge base").add_subparsers(dest="kb_command", required=True)
+    kb_import = kb.add_parser("import", help="import a .csv (question,answer[,tags]) or .md (## question) file")
+    kb_import.add_argument("file", type=Path)
+    persona_parser = commands.add_parser("persona", help="the AI persona").add_subparsers(
+        dest="persona_command", required=True)
+    persona_set = persona_parser.add_parser("set", help="make a text file the active persona")
+    persona_set.add_argument("file", type=Path)
+    return parser
+
+
+async def _with_database(settings: Settings, work: object) -> None:
+    await db.open_database(settings.database_url)
+    try:
+        await work  # type: ignore[misc]
+    finally:
+        await db.close_database()
+
+
+async def _import_knowledge(settings: Settings, path: Path) -> None:
+    entries = knowledge.parse_file(path)
+    tenant = await conversations.ensure_bot(settings.bot_telegram_id)
+    with tqdm(total=len(entries), unit="item", desc=f"Importing {path.name}") as bar:
+        report = await knowledge.import_entries(tenant.id, entries, progress=bar.update)
+    print(f"{report.created} created, {report.updated} updated, {report.unchanged} unchanged")
+
+
+async def _set_persona(settings: Settings, path: Path) -> None:
+    tenant = await conversations.ensure_bot(settings.bot_telegram_id)
+    version = await persona.set_persona(tenant.id, path.read_text(encoding="utf-8"))
+    print(f"persona version {version.version} is now active")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    try:
+        if args.command in (None, "run"):
+            web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+        elif args.command == "migrate":
+            asyncio.run(db.migrate(settings.database_url))
+            print("migrations applied")
+        elif args.command == "kb":
+            asyncio.run(_with_database(settings, _import_knowledge(settings, args.file)))
+        elif args.command == "persona":
+            asyncio.run(_with_database(settings, _set_persona(settings, args.file)))
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

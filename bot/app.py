@@ -1,0 +1,102 @@
+"""The application factory: one aiohttp app, one dispatcher, one outbox worker, one loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from openai import AsyncOpenAI
+
+from bot import db
+from bot.i18n import create_i18n, translator
+from bot.keys import SETTINGS, TELEGRAM, TelegramRuntime
+from bot.sender import TelegramChatSender
+from bot.settings import Settings
+from bot.telegram import RecentUpdates, create_bot, create_dispatcher, set_commands
+from bot.webhook import telegram_webhook
+from services import conversations
+from services.ai import AIClient
+from services.answering import Answerer, AnswerPolicy
+from services.limits import RateLimiter
+from services.outbox import OutboxSettings, OutboxWorker
+
+log = logging.getLogger(__name__)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True, "telegram": TELEGRAM in request.app})
+
+
+def create_ai(settings: Settings) -> AIClient | None:
+    if not settings.ai_enabled:
+        return None
+    client = AsyncOpenAI(base_url=settings.ai_base_url, api_key=settings.ai_api_key or "not-needed",
+                         timeout=settings.ai_timeout, max_retries=0)
+    return AIClient(client, settings.ai_models, settings.price_of)
+
+
+async def database_context(app: web.Application) -> AsyncIterator[None]:
+    await db.open_database(app[SETTINGS].database_url)
+    yield
+    await db.close_database()
+
+
+async def telegram_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if not settings.telegram_enabled:
+        log.warning("Telegram is off: BOT_TOKEN is not set. The web endpoints work; the bot does not.")
+        yield
+        return
+    bot = create_bot(settings)
+    i18n = create_i18n(settings.default_locale)
+    me = await bot.get_me()
+    tenant = await conversations.ensure_bot(me.id, me.username or "")
+    ai = create_ai(settings)
+    if ai is None:
+        log.warning("AI is off (AI_BASE_URL and AI_MODEL not set): answers come from the knowledge base.")
+    answerer = Answerer(
+        TelegramChatSender(bot), translator(i18n),
+        AnswerPolicy(settings.kb_direct_threshold, settings.daily_ai_quota, settings.ai_context_tokens,
+                     settings.draft_interval, settings.default_locale), ai)
+    outbox = OutboxWorker(
+        {"answer": answerer.answer_job, "slow_down": answerer.slow_down_job},
+        OutboxSettings(settings.outbox_workers, settings.outbox_lease_seconds, settings.outbox_max_attempts),
+        on_give_up=answerer.gave_up)
+    dispatcher = create_dispatcher(i18n, settings=settings, tenant=tenant, outbox=outbox,
+                                   limiter=RateLimiter(settings.customer_burst, settings.customer_rate_per_minute))
+    runtime = TelegramRuntime(bot, dispatcher, settings.webhook_secret, RecentUpdates(), outbox)
+    app[TELEGRAM] = runtime
+    await set_commands(bot, i18n)
+    polling: asyncio.Task[None] | None = None
+    allowed = dispatcher.resolve_used_update_types()
+    if settings.webhook_url:
+        await bot.set_webhook(settings.webhook_url, secret_token=settings.webhook_secret, allowed_updates=allowed)
+        log.info("Telegram: @%s receives updates by webhook at %s", me.username, settings.webhook_url)
+    else:
+        await bot.delete_webhook()
+        polling = asyncio.create_task(dispatcher.start_polling(
+            bot, handle_signals=False, close_bot_session=False, allowed_updates=allowed))
+        log.info("Telegram: @%s receives updates by long polling", me.username)
+    outbox.start()
+    try:
+        yield
+    finally:
+        if polling is not None:
+            with contextlib.suppress(RuntimeError):
+                await dispatcher.stop_polling()
+            await asyncio.gather(polling, return_exceptions=True)
+        await outbox.stop()
+        await bot.session.close()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=2 * 1024 * 1024)
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(database_context)
+    app.cleanup_ctx.append(telegram_context)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_post("/telegram/webhook", telegram_webhook)
+    return app

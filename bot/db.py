@@ -1,0 +1,63 @@
+"""Database: Tortoise configuration, migrations applied at start, and one context every task sees."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from tortoise import Tortoise
+from tortoise.migrations.api import migrate as apply_migrations
+
+log = logging.getLogger(__name__)
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    if database_url.startswith("postgresql://"):
+        database_url = "postgres://" + database_url.removeprefix("postgresql://")
+    return {
+        "connections": {"default": database_url},
+        "apps": {
+            "models": {
+                "models": ["models"],
+                "migrations": "models.migrations",
+                "default_connection": "default",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+def _ensure_sqlite_dir(database_url: str) -> None:
+    parts = urlsplit(database_url)
+    if parts.scheme == "sqlite" and database_url not in ("sqlite://:memory:",):
+        path = Path(database_url.removeprefix("sqlite://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+async def migrate(database_url: str) -> None:
+    """Apply every migration in models/migrations that the database has not seen yet."""
+    _ensure_sqlite_dir(database_url)
+    try:
+        await apply_migrations(config=tortoise_config(database_url))
+    finally:
+        await Tortoise.close_connections()
+
+
+async def open_database(database_url: str, *, run_migrations: bool = True) -> None:
+    if run_migrations:
+        await migrate(database_url)
+    _ensure_sqlite_dir(database_url)
+    # Tortoise keeps its state in a ContextVar; aiogram's and aiohttp's tasks did not inherit
+    # ours, so the context is also made the global fallback that every task sees.
+    await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
+
+
+async def close_database() -> None:
+    await Tortoise.close_connections()
+
+
+# For `tortoise -c bot.db.TORTOISE_ORM makemigrations` during development only.
+TORTOISE_ORM = tortoise_config("sqlite:///tmp/frontdesk-makemigrations.sqlite3")

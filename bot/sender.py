@@ -1,0 +1,159 @@
+"""The outbound sender: the only path to the Bot API.
+
+aiogram has no outgoing rate limiter and never retries a 429, so every request passes through
+this session middleware. It paces sends to Telegram's limits (per private chat, per group, per
+bot), waits out `retry_after`, and retries server and network errors with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from aiogram import Bot
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
+from aiogram.exceptions import (
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.methods import TelegramMethod
+from aiogram.methods.base import TelegramType
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
+
+from services.ports import OutgoingText, RecipientBlocked
+
+log = logging.getLogger(__name__)
+
+# Methods that put a message into a chat, and so count against Telegram's flood limits.
+PACED_METHODS = {
+    "sendMessage", "sendPhoto", "sendDocument", "sendVoice", "sendVideo", "sendAudio", "sendAnimation",
+    "sendSticker", "sendLocation", "sendContact", "sendVideoNote", "sendPoll", "sendDice", "sendVenue",
+    "sendMediaGroup", "copyMessage", "copyMessages", "forwardMessage", "forwardMessages",
+    "editMessageText", "editMessageCaption", "editMessageMedia", "createForumTopic",
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    per_second: float = 30.0  # the whole bot
+    private_per_second: float = 1.0  # one private chat, sustained ...
+    private_burst: int = 3  # ... after a short burst
+    group_per_minute: int = 20  # one group
+
+
+class Pacer:
+    """Token buckets for private chats, sliding windows for groups and the whole bot."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._private: dict[int, tuple[float, float]] = {}
+        self._groups: dict[int, deque[float]] = {}
+        self._all: deque[float] = deque()
+
+    def wait_time(self, chat_id: int, count: int, now: float) -> float:
+        limits = self.limits
+        waits = [_window_wait(self._all, now, 1.0, int(limits.per_second), count)]
+        if chat_id < 0:
+            waits.append(_window_wait(self._groups.setdefault(chat_id, deque()), now, 60.0,
+                                      limits.group_per_minute, count))
+        else:
+            tokens, last = self._private.get(chat_id, (float(limits.private_burst), now))
+            tokens = min(float(limits.private_burst), tokens + (now - last) * limits.private_per_second)
+            self._private[chat_id] = (tokens, now)
+            waits.append(max(0.0, (count - tokens) / limits.private_per_second))
+        return max(waits)
+
+    def take(self, chat_id: int, count: int, now: float) -> None:
+        self._all.extend([now] * count)
+        if chat_id < 0:
+            self._groups[chat_id].extend([now] * count)
+        else:
+            tokens, _ = self._private[chat_id]
+            self._private[chat_id] = (tokens - count, now)
+
+    async def acquire(self, chat_id: int, count: int = 1) -> None:
+        while True:
+            now = time.monotonic()
+            wait = self.wait_time(chat_id, count, now)
+            if wait <= 0:
+                self.take(chat_id, count, now)
+                return
+            await asyncio.sleep(wait + 0.01)
+
+
+def _window_wait(window: deque[float], now: float, span: float, limit: int, count: int) -> float:
+    while window and window[0] <= now - span:
+        window.popleft()
+    overflow = len(window) + count - limit
+    if overflow <= 0:
+        return 0.0
+    if overflow > len(window):
+        return span
+    return window[overflow - 1] + span - now
+
+
+class SenderMiddleware(BaseRequestMiddleware):
+    def __init__(self, limits: Limits | None = None, retries: int = 5, max_backoff: float = 30.0) -> None:
+        self.pacer = Pacer(limits or Limits())
+        self.retries = retries
+        self.max_backoff = max_backoff
+
+    async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
+                       method: TelegramMethod[TelegramType]) -> Any:
+        name = method.__api_method__
+        chat_id = getattr(method, "chat_id", None)
+        paced = name in PACED_METHODS and isinstance(chat_id, int)
+        count = len(getattr(method, "media", None) or [1]) if name == "sendMediaGroup" else 1
+        attempt = 0
+        while True:
+            if paced:
+                await self.pacer.acquire(chat_id, count)  # type: ignore[arg-type]
+            try:
+                return await make_request(bot, method)
+            except TelegramRetryAfter as error:
+                log.warning("telegram: %s flood-limited, waiting %ss", name, error.retry_after)
+                await asyncio.sleep(error.retry_after)
+            except (TelegramServerError, TelegramNetworkError) as error:
+                attempt += 1
+                if attempt > self.retries:
+                    raise
+                delay = min(0.5 * 2 ** (attempt - 1), self.max_backoff)
+                log.warning("telegram: %s failed (%s), retry %s in %.1fs", name, type(error).__name__, attempt, delay)
+                await asyncio.sleep(delay)
+
+
+def _markup(message: OutgoingText) -> InlineKeyboardMarkup | None:
+    if not message.buttons:
+        return None
+    return InlineKeyboardMarkup(inline_keyboard=[
+        [InlineKeyboardButton(text=b.text, callback_data=b.callback_data or None, url=b.url or None) for b in row]
+        for row in message.buttons
+    ])
+
+
+class TelegramChatSender:
+    """services.ports.ChatSender over aiogram (whose session carries the SenderMiddleware)."""
+
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+
+    async def send_text(self, chat_id: int, message: OutgoingText) -> int:
+        try:
+            sent = await self.bot.send_message(
+                chat_id, message.html, parse_mode="HTML", reply_markup=_markup(message),
+                link_preview_options=LinkPreviewOptions(is_disabled=True))
+        except TelegramForbiddenError as error:
+            raise RecipientBlocked(str(error)) from error
+        return sent.message_id
+
+    async def send_draft(self, chat_id: int, draft_id: int, html: str) -> None:
+        try:
+            await self.bot.send_message_draft(chat_id=chat_id, draft_id=draft_id, text=html, parse_mode="HTML")
+        except TelegramForbiddenError as error:
+            raise RecipientBlocked(str(error)) from error

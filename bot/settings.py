@@ -1,0 +1,106 @@
+"""Settings from the environment and `.env`. The variable names are a public contract."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SUPPORTED_LOCALES = ("en", "ru", "uz")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _split_list(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.replace(";", ",").split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    bot_token: str = Field("", alias="BOT_TOKEN")
+    telegram_api_base: str = Field("https://api.telegram.org", alias="TELEGRAM_API_BASE")
+    webhook_base_url: str = Field("", alias="WEBHOOK_BASE_URL")
+    webhook_secret_value: str = Field("", alias="WEBHOOK_SECRET")
+    host: str = Field("0.0.0.0", alias="HOST")
+    port: int = Field(8080, alias="PORT")
+    database_url: str = Field(f"sqlite://{PROJECT_ROOT / 'data' / 'frontdesk.sqlite3'}", alias="DATABASE_URL")
+    redis_url: str = Field("", alias="REDIS_URL")
+    manager_chat_id: int | None = Field(None, alias="MANAGER_CHAT_ID")
+    admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list, alias="ADMIN_IDS")
+    ai_base_url: str = Field("", alias="AI_BASE_URL")
+    ai_api_key: str = Field("", alias="AI_API_KEY")
+    ai_model: str = Field("", alias="AI_MODEL")
+    ai_fallback_models: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="AI_FALLBACK_MODELS")
+    ai_timeout: float = Field(60.0, alias="AI_TIMEOUT")
+    # Prices per million tokens, "model=in/out;model=in/out", for the cost recorded on each answer.
+    ai_prices: str = Field("", alias="AI_PRICES")
+    ai_context_tokens: int = Field(3000, alias="AI_CONTEXT_TOKENS")
+    public_base_url: str = Field("", alias="PUBLIC_BASE_URL")
+    default_locale: str = Field("en", alias="DEFAULT_LOCALE")
+    log_level: str = Field("INFO", alias="LOG_LEVEL")
+
+    # How the product behaves; sensible defaults, all overridable.
+    customer_burst: int = Field(5, alias="CUSTOMER_RATE_BURST")
+    customer_rate_per_minute: float = Field(12.0, alias="CUSTOMER_RATE_PER_MINUTE")
+    daily_ai_quota: int = Field(200, alias="DAILY_AI_QUOTA")
+    kb_direct_threshold: float = Field(0.8, alias="KB_DIRECT_THRESHOLD")
+    outbox_workers: int = Field(4, alias="OUTBOX_WORKERS")
+    outbox_lease_seconds: float = Field(120.0, alias="OUTBOX_LEASE_SECONDS")
+    outbox_max_attempts: int = Field(5, alias="OUTBOX_MAX_ATTEMPTS")
+    draft_interval: float = Field(0.6, alias="DRAFT_INTERVAL")
+    send_retries: int = Field(5, alias="SEND_RETRIES")
+
+    @field_validator("admin_ids", "ai_fallback_models", mode="before")
+    @classmethod
+    def _lists(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("default_locale")
+    @classmethod
+    def _known_locale(cls, value: str) -> str:
+        if value not in SUPPORTED_LOCALES:
+            raise ValueError(f"DEFAULT_LOCALE must be one of {', '.join(SUPPORTED_LOCALES)}")
+        return value
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return bool(self.bot_token)
+
+    @property
+    def bot_telegram_id(self) -> int:
+        """The bot's id is the token's prefix; 0 stands for "no bot configured"."""
+        prefix = self.bot_token.partition(":")[0]
+        return int(prefix) if prefix.isdigit() else 0
+
+    @property
+    def webhook_secret(self) -> str:
+        if self.webhook_secret_value:
+            return self.webhook_secret_value
+        # Telegram allows 1-256 of A-Z a-z 0-9 _ -: a hex digest fits and never leaks the token.
+        return hashlib.sha256(f"frontdesk-webhook:{self.bot_token}".encode()).hexdigest()
+
+    @property
+    def webhook_url(self) -> str:
+        return self.webhook_base_url.rstrip("/") + "/telegram/webhook" if self.webhook_base_url else ""
+
+    @property
+    def ai_enabled(self) -> bool:
+        return bool(self.ai_base_url and self.ai_model)
+
+    @property
+    def ai_models(self) -> list[str]:
+        return [self.ai_model, *self.ai_fallback_models] if self.ai_model else []
+
+    def price_of(self, model: str) -> tuple[float, float]:
+        """Dollars per million input and output tokens for a model; (0, 0) when unknown."""
+        for entry in self.ai_prices.split(";"):
+            name, _, prices = entry.partition("=")
+            if name.strip() == model:
+                price_in, _, price_out = prices.partition("/")
+                return float(price_in or 0), float(price_out or 0)
+        return 0.0, 0.0

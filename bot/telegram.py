@@ -1,0 +1,73 @@
+"""Telegram side of the composition root: the Bot, the Dispatcher, commands and update intake."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from collections import OrderedDict
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats
+from aiogram.utils.i18n import I18n
+
+from bot.middlewares import IdentityMiddleware
+from bot.sender import SenderMiddleware
+from bot.settings import Settings
+from handlers import get_routers
+from services.i18n import N_, SUPPORTED_LOCALES
+
+log = logging.getLogger(__name__)
+
+COMMANDS = [
+    ("start", N_("Start")),
+    ("new", N_("Start a new conversation")),
+    ("human", N_("Talk to a person")),
+    ("language", N_("Change the language")),
+    ("help", N_("Help")),
+]
+
+
+def create_bot(settings: Settings) -> Bot:
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
+    session.middleware(SenderMiddleware(retries=settings.send_retries))
+    return Bot(settings.bot_token, session=session)
+
+
+def create_dispatcher(i18n: I18n, **workflow_data: Any) -> Dispatcher:
+    dispatcher = Dispatcher(i18n=i18n, **workflow_data)
+    identity = IdentityMiddleware(i18n)
+    dispatcher.message.outer_middleware(identity)
+    dispatcher.callback_query.outer_middleware(identity)
+    dispatcher.include_routers(*get_routers())
+    return dispatcher
+
+
+async def set_commands(bot: Bot, i18n: I18n) -> None:
+    """The command menu, in every supported language (the default one for everyone else)."""
+    scope = BotCommandScopeAllPrivateChats()
+    for locale in (None, *SUPPORTED_LOCALES):
+        commands = [BotCommand(command=name, description=i18n.gettext(text, locale=locale or i18n.default_locale))
+                    for name, text in COMMANDS]
+        await bot.set_my_commands(commands, scope=scope, language_code=locale)
+
+
+class RecentUpdates:
+    """Update ids already handled, so a re-delivered update is acknowledged and ignored.
+
+    In-process and bounded; stored messages are also unique by update id in the database, so
+    this only spares the work (and a second reply to a re-delivered command).
+    """
+
+    def __init__(self, capacity: int = 50_000) -> None:
+        self.capacity = capacity
+        self._seen: OrderedDict[int, None] = OrderedDict()
+
+    def seen(self, update_id: int) -> bool:
+        return update_id in self._seen
+
+    def remember(self, update_id: int) -> None:
+        self._seen[update_id] = None
+        if len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)

@@ -1,0 +1,52 @@
+"""POST /telegram/webhook: check the secret, store-and-acknowledge through the dispatcher.
+
+Written here rather than with aiogram's SimpleRequestHandler because the answer must follow the
+outcome: 2xx only once the update's effects are committed (a failure answers 5xx so Telegram
+retries), and re-delivered update ids are acknowledged without running the handlers again.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from aiogram.types import Update
+from aiohttp import web
+from pydantic import ValidationError
+
+from bot.keys import TELEGRAM
+
+log = logging.getLogger(__name__)
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+MAX_UPDATE_BYTES = 1024 * 1024
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"ok": False, "error": message}, status=status)
+
+
+async def telegram_webhook(request: web.Request) -> web.Response:
+    telegram = request.app.get(TELEGRAM)
+    if telegram is None:
+        return _error(404, "telegram is not configured")
+    given = request.headers.get(SECRET_HEADER, "")
+    if not hmac.compare_digest(given.encode(), telegram.secret.encode()):
+        return _error(401, "wrong or missing secret token")
+    if request.content_length is not None and request.content_length > MAX_UPDATE_BYTES:
+        return _error(413, "update too large")
+    try:
+        payload = json.loads(await request.read())
+        update = Update.model_validate(payload, context={"bot": telegram.bot})
+    except (json.JSONDecodeError, UnicodeDecodeError, ValidationError):
+        return _error(400, "the body is not a Telegram update")
+    if telegram.recent.seen(update.update_id):
+        return web.json_response({"ok": True, "duplicate": True})
+    try:
+        await telegram.dispatcher.feed_update(telegram.bot, update)
+    except Exception:
+        log.exception("update %s failed; Telegram will deliver it again", update.update_id)
+        return _error(500, "temporary failure, retry")
+    telegram.recent.remember(update.update_id)
+    return web.json_response({"ok": True})

@@ -1,0 +1,10 @@
+"""aiogram routers: thin adapters that parse an update, call a service and render the reply."""
+
+from aiogram import Router
+
+from handlers import customer_commands, customer_messages
+
+
+def get_routers() -> list[Router]:
+    # Commands first: a command is never taken for a question.
+    return [customer_commands.create_router(), customer_messages.create_router()]

@@ -1,0 +1,115 @@
+"""A customer's commands and menu buttons in the private chat."""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandStart
+from aiogram.types import CallbackQuery, Message
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+
+from bot.settings import Settings
+from handlers.keyboards import LANGUAGE_NAMES, LanguageChoice, MenuAction, language_keyboard, start_keyboard
+from models import Bot as Tenant
+from models import User
+from services import conversations, handoff
+from services.conversations import Customer
+from services.render import escape
+
+
+def _customer(message: Message | CallbackQuery) -> Customer:
+    user = message.from_user
+    assert user is not None
+    return Customer(user.id, user.first_name, user.last_name or "", user.username or "", user.language_code or "")
+
+
+async def _registered(event: Message | CallbackQuery, tenant: Tenant, settings: Settings,
+                      customer: User | None) -> User:
+    if customer is not None:
+        return customer
+    return await conversations.register_customer(tenant.id, _customer(event), settings.default_locale)
+
+
+def mini_app_url(settings: Settings) -> str:
+    return settings.public_base_url.rstrip("/") + "/app/" if settings.public_base_url.startswith("https://") else ""
+
+
+async def start(message: Message, tenant: Tenant, settings: Settings, customer: User | None) -> None:
+    user = await _registered(message, tenant, settings, customer)
+    name = escape(user.first_name or _("there"))
+    text = _(
+        "Hello, {name}! 👋\n\n"
+        "I'm the assistant of this business. Ask me anything: I answer right away, day and night, "
+        "from what the business has taught me. If you'd rather talk to a person, tap the button below "
+        "or send /human at any time."
+    ).format(name=f"<b>{name}</b>")
+    await message.answer(text, parse_mode="HTML", reply_markup=start_keyboard(mini_app_url(settings)))
+
+
+async def help_command(message: Message) -> None:
+    text = _(
+        "Just write your question and I'll answer.\n\n"
+        "/new: start a new conversation\n"
+        "/human: talk to a person\n"
+        "/language: change the language\n"
+        "/help: this help"
+    )
+    await message.answer(escape(text), parse_mode="HTML")
+
+
+async def language_command(message: Message) -> None:
+    await message.answer(escape(_("Choose your language:")), parse_mode="HTML", reply_markup=language_keyboard())
+
+
+async def language_button(query: CallbackQuery) -> None:
+    await query.answer()
+    if query.message is not None:
+        await query.bot.send_message(query.from_user.id, escape(_("Choose your language:")),  # type: ignore[union-attr]
+                                     parse_mode="HTML", reply_markup=language_keyboard())
+
+
+async def language_chosen(query: CallbackQuery, callback_data: LanguageChoice, tenant: Tenant,
+                          settings: Settings, customer: User | None, i18n: I18n) -> None:
+    if callback_data.code not in LANGUAGE_NAMES:
+        await query.answer()
+        return
+    user = await _registered(query, tenant, settings, customer)
+    await conversations.set_language(user, callback_data.code)
+    with i18n.use_locale(callback_data.code):
+        await query.answer(_("Language: {language}").format(language=LANGUAGE_NAMES[callback_data.code]))
+        await query.bot.send_message(  # type: ignore[union-attr]
+            query.from_user.id, escape(_("Done! I'll speak English with you now.")), parse_mode="HTML")
+
+
+async def new_conversation(message: Message, tenant: Tenant, settings: Settings, customer: User | None) -> None:
+    user = await _registered(message, tenant, settings, customer)
+    await conversations.start_new_conversation(user)
+    await message.answer(escape(_("Starting afresh. What can I help you with?")), parse_mode="HTML")
+
+
+async def human_command(message: Message, tenant: Tenant, settings: Settings, customer: User | None) -> None:
+    user = await _registered(message, tenant, settings, customer)
+    await handoff.request_person(user)
+    await message.answer(escape(_(handoff.ASKED_FOR_PERSON)), parse_mode="HTML")
+
+
+async def human_button(query: CallbackQuery, tenant: Tenant, settings: Settings, customer: User | None) -> None:
+    user = await _registered(query, tenant, settings, customer)
+    await handoff.request_person(user)
+    await query.answer()
+    await query.bot.send_message(  # type: ignore[union-attr]
+        query.from_user.id, escape(_(handoff.ASKED_FOR_PERSON)), parse_mode="HTML")
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.message.filter(F.chat.type == "private")
+    router.message.register(start, CommandStart())
+    router.message.register(help_command, Command("help"))
+    router.message.register(language_command, Command("language"))
+    router.callback_query.register(language_button, MenuAction.filter(F.action == "language"))
+    router.callback_query.register(language_chosen, LanguageChoice.filter())
+    router.message.register(new_conversation, Command("new"))
+    router.message.register(human_command, Command("human"))
+    router.callback_query.register(human_button, MenuAction.filter(F.action == "human"))
+    return router

@@ -1,0 +1,58 @@
+"""Whatever a customer writes in the private chat: stored with its answer job, then acknowledged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram import Router
+from aiogram.types import Message, Update
+
+from bot.settings import Settings
+from models import Bot as Tenant
+from services import conversations
+from services.conversations import Customer, Incoming
+from services.limits import RateLimiter
+from services.outbox import OutboxWorker
+
+
+async def _private(message: Message) -> bool:  # async: a sync filter would cost a thread hop
+    return message.chat.type == "private" and message.from_user is not None and not message.from_user.is_bot
+
+
+def _attachments(message: Message) -> list[dict[str, Any]]:
+    if message.photo:
+        photo = message.photo[-1]
+        return [{"type": "photo", "file_id": photo.file_id, "size": photo.file_size}]
+    for kind in ("document", "voice", "audio", "video", "video_note", "sticker", "animation"):
+        media = getattr(message, kind)
+        if media is not None:
+            return [{"type": kind, "file_id": media.file_id, "name": getattr(media, "file_name", None),
+                     "size": getattr(media, "file_size", None)}]
+    if message.location:
+        return [{"type": "location", "latitude": message.location.latitude,
+                 "longitude": message.location.longitude}]
+    if message.contact:
+        return [{"type": "contact", "phone_number": message.contact.phone_number,
+                 "name": message.contact.first_name}]
+    return []
+
+
+async def customer_wrote(message: Message, tenant: Tenant, settings: Settings, limiter: RateLimiter,
+                         outbox: OutboxWorker, event_update: Update) -> None:
+    user = message.from_user
+    assert user is not None
+    stored = await conversations.record_customer_message(
+        tenant.id,
+        Customer(user.id, user.first_name, user.last_name or "", user.username or "", user.language_code or ""),
+        Incoming(source_key=f"tg:{event_update.update_id}", text=message.text or message.caption or "",
+                 attachments=_attachments(message)),
+        limiter=limiter, default_locale=settings.default_locale,
+    )
+    if not stored.duplicate:
+        outbox.wake()
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.message.register(customer_wrote, _private)
+    return router

@@ -1,0 +1,26 @@
+"""Tortoise ORM models shared by the bot, the Mini App, the widget and the workers."""
+
+from models.conversations import AuthorKind, Channel, Conversation, ConversationMode, ConversationStatus, Message
+from models.knowledge import KnowledgeItem, Persona
+from models.outbox import JobStatus, OutboxJob
+from models.tenants import Bot
+from models.usage import AuditLog, Usage
+from models.users import Role, User
+
+__all__ = [
+    "AuditLog",
+    "AuthorKind",
+    "Bot",
+    "Channel",
+    "Conversation",
+    "ConversationMode",
+    "ConversationStatus",
+    "JobStatus",
+    "KnowledgeItem",
+    "Message",
+    "OutboxJob",
+    "Persona",
+    "Role",
+    "Usage",
+    "User",
+]

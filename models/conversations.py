@@ -1,0 +1,93 @@
+from enum import StrEnum
+from uuid import UUID
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class Channel(StrEnum):
+    TELEGRAM = "telegram"
+    WIDGET = "widget"
+
+
+class ConversationMode(StrEnum):
+    AI = "ai"
+    HUMAN = "human"
+
+
+class ConversationStatus(StrEnum):
+    OPEN = "open"
+    WAITING = "waiting"
+    ASSIGNED = "assigned"
+    CLOSED = "closed"
+
+
+class AuthorKind(StrEnum):
+    CUSTOMER = "customer"
+    AI = "ai"
+    MANAGER = "manager"
+    SYSTEM = "system"
+    NOTE = "note"
+
+
+class Conversation(Model):
+    id = fields.IntField(primary_key=True)
+    uuid: UUID = fields.UUIDField(unique=True)
+    bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="conversations")
+    user: fields.ForeignKeyRelation["User"] = fields.ForeignKeyField("models.User", related_name="conversations")
+    channel = fields.CharEnumField(Channel, default=Channel.TELEGRAM, max_length=16)
+    mode = fields.CharEnumField(ConversationMode, default=ConversationMode.AI, max_length=16)
+    status = fields.CharEnumField(ConversationStatus, default=ConversationStatus.OPEN, max_length=16)
+    assignee: fields.ForeignKeyNullableRelation["User"] = fields.ForeignKeyField(
+        "models.User", related_name="assigned_conversations", null=True, on_delete=fields.SET_NULL
+    )
+    handoff_reason = fields.CharField(max_length=32, default="")
+    manager_topic_id = fields.BigIntField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    first_response_at = fields.DatetimeField(null=True)
+    last_message_at = fields.DatetimeField(auto_now_add=True)
+    closed_at = fields.DatetimeField(null=True)
+    rating = fields.SmallIntField(null=True)
+
+    class Meta:
+        table = "conversation"
+        indexes = (("user_id", "status"),)
+
+    def __str__(self) -> str:
+        return f"conversation {self.uuid}"
+
+
+class Message(Model):
+    id = fields.IntField(primary_key=True)
+    bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="messages")
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name="messages"
+    )
+    author_kind = fields.CharEnumField(AuthorKind, max_length=16)
+    author: fields.ForeignKeyNullableRelation["User"] = fields.ForeignKeyField(
+        "models.User", related_name="messages", null=True, on_delete=fields.SET_NULL
+    )
+    text = fields.TextField(default="")
+    attachments: list[dict[str, object]] = fields.JSONField(default=list)
+    # Where the copies of this message live: {"customer": [message ids], "manager": [...]}.
+    copies: dict[str, list[int]] = fields.JSONField(default=dict)
+    # AI metadata: model, tokens_in, tokens_out, latency_ms, cost, source ("ai" / "knowledge").
+    ai_meta: dict[str, object] = fields.JSONField(default=dict)
+    # The Telegram update id or the widget client's message id: a retried delivery is stored once.
+    source_key = fields.CharField(max_length=96, null=True)
+    reply_to: fields.ForeignKeyNullableRelation["Message"] = fields.ForeignKeyField(
+        "models.Message", related_name="replies", null=True, on_delete=fields.SET_NULL
+    )
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "message"
+        unique_together = (("bot", "source_key"),)
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.author_kind}: {self.text[:40]}"
+
+
+from models.tenants import Bot  # noqa: E402
+from models.users import User  # noqa: E402

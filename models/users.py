@@ -1,0 +1,42 @@
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class Role(StrEnum):
+    CUSTOMER = "customer"
+    MANAGER = "manager"
+    ADMIN = "admin"
+
+
+class User(Model):
+    """A customer or a staff member of one bot."""
+
+    id = fields.IntField(primary_key=True)
+    bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="users")
+    telegram_id = fields.BigIntField(null=True)
+    widget_visitor_id = fields.CharField(max_length=64, null=True)
+    first_name = fields.CharField(max_length=256, default="")
+    last_name = fields.CharField(max_length=256, default="")
+    username = fields.CharField(max_length=64, default="")
+    language = fields.CharField(max_length=8, default="")
+    role = fields.CharEnumField(Role, default=Role.CUSTOMER, max_length=16)
+    blocked_bot = fields.BooleanField(default=False)
+    banned = fields.BooleanField(default=False)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    last_seen_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "user"
+        unique_together = (("bot", "telegram_id"), ("bot", "widget_visitor_id"))
+
+    def __str__(self) -> str:
+        return self.full_name or f"user {self.id}"
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+from models.tenants import Bot  # noqa: E402  (forward reference for the type above)

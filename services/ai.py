@@ -1,0 +1,128 @@
+"""The AI: any OpenAI-compatible endpoint through the official client, streamed, with fallbacks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import openai
+from openai import AsyncOpenAI
+
+log = logging.getLogger(__name__)
+
+HANDOFF_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "handoff_to_human",
+        "description": "Hand the conversation to a human manager when you cannot help, the customer "
+        "asks for a person, complains, or raises something sensitive.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "reason": {
+                    "type": "string",
+                    "enum": ["asked_for_person", "cannot_answer", "complaint", "sensitive"],
+                }
+            },
+            "required": ["reason"],
+        },
+    },
+}
+
+Progress = Callable[[str], Awaitable[None]]
+"""Called with the whole answer so far (not a delta), so a fallback can restart the preview."""
+
+
+class AIUnavailable(Exception):
+    """Every configured model failed."""
+
+
+@dataclass(frozen=True)
+class AIReply:
+    text: str
+    model: str
+    tokens_in: int
+    tokens_out: int
+    latency_ms: int
+    cost: float
+    handoff_reason: str | None = None
+
+    def meta(self) -> dict[str, object]:
+        return {"source": "ai", "model": self.model, "tokens_in": self.tokens_in,
+                "tokens_out": self.tokens_out, "latency_ms": self.latency_ms, "cost": self.cost}
+
+
+PriceOf = Callable[[str], tuple[float, float]]
+
+
+class AIClient:
+    def __init__(self, client: AsyncOpenAI, models: list[str], price_of: PriceOf) -> None:
+        if not models:
+            raise ValueError("at least one model is needed")
+        self.client = client
+        self.models = models
+        self.price_of = price_of
+
+    async def answer(self, messages: list[dict[str, Any]], on_progress: Progress) -> AIReply:
+        """Stream an answer from the first model that works, in the configured order."""
+        errors: list[str] = []
+        for model in self.models:
+            try:
+                return await self._stream(model, messages, on_progress)
+            except (openai.APIError, openai.APIConnectionError, openai.APITimeoutError, ValueError) as error:
+                log.warning("AI model %s failed: %s", model, type(error).__name__)
+                errors.append(f"{model}: {type(error).__name__}")
+        raise AIUnavailable("; ".join(errors))
+
+    async def _stream(self, model: str, messages: list[dict[str, Any]], on_progress: Progress) -> AIReply:
+        started = time.monotonic()
+        stream = await self.client.chat.completions.create(
+            model=model, messages=cast(Any, messages), stream=True,
+            stream_options={"include_usage": True}, tools=cast(Any, [HANDOFF_TOOL]),
+        )
+        text: list[str] = []
+        tool_name, tool_arguments = "", []
+        tokens_in = tokens_out = 0
+        async for chunk in stream:
+            if chunk.usage is not None:
+                tokens_in, tokens_out = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
+            for choice in chunk.choices:
+                delta = choice.delta
+                if delta.content:
+                    text.append(delta.content)
+                    await on_progress("".join(text))
+                for call in delta.tool_calls or []:
+                    if call.function and call.function.name:
+                        tool_name = call.function.name
+                    if call.function and call.function.arguments:
+                        tool_arguments.append(call.function.arguments)
+        answer = "".join(text).strip()
+        handoff = _handoff_reason(tool_name, "".join(tool_arguments))
+        if not answer and handoff is None:
+            raise ValueError("the model returned an empty answer")
+        price_in, price_out = self.price_of(model)
+        return AIReply(
+            text=answer, model=model, tokens_in=tokens_in, tokens_out=tokens_out,
+            latency_ms=int((time.monotonic() - started) * 1000),
+            cost=round((tokens_in * price_in + tokens_out * price_out) / 1_000_000, 6),
+            handoff_reason=handoff,
+        )
+
+
+def _handoff_reason(tool_name: str, arguments: str) -> str | None:
+    if tool_name != "handoff_to_human":
+        return None
+    try:
+        reason = json.loads(arguments or "{}").get("reason")
+    except (json.JSONDecodeError, AttributeError):
+        reason = None
+    return reason if reason in ("asked_for_person", "cannot_answer", "complaint", "sensitive") else "cannot_answer"
+
+
+def estimate_tokens(text: str) -> int:
+    """An honest estimate without the provider's tokenizer: about four characters a token."""
+    return len(text) // 4 + 1

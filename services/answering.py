@@ -1,0 +1,260 @@
+"""Answering a customer's message: the knowledge base, else the AI (streamed), else a person.
+
+Runs from the outbox, never inside the webhook. Every stored customer message gets exactly one
+outcome: an answer, a handoff notice, or a clear error.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from models import AuthorKind, Conversation, ConversationMode, ConversationStatus, Message, OutboxJob, Usage, User
+from services import conversations, knowledge, persona
+from services.ai import AIClient, AIReply, AIUnavailable, estimate_tokens
+from services.i18n import N_, Translate
+from services.ports import ChatSender, OutgoingText, RecipientBlocked
+from services.render import escape, markdown_to_html, split_html, visible_length
+
+log = logging.getLogger(__name__)
+
+FROM_KNOWLEDGE_BASE = N_("📚 From our knowledge base:")
+PERSON_WILL_ANSWER = N_(
+    "I can't answer this myself right now. I've passed your message on, and a person will answer you here."
+)
+SLOW_DOWN = N_("You're sending messages very quickly. Please wait a moment, then write again.")
+QUOTA_REACHED = N_("You've reached today's limit of AI answers. A person will answer you, or try again tomorrow.")
+NOT_TEXT = {
+    "photo": N_("Thanks for the photo! I can only read text, so please describe what you need in words."),
+    "voice": N_("Thanks! I can't listen to voice messages yet: please type your question."),
+    "sticker": N_("Nice sticker! How can I help you? Just type your question."),
+    "document": N_("Thanks, I've received your file. Please also describe in words what you need."),
+}
+NOT_TEXT_DEFAULT = N_("I've received your message, but I can only read text. Please type your question.")
+
+# How close a knowledge item must be to be offered when the AI is down (no direct-answer bar).
+FALLBACK_OVERLAP = 0.3
+
+
+@dataclass(frozen=True)
+class AnswerPolicy:
+    kb_direct_threshold: float = 0.8
+    daily_ai_quota: int = 200
+    context_tokens: int = 3000
+    draft_interval: float = 0.6
+    default_locale: str = "en"
+
+
+@dataclass
+class _Context:
+    message: Message
+    conversation: Conversation
+    customer: User
+
+    @property
+    def chat_id(self) -> int:
+        chat_id = self.customer.telegram_id
+        assert chat_id is not None
+        return int(chat_id)
+
+    @property
+    def locale(self) -> str:
+        return self.customer.language or "en"
+
+
+class Answerer:
+    def __init__(self, sender: ChatSender, translate: Translate, policy: AnswerPolicy,
+                 ai: AIClient | None = None) -> None:
+        self.sender = sender
+        self.translate = translate
+        self.policy = policy
+        self.ai = ai
+
+    # --- outbox job handlers -----------------------------------------------------------------
+
+    async def answer_job(self, job: OutboxJob) -> None:
+        context = await self._load(job)
+        if context is None:
+            return
+        try:
+            await self._answer(context)
+        except RecipientBlocked:
+            await conversations.mark_blocked(context.customer.bot_id, context.chat_id)  # type: ignore[attr-defined]
+
+    async def slow_down_job(self, job: OutboxJob) -> None:
+        await self._notice_job(job, SLOW_DOWN)
+
+    async def gave_up(self, job: OutboxJob) -> None:
+        """A job failed for good: the customer still gets a clear message, never silence."""
+        if job.kind == "answer":
+            await self._notice_job(job, PERSON_WILL_ANSWER)
+
+    async def _notice_job(self, job: OutboxJob, notice: str) -> None:
+        context = await self._load(job)
+        if context is None:
+            return
+        try:
+            await self._reply(context, escape(self.translate(context.locale, notice)), AuthorKind.SYSTEM,
+                              {"source": "notice"})
+        except RecipientBlocked:
+            await conversations.mark_blocked(context.customer.bot_id, context.chat_id)  # type: ignore[attr-defined]
+
+    # --- the decision ----------------------------------------------------------------------------
+
+    async def _load(self, job: OutboxJob) -> _Context | None:
+        message = await Message.get_or_none(id=job.payload.get("message_id")).prefetch_related(
+            "conversation__user")
+        if message is None:
+            return None
+        if await Message.exists(reply_to_id=message.id):
+            return None  # answered already: this is a re-run after a crash
+        context = _Context(message, message.conversation, message.conversation.user)
+        if context.customer.telegram_id is None or context.customer.blocked_bot:
+            return None
+        return context
+
+    async def _answer(self, context: _Context) -> None:
+        if context.conversation.mode == ConversationMode.HUMAN:
+            return  # people answer this conversation (the manager desk copies it to them)
+        question = context.message.text.strip()
+        if not question:
+            kind = next((str(a.get("type")) for a in context.message.attachments), "")
+            await self._reply(context, escape(self.translate(context.locale, NOT_TEXT.get(kind, NOT_TEXT_DEFAULT))),
+                              AuthorKind.SYSTEM, {"source": "notice"})
+            return
+        bot_id: int = context.customer.bot_id  # type: ignore[attr-defined]
+        direct = await knowledge.direct_answer(bot_id, question, self.policy.kb_direct_threshold)
+        if direct is not None:
+            await self._answer_from_knowledge(context, direct)
+            return
+        if self.ai is None:
+            await self._without_ai(context, question)
+            return
+        if await conversations.ai_messages_today(context.customer.id) >= self.policy.daily_ai_quota:
+            await self._hand_off(context, "quota", QUOTA_REACHED)
+            return
+        try:
+            reply = await self._ask_ai(context, question)
+        except AIUnavailable as error:
+            log.warning("AI unavailable for message %s: %s", context.message.id, error)
+            await self._without_ai(context, question)
+            return
+        if reply.handoff_reason is not None:
+            if reply.text:
+                await self._deliver_ai(context, reply)
+            await self._hand_off(context, reply.handoff_reason, PERSON_WILL_ANSWER, quiet=bool(reply.text))
+            return
+        await self._deliver_ai(context, reply)
+
+    async def _without_ai(self, context: _Context, question: str) -> None:
+        """No AI (none configured, or all models failed): the best knowledge item, else a person."""
+        hits = await knowledge.search(context.customer.bot_id, question, limit=3)  # type: ignore[attr-defined]
+        best = max(hits, key=lambda hit: hit.overlap, default=None)
+        if best is not None and best.overlap >= FALLBACK_OVERLAP:
+            await self._answer_from_knowledge(context, best)
+        else:
+            await self._hand_off(context, "ai_failure", PERSON_WILL_ANSWER)
+
+    async def _answer_from_knowledge(self, context: _Context, hit: knowledge.KnowledgeHit) -> None:
+        header = escape(self.translate(context.locale, FROM_KNOWLEDGE_BASE))
+        await knowledge.count_hit(hit.item)
+        await self._reply(context, f"<i>{header}</i>\n\n{markdown_to_html(hit.item.answer)}", AuthorKind.AI,
+                          {"source": "knowledge", "knowledge_item": hit.item.id}, markdown=hit.item.answer)
+
+    async def _hand_off(self, context: _Context, reason: str, notice: str, *, quiet: bool = False) -> None:
+        await Conversation.filter(id=context.conversation.id).update(
+            mode=ConversationMode.HUMAN, status=ConversationStatus.WAITING, handoff_reason=reason)
+        if quiet:
+            return
+        await self._reply(context, escape(self.translate(context.locale, notice)), AuthorKind.SYSTEM,
+                          {"source": "handoff", "reason": reason})
+
+    # --- the AI ----------------------------------------------------------------------------------
+
+    async def _ask_ai(self, context: _Context, question: str) -> AIReply:
+        assert self.ai is not None
+        prompt = await self._prompt(context, question)
+        draft = _DraftStreamer(self.sender, context.chat_id, context.message.id, self.policy.draft_interval)
+        return await self.ai.answer(prompt, draft.update)
+
+    async def _prompt(self, context: _Context, question: str) -> list[dict[str, Any]]:
+        bot_id: int = context.customer.bot_id  # type: ignore[attr-defined]
+        system = await persona.active_persona(bot_id)
+        hits = await knowledge.search(bot_id, question, limit=3)
+        if hits:
+            items = "\n\n".join(f"Q: {hit.item.question}\nA: {hit.item.answer}" for hit in hits)
+            system += f"\n\n# Knowledge base (the best matches for the customer's message)\n\n{items}"
+        system += f"\n\nThe customer's language: {context.locale}. Today is {datetime.now(UTC):%Y-%m-%d}."
+        budget = self.policy.context_tokens - estimate_tokens(system)
+        turns: list[dict[str, Any]] = []
+        for earlier in reversed(await conversations.history(context.conversation.id, before_id=context.message.id)):
+            cost = estimate_tokens(earlier.text)
+            if cost > budget or not earlier.text:
+                break
+            budget -= cost
+            role = "user" if earlier.author_kind == AuthorKind.CUSTOMER else "assistant"
+            turns.append({"role": role, "content": earlier.text})
+        turns.reverse()
+        return [{"role": "system", "content": system}, *turns, {"role": "user", "content": question}]
+
+    async def _deliver_ai(self, context: _Context, reply: AIReply) -> None:
+        await self._reply(context, markdown_to_html(reply.text), AuthorKind.AI, reply.meta(), markdown=reply.text)
+        today = datetime.now(UTC).date()
+        await Usage.filter(user_id=context.customer.id, day=today).update(
+            ai_messages=F("ai_messages") + 1, tokens_in=F("tokens_in") + reply.tokens_in,
+            tokens_out=F("tokens_out") + reply.tokens_out, cost=F("cost") + Decimal(str(reply.cost)))
+
+    # --- delivery --------------------------------------------------------------------------------
+
+    async def _reply(self, context: _Context, html: str, author: AuthorKind, meta: dict[str, Any], *,
+                     markdown: str | None = None) -> None:
+        """Send (split when long) and record the reply; the record marks the message answered."""
+        sent = [await self.sender.send_text(context.chat_id, OutgoingText(part)) for part in split_html(html)]
+        async with in_transaction():
+            await Message.create(
+                bot_id=context.customer.bot_id,  # type: ignore[attr-defined]
+                conversation_id=context.conversation.id, author_kind=author,
+                text=markdown if markdown is not None else html, copies={"customer": sent},
+                ai_meta=meta, reply_to_id=context.message.id)
+            now = datetime.now(UTC)
+            await Conversation.filter(id=context.conversation.id).update(last_message_at=now)
+            await Conversation.filter(id=context.conversation.id, first_response_at=None).update(
+                first_response_at=now)
+
+
+class _DraftStreamer:
+    """Shows the answer as it is written with sendMessageDraft, at most once per interval.
+
+    A draft is a preview, so a failed draft never fails the answer; only a block stops it.
+    """
+
+    def __init__(self, sender: ChatSender, chat_id: int, draft_id: int, interval: float) -> None:
+        self.sender = sender
+        self.chat_id = chat_id
+        self.draft_id = draft_id
+        self.interval = interval
+        self._last = 0.0
+
+    async def update(self, text_so_far: str) -> None:
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            return
+        self._last = now
+        html = markdown_to_html(text_so_far)
+        if visible_length(html) > 4096:
+            html = split_html(html)[-1]
+        if not html:
+            return
+        try:
+            await self.sender.send_draft(self.chat_id, self.draft_id, html)
+        except RecipientBlocked:
+            raise
+        except Exception as error:  # a preview is best effort
+            log.info("draft update failed: %s", error)

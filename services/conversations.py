@@ -1,0 +1,160 @@
+"""Customers, their conversations and their messages: the one place inbound messages are stored."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from models import AuthorKind, Bot, Conversation, ConversationStatus, Message, Usage, User
+from services import outbox
+from services.i18n import pick_locale
+from services.limits import RateLimiter, Verdict
+
+MAX_TEXT_CHARS = 4096
+
+
+@dataclass(frozen=True)
+class Customer:
+    """Who wrote, as the channel tells it."""
+
+    telegram_id: int | None
+    first_name: str = ""
+    last_name: str = ""
+    username: str = ""
+    language_code: str = ""
+
+
+@dataclass(frozen=True)
+class Incoming:
+    source_key: str  # the Telegram update id or the widget's client message id
+    text: str = ""
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Stored:
+    message: Message | None  # None: a re-delivery of something already stored
+    verdict: Verdict = Verdict.ALLOW
+
+    @property
+    def duplicate(self) -> bool:
+        return self.message is None
+
+
+async def ensure_bot(telegram_id: int, username: str = "") -> Bot:
+    bot, _ = await Bot.get_or_create(telegram_id=telegram_id, defaults={"username": username})
+    if username and bot.username != username:
+        bot.username = username
+        await bot.save(update_fields=["username"])
+    return bot
+
+
+async def find_customer(bot_id: int, telegram_id: int) -> User | None:
+    return await User.get_or_none(bot_id=bot_id, telegram_id=telegram_id)
+
+
+async def register_customer(bot_id: int, who: Customer, default_locale: str) -> User:
+    """Create the customer on first contact, refresh their names later; the language stays theirs."""
+    user = await User.get_or_none(bot_id=bot_id, telegram_id=who.telegram_id)
+    if user is None:
+        try:
+            return await User.create(
+                bot_id=bot_id, telegram_id=who.telegram_id, first_name=who.first_name[:256],
+                last_name=who.last_name[:256], username=who.username[:64],
+                language=pick_locale(who.language_code, default=default_locale))
+        except IntegrityError:  # created meanwhile by a concurrent update of the same person
+            return await User.get(bot_id=bot_id, telegram_id=who.telegram_id)
+    names = (who.first_name[:256], who.last_name[:256], who.username[:64])
+    changed = names != (user.first_name, user.last_name, user.username)
+    user.first_name, user.last_name, user.username = names
+    user.last_seen_at = datetime.now(UTC)
+    user.blocked_bot = False  # they wrote to us, so they have not blocked the bot
+    await user.save(update_fields=["first_name", "last_name", "username", "last_seen_at", "blocked_bot"]
+                    if changed else ["last_seen_at", "blocked_bot"])
+    return user
+
+
+async def set_language(user: User, locale: str) -> None:
+    user.language = locale
+    await user.save(update_fields=["language"])
+
+
+async def mark_blocked(bot_id: int, telegram_id: int) -> None:
+    await User.filter(bot_id=bot_id, telegram_id=telegram_id).update(blocked_bot=True)
+
+
+async def open_conversation(user: User) -> Conversation:
+    """The customer's current conversation, or a new one."""
+    conversation = await (Conversation.filter(user_id=user.id).exclude(status=ConversationStatus.CLOSED)
+                          .order_by("-id").first())
+    if conversation is None:
+        conversation = await Conversation.create(uuid=uuid.uuid4(), bot_id=user.bot_id, user=user)  # type: ignore[attr-defined]
+    return conversation
+
+
+async def start_new_conversation(user: User) -> Conversation:
+    """Close what is open; the next message starts afresh, without the old history."""
+    now = datetime.now(UTC)
+    async with in_transaction():
+        await (Conversation.filter(user_id=user.id).exclude(status=ConversationStatus.CLOSED)
+               .update(status=ConversationStatus.CLOSED, closed_at=now))
+        return await Conversation.create(uuid=uuid.uuid4(), bot_id=user.bot_id, user=user)  # type: ignore[attr-defined]
+
+
+async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming, *,
+                                  limiter: RateLimiter, default_locale: str) -> Stored:
+    """Store the message and the job that answers it in one transaction.
+
+    A re-delivery (same source key) stores nothing and returns a duplicate. A customer over
+    their rate gets their message stored and one "slow down" notice, not one answer each.
+    """
+    if await Message.exists(bot_id=bot_id, source_key=incoming.source_key):
+        return Stored(None)
+    text = incoming.text[:MAX_TEXT_CHARS * 4]
+    try:
+        async with in_transaction():
+            user = await register_customer(bot_id, who, default_locale)
+            conversation = await open_conversation(user)
+            message = await Message.create(
+                bot_id=bot_id, conversation=conversation, author_kind=AuthorKind.CUSTOMER, author=user,
+                text=text, attachments=incoming.attachments, source_key=incoming.source_key)
+            await Conversation.filter(id=conversation.id).update(last_message_at=message.created_at)
+            await _count_message(bot_id, user.id)
+            verdict = limiter.check(f"{bot_id}:{user.id}")
+            if verdict is Verdict.ALLOW:
+                await outbox.enqueue(bot_id, "answer", {"message_id": message.id}, lane=str(conversation.uuid))
+            elif verdict is Verdict.WARN:
+                await outbox.enqueue(bot_id, "slow_down", {"message_id": message.id}, lane=str(conversation.uuid))
+    except IntegrityError:
+        if await Message.exists(bot_id=bot_id, source_key=incoming.source_key):
+            return Stored(None)  # the same update, stored meanwhile by a concurrent delivery
+        raise
+    return Stored(message, verdict)
+
+
+async def _count_message(bot_id: int, user_id: int) -> None:
+    today = datetime.now(UTC).date()
+    updated = await Usage.filter(user_id=user_id, day=today).update(messages=F("messages") + 1)
+    if not updated:
+        await Usage.create(bot_id=bot_id, user_id=user_id, day=today, messages=1)
+
+
+async def ai_messages_today(user_id: int, day: date | None = None) -> int:
+    usage = await Usage.get_or_none(user_id=user_id, day=day or datetime.now(UTC).date())
+    return usage.ai_messages if usage else 0
+
+
+async def history(conversation_id: int, before_id: int | None = None, limit: int = 40) -> list[Message]:
+    """The most recent customer-visible messages, oldest first."""
+    query = Message.filter(conversation_id=conversation_id,
+                           author_kind__in=[AuthorKind.CUSTOMER, AuthorKind.AI, AuthorKind.MANAGER])
+    if before_id is not None:
+        query = query.filter(id__lt=before_id)
+    recent = await query.order_by("-id").limit(limit)
+    return list(reversed(recent))

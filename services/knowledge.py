@@ -1,0 +1,172 @@
+"""The knowledge base: full-text search (FTS5 / tsvector), the bar for a direct answer, imports."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tortoise import connections
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from models import KnowledgeItem
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_MAX_QUERY_WORDS = 32
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def question_key(question: str) -> str:
+    return hashlib.sha256(" ".join(words(question)).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class KnowledgeHit:
+    item: KnowledgeItem
+    rank: float  # the database's relevance: larger is better
+    overlap: float  # how well the customer's words and the item's question agree, 0..1
+
+
+def overlap(asked: str, known_question: str) -> float:
+    """F1 of the word sets: 1.0 when the customer asked the item's question in its words.
+
+    Full-text rank orders candidates but says nothing absolute; a direct answer needs the
+    customer to have asked (nearly) this question, so the bar is on word agreement.
+    """
+    asked_words, known_words = set(words(asked)), set(words(known_question))
+    common = len(asked_words & known_words)
+    if not common:
+        return 0.0
+    precision, recall = common / len(asked_words), common / len(known_words)
+    return 2 * precision * recall / (precision + recall)
+
+
+async def search(bot_id: int, text: str, limit: int = 3) -> list[KnowledgeHit]:
+    terms = list(dict.fromkeys(words(text)))[:_MAX_QUERY_WORDS]
+    if not terms:
+        return []
+    connection = connections.get("default")
+    if connection.capabilities.dialect == "postgres":
+        rows = await connection.execute_query_dict(
+            "SELECT id, ts_rank(search, query) AS rank FROM knowledge_item, to_tsquery('simple', $1) query "
+            "WHERE bot_id = $2 AND enabled AND search @@ query ORDER BY rank DESC, id LIMIT $3",
+            [" | ".join(terms), bot_id, limit],
+        )
+    else:
+        # bm25 is smaller for better matches; question words weigh most, then tags, then answers.
+        rows = await connection.execute_query_dict(
+            "SELECT k.id AS id, -bm25(knowledge_fts, 10.0, 1.0, 3.0) AS rank FROM knowledge_fts "
+            "JOIN knowledge_item k ON k.id = knowledge_fts.rowid "
+            "WHERE knowledge_fts MATCH ? AND k.bot_id = ? AND k.enabled = 1 ORDER BY rank DESC, k.id LIMIT ?",
+            [" OR ".join(f'"{term}"' for term in terms), bot_id, limit],
+        )
+    items = {item.id: item for item in await KnowledgeItem.filter(id__in=[row["id"] for row in rows])}
+    return [KnowledgeHit(items[row["id"]], float(row["rank"]), overlap(text, items[row["id"]].question))
+            for row in rows if row["id"] in items]
+
+
+async def direct_answer(bot_id: int, text: str, threshold: float) -> KnowledgeHit | None:
+    """The item to answer with, without the AI, when the customer asked its question."""
+    hits = await search(bot_id, text, limit=5)
+    best = max(hits, key=lambda hit: hit.overlap, default=None)
+    return best if best is not None and best.overlap >= threshold else None
+
+
+async def count_hit(item: KnowledgeItem) -> None:
+    await KnowledgeItem.filter(id=item.id).update(hit_count=F("hit_count") + 1)
+
+
+@dataclass(frozen=True)
+class Entry:
+    question: str
+    answer: str
+    tags: str = ""
+
+
+def parse_csv(text: str) -> list[Entry]:
+    """`question,answer[,tags]`; a first row naming those columns is a header."""
+    rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+    if rows and [cell.strip().lower() for cell in rows[0][:2]] == ["question", "answer"]:
+        rows = rows[1:]
+    entries = []
+    for number, row in enumerate(rows, start=1):
+        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+            raise ValueError(f"row {number}: expected question,answer[,tags]")
+        entries.append(Entry(row[0].strip(), row[1].strip(), row[2].strip() if len(row) > 2 else ""))
+    return entries
+
+
+def parse_markdown(text: str) -> list[Entry]:
+    """`## question` headings, each followed by its answer; an optional `Tags: a, b` last line."""
+    entries: list[Entry] = []
+    question: str | None = None
+    body: list[str] = []
+
+    def flush() -> None:
+        if question is None:
+            return
+        lines = [line for line in body]
+        tags = ""
+        while lines and not lines[-1].strip():
+            lines.pop()
+        if lines and lines[-1].lower().startswith("tags:"):
+            tags = lines.pop().split(":", 1)[1].strip()
+        answer = "\n".join(lines).strip()
+        if not answer:
+            raise ValueError(f"question {question!r} has no answer")
+        entries.append(Entry(question, answer, tags))
+
+    for line in text.splitlines():
+        if line.startswith("## "):
+            flush()
+            question, body = line[3:].strip(), []
+        elif question is not None:
+            body.append(line)
+    flush()
+    return entries
+
+
+def parse_file(path: Path) -> list[Entry]:
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() == ".csv":
+        return parse_csv(text)
+    if path.suffix.lower() in (".md", ".markdown"):
+        return parse_markdown(text)
+    raise ValueError("knowledge files are .csv (question,answer[,tags]) or .md (## question, then the answer)")
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+async def import_entries(bot_id: int, entries: Iterable[Entry],
+                         progress: Callable[[int], None] = lambda done: None) -> ImportReport:
+    """Create or update items by question, all or nothing: importing the same file twice changes nothing."""
+    report = ImportReport()
+    async with in_transaction():
+        for entry in entries:
+            key = question_key(entry.question)
+            item = await KnowledgeItem.get_or_none(bot_id=bot_id, question_key=key)
+            if item is None:
+                await KnowledgeItem.create(bot_id=bot_id, question=entry.question, answer=entry.answer,
+                                           tags=entry.tags, question_key=key)
+                report.created += 1
+            elif (item.question, item.answer, item.tags) != (entry.question, entry.answer, entry.tags):
+                item.question, item.answer, item.tags = entry.question, entry.answer, entry.tags
+                await item.save(update_fields=["question", "answer", "tags", "updated_at"])
+                report.updated += 1
+            else:
+                report.unchanged += 1
+            progress(1)
+    return report

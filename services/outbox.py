@@ -1,0 +1,149 @@
+"""The outbox: durable work written with the message that caused it, run by leased workers.
+
+A job is claimed by setting a lease (owner + expiry) with a conditional UPDATE, so two workers
+never run the same job; a worker that dies leaves a lease that expires, and the job is claimed
+again. On PostgreSQL the candidate rows are also locked with FOR UPDATE SKIP LOCKED so workers
+do not queue behind each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
+from models import JobStatus, OutboxJob
+
+log = logging.getLogger(__name__)
+
+JobHandler = Callable[[OutboxJob], Awaitable[None]]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def enqueue(bot_id: int, kind: str, payload: dict[str, Any], *, lane: str = "",
+                  delay: float = 0.0) -> OutboxJob:
+    """Add a job; call inside the transaction that stores what caused it."""
+    return await OutboxJob.create(bot_id=bot_id, kind=kind, payload=payload, lane=lane,
+                                  run_after=now() + timedelta(seconds=delay))
+
+
+@dataclass
+class OutboxSettings:
+    workers: int = 4
+    lease_seconds: float = 120.0
+    max_attempts: int = 5
+    idle_poll_seconds: float = 1.0
+
+
+class OutboxWorker:
+    """Runs due jobs with a few concurrent tasks; `wake()` after a commit starts them at once."""
+
+    def __init__(self, handlers: Mapping[str, JobHandler], settings: OutboxSettings,
+                 on_give_up: JobHandler | None = None) -> None:
+        self.handlers = handlers
+        self.settings = settings
+        self.on_give_up = on_give_up
+        self.owner = f"worker-{uuid.uuid4().hex[:12]}"
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._loop(), name=f"outbox-{i}") for i in range(self.settings.workers)]
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wakeup.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            try:
+                job = await self.claim()
+            except Exception:
+                log.exception("outbox: claiming a job failed")
+                job = None
+            if job is None:
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self.settings.idle_poll_seconds)
+                continue
+            await self.run(job)
+            self._wakeup.set()  # more may be waiting behind the lane we just freed
+
+    async def claim(self) -> OutboxJob | None:
+        moment = now()
+        expired_or_pending = Q(status=JobStatus.PENDING) | Q(status=JobStatus.RUNNING, lease_expires_at__lt=moment)
+        busy_lanes = await OutboxJob.filter(status=JobStatus.RUNNING, lease_expires_at__gte=moment).exclude(
+            lane="").values_list("lane", flat=True)
+        async with in_transaction() as connection:
+            query = (OutboxJob.filter(expired_or_pending, run_after__lte=moment)
+                     .exclude(lane__in=list(busy_lanes) or ["\x00"])
+                     .order_by("id").limit(8).using_db(connection))
+            if connection.capabilities.dialect == "postgres":
+                query = query.select_for_update(skip_locked=True)
+            candidates = await query
+            for job in candidates:
+                claimed = await OutboxJob.filter(expired_or_pending, id=job.id).using_db(connection).update(
+                    status=JobStatus.RUNNING, lease_owner=self.owner, attempts=job.attempts + 1,
+                    lease_expires_at=moment + timedelta(seconds=self.settings.lease_seconds))
+                if claimed:
+                    job.attempts += 1
+                    job.status = JobStatus.RUNNING
+                    return job
+        return None
+
+    async def run(self, job: OutboxJob) -> None:
+        handler = self.handlers.get(job.kind)
+        try:
+            if handler is None:
+                raise LookupError(f"no handler for outbox job kind {job.kind!r}")
+            await handler(job)
+        except asyncio.CancelledError:
+            await self._release(job)
+            raise
+        except Exception as error:
+            log.exception("outbox: job %s (%s) failed, attempt %s", job.id, job.kind, job.attempts)
+            await self._failed(job, error)
+        else:
+            await self._finish(job, JobStatus.DONE)
+
+    async def _finish(self, job: OutboxJob, status: JobStatus, error: str = "") -> None:
+        await OutboxJob.filter(id=job.id, lease_owner=self.owner).update(
+            status=status, finished_at=now(), lease_expires_at=None, last_error=error[:2000])
+
+    async def _release(self, job: OutboxJob) -> None:
+        """Hand an interrupted job back so the next worker starts it without waiting for the lease."""
+        await asyncio.shield(OutboxJob.filter(id=job.id, lease_owner=self.owner).update(
+            status=JobStatus.PENDING, lease_expires_at=None, attempts=max(0, job.attempts - 1)))
+
+    async def _failed(self, job: OutboxJob, error: Exception) -> None:
+        if job.attempts < self.settings.max_attempts:
+            backoff = min(2 ** job.attempts, 60)
+            await OutboxJob.filter(id=job.id, lease_owner=self.owner).update(
+                status=JobStatus.PENDING, lease_expires_at=None, last_error=repr(error)[:2000],
+                run_after=now() + timedelta(seconds=backoff))
+            return
+        await self._finish(job, JobStatus.FAILED, repr(error))
+        if self.on_give_up is not None:
+            try:
+                await self.on_give_up(job)
+            except Exception:
+                log.exception("outbox: telling the customer about failed job %s failed too", job.id)

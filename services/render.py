@@ -1,0 +1,236 @@
+"""Model Markdown to Telegram HTML, and splitting that HTML into messages Telegram accepts.
+
+markdown-it-py parses; the renderer below emits only the tags Telegram's HTML parse mode knows
+and escapes every piece of text, so nothing a model or a customer writes can break the markup.
+Raw HTML in the input is disabled in the parser, so `<b>` typed by a model shows as text.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+TELEGRAM_TEXT_LIMIT = 4096
+_SAFE_LINK = re.compile(r"^(https?://|tg://|mailto:)", re.IGNORECASE)
+_INLINE_TAGS = {
+    "strong_open": "<b>",
+    "strong_close": "</b>",
+    "em_open": "<i>",
+    "em_close": "</i>",
+    "s_open": "<s>",
+    "s_close": "</s>",
+}
+
+_parser = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": False}).enable(
+    ["strikethrough", "table"]
+)
+
+
+def escape(text: str) -> str:
+    """Escape text for Telegram HTML (which knows only &lt; &gt; &amp; &quot;)."""
+    return html.escape(text, quote=True).replace("&#x27;", "'")
+
+
+def markdown_to_html(markdown: str) -> str:
+    """Render model Markdown as Telegram HTML."""
+    return _Renderer().render(_parser.parse(markdown)).strip()
+
+
+class _Renderer:
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self.lists: list[list[int]] = []  # one [next number] per open ordered list, [] for bullets
+
+    def render(self, tokens: Sequence[Token]) -> str:
+        for token in tokens:
+            self._block(token)
+        return "".join(self.out)
+
+    def _block(self, token: Token) -> None:
+        kind = token.type
+        if kind == "inline":
+            self.out.append(self._inline(token.children or []))
+        elif kind in ("paragraph_close", "heading_close"):
+            self.out.append("</b>\n\n" if kind == "heading_close" else ("\n" if self.lists else "\n\n"))
+        elif kind == "heading_open":
+            self.out.append("<b>")
+        elif kind in ("bullet_list_open", "ordered_list_open"):
+            self.lists.append([int(token.attrGet("start") or 1)] if kind == "ordered_list_open" else [])
+        elif kind in ("bullet_list_close", "ordered_list_close"):
+            self.lists.pop()
+            if not self.lists:
+                self.out.append("\n")
+        elif kind == "list_item_open":
+            self.out.append(self._bullet())
+        elif kind in ("fence", "code_block"):
+            self.out.append(self._code_block(token))
+        elif kind == "blockquote_open":
+            self.out.append("<blockquote>")
+        elif kind == "blockquote_close":
+            self._trim_trailing_newlines()
+            self.out.append("</blockquote>\n\n")
+        elif kind == "hr":
+            self.out.append("——————\n\n")
+        elif kind in ("th_open", "td_open"):
+            self.out.append(" | " if self.out and not self.out[-1].endswith("\n") else "")
+        elif kind == "tr_close" or kind == "table_close":
+            self.out.append("\n")
+
+    def _bullet(self) -> str:
+        depth = len(self.lists) - 1
+        current = self.lists[-1]
+        indent = "   " * depth
+        if current:
+            number = current[0]
+            current[0] += 1
+            return f"{indent}{number}. "
+        return f"{indent}• "
+
+    def _trim_trailing_newlines(self) -> None:
+        while self.out and self.out[-1].endswith("\n"):
+            self.out[-1] = self.out[-1].rstrip("\n")
+            if self.out[-1]:
+                break
+            self.out.pop()
+
+    @staticmethod
+    def _code_block(token: Token) -> str:
+        language = (token.info or "").split(" ")[0].strip()
+        code = escape(token.content.rstrip("\n"))
+        if language and re.fullmatch(r"[\w+#.-]{1,32}", language):
+            return f'<pre><code class="language-{escape(language)}">{code}</code></pre>\n\n'
+        return f"<pre>{code}</pre>\n\n"
+
+    def _inline(self, children: Sequence[Token]) -> str:
+        parts: list[str] = []
+        link_open: list[bool] = []
+        for child in children:
+            kind = child.type
+            if kind == "text":
+                parts.append(escape(child.content))
+            elif kind == "code_inline":
+                parts.append(f"<code>{escape(child.content)}</code>")
+            elif kind in _INLINE_TAGS:
+                parts.append(_INLINE_TAGS[kind])
+            elif kind == "softbreak" or kind == "hardbreak":
+                parts.append("\n")
+            elif kind == "link_open":
+                href = str(child.attrGet("href") or "")
+                safe = bool(_SAFE_LINK.match(href))
+                link_open.append(safe)
+                if safe:
+                    parts.append(f'<a href="{escape(href)}">')
+            elif kind == "link_close":
+                if link_open.pop():
+                    parts.append("</a>")
+            elif kind == "image":
+                parts.append(escape(child.content or str(child.attrGet("src") or "")))
+            elif kind in ("html_inline", "html_block"):
+                parts.append(escape(child.content))
+        return "".join(parts)
+
+
+# --- splitting -----------------------------------------------------------------------------------
+
+_TAG = re.compile(r"<(/?)([a-z-]+)([^>]*)>")
+
+
+@dataclass(frozen=True)
+class _Char:
+    text: str  # one visible character, unescaped
+    tags: tuple[str, ...]  # the opening tags in force, outermost first
+
+
+def _utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _visible(html_text: str) -> list[_Char]:
+    """Our own renderer's HTML as visible characters, each with the tags that wrap it."""
+    chars: list[_Char] = []
+    stack: list[str] = []
+    position = 0
+    for match in _TAG.finditer(html_text):
+        chars.extend(_Char(c, tuple(stack)) for c in html.unescape(html_text[position : match.start()]))
+        closing, name, _ = match.groups()
+        if closing:
+            while stack and not stack.pop().startswith(f"<{name}"):
+                pass
+        else:
+            stack.append(match.group(0))
+        position = match.end()
+    chars.extend(_Char(c, tuple(stack)) for c in html.unescape(html_text[position:]))
+    return chars
+
+
+def _serialize(chars: Sequence[_Char]) -> str:
+    out: list[str] = []
+    open_tags: tuple[str, ...] = ()
+    for char in chars:
+        if char.tags != open_tags:
+            common = 0
+            while common < min(len(open_tags), len(char.tags)) and open_tags[common] == char.tags[common]:
+                common += 1
+            out.extend(_closing(tag) for tag in reversed(open_tags[common:]))
+            out.extend(char.tags[common:])
+            open_tags = char.tags
+        out.append(escape(char.text))
+    out.extend(_closing(tag) for tag in reversed(open_tags))
+    return "".join(out)
+
+
+def _closing(opening_tag: str) -> str:
+    name = _TAG.match(opening_tag)
+    return f"</{name.group(2)}>" if name else ""
+
+
+_BREAKS = (("\n\n", 0.5), ("\n", 0.5), (". ", 0.3), ("! ", 0.3), ("? ", 0.3), ("; ", 0.3), (" ", 0.3))
+
+
+def _cut_point(text: str, limit: int) -> int:
+    """Where to end a part of at most `limit` characters: a paragraph, line, sentence or word end."""
+    window = text[:limit]
+    for separator, min_share in _BREAKS:
+        index = window.rfind(separator)
+        if index >= limit * min_share:
+            return index + len(separator)
+    return limit
+
+
+def split_html(html_text: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
+    """Split Telegram HTML into parts of at most `limit` visible characters (UTF-16 units), each
+    valid on its own: tags open at a cut are closed and reopened in the next part."""
+    chars = _visible(html_text)
+    parts: list[str] = []
+    while chars:
+        # Count in UTF-16 units: find how many characters fit.
+        units = fit = 0
+        while fit < len(chars) and units + _utf16(chars[fit].text) <= limit:
+            units += _utf16(chars[fit].text)
+            fit += 1
+        if fit < len(chars):
+            plain = "".join(c.text for c in chars[:fit])
+            fit = max(1, _cut_point(plain, fit))
+        part = _serialize(_strip(chars[:fit]))
+        if part:
+            parts.append(part)
+        chars = chars[fit:]
+    return parts
+
+
+def _strip(chars: Sequence[_Char]) -> Sequence[_Char]:
+    start, end = 0, len(chars)
+    while start < end and chars[start].text.isspace():
+        start += 1
+    while end > start and chars[end - 1].text.isspace():
+        end -= 1
+    return chars[start:end]
+
+
+def visible_length(html_text: str) -> int:
+    return sum(_utf16(c.text) for c in _visible(html_text))

@@ -1,0 +1,193 @@
+"""Fixtures: real databases (SQLite always, PostgreSQL when TEST_POSTGRES_URL is set, as `make test`
+does), the Telegram simulator from ../shared/tgsim, the fake AI server, and Frontdesk itself running
+on a real port with its webhook registered at the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import shutil
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+if str(SHARED) not in sys.path:
+    sys.path.insert(0, str(SHARED))
+
+from tgsim import FloodLimits, Simulator  # noqa: E402
+
+from bot import db  # noqa: E402
+from bot.app import create_app  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+from tests.fake_ai import FakeAI  # noqa: E402
+
+TOKEN = "7000000001:TEST-frontdesk-token"
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
+BACKENDS = ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
+
+
+def run_in_thread(coroutine: Any) -> Any:
+    """asyncio.run for session fixtures first requested from inside a running test loop."""
+    with concurrent.futures.ThreadPoolExecutor(1) as executor:
+        return executor.submit(asyncio.run, coroutine).result()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# --- databases ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file; each test gets a copy."""
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    run_in_thread(db.migrate(f"sqlite://{path}"))
+    return path
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """One migrated PostgreSQL database; each test gets a copy (CREATE DATABASE ... TEMPLATE)."""
+    name = f"frontdesk_template_{uuid.uuid4().hex[:8]}"
+
+    async def create() -> None:
+        admin = await asyncpg.connect(POSTGRES_URL)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.close()
+        await db.migrate(_with_database(POSTGRES_URL, name))
+
+    async def drop() -> None:
+        admin = await asyncpg.connect(POSTGRES_URL)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+    run_in_thread(create())
+    yield name
+    run_in_thread(drop())
+
+
+@pytest.fixture(params=BACKENDS)
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        path = tmp_path / "frontdesk.sqlite3"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite://{path}"
+        return
+    template = request.getfixturevalue("postgres_template")
+    name = f"frontdesk_test_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(POSTGRES_URL)
+    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    await admin.close()
+    yield _with_database(POSTGRES_URL, name)
+    admin = await asyncpg.connect(POSTGRES_URL)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[str]:
+    """An open database for tests of services alone."""
+    await db.open_database(database_url, run_migrations=False)
+    yield database_url
+    await db.close_database()
+
+
+# --- the outside world -------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with Simulator(token=TOKEN, port=0, bot_username="frontdesk_test_bot", bot_name="Frontdesk") as simulator:
+        yield simulator
+        assert simulator.violations() == [], "the bot made calls Telegram's schema does not allow"
+
+
+@pytest.fixture
+async def ai() -> AsyncIterator[FakeAI]:
+    server = await FakeAI().start()
+    yield server
+    if server.script.hold is not None:
+        server.script.hold.set()
+    await server.stop()
+
+
+# --- Frontdesk ---------------------------------------------------------------------------------
+
+
+def frontdesk_environment(database_url: str, sim: Simulator, ai: FakeAI | None, port: int,
+                          **overrides: Any) -> dict[str, str]:
+    env = {
+        "BOT_TOKEN": TOKEN,
+        "TELEGRAM_API_BASE": sim.base_url,
+        "WEBHOOK_BASE_URL": f"http://127.0.0.1:{port}",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "DATABASE_URL": database_url,
+        "AI_BASE_URL": ai.base_url if ai else "",
+        "AI_API_KEY": "test-key",
+        "AI_MODEL": "main-model" if ai else "",
+        "AI_FALLBACK_MODELS": "backup-model",
+        "DRAFT_INTERVAL": "0",
+        "OUTBOX_LEASE_SECONDS": "30",
+        "LOG_LEVEL": "INFO",
+    }
+    env.update({key: str(value) for key, value in overrides.items()})
+    return env
+
+
+@dataclass
+class Frontdesk:
+    settings: Settings
+    app: web.Application
+    runner: web.AppRunner
+    url: str
+
+
+@pytest.fixture
+def frontdesk_settings() -> dict[str, Any]:
+    """Overrides for the next `frontdesk` fixture; a test changes this dict before asking for it."""
+    return {}
+
+
+@pytest.fixture
+async def frontdesk(database_url: str, sim: Simulator, ai: FakeAI,
+                    frontdesk_settings: dict[str, Any]) -> AsyncIterator[Frontdesk]:
+    port = free_port()
+    use_ai = frontdesk_settings.pop("use_ai", True)
+    env = frontdesk_environment(database_url, sim, ai if use_ai else None, port, **frontdesk_settings)
+    settings = Settings(_env_file=None, **cast(dict[str, Any], env))
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield Frontdesk(settings, app, runner, f"http://127.0.0.1:{port}")
+    await runner.cleanup()
+
+
+@pytest.fixture
+def flood_off(sim: Simulator) -> None:
+    sim.set_flood_limits(enabled=False)
+
+
+__all__ = ["FloodLimits"]

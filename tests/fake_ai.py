@@ -1,0 +1,103 @@
+"""A small OpenAI-compatible server for the tests: chat completions, streamed or not, with scripted
+answers, failures, tool calls and pauses. The product talks to it through the official client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Script:
+    reply: str = "Hello from the AI."
+    replies: list[str] = field(default_factory=list)  # taken in order before `reply`
+    failing_models: dict[str, int] = field(default_factory=dict)  # model -> HTTP status
+    handoff_reason: str | None = None
+    chunk_size: int = 12
+    chunk_delay: float = 0.0
+    hold: asyncio.Event | None = None  # when set, requests wait for it before answering
+
+
+class FakeAI:
+    def __init__(self) -> None:
+        self.script = Script()
+        self.requests: list[dict[str, Any]] = []
+        self.received = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def start(self) -> FakeAI:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._completions)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _next_reply(self) -> str:
+        return self.script.replies.pop(0) if self.script.replies else self.script.reply
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(body)
+        self.received.set()
+        if self.script.hold is not None:
+            await self.script.hold.wait()
+        model = body["model"]
+        if model in self.script.failing_models:
+            status = self.script.failing_models[model]
+            return web.json_response({"error": {"message": "scripted failure", "type": "server_error"}},
+                                     status=status)
+        text = self._next_reply()
+        usage = {"prompt_tokens": 100 + len(json.dumps(body["messages"])) // 4,
+                 "completion_tokens": len(text) // 4 + 1}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        if not body.get("stream"):
+            return web.json_response({
+                "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "finish_reason": "stop"}],
+                "usage": usage,
+            })
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+
+        async def send(payload: dict[str, Any]) -> None:
+            chunk = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": int(time.time()),
+                     "model": model, **payload}
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+
+        await send({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+        size = self.script.chunk_size
+        for start in range(0, len(text), size):
+            await send({"choices": [{"index": 0, "delta": {"content": text[start:start + size]},
+                                     "finish_reason": None}]})
+            if self.script.chunk_delay:
+                await asyncio.sleep(self.script.chunk_delay)
+        finish = "stop"
+        if self.script.handoff_reason is not None:
+            finish = "tool_calls"
+            call = {"index": 0, "id": "call_1", "type": "function",
+                    "function": {"name": "handoff_to_human",
+                                 "arguments": json.dumps({"reason": self.script.handoff_reason})}}
+            await send({"choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]})
+        await send({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+        await send({"choices": [], "usage": usage})
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
