@@ -90,6 +90,8 @@ async def telegram_context(app: web.Application) -> AsyncIterator[None]:
             await asyncio.gather(polling, return_exceptions=True)
         await outbox.stop()
         await bot.session.close()
+        if ai is not None:
+            await ai.close()
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 from collections import OrderedDict
+from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -40,6 +40,7 @@ def create_dispatcher(i18n: I18n, **workflow_data: Any) -> Dispatcher:
     identity = IdentityMiddleware(i18n)
     dispatcher.message.outer_middleware(identity)
     dispatcher.callback_query.outer_middleware(identity)
+    dispatcher.my_chat_member.outer_middleware(identity)
     dispatcher.include_routers(*get_routers())
     return dispatcher
 

@@ -2,9 +2,9 @@
 
 from aiogram import Router
 
-from handlers import customer_commands, customer_messages
+from handlers import customer_commands, customer_messages, membership
 
 
 def get_routers() -> list[Router]:
     # Commands first: a command is never taken for a question.
-    return [customer_commands.create_router(), customer_messages.create_router()]
+    return [customer_commands.create_router(), customer_messages.create_router(), membership.create_router()]

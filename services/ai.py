@@ -67,6 +67,9 @@ class AIClient:
         self.models = models
         self.price_of = price_of
 
+    async def close(self) -> None:
+        await self.client.close()
+
     async def answer(self, messages: list[dict[str, Any]], on_progress: Progress) -> AIReply:
         """Stream an answer from the first model that works, in the configured order."""
         errors: list[str] = []

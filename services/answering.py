@@ -39,8 +39,8 @@ NOT_TEXT = {
 }
 NOT_TEXT_DEFAULT = N_("I've received your message, but I can only read text. Please type your question.")
 
-# How close a knowledge item must be to be offered when the AI is down (no direct-answer bar).
-FALLBACK_OVERLAP = 0.3
+# When the AI is down, a knowledge item is offered if it holds this share of the customer's words.
+FALLBACK_COVERAGE = 0.5
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class Answerer:
         try:
             await self._answer(context)
         except RecipientBlocked:
-            await conversations.mark_blocked(context.customer.bot_id, context.chat_id)  # type: ignore[attr-defined]
+            await conversations.set_blocked(context.customer.bot_id, context.chat_id)  # type: ignore[attr-defined]
 
     async def slow_down_job(self, job: OutboxJob) -> None:
         await self._notice_job(job, SLOW_DOWN)
@@ -104,7 +104,7 @@ class Answerer:
             await self._reply(context, escape(self.translate(context.locale, notice)), AuthorKind.SYSTEM,
                               {"source": "notice"})
         except RecipientBlocked:
-            await conversations.mark_blocked(context.customer.bot_id, context.chat_id)  # type: ignore[attr-defined]
+            await conversations.set_blocked(context.customer.bot_id, context.chat_id)  # type: ignore[attr-defined]
 
     # --- the decision ----------------------------------------------------------------------------
 
@@ -156,8 +156,8 @@ class Answerer:
     async def _without_ai(self, context: _Context, question: str) -> None:
         """No AI (none configured, or all models failed): the best knowledge item, else a person."""
         hits = await knowledge.search(context.customer.bot_id, question, limit=3)  # type: ignore[attr-defined]
-        best = max(hits, key=lambda hit: hit.overlap, default=None)
-        if best is not None and best.overlap >= FALLBACK_OVERLAP:
+        best = max(hits, key=lambda hit: hit.coverage, default=None)
+        if best is not None and best.coverage >= FALLBACK_COVERAGE:
             await self._answer_from_knowledge(context, best)
         else:
             await self._hand_off(context, "ai_failure", PERSON_WILL_ANSWER)

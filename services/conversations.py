@@ -85,8 +85,9 @@ async def set_language(user: User, locale: str) -> None:
     await user.save(update_fields=["language"])
 
 
-async def mark_blocked(bot_id: int, telegram_id: int) -> None:
-    await User.filter(bot_id=bot_id, telegram_id=telegram_id).update(blocked_bot=True)
+async def set_blocked(bot_id: int, telegram_id: int, blocked: bool = True) -> None:
+    """Whether the customer blocked the bot; nothing is sent to them while they have."""
+    await User.filter(bot_id=bot_id, telegram_id=telegram_id).update(blocked_bot=blocked)
 
 
 async def open_conversation(user: User) -> Conversation:

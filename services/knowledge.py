@@ -33,6 +33,7 @@ class KnowledgeHit:
     item: KnowledgeItem
     rank: float  # the database's relevance: larger is better
     overlap: float  # how well the customer's words and the item's question agree, 0..1
+    coverage: float  # the share of the customer's words found anywhere in the item, 0..1
 
 
 def overlap(asked: str, known_question: str) -> float:
@@ -47,6 +48,13 @@ def overlap(asked: str, known_question: str) -> float:
         return 0.0
     precision, recall = common / len(asked_words), common / len(known_words)
     return 2 * precision * recall / (precision + recall)
+
+
+def coverage(asked: str, item: KnowledgeItem) -> float:
+    asked_words = set(words(asked))
+    if not asked_words:
+        return 0.0
+    return len(asked_words & set(words(f"{item.question} {item.tags} {item.answer}"))) / len(asked_words)
 
 
 async def search(bot_id: int, text: str, limit: int = 3) -> list[KnowledgeHit]:
@@ -69,8 +77,8 @@ async def search(bot_id: int, text: str, limit: int = 3) -> list[KnowledgeHit]:
             [" OR ".join(f'"{term}"' for term in terms), bot_id, limit],
         )
     items = {item.id: item for item in await KnowledgeItem.filter(id__in=[row["id"] for row in rows])}
-    return [KnowledgeHit(items[row["id"]], float(row["rank"]), overlap(text, items[row["id"]].question))
-            for row in rows if row["id"] in items]
+    return [KnowledgeHit(item, float(row["rank"]), overlap(text, item.question), coverage(text, item))
+            for row in rows if (item := items.get(row["id"])) is not None]
 
 
 async def direct_answer(bot_id: int, text: str, threshold: float) -> KnowledgeHit | None:

@@ -94,9 +94,10 @@ class OutboxWorker:
         busy_lanes = await OutboxJob.filter(status=JobStatus.RUNNING, lease_expires_at__gte=moment).exclude(
             lane="").values_list("lane", flat=True)
         async with in_transaction() as connection:
-            query = (OutboxJob.filter(expired_or_pending, run_after__lte=moment)
-                     .exclude(lane__in=list(busy_lanes) or ["\x00"])
-                     .order_by("id").limit(8).using_db(connection))
+            query = OutboxJob.filter(expired_or_pending, run_after__lte=moment)
+            if busy_lanes:
+                query = query.exclude(lane__in=list(busy_lanes))
+            query = query.order_by("id").limit(8).using_db(connection)
             if connection.capabilities.dialect == "postgres":
                 query = query.select_for_update(skip_locked=True)
             candidates = await query

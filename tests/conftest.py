@@ -35,7 +35,11 @@ from tests.fake_ai import FakeAI  # noqa: E402
 
 TOKEN = "7000000001:TEST-frontdesk-token"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
-BACKENDS = ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
+# One database per test process: Tortoise caches each model's SQL for the dialect it met first,
+# so tests/run.sh runs the suite once per backend (in parallel) rather than mixing them here.
+BACKEND = os.environ.get("TEST_DATABASE", "sqlite")
+if BACKEND not in ("sqlite", "postgres") or (BACKEND == "postgres" and not POSTGRES_URL):
+    raise RuntimeError("TEST_DATABASE is sqlite, or postgres with TEST_POSTGRES_URL set (see tests/run.sh)")
 
 
 def run_in_thread(coroutine: Any) -> Any:
@@ -87,9 +91,9 @@ def postgres_template() -> Iterator[str]:
     run_in_thread(drop())
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
+    if BACKEND == "sqlite":
         path = tmp_path / "frontdesk.sqlite3"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         yield f"sqlite://{path}"
@@ -165,9 +169,9 @@ class Frontdesk:
 
 
 @pytest.fixture
-def frontdesk_settings() -> dict[str, Any]:
-    """Overrides for the next `frontdesk` fixture; a test changes this dict before asking for it."""
-    return {}
+def frontdesk_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Overrides for `frontdesk`: parametrize it indirectly with a dict of settings."""
+    return dict(getattr(request, "param", {}))
 
 
 @pytest.fixture
@@ -179,10 +183,21 @@ async def frontdesk(database_url: str, sim: Simulator, ai: FakeAI,
     settings = Settings(_env_file=None, **cast(dict[str, Any], env))
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
     yield Frontdesk(settings, app, runner, f"http://127.0.0.1:{port}")
     await runner.cleanup()
+
+
+def formatted(message: dict[str, Any], kind: str) -> list[str]:
+    """The pieces of a message's text carrying an entity of `kind` (offsets are UTF-16, as Telegram's)."""
+    encoded = message["text"].encode("utf-16-le")
+    return [encoded[2 * e["offset"]: 2 * (e["offset"] + e["length"])].decode("utf-16-le")
+            for e in message.get("entities", []) if e["type"] == kind]
 
 
 @pytest.fixture

@@ -43,4 +43,15 @@ export TEST_REDIS_URL="redis://127.0.0.1:$redis_port/0"
 
 .venv/bin/ruff check .
 .venv/bin/mypy .
-.venv/bin/python -m pytest "$@"
+
+# The suite once per database, both at once (two cores); each prints its own summary.
+TEST_DATABASE=sqlite .venv/bin/python -m pytest -p no:cacheprovider "$@" >"$work/sqlite.out" 2>&1 &
+sqlite_pid=$!
+TEST_DATABASE=postgres .venv/bin/python -m pytest -p no:cacheprovider "$@" >"$work/postgres.out" 2>&1 &
+postgres_pid=$!
+status=0
+wait $sqlite_pid || status=1
+wait $postgres_pid || status=1
+echo "=== SQLite ==="; cat "$work/sqlite.out"
+echo "=== PostgreSQL ==="; cat "$work/postgres.out"
+exit $status

@@ -1,0 +1,20 @@
+"""A customer blocking or unblocking the bot (my_chat_member in their private chat)."""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.types import ChatMemberUpdated
+
+from models import Bot as Tenant
+from services import conversations
+
+
+async def bot_membership_changed(update: ChatMemberUpdated, tenant: Tenant) -> None:
+    blocked = update.new_chat_member.status == "kicked"
+    await conversations.set_blocked(tenant.id, update.from_user.id, blocked)
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.my_chat_member.register(bot_membership_changed, F.chat.type == "private")
+    return router

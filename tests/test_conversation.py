@@ -1,0 +1,264 @@
+"""The customer <-> AI loop through the real webhook, as the customer's chat shows it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import pytest
+from tgsim import Simulator
+
+from models import AuthorKind, Message, OutboxJob, User
+from services import knowledge
+from tests.conftest import ROOT, Frontdesk, formatted
+from tests.fake_ai import FakeAI
+
+
+async def load_demo_knowledge(frontdesk: Frontdesk) -> None:
+    entries = knowledge.parse_file(ROOT / "demo" / "knowledge.md")
+    tenant_id = await _tenant_id()
+    await knowledge.import_entries(tenant_id, entries)
+
+
+async def _tenant_id() -> int:
+    from models import Bot
+
+    bot = await Bot.first()
+    assert bot is not None
+    return bot.id
+
+
+def bot_texts(sim: Simulator, chat_id: int) -> list[str]:
+    return [m["text"] for m in sim.chat_history(chat_id) if m["from"]["is_bot"]]
+
+
+async def settle(sim: Simulator, seconds: float = 0.5) -> None:
+    """Give the bot a moment to (wrongly) send more than the test waited for."""
+    await sim.wait_until_delivered()
+    await asyncio.sleep(seconds)
+
+
+async def test_knowledge_base_answers_its_own_question_without_the_ai(
+        frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    await load_demo_knowledge(frontdesk)
+    ann = sim.create_user("Ann")
+    sim.send_text(ann["id"], "What are your opening hours?")
+    [answer] = await sim.wait_for_messages(ann["id"])
+    assert answer["text"].startswith("📚 From our knowledge base:")
+    assert "Monday to Friday 7:00–20:00" in answer["text"]
+    assert "Monday to Friday 7:00–20:00" in formatted(answer, "bold")
+    assert ai.requests == []
+
+
+async def test_ai_answer_streams_as_drafts_then_arrives_as_one_message(
+        frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    await load_demo_knowledge(frontdesk)
+    ai.script.reply = "Our **oat** milk is free of charge, and we also have almond and soy milk for your latte."
+    ai.script.chunk_delay = 0.03
+    ann = sim.create_user("Ann")
+    sim.send_text(ann["id"], "is oat milk more expensive?")
+    [answer] = await sim.wait_for_messages(ann["id"])
+    assert answer["text"] == "Our oat milk is free of charge, and we also have almond and soy milk for your latte."
+    drafts = [call["params"] for call in sim.calls("sendMessageDraft")]
+    assert len(drafts) >= 3
+    assert all(draft["chat_id"] == ann["id"] for draft in drafts)
+    assert len({draft["draft_id"] for draft in drafts}) == 1
+    assert [len(d["text"]) for d in drafts] == sorted(len(d["text"]) for d in drafts)
+    await settle(sim)
+    assert len(sim.calls("sendMessage")) == 1
+    # The AI was grounded: persona, the matching knowledge item, and the question.
+    [request] = ai.requests
+    system = request["messages"][0]["content"]
+    assert "Do you offer plant-based milk?" in system
+    assert request["messages"][-1] == {"role": "user", "content": "is oat milk more expensive?"}
+    stored = await Message.filter(author_kind=AuthorKind.AI).first()
+    assert stored is not None
+    assert stored.ai_meta["model"] == "main-model"
+    assert int(str(stored.ai_meta["tokens_in"])) > 0
+    assert int(str(stored.ai_meta["tokens_out"])) > 0
+    assert "latency_ms" in stored.ai_meta
+    assert "cost" in stored.ai_meta
+
+
+async def test_model_markup_and_special_characters_render_as_telegram_formatting(
+        frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ai.script.reply = (
+        "Use **bold** and `a < b && c > d` here.\n\n"
+        "See [our menu](https://example.com/menu?a=1&b=2) & enjoy <script>alert(1)</script>.\n\n"
+        "```python\nif x < 3 and y > 2: print('&')\n```"
+    )
+    ann = sim.create_user("Ann <b>& Co</b>")
+    sim.send_command(ann["id"], "start")
+    await sim.wait_for_messages(ann["id"])
+    sim.send_text(ann["id"], "show me formatting")
+    [_, answer] = await sim.wait_for_messages(ann["id"], 2)
+    text = answer["text"]
+    assert "a < b && c > d" in text
+    assert "& enjoy <script>alert(1)</script>." in text
+    assert formatted(answer, "bold") == ["bold"]
+    assert formatted(answer, "code") == ["a < b && c > d"]
+    assert formatted(answer, "pre") == ["if x < 3 and y > 2: print('&')"]
+    link = next(e for e in answer["entities"] if e["type"] == "text_link")
+    assert link["url"] == "https://example.com/menu?a=1&b=2"
+    greeting = sim.chat_history(ann["id"])[1]
+    assert greeting["text"].startswith("Hello, Ann <b>& Co</b>!")
+
+
+async def test_a_6000_character_answer_arrives_split_on_paragraphs(
+        frontdesk: Frontdesk, sim: Simulator, ai: FakeAI, flood_off: None) -> None:
+    sentence = "The quick brown fox jumps over the lazy dog."
+    paragraphs = [f"Paragraph {n}. " + " ".join([sentence] * 12) for n in range(11)]
+    ai.script.reply = "\n\n".join(paragraphs)
+    assert len(ai.script.reply) > 6000
+    ai.script.chunk_size = 400
+    ann = sim.create_user("Ann")
+    sim.send_text(ann["id"], "tell me everything")
+    parts = await sim.wait_for_messages(ann["id"], 2)
+    await settle(sim)
+    parts = [m for m in sim.chat_history(ann["id"]) if m["from"]["is_bot"]]
+    assert len(parts) == 2
+    assert all(len(part["text"]) <= 4096 for part in parts)
+    assert parts[0]["text"].endswith("lazy dog.")  # cut at a paragraph end, not mid-sentence
+    assert parts[1]["text"].startswith("Paragraph ")
+    assert "\n\n".join(part["text"] for part in parts) == ai.script.reply.strip()
+
+
+async def test_a_redelivered_update_is_answered_once(frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ann = sim.create_user("Ann")
+    update = {
+        "update_id": 777001,
+        "message": {"message_id": 5001, "date": 1_700_000_000, "text": "hello?",
+                    "chat": {"id": ann["id"], "type": "private", "first_name": "Ann"},
+                    "from": {"id": ann["id"], "is_bot": False, "first_name": "Ann"}},
+    }
+    headers = {"X-Telegram-Bot-Api-Secret-Token": frontdesk.settings.webhook_secret}
+    async with aiohttp.ClientSession() as http:
+        for _ in range(3):
+            async with http.post(frontdesk.url + "/telegram/webhook", json=update, headers=headers) as response:
+                assert response.status == 200
+    await sim.wait_for_messages(ann["id"])
+    await settle(sim)
+    assert bot_texts(sim, ann["id"]) == ["Hello from the AI."]
+    assert await Message.filter(author_kind=AuthorKind.CUSTOMER).count() == 1
+    assert len(ai.requests) == 1
+
+
+async def test_wrong_secret_is_refused_and_nothing_is_stored(frontdesk: Frontdesk, sim: Simulator) -> None:
+    update = {"update_id": 1, "message": {"message_id": 1, "date": 1, "text": "hi",
+                                          "chat": {"id": 42, "type": "private"}, "from": {"id": 42, "is_bot": False,
+                                                                                       "first_name": "Eve"}}}
+    async with aiohttp.ClientSession() as http:
+        for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "guess"}):
+            async with http.post(frontdesk.url + "/telegram/webhook", json=update, headers=headers) as response:
+                assert response.status == 401
+                assert (await response.json())["ok"] is False
+    assert await Message.all().count() == 0
+    assert await User.all().count() == 0
+    assert await OutboxJob.all().count() == 0
+
+
+async def test_bad_update_body_gets_a_json_400(frontdesk: Frontdesk) -> None:
+    headers = {"X-Telegram-Bot-Api-Secret-Token": frontdesk.settings.webhook_secret}
+    async with aiohttp.ClientSession() as http, http.post(
+            frontdesk.url + "/telegram/webhook", data=b"{not json", headers=headers) as response:
+        assert response.status == 400
+        assert "error" in await response.json()
+
+
+async def test_failing_models_fall_back_then_to_knowledge_then_to_a_person(
+        frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    await load_demo_knowledge(frontdesk)
+    ai.script.failing_models = {"main-model": 500}
+    ai.script.reply = "The backup model says hi."
+    ann = sim.create_user("Ann")
+    sim.send_text(ann["id"], "how are you today?")
+    [first] = await sim.wait_for_messages(ann["id"])
+    assert first["text"] == "The backup model says hi."
+    assert [r["model"] for r in ai.requests] == ["main-model", "backup-model"]
+
+    ai.script.failing_models = {"main-model": 500, "backup-model": 503}
+    sim.send_text(ann["id"], "where is your wifi password written")
+    [_, second] = await sim.wait_for_messages(ann["id"], 2)
+    assert second["text"].startswith("📚 From our knowledge base:")
+    assert "BeanThere-Guest" in second["text"]
+
+    sim.send_text(ann["id"], "xyzzy plugh")
+    [_, _, third] = await sim.wait_for_messages(ann["id"], 3)
+    assert "a person will answer you" in third["text"]
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"use_ai": False}], indirect=True)
+async def test_without_any_ai_the_knowledge_base_and_the_person_message_still_work(
+        frontdesk_settings: dict[str, Any], frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    await load_demo_knowledge(frontdesk)
+    ann = sim.create_user("Ann", language_code="ru")
+    sim.send_text(ann["id"], "Do you have wifi?")
+    [first] = await sim.wait_for_messages(ann["id"])
+    assert first["text"].startswith("📚 Из нашей базы знаний:")
+    sim.send_text(ann["id"], "Можно ли принести собаку?")
+    [_, second] = await sim.wait_for_messages(ann["id"], 2)
+    assert second["text"].startswith("Сейчас я не могу ответить на это сам")
+    assert ai.requests == []
+
+
+async def test_photos_stickers_and_documents_are_stored_and_answered_sensibly(
+        frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ann = sim.create_user("Ann", language_code="uz")
+    sim.send_photo(ann["id"])
+    [reply] = await sim.wait_for_messages(ann["id"])
+    assert reply["text"].startswith("Rasm uchun rahmat!")
+    sim.send_document(ann["id"], file_name="menu.pdf", content=b"%PDF-1.4")
+    [_, reply] = await sim.wait_for_messages(ann["id"], 2)
+    assert "faylingizni oldim" in reply["text"]
+    stored = await Message.filter(author_kind=AuthorKind.CUSTOMER).order_by("id")
+    assert [m.attachments[0]["type"] for m in stored] == ["photo", "document"]
+    assert stored[1].attachments[0]["name"] == "menu.pdf"
+    assert ai.requests == []
+
+
+async def test_a_customer_who_blocked_the_bot_is_marked_and_not_written_to(
+        frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    hold = ai.script.hold = asyncio.Event()
+    ann = sim.create_user("Ann")
+    sim.send_text(ann["id"], "a question")
+    await asyncio.wait_for(ai.received.wait(), 5)
+    sim.block_bot(ann["id"])
+    hold.set()
+    await sim.wait_until(lambda: any(call.get("error_code") == 403 for call in sim.calls()))
+    await settle(sim)
+    refused = [call for call in sim.calls() if call["method"] in ("sendMessage", "sendMessageDraft")]
+    assert refused
+    assert all(call["error_code"] == 403 for call in refused)
+    assert len(refused) == 1  # stopped at the first refusal, not retried against a wall
+    user = await User.get(telegram_id=ann["id"])
+    assert user.blocked_bot
+    assert await OutboxJob.filter(status="done").count() == 1
+
+
+async def test_blocking_and_unblocking_the_bot_is_remembered(frontdesk: Frontdesk, sim: Simulator) -> None:
+    ann = sim.create_user("Ann")
+    sim.send_command(ann["id"], "start")
+    await sim.wait_for_messages(ann["id"])
+    sim.block_bot(ann["id"])
+    await sim.wait_until_delivered()
+    assert (await User.get(telegram_id=ann["id"])).blocked_bot
+    sim.unblock_bot(ann["id"])
+    await sim.wait_until_delivered()
+    assert not (await User.get(telegram_id=ann["id"])).blocked_bot
+
+
+async def test_a_flooding_customer_gets_one_slow_down_not_an_answer_each(
+        frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ann = sim.create_user("Ann")
+    for n in range(12):
+        sim.send_text(ann["id"], f"message {n}")
+    await sim.wait_until_delivered()
+    await sim.wait_until(lambda: len(bot_texts(sim, ann["id"])) >= 6, timeout=15)
+    await settle(sim, 1.0)
+    texts = bot_texts(sim, ann["id"])
+    assert texts.count("Hello from the AI.") == 5  # the burst
+    assert texts.count("You're sending messages very quickly. Please wait a moment, then write again.") == 1
+    assert len(texts) == 6
+    assert await Message.filter(author_kind=AuthorKind.CUSTOMER).count() == 12
+    assert not [call for call in sim.calls() if call.get("error_code") == 429]
