@@ -9,11 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from aiohttp import web
 from tqdm import tqdm
 
 from bot import db
-from bot.app import create_app
 from bot.settings import Settings
 from services import conversations, knowledge, persona
 
@@ -55,6 +53,15 @@ async def _set_persona(settings: Settings, path: Path) -> None:
     print(f"persona version {version.version} is now active")
 
 
+def _serve(settings: Settings) -> None:
+    # Imported here: aiogram's types take seconds to import, which the other commands need not pay.
+    from aiohttp import web
+
+    from bot.app import create_app
+
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = Settings()
@@ -62,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     try:
         if args.command in (None, "run"):
-            web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+            _serve(settings)
         elif args.command == "migrate":
             asyncio.run(db.migrate(settings.database_url))
             print("migrations applied")

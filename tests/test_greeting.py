@@ -47,3 +47,14 @@ async def test_webhook_is_registered_with_secret_and_used_update_types(frontdesk
     assert call["params"]["url"] == frontdesk.url + "/telegram/webhook"
     assert call["params"]["secret_token"] == frontdesk.settings.webhook_secret
     assert set(call["params"]["allowed_updates"]) == {"message", "callback_query", "my_chat_member"}
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"WEBHOOK_BASE_URL": ""}], indirect=True)
+async def test_without_a_public_url_the_bot_long_polls(frontdesk_settings: dict[str, str], frontdesk: Frontdesk,
+                                                      sim: Simulator) -> None:
+    ann = sim.create_user("Ann")
+    sim.send_command(ann["id"], "start")
+    [greeting] = await sim.wait_for_messages(ann["id"])
+    assert greeting["text"].startswith("Hello, Ann!")
+    assert sim.calls("setWebhook") == []
+    assert sim.calls("getUpdates")

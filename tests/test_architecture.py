@@ -1,0 +1,56 @@
+"""Rules of the codebase's shape that a reviewer would otherwise have to remember."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from babel.messages.extract import extract_from_dir
+from babel.messages.pofile import read_po
+
+from tests.conftest import ROOT
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_services_import_neither_aiogram_nor_aiohttp() -> None:
+    offenders = {path.name: _imports(path) & {"aiogram", "aiohttp", "bot", "handlers", "miniapp"}
+                 for path in (ROOT / "services").rglob("*.py")}
+    assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_models_import_no_other_layer() -> None:
+    for path in (ROOT / "models").glob("*.py"):
+        assert not _imports(path) & {"aiogram", "aiohttp", "bot", "handlers", "services", "miniapp"}, path
+
+
+def _source_messages() -> set[str]:
+    found: set[str] = set()
+    for directory in ("bot", "handlers", "services", "miniapp"):
+        for _, _, message, _, _ in extract_from_dir(
+                ROOT / directory, method_map=[("**.py", "python")], keywords={"_": None, "N_": None, "__": None}):
+            found.add(message if isinstance(message, str) else message[0])
+    return found
+
+
+def test_every_user_facing_string_is_translated_in_every_language() -> None:
+    source = _source_messages()
+    for locale in ("en", "ru", "uz"):
+        with (ROOT / "locales" / locale / "LC_MESSAGES" / "messages.po").open("rb") as po:
+            catalog = {str(m.id): str(m.string) for m in read_po(po) if m.id}
+        assert source - catalog.keys() == set(), f"{locale}: run `make messages` and translate"
+        if locale != "en":
+            untranslated = {msgid for msgid in source if not catalog[msgid]}
+            assert untranslated == set(), f"{locale} lacks translations"
+            for msgid in source:
+                placeholders = sorted(part.split("}")[0] for part in msgid.split("{")[1:])
+                assert sorted(part.split("}")[0] for part in catalog[msgid].split("{")[1:]) == placeholders, msgid

@@ -1,0 +1,157 @@
+"""`python -m bot` as an operator runs it: a real process, killed and restarted, and its CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from tgsim import Simulator
+
+from bot import db
+from models import AuthorKind, JobStatus, KnowledgeItem, Message, OutboxJob, Persona
+from tests.conftest import ROOT, free_port, frontdesk_environment
+from tests.fake_ai import FakeAI
+
+
+def _clean_environment(**env: str) -> dict[str, str]:
+    inherited = {key: value for key, value in os.environ.items()
+                 if not key.startswith(("BOT_", "AI_", "WEBHOOK_", "DATABASE_", "TELEGRAM_"))}
+    return {**inherited, **env}
+
+
+async def _wait_healthy(url: str, process: subprocess.Popen[bytes], within: float = 60.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    async with aiohttp.ClientSession() as http:
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"the process exited with {process.returncode}")
+            try:
+                async with http.get(url + "/healthz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("the process did not become healthy")
+            await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+async def processes(tmp_path: Path) -> AsyncIterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _spawn(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    # cwd is a scratch directory, so a developer's .env never leaks into the test.
+    with (tmp_path / "process.log").open("ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "bot", *args], cwd=tmp_path,
+                                env=_clean_environment(**env), stdout=log, stderr=subprocess.STDOUT)
+
+
+async def test_a_process_killed_after_storing_answers_once_after_restart(
+        database_url: str, sim: Simulator, ai: FakeAI, tmp_path: Path,
+        processes: list[subprocess.Popen[bytes]]) -> None:
+    port = free_port()
+    env = frontdesk_environment(database_url, sim, ai, port, OUTBOX_LEASE_SECONDS=2)
+    hold = ai.script.hold = asyncio.Event()
+    ai.script.reply = "Answered after the crash."
+    first = _spawn(tmp_path, env)
+    processes.append(first)
+    await _wait_healthy(f"http://127.0.0.1:{port}", first)
+
+    ann = sim.create_user("Ann")
+    sim.send_text(ann["id"], "will you survive a crash?")
+    await asyncio.wait_for(ai.received.wait(), 10)  # stored, acknowledged, and the AI is being asked
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    assert sim.chat_history(ann["id"])[-1]["text"] == "will you survive a crash?"
+
+    hold.set()
+    second = _spawn(tmp_path, env)
+    processes.append(second)
+    await _wait_healthy(f"http://127.0.0.1:{port}", second)
+    [answer] = await sim.wait_for_messages(ann["id"], timeout=20)
+    assert answer["text"] == "Answered after the crash."
+    await asyncio.sleep(1.0)
+    assert [m["text"] for m in sim.chat_history(ann["id"]) if m["from"]["is_bot"]] == ["Answered after the crash."]
+
+    await db.open_database(database_url, run_migrations=False)
+    try:
+        assert await Message.filter(author_kind=AuthorKind.CUSTOMER).count() == 1
+        assert await Message.filter(author_kind=AuthorKind.AI).count() == 1
+        [job] = await OutboxJob.all()
+        assert job.status == JobStatus.DONE
+        assert job.attempts == 2
+    finally:
+        await db.close_database()
+
+
+async def test_without_a_token_the_server_still_serves_and_says_telegram_is_off(
+        database_url: str, tmp_path: Path, processes: list[subprocess.Popen[bytes]]) -> None:
+    port = free_port()
+    process = _spawn(tmp_path, {"DATABASE_URL": database_url, "PORT": str(port), "HOST": "127.0.0.1"})
+    processes.append(process)
+    await _wait_healthy(f"http://127.0.0.1:{port}", process)
+    async with aiohttp.ClientSession() as http, http.post(f"http://127.0.0.1:{port}/telegram/webhook") as response:
+        assert response.status == 404
+        assert (await response.json())["ok"] is False
+    process.send_signal(signal.SIGINT)
+    assert process.wait(30) == 0
+    output = (tmp_path / "process.log").read_text()
+    off_lines = [line for line in output.splitlines() if "Telegram is off" in line]
+    assert len(off_lines) == 1
+    assert "BOT_TOKEN" in off_lines[0]
+
+
+def _run_cli(tmp_path: Path, database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bot", *args], cwd=tmp_path, capture_output=True, text=True,
+                          env=_clean_environment(DATABASE_URL=database_url), timeout=60, check=False)
+
+
+async def test_knowledge_import_is_idempotent_and_persona_is_versioned(database_url: str, tmp_path: Path) -> None:
+    demo = ROOT / "demo"
+    first = _run_cli(tmp_path, database_url, "kb", "import", str(demo / "knowledge.md"))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip().splitlines()[-1] == "8 created, 0 updated, 0 unchanged"
+    again = _run_cli(tmp_path, database_url, "kb", "import", str(demo / "knowledge.md"))
+    assert again.stdout.strip().splitlines()[-1] == "0 created, 0 updated, 8 unchanged"
+
+    csv_file = tmp_path / "more.csv"
+    csv_file.write_text('question,answer,tags\n"Do you have Wi-Fi?","Yes, and it is fast now.",wifi\n'
+                        "Do you bake cakes?,Every morning.,bakery\n", encoding="utf-8")
+    third = _run_cli(tmp_path, database_url, "kb", "import", str(csv_file))
+    assert third.stdout.strip().splitlines()[-1] == "1 created, 1 updated, 0 unchanged"
+
+    broken = tmp_path / "broken.csv"
+    broken.write_text("only a question\n", encoding="utf-8")
+    failed = _run_cli(tmp_path, database_url, "kb", "import", str(broken))
+    assert failed.returncode == 1
+    assert "row 1" in failed.stderr
+
+    assert _run_cli(tmp_path, database_url, "persona", "set", str(demo / "persona.md")).returncode == 0
+    assert _run_cli(tmp_path, database_url, "persona", "set", str(demo / "persona.md")).returncode == 0
+
+    await db.open_database(database_url, run_migrations=False)
+    try:
+        assert await KnowledgeItem.all().count() == 9
+        wifi = await KnowledgeItem.get(question="Do you have Wi-Fi?")
+        assert wifi.answer == "Yes, and it is fast now."
+        personas = await Persona.all().order_by("version")
+        assert [(p.version, p.active) for p in personas] == [(1, False), (2, True)]
+    finally:
+        await db.close_database()
