@@ -5,22 +5,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from typing import cast
 
+from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.fsm.storage.redis import RedisStorage
 from aiohttp import web
 from openai import AsyncOpenAI
+from redis.asyncio import Redis
 
 from bot import db
+from bot.dedup import MemoryRecentUpdates, RecentUpdates, RedisRecentUpdates
 from bot.i18n import create_i18n, translator
-from bot.keys import SETTINGS, TELEGRAM, TelegramRuntime
+from bot.keys import REDIS, SETTINGS, TELEGRAM, TelegramRuntime
 from bot.sender import TelegramChatSender
 from bot.settings import Settings
-from bot.telegram import RecentUpdates, create_bot, create_dispatcher, set_commands
+from bot.telegram import create_bot, create_dispatcher, set_commands
 from bot.webhook import telegram_webhook
 from services import conversations
 from services.ai import AIClient
 from services.answering import Answerer, AnswerPolicy
-from services.limits import RateLimiter
+from services.limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from services.outbox import OutboxSettings, OutboxWorker
 
 log = logging.getLogger(__name__)
@@ -36,6 +42,31 @@ def create_ai(settings: Settings) -> AIClient | None:
     client = AsyncOpenAI(base_url=settings.ai_base_url, api_key=settings.ai_api_key or "not-needed",
                          timeout=settings.ai_timeout, max_retries=0)
     return AIClient(client, settings.ai_models, settings.price_of)
+
+
+async def redis_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if not settings.redis_url:
+        yield
+        return
+    redis = Redis.from_url(settings.redis_url)
+    await cast(Awaitable[bool], redis.ping())  # fail at start, not at the first message
+    app[REDIS] = redis
+    yield
+    await redis.aclose()
+
+
+def shared_state(app: web.Application) -> tuple[RecentUpdates, RateLimiter, BaseStorage]:
+    """Redis-backed state when Redis is configured (shared by every instance), else in-process."""
+    settings = app[SETTINGS]
+    redis = app.get(REDIS)
+    if redis is None:
+        return (MemoryRecentUpdates(),
+                MemoryRateLimiter(settings.customer_burst, settings.customer_rate_per_minute), MemoryStorage())
+    prefix = f"{settings.redis_prefix}:{settings.bot_telegram_id}"
+    return (RedisRecentUpdates(redis, prefix),
+            RedisRateLimiter(redis, prefix, settings.customer_burst, settings.customer_rate_per_minute),
+            RedisStorage(redis, key_builder=DefaultKeyBuilder(prefix=f"{prefix}:fsm")))
 
 
 async def database_context(app: web.Application) -> AsyncIterator[None]:
@@ -65,9 +96,10 @@ async def telegram_context(app: web.Application) -> AsyncIterator[None]:
         {"answer": answerer.answer_job, "slow_down": answerer.slow_down_job},
         OutboxSettings(settings.outbox_workers, settings.outbox_lease_seconds, settings.outbox_max_attempts),
         on_give_up=answerer.gave_up)
-    dispatcher = create_dispatcher(i18n, settings=settings, tenant=tenant, outbox=outbox,
-                                   limiter=RateLimiter(settings.customer_burst, settings.customer_rate_per_minute))
-    runtime = TelegramRuntime(bot, dispatcher, settings.webhook_secret, RecentUpdates(), outbox)
+    recent, limiter, storage = shared_state(app)
+    dispatcher = create_dispatcher(i18n, storage=storage, settings=settings, tenant=tenant, outbox=outbox,
+                                   limiter=limiter)
+    runtime = TelegramRuntime(bot, dispatcher, settings.webhook_secret, recent, outbox)
     app[TELEGRAM] = runtime
     await set_commands(bot, i18n)
     polling: asyncio.Task[None] | None = None
@@ -97,6 +129,7 @@ async def telegram_context(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=2 * 1024 * 1024)
     app[SETTINGS] = settings
+    app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(database_context)
     app.cleanup_ctx.append(telegram_context)
     app.router.add_get("/healthz", healthz)

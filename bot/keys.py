@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 from aiogram import Bot, Dispatcher
 from aiohttp import web
+from redis.asyncio import Redis
 
+from bot.dedup import RecentUpdates
 from bot.settings import Settings
-from bot.telegram import RecentUpdates
 from services.outbox import OutboxWorker
 
 
@@ -23,3 +24,4 @@ class TelegramRuntime:
 
 SETTINGS = web.AppKey("settings", Settings)
 TELEGRAM = web.AppKey("telegram", TelegramRuntime)
+REDIS = web.AppKey("redis", Redis)

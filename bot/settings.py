@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     port: int = Field(8080, alias="PORT")
     database_url: str = Field(f"sqlite://{PROJECT_ROOT / 'data' / 'frontdesk.sqlite3'}", alias="DATABASE_URL")
     redis_url: str = Field("", alias="REDIS_URL")
+    # Keys are namespaced, so several deployments (or test runs) can share one Redis.
+    redis_prefix: str = Field("frontdesk", alias="REDIS_PREFIX")
     manager_chat_id: int | None = Field(None, alias="MANAGER_CHAT_ID")
     admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list, alias="ADMIN_IDS")
     ai_base_url: str = Field("", alias="AI_BASE_URL")

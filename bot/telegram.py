@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.fsm.storage.base import BaseStorage
 from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats
 from aiogram.utils.i18n import I18n
 
@@ -35,8 +35,8 @@ def create_bot(settings: Settings) -> Bot:
     return Bot(settings.bot_token, session=session)
 
 
-def create_dispatcher(i18n: I18n, **workflow_data: Any) -> Dispatcher:
-    dispatcher = Dispatcher(i18n=i18n, **workflow_data)
+def create_dispatcher(i18n: I18n, storage: BaseStorage, **workflow_data: Any) -> Dispatcher:
+    dispatcher = Dispatcher(storage=storage, i18n=i18n, **workflow_data)
     identity = IdentityMiddleware(i18n)
     dispatcher.message.outer_middleware(identity)
     dispatcher.callback_query.outer_middleware(identity)
@@ -52,23 +52,3 @@ async def set_commands(bot: Bot, i18n: I18n) -> None:
         commands = [BotCommand(command=name, description=i18n.gettext(text, locale=locale or i18n.default_locale))
                     for name, text in COMMANDS]
         await bot.set_my_commands(commands, scope=scope, language_code=locale)
-
-
-class RecentUpdates:
-    """Update ids already handled, so a re-delivered update is acknowledged and ignored.
-
-    In-process and bounded; stored messages are also unique by update id in the database, so
-    this only spares the work (and a second reply to a re-delivered command).
-    """
-
-    def __init__(self, capacity: int = 50_000) -> None:
-        self.capacity = capacity
-        self._seen: OrderedDict[int, None] = OrderedDict()
-
-    def seen(self, update_id: int) -> bool:
-        return update_id in self._seen
-
-    def remember(self, update_id: int) -> None:
-        self._seen[update_id] = None
-        if len(self._seen) > self.capacity:
-            self._seen.popitem(last=False)

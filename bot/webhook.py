@@ -41,12 +41,12 @@ async def telegram_webhook(request: web.Request) -> web.Response:
         update = Update.model_validate(payload, context={"bot": telegram.bot})
     except (json.JSONDecodeError, UnicodeDecodeError, ValidationError):
         return _error(400, "the body is not a Telegram update")
-    if telegram.recent.seen(update.update_id):
+    if await telegram.recent.seen(update.update_id):
         return web.json_response({"ok": True, "duplicate": True})
     try:
         await telegram.dispatcher.feed_update(telegram.bot, update)
     except Exception:
         log.exception("update %s failed; Telegram will deliver it again", update.update_id)
         return _error(500, "temporary failure, retry")
-    telegram.recent.remember(update.update_id)
+    await telegram.recent.remember(update.update_id)
     return web.json_response({"ok": True})

@@ -127,7 +127,7 @@ async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming
                 text=text, attachments=incoming.attachments, source_key=incoming.source_key)
             await Conversation.filter(id=conversation.id).update(last_message_at=message.created_at)
             await _count_message(bot_id, user.id)
-            verdict = limiter.check(f"{bot_id}:{user.id}")
+            verdict = await limiter.check(f"{bot_id}:{user.id}")
             if verdict is Verdict.ALLOW:
                 await outbox.enqueue(bot_id, "answer", {"message_id": message.id}, lane=str(conversation.uuid))
             elif verdict is Verdict.WARN:

@@ -1,4 +1,8 @@
-"""Per-customer rate limits: a token bucket per key, remembering whether the key was warned."""
+"""Per-customer rate limits: a token bucket per key that remembers whether the key was warned.
+
+Two implementations with one interface: in-process for a single instance, and on Redis (one
+atomic script per check) so that every instance of a scaled-out deployment shares the budget.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol
+
+from redis.asyncio import Redis
 
 
 class Verdict(Enum):
     ALLOW = "allow"
     WARN = "warn"  # over the limit for the first time in this burst: say "slow down" once
     DROP = "drop"  # still over the limit: store, but say nothing more
+
+
+class RateLimiter(Protocol):
+    async def check(self, key: str) -> Verdict: ...
 
 
 @dataclass
@@ -21,9 +32,7 @@ class _Bucket:
     warned: bool = False
 
 
-class RateLimiter:
-    """In-process limiter (one instance); a Redis-backed one shares the same interface."""
-
+class MemoryRateLimiter:
     def __init__(self, burst: int, per_minute: float, clock: Callable[[], float] = time.monotonic,
                  max_keys: int = 100_000) -> None:
         self.burst = float(burst)
@@ -32,7 +41,7 @@ class RateLimiter:
         self.max_keys = max_keys
         self._buckets: dict[str, _Bucket] = {}
 
-    def check(self, key: str) -> Verdict:
+    async def check(self, key: str) -> Verdict:
         now = self.clock()
         bucket = self._buckets.get(key)
         if bucket is None:
@@ -54,3 +63,43 @@ class RateLimiter:
         for key, bucket in list(self._buckets.items()):
             if bucket.tokens + (now - bucket.updated) * self.rate >= self.burst:
                 del self._buckets[key]
+
+
+# KEYS[1] the bucket; ARGV: burst, rate per second, now. Returns 0 allow, 1 warn, 2 drop.
+_TOKEN_BUCKET = """
+local burst, rate, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'updated', 'warned')
+local tokens = tonumber(state[1]) or burst
+local updated = tonumber(state[2]) or now
+local warned = state[3] == '1'
+tokens = math.min(burst, tokens + math.max(0, now - updated) * rate)
+local verdict = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  warned = false
+elseif warned then
+  verdict = 2
+else
+  warned = true
+  verdict = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'updated', tostring(now), 'warned', warned and '1' or '0')
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
+return verdict
+"""
+
+
+class RedisRateLimiter:
+    def __init__(self, redis: Redis, prefix: str, burst: int, per_minute: float) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.burst = burst
+        self.rate = per_minute / 60.0
+        self._script = redis.register_script(_TOKEN_BUCKET)
+
+    async def check(self, key: str) -> Verdict:
+        # Redis's clock, not ours: instances' clocks may disagree.
+        seconds, micros = await self.redis.time()
+        verdict = await self._script(keys=[f"{self.prefix}:rate:{key}"],
+                                     args=[self.burst, self.rate, seconds + micros / 1_000_000])
+        return (Verdict.ALLOW, Verdict.WARN, Verdict.DROP)[int(verdict)]

@@ -35,6 +35,7 @@ from tests.fake_ai import FakeAI  # noqa: E402
 
 TOKEN = "7000000001:TEST-frontdesk-token"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
 # One database per test process: Tortoise caches each model's SQL for the dialect it met first,
 # so tests/run.sh runs the suite once per backend (in parallel) rather than mixing them here.
 BACKEND = os.environ.get("TEST_DATABASE", "sqlite")
@@ -156,6 +157,10 @@ def frontdesk_environment(database_url: str, sim: Simulator, ai: FakeAI | None, 
         "OUTBOX_LEASE_SECONDS": "30",
         "LOG_LEVEL": "INFO",
     }
+    if BACKEND == "postgres" and REDIS_URL:
+        # The PostgreSQL run is the large-shop setup: PostgreSQL plus Redis for shared state.
+        env["REDIS_URL"] = REDIS_URL
+        env["REDIS_PREFIX"] = f"test-{uuid.uuid4().hex[:12]}"
     env.update({key: str(value) for key, value in overrides.items()})
     return env
 

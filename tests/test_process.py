@@ -51,9 +51,10 @@ async def processes(tmp_path: Path) -> AsyncIterator[list[subprocess.Popen[bytes
         if process.poll() is None:
             process.terminate()
             try:
-                process.wait(10)
+                process.wait(30)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait(10)
 
 
 def _spawn(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
