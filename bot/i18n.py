@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -20,17 +19,25 @@ LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
 DOMAIN = "messages"
 
 
+def _stale(source: Path, target: Path) -> list[tuple[Path, Path]]:
+    pairs = []
+    for po_path in sorted(source.glob(f"*/LC_MESSAGES/{DOMAIN}.po")):
+        mo_path = target / po_path.relative_to(source).with_suffix(".mo")
+        if not mo_path.exists() or mo_path.stat().st_mtime < po_path.stat().st_mtime:
+            pairs.append((po_path, mo_path))
+    return pairs
+
+
 def compile_catalogs(source: Path = LOCALES_DIR) -> Path:
     """Compile every .po whose .mo is missing or older; return the directory holding the .mo files.
 
     The catalogs compile in place; where the source is read-only (an installed package), they
     compile into a cache directory instead, so `pip install . && python -m bot` needs no other step.
     """
+    if not _stale(source, source):
+        return source
     target = source if os.access(source, os.W_OK) else Path(tempfile.gettempdir()) / "frontdesk-locales"
-    for po_path in sorted(source.glob(f"*/LC_MESSAGES/{DOMAIN}.po")):
-        mo_path = target / po_path.relative_to(source).with_suffix(".mo")
-        if mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
-            continue
+    for po_path, mo_path in _stale(source, target):
         mo_path.parent.mkdir(parents=True, exist_ok=True)
         with po_path.open("rb") as po_file:
             catalog = read_po(po_file, locale=po_path.parent.parent.name)
@@ -38,8 +45,6 @@ def compile_catalogs(source: Path = LOCALES_DIR) -> Path:
         with partial.open("wb") as mo_file:
             write_mo(mo_file, catalog)
         partial.replace(mo_path)
-        if target != source:
-            shutil.copy2(po_path, mo_path.with_suffix(".po"))
         log.debug("compiled %s", mo_path)
     return target
 

@@ -147,10 +147,10 @@ class Answerer:
             await self._without_ai(context, question)
             return
         if reply.handoff_reason is not None:
-            if reply.text:
-                await self._deliver_ai(context, reply)
+            # People own the conversation before the customer reads the AI's last words.
             await self._hand_off(context, reply.handoff_reason, PERSON_WILL_ANSWER, quiet=bool(reply.text))
-            return
+            if not reply.text:
+                return
         await self._deliver_ai(context, reply)
 
     async def _without_ai(self, context: _Context, question: str) -> None:

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from tgsim import Simulator
 
-from models import AuthorKind, Message, OutboxJob, User
+from models import AuthorKind, Conversation, ConversationMode, Message, OutboxJob, User
 from services import knowledge
 from tests.conftest import ROOT, Frontdesk, formatted
 from tests.fake_ai import FakeAI
@@ -262,3 +262,65 @@ async def test_a_flooding_customer_gets_one_slow_down_not_an_answer_each(
     assert len(texts) == 6
     assert await Message.filter(author_kind=AuthorKind.CUSTOMER).count() == 12
     assert len([call for call in sim.calls() if call.get("error_code") == 429]) <= 1  # paced, give or take jitter
+
+
+async def test_the_ai_can_hand_the_conversation_to_a_person(frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ai.script.reply = "I'm sorry to hear that."
+    ai.script.handoff_reason = "complaint"
+    ann = sim.create_user("Ann")
+    sim.send_text(ann["id"], "my coffee was cold and the barista was rude")
+    [answer] = await sim.wait_for_messages(ann["id"])
+    assert answer["text"] == "I'm sorry to hear that."
+    conversation = await Conversation.get(user__telegram_id=ann["id"])
+    assert conversation.mode == ConversationMode.HUMAN
+    assert conversation.handoff_reason == "complaint"
+    sim.send_text(ann["id"], "hello? anyone?")
+    await settle(sim)
+    assert bot_texts(sim, ann["id"]) == ["I'm sorry to hear that."]  # the AI keeps out of it now
+    assert len(ai.requests) == 1
+
+
+async def test_talk_to_a_person_button_stops_the_ai(frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ann = sim.create_user("Ann", language_code="ru")
+    sim.send_command(ann["id"], "start")
+    [greeting] = await sim.wait_for_messages(ann["id"])
+    sim.press_button(ann["id"], ann["id"], greeting["message_id"], text="👤 Поговорить с человеком")
+    [_, confirmation] = await sim.wait_for_messages(ann["id"], 2)
+    assert confirmation["text"].startswith("Конечно! Я позвал человека.")
+    sim.send_text(ann["id"], "мне нужен менеджер")
+    await settle(sim)
+    assert ai.requests == []
+    conversation = await Conversation.get(user__telegram_id=ann["id"])
+    assert conversation.handoff_reason == "asked_for_person"
+
+
+async def test_the_ai_sees_the_recent_conversation_but_not_before_new(
+        frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ai.script.replies = ["Latte is 3 dollars.", "A large one is 4.", "Hello again."]
+    ann = sim.create_user("Ann")
+    sim.send_text(ann["id"], "how much is a latte?")
+    await sim.wait_for_messages(ann["id"])
+    sim.send_text(ann["id"], "and a large one?")
+    await sim.wait_for_messages(ann["id"], 2)
+    assert ai.requests[1]["messages"][1:] == [
+        {"role": "user", "content": "how much is a latte?"},
+        {"role": "assistant", "content": "Latte is 3 dollars."},
+        {"role": "user", "content": "and a large one?"},
+    ]
+    sim.send_command(ann["id"], "new")
+    await sim.wait_for_messages(ann["id"], 3)
+    sim.send_text(ann["id"], "hi")
+    await sim.wait_for_messages(ann["id"], 4)
+    assert ai.requests[2]["messages"][1:] == [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"DAILY_AI_QUOTA": 1}], indirect=True)
+async def test_a_customer_over_the_daily_ai_quota_is_told_and_handed_to_people(
+        frontdesk_settings: dict[str, Any], frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ann = sim.create_user("Ann")
+    sim.send_text(ann["id"], "first question")
+    await sim.wait_for_messages(ann["id"])
+    sim.send_text(ann["id"], "second question")
+    [_, second] = await sim.wait_for_messages(ann["id"], 2)
+    assert second["text"].startswith("You've reached today's limit of AI answers.")
+    assert len(ai.requests) == 1

@@ -1,0 +1,27 @@
+# Frontdesk: one image, one process (aiohttp + aiogram + the outbox worker on one loop).
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+COPY handlers ./handlers
+COPY miniapp ./miniapp
+COPY models ./models
+COPY services ./services
+COPY locales ./locales
+RUN pip install --no-cache-dir --prefix=/install . \
+ && PYTHONPATH=$(echo /install/lib/python3.11/site-packages) \
+    python -c "from bot.i18n import compile_catalogs; compile_catalogs()"
+
+FROM python:3.11-slim
+ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
+    DATABASE_URL=sqlite:///data/frontdesk.sqlite3 HOST=0.0.0.0 PORT=8080
+RUN useradd --system --uid 10001 --home /app frontdesk && mkdir -p /data /app && chown frontdesk /data /app
+COPY --from=build /install /usr/local
+COPY demo /app/demo
+WORKDIR /app
+USER frontdesk
+VOLUME ["/data"]
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
+  CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\", \"8080\")}/healthz', timeout=4)"
+CMD ["python", "-m", "bot"]
