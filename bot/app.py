@@ -26,6 +26,7 @@ from bot.webhook import telegram_webhook
 from services import conversations
 from services.ai import AIClient
 from services.answering import Answerer, AnswerPolicy
+from services.generation import Generations
 from services.limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from services.outbox import OutboxSettings, OutboxWorker
 
@@ -88,17 +89,18 @@ async def telegram_context(app: web.Application) -> AsyncIterator[None]:
     ai = create_ai(settings)
     if ai is None:
         log.warning("AI is off (AI_BASE_URL and AI_MODEL not set): answers come from the knowledge base.")
+    generations = Generations()
     answerer = Answerer(
         TelegramChatSender(bot), translator(i18n),
         AnswerPolicy(settings.kb_direct_threshold, settings.daily_ai_quota, settings.ai_context_tokens,
-                     settings.draft_interval, settings.default_locale), ai)
+                     settings.draft_interval, settings.default_locale), ai, generations)
     outbox = OutboxWorker(
         {"answer": answerer.answer_job, "slow_down": answerer.slow_down_job},
         OutboxSettings(settings.outbox_workers, settings.outbox_lease_seconds, settings.outbox_max_attempts),
         on_give_up=answerer.gave_up)
     recent, limiter, storage = shared_state(app)
     dispatcher = create_dispatcher(i18n, storage=storage, settings=settings, tenant=tenant, outbox=outbox,
-                                   limiter=limiter)
+                                   limiter=limiter, generations=generations)
     runtime = TelegramRuntime(bot, dispatcher, settings.webhook_secret, recent, outbox)
     app[TELEGRAM] = runtime
     await set_commands(bot, i18n)

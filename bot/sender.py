@@ -154,6 +154,7 @@ class TelegramChatSender:
 
     async def send_draft(self, chat_id: int, draft_id: int, html: str) -> None:
         try:
-            await self.bot.send_message_draft(chat_id=chat_id, draft_id=draft_id, text=html, parse_mode="HTML")
+            await self.bot.send_message_draft(chat_id=chat_id, draft_id=draft_id, text=html, parse_mode="HTML",
+                                              can_stop=True)
         except TelegramForbiddenError as error:
             raise RecipientBlocked(str(error)) from error

@@ -2,9 +2,14 @@
 
 from aiogram import Router
 
-from handlers import customer_commands, customer_messages, membership
+from handlers import customer_commands, customer_messages, generation, membership
 
 
 def get_routers() -> list[Router]:
     # Commands first: a command is never taken for a question.
-    return [customer_commands.create_router(), customer_messages.create_router(), membership.create_router()]
+    return [
+        customer_commands.create_router(),
+        customer_messages.create_router(),
+        membership.create_router(),
+        generation.create_router(),
+    ]

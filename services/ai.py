@@ -90,19 +90,20 @@ class AIClient:
         text: list[str] = []
         tool_name, tool_arguments = "", []
         tokens_in = tokens_out = 0
-        async for chunk in stream:
-            if chunk.usage is not None:
-                tokens_in, tokens_out = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
-            for choice in chunk.choices:
-                delta = choice.delta
-                if delta.content:
-                    text.append(delta.content)
-                    await on_progress("".join(text))
-                for call in delta.tool_calls or []:
-                    if call.function and call.function.name:
-                        tool_name = call.function.name
-                    if call.function and call.function.arguments:
-                        tool_arguments.append(call.function.arguments)
+        async with stream:  # closes the HTTP response when the customer stops the answer early
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    tokens_in, tokens_out = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
+                for choice in chunk.choices:
+                    delta = choice.delta
+                    if delta.content:
+                        text.append(delta.content)
+                        await on_progress("".join(text))
+                    for call in delta.tool_calls or []:
+                        if call.function and call.function.name:
+                            tool_name = call.function.name
+                        if call.function and call.function.arguments:
+                            tool_arguments.append(call.function.arguments)
         answer = "".join(text).strip()
         handoff = _handoff_reason(tool_name, "".join(tool_arguments))
         if not answer and handoff is None:

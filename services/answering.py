@@ -6,6 +6,7 @@ outcome: an answer, a handoff notice, or a clear error.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from tortoise.transactions import in_transaction
 from models import AuthorKind, Conversation, ConversationMode, ConversationStatus, Message, OutboxJob, Usage, User
 from services import conversations, knowledge, persona
 from services.ai import AIClient, AIReply, AIUnavailable, estimate_tokens
+from services.generation import Generations, GenerationStopped
 from services.i18n import N_, Translate
 from services.ports import ChatSender, OutgoingText, RecipientBlocked
 from services.render import escape, markdown_to_html, split_html, visible_length
@@ -71,11 +73,12 @@ class _Context:
 
 class Answerer:
     def __init__(self, sender: ChatSender, translate: Translate, policy: AnswerPolicy,
-                 ai: AIClient | None = None) -> None:
+                 ai: AIClient | None = None, generations: Generations | None = None) -> None:
         self.sender = sender
         self.translate = translate
         self.policy = policy
         self.ai = ai
+        self.generations = generations or Generations()
 
     # --- outbox job handlers -----------------------------------------------------------------
 
@@ -142,6 +145,9 @@ class Answerer:
             return
         try:
             reply = await self._ask_ai(context, question)
+        except GenerationStopped as stopped:
+            await self._deliver_stopped(context, stopped.text)
+            return
         except AIUnavailable as error:
             log.warning("AI unavailable for message %s: %s", context.message.id, error)
             await self._without_ai(context, question)
@@ -181,8 +187,21 @@ class Answerer:
     async def _ask_ai(self, context: _Context, question: str) -> AIReply:
         assert self.ai is not None
         prompt = await self._prompt(context, question)
-        draft = _DraftStreamer(self.sender, context.chat_id, context.message.id, self.policy.draft_interval)
-        return await self.ai.answer(prompt, draft.update)
+        draft_id = context.message.id  # unique and non-zero, as Telegram wants
+        stop = self.generations.start(context.chat_id, draft_id)
+        draft = _DraftStreamer(self.sender, context.chat_id, draft_id, self.policy.draft_interval, stop)
+        try:
+            return await self.ai.answer(prompt, draft.update)
+        finally:
+            self.generations.finish(context.chat_id, draft_id)
+
+    async def _deliver_stopped(self, context: _Context, text: str) -> None:
+        """Keep what was written before the customer pressed stop."""
+        meta = {"source": "ai", "stopped": True}
+        if text.strip():
+            await self._reply(context, markdown_to_html(text), AuthorKind.AI, meta, markdown=text)
+        else:
+            await self._record(context, "", AuthorKind.AI, meta, sent=[])
 
     async def _prompt(self, context: _Context, question: str) -> list[dict[str, Any]]:
         bot_id: int = context.customer.bot_id  # type: ignore[attr-defined]
@@ -217,12 +236,15 @@ class Answerer:
                      markdown: str | None = None) -> None:
         """Send (split when long) and record the reply; the record marks the message answered."""
         sent = [await self.sender.send_text(context.chat_id, OutgoingText(part)) for part in split_html(html)]
+        await self._record(context, markdown if markdown is not None else html, author, meta, sent)
+
+    async def _record(self, context: _Context, text: str, author: AuthorKind, meta: dict[str, Any],
+                      sent: list[int]) -> None:
         async with in_transaction():
             await Message.create(
                 bot_id=context.customer.bot_id,  # type: ignore[attr-defined]
                 conversation_id=context.conversation.id, author_kind=author,
-                text=markdown if markdown is not None else html, copies={"customer": sent},
-                ai_meta=meta, reply_to_id=context.message.id)
+                text=text, copies={"customer": sent}, ai_meta=meta, reply_to_id=context.message.id)
             now = datetime.now(UTC)
             await Conversation.filter(id=context.conversation.id).update(last_message_at=now)
             await Conversation.filter(id=context.conversation.id, first_response_at=None).update(
@@ -235,14 +257,18 @@ class _DraftStreamer:
     A draft is a preview, so a failed draft never fails the answer; only a block stops it.
     """
 
-    def __init__(self, sender: ChatSender, chat_id: int, draft_id: int, interval: float) -> None:
+    def __init__(self, sender: ChatSender, chat_id: int, draft_id: int, interval: float,
+                 stop: asyncio.Event) -> None:
         self.sender = sender
         self.chat_id = chat_id
         self.draft_id = draft_id
         self.interval = interval
+        self.stop = stop
         self._last = 0.0
 
     async def update(self, text_so_far: str) -> None:
+        if self.stop.is_set():
+            raise GenerationStopped(text_so_far)
         now = time.monotonic()
         if now - self._last < self.interval:
             return

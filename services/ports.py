@@ -31,5 +31,5 @@ class ChatSender(Protocol):
         ...
 
     async def send_draft(self, chat_id: int, draft_id: int, html: str) -> None:
-        """Show or update a streamed preview of an answer being written."""
+        """Show or update a streamed preview of an answer being written, with a stop button."""
         ...

@@ -324,3 +324,21 @@ async def test_a_customer_over_the_daily_ai_quota_is_told_and_handed_to_people(
     [_, second] = await sim.wait_for_messages(ann["id"], 2)
     assert second["text"].startswith("You've reached today's limit of AI answers.")
     assert len(ai.requests) == 1
+
+
+async def test_the_stop_button_ends_the_answer_where_it_was(frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ai.script.reply = " ".join(f"word{n}" for n in range(200))
+    ai.script.chunk_size = 10
+    ai.script.chunk_delay = 0.05
+    ann = sim.create_user("Ann")
+    sim.send_text(ann["id"], "tell me a long story")
+    [first_draft] = await sim.wait_for_calls("sendMessageDraft")
+    assert first_draft["params"]["can_stop"] is True
+    sim.stop_generation(ann["id"], first_draft["params"]["draft_id"])
+    [answer] = await sim.wait_for_messages(ann["id"], timeout=10)
+    await settle(sim)
+    assert ai.script.reply.startswith(answer["text"])
+    assert len(answer["text"]) < len(ai.script.reply) / 2
+    assert len(bot_texts(sim, ann["id"])) == 1
+    stored = await Message.get(author_kind=AuthorKind.AI)
+    assert stored.ai_meta["stopped"] is True

@@ -46,7 +46,8 @@ async def test_webhook_is_registered_with_secret_and_used_update_types(frontdesk
     [call] = sim.calls("setWebhook")
     assert call["params"]["url"] == frontdesk.url + "/telegram/webhook"
     assert call["params"]["secret_token"] == frontdesk.settings.webhook_secret
-    assert set(call["params"]["allowed_updates"]) == {"message", "callback_query", "my_chat_member"}
+    expected = {"message", "callback_query", "my_chat_member", "stopped_message_generation"}
+    assert set(call["params"]["allowed_updates"]) == expected
 
 
 @pytest.mark.parametrize("frontdesk_settings", [{"WEBHOOK_BASE_URL": ""}], indirect=True)
