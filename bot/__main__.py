@@ -59,6 +59,7 @@ def _serve(settings: Settings) -> None:
 
     from bot.app import create_app
 
+    logging.getLogger("bot").info("Frontdesk listens on http://%s:%s", settings.host, settings.port)
     web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
 
 

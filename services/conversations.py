@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
@@ -17,6 +17,7 @@ from services.i18n import pick_locale
 from services.limits import RateLimiter, Verdict
 
 MAX_TEXT_CHARS = 4096
+LAST_SEEN_PRECISION = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,15 @@ async def register_customer(bot_id: int, who: Customer, default_locale: str) -> 
         except IntegrityError:  # created meanwhile by a concurrent update of the same person
             return await User.get(bot_id=bot_id, telegram_id=who.telegram_id)
     names = (who.first_name[:256], who.last_name[:256], who.username[:64])
-    changed = names != (user.first_name, user.last_name, user.username)
+    now = datetime.now(UTC)
+    # Written only when something changed (or an hour went by): not on every message.
+    if names == (user.first_name, user.last_name, user.username) and not user.blocked_bot \
+            and now - user.last_seen_at < LAST_SEEN_PRECISION:
+        return user
     user.first_name, user.last_name, user.username = names
-    user.last_seen_at = datetime.now(UTC)
+    user.last_seen_at = now
     user.blocked_bot = False  # they wrote to us, so they have not blocked the bot
-    await user.save(update_fields=["first_name", "last_name", "username", "last_seen_at", "blocked_bot"]
-                    if changed else ["last_seen_at", "blocked_bot"])
+    await user.save(update_fields=["first_name", "last_name", "username", "last_seen_at", "blocked_bot"])
     return user
 
 

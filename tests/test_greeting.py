@@ -59,3 +59,14 @@ async def test_without_a_public_url_the_bot_long_polls(frontdesk_settings: dict[
     assert greeting["text"].startswith("Hello, Ann!")
     assert sim.calls("setWebhook") == []
     assert sim.calls("getUpdates")
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"PUBLIC_BASE_URL": "https://desk.example.com"}], indirect=True)
+async def test_start_offers_the_mini_app_when_the_public_url_is_known(
+        frontdesk_settings: dict[str, str], frontdesk: Frontdesk, sim: Simulator) -> None:
+    ann = sim.create_user("Ann", language_code="uz")
+    sim.send_command(ann["id"], "start")
+    [greeting] = await sim.wait_for_messages(ann["id"])
+    [*_, app_row] = greeting["reply_markup"]["inline_keyboard"]
+    assert app_row[0]["text"] == "📱 Ilovani ochish"
+    assert app_row[0]["web_app"]["url"] == "https://desk.example.com/app/"
