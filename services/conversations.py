@@ -156,10 +156,20 @@ async def ai_messages_today(user_id: int, day: date | None = None) -> int:
 
 
 async def history(conversation_id: int, before_id: int | None = None, limit: int = 40) -> list[Message]:
-    """The most recent customer-visible messages, oldest first."""
+    """The customer-visible messages up to `before_id`, oldest first, each answer after its question.
+
+    Answers are written after the customer's later messages were stored (they queue while the
+    AI writes), so an answer's place is after the message it replies to, not its own id.
+    """
     query = Message.filter(conversation_id=conversation_id,
                            author_kind__in=[AuthorKind.CUSTOMER, AuthorKind.AI, AuthorKind.MANAGER])
+    recent = await query.order_by("-id").limit(limit * 2)
+
+    def place(message: Message) -> tuple[int, int, int]:
+        replied = message.reply_to_id  # type: ignore[attr-defined]
+        return (replied, 1, message.id) if replied is not None else (message.id, 0, message.id)
+
+    ordered = sorted(recent, key=place)
     if before_id is not None:
-        query = query.filter(id__lt=before_id)
-    recent = await query.order_by("-id").limit(limit)
-    return list(reversed(recent))
+        ordered = [m for m in ordered if place(m)[0] < before_id]
+    return ordered[-limit:]

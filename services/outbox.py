@@ -56,6 +56,8 @@ class OutboxWorker:
         self.on_give_up = on_give_up
         self.owner = f"worker-{uuid.uuid4().hex[:12]}"
         self._wakeup = asyncio.Event()
+        # One claim at a time in this process, so two tasks never take two jobs of one lane.
+        self._claiming = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -76,7 +78,8 @@ class OutboxWorker:
     async def _loop(self) -> None:
         while not self._stopping:
             try:
-                job = await self.claim()
+                async with self._claiming:
+                    job = await self.claim()
             except Exception:
                 log.exception("outbox: claiming a job failed")
                 job = None

@@ -342,3 +342,16 @@ async def test_the_stop_button_ends_the_answer_where_it_was(frontdesk: Frontdesk
     assert len(bot_texts(sim, ann["id"])) == 1
     stored = await Message.get(author_kind=AuthorKind.AI)
     assert stored.ai_meta["stopped"] is True
+
+
+async def test_quick_messages_are_answered_in_order_each_seeing_the_last_answer(
+        frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ai.script.replies = ["First answer.", "Second answer.", "Third answer."]
+    ai.script.chunk_delay = 0.02
+    ann = sim.create_user("Ann")
+    for text in ("one", "two", "three"):
+        sim.send_text(ann["id"], text)
+    await sim.wait_for_messages(ann["id"], 3, timeout=15)
+    assert bot_texts(sim, ann["id"]) == ["First answer.", "Second answer.", "Third answer."]
+    assert [m["content"] for m in ai.requests[2]["messages"][1:]] == [
+        "one", "First answer.", "two", "Second answer.", "three"]
