@@ -9,6 +9,7 @@ from aiogram.types import Message, Update
 
 from bot.settings import Settings
 from models import Bot as Tenant
+from models import User
 from services import conversations
 from services.conversations import Customer, Incoming
 from services.limits import RateLimiter
@@ -38,7 +39,7 @@ def _attachments(message: Message) -> list[dict[str, Any]]:
 
 
 async def customer_wrote(message: Message, tenant: Tenant, settings: Settings, limiter: RateLimiter,
-                         outbox: OutboxWorker, event_update: Update) -> None:
+                         outbox: OutboxWorker, event_update: Update, customer: User | None) -> None:
     user = message.from_user
     assert user is not None
     stored = await conversations.record_customer_message(
@@ -46,7 +47,7 @@ async def customer_wrote(message: Message, tenant: Tenant, settings: Settings, l
         Customer(user.id, user.first_name, user.last_name or "", user.username or "", user.language_code or ""),
         Incoming(source_key=f"tg:{event_update.update_id}", text=message.text or message.caption or "",
                  attachments=_attachments(message)),
-        limiter=limiter, default_locale=settings.default_locale,
+        limiter=limiter, default_locale=settings.default_locale, known=customer,
     )
     if not stored.duplicate:
         outbox.wake()

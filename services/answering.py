@@ -11,13 +11,11 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
-from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from models import AuthorKind, Conversation, ConversationMode, ConversationStatus, Message, OutboxJob, Usage, User
+from models import AuthorKind, Conversation, ConversationMode, ConversationStatus, Message, OutboxJob, User
 from services import conversations, knowledge, persona
 from services.ai import AIClient, AIReply, AIUnavailable, estimate_tokens
 from services.generation import Generations, GenerationStopped
@@ -90,19 +88,22 @@ class Answerer:
             await self._answer(context)
         except RecipientBlocked:
             await conversations.set_blocked(context.customer.bot_id, context.chat_id)  # type: ignore[attr-defined]
+        await conversations.note_customer_message(context.message)  # once, after the outcome
 
     async def slow_down_job(self, job: OutboxJob) -> None:
-        await self._notice_job(job, SLOW_DOWN)
+        await self._notice_job(job, SLOW_DOWN, count=True)
 
     async def gave_up(self, job: OutboxJob) -> None:
         """A job failed for good: the customer still gets a clear message, never silence."""
         if job.kind == "answer":
             await self._notice_job(job, PERSON_WILL_ANSWER)
 
-    async def _notice_job(self, job: OutboxJob, notice: str) -> None:
+    async def _notice_job(self, job: OutboxJob, notice: str, *, count: bool = False) -> None:
         context = await self._load(job)
         if context is None:
             return
+        if count:
+            await conversations.note_customer_message(context.message)
         try:
             await self._reply(context, escape(self.translate(context.locale, notice)), AuthorKind.SYSTEM,
                               {"source": "notice"})
@@ -225,10 +226,9 @@ class Answerer:
 
     async def _deliver_ai(self, context: _Context, reply: AIReply) -> None:
         await self._reply(context, markdown_to_html(reply.text), AuthorKind.AI, reply.meta(), markdown=reply.text)
-        today = datetime.now(UTC).date()
-        await Usage.filter(user_id=context.customer.id, day=today).update(
-            ai_messages=F("ai_messages") + 1, tokens_in=F("tokens_in") + reply.tokens_in,
-            tokens_out=F("tokens_out") + reply.tokens_out, cost=F("cost") + Decimal(str(reply.cost)))
+        await conversations.add_usage(context.customer.bot_id, context.customer.id,  # type: ignore[attr-defined]
+                                      ai_messages=1, tokens_in=reply.tokens_in, tokens_out=reply.tokens_out,
+                                      cost=reply.cost)
 
     # --- delivery --------------------------------------------------------------------------------
 

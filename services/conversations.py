@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
@@ -71,14 +72,10 @@ async def register_customer(bot_id: int, who: Customer, default_locale: str) -> 
                 language=pick_locale(who.language_code, default=default_locale))
         except IntegrityError:  # created meanwhile by a concurrent update of the same person
             return await User.get(bot_id=bot_id, telegram_id=who.telegram_id)
-    names = (who.first_name[:256], who.last_name[:256], who.username[:64])
-    now = datetime.now(UTC)
-    # Written only when something changed (or an hour went by): not on every message.
-    if names == (user.first_name, user.last_name, user.username) and not user.blocked_bot \
-            and now - user.last_seen_at < LAST_SEEN_PRECISION:
+    if not _changed(user, who):
         return user
-    user.first_name, user.last_name, user.username = names
-    user.last_seen_at = now
+    user.first_name, user.last_name, user.username = who.first_name[:256], who.last_name[:256], who.username[:64]
+    user.last_seen_at = datetime.now(UTC)
     user.blocked_bot = False  # they wrote to us, so they have not blocked the bot
     await user.save(update_fields=["first_name", "last_name", "username", "last_seen_at", "blocked_bot"])
     return user
@@ -112,42 +109,62 @@ async def start_new_conversation(user: User) -> Conversation:
         return await Conversation.create(uuid=uuid.uuid4(), bot_id=user.bot_id, user=user)  # type: ignore[attr-defined]
 
 
-async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming, *,
-                                  limiter: RateLimiter, default_locale: str) -> Stored:
+async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming, *, limiter: RateLimiter,
+                                  default_locale: str, known: User | None = None) -> Stored:
     """Store the message and the job that answers it in one transaction.
 
-    A re-delivery (same source key) stores nothing and returns a duplicate. A customer over
-    their rate gets their message stored and one "slow down" notice, not one answer each.
+    This is the webhook's hot path, so it does the least it can: the customer row is written
+    only when new or changed, and counters and timestamps are left to the worker. A re-delivery
+    (same source key) stores nothing and returns a duplicate. A customer over their rate gets
+    their message stored and one "slow down" notice, not one answer each.
     """
-    if await Message.exists(bot_id=bot_id, source_key=incoming.source_key):
-        return Stored(None)
+    verdict = await limiter.check(f"{bot_id}:tg:{who.telegram_id}")
     text = incoming.text[:MAX_TEXT_CHARS * 4]
     try:
         async with in_transaction():
-            user = await register_customer(bot_id, who, default_locale)
+            user = known if known is not None and not _changed(known, who) else \
+                await register_customer(bot_id, who, default_locale)
             conversation = await open_conversation(user)
             message = await Message.create(
                 bot_id=bot_id, conversation=conversation, author_kind=AuthorKind.CUSTOMER, author=user,
                 text=text, attachments=incoming.attachments, source_key=incoming.source_key)
-            await Conversation.filter(id=conversation.id).update(last_message_at=message.created_at)
-            await _count_message(bot_id, user.id)
-            verdict = await limiter.check(f"{bot_id}:{user.id}")
-            if verdict is Verdict.ALLOW:
-                await outbox.enqueue(bot_id, "answer", {"message_id": message.id}, lane=str(conversation.uuid))
-            elif verdict is Verdict.WARN:
-                await outbox.enqueue(bot_id, "slow_down", {"message_id": message.id}, lane=str(conversation.uuid))
+            job_kind = {Verdict.ALLOW: "answer", Verdict.WARN: "slow_down"}.get(verdict)
+            if job_kind is not None:
+                await outbox.enqueue(bot_id, job_kind, {"message_id": message.id}, lane=str(conversation.uuid))
     except IntegrityError:
         if await Message.exists(bot_id=bot_id, source_key=incoming.source_key):
-            return Stored(None)  # the same update, stored meanwhile by a concurrent delivery
+            return Stored(None)  # a re-delivery of a message stored before
         raise
     return Stored(message, verdict)
 
 
-async def _count_message(bot_id: int, user_id: int) -> None:
+def _changed(user: User, who: Customer) -> bool:
+    names = (who.first_name[:256], who.last_name[:256], who.username[:64])
+    return names != (user.first_name, user.last_name, user.username) or user.blocked_bot or \
+        datetime.now(UTC) - user.last_seen_at >= LAST_SEEN_PRECISION
+
+
+async def note_customer_message(message: Message) -> None:
+    """The bookkeeping the hot path leaves to the worker: the conversation's time, today's count."""
+    await Conversation.filter(id=message.conversation_id).update(  # type: ignore[attr-defined]
+        last_message_at=message.created_at)
+    await add_usage(message.bot_id, message.author_id, messages=1)  # type: ignore[attr-defined]
+
+
+async def add_usage(bot_id: int, user_id: int, *, messages: int = 0, ai_messages: int = 0, tokens_in: int = 0,
+                    tokens_out: int = 0, cost: float = 0.0) -> None:
+    """Add to the customer's counters for today (the row is created on first use)."""
     today = datetime.now(UTC).date()
-    updated = await Usage.filter(user_id=user_id, day=today).update(messages=F("messages") + 1)
-    if not updated:
-        await Usage.create(bot_id=bot_id, user_id=user_id, day=today, messages=1)
+    increments = {"messages": F("messages") + messages, "ai_messages": F("ai_messages") + ai_messages,
+                  "tokens_in": F("tokens_in") + tokens_in, "tokens_out": F("tokens_out") + tokens_out,
+                  "cost": F("cost") + Decimal(str(cost))}
+    if await Usage.filter(user_id=user_id, day=today).update(**increments):
+        return
+    try:
+        await Usage.create(bot_id=bot_id, user_id=user_id, day=today, messages=messages, ai_messages=ai_messages,
+                           tokens_in=tokens_in, tokens_out=tokens_out, cost=Decimal(str(cost)))
+    except IntegrityError:  # created meanwhile by another worker
+        await Usage.filter(user_id=user_id, day=today).update(**increments)
 
 
 async def ai_messages_today(user_id: int, day: date | None = None) -> int:
