@@ -65,13 +65,13 @@ async def register_customer(bot_id: int, who: Customer, default_locale: str) -> 
     """Create the customer on first contact, refresh their names later; the language stays theirs."""
     user = await User.get_or_none(bot_id=bot_id, telegram_id=who.telegram_id)
     if user is None:
-        try:
-            return await User.create(
-                bot_id=bot_id, telegram_id=who.telegram_id, first_name=who.first_name[:256],
-                last_name=who.last_name[:256], username=who.username[:64],
-                language=pick_locale(who.language_code, default=default_locale))
-        except IntegrityError:  # created meanwhile by a concurrent update of the same person
-            return await User.get(bot_id=bot_id, telegram_id=who.telegram_id)
+        # INSERT ... ON CONFLICT DO NOTHING: a concurrent first message from the same person must
+        # not abort the surrounding transaction (PostgreSQL aborts it on a unique violation).
+        await User.bulk_create([User(
+            bot_id=bot_id, telegram_id=who.telegram_id, first_name=who.first_name[:256],
+            last_name=who.last_name[:256], username=who.username[:64],
+            language=pick_locale(who.language_code, default=default_locale))], ignore_conflicts=True)
+        return await User.get(bot_id=bot_id, telegram_id=who.telegram_id)
     if not _changed(user, who):
         return user
     user.first_name, user.last_name, user.username = who.first_name[:256], who.last_name[:256], who.username[:64]

@@ -355,3 +355,25 @@ async def test_quick_messages_are_answered_in_order_each_seeing_the_last_answer(
     assert bot_texts(sim, ann["id"]) == ["First answer.", "Second answer.", "Third answer."]
     assert [m["content"] for m in ai.requests[2]["messages"][1:]] == [
         "one", "First answer.", "two", "Second answer.", "three"]
+
+
+async def test_two_first_messages_of_a_new_customer_at_once_are_both_stored(
+        frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ann = sim.create_user("Ann")
+    headers = {"X-Telegram-Bot-Api-Secret-Token": frontdesk.settings.webhook_secret}
+
+    def update(n: int) -> dict[str, Any]:
+        return {"update_id": 900 + n, "message": {
+            "message_id": 9000 + n, "date": 1_700_000_000, "text": f"question {n}",
+            "chat": {"id": ann["id"], "type": "private", "first_name": "Ann"},
+            "from": {"id": ann["id"], "is_bot": False, "first_name": "Ann"}}}
+
+    async with aiohttp.ClientSession() as http:
+        async def post(n: int) -> int:
+            async with http.post(frontdesk.url + "/telegram/webhook", json=update(n), headers=headers) as response:
+                return response.status
+
+        assert list(await asyncio.gather(post(1), post(2))) == [200, 200]
+    assert await User.filter(telegram_id=ann["id"]).count() == 1
+    assert await Message.filter(author_kind=AuthorKind.CUSTOMER).count() == 2
+    await sim.wait_for_messages(ann["id"], 2)
