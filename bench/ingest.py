@@ -32,6 +32,7 @@ import shlex
 import socket
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -64,6 +65,7 @@ FIRST_USER_ID = 610_000_000
 WARMUP_USER_OFFSET = 100_000
 MAX_ATTEMPTS = 5  # Telegram retries a non-2xx answer; so do we, quickly
 RETRY_DELAY = 0.05
+REQUEST_SECONDS = 30.0
 CHILD_START_SECONDS = 120.0
 
 FIRST_NAMES = ("Ann", "Bobur", "Dilnoza", "Ivan", "Maria", "Aziz", "Olga", "Tom", "Sevara", "Pedro")
@@ -145,12 +147,13 @@ class HttpConnection:
     async def post(self, body: bytes) -> int:
         """The response's status; 0 when the connection failed."""
         try:
-            if self.reader is None or self.writer is None:
-                self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-            self.writer.write(self.head + str(len(body)).encode() + b"\r\n\r\n" + body)
-            await self.writer.drain()
-            return await self._response(self.reader)
-        except (OSError, asyncio.IncompleteReadError, ValueError):
+            async with asyncio.timeout(REQUEST_SECONDS):
+                if self.reader is None or self.writer is None:
+                    self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+                self.writer.write(self.head + str(len(body)).encode() + b"\r\n\r\n" + body)
+                await self.writer.drain()
+                return await self._response(self.reader)
+        except (OSError, asyncio.IncompleteReadError, ValueError):  # TimeoutError is an OSError
             self.close()
             return 0
 
@@ -298,7 +301,8 @@ def frontdesk_app(sim_url: str, database_url: str, port: int) -> tuple[Any, str]
 
     env = {"BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE": sim_url, "WEBHOOK_BASE_URL": f"http://127.0.0.1:{port}",
            "HOST": "127.0.0.1", "PORT": str(port), "DATABASE_URL": database_url, "OUTBOX_WORKERS": "0",
-           "AI_BASE_URL": "", "AI_MODEL": "", "CUSTOMER_RATE_BURST": "1000000", "LOG_LEVEL": "WARNING"}
+           "AI_BASE_URL": "", "AI_MODEL": "", "REDIS_URL": "", "CUSTOMER_RATE_BURST": "1000000",
+           "LOG_LEVEL": "WARNING"}
     settings = Settings(_env_file=None, **cast(dict[str, Any], env))
     return create_app(settings), settings.webhook_secret
 
@@ -523,6 +527,7 @@ class Options:
     profile: list[str]
     doc: Path | None
     workdir: Path
+    code: str = ""  # which Frontdesk was measured: the commit, and whether the tree had changes
 
 
 @dataclass
@@ -611,16 +616,20 @@ def verify(target: str, database: Database | None, warm: Load, load: Load,
            answers: int) -> tuple[int | None, list[str]]:
     """How many measured updates had their effect exactly once, and what went wrong, if anything."""
     problems = [f"{load.lost + warm.lost} updates never acknowledged"] if load.lost + warm.lost else []
-    if target == "echo":
-        return answers - warm.acked, problems
-    if database is None:
+    if database is None and target != "echo":
         return None, problems
-    stored = check_stored(database, warm.sent_ids + load.sent_ids, load.sent_ids)
-    if stored.duplicates or stored.strangers:
-        problems.append(f"{stored.duplicates} duplicate and {stored.strangers} unexpected rows")
-    if stored.jobs != stored.rows:
-        problems.append(f"{stored.jobs} outbox jobs for {stored.rows} messages")
-    return stored.exactly_once, problems
+    if database is None:
+        stored = answers - warm.acked
+    else:
+        rows = check_stored(database, warm.sent_ids + load.sent_ids, load.sent_ids)
+        stored = rows.exactly_once
+        if rows.duplicates or rows.strangers:
+            problems.append(f"{rows.duplicates} duplicate and {rows.strangers} unexpected rows")
+        if rows.jobs != rows.rows:
+            problems.append(f"{rows.jobs} outbox jobs for {rows.rows} messages")
+    if stored != load.sent:
+        problems.append(f"{stored} of {load.sent} sent updates {'answered' if database is None else 'stored'} once")
+    return stored, problems
 
 
 def run_once(target: str, concurrency: int, options: Options, profile_path: str = "") -> RunResult:
@@ -711,7 +720,7 @@ def run_lines(rows: Sequence[Row]) -> str:
         problems = "; ".join(problem for run in row.runs for problem in run.problems)
         background = max(run.usage.background for run in row.runs)
         lines.append(f"- {LABELS[row.target]}, {row.concurrency} connections: {rates} updates/s "
-                     f"(other work on the machine just before: ≤{100 * background:.0f}%)"
+                     f"(before each run, other work kept the machine up to {100 * background:.0f}% busy)"
                      + (f" — **{problems}**" if problems else ""))
     return "\n".join(lines)
 
@@ -727,20 +736,25 @@ KEY_FUNCTIONS = (
     ("bot/webhook.py", "telegram_webhook"), ("dispatcher.py", "feed_update"), ("bot/middlewares.py", "get_locale"),
     ("services/conversations.py", "record_customer_message"), ("services/conversations.py", "register_customer"),
     ("services/conversations.py", "open_conversation"), ("services/conversations.py", "_count_message"),
-    ("services/outbox.py", "enqueue"), ("tortoise/transactions.py", "__aexit__"),
+    ("services/outbox.py", "enqueue"),
 )
 
 
 def area_of(filename: str, name: str) -> str:
     if filename == "~":
-        return "waiting in epoll (idle loop)" if "poll" in name else "C built-ins"
+        if "epoll" in name:
+            return "waiting in epoll (idle loop)"
+        if "_socket.socket" in name:
+            return "socket send/recv"
+        return "waking another thread (SimpleQueue.put)" if "SimpleQueue" in name else "other C built-ins"
     return next((area for part, area in AREAS if part in filename), "other")
 
 
 def where(filename: str, line: int, name: str) -> str:
     if filename == "~":
         return name
-    short = filename.split("site-packages/")[-1].replace(str(ROOT) + "/", "")
+    short = filename.split("site-packages/")[-1].split(f"python{sys.version_info[0]}.{sys.version_info[1]}/")[-1]
+    short = short.replace(str(ROOT) + "/", "")
     return f"{short}:{line} {name}"
 
 
@@ -765,12 +779,12 @@ def profile_report(path: str, result: RunResult) -> str:
     total = sum(entry[2] for entry in stats.values())
     updates = max(1, result.load.acked)
     lines = [f"{LABELS[result.target]}, {result.concurrency} connections, {result.load.acked} updates at "
-             f"{result.rate:,.0f}/s under cProfile; the event-loop thread's {total:.2f} s "
+             f"{result.rate:,.0f}/s under cProfile (which slows it); the event-loop thread's {total:.2f} s "
              f"({1000 * total / updates:.2f} ms per update), by own time:", "", "```"]
     lines += [f"{100 * seconds / total:5.1f}%  {area}" for area, seconds in by_area(stats)]
     lines += ["", "cumulative ms per update (own time and callees, while running):"]
-    lines += [f"{1000 * cumulative(stats, suffix, name) / updates:7.3f}  {suffix} {name}"
-              for suffix, name in KEY_FUNCTIONS]
+    lines += [f"{1000 * seconds / updates:7.3f}  {suffix} {name}" for suffix, name in KEY_FUNCTIONS
+              if (seconds := cumulative(stats, suffix, name))]  # functions the code no longer has are left out
     lines += ["", "top functions by own time (ms per update, calls per update):"]
     top = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)[:18]
     lines += [f"{1000 * entry[2] / updates:7.3f} {entry[1] / updates:6.1f}  {where(*key)}" for key, entry in top]
@@ -809,6 +823,20 @@ def versions(options: Options) -> str:
     return text
 
 
+def code_version() -> str:
+    """The commit measured, and the files changed from it (the servers import the tree as it is)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.rstrip()
+
+    try:
+        commit = git("log", "-1", "--format=%h (%s)")
+        changed = [line[3:] for line in git("status", "--porcelain").splitlines()
+                   if not line[3:].startswith(("bench/", "docs/"))]
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return commit + (f", with uncommitted changes to {', '.join(changed)}" if changed else "")
+
+
 def verdict(rows: Sequence[Row]) -> str:
     ceilings = {row.concurrency: row.rate for row in rows if row.target == "ceiling"}
     parts = [f"{LABELS[row.target]} at {row.concurrency} connections: {100 * row.rate / ceilings[row.concurrency]:.0f}%"
@@ -817,20 +845,23 @@ def verdict(rows: Sequence[Row]) -> str:
 
 
 def generated_section(rows: Sequence[Row], profiles: Sequence[str], options: Options) -> str:
-    command = "bash bench/run.sh → " + shlex.join(["python", "bench/ingest.py", *sys.argv[1:]])
+    command = f"`{shlex.join(['python', 'bench/ingest.py', *sys.argv[1:]])}`"
+    if launcher := os.environ.get("BENCH_LAUNCHER", ""):  # set by bench/run.sh
+        command = f"`{launcher}`, which runs {command}"
     parts = [
         BEGIN_MARK,
         f"- **Date:** {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"- **Machine:** {machine()}",
         f"- **Software:** {versions(options)}",
-        f"- **Command:** `make bench` ({command})",
-        f"- **Load:** {options.updates} updates per run from {options.users} users (after {options.warmup} "
-        f"warm-up updates from other users), one update in flight per chat, {options.runs} runs per row, "
-        "medians shown; stored/sent sums the runs.",
+        f"- **Frontdesk:** commit {options.code}",
+        f"- **Command:** {command}",
+        f"- **Load:** up to {options.updates} updates or {options.limit_seconds:g} s per run, from "
+        f"{options.users} customers (after {options.warmup} warm-up updates from others), one update in flight "
+        f"per chat; {options.runs} runs per row, medians shown; stored/sent sums the runs.",
         "", table(rows), "", verdict(rows), "", "Each run's updates/s:", "", run_lines(rows),
     ]
     if profiles:
-        parts += ["", "### Profile of Frontdesk's server (event-loop thread)", "", *profiles]
+        parts += ["", "### Profile of Frontdesk's server (event-loop thread)", "", "\n\n".join(profiles)]
     return "\n".join([*parts, END_MARK])
 
 
@@ -856,8 +887,8 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--runs", type=int, default=3, help="runs per server and connection count")
     parser.add_argument("--concurrency", default="16,64", help="connections, comma-separated")
     parser.add_argument("--targets", default=",".join(TARGETS), help=f"some of {', '.join(TARGETS)}")
-    parser.add_argument("--limit-seconds", type=float, default=45.0, help="stop sending after this long")
-    parser.add_argument("--quiet-seconds", type=float, default=5.0,
+    parser.add_argument("--limit-seconds", type=float, default=10.0, help="stop sending after this long")
+    parser.add_argument("--quiet-seconds", type=float, default=3.0,
                         help="before each run, wait up to this long for other work on the machine to stop")
     parser.add_argument("--profile", default="", help="targets to profile once more under cProfile")
     parser.add_argument("--doc", type=Path, default=DOC_PATH, help="the Markdown file to update")
@@ -900,6 +931,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
     with tempfile.TemporaryDirectory(prefix="frontdesk-bench-") as workdir:
         options.workdir = Path(workdir)
+        options.code = code_version()
         rows = group(run_all(options))
         profiles = [profile(target, options) for target in options.profile]
         print(table(rows))

@@ -34,4 +34,5 @@ as_pg "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w start \
     -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c max_connections=100" >/dev/null
 
 export BENCH_POSTGRES_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
+if [ -n "${MAKELEVEL:-}" ]; then export BENCH_LAUNCHER="make bench"; else export BENCH_LAUNCHER="bash bench/run.sh${*:+ $*}"; fi
 .venv/bin/python bench/ingest.py --profile sqlite,postgres "$@"
