@@ -68,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("tortoise").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         if args.command in (None, "run"):
             _serve(settings)

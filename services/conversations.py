@@ -49,7 +49,13 @@ class Stored:
         return self.message is None
 
 
+UNCONFIGURED_BOT_ID = 0  # the tenant of what was set up (knowledge, persona) before BOT_TOKEN was known
+
+
 async def ensure_bot(telegram_id: int, username: str = "") -> Bot:
+    """The tenant row of this bot. The first real bot adopts what was set up before it had a token."""
+    if telegram_id != UNCONFIGURED_BOT_ID and not await Bot.exists(telegram_id=telegram_id):
+        await Bot.filter(telegram_id=UNCONFIGURED_BOT_ID).update(telegram_id=telegram_id)
     bot, _ = await Bot.get_or_create(telegram_id=telegram_id, defaults={"username": username})
     if username and bot.username != username:
         bot.username = username
