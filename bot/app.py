@@ -93,7 +93,7 @@ async def telegram_context(app: web.Application) -> AsyncIterator[None]:
     answerer = Answerer(
         TelegramChatSender(bot), translator(i18n),
         AnswerPolicy(settings.kb_direct_threshold, settings.daily_ai_quota, settings.ai_context_tokens,
-                     settings.draft_interval, settings.default_locale), ai, generations)
+                     settings.draft_interval), ai, generations)
     outbox = OutboxWorker(
         {"answer": answerer.answer_job, "slow_down": answerer.slow_down_job},
         OutboxSettings(settings.outbox_workers, settings.outbox_lease_seconds, settings.outbox_max_attempts),

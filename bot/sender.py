@@ -50,14 +50,17 @@ class Limits:
 class Pacer:
     """Token buckets for private chats, sliding windows for groups and the whole bot."""
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, max_chats: int = 10_000) -> None:
         self.limits = limits
+        self.max_chats = max_chats
         self._private: dict[int, tuple[float, float]] = {}
         self._groups: dict[int, deque[float]] = {}
         self._all: deque[float] = deque()
 
     def wait_time(self, chat_id: int, count: int, now: float) -> float:
         limits = self.limits
+        if len(self._private) + len(self._groups) >= self.max_chats:
+            self._forget_idle_chats(now)
         waits = [_window_wait(self._all, now, 1.0, int(limits.per_second), count)]
         if chat_id < 0:
             waits.append(_window_wait(self._groups.setdefault(chat_id, deque()), now, 60.0,
@@ -68,6 +71,16 @@ class Pacer:
             self._private[chat_id] = (tokens, now)
             waits.append(max(0.0, (count - tokens) / limits.private_per_second))
         return max(waits)
+
+    def _forget_idle_chats(self, now: float) -> None:
+        """Chats whose budget is whole again need no state: a fresh entry behaves the same."""
+        limits = self.limits
+        for chat_id, (tokens, last) in list(self._private.items()):
+            if tokens + (now - last) * limits.private_per_second >= limits.private_burst:
+                del self._private[chat_id]
+        for chat_id, window in list(self._groups.items()):
+            if not window or window[-1] <= now - 60.0:
+                del self._groups[chat_id]
 
     def take(self, chat_id: int, count: int, now: float) -> None:
         self._all.extend([now] * count)

@@ -49,14 +49,13 @@ class AnswerPolicy:
     daily_ai_quota: int = 200
     context_tokens: int = 3000
     draft_interval: float = 0.6
-    default_locale: str = "en"
 
 
 @dataclass
 class _Context:
     message: Message
     conversation: Conversation
-    customer: User
+    customer: User  # their language was set when they were registered
 
     @property
     def chat_id(self) -> int:
@@ -66,7 +65,7 @@ class _Context:
 
     @property
     def locale(self) -> str:
-        return self.customer.language or "en"
+        return str(self.customer.language)
 
 
 class Answerer:

@@ -121,7 +121,7 @@ def parse_markdown(text: str) -> list[Entry]:
     def flush() -> None:
         if question is None:
             return
-        lines = [line for line in body]
+        lines = list(body)
         tags = ""
         while lines and not lines[-1].strip():
             lines.pop()

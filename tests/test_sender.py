@@ -97,3 +97,12 @@ def test_the_whole_bot_keeps_under_thirty_a_second() -> None:
         assert pacer.wait_time(chat + 1, 1, now=0.5) == 0
         pacer.take(chat + 1, 1, now=0.5)
     assert pacer.wait_time(999, 1, now=0.6) == pytest.approx(0.9)
+
+
+def test_idle_chats_are_forgotten_so_memory_stays_bounded() -> None:
+    pacer = Pacer(Limits(), max_chats=100)
+    for chat in range(1, 101):
+        pacer.wait_time(chat, 1, now=0.0)
+        pacer.take(chat, 1, now=0.0)
+    pacer.wait_time(500, 1, now=10.0)  # the 101st chat, long after the others refilled
+    assert len(pacer._private) == 1
