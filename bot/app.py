@@ -24,7 +24,7 @@ from bot.settings import Settings
 from bot.telegram import create_bot, create_dispatcher, set_commands
 from bot.webhook import telegram_webhook
 from services import conversations
-from services.ai import AIClient
+from services.ai import AIClient, Route
 from services.answering import Answerer, AnswerPolicy
 from services.generation import Generations
 from services.limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
@@ -40,9 +40,16 @@ async def healthz(request: web.Request) -> web.Response:
 def create_ai(settings: Settings) -> AIClient | None:
     if not settings.ai_enabled:
         return None
-    client = AsyncOpenAI(base_url=settings.ai_base_url, api_key=settings.ai_api_key or "not-needed",
-                         timeout=settings.ai_timeout, max_retries=0)
-    return AIClient(client, settings.ai_models, settings.price_of)
+
+    def client(base_url: str, api_key: str) -> AsyncOpenAI:
+        return AsyncOpenAI(base_url=base_url, api_key=api_key or "not-needed", timeout=settings.ai_timeout,
+                           max_retries=0)  # the fallback list is the retry policy
+
+    clients = {"": client(settings.ai_base_url, settings.ai_api_key)}
+    for name in {provider for _, provider in settings.ai_routes if provider}:
+        clients[name] = client(settings.ai_providers[name].base_url, settings.ai_providers[name].api_key)
+    routes = [Route(model, clients[provider], provider or "default") for model, provider in settings.ai_routes]
+    return AIClient(routes, settings.price_of)
 
 
 async def redis_context(app: web.Application) -> AsyncIterator[None]:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SUPPORTED_LOCALES = ("en", "ru", "uz")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class AIProvider(BaseModel):
+    base_url: str
+    api_key: str = ""
 
 
 def _split_list(value: object) -> object:
@@ -38,6 +44,9 @@ class Settings(BaseSettings):
     ai_api_key: str = Field("", alias="AI_API_KEY")
     ai_model: str = Field("", alias="AI_MODEL")
     ai_fallback_models: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="AI_FALLBACK_MODELS")
+    # Other OpenAI-compatible providers for fallbacks written `model@name`:
+    # {"openrouter": {"base_url": "https://openrouter.ai/api/v1", "api_key": "sk-or-..."}}
+    ai_providers: dict[str, AIProvider] = Field(default_factory=dict, alias="AI_PROVIDERS")
     ai_timeout: float = Field(60.0, alias="AI_TIMEOUT")
     # Prices per million tokens, "model=in/out;model=in/out", for the cost recorded on each answer.
     ai_prices: str = Field("", alias="AI_PRICES")
@@ -61,6 +70,11 @@ class Settings(BaseSettings):
     @classmethod
     def _lists(cls, value: object) -> object:
         return _split_list(value)
+
+    @field_validator("ai_providers", mode="before")
+    @classmethod
+    def _providers_json(cls, value: object) -> object:
+        return json.loads(value) if isinstance(value, str) else value
 
     @field_validator("default_locale")
     @classmethod
@@ -94,9 +108,24 @@ class Settings(BaseSettings):
     def ai_enabled(self) -> bool:
         return bool(self.ai_base_url and self.ai_model)
 
+    @model_validator(mode="after")
+    def _known_providers(self) -> Settings:
+        for entry in self.ai_fallback_models:
+            model, _, provider = entry.rpartition("@")
+            if model and provider not in self.ai_providers:
+                raise ValueError(f"AI_FALLBACK_MODELS names provider {provider!r}, which AI_PROVIDERS does not define")
+        return self
+
     @property
-    def ai_models(self) -> list[str]:
-        return [self.ai_model, *self.ai_fallback_models] if self.ai_model else []
+    def ai_routes(self) -> list[tuple[str, str]]:
+        """(model, provider name) to try in order; "" is the provider of AI_BASE_URL."""
+        if not self.ai_model:
+            return []
+        routes = [(self.ai_model, "")]
+        for entry in self.ai_fallback_models:
+            model, _, provider = entry.rpartition("@")
+            routes.append((model, provider) if model else (entry, ""))
+        return routes
 
     def price_of(self, model: str) -> tuple[float, float]:
         """Dollars per million input and output tokens for a model; (0, 0) when unknown."""

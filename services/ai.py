@@ -59,31 +59,41 @@ class AIReply:
 PriceOf = Callable[[str], tuple[float, float]]
 
 
+@dataclass(frozen=True)
+class Route:
+    """One model at one provider; answers are tried along a list of these, in order."""
+
+    model: str
+    client: AsyncOpenAI
+    provider: str = "default"
+
+
 class AIClient:
-    def __init__(self, client: AsyncOpenAI, models: list[str], price_of: PriceOf) -> None:
-        if not models:
+    def __init__(self, routes: list[Route], price_of: PriceOf) -> None:
+        if not routes:
             raise ValueError("at least one model is needed")
-        self.client = client
-        self.models = models
+        self.routes = routes
         self.price_of = price_of
 
     async def close(self) -> None:
-        await self.client.close()
+        for client in {id(route.client): route.client for route in self.routes}.values():
+            await client.close()
 
     async def answer(self, messages: list[dict[str, Any]], on_progress: Progress) -> AIReply:
         """Stream an answer from the first model that works, in the configured order."""
         errors: list[str] = []
-        for model in self.models:
+        for route in self.routes:
             try:
-                return await self._stream(model, messages, on_progress)
+                return await self._stream(route, messages, on_progress)
             except (openai.APIError, openai.APIConnectionError, openai.APITimeoutError, ValueError) as error:
-                log.warning("AI model %s failed: %s", model, type(error).__name__)
-                errors.append(f"{model}: {type(error).__name__}")
+                log.warning("AI model %s at %s failed: %s", route.model, route.provider, type(error).__name__)
+                errors.append(f"{route.model}@{route.provider}: {type(error).__name__}")
         raise AIUnavailable("; ".join(errors))
 
-    async def _stream(self, model: str, messages: list[dict[str, Any]], on_progress: Progress) -> AIReply:
+    async def _stream(self, route: Route, messages: list[dict[str, Any]], on_progress: Progress) -> AIReply:
         started = time.monotonic()
-        stream = await self.client.chat.completions.create(
+        model = route.model
+        stream = await route.client.chat.completions.create(
             model=model, messages=cast(Any, messages), stream=True,
             stream_options={"include_usage": True}, tools=cast(Any, [HANDOFF_TOOL]),
         )

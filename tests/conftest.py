@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import shutil
 import socket
@@ -179,23 +180,27 @@ def frontdesk_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
     return dict(getattr(request, "param", {}))
 
 
-@pytest.fixture
-async def frontdesk(database_url: str, sim: Simulator, ai: FakeAI,
-                    frontdesk_settings: dict[str, Any]) -> AsyncIterator[Frontdesk]:
-    port = free_port()
-    use_ai = frontdesk_settings.pop("use_ai", True)
-    env = frontdesk_environment(database_url, sim, ai if use_ai else None, port, **frontdesk_settings)
+@contextlib.asynccontextmanager
+async def running_frontdesk(env: dict[str, str]) -> AsyncIterator[Frontdesk]:
+    """Frontdesk served on the port in `env`, as `python -m bot` would serve it."""
     settings = Settings(_env_file=None, **cast(dict[str, Any], env))
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None)
     try:
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-    except BaseException:
+        await web.TCPSite(runner, "127.0.0.1", settings.port).start()
+        yield Frontdesk(settings, app, runner, f"http://127.0.0.1:{settings.port}")
+    finally:
         await runner.cleanup()
-        raise
-    yield Frontdesk(settings, app, runner, f"http://127.0.0.1:{port}")
-    await runner.cleanup()
+
+
+@pytest.fixture
+async def frontdesk(database_url: str, sim: Simulator, ai: FakeAI,
+                    frontdesk_settings: dict[str, Any]) -> AsyncIterator[Frontdesk]:
+    use_ai = frontdesk_settings.pop("use_ai", True)
+    env = frontdesk_environment(database_url, sim, ai if use_ai else None, free_port(), **frontdesk_settings)
+    async with running_frontdesk(env) as running:
+        yield running
 
 
 def formatted(message: dict[str, Any], kind: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import aiohttp
@@ -11,7 +12,7 @@ from tgsim import Simulator
 
 from models import AuthorKind, Conversation, ConversationMode, Message, OutboxJob, User
 from services import knowledge
-from tests.conftest import ROOT, Frontdesk, formatted
+from tests.conftest import ROOT, Frontdesk, formatted, free_port, frontdesk_environment, running_frontdesk
 from tests.fake_ai import FakeAI
 
 
@@ -377,3 +378,23 @@ async def test_two_first_messages_of_a_new_customer_at_once_are_both_stored(
     assert await User.filter(telegram_id=ann["id"]).count() == 1
     assert await Message.filter(author_kind=AuthorKind.CUSTOMER).count() == 2
     await sim.wait_for_messages(ann["id"], 2)
+
+
+async def test_a_fallback_model_at_another_provider_answers_when_the_main_one_fails(
+        database_url: str, sim: Simulator, ai: FakeAI) -> None:
+    spare = await FakeAI().start()
+    try:
+        spare.script.reply = "The spare provider answers."
+        ai.script.failing_models = {"main-model": 500}
+        env = frontdesk_environment(
+            database_url, sim, ai, free_port(), AI_FALLBACK_MODELS="other-model@spare",
+            AI_PROVIDERS=json.dumps({"spare": {"base_url": spare.base_url, "api_key": "spare-key"}}))
+        async with running_frontdesk(env):
+            ann = sim.create_user("Ann")
+            sim.send_text(ann["id"], "anyone there?")
+            [answer] = await sim.wait_for_messages(ann["id"])
+        assert answer["text"] == "The spare provider answers."
+        assert [r["model"] for r in ai.requests] == ["main-model"]
+        assert [r["model"] for r in spare.requests] == ["other-model"]
+    finally:
+        await spare.stop()

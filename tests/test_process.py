@@ -156,3 +156,13 @@ async def test_knowledge_import_is_idempotent_and_persona_is_versioned(database_
         assert [(p.version, p.active) for p in personas] == [(1, False), (2, True)]
     finally:
         await db.close_database()
+
+
+def test_bad_settings_are_named_without_echoing_secrets(tmp_path: Path) -> None:
+    env = _clean_environment(BOT_TOKEN="7000000001:very-secret-token", AI_API_KEY="sk-very-secret",
+                             AI_FALLBACK_MODELS="claude@nowhere")
+    result = subprocess.run([sys.executable, "-m", "bot", "migrate"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "AI_PROVIDERS does not define" in result.stderr
+    assert "very-secret" not in result.stderr + result.stdout
