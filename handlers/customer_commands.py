@@ -9,6 +9,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from bot.settings import Settings
+from handlers.filters import in_private_chat
 from handlers.keyboards import LANGUAGE_NAMES, LanguageChoice, MenuAction, language_keyboard, start_keyboard
 from models import Bot as Tenant
 from models import User
@@ -103,7 +104,7 @@ async def human_button(query: CallbackQuery, tenant: Tenant, settings: Settings,
 
 def create_router() -> Router:
     router = Router(name=__name__)
-    router.message.filter(F.chat.type == "private")
+    router.message.filter(in_private_chat)
     router.message.register(start, CommandStart())
     router.message.register(help_command, Command("help"))
     router.message.register(language_command, Command("language"))

@@ -8,16 +8,13 @@ from aiogram import Router
 from aiogram.types import Message, Update
 
 from bot.settings import Settings
+from handlers.filters import from_a_person_in_private
 from models import Bot as Tenant
 from models import User
 from services import conversations
 from services.conversations import Customer, Incoming
 from services.limits import RateLimiter
 from services.outbox import OutboxWorker
-
-
-async def _private(message: Message) -> bool:  # async: a sync filter would cost a thread hop
-    return message.chat.type == "private" and message.from_user is not None and not message.from_user.is_bot
 
 
 def _attachments(message: Message) -> list[dict[str, Any]]:
@@ -55,5 +52,5 @@ async def customer_wrote(message: Message, tenant: Tenant, settings: Settings, l
 
 def create_router() -> Router:
     router = Router(name=__name__)
-    router.message.register(customer_wrote, _private)
+    router.message.register(customer_wrote, from_a_person_in_private)
     return router

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.types import ChatMemberUpdated
 
+from handlers.filters import in_private_chat
 from models import Bot as Tenant
 from services import conversations
 
@@ -16,5 +17,5 @@ async def bot_membership_changed(update: ChatMemberUpdated, tenant: Tenant) -> N
 
 def create_router() -> Router:
     router = Router(name=__name__)
-    router.my_chat_member.register(bot_membership_changed, F.chat.type == "private")
+    router.my_chat_member.register(bot_membership_changed, in_private_chat)
     return router
