@@ -15,8 +15,8 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from models import AuthorKind, Conversation, ConversationMode, ConversationStatus, Message, OutboxJob, User
-from services import conversations, knowledge, persona
+from models import AuthorKind, Conversation, ConversationMode, Message, OutboxJob, User
+from services import conversations, handoff, knowledge, persona
 from services.ai import AIClient, AIReply, AIUnavailable, estimate_tokens
 from services.generation import Generations, GenerationStopped
 from services.i18n import N_, Translate
@@ -175,8 +175,7 @@ class Answerer:
                           {"source": "knowledge", "knowledge_item": hit.item.id}, markdown=hit.item.answer)
 
     async def _hand_off(self, context: _Context, reason: str, notice: str, *, quiet: bool = False) -> None:
-        await Conversation.filter(id=context.conversation.id).update(
-            mode=ConversationMode.HUMAN, status=ConversationStatus.WAITING, handoff_reason=reason)
+        await handoff.hand_off(context.conversation.id, reason)
         if quiet:
             return
         await self._reply(context, escape(self.translate(context.locale, notice)), AuthorKind.SYSTEM,

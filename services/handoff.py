@@ -9,8 +9,13 @@ from services.i18n import N_
 ASKED_FOR_PERSON = N_("Sure! I've asked a person to join. They'll answer you right here.")
 
 
+async def hand_off(conversation_id: int, reason: str) -> None:
+    """People answer this conversation from now on; the AI stays out until it is given back."""
+    await Conversation.filter(id=conversation_id).update(
+        mode=ConversationMode.HUMAN, status=ConversationStatus.WAITING, handoff_reason=reason)
+
+
 async def request_person(user: User, reason: str = "asked_for_person") -> Conversation:
     conversation = await open_conversation(user)
-    await Conversation.filter(id=conversation.id).update(
-        mode=ConversationMode.HUMAN, status=ConversationStatus.WAITING, handoff_reason=reason)
+    await hand_off(conversation.id, reason)
     return conversation
