@@ -10,25 +10,20 @@ from aiogram.utils.i18n import gettext as _
 
 from bot.settings import Settings
 from handlers.filters import in_private_chat
+from handlers.identity import as_customer
 from handlers.keyboards import LANGUAGE_NAMES, LanguageChoice, MenuAction, language_keyboard, start_keyboard
 from models import Bot as Tenant
 from models import User
 from services import conversations, handoff
-from services.conversations import Customer
 from services.render import escape
-
-
-def _customer(message: Message | CallbackQuery) -> Customer:
-    user = message.from_user
-    assert user is not None
-    return Customer(user.id, user.first_name, user.last_name or "", user.username or "", user.language_code or "")
 
 
 async def _registered(event: Message | CallbackQuery, tenant: Tenant, settings: Settings,
                       customer: User | None) -> User:
     if customer is not None:
         return customer
-    return await conversations.register_customer(tenant.id, _customer(event), settings.default_locale)
+    assert event.from_user is not None  # private messages and button presses always have a sender
+    return await conversations.register_customer(tenant.id, as_customer(event.from_user), settings.default_locale)
 
 
 def mini_app_url(settings: Settings) -> str:

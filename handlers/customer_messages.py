@@ -9,10 +9,11 @@ from aiogram.types import Message, Update
 
 from bot.settings import Settings
 from handlers.filters import from_a_person_in_private
+from handlers.identity import as_customer
 from models import Bot as Tenant
 from models import User
 from services import conversations
-from services.conversations import Customer, Incoming
+from services.conversations import Incoming
 from services.limits import RateLimiter
 from services.outbox import OutboxWorker
 
@@ -41,7 +42,7 @@ async def customer_wrote(message: Message, tenant: Tenant, settings: Settings, l
     assert user is not None
     stored = await conversations.record_customer_message(
         tenant.id,
-        Customer(user.id, user.first_name, user.last_name or "", user.username or "", user.language_code or ""),
+        as_customer(user),
         Incoming(source_key=f"tg:{event_update.update_id}", text=message.text or message.caption or "",
                  attachments=_attachments(message)),
         limiter=limiter, default_locale=settings.default_locale, known=customer,

@@ -104,8 +104,7 @@ class Answerer:
         if count:
             await conversations.note_customer_message(context.message)
         try:
-            await self._reply(context, escape(self.translate(context.locale, notice)), AuthorKind.SYSTEM,
-                              {"source": "notice"})
+            await self._notice(context, notice, {"source": "notice"})
         except RecipientBlocked:
             await conversations.set_blocked(context.customer.bot_id, context.chat_id)  # type: ignore[attr-defined]
 
@@ -129,8 +128,7 @@ class Answerer:
         question = context.message.text.strip()
         if not question:
             kind = next((str(a.get("type")) for a in context.message.attachments), "")
-            await self._reply(context, escape(self.translate(context.locale, NOT_TEXT.get(kind, NOT_TEXT_DEFAULT))),
-                              AuthorKind.SYSTEM, {"source": "notice"})
+            await self._notice(context, NOT_TEXT.get(kind, NOT_TEXT_DEFAULT), {"source": "notice"})
             return
         bot_id: int = context.customer.bot_id  # type: ignore[attr-defined]
         direct = await knowledge.direct_answer(bot_id, question, self.policy.kb_direct_threshold)
@@ -178,8 +176,7 @@ class Answerer:
         await handoff.hand_off(context.conversation.id, reason)
         if quiet:
             return
-        await self._reply(context, escape(self.translate(context.locale, notice)), AuthorKind.SYSTEM,
-                          {"source": "handoff", "reason": reason})
+        await self._notice(context, notice, {"source": "handoff", "reason": reason})
 
     # --- the AI ----------------------------------------------------------------------------------
 
@@ -229,6 +226,10 @@ class Answerer:
                                       cost=reply.cost)
 
     # --- delivery --------------------------------------------------------------------------------
+
+    async def _notice(self, context: _Context, message_id: str, meta: dict[str, Any]) -> None:
+        """One of our own fixed messages, in the customer's language."""
+        await self._reply(context, escape(self.translate(context.locale, message_id)), AuthorKind.SYSTEM, meta)
 
     async def _reply(self, context: _Context, html: str, author: AuthorKind, meta: dict[str, Any], *,
                      markdown: str | None = None) -> None:
