@@ -1,4 +1,4 @@
-"""The application factory: one aiohttp app, one dispatcher, one outbox worker, one loop."""
+"""The application factory: one aiohttp app, one dispatcher, the outbox workers, one loop."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import cast
 
+from aiogram.exceptions import TelegramAPIError
 from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.fsm.storage.redis import RedisStorage
@@ -23,14 +24,24 @@ from bot.sender import TelegramChatSender
 from bot.settings import Settings
 from bot.telegram import create_bot, create_dispatcher, set_commands
 from bot.webhook import telegram_webhook
-from services import conversations
+from handlers.manager_desk import set_staff_commands
+from models import Bot as Tenant
+from services import conversations, staff
 from services.ai import AIClient, Route
 from services.answering import Answerer, AnswerPolicy
+from services.desk import CustomerSide
 from services.generation import Generations
 from services.limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
-from services.outbox import OutboxSettings, OutboxWorker
+from services.managers import ManagerGroup
+from services.outbox import MANAGERS, Outboxes, OutboxSettings, OutboxWorker
+from services.staff import StaffDirectory, WorkingHoursSource, setup_manager_chat
 
 log = logging.getLogger(__name__)
+
+# The manager group's jobs wait out long backlogs (a send may wait a minute for the group's budget)
+# and passing errors: they are given long leases and many tries.
+MANAGER_JOB_ATTEMPTS = 30
+MANAGER_JOB_LEASE = 600.0
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -97,20 +108,42 @@ async def telegram_context(app: web.Application) -> AsyncIterator[None]:
     if ai is None:
         log.warning("AI is off (AI_BASE_URL and AI_MODEL not set): answers come from the knowledge base.")
     generations = Generations()
+    messenger = TelegramChatSender(bot)
+    translate = translator(i18n)
+    hours = WorkingHoursSource(settings.working_hours, settings.timezone)
     answerer = Answerer(
-        TelegramChatSender(bot), translator(i18n),
+        messenger, translate,
         AnswerPolicy(settings.kb_direct_threshold, settings.daily_ai_quota, settings.ai_context_tokens,
-                     settings.draft_interval), ai, generations)
-    outbox = OutboxWorker(
-        {"answer": answerer.answer_job, "slow_down": answerer.slow_down_job},
-        OutboxSettings(settings.outbox_workers, settings.outbox_lease_seconds, settings.outbox_max_attempts),
-        on_give_up=answerer.gave_up)
+                     settings.draft_interval), ai, generations, hours)
+    customer_side = CustomerSide(messenger, translate, hours)
+    managers = ManagerGroup(messenger, translate, settings.default_locale)
+    outboxes = Outboxes(
+        OutboxWorker(
+            {"answer": answerer.answer_job, "slow_down": answerer.slow_down_job,
+             "to_customer": customer_side.to_customer_job, "customer_edit": customer_side.customer_edit_job,
+             "customer_notice": customer_side.customer_notice_job},
+            OutboxSettings(settings.outbox_workers, settings.outbox_lease_seconds, settings.outbox_max_attempts),
+            on_give_up=answerer.gave_up),
+        # One worker: the manager group's budget is spent in order, and its waits hold up no customer.
+        OutboxWorker(managers.handlers(), OutboxSettings(1, max(settings.outbox_lease_seconds, MANAGER_JOB_LEASE),
+                                                         MANAGER_JOB_ATTEMPTS), queue=MANAGERS))
     recent, limiter, storage = shared_state(app)
-    dispatcher = create_dispatcher(i18n, storage=storage, settings=settings, tenant=tenant, outbox=outbox,
-                                   limiter=limiter, generations=generations)
-    runtime = TelegramRuntime(bot, dispatcher, settings.webhook_secret, recent, outbox)
+    if settings.manager_chat_id is not None:
+        await _register_configured_manager_chat(messenger, tenant, settings)
+    elif tenant.manager_chat_id is None:
+        log.warning("No manager chat yet: handed-off conversations wait for one. Add the bot to your managers' "
+                    "forum group as an admin and send /setup there (or set MANAGER_CHAT_ID).")
+    dispatcher = create_dispatcher(
+        i18n, storage=storage, settings=settings, tenant=tenant, outbox=outboxes, limiter=limiter,
+        generations=generations, translate=translate, hours=hours, messenger=messenger,
+        staff_directory=StaffDirectory(messenger, frozenset(settings.admin_ids)))
+    runtime = TelegramRuntime(bot, dispatcher, settings.webhook_secret, recent, outboxes)
     app[TELEGRAM] = runtime
     await set_commands(bot, i18n)
+    manager_chat = staff.manager_chat(await Tenant.get(id=tenant.id), settings.default_locale)
+    if manager_chat is not None:
+        with contextlib.suppress(TelegramAPIError):  # the chat may be gone; /setup in a new one fixes it
+            await set_staff_commands(bot, manager_chat.chat_id, translate, manager_chat.locale)
     polling: asyncio.Task[None] | None = None
     allowed = dispatcher.resolve_used_update_types()
     if settings.webhook_url:
@@ -121,7 +154,7 @@ async def telegram_context(app: web.Application) -> AsyncIterator[None]:
         polling = asyncio.create_task(dispatcher.start_polling(
             bot, handle_signals=False, close_bot_session=False, allowed_updates=allowed))
         log.info("Telegram: @%s receives updates by long polling", me.username)
-    outbox.start()
+    outboxes.start()
     try:
         yield
     finally:
@@ -129,10 +162,25 @@ async def telegram_context(app: web.Application) -> AsyncIterator[None]:
             with contextlib.suppress(RuntimeError):
                 await dispatcher.stop_polling()
             await asyncio.gather(polling, return_exceptions=True)
-        await outbox.stop()
+        await outboxes.stop()
         await bot.session.close()
         if ai is not None:
             await ai.close()
+
+
+async def _register_configured_manager_chat(messenger: TelegramChatSender, tenant: Tenant, settings: Settings) -> None:
+    """MANAGER_CHAT_ID wins over /setup; its rights are checked now so the log says what is missing."""
+    chat_id = int(settings.manager_chat_id or 0)
+    try:
+        report = await setup_manager_chat(messenger, tenant.id, chat_id,
+                                          str(tenant.settings.get("manager_locale") or settings.default_locale))
+    except TelegramAPIError as error:
+        log.error("MANAGER_CHAT_ID %s: the bot cannot see that chat (%s). Add the bot to it.", chat_id, error)
+        return
+    if report.missing:
+        log.warning("Manager chat %s: the bot still needs %s (send /setup there for details)", chat_id,
+                    ", ".join(report.missing))
+    tenant.manager_chat_id = chat_id
 
 
 def create_app(settings: Settings) -> web.Application:

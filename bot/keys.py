@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from bot.dedup import RecentUpdates
 from bot.settings import Settings
-from services.outbox import OutboxWorker
+from services.outbox import Outboxes
 
 
 @dataclass
@@ -19,7 +19,7 @@ class TelegramRuntime:
     dispatcher: Dispatcher
     secret: str
     recent: RecentUpdates
-    outbox: OutboxWorker
+    outbox: Outboxes
 
 
 SETTINGS = web.AppKey("settings", Settings)

@@ -8,15 +8,18 @@ bot), waits out `retry_after`, and retries server and network errors with backof
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from aiogram import Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.exceptions import (
+    TelegramBadRequest,
     TelegramForbiddenError,
     TelegramNetworkError,
     TelegramRetryAfter,
@@ -24,9 +27,27 @@ from aiogram.exceptions import (
 )
 from aiogram.methods import Response, TelegramMethod
 from aiogram.methods.base import TelegramType
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
+from aiogram.types import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputMediaAudio,
+    InputMediaDocument,
+    InputMediaPhoto,
+    InputMediaVideo,
+    LinkPreviewOptions,
+    ReplyParameters,
+)
 
-from services.ports import OutgoingText, RecipientBlocked
+from services.ports import (
+    AlbumItem,
+    GroupRights,
+    MessageGone,
+    OutgoingText,
+    RecipientBlocked,
+    TopicClosed,
+    TopicGone,
+    Where,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +57,8 @@ PACED_METHODS = {
     "sendSticker", "sendLocation", "sendContact", "sendVideoNote", "sendPoll", "sendDice", "sendVenue",
     "sendMediaGroup", "copyMessage", "copyMessages", "forwardMessage", "forwardMessages",
     "editMessageText", "editMessageCaption", "editMessageMedia", "createForumTopic",
+    # Each leaves a service message in the group, so they are spent from its budget too.
+    "editForumTopic", "closeForumTopic", "reopenForumTopic",
 }
 
 
@@ -157,23 +180,131 @@ def _markup(message: OutgoingText) -> InlineKeyboardMarkup | None:
 
 
 class TelegramChatSender:
-    """services.ports.ChatSender over aiogram (whose session carries the SenderMiddleware)."""
+    """services.ports.Messenger over aiogram (whose session carries the SenderMiddleware)."""
 
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
 
     async def send_text(self, chat_id: int, message: OutgoingText) -> int:
-        try:
-            sent = await self.bot.send_message(
-                chat_id, message.html, parse_mode="HTML", reply_markup=_markup(message),
-                link_preview_options=LinkPreviewOptions(is_disabled=True))
-        except TelegramForbiddenError as error:
-            raise RecipientBlocked(str(error)) from error
-        return sent.message_id
+        return await self.post(Where(chat_id), message)
 
     async def send_draft(self, chat_id: int, draft_id: int, html: str) -> None:
-        try:
+        with _translated_errors():
             await self.bot.send_message_draft(chat_id=chat_id, draft_id=draft_id, text=html, parse_mode="HTML",
                                               can_stop=True)
-        except TelegramForbiddenError as error:
-            raise RecipientBlocked(str(error)) from error
+
+    async def post(self, where: Where, message: OutgoingText) -> int:
+        with _translated_errors():
+            sent = await self.bot.send_message(
+                where.chat_id, message.html, parse_mode="HTML", reply_markup=_markup(message),
+                message_thread_id=where.thread_id, reply_parameters=_reply(where),
+                link_preview_options=LinkPreviewOptions(is_disabled=True))
+        return sent.message_id
+
+    async def copy(self, where: Where, from_chat_id: int, message_id: int, caption_html: str | None = None) -> int:
+        caption = {} if caption_html is None else {"caption": caption_html, "parse_mode": "HTML"}
+        with _translated_errors():
+            copied = await self.bot.copy_message(
+                where.chat_id, from_chat_id, message_id, message_thread_id=where.thread_id,
+                reply_parameters=_reply(where), **caption)  # type: ignore[arg-type]
+        return copied.message_id
+
+    async def send_album(self, where: Where, items: list[AlbumItem]) -> list[int]:
+        kinds = {"photo": InputMediaPhoto, "video": InputMediaVideo, "document": InputMediaDocument,
+                 "audio": InputMediaAudio}
+        media = [kinds[item.kind](media=item.file_id, caption=item.caption_html or None,
+                                  parse_mode="HTML" if item.caption_html else None) for item in items]
+        with _translated_errors():
+            sent = await self.bot.send_media_group(where.chat_id, media,
+                                                   message_thread_id=where.thread_id,
+                                                   reply_parameters=_reply(where))
+        return [message.message_id for message in sent]
+
+    async def edit(self, chat_id: int, message_id: int, html: str, *, caption: bool = False) -> None:
+        try:
+            with _translated_errors():
+                if caption:
+                    await self.bot.edit_message_caption(chat_id=chat_id, message_id=message_id, caption=html,
+                                                        parse_mode="HTML")
+                else:
+                    await self.bot.edit_message_text(html, chat_id=chat_id, message_id=message_id, parse_mode="HTML",
+                                                     link_preview_options=LinkPreviewOptions(is_disabled=True))
+        except TelegramBadRequest as error:
+            if "message is not modified" not in error.message:
+                raise
+
+    async def remove_buttons(self, chat_id: int, message_id: int) -> None:
+        try:
+            with _translated_errors():
+                await self.bot.edit_message_reply_markup(chat_id=chat_id, message_id=message_id)
+        except (TelegramBadRequest, MessageGone) as error:
+            log.info("telegram: could not remove buttons from %s/%s: %s", chat_id, message_id, error)
+
+    async def create_topic(self, chat_id: int, name: str) -> int:
+        with _translated_errors():
+            topic = await self.bot.create_forum_topic(chat_id, name[:128])
+        return topic.message_thread_id
+
+    async def rename_topic(self, chat_id: int, thread_id: int, name: str) -> None:
+        try:
+            with _translated_errors():
+                await self.bot.edit_forum_topic(chat_id, thread_id, name=name[:128])
+        except TelegramBadRequest as error:
+            if "TOPIC_NOT_MODIFIED" not in error.message:
+                raise
+
+    async def close_topic(self, chat_id: int, thread_id: int) -> None:
+        await self._topic_state(chat_id, thread_id, closed=True)
+
+    async def reopen_topic(self, chat_id: int, thread_id: int) -> None:
+        await self._topic_state(chat_id, thread_id, closed=False)
+
+    async def _topic_state(self, chat_id: int, thread_id: int, *, closed: bool) -> None:
+        try:
+            with _translated_errors():
+                if closed:
+                    await self.bot.close_forum_topic(chat_id, thread_id)
+                else:
+                    await self.bot.reopen_forum_topic(chat_id, thread_id)
+        except TelegramBadRequest as error:
+            if "TOPIC_NOT_MODIFIED" not in error.message:  # already in that state
+                raise
+
+    async def member_status(self, chat_id: int, user_id: int) -> str:
+        try:
+            member = await self.bot.get_chat_member(chat_id, user_id)
+        except (TelegramBadRequest, TelegramForbiddenError):
+            return "left"
+        return str(member.status)
+
+    async def group_rights(self, chat_id: int) -> GroupRights:
+        chat = await self.bot.get_chat(chat_id)
+        member = await self.bot.get_chat_member(chat_id, self.bot.id)
+        status = str(member.status)
+        return GroupRights(
+            is_member=status not in ("left", "kicked"),
+            is_admin=status in ("administrator", "creator"),
+            can_manage_topics=status == "creator" or bool(getattr(member, "can_manage_topics", False)),
+            is_forum=bool(chat.is_forum))
+
+
+def _reply(where: Where) -> ReplyParameters | None:
+    return ReplyParameters(message_id=where.reply_to, allow_sending_without_reply=True) if where.reply_to else None
+
+
+@contextlib.contextmanager
+def _translated_errors() -> Iterator[None]:
+    """Telegram's error texts as the domain's exceptions; everything else passes through."""
+    try:
+        yield
+    except TelegramForbiddenError as error:
+        raise RecipientBlocked(str(error)) from error
+    except TelegramBadRequest as error:
+        text = error.message
+        if "message thread not found" in text:
+            raise TopicGone(text) from error
+        if "TOPIC_CLOSED" in text:
+            raise TopicClosed(text) from error
+        if "to copy not found" in text or "to edit not found" in text or "to forward not found" in text:
+            raise MessageGone(text) from error
+        raise

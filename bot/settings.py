@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     ai_context_tokens: int = Field(3000, alias="AI_CONTEXT_TOKENS")
     public_base_url: str = Field("", alias="PUBLIC_BASE_URL")
     default_locale: str = Field("en", alias="DEFAULT_LOCALE")
+    # When people are in: `mon-fri 09:00-18:00, sat 10:00-14:00` in TIMEZONE; empty means always.
+    working_hours: str = Field("", alias="WORKING_HOURS")
+    timezone: str = Field("UTC", alias="TIMEZONE")
+    # Telegram allows a bot about 20 messages a minute into one group; lower it, never raise it,
+    # except against a test server.
+    group_messages_per_minute: int = Field(20, alias="GROUP_MESSAGES_PER_MINUTE", ge=1)
     log_level: str = Field("INFO", alias="LOG_LEVEL")
 
     # How the product behaves; sensible defaults, all overridable.
@@ -75,6 +81,16 @@ class Settings(BaseSettings):
     @classmethod
     def _providers_json(cls, value: object) -> object:
         return json.loads(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _readable_hours(self) -> Settings:
+        from services.schedule import InvalidHours, WorkingHours
+
+        try:
+            WorkingHours.parse(self.working_hours, self.timezone)
+        except InvalidHours as error:
+            raise ValueError(f"WORKING_HOURS/TIMEZONE: {error}") from error
+        return self
 
     @field_validator("default_locale")
     @classmethod

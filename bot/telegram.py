@@ -13,7 +13,7 @@ from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats
 from aiogram.utils.i18n import I18n
 
 from bot.middlewares import IdentityMiddleware
-from bot.sender import SenderMiddleware
+from bot.sender import Limits, SenderMiddleware
 from bot.settings import Settings
 from handlers import get_routers
 from services.i18n import N_, SUPPORTED_LOCALES
@@ -31,7 +31,8 @@ COMMANDS = [
 
 def create_bot(settings: Settings) -> Bot:
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
-    session.middleware(SenderMiddleware(retries=settings.send_retries))
+    limits = Limits(group_per_minute=settings.group_messages_per_minute)
+    session.middleware(SenderMiddleware(limits, retries=settings.send_retries))
     return Bot(settings.bot_token, session=session)
 
 
@@ -41,6 +42,7 @@ def create_dispatcher(i18n: I18n, storage: BaseStorage, **workflow_data: Any) ->
     dispatcher.message.outer_middleware(identity)
     dispatcher.callback_query.outer_middleware(identity)
     dispatcher.my_chat_member.outer_middleware(identity)
+    dispatcher.edited_message.outer_middleware(identity)
     dispatcher.include_routers(*get_routers())
     return dispatcher
 

@@ -11,11 +11,21 @@ from aiogram.utils.i18n import gettext as _
 from bot.settings import Settings
 from handlers.filters import in_private_chat
 from handlers.identity import as_customer
-from handlers.keyboards import LANGUAGE_NAMES, LanguageChoice, MenuAction, language_keyboard, start_keyboard
+from handlers.keyboards import (
+    LANGUAGE_NAMES,
+    LanguageChoice,
+    MenuAction,
+    RateConversation,
+    language_keyboard,
+    start_keyboard,
+)
 from models import Bot as Tenant
-from models import User
-from services import conversations, handoff
+from models import HandoffReason, User
+from services import conversations, desk, handoff
+from services.i18n import Translate
+from services.outbox import Outboxes
 from services.render import escape
+from services.staff import WorkingHoursSource
 
 
 async def _registered(event: Message | CallbackQuery, tenant: Tenant, settings: Settings,
@@ -83,18 +93,39 @@ async def new_conversation(message: Message, tenant: Tenant, settings: Settings,
     await message.answer(escape(_("Starting afresh. What can I help you with?")), parse_mode="HTML")
 
 
-async def human_command(message: Message, tenant: Tenant, settings: Settings, customer: User | None) -> None:
-    user = await _registered(message, tenant, settings, customer)
+async def _ask_for_person(event: Message | CallbackQuery, tenant: Tenant, settings: Settings, customer: User | None,
+                          translate: Translate, hours: WorkingHoursSource, outbox: Outboxes) -> str:
+    user = await _registered(event, tenant, settings, customer)
     await handoff.request_person(user)
-    await message.answer(escape(_(handoff.ASKED_FOR_PERSON)), parse_mode="HTML")
+    outbox.wake()
+    bot = await Tenant.get(id=tenant.id)  # fresh: working hours may have changed
+    return await handoff.handoff_notice(bot, hours(bot), translate, user.language,
+                                        HandoffReason.ASKED_FOR_PERSON)
 
 
-async def human_button(query: CallbackQuery, tenant: Tenant, settings: Settings, customer: User | None) -> None:
-    user = await _registered(query, tenant, settings, customer)
-    await handoff.request_person(user)
+async def human_command(message: Message, tenant: Tenant, settings: Settings, customer: User | None,
+                        translate: Translate, hours: WorkingHoursSource, outbox: Outboxes) -> None:
+    notice = await _ask_for_person(message, tenant, settings, customer, translate, hours, outbox)
+    await message.answer(escape(notice), parse_mode="HTML")
+
+
+async def human_button(query: CallbackQuery, tenant: Tenant, settings: Settings, customer: User | None,
+                       translate: Translate, hours: WorkingHoursSource, outbox: Outboxes) -> None:
+    notice = await _ask_for_person(query, tenant, settings, customer, translate, hours, outbox)
     await query.answer()
-    await query.bot.send_message(  # type: ignore[union-attr]
-        query.from_user.id, escape(_(handoff.ASKED_FOR_PERSON)), parse_mode="HTML")
+    await query.bot.send_message(query.from_user.id, escape(notice), parse_mode="HTML")  # type: ignore[union-attr]
+
+
+async def rated(query: CallbackQuery, callback_data: RateConversation, tenant: Tenant, settings: Settings,
+                customer: User | None) -> None:
+    user = await _registered(query, tenant, settings, customer)
+    if not await desk.rate(tenant.id, user, callback_data.conversation, callback_data.stars):
+        await query.answer()
+        return
+    await query.answer(_(desk.RATED))
+    if isinstance(query.message, Message):
+        stars = "⭐" * callback_data.stars
+        await query.message.edit_text(f"{query.message.html_text}\n\n{stars}", parse_mode="HTML")
 
 
 def create_router() -> Router:
@@ -108,4 +139,5 @@ def create_router() -> Router:
     router.message.register(new_conversation, Command("new"))
     router.message.register(human_command, Command("human"))
     router.callback_query.register(human_button, MenuAction.filter(F.action == "human"))
+    router.callback_query.register(rated, RateConversation.filter())
     return router

@@ -13,6 +13,13 @@ class LanguageChoice(CallbackData, prefix="lang"):
     code: str
 
 
+class RateConversation(CallbackData, prefix="rate"):
+    """The rating buttons sent when a conversation closes (services.desk writes the same data)."""
+
+    conversation: int
+    stars: int
+
+
 class MenuAction(CallbackData, prefix="menu"):
     action: str  # "human" or "language"
 

@@ -1,6 +1,15 @@
 """Tortoise ORM models shared by the bot, the Mini App, the widget and the workers."""
 
-from models.conversations import AuthorKind, Channel, Conversation, ConversationMode, ConversationStatus, Message
+from models.conversations import (
+    AuthorKind,
+    Channel,
+    Conversation,
+    ConversationMode,
+    ConversationStatus,
+    HandoffReason,
+    Message,
+    MessageCopy,
+)
 from models.knowledge import KnowledgeItem, Persona
 from models.outbox import JobStatus, OutboxJob
 from models.tenants import Bot
@@ -15,9 +24,11 @@ __all__ = [
     "Conversation",
     "ConversationMode",
     "ConversationStatus",
+    "HandoffReason",
     "JobStatus",
     "KnowledgeItem",
     "Message",
+    "MessageCopy",
     "OutboxJob",
     "Persona",
     "Role",

@@ -22,6 +22,17 @@ class ConversationStatus(StrEnum):
     CLOSED = "closed"
 
 
+class HandoffReason(StrEnum):
+    """Why a conversation went to people: a fixed set, for the managers and the analytics."""
+
+    ASKED_FOR_PERSON = "asked_for_person"
+    CANNOT_ANSWER = "cannot_answer"
+    COMPLAINT = "complaint"
+    SENSITIVE = "sensitive"
+    AI_FAILURE = "ai_failure"
+    MANAGER_TOOK_OVER = "manager_took_over"
+
+
 class AuthorKind(StrEnum):
     CUSTOMER = "customer"
     AI = "ai"
@@ -42,7 +53,11 @@ class Conversation(Model):
         "models.User", related_name="assigned_conversations", null=True, on_delete=fields.SET_NULL
     )
     handoff_reason = fields.CharField(max_length=32, default="")
-    manager_topic_id = fields.BigIntField(null=True)
+    handed_off_at = fields.DatetimeField(null=True)  # the first handoff: from then on managers see it all
+    manager_topic_id = fields.BigIntField(null=True)  # its forum topic in the manager chat
+    manager_card_id = fields.BigIntField(null=True)  # the header card in that topic (or in a plain group)
+    topic_title = fields.CharField(max_length=128, default="")  # as last set, to skip edits that change nothing
+    first_manager_reply_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     first_response_at = fields.DatetimeField(null=True)
     last_message_at = fields.DatetimeField(auto_now_add=True)
@@ -69,8 +84,6 @@ class Message(Model):
     )
     text = fields.TextField(default="")
     attachments: list[dict[str, object]] = fields.JSONField(default=list)
-    # Where the copies of this message live: {"customer": [message ids], "manager": [...]}.
-    copies: dict[str, list[int]] = fields.JSONField(default=dict)
     # AI metadata: model, tokens_in, tokens_out, latency_ms, cost, source ("ai" / "knowledge").
     ai_meta: dict[str, object] = fields.JSONField(default=dict)
     # The Telegram update id or the widget client's message id: a retried delivery is stored once.
@@ -87,6 +100,30 @@ class Message(Model):
 
     def __str__(self) -> str:
         return f"{self.author_kind}: {self.text[:40]}"
+
+
+class MessageCopy(Model):
+    """One Telegram message that shows a stored message: the original or a copy, in any chat.
+
+    Edits, replies and reply-threading in a group without topics find the stored message through it.
+    Several stored messages may share one Telegram message (copies coalesced into one).
+    """
+
+    id = fields.IntField(primary_key=True)
+    bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="message_copies")
+    message: fields.ForeignKeyRelation[Message] = fields.ForeignKeyField(
+        "models.Message", related_name="telegram_copies", on_delete=fields.CASCADE)
+    chat_id = fields.BigIntField()
+    telegram_message_id = fields.BigIntField()
+    original = fields.BooleanField(default=False)  # the author's own message, not a copy made by the bot
+
+    class Meta:
+        table = "message_copy"
+        unique_together = (("bot", "chat_id", "telegram_message_id", "message"),)
+        indexes = (("bot_id", "chat_id", "telegram_message_id"),)
+
+    def __str__(self) -> str:
+        return f"{self.chat_id}/{self.telegram_message_id}"
 
 
 from models.tenants import Bot  # noqa: E402

@@ -18,6 +18,10 @@ class OutboxJob(Model):
     bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="jobs")
     kind = fields.CharField(max_length=32)
     payload: dict[str, object] = fields.JSONField(default=dict)
+    # Each queue has its own workers: the manager group's slow budget never delays customers.
+    queue = fields.CharField(max_length=16, default="")
+    # Lower runs first within a queue (a staff command's reply before a backlog of copies).
+    priority = fields.SmallIntField(default=0)
     # Jobs that share a lane (one conversation) run one at a time, in order.
     lane = fields.CharField(max_length=64, default="")
     status = fields.CharEnumField(JobStatus, default=JobStatus.PENDING, max_length=16)
@@ -31,7 +35,7 @@ class OutboxJob(Model):
 
     class Meta:
         table = "outbox_job"
-        indexes = (("status", "run_after"),)
+        indexes = (("status", "run_after"), ("queue", "status"), ("lane", "status"))
 
     def __str__(self) -> str:
         return f"job {self.id} {self.kind} {self.status}"

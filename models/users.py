@@ -24,6 +24,8 @@ class User(Model):
     role = fields.CharEnumField(Role, default=Role.CUSTOMER, max_length=16)
     blocked_bot = fields.BooleanField(default=False)
     banned = fields.BooleanField(default=False)
+    # Staff presence (/online, /away): whether customers are told a person will answer soon.
+    online = fields.BooleanField(default=False)
     created_at = fields.DatetimeField(auto_now_add=True)
     last_seen_at = fields.DatetimeField(auto_now_add=True)
 

@@ -15,22 +15,20 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from models import AuthorKind, Conversation, ConversationMode, Message, OutboxJob, User
+from models import AuthorKind, Bot, Conversation, ConversationMode, HandoffReason, Message, MessageCopy, OutboxJob, User
 from services import conversations, handoff, knowledge, persona
 from services.ai import AIClient, AIReply, AIUnavailable, estimate_tokens
 from services.generation import Generations, GenerationStopped
 from services.i18n import N_, Translate
 from services.ports import ChatSender, OutgoingText, RecipientBlocked
 from services.render import escape, markdown_to_html, split_html, visible_length
+from services.staff import WorkingHoursSource
 
 log = logging.getLogger(__name__)
 
 FROM_KNOWLEDGE_BASE = N_("📚 From our knowledge base:")
-PERSON_WILL_ANSWER = N_(
-    "I can't answer this myself right now. I've passed your message on, and a person will answer you here."
-)
 SLOW_DOWN = N_("You're sending messages very quickly. Please wait a moment, then write again.")
-QUOTA_REACHED = N_("You've reached today's limit of AI answers. A person will answer you, or try again tomorrow.")
+QUOTA_REACHED = N_("You've reached today's limit of AI answers, so I've passed your conversation to a person.")
 NOT_TEXT = {
     "photo": N_("Thanks for the photo! I can only read text, so please describe what you need in words."),
     "voice": N_("Thanks! I can't listen to voice messages yet: please type your question."),
@@ -70,10 +68,12 @@ class _Context:
 
 class Answerer:
     def __init__(self, sender: ChatSender, translate: Translate, policy: AnswerPolicy,
-                 ai: AIClient | None = None, generations: Generations | None = None) -> None:
+                 ai: AIClient | None = None, generations: Generations | None = None,
+                 hours: WorkingHoursSource | None = None) -> None:
         self.sender = sender
         self.translate = translate
         self.policy = policy
+        self.hours = hours or WorkingHoursSource("", "UTC")
         self.ai = ai
         self.generations = generations or Generations()
 
@@ -93,9 +93,16 @@ class Answerer:
         await self._notice_job(job, SLOW_DOWN, count=True)
 
     async def gave_up(self, job: OutboxJob) -> None:
-        """A job failed for good: the customer still gets a clear message, never silence."""
-        if job.kind == "answer":
-            await self._notice_job(job, PERSON_WILL_ANSWER)
+        """A job failed for good: people take over, and the customer is told so, never left in silence."""
+        if job.kind != "answer":
+            return
+        context = await self._load(job)
+        if context is None:
+            return
+        try:
+            await self._hand_off(context, HandoffReason.AI_FAILURE)
+        except RecipientBlocked:
+            await conversations.set_blocked(context.customer.bot_id, context.chat_id)  # type: ignore[attr-defined]
 
     async def _notice_job(self, job: OutboxJob, notice: str, *, count: bool = False) -> None:
         context = await self._load(job)
@@ -139,7 +146,7 @@ class Answerer:
             await self._without_ai(context, question)
             return
         if await conversations.ai_messages_today(context.customer.id) >= self.policy.daily_ai_quota:
-            await self._hand_off(context, "quota", QUOTA_REACHED)
+            await self._hand_off(context, HandoffReason.CANNOT_ANSWER, lead=QUOTA_REACHED)
             return
         try:
             reply = await self._ask_ai(context, question)
@@ -152,7 +159,7 @@ class Answerer:
             return
         if reply.handoff_reason is not None:
             # People own the conversation before the customer reads the AI's last words.
-            await self._hand_off(context, reply.handoff_reason, PERSON_WILL_ANSWER, quiet=bool(reply.text))
+            await self._hand_off(context, HandoffReason(reply.handoff_reason), quiet=bool(reply.text))
             if not reply.text:
                 return
         await self._deliver_ai(context, reply)
@@ -164,7 +171,7 @@ class Answerer:
         if best is not None and best.coverage >= FALLBACK_COVERAGE:
             await self._answer_from_knowledge(context, best)
         else:
-            await self._hand_off(context, "ai_failure", PERSON_WILL_ANSWER)
+            await self._hand_off(context, HandoffReason.AI_FAILURE)
 
     async def _answer_from_knowledge(self, context: _Context, hit: knowledge.KnowledgeHit) -> None:
         header = escape(self.translate(context.locale, FROM_KNOWLEDGE_BASE))
@@ -172,11 +179,19 @@ class Answerer:
         await self._reply(context, f"<i>{header}</i>\n\n{markdown_to_html(hit.item.answer)}", AuthorKind.AI,
                           {"source": "knowledge", "knowledge_item": hit.item.id}, markdown=hit.item.answer)
 
-    async def _hand_off(self, context: _Context, reason: str, notice: str, *, quiet: bool = False) -> None:
+    async def _hand_off(self, context: _Context, reason: HandoffReason, *, lead: str | None = None,
+                        quiet: bool = False) -> None:
         await handoff.hand_off(context.conversation.id, reason)
         if quiet:
             return
-        await self._notice(context, notice, {"source": "handoff", "reason": reason})
+        bot = await Bot.get(id=context.customer.bot_id)  # type: ignore[attr-defined]
+        hours = self.hours(bot)
+        if lead is None:
+            text = await handoff.handoff_notice(bot, hours, self.translate, context.locale, reason)
+        else:
+            text = f"{self.translate(context.locale, lead)} " \
+                   f"{await handoff.expectation(bot, hours, self.translate, context.locale)}"
+        await self._reply(context, escape(text), AuthorKind.SYSTEM, {"source": "handoff", "reason": reason.value})
 
     # --- the AI ----------------------------------------------------------------------------------
 
@@ -239,11 +254,13 @@ class Answerer:
 
     async def _record(self, context: _Context, text: str, author: AuthorKind, meta: dict[str, Any],
                       sent: list[int]) -> None:
+        bot_id: int = context.customer.bot_id  # type: ignore[attr-defined]
         async with in_transaction():
-            await Message.create(
-                bot_id=context.customer.bot_id,  # type: ignore[attr-defined]
-                conversation_id=context.conversation.id, author_kind=author,
-                text=text, copies={"customer": sent}, ai_meta=meta, reply_to_id=context.message.id)
+            reply = await Message.create(
+                bot_id=bot_id, conversation_id=context.conversation.id, author_kind=author,
+                text=text, ai_meta=meta, reply_to_id=context.message.id)
+            await MessageCopy.bulk_create([MessageCopy(bot_id=bot_id, message=reply, chat_id=context.chat_id,
+                                                       telegram_message_id=sent_id) for sent_id in sent])
             now = datetime.now(UTC)
             await Conversation.filter(id=context.conversation.id).update(last_message_at=now)
             await Conversation.filter(id=context.conversation.id, first_response_at=None).update(

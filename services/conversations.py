@@ -13,7 +13,17 @@ from tortoise.expressions import F
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from models import AuthorKind, Bot, Conversation, ConversationStatus, Message, Usage, User
+from models import (
+    AuthorKind,
+    Bot,
+    Conversation,
+    ConversationMode,
+    ConversationStatus,
+    Message,
+    MessageCopy,
+    Usage,
+    User,
+)
 from services import outbox
 from services.i18n import pick_locale
 from services.limits import RateLimiter, Verdict
@@ -38,15 +48,19 @@ class Incoming:
     source_key: str  # the Telegram update id or the widget's client message id
     text: str = ""
     attachments: list[dict[str, Any]] = field(default_factory=list)
+    telegram_message_id: int | None = None  # in the customer's private chat
 
 
 @dataclass(frozen=True)
 class Stored:
-    message: Message | None  # None: a re-delivery of something already stored
+    message: Message | None  # None: a re-delivery of something already stored, or from a banned customer
 
     @property
     def duplicate(self) -> bool:
         return self.message is None
+
+
+IGNORED = Stored(None)
 
 
 UNCONFIGURED_BOT_ID = 0  # the tenant of what was set up (knowledge, persona) before BOT_TOKEN was known
@@ -102,6 +116,16 @@ async def set_blocked(bot_id: int, telegram_id: int, blocked: bool = True) -> No
     await User.filter(bot_id=bot_id, telegram_id=telegram_id).update(blocked_bot=blocked)
 
 
+def topic_lane(conversation: Conversation) -> str:
+    """Everything posted into one conversation's place in the manager chat runs in this lane, in order."""
+    return f"topic:{conversation.uuid}"
+
+
+def customer_lane(conversation: Conversation) -> str:
+    """Everything sent to the customer of one conversation runs in this lane, in order."""
+    return str(conversation.uuid)
+
+
 def _not_closed(user: User) -> QuerySet[Conversation]:
     # `status__not` rather than .exclude(): equivalent (status is never null), and on the ingest hot
     # path Tortoise builds it in two thirds of the time.
@@ -119,8 +143,28 @@ async def open_conversation(user: User) -> Conversation:
 async def start_new_conversation(user: User) -> Conversation:
     """Close what is open; the next message starts afresh, without the old history."""
     async with in_transaction():
+        open_ones = await _not_closed(user)
         await _not_closed(user).update(status=ConversationStatus.CLOSED, closed_at=datetime.now(UTC))
+        for closed in open_ones:
+            if closed.handed_off_at is not None:
+                closed.status = ConversationStatus.CLOSED
+                await announce_to_managers(closed, first=False)  # its topic shows it closed
         return await Conversation.create(uuid=uuid.uuid4(), bot_id=user.bot_id, user=user)  # type: ignore[attr-defined]
+
+
+async def announce_to_managers(conversation: Conversation, *, first: bool) -> None:
+    """Queue the manager chat's view of a change; call inside the transaction that made it."""
+    bot_id: int = conversation.bot_id  # type: ignore[attr-defined]
+    if first:
+        # The header card shows the history up to here; later messages are copied one by one.
+        last = await Message.filter(conversation_id=conversation.id).order_by("-id").first().values_list(
+            "id", flat=True)
+        await outbox.enqueue(bot_id, "open_topic", {"conversation_id": conversation.id, "upto_message_id": last or 0},
+                             lane=topic_lane(conversation), queue=outbox.MANAGERS, priority=1)
+    else:
+        await outbox.enqueue(bot_id, "topic_state", {"conversation_id": conversation.id},
+                             lane=topic_lane(conversation), queue=outbox.MANAGERS, priority=1)
+
 
 
 async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming, *, limiter: RateLimiter,
@@ -132,6 +176,8 @@ async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming
     (same source key) stores nothing and returns a duplicate. A customer over their rate gets
     their message stored and one "slow down" notice, not one answer each.
     """
+    if known is not None and known.banned:
+        return IGNORED  # a banned customer reaches no one, and costs nothing
     verdict = await limiter.check(f"{bot_id}:tg:{who.telegram_id}")
     text = incoming.text[:MAX_TEXT_CHARS * 4]
     try:
@@ -142,14 +188,27 @@ async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming
             message = await Message.create(
                 bot_id=bot_id, conversation=conversation, author_kind=AuthorKind.CUSTOMER, author=user,
                 text=text, attachments=incoming.attachments, source_key=incoming.source_key)
+            with_ai = conversation.mode == ConversationMode.AI
             job_kind = {Verdict.ALLOW: "answer", Verdict.WARN: "slow_down"}.get(verdict)
-            if job_kind is not None:
-                await outbox.enqueue(bot_id, job_kind, {"message_id": message.id}, lane=str(conversation.uuid))
+            if job_kind is not None and with_ai:
+                await outbox.enqueue(bot_id, job_kind, {"message_id": message.id}, lane=customer_lane(conversation))
+            if conversation.handed_off_at is not None:
+                # Managers see every message from the first handoff on, whatever the rate.
+                await _to_managers(conversation, message, incoming, who, bookkeeping=not with_ai)
     except IntegrityError:
         if await Message.exists(bot_id=bot_id, source_key=incoming.source_key):
             return Stored(None)  # a re-delivery of a message stored before
         raise
     return Stored(message)
+
+
+async def _to_managers(conversation: Conversation, message: Message, incoming: Incoming, who: Customer, *,
+                       bookkeeping: bool) -> None:
+    if incoming.telegram_message_id is not None and who.telegram_id is not None:
+        await MessageCopy.create(bot_id=message.bot_id, message=message, chat_id=who.telegram_id,  # type: ignore[attr-defined]
+                                 telegram_message_id=incoming.telegram_message_id, original=True)
+    await outbox.enqueue(message.bot_id, "topic_copy", {"message_id": message.id, "bookkeeping": bookkeeping},  # type: ignore[attr-defined]
+                         lane=topic_lane(conversation), queue=outbox.MANAGERS, priority=1)
 
 
 def _changed(user: User, who: Customer) -> bool:

@@ -1,21 +1,68 @@
-"""Handing a conversation to people. The manager desk builds the human side on top of this."""
+"""Handing a conversation to people, and telling the customer when to expect one."""
 
 from __future__ import annotations
 
-from models import Conversation, ConversationMode, ConversationStatus, User
-from services.conversations import open_conversation
-from services.i18n import N_
+from datetime import UTC, datetime
 
-ASKED_FOR_PERSON = N_("Sure! I've asked a person to join. They'll answer you right here.")
+from tortoise.transactions import in_transaction
+
+from models import Bot, Conversation, ConversationMode, ConversationStatus, HandoffReason, User
+from services.conversations import announce_to_managers, open_conversation
+from services.i18n import N_, Translate
+from services.schedule import WorkingHours
+from services.staff import anyone_online
+
+LEADS = {
+    HandoffReason.ASKED_FOR_PERSON: N_("Sure! I've asked a person to join."),
+    HandoffReason.MANAGER_TOOK_OVER: N_("A person from our team has joined the conversation."),
+}
+LEAD_DEFAULT = N_("I can't answer this myself right now, so I've passed your conversation to a person.")
+SOON = N_("They'll answer you right here, usually within a few minutes.")
+WHEN_FREE = N_("They'll answer you right here as soon as someone is free.")
+AFTER_HOURS = N_("Our team is away right now. A person will answer you right here when we're back: {when}.")
+WEEKDAYS = (N_("Monday"), N_("Tuesday"), N_("Wednesday"), N_("Thursday"), N_("Friday"), N_("Saturday"),
+            N_("Sunday"))
 
 
-async def hand_off(conversation_id: int, reason: str) -> None:
-    """People answer this conversation from now on; the AI stays out until it is given back."""
-    await Conversation.filter(id=conversation_id).update(
-        mode=ConversationMode.HUMAN, status=ConversationStatus.WAITING, handoff_reason=reason)
+async def hand_off(conversation_id: int, reason: HandoffReason) -> bool:
+    """People answer this conversation from now on; the AI stays out until it is given back.
+
+    The first handoff opens the conversation's place in the manager chat (a topic with its header
+    card); a later one only updates the topic's state. Returns False when people had it already.
+    """
+    async with in_transaction():
+        conversation = await Conversation.get(id=conversation_id)
+        if conversation.mode == ConversationMode.HUMAN and conversation.status != ConversationStatus.CLOSED:
+            return False
+        first = conversation.handed_off_at is None
+        conversation.mode, conversation.status = ConversationMode.HUMAN, ConversationStatus.WAITING
+        conversation.handoff_reason = reason.value
+        conversation.handed_off_at = conversation.handed_off_at or datetime.now(UTC)
+        await conversation.save(update_fields=["mode", "status", "handoff_reason", "handed_off_at"])
+        await announce_to_managers(conversation, first=first)
+    return True
 
 
-async def request_person(user: User, reason: str = "asked_for_person") -> Conversation:
+async def request_person(user: User, reason: HandoffReason = HandoffReason.ASKED_FOR_PERSON) -> Conversation:
     conversation = await open_conversation(user)
     await hand_off(conversation.id, reason)
     return conversation
+
+
+async def expectation(bot: Bot, hours: WorkingHours, translate: Translate, locale: str,
+                      now: datetime | None = None) -> str:
+    """When a person will answer, in the customer's language: soon, when free, or after opening."""
+    moment = now or datetime.now(UTC)
+    opening = hours.next_opening(moment)
+    if opening is not None:
+        weekday = translate(locale, WEEKDAYS[opening.weekday()])
+        zone = "" if str(hours.zone) == "UTC" else f" ({hours.zone})"
+        when = f"{weekday} {opening:%H:%M}{zone}"
+        return translate(locale, AFTER_HOURS).format(when=when)
+    return translate(locale, SOON if await anyone_online(bot.id) else WHEN_FREE)
+
+
+async def handoff_notice(bot: Bot, hours: WorkingHours, translate: Translate, locale: str,
+                         reason: HandoffReason) -> str:
+    lead = translate(locale, LEADS.get(reason, LEAD_DEFAULT))
+    return f"{lead} {await expectation(bot, hours, translate, locale)}"

@@ -27,15 +27,51 @@ log = logging.getLogger(__name__)
 JobHandler = Callable[[OutboxJob], Awaitable[None]]
 
 
+class Postpone(Exception):
+    """Raised by a job that cannot run yet (e.g. no manager chat is set up): try again later,
+    without counting it as a failed attempt."""
+
+    def __init__(self, seconds: float, why: str) -> None:
+        super().__init__(why)
+        self.seconds = seconds
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
 
-async def enqueue(bot_id: int, kind: str, payload: dict[str, Any], *, lane: str = "",
-                  delay: float = 0.0) -> OutboxJob:
+CUSTOMERS = ""  # the default queue: everything that reaches a customer
+MANAGERS = "managers"  # everything posted into the manager group, on that group's slow budget
+
+
+async def enqueue(bot_id: int, kind: str, payload: dict[str, Any], *, lane: str = "", delay: float = 0.0,
+                  queue: str = CUSTOMERS, priority: int = 0) -> OutboxJob:
     """Add a job; call inside the transaction that stores what caused it."""
-    return await OutboxJob.create(bot_id=bot_id, kind=kind, payload=payload, lane=lane,
-                                  run_after=now() + timedelta(seconds=delay))
+    return await OutboxJob.create(bot_id=bot_id, kind=kind, payload=payload, lane=lane, queue=queue,
+                                  priority=priority, run_after=now() + timedelta(seconds=delay))
+
+
+async def pending_behind(job: OutboxJob, kind: str, limit: int = 20) -> list[OutboxJob]:
+    """The jobs of `kind` queued right behind `job` in its lane, up to the first of another kind.
+
+    While a job runs its lane is busy, so no worker claims these meanwhile: the running job may
+    do their work too (coalescing) and then mark them done with `finish_taken`.
+    """
+    behind = await OutboxJob.filter(lane=job.lane, queue=job.queue, status=JobStatus.PENDING, id__gt=job.id).order_by(
+        "id").limit(limit)
+    taken = []
+    for other in behind:
+        if other.kind != kind:
+            break
+        taken.append(other)
+    return taken
+
+
+async def finish_taken(jobs: list[OutboxJob]) -> None:
+    """Mark jobs whose work another job of their lane did as done."""
+    if jobs:
+        await OutboxJob.filter(id__in=[job.id for job in jobs], status=JobStatus.PENDING).update(
+            status=JobStatus.DONE, finished_at=now())
 
 
 @dataclass
@@ -50,8 +86,9 @@ class OutboxWorker:
     """Runs due jobs with a few concurrent tasks; `wake()` after a commit starts them at once."""
 
     def __init__(self, handlers: Mapping[str, JobHandler], settings: OutboxSettings,
-                 on_give_up: JobHandler | None = None) -> None:
+                 on_give_up: JobHandler | None = None, queue: str = CUSTOMERS) -> None:
         self.handlers = handlers
+        self.queue = queue
         self.settings = settings
         self.on_give_up = on_give_up
         self.owner = f"worker-{uuid.uuid4().hex[:12]}"
@@ -65,7 +102,8 @@ class OutboxWorker:
         self._wakeup.set()
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._loop(), name=f"outbox-{i}") for i in range(self.settings.workers)]
+        self._tasks = [asyncio.create_task(self._loop(), name=f"outbox-{self.queue or 'customers'}-{i}")
+                       for i in range(self.settings.workers)]
 
     async def stop(self) -> None:
         self._stopping = True
@@ -94,17 +132,20 @@ class OutboxWorker:
     async def claim(self) -> OutboxJob | None:
         moment = now()
         expired_or_pending = Q(status=JobStatus.PENDING) | Q(status=JobStatus.RUNNING, lease_expires_at__lt=moment)
-        busy_lanes = await OutboxJob.filter(status=JobStatus.RUNNING, lease_expires_at__gte=moment).exclude(
-            lane="").values_list("lane", flat=True)
+        busy_lanes = await OutboxJob.filter(
+            queue=self.queue, status=JobStatus.RUNNING, lease_expires_at__gte=moment).exclude(lane="").values_list(
+            "lane", flat=True)
         async with in_transaction() as connection:
-            query = OutboxJob.filter(expired_or_pending, run_after__lte=moment)
+            query = OutboxJob.filter(expired_or_pending, queue=self.queue, run_after__lte=moment)
             if busy_lanes:
                 query = query.exclude(lane__in=list(busy_lanes))
-            query = query.order_by("id").limit(8).using_db(connection)
+            query = query.order_by("priority", "id").limit(8).using_db(connection)
             if connection.capabilities.dialect == "postgres":
                 query = query.select_for_update(skip_locked=True)
             candidates = await query
             for job in candidates:
+                if job.lane and await self._behind_unfinished(job, connection):
+                    continue  # an earlier job of its lane waits for a retry: order comes first
                 claimed = await OutboxJob.filter(expired_or_pending, id=job.id).using_db(connection).update(
                     status=JobStatus.RUNNING, lease_owner=self.owner, attempts=job.attempts + 1,
                     lease_expires_at=moment + timedelta(seconds=self.settings.lease_seconds))
@@ -113,6 +154,10 @@ class OutboxWorker:
                     job.status = JobStatus.RUNNING
                     return job
         return None
+
+    async def _behind_unfinished(self, job: OutboxJob, connection: Any) -> bool:
+        return await OutboxJob.filter(queue=self.queue, lane=job.lane, id__lt=job.id,
+                                      status__in=[JobStatus.PENDING, JobStatus.RUNNING]).using_db(connection).exists()
 
     async def run(self, job: OutboxJob) -> None:
         handler = self.handlers.get(job.kind)
@@ -123,6 +168,9 @@ class OutboxWorker:
         except asyncio.CancelledError:
             await self._release(job)
             raise
+        except Postpone as postponed:
+            log.info("outbox: job %s (%s) postponed %ss: %s", job.id, job.kind, postponed.seconds, postponed)
+            await self._release(job, delay=postponed.seconds)
         except Exception as error:
             log.exception("outbox: job %s (%s) failed, attempt %s", job.id, job.kind, job.attempts)
             await self._failed(job, error)
@@ -133,10 +181,11 @@ class OutboxWorker:
         await OutboxJob.filter(id=job.id, lease_owner=self.owner).update(
             status=status, finished_at=now(), lease_expires_at=None, last_error=error[:2000])
 
-    async def _release(self, job: OutboxJob) -> None:
-        """Hand an interrupted job back so the next worker starts it without waiting for the lease."""
+    async def _release(self, job: OutboxJob, delay: float = 0.0) -> None:
+        """Hand a job back uncounted, so the next worker starts it without waiting for the lease."""
         await asyncio.shield(OutboxJob.filter(id=job.id, lease_owner=self.owner).update(
-            status=JobStatus.PENDING, lease_expires_at=None, attempts=max(0, job.attempts - 1)))
+            status=JobStatus.PENDING, lease_expires_at=None, attempts=max(0, job.attempts - 1),
+            run_after=now() + timedelta(seconds=delay)))
 
     async def _failed(self, job: OutboxJob, error: Exception) -> None:
         if job.attempts < self.settings.max_attempts:
@@ -151,3 +200,21 @@ class OutboxWorker:
                 await self.on_give_up(job)
             except Exception:
                 log.exception("outbox: telling the customer about failed job %s failed too", job.id)
+
+
+class Outboxes:
+    """The workers of every queue, started, stopped and woken together."""
+
+    def __init__(self, *workers: OutboxWorker) -> None:
+        self.workers = workers
+
+    def wake(self) -> None:
+        for worker in self.workers:
+            worker.wake()
+
+    def start(self) -> None:
+        for worker in self.workers:
+            worker.start()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(worker.stop() for worker in self.workers))

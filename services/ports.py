@@ -10,6 +10,18 @@ class RecipientBlocked(Exception):
     """The person blocked the bot (or never started it): nothing more can be sent to them."""
 
 
+class TopicGone(Exception):
+    """The forum topic was deleted ("message thread not found")."""
+
+
+class TopicClosed(Exception):
+    """The forum topic was closed by someone, and the bot may not write into closed topics."""
+
+
+class MessageGone(Exception):
+    """The message to copy or edit no longer exists."""
+
+
 @dataclass(frozen=True)
 class Button:
     text: str
@@ -23,6 +35,30 @@ class OutgoingText:
     buttons: list[list[Button]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Where:
+    """A place in a chat: the chat, a forum topic in it, a message to reply to."""
+
+    chat_id: int
+    thread_id: int | None = None
+    reply_to: int | None = None
+
+
+@dataclass(frozen=True)
+class AlbumItem:
+    kind: str  # photo, video, document, audio
+    file_id: str
+    caption_html: str = ""
+
+
+@dataclass(frozen=True)
+class GroupRights:
+    is_member: bool
+    is_admin: bool
+    can_manage_topics: bool
+    is_forum: bool
+
+
 class ChatSender(Protocol):
     """Sends to a customer's chat. Implementations pace, retry and raise RecipientBlocked."""
 
@@ -33,3 +69,35 @@ class ChatSender(Protocol):
     async def send_draft(self, chat_id: int, draft_id: int, html: str) -> None:
         """Show or update a streamed preview of an answer being written, with a stop button."""
         ...
+
+
+class Messenger(ChatSender, Protocol):
+    """Everything the manager desk does in Telegram. Errors come as the exceptions above."""
+
+    async def post(self, where: Where, message: OutgoingText) -> int: ...
+
+    async def copy(self, where: Where, from_chat_id: int, message_id: int, caption_html: str | None = None) -> int:
+        """Copy a message (media and formatting survive); `caption_html` replaces its caption."""
+        ...
+
+    async def send_album(self, where: Where, items: list[AlbumItem]) -> list[int]: ...
+
+    async def edit(self, chat_id: int, message_id: int, html: str, *, caption: bool = False) -> None:
+        """Replace a message's text (or caption); an edit that changes nothing is not an error."""
+        ...
+
+    async def remove_buttons(self, chat_id: int, message_id: int) -> None: ...
+
+    async def create_topic(self, chat_id: int, name: str) -> int: ...
+
+    async def rename_topic(self, chat_id: int, thread_id: int, name: str) -> None: ...
+
+    async def close_topic(self, chat_id: int, thread_id: int) -> None: ...
+
+    async def reopen_topic(self, chat_id: int, thread_id: int) -> None: ...
+
+    async def member_status(self, chat_id: int, user_id: int) -> str:
+        """creator, administrator, member, restricted, left or kicked."""
+        ...
+
+    async def group_rights(self, chat_id: int) -> GroupRights: ...

@@ -36,6 +36,11 @@ def escape(text: str) -> str:
     return html.escape(text, quote=True).replace("&#x27;", "'")
 
 
+def html_to_text(html_text: str) -> str:
+    """What a reader sees of Telegram HTML: the text without its markup."""
+    return html.unescape(re.sub(r"<[^>]+>", "", html_text))
+
+
 def markdown_to_html(markdown: str) -> str:
     """Render model Markdown as Telegram HTML."""
     return _Renderer().render(_parser.parse(markdown)).strip()

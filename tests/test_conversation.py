@@ -186,7 +186,7 @@ async def test_failing_models_fall_back_then_to_knowledge_then_to_a_person(
 
     sim.send_text(ann["id"], "xyzzy plugh")
     [_, _, third] = await sim.wait_for_messages(ann["id"], 3)
-    assert "a person will answer you" in third["text"]
+    assert "passed your conversation to a person" in third["text"]
 
 
 @pytest.mark.parametrize("frontdesk_settings", [{"use_ai": False}], indirect=True)
@@ -323,7 +323,8 @@ async def test_a_customer_over_the_daily_ai_quota_is_told_and_handed_to_people(
     await sim.wait_for_messages(ann["id"])
     sim.send_text(ann["id"], "second question")
     [_, second] = await sim.wait_for_messages(ann["id"], 2)
-    assert second["text"].startswith("You've reached today's limit of AI answers.")
+    assert second["text"].startswith(
+        "You've reached today's limit of AI answers, so I've passed your conversation to a person.")
     assert len(ai.requests) == 1
 
 

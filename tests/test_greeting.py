@@ -46,7 +46,7 @@ async def test_webhook_is_registered_with_secret_and_used_update_types(frontdesk
     [call] = sim.calls("setWebhook")
     assert call["params"]["url"] == frontdesk.url + "/telegram/webhook"
     assert call["params"]["secret_token"] == frontdesk.settings.webhook_secret
-    expected = {"message", "callback_query", "my_chat_member", "stopped_message_generation"}
+    expected = {"message", "edited_message", "callback_query", "my_chat_member", "stopped_message_generation"}
     assert set(call["params"]["allowed_updates"]) == expected
 
 

@@ -1,0 +1,132 @@
+"""Manager-group backlog benchmark: N customers handed off within a second, at Telegram's real limits.
+
+Frontdesk (SQLite, one process) serves a tgsim Simulator whose flood limits are Telegram's: 20
+messages a minute into one group, 1 a second into a private chat after a burst of 3, 30 a second
+in all. N customers each send /human and two texts at once. Measured: how long until every customer
+had their handoff notice (customers come first), and until the forum group showed every topic with
+its header card and every text, in order. The best possible time for M group messages at 20 a
+minute is (M - 1) // 20 minutes. `python bench/desk_backlog.py [--customers 50]` writes its
+section of docs/BENCHMARKS.md; it takes about as many minutes as there are customers x 3 / 20.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+for _path in (ROOT, SHARED):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from tgsim import Simulator  # noqa: E402
+
+from bot import db  # noqa: E402
+from tests.conftest import TOKEN, free_port, frontdesk_environment, running_frontdesk  # noqa: E402
+
+DOC_PATH = ROOT / "docs" / "BENCHMARKS.md"
+BEGIN_MARK = "<!-- bench/desk_backlog.py: generated section begins -->"
+END_MARK = "<!-- bench/desk_backlog.py: generated section ends -->"
+GROUP_PER_MINUTE = 20
+
+
+async def run(customers: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as work:
+        database_url = f"sqlite://{work}/bench.sqlite3"
+        await db.migrate(database_url)
+        async with Simulator(token=TOKEN, port=0, bot_username="frontdesk_bench_bot") as sim:
+            boss = sim.create_user("Boss", id=900_001)
+            group = sim.create_group("Managers", owner=boss["id"], forum=True)
+            env = frontdesk_environment(database_url, sim, None, free_port(), MANAGER_CHAT_ID=group["id"],
+                                        ADMIN_IDS="900001", LOG_LEVEL="WARNING")
+            env.pop("REDIS_URL", None)
+            async with running_frontdesk(env):
+                people = [sim.create_user(f"Customer {n:03d}") for n in range(customers)]
+                started = time.monotonic()
+                for person in people:
+                    sim.send_command(person["id"], "human")
+                for person in people:
+                    sim.send_text(person["id"], f"first from {person['first_name']}")
+                    sim.send_text(person["id"], f"second from {person['first_name']}")
+                await sim.wait_until_delivered(timeout=120)
+                accepted = time.monotonic() - started
+                await sim.wait_until(lambda: all(len(sim.chat_history(p["id"])) >= 2 for p in people), 600,
+                                     "notices")
+                notified = time.monotonic() - started
+                chat = sim.world.find_chat(group["id"])
+                assert chat is not None
+
+                def done() -> bool:
+                    texts = [m.get("text", "") for m in sim.chat_history(group["id"])]
+                    return sum("second from" in text for text in texts) == customers
+
+                await sim.wait_until(done, customers * 60, "the backlog")
+                elapsed = time.monotonic() - started
+                sent = [c for c in sim.calls() if c["ok"] and c["params"].get("chat_id") == group["id"]
+                        and c["method"] in ("sendMessage", "createForumTopic")]
+                flooded = [c for c in sim.calls() if c.get("error_code") == 429]
+                return {"customers": customers, "accepted": accepted, "notified": notified, "elapsed": elapsed,
+                        "group_messages": len(sent), "best": (len(sent) - 1) // GROUP_PER_MINUTE * 60.0,
+                        "topics": len(chat.topics), "flooded": len(flooded)}
+
+
+def report(result: dict[str, float], command: str) -> str:
+    return "\n".join([
+        BEGIN_MARK,
+        "## Manager group backlog at Telegram's real limits",
+        "",
+        f"- Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}",
+        f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        f"- Command: `{command}` (one run: the figure is set by the limit, not by the machine)",
+        "",
+        "| what | value |",
+        "| --- | --- |",
+        f"| customers handed off within a second, each then writing two texts | {int(result['customers'])} |",
+        f"| all updates acknowledged by the webhook | {result['accepted']:.1f} s |",
+        f"| every customer had their handoff notice | {result['notified']:.1f} s |",
+        f"| topics created | {int(result['topics'])} |",
+        f"| messages into the group (topic creations, header cards, copies) | {int(result['group_messages'])} |",
+        f"| every text shown in its topic, in order | {result['elapsed']:.1f} s |",
+        f"| best possible at {GROUP_PER_MINUTE} messages a minute | {result['best']:.0f} s |",
+        f"| backlog time against that best | {result['elapsed'] / max(result['best'], 1):.2f}x |",
+        f"| 429 answers (each waited out and retried) | {int(result['flooded'])} |",
+        "",
+        "Two texts a customer sent while their topic's copies were queued went out as one message, so "
+        "each customer cost three group messages (topic, card, texts) instead of four.",
+        END_MARK,
+    ])
+
+
+def write_section(section: str) -> None:
+    text = DOC_PATH.read_text() if DOC_PATH.exists() else "# Benchmarks\n"
+    if BEGIN_MARK in text:
+        head, rest = text.split(BEGIN_MARK, 1)
+        text = head + section + rest.split(END_MARK, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    DOC_PATH.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=50)
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
+    args = parser.parse_args()
+    result = asyncio.run(run(args.customers))
+    section = report(result, f"python bench/desk_backlog.py --customers {args.customers}")
+    print(section)
+    if not args.no_write:
+        write_section(section)
+
+
+if __name__ == "__main__":
+    main()

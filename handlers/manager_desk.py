@@ -1,0 +1,323 @@
+"""The manager chat: staff commands, header-card buttons, and what managers write in topics.
+
+Only staff in the registered manager chat are heard; everything else in groups is ignored.
+Replies to staff go through the managers' outbox queue (the group's budget is 20 a minute), so
+a handler never waits for that budget while holding Telegram's webhook connection.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aiogram import Bot, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import BotCommand, BotCommandScopeChat, CallbackQuery, Message, Update
+
+from bot.settings import Settings
+from handlers.identity import as_customer
+from handlers.media import attachments
+from models import Bot as Tenant
+from models import Conversation, User
+from services import desk, desk_reports, staff
+from services.desk import Posted
+from services.i18n import N_, Translate
+from services.outbox import Outboxes
+from services.ports import Messenger, Where
+from services.render import escape
+from services.staff import ManagerChat, StaffDirectory, WorkingHoursSource
+
+NOT_A_CONVERSATION = N_("Use this command inside a conversation's topic (or as a reply to a customer's message).")
+TAKEN = N_("✋ {name} took this conversation.")
+ALREADY = N_("Nothing to change: it is like that already.")
+RETURNED = N_("🤖 The AI answers this conversation again.")
+CLOSED = N_("✅ Closed. The customer was asked for a rating.")
+BANNED = N_("🚫 Banned: this customer's messages are ignored from now on.")
+UNBANNED = N_("The customer is no longer banned.")
+NOTE_SAVED = N_("📝 Note saved (the customer does not see it).")
+NOTE_EMPTY = N_("Write the note after the command: /note TEXT")
+ONLINE = N_("🟢 {name} is online: customers are told a person will answer soon.")
+AWAY = N_("⚪ {name} is away.")
+STAFF_HELP = N_(
+    "How the desk works\n\n"
+    "Each conversation a customer wants a person for gets its own topic here. Write in the topic to "
+    "answer the customer: text, photos, files, voice, anything. Start a message with // to leave a "
+    "note only staff can see.\n\n"
+    "In a topic:\n"
+    "/take: assign the conversation to me\n"
+    "/ai: give it back to the AI\n"
+    "/close: close it (the customer is asked for a rating)\n"
+    "/note TEXT: a note for staff\n"
+    "/info: the customer's card\n"
+    "/ban, /unban: ignore or hear this customer again\n\n"
+    "Anywhere here:\n"
+    "/open: conversations waiting for a person\n"
+    "/stats: today's numbers\n"
+    "/online, /away: whether customers are told someone is here\n"
+    "/setup: check the bot's rights in this group"
+)
+SETUP_DONE = N_("✅ This group is now the manager chat.")
+SETUP_NEED_ADMIN = N_("• Make the bot an administrator of this group.")
+SETUP_NEED_TOPICS_RIGHT = N_("• Give the bot the right to manage topics.")
+SETUP_NEED_FORUM = N_(
+    "• Turn on topics in the group's settings to get one topic per conversation. Until then, "
+    "customers' messages arrive here with a header: reply to one to answer that customer.")
+SETUP_MISSING = N_("To work fully, the bot still needs:")
+SETUP_READY = N_("Everything is in place: each conversation handed to people gets its own topic here.")
+SETUP_NOT_MEMBER = N_("The bot is not a member of this group.")
+
+
+STAFF_COMMANDS = [
+    ("take", N_("Assign this conversation to me")),
+    ("ai", N_("Give this conversation back to the AI")),
+    ("close", N_("Close this conversation")),
+    ("note", N_("A note only staff see")),
+    ("info", N_("The customer's card")),
+    ("ban", N_("Ignore this customer")),
+    ("unban", N_("Hear this customer again")),
+    ("open", N_("Conversations waiting for a person")),
+    ("stats", N_("Today's numbers")),
+    ("online", N_("I'm here: customers hear a person will answer soon")),
+    ("away", N_("I'm away")),
+    ("help", N_("How the desk works")),
+]
+
+
+async def set_staff_commands(bot: Bot, chat_id: int, translate: Translate, locale: str) -> None:
+    """The manager chat's own command menu, in its language."""
+    commands = [BotCommand(command=name, description=translate(locale, text)) for name, text in STAFF_COMMANDS]
+    await bot.set_my_commands(commands, scope=BotCommandScopeChat(chat_id=chat_id))
+
+
+class DeskAction(CallbackData, prefix="desk"):
+    action: str  # take, ai, close, ban
+    conversation: int
+
+
+# --- who may act here ------------------------------------------------------------------------------
+
+
+async def staff_in_manager_chat(event: Message | CallbackQuery, tenant: Tenant, settings: Settings,
+                                staff_directory: StaffDirectory) -> dict[str, Any] | bool:
+    """Staff in the manager chat: puts `staff` (their row) and `desk_chat` into the handler's data."""
+    chat = event.chat if isinstance(event, Message) else (event.message.chat if event.message else None)
+    person = event.from_user
+    if chat is None or chat.type not in ("group", "supergroup") or person is None or person.is_bot:
+        return False
+    desk_chat = await staff.load_manager_chat(tenant.id, settings.default_locale)
+    if desk_chat is None or desk_chat.chat_id != chat.id:
+        return False
+    if not await staff_directory.is_staff(chat.id, person.id):
+        return False
+    return {"staff": await staff_directory.register(tenant.id, as_customer(person)), "desk_chat": desk_chat}
+
+
+async def admin_in_a_group(message: Message, staff_directory: StaffDirectory) -> bool:
+    return message.chat.type in ("group", "supergroup") and message.from_user is not None and \
+        staff_directory.is_admin(message.from_user.id)
+
+
+def _place(message: Message, desk_chat: ManagerChat) -> Where:
+    """Where an answer to this staff message goes: its topic, replying to it."""
+    thread = message.message_thread_id if desk_chat.forum and message.is_topic_message else None
+    return Where(desk_chat.chat_id, thread, message.message_id)
+
+
+async def _conversation_of(message: Message, tenant: Tenant, desk_chat: ManagerChat) -> Conversation | None:
+    if desk_chat.forum and message.is_topic_message and message.message_thread_id:
+        return await desk.by_topic(tenant.id, message.message_thread_id)
+    replied = message.reply_to_message
+    if replied is not None and replied.from_user is not None and replied.from_user.is_bot:
+        return await desk.by_reply(tenant.id, desk_chat.chat_id, replied.message_id)
+    return None
+
+
+async def _answer(message: Message, desk_chat: ManagerChat, html: str, tenant: Tenant, outbox: Outboxes) -> None:
+    await desk.post_to_group(tenant.id, _place(message, desk_chat), html)
+    outbox.wake()
+
+
+# --- commands ----------------------------------------------------------------------------------------
+
+
+async def conversation_command(message: Message, command: CommandObject, tenant: Tenant, staff: User,
+                               desk_chat: ManagerChat, translate: Translate, outbox: Outboxes,
+                               event_update: Update) -> None:
+    def _(text: str) -> str:
+        return translate(desk_chat.locale, text)
+
+    conversation = await _conversation_of(message, tenant, desk_chat)
+    if conversation is None:
+        await _answer(message, desk_chat, escape(_(NOT_A_CONVERSATION)), tenant, outbox)
+        return
+    name = command.command.lower()
+    if name == "note":
+        await _note(message, command.args or "", conversation, staff, desk_chat, translate, tenant, outbox,
+                    f"tg:{event_update.update_id}")
+        return
+    if name == "info":
+        await _answer(message, desk_chat, await desk_reports.info_card(conversation, translate, desk_chat.locale),
+                      tenant, outbox)
+        return
+    done, reply = await _act(name, conversation, staff, translate, desk_chat.locale)
+    await _answer(message, desk_chat, escape(reply if done else _(ALREADY)), tenant, outbox)
+
+
+async def _act(action: str, conversation: Conversation, staff: User, translate: Translate,
+               locale: str) -> tuple[bool, str]:
+    """One staff action on a conversation (the same for a command and a header-card button)."""
+    if action == "take":
+        done = await desk.take(conversation, staff)
+        return done, translate(locale, TAKEN).format(name=staff.first_name)
+    if action == "ai":
+        return await desk.give_back(conversation, staff), translate(locale, RETURNED)
+    if action == "close":
+        return await desk.close(conversation, staff), translate(locale, CLOSED)
+    if action == "ban":
+        return await desk.set_banned(conversation, staff, True), translate(locale, BANNED)
+    if action == "unban":
+        return await desk.set_banned(conversation, staff, False), translate(locale, UNBANNED)
+    return False, ""
+
+
+async def _note(message: Message, text: str, conversation: Conversation, staff: User, desk_chat: ManagerChat,
+                translate: Translate, tenant: Tenant, outbox: Outboxes, source_key: str) -> None:
+    if not text.strip():
+        await _answer(message, desk_chat, escape(translate(desk_chat.locale, NOTE_EMPTY)), tenant, outbox)
+        return
+    posted = Posted(source_key, desk_chat.chat_id, message.message_id, text=text.strip())
+    await desk.record_manager_message(conversation, staff, posted, note=True)
+
+
+async def open_command(message: Message, tenant: Tenant, desk_chat: ManagerChat, translate: Translate,
+                       outbox: Outboxes) -> None:
+    html = await desk_reports.open_list(tenant.id, desk_chat.chat_id, desk_chat.forum, translate, desk_chat.locale)
+    await _answer(message, desk_chat, html, tenant, outbox)
+
+
+async def stats_command(message: Message, tenant: Tenant, desk_chat: ManagerChat, translate: Translate,
+                        outbox: Outboxes, hours: WorkingHoursSource) -> None:
+    zone = hours(await Tenant.get(id=tenant.id)).zone
+    now = datetime.now(UTC)
+    stats = await desk_reports.day_stats(tenant.id, zone, now)
+    html = desk_reports.stats_text(stats, f"{now.astimezone(zone):%Y-%m-%d}", translate, desk_chat.locale)
+    await _answer(message, desk_chat, html, tenant, outbox)
+
+
+async def presence_command(message: Message, command: CommandObject, tenant: Tenant, staff: User,
+                           desk_chat: ManagerChat, translate: Translate, outbox: Outboxes) -> None:
+    online = command.command.lower() == "online"
+    await staff_presence(staff, online)
+    text = translate(desk_chat.locale, ONLINE if online else AWAY).format(name=staff.first_name)
+    await _answer(message, desk_chat, escape(text), tenant, outbox)
+
+
+async def staff_presence(member: User, online: bool) -> None:
+    await staff.set_online(member, online)
+    await desk.audit(member.bot_id, member, "online" if online else "away", str(member.id))  # type: ignore[attr-defined]
+
+
+async def help_command(message: Message, tenant: Tenant, desk_chat: ManagerChat, translate: Translate,
+                       outbox: Outboxes) -> None:
+    await _answer(message, desk_chat, escape(translate(desk_chat.locale, STAFF_HELP)), tenant, outbox)
+
+
+async def setup_command(message: Message, tenant: Tenant, messenger: Messenger, translate: Translate,
+                        settings: Settings) -> None:
+    """Register this group as the manager chat and say, in the admin's language, what is missing.
+
+    Answered directly: the group is not the manager chat until this has run, and one reply fits
+    any group's budget.
+    """
+    locale = (message.from_user.language_code if message.from_user else None) or settings.default_locale
+    locale = locale.split("-")[0] if locale.split("-")[0] in ("en", "ru", "uz") else settings.default_locale
+
+    def _(text: str) -> str:
+        return translate(locale, text)
+
+    report = await staff.setup_manager_chat(messenger, tenant.id, message.chat.id, locale)
+    if not report.registered:
+        await message.answer(escape(_(SETUP_NOT_MEMBER)), parse_mode="HTML")
+        return
+    if message.bot is not None:
+        await set_staff_commands(message.bot, message.chat.id, translate, locale)
+    sentences = {"admin": SETUP_NEED_ADMIN, "manage_topics": SETUP_NEED_TOPICS_RIGHT, "topics": SETUP_NEED_FORUM}
+    lines = [_(SETUP_DONE)]
+    if report.missing:
+        lines += ["", _(SETUP_MISSING), *(_(sentences[key]) for key in report.missing)]
+    else:
+        lines.append(_(SETUP_READY))
+    await desk.audit(tenant.id, None, "setup", str(message.chat.id), missing=report.missing,
+                     by=message.from_user.id if message.from_user else None)
+    await message.answer(escape("\n".join(lines)), parse_mode="HTML")
+
+
+# --- buttons on the header card ----------------------------------------------------------------------
+
+
+async def card_button(query: CallbackQuery, callback_data: DeskAction, tenant: Tenant, staff: User,
+                      desk_chat: ManagerChat, translate: Translate, outbox: Outboxes) -> None:
+    conversation = await desk.by_id(tenant.id, callback_data.conversation)
+    if conversation is None:
+        await query.answer()
+        return
+    done, reply = await _act(callback_data.action, conversation, staff, translate, desk_chat.locale)
+    outbox.wake()
+    await query.answer(reply if done else translate(desk_chat.locale, ALREADY))
+
+
+# --- what managers write -------------------------------------------------------------------------------
+
+
+async def manager_wrote(message: Message, tenant: Tenant, staff: User, desk_chat: ManagerChat,
+                        event_update: Update, translate: Translate, outbox: Outboxes) -> None:
+    if message.text and message.text.startswith("/") and not message.text.startswith("//"):
+        return  # a command for someone else (or a typo): never sent to a customer
+    conversation = await _conversation_of(message, tenant, desk_chat)
+    if conversation is None:
+        return  # staff talking among themselves
+    text = message.text or message.caption or ""
+    note = text.startswith("//")
+    posted = Posted(f"tg:{event_update.update_id}", desk_chat.chat_id, message.message_id,
+                    text=text.removeprefix("//").strip() if note else text,
+                    html="" if note else (message.html_text if text else ""), attachments=attachments(message))
+    if await desk.record_manager_message(conversation, staff, posted, note=note):
+        outbox.wake()
+
+
+async def manager_edited(message: Message, tenant: Tenant, desk_chat: ManagerChat, outbox: Outboxes) -> None:
+    if await desk.record_edit(tenant.id, desk_chat.chat_id, message.message_id, message.html_text):
+        outbox.wake()
+
+
+async def ignore(_: Message | CallbackQuery) -> None:
+    """Anything else in a group: no customer can reach managers, no stranger can command the bot."""
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.message.register(setup_command, Command("setup"), admin_in_a_group)
+    staff_only = Router(name=f"{__name__}.staff")
+    staff_only.message.filter(staff_in_manager_chat)
+    staff_only.edited_message.filter(staff_in_manager_chat)
+    staff_only.callback_query.filter(staff_in_manager_chat)
+    staff_only.message.register(conversation_command, Command("take", "ai", "close", "note", "info", "ban", "unban"))
+    staff_only.message.register(open_command, Command("open"))
+    staff_only.message.register(stats_command, Command("stats"))
+    staff_only.message.register(presence_command, Command("online", "away"))
+    staff_only.message.register(help_command, Command("help", "start"))
+    staff_only.message.register(manager_wrote)
+    staff_only.edited_message.register(manager_edited)
+    staff_only.callback_query.register(card_button, DeskAction.filter())
+    # A router's own handlers run before its children's, so the catch-all is a child too, the last one.
+    everyone_else = Router(name=f"{__name__}.others")
+    everyone_else.message.register(ignore, _in_a_group)
+    everyone_else.callback_query.register(ignore, DeskAction.filter())
+    router.include_routers(staff_only, everyone_else)
+    return router
+
+
+async def _in_a_group(message: Message) -> bool:
+    return message.chat.type in ("group", "supergroup")
+

@@ -1,0 +1,404 @@
+"""The manager chat's side of conversations: topics, header cards, copies, edits, healing.
+
+Runs from the managers' outbox queue. Its worker spends the group's budget (about 20 messages a
+minute) and never holds up a customer's answer, which runs from the customers' queue. Jobs of one
+topic run in order; when they back up, consecutive text messages of one customer are coalesced
+into one group message, and nothing is ever dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from models import (
+    AuthorKind,
+    Conversation,
+    ConversationMode,
+    ConversationStatus,
+    Message,
+    MessageCopy,
+    OutboxJob,
+    User,
+)
+from services import conversations, outbox
+from services.i18n import N_, Translate
+from services.outbox import JobHandler
+from services.ports import (
+    AlbumItem,
+    Button,
+    MessageGone,
+    Messenger,
+    OutgoingText,
+    RecipientBlocked,
+    TopicClosed,
+    TopicGone,
+    Where,
+)
+from services.render import escape, html_to_text, markdown_to_html
+from services.staff import ManagerChat, load_manager_chat
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+NO_MANAGER_CHAT_RETRY = 30.0
+HISTORY_CHARS = 2500  # of the header card's 4096, for the conversation so far
+LINE_CHARS = 400
+COALESCE_CHARS = 3500
+ALBUM_SETTLE_SECONDS = 1.0  # the parts of an album arrive as separate updates, a moment apart
+ALBUM_KINDS = {"photo", "video", "document", "audio"}
+CAPTIONED_KINDS = ALBUM_KINDS | {"voice", "animation"}
+
+STATE_ICONS = {"waiting": "⏳", "assigned": "💬", "ai": "🤖", "closed": "✅"}
+STATE_NAMES = {"waiting": N_("waiting for a person"), "assigned": N_("with {name}"), "ai": N_("with the AI"),
+               "closed": N_("closed")}
+REASONS = {
+    "asked_for_person": N_("asked for a person"),
+    "cannot_answer": N_("the AI could not answer"),
+    "complaint": N_("complaint"),
+    "sensitive": N_("sensitive matter"),
+    "ai_failure": N_("the AI failed"),
+    "manager_took_over": N_("a manager took over"),
+}
+AUTHORS = {"customer": "👤", "ai": "🤖", "manager": "🧑‍💼", "system": "ℹ️", "note": "📝"}
+MEDIA_LABELS = {"photo": N_("[photo]"), "video": N_("[video]"), "voice": N_("[voice message]"),
+                "document": N_("[file]"), "sticker": N_("[sticker]"), "location": N_("[location]"),
+                "contact": N_("[contact]"), "audio": N_("[audio]"), "video_note": N_("[video message]"),
+                "animation": N_("[GIF]")}
+CARD_CHANNEL = N_("Channel")
+CARD_LANGUAGE = N_("Language")
+CARD_REASON = N_("Reason")
+CARD_STATE = N_("State")
+CARD_AI_COST = N_("AI cost so far")
+CARD_HISTORY = N_("The conversation so far")
+CARD_EARLIER = N_("… {count} earlier messages")
+BUTTON_TAKE = N_("✋ Take")
+BUTTON_AI = N_("🤖 Return to AI")
+BUTTON_CLOSE = N_("✅ Close")
+BUTTON_BAN = N_("🚫 Ban")
+
+
+def topic_state(conversation: Conversation) -> str:
+    if conversation.status == ConversationStatus.CLOSED:
+        return "closed"
+    if conversation.mode == ConversationMode.AI:
+        return "ai"
+    return "assigned" if conversation.status == ConversationStatus.ASSIGNED else "waiting"
+
+
+def customer_name(conversation: Conversation) -> str:
+    user = conversation.user
+    return user.full_name or (f"@{user.username}" if user.username else f"#{conversation.id}")
+
+
+def topic_title(conversation: Conversation) -> str:
+    return f"{STATE_ICONS[topic_state(conversation)]} {customer_name(conversation)}"[:128]
+
+
+def card_buttons(conversation_id: int, translate: Translate, locale: str) -> list[list[Button]]:
+    def button(label: str, action: str) -> Button:
+        return Button(translate(locale, label), callback_data=f"desk:{action}:{conversation_id}")
+
+    return [[button(BUTTON_TAKE, "take"), button(BUTTON_AI, "ai")],
+            [button(BUTTON_CLOSE, "close"), button(BUTTON_BAN, "ban")]]
+
+
+def message_line(message: Message, translate: Translate, locale: str) -> str:
+    """One message as staff read it: who, then the text or what was sent."""
+    kinds = [str(a.get("type")) for a in message.attachments]
+    label = " ".join(translate(locale, MEDIA_LABELS.get(kind, MEDIA_LABELS["document"])) for kind in kinds)
+    body = message.text.strip()
+    if message.author_kind == AuthorKind.AI:
+        body = html_to_text(markdown_to_html(body))
+    elif message.author_kind == AuthorKind.MANAGER:
+        body = html_to_text(body)  # stored as Telegram HTML, so its formatting reaches the customer's copy
+    text = " ".join(part for part in (label, body) if part)
+    if len(text) > LINE_CHARS:
+        text = text[:LINE_CHARS - 1] + "…"
+    return f"{AUTHORS.get(message.author_kind, '')} {escape(text)}"
+
+
+class ManagerGroup:
+    def __init__(self, messenger: Messenger, translate: Translate, default_locale: str) -> None:
+        self.messenger = messenger
+        self.translate = translate
+        self.default_locale = default_locale
+
+    # --- jobs -------------------------------------------------------------------------------------
+
+    async def open_topic_job(self, job: OutboxJob) -> None:
+        conversation = await self._conversation(job.payload["conversation_id"])
+        chat = await self._chat(job.bot_id)  # type: ignore[attr-defined]
+        if conversation.manager_card_id is None:
+            await self._open(conversation, chat, upto=int(str(job.payload.get("upto_message_id") or 0)))
+
+    async def topic_state_job(self, job: OutboxJob) -> None:
+        conversation = await self._conversation(job.payload["conversation_id"])
+        chat = await self._chat(job.bot_id)  # type: ignore[attr-defined]
+        if not chat.forum or conversation.manager_topic_id is None:
+            return  # a plain group shows no state: its messages carry their own headers
+        title = topic_title(conversation)
+        closed = conversation.status == ConversationStatus.CLOSED
+        try:
+            if title != conversation.topic_title:
+                await self.messenger.rename_topic(chat.chat_id, int(conversation.manager_topic_id), title)
+                conversation.topic_title = title
+                await conversation.save(update_fields=["topic_title"])
+            if closed:
+                await self.messenger.close_topic(chat.chat_id, int(conversation.manager_topic_id))
+        except (TopicGone, TopicClosed) as error:
+            # Deleted by someone: it is recreated, with its state, when there is something to show.
+            log.info("topic of conversation %s: %s", conversation.id, error)
+
+    async def topic_copy_job(self, job: OutboxJob) -> None:
+        first = await Message.get_or_none(id=job.payload["message_id"]).prefetch_related("conversation__user")
+        if first is None:
+            return
+        conversation = first.conversation
+        chat = await self._chat(job.bot_id)  # type: ignore[attr-defined]
+        if await MessageCopy.exists(message_id=first.id, chat_id=chat.chat_id):
+            return  # delivered before a crash; the job is being run again
+        if conversation.manager_card_id is None:
+            await self._open(conversation, chat, upto=first.id - 1)
+        followers, batch = await self._batch(job, first)
+        sent = await self._copy(conversation, chat, batch)
+        await self._remember(chat.chat_id, batch, sent)
+        await outbox.finish_taken(followers)
+        for job_payload, message in zip([job, *followers], batch, strict=False):
+            if job_payload.payload.get("bookkeeping"):
+                await conversations.note_customer_message(message)
+
+    async def topic_edit_job(self, job: OutboxJob) -> None:
+        """A customer edited a message: the topic's copy shows the new text."""
+        chat = await self._chat(job.bot_id)  # type: ignore[attr-defined]
+        copies = await MessageCopy.filter(message_id=job.payload["message_id"], chat_id=chat.chat_id, original=False)
+        for copy in copies:
+            sharing = await Message.filter(telegram_copies__chat_id=chat.chat_id,
+                                           telegram_copies__telegram_message_id=copy.telegram_message_id
+                                           ).prefetch_related("conversation__user").order_by("id")
+            if not sharing:
+                continue
+            html, caption = self._copy_text(sharing[0].conversation, chat, sharing)
+            try:
+                await self.messenger.edit(chat.chat_id, int(copy.telegram_message_id), html, caption=caption)
+            except MessageGone:
+                log.info("the copy of message %s in the manager chat is gone", job.payload["message_id"])
+
+    async def group_post_job(self, job: OutboxJob) -> None:
+        """A staff command's answer, or a notice for staff, posted where it was asked for."""
+        payload = job.payload
+        thread, reply_to = payload.get("thread_id"), payload.get("reply_to")
+        where = Where(int(str(payload["chat_id"])), int(str(thread)) if thread else None,
+                      int(str(reply_to)) if reply_to else None)
+        message = OutgoingText(str(payload["html"]))
+        try:
+            await self.messenger.post(where, message)
+        except (TopicGone, TopicClosed):
+            await self.messenger.post(Where(where.chat_id), message)
+
+    # --- the topic --------------------------------------------------------------------------------
+
+    async def _conversation(self, conversation_id: Any) -> Conversation:
+        return await Conversation.get(id=conversation_id).prefetch_related("user")
+
+    async def _chat(self, bot_id: int) -> ManagerChat:
+        chat = await load_manager_chat(bot_id, self.default_locale)
+        if chat is None:
+            raise outbox.Postpone(NO_MANAGER_CHAT_RETRY, "no manager chat yet: send /setup in the managers' group")
+        return chat
+
+    @staticmethod
+    def never_dropped(job: JobHandler) -> JobHandler:
+        """A job that cannot reach the group because the bot was removed from it waits (uncounted)
+        until the bot is back, rather than failing: nothing meant for managers is dropped."""
+        async def run(outbox_job: OutboxJob) -> None:
+            try:
+                await job(outbox_job)
+            except RecipientBlocked as error:
+                raise outbox.Postpone(NO_MANAGER_CHAT_RETRY, f"the bot cannot write to the manager chat: {error}"
+                                      ) from error
+
+        return run
+
+    def handlers(self) -> dict[str, JobHandler]:
+        jobs = {"open_topic": self.open_topic_job, "topic_copy": self.topic_copy_job,
+                "topic_state": self.topic_state_job, "topic_edit": self.topic_edit_job,
+                "group_post": self.group_post_job}
+        return {kind: self.never_dropped(job) for kind, job in jobs.items()}
+
+    def _where(self, conversation: Conversation, chat: ManagerChat, reply_to: int | None = None) -> Where:
+        thread = conversation.manager_topic_id if chat.forum else None
+        return Where(chat.chat_id, int(thread) if thread is not None else None, reply_to)
+
+    async def _open(self, conversation: Conversation, chat: ManagerChat, upto: int, *, anew: bool = False) -> None:
+        """The conversation's topic (in a forum) and its header card with the history up to `upto`."""
+        if chat.forum and (anew or conversation.manager_topic_id is None):
+            title = topic_title(conversation)
+            conversation.manager_topic_id = await self.messenger.create_topic(chat.chat_id, title)
+            conversation.topic_title = title
+            await conversation.save(update_fields=["manager_topic_id", "topic_title"])
+        card = await self.card(conversation, chat.locale, upto)
+        conversation.manager_card_id = await self.messenger.post(self._where(conversation, chat), card)
+        await conversation.save(update_fields=["manager_card_id"])
+
+    async def _deliver(self, conversation: Conversation, chat: ManagerChat, before: int,
+                       send: Callable[[Where], Awaitable[T]]) -> T:
+        """Send into the conversation's topic; a closed topic is reopened, a deleted one recreated."""
+        try:
+            return await send(self._where(conversation, chat))
+        except TopicClosed:
+            try:
+                await self.messenger.reopen_topic(chat.chat_id, int(conversation.manager_topic_id or 0))
+                return await send(self._where(conversation, chat))
+            except (TopicGone, TopicClosed) as error:
+                log.info("reopening the topic of conversation %s failed (%s): recreating it", conversation.id, error)
+            except Exception as error:  # no right to reopen: a new topic is the way back
+                log.warning("reopening the topic of conversation %s failed (%s): recreating it", conversation.id,
+                            error)
+        except TopicGone:
+            log.info("the topic of conversation %s was deleted: recreating it", conversation.id)
+        await self._open(conversation, chat, upto=before, anew=True)
+        return await send(self._where(conversation, chat))
+
+    async def card(self, conversation: Conversation, locale: str, upto: int | None = None) -> OutgoingText:
+        """The header card: who, where from, why, what it cost, and the conversation so far."""
+        def _(message: str) -> str:
+            return self.translate(locale, message)
+
+        user = conversation.user
+        state = topic_state(conversation)
+        assignee = await User.get_or_none(id=conversation.assignee_id)  # type: ignore[attr-defined]
+        state_text = _(STATE_NAMES[state]).format(name=escape(assignee.first_name if assignee else ""))
+        who = f"👤 <b>{escape(customer_name(conversation))}</b>"
+        if user.username:
+            who += f" @{escape(user.username)}"
+        reason = REASONS.get(conversation.handoff_reason)
+        lines = [who, f"{_(CARD_LANGUAGE)}: {escape(user.language or '?')} · {_(CARD_CHANNEL)}: "
+                      f"{escape(str(conversation.channel))} · #{conversation.id}"]
+        if reason:
+            lines.append(f"{_(CARD_REASON)}: {_(reason)}")
+        lines.append(f"{_(CARD_STATE)}: {state_text}")
+        query = Message.filter(conversation_id=conversation.id)
+        if upto is not None:
+            query = query.filter(id__lte=upto)
+        messages = await query.order_by("id")
+        cost = sum((Decimal(str(m.ai_meta.get("cost") or 0)) for m in messages if m.author_kind == AuthorKind.AI),
+                   Decimal(0))
+        answers = sum(1 for m in messages if m.author_kind == AuthorKind.AI)
+        lines.append(f"{_(CARD_AI_COST)}: ${cost:.4f} ({answers})")
+        history = self._history(messages, locale)
+        if history:
+            lines += ["", f"<b>{_(CARD_HISTORY)}</b>", f"<blockquote expandable>{history}</blockquote>"]
+        return OutgoingText("\n".join(lines), card_buttons(conversation.id, self.translate, locale))
+
+    def _history(self, messages: list[Message], locale: str) -> str:
+        picked: list[str] = []
+        budget = HISTORY_CHARS
+        for message in reversed(messages):
+            line = message_line(message, self.translate, locale)
+            if len(line) > budget:
+                break
+            budget -= len(line) + 1
+            picked.append(line)
+        picked.reverse()
+        skipped = len(messages) - len(picked)
+        if skipped:
+            picked.insert(0, escape(self.translate(locale, CARD_EARLIER).format(count=skipped)))
+        return "\n".join(picked)
+
+    # --- copies of customer messages -------------------------------------------------------------
+
+    async def _batch(self, job: OutboxJob, first: Message) -> tuple[list[OutboxJob], list[Message]]:
+        """The message of `job`, plus the queued messages that go out with it: the rest of its album,
+        or (when the queue has backed up) the customer's next text messages."""
+        group_id = _album(first)
+        if group_id:
+            age = (datetime.now(UTC) - first.created_at).total_seconds()
+            if age < ALBUM_SETTLE_SECONDS:
+                await asyncio.sleep(ALBUM_SETTLE_SECONDS - age)
+        elif first.attachments:
+            return [], [first]
+        followers: list[OutboxJob] = []
+        batch = [first]
+        size = len(first.text)
+        for other in await outbox.pending_behind(job, "topic_copy"):
+            message = await Message.get_or_none(id=other.payload["message_id"])
+            if message is None:
+                break
+            if group_id:
+                if _album(message) != group_id or len(batch) == 10:
+                    break
+            elif message.attachments or size + len(message.text) > COALESCE_CHARS:
+                break
+            size += len(message.text)
+            followers.append(other)
+            batch.append(message)
+        return followers, batch
+
+    async def _copy(self, conversation: Conversation, chat: ManagerChat, batch: list[Message]) -> list[int]:
+        first = batch[0]
+        before = first.id - 1
+        if not first.attachments:
+            html, _ = self._copy_text(conversation, chat, batch)
+            return [await self._deliver(conversation, chat, before, lambda where: self.messenger.post(
+                where, OutgoingText(html)))]
+        original = await MessageCopy.get_or_none(message_id=first.id, original=True)
+        kind = str(first.attachments[0].get("type"))
+        if original is None:  # nothing to copy from (e.g. a widget upload): describe it instead
+            html, _ = self._copy_text(conversation, chat, batch)
+            return [await self._deliver(conversation, chat, before, lambda where: self.messenger.post(
+                where, OutgoingText(html)))]
+        if len(batch) > 1:
+            items = [AlbumItem(str(m.attachments[0]["type"]), str(m.attachments[0]["file_id"]),
+                               escape(m.text)) for m in batch]
+            if not chat.forum:
+                head = items[0]
+                items[0] = AlbumItem(head.kind, head.file_id, self._prefixed(conversation, head.caption_html))
+            return await self._deliver(conversation, chat, before,
+                                       lambda where: self.messenger.send_album(where, items))
+        caption: str | None = None
+        reply_to: int | None = None
+        if not chat.forum:
+            if kind in CAPTIONED_KINDS:
+                caption = self._prefixed(conversation, escape(first.text))
+            else:
+                reply_to = int(conversation.manager_card_id or 0) or None
+
+        async def send(where: Where) -> list[int]:
+            if reply_to:
+                where = Where(where.chat_id, where.thread_id, reply_to)
+            return [await self.messenger.copy(where, int(original.chat_id), int(original.telegram_message_id),
+                                              caption)]
+
+        return await self._deliver(conversation, chat, before, send)
+
+    def _copy_text(self, conversation: Conversation, chat: ManagerChat, batch: list[Message]) -> tuple[str, bool]:
+        """The text of a copy (several coalesced messages are one paragraph each) and whether it is a caption."""
+        if batch[0].attachments and len(batch) == 1 and str(batch[0].attachments[0].get("type")) in CAPTIONED_KINDS:
+            caption = escape(batch[0].text)
+            return (caption if chat.forum else self._prefixed(conversation, caption)), True
+        body = "\n\n".join(escape(m.text) if not m.attachments else message_line(m, self.translate, chat.locale)
+                           for m in batch)
+        return (body if chat.forum else self._prefixed(conversation, body)), False
+
+    def _prefixed(self, conversation: Conversation, html: str) -> str:
+        """In a group without topics every copy says whose it is; a reply to it answers that customer."""
+        header = f"👤 <b>{escape(customer_name(conversation))}</b> · #{conversation.id}"
+        return f"{header}\n{html}" if html else header
+
+    async def _remember(self, chat_id: int, batch: list[Message], sent: list[int]) -> None:
+        rows = []
+        for index, message in enumerate(batch):
+            # An album is one message per item; coalesced texts all point at the one message.
+            telegram_ids = [sent[index]] if len(sent) == len(batch) else sent
+            rows += [MessageCopy(bot_id=message.bot_id, message_id=message.id, chat_id=chat_id,  # type: ignore[attr-defined]
+                                 telegram_message_id=telegram_id) for telegram_id in telegram_ids]
+        await MessageCopy.bulk_create(rows, ignore_conflicts=True)
+
+
+def _album(message: Message) -> str:
+    return str(message.attachments[0].get("media_group_id") or "") if message.attachments else ""

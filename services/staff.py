@@ -1,0 +1,151 @@
+"""Who the staff are, where they work, and whether anyone is in.
+
+Staff are the deployment's admins (ADMIN_IDS) plus the members of the manager chat. Membership
+is asked of Telegram and remembered for a minute, so a removed manager loses access quickly
+without a Telegram call on every message.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from models import Bot, Role, User
+from services.conversations import Customer
+from services.ports import GroupRights, Messenger
+from services.schedule import InvalidHours, WorkingHours
+
+STAFF_STATUSES = ("creator", "administrator", "member")
+MEMBERSHIP_TTL = 60.0
+
+
+@dataclass(frozen=True)
+class ManagerChat:
+    chat_id: int
+    forum: bool
+    locale: str
+
+
+def manager_chat(bot: Bot, default_locale: str) -> ManagerChat | None:
+    if bot.manager_chat_id is None:
+        return None
+    return ManagerChat(int(bot.manager_chat_id), bool(bot.settings.get("manager_forum", False)),
+                       str(bot.settings.get("manager_locale") or default_locale))
+
+
+async def load_manager_chat(bot_id: int, default_locale: str) -> ManagerChat | None:
+    """Read fresh: another instance may have run /setup since this one started."""
+    bot = await Bot.get(id=bot_id)
+    return manager_chat(bot, default_locale)
+
+
+class StaffDirectory:
+    def __init__(self, messenger: Messenger, admin_ids: frozenset[int], ttl: float = MEMBERSHIP_TTL) -> None:
+        self.messenger = messenger
+        self.admin_ids = admin_ids
+        self.ttl = ttl
+        self._statuses: dict[tuple[int, int], tuple[float, str]] = {}
+
+    def is_admin(self, telegram_id: int) -> bool:
+        return telegram_id in self.admin_ids
+
+    async def is_staff(self, chat_id: int, telegram_id: int) -> bool:
+        if self.is_admin(telegram_id):
+            return True
+        return await self._status(chat_id, telegram_id) in STAFF_STATUSES
+
+    async def _status(self, chat_id: int, telegram_id: int) -> str:
+        key = (chat_id, telegram_id)
+        cached = self._statuses.get(key)
+        if cached is not None and time.monotonic() - cached[0] < self.ttl:
+            return cached[1]
+        status = await self.messenger.member_status(chat_id, telegram_id)
+        if len(self._statuses) > 10_000:
+            self._statuses.clear()
+        self._statuses[key] = (time.monotonic(), status)
+        return status
+
+    async def register(self, bot_id: int, who: Customer) -> User:
+        """The staff member's row (shared with their customer row, if they ever wrote to the bot)."""
+        role = Role.ADMIN if who.telegram_id is not None and self.is_admin(who.telegram_id) else Role.MANAGER
+        user, created = await User.get_or_create(
+            bot_id=bot_id, telegram_id=who.telegram_id,
+            defaults={"first_name": who.first_name[:256], "last_name": who.last_name[:256],
+                      "username": who.username[:64], "language": who.language_code[:8], "role": role})
+        if not created and (user.role != role or user.first_name != who.first_name[:256]
+                            or user.username != who.username[:64]):
+            user.role, user.first_name, user.username = role, who.first_name[:256], who.username[:64]
+            await user.save(update_fields=["role", "first_name", "username"])
+        return user
+
+
+async def set_online(staff: User, online: bool) -> None:
+    staff.online = online
+    await staff.save(update_fields=["online"])
+
+
+async def anyone_online(bot_id: int) -> bool:
+    return await User.filter(bot_id=bot_id, role__in=[Role.MANAGER, Role.ADMIN], online=True).exists()
+
+
+def working_hours(bot: Bot, default_hours: str, default_timezone: str) -> WorkingHours:
+    hours = str(bot.settings.get("working_hours", default_hours) or "")
+    zone = str(bot.settings.get("timezone", default_timezone) or "UTC")
+    try:
+        return WorkingHours.parse(hours, zone)
+    except InvalidHours:
+        return WorkingHours.parse("", "UTC")  # settings are validated when written; never fail a handoff
+
+
+class WorkingHoursSource:
+    """The bot's working hours: its own settings, else the deployment's defaults."""
+
+    def __init__(self, default_hours: str, default_timezone: str) -> None:
+        self.default_hours = default_hours
+        self.default_timezone = default_timezone
+
+    def __call__(self, bot: Bot) -> WorkingHours:
+        return working_hours(bot, self.default_hours, self.default_timezone)
+
+
+@dataclass(frozen=True)
+class SetupReport:
+    rights: GroupRights
+    registered: bool
+
+    @property
+    def missing(self) -> list[str]:
+        """What the bot still needs, as keys the handler turns into sentences."""
+        missing = []
+        if not self.rights.is_admin:
+            missing.append("admin")
+        elif not self.rights.can_manage_topics and self.rights.is_forum:
+            missing.append("manage_topics")
+        if not self.rights.is_forum:
+            missing.append("topics")
+        return missing
+
+
+async def register_manager_chat(bot_id: int, chat_id: int, rights: GroupRights, locale: str) -> None:
+    bot = await Bot.get(id=bot_id)
+    settings: dict[str, Any] = dict(bot.settings)
+    settings.update(manager_forum=rights.is_forum and rights.can_manage_topics, manager_locale=locale,
+                    manager_chat_checked_at=datetime.now(UTC).isoformat())
+    bot.manager_chat_id = chat_id
+    bot.settings = settings
+    await bot.save(update_fields=["manager_chat_id", "settings"])
+
+
+async def setup_manager_chat(messenger: Messenger, bot_id: int, chat_id: int, locale: str) -> SetupReport:
+    """Make `chat_id` the manager chat and say what the bot still lacks there.
+
+    A forum where the bot may manage topics gets one topic per conversation; anything less works
+    by reply-threading in the group until the rights are given and /setup is sent again.
+    """
+    rights = await messenger.group_rights(chat_id)
+    if not rights.is_member:
+        return SetupReport(rights, registered=False)
+    await register_manager_chat(bot_id, chat_id, rights, locale)
+    return SetupReport(rights, registered=True)

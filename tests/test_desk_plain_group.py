@@ -1,0 +1,52 @@
+"""A manager group without topics: copies carry a header, and a reply answers that customer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tgsim import Simulator
+
+from models import Conversation, ConversationStatus
+from tests.desk_helpers import manager_desk
+from tests.fake_ai import FakeAI
+
+
+def bot_messages(sim: Simulator, chat_id: int) -> list[dict[str, Any]]:
+    return [m for m in sim.chat_history(chat_id) if m.get("from", {}).get("is_bot")]
+
+
+async def test_replies_thread_conversations_in_a_group_without_topics(
+        database_url: str, sim: Simulator, ai: FakeAI) -> None:
+    async with manager_desk(database_url, sim, ai, forum=False) as desk:
+        ann = sim.create_user("Ann")
+        bob = sim.create_user("Bob")
+        for customer in (ann, bob):
+            sim.send_command(customer["id"], "human")
+        await sim.wait_until(lambda: len(bot_messages(sim, desk.chat_id)) == 2, 10, "two header cards")
+        sim.send_text(ann["id"], "Is the terrace open?")
+        sim.send_photo(bob["id"], caption="Wrong order")
+        await sim.wait_until(lambda: len(bot_messages(sim, desk.chat_id)) == 4, 10, "two copies")
+        ann_copy = next(m for m in bot_messages(sim, desk.chat_id) if "terrace" in (m.get("text") or ""))
+        bob_copy = next(m for m in bot_messages(sim, desk.chat_id) if "photo" in m)
+        assert ann_copy["text"].startswith("👤 Ann · #")
+        assert bob_copy["caption"].startswith("👤 Bob · #")
+        assert bob_copy["caption"].endswith("Wrong order")
+
+        sim.send_text(desk.mia["id"], "Yes, until 22:00!", chat_id=desk.chat_id, reply_to=ann_copy["message_id"])
+        sim.send_text(desk.mia["id"], "Sorry Bob, fixing it", chat_id=desk.chat_id, reply_to=bob_copy["message_id"])
+        sim.send_text(desk.mia["id"], "Just chatting with the team", chat_id=desk.chat_id)
+        await sim.wait_until(lambda: bot_messages(sim, ann["id"])[-1].get("text") == "Yes, until 22:00!", 5,
+                             "Ann's answer")
+        await sim.wait_until(lambda: bot_messages(sim, bob["id"])[-1].get("text") == "Sorry Bob, fixing it", 5,
+                             "Bob's answer")
+        assert not any("chatting" in (m.get("text") or "") for m in bot_messages(sim, ann["id"]) + bot_messages(
+            sim, bob["id"]))
+
+        bob_card = next(m for m in bot_messages(sim, desk.chat_id) if "Bob" in (m.get("text") or "")
+                        and m.get("reply_markup"))
+        sim.send_command(desk.mia["id"], "close", chat_id=desk.chat_id)  # not a reply: which conversation?
+        closing = sim.send_text(desk.boss["id"], "/close", chat_id=desk.chat_id, reply_to=bob_card["message_id"])
+        assert closing["reply_to_message"]["message_id"] == bob_card["message_id"]
+        await sim.wait_until(lambda: "rate" in (bot_messages(sim, bob["id"])[-1].get("text") or ""), 5, "closed")
+        assert (await Conversation.get(user__telegram_id=bob["id"])).status == ConversationStatus.CLOSED
+        assert (await Conversation.get(user__telegram_id=ann["id"])).status == ConversationStatus.ASSIGNED

@@ -1,0 +1,354 @@
+"""The manager desk through tgsim: handoff, one forum topic per conversation, both directions, commands."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from tgsim import Simulator
+
+from bot.i18n import create_i18n, translator
+from handlers.manager_desk import SETUP_NEED_ADMIN, SETUP_NEED_FORUM, SETUP_READY
+from models import AuditLog, Bot, Conversation, ConversationMode, ConversationStatus, HandoffReason, Message, User
+from tests.conftest import Frontdesk, formatted
+from tests.desk_helpers import (
+    BOSS_ID,
+    Desk,
+    delete_topic,
+    edit_text,
+    in_topic,
+    manager_desk,
+    send_album,
+    topics,
+    wait_for_topic,
+    wait_in_topic,
+)
+from tests.fake_ai import FakeAI
+
+
+@pytest.fixture
+async def desk(database_url: str, sim: Simulator, ai: FakeAI) -> Any:
+    async with manager_desk(database_url, sim, ai) as running:
+        yield running
+
+
+def customer_texts(sim: Simulator, chat_id: int) -> list[str]:
+    return [m.get("text") or m.get("caption") or "" for m in sim.chat_history(chat_id) if m["from"]["is_bot"]]
+
+
+async def handed_off(sim: Simulator, desk: Desk, name: str = "Ann", **fields: Any) -> tuple[dict[str, Any], Any]:
+    """A customer who asked for a person with /human, and the topic that opened for them."""
+    customer = sim.create_user(name, **fields)
+    before = len(topics(sim, desk.chat_id))
+    sim.send_command(customer["id"], "human")
+    await sim.wait_for_messages(customer["id"])
+    opened = await wait_for_topic(sim, desk.chat_id, before + 1)
+    topic = opened[-1]
+    await wait_in_topic(sim, desk.chat_id, topic.thread_id, 1)  # the header card
+    return customer, topic
+
+
+async def test_talk_to_a_person_opens_a_topic_with_a_header_card(desk: Desk, sim: Simulator, ai: FakeAI) -> None:
+    ann = sim.create_user("Ann", last_name="Lee", username="ann_lee", language_code="en")
+    ai.script.reply = "We open at **seven**."
+    sim.send_text(ann["id"], "When do you open?")
+    await sim.wait_for_messages(ann["id"])
+    sim.send_command(ann["id"], "start")  # the greeting offers "talk to a person"
+    [_, greeting] = await sim.wait_for_messages(ann["id"], 2)
+    button = greeting["reply_markup"]["inline_keyboard"][0][0]
+    sim.press_button(ann["id"], ann["id"], greeting["message_id"], data=button["callback_data"])
+
+    [topic] = await wait_for_topic(sim, desk.chat_id)
+    assert topic.name == "⏳ Ann Lee"
+    [card] = await wait_in_topic(sim, desk.chat_id, topic.thread_id, 1)
+    assert "Ann Lee" in formatted(card, "bold")
+    assert "@ann_lee" in card["text"]
+    assert "When do you open?" in card["text"]
+    assert "We open at seven." in card["text"]
+    assert "asked for a person" in card["text"]
+    buttons = [b["text"] for row in card["reply_markup"]["inline_keyboard"] for b in row]
+    assert buttons == ["✋ Take", "🤖 Return to AI", "✅ Close", "🚫 Ban"]
+    notice = customer_texts(sim, ann["id"])[-1]
+    assert notice.startswith("Sure! I've asked a person to join.")
+    conversation = await Conversation.get(user__telegram_id=ann["id"])
+    assert conversation.mode == ConversationMode.HUMAN
+    assert conversation.handoff_reason == HandoffReason.ASKED_FOR_PERSON
+    assert conversation.manager_topic_id == topic.thread_id
+
+    # From now on every message reaches the topic, and the AI stays out.
+    requests = len(ai.requests)
+    sim.send_text(ann["id"], "Also, do you have oat milk?")
+    [_, copied] = await wait_in_topic(sim, desk.chat_id, topic.thread_id, 2)
+    assert copied["text"] == "Also, do you have oat milk?"
+    await asyncio.sleep(0.3)
+    assert len(ai.requests) == requests
+
+
+async def test_a_manager_answers_in_the_topic_and_the_customer_gets_text_and_photo(
+        desk: Desk, sim: Simulator) -> None:
+    ann, topic = await handed_off(sim, desk)
+    sim.send_text(desk.mia["id"], "Hi Ann, Mia here. Let me check.", chat_id=desk.chat_id,
+                  thread_id=topic.thread_id)
+    await sim.wait_until(lambda: any("Mia here" in t for t in customer_texts(sim, ann["id"])), 5, "reply")
+    texts = customer_texts(sim, ann["id"])
+    assert texts[-2] == "Mia from our team has joined the conversation."
+    assert texts[-1] == "Hi Ann, Mia here. Let me check."
+    sim.send_photo(desk.mia["id"], caption="Our menu", chat_id=desk.chat_id, thread_id=topic.thread_id)
+    await sim.wait_until(lambda: any("photo" in m for m in sim.chat_history(ann["id"])), 5, "photo")
+    photo = sim.chat_history(ann["id"])[-1]
+    assert photo["caption"] == "Our menu"
+
+    conversation = await Conversation.get(user__telegram_id=ann["id"]).prefetch_related("assignee")
+    assert conversation.status == ConversationStatus.ASSIGNED
+    assert conversation.assignee is not None
+    assert conversation.assignee.first_name == "Mia"
+    assert conversation.first_manager_reply_at is not None
+    assert topics(sim, desk.chat_id)[topic.thread_id].name == "💬 Ann"
+
+
+async def test_customer_photo_and_album_reach_the_topic(desk: Desk, sim: Simulator) -> None:
+    ann, topic = await handed_off(sim, desk)
+    sim.send_photo(ann["id"], caption="This one")
+    send_album(sim, ann["id"], 3, caption="Three of them")
+    sim.send_location(ann["id"], 41.31, 69.28)
+    shown = await wait_in_topic(sim, desk.chat_id, topic.thread_id, 1 + 1 + 3 + 1)
+    single, *album, location = shown[1:]
+    assert single["caption"] == "This one"
+    assert "photo" in single
+    assert len({m["media_group_id"] for m in album}) == 1
+    assert all("photo" in m for m in album)
+    assert album[0]["caption"] == "Three of them"
+    assert location["location"]["latitude"] == pytest.approx(41.31)
+
+
+async def test_edits_reach_the_copy_on_the_other_side(desk: Desk, sim: Simulator) -> None:
+    ann, topic = await handed_off(sim, desk)
+    asked = sim.send_text(ann["id"], "I want a lattte")
+    [_, copy] = await wait_in_topic(sim, desk.chat_id, topic.thread_id, 2)
+    edit_text(sim, ann["id"], asked["message_id"], "I want a latte")
+    await sim.wait_until(lambda: in_topic(sim, desk.chat_id, topic.thread_id)[1]["text"] == "I want a latte", 5,
+                         "the topic's copy edited")
+
+    answered = sim.send_text(desk.mia["id"], "Coming right up", chat_id=desk.chat_id, thread_id=topic.thread_id)
+    await sim.wait_until(lambda: "Coming right up" in customer_texts(sim, ann["id"]), 5, "reply")
+    edit_text(sim, desk.chat_id, answered["message_id"], "Coming right up, with oat milk")
+    await sim.wait_until(lambda: customer_texts(sim, ann["id"])[-1] == "Coming right up, with oat milk", 5,
+                         "the customer's copy edited")
+    stored = await Message.get(text="I want a latte")
+    assert stored.text == "I want a latte"
+    assert copy["message_id"] == in_topic(sim, desk.chat_id, topic.thread_id)[1]["message_id"]
+
+
+async def test_notes_never_reach_the_customer(desk: Desk, sim: Simulator) -> None:
+    ann, topic = await handed_off(sim, desk)
+    sim.send_text(desk.mia["id"], "// she asked the same last week", chat_id=desk.chat_id, thread_id=topic.thread_id)
+    sim.send_command(desk.mia["id"], "note", "VIP customer", chat_id=desk.chat_id, thread_id=topic.thread_id)
+    sim.send_text(desk.mia["id"], "Hello!", chat_id=desk.chat_id, thread_id=topic.thread_id)
+    await sim.wait_until(lambda: "Hello!" in customer_texts(sim, ann["id"]), 5, "reply")
+    await asyncio.sleep(0.3)
+    texts = " ".join(customer_texts(sim, ann["id"]))
+    assert "last week" not in texts
+    assert "VIP" not in texts
+    notes = [str(text) for text in await Message.filter(author_kind="note").values_list("text", flat=True)]
+    assert sorted(notes) == ["VIP customer", "she asked the same last week"]
+
+
+async def test_take_return_to_ai_and_close_with_a_rating(desk: Desk, sim: Simulator, ai: FakeAI) -> None:
+    ann, topic = await handed_off(sim, desk)
+    sim.send_command(desk.mia["id"], "take", chat_id=desk.chat_id, thread_id=topic.thread_id)
+    await sim.wait_until(lambda: customer_texts(sim, ann["id"])[-1].startswith("Mia from our team"), 5, "joined")
+    await sim.wait_until(lambda: topics(sim, desk.chat_id)[topic.thread_id].name == "💬 Ann", 5, "renamed")
+
+    sim.send_command(desk.mia["id"], "ai", chat_id=desk.chat_id, thread_id=topic.thread_id)
+    await sim.wait_until(lambda: customer_texts(sim, ann["id"])[-1].startswith("You're talking to our assistant"),
+                         5, "back to AI")
+    ai.script.reply = "The AI is back."
+    sim.send_text(ann["id"], "one more question")
+    await sim.wait_until(lambda: customer_texts(sim, ann["id"])[-1] == "The AI is back.", 5, "AI answer")
+    await sim.wait_until(lambda: topics(sim, desk.chat_id)[topic.thread_id].name == "🤖 Ann", 5, "renamed")
+
+    sim.send_command(desk.boss["id"], "close", chat_id=desk.chat_id, thread_id=topic.thread_id)
+    await sim.wait_until(lambda: "How would you rate it?" in customer_texts(sim, ann["id"])[-1], 5, "rating asked")
+    rating = sim.chat_history(ann["id"])[-1]
+    five = rating["reply_markup"]["inline_keyboard"][1][1]
+    assert five["text"] == "⭐⭐⭐⭐⭐"
+    query = sim.press_button(ann["id"], ann["id"], rating["message_id"], data=five["callback_data"])
+    await sim.wait_until(lambda: sim.callback_answer(query["id"]) is not None, 5, "rating answered")
+    conversation = await Conversation.get(user__telegram_id=ann["id"])
+    assert conversation.status == ConversationStatus.CLOSED
+    assert conversation.rating == 5
+    await sim.wait_until(lambda: topics(sim, desk.chat_id)[topic.thread_id].closed, 5, "topic closed")
+    assert topics(sim, desk.chat_id)[topic.thread_id].name == "✅ Ann"
+    actions = [str(a) for a in await AuditLog.all().order_by("id").values_list("action", flat=True)]
+    assert [a for a in actions if a != "setup"] == ["take", "return_to_ai", "close", "rate"]
+
+
+async def test_header_card_buttons_do_what_the_commands_do(desk: Desk, sim: Simulator) -> None:
+    ann, topic = await handed_off(sim, desk)
+    card = in_topic(sim, desk.chat_id, topic.thread_id)[0]
+    take = card["reply_markup"]["inline_keyboard"][0][0]
+    query = sim.press_button(desk.mia["id"], desk.chat_id, card["message_id"], data=take["callback_data"])
+    await sim.wait_until(lambda: sim.callback_answer(query["id"]) is not None, 5, "answered")
+    assert sim.callback_answer(query["id"])["text"] == "✋ Mia took this conversation."
+    await sim.wait_until(lambda: customer_texts(sim, ann["id"])[-1].startswith("Mia from our team"), 5, "joined")
+
+
+async def test_a_deleted_topic_is_recreated_and_nothing_is_lost(desk: Desk, sim: Simulator) -> None:
+    ann, topic = await handed_off(sim, desk)
+    delete_topic(sim, desk.chat_id, topic.thread_id)
+    sim.send_text(ann["id"], "Hello? Anyone?")
+    opened = await wait_for_topic(sim, desk.chat_id, 1)
+    [new] = [t for t in opened if t.thread_id != topic.thread_id]
+    card, copied = await wait_in_topic(sim, desk.chat_id, new.thread_id, 2)
+    assert "Ann" in card["text"]
+    assert card["reply_markup"]
+    assert copied["text"] == "Hello? Anyone?"
+    assert (await Conversation.get(user__telegram_id=ann["id"])).manager_topic_id == new.thread_id
+
+
+async def test_a_closed_topic_is_reopened(desk: Desk, sim: Simulator) -> None:
+    ann, topic = await handed_off(sim, desk)
+    # The bot may no longer write into closed topics; it still manages the topics it created.
+    sim.set_member(desk.chat_id, sim.bot_id, "administrator", can_manage_topics=False)
+    sim.close_topic(desk.chat_id, topic.thread_id, by=desk.boss["id"])
+    sim.send_text(ann["id"], "Are you there?")
+    await sim.wait_until(lambda: in_topic(sim, desk.chat_id, topic.thread_id)[-1].get("text") == "Are you there?",
+                         5, "delivered into the reopened topic")
+    assert not topics(sim, desk.chat_id)[topic.thread_id].closed
+    assert any(call["ok"] is False and "TOPIC_CLOSED" in call.get("description", "")
+               for call in sim.calls("sendMessage"))
+
+
+async def test_a_banned_customer_reaches_no_one(desk: Desk, sim: Simulator, ai: FakeAI) -> None:
+    ann, topic = await handed_off(sim, desk)
+    sim.send_command(desk.boss["id"], "ban", chat_id=desk.chat_id, thread_id=topic.thread_id)
+    await sim.wait_until(lambda: topics(sim, desk.chat_id)[topic.thread_id].closed, 5, "closed on ban")
+    shown = len(in_topic(sim, desk.chat_id, topic.thread_id))
+    seen = len(customer_texts(sim, ann["id"]))
+    sim.send_text(ann["id"], "let me in")
+    await sim.wait_until_delivered()
+    await asyncio.sleep(0.5)
+    assert len(customer_texts(sim, ann["id"])) == seen
+    assert len(in_topic(sim, desk.chat_id, topic.thread_id)) == shown
+    assert ai.requests == []
+    assert not await Message.exists(text="let me in")
+    assert (await User.get(telegram_id=ann["id"])).banned
+
+    sim.send_command(desk.boss["id"], "unban", chat_id=desk.chat_id, thread_id=topic.thread_id)
+    await sim.wait_until_delivered()
+    await asyncio.sleep(0.2)
+    assert not (await User.get(telegram_id=ann["id"])).banned
+    sim.send_text(ann["id"], "thank you")
+    await sim.wait_until(lambda: len(customer_texts(sim, ann["id"])) == seen + 1, 5, "answered again")
+
+
+async def test_only_staff_in_the_manager_chat_are_heard(desk: Desk, sim: Simulator) -> None:
+    ann, topic = await handed_off(sim, desk)
+    muted = sim.create_user("Rex")
+    sim.set_member(desk.chat_id, muted["id"], "restricted", can_send_messages=True, until_date=0)
+    sim.send_command(muted["id"], "close", chat_id=desk.chat_id, thread_id=topic.thread_id)
+    sim.send_text(muted["id"], "I am not staff", chat_id=desk.chat_id, thread_id=topic.thread_id)
+    other = sim.create_group("Elsewhere", owner=muted["id"], members=[ann["id"]], supergroup=True)
+    sim.send_command(muted["id"], "open", chat_id=other["id"])
+    sim.send_command(ann["id"], "take")  # a customer trying a staff command in their own chat
+    await sim.wait_until_delivered()
+    await asyncio.sleep(0.5)
+    conversation = await Conversation.get(user__telegram_id=ann["id"])
+    assert conversation.status == ConversationStatus.WAITING
+    assert "I am not staff" not in customer_texts(sim, ann["id"])
+    assert [m for m in sim.chat_history(other["id"]) if m.get("from", {}).get("is_bot")] == []
+    assert len(in_topic(sim, desk.chat_id, topic.thread_id)) == 1 + 2 + 1  # card, Rex's two, Ann's /take
+
+
+async def test_group_commands_open_stats_presence_and_info(desk: Desk, sim: Simulator) -> None:
+    _ann, topic = await handed_off(sim, desk)
+    sim.send_command(desk.mia["id"], "online", chat_id=desk.chat_id)
+    await sim.wait_until(lambda: any("Mia is online" in (m.get("text") or "") for m in sim.chat_history(desk.chat_id)),
+                         5, "online")
+    bob = sim.create_user("Bob")
+    sim.send_command(bob["id"], "human")
+    [notice] = await sim.wait_for_messages(bob["id"])
+    assert "usually within a few minutes" in notice["text"]
+
+    sim.send_command(desk.mia["id"], "open", chat_id=desk.chat_id)
+    await sim.wait_until(lambda: any("Open conversations: 2" in (m.get("text") or "")
+                                     for m in sim.chat_history(desk.chat_id)), 5, "open list")
+    listing = next(m for m in sim.chat_history(desk.chat_id) if "Open conversations" in (m.get("text") or ""))
+    links = [e["url"] for e in listing["entities"] if e["type"] == "text_link"]
+    assert any(link.endswith(f"/{topic.thread_id}") for link in links)
+
+    sim.send_command(desk.mia["id"], "stats", chat_id=desk.chat_id)
+    await sim.wait_until(lambda: any("Handed to people: 2" in (m.get("text") or "")
+                                     for m in sim.chat_history(desk.chat_id)), 5, "stats")
+    sim.send_command(desk.mia["id"], "info", chat_id=desk.chat_id, thread_id=topic.thread_id)
+    await sim.wait_until(lambda: any("Conversations: 1" in (m.get("text") or "")
+                                     for m in in_topic(sim, desk.chat_id, topic.thread_id)), 5, "info")
+    sim.send_command(desk.mia["id"], "away", chat_id=desk.chat_id)
+    await sim.wait_until(lambda: any("Mia is away" in (m.get("text") or "") for m in sim.chat_history(desk.chat_id)),
+                         5, "away")
+    carl = sim.create_user("Carl")
+    sim.send_command(carl["id"], "human")
+    [notice] = await sim.wait_for_messages(carl["id"])
+    assert "as soon as someone is free" in notice["text"]
+
+
+async def test_the_ai_hands_off_with_its_tool_and_when_it_fails(desk: Desk, sim: Simulator, ai: FakeAI) -> None:
+    ai.script.handoff_reason = "complaint"
+    ai.script.reply = ""
+    ann = sim.create_user("Ann")
+    sim.send_text(ann["id"], "My coffee was cold and nobody cared!")
+    [topic] = await wait_for_topic(sim, desk.chat_id)
+    [card] = await wait_in_topic(sim, desk.chat_id, topic.thread_id, 1)
+    assert "complaint" in card["text"]
+    assert "My coffee was cold" in card["text"]
+    [notice] = await sim.wait_for_messages(ann["id"])
+    assert notice["text"].startswith("I can't answer this myself right now, so I've passed your conversation")
+
+    ai.script.handoff_reason = None
+    ai.script.failing_models = {"main-model": 500, "backup-model": 500}
+    bob = sim.create_user("Bob")
+    sim.send_text(bob["id"], "xyzzy plugh")
+    [_, second] = await wait_for_topic(sim, desk.chat_id, 2)
+    [card] = await wait_in_topic(sim, desk.chat_id, second.thread_id, 1)
+    assert "the AI failed" in card["text"]
+    conversation = await Conversation.get(user__telegram_id=bob["id"])
+    assert conversation.handoff_reason == HandoffReason.AI_FAILURE
+
+
+async def test_outside_working_hours_the_customer_is_told_when_we_are_back(
+        database_url: str, sim: Simulator, ai: FakeAI) -> None:
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%a").lower()
+    async with manager_desk(database_url, sim, ai, WORKING_HOURS=f"{tomorrow} 09:00-10:00",
+                            TIMEZONE="UTC") as desk:
+        ann = sim.create_user("Ann")
+        sim.send_command(ann["id"], "human")
+        [notice] = await sim.wait_for_messages(ann["id"])
+        weekday = (datetime.now(UTC) + timedelta(days=1)).strftime("%A")
+        assert notice["text"].endswith(f"when we're back: {weekday} 09:00.")
+        await wait_for_topic(sim, desk.chat_id)  # people still see it at once
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"ADMIN_IDS": str(BOSS_ID)}], indirect=True)
+async def test_setup_in_a_group_says_what_the_bot_is_missing(frontdesk: Frontdesk, sim: Simulator) -> None:
+    translate = translator(create_i18n("en"))
+    boss = sim.create_user("Boss", id=BOSS_ID, language_code="ru")
+    plain = sim.create_group("Shop staff", owner=boss["id"], supergroup=True, bot_status="member")
+    sim.send_command(boss["id"], "setup", chat_id=plain["id"])
+    [reply] = await sim.wait_for_messages(plain["id"])
+    assert translate("ru", SETUP_NEED_ADMIN) in reply["text"]  # in the admin's language
+    assert translate("ru", SETUP_NEED_FORUM) in reply["text"]
+
+    stranger = sim.create_user("Stranger")
+    forum = sim.create_group("Desk", owner=stranger["id"], members=[boss["id"]], forum=True)
+    sim.send_command(stranger["id"], "setup", chat_id=forum["id"])  # not one of ADMIN_IDS: ignored
+    await sim.wait_until_delivered()
+    await asyncio.sleep(0.3)
+    assert [m for m in sim.chat_history(forum["id"]) if m.get("from", {}).get("is_bot")] == []
+    sim.send_command(boss["id"], "setup", chat_id=forum["id"])
+    [reply] = await sim.wait_for_messages(forum["id"])
+    assert translate("ru", SETUP_READY) in reply["text"]
+    bot = await Bot.first()
+    assert bot is not None
+    assert bot.manager_chat_id == forum["id"]
