@@ -21,7 +21,7 @@ from services.ai import AIClient, AIReply, AIUnavailable, estimate_tokens
 from services.generation import Generations, GenerationStopped
 from services.i18n import N_, Translate
 from services.ports import ChatSender, OutgoingText, RecipientBlocked
-from services.render import escape, markdown_to_html, split_html, visible_length
+from services.render import escape, html_to_text, markdown_to_html, split_html, visible_length
 from services.staff import WorkingHoursSource
 
 log = logging.getLogger(__name__)
@@ -230,7 +230,9 @@ class Answerer:
                 break
             budget -= cost
             role = "user" if earlier.author_kind == AuthorKind.CUSTOMER else "assistant"
-            turns.append({"role": role, "content": earlier.text})
+            # A manager's words are stored as Telegram HTML (their formatting reaches the customer).
+            content = html_to_text(earlier.text) if earlier.author_kind == AuthorKind.MANAGER else earlier.text
+            turns.append({"role": role, "content": content})
         turns.reverse()
         return [{"role": "system", "content": system}, *turns, {"role": "user", "content": question}]
 

@@ -161,12 +161,16 @@ async def test_take_return_to_ai_and_close_with_a_rating(desk: Desk, sim: Simula
     await sim.wait_until(lambda: customer_texts(sim, ann["id"])[-1].startswith("Mia from our team"), 5, "joined")
     await sim.wait_until(lambda: topics(sim, desk.chat_id)[topic.thread_id].name == "💬 Ann", 5, "renamed")
 
+    sim.send_text(desk.mia["id"], "Tea & cake are on us", chat_id=desk.chat_id, thread_id=topic.thread_id)
+    await sim.wait_until(lambda: customer_texts(sim, ann["id"])[-1] == "Tea & cake are on us", 5, "reply")
     sim.send_command(desk.mia["id"], "ai", chat_id=desk.chat_id, thread_id=topic.thread_id)
     await sim.wait_until(lambda: customer_texts(sim, ann["id"])[-1].startswith("You're talking to our assistant"),
                          5, "back to AI")
     ai.script.reply = "The AI is back."
     sim.send_text(ann["id"], "one more question")
     await sim.wait_until(lambda: customer_texts(sim, ann["id"])[-1] == "The AI is back.", 5, "AI answer")
+    # The AI read the manager's words as the customer did.
+    assert {"role": "assistant", "content": "Tea & cake are on us"} in ai.requests[-1]["messages"]
     await sim.wait_until(lambda: topics(sim, desk.chat_id)[topic.thread_id].name == "🤖 Ann", 5, "renamed")
 
     sim.send_command(desk.boss["id"], "close", chat_id=desk.chat_id, thread_id=topic.thread_id)
