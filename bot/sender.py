@@ -19,6 +19,7 @@ from typing import Any
 from aiogram import Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.exceptions import (
+    TelegramAPIError,
     TelegramBadRequest,
     TelegramForbiddenError,
     TelegramNetworkError,
@@ -184,6 +185,7 @@ class TelegramChatSender:
 
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
+        self._topic_icons: dict[str, str] | None = None
 
     async def send_text(self, chat_id: int, message: OutgoingText) -> int:
         return await self.post(Where(chat_id), message)
@@ -240,18 +242,36 @@ class TelegramChatSender:
         except (TelegramBadRequest, MessageGone) as error:
             log.info("telegram: could not remove buttons from %s/%s: %s", chat_id, message_id, error)
 
-    async def create_topic(self, chat_id: int, name: str) -> int:
+    async def create_topic(self, chat_id: int, name: str, icon: str = "") -> int:
         with _translated_errors():
-            topic = await self.bot.create_forum_topic(chat_id, name[:128])
+            topic = await self.bot.create_forum_topic(chat_id, name[:128],
+                                                      icon_custom_emoji_id=await self._topic_icon(icon))
         return topic.message_thread_id
 
-    async def rename_topic(self, chat_id: int, thread_id: int, name: str) -> None:
+    async def rename_topic(self, chat_id: int, thread_id: int, name: str, icon: str = "") -> None:
         try:
             with _translated_errors():
-                await self.bot.edit_forum_topic(chat_id, thread_id, name=name[:128])
+                await self.bot.edit_forum_topic(chat_id, thread_id, name=name[:128],
+                                                icon_custom_emoji_id=await self._topic_icon(icon))
         except TelegramBadRequest as error:
             if "TOPIC_NOT_MODIFIED" not in error.message:
                 raise
+
+    async def _topic_icon(self, emoji: str) -> str | None:
+        """The custom emoji id of a topic icon showing `emoji`, if Telegram offers one.
+
+        Bots may only use the icons getForumTopicIconStickers lists; asked once, then remembered.
+        """
+        if not emoji:
+            return None
+        if self._topic_icons is None:
+            try:
+                stickers = await self.bot.get_forum_topic_icon_stickers()
+            except TelegramAPIError as error:
+                log.info("telegram: no topic icons (%s)", error)
+                stickers = []
+            self._topic_icons = topic_icon_ids([(s.emoji or "", s.custom_emoji_id or "") for s in stickers])
+        return self._topic_icons.get(_bare(emoji))
 
     async def close_topic(self, chat_id: int, thread_id: int) -> None:
         await self._topic_state(chat_id, thread_id, closed=True)
@@ -286,6 +306,15 @@ class TelegramChatSender:
             is_admin=status in ("administrator", "creator"),
             can_manage_topics=status == "creator" or bool(getattr(member, "can_manage_topics", False)),
             is_forum=bool(chat.is_forum))
+
+
+def _bare(emoji: str) -> str:
+    return emoji.replace("\ufe0f", "")  # "❗️" and "❗" are one icon
+
+
+def topic_icon_ids(stickers: list[tuple[str, str]]) -> dict[str, str]:
+    """Emoji -> custom emoji id, from getForumTopicIconStickers' (emoji, custom_emoji_id) pairs."""
+    return {_bare(emoji): emoji_id for emoji, emoji_id in stickers if emoji and emoji_id}
 
 
 def _reply(where: Where) -> ReplyParameters | None:

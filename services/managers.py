@@ -53,7 +53,8 @@ ALBUM_SETTLE_SECONDS = 1.0  # the parts of an album arrive as separate updates, 
 ALBUM_KINDS = {"photo", "video", "document", "audio"}
 CAPTIONED_KINDS = ALBUM_KINDS | {"voice", "animation"}
 
-STATE_ICONS = {"waiting": "⏳", "assigned": "💬", "ai": "🤖", "closed": "✅"}
+# The state leads the topic's name, and is its icon too where Telegram's topic icons have it.
+STATE_ICONS = {"waiting": "❗", "assigned": "💬", "ai": "🤖", "closed": "✅"}
 STATE_NAMES = {"waiting": N_("waiting for a person"), "assigned": N_("with {name}"), "ai": N_("with the AI"),
                "closed": N_("closed")}
 REASONS = {
@@ -145,7 +146,8 @@ class ManagerGroup:
         closed = conversation.status == ConversationStatus.CLOSED
         try:
             if title != conversation.topic_title:
-                await self.messenger.rename_topic(chat.chat_id, int(conversation.manager_topic_id), title)
+                await self.messenger.rename_topic(chat.chat_id, int(conversation.manager_topic_id), title,
+                                                  STATE_ICONS[topic_state(conversation)])
                 conversation.topic_title = title
                 await conversation.save(update_fields=["topic_title"])
             if closed:
@@ -168,8 +170,8 @@ class ManagerGroup:
         sent = await self._copy(conversation, chat, batch)
         await self._remember(chat.chat_id, batch, sent)
         await outbox.finish_taken(followers)
-        for job_payload, message in zip([job, *followers], batch, strict=False):
-            if job_payload.payload.get("bookkeeping"):
+        for queued, message in zip([job, *followers], batch, strict=True):
+            if queued.payload.get("bookkeeping"):
                 await conversations.note_customer_message(message)
 
     async def topic_edit_job(self, job: OutboxJob) -> None:
@@ -238,7 +240,8 @@ class ManagerGroup:
         """The conversation's topic (in a forum) and its header card with the history up to `upto`."""
         if chat.forum and (anew or conversation.manager_topic_id is None):
             title = topic_title(conversation)
-            conversation.manager_topic_id = await self.messenger.create_topic(chat.chat_id, title)
+            conversation.manager_topic_id = await self.messenger.create_topic(
+                chat.chat_id, title, STATE_ICONS[topic_state(conversation)])
             conversation.topic_title = title
             await conversation.save(update_fields=["manager_topic_id", "topic_title"])
         card = await self.card(conversation, chat.locale, upto)

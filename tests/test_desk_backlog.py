@@ -47,7 +47,7 @@ async def test_fifty_handoffs_in_a_second_reach_the_group_in_order_per_topic(
         elapsed = time.monotonic() - started
 
         for topic in topics(sim, desk.chat_id).values():
-            name = topic.name.removeprefix("⏳ ")
+            name = topic.name.removeprefix("❗ ")
             text = shown(topic.thread_id)
             assert text.index(name) < text.index(f"first from {name}") < text.index(f"second from {name}")
         group_sends = [c for c in sim.calls() if c["params"].get("chat_id") == desk.chat_id

@@ -61,7 +61,7 @@ async def test_talk_to_a_person_opens_a_topic_with_a_header_card(desk: Desk, sim
     sim.press_button(ann["id"], ann["id"], greeting["message_id"], data=button["callback_data"])
 
     [topic] = await wait_for_topic(sim, desk.chat_id)
-    assert topic.name == "⏳ Ann Lee"
+    assert topic.name == "❗ Ann Lee"
     [card] = await wait_in_topic(sim, desk.chat_id, topic.thread_id, 1)
     assert "Ann Lee" in formatted(card, "bold")
     assert "@ann_lee" in card["text"]

@@ -12,7 +12,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiohttp import web
 from tgsim import Simulator
 
-from bot.sender import Limits, Pacer, SenderMiddleware, TelegramChatSender
+from bot.sender import Limits, Pacer, SenderMiddleware, TelegramChatSender, topic_icon_ids
 from services.ports import OutgoingText, RecipientBlocked
 
 
@@ -106,3 +106,8 @@ def test_idle_chats_are_forgotten_so_memory_stays_bounded() -> None:
         pacer.take(chat, 1, now=0.0)
     pacer.wait_time(500, 1, now=10.0)  # the 101st chat, long after the others refilled
     assert len(pacer._private) == 1
+
+
+def test_topic_icons_are_found_by_emoji_with_or_without_its_variation_selector() -> None:
+    icons = topic_icon_ids([("❗️", "5377498341074542641"), ("💬", "5417915203100613993"), ("", "1")])
+    assert icons == {"❗": "5377498341074542641", "💬": "5417915203100613993"}
