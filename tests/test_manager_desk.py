@@ -113,8 +113,12 @@ async def test_customer_photo_and_album_reach_the_topic(desk: Desk, sim: Simulat
     sim.send_photo(ann["id"], caption="This one")
     send_album(sim, ann["id"], 3, caption="Three of them")
     sim.send_location(ann["id"], 41.31, 69.28)
-    shown = await wait_in_topic(sim, desk.chat_id, topic.thread_id, 1 + 1 + 3 + 1)
-    single, *album, location = shown[1:]
+    sim.send_document(ann["id"], file_name="receipt.pdf", content=b"%PDF-1.4", mime_type="application/pdf")
+    sim.send_contact(ann["id"], "+998901234567")
+    shown = await wait_in_topic(sim, desk.chat_id, topic.thread_id, 1 + 1 + 3 + 3)
+    single, *album, location, document, contact = shown[1:]
+    assert document["document"]["file_name"] == "receipt.pdf"
+    assert contact["contact"]["phone_number"] == "+998901234567"
     assert single["caption"] == "This one"
     assert "photo" in single
     assert len({m["media_group_id"] for m in album}) == 1
