@@ -115,7 +115,7 @@ async def telegram_context(app: web.Application) -> AsyncIterator[None]:
         messenger, translate,
         AnswerPolicy(settings.kb_direct_threshold, settings.daily_ai_quota, settings.ai_context_tokens,
                      settings.draft_interval), ai, generations, hours)
-    customer_side = CustomerSide(messenger, translate, hours)
+    customer_side = CustomerSide(messenger, translate, settings.default_locale)
     managers = ManagerGroup(messenger, translate, settings.default_locale)
     outboxes = Outboxes(
         OutboxWorker(

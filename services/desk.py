@@ -18,7 +18,6 @@ from tortoise.transactions import in_transaction
 from models import (
     AuditLog,
     AuthorKind,
-    Bot,
     Conversation,
     ConversationMode,
     ConversationStatus,
@@ -30,11 +29,10 @@ from models import (
 )
 from services import conversations, outbox
 from services.conversations import announce_to_managers, customer_lane, topic_lane
-from services.handoff import handoff_notice
 from services.i18n import N_, Translate
 from services.ports import Button, MessageGone, Messenger, OutgoingText, RecipientBlocked, Where
 from services.render import escape
-from services.staff import WorkingHoursSource
+from services.staff import load_manager_chat
 
 log = logging.getLogger(__name__)
 
@@ -243,37 +241,44 @@ async def post_to_group(bot_id: int, where: Where, html: str) -> OutboxJob:
 class CustomerSide:
     """Jobs on the customers' queue that the manager desk causes."""
 
-    def __init__(self, messenger: Messenger, translate: Translate, hours: WorkingHoursSource) -> None:
+    def __init__(self, messenger: Messenger, translate: Translate, default_locale: str) -> None:
         self.messenger = messenger
         self.translate = translate
-        self.hours = hours
+        self.default_locale = default_locale
 
     async def to_customer_job(self, job: OutboxJob) -> None:
         message = await Message.get_or_none(id=job.payload["message_id"]).prefetch_related("conversation__user")
         if message is None:
             return
         customer = message.conversation.user
-        if customer.telegram_id is None or customer.blocked_bot:
+        if customer.telegram_id is None:
             return
         if await MessageCopy.exists(message_id=message.id, chat_id=customer.telegram_id):
             return  # delivered before a crash
         original = await MessageCopy.get(message_id=message.id, original=True)
+        if customer.blocked_bot:
+            await self._undelivered(message, original)
+            return
         try:
             sent = await self.messenger.copy(Where(int(customer.telegram_id)), int(original.chat_id),
                                              int(original.telegram_message_id))
         except RecipientBlocked:
             await conversations.set_blocked(customer.bot_id, int(customer.telegram_id))  # type: ignore[attr-defined]
-            await post_to_group(customer.bot_id, Where(int(original.chat_id),  # type: ignore[attr-defined]
-                                                       message.conversation.manager_topic_id,
-                                                       int(original.telegram_message_id)),
-                                escape(self.translate(await self._group_locale(customer.bot_id),  # type: ignore[attr-defined]
-                                                      CUSTOMER_BLOCKED)))
+            await self._undelivered(message, original)
             return
         except MessageGone:
             log.info("manager message %s was deleted before it could be copied", message.id)
             return
         await MessageCopy.create(bot_id=customer.bot_id, message=message, chat_id=customer.telegram_id,  # type: ignore[attr-defined]
                                  telegram_message_id=sent)
+
+    async def _undelivered(self, message: Message, original: MessageCopy) -> None:
+        """Tell the manager, under their message, that the customer cannot receive it."""
+        bot_id: int = message.bot_id  # type: ignore[attr-defined]
+        chat = await load_manager_chat(bot_id, self.default_locale)
+        where = Where(int(original.chat_id), message.conversation.manager_topic_id, int(original.telegram_message_id))
+        await post_to_group(bot_id, where, escape(self.translate(chat.locale if chat else self.default_locale,
+                                                                 CUSTOMER_BLOCKED)))
 
     async def customer_edit_job(self, job: OutboxJob) -> None:
         message = await Message.get_or_none(id=job.payload["message_id"]).prefetch_related("conversation__user")
@@ -308,21 +313,12 @@ class CustomerSide:
             text = self.translate(locale, RATE)
             buttons = [[Button("⭐" * stars, callback_data=f"rate:{conversation.id}:{stars}") for stars in (1, 2, 3)],
                        [Button("⭐" * stars, callback_data=f"rate:{conversation.id}:{stars}") for stars in (4, 5)]]
-        elif notice == "handoff":
-            bot = await Bot.get(id=conversation.bot_id)  # type: ignore[attr-defined]
-            text = await handoff_notice(bot, self.hours(bot), self.translate, locale,
-                                        HandoffReason(params.get("reason", HandoffReason.ASKED_FOR_PERSON)))
         else:
             raise ValueError(f"unknown notice {notice!r}")
         try:
-            sent = await self.messenger.send_text(int(customer.telegram_id), OutgoingText(escape(text), buttons))
+            await self.messenger.send_text(int(customer.telegram_id), OutgoingText(escape(text), buttons))
         except RecipientBlocked:
             await conversations.set_blocked(customer.bot_id, int(customer.telegram_id))  # type: ignore[attr-defined]
             return
         await Message.create(bot_id=conversation.bot_id, conversation_id=conversation.id,  # type: ignore[attr-defined]
                              author_kind=AuthorKind.SYSTEM, text=text, ai_meta={"source": "desk", "notice": notice})
-        log.debug("notice %s sent to customer %s as %s", notice, customer.id, sent)
-
-    async def _group_locale(self, bot_id: int) -> str:
-        bot = await Bot.get(id=bot_id)
-        return str(bot.settings.get("manager_locale") or "en")

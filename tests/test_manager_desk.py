@@ -360,3 +360,14 @@ async def test_setup_in_a_group_says_what_the_bot_is_missing(frontdesk: Frontdes
     bot = await Bot.first()
     assert bot is not None
     assert bot.manager_chat_id == forum["id"]
+
+
+async def test_managers_hear_when_the_customer_has_blocked_the_bot(desk: Desk, sim: Simulator) -> None:
+    ann, topic = await handed_off(sim, desk)
+    sim.block_bot(ann["id"])
+    reply = sim.send_text(desk.mia["id"], "Ann, your order is ready", chat_id=desk.chat_id, thread_id=topic.thread_id)
+    await sim.wait_until(lambda: any("blocked the bot" in (m.get("text") or "")
+                                     for m in in_topic(sim, desk.chat_id, topic.thread_id)), 10, "a warning")
+    warning = in_topic(sim, desk.chat_id, topic.thread_id)[-1]
+    assert warning["reply_to_message"]["message_id"] == reply["message_id"]
+    assert (await User.get(telegram_id=ann["id"])).blocked_bot
