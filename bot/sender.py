@@ -43,6 +43,7 @@ from services.ports import (
     AlbumItem,
     GroupRights,
     MessageGone,
+    NoRights,
     OutgoingText,
     RecipientBlocked,
     TopicClosed,
@@ -336,4 +337,6 @@ def _translated_errors() -> Iterator[None]:
             raise TopicClosed(text) from error
         if "to copy not found" in text or "to edit not found" in text or "to forward not found" in text:
             raise MessageGone(text) from error
+        if "not enough rights" in text:
+            raise NoRights(text) from error
         raise

@@ -26,7 +26,8 @@ from services.i18n import N_, Translate
 from services.outbox import Outboxes
 from services.ports import Messenger, Where
 from services.render import escape
-from services.staff import ManagerChat, StaffDirectory, WorkingHoursSource
+from services.schedule import InvalidHours
+from services.staff import ManagerChat, StaffDirectory, WorkingHoursSource, set_working_hours, split_hours_and_zone
 
 NOT_A_CONVERSATION = N_("Use this command inside a conversation's topic (or as a reply to a customer's message).")
 TAKEN = N_("✋ {name} took this conversation.")
@@ -55,8 +56,16 @@ STAFF_HELP = N_(
     "/open: conversations waiting for a person\n"
     "/stats: today's numbers\n"
     "/online, /away: whether customers are told someone is here\n"
+    "/hours: working hours (admins can change them)\n"
     "/setup: check the bot's rights in this group"
 )
+HOURS_ALWAYS = N_("No working hours are set: customers hear that a person will answer as soon as someone is free.")
+HOURS_SHOW = N_("Working hours: {hours} ({zone}).")
+HOURS_SET = N_("✅ Working hours are now: {hours} ({zone}).")
+HOURS_CLEARED = N_("✅ Working hours cleared.")
+HOURS_HOW = N_("To change them: /hours mon-fri 09:00-18:00, sat 10:00-14:00 Asia/Tashkent (or /hours off).")
+HOURS_INVALID = N_("I couldn't read those hours or that time zone.")
+ADMINS_ONLY = N_("Only the bot's admins can change this.")
 SETUP_DONE = N_("✅ This group is now the manager chat.")
 SETUP_NEED_ADMIN = N_("• Make the bot an administrator of this group.")
 SETUP_NEED_TOPICS_RIGHT = N_("• Give the bot the right to manage topics.")
@@ -80,6 +89,7 @@ STAFF_COMMANDS = [
     ("stats", N_("Today's numbers")),
     ("online", N_("I'm here: customers hear a person will answer soon")),
     ("away", N_("I'm away")),
+    ("hours", N_("Working hours")),
     ("help", N_("How the desk works")),
 ]
 
@@ -125,8 +135,11 @@ def _place(message: Message, desk_chat: ManagerChat) -> Where:
 
 
 async def _conversation_of(message: Message, tenant: Tenant, desk_chat: ManagerChat) -> Conversation | None:
-    if desk_chat.forum and message.is_topic_message and message.message_thread_id:
-        return await desk.by_topic(tenant.id, message.message_thread_id)
+    """The conversation a staff message is about: its topic's, else that of the bot message it replies to."""
+    if message.is_topic_message and message.message_thread_id:
+        conversation = await desk.by_topic(tenant.id, message.message_thread_id)
+        if conversation is not None:
+            return conversation
     replied = message.reply_to_message
     if replied is not None and replied.from_user is not None and replied.from_user.is_bot:
         return await desk.by_reply(tenant.id, desk_chat.chat_id, replied.message_id)
@@ -218,6 +231,34 @@ async def staff_presence(member: User, online: bool) -> None:
     await desk.audit(member.bot_id, member, "online" if online else "away", str(member.id))  # type: ignore[attr-defined]
 
 
+async def hours_command(message: Message, command: CommandObject, tenant: Tenant, staff: User,
+                        desk_chat: ManagerChat, translate: Translate, outbox: Outboxes, hours: WorkingHoursSource,
+                        staff_directory: StaffDirectory, settings: Settings) -> None:
+    """Show the working hours; an admin may change them (customers are told when people are back)."""
+    def _(text: str) -> str:
+        return translate(desk_chat.locale, text)
+
+    wanted = (command.args or "").strip()
+    if not wanted:
+        current = hours(await Tenant.get(id=tenant.id))
+        text = _(HOURS_ALWAYS) if current.always_open else _(HOURS_SHOW).format(
+            hours=current.text, zone=current.zone)
+        await _answer(message, desk_chat, escape(f"{text}\n{_(HOURS_HOW)}"), tenant, outbox)
+        return
+    if not staff_directory.is_admin(int(staff.telegram_id or 0)):
+        await _answer(message, desk_chat, escape(_(ADMINS_ONLY)), tenant, outbox)
+        return
+    text, zone = split_hours_and_zone("" if wanted.lower() == "off" else wanted, settings.timezone)
+    try:
+        changed = await set_working_hours(tenant.id, text, zone)
+    except InvalidHours:
+        await _answer(message, desk_chat, escape(f"{_(HOURS_INVALID)}\n{_(HOURS_HOW)}"), tenant, outbox)
+        return
+    await desk.audit(tenant.id, staff, "working_hours", str(tenant.id), hours=text, timezone=zone)
+    reply = _(HOURS_CLEARED) if changed.always_open else _(HOURS_SET).format(hours=changed.text, zone=changed.zone)
+    await _answer(message, desk_chat, escape(reply), tenant, outbox)
+
+
 async def help_command(message: Message, tenant: Tenant, desk_chat: ManagerChat, translate: Translate,
                        outbox: Outboxes) -> None:
     await _answer(message, desk_chat, escape(translate(desk_chat.locale, STAFF_HELP)), tenant, outbox)
@@ -306,6 +347,7 @@ def create_router() -> Router:
     staff_only.message.register(open_command, Command("open"))
     staff_only.message.register(stats_command, Command("stats"))
     staff_only.message.register(presence_command, Command("online", "away"))
+    staff_only.message.register(hours_command, Command("hours"))
     staff_only.message.register(help_command, Command("help", "start"))
     staff_only.message.register(manager_wrote)
     staff_only.edited_message.register(manager_edited)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -33,6 +34,7 @@ from services.ports import (
     Button,
     MessageGone,
     Messenger,
+    NoRights,
     OutgoingText,
     RecipientBlocked,
     TopicClosed,
@@ -40,7 +42,7 @@ from services.ports import (
     Where,
 )
 from services.render import escape, html_to_text, markdown_to_html
-from services.staff import ManagerChat, load_manager_chat
+from services.staff import ManagerChat, load_manager_chat, stop_using_topics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -70,6 +72,9 @@ MEDIA_LABELS = {"photo": N_("[photo]"), "video": N_("[video]"), "voice": N_("[vo
                 "document": N_("[file]"), "sticker": N_("[sticker]"), "location": N_("[location]"),
                 "contact": N_("[contact]"), "audio": N_("[audio]"), "video_note": N_("[video message]"),
                 "animation": N_("[GIF]")}
+NO_TOPICS = N_(
+    "⚠️ I can no longer create topics here, so conversations now arrive in this chat with a header: reply to "
+    "one to answer that customer. Give me the right to manage topics and send /setup to go back to topics.")
 CARD_CHANNEL = N_("Channel")
 CARD_LANGUAGE = N_("Language")
 CARD_REASON = N_("Reason")
@@ -165,7 +170,7 @@ class ManagerGroup:
         if await MessageCopy.exists(message_id=first.id, chat_id=chat.chat_id):
             return  # delivered before a crash; the job is being run again
         if conversation.manager_card_id is None:
-            await self._open(conversation, chat, upto=first.id - 1)
+            chat = await self._open(conversation, chat, upto=first.id - 1)
         followers, batch = await self._batch(job, first)
         sent = await self._copy(conversation, chat, batch)
         await self._remember(chat.chat_id, batch, sent)
@@ -236,17 +241,33 @@ class ManagerGroup:
         thread = conversation.manager_topic_id if chat.forum else None
         return Where(chat.chat_id, int(thread) if thread is not None else None, reply_to)
 
-    async def _open(self, conversation: Conversation, chat: ManagerChat, upto: int, *, anew: bool = False) -> None:
-        """The conversation's topic (in a forum) and its header card with the history up to `upto`."""
+    async def _open(self, conversation: Conversation, chat: ManagerChat, upto: int, *,
+                    anew: bool = False) -> ManagerChat:
+        """The conversation's topic (in a forum) and its header card with the history up to `upto`.
+
+        Returns the manager chat as it is now: without the right to create topics, the desk falls
+        back to reply-threading in the group (and says so) rather than lose anything.
+        """
         if chat.forum and (anew or conversation.manager_topic_id is None):
             title = topic_title(conversation)
-            conversation.manager_topic_id = await self.messenger.create_topic(
-                chat.chat_id, title, STATE_ICONS[topic_state(conversation)])
+            try:
+                conversation.manager_topic_id = await self.messenger.create_topic(
+                    chat.chat_id, title, STATE_ICONS[topic_state(conversation)])
+            except NoRights as error:
+                log.warning("manager chat %s: %s; using replies instead of topics", chat.chat_id, error)
+                chat = await self._without_topics(conversation.bot_id, chat)  # type: ignore[attr-defined]
+                conversation.manager_topic_id = None
             conversation.topic_title = title
             await conversation.save(update_fields=["manager_topic_id", "topic_title"])
         card = await self.card(conversation, chat.locale, upto)
         conversation.manager_card_id = await self.messenger.post(self._where(conversation, chat), card)
         await conversation.save(update_fields=["manager_card_id"])
+        return chat
+
+    async def _without_topics(self, bot_id: int, chat: ManagerChat) -> ManagerChat:
+        await stop_using_topics(bot_id)
+        await self.messenger.post(Where(chat.chat_id), OutgoingText(escape(self.translate(chat.locale, NO_TOPICS))))
+        return replace(chat, forum=False)
 
     async def _deliver(self, conversation: Conversation, chat: ManagerChat, before: int,
                        send: Callable[[Where], Awaitable[T]]) -> T:
@@ -264,7 +285,7 @@ class ManagerGroup:
                             error)
         except TopicGone:
             log.info("the topic of conversation %s was deleted: recreating it", conversation.id)
-        await self._open(conversation, chat, upto=before, anew=True)
+        chat = await self._open(conversation, chat, upto=before, anew=True)
         return await send(self._where(conversation, chat))
 
     async def card(self, conversation: Conversation, locale: str, upto: int | None = None) -> OutgoingText:

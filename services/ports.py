@@ -18,6 +18,10 @@ class TopicClosed(Exception):
     """The forum topic was closed by someone, and the bot may not write into closed topics."""
 
 
+class NoRights(Exception):
+    """The bot lacks an admin right it needs in that chat (e.g. to create topics)."""
+
+
 class MessageGone(Exception):
     """The message to copy or edit no longer exists."""
 

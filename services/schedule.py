@@ -30,6 +30,7 @@ class Opening:
 class WorkingHours:
     openings: tuple[Opening, ...]
     zone: ZoneInfo
+    text: str = ""  # as written, for showing back
 
     @classmethod
     def parse(cls, text: str, timezone: str = "UTC") -> WorkingHours:
@@ -51,7 +52,7 @@ class WorkingHours:
             begin, stop = DAYS.index(first), DAYS.index(last or first)
             days = range(begin, stop + 1) if stop >= begin else [*range(begin, 7), *range(0, stop + 1)]
             openings.extend(Opening(day, start, end) for day in days)
-        return cls(tuple(openings), zone)
+        return cls(tuple(openings), zone, ", ".join(p.strip() for p in re.split(r"[,;]", text or "") if p.strip()))
 
     @property
     def always_open(self) -> bool:

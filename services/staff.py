@@ -99,6 +99,23 @@ def working_hours(bot: Bot, default_hours: str, default_timezone: str) -> Workin
         return WorkingHours.parse("", "UTC")  # settings are validated when written; never fail a handoff
 
 
+async def set_working_hours(bot_id: int, text: str, timezone: str) -> WorkingHours:
+    """Store the bot's working hours (empty text: always in); raises InvalidHours on nonsense."""
+    hours = WorkingHours.parse(text, timezone)
+    bot = await Bot.get(id=bot_id)
+    bot.settings = {**bot.settings, "working_hours": text.strip(), "timezone": timezone}
+    await bot.save(update_fields=["settings"])
+    return hours
+
+
+def split_hours_and_zone(text: str, default_timezone: str) -> tuple[str, str]:
+    """`mon-fri 09:00-18:00 Asia/Tashkent` -> the hours and the zone (a last word with a slash, or UTC)."""
+    words = text.split()
+    if words and ("/" in words[-1] or words[-1].upper() == "UTC"):
+        return " ".join(words[:-1]), words[-1]
+    return text.strip(), default_timezone
+
+
 class WorkingHoursSource:
     """The bot's working hours: its own settings, else the deployment's defaults."""
 
@@ -136,6 +153,13 @@ async def register_manager_chat(bot_id: int, chat_id: int, rights: GroupRights, 
     bot.manager_chat_id = chat_id
     bot.settings = settings
     await bot.save(update_fields=["manager_chat_id", "settings"])
+
+
+async def stop_using_topics(bot_id: int) -> None:
+    """The bot lost the right to manage topics: reply-threading until /setup finds it back."""
+    bot = await Bot.get(id=bot_id)
+    bot.settings = {**bot.settings, "manager_forum": False}
+    await bot.save(update_fields=["settings"])
 
 
 async def setup_manager_chat(messenger: Messenger, bot_id: int, chat_id: int, locale: str) -> SetupReport:

@@ -371,3 +371,29 @@ async def test_managers_hear_when_the_customer_has_blocked_the_bot(desk: Desk, s
     warning = in_topic(sim, desk.chat_id, topic.thread_id)[-1]
     assert warning["reply_to_message"]["message_id"] == reply["message_id"]
     assert (await User.get(telegram_id=ann["id"])).blocked_bot
+
+
+async def test_admins_set_working_hours_from_the_group(desk: Desk, sim: Simulator) -> None:
+    def said(text: str) -> bool:
+        return any(text in (m.get("text") or "") for m in sim.chat_history(desk.chat_id))
+
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    spec = f"{tomorrow:%a} 09:00-10:00".lower()
+    sim.send_command(desk.mia["id"], "hours", spec, chat_id=desk.chat_id)
+    await sim.wait_until(lambda: said("Only the bot's admins can change this."), 5, "refused")
+    sim.send_command(desk.boss["id"], "hours", "sometimes maybe", chat_id=desk.chat_id)
+    await sim.wait_until(lambda: said("I couldn't read those hours"), 5, "not understood")
+    sim.send_command(desk.boss["id"], "hours", f"{spec} Asia/Tashkent", chat_id=desk.chat_id)
+    await sim.wait_until(lambda: said(f"Working hours are now: {spec} (Asia/Tashkent)."), 5, "set")
+
+    ann = sim.create_user("Ann")
+    sim.send_command(ann["id"], "human")
+    [notice] = await sim.wait_for_messages(ann["id"])
+    assert "(Asia/Tashkent)" in notice["text"]
+    assert "09:00" in notice["text"]
+
+    sim.send_command(desk.boss["id"], "hours", "off", chat_id=desk.chat_id)
+    await sim.wait_until(lambda: said("Working hours cleared."), 5, "cleared")
+    bot = await Bot.first()
+    assert bot is not None
+    assert bot.settings["working_hours"] == ""
