@@ -162,7 +162,7 @@ async def telegram_context(app: web.Application) -> AsyncIterator[None]:
             with contextlib.suppress(RuntimeError):
                 await dispatcher.stop_polling()
             await asyncio.gather(polling, return_exceptions=True)
-        await outboxes.stop()
+        await outboxes.stop(settings.shutdown_grace_seconds)
         await bot.session.close()
         if ai is not None:
             await ai.close()

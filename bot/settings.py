@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = Field(5, alias="OUTBOX_MAX_ATTEMPTS")
     draft_interval: float = Field(0.6, alias="DRAFT_INTERVAL")
     send_retries: int = Field(5, alias="SEND_RETRIES")
+    # On shutdown, how long running jobs may finish before they are interrupted (and redone later).
+    shutdown_grace_seconds: float = Field(10.0, alias="SHUTDOWN_GRACE_SECONDS", ge=0)
 
     @field_validator("admin_ids", "ai_fallback_models", mode="before")
     @classmethod

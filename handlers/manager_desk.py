@@ -130,7 +130,7 @@ async def admin_in_a_group(message: Message, staff_directory: StaffDirectory) ->
 
 def _place(message: Message, desk_chat: ManagerChat) -> Where:
     """Where an answer to this staff message goes: its topic, replying to it."""
-    thread = message.message_thread_id if desk_chat.forum and message.is_topic_message else None
+    thread = message.message_thread_id if message.is_topic_message else None
     return Where(desk_chat.chat_id, thread, message.message_id)
 
 

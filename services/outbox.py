@@ -105,12 +105,20 @@ class OutboxWorker:
         self._tasks = [asyncio.create_task(self._loop(), name=f"outbox-{self.queue or 'customers'}-{i}")
                        for i in range(self.settings.workers)]
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming, give running jobs `grace` seconds to finish, then interrupt the rest.
+
+        An interrupted job is handed back for the next start. Jobs are not cancelled at once:
+        Tortoise's SQLite transaction leaks its connection lock when cancelled while it begins,
+        and every later query would wait on that lock forever.
+        """
         self._stopping = True
         self._wakeup.set()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, unfinished = await asyncio.wait(self._tasks, timeout=grace)
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
     async def _loop(self) -> None:
@@ -126,6 +134,9 @@ class OutboxWorker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), self.settings.idle_poll_seconds)
                 continue
+            if self._stopping:
+                await self._release(job)
+                break
             await self.run(job)
             self._wakeup.set()  # more may be waiting behind the lane we just freed
 
@@ -216,5 +227,5 @@ class Outboxes:
         for worker in self.workers:
             worker.start()
 
-    async def stop(self) -> None:
-        await asyncio.gather(*(worker.stop() for worker in self.workers))
+    async def stop(self, grace: float = 10.0) -> None:
+        await asyncio.gather(*(worker.stop(grace) for worker in self.workers))

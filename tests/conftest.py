@@ -156,6 +156,7 @@ def frontdesk_environment(database_url: str, sim: Simulator, ai: FakeAI | None, 
         "AI_FALLBACK_MODELS": "backup-model",
         "DRAFT_INTERVAL": "0",
         "OUTBOX_LEASE_SECONDS": "30",
+        "SHUTDOWN_GRACE_SECONDS": "2",
         "LOG_LEVEL": "INFO",
     }
     if BACKEND == "postgres" and REDIS_URL:
