@@ -166,7 +166,6 @@ async def announce_to_managers(conversation: Conversation, *, first: bool) -> No
                              lane=topic_lane(conversation), queue=outbox.MANAGERS, priority=1)
 
 
-
 async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming, *, limiter: RateLimiter,
                                   default_locale: str, known: User | None = None) -> Stored:
     """Store the message and the job that answers it in one transaction.
@@ -174,7 +173,9 @@ async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming
     This is the webhook's hot path, so it does the least it can: the customer row is written
     only when new or changed, and counters and timestamps are left to the worker. A re-delivery
     (same source key) stores nothing and returns a duplicate. A customer over their rate gets
-    their message stored and one "slow down" notice, not one answer each.
+    their message stored and one "slow down" notice, not one answer each. Once a conversation has
+    been handed to people, each message is also queued for its topic in the manager chat; while
+    people have it, the AI gets no job at all.
     """
     if known is not None and known.banned:
         return IGNORED  # a banned customer reaches no one, and costs nothing
