@@ -322,7 +322,8 @@ async def manager_wrote(message: Message, tenant: Tenant, staff: User, desk_chat
     note = text.startswith("//")
     posted = Posted(f"tg:{event_update.update_id}", desk_chat.chat_id, message.message_id,
                     text=text.removeprefix("//").strip() if note else text,
-                    html="" if note else (message.html_text if text else ""), attachments=attachments(message))
+                    html="" if note else (message.html_text if text else ""), attachments=attachments(message),
+                    replying_to=message.reply_to_message.message_id if message.reply_to_message else None)
     if await desk.record_manager_message(conversation, staff, posted, note=note):
         outbox.wake()
 

@@ -53,6 +53,7 @@ class Posted:
     text: str = ""
     html: str = ""
     attachments: list[dict[str, Any]] = field(default_factory=list)
+    replying_to: int | None = None  # the message in the manager chat it replies to, if any
 
 
 async def audit(bot_id: int, actor: User | None, action: str, target: str, **details: Any) -> None:
@@ -197,7 +198,9 @@ async def record_manager_message(conversation: Conversation, staff: User, posted
             if note:
                 await audit(bot_id, staff, "note", str(conversation.uuid))
                 return True
-            await outbox.enqueue(bot_id, "to_customer", {"message_id": message.id}, lane=customer_lane(conversation))
+            quoted = await _customer_side_of(conversation, posted)
+            await outbox.enqueue(bot_id, "to_customer", {"message_id": message.id, "reply_to": quoted},
+                                 lane=customer_lane(conversation))
             now = datetime.now(UTC)
             await Conversation.filter(id=conversation.id, first_manager_reply_at=None).update(
                 first_manager_reply_at=now)
@@ -207,6 +210,19 @@ async def record_manager_message(conversation: Conversation, staff: User, posted
             return False
         raise
     return True
+
+
+async def _customer_side_of(conversation: Conversation, posted: Posted) -> int | None:
+    """A manager replying to a message in the topic replies to the same message in the customer's chat."""
+    if posted.replying_to is None or conversation.user.telegram_id is None:
+        return None
+    replied = await MessageCopy.filter(bot_id=conversation.bot_id, chat_id=posted.chat_id,  # type: ignore[attr-defined]
+                                       telegram_message_id=posted.replying_to).first()
+    if replied is None:
+        return None
+    there = await MessageCopy.filter(message_id=replied.message_id,  # type: ignore[attr-defined]
+                                     chat_id=conversation.user.telegram_id).first()
+    return int(there.telegram_message_id) if there is not None else None
 
 
 async def record_edit(bot_id: int, chat_id: int, telegram_message_id: int, text: str) -> Message | None:
@@ -259,9 +275,10 @@ class CustomerSide:
         if customer.blocked_bot:
             await self._undelivered(message, original)
             return
+        quoted = job.payload.get("reply_to")
+        where = Where(int(customer.telegram_id), None, int(str(quoted)) if quoted else None)
         try:
-            sent = await self.messenger.copy(Where(int(customer.telegram_id)), int(original.chat_id),
-                                             int(original.telegram_message_id))
+            sent = await self.messenger.copy(where, int(original.chat_id), int(original.telegram_message_id))
         except RecipientBlocked:
             await conversations.set_blocked(customer.bot_id, int(customer.telegram_id))  # type: ignore[attr-defined]
             await self._undelivered(message, original)

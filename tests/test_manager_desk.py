@@ -397,3 +397,18 @@ async def test_admins_set_working_hours_from_the_group(desk: Desk, sim: Simulato
     bot = await Bot.first()
     assert bot is not None
     assert bot.settings["working_hours"] == ""
+
+
+async def test_a_managers_reply_to_a_message_quotes_it_in_the_customers_chat(desk: Desk, sim: Simulator) -> None:
+    ann, topic = await handed_off(sim, desk)
+    asked = sim.send_text(ann["id"], "Do you have oat milk?")
+    sim.send_text(ann["id"], "And soy?")
+    shown = await wait_in_topic(sim, desk.chat_id, topic.thread_id, 2)
+    copy = next(m for m in shown if "oat milk" in (m.get("text") or ""))
+    sim.send_text(desk.mia["id"], "Both!", chat_id=desk.chat_id, thread_id=topic.thread_id, reply_to=copy["message_id"])
+    sim.send_text(desk.mia["id"], "Anything else?", chat_id=desk.chat_id, thread_id=topic.thread_id)
+    await sim.wait_until(lambda: customer_texts(sim, ann["id"])[-1] == "Anything else?", 5, "replies")
+    both = next(m for m in sim.chat_history(ann["id"]) if m.get("text") == "Both!")
+    assert both["reply_to_message"]["message_id"] == asked["message_id"]
+    plain = next(m for m in sim.chat_history(ann["id"]) if m.get("text") == "Anything else?")
+    assert "reply_to_message" not in plain
