@@ -66,7 +66,7 @@ class Conversation(Model):
 
     class Meta:
         table = "conversation"
-        indexes = (("user_id", "status"),)
+        indexes = (("user_id", "status"), ("bot_id", "manager_topic_id"))
 
     def __str__(self) -> str:
         return f"conversation {self.uuid}"
@@ -120,7 +120,8 @@ class MessageCopy(Model):
     class Meta:
         table = "message_copy"
         unique_together = (("bot", "chat_id", "telegram_message_id", "message"),)
-        indexes = (("bot_id", "chat_id", "telegram_message_id"),)
+        # (bot, chat, telegram message) lookups use the unique index; this one finds a message's copies.
+        indexes = (("message_id", "chat_id"),)
 
     def __str__(self) -> str:
         return f"{self.chat_id}/{self.telegram_message_id}"

@@ -29,6 +29,7 @@ from models import (
 )
 from services import conversations, outbox
 from services.conversations import announce_to_managers, customer_lane, topic_lane
+from services.handoff import give_to_people
 from services.i18n import N_, Translate
 from services.ports import Button, MessageGone, Messenger, OutgoingText, RecipientBlocked, Where
 from services.render import escape
@@ -98,13 +99,8 @@ async def take(conversation: Conversation, staff: User) -> bool:
         if current.status == ConversationStatus.CLOSED or (
                 current.status == ConversationStatus.ASSIGNED and current.assignee_id == staff.id):  # type: ignore[attr-defined]
             return False
-        first = current.handed_off_at is None
-        if current.mode == ConversationMode.AI:
-            current.handoff_reason = HandoffReason.MANAGER_TOOK_OVER.value
-        current.mode, current.status, current.assignee = ConversationMode.HUMAN, ConversationStatus.ASSIGNED, staff
-        current.handed_off_at = current.handed_off_at or datetime.now(UTC)
-        await current.save(update_fields=["mode", "status", "assignee_id", "handoff_reason", "handed_off_at"])
-        await announce_to_managers(current, first=first)
+        took_over = HandoffReason.MANAGER_TOOK_OVER if current.mode == ConversationMode.AI else None
+        await give_to_people(current, took_over, assignee=staff)
         await _notify_customer(current, "joined", name=staff.first_name)
         await audit(current.bot_id, staff, "take", str(current.uuid))  # type: ignore[attr-defined]
     _refresh(conversation, current)

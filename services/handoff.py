@@ -34,13 +34,26 @@ async def hand_off(conversation_id: int, reason: HandoffReason) -> bool:
         conversation = await Conversation.get(id=conversation_id)
         if conversation.mode == ConversationMode.HUMAN and conversation.status != ConversationStatus.CLOSED:
             return False
-        first = conversation.handed_off_at is None
-        conversation.mode, conversation.status = ConversationMode.HUMAN, ConversationStatus.WAITING
-        conversation.handoff_reason = reason.value
-        conversation.handed_off_at = conversation.handed_off_at or datetime.now(UTC)
-        await conversation.save(update_fields=["mode", "status", "handoff_reason", "handed_off_at"])
-        await announce_to_managers(conversation, first=first)
+        await give_to_people(conversation, reason)
     return True
+
+
+async def give_to_people(conversation: Conversation, reason: HandoffReason | None, *,
+                         assignee: User | None = None) -> None:
+    """People have the conversation now: waiting for one, or assigned to `assignee`.
+
+    Call inside the transaction that decided it. The first time opens the conversation's place in
+    the manager chat; a later time updates its state there.
+    """
+    first = conversation.handed_off_at is None
+    conversation.mode = ConversationMode.HUMAN
+    conversation.status = ConversationStatus.ASSIGNED if assignee else ConversationStatus.WAITING
+    conversation.assignee = assignee
+    if reason is not None:
+        conversation.handoff_reason = reason.value
+    conversation.handed_off_at = conversation.handed_off_at or datetime.now(UTC)
+    await conversation.save(update_fields=["mode", "status", "assignee_id", "handoff_reason", "handed_off_at"])
+    await announce_to_managers(conversation, first=first)
 
 
 async def request_person(user: User, reason: HandoffReason = HandoffReason.ASKED_FOR_PERSON) -> Conversation:

@@ -20,7 +20,7 @@ class Migration(migrations.Migration):
                 ('telegram_message_id', fields.BigIntField()),
                 ('original', fields.BooleanField(default=False)),
             ],
-            options={'table': 'message_copy', 'app': 'models', 'unique_together': (('bot', 'chat_id', 'telegram_message_id', 'message'),), 'indexes': [Index(fields=['bot_id', 'chat_id', 'telegram_message_id'])], 'pk_attr': 'id', 'table_description': 'One Telegram message that shows a stored message: the original or a copy, in any chat.'},
+            options={'table': 'message_copy', 'app': 'models', 'unique_together': (('bot', 'chat_id', 'telegram_message_id', 'message'),), 'indexes': [Index(fields=['message_id', 'chat_id'])], 'pk_attr': 'id', 'table_description': 'One Telegram message that shows a stored message: the original or a copy, in any chat.'},
             bases=['Model'],
         ),
         ops.AddField(
@@ -42,6 +42,10 @@ class Migration(migrations.Migration):
             model_name='Conversation',
             name='topic_title',
             field=fields.CharField(default='', max_length=128),
+        ),
+        ops.AddIndex(
+            model_name='Conversation',
+            index=Index(fields=['bot_id', 'manager_topic_id']),
         ),
         ops.RemoveField(model_name='Message', name='copies'),
         ops.AddField(
