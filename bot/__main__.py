@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from bot import db
+from bot.observability import configure_logging
 from bot.settings import Settings
 from services import conversations, knowledge, persona
 
@@ -74,9 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              for e in error.errors(include_input=False))
         print(f"error: the settings are not valid:\n{problems}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    logging.getLogger("tortoise").setLevel(max(logging.WARNING, logging.getLogger().level))
+    configure_logging(settings.log_level, settings.log_format, settings.secrets)
     try:
         if args.command in (None, "run"):
             _serve(settings)

@@ -20,6 +20,7 @@ from bot import db
 from bot.dedup import MemoryRecentUpdates, RecentUpdates, RedisRecentUpdates
 from bot.i18n import create_i18n, translator
 from bot.keys import REDIS, SETTINGS, TELEGRAM, TelegramRuntime
+from bot.observability import METRICS, READINESS, Metrics, Readiness, metrics_view, readyz_view
 from bot.sender import TelegramChatSender
 from bot.settings import Settings
 from bot.telegram import create_bot, create_dispatcher, set_commands
@@ -27,7 +28,7 @@ from bot.webhook import telegram_webhook
 from handlers.manager_desk import set_staff_commands
 from models import Bot as Tenant
 from services import conversations, staff
-from services.ai import AIClient, Route
+from services.ai import AIClient, AIObserver, Route
 from services.answering import Answerer, AnswerPolicy
 from services.desk import CustomerSide
 from services.generation import Generations
@@ -48,7 +49,7 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "telegram": TELEGRAM in request.app})
 
 
-def create_ai(settings: Settings) -> AIClient | None:
+def create_ai(settings: Settings, observer: AIObserver | None = None) -> AIClient | None:
     if not settings.ai_enabled:
         return None
 
@@ -60,7 +61,7 @@ def create_ai(settings: Settings) -> AIClient | None:
     for name in {provider for _, provider in settings.ai_routes if provider}:
         clients[name] = client(settings.ai_providers[name].base_url, settings.ai_providers[name].api_key)
     routes = [Route(model, clients[provider], provider or "default") for model, provider in settings.ai_routes]
-    return AIClient(routes, settings.price_of)
+    return AIClient(routes, settings.price_of, observer)
 
 
 async def redis_context(app: web.Application) -> AsyncIterator[None]:
@@ -71,6 +72,7 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
     redis = Redis.from_url(settings.redis_url)
     await cast(Awaitable[bool], redis.ping())  # fail at start, not at the first message
     app[REDIS] = redis
+    app[READINESS] = Readiness(settings.ready_max_outbox_age, redis)
     yield
     await redis.aclose()
 
@@ -100,11 +102,12 @@ async def telegram_context(app: web.Application) -> AsyncIterator[None]:
         log.warning("Telegram is off: BOT_TOKEN is not set. The web endpoints work; the bot does not.")
         yield
         return
-    bot = create_bot(settings)
+    metrics = app[METRICS]
+    bot = create_bot(settings, metrics)
     i18n = create_i18n(settings.default_locale)
     me = await bot.get_me()
     tenant = await conversations.ensure_bot(me.id, me.username or "")
-    ai = create_ai(settings)
+    ai = create_ai(settings, metrics)
     if ai is None:
         log.warning("AI is off (AI_BASE_URL and AI_MODEL not set): answers come from the knowledge base.")
     generations = Generations()
@@ -123,10 +126,11 @@ async def telegram_context(app: web.Application) -> AsyncIterator[None]:
              "to_customer": customer_side.to_customer_job, "customer_edit": customer_side.customer_edit_job,
              "customer_notice": customer_side.customer_notice_job},
             OutboxSettings(settings.outbox_workers, settings.outbox_lease_seconds, settings.outbox_max_attempts),
-            on_give_up=answerer.gave_up),
+            on_give_up=answerer.gave_up, observe=metrics.outbox_job),
         # One worker: the manager group's budget is spent in order, and its waits hold up no customer.
         OutboxWorker(managers.handlers(), OutboxSettings(1, max(settings.outbox_lease_seconds, MANAGER_JOB_LEASE),
-                                                         MANAGER_JOB_ATTEMPTS), queue=MANAGERS))
+                                                         MANAGER_JOB_ATTEMPTS), queue=MANAGERS,
+                     observe=metrics.outbox_job))
     recent, limiter, storage = shared_state(app)
     if settings.manager_chat_id is not None:
         await _register_configured_manager_chat(messenger, tenant, settings)
@@ -186,9 +190,13 @@ async def _register_configured_manager_chat(messenger: TelegramChatSender, tenan
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=2 * 1024 * 1024)
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app[READINESS] = Readiness(settings.ready_max_outbox_age)
     app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(database_context)
     app.cleanup_ctx.append(telegram_context)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz_view)
+    app.router.add_get("/metrics", metrics_view)
     app.router.add_post("/telegram/webhook", telegram_webhook)
     return app

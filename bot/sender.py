@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiogram import Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
@@ -136,9 +136,17 @@ def _window_wait(window: deque[float], now: float, span: float, limit: int, coun
     return window[overflow - 1] + span - now
 
 
+class CallObserver(Protocol):
+    def telegram_call(self, method: str, result: str) -> None: ...
+
+    def telegram_wait(self, reason: str, seconds: float) -> None: ...
+
+
 class SenderMiddleware(BaseRequestMiddleware):
-    def __init__(self, limits: Limits | None = None, retries: int = 5, max_backoff: float = 30.0) -> None:
+    def __init__(self, limits: Limits | None = None, retries: int = 5, max_backoff: float = 30.0,
+                 observer: CallObserver | None = None) -> None:
         self.pacer = Pacer(limits or Limits())
+        self.observer = observer
         self.retries = retries
         self.max_backoff = max_backoff
         # aiogram parametrizes Response[<return type>] on every call; pydantic caches that class
@@ -159,17 +167,32 @@ class SenderMiddleware(BaseRequestMiddleware):
             if paced:
                 await self.pacer.acquire(chat_id, count)  # type: ignore[arg-type]
             try:
-                return await make_request(bot, method)
+                result = await make_request(bot, method)
             except TelegramRetryAfter as error:
                 log.warning("telegram: %s flood-limited, waiting %ss", name, error.retry_after)
+                self._observe(name, "429", error.retry_after)
                 await asyncio.sleep(error.retry_after)
             except (TelegramServerError, TelegramNetworkError) as error:
                 attempt += 1
+                delay = min(0.5 * 2 ** (attempt - 1), self.max_backoff)
+                self._observe(name, "retry" if attempt <= self.retries else "error", delay)
                 if attempt > self.retries:
                     raise
-                delay = min(0.5 * 2 ** (attempt - 1), self.max_backoff)
                 log.warning("telegram: %s failed (%s), retry %s in %.1fs", name, type(error).__name__, attempt, delay)
                 await asyncio.sleep(delay)
+            except TelegramAPIError:
+                self._observe(name, "error")
+                raise
+            else:
+                self._observe(name, "ok")
+                return result
+
+    def _observe(self, method: str, result: str, waited: float = 0.0) -> None:
+        if self.observer is None:
+            return
+        self.observer.telegram_call(method, result)
+        if waited:
+            self.observer.telegram_wait("429" if result == "429" else "failure", waited)
 
 
 def _markup(message: OutgoingText) -> InlineKeyboardMarkup | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # except against a test server.
     group_messages_per_minute: int = Field(20, alias="GROUP_MESSAGES_PER_MINUTE", ge=1)
     log_level: str = Field("INFO", alias="LOG_LEVEL")
+    log_format: Literal["text", "json"] = Field("text", alias="LOG_FORMAT")
+    # /readyz fails when a due outbox job has waited longer than this (the workers are stuck or gone).
+    ready_max_outbox_age: float = Field(300.0, alias="READY_MAX_OUTBOX_AGE", gt=0)
 
     # How the product behaves; sensible defaults, all overridable.
     customer_burst: int = Field(5, alias="CUSTOMER_RATE_BURST")
@@ -133,6 +136,12 @@ class Settings(BaseSettings):
             if model and provider not in self.ai_providers:
                 raise ValueError(f"AI_FALLBACK_MODELS names provider {provider!r}, which AI_PROVIDERS does not define")
         return self
+
+    @property
+    def secrets(self) -> list[str]:
+        """Everything that must never appear in a log line."""
+        keys = [self.bot_token, self.ai_api_key, self.webhook_secret]
+        return keys + [provider.api_key for provider in self.ai_providers.values()]
 
     @property
     def ai_routes(self) -> list[tuple[str, str]]:

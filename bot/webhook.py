@@ -16,6 +16,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from bot.keys import TELEGRAM
+from bot.observability import METRICS, new_request_id, request_id_var, update_id_var
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ async def telegram_webhook(request: web.Request) -> web.Response:
     telegram = request.app.get(TELEGRAM)
     if telegram is None:
         return _error(404, "telegram is not configured")
+    metrics = request.app[METRICS]
+    request_id_var.set(new_request_id())
     given = request.headers.get(SECRET_HEADER, "")
     if not hmac.compare_digest(given.encode(), telegram.secret.encode()):
         return _error(401, "wrong or missing secret token")
@@ -40,13 +43,18 @@ async def telegram_webhook(request: web.Request) -> web.Response:
         payload = json.loads(await request.read())
         update = Update.model_validate(payload, context={"bot": telegram.bot})
     except (json.JSONDecodeError, UnicodeDecodeError, ValidationError):
+        metrics.updates.labels("invalid").inc()
         return _error(400, "the body is not a Telegram update")
+    update_id_var.set(update.update_id)
     if await telegram.recent.seen(update.update_id):
+        metrics.updates.labels("duplicate").inc()
         return web.json_response({"ok": True, "duplicate": True})
     try:
         await telegram.dispatcher.feed_update(telegram.bot, update)
     except Exception:
+        metrics.updates.labels("error").inc()
         log.exception("update %s failed; Telegram will deliver it again", update.update_id)
         return _error(500, "temporary failure, retry")
     await telegram.recent.remember(update.update_id)
+    metrics.updates.labels("handled").inc()
     return web.json_response({"ok": True})

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import openai
 from openai import AsyncOpenAI
@@ -59,6 +59,11 @@ class AIReply:
 PriceOf = Callable[[str], tuple[float, float]]
 
 
+class AIObserver(Protocol):
+    def ai_call(self, model: str, ok: bool, seconds: float, tokens_in: int = 0, tokens_out: int = 0,
+                cost: float = 0.0) -> None: ...
+
+
 @dataclass(frozen=True)
 class Route:
     """One model at one provider; answers are tried along a list of these, in order."""
@@ -69,11 +74,12 @@ class Route:
 
 
 class AIClient:
-    def __init__(self, routes: list[Route], price_of: PriceOf) -> None:
+    def __init__(self, routes: list[Route], price_of: PriceOf, observer: AIObserver | None = None) -> None:
         if not routes:
             raise ValueError("at least one model is needed")
         self.routes = routes
         self.price_of = price_of
+        self.observer = observer
 
     async def close(self) -> None:
         for client in {id(route.client): route.client for route in self.routes}.values():
@@ -83,11 +89,19 @@ class AIClient:
         """Stream an answer from the first model that works, in the configured order."""
         errors: list[str] = []
         for route in self.routes:
+            started = time.monotonic()
             try:
-                return await self._stream(route, messages, on_progress)
+                reply = await self._stream(route, messages, on_progress)
             except (openai.APIError, openai.APIConnectionError, openai.APITimeoutError, ValueError) as error:
                 log.warning("AI model %s at %s failed: %s", route.model, route.provider, type(error).__name__)
                 errors.append(f"{route.model}@{route.provider}: {type(error).__name__}")
+                if self.observer is not None:
+                    self.observer.ai_call(route.model, False, time.monotonic() - started)
+                continue
+            if self.observer is not None:
+                self.observer.ai_call(route.model, True, reply.latency_ms / 1000, reply.tokens_in, reply.tokens_out,
+                                      reply.cost)
+            return reply
         raise AIUnavailable("; ".join(errors))
 
     async def _stream(self, route: Route, messages: list[dict[str, Any]], on_progress: Progress) -> AIReply:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -25,6 +26,9 @@ from models import JobStatus, OutboxJob
 log = logging.getLogger(__name__)
 
 JobHandler = Callable[[OutboxJob], Awaitable[None]]
+
+# The conversation a job belongs to, for the log lines it causes (set by the worker).
+conversation: contextvars.ContextVar[str | None] = contextvars.ContextVar("conversation", default=None)
 
 
 class Postpone(Exception):
@@ -86,9 +90,11 @@ class OutboxWorker:
     """Runs due jobs with a few concurrent tasks; `wake()` after a commit starts them at once."""
 
     def __init__(self, handlers: Mapping[str, JobHandler], settings: OutboxSettings,
-                 on_give_up: JobHandler | None = None, queue: str = CUSTOMERS) -> None:
+                 on_give_up: JobHandler | None = None, queue: str = CUSTOMERS,
+                 observe: Callable[[str, str, str], None] | None = None) -> None:
         self.handlers = handlers
         self.queue = queue
+        self.observe = observe  # (queue, kind, result) after every run
         self.settings = settings
         self.on_give_up = on_give_up
         self.owner = f"worker-{uuid.uuid4().hex[:12]}"
@@ -172,6 +178,8 @@ class OutboxWorker:
 
     async def run(self, job: OutboxJob) -> None:
         handler = self.handlers.get(job.kind)
+        conversation.set(job.lane.removeprefix("topic:") or None)  # on every log line of the job
+        result = "done"
         try:
             if handler is None:
                 raise LookupError(f"no handler for outbox job kind {job.kind!r}")
@@ -180,13 +188,17 @@ class OutboxWorker:
             await self._release(job)
             raise
         except Postpone as postponed:
+            result = "postponed"
             log.info("outbox: job %s (%s) postponed %ss: %s", job.id, job.kind, postponed.seconds, postponed)
             await self._release(job, delay=postponed.seconds)
         except Exception as error:
+            result = "failed"
             log.exception("outbox: job %s (%s) failed, attempt %s", job.id, job.kind, job.attempts)
             await self._failed(job, error)
         else:
             await self._finish(job, JobStatus.DONE)
+        if self.observe is not None:
+            self.observe(self.queue, job.kind, result)
 
     async def _finish(self, job: OutboxJob, status: JobStatus, error: str = "") -> None:
         await OutboxJob.filter(id=job.id, lease_owner=self.owner).update(

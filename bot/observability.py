@@ -1,0 +1,237 @@
+"""What an operator watches: Prometheus metrics, readiness, and one log line per event.
+
+Each app has its own registry (not prometheus-client's global one), so several apps in one
+process (tests, or a future multi-bot deployment) never collide. Gauges that are facts of the
+database (outbox depth and age, conversations by state) are read when /metrics is scraped.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from tortoise import connections
+from tortoise.functions import Count, Min
+
+from models import Conversation, JobStatus, OutboxJob
+from services.outbox import conversation as conversation_var
+
+log = logging.getLogger(__name__)
+
+# Set where an event starts (the webhook, an outbox job) and put on every log line it causes.
+update_id_var: contextvars.ContextVar[int | None] = contextvars.ContextVar("update_id", default=None)
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.updates = Counter("frontdesk_updates_total", "Telegram updates received by the webhook, by outcome",
+                               ["outcome"], registry=r)
+        self.telegram_calls = Counter("frontdesk_telegram_calls_total", "Bot API calls, by method and result",
+                                      ["method", "result"], registry=r)
+        self.telegram_retry_wait = Counter("frontdesk_telegram_retry_wait_seconds_total",
+                                           "Seconds spent waiting out 429s and retrying failures", ["reason"],
+                                           registry=r)
+        self.ai_calls = Counter("frontdesk_ai_calls_total", "AI answers, by model and result", ["model", "result"],
+                                registry=r)
+        self.ai_latency = Histogram("frontdesk_ai_latency_seconds", "Time to a whole AI answer", ["model"],
+                                    buckets=(0.5, 1, 2, 4, 8, 16, 32, 64), registry=r)
+        self.ai_tokens = Counter("frontdesk_ai_tokens_total", "AI tokens, by model and direction",
+                                 ["model", "direction"], registry=r)
+        self.ai_cost = Counter("frontdesk_ai_cost_dollars_total", "AI cost by model (AI_PRICES)", ["model"],
+                               registry=r)
+        self.outbox_jobs = Counter("frontdesk_outbox_jobs_total", "Outbox jobs run, by queue, kind and result",
+                                   ["queue", "kind", "result"], registry=r)
+        self.outbox_depth = Gauge("frontdesk_outbox_depth", "Jobs waiting, by queue", ["queue"], registry=r)
+        self.outbox_age = Gauge("frontdesk_outbox_oldest_due_seconds",
+                                "How long the oldest due job has waited, by queue", ["queue"], registry=r)
+        self.conversations = Gauge("frontdesk_conversations", "Conversations by state", ["status"], registry=r)
+        self.widget_sockets = Gauge("frontdesk_widget_sockets", "Open website widget sockets", registry=r)
+
+    # --- hooks the sender, the AI client and the outbox call ---------------------------------------
+
+    def telegram_call(self, method: str, result: str) -> None:
+        self.telegram_calls.labels(method, result).inc()
+
+    def telegram_wait(self, reason: str, seconds: float) -> None:
+        self.telegram_retry_wait.labels(reason).inc(seconds)
+
+    def ai_call(self, model: str, ok: bool, seconds: float, tokens_in: int = 0, tokens_out: int = 0,
+                cost: float = 0.0) -> None:
+        self.ai_calls.labels(model, "ok" if ok else "error").inc()
+        if ok:
+            self.ai_latency.labels(model).observe(seconds)
+            self.ai_tokens.labels(model, "in").inc(tokens_in)
+            self.ai_tokens.labels(model, "out").inc(tokens_out)
+            self.ai_cost.labels(model).inc(cost)
+
+    def outbox_job(self, queue: str, kind: str, result: str) -> None:
+        self.outbox_jobs.labels(queue or "customers", kind, result).inc()
+
+    async def refresh(self) -> None:
+        """The gauges that are facts of the database, read now."""
+        now = datetime.now(UTC)
+        pending = await OutboxJob.filter(status=JobStatus.PENDING).group_by("queue").annotate(
+            count=Count("id")).values("queue", "count")
+        due = await OutboxJob.filter(status=JobStatus.PENDING, run_after__lte=now).group_by("queue").annotate(
+            oldest=Min("run_after")).values("queue", "oldest")
+        for queue in ("", "managers"):
+            label = queue or "customers"
+            self.outbox_depth.labels(label).set(sum(int(row["count"]) for row in pending if row["queue"] == queue))
+            oldest = next((row["oldest"] for row in due if row["queue"] == queue), None)
+            self.outbox_age.labels(label).set(_age(oldest, now))
+        states = await Conversation.all().group_by("status").annotate(count=Count("id")).values("status", "count")
+        for status in ("open", "waiting", "assigned", "closed"):
+            self.conversations.labels(status).set(sum(int(r["count"]) for r in states if str(r["status"]) == status))
+
+
+def _age(moment: object, now: datetime) -> float:
+    """Seconds since `moment` (a datetime, or the text SQLite returns for an aggregate)."""
+    if moment is None:
+        return 0.0
+    when = moment if isinstance(moment, datetime) else datetime.fromisoformat(str(moment))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (now - when).total_seconds())
+
+
+async def oldest_due_job_age() -> float:
+    """Seconds the oldest due job of any queue has waited (0 when none waits)."""
+    now = datetime.now(UTC)
+    oldest = await OutboxJob.filter(status=JobStatus.PENDING, run_after__lte=now).order_by("run_after").first(
+        ).values_list("run_after", flat=True)
+    return _age(oldest, now)
+
+
+METRICS = web.AppKey("metrics", Metrics)
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
+    await metrics.refresh()
+    response = web.Response(body=generate_latest(metrics.registry))
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+@dataclass(frozen=True)
+class Readiness:
+    max_outbox_age: float
+    redis: Any = None  # redis.asyncio.Redis when configured
+
+
+READINESS = web.AppKey("readiness", Readiness)
+
+
+async def readyz_view(request: web.Request) -> web.Response:
+    """Ready to take traffic: the database answers, Redis answers (when used), the outbox keeps up."""
+    readiness = request.app[READINESS]
+    checks: dict[str, Any] = {}
+    try:
+        await connections.get("default").execute_query("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as error:  # any failure means not ready; the reason is for the operator
+        checks["database"] = f"error: {type(error).__name__}"
+    if readiness.redis is not None:
+        try:
+            await readiness.redis.ping()
+            checks["redis"] = "ok"
+        except Exception as error:
+            checks["redis"] = f"error: {type(error).__name__}"
+    if checks["database"] == "ok":
+        age = await oldest_due_job_age()
+        checks["outbox_oldest_due_seconds"] = round(age, 1)
+        if age > readiness.max_outbox_age:
+            checks["outbox"] = f"error: a job has waited {age:.0f}s (limit {readiness.max_outbox_age:.0f}s)"
+    ready = all(not str(value).startswith("error") for value in checks.values())
+    return web.json_response({"ok": ready, "checks": checks}, status=200 if ready else 503)
+
+
+# --- logs -------------------------------------------------------------------------------------------
+
+
+class Redact(logging.Filter):
+    """Secrets never reach a log: the bot token (which is in every Bot API URL), API keys, the
+    webhook secret. Replaced wherever they appear in a record's message or arguments."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 8}, key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        message = record.getMessage()
+        cleaned = self._clean(message)
+        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._clean(record.exc_text)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+    def _clean(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the update, conversation and request the event belongs to."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, var in (("update_id", update_id_var), ("conversation", conversation_var),
+                         ("request_id", request_id_var)):
+            value = var.get()
+            if value is not None:
+                entry[key] = value
+        if record.exc_info:
+            entry["error"] = record.exc_text or self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["error"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class ContextFormatter(logging.Formatter):
+    """The plain format, with the event's ids appended when there are any."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        ids = [f"{key}={var.get()}" for key, var in (("update", update_id_var), ("conversation", conversation_var),
+                                                   ("request", request_id_var)) if var.get() is not None]
+        return f"{line} [{' '.join(ids)}]" if ids else line
+
+
+def configure_logging(level: str, fmt: str, secrets: Iterable[str]) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else ContextFormatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(Redact(secrets))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("tortoise").setLevel(max(logging.WARNING, root.level))
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:16]

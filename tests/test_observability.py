@@ -1,0 +1,153 @@
+"""What an operator sees: /metrics, /readyz, and log lines (JSON on request, never a secret)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import signal
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from tgsim import Simulator
+
+from bot.observability import JsonFormatter, Redact, update_id_var
+from models import Bot, OutboxJob
+from services import outbox
+from tests.conftest import TOKEN, Frontdesk, free_port, frontdesk_environment
+from tests.fake_ai import FakeAI
+from tests.test_process import _spawn, _wait_healthy
+
+
+async def scrape(frontdesk: Frontdesk) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    async with aiohttp.ClientSession() as http, http.get(frontdesk.url + "/metrics") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = await response.text()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def test_metrics_count_updates_calls_answers_and_conversations(
+        frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ai.script.reply = "Hello there."
+    ann = sim.create_user("Ann")
+    sent = sim.send_text(ann["id"], "hi")
+    await sim.wait_for_messages(ann["id"])
+    await asyncio.sleep(0.3)  # the job's bookkeeping after the answer
+    update = {"update_id": 1, "message": sent}
+    async with aiohttp.ClientSession() as http, http.post(
+            frontdesk.url + "/telegram/webhook", json=update,
+            headers={"X-Telegram-Bot-Api-Secret-Token": frontdesk.settings.webhook_secret}) as response:
+        assert (await response.json())["duplicate"] is True
+
+    samples = await scrape(frontdesk)
+    assert value(samples, "frontdesk_updates_total", outcome="handled") == 1
+    assert value(samples, "frontdesk_updates_total", outcome="duplicate") == 1
+    assert value(samples, "frontdesk_telegram_calls_total", method="sendMessage", result="ok") == 1
+    assert value(samples, "frontdesk_telegram_calls_total", method="sendMessageDraft", result="ok") >= 1
+    assert value(samples, "frontdesk_ai_calls_total", model="main-model", result="ok") == 1
+    assert value(samples, "frontdesk_ai_tokens_total", model="main-model", direction="out") > 0
+    assert value(samples, "frontdesk_ai_latency_seconds_count", model="main-model") == 1
+    assert value(samples, "frontdesk_outbox_jobs_total", queue="customers", kind="answer", result="done") == 1
+    assert value(samples, "frontdesk_outbox_depth", queue="customers") == 0
+    assert value(samples, "frontdesk_conversations", status="open") == 1
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"OUTBOX_WORKERS": 0, "READY_MAX_OUTBOX_AGE": 60}], indirect=True)
+async def test_readyz_fails_when_the_outbox_falls_behind(frontdesk: Frontdesk) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(frontdesk.url + "/readyz") as response:
+            body = await response.json()
+            assert response.status == 200, body
+        assert body["checks"]["database"] == "ok"
+        if frontdesk.settings.redis_url:
+            assert body["checks"]["redis"] == "ok"
+
+        bot = await Bot.first()
+        assert bot is not None
+        job = await outbox.enqueue(bot.id, "answer", {"message_id": 0})
+        await OutboxJob.filter(id=job.id).update(run_after=outbox.now() - timedelta(minutes=5))
+        async with http.get(frontdesk.url + "/readyz") as response:
+            body = await response.json()
+            assert response.status == 503
+        assert body["ok"] is False
+        assert body["checks"]["outbox"].startswith("error: a job has waited 300s")
+        samples = await scrape(frontdesk)
+        assert value(samples, "frontdesk_outbox_depth", queue="customers") == 1
+        assert value(samples, "frontdesk_outbox_oldest_due_seconds", queue="customers") >= 299
+        async with http.get(frontdesk.url + "/healthz") as response:
+            assert response.status == 200  # liveness stays cheap and independent
+
+
+def test_secrets_are_redacted_wherever_they_appear() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(Redact([TOKEN, "sk-test-secret-key"]))
+    logger = logging.getLogger("tests.redaction")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        token = update_id_var.set(42)
+        logger.warning("POST https://api.telegram.org/bot%s/getMe failed", TOKEN)
+        try:
+            raise RuntimeError("the key sk-test-secret-key was refused")
+        except RuntimeError:
+            logger.exception("AI call failed")
+        update_id_var.reset(token)
+    finally:
+        logger.removeHandler(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert lines[0]["message"] == "POST https://api.telegram.org/bot[redacted]/getMe failed"
+    assert lines[0]["update_id"] == 42
+    assert lines[0]["level"] == "warning"
+    assert "sk-test-secret-key" not in stream.getvalue()
+    assert "[redacted] was refused" in lines[1]["error"]
+    assert TOKEN.split(":")[1] not in stream.getvalue()
+
+
+async def test_a_running_process_logs_json_lines_with_the_event_ids_and_no_secret(
+        database_url: str, sim: Simulator, ai: FakeAI, tmp_path: Path,
+        processes: list[subprocess.Popen[bytes]]) -> None:
+    port = free_port()
+    env = frontdesk_environment(database_url, sim, ai, port, LOG_FORMAT="json", AI_API_KEY="sk-test-secret-key")
+    ai.script.failing_models = {"main-model": 500}
+    ai.script.reply = "From the backup."
+    process = _spawn(tmp_path, env)
+    processes.append(process)
+    await _wait_healthy(f"http://127.0.0.1:{port}", process)
+    ann = sim.create_user("Ann")
+    sim.send_text(ann["id"], "hello")
+    await sim.wait_for_messages(ann["id"], timeout=20)
+    process.send_signal(signal.SIGTERM)
+    process.wait(30)
+    output = (tmp_path / "process.log").read_text()
+    entries = [json.loads(line) for line in output.splitlines() if line.strip()]
+    assert entries, "the process logged nothing"
+    failed = [e for e in entries if "main-model" in e["message"] and e["level"] == "warning"]
+    assert failed
+    assert failed[0]["conversation"]  # the outbox job's conversation is on its lines
+    assert TOKEN not in output
+    assert TOKEN.split(":")[1] not in output
+    assert "sk-test-secret-key" not in output
+
+
+@pytest.fixture
+async def processes() -> Any:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
