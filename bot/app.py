@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
 from typing import cast
 
 from aiogram.exceptions import TelegramAPIError
@@ -18,10 +19,11 @@ from redis.asyncio import Redis
 
 from bot import db
 from bot.dedup import MemoryRecentUpdates, RecentUpdates, RedisRecentUpdates
+from bot.events import RedisBus
 from bot.i18n import create_i18n, translator
 from bot.keys import REDIS, SETTINGS, TELEGRAM, TelegramRuntime
 from bot.observability import METRICS, READINESS, Metrics, Readiness, metrics_view, readyz_view
-from bot.sender import TelegramChatSender
+from bot.sender import Budget, Limits, Pacer, RedisPacer, TelegramChatSender
 from bot.settings import Settings
 from bot.telegram import create_bot, create_dispatcher, set_commands
 from bot.webhook import telegram_webhook
@@ -31,6 +33,7 @@ from services import conversations, staff
 from services.ai import AIClient, AIObserver, Route
 from services.answering import Answerer, AnswerPolicy
 from services.desk import CustomerSide
+from services.events import EventBus, LocalBus
 from services.generation import Generations
 from services.limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from services.managers import ManagerGroup
@@ -77,17 +80,37 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
     await redis.aclose()
 
 
-def shared_state(app: web.Application) -> tuple[RecentUpdates, RateLimiter, BaseStorage]:
+@dataclass(frozen=True)
+class SharedState:
+    recent: RecentUpdates
+    limiter: RateLimiter
+    storage: BaseStorage
+    budget: Budget  # Telegram's outbound limits, for the bot as a whole
+
+
+def shared_state(app: web.Application) -> SharedState:
     """Redis-backed state when Redis is configured (shared by every instance), else in-process."""
     settings = app[SETTINGS]
     redis = app.get(REDIS)
+    limits = Limits(group_per_minute=settings.group_messages_per_minute)
     if redis is None:
-        return (MemoryRecentUpdates(),
-                MemoryRateLimiter(settings.customer_burst, settings.customer_rate_per_minute), MemoryStorage())
+        return SharedState(MemoryRecentUpdates(),
+                           MemoryRateLimiter(settings.customer_burst, settings.customer_rate_per_minute),
+                           MemoryStorage(), Pacer(limits))
     prefix = f"{settings.redis_prefix}:{settings.bot_telegram_id}"
-    return (RedisRecentUpdates(redis, prefix),
-            RedisRateLimiter(redis, prefix, settings.customer_burst, settings.customer_rate_per_minute),
-            RedisStorage(redis, key_builder=DefaultKeyBuilder(prefix=f"{prefix}:fsm")))
+    return SharedState(RedisRecentUpdates(redis, prefix),
+                       RedisRateLimiter(redis, prefix, settings.customer_burst, settings.customer_rate_per_minute),
+                       RedisStorage(redis, key_builder=DefaultKeyBuilder(prefix=f"{prefix}:fsm")),
+                       RedisPacer(redis, prefix, limits))
+
+
+def create_bus(app: web.Application) -> EventBus:
+    """Redis pub/sub between instances when Redis is configured, else in-process."""
+    settings = app[SETTINGS]
+    redis = app.get(REDIS)
+    if redis is None:
+        return LocalBus()
+    return RedisBus(redis, f"{settings.redis_prefix}:{settings.bot_telegram_id}:events")
 
 
 async def database_context(app: web.Application) -> AsyncIterator[None]:
@@ -103,14 +126,16 @@ async def telegram_context(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     metrics = app[METRICS]
-    bot = create_bot(settings, metrics)
+    shared = shared_state(app)
+    bot = create_bot(settings, metrics, shared.budget)
     i18n = create_i18n(settings.default_locale)
     me = await bot.get_me()
     tenant = await conversations.ensure_bot(me.id, me.username or "")
     ai = create_ai(settings, metrics)
     if ai is None:
         log.warning("AI is off (AI_BASE_URL and AI_MODEL not set): answers come from the knowledge base.")
-    generations = Generations()
+    bus = create_bus(app)
+    generations = Generations(bus)
     messenger = TelegramChatSender(bot)
     translate = translator(i18n)
     hours = WorkingHoursSource(settings.working_hours, settings.timezone)
@@ -131,17 +156,16 @@ async def telegram_context(app: web.Application) -> AsyncIterator[None]:
         OutboxWorker(managers.handlers(), OutboxSettings(1, max(settings.outbox_lease_seconds, MANAGER_JOB_LEASE),
                                                          MANAGER_JOB_ATTEMPTS), queue=MANAGERS,
                      observe=metrics.outbox_job))
-    recent, limiter, storage = shared_state(app)
     if settings.manager_chat_id is not None:
         await _register_configured_manager_chat(messenger, tenant, settings)
     elif tenant.manager_chat_id is None:
         log.warning("No manager chat yet: handed-off conversations wait for one. Add the bot to your managers' "
                     "forum group as an admin and send /setup there (or set MANAGER_CHAT_ID).")
     dispatcher = create_dispatcher(
-        i18n, storage=storage, settings=settings, tenant=tenant, outbox=outboxes, limiter=limiter,
+        i18n, storage=shared.storage, settings=settings, tenant=tenant, outbox=outboxes, limiter=shared.limiter,
         generations=generations, translate=translate, hours=hours, messenger=messenger,
         staff_directory=StaffDirectory(messenger, frozenset(settings.admin_ids)))
-    runtime = TelegramRuntime(bot, dispatcher, settings.webhook_secret, recent, outboxes)
+    runtime = TelegramRuntime(bot, dispatcher, settings.webhook_secret, shared.recent, outboxes)
     app[TELEGRAM] = runtime
     await set_commands(bot, i18n)
     manager_chat = staff.manager_chat(await Tenant.get(id=tenant.id), settings.default_locale)
@@ -158,6 +182,8 @@ async def telegram_context(app: web.Application) -> AsyncIterator[None]:
         polling = asyncio.create_task(dispatcher.start_polling(
             bot, handle_signals=False, close_bot_session=False, allowed_updates=allowed))
         log.info("Telegram: @%s receives updates by long polling", me.username)
+    if isinstance(bus, RedisBus):
+        await bus.start()  # after every subscriber is in place
     outboxes.start()
     try:
         yield
@@ -167,6 +193,8 @@ async def telegram_context(app: web.Application) -> AsyncIterator[None]:
                 await dispatcher.stop_polling()
             await asyncio.gather(polling, return_exceptions=True)
         await outboxes.stop(settings.shutdown_grace_seconds)
+        if isinstance(bus, RedisBus):
+            await bus.stop()
         await bot.session.close()
         if ai is not None:
             await ai.close()

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from aiogram.types import (
     LinkPreviewOptions,
     ReplyParameters,
 )
+from redis.asyncio import Redis
 
 from services.ports import (
     AlbumItem,
@@ -115,14 +117,96 @@ class Pacer:
             tokens, _ = self._private[chat_id]
             self._private[chat_id] = (tokens - count, now)
 
+    async def reserve(self, chat_id: int, count: int = 1) -> float:
+        """Take the budget for `count` messages now, or say how long to wait before asking again."""
+        now = time.monotonic()
+        wait = self.wait_time(chat_id, count, now)
+        if wait <= 0:
+            self.take(chat_id, count, now)
+        return max(wait, 0.0)
+
     async def acquire(self, chat_id: int, count: int = 1) -> None:
-        while True:
-            now = time.monotonic()
-            wait = self.wait_time(chat_id, count, now)
-            if wait <= 0:
-                self.take(chat_id, count, now)
-                return
-            await asyncio.sleep(wait + 0.05)  # a little past the edge: Telegram's clock is not ours
+        await acquire(self, chat_id, count)
+
+
+class Budget(Protocol):
+    async def reserve(self, chat_id: int, count: int = 1) -> float: ...
+
+
+async def acquire(budget: Budget, chat_id: int, count: int = 1) -> None:
+    """Wait until the budget allows `count` messages to the chat, and take it."""
+    while True:
+        wait = await budget.reserve(chat_id, count)
+        if wait <= 0:
+            return
+        await asyncio.sleep(wait + 0.05)  # a little past the edge: Telegram's clock is not ours
+
+
+# KEYS: the bot-wide window, the chat's window (group) or bucket (private chat).
+# ARGV: count, is_group, per_second, group_per_minute, private_per_second, private_burst, a unique id.
+_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local count = tonumber(ARGV[1])
+local function window_wait(key, span, limit)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - span)
+  local n = redis.call('ZCARD', key)
+  local overflow = n + count - limit
+  if overflow <= 0 then return 0 end
+  if overflow > n then return span end
+  local entry = redis.call('ZRANGE', key, overflow - 1, overflow - 1, 'WITHSCORES')
+  return tonumber(entry[2]) + span - now
+end
+local wait = window_wait(KEYS[1], 1.0, tonumber(ARGV[3]))
+local group = ARGV[2] == '1'
+local tokens = 0
+if group then
+  wait = math.max(wait, window_wait(KEYS[2], 60.0, tonumber(ARGV[4])))
+else
+  local rate, burst = tonumber(ARGV[5]), tonumber(ARGV[6])
+  local state = redis.call('HMGET', KEYS[2], 'tokens', 'ts')
+  tokens = tonumber(state[1]) or burst
+  tokens = math.min(burst, tokens + (now - (tonumber(state[2]) or now)) * rate)
+  wait = math.max(wait, (count - tokens) / rate)
+end
+if wait > 0 then return tostring(wait) end
+for i = 1, count do
+  local member = ARGV[7] .. ':' .. i
+  redis.call('ZADD', KEYS[1], now, member)
+  if group then redis.call('ZADD', KEYS[2], now, member) end
+end
+redis.call('EXPIRE', KEYS[1], 2)
+if group then
+  redis.call('EXPIRE', KEYS[2], 61)
+else
+  redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - count), 'ts', tostring(now))
+  redis.call('EXPIRE', KEYS[2], 60)
+end
+return '0'
+"""
+
+
+class RedisPacer:
+    """The same budget as Pacer, kept in Redis on Redis's clock: shared by every instance, so
+    Telegram's limits hold for the bot as a whole however many instances send."""
+
+    def __init__(self, redis: Redis, prefix: str, limits: Limits) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.limits = limits
+        self._script = redis.register_script(_RESERVE)
+
+    async def reserve(self, chat_id: int, count: int = 1) -> float:
+        group = chat_id < 0
+        limits = self.limits
+        wait = await self._script(
+            keys=[f"{self.prefix}:pace:all", f"{self.prefix}:pace:{chat_id}"],
+            args=[count, 1 if group else 0, limits.per_second, limits.group_per_minute, limits.private_per_second,
+                  limits.private_burst, uuid.uuid4().hex])
+        return float(wait)
+
+    async def acquire(self, chat_id: int, count: int = 1) -> None:
+        await acquire(self, chat_id, count)
 
 
 def _window_wait(window: deque[float], now: float, span: float, limit: int, count: int) -> float:
@@ -144,8 +228,8 @@ class CallObserver(Protocol):
 
 class SenderMiddleware(BaseRequestMiddleware):
     def __init__(self, limits: Limits | None = None, retries: int = 5, max_backoff: float = 30.0,
-                 observer: CallObserver | None = None) -> None:
-        self.pacer = Pacer(limits or Limits())
+                 observer: CallObserver | None = None, pacer: Budget | None = None) -> None:
+        self.pacer: Budget = pacer or Pacer(limits or Limits())
         self.observer = observer
         self.retries = retries
         self.max_backoff = max_backoff
@@ -165,7 +249,7 @@ class SenderMiddleware(BaseRequestMiddleware):
         attempt = 0
         while True:
             if paced:
-                await self.pacer.acquire(chat_id, count)  # type: ignore[arg-type]
+                await acquire(self.pacer, chat_id, count)  # type: ignore[arg-type]
             try:
                 result = await make_request(bot, method)
             except TelegramRetryAfter as error:

@@ -13,7 +13,7 @@ from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats
 from aiogram.utils.i18n import I18n
 
 from bot.middlewares import IdentityMiddleware
-from bot.sender import CallObserver, Limits, SenderMiddleware
+from bot.sender import Budget, CallObserver, Limits, SenderMiddleware
 from bot.settings import Settings
 from handlers import get_routers
 from services.i18n import N_, SUPPORTED_LOCALES
@@ -29,10 +29,10 @@ COMMANDS = [
 ]
 
 
-def create_bot(settings: Settings, observer: CallObserver | None = None) -> Bot:
+def create_bot(settings: Settings, observer: CallObserver | None = None, budget: Budget | None = None) -> Bot:
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
     limits = Limits(group_per_minute=settings.group_messages_per_minute)
-    session.middleware(SenderMiddleware(limits, retries=settings.send_retries, observer=observer))
+    session.middleware(SenderMiddleware(limits, retries=settings.send_retries, observer=observer, pacer=budget))
     return Bot(settings.bot_token, session=session)
 
 

@@ -9,7 +9,7 @@ from services.generation import Generations
 
 
 async def generation_stopped(event: MessageGenerationStopped, generations: Generations) -> None:
-    generations.stop(event.chat.id, event.draft_id)
+    await generations.stop(event.chat.id, event.draft_id)
 
 
 def create_router() -> Router:

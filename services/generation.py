@@ -1,12 +1,16 @@
 """Answers being generated right now, so a customer's "stop" reaches the stream writing them.
 
-In-process: the stream and the stop button's update meet in one instance. (A scaled-out
-deployment routes the stop through the event bus to whichever instance streams the answer.)
+The stop button's update may reach any instance; it is published on the event bus, and the
+instance streaming that answer stops it.
 """
 
 from __future__ import annotations
 
 import asyncio
+
+from services.events import EventBus, LocalBus, Payload
+
+STOP_CHANNEL = "generation.stop"
 
 
 class GenerationStopped(Exception):
@@ -18,8 +22,10 @@ class GenerationStopped(Exception):
 
 
 class Generations:
-    def __init__(self) -> None:
+    def __init__(self, bus: EventBus | None = None) -> None:
         self._running: dict[tuple[int, int], asyncio.Event] = {}
+        self.bus: EventBus = bus or LocalBus()
+        self.bus.subscribe(STOP_CHANNEL, self._stop_here)
 
     def start(self, chat_id: int, draft_id: int) -> asyncio.Event:
         return self._running.setdefault((chat_id, draft_id), asyncio.Event())
@@ -27,10 +33,11 @@ class Generations:
     def finish(self, chat_id: int, draft_id: int) -> None:
         self._running.pop((chat_id, draft_id), None)
 
-    def stop(self, chat_id: int, draft_id: int) -> bool:
-        """Ask the stream to stop; False when no such answer is being written here."""
-        event = self._running.get((chat_id, draft_id))
-        if event is None:
-            return False
-        event.set()
-        return True
+    async def stop(self, chat_id: int, draft_id: int) -> None:
+        """Ask whichever instance writes this answer to stop it."""
+        await self.bus.publish(STOP_CHANNEL, {"chat_id": chat_id, "draft_id": draft_id})
+
+    async def _stop_here(self, event: Payload) -> None:
+        running = self._running.get((int(event["chat_id"]), int(event["draft_id"])))
+        if running is not None:
+            running.set()

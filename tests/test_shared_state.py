@@ -10,6 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.dedup import MemoryRecentUpdates, RecentUpdates, RedisRecentUpdates
+from bot.sender import Limits, RedisPacer
 from services.limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter, Verdict
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
@@ -56,3 +57,37 @@ async def test_recent_updates_remember_what_was_handled(recent: RecentUpdates) -
     await recent.remember(10)
     assert await recent.seen(10)
     assert not await recent.seen(11)
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="needs a Redis server (tests/run.sh starts one)")
+async def test_instances_on_one_redis_share_telegrams_limits_for_the_bot() -> None:
+    client = Redis.from_url(REDIS_URL)
+    prefix = f"test-{uuid.uuid4().hex}"
+    limits = Limits(per_second=30, private_per_second=1, private_burst=3, group_per_minute=3)
+    first, second = RedisPacer(client, prefix, limits), RedisPacer(client, prefix, limits)
+    try:
+        group = -1001234
+        assert [await pacer.reserve(group) for pacer in (first, second, first)] == [0, 0, 0]
+        assert 55 < await second.reserve(group) <= 60  # the fourth message of the minute, from either
+        assert [await pacer.reserve(42) for pacer in (first, second, first)] == [0, 0, 0]
+        assert 0.5 < await second.reserve(42) <= 1.0  # after the burst, about one a second
+        assert await second.reserve(43) == 0  # another chat has its own budget
+        assert await first.reserve(-1009999, count=2) == 0  # an album counts each item
+        assert await second.reserve(-1009999, count=2) > 55
+        assert await second.reserve(-1009999) == 0
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="needs a Redis server (tests/run.sh starts one)")
+async def test_the_bot_wide_budget_is_shared_too() -> None:
+    client = Redis.from_url(REDIS_URL)
+    prefix = f"test-{uuid.uuid4().hex}"
+    limits = Limits(per_second=4, private_per_second=1, private_burst=3, group_per_minute=20)
+    first, second = RedisPacer(client, prefix, limits), RedisPacer(client, prefix, limits)
+    try:
+        taken = [await pacer.reserve(chat) for pacer, chat in ((first, 1), (second, 2), (first, 3), (second, 4))]
+        assert taken == [0, 0, 0, 0]
+        assert 0 < await first.reserve(5) <= 1.0  # a fifth chat waits for the bot's second to pass
+    finally:
+        await client.aclose()
