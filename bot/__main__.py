@@ -62,7 +62,9 @@ def _serve(settings: Settings) -> None:
     from bot.app import create_app
 
     logging.getLogger("bot").info("Frontdesk listens on http://%s:%s", settings.host, settings.port)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    # SIGTERM/SIGINT: stop listening, give requests and running jobs the grace period, then exit.
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
+                shutdown_timeout=settings.shutdown_grace_seconds)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

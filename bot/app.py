@@ -192,6 +192,9 @@ async def telegram_context(app: web.Application) -> AsyncIterator[None]:
             with contextlib.suppress(RuntimeError):
                 await dispatcher.stop_polling()
             await asyncio.gather(polling, return_exceptions=True)
+        stopping = app[STOPPING].task
+        if stopping is not None:
+            await stopping
         await outboxes.stop(settings.shutdown_grace_seconds)
         if isinstance(bus, RedisBus):
             await bus.stop()
@@ -215,6 +218,22 @@ async def _register_configured_manager_chat(messenger: TelegramChatSender, tenan
     tenant.manager_chat_id = chat_id
 
 
+@dataclass
+class Stopping:
+    task: asyncio.Task[None] | None = None
+
+
+STOPPING = web.AppKey("stopping", Stopping)
+
+
+async def stop_taking_work(app: web.Application) -> None:
+    """On shutdown: claim no new jobs and let running ones finish, while in-flight requests finish
+    too (both within SHUTDOWN_GRACE_SECONDS); the cleanup waits for it."""
+    telegram = app.get(TELEGRAM)
+    if telegram is not None:
+        app[STOPPING].task = asyncio.create_task(telegram.outbox.stop(app[SETTINGS].shutdown_grace_seconds))
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=2 * 1024 * 1024)
     app[SETTINGS] = settings
@@ -223,6 +242,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(database_context)
     app.cleanup_ctx.append(telegram_context)
+    app[STOPPING] = Stopping()
+    app.on_shutdown.append(stop_taking_work)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz_view)
     app.router.add_get("/metrics", metrics_view)

@@ -166,3 +166,39 @@ def test_bad_settings_are_named_without_echoing_secrets(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "AI_PROVIDERS does not define" in result.stderr
     assert "very-secret" not in result.stderr + result.stdout
+
+
+async def test_sigterm_releases_a_running_job_within_the_grace_period_and_a_restart_answers_once(
+        database_url: str, sim: Simulator, ai: FakeAI, tmp_path: Path,
+        processes: list[subprocess.Popen[bytes]]) -> None:
+    port = free_port()
+    env = frontdesk_environment(database_url, sim, ai, port, SHUTDOWN_GRACE_SECONDS=2)
+    hold = ai.script.hold = asyncio.Event()
+    ai.script.reply = "Answered by the next start."
+    first = _spawn(tmp_path, env)
+    processes.append(first)
+    await _wait_healthy(f"http://127.0.0.1:{port}", first)
+    ann = sim.create_user("Ann")
+    sim.send_text(ann["id"], "still there after a deploy?")
+    await asyncio.wait_for(ai.received.wait(), 10)  # the job runs, waiting for the AI
+    stopping = asyncio.get_running_loop().time()
+    first.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(first.wait, 30) == 0
+    assert asyncio.get_running_loop().time() - stopping < 2 + 5  # the grace, plus closing down
+
+    await db.open_database(database_url, run_migrations=False)
+    try:
+        [job] = await OutboxJob.all()
+        assert job.status == JobStatus.PENDING  # handed back, not left to a lease to expire
+        assert job.attempts == 0
+    finally:
+        await db.close_database()
+
+    hold.set()
+    second = _spawn(tmp_path, env)
+    processes.append(second)
+    await _wait_healthy(f"http://127.0.0.1:{port}", second)
+    [answer] = await sim.wait_for_messages(ann["id"], timeout=20)
+    assert answer["text"] == "Answered by the next start."
+    await asyncio.sleep(1.0)
+    assert [m["text"] for m in sim.chat_history(ann["id"]) if m["from"]["is_bot"]] == [answer["text"]]
