@@ -38,6 +38,7 @@ from services.generation import Generations
 from services.limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from services.managers import ManagerGroup
 from services.outbox import MANAGERS, Outboxes, OutboxSettings, OutboxWorker
+from services.retention import run_retention
 from services.staff import StaffDirectory, WorkingHoursSource, setup_manager_chat
 
 log = logging.getLogger(__name__)
@@ -234,6 +235,19 @@ async def stop_taking_work(app: web.Application) -> None:
         app[STOPPING].task = asyncio.create_task(telegram.outbox.stop(app[SETTINGS].shutdown_grace_seconds))
 
 
+RETENTION_EVERY = 3600.0
+
+
+async def retention_context(app: web.Application) -> AsyncIterator[None]:
+    """The hourly purge of old conversations, when RETENTION_DAYS is set."""
+    days = app[SETTINGS].retention_days
+    task = asyncio.create_task(run_retention(days, RETENTION_EVERY), name="retention") if days else None
+    yield
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=2 * 1024 * 1024)
     app[SETTINGS] = settings
@@ -242,6 +256,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(database_context)
     app.cleanup_ctx.append(telegram_context)
+    app.cleanup_ctx.append(retention_context)
     app[STOPPING] = Stopping()
     app.on_shutdown.append(stop_taking_work)
     app.router.add_get("/healthz", healthz)

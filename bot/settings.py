@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = Field(5, alias="OUTBOX_MAX_ATTEMPTS")
     draft_interval: float = Field(0.6, alias="DRAFT_INTERVAL")
     send_retries: int = Field(5, alias="SEND_RETRIES")
+    # Conversations with no message for this many days are deleted (0: kept for ever).
+    retention_days: int = Field(0, alias="RETENTION_DAYS", ge=0)
     # On shutdown, how long running jobs may finish before they are interrupted (and redone later).
     shutdown_grace_seconds: float = Field(10.0, alias="SHUTDOWN_GRACE_SECONDS", ge=0)
 
