@@ -6,16 +6,20 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import ValidationError
 from tqdm import tqdm
 
 from bot import db
+from bot import transfer as transfer_module
 from bot.observability import configure_logging
 from bot.settings import Settings
 from services import conversations, knowledge, persona
+
+T = TypeVar("T")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,13 +34,17 @@ def _parser() -> argparse.ArgumentParser:
         dest="persona_command", required=True)
     persona_set = persona_parser.add_parser("set", help="make a text file the active persona")
     persona_set.add_argument("file", type=Path)
+    export = commands.add_parser("export", help="write the whole database to a file (JSON Lines)")
+    export.add_argument("file", type=Path)
+    load = commands.add_parser("import", help="load an export into a new, migrated database")
+    load.add_argument("file", type=Path)
     return parser
 
 
-async def _with_database(settings: Settings, work: object) -> None:
+async def _with_database(settings: Settings, work: Awaitable[T]) -> T:
     await db.open_database(settings.database_url)
     try:
-        await work  # type: ignore[misc]
+        return await work
     finally:
         await db.close_database()
 
@@ -88,7 +96,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_with_database(settings, _import_knowledge(settings, args.file)))
         elif args.command == "persona":
             asyncio.run(_with_database(settings, _set_persona(settings, args.file)))
-    except (ValueError, OSError) as error:
+        elif args.command in ("export", "import"):
+            transfer = transfer_module.export_file if args.command == "export" else transfer_module.import_file
+            counts = asyncio.run(_with_database(settings, transfer(args.file)))
+            done = "exported" if args.command == "export" else "imported"
+            print(f"{done} " + ", ".join(f"{count} {table}" for table, count in counts.items()))
+    except (ValueError, OSError, transfer_module.TransferError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -1,0 +1,135 @@
+"""Moving a deployment's data between databases: `python -m bot export FILE` / `import FILE`.
+
+The path from the one-process SQLite setup to PostgreSQL: export from SQLite, migrate the new
+database, import there. The file is JSON Lines, one row per line, tables in the order their
+foreign keys need; ids are kept, so every reference stays true.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+from uuid import UUID
+
+from tortoise import connections
+from tortoise.models import Model
+from tortoise.transactions import in_transaction
+
+from models import AuditLog, Bot, Conversation, KnowledgeItem, Message, MessageCopy, OutboxJob, Persona, Usage, User
+
+FORMAT = "frontdesk-export"
+VERSION = 1
+# Parents before children: each table only points at tables above it (or at earlier rows of itself).
+TABLES: list[type[Model]] = [Bot, User, Conversation, Message, MessageCopy, KnowledgeItem, Persona, OutboxJob,
+                             Usage, AuditLog]
+BATCH = 500
+
+
+class TransferError(Exception):
+    pass
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal | UUID):
+        return str(value)
+    raise TypeError(f"cannot export {type(value).__name__}")
+
+
+async def export_to(out: TextIO) -> dict[str, int]:
+    """Write every row of every table; return how many rows each table had."""
+    counts: dict[str, int] = {}
+    out.write(json.dumps({"format": FORMAT, "version": VERSION}) + "\n")
+    for model in TABLES:
+        name = model.__name__
+        counts[name] = 0
+        offset = 0
+        while rows := await model.all().order_by("id").offset(offset).limit(BATCH).values():
+            for row in rows:
+                out.write(json.dumps({"table": name, "row": row}, default=_plain, ensure_ascii=False) + "\n")
+            counts[name] += len(rows)
+            offset += len(rows)
+    return counts
+
+
+def _rows(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    try:
+        header = json.loads(next(lines, "{}") or "{}")
+    except ValueError:
+        header = {}
+    if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("version") != VERSION:
+        raise TransferError("this is not a Frontdesk export (or one from a newer version)")
+    for number, line in enumerate(lines, start=2):
+        if line.strip():
+            try:
+                entry = json.loads(line)
+                yield str(entry["table"]), dict(entry["row"])
+            except (ValueError, KeyError, TypeError) as error:
+                raise TransferError(f"line {number} is not a row: {error}") from error
+
+
+def _instance(model: type[Model], row: dict[str, Any]) -> Model:
+    fields = model._meta.fields_map
+    values = {}
+    for key, value in row.items():
+        field = fields.get(key) or fields.get(key.removesuffix("_id"))
+        if field is None:
+            raise TransferError(f"{model.__name__} has no field {key!r}")
+        source = fields.get(key)
+        values[key] = source.to_python_value(value) if source is not None and value is not None else value
+    return model(**values)
+
+
+async def import_from(source: TextIO) -> dict[str, int]:
+    """Load an export into an empty, migrated database, in one transaction."""
+    if await Bot.exists():
+        raise TransferError("the database already has data: import only into a new, migrated one")
+    models = {model.__name__: model for model in TABLES}
+    counts = {name: 0 for name in models}
+    pending: list[Model] = []
+    current: type[Model] | None = None
+    async with in_transaction():
+        for name, row in _rows(iter(source)):
+            model = models.get(name)
+            if model is None:
+                raise TransferError(f"unknown table {name!r}")
+            if current is not model or len(pending) >= BATCH:
+                await _flush(current, pending)
+                current, pending = model, []
+            pending.append(_instance(model, row))
+            counts[name] += 1
+        await _flush(current, pending)
+    await _continue_ids_after_the_imported_ones()
+    return counts
+
+
+async def _flush(model: type[Model] | None, rows: list[Model]) -> None:
+    if model is not None and rows:
+        await model.bulk_create(rows)
+
+
+async def _continue_ids_after_the_imported_ones() -> None:
+    """PostgreSQL's sequences do not know about rows inserted with their ids: move them on."""
+    connection = connections.get("default")
+    if connection.capabilities.dialect != "postgres":
+        return  # SQLite takes the next id from the largest in the table
+    for model in TABLES:
+        table = model._meta.db_table
+        await connection.execute_query(
+            f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), "
+            f"COALESCE((SELECT MAX(id) FROM \"{table}\"), 0) + 1, false)")
+
+
+async def export_file(path: Path) -> dict[str, int]:
+    with path.open("w", encoding="utf-8") as out:
+        return await export_to(out)
+
+
+async def import_file(path: Path) -> dict[str, int]:
+    with path.open(encoding="utf-8") as source:
+        return await import_from(source)

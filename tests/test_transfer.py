@@ -1,0 +1,92 @@
+"""Moving from the one-process SQLite setup to another database: `python -m bot export` / `import`."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from bot import db
+from models import AuthorKind, Bot, Conversation, KnowledgeItem, Message, MessageCopy, Persona, User
+from services import knowledge, persona
+from tests.conftest import ROOT
+from tests.test_process import _clean_environment
+
+
+def _cli(tmp_path: Path, database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bot", *args], cwd=tmp_path, capture_output=True, text=True,
+                          env=_clean_environment(DATABASE_URL=database_url), timeout=120, check=False)
+
+
+async def _shop(database_url: str) -> None:
+    await db.open_database(database_url, run_migrations=False)
+    try:
+        bot = await Bot.create(telegram_id=7000000001, username="shop_bot", manager_chat_id=-1001,
+                               settings={"working_hours": "mon-fri 09:00-18:00"})
+        ann = await User.create(bot=bot, telegram_id=10, first_name="Ann", language="ru")
+        conversation = await Conversation.create(uuid=uuid.uuid4(), bot=bot, user=ann, rating=5)
+        question = await Message.create(bot=bot, conversation=conversation, author_kind=AuthorKind.CUSTOMER,
+                                        text="Есть овсяное молоко?", source_key="tg:1")
+        answer = await Message.create(bot=bot, conversation=conversation, author_kind=AuthorKind.AI,
+                                      text="Да!", reply_to=question, ai_meta={"model": "m", "cost": 0.0001})
+        await MessageCopy.create(bot=bot, message=answer, chat_id=10, telegram_message_id=2)
+        await knowledge.import_entries(bot.id, knowledge.parse_file(ROOT / "demo" / "knowledge.md"))
+        await persona.set_persona(bot.id, "You are the barista.")
+    finally:
+        await db.close_database()
+
+
+def _build_in_another_process(database_url: str) -> None:
+    """In a process of its own: Tortoise keeps one dialect's SQL per process (see tests/run.sh)."""
+    built = subprocess.run([sys.executable, "-c", f"import asyncio, tests.test_transfer as t; "
+                            f"asyncio.run(t._shop({database_url!r}))"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=120, check=False)
+    assert built.returncode == 0, built.stderr
+
+
+async def test_export_from_sqlite_and_import_elsewhere_keeps_everything(
+        database_url: str, sqlite_template: Path, tmp_path: Path) -> None:
+    source_path = tmp_path / "small-shop.sqlite3"
+    shutil.copy(sqlite_template, source_path)
+    source = f"sqlite://{source_path}"
+    _build_in_another_process(source)
+
+    exported = _cli(tmp_path, source, "export", str(tmp_path / "shop.jsonl"))
+    assert exported.returncode == 0, exported.stderr
+    assert "exported 1 Bot, 1 User, 1 Conversation, 2 Message" in exported.stdout
+    imported = _cli(tmp_path, database_url, "import", str(tmp_path / "shop.jsonl"))
+    assert imported.returncode == 0, imported.stderr
+
+    await db.open_database(database_url, run_migrations=False)
+    try:
+        bot = await Bot.get(telegram_id=7000000001)
+        assert bot.settings == {"working_hours": "mon-fri 09:00-18:00"}
+        answer = await Message.get(author_kind=AuthorKind.AI).prefetch_related("reply_to", "conversation")
+        assert answer.reply_to is not None
+        assert answer.reply_to.text == "Есть овсяное молоко?"
+        assert answer.ai_meta == {"model": "m", "cost": 0.0001}
+        assert answer.conversation.rating == 5
+        assert await KnowledgeItem.filter(bot=bot).count() == 8
+        [hit, *_] = await knowledge.search(bot.id, "opening hours")  # the full-text index knows them
+        assert "open" in hit.item.answer.lower()
+        assert (await persona.active_persona(bot.id)) == "You are the barista."
+        assert await Persona.filter(bot=bot).count() == 1
+        later = await Message.create(bot=bot, conversation=answer.conversation, author_kind=AuthorKind.CUSTOMER,
+                                     text="Спасибо", source_key="tg:2")  # new rows get new ids
+        assert later.id > answer.id
+    finally:
+        await db.close_database()
+
+    again = _cli(tmp_path, database_url, "import", str(tmp_path / "shop.jsonl"))
+    assert again.returncode == 1
+    assert "already has data" in again.stderr
+
+
+async def test_import_refuses_a_file_that_is_not_an_export(database_url: str, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello\n")
+    result = _cli(tmp_path, database_url, "import", str(tmp_path / "notes.txt"))
+    assert result.returncode == 1
+    assert "not a Frontdesk export" in result.stderr
+
