@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -209,6 +210,21 @@ def formatted(message: dict[str, Any], kind: str) -> list[str]:
     encoded = message["text"].encode("utf-16-le")
     return [encoded[2 * e["offset"]: 2 * (e["offset"] + e["length"])].decode("utf-16-le")
             for e in message.get("entities", []) if e["type"] == kind]
+
+
+@pytest.fixture
+async def processes() -> AsyncIterator[list[subprocess.Popen[bytes]]]:
+    """`python -m bot` processes a test starts; stopped (then killed) at its end."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
 
 
 @pytest.fixture

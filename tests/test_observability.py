@@ -10,7 +10,6 @@ import signal
 import subprocess
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -141,13 +140,3 @@ async def test_a_running_process_logs_json_lines_with_the_event_ids_and_no_secre
     assert TOKEN not in output
     assert TOKEN.split(":")[1] not in output
     assert "sk-test-secret-key" not in output
-
-
-@pytest.fixture
-async def processes() -> Any:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)

@@ -7,11 +7,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 from tgsim import Simulator
 
 from bot import db
@@ -41,20 +39,6 @@ async def _wait_healthy(url: str, process: subprocess.Popen[bytes], within: floa
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError("the process did not become healthy")
             await asyncio.sleep(0.1)
-
-
-@pytest.fixture
-async def processes(tmp_path: Path) -> AsyncIterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
 
 
 def _spawn(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,18 +23,9 @@ pytestmark = pytest.mark.skipif(
     reason="instances share events through Redis: the PostgreSQL run has it, the SQLite run is one process")
 
 
-@pytest.fixture
-def other_instances() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        process.kill()
-        process.wait(10)
-
-
 async def test_a_stop_pressed_while_another_instance_streams_stops_that_stream(
         database_url: str, sim: Simulator, ai: FakeAI, tmp_path: Path,
-        other_instances: list[subprocess.Popen[bytes]]) -> None:
+        processes: list[subprocess.Popen[bytes]]) -> None:
     # About 37 s of streaming: ample for the other process to start (importing aiogram takes seconds).
     ai.script.reply = "Once upon a time, " + "there was a very long story. " * 150
     ai.script.chunk_delay = 0.1
@@ -46,7 +36,7 @@ async def test_a_stop_pressed_while_another_instance_streams_stops_that_stream(
         [draft] = await sim.wait_for_calls("sendMessageDraft")
         port = free_port()
         other = _spawn(tmp_path, {**env, "PORT": str(port), "WEBHOOK_BASE_URL": f"http://127.0.0.1:{port}"})
-        other_instances.append(other)
+        processes.append(other)
         await _wait_healthy(f"http://127.0.0.1:{port}", other)  # the webhook now points at it
         sim.stop_generation(ann["id"], draft["params"]["draft_id"])
         [answer] = await sim.wait_for_messages(ann["id"], timeout=15)
