@@ -22,7 +22,7 @@ from models import Bot as Tenant
 from models import Conversation, User
 from services import desk, desk_reports, staff
 from services.desk import Posted
-from services.i18n import N_, Translate
+from services.i18n import N_, Translate, pick_locale
 from services.outbox import Outboxes
 from services.ports import Messenger, Where
 from services.render import escape
@@ -271,8 +271,8 @@ async def setup_command(message: Message, tenant: Tenant, messenger: Messenger, 
     Answered directly: the group is not the manager chat until this has run, and one reply fits
     any group's budget.
     """
-    locale = (message.from_user.language_code if message.from_user else None) or settings.default_locale
-    locale = locale.split("-")[0] if locale.split("-")[0] in ("en", "ru", "uz") else settings.default_locale
+    locale = pick_locale(message.from_user.language_code if message.from_user else None,
+                         default=settings.default_locale)
 
     def _(text: str) -> str:
         return translate(locale, text)

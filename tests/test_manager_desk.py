@@ -34,6 +34,11 @@ async def desk(database_url: str, sim: Simulator, ai: FakeAI) -> Any:
         yield running
 
 
+def says(sim: Simulator, chat_id: int, text: str, thread_id: int | None = None) -> bool:
+    """Whether a message in the chat (or one topic of it) contains `text`."""
+    return any(text in (m.get("text") or "") for m in sim.chat_history(chat_id, thread_id=thread_id))
+
+
 def customer_texts(sim: Simulator, chat_id: int) -> list[str]:
     return [m.get("text") or m.get("caption") or "" for m in sim.chat_history(chat_id) if m["from"]["is_bot"]]
 
@@ -273,29 +278,24 @@ async def test_only_staff_in_the_manager_chat_are_heard(desk: Desk, sim: Simulat
 async def test_group_commands_open_stats_presence_and_info(desk: Desk, sim: Simulator) -> None:
     _ann, topic = await handed_off(sim, desk)
     sim.send_command(desk.mia["id"], "online", chat_id=desk.chat_id)
-    await sim.wait_until(lambda: any("Mia is online" in (m.get("text") or "") for m in sim.chat_history(desk.chat_id)),
-                         5, "online")
+    await sim.wait_until(lambda: says(sim, desk.chat_id, "Mia is online"), 5, "online")
     bob = sim.create_user("Bob")
     sim.send_command(bob["id"], "human")
     [notice] = await sim.wait_for_messages(bob["id"])
     assert "usually within a few minutes" in notice["text"]
 
     sim.send_command(desk.mia["id"], "open", chat_id=desk.chat_id)
-    await sim.wait_until(lambda: any("Open conversations: 2" in (m.get("text") or "")
-                                     for m in sim.chat_history(desk.chat_id)), 5, "open list")
+    await sim.wait_until(lambda: says(sim, desk.chat_id, "Open conversations: 2"), 5, "open list")
     listing = next(m for m in sim.chat_history(desk.chat_id) if "Open conversations" in (m.get("text") or ""))
     links = [e["url"] for e in listing["entities"] if e["type"] == "text_link"]
     assert any(link.endswith(f"/{topic.thread_id}") for link in links)
 
     sim.send_command(desk.mia["id"], "stats", chat_id=desk.chat_id)
-    await sim.wait_until(lambda: any("Handed to people: 2" in (m.get("text") or "")
-                                     for m in sim.chat_history(desk.chat_id)), 5, "stats")
+    await sim.wait_until(lambda: says(sim, desk.chat_id, "Handed to people: 2"), 5, "stats")
     sim.send_command(desk.mia["id"], "info", chat_id=desk.chat_id, thread_id=topic.thread_id)
-    await sim.wait_until(lambda: any("Conversations: 1" in (m.get("text") or "")
-                                     for m in in_topic(sim, desk.chat_id, topic.thread_id)), 5, "info")
+    await sim.wait_until(lambda: says(sim, desk.chat_id, "Conversations: 1", topic.thread_id), 5, "info")
     sim.send_command(desk.mia["id"], "away", chat_id=desk.chat_id)
-    await sim.wait_until(lambda: any("Mia is away" in (m.get("text") or "") for m in sim.chat_history(desk.chat_id)),
-                         5, "away")
+    await sim.wait_until(lambda: says(sim, desk.chat_id, "Mia is away"), 5, "away")
     carl = sim.create_user("Carl")
     sim.send_command(carl["id"], "human")
     [notice] = await sim.wait_for_messages(carl["id"])
@@ -366,25 +366,21 @@ async def test_managers_hear_when_the_customer_has_blocked_the_bot(desk: Desk, s
     ann, topic = await handed_off(sim, desk)
     sim.block_bot(ann["id"])
     reply = sim.send_text(desk.mia["id"], "Ann, your order is ready", chat_id=desk.chat_id, thread_id=topic.thread_id)
-    await sim.wait_until(lambda: any("blocked the bot" in (m.get("text") or "")
-                                     for m in in_topic(sim, desk.chat_id, topic.thread_id)), 10, "a warning")
+    await sim.wait_until(lambda: says(sim, desk.chat_id, "blocked the bot", topic.thread_id), 10, "a warning")
     warning = in_topic(sim, desk.chat_id, topic.thread_id)[-1]
     assert warning["reply_to_message"]["message_id"] == reply["message_id"]
     assert (await User.get(telegram_id=ann["id"])).blocked_bot
 
 
 async def test_admins_set_working_hours_from_the_group(desk: Desk, sim: Simulator) -> None:
-    def said(text: str) -> bool:
-        return any(text in (m.get("text") or "") for m in sim.chat_history(desk.chat_id))
-
     tomorrow = datetime.now(UTC) + timedelta(days=1)
     spec = f"{tomorrow:%a} 09:00-10:00".lower()
     sim.send_command(desk.mia["id"], "hours", spec, chat_id=desk.chat_id)
-    await sim.wait_until(lambda: said("Only the bot's admins can change this."), 5, "refused")
+    await sim.wait_until(lambda: says(sim, desk.chat_id, "Only the bot's admins can change this."), 5, "refused")
     sim.send_command(desk.boss["id"], "hours", "sometimes maybe", chat_id=desk.chat_id)
-    await sim.wait_until(lambda: said("I couldn't read those hours"), 5, "not understood")
+    await sim.wait_until(lambda: says(sim, desk.chat_id, "I couldn't read those hours"), 5, "not understood")
     sim.send_command(desk.boss["id"], "hours", f"{spec} Asia/Tashkent", chat_id=desk.chat_id)
-    await sim.wait_until(lambda: said(f"Working hours are now: {spec} (Asia/Tashkent)."), 5, "set")
+    await sim.wait_until(lambda: says(sim, desk.chat_id, f"Working hours are now: {spec} (Asia/Tashkent)."), 5, "set")
 
     ann = sim.create_user("Ann")
     sim.send_command(ann["id"], "human")
@@ -393,7 +389,7 @@ async def test_admins_set_working_hours_from_the_group(desk: Desk, sim: Simulato
     assert "09:00" in notice["text"]
 
     sim.send_command(desk.boss["id"], "hours", "off", chat_id=desk.chat_id)
-    await sim.wait_until(lambda: said("Working hours cleared."), 5, "cleared")
+    await sim.wait_until(lambda: says(sim, desk.chat_id, "Working hours cleared."), 5, "cleared")
     bot = await Bot.first()
     assert bot is not None
     assert bot.settings["working_hours"] == ""

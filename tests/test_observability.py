@@ -21,7 +21,7 @@ from models import Bot, OutboxJob
 from services import outbox
 from tests.conftest import TOKEN, Frontdesk, free_port, frontdesk_environment
 from tests.fake_ai import FakeAI
-from tests.test_process import _spawn, _wait_healthy
+from tests.test_process import _start
 
 
 async def scrape(frontdesk: Frontdesk) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -123,9 +123,7 @@ async def test_a_running_process_logs_json_lines_with_the_event_ids_and_no_secre
     env = frontdesk_environment(database_url, sim, ai, port, LOG_FORMAT="json", AI_API_KEY="sk-test-secret-key")
     ai.script.failing_models = {"main-model": 500}
     ai.script.reply = "From the backup."
-    process = _spawn(tmp_path, env)
-    processes.append(process)
-    await _wait_healthy(f"http://127.0.0.1:{port}", process)
+    process = await _start(tmp_path, env, processes)
     ann = sim.create_user("Ann")
     sim.send_text(ann["id"], "hello")
     await sim.wait_for_messages(ann["id"], timeout=20)

@@ -48,6 +48,15 @@ def _spawn(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Popen[
                                 env=_clean_environment(**env), stdout=log, stderr=subprocess.STDOUT)
 
 
+async def _start(tmp_path: Path, env: dict[str, str], processes: list[subprocess.Popen[bytes]]
+                 ) -> subprocess.Popen[bytes]:
+    """`python -m bot` with `env`, healthy on its PORT, stopped at the test's end."""
+    process = _spawn(tmp_path, env)
+    processes.append(process)
+    await _wait_healthy(f"http://127.0.0.1:{env['PORT']}", process)
+    return process
+
+
 async def test_a_process_killed_after_storing_answers_once_after_restart(
         database_url: str, sim: Simulator, ai: FakeAI, tmp_path: Path,
         processes: list[subprocess.Popen[bytes]]) -> None:
@@ -55,9 +64,7 @@ async def test_a_process_killed_after_storing_answers_once_after_restart(
     env = frontdesk_environment(database_url, sim, ai, port, OUTBOX_LEASE_SECONDS=2)
     hold = ai.script.hold = asyncio.Event()
     ai.script.reply = "Answered after the crash."
-    first = _spawn(tmp_path, env)
-    processes.append(first)
-    await _wait_healthy(f"http://127.0.0.1:{port}", first)
+    first = await _start(tmp_path, env, processes)
 
     ann = sim.create_user("Ann")
     sim.send_text(ann["id"], "will you survive a crash?")
@@ -67,9 +74,7 @@ async def test_a_process_killed_after_storing_answers_once_after_restart(
     assert sim.chat_history(ann["id"])[-1]["text"] == "will you survive a crash?"
 
     hold.set()
-    second = _spawn(tmp_path, env)
-    processes.append(second)
-    await _wait_healthy(f"http://127.0.0.1:{port}", second)
+    await _start(tmp_path, env, processes)
     [answer] = await sim.wait_for_messages(ann["id"], timeout=20)
     assert answer["text"] == "Answered after the crash."
     await asyncio.sleep(1.0)
@@ -89,9 +94,8 @@ async def test_a_process_killed_after_storing_answers_once_after_restart(
 async def test_without_a_token_the_server_still_serves_and_says_telegram_is_off(
         database_url: str, tmp_path: Path, processes: list[subprocess.Popen[bytes]]) -> None:
     port = free_port()
-    process = _spawn(tmp_path, {"DATABASE_URL": database_url, "PORT": str(port), "HOST": "127.0.0.1"})
-    processes.append(process)
-    await _wait_healthy(f"http://127.0.0.1:{port}", process)
+    env = {"DATABASE_URL": database_url, "PORT": str(port), "HOST": "127.0.0.1"}
+    process = await _start(tmp_path, env, processes)
     async with aiohttp.ClientSession() as http, http.post(f"http://127.0.0.1:{port}/telegram/webhook") as response:
         assert response.status == 404
         assert (await response.json())["ok"] is False
@@ -159,9 +163,7 @@ async def test_sigterm_releases_a_running_job_within_the_grace_period_and_a_rest
     env = frontdesk_environment(database_url, sim, ai, port, SHUTDOWN_GRACE_SECONDS=2)
     hold = ai.script.hold = asyncio.Event()
     ai.script.reply = "Answered by the next start."
-    first = _spawn(tmp_path, env)
-    processes.append(first)
-    await _wait_healthy(f"http://127.0.0.1:{port}", first)
+    first = await _start(tmp_path, env, processes)
     ann = sim.create_user("Ann")
     sim.send_text(ann["id"], "still there after a deploy?")
     await asyncio.wait_for(ai.received.wait(), 10)  # the job runs, waiting for the AI
@@ -179,9 +181,7 @@ async def test_sigterm_releases_a_running_job_within_the_grace_period_and_a_rest
         await db.close_database()
 
     hold.set()
-    second = _spawn(tmp_path, env)
-    processes.append(second)
-    await _wait_healthy(f"http://127.0.0.1:{port}", second)
+    await _start(tmp_path, env, processes)
     [answer] = await sim.wait_for_messages(ann["id"], timeout=20)
     assert answer["text"] == "Answered by the next start."
     await asyncio.sleep(1.0)

@@ -16,7 +16,7 @@ from tgsim import Simulator
 from models import AuthorKind, Message
 from tests.conftest import BACKEND, REDIS_URL, free_port, frontdesk_environment, running_frontdesk
 from tests.fake_ai import FakeAI
-from tests.test_process import _spawn, _wait_healthy
+from tests.test_process import _start
 
 pytestmark = pytest.mark.skipif(
     BACKEND != "postgres" or not REDIS_URL,
@@ -35,9 +35,8 @@ async def test_a_stop_pressed_while_another_instance_streams_stops_that_stream(
         sim.send_text(ann["id"], "tell me a long story")  # taken and streamed by this instance
         [draft] = await sim.wait_for_calls("sendMessageDraft")
         port = free_port()
-        other = _spawn(tmp_path, {**env, "PORT": str(port), "WEBHOOK_BASE_URL": f"http://127.0.0.1:{port}"})
-        processes.append(other)
-        await _wait_healthy(f"http://127.0.0.1:{port}", other)  # the webhook now points at it
+        other_env = {**env, "PORT": str(port), "WEBHOOK_BASE_URL": f"http://127.0.0.1:{port}"}
+        await _start(tmp_path, other_env, processes)  # the webhook now points at it
         sim.stop_generation(ann["id"], draft["params"]["draft_id"])
         [answer] = await sim.wait_for_messages(ann["id"], timeout=15)
         assert ai.script.reply.startswith(answer["text"])
