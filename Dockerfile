@@ -8,6 +8,7 @@ COPY miniapp ./miniapp
 COPY models ./models
 COPY services ./services
 COPY locales ./locales
+COPY webapp_static ./webapp_static
 RUN pip install --no-cache-dir --prefix=/install . \
  && PYTHONPATH=$(echo /install/lib/python3.11/site-packages) \
     python -c "from bot.i18n import compile_catalogs; compile_catalogs()"

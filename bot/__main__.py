@@ -17,7 +17,7 @@ from bot import db
 from bot import transfer as transfer_module
 from bot.observability import configure_logging
 from bot.settings import Settings
-from services import conversations, knowledge, persona
+from services import conversations, knowledge, persona, widget
 
 T = TypeVar("T")
 
@@ -38,6 +38,18 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("file", type=Path)
     load = commands.add_parser("import", help="load an export into a new, migrated database")
     load.add_argument("file", type=Path)
+    sites = commands.add_parser("site", help="websites that embed the chat widget").add_subparsers(
+        dest="site_command", required=True)
+    site_add = sites.add_parser("add", help="register a website; prints its public key last")
+    site_add.add_argument("--origin", action="append", required=True, metavar="URL",
+                          help="an origin allowed to embed the widget, e.g. https://shop.example (repeatable)")
+    site_add.add_argument("--title", default="", help="the chat window's title")
+    site_add.add_argument("--color", default="", help="the accent colour, e.g. #2563eb")
+    site_add.add_argument("--text-color", default="", help="text on the accent colour, e.g. #ffffff")
+    site_add.add_argument("--greeting", default="", help="the first message visitors see")
+    sites.add_parser("list", help="the registered websites")
+    site_remove = sites.add_parser("remove", help="stop serving a website's widget")
+    site_remove.add_argument("key")
     return parser
 
 
@@ -61,6 +73,25 @@ async def _set_persona(settings: Settings, path: Path) -> None:
     tenant = await conversations.ensure_bot(settings.bot_telegram_id)
     version = await persona.set_persona(tenant.id, path.read_text(encoding="utf-8"))
     print(f"persona version {version.version} is now active")
+
+
+async def _site_command(settings: Settings, args: argparse.Namespace) -> None:
+    if args.site_command == "add":
+        tenant = await conversations.ensure_bot(settings.bot_telegram_id)
+        site = await widget.create_site(tenant.id, args.origin, title=args.title, color=args.color,
+                                        text_color=args.text_color, greeting=args.greeting)
+        base = settings.public_base_url.rstrip("/") or f"http://localhost:{settings.port}"
+        print(f"origins: {', '.join(site.allowed_origins)}")
+        print(f"identity secret (keep it on your server): {site.secret}")
+        print(f'embed: <script src="{base}/widget.js" data-site="{site.public_key}" async></script>')
+        print(site.public_key)
+    elif args.site_command == "list":
+        for site in await widget.list_sites():
+            print(f"{site.public_key}\t{site.title or '-'}\t{' '.join(site.allowed_origins)}")
+    elif not await widget.remove_site(args.key):
+        raise ValueError(f"no site has the key {args.key!r}")
+    else:
+        print(f"removed {args.key}")
 
 
 def _serve(settings: Settings) -> None:
@@ -96,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_with_database(settings, _import_knowledge(settings, args.file)))
         elif args.command == "persona":
             asyncio.run(_with_database(settings, _set_persona(settings, args.file)))
+        elif args.command == "site":
+            asyncio.run(_with_database(settings, _site_command(settings, args)))
         elif args.command in ("export", "import"):
             transfer = transfer_module.export_file if args.command == "export" else transfer_module.import_file
             counts = asyncio.run(_with_database(settings, transfer(args.file)))

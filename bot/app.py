@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import cast
 
+from aiogram import Bot as AiogramBot
 from aiogram.exceptions import TelegramAPIError
 from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.fsm.storage.redis import RedisStorage
+from aiogram.utils.i18n import I18n
 from aiohttp import web
 from openai import AsyncOpenAI
 from redis.asyncio import Redis
@@ -28,18 +30,22 @@ from bot.settings import Settings
 from bot.telegram import create_bot, create_dispatcher, set_commands
 from bot.webhook import telegram_webhook
 from handlers.manager_desk import set_staff_commands
+from miniapp.widget import STATIC, WIDGET, WidgetLimits, WidgetRuntime, add_routes, close_sockets, load_script
+from miniapp.widget_hub import WidgetHub
 from models import Bot as Tenant
-from services import conversations, staff
+from services import conversations, staff, widget
 from services.ai import AIClient, AIObserver, Route
 from services.answering import Answerer, AnswerPolicy
 from services.desk import CustomerSide
 from services.events import EventBus, LocalBus
 from services.generation import Generations
+from services.i18n import Translate
 from services.limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from services.managers import ManagerGroup
 from services.outbox import MANAGERS, Outboxes, OutboxSettings, OutboxWorker
 from services.retention import run_retention
 from services.staff import StaffDirectory, WorkingHoursSource, setup_manager_chat
+from services.widget import WidgetLive
 
 log = logging.getLogger(__name__)
 
@@ -120,43 +126,97 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
     await db.close_database()
 
 
-async def telegram_context(app: web.Application) -> AsyncIterator[None]:
+def widget_limits(app: web.Application) -> WidgetLimits:
+    """Per-address limits on the widget, shared by every instance when Redis is configured."""
     settings = app[SETTINGS]
-    if not settings.telegram_enabled:
-        log.warning("Telegram is off: BOT_TOKEN is not set. The web endpoints work; the bot does not.")
-        yield
-        return
+    redis = app.get(REDIS)
+    per_minute = float(settings.widget_ip_messages_per_minute)
+    per_hour = float(settings.widget_ip_conversations_per_hour)
+    if redis is None:
+        return WidgetLimits(MemoryRateLimiter(int(per_minute), per_minute),
+                            MemoryRateLimiter(int(per_hour), per_hour / 60.0))
+    prefix = f"{settings.redis_prefix}:{settings.bot_telegram_id}"
+    return WidgetLimits(RedisRateLimiter(redis, prefix, int(per_minute), per_minute),
+                        RedisRateLimiter(redis, prefix, int(per_hour), per_hour / 60.0))
+
+
+async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
+    """Everything that answers customers: the AI, the outbox workers, the widget, and Telegram
+    when BOT_TOKEN is set (without it, the widget and the web endpoints still work)."""
+    settings = app[SETTINGS]
     metrics = app[METRICS]
     shared = shared_state(app)
-    bot = create_bot(settings, metrics, shared.budget)
     i18n = create_i18n(settings.default_locale)
-    me = await bot.get_me()
-    tenant = await conversations.ensure_bot(me.id, me.username or "")
+    translate = translator(i18n)
+    hours = WorkingHoursSource(settings.working_hours, settings.timezone)
+    bus = create_bus(app)
+    live = WidgetLive(bus)
+    hub = WidgetHub(bus, metrics.widget_sockets)
+    bot = create_bot(settings, metrics, shared.budget) if settings.telegram_enabled else None
+    if bot is not None:
+        me = await bot.get_me()
+        tenant = await conversations.ensure_bot(me.id, me.username or "")
+    else:
+        log.warning("Telegram is off: BOT_TOKEN is not set. The website widget and the web endpoints work.")
+        tenant = await conversations.ensure_bot(conversations.UNCONFIGURED_BOT_ID)
     ai = create_ai(settings, metrics)
     if ai is None:
         log.warning("AI is off (AI_BASE_URL and AI_MODEL not set): answers come from the knowledge base.")
-    bus = create_bus(app)
+    messenger = TelegramChatSender(bot) if bot is not None else None
     generations = Generations(bus)
-    messenger = TelegramChatSender(bot)
-    translate = translator(i18n)
-    hours = WorkingHoursSource(settings.working_hours, settings.timezone)
     answerer = Answerer(
         messenger, translate,
         AnswerPolicy(settings.kb_direct_threshold, settings.daily_ai_quota, settings.ai_context_tokens,
-                     settings.draft_interval), ai, generations, hours)
-    customer_side = CustomerSide(messenger, translate, settings.default_locale)
-    managers = ManagerGroup(messenger, translate, settings.default_locale)
-    outboxes = Outboxes(
-        OutboxWorker(
-            {"answer": answerer.answer_job, "slow_down": answerer.slow_down_job,
-             "to_customer": customer_side.to_customer_job, "customer_edit": customer_side.customer_edit_job,
-             "customer_notice": customer_side.customer_notice_job},
-            OutboxSettings(settings.outbox_workers, settings.outbox_lease_seconds, settings.outbox_max_attempts),
-            on_give_up=answerer.gave_up, observe=metrics.outbox_job),
+                     settings.draft_interval), ai, generations, hours, live)
+    customer_side = CustomerSide(messenger, translate, settings.default_locale, live)
+    workers = [OutboxWorker(
+        {"answer": answerer.answer_job, "slow_down": answerer.slow_down_job,
+         "to_customer": customer_side.to_customer_job, "customer_edit": customer_side.customer_edit_job,
+         "customer_notice": customer_side.customer_notice_job},
+        OutboxSettings(settings.outbox_workers, settings.outbox_lease_seconds, settings.outbox_max_attempts),
+        on_give_up=answerer.gave_up, observe=metrics.outbox_job)]
+    if messenger is not None:
+        managers = ManagerGroup(messenger, translate, settings.default_locale)
         # One worker: the manager group's budget is spent in order, and its waits hold up no customer.
-        OutboxWorker(managers.handlers(), OutboxSettings(1, max(settings.outbox_lease_seconds, MANAGER_JOB_LEASE),
-                                                         MANAGER_JOB_ATTEMPTS), queue=MANAGERS,
-                     observe=metrics.outbox_job))
+        workers.append(OutboxWorker(
+            managers.handlers(), OutboxSettings(1, max(settings.outbox_lease_seconds, MANAGER_JOB_LEASE),
+                                                MANAGER_JOB_ATTEMPTS), queue=MANAGERS, observe=metrics.outbox_job))
+    outboxes = Outboxes(*workers)
+    app[OUTBOXES] = outboxes
+    app[WIDGET] = WidgetRuntime(hub, live, widget_limits(app), shared.limiter, translate, hours, outboxes.wake,
+                                settings.default_locale, settings.trust_proxy_headers, load_script())
+    await widget.ensure_demo_site(tenant.id, settings.port, settings.public_base_url)
+    polling: asyncio.Task[None] | None = None
+    if bot is not None and messenger is not None:
+        polling = await _start_telegram(app, bot, messenger, tenant, shared, outboxes, generations, translate, hours,
+                                        i18n)
+    if isinstance(bus, RedisBus):
+        await bus.start()  # after every subscriber is in place
+    outboxes.start()
+    try:
+        yield
+    finally:
+        if polling is not None and TELEGRAM in app:
+            with contextlib.suppress(RuntimeError):
+                await app[TELEGRAM].dispatcher.stop_polling()
+            await asyncio.gather(polling, return_exceptions=True)
+        stopping = app[STOPPING].task
+        if stopping is not None:
+            await stopping
+        await outboxes.stop(settings.shutdown_grace_seconds)
+        if isinstance(bus, RedisBus):
+            await bus.stop()
+        if bot is not None:
+            await bot.session.close()
+        if ai is not None:
+            await ai.close()
+
+
+async def _start_telegram(app: web.Application, bot: AiogramBot, messenger: TelegramChatSender, tenant: Tenant,
+                          shared: SharedState, outboxes: Outboxes, generations: Generations, translate: Translate,
+                          hours: WorkingHoursSource, i18n: I18n) -> asyncio.Task[None] | None:
+    """The dispatcher, the manager chat, the command menus, and updates by webhook or long polling."""
+    settings = app[SETTINGS]
     if settings.manager_chat_id is not None:
         await _register_configured_manager_chat(messenger, tenant, settings)
     elif tenant.manager_chat_id is None:
@@ -166,42 +226,22 @@ async def telegram_context(app: web.Application) -> AsyncIterator[None]:
         i18n, storage=shared.storage, settings=settings, tenant=tenant, outbox=outboxes, limiter=shared.limiter,
         generations=generations, translate=translate, hours=hours, messenger=messenger,
         staff_directory=StaffDirectory(messenger, frozenset(settings.admin_ids)))
-    runtime = TelegramRuntime(bot, dispatcher, settings.webhook_secret, shared.recent, outboxes)
-    app[TELEGRAM] = runtime
+    app[TELEGRAM] = TelegramRuntime(bot, dispatcher, settings.webhook_secret, shared.recent, outboxes)
     await set_commands(bot, i18n)
     manager_chat = staff.manager_chat(await Tenant.get(id=tenant.id), settings.default_locale)
     if manager_chat is not None:
         with contextlib.suppress(TelegramAPIError):  # the chat may be gone; /setup in a new one fixes it
             await set_staff_commands(bot, manager_chat.chat_id, translate, manager_chat.locale)
-    polling: asyncio.Task[None] | None = None
     allowed = dispatcher.resolve_used_update_types()
+    me = await bot.me()
     if settings.webhook_url:
         await bot.set_webhook(settings.webhook_url, secret_token=settings.webhook_secret, allowed_updates=allowed)
         log.info("Telegram: @%s receives updates by webhook at %s", me.username, settings.webhook_url)
-    else:
-        await bot.delete_webhook()
-        polling = asyncio.create_task(dispatcher.start_polling(
-            bot, handle_signals=False, close_bot_session=False, allowed_updates=allowed))
-        log.info("Telegram: @%s receives updates by long polling", me.username)
-    if isinstance(bus, RedisBus):
-        await bus.start()  # after every subscriber is in place
-    outboxes.start()
-    try:
-        yield
-    finally:
-        if polling is not None:
-            with contextlib.suppress(RuntimeError):
-                await dispatcher.stop_polling()
-            await asyncio.gather(polling, return_exceptions=True)
-        stopping = app[STOPPING].task
-        if stopping is not None:
-            await stopping
-        await outboxes.stop(settings.shutdown_grace_seconds)
-        if isinstance(bus, RedisBus):
-            await bus.stop()
-        await bot.session.close()
-        if ai is not None:
-            await ai.close()
+        return None
+    await bot.delete_webhook()
+    log.info("Telegram: @%s receives updates by long polling", me.username)
+    return asyncio.create_task(dispatcher.start_polling(
+        bot, handle_signals=False, close_bot_session=False, allowed_updates=allowed))
 
 
 async def _register_configured_manager_chat(messenger: TelegramChatSender, tenant: Tenant, settings: Settings) -> None:
@@ -225,14 +265,17 @@ class Stopping:
 
 
 STOPPING = web.AppKey("stopping", Stopping)
+OUTBOXES = web.AppKey("outboxes", Outboxes)
 
 
 async def stop_taking_work(app: web.Application) -> None:
     """On shutdown: claim no new jobs and let running ones finish, while in-flight requests finish
-    too (both within SHUTDOWN_GRACE_SECONDS); the cleanup waits for it."""
-    telegram = app.get(TELEGRAM)
-    if telegram is not None:
-        app[STOPPING].task = asyncio.create_task(telegram.outbox.stop(app[SETTINGS].shutdown_grace_seconds))
+    too (both within SHUTDOWN_GRACE_SECONDS); the cleanup waits for it. Widget sockets are closed
+    at once: each widget reconnects (to another instance) and resumes."""
+    outboxes = app.get(OUTBOXES)
+    if outboxes is not None:
+        app[STOPPING].task = asyncio.create_task(outboxes.stop(app[SETTINGS].shutdown_grace_seconds))
+    await close_sockets(app)
 
 
 RETENTION_EVERY = 3600.0
@@ -255,7 +298,7 @@ def create_app(settings: Settings) -> web.Application:
     app[READINESS] = Readiness(settings.ready_max_outbox_age)
     app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(database_context)
-    app.cleanup_ctx.append(telegram_context)
+    app.cleanup_ctx.append(frontdesk_context)
     app.cleanup_ctx.append(retention_context)
     app[STOPPING] = Stopping()
     app.on_shutdown.append(stop_taking_work)
@@ -263,4 +306,6 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/readyz", readyz_view)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_post("/telegram/webhook", telegram_webhook)
+    add_routes(app)
+    app.router.add_static("/static/", STATIC, append_version=True)
     return app

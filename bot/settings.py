@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = Field(5, alias="OUTBOX_MAX_ATTEMPTS")
     draft_interval: float = Field(0.6, alias="DRAFT_INTERVAL")
     send_retries: int = Field(5, alias="SEND_RETRIES")
+    # The website widget, per visitor address: messages a minute, and new conversations an hour.
+    widget_ip_messages_per_minute: int = Field(60, alias="WIDGET_IP_MESSAGES_PER_MINUTE", ge=1)
+    widget_ip_conversations_per_hour: int = Field(20, alias="WIDGET_IP_CONVERSATIONS_PER_HOUR", ge=1)
+    # Behind a reverse proxy: take the visitor's address from the last X-Forwarded-For entry.
+    trust_proxy_headers: bool = Field(False, alias="TRUST_PROXY_HEADERS")
     # Conversations with no message for this many days are deleted (0: kept for ever).
     retention_days: int = Field(0, alias="RETENTION_DAYS", ge=0)
     # On shutdown, how long running jobs may finish before they are interrupted (and redone later).

@@ -15,6 +15,7 @@ from models.outbox import JobStatus, OutboxJob
 from models.tenants import Bot
 from models.usage import AuditLog, Usage
 from models.users import Role, User
+from models.widget import WidgetSite
 
 __all__ = [
     "AuditLog",
@@ -34,4 +35,5 @@ __all__ = [
     "Role",
     "Usage",
     "User",
+    "WidgetSite",
 ]

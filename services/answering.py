@@ -20,9 +20,11 @@ from services import conversations, handoff, knowledge, persona
 from services.ai import AIClient, AIReply, AIUnavailable, estimate_tokens
 from services.generation import Generations, GenerationStopped
 from services.i18n import N_, Translate
+from services.outbox import Postpone
 from services.ports import ChatSender, OutgoingText, RecipientBlocked
 from services.render import escape, html_to_text, markdown_to_html, split_html, visible_length
 from services.staff import WorkingHoursSource
+from services.widget import WidgetLive
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,11 @@ class AnswerPolicy:
     daily_ai_quota: int = 200
     context_tokens: int = 3000
     draft_interval: float = 0.6
+    widget_delta_interval: float = 0.15  # a widget shows the answer growing at about this pace
+
+
+# Telegram is off (no BOT_TOKEN): a Telegram customer's job waits for it rather than failing.
+WITHOUT_TELEGRAM_RETRY = 300.0
 
 
 @dataclass
@@ -54,6 +61,11 @@ class _Context:
     message: Message
     conversation: Conversation
     customer: User  # their language was set when they were registered
+
+    @property
+    def visitor_id(self) -> str | None:
+        """A website visitor's id; None for a Telegram customer."""
+        return self.customer.widget_visitor_id
 
     @property
     def chat_id(self) -> int:
@@ -67,10 +79,11 @@ class _Context:
 
 
 class Answerer:
-    def __init__(self, sender: ChatSender, translate: Translate, policy: AnswerPolicy,
+    def __init__(self, sender: ChatSender | None, translate: Translate, policy: AnswerPolicy,
                  ai: AIClient | None = None, generations: Generations | None = None,
-                 hours: WorkingHoursSource | None = None) -> None:
-        self.sender = sender
+                 hours: WorkingHoursSource | None = None, live: WidgetLive | None = None) -> None:
+        self.sender = sender  # None: Telegram is off
+        self.live = live
         self.translate = translate
         self.policy = policy
         self.hours = hours or WorkingHoursSource("", "UTC")
@@ -125,8 +138,12 @@ class Answerer:
         if await Message.exists(reply_to_id=message.id):
             return None  # answered already: this is a re-run after a crash
         context = _Context(message, message.conversation, message.conversation.user)
+        if context.visitor_id is not None:
+            return context if self.live is not None else None
         if context.customer.telegram_id is None or context.customer.blocked_bot:
             return None
+        if self.sender is None:
+            raise Postpone(WITHOUT_TELEGRAM_RETRY, "Telegram is off (BOT_TOKEN is not set)")
         return context
 
     async def _answer(self, context: _Context) -> None:
@@ -182,6 +199,8 @@ class Answerer:
     async def _hand_off(self, context: _Context, reason: HandoffReason, *, lead: str | None = None,
                         quiet: bool = False) -> None:
         await handoff.hand_off(context.conversation.id, reason)
+        if self.live is not None and context.visitor_id is not None:
+            await self.live.status(await Conversation.get(id=context.conversation.id))
         if quiet:
             return
         bot = await Bot.get(id=context.customer.bot_id)  # type: ignore[attr-defined]
@@ -198,6 +217,12 @@ class Answerer:
     async def _ask_ai(self, context: _Context, question: str) -> AIReply:
         assert self.ai is not None
         prompt = await self._prompt(context, question)
+        if context.visitor_id is not None:
+            assert self.live is not None
+            preview = _WidgetPreview(self.live, context.visitor_id, context.message.id,
+                                     self.policy.widget_delta_interval)
+            return await self.ai.answer(prompt, preview.update)
+        assert self.sender is not None
         draft_id = context.message.id  # unique and non-zero, as Telegram wants
         stop = self.generations.start(context.chat_id, draft_id)
         draft = _DraftStreamer(self.sender, context.chat_id, draft_id, self.policy.draft_interval, stop)
@@ -250,12 +275,22 @@ class Answerer:
 
     async def _reply(self, context: _Context, html: str, author: AuthorKind, meta: dict[str, Any], *,
                      markdown: str | None = None) -> None:
-        """Send (split when long) and record the reply; the record marks the message answered."""
+        """Send (split when long) and record the reply; the record marks the message answered.
+
+        A website visitor's reply is recorded first (its id is what the widget shows) and then
+        published to their sockets; a widget that was away gets it from the history.
+        """
+        text = markdown if markdown is not None else html
+        if context.visitor_id is not None:
+            assert self.live is not None
+            await self.live.message(context.visitor_id, await self._record(context, text, author, meta, sent=[]))
+            return
+        assert self.sender is not None
         sent = [await self.sender.send_text(context.chat_id, OutgoingText(part)) for part in split_html(html)]
-        await self._record(context, markdown if markdown is not None else html, author, meta, sent)
+        await self._record(context, text, author, meta, sent)
 
     async def _record(self, context: _Context, text: str, author: AuthorKind, meta: dict[str, Any],
-                      sent: list[int]) -> None:
+                      sent: list[int]) -> Message:
         bot_id: int = context.customer.bot_id  # type: ignore[attr-defined]
         async with in_transaction():
             reply = await Message.create(
@@ -267,6 +302,28 @@ class Answerer:
             await Conversation.filter(id=context.conversation.id).update(last_message_at=now)
             await Conversation.filter(id=context.conversation.id, first_response_at=None).update(
                 first_response_at=now)
+        return reply
+
+
+class _WidgetPreview:
+    """Shows a website visitor the answer as it is written: the text so far, a few times a second."""
+
+    def __init__(self, live: WidgetLive, visitor_id: str, reply_to: int, interval: float) -> None:
+        self.live = live
+        self.visitor_id = visitor_id
+        self.reply_to = reply_to
+        self.interval = interval
+        self._last = 0.0
+
+    async def update(self, text_so_far: str) -> None:
+        now = time.monotonic()
+        if now - self._last < self.interval or not text_so_far.strip():
+            return
+        self._last = now
+        try:
+            await self.live.delta(self.visitor_id, self.reply_to, text_so_far)
+        except Exception as error:  # a preview is best effort; the answer is recorded either way
+            log.info("widget preview failed: %s", error)
 
 
 class _DraftStreamer:

@@ -16,6 +16,7 @@ from tortoise.transactions import in_transaction
 from models import (
     AuthorKind,
     Bot,
+    Channel,
     Conversation,
     ConversationMode,
     ConversationStatus,
@@ -41,6 +42,17 @@ class Customer:
     last_name: str = ""
     username: str = ""
     language_code: str = ""
+    widget_visitor_id: str | None = None  # a website visitor (telegram_id is None then)
+
+    @property
+    def rate_key(self) -> str:
+        return f"tg:{self.telegram_id}" if self.widget_visitor_id is None else f"w:{self.widget_visitor_id}"
+
+    def lookup(self) -> dict[str, Any]:
+        """How their row is found: by Telegram id, or by widget visitor id."""
+        if self.widget_visitor_id is not None:
+            return {"widget_visitor_id": self.widget_visitor_id}
+        return {"telegram_id": self.telegram_id}
 
 
 @dataclass(frozen=True)
@@ -83,15 +95,15 @@ async def find_customer(bot_id: int, telegram_id: int) -> User | None:
 
 async def register_customer(bot_id: int, who: Customer, default_locale: str) -> User:
     """Create the customer on first contact, refresh their names later; the language stays theirs."""
-    user = await User.get_or_none(bot_id=bot_id, telegram_id=who.telegram_id)
+    user = await User.get_or_none(bot_id=bot_id, **who.lookup())
     if user is None:
         # INSERT ... ON CONFLICT DO NOTHING: a concurrent first message from the same person must
         # not abort the surrounding transaction (PostgreSQL aborts it on a unique violation).
         await User.bulk_create([User(
-            bot_id=bot_id, telegram_id=who.telegram_id, first_name=who.first_name[:256],
-            last_name=who.last_name[:256], username=who.username[:64],
+            bot_id=bot_id, telegram_id=who.telegram_id, widget_visitor_id=who.widget_visitor_id,
+            first_name=who.first_name[:256], last_name=who.last_name[:256], username=who.username[:64],
             language=pick_locale(who.language_code, default=default_locale))], ignore_conflicts=True)
-        return await User.get(bot_id=bot_id, telegram_id=who.telegram_id)
+        return await User.get(bot_id=bot_id, **who.lookup())
     return await refresh_customer(user, who)
 
 
@@ -136,8 +148,19 @@ async def open_conversation(user: User) -> Conversation:
     """The customer's current conversation, or a new one."""
     conversation = await _not_closed(user).order_by("-id").first()
     if conversation is None:
-        conversation = await Conversation.create(uuid=uuid.uuid4(), bot_id=user.bot_id, user=user)  # type: ignore[attr-defined]
+        conversation = await _new_conversation(user)
     return conversation
+
+
+async def _new_conversation(user: User) -> Conversation:
+    channel = Channel.TELEGRAM if user.widget_visitor_id is None else Channel.WIDGET
+    return await Conversation.create(uuid=uuid.uuid4(), bot_id=user.bot_id, user=user,  # type: ignore[attr-defined]
+                                     channel=channel)
+
+
+async def current_conversation(user: User) -> Conversation | None:
+    """The customer's open conversation, if any (nothing is created)."""
+    return await _not_closed(user).order_by("-id").first()
 
 
 async def start_new_conversation(user: User) -> Conversation:
@@ -149,7 +172,7 @@ async def start_new_conversation(user: User) -> Conversation:
             if closed.handed_off_at is not None:
                 closed.status = ConversationStatus.CLOSED
                 await announce_to_managers(closed, first=False)  # its topic shows it closed
-        return await Conversation.create(uuid=uuid.uuid4(), bot_id=user.bot_id, user=user)  # type: ignore[attr-defined]
+        return await _new_conversation(user)
 
 
 async def announce_to_managers(conversation: Conversation, *, first: bool) -> None:
@@ -179,7 +202,7 @@ async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming
     """
     if known is not None and known.banned:
         return IGNORED  # a banned customer reaches no one, and costs nothing
-    verdict = await limiter.check(f"{bot_id}:tg:{who.telegram_id}")
+    verdict = await limiter.check(f"{bot_id}:{who.rate_key}")
     text = incoming.text[:MAX_TEXT_CHARS * 4]
     try:
         async with in_transaction():

@@ -34,6 +34,7 @@ from services.i18n import N_, Translate
 from services.ports import Button, MessageGone, Messenger, OutgoingText, RecipientBlocked, Where
 from services.render import escape
 from services.staff import load_manager_chat
+from services.widget import WidgetLive
 
 log = logging.getLogger(__name__)
 
@@ -251,18 +252,27 @@ async def post_to_group(bot_id: int, where: Where, html: str) -> OutboxJob:
 
 
 class CustomerSide:
-    """Jobs on the customers' queue that the manager desk causes."""
+    """Jobs on the customers' queue that the manager desk causes.
 
-    def __init__(self, messenger: Messenger, translate: Translate, default_locale: str) -> None:
-        self.messenger = messenger
+    A Telegram customer gets copies in their chat; a website visitor's widget gets the stored
+    message over the event bus (and finds it in the history after a reload).
+    """
+
+    def __init__(self, messenger: Messenger | None, translate: Translate, default_locale: str,
+                 live: WidgetLive | None = None) -> None:
+        self._messenger = messenger  # None: Telegram is off
         self.translate = translate
         self.default_locale = default_locale
+        self.live = live
 
     async def to_customer_job(self, job: OutboxJob) -> None:
         message = await Message.get_or_none(id=job.payload["message_id"]).prefetch_related("conversation__user")
         if message is None:
             return
         customer = message.conversation.user
+        if customer.widget_visitor_id is not None:
+            await self._to_widget(customer, message)
+            return
         if customer.telegram_id is None:
             return
         if await MessageCopy.exists(message_id=message.id, chat_id=customer.telegram_id):
@@ -293,11 +303,25 @@ class CustomerSide:
         await post_to_group(bot_id, where, escape(self.translate(chat.locale if chat else self.default_locale,
                                                                  CUSTOMER_BLOCKED)))
 
+    @property
+    def messenger(self) -> Messenger:
+        """Telegram, for a Telegram customer's job; without it the job waits (BOT_TOKEN may come back)."""
+        if self._messenger is None:
+            raise outbox.Postpone(300.0, "Telegram is off (BOT_TOKEN is not set)")
+        return self._messenger
+
+    async def _to_widget(self, customer: User, message: Message) -> None:
+        if self.live is not None and customer.widget_visitor_id is not None:
+            await self.live.message(customer.widget_visitor_id, message)
+
     async def customer_edit_job(self, job: OutboxJob) -> None:
         message = await Message.get_or_none(id=job.payload["message_id"]).prefetch_related("conversation__user")
         if message is None:
             return
         customer = message.conversation.user
+        if customer.widget_visitor_id is not None:
+            await self._to_widget(customer, message)  # the widget replaces the message with the same id
+            return
         copy = await MessageCopy.filter(message_id=message.id, chat_id=customer.telegram_id, original=False).first()
         if copy is None:
             return
@@ -312,7 +336,8 @@ class CustomerSide:
         if conversation is None:
             return
         customer = conversation.user
-        if customer.telegram_id is None or customer.blocked_bot:
+        widget = customer.widget_visitor_id is not None
+        if not widget and (customer.telegram_id is None or customer.blocked_bot):
             return
         locale = str(customer.language)
         notice = str(job.payload["notice"])
@@ -328,6 +353,9 @@ class CustomerSide:
                        [Button("⭐" * stars, callback_data=f"rate:{conversation.id}:{stars}") for stars in (4, 5)]]
         else:
             raise ValueError(f"unknown notice {notice!r}")
+        if widget:
+            await self._notice_to_widget(conversation, customer, text, notice)
+            return
         try:
             await self.messenger.send_text(int(customer.telegram_id), OutgoingText(escape(text), buttons))
         except RecipientBlocked:
@@ -335,3 +363,12 @@ class CustomerSide:
             return
         await Message.create(bot_id=conversation.bot_id, conversation_id=conversation.id,  # type: ignore[attr-defined]
                              author_kind=AuthorKind.SYSTEM, text=text, ai_meta={"source": "desk", "notice": notice})
+
+    async def _notice_to_widget(self, conversation: Conversation, customer: User, text: str, notice: str) -> None:
+        """Stored first (the widget shows stored messages), then shown live with the new state."""
+        message = await Message.create(bot_id=conversation.bot_id, conversation_id=conversation.id,  # type: ignore[attr-defined]
+                                       author_kind=AuthorKind.SYSTEM, text=text,
+                                       ai_meta={"source": "desk", "notice": notice})
+        if self.live is not None and customer.widget_visitor_id is not None:
+            await self.live.message(customer.widget_visitor_id, message)
+            await self.live.status(await Conversation.get(id=conversation.id))

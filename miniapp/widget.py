@@ -1,0 +1,462 @@
+"""The website widget's endpoints: the script, its socket, its history, and the demo page.
+
+The protocol is a public contract, documented in docs/widget-protocol.md. These handlers parse
+frames and answer them; what a visitor may see and how messages are stored is in services.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from miniapp.widget_hub import WidgetHub
+from models import Bot, Conversation, HandoffReason, User, WidgetSite
+from services import conversations, desk, handoff, widget
+from services.conversations import Customer, Incoming
+from services.i18n import N_, Translate, pick_locale
+from services.limits import RateLimiter, Verdict
+from services.staff import WorkingHoursSource
+from services.widget import Visitor, WidgetLive
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent.parent / "webapp_static"
+MAX_TEXT_CHARS = 4000
+MAX_FRAME_BYTES = 16 * 1024
+HELLO_TIMEOUT = 15.0
+CLIENT_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# Application close codes (4000-4999): the widget does not reconnect after a 4403.
+CLOSE_FORBIDDEN = 4403
+CLOSE_BAD_TOKEN = 4401
+CLOSE_BAD_HELLO = 4400
+
+UI_STRINGS = {
+    "title": N_("Chat with us"),
+    "open": N_("Open the chat"),
+    "close": N_("Close the chat"),
+    "placeholder": N_("Type a message…"),
+    "send": N_("Send"),
+    "person": N_("Talk to a person"),
+    "offline": N_("You're offline. Your messages will be sent when the connection is back."),
+    "sending": N_("Sending…"),
+    "failed": N_("Not sent. Tap to try again."),
+    "ai": N_("Assistant"),
+    "manager": N_("Team"),
+    "rate": N_("How would you rate this conversation?"),
+    "rated": desk.RATED,
+    "with_ai": N_("Our assistant answers right away"),
+    "with_team": N_("A person from our team will answer"),
+    "with_agent": N_("You're chatting with {name}"),
+    "too_long": N_("Your message is too long: please keep it under {limit} characters."),
+}
+DEFAULT_GREETING = N_("Hi! How can we help you today?")
+
+ERRORS = {
+    "unknown_site": N_("This chat is not set up for this website."),
+    "origin_not_allowed": N_("This chat is not set up for this website."),
+    "bad_token": N_("Your chat session could not be resumed, so a new one has started."),
+    "bad_identity": N_("We couldn't confirm who you are. Please reload the page."),
+    "bad_frame": N_("Something went wrong with that message. Please try again."),
+    "frame_too_large": UI_STRINGS["too_long"],
+    "text_too_long": UI_STRINGS["too_long"],
+    "empty": N_("Please type a message first."),
+    "rate_limited": N_("You're sending messages very quickly. Please wait a moment, then write again."),
+    "too_many_conversations": N_("Too many new conversations from your network. Please try again later."),
+    "hello_required": N_("Something went wrong with that message. Please try again."),
+}
+
+
+@dataclass
+class WidgetLimits:
+    """Checked before anything is stored; a visitor over them gets an error frame."""
+
+    ip_messages: RateLimiter  # messages per minute from one address
+    ip_conversations: RateLimiter  # new conversations per hour from one address
+
+
+@dataclass
+class WidgetRuntime:
+    hub: WidgetHub
+    live: WidgetLive
+    limits: WidgetLimits
+    customer_limiter: RateLimiter  # the same per-customer limit as on Telegram
+    translate: Translate
+    hours: WorkingHoursSource
+    wake: Callable[[], None]  # the outbox: a new job is waiting
+    default_locale: str
+    trust_forwarded: bool = False
+    script: bytes = field(default=b"", repr=False)
+
+
+WIDGET = web.AppKey("widget", WidgetRuntime)
+
+
+class FrameError(Exception):
+    def __init__(self, code: str, **params: Any) -> None:
+        super().__init__(code)
+        self.code = code
+        self.params = params
+
+
+# --- HTTP ----------------------------------------------------------------------------------------------
+
+
+def _locale(request: web.Request, runtime: WidgetRuntime) -> str:
+    return pick_locale(request.query.get("lang"), request.headers.get("Accept-Language", "").split(",")[0],
+                       default=runtime.default_locale)
+
+
+def _error_json(runtime: WidgetRuntime, locale: str, status: int, code: str,
+                headers: dict[str, str] | None = None) -> web.Response:
+    message = runtime.translate(locale, ERRORS[code]).format(limit=MAX_TEXT_CHARS)
+    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+
+
+def _cors(request: web.Request, site: WidgetSite | None) -> dict[str, str] | None:
+    """CORS headers for an allowed origin; None when the origin may not use this site."""
+    origin = request.headers.get("Origin")
+    if site is None or not widget.origin_allowed(site, origin):
+        return None
+    return {"Access-Control-Allow-Origin": str(origin), "Vary": "Origin",
+            "Access-Control-Allow-Headers": "Authorization, Content-Type",
+            "Access-Control-Allow-Methods": "GET, OPTIONS", "Access-Control-Max-Age": "600"}
+
+
+async def _site_or_error(request: web.Request, runtime: WidgetRuntime, locale: str
+                         ) -> tuple[WidgetSite, dict[str, str]] | web.Response:
+    site = await widget.site_by_key(request.query.get("site", ""))
+    if site is None:
+        return _error_json(runtime, locale, 404, "unknown_site")
+    cors = _cors(request, site)
+    if cors is None:
+        return _error_json(runtime, locale, 403, "origin_not_allowed")
+    return site, cors
+
+
+async def preflight(request: web.Request) -> web.Response:
+    site = await widget.site_by_key(request.query.get("site", ""))
+    cors = _cors(request, site)
+    return web.Response(status=204 if cors else 403, headers=cors or {})
+
+
+async def site_view(request: web.Request) -> web.Response:
+    """GET /widget/api/site?site=KEY&lang=xx: how the widget looks, and its words in that language."""
+    runtime = request.app[WIDGET]
+    locale = _locale(request, runtime)
+    found = await _site_or_error(request, runtime, locale)
+    if isinstance(found, web.Response):
+        return found
+    site, cors = found
+    strings = {key: runtime.translate(locale, text) for key, text in UI_STRINGS.items()}
+    strings["too_long"] = strings["too_long"].format(limit=MAX_TEXT_CHARS)
+    body = {"site": widget.site_config(site, runtime.translate(locale, DEFAULT_GREETING)), "lang": locale,
+            "strings": strings, "max_text": MAX_TEXT_CHARS}
+    return web.json_response(body, headers={**cors, "Cache-Control": "public, max-age=60"})
+
+
+async def history_view(request: web.Request) -> web.Response:
+    """GET /widget/api/history?site=KEY&after=ID with `Authorization: Bearer TOKEN`."""
+    runtime = request.app[WIDGET]
+    locale = _locale(request, runtime)
+    found = await _site_or_error(request, runtime, locale)
+    if isinstance(found, web.Response):
+        return found
+    site, cors = found
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    visitor = widget.read_token(site, token.strip()) if scheme.lower() == "bearer" else None
+    if visitor is None:
+        return _error_json(runtime, locale, 401, "bad_token", cors)
+    after_text = request.query.get("after", "")
+    if after_text and not after_text.isdigit():
+        return _error_json(runtime, locale, 400, "bad_frame", cors)
+    user = await widget.visitor_user(visitor)
+    conversation = await conversations.current_conversation(user) if user else None
+    messages = await widget.visible_messages(user, int(after_text) if after_text else None) if user else []
+    return web.json_response({
+        "conversation": conversation.id if conversation else None,
+        "mode": str(conversation.mode.value) if conversation else "ai",
+        "messages": [widget.message_frame(message) for message in messages],
+    }, headers=cors)
+
+
+async def script_view(request: web.Request) -> web.Response:
+    runtime = request.app[WIDGET]
+    response = web.Response(body=runtime.script, content_type="application/javascript", charset="utf-8",
+                            headers={"Cache-Control": "public, max-age=300",
+                                     "Access-Control-Allow-Origin": "*"})
+    response.enable_compression()
+    return response
+
+
+async def demo_page(request: web.Request) -> web.Response:
+    """The embedded default: a page with the demo site's widget, for a first look without Telegram."""
+    site = await widget.site_by_key(widget.DEMO_SITE_KEY)
+    if site is None:
+        raise web.HTTPNotFound(text="The demo site was removed (python -m bot site remove demo).")
+    page = (STATIC / "demo.html").read_text(encoding="utf-8").replace("{{SITE_KEY}}", site.public_key)
+    return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-store"})
+
+
+# --- the socket ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    runtime: WidgetRuntime
+    socket: web.WebSocketResponse
+    visitor: Visitor
+    locale: str
+    address: str
+    name: str = ""
+    user: User | None = None
+
+    @property
+    def bot_id(self) -> int:
+        return int(self.visitor.site.bot_id)  # type: ignore[attr-defined]
+
+    async def error(self, code: str) -> None:
+        message = self.runtime.translate(self.locale, ERRORS[code]).format(limit=MAX_TEXT_CHARS)
+        await self.socket.send_json({"type": "error", "code": code, "message": message})
+
+
+def client_address(request: web.Request, trust_forwarded: bool) -> str:
+    """The visitor's address; behind a proxy (TRUST_PROXY_HEADERS) the one it saw, else the peer's."""
+    if trust_forwarded:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        if forwarded:
+            return forwarded.split(",")[-1].strip()
+    return request.remote or "?"
+
+
+async def widget_socket(request: web.Request) -> web.WebSocketResponse:
+    runtime = request.app[WIDGET]
+    # Frames a little over our limit still arrive, so the visitor gets a clear error, not a dropped socket.
+    socket = web.WebSocketResponse(heartbeat=25.0, max_msg_size=MAX_FRAME_BYTES * 4)
+    await socket.prepare(request)
+    session = await _hello(request, runtime, socket)
+    if session is None:
+        return socket
+    runtime.hub.join(session.visitor.visitor_id, socket)
+    try:
+        await _send_backlog(session, session.after)
+        async for frame in socket:
+            if frame.type != WSMsgType.TEXT:
+                if frame.type == WSMsgType.BINARY:
+                    await session.error("bad_frame")
+                continue
+            try:
+                await _on_frame(session, frame.data)
+            except FrameError as problem:
+                await session.error(problem.code)
+    finally:
+        runtime.hub.leave(session.visitor.visitor_id, socket)
+    return socket
+
+
+@dataclass
+class _Hello(Session):
+    after: int | None = None
+
+
+async def _hello(request: web.Request, runtime: WidgetRuntime, socket: web.WebSocketResponse) -> _Hello | None:
+    """The first frame names the site and the visitor; anything wrong closes the socket with a reason."""
+    locale = runtime.default_locale
+
+    async def refuse(code: str, close_code: int) -> None:
+        message = runtime.translate(locale, ERRORS[code]).format(limit=MAX_TEXT_CHARS)
+        await socket.send_json({"type": "error", "code": code, "message": message})
+        await socket.close(code=close_code, message=code.encode())
+
+    try:
+        first = await socket.receive(timeout=HELLO_TIMEOUT)
+    except TimeoutError:
+        await socket.close(code=WSCloseCode.POLICY_VIOLATION, message=b"no hello")
+        return None
+    if first.type != WSMsgType.TEXT:
+        await socket.close()
+        return None
+    try:
+        hello = _parse(first.data)
+        if hello.get("type") != "hello":
+            raise FrameError("hello_required")
+    except FrameError as problem:
+        await refuse(problem.code, CLOSE_BAD_HELLO)
+        return None
+    locale = pick_locale(str(hello.get("lang") or ""), default=runtime.default_locale)
+    site = await widget.site_by_key(str(hello.get("site") or ""))
+    if site is None:
+        await refuse("unknown_site", CLOSE_FORBIDDEN)
+        return None
+    if not widget.origin_allowed(site, request.headers.get("Origin")):
+        await refuse("origin_not_allowed", CLOSE_FORBIDDEN)
+        return None
+    visitor = _identify(site, hello)
+    if visitor is None:
+        await refuse("bad_identity" if isinstance(hello.get("user"), dict) else "bad_token", CLOSE_BAD_TOKEN)
+        return None
+    after = hello.get("after")
+    session = _Hello(runtime, socket, visitor, locale, client_address(request, runtime.trust_forwarded),
+                     name=_name(hello), after=after if isinstance(after, int) and after >= 0 else None)
+    session.user = await widget.visitor_user(visitor)
+    conversation = await conversations.current_conversation(session.user) if session.user else None
+    await socket.send_json({"type": "welcome", "token": visitor.token,
+                            "conversation": conversation.id if conversation else None,
+                            "mode": str(conversation.mode.value) if conversation else "ai"})
+    if conversation is not None:
+        await socket.send_json(await widget.status_frame(conversation))
+    return session
+
+
+def _identify(site: WidgetSite, hello: dict[str, Any]) -> Visitor | None:
+    user = hello.get("user")
+    if isinstance(user, dict):  # the site's own logged-in user, signed by the site's server
+        return widget.verified_visitor(site, str(user.get("id") or ""), str(user.get("hash") or ""))
+    token = hello.get("token")
+    if token is None:
+        return widget.new_visitor(site)
+    return widget.read_token(site, str(token)) if isinstance(token, str) else None
+
+
+def _name(hello: dict[str, Any]) -> str:
+    user = hello.get("user")
+    return str(user.get("name") or "")[:128] if isinstance(user, dict) else ""
+
+
+def _parse(data: str) -> dict[str, Any]:
+    if len(data.encode()) > MAX_FRAME_BYTES:
+        raise FrameError("frame_too_large")
+    try:
+        frame = json.loads(data)
+    except ValueError:
+        raise FrameError("bad_frame") from None
+    if not isinstance(frame, dict):
+        raise FrameError("bad_frame")
+    return frame
+
+
+async def _send_backlog(session: Session, after: int | None) -> None:
+    if session.user is None:
+        return
+    for message in await widget.visible_messages(session.user, after):
+        await session.socket.send_json(widget.message_frame(message))
+
+
+async def _on_frame(session: Session, data: str) -> None:
+    frame = _parse(data)
+    kind = frame.get("type")
+    if kind == "message":
+        await _on_message(session, frame)
+    elif kind == "typing":
+        return  # accepted; nothing to show yet (see docs/widget-protocol.md)
+    elif kind == "person":
+        await _on_person(session)
+    elif kind == "rate":
+        await _on_rate(session, frame)
+    elif kind == "hello":
+        raise FrameError("bad_frame")
+    else:
+        raise FrameError("bad_frame")
+
+
+def _validated_message(frame: dict[str, Any]) -> tuple[str, str]:
+    client_id, text = frame.get("client_id"), frame.get("text")
+    if not isinstance(client_id, str) or not CLIENT_ID.match(client_id) or not isinstance(text, str):
+        raise FrameError("bad_frame")
+    if len(text) > MAX_TEXT_CHARS:
+        raise FrameError("text_too_long")
+    if not text.strip():
+        raise FrameError("empty")
+    return client_id.lower(), text
+
+
+async def _within_limits(session: Session) -> None:
+    limits = session.runtime.limits
+    if await limits.ip_messages.check(f"widget-ip:{session.address}") != Verdict.ALLOW:
+        raise FrameError("rate_limited")
+    starts_conversation = session.user is None or await conversations.current_conversation(session.user) is None
+    if starts_conversation and \
+            await limits.ip_conversations.check(f"widget-new:{session.address}") != Verdict.ALLOW:
+        raise FrameError("too_many_conversations")
+
+
+async def _on_message(session: Session, frame: dict[str, Any]) -> None:
+    client_id, text = _validated_message(frame)
+    runtime = session.runtime
+    key = widget.source_key(session.visitor.visitor_id, client_id)
+    existing = await widget.already_stored(session.bot_id, key)
+    if existing is not None:  # re-sent after a reconnect: stored once, confirmed again
+        await session.socket.send_json(widget.message_frame(existing, client_id))
+        return
+    await _within_limits(session)
+    who = Customer(None, first_name=session.name, language_code=session.locale,
+                   widget_visitor_id=session.visitor.visitor_id)
+    stored = await conversations.record_customer_message(
+        session.bot_id, who, Incoming(key, text), limiter=runtime.customer_limiter,
+        default_locale=runtime.default_locale, known=session.user)
+    if stored.message is None:
+        existing = await widget.already_stored(session.bot_id, key)
+        if existing is not None:
+            await session.socket.send_json(widget.message_frame(existing, client_id))
+        return  # a banned visitor: nothing is stored, nothing is said
+    runtime.wake()
+    session.user = await widget.visitor_user(session.visitor)
+    await runtime.live.message(session.visitor.visitor_id, stored.message, client_id)
+
+
+async def _on_person(session: Session) -> None:
+    """The visitor asks for a person: the same handoff as /human on Telegram."""
+    runtime = session.runtime
+    if session.user is None:
+        who = Customer(None, first_name=session.name, language_code=session.locale,
+                       widget_visitor_id=session.visitor.visitor_id)
+        await _within_limits(session)
+        session.user = await conversations.register_customer(session.bot_id, who, runtime.default_locale)
+    conversation = await handoff.request_person(session.user)
+    bot = await Bot.get(id=session.bot_id)
+    notice = await handoff.handoff_notice(bot, runtime.hours(bot), runtime.translate, session.user.language,
+                                          HandoffReason.ASKED_FOR_PERSON)
+    message = await widget.record_notice(conversation, notice, notice="handoff")
+    runtime.wake()
+    await runtime.live.message(session.visitor.visitor_id, message)
+    await runtime.live.status(await Conversation.get(id=conversation.id))
+
+
+async def _on_rate(session: Session, frame: dict[str, Any]) -> None:
+    conversation_id, stars = frame.get("conversation"), frame.get("stars")
+    if not isinstance(conversation_id, int) or not isinstance(stars, int) or session.user is None:
+        raise FrameError("bad_frame")
+    if not await desk.rate(session.bot_id, session.user, conversation_id, stars):
+        raise FrameError("bad_frame")
+    await session.socket.send_json({"type": "rated", "conversation": conversation_id, "stars": stars})
+
+
+# --- wiring ------------------------------------------------------------------------------------------------
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/", demo_page)
+    app.router.add_get("/widget.js", script_view)
+    app.router.add_get("/widget/ws", widget_socket)
+    app.router.add_get("/widget/api/site", site_view)
+    app.router.add_get("/widget/api/history", history_view)
+    app.router.add_route("OPTIONS", "/widget/api/site", preflight)
+    app.router.add_route("OPTIONS", "/widget/api/history", preflight)
+
+
+def load_script() -> bytes:
+    return (STATIC / "widget.js").read_bytes()
+
+
+async def close_sockets(app: web.Application) -> None:
+    """On shutdown: widgets reconnect elsewhere (or after the restart) and resume."""
+    runtime = app.get(WIDGET)
+    if runtime is not None:
+        await runtime.hub.close_all()
+

@@ -1,0 +1,296 @@
+"""The website widget's domain: sites, visitor identity, and what a widget is shown.
+
+The socket and HTTP endpoints (miniapp/widget.py) parse and answer; the rules live here:
+which origins a site allows, how a visitor's token is signed and read, how a site's own
+logged-in user is verified, which messages a visitor may see, and the JSON frames that carry
+them (the public protocol in docs/widget-protocol.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
+
+from models import AuthorKind, Bot, Conversation, ConversationMode, Message, User, WidgetSite
+from services.events import EventBus
+from services.render import html_to_text, markdown_to_html
+
+WIDGET_CHANNEL = "widget"  # the event bus channel every instance's sockets listen on
+VISIBLE_AUTHORS = (AuthorKind.CUSTOMER, AuthorKind.AI, AuthorKind.MANAGER, AuthorKind.SYSTEM)
+MAX_SITE_USER_ID = 40
+# A message committed a moment after a later-numbered one (concurrent writers) is still sent on
+# resume: history re-sends this much before the visitor's last message, and the widget de-duplicates.
+RESUME_OVERLAP = timedelta(seconds=10)
+HISTORY_LIMIT = 200
+COLOR = re.compile(r"^#[0-9a-fA-F]{3}(?:[0-9a-fA-F]{3})?$")
+
+
+class SiteError(ValueError):
+    """A site cannot be created as asked (the message says why)."""
+
+
+# --- sites ------------------------------------------------------------------------------------------
+
+
+def normalize_origin(origin: str) -> str:
+    """`https://Shop.example:443/page` -> `https://shop.example`; an origin is scheme, host and port only."""
+    parts = urlsplit(origin.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SiteError(f"{origin!r} is not an origin like https://shop.example")
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    port = f":{parts.port}" if parts.port and parts.port != default_port else ""
+    return f"{parts.scheme}://{parts.hostname.lower()}{port}"
+
+
+async def create_site(bot_id: int, origins: list[str], *, title: str = "", color: str = "",
+                      text_color: str = "", greeting: str = "", public_key: str = "") -> WidgetSite:
+    allowed = sorted({normalize_origin(origin) for origin in origins})
+    if not allowed:
+        raise SiteError("a site needs at least one allowed origin")
+    for value in (color, text_color):
+        if value and not COLOR.match(value):
+            raise SiteError(f"{value!r} is not a colour like #2563eb")
+    return await WidgetSite.create(
+        bot_id=bot_id, public_key=public_key or f"site_{secrets.token_urlsafe(18)}",
+        secret=secrets.token_hex(32), token_key=secrets.token_hex(32), allowed_origins=allowed,
+        title=title[:128], color=color or "#2563eb", text_color=text_color or "#ffffff", greeting=greeting)
+
+
+async def site_by_key(public_key: str) -> WidgetSite | None:
+    if not public_key or len(public_key) > 64:
+        return None
+    return await WidgetSite.get_or_none(public_key=public_key)
+
+
+async def remove_site(public_key: str) -> bool:
+    return bool(await WidgetSite.filter(public_key=public_key).delete())
+
+
+def origin_allowed(site: WidgetSite, origin: str | None) -> bool:
+    if not origin:
+        return False
+    try:
+        return normalize_origin(origin) in site.allowed_origins
+    except SiteError:
+        return False
+
+
+def site_config(site: WidgetSite, greeting: str) -> dict[str, str]:
+    """What the widget shows before anyone writes: public by design."""
+    return {"title": site.title, "color": site.color, "text_color": site.text_color,
+            "greeting": site.greeting or greeting}
+
+
+# --- visitors ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Visitor:
+    site: WidgetSite
+    visitor_id: str  # User.widget_visitor_id
+    verified_user_id: str | None = None  # the site's own id of a logged-in user
+
+    @property
+    def token(self) -> str:
+        return issue_token(self.site, self.visitor_id)
+
+
+def new_visitor(site: WidgetSite) -> Visitor:
+    return Visitor(site, f"v{site.id}:{secrets.token_hex(16)}")
+
+
+def _sign(key: str, payload: bytes) -> str:
+    digest = hmac.new(key.encode(), payload, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def issue_token(site: WidgetSite, visitor_id: str) -> str:
+    payload = base64.urlsafe_b64encode(json.dumps({"v": visitor_id, "t": int(time.time())}).encode()).decode()
+    return f"{payload.rstrip('=')}.{_sign(site.token_key, payload.rstrip('=').encode())}"
+
+
+def read_token(site: WidgetSite, token: str) -> Visitor | None:
+    """The visitor a token was issued to by this site, or None if it is not one of ours."""
+    payload, _, signature = token.partition(".")
+    if not payload or len(token) > 512 or not hmac.compare_digest(signature, _sign(site.token_key, payload.encode())):
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        visitor_id = str(claims["v"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not visitor_id.startswith((f"v{site.id}:", f"u{site.id}:")):
+        return None  # signed for another site that shared a key: never
+    return Visitor(site, visitor_id)
+
+
+def identity_signature(site: WidgetSite, user_id: str) -> str:
+    """What the site's server computes for its logged-in user: hex HMAC-SHA256(secret, user id)."""
+    return hmac.new(site.secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
+
+
+def verified_visitor(site: WidgetSite, user_id: str, signature: str) -> Visitor | None:
+    """The site's logged-in user, the same visitor on any device, if the site signed their id."""
+    if not user_id or len(user_id) > MAX_SITE_USER_ID:
+        return None
+    if not hmac.compare_digest(signature.lower(), identity_signature(site, user_id)):
+        return None
+    return Visitor(site, f"u{site.id}:{user_id}", verified_user_id=user_id)
+
+
+async def visitor_user(visitor: Visitor) -> User | None:
+    return await User.get_or_none(bot_id=visitor.site.bot_id,  # type: ignore[attr-defined]
+                                  widget_visitor_id=visitor.visitor_id)
+
+
+# --- what a visitor sees ------------------------------------------------------------------------------
+
+
+async def visible_messages(user: User, after: int | None, limit: int = HISTORY_LIMIT) -> list[Message]:
+    """The visitor's messages (all their conversations) after `after`, oldest first; the latest ones
+    when `after` is None. Notes and other customers' messages are never among them."""
+    query = Message.filter(conversation__user_id=user.id, author_kind__in=VISIBLE_AUTHORS)
+    if after is None:
+        return list(reversed(await query.order_by("-id").limit(limit)))
+    last_seen = await Message.filter(id=after, conversation__user_id=user.id).first()
+    if last_seen is not None:
+        query = query.filter(Q(id__gt=after) | Q(created_at__gte=last_seen.created_at - RESUME_OVERLAP))
+    else:
+        query = query.filter(id__gt=after)
+    return list(await query.order_by("id").limit(limit))
+
+
+def author_of(message: Message) -> str:
+    return str(message.author_kind.value)
+
+
+def message_html(message: Message) -> str:
+    """The message as safe HTML (Telegram's small set of tags; the widget allows no other)."""
+    if message.author_kind == AuthorKind.AI:
+        return markdown_to_html(message.text)
+    if message.author_kind == AuthorKind.MANAGER:
+        return message.text  # stored as Telegram HTML, escaped by aiogram
+    return _escape(message.text)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def message_frame(message: Message, client_id: str | None = None) -> dict[str, Any]:
+    html = message_html(message)
+    frame: dict[str, Any] = {
+        "type": "message", "id": message.id, "client_id": client_id or _client_id(message),
+        "author": author_of(message), "text": html_to_text(html) if message.author_kind != AuthorKind.CUSTOMER
+        else message.text, "html": html, "created_at": message.created_at.isoformat(),
+        "reply_to": message.reply_to_id,  # type: ignore[attr-defined]
+        "conversation": message.conversation_id,  # type: ignore[attr-defined]
+    }
+    if message.attachments:
+        frame["attachments"] = [{"type": str(a.get("type")), "name": str(a.get("file_name") or "")}
+                                for a in message.attachments]
+    if message.ai_meta.get("notice") == "rate":
+        frame["rate"] = message.conversation_id  # type: ignore[attr-defined]
+    return frame
+
+
+def _client_id(message: Message) -> str | None:
+    key = message.source_key or ""
+    return key.rpartition(":")[2] if key.startswith("w") and message.author_kind == AuthorKind.CUSTOMER else None
+
+
+async def status_frame(conversation: Conversation) -> dict[str, Any]:
+    agent = None
+    if conversation.mode == ConversationMode.HUMAN and conversation.assignee_id is not None:  # type: ignore[attr-defined]
+        assignee = await User.get_or_none(id=conversation.assignee_id)  # type: ignore[attr-defined]
+        agent = assignee.first_name if assignee else None
+    return {"type": "status", "mode": str(conversation.mode.value), "agent": agent,
+            "conversation": conversation.id, "closed": conversation.closed_at is not None}
+
+
+def source_key(visitor_id: str, client_id: str) -> str:
+    """A widget message's idempotency key: the visitor's own client id, never another visitor's."""
+    return f"w{visitor_id}:{client_id}"
+
+
+# --- live events ----------------------------------------------------------------------------------------
+
+
+class WidgetLive:
+    """Publishes what a visitor should see now to whichever instance holds their sockets.
+
+    Best effort: everything published is also in the database, and a widget that reconnects
+    asks for what it missed.
+    """
+
+    def __init__(self, bus: EventBus) -> None:
+        self.bus = bus
+
+    async def publish(self, visitor_id: str, frame: dict[str, Any]) -> None:
+        await self.bus.publish(WIDGET_CHANNEL, {"visitor": visitor_id, "frame": frame})
+
+    async def message(self, visitor_id: str, message: Message, client_id: str | None = None) -> None:
+        await self.publish(visitor_id, message_frame(message, client_id))
+
+    async def delta(self, visitor_id: str, reply_to: int, text_so_far: str) -> None:
+        await self.publish(visitor_id, {"type": "delta", "reply_to": reply_to, "text": text_so_far,
+                                        "html": markdown_to_html(text_so_far)})
+
+    async def status(self, conversation: Conversation) -> None:
+        user = await User.get(id=conversation.user_id)  # type: ignore[attr-defined]
+        if user.widget_visitor_id:
+            await self.publish(user.widget_visitor_id, await status_frame(conversation))
+
+
+# --- what a visitor asks for -------------------------------------------------------------------------
+
+
+async def record_notice(conversation: Conversation, text: str, **meta: Any) -> Message:
+    """One of our own messages in a widget conversation: stored, so a reload shows it too."""
+    return await Message.create(bot_id=conversation.bot_id, conversation_id=conversation.id,  # type: ignore[attr-defined]
+                                author_kind=AuthorKind.SYSTEM, text=text, ai_meta={"source": "widget", **meta})
+
+
+async def already_stored(bot_id: int, key: str) -> Message | None:
+    """The message a visitor sent before under this key (a re-send after a reconnect)."""
+    return await Message.get_or_none(bot_id=bot_id, source_key=key)
+
+
+# --- the demo ------------------------------------------------------------------------------------------
+
+DEMO_SITE_KEY = "demo"
+
+
+async def ensure_demo_site(bot_id: int, port: int, public_base_url: str = "") -> WidgetSite | None:
+    """The demo page's site, created once so `make run` shows a working widget at `/`.
+
+    Created on the first start only: once removed (`site remove demo`) it stays removed.
+    """
+    bot = await Bot.get(id=bot_id)
+    if not bot.settings.get("demo_site_created"):
+        origins = [f"http://localhost:{port}", f"http://127.0.0.1:{port}"]
+        if public_base_url:
+            origins.append(public_base_url)
+        if not await WidgetSite.exists(public_key=DEMO_SITE_KEY):
+            with contextlib.suppress(IntegrityError):  # another instance, starting at once, made it
+                await create_site(bot_id, origins, title="Frontdesk", public_key=DEMO_SITE_KEY)
+        bot.settings = {**bot.settings, "demo_site_created": True}
+        await bot.save(update_fields=["settings"])
+    return await WidgetSite.get_or_none(public_key=DEMO_SITE_KEY)
+
+
+async def list_sites() -> list[WidgetSite]:
+    return list(await WidgetSite.all().order_by("id"))

@@ -1,0 +1,70 @@
+"""A website visitor's side of the widget protocol, spoken the way widget.js speaks it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from services.widget import DEMO_SITE_KEY
+
+
+@dataclass
+class VisitorSocket:
+    """One open widget: the frames it received, and helpers to wait for the ones a test expects."""
+
+    socket: aiohttp.ClientWebSocketResponse
+    frames: list[dict[str, Any]] = field(default_factory=list)
+
+    async def next(self, within: float = 10.0) -> dict[str, Any]:
+        message = await self.socket.receive(timeout=within)
+        if message.type != aiohttp.WSMsgType.TEXT:
+            raise AssertionError(f"the socket closed ({message.type}, {message.data!r}, {message.extra!r})")
+        frame: dict[str, Any] = json.loads(message.data)
+        self.frames.append(frame)
+        return frame
+
+    async def until(self, wanted: Any, within: float = 10.0) -> dict[str, Any]:
+        """Read frames until one satisfies `wanted(frame)`; return it."""
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise AssertionError(f"no such frame; got {self.frames}")
+            frame = await self.next(left)
+            if wanted(frame):
+                return frame
+
+    async def send_message(self, text: str, client_id: str | None = None) -> str:
+        client_id = client_id or str(uuid.uuid4())
+        await self.socket.send_json({"type": "message", "client_id": client_id, "text": text})
+        return client_id
+
+    def messages(self) -> list[dict[str, Any]]:
+        return [frame for frame in self.frames if frame["type"] == "message"]
+
+
+def origin_of(url: str) -> str:
+    return url.rstrip("/")
+
+
+async def open_widget(http: aiohttp.ClientSession, base_url: str, *, site: str = DEMO_SITE_KEY,
+                      token: str | None = None, after: int | None = None, origin: str | None = None,
+                      user: dict[str, str] | None = None, lang: str = "en") -> tuple[VisitorSocket, dict[str, Any]]:
+    """Connect and say hello; returns the socket and the server's first frame (welcome or error)."""
+    socket = await http.ws_connect(base_url + "/widget/ws", origin=origin or origin_of(base_url))
+    visitor = VisitorSocket(socket)
+    hello: dict[str, Any] = {"type": "hello", "site": site, "token": token, "after": after, "lang": lang}
+    if user is not None:
+        hello["user"] = user
+    await socket.send_json(hello)
+    return visitor, await visitor.next()
+
+
+def is_answer(frame: dict[str, Any], to: int | None = None) -> bool:
+    return frame["type"] == "message" and frame["author"] in ("ai", "system") and (
+        to is None or frame.get("reply_to") == to)

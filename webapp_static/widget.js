@@ -1,0 +1,453 @@
+/*
+ * Frontdesk website chat widget. Embed with:
+ *   <script src="https://HOST/widget.js" data-site="PUBLIC_KEY" async></script>
+ * Optional: data-lang="en|ru|uz"; for a logged-in user, data-user-id, data-user-hash (hex
+ * HMAC-SHA256 of the id with the site's secret, computed by the site's server) and data-user-name.
+ * The protocol is documented in docs/widget-protocol.md. No framework, no dependencies.
+ */
+(function () {
+  "use strict";
+  var script = document.currentScript;
+  if (!script || window.__frontdeskWidget) return;
+  window.__frontdeskWidget = true;
+
+  var SUPPORTED = ["en", "ru", "uz"];
+  var SAFE_TAGS = { B: 1, STRONG: 1, I: 1, EM: 1, U: 1, INS: 1, S: 1, STRIKE: 1, DEL: 1, A: 1, CODE: 1, PRE: 1,
+    BLOCKQUOTE: 1, BR: 1, SPAN: 1, "TG-SPOILER": 1 };
+  var data = script.dataset;
+  var site = data.site || "";
+  var base = new URL(script.src, location.href);
+  var httpBase = base.origin;
+  var wsBase = (base.protocol === "https:" ? "wss://" : "ws://") + base.host;
+  var store = storage();
+  var keyPrefix = "frontdesk:" + site + ":";
+  var lang = pickLang(data.lang, navigator.languages || [navigator.language]);
+
+  var state = {
+    config: null, strings: {}, socket: null, connected: false, closedForGood: false, attempt: 0,
+    retryTimer: 0, token: store.get(keyPrefix + "token"), lastId: 0, messages: {}, drafts: {},
+    pending: loadPending(), open: false, unread: 0, mode: "ai", agent: null, maxText: 4000
+  };
+  var ui = {};
+
+  function storage() {
+    try {
+      var probe = "frontdesk:probe";
+      window.localStorage.setItem(probe, "1");
+      window.localStorage.removeItem(probe);
+      return {
+        get: function (k) { return window.localStorage.getItem(k); },
+        set: function (k, v) { window.localStorage.setItem(k, v); },
+        del: function (k) { window.localStorage.removeItem(k); }
+      };
+    } catch (e) {  // storage blocked: the widget still works for this page view
+      var memory = {};
+      return {
+        get: function (k) { return memory.hasOwnProperty(k) ? memory[k] : null; },
+        set: function (k, v) { memory[k] = v; },
+        del: function (k) { delete memory[k]; }
+      };
+    }
+  }
+
+  function pickLang(explicit, candidates) {
+    var all = [explicit].concat(Array.prototype.slice.call(candidates || []));
+    for (var i = 0; i < all.length; i++) {
+      var code = String(all[i] || "").split(/[-_]/)[0].toLowerCase();
+      if (SUPPORTED.indexOf(code) >= 0) return code;
+    }
+    return "en";
+  }
+
+  function uuid() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    var bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    var hex = Array.prototype.map.call(bytes, function (b) { return (b + 256).toString(16).slice(1); }).join("");
+    return hex.slice(0, 8) + "-" + hex.slice(8, 12) + "-" + hex.slice(12, 16) + "-" + hex.slice(16, 20) + "-" +
+      hex.slice(20);
+  }
+
+  // --- messages not yet confirmed by the server survive reloads and lost connections ---------------
+  function loadPending() {
+    try { return JSON.parse(store.get(keyPrefix + "pending") || "[]"); } catch (e) { return []; }
+  }
+  function savePending() { store.set(keyPrefix + "pending", JSON.stringify(state.pending)); }
+
+  // --- the page -------------------------------------------------------------------------------------
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    for (var name in attrs || {}) {
+      if (name === "text") node.textContent = attrs[name];
+      else if (name.slice(0, 2) === "on") node.addEventListener(name.slice(2), attrs[name]);
+      else node.setAttribute(name, attrs[name]);
+    }
+    (children || []).forEach(function (child) { node.appendChild(child); });
+    return node;
+  }
+
+  function t(key) { return state.strings[key] || key; }
+
+  function css(config) {
+    return ":host{all:initial}" +
+      "*{box-sizing:border-box;font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif}" +
+      ".bubble{position:fixed;right:20px;bottom:20px;width:60px;height:60px;border-radius:50%;border:0;" +
+      "background:" + config.color + ";color:" + config.text_color + ";cursor:pointer;" +
+      "box-shadow:0 4px 16px rgba(0,0,0,.25);z-index:2147483000;display:flex;align-items:center;" +
+      "justify-content:center}" +
+      ".bubble:focus-visible,button:focus-visible,textarea:focus-visible{outline:3px solid #93c5fd;" +
+      "outline-offset:2px}.bubble svg{width:28px;height:28px;fill:currentColor}" +
+      ".badge{position:absolute;top:-2px;right:-2px;min-width:20px;height:20px;border-radius:10px;" +
+      "background:#dc2626;color:#fff;font-size:12px;line-height:20px;text-align:center;padding:0 5px}" +
+      ".badge[hidden]{display:none}" +
+      ".panel{position:fixed;right:20px;bottom:92px;width:370px;height:min(600px,calc(100vh - 120px));" +
+      "background:#fff;color:#111827;border-radius:16px;box-shadow:0 8px 32px rgba(0,0,0,.25);display:flex;" +
+      "flex-direction:column;overflow:hidden;z-index:2147483000;font-size:15px;line-height:1.4}" +
+      ".panel[hidden]{display:none}" +
+      "header{background:" + config.color + ";color:" + config.text_color + ";padding:12px 14px;display:flex;" +
+      "align-items:center;gap:8px}header .who{flex:1;min-width:0}" +
+      "header h2{margin:0;font-size:16px;font-weight:600;white-space:nowrap;overflow:hidden;" +
+      "text-overflow:ellipsis}header p{margin:2px 0 0;font-size:12px;opacity:.9}" +
+      "header button{background:transparent;border:1px solid currentColor;color:inherit;border-radius:8px;" +
+      "padding:4px 8px;font-size:12px;cursor:pointer}header button.x{border:0;font-size:22px;line-height:1;" +
+      "padding:0 6px}" +
+      ".log{flex:1;overflow-y:auto;padding:12px;display:flex;flex-direction:column;gap:8px;background:#f9fafb}" +
+      ".msg{max-width:85%;padding:8px 12px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;" +
+      "background:#fff;border:1px solid #e5e7eb;align-self:flex-start}" +
+      ".msg.customer{align-self:flex-end;background:" + config.color + ";color:" + config.text_color +
+      ";border-color:transparent}.msg.system{align-self:center;background:transparent;border:0;color:#4b5563;" +
+      "font-size:13px;text-align:center}.msg .by{display:block;font-size:11px;opacity:.7;margin-bottom:2px}" +
+      ".msg.pending{opacity:.6}.msg.failed{border:1px dashed #dc2626;cursor:pointer}" +
+      ".msg a{color:inherit}.msg pre,.msg code{font-family:ui-monospace,monospace;font-size:13px}" +
+      ".msg blockquote{margin:4px 0;padding-left:8px;border-left:3px solid #d1d5db}" +
+      ".stars{display:flex;gap:4px;margin-top:6px;justify-content:center}.stars button{border:0;" +
+      "background:transparent;font-size:22px;cursor:pointer;padding:0 2px}" +
+      ".note{padding:6px 12px;font-size:12px;color:#92400e;background:#fef3c7}.note[hidden]{display:none}" +
+      "form{display:flex;gap:8px;padding:10px;border-top:1px solid #e5e7eb;background:#fff}" +
+      "textarea{flex:1;resize:none;border:1px solid #d1d5db;border-radius:10px;padding:8px 10px;font-size:15px;" +
+      "max-height:120px;min-height:40px;color:#111827;background:#fff}" +
+      "form button{border:0;border-radius:10px;padding:0 14px;background:" + config.color + ";color:" +
+      config.text_color + ";font-size:14px;cursor:pointer}" +
+      "@media (max-width:480px){.panel{right:0;bottom:0;width:100vw;height:100%;border-radius:0}}" +
+      "@media (prefers-reduced-motion:no-preference){.panel{transition:opacity .15s}}";
+  }
+
+  function render() {
+    var config = state.config;
+    var host = el("div", { id: "frontdesk-widget" });
+    var root = host.attachShadow({ mode: "open" });
+    root.appendChild(el("style", { text: css(config) }));
+    ui.badge = el("span", { "class": "badge", hidden: "" });
+    ui.bubble = el("button", { "class": "bubble", type: "button", "aria-label": t("open"),
+      "aria-expanded": "false", "aria-controls": "frontdesk-panel", onclick: toggle });
+    ui.bubble.innerHTML = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 4h16a2 2 0 0 1 2 2v10a2 ' +
+      '2 0 0 1-2 2H8l-4 4V6a2 2 0 0 1 2-2z"/></svg>';
+    ui.bubble.appendChild(ui.badge);
+    ui.subtitle = el("p", { text: t("with_ai") });
+    ui.person = el("button", { type: "button", text: t("person"), onclick: askForPerson });
+    ui.log = el("div", { "class": "log", role: "log", "aria-live": "polite", "aria-relevant": "additions" });
+    ui.note = el("div", { "class": "note", role: "status", hidden: "" });
+    ui.input = el("textarea", { rows: "1", placeholder: t("placeholder"), "aria-label": t("placeholder"),
+      maxlength: String(state.maxText), onkeydown: onKey });
+    ui.form = el("form", { onsubmit: onSubmit }, [ui.input, el("button", { type: "submit", text: t("send") })]);
+    ui.panel = el("div", { "class": "panel", id: "frontdesk-panel", role: "dialog", "aria-modal": "false",
+      "aria-label": config.title || t("title"), hidden: "" }, [
+      el("header", {}, [
+        el("div", { "class": "who" }, [el("h2", { text: config.title || t("title") }), ui.subtitle]),
+        ui.person,
+        el("button", { "class": "x", type: "button", "aria-label": t("close"), text: "×", onclick: toggle })
+      ]),
+      ui.log, ui.note, ui.form
+    ]);
+    ui.panel.addEventListener("keydown", function (event) { if (event.key === "Escape") toggle(); });
+    root.appendChild(ui.panel);
+    root.appendChild(ui.bubble);
+    ui.greeting = el("div", { "class": "msg ai greeting", "data-author": "ai" }, [
+      el("span", { text: config.greeting })]);
+    ui.log.appendChild(ui.greeting);
+    document.body.appendChild(host);
+    state.pending.forEach(showPending);
+  }
+
+  function toggle() {
+    state.open = !state.open;
+    ui.panel.hidden = !state.open;
+    ui.bubble.setAttribute("aria-expanded", String(state.open));
+    ui.bubble.setAttribute("aria-label", state.open ? t("close") : t("open"));
+    if (state.open) {
+      state.unread = 0;
+      updateBadge();
+      connect();
+      ui.input.focus();
+      scrollDown();
+    } else {
+      ui.bubble.focus();
+    }
+  }
+
+  function updateBadge() {
+    ui.badge.hidden = state.unread === 0;
+    ui.badge.textContent = String(state.unread);
+  }
+
+  function scrollDown() { ui.log.scrollTop = ui.log.scrollHeight; }
+
+  function setNote(text) {
+    ui.note.textContent = text || "";
+    ui.note.hidden = !text;
+  }
+
+  function sanitize(html) {
+    var template = document.createElement("template");
+    template.innerHTML = html;
+    (function clean(node) {
+      Array.prototype.slice.call(node.childNodes).forEach(function (child) {
+        if (child.nodeType === 3) return;
+        if (child.nodeType !== 1 || !SAFE_TAGS[child.tagName]) {
+          node.replaceChild(document.createTextNode(child.textContent || ""), child);
+          return;
+        }
+        Array.prototype.slice.call(child.attributes).forEach(function (attr) {
+          var keep = child.tagName === "A" && attr.name === "href" && /^(https?:|tg:|mailto:)/i.test(attr.value);
+          if (!keep) child.removeAttribute(attr.name);
+        });
+        if (child.tagName === "A") { child.setAttribute("target", "_blank"); child.setAttribute("rel", "noopener"); }
+        clean(child);
+      });
+    })(template.content);
+    return template.content;
+  }
+
+  function bubbleFor(frame) {
+    var node = el("div", { "class": "msg " + frame.author, "data-id": String(frame.id || ""),
+      "data-author": frame.author });
+    if (frame.author === "manager" || frame.author === "ai") {
+      node.appendChild(el("span", { "class": "by", text: frame.author === "ai" ? t("ai") :
+        (state.agent || t("manager")) }));
+    }
+    var body = el("span", { "class": "body" });
+    if (frame.html) body.appendChild(sanitize(frame.html)); else body.textContent = frame.text || "";
+    node.appendChild(body);
+    (frame.attachments || []).forEach(function (item) {
+      node.appendChild(el("span", { "class": "by", text: "📎 " + (item.name || item.type) }));
+    });
+    if (frame.rate) node.appendChild(stars(frame.rate));
+    return node;
+  }
+
+  function stars(conversation) {
+    var row = el("div", { "class": "stars", role: "group", "aria-label": t("rate") });
+    [1, 2, 3, 4, 5].forEach(function (count) {
+      row.appendChild(el("button", { type: "button", text: "⭐", "aria-label": String(count) + " / 5",
+        onclick: function () { send({ type: "rate", conversation: conversation, stars: count }); } }));
+    });
+    return row;
+  }
+
+  // Messages are kept in id order whatever order they arrive in, each once.
+  function place(node, id) {
+    var after = null;
+    Array.prototype.forEach.call(ui.log.querySelectorAll(".msg[data-id]"), function (other) {
+      var otherId = Number(other.getAttribute("data-id"));
+      if (otherId && otherId < id) after = other;
+    });
+    var reference = after ? after.nextSibling : ui.greeting.nextSibling;
+    // An unconfirmed message stays last; a streaming answer stays under its question.
+    while (reference && reference.classList && reference.classList.contains("draft") &&
+           Number(reference.getAttribute("data-reply-to")) < id) reference = reference.nextSibling;
+    ui.log.insertBefore(node, reference);
+  }
+
+  function showMessage(frame) {
+    if (frame.client_id) {
+      var local = ui.log.querySelector('.msg[data-client-id="' + frame.client_id + '"]');
+      if (local) local.parentNode.removeChild(local);
+      state.pending = state.pending.filter(function (p) { return p.client_id !== frame.client_id; });
+      savePending();
+    }
+    if (frame.reply_to && state.drafts[frame.reply_to]) {
+      var draft = state.drafts[frame.reply_to];
+      if (draft.parentNode) draft.parentNode.removeChild(draft);
+      delete state.drafts[frame.reply_to];
+    }
+    var existing = state.messages[frame.id];
+    var node = bubbleFor(frame);
+    if (existing) {
+      existing.parentNode.replaceChild(node, existing);  // an edit: the same id, new text
+    } else {
+      place(node, frame.id);
+      if (!state.open && frame.author !== "customer") { state.unread += 1; updateBadge(); }
+    }
+    state.messages[frame.id] = node;
+    if (frame.id > state.lastId) state.lastId = frame.id;
+    scrollDown();
+  }
+
+  function showDelta(frame) {
+    var draft = state.drafts[frame.reply_to];
+    if (!draft) {
+      draft = el("div", { "class": "msg ai draft", "data-author": "ai", "data-reply-to": String(frame.reply_to),
+        "aria-busy": "true" });
+      state.drafts[frame.reply_to] = draft;
+      var question = state.messages[frame.reply_to];
+      ui.log.insertBefore(draft, question ? question.nextSibling : null);
+    }
+    draft.textContent = "";
+    draft.appendChild(el("span", { "class": "by", text: t("ai") }));
+    var body = el("span", { "class": "body" });
+    body.appendChild(sanitize(frame.html || frame.text || ""));
+    draft.appendChild(body);
+    scrollDown();
+  }
+
+  function showStatus(frame) {
+    state.mode = frame.mode;
+    state.agent = frame.agent || null;
+    ui.subtitle.textContent = frame.mode === "human" ?
+      (frame.agent ? t("with_agent").replace("{name}", frame.agent) : t("with_team")) : t("with_ai");
+    ui.person.hidden = frame.mode === "human" && !frame.closed;
+  }
+
+  function showPending(item) {
+    var node = el("div", { "class": "msg customer pending", "data-client-id": item.client_id,
+      "data-author": "customer", title: t("sending") }, [el("span", { "class": "body", text: item.text })]);
+    ui.log.appendChild(node);
+    scrollDown();
+  }
+
+  // --- the connection ---------------------------------------------------------------------------------
+  function connect() {
+    if (state.socket || state.closedForGood) return;
+    clearTimeout(state.retryTimer);
+    var socket = new WebSocket(wsBase + "/widget/ws");
+    state.socket = socket;
+    socket.onopen = function () {
+      var hello = { type: "hello", site: site, token: state.token || null, after: state.lastId || null, lang: lang };
+      if (data.userId && data.userHash) hello.user = { id: data.userId, hash: data.userHash, name: data.userName || "" };
+      socket.send(JSON.stringify(hello));
+    };
+    socket.onmessage = function (event) {
+      var frame;
+      try { frame = JSON.parse(event.data); } catch (e) { return; }
+      onFrame(frame);
+    };
+    socket.onclose = function (event) {
+      state.socket = null;
+      state.connected = false;
+      if (event.code === 4403) { state.closedForGood = true; return; }
+      if (event.code === 4401) { state.token = null; store.del(keyPrefix + "token"); state.attempt = 0; }
+      if (state.open || state.pending.length) setNote(t("offline"));
+      retry();
+    };
+  }
+
+  function retry() {
+    if (state.closedForGood) return;
+    // Exponential backoff with jitter, from half a second to fifteen.
+    var delay = Math.min(15000, 500 * Math.pow(2, state.attempt)) * (0.5 + Math.random() / 2);
+    state.attempt += 1;
+    clearTimeout(state.retryTimer);
+    state.retryTimer = setTimeout(connect, delay);
+  }
+
+  function onFrame(frame) {
+    if (frame.type === "welcome") {
+      state.connected = true;
+      state.attempt = 0;
+      state.token = frame.token;
+      store.set(keyPrefix + "token", frame.token);
+      setNote("");
+      state.pending.forEach(function (item) {  // sent again: the server stores each client_id once
+        send({ type: "message", client_id: item.client_id, text: item.text });
+      });
+    } else if (frame.type === "message") {
+      showMessage(frame);
+    } else if (frame.type === "delta") {
+      showDelta(frame);
+    } else if (frame.type === "status") {
+      showStatus(frame);
+    } else if (frame.type === "rated") {
+      Array.prototype.forEach.call(ui.log.querySelectorAll(".stars"), function (row) {
+        row.replaceWith(el("span", { "class": "by", text: "⭐".repeat(frame.stars) + " " + t("rated") }));
+      });
+    } else if (frame.type === "error") {
+      if (frame.code === "text_too_long" || frame.code === "empty" || frame.code === "bad_frame") {
+        markFailed();
+      }
+      setNote(frame.message);
+    }
+  }
+
+  function markFailed() {
+    // The server refused the oldest pending message for good: show it as not sent, tap to retry.
+    var item = state.pending.shift();
+    savePending();
+    if (!item) return;
+    var node = ui.log.querySelector('.msg[data-client-id="' + item.client_id + '"]');
+    if (!node) return;
+    node.classList.remove("pending");
+    node.classList.add("failed");
+    node.title = t("failed");
+    node.onclick = function () {
+      node.parentNode.removeChild(node);
+      ui.input.value = item.text;
+      ui.input.focus();
+    };
+  }
+
+  function send(frame) {
+    if (state.socket && state.connected && state.socket.readyState === 1) {
+      state.socket.send(JSON.stringify(frame));
+      return true;
+    }
+    connect();
+    return false;
+  }
+
+  function onSubmit(event) {
+    event.preventDefault();
+    var text = ui.input.value;
+    if (!text.trim()) return;
+    if (text.length > state.maxText) { setNote(t("too_long")); return; }
+    var item = { client_id: uuid(), text: text };
+    state.pending.push(item);
+    savePending();
+    showPending(item);
+    ui.input.value = "";
+    send({ type: "message", client_id: item.client_id, text: text });
+  }
+
+  function onKey(event) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      ui.form.requestSubmit ? ui.form.requestSubmit() : onSubmit(event);
+    } else if (state.connected) {
+      var now = Date.now();
+      if (!state.typedAt || now - state.typedAt > 3000) { state.typedAt = now; send({ type: "typing" }); }
+    }
+  }
+
+  function askForPerson() { send({ type: "person" }); }
+
+  window.addEventListener("online", function () {
+    if (!state.socket && !state.closedForGood) { state.attempt = 0; connect(); }
+  });
+
+  function start() {
+    var url = httpBase + "/widget/api/site?site=" + encodeURIComponent(site) + "&lang=" + lang;
+    fetch(url, { credentials: "omit" }).then(function (response) {
+      if (!response.ok) throw new Error("Frontdesk widget: site " + site + " answered " + response.status);
+      return response.json();
+    }).then(function (body) {
+      state.config = body.site;
+      state.strings = body.strings;
+      state.maxText = body.max_text || 4000;
+      render();
+      if (state.token || state.pending.length) connect();  // a returning visitor sees replies arrive
+    }).catch(function (error) { if (window.console) console.warn(String(error)); });
+  }
+
+  if (document.body) start(); else document.addEventListener("DOMContentLoaded", start);
+})();
