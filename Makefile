@@ -18,7 +18,7 @@ install: $(STAMP)
 run: install
 	$(PY) -m bot
 
-# Installs PostgreSQL and Redis from Debian when missing, starts throwaway servers, runs
+# Installs PostgreSQL, Redis and Chromium from Debian when missing, starts throwaway servers, runs
 # ruff, mypy and the whole suite on SQLite and PostgreSQL, then stops the servers.
 test: install
 	bash tests/run.sh

@@ -119,9 +119,14 @@ def _error_json(runtime: WidgetRuntime, locale: str, status: int, code: str,
     return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
 
 
+def request_origin(request: web.Request) -> str:
+    """The page's origin. Browsers leave Origin out of same-origin GETs: then it is our own."""
+    return request.headers.get("Origin") or f"{request.scheme}://{request.host}"
+
+
 def _cors(request: web.Request, site: WidgetSite | None) -> dict[str, str] | None:
     """CORS headers for an allowed origin; None when the origin may not use this site."""
-    origin = request.headers.get("Origin")
+    origin = request_origin(request)
     if site is None or not widget.origin_allowed(site, origin):
         return None
     return {"Access-Control-Allow-Origin": str(origin), "Vary": "Origin",
@@ -294,7 +299,7 @@ async def _hello(request: web.Request, runtime: WidgetRuntime, socket: web.WebSo
     if site is None:
         await refuse("unknown_site", CLOSE_FORBIDDEN)
         return None
-    if not widget.origin_allowed(site, request.headers.get("Origin")):
+    if not widget.origin_allowed(site, request_origin(request)):
         await refuse("origin_not_allowed", CLOSE_FORBIDDEN)
         return None
     visitor = _identify(site, hello)

@@ -63,8 +63,15 @@ async def audit(bot_id: int, actor: User | None, action: str, target: str, **det
 
 
 async def _notify_customer(conversation: Conversation, notice: str, **params: Any) -> None:
-    await outbox.enqueue(conversation.bot_id, "customer_notice",  # type: ignore[attr-defined]
-                         {"conversation_id": conversation.id, "notice": notice, "params": params},
+    payload: dict[str, Any] = {"conversation_id": conversation.id, "notice": notice, "params": params}
+    if await User.filter(id=conversation.user_id, widget_visitor_id__not_isnull=True).exists():  # type: ignore[attr-defined]
+        # A widget shows stored messages in id order: the notice takes its place now, before the
+        # manager's message that caused it, and the job writes its text in the visitor's language.
+        placeholder = await Message.create(bot_id=conversation.bot_id, conversation_id=conversation.id,  # type: ignore[attr-defined]
+                                           author_kind=AuthorKind.SYSTEM, text="",
+                                           ai_meta={"source": "desk", "notice": notice})
+        payload["message_id"] = placeholder.id
+    await outbox.enqueue(conversation.bot_id, "customer_notice", payload,  # type: ignore[attr-defined]
                          lane=customer_lane(conversation))
 
 
@@ -354,7 +361,7 @@ class CustomerSide:
         else:
             raise ValueError(f"unknown notice {notice!r}")
         if widget:
-            await self._notice_to_widget(conversation, customer, text, notice)
+            await self._notice_to_widget(conversation, customer, text, job.payload.get("message_id"))
             return
         try:
             await self.messenger.send_text(int(customer.telegram_id), OutgoingText(escape(text), buttons))
@@ -364,11 +371,13 @@ class CustomerSide:
         await Message.create(bot_id=conversation.bot_id, conversation_id=conversation.id,  # type: ignore[attr-defined]
                              author_kind=AuthorKind.SYSTEM, text=text, ai_meta={"source": "desk", "notice": notice})
 
-    async def _notice_to_widget(self, conversation: Conversation, customer: User, text: str, notice: str) -> None:
-        """Stored first (the widget shows stored messages), then shown live with the new state."""
-        message = await Message.create(bot_id=conversation.bot_id, conversation_id=conversation.id,  # type: ignore[attr-defined]
-                                       author_kind=AuthorKind.SYSTEM, text=text,
-                                       ai_meta={"source": "desk", "notice": notice})
+    async def _notice_to_widget(self, conversation: Conversation, customer: User, text: str,
+                                message_id: Any) -> None:
+        """The notice's text goes into the place kept for it, then is shown live with the new state."""
+        await Message.filter(id=message_id).update(text=text)
+        message = await Message.get_or_none(id=message_id)
+        if message is None:
+            return
         if self.live is not None and customer.widget_visitor_id is not None:
             await self.live.message(customer.widget_visitor_id, message)
             await self.live.status(await Conversation.get(id=conversation.id))

@@ -162,7 +162,9 @@ async def visitor_user(visitor: Visitor) -> User | None:
 async def visible_messages(user: User, after: int | None, limit: int = HISTORY_LIMIT) -> list[Message]:
     """The visitor's messages (all their conversations) after `after`, oldest first; the latest ones
     when `after` is None. Notes and other customers' messages are never among them."""
-    query = Message.filter(conversation__user_id=user.id, author_kind__in=VISIBLE_AUTHORS)
+    # A notice with no text yet is a place kept for it (services.desk); it is shown once written.
+    query = Message.filter(conversation__user_id=user.id, author_kind__in=VISIBLE_AUTHORS).exclude(
+        author_kind=AuthorKind.SYSTEM, text="")
     if after is None:
         return list(reversed(await query.order_by("-id").limit(limit)))
     last_seen = await Message.filter(id=after, conversation__user_id=user.id).first()

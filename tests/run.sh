@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need_packages=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_packages+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
+[ -x /usr/bin/chromium ] || need_packages+=(chromium)  # the widget's browser tests (never a downloaded build)
 if [ ${#need_packages[@]} -gt 0 ]; then
     echo "installing ${need_packages[*]} from Debian packages"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

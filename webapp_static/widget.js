@@ -130,7 +130,8 @@
       "max-height:120px;min-height:40px;color:#111827;background:#fff}" +
       "form button{border:0;border-radius:10px;padding:0 14px;background:" + config.color + ";color:" +
       config.text_color + ";font-size:14px;cursor:pointer}" +
-      "@media (max-width:480px){.panel{right:0;bottom:0;width:100vw;height:100%;border-radius:0}}" +
+      "@media (max-width:480px){.panel{right:0;bottom:0;width:100vw;height:100%;border-radius:0}" +
+      ".panel:not([hidden])~.bubble{display:none}}" +
       "@media (prefers-reduced-motion:no-preference){.panel{transition:opacity .15s}}";
   }
 

@@ -1,0 +1,202 @@
+"""The widget in a real browser (Debian's Chromium driven by Playwright): what a visitor sees.
+
+Screenshots go to SCREENSHOT_DIR (default: build/screenshots), one per step worth looking at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+from tgsim import Simulator
+
+from models import AuthorKind, Message, WidgetSite
+from tests.conftest import ROOT, Frontdesk
+from tests.desk_helpers import manager_desk, wait_for_topic, wait_in_topic
+from tests.fake_ai import FakeAI
+
+CHROMIUM = "/usr/bin/chromium"
+# From ../shared/BROWSER-TESTS.md: without the background-networking flags Chromium floods the closed network.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SHOTS = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "build" / "screenshots"))
+
+
+@pytest.fixture
+async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
+
+
+async def _page(browser: Browser, locale: str = "en-US", **options: Any) -> Page:
+    context = await browser.new_context(locale=locale, viewport={"width": 1000, "height": 760}, **options)
+    return await context.new_page()
+
+
+async def _shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / f"widget-{name}.png"))
+
+
+async def _say(page: Page, text: str) -> None:
+    box = page.locator("textarea")
+    await box.fill(text)
+    await box.press("Enter")
+
+
+async def test_the_demo_page_chat_answers_and_keeps_its_history_over_a_reload(
+        frontdesk: Frontdesk, ai: FakeAI, browser: Browser) -> None:
+    ai.script.reply = "We open at **seven** every weekday."
+    ai.script.chunk_size, ai.script.chunk_delay = 6, 0.05
+    page = await _page(browser)
+    await page.goto(frontdesk.url + "/")
+    bubble = page.locator(".bubble")
+    await expect(bubble).to_have_attribute("aria-label", "Open the chat")
+    await bubble.click()
+    await expect(page.locator(".panel")).to_be_visible()
+    await expect(page.locator(".greeting")).to_have_text("Hi! How can we help you today?")
+    await _say(page, "When do you open?")
+    answer = page.locator(".msg.ai[data-id]")
+    await expect(answer).to_contain_text("We open at seven every weekday.")
+    await expect(answer.locator("b")).to_have_text("seven")  # the answer's formatting survives
+    await expect(page.locator(".msg.customer[data-id]")).to_have_text("When do you open?")
+    await _shot(page, "1-answered")
+
+    await page.reload()
+    await page.locator(".bubble").click()
+    await expect(page.locator(".msg.ai[data-id]")).to_contain_text("We open at seven every weekday.")
+    await expect(page.locator(".msg.customer")).to_have_count(1)
+    await expect(page.locator(".msg.customer")).to_have_text("When do you open?")
+    await _shot(page, "2-after-reload")
+    # The page's own styles and the widget's stay apart: the widget lives in a shadow root.
+    assert await page.evaluate("document.querySelectorAll('.msg').length") == 0
+    assert await page.evaluate("getComputedStyle(document.querySelector('h1')).fontSize") == "28px"
+
+
+async def test_the_widget_speaks_the_visitors_language_and_works_from_the_keyboard(
+        frontdesk: Frontdesk, ai: FakeAI, browser: Browser) -> None:
+    ai.script.reply = "Здравствуйте!"
+    page = await _page(browser, locale="ru-RU")
+    await page.goto(frontdesk.url + "/")
+    await expect(page.locator(".bubble")).to_have_attribute("aria-label", "Открыть чат")
+    await page.keyboard.press("Tab")  # the bubble is the only control on the demo page
+    await expect(page.locator(".bubble")).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("textarea")).to_be_focused()
+    await expect(page.locator("textarea")).to_have_attribute("placeholder", "Напишите сообщение…")
+    await expect(page.locator(".greeting")).to_have_text("Здравствуйте! Чем можем помочь?")
+    await page.keyboard.type("Привет")
+    await page.keyboard.press("Enter")
+    await expect(page.locator(".msg.ai[data-id]")).to_have_text("АссистентЗдравствуйте!")
+    await page.keyboard.press("Escape")
+    await expect(page.locator(".panel")).to_be_hidden()
+    await expect(page.locator(".bubble")).to_be_focused()
+    await page.set_viewport_size({"width": 390, "height": 700})  # a phone
+    await page.locator(".bubble").click()
+    box = await page.locator(".panel").bounding_box()
+    assert box is not None
+    assert box["width"] == 390
+    await expect(page.locator(".bubble")).to_be_hidden()  # the panel's own close button is in reach
+    await _shot(page, "3-phone-ru")
+
+
+class CuttableProxy:
+    """A TCP proxy between the browser and Frontdesk whose network can be cut and restored."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers -= {writer, up_writer}
+
+
+async def test_a_cut_network_loses_nothing(frontdesk: Frontdesk, ai: FakeAI, browser: Browser) -> None:
+    proxy = CuttableProxy(frontdesk.settings.port)
+    await proxy.start()
+    site = await WidgetSite.get(public_key="demo")
+    site.allowed_origins = [*site.allowed_origins, f"http://127.0.0.1:{proxy.port}"]
+    await site.save(update_fields=["allowed_origins"])
+    page = await _page(browser)
+    await page.goto(f"http://127.0.0.1:{proxy.port}/")
+    await page.locator(".bubble").click()
+
+    ai.script.hold = asyncio.Event()  # the answer is written while the visitor is cut off
+    ai.script.reply = "Yes, we deliver within two kilometres."
+    await _say(page, "Do you deliver?")
+    await expect(page.locator(".msg.customer[data-id]")).to_have_count(1)
+    await proxy.cut()
+    await expect(page.locator(".note")).to_contain_text("You're offline")
+    ai.script.hold.set()
+    await _say(page, "And on Sundays?")  # typed while offline: kept, sent when back
+    await expect(page.locator(".msg.customer.pending")).to_have_text("And on Sundays?")
+    await _shot(page, "4-offline")
+    await asyncio.sleep(1.0)
+
+    await proxy.start()
+    await expect(page.locator(".msg.ai[data-id]").first).to_contain_text("we deliver within two kilometres",
+                                                                         timeout=20_000)
+    await expect(page.locator(".msg.customer[data-id]")).to_have_count(2, timeout=20_000)
+    await expect(page.locator(".msg.customer.pending")).to_have_count(0)
+    await expect(page.locator(".msg.ai[data-id]")).to_have_count(2, timeout=10_000)
+    await expect(page.locator(".note")).to_be_hidden()
+    await _shot(page, "5-back-online")
+    texts = [m.text for m in await Message.filter(author_kind=AuthorKind.CUSTOMER).order_by("id")]
+    assert texts == ["Do you deliver?", "And on Sundays?"]
+    await proxy.cut()
+
+
+async def test_a_managers_reply_in_the_topic_appears_live(
+        database_url: str, sim: Simulator, ai: FakeAI, browser: Browser) -> None:
+    ai.script.reply = "Let me see what I can do."
+    async with manager_desk(database_url, sim, ai) as desk:
+        page = await _page(browser)
+        await page.goto(desk.frontdesk.url + "/")
+        await page.locator(".bubble").click()
+        await _say(page, "My cake order is wrong")
+        await expect(page.locator(".msg.ai[data-id]")).to_have_count(1)
+        await page.get_by_role("button", name="Talk to a person").click()
+        await expect(page.locator(".msg.system")).to_contain_text("I've asked a person to join")
+        [topic] = await wait_for_topic(sim, desk.chat_id)
+        await wait_in_topic(sim, desk.chat_id, topic.thread_id, 1)
+        sim.send_text(desk.mia["id"], "Hi, Mia here. Sorry about the cake!", chat_id=desk.chat_id,
+                      thread_id=topic.thread_id)
+        await expect(page.locator(".msg.manager")).to_contain_text("Hi, Mia here. Sorry about the cake!",
+                                                                   timeout=5_000)
+        await expect(page.locator("header p")).to_have_text("You're chatting with Mia")
+        shown = await page.locator(".msg.system, .msg.manager").all_inner_texts()
+        assert shown[-2:] == ["Mia from our team has joined the conversation.",
+                              "Mia\nHi, Mia here. Sorry about the cake!"]
+        await _shot(page, "6-manager-reply")

@@ -1,0 +1,61 @@
+"""`python -m bot site add|list|remove`: the operator registers a website, and only it may embed the widget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+
+from tests.conftest import Frontdesk
+from tests.test_process import _run_cli
+from tests.widget_helpers import open_widget
+
+
+async def test_a_site_added_from_the_shell_serves_its_origins_until_it_is_removed(
+        frontdesk: Frontdesk, tmp_path: Path) -> None:
+    database_url = frontdesk.settings.database_url
+    added = _run_cli(tmp_path, database_url, "site", "add", "--origin", "https://Shop.example:443/",
+                     "--origin", "http://localhost:3000", "--title", "Bean There", "--color", "#7c2d12")
+    assert added.returncode == 0, added.stderr
+    lines = added.stdout.strip().splitlines()
+    key = lines[-1]
+    assert key.startswith("site_")
+    assert f'data-site="{key}"' in added.stdout
+    assert "origins: http://localhost:3000, https://shop.example" in lines
+
+    listed = _run_cli(tmp_path, database_url, "site", "list")
+    assert f"{key}\tBean There\thttp://localhost:3000 https://shop.example" in listed.stdout.splitlines()
+
+    async with aiohttp.ClientSession() as http:
+        visitor, welcome = await open_widget(http, frontdesk.url, site=key, origin="https://shop.example")
+        assert welcome["type"] == "welcome"
+        await visitor.socket.close()
+        async with http.get(f"{frontdesk.url}/widget/api/site?site={key}",
+                            headers={"Origin": "http://localhost:3000"}) as response:
+            config = await response.json()
+            assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+        assert config["site"]["title"] == "Bean There"
+        assert config["site"]["color"] == "#7c2d12"
+        stranger, refused = await open_widget(http, frontdesk.url, site=key, origin="https://shop.example.evil.com")
+        assert refused["code"] == "origin_not_allowed"
+        await stranger.socket.close()
+
+        removed = _run_cli(tmp_path, database_url, "site", "remove", key)
+        assert removed.returncode == 0, removed.stderr
+        gone, refused = await open_widget(http, frontdesk.url, site=key, origin="https://shop.example")
+        assert refused["code"] == "unknown_site"
+        await gone.socket.close()
+    again = _run_cli(tmp_path, database_url, "site", "remove", key)
+    assert again.returncode == 1
+    assert "no site has the key" in again.stderr
+
+
+def test_a_site_needs_real_origins_and_colours(database_url: str, tmp_path: Path) -> None:
+    bad_origin = _run_cli(tmp_path, database_url, "site", "add", "--origin", "shop.example")
+    assert bad_origin.returncode == 1
+    assert "'shop.example' is not an origin" in bad_origin.stderr
+    bad_colour = _run_cli(tmp_path, database_url, "site", "add", "--origin", "https://shop.example",
+                          "--color", "red; background:url(x)")
+    assert bad_colour.returncode == 1
+    assert "is not a colour" in bad_colour.stderr
+    assert _run_cli(tmp_path, database_url, "site", "list").stdout.strip() == ""
