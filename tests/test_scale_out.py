@@ -10,13 +10,16 @@ import asyncio
 import subprocess
 from pathlib import Path
 
+import aiohttp
 import pytest
 from tgsim import Simulator
 
 from models import AuthorKind, Message
 from tests.conftest import BACKEND, REDIS_URL, free_port, frontdesk_environment, running_frontdesk
+from tests.desk_helpers import BOSS_ID, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
 from tests.test_process import _start
+from tests.widget_helpers import is_answer, open_widget
 
 pytestmark = pytest.mark.skipif(
     BACKEND != "postgres" or not REDIS_URL,
@@ -49,3 +52,36 @@ async def test_a_stop_pressed_while_another_instance_streams_stops_that_stream(
         assert stored is not None
         assert stored.ai_meta["stopped"] is True
         assert [d["url"] for d in sim.deliveries()][-1].startswith(f"http://127.0.0.1:{port}")
+
+
+async def test_a_managers_reply_reaches_the_widget_on_every_instance(
+        database_url: str, sim: Simulator, ai: FakeAI, tmp_path: Path,
+        processes: list[subprocess.Popen[bytes]]) -> None:
+    ai.script.reply = "Let me find someone for you."
+    sim.create_user("Boss", id=BOSS_ID, username="boss")
+    mia = sim.create_user("Mia", username="mia")
+    group = sim.create_group("Managers", owner=BOSS_ID, members=[mia["id"]], forum=True, supergroup=True)
+    env = frontdesk_environment(database_url, sim, ai, free_port(), MANAGER_CHAT_ID=group["id"],
+                                ADMIN_IDS=str(BOSS_ID))
+    async with running_frontdesk(env) as here, aiohttp.ClientSession() as http:
+        port = free_port()
+        await _start(tmp_path, {**env, "PORT": str(port), "WEBHOOK_BASE_URL": f"http://127.0.0.1:{port}"},
+                     processes)  # Telegram's updates now reach the other instance
+        tab_here, welcome = await open_widget(http, here.url)
+        await tab_here.send_message("I need a person, please")
+        await tab_here.until(lambda f: is_answer(f))
+        # The same visitor in a second tab, whose socket the load balancer put on the other instance.
+        tab_there, _ = await open_widget(http, f"http://127.0.0.1:{port}", token=welcome["token"],
+                                         origin=here.url)
+        await tab_there.until(lambda f: is_answer(f))
+        await tab_there.socket.send_json({"type": "person"})
+        await tab_here.until(lambda f: f["type"] == "status" and f["mode"] == "human")
+        [topic] = await wait_for_topic(sim, group["id"])
+        await wait_in_topic(sim, group["id"], topic.thread_id, 1)
+
+        sim.send_text(mia["id"], "Hello from Mia", chat_id=group["id"], thread_id=topic.thread_id)
+        for tab in (tab_here, tab_there):
+            reply = await tab.until(lambda f: f["type"] == "message" and f["author"] == "manager", within=5)
+            assert reply["text"] == "Hello from Mia"
+        assert [d["url"] for d in sim.deliveries()][-1].startswith(f"http://127.0.0.1:{port}")
+        await asyncio.gather(tab_here.socket.close(), tab_there.socket.close())

@@ -52,6 +52,8 @@ async def test_a_visitor_sees_the_answer_stream_in_and_finds_it_in_the_history(
     assert answer["html"].count("<b>own</b>") == 1
     assert answer["text"] == "We roast our own beans, every morning, in small batches, right here in the shop."
 
+    async with http.get(f"{frontdesk.url}/metrics") as response:
+        assert "frontdesk_widget_sockets 1.0" in await response.text()
     status, history = await _history(http, frontdesk, welcome["token"])
     assert status == 200
     assert [(m["id"], m["author"]) for m in history["messages"]] == [(mine["id"], "customer"), (answer["id"], "ai")]
