@@ -309,7 +309,8 @@ async def _hello(request: web.Request, runtime: WidgetRuntime, socket: web.WebSo
     after = hello.get("after")
     session = _Hello(runtime, socket, visitor, locale, client_address(request, runtime.trust_forwarded),
                      name=_name(hello), after=after if isinstance(after, int) and after >= 0 else None)
-    session.user = await widget.visitor_user(visitor)
+    if hello.get("token") is not None or visitor.verified_user_id is not None:  # a new visitor has no row yet
+        session.user = await widget.visitor_user(visitor)
     conversation = await conversations.current_conversation(session.user) if session.user else None
     await socket.send_json({"type": "welcome", "token": visitor.token,
                             "conversation": conversation.id if conversation else None,
