@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright, expect
 from tgsim import Simulator
 
 from models import AuthorKind, Message, WidgetSite
-from tests.conftest import ROOT, Frontdesk
+from services import widget
+from tests.conftest import ROOT, Frontdesk, free_port
 from tests.desk_helpers import manager_desk, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
 
@@ -200,3 +202,45 @@ async def test_a_managers_reply_in_the_topic_appears_live(
         assert shown[-2:] == ["Mia from our team has joined the conversation.",
                               "Mia\nHi, Mia here. Sorry about the cake!"]
         await _shot(page, "6-manager-reply")
+
+
+async def test_a_shop_on_another_origin_with_a_strict_csp_embeds_the_widget(
+        frontdesk: Frontdesk, ai: FakeAI, browser: Browser) -> None:
+    """The business's own page, on its own origin, allowing only Frontdesk's host in its CSP."""
+    ai.script.reply = "Our croissants are baked at six."
+    shop_port = free_port()
+    shop_origin = f"http://127.0.0.1:{shop_port}"
+    site = await widget.create_site(
+        (await WidgetSite.get(public_key="demo")).bot_id, [shop_origin],  # type: ignore[attr-defined]
+        title="Bean There", color="#7c2d12")
+    host = frontdesk.url.removeprefix("http://")
+    policy = (f"default-src 'none'; script-src http://{host}; connect-src http://{host} ws://{host}; "
+              "style-src 'self'")
+    page_html = (f'<!doctype html><html><head><title>Bean There</title></head><body><h1>Bean There</h1>'
+                 f'<script src="{frontdesk.url}/widget.js" data-site="{site.public_key}" async></script>'
+                 f'</body></html>')
+
+    async def shop_page(request: web.Request) -> web.Response:
+        return web.Response(text=page_html, content_type="text/html",
+                            headers={"Content-Security-Policy": policy})
+
+    shop = web.Application()
+    shop.router.add_get("/", shop_page)
+    runner = web.AppRunner(shop, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", shop_port).start()
+    try:
+        page = await _page(browser)
+        violations: list[str] = []
+        page.on("console", lambda message: violations.append(message.text)
+                if "Content Security Policy" in message.text else None)
+        await page.goto(shop_origin + "/")
+        await page.locator(".bubble").click()
+        await expect(page.locator("header h2")).to_have_text("Bean There")
+        await expect(page.locator(".bubble")).to_have_css("background-color", "rgb(124, 45, 18)")
+        await _say(page, "When are croissants ready?")
+        await expect(page.locator(".msg.ai[data-id]")).to_contain_text("Our croissants are baked at six.")
+        await _shot(page, "7-other-origin-csp")
+        assert violations == []
+    finally:
+        await runner.cleanup()

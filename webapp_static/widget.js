@@ -139,7 +139,15 @@
     var config = state.config;
     var host = el("div", { id: "frontdesk-widget" });
     var root = host.attachShadow({ mode: "open" });
-    root.appendChild(el("style", { text: css(config) }));
+    // A constructed stylesheet is not inline style as far as a page's CSP goes, so a strict
+    // style-src still lets the widget look right; a <style> element is the fallback.
+    try {
+      var sheet = new CSSStyleSheet();
+      sheet.replaceSync(css(config));
+      root.adoptedStyleSheets = [sheet];
+    } catch (e) {
+      root.appendChild(el("style", { text: css(config) }));
+    }
     ui.badge = el("span", { "class": "badge", hidden: "" });
     ui.bubble = el("button", { "class": "bubble", type: "button", "aria-label": t("open"),
       "aria-expanded": "false", "aria-controls": "frontdesk-panel", onclick: toggle });
