@@ -263,5 +263,18 @@ async def _handoff_and_reply(desk: Desk, sim: Simulator, http: aiohttp.ClientSes
     await sim.wait_until(lambda: any("Thank you, Mia" in (m.get("text") or "")
                                      for m in sim.chat_history(desk.chat_id, thread_id=topic.thread_id)),
                          10, "copied into the topic")
+
+    # The manager closes it: the visitor is asked for a rating in the widget, and gives one.
+    sim.send_command(desk.mia["id"], "close", chat_id=desk.chat_id, thread_id=topic.thread_id)
+    asked = await reloaded.until(lambda f: f["type"] == "message" and "rate" in f)
+    assert asked["rate"] == asked["conversation"]
+    assert asked["text"] == "This conversation is closed. Thank you for writing to us! How would you rate it?"
+    closed = await reloaded.until(lambda f: f["type"] == "status")
+    assert closed["closed"] is True
+    await reloaded.socket.send_json({"type": "rate", "conversation": asked["conversation"], "stars": 5})
+    assert (await reloaded.until(lambda f: f["type"] == "rated"))["stars"] == 5
+    assert (await Conversation.get(id=asked["conversation"])).rating == 5
+    await reloaded.socket.send_json({"type": "rate", "conversation": asked["conversation"] + 1000, "stars": 5})
+    assert (await reloaded.until(lambda f: f["type"] == "error"))["code"] == "bad_frame"
     await reloaded.socket.close()
 
