@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # `make bench`: the benchmarks of docs/BENCHMARKS.md, each writing its section there:
 #   ingest    webhook ingest of Frontdesk (SQLite, PostgreSQL, two instances) beside a bare aiohttp
-#             ceiling and a bare aiogram echo bot (bench/ingest.py, about ten minutes);
+#             ceiling and a bare aiogram echo bot (bench/ingest.py, about twelve minutes);
 #   outbound  2,000 replies to 2,000 chats at Telegram's limits, one and two instances
-#             (bench/outbound.py, about twelve minutes);
-#   inbox     inbox-style queries on 100k conversations and 1M messages (bench/inbox.py, a few minutes).
+#             (bench/outbound.py, about seventeen minutes);
+#   inbox     inbox-style queries on 100k conversations and 1M messages (bench/inbox.py, about eight minutes).
 # Starts a throwaway PostgreSQL (with its durable defaults: fsync and synchronous_commit on) and Redis
 # on spare loopback ports and removes them afterwards. `bash bench/run.sh` runs all three;
 # `bash bench/run.sh NAME [ARGS...]` runs one, ARGS going to its script (try --help).
