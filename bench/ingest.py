@@ -7,7 +7,10 @@ POST /telegram/webhook from this process (the load generator):
 - echo: a bare aiogram bot (SimpleRequestHandler, one handler awaiting `message.answer`) whose
   Bot talks to a tgsim Simulator (flood limits off) running in a third process;
 - sqlite / postgres: Frontdesk itself (`bot.app.create_app`) with OUTBOX_WORKERS=0, so only
-  ingest is measured: store the message and its outbox job, then acknowledge.
+  ingest is measured: store the message and its outbox job, then acknowledge;
+- ceiling2 / postgres2 / redis2: two processes of the ceiling, or two Frontdesk instances on one
+  PostgreSQL database (redis2: with REDIS_URL too, as several instances are deployed), the
+  generator's connections split between them, as a load balancer would.
 
 Like Telegram, the generator keeps one update in flight per chat, retries non-2xx answers, and
 uses a fixed number of keep-alive connections. Afterwards the `message` table is read to check
@@ -58,9 +61,13 @@ WEBHOOK_PATH = "/telegram/webhook"
 DOC_PATH = ROOT / "docs" / "BENCHMARKS.md"
 BEGIN_MARK = "<!-- bench/ingest.py: generated section begins -->"
 END_MARK = "<!-- bench/ingest.py: generated section ends -->"
-TARGETS = ("ceiling", "echo", "sqlite", "postgres")
+TARGETS = ("ceiling", "echo", "sqlite", "postgres", "ceiling2", "postgres2", "redis2")
 LABELS = {"ceiling": "ceiling: aiohttp + Update.model_validate", "echo": "aiogram echo bot (tgsim)",
-          "sqlite": "Frontdesk, SQLite", "postgres": "Frontdesk, PostgreSQL"}
+          "sqlite": "Frontdesk, SQLite", "postgres": "Frontdesk, PostgreSQL",
+          "ceiling2": "ceiling, two processes", "postgres2": "Frontdesk, PostgreSQL, two instances",
+          "redis2": "Frontdesk, PostgreSQL + Redis, two instances"}
+# Targets served by two processes, and what each of the two runs.
+PAIRS = {"ceiling2": "ceiling", "postgres2": "postgres", "redis2": "postgres"}
 FIRST_USER_ID = 610_000_000
 WARMUP_USER_OFFSET = 100_000
 MAX_ATTEMPTS = 5  # Telegram retries a non-2xx answer; so do we, quickly
@@ -229,12 +236,14 @@ async def worker(feed: Feed, connection: HttpConnection, load: Load) -> None:
         connection.close()
 
 
-async def drive(port: int, secret: str, deliveries: Sequence[Delivery], concurrency: int,
+async def drive(ports: Sequence[int], secret: str, deliveries: Sequence[Delivery], concurrency: int,
                 limit_seconds: float) -> Load:
+    """The connections take turns between the servers' ports, as a load balancer's would."""
     load = Load()
     started = time.perf_counter()
     feed = Feed(deliveries, started + limit_seconds)
-    await asyncio.gather(*(worker(feed, HttpConnection(port, secret), load) for _ in range(concurrency)))
+    await asyncio.gather(*(worker(feed, HttpConnection(ports[index % len(ports)], secret), load)
+                           for index in range(concurrency)))
     load.seconds = time.perf_counter() - started
     return load
 
@@ -295,14 +304,15 @@ def echo_app(sim_url: str) -> Any:
     return app
 
 
-def frontdesk_app(sim_url: str, database_url: str, port: int) -> tuple[Any, str]:
+def frontdesk_app(sim_url: str, database_url: str, port: int, redis_url: str = "",
+                  redis_prefix: str = "") -> tuple[Any, str]:
     from bot.app import create_app
     from bot.settings import Settings
 
     env = {"BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE": sim_url, "WEBHOOK_BASE_URL": f"http://127.0.0.1:{port}",
            "HOST": "127.0.0.1", "PORT": str(port), "DATABASE_URL": database_url, "OUTBOX_WORKERS": "0",
-           "AI_BASE_URL": "", "AI_MODEL": "", "REDIS_URL": "", "CUSTOMER_RATE_BURST": "1000000",
-           "LOG_LEVEL": "WARNING"}
+           "AI_BASE_URL": "", "AI_MODEL": "", "REDIS_URL": redis_url, "REDIS_PREFIX": redis_prefix or "frontdesk",
+           "CUSTOMER_RATE_BURST": "1000000", "LOG_LEVEL": "WARNING"}
     settings = Settings(_env_file=None, **cast(dict[str, Any], env))
     return create_app(settings), settings.webhook_secret
 
@@ -312,7 +322,8 @@ def build_app(target: str, options: dict[str, str], port: int) -> tuple[Any, str
         return ceiling_app(), BARE_SECRET
     if target == "echo":
         return echo_app(options["sim_url"]), BARE_SECRET
-    return frontdesk_app(options["sim_url"], options["database_url"], port)
+    return frontdesk_app(options["sim_url"], options["database_url"], port, options.get("redis_url", ""),
+                         options.get("redis_prefix", ""))
 
 
 class Window:
@@ -467,7 +478,7 @@ def new_database(target: str, workdir: Path, postgres_url: str) -> Database | No
     tag = uuid.uuid4().hex[:10]
     if target == "sqlite":
         return Database(f"sqlite://{workdir / f'frontdesk-{tag}.sqlite3'}")
-    if target == "postgres":
+    if target in ("postgres", "postgres2", "redis2"):
         name = f"frontdesk_bench_{tag}"
         asyncio.run(pg_execute(postgres_url, f'CREATE DATABASE "{name}"'))
         return Database(urlunsplit(urlsplit(postgres_url)._replace(path=f"/{name}")), postgres_url)
@@ -528,6 +539,7 @@ class Options:
     doc: Path | None
     workdir: Path
     code: str = ""  # which Frontdesk was measured: the commit, and whether the tree had changes
+    redis_url: str = ""
 
 
 @dataclass
@@ -599,17 +611,20 @@ class Plan:
         return sorted({delivery.chat_id for delivery in self.warmup + self.measured})
 
 
-def measure(server: Child, plan: Plan, concurrency: int, options: Options) -> tuple[Load, Load, Usage]:
-    """Warm up, then the measured window: (warm-up load, measured load, what it cost)."""
-    port, secret = server.ready
-    warm = asyncio.run(drive(port, secret, plan.warmup, concurrency, options.limit_seconds))
+def measure(servers: Sequence[Child], plan: Plan, concurrency: int, options: Options) -> tuple[Load, Load, Usage]:
+    """Warm up, then the measured window: (warm-up load, measured load, what it cost). With two
+    servers, their CPU is summed and their loops' busy time averaged."""
+    ports, secret = [server.ready[0] for server in servers], servers[0].ready[1]
+    warm = asyncio.run(drive(ports, secret, plan.warmup, concurrency, options.limit_seconds))
     background = wait_for_quiet(options.quiet_seconds)
-    server.ask("start")
+    for server in servers:
+        server.ask("start")
     before, generator_before = busy_jiffies(), cpu_seconds()
-    load = asyncio.run(drive(port, secret, plan.measured, concurrency, options.limit_seconds))
+    load = asyncio.run(drive(ports, secret, plan.measured, concurrency, options.limit_seconds))
     busy, generator_cpu = busy_share(before, busy_jiffies()), cpu_seconds() - generator_before
-    server_cpu, loop_cpu = server.ask("stop")
-    return warm, load, Usage(server_cpu, loop_cpu, busy, generator_cpu, background)
+    spent = [server.ask("stop") for server in servers]
+    return warm, load, Usage(sum(cpu for cpu, _ in spent), sum(loop for _, loop in spent) / len(spent), busy,
+                             generator_cpu, background)
 
 
 def verify(target: str, database: Database | None, warm: Load, load: Load,
@@ -635,18 +650,22 @@ def verify(target: str, database: Database | None, warm: Load, load: Load,
 def run_once(target: str, concurrency: int, options: Options, profile_path: str = "") -> RunResult:
     plan = Plan.make(options)
     database = new_database(target, options.workdir, options.postgres_url)
-    simulator = Child(simulator_process, plan.users) if target != "ceiling" else None
+    simulator = Child(simulator_process, plan.users) if target not in ("ceiling", "ceiling2") else None
     server_options = {"sim_url": simulator.ready if simulator else "", "profile": profile_path,
                       "database_url": database.url if database else ""}
-    server: Child | None = None
+    if target == "redis2":  # update ids repeat from run to run: a fresh namespace for de-duplication
+        server_options |= {"redis_url": options.redis_url, "redis_prefix": f"bench-{uuid.uuid4().hex[:10]}"}
+    servers: list[Child] = []
     try:
-        server = Child(server_process, target, server_options)
-        warm, load, usage = measure(server, plan, concurrency, options)
+        for _ in range(2 if target in PAIRS else 1):  # one after the other: the first one migrates
+            servers.append(Child(server_process, PAIRS.get(target, target), server_options))
+        warm, load, usage = measure(servers, plan, concurrency, options)
         answers = int(simulator.ask("answers")) if simulator and target == "echo" else 0
-        server.close()  # every transaction is over before the rows are counted
+        for server in servers:
+            server.close()  # every transaction is over before the rows are counted
         stored, problems = verify(target, database, warm, load, answers)
     finally:
-        for child in (server, simulator):
+        for child in [*servers, simulator]:
             if child is not None:
                 child.close()
         if database is not None:
@@ -697,13 +716,18 @@ def group(results: Sequence[RunResult]) -> list[Row]:
     return [rows[key] for key in sorted(rows, key=lambda key: (key[0], TARGETS.index(key[1])))]
 
 
+def ceiling_of(target: str) -> str:
+    """The ceiling a row is compared with: the one with as many processes."""
+    return "ceiling2" if target in PAIRS else "ceiling"
+
+
 def table(rows: Sequence[Row]) -> str:
-    ceilings = {row.concurrency: row.rate for row in rows if row.target == "ceiling"}
+    ceilings = {(row.concurrency, row.target): row.rate for row in rows if row.target in ("ceiling", "ceiling2")}
     lines = ["| server | connections | updates/s | % of ceiling | p50 ms | p99 ms | stored/sent | retried "
              "| server CPU ms/update | server loop busy | generator busy | machine busy |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows:
-        ceiling = ceilings.get(row.concurrency)
+        ceiling = ceilings.get((row.concurrency, ceiling_of(row.target)))
         share = f"{100 * row.rate / ceiling:.0f}%" if ceiling else "—"
         lines.append(
             f"| {LABELS[row.target]} | {row.concurrency} | {row.rate:,.0f} | {share} "
@@ -815,7 +839,7 @@ def versions(options: Options) -> str:
 
     names = ("aiogram", "aiohttp", "tortoise-orm", "aiosqlite", "asyncpg", "pydantic")
     text = ", ".join(f"{name} {version(name)}" for name in names) + f"; SQLite {sqlite3.sqlite_version}"
-    if options.postgres_url and "postgres" in options.targets:
+    if options.postgres_url and {"postgres", "postgres2", "redis2"} & set(options.targets):
         rows = asyncio.run(pg_fetch(options.postgres_url, "SELECT current_setting('server_version'), "
                                     "current_setting('fsync'), current_setting('synchronous_commit')"))
         server, fsync, synchronous = rows[0]
@@ -838,9 +862,11 @@ def code_version() -> str:
 
 
 def verdict(rows: Sequence[Row]) -> str:
-    ceilings = {row.concurrency: row.rate for row in rows if row.target == "ceiling"}
-    parts = [f"{LABELS[row.target]} at {row.concurrency} connections: {100 * row.rate / ceilings[row.concurrency]:.0f}%"
-             for row in rows if row.target in ("sqlite", "postgres") and row.concurrency in ceilings]
+    ceilings = {(row.concurrency, row.target): row.rate for row in rows if row.target in ("ceiling", "ceiling2")}
+    parts = [f"{LABELS[row.target]} at {row.concurrency} connections: "
+             f"{100 * row.rate / ceilings[(row.concurrency, ceiling_of(row.target))]:.0f}%"
+             for row in rows if row.target in ("sqlite", "postgres", "postgres2", "redis2")
+             and (row.concurrency, ceiling_of(row.target)) in ceilings]
     return "Share of the ceiling (target ≥ 50%): " + "; ".join(parts) + "." if parts else ""
 
 
@@ -895,16 +921,19 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--no-doc", action="store_true", help="only print the table")
     args = parser.parse_args(argv)
     postgres_url = os.environ.get("BENCH_POSTGRES_URL", "")
-    targets = [target for target in args.targets.split(",") if target != "postgres" or postgres_url]
+    redis_url = os.environ.get("BENCH_REDIS_URL", "")
+    needs = {"postgres": postgres_url, "postgres2": postgres_url, "redis2": postgres_url and redis_url}
+    targets = [target for target in args.targets.split(",") if needs.get(target, True)]
     if unknown := set(targets) - set(TARGETS):
         parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
     if len(targets) < len(args.targets.split(",")):
-        print("BENCH_POSTGRES_URL is not set: PostgreSQL is left out (bash bench/run.sh sets it)", file=sys.stderr)
+        print("BENCH_POSTGRES_URL or BENCH_REDIS_URL is not set: the targets that need them are left out "
+              "(bash bench/run.sh sets them)", file=sys.stderr)
     return Options(args.updates, args.warmup, args.users, args.runs,
                    [int(value) for value in args.concurrency.split(",")], targets, args.limit_seconds,
                    args.quiet_seconds, postgres_url,
-                   [target for target in args.profile.split(",") if target in targets],
-                   None if args.no_doc else args.doc, Path())
+                   [target for target in args.profile.split(",") if target in targets and target not in PAIRS],
+                   None if args.no_doc else args.doc, Path(), redis_url=redis_url)
 
 
 def schedule(options: Options) -> Iterator[tuple[int, int, str]]:

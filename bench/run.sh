@@ -1,22 +1,38 @@
 #!/usr/bin/env bash
-# `make bench`: webhook ingest throughput of Frontdesk on SQLite and PostgreSQL beside a bare aiohttp
-# ceiling and a bare aiogram echo bot. Starts a throwaway PostgreSQL on a spare loopback port (with
-# its durable defaults: fsync and synchronous_commit on), removes it afterwards, and writes the
-# results into docs/BENCHMARKS.md. Extra arguments go to bench/ingest.py (try --help).
+# `make bench`: the benchmarks of docs/BENCHMARKS.md, each writing its section there:
+#   ingest    webhook ingest of Frontdesk (SQLite, PostgreSQL, two instances) beside a bare aiohttp
+#             ceiling and a bare aiogram echo bot (bench/ingest.py, about twelve minutes);
+#   outbound  2,000 replies to 2,000 chats at Telegram's limits, one and two instances
+#             (bench/outbound.py, about seventeen minutes);
+#   inbox     inbox-style queries on 100k conversations and 1M messages (bench/inbox.py, about eight minutes).
+# Starts a throwaway PostgreSQL (with its durable defaults: fsync and synchronous_commit on) and Redis
+# on spare loopback ports and removes them afterwards. `bash bench/run.sh` runs all three;
+# `bash bench/run.sh NAME [ARGS...]` runs one, ARGS going to its script (try --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-    echo "installing postgresql from Debian packages"
+benches=(ingest outbound inbox)
+if [ $# -gt 0 ] && [[ " ${benches[*]} " == *" $1 "* ]]; then
+    benches=("$1"); shift
+elif [ $# -gt 0 ]; then
+    echo "usage: bash bench/run.sh [ingest|outbound|inbox [ARGS...]]" >&2; exit 2
+fi
+
+need_packages=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_packages+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
+if [ ${#need_packages[@]} -gt 0 ]; then
+    echo "installing ${need_packages[*]} from Debian packages"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_packages[@]}" >/dev/null
 fi
 
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 work=$(mktemp -d /tmp/frontdesk-bench.XXXXXX)
 chmod 755 "$work"
 pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+redis_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
 as_pg() {  # PostgreSQL refuses to run as root
     if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
@@ -24,6 +40,7 @@ as_pg() {  # PostgreSQL refuses to run as root
 
 cleanup() {
     as_pg "$pg_bin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
+    [ -f "$work/redis.pid" ] && kill "$(cat "$work/redis.pid")" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -33,6 +50,19 @@ as_pg "$pg_bin/initdb" -D "$work/pg" -A trust -U postgres >/dev/null
 as_pg "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w start \
     -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c max_connections=100" >/dev/null
 
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+    --pidfile "$work/redis.pid" --dir "$work" --logfile "$work/redis.log"
+
 export BENCH_POSTGRES_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
-if [ -n "${MAKELEVEL:-}" ]; then export BENCH_LAUNCHER="make bench"; else export BENCH_LAUNCHER="bash bench/run.sh${*:+ $*}"; fi
-.venv/bin/python bench/ingest.py --profile sqlite,postgres "$@"
+export BENCH_REDIS_URL="redis://127.0.0.1:$redis_port/0"
+status=0
+for bench in "${benches[@]}"; do
+    if [ -n "${MAKELEVEL:-}" ]; then export BENCH_LAUNCHER="make bench"
+    elif [ ${#benches[@]} -gt 1 ]; then export BENCH_LAUNCHER="bash bench/run.sh"
+    else export BENCH_LAUNCHER="bash bench/run.sh $bench${*:+ $*}"; fi
+    case "$bench" in
+        ingest) .venv/bin/python bench/ingest.py --profile sqlite,postgres "$@" || status=1 ;;
+        *) .venv/bin/python "bench/$bench.py" "$@" || status=1 ;;
+    esac
+done
+exit $status
