@@ -202,6 +202,13 @@ async def customers_busy() -> bool:
     return await OutboxJob.filter(queue=CUSTOMERS, status__in=[JobStatus.PENDING, JobStatus.RUNNING]).exists()
 
 
+async def delivered(sim: Simulator, traffic: Traffic) -> None:
+    """Wait until tgsim has handed over every update, and check that none was given up on."""
+    await sim.wait_until_delivered(timeout=60)
+    accepted = {d["update_id"] for d in sim.deliveries() if d["status"] is not None and 200 <= d["status"] < 300}
+    assert len(accepted) >= traffic.total, "tgsim gave up on updates the instances kept failing"
+
+
 def unhandled_429s(sim: Simulator) -> list[dict[str, Any]]:
     """429s after which the same send to the same chat never succeeded."""
     calls = sim.calls()
@@ -259,6 +266,7 @@ async def test_instances_killed_at_random_lose_nothing_and_answer_once_but_for_o
 
     traffic = Traffic()
     await asyncio.gather(write(sim, 200, 5, 20.0, rng, traffic), chaos())
+    await delivered(sim, traffic)
     await db.open_database(database_url, run_migrations=False)
     try:
         deadline = time.monotonic() + 120
@@ -314,6 +322,7 @@ async def test_redis_restarted_and_the_ai_failing_for_a_while_lose_nothing(
 
     traffic = Traffic()
     await asyncio.gather(write(sim, 60, 5, 30.0, rng, traffic), chaos())
+    await delivered(sim, traffic)  # updates that met Redis away come again
 
     await db.open_database(database_url, run_migrations=False)
     try:
