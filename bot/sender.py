@@ -40,6 +40,7 @@ from aiogram.types import (
     ReplyParameters,
 )
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from services.ports import (
     AlbumItem,
@@ -195,14 +196,28 @@ class RedisPacer:
         self.prefix = prefix
         self.limits = limits
         self._script = redis.register_script(_RESERVE)
+        # While Redis is unreachable (restarting, say) this instance paces itself alone: answers keep
+        # going out, and a 429 from instances together is waited out, rather than every send failing.
+        self._alone = Pacer(limits)
+        self._unreachable = False
 
     async def reserve(self, chat_id: int, count: int = 1) -> float:
         group = chat_id < 0
         limits = self.limits
-        wait = await self._script(
-            keys=[f"{self.prefix}:pace:all", f"{self.prefix}:pace:{chat_id}"],
-            args=[count, 1 if group else 0, limits.per_second, limits.group_per_minute, limits.private_per_second,
-                  limits.private_burst, uuid.uuid4().hex])
+        try:
+            wait = await self._script(
+                keys=[f"{self.prefix}:pace:all", f"{self.prefix}:pace:{chat_id}"],
+                args=[count, 1 if group else 0, limits.per_second, limits.group_per_minute, limits.private_per_second,
+                      limits.private_burst, uuid.uuid4().hex])
+        except (RedisError, OSError) as error:
+            if not self._unreachable:
+                log.warning("telegram: the shared budget in Redis is unreachable (%s); pacing this instance alone",
+                            error)
+                self._unreachable = True
+            return await self._alone.reserve(chat_id, count)
+        if self._unreachable:
+            log.warning("telegram: the shared budget in Redis is back")
+            self._unreachable = False
         return float(wait)
 
     async def acquire(self, chat_id: int, count: int = 1) -> None:

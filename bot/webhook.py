@@ -46,7 +46,14 @@ async def telegram_webhook(request: web.Request) -> web.Response:
         metrics.updates.labels("invalid").inc()
         return _error(400, "the body is not a Telegram update")
     update_id_var.set(update.update_id)
-    if await telegram.recent.seen(update.update_id):
+    try:
+        duplicate = await telegram.recent.seen(update.update_id)
+    except Exception as error:  # Redis restarting, say: nothing is done yet, so a retry is safe
+        metrics.updates.labels("error").inc()
+        log.warning("update %s: cannot check for a re-delivery (%s); Telegram will deliver it again",
+                    update.update_id, error)
+        return _error(503, "temporary failure, retry")
+    if duplicate:
         metrics.updates.labels("duplicate").inc()
         return web.json_response({"ok": True, "duplicate": True})
     try:
@@ -55,6 +62,10 @@ async def telegram_webhook(request: web.Request) -> web.Response:
         metrics.updates.labels("error").inc()
         log.exception("update %s failed; Telegram will deliver it again", update.update_id)
         return _error(500, "temporary failure, retry")
-    await telegram.recent.remember(update.update_id)
+    try:
+        await telegram.recent.remember(update.update_id)
+    except Exception as error:  # handled and committed: a 5xx now would only make Telegram send it again
+        log.warning("update %s handled but not remembered (%s); a re-delivered message is still stored once",
+                    update.update_id, error)
     metrics.updates.labels("handled").inc()
     return web.json_response({"ok": True})

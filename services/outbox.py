@@ -3,7 +3,8 @@
 A job is claimed by setting a lease (owner + expiry) with a conditional UPDATE, so two workers
 never run the same job; a worker that dies leaves a lease that expires, and the job is claimed
 again. On PostgreSQL the candidate rows are also locked with FOR UPDATE SKIP LOCKED so workers
-do not queue behind each other.
+do not queue behind each other, and a lane's claims are serialised across instances by an
+advisory lock (see `OutboxWorker._lane_is_free`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ def now() -> datetime:
 
 CUSTOMERS = ""  # the default queue: everything that reaches a customer
 MANAGERS = "managers"  # everything posted into the manager group, on that group's slow budget
+
+# The first key of the outbox's PostgreSQL advisory locks (the second is the lane's hash), so they
+# never meet another user of advisory locks in the same database.
+LANE_LOCKS = 0x0B0C5
 
 
 async def enqueue(bot_id: int, kind: str, payload: dict[str, Any], *, lane: str = "", delay: float = 0.0,
@@ -149,20 +154,18 @@ class OutboxWorker:
     async def claim(self) -> OutboxJob | None:
         moment = now()
         expired_or_pending = Q(status=JobStatus.PENDING) | Q(status=JobStatus.RUNNING, lease_expires_at__lt=moment)
-        busy_lanes = await OutboxJob.filter(
-            queue=self.queue, status=JobStatus.RUNNING, lease_expires_at__gte=moment).exclude(lane="").values_list(
-            "lane", flat=True)
+        busy_lanes = await self._busy_lanes(moment)
         async with in_transaction() as connection:
             query = OutboxJob.filter(expired_or_pending, queue=self.queue, run_after__lte=moment)
             if busy_lanes:
-                query = query.exclude(lane__in=list(busy_lanes))
+                query = query.exclude(lane__in=busy_lanes)
             query = query.order_by("priority", "id").limit(8).using_db(connection)
             if connection.capabilities.dialect == "postgres":
                 query = query.select_for_update(skip_locked=True)
             candidates = await query
             for job in candidates:
-                if job.lane and await self._behind_unfinished(job, connection):
-                    continue  # an earlier job of its lane waits for a retry: order comes first
+                if job.lane and not await self._lane_is_free(job, moment, connection):
+                    continue  # its lane is busy, or an earlier job of it waits for a retry: order comes first
                 claimed = await OutboxJob.filter(expired_or_pending, id=job.id).using_db(connection).update(
                     status=JobStatus.RUNNING, lease_owner=self.owner, attempts=job.attempts + 1,
                     lease_expires_at=moment + timedelta(seconds=self.settings.lease_seconds))
@@ -172,9 +175,32 @@ class OutboxWorker:
                     return job
         return None
 
-    async def _behind_unfinished(self, job: OutboxJob, connection: Any) -> bool:
-        return await OutboxJob.filter(queue=self.queue, lane=job.lane, id__lt=job.id,
-                                      status__in=[JobStatus.PENDING, JobStatus.RUNNING]).using_db(connection).exists()
+    async def _busy_lanes(self, moment: datetime) -> list[str]:
+        """Lanes with a running job: a cheap first cut of the candidates. Read before the claim's
+        transaction, so another instance may have claimed since; `_lane_is_free` decides."""
+        lanes = await OutboxJob.filter(
+            queue=self.queue, status=JobStatus.RUNNING, lease_expires_at__gte=moment).exclude(lane="").values_list(
+            "lane", flat=True)
+        return [str(lane) for lane in lanes]
+
+    async def _lane_is_free(self, job: OutboxJob, moment: datetime, connection: Any) -> bool:
+        """Whether `job` may start: no other job of its lane runs, and none before it is unfinished.
+
+        Jobs of one lane come from several transactions (a customer's message, a manager's reply),
+        which may commit out of id order, so a lane's earlier job can appear while a later one runs.
+        On PostgreSQL other instances claim at the same moment: a transaction-level advisory lock on
+        the lane makes this check and the claim after it one step for the whole database. A lane
+        whose lock another claimer holds is skipped, never waited for; the check reads after the
+        lock is taken, so it sees every claim committed before.
+        """
+        if connection.capabilities.dialect == "postgres":
+            rows = await connection.execute_query_dict(
+                "SELECT pg_try_advisory_xact_lock($1, hashtext($2)) AS locked", [LANE_LOCKS, job.lane])
+            if not rows[0]["locked"]:
+                return False
+        unfinished = Q(id__lt=job.id, status__in=[JobStatus.PENDING, JobStatus.RUNNING]) | Q(
+            status=JobStatus.RUNNING, lease_expires_at__gte=moment)
+        return not await OutboxJob.filter(unfinished, queue=self.queue, lane=job.lane).using_db(connection).exists()
 
     async def run(self, job: OutboxJob) -> None:
         handler = self.handlers.get(job.kind)

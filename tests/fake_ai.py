@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from aiohttp import web
 class Script:
     reply: str = "Hello from the AI."
     replies: list[str] = field(default_factory=list)  # taken in order before `reply`
+    answer: Callable[[str], str] | None = None  # the reply to the customer's last message, instead of `reply`
     failing_models: dict[str, int] = field(default_factory=dict)  # model -> HTTP status
     handoff_reason: str | None = None
     chunk_size: int = 12
@@ -49,8 +51,12 @@ class FakeAI:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    def _next_reply(self) -> str:
-        return self.script.replies.pop(0) if self.script.replies else self.script.reply
+    def _next_reply(self, messages: list[dict[str, Any]]) -> str:
+        if self.script.replies:
+            return self.script.replies.pop(0)
+        if self.script.answer is not None:
+            return self.script.answer(str(messages[-1]["content"]))
+        return self.script.reply
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -63,7 +69,7 @@ class FakeAI:
             status = self.script.failing_models[model]
             return web.json_response({"error": {"message": "scripted failure", "type": "server_error"}},
                                      status=status)
-        text = self._next_reply()
+        text = self._next_reply(body["messages"])
         usage = {"prompt_tokens": 100 + len(json.dumps(body["messages"])) // 4,
                  "completion_tokens": len(text) // 4 + 1}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]

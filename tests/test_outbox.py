@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import contextvars
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from tortoise.transactions import in_transaction
 
 from models import Bot, JobStatus, OutboxJob
 from services import outbox
 from services.outbox import OutboxSettings, OutboxWorker
+from tests.conftest import BACKEND
 
 
 async def _bot() -> Bot:
@@ -81,3 +89,75 @@ async def test_jobs_of_one_conversation_run_one_at_a_time_in_order(database: str
     assert not overlapped
     assert [n for n in order if n < 10] == [0, 1, 2]
     assert 10 in order
+
+
+@asynccontextmanager
+async def _earlier_job_committing_late(bot_id: int, lane: str) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """A job of `lane` written by a transaction that commits only when told to: a later job of the
+    lane (committed meanwhile) can be claimed first, as when a manager's reply and a customer's
+    message for one conversation are stored at the same moment."""
+    written, commit = asyncio.Event(), asyncio.Event()
+
+    async def writer() -> None:
+        async with in_transaction():
+            await outbox.enqueue(bot_id, "step", {"n": 0}, lane=lane)
+            written.set()
+            await commit.wait()
+
+    task = asyncio.create_task(writer())
+    await written.wait()
+
+    async def committed() -> None:
+        commit.set()
+        await task
+
+    try:
+        yield committed
+    finally:
+        await committed()
+
+
+def _step(job: OutboxJob | None) -> object:
+    return None if job is None else job.payload["n"]
+
+
+postgres_only = pytest.mark.skipif(BACKEND != "postgres", reason="one process claims one job at a time on SQLite")
+
+
+@postgres_only
+async def test_a_lane_busy_on_another_instance_since_we_looked_is_not_claimed_again(database: str) -> None:
+    bot = await _bot()
+    other_instance = OutboxWorker({}, OutboxSettings())
+    async with _earlier_job_committing_late(bot.id, "conversation-a") as commit_earlier:
+        await outbox.enqueue(bot.id, "step", {"n": 1}, lane="conversation-a")
+
+        class LooksFirst(OutboxWorker):
+            async def _busy_lanes(self, moment: datetime) -> list[str]:
+                lanes = await super()._busy_lanes(moment)  # nothing runs yet ...
+                assert _step(await other_instance.claim()) == 1  # ... then the other instance claims
+                await commit_earlier()
+                return lanes
+
+        assert await LooksFirst({}, OutboxSettings()).claim() is None  # job 0 waits for job 1
+    assert await OutboxJob.filter(status=JobStatus.RUNNING).count() == 1
+
+
+@postgres_only
+async def test_two_instances_deciding_on_one_lane_at_once_claim_one_job_of_it(database: str) -> None:
+    bot = await _bot()
+    other_instance = OutboxWorker({}, OutboxSettings())
+    async with _earlier_job_committing_late(bot.id, "conversation-a") as commit_earlier:
+        await outbox.enqueue(bot.id, "step", {"n": 1}, lane="conversation-a")
+        seen_by_other: list[object] = []
+        outside = contextvars.copy_context()  # the other instance's claim must not join our transaction
+
+        class DecidesFirst(OutboxWorker):
+            async def _lane_is_free(self, job: OutboxJob, moment: datetime, connection: Any) -> bool:
+                free = await super()._lane_is_free(job, moment, connection)  # job 1 may start ...
+                await commit_earlier()  # ... job 0 appears, and the other instance looks at the lane
+                seen_by_other.append(_step(await asyncio.create_task(other_instance.claim(), context=outside)))
+                return free
+
+        assert _step(await DecidesFirst({}, OutboxSettings()).claim()) == 1
+        assert seen_by_other == [None]
+    assert await OutboxJob.filter(status=JobStatus.RUNNING).count() == 1
