@@ -380,7 +380,7 @@ INDEXES = [
                 "AI context", "newest message of a conversation"),
                "message has no index on conversation_id (Tortoise makes none for a foreign key)"),
     IndexTrial("message_reply_to_id_idx",
-               "CREATE INDEX message_reply_to_id_idx ON message (reply_to_id) WHERE reply_to_id IS NOT NULL",
+               "CREATE INDEX message_reply_to_id_idx ON message (reply_to_id)",
                ("answered already?",), "nothing indexes reply_to_id; only answers have one"),
     IndexTrial("conversation_with_people_idx",
                "CREATE INDEX conversation_with_people_idx ON conversation (bot_id, last_message_at DESC, id DESC) "
@@ -426,7 +426,7 @@ Trials = dict[str, dict[str, tuple[list[Timing], list[Timing]]]]  # index -> que
 
 
 def index_table(trials: Trials, plans: dict[str, str]) -> str:
-    lines = ["| index created by hand | query | p50 ms without → with | p99 ms without → with | plan with it |",
+    lines = ["| index (migration 0005) | query | p50 ms without → with | p99 ms without → with | plan with it |",
              "| --- | --- | ---: | ---: | --- |"]
     for trial in INDEXES:
         for kind, (without, with_) in trials.get(trial.name, {}).items():
@@ -454,20 +454,19 @@ async def measure_all(options: Options, url: str) -> tuple[list[Timing], dict[st
         plans_with: dict[str, str] = {}
         for trial in INDEXES:
             results = trials.setdefault(trial.name, {name: ([], []) for name in trial.kinds})
+            table_name = trial.ddl.split(" ON ")[1].split()[0]
             for round_ in range(options.rounds):  # without, with, without, with, ...: drift hits both alike
                 for present in (False, True):
-                    if present:
-                        await pg_execute(url, trial.ddl)
-                        await pg_execute(url, f"ANALYZE {trial.ddl.split(' ON ')[1].split()[0]}")
+                    # The migrations made the index: drop it to measure without, make it again for with.
+                    await pg_execute(url, trial.ddl if present else f"DROP INDEX {trial.name}")
+                    await pg_execute(url, f"ANALYZE {table_name}")
                     for name in trial.kinds:
                         results[name][present].append(await time_kind(
                             by_name[name], samples, options.count // options.rounds, options.budget / options.rounds,
                             seed=1000 * round_ + trial.kinds.index(name)))
-                    if present:
-                        if round_ == options.rounds - 1:
-                            for name in trial.kinds:
-                                plans_with[name] = await plan(by_name[name], samples, url)
-                        await pg_execute(url, f"DROP INDEX {trial.name}")
+                    if present and round_ == options.rounds - 1:
+                        for name in trial.kinds:
+                            plans_with[name] = await plan(by_name[name], samples, url)
             for name in trial.kinds:
                 without, with_ = results[name]
                 print(f"{trial.name} / {name}: p99 {max(t.percentile(0.99) for t in without):.2f} → "
@@ -489,7 +488,7 @@ def generated_section(options: Options, counts: dict[str, int], loaded: float, t
         f"- **Date:** {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"- **Machine:** {machine()}",
         f"- **Software:** {software}",
-        f"- **Frontdesk:** commit {code} (schema from its migrations, nothing added)",
+        f"- **Frontdesk:** commit {code} (schema from its migrations)",
         f"- **Command:** {command}",
         f"- **Data:** {counts['user']:,} users, {counts['conversation']:,} conversations "
         f"({counts['with people']:,} waiting for or with people, {counts['with people, bot 1']:,} of them the "
@@ -500,10 +499,10 @@ def generated_section(options: Options, counts: dict[str, int], loaded: float, t
         "`await`, Tortoise included.",
         "", table(timings, plans), "",
         f"Over the target (p99 ≥ {TARGET_P99_MS:g} ms): {', '.join(misses) if misses else 'none'}.",
-        "", "### The same queries with the missing indexes, created by hand", "",
-        f"Each index was created in the benchmark database, the queries it serves measured, the index dropped, "
-        f"{options.rounds} times (without, with, without, with, ...); p50/p99 pool the rounds. No migration "
-        "was changed.", "", index_table(trials, plans_with), END_MARK])
+        "", "### What each index of migration 0005 buys", "",
+        f"Each index was dropped in the benchmark database, the queries it serves measured, the index made "
+        f"again and the queries measured again, {options.rounds} times (without, with, without, with, ...); "
+        "p50/p99 pool the rounds.", "", index_table(trials, plans_with), END_MARK])
 
 
 def write_doc(path: Path, section: str) -> None:

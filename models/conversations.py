@@ -2,6 +2,7 @@ from enum import StrEnum
 from uuid import UUID
 
 from tortoise import fields
+from tortoise.indexes import Index
 from tortoise.models import Model
 
 
@@ -96,6 +97,9 @@ class Message(Model):
     class Meta:
         table = "message"
         unique_together = (("bot", "source_key"),)
+        # A conversation's messages in order (pages, the AI's context); whether a message has its answer.
+        indexes = (Index(fields=("conversation_id", "id"), name="message_conversation_id_idx"),
+                   Index(fields=("reply_to_id",), name="message_reply_to_id_idx"))
         ordering = ["id"]
 
     def __str__(self) -> str:

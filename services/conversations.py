@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F
+from tortoise.expressions import F, Q
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
@@ -277,6 +277,9 @@ async def history(conversation_id: int, before_id: int | None = None, limit: int
     """
     query = Message.filter(conversation_id=conversation_id,
                            author_kind__in=[AuthorKind.CUSTOMER, AuthorKind.AI, AuthorKind.MANAGER])
+    if before_id is not None:
+        # In SQL, not after the LIMIT: many messages newer than `before_id` must not crowd out its past.
+        query = query.filter(Q(id__lt=before_id) | Q(reply_to_id__lt=before_id))
     recent = await query.order_by("-id").limit(limit * 2)
 
     def place(message: Message) -> tuple[int, int, int]:
