@@ -76,7 +76,13 @@ class Limits:
 
 
 class Pacer:
-    """Token buckets for private chats, sliding windows for groups and the whole bot."""
+    """Token buckets for private chats, sliding windows for groups and the whole bot.
+
+    Telegram counts a message when it arrives, which is some time after we reserved it. So a
+    send holds its place in the windows from its reservation until its answer came back (`settle`
+    moves its stamp to then): however late a request travels, the windows never admit more
+    arrivals than the limit.
+    """
 
     def __init__(self, limits: Limits, max_chats: int = 10_000) -> None:
         self.limits = limits
@@ -84,6 +90,7 @@ class Pacer:
         self._private: dict[int, tuple[float, float]] = {}
         self._groups: dict[int, deque[float]] = {}
         self._all: deque[float] = deque()
+        self._in_flight: dict[int, deque[tuple[float, int]]] = {}
 
     def wait_time(self, chat_id: int, count: int, now: float) -> float:
         limits = self.limits
@@ -117,6 +124,20 @@ class Pacer:
         else:
             tokens, _ = self._private[chat_id]
             self._private[chat_id] = (tokens - count, now)
+        self._in_flight.setdefault(chat_id, deque()).append((now, count))
+
+    async def settle(self, chat_id: int, count: int = 1, now: float | None = None) -> None:
+        """A send to the chat got its answer: its place in the windows counts from now."""
+        in_flight = self._in_flight.get(chat_id)
+        if not in_flight:
+            return
+        stamp, count = in_flight.popleft()
+        if not in_flight:
+            del self._in_flight[chat_id]
+        now = time.monotonic() if now is None else now
+        _restamp(self._all, stamp, count, now)
+        if chat_id in self._groups:
+            _restamp(self._groups[chat_id], stamp, count, now)
 
     async def reserve(self, chat_id: int, count: int = 1) -> float:
         """Take the budget for `count` messages now, or say how long to wait before asking again."""
@@ -130,8 +151,29 @@ class Pacer:
         await acquire(self, chat_id, count)
 
 
+def _restamp(window: deque[float], stamp: float, count: int, now: float) -> None:
+    """Move `count` entries stamped `stamp` to `now` (the latest time yet, so the window stays sorted)."""
+    kept: list[float] = []
+    moved = 0
+    for entry in window:
+        if entry == stamp and moved < count:
+            moved += 1
+        else:
+            kept.append(entry)
+    if moved:  # none when the entries already left the window (a send in flight for over its span)
+        window.clear()
+        window.extend(kept)
+        window.extend([now] * moved)
+
+
 class Budget(Protocol):
-    async def reserve(self, chat_id: int, count: int = 1) -> float: ...
+    async def reserve(self, chat_id: int, count: int = 1) -> float:
+        """Take the budget for `count` messages now (0), or say how long to wait before asking again."""
+        ...
+
+    async def settle(self, chat_id: int, count: int = 1) -> None:
+        """The oldest reserved send to the chat got its answer (whatever it was)."""
+        ...
 
 
 async def acquire(budget: Budget, chat_id: int, count: int = 1) -> None:
@@ -140,7 +182,7 @@ async def acquire(budget: Budget, chat_id: int, count: int = 1) -> None:
         wait = await budget.reserve(chat_id, count)
         if wait <= 0:
             return
-        await asyncio.sleep(wait + 0.05)  # a little past the edge: Telegram's clock is not ours
+        await asyncio.sleep(wait)
 
 
 # KEYS: the bot-wide window, the chat's window (group) or bucket (private chat).
@@ -187,15 +229,34 @@ return '0'
 """
 
 
+# KEYS: the bot-wide window, the group's window (or none). ARGV: count, the reservation's id.
+# Moves the reservation's entries to Redis's now, if they are still in the windows.
+_SETTLE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+for k = 1, #KEYS do
+  for i = 1, tonumber(ARGV[1]) do
+    redis.call('ZADD', KEYS[k], 'XX', now, ARGV[2] .. ':' .. i)
+  end
+end
+return 0
+"""
+
+
 class RedisPacer:
     """The same budget as Pacer, kept in Redis on Redis's clock: shared by every instance, so
-    Telegram's limits hold for the bot as a whole however many instances send."""
+    Telegram's limits hold for the bot as a whole however many instances send. A send holds its
+    place from its reservation until its answer came back, as in Pacer."""
 
     def __init__(self, redis: Redis, prefix: str, limits: Limits) -> None:
         self.redis = redis
         self.prefix = prefix
         self.limits = limits
         self._script = redis.register_script(_RESERVE)
+        self._settle = redis.register_script(_SETTLE)
+        # This instance's sends waiting for their answer, per chat: the reservation's id ("" when
+        # it was made by the in-process fallback) and its count.
+        self._in_flight: dict[int, deque[tuple[str, int]]] = {}
         # While Redis is unreachable (restarting, say) this instance paces itself alone: answers keep
         # going out, and a 429 from instances together is waited out, rather than every send failing.
         self._alone = Pacer(limits)
@@ -204,21 +265,42 @@ class RedisPacer:
     async def reserve(self, chat_id: int, count: int = 1) -> float:
         group = chat_id < 0
         limits = self.limits
+        reservation = uuid.uuid4().hex
         try:
-            wait = await self._script(
+            wait = float(await self._script(
                 keys=[f"{self.prefix}:pace:all", f"{self.prefix}:pace:{chat_id}"],
                 args=[count, 1 if group else 0, limits.per_second, limits.group_per_minute, limits.private_per_second,
-                      limits.private_burst, uuid.uuid4().hex])
+                      limits.private_burst, reservation]))
         except (RedisError, OSError) as error:
             if not self._unreachable:
                 log.warning("telegram: the shared budget in Redis is unreachable (%s); pacing this instance alone",
                             error)
                 self._unreachable = True
-            return await self._alone.reserve(chat_id, count)
-        if self._unreachable:
-            log.warning("telegram: the shared budget in Redis is back")
-            self._unreachable = False
-        return float(wait)
+            wait = await self._alone.reserve(chat_id, count)
+            reservation = ""
+        else:
+            if self._unreachable:
+                log.warning("telegram: the shared budget in Redis is back")
+                self._unreachable = False
+        if wait <= 0:
+            self._in_flight.setdefault(chat_id, deque()).append((reservation, count))
+        return wait
+
+    async def settle(self, chat_id: int, count: int = 1) -> None:
+        in_flight = self._in_flight.get(chat_id)
+        if not in_flight:
+            return
+        reservation, count = in_flight.popleft()
+        if not in_flight:
+            del self._in_flight[chat_id]
+        if not reservation:
+            await self._alone.settle(chat_id, count)
+            return
+        keys = [f"{self.prefix}:pace:all"] + ([f"{self.prefix}:pace:{chat_id}"] if chat_id < 0 else [])
+        try:
+            await self._settle(keys=keys, args=[count, reservation])
+        except (RedisError, OSError) as error:  # the reservation then counts from when it was made
+            log.info("telegram: could not settle a send in the shared budget: %s", error)
 
     async def acquire(self, chat_id: int, count: int = 1) -> None:
         await acquire(self, chat_id, count)
@@ -266,7 +348,11 @@ class SenderMiddleware(BaseRequestMiddleware):
             if paced:
                 await acquire(self.pacer, chat_id, count)  # type: ignore[arg-type]
             try:
-                result = await make_request(bot, method)
+                try:
+                    result = await make_request(bot, method)
+                finally:
+                    if paced:  # the request reached Telegram (or never will): it counts from now
+                        await self.pacer.settle(chat_id, count)  # type: ignore[arg-type]
             except TelegramRetryAfter as error:
                 log.warning("telegram: %s flood-limited, waiting %ss", name, error.retry_after)
                 self._observe(name, "429", error.retry_after)

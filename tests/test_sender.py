@@ -99,6 +99,20 @@ def test_the_whole_bot_keeps_under_thirty_a_second() -> None:
     assert pacer.wait_time(999, 1, now=0.6) == pytest.approx(0.9)
 
 
+async def test_a_send_holds_its_place_until_its_answer_came_back() -> None:
+    # Telegram counts a message when it arrives: a slow request must not let the next second's
+    # sends arrive inside the same second as it.
+    pacer = Pacer(Limits(per_second=2))
+    for chat in (1, 2):
+        pacer.wait_time(chat, 1, now=0.0)
+        pacer.take(chat, 1, now=0.0)
+    assert pacer.wait_time(3, 1, now=0.5) == pytest.approx(0.5)
+    await pacer.settle(1, now=0.8)
+    await pacer.settle(2, now=0.8)
+    assert pacer.wait_time(3, 1, now=1.05) == pytest.approx(0.75)  # counted from the answers, not the sends
+    assert pacer._in_flight == {}
+
+
 def test_idle_chats_are_forgotten_so_memory_stays_bounded() -> None:
     pacer = Pacer(Limits(), max_chats=100)
     for chat in range(1, 101):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -89,5 +90,23 @@ async def test_the_bot_wide_budget_is_shared_too() -> None:
         taken = [await pacer.reserve(chat) for pacer, chat in ((first, 1), (second, 2), (first, 3), (second, 4))]
         assert taken == [0, 0, 0, 0]
         assert 0 < await first.reserve(5) <= 1.0  # a fifth chat waits for the bot's second to pass
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="needs a Redis server (tests/run.sh starts one)")
+async def test_a_shared_send_holds_its_place_until_its_answer_came_back() -> None:
+    client = Redis.from_url(REDIS_URL)
+    prefix = f"test-{uuid.uuid4().hex}"
+    limits = Limits(per_second=2, private_per_second=1, private_burst=3, group_per_minute=20)
+    first, second = RedisPacer(client, prefix, limits), RedisPacer(client, prefix, limits)
+    try:
+        assert [await first.reserve(1), await second.reserve(2)] == [0, 0]
+        await asyncio.sleep(0.6)  # the requests travel slowly
+        await first.settle(1)
+        await second.settle(2)
+        await asyncio.sleep(0.5)
+        # A second after the reservations, but not after the answers: the next send still waits.
+        assert 0.2 < await first.reserve(3) <= 0.6
     finally:
         await client.aclose()
