@@ -4,18 +4,20 @@
 #             ceiling and a bare aiogram echo bot (bench/ingest.py, about twelve minutes);
 #   outbound  2,000 replies to 2,000 chats at Telegram's limits, one and two instances
 #             (bench/outbound.py, about seventeen minutes);
-#   inbox     inbox-style queries on 100k conversations and 1M messages (bench/inbox.py, about eight minutes).
+#   inbox     inbox-style queries on 100k conversations and 1M messages (bench/inbox.py, about eight minutes);
+#   widget    idle widget sockets per process and manager reply → widget fan-out, one and two
+#             instances (bench/widget.py, about ten minutes).
 # Starts a throwaway PostgreSQL (with its durable defaults: fsync and synchronous_commit on) and Redis
-# on spare loopback ports and removes them afterwards. `bash bench/run.sh` runs all three;
+# on spare loopback ports and removes them afterwards. `bash bench/run.sh` runs all four;
 # `bash bench/run.sh NAME [ARGS...]` runs one, ARGS going to its script (try --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-benches=(ingest outbound inbox)
+benches=(ingest outbound inbox widget)
 if [ $# -gt 0 ] && [[ " ${benches[*]} " == *" $1 "* ]]; then
     benches=("$1"); shift
 elif [ $# -gt 0 ]; then
-    echo "usage: bash bench/run.sh [ingest|outbound|inbox [ARGS...]]" >&2; exit 2
+    echo "usage: bash bench/run.sh [ingest|outbound|inbox|widget [ARGS...]]" >&2; exit 2
 fi
 
 need_packages=()
