@@ -15,26 +15,17 @@ import argparse
 import asyncio
 import os
 import platform
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-for _path in (ROOT, SHARED):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+from common import DOC_PATH, marks, write_section
+from tgsim import Simulator
 
-from tgsim import Simulator  # noqa: E402
+from bot import db
+from tests.conftest import TOKEN, free_port, frontdesk_environment, running_frontdesk
 
-from bot import db  # noqa: E402
-from tests.conftest import TOKEN, free_port, frontdesk_environment, running_frontdesk  # noqa: E402
-
-DOC_PATH = ROOT / "docs" / "BENCHMARKS.md"
-BEGIN_MARK = "<!-- bench/desk_backlog.py: generated section begins -->"
-END_MARK = "<!-- bench/desk_backlog.py: generated section ends -->"
+BEGIN_MARK, END_MARK = marks("desk_backlog.py")
 GROUP_PER_MINUTE = 20
 
 
@@ -81,8 +72,6 @@ async def run(customers: int) -> dict[str, float]:
 def report(result: dict[str, float], command: str) -> str:
     return "\n".join([
         BEGIN_MARK,
-        "## Manager group backlog at Telegram's real limits",
-        "",
         f"- Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}",
         f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -106,16 +95,6 @@ def report(result: dict[str, float], command: str) -> str:
     ])
 
 
-def write_section(section: str) -> None:
-    text = DOC_PATH.read_text() if DOC_PATH.exists() else "# Benchmarks\n"
-    if BEGIN_MARK in text:
-        head, rest = text.split(BEGIN_MARK, 1)
-        text = head + section + rest.split(END_MARK, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    DOC_PATH.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=50)
@@ -125,7 +104,7 @@ def main() -> None:
     section = report(result, f"python bench/desk_backlog.py --customers {args.customers}")
     print(section)
     if not args.no_write:
-        write_section(section)
+        write_section(DOC_PATH, "desk_backlog.py", section, "Manager group backlog at Telegram's real limits")
 
 
 if __name__ == "__main__":

@@ -35,24 +35,16 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from common import DOC_PATH, marks, write_section
+from ingest import code_version, machine, pg_execute
+from tortoise.expressions import Q
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-for _path in (ROOT, SHARED):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+from bot import db
+from models import ConversationStatus, Message, MessageCopy, User
+from models.conversations import Conversation
+from services import conversations, desk, desk_reports
 
-from ingest import code_version, machine, pg_execute  # noqa: E402
-from tortoise.expressions import Q  # noqa: E402
-
-from bot import db  # noqa: E402
-from models import ConversationStatus, Message, MessageCopy, User  # noqa: E402
-from models.conversations import Conversation  # noqa: E402
-from services import conversations, desk, desk_reports  # noqa: E402
-
-DOC_PATH = ROOT / "docs" / "BENCHMARKS.md"
-BEGIN_MARK = "<!-- bench/inbox.py: generated section begins -->"
-END_MARK = "<!-- bench/inbox.py: generated section ends -->"
+BEGIN_MARK, END_MARK = marks("inbox.py")
 TARGET_P99_MS = 20.0
 PAGE = 50
 LONG = 150  # messages in a long conversation
@@ -505,16 +497,6 @@ def generated_section(options: Options, counts: dict[str, int], loaded: float, t
         "p50/p99 pool the rounds.", "", index_table(trials, plans_with), END_MARK])
 
 
-def write_doc(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    if BEGIN_MARK in text and END_MARK in text:
-        before, _, rest = text.partition(BEGIN_MARK)
-        text = before + section + rest.partition(END_MARK)[2]
-    else:
-        text = text.rstrip() + "\n\n## Inbox queries on 100k conversations and 1M messages\n\n" + section + "\n"
-    path.write_text(text, encoding="utf-8")
-
-
 def parse_options(argv: Sequence[str] | None) -> Options:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--customers", type=int, default=60_000)
@@ -556,8 +538,9 @@ async def run(options: Options) -> int:
         await pg_execute(options.postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     print(table(timings, plans))
     if options.doc is not None:
-        write_doc(options.doc, generated_section(options, counts, loaded, timings, plans, trials, plans_with,
-                                                 software, code_version()))
+        section = generated_section(options, counts, loaded, timings, plans, trials, plans_with, software,
+                                    code_version())
+        write_section(options.doc, "inbox.py", section, "Inbox queries on 100k conversations and 1M messages")
         print(f"wrote {options.doc}", file=sys.stderr)
     return 0
 

@@ -49,18 +49,12 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-for _path in (ROOT, SHARED):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+from common import DOC_PATH, ROOT, marks, write_section
 
 TOKEN = "7000000001:BENCH-frontdesk-token"
 BARE_SECRET = "bench-secret"
 WEBHOOK_PATH = "/telegram/webhook"
-DOC_PATH = ROOT / "docs" / "BENCHMARKS.md"
-BEGIN_MARK = "<!-- bench/ingest.py: generated section begins -->"
-END_MARK = "<!-- bench/ingest.py: generated section ends -->"
+BEGIN_MARK, END_MARK = marks("ingest.py")
 TARGETS = ("ceiling", "echo", "sqlite", "postgres", "ceiling2", "postgres2", "redis2")
 LABELS = {"ceiling": "ceiling: aiohttp + Update.model_validate", "echo": "aiogram echo bot (tgsim)",
           "sqlite": "Frontdesk, SQLite", "postgres": "Frontdesk, PostgreSQL",
@@ -891,17 +885,6 @@ def generated_section(rows: Sequence[Row], profiles: Sequence[str], options: Opt
     return "\n".join([*parts, END_MARK])
 
 
-def write_doc(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if BEGIN_MARK in text and END_MARK in text:
-        before, _, rest = text.partition(BEGIN_MARK)
-        text = before + section + rest.partition(END_MARK)[2]
-    else:
-        text = (text or "# Benchmarks\n\n## Webhook ingest\n\n") + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
 # --- main ---------------------------------------------------------------------------------------
 
 
@@ -968,7 +951,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for report in profiles:
             print(report)
         if options.doc is not None:
-            write_doc(options.doc, generated_section(rows, profiles, options))
+            write_section(options.doc, "ingest.py", generated_section(rows, profiles, options), "Webhook ingest")
             print(f"wrote {options.doc}", file=sys.stderr)
     return 1 if any(run.problems for row in rows for run in row.runs) else 0
 

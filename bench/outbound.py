@@ -43,17 +43,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
+from common import DOC_PATH, ROOT, SHARED, marks, write_section
+from ingest import code_version, machine, pg_execute, wait_for_quiet
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-for _path in (ROOT, SHARED):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-from ingest import code_version, machine, pg_execute, wait_for_quiet  # noqa: E402
-
-from bot import db  # noqa: E402
-from services.knowledge import question_key  # noqa: E402
+from bot import db
+from services.knowledge import question_key
 
 TOKEN = "7000000002:BENCH-outbound-token"
 BOT_ID = 7000000002
@@ -61,9 +55,7 @@ FIRST_CHAT = 620_000_000
 QUESTION = "Are you open on Sunday?"
 ANSWER = "Yes: **9:00 to 17:00** on Sundays, and the kitchen closes at 16:30."
 PER_SECOND = 30  # Telegram's (and tgsim's) limit for one bot, all chats together
-DOC_PATH = ROOT / "docs" / "BENCHMARKS.md"
-BEGIN_MARK = "<!-- bench/outbound.py: generated section begins -->"
-END_MARK = "<!-- bench/outbound.py: generated section ends -->"
+BEGIN_MARK, END_MARK = marks("outbound.py")
 START_SECONDS = 90.0
 
 
@@ -422,16 +414,6 @@ def generated_section(results: Sequence[RunResult], options: Options, software: 
         "", table(results), "", "Each run (time of the last reply):", "", run_lines(results), END_MARK])
 
 
-def write_doc(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    if BEGIN_MARK in text and END_MARK in text:
-        before, _, rest = text.partition(BEGIN_MARK)
-        text = before + section + rest.partition(END_MARK)[2]
-    else:
-        text = text.rstrip() + "\n\n## Outbound: 2,000 replies at Telegram's limits\n\n" + section + "\n"
-    path.write_text(text, encoding="utf-8")
-
-
 def parse_options(argv: Sequence[str] | None) -> Options:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--replies", type=int, default=2000, help="replies queued at once, one per chat")
@@ -476,7 +458,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     software = server_versions(options.postgres_url)
     print(table(results))
     if options.doc is not None:
-        write_doc(options.doc, generated_section(results, options, software, code))
+        write_section(options.doc, "outbound.py", generated_section(results, options, software, code),
+                      "Outbound: 2,000 replies at Telegram's limits")
         print(f"wrote {options.doc}", file=sys.stderr)
     return 1 if any(result.problems for result in results) else 0
 

@@ -36,20 +36,12 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+from common import DOC_PATH, marks, write_section
+from tgsim import FloodLimits, Simulator
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-for _path in (ROOT, SHARED):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+from tests.conftest import TOKEN, free_port
 
-from tgsim import FloodLimits, Simulator  # noqa: E402
-
-from tests.conftest import TOKEN, free_port  # noqa: E402
-
-DOC_PATH = ROOT / "docs" / "BENCHMARKS.md"
-BEGIN_MARK = "<!-- bench/widget.py: generated section begins -->"
-END_MARK = "<!-- bench/widget.py: generated section ends -->"
+BEGIN_MARK, END_MARK = marks("widget.py")
 BOSS_ID = 900_001
 
 
@@ -300,8 +292,6 @@ async def _fresh_postgres(url: str) -> str:
 def report(sockets: list[dict[str, float]], fanouts: dict[str, list[list[float]]], command: str, runs: int) -> str:
     lines = [
         BEGIN_MARK,
-        "## Website widget: idle sockets and fan-out",
-        "",
         f"- Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}",
         f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -342,16 +332,6 @@ def report(sockets: list[dict[str, float]], fanouts: dict[str, list[list[float]]
         lines.append(f"| {name} | {count} | {p50:.1f} ms | {p90:.1f} ms | {p99:.1f} ms | {worst:.1f} ms |")
     lines.append(END_MARK)
     return "\n".join(lines)
-
-
-def write_section(section: str) -> None:
-    text = DOC_PATH.read_text() if DOC_PATH.exists() else "# Benchmarks\n"
-    if BEGIN_MARK in text:
-        head, rest = text.split(BEGIN_MARK, 1)
-        text = head + section + rest.split(END_MARK, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    DOC_PATH.write_text(text)
 
 
 async def run(args: argparse.Namespace) -> str:
@@ -395,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     section = asyncio.run(run(args))
     print(section)
     if not args.no_write:
-        write_section(section)
+        write_section(DOC_PATH, "widget.py", section, "Website widget: idle sockets and fan-out")
     return 0
 
 

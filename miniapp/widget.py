@@ -113,10 +113,9 @@ def _locale(request: web.Request, runtime: WidgetRuntime) -> str:
                        default=runtime.default_locale)
 
 
-def _error_json(runtime: WidgetRuntime, locale: str, status: int, code: str,
-                headers: dict[str, str] | None = None) -> web.Response:
+def _error_body(runtime: WidgetRuntime, locale: str, code: str) -> dict[str, Any]:
     message = runtime.translate(locale, ERRORS[code]).format(limit=MAX_TEXT_CHARS)
-    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+    return {"error": {"code": code, "message": message}}
 
 
 def request_origin(request: web.Request) -> str:
@@ -134,15 +133,34 @@ def _cors(request: web.Request, site: WidgetSite | None) -> dict[str, str] | Non
             "Access-Control-Allow-Methods": "GET, OPTIONS", "Access-Control-Max-Age": "600"}
 
 
-async def _site_or_error(request: web.Request, runtime: WidgetRuntime, locale: str
-                         ) -> tuple[WidgetSite, dict[str, str]] | web.Response:
+@dataclass
+class SiteRequest:
+    """An HTTP request from a page of a known site, at an allowed origin."""
+
+    runtime: WidgetRuntime
+    locale: str
+    site: WidgetSite
+    cors: dict[str, str]
+
+    def refuse(self, status: int, code: str) -> web.Response:
+        return web.json_response(_error_body(self.runtime, self.locale, code), status=status, headers=self.cors)
+
+
+async def _site_request(request: web.Request) -> SiteRequest:
+    """The site the request names, from one of its origins; else a 404 or 403 with a JSON error."""
+    runtime = request.app[WIDGET]
+    locale = _locale(request, runtime)
     site = await widget.site_by_key(request.query.get("site", ""))
-    if site is None:
-        return _error_json(runtime, locale, 404, "unknown_site")
     cors = _cors(request, site)
-    if cors is None:
-        return _error_json(runtime, locale, 403, "origin_not_allowed")
-    return site, cors
+    if site is None or cors is None:
+        status, code = (404, "unknown_site") if site is None else (403, "origin_not_allowed")
+        raise _refusal(status, _error_body(runtime, locale, code))
+    return SiteRequest(runtime, locale, site, cors)
+
+
+def _refusal(status: int, body: dict[str, Any]) -> web.HTTPException:
+    error = web.HTTPNotFound if status == 404 else web.HTTPForbidden
+    return error(text=json.dumps(body), content_type="application/json")
 
 
 async def preflight(request: web.Request) -> web.Response:
@@ -153,34 +171,25 @@ async def preflight(request: web.Request) -> web.Response:
 
 async def site_view(request: web.Request) -> web.Response:
     """GET /widget/api/site?site=KEY&lang=xx: how the widget looks, and its words in that language."""
-    runtime = request.app[WIDGET]
-    locale = _locale(request, runtime)
-    found = await _site_or_error(request, runtime, locale)
-    if isinstance(found, web.Response):
-        return found
-    site, cors = found
+    asked = await _site_request(request)
+    runtime, locale = asked.runtime, asked.locale
     strings = {key: runtime.translate(locale, text) for key, text in UI_STRINGS.items()}
     strings["too_long"] = strings["too_long"].format(limit=MAX_TEXT_CHARS)
-    body = {"site": widget.site_config(site, runtime.translate(locale, DEFAULT_GREETING)), "lang": locale,
+    body = {"site": widget.site_config(asked.site, runtime.translate(locale, DEFAULT_GREETING)), "lang": locale,
             "strings": strings, "max_text": MAX_TEXT_CHARS}
-    return web.json_response(body, headers={**cors, "Cache-Control": "public, max-age=60"})
+    return web.json_response(body, headers={**asked.cors, "Cache-Control": "public, max-age=60"})
 
 
 async def history_view(request: web.Request) -> web.Response:
     """GET /widget/api/history?site=KEY&after=ID with `Authorization: Bearer TOKEN`."""
-    runtime = request.app[WIDGET]
-    locale = _locale(request, runtime)
-    found = await _site_or_error(request, runtime, locale)
-    if isinstance(found, web.Response):
-        return found
-    site, cors = found
+    asked = await _site_request(request)
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    visitor = widget.read_token(site, token.strip()) if scheme.lower() == "bearer" else None
+    visitor = widget.read_token(asked.site, token.strip()) if scheme.lower() == "bearer" else None
     if visitor is None:
-        return _error_json(runtime, locale, 401, "bad_token", cors)
+        return asked.refuse(401, "bad_token")
     after_text = request.query.get("after", "")
     if after_text and not after_text.isdigit():
-        return _error_json(runtime, locale, 400, "bad_frame", cors)
+        return asked.refuse(400, "bad_frame")
     user = await widget.visitor_user(visitor)
     conversation = await conversations.current_conversation(user) if user else None
     messages = await widget.visible_messages(user, int(after_text) if after_text else None) if user else []
@@ -188,7 +197,7 @@ async def history_view(request: web.Request) -> web.Response:
         "conversation": conversation.id if conversation else None,
         "mode": str(conversation.mode.value) if conversation else "ai",
         "messages": [widget.message_frame(message) for message in messages],
-    }, headers=cors)
+    }, headers=asked.cors)
 
 
 async def script_view(request: web.Request) -> web.Response:
@@ -227,8 +236,7 @@ class Session:
         return int(self.visitor.site.bot_id)  # type: ignore[attr-defined]
 
     async def error(self, code: str) -> None:
-        message = self.runtime.translate(self.locale, ERRORS[code]).format(limit=MAX_TEXT_CHARS)
-        await self.socket.send_json({"type": "error", "code": code, "message": message})
+        await self.socket.send_json({"type": "error", **_error_body(self.runtime, self.locale, code)["error"]})
 
 
 def client_address(request: web.Request, trust_forwarded: bool) -> str:
@@ -275,8 +283,7 @@ async def _hello(request: web.Request, runtime: WidgetRuntime, socket: web.WebSo
     locale = runtime.default_locale
 
     async def refuse(code: str, close_code: int) -> None:
-        message = runtime.translate(locale, ERRORS[code]).format(limit=MAX_TEXT_CHARS)
-        await socket.send_json({"type": "error", "code": code, "message": message})
+        await socket.send_json({"type": "error", **_error_body(runtime, locale, code)["error"]})
         await socket.close(code=close_code, message=code.encode())
 
     try:
