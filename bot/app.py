@@ -189,7 +189,7 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     polling: asyncio.Task[None] | None = None
     if bot is not None and messenger is not None:
         polling = await _start_telegram(app, bot, messenger, tenant, shared, outboxes, generations, translate, hours,
-                                        i18n)
+                                        i18n, live)
     if isinstance(bus, RedisBus):
         await bus.start()  # after every subscriber is in place
     outboxes.start()
@@ -214,7 +214,7 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
 
 async def _start_telegram(app: web.Application, bot: AiogramBot, messenger: TelegramChatSender, tenant: Tenant,
                           shared: SharedState, outboxes: Outboxes, generations: Generations, translate: Translate,
-                          hours: WorkingHoursSource, i18n: I18n) -> asyncio.Task[None] | None:
+                          hours: WorkingHoursSource, i18n: I18n, live: WidgetLive) -> asyncio.Task[None] | None:
     """The dispatcher, the manager chat, the command menus, and updates by webhook or long polling."""
     settings = app[SETTINGS]
     if settings.manager_chat_id is not None:
@@ -224,7 +224,7 @@ async def _start_telegram(app: web.Application, bot: AiogramBot, messenger: Tele
                     "forum group as an admin and send /setup there (or set MANAGER_CHAT_ID).")
     dispatcher = create_dispatcher(
         i18n, storage=shared.storage, settings=settings, tenant=tenant, outbox=outboxes, limiter=shared.limiter,
-        generations=generations, translate=translate, hours=hours, messenger=messenger,
+        generations=generations, translate=translate, hours=hours, messenger=messenger, widget_live=live,
         staff_directory=StaffDirectory(messenger, frozenset(settings.admin_ids)))
     app[TELEGRAM] = TelegramRuntime(bot, dispatcher, settings.webhook_secret, shared.recent, outboxes)
     await set_commands(bot, i18n)

@@ -28,6 +28,7 @@ from services.ports import Messenger, Where
 from services.render import escape
 from services.schedule import InvalidHours
 from services.staff import ManagerChat, StaffDirectory, WorkingHoursSource, set_working_hours, split_hours_and_zone
+from services.widget import WidgetLive
 
 NOT_A_CONVERSATION = N_("Use this command inside a conversation's topic (or as a reply to a customer's message).")
 TAKEN = N_("✋ {name} took this conversation.")
@@ -312,7 +313,7 @@ async def card_button(query: CallbackQuery, callback_data: DeskAction, tenant: T
 
 
 async def manager_wrote(message: Message, tenant: Tenant, staff: User, desk_chat: ManagerChat,
-                        event_update: Update, translate: Translate, outbox: Outboxes) -> None:
+                        event_update: Update, translate: Translate, outbox: Outboxes, widget_live: WidgetLive) -> None:
     if message.text and message.text.startswith("/") and not message.text.startswith("//"):
         return  # a command for someone else (or a typo): never sent to a customer
     conversation = await _conversation_of(message, tenant, desk_chat)
@@ -324,7 +325,7 @@ async def manager_wrote(message: Message, tenant: Tenant, staff: User, desk_chat
                     text=text.removeprefix("//").strip() if note else text,
                     html="" if note else (message.html_text if text else ""), attachments=attachments(message),
                     replying_to=message.reply_to_message.message_id if message.reply_to_message else None)
-    if await desk.record_manager_message(conversation, staff, posted, note=note):
+    if await desk.record_manager_message(conversation, staff, posted, note=note, live=widget_live):
         outbox.wake()
 
 

@@ -182,11 +182,14 @@ def _refresh(conversation: Conversation, current: Conversation) -> None:
 # --- what managers write --------------------------------------------------------------------------
 
 
-async def record_manager_message(conversation: Conversation, staff: User, posted: Posted, *, note: bool) -> bool:
+async def record_manager_message(conversation: Conversation, staff: User, posted: Posted, *, note: bool,
+                                 live: WidgetLive | None = None) -> bool:
     """Store a manager's message and the job that copies it to the customer (not for a note).
 
-    A manager writing in a waiting conversation takes it; in one the AI has, takes it over.
-    Returns False for a re-delivery.
+    A manager writing in a waiting conversation takes it; in one the AI has, takes it over. A
+    website visitor's open widget is shown the message at once (`live`); the job shows it again
+    if this instance dies first, and the widget keeps one copy per id. Returns False for a
+    re-delivery.
     """
     kind = AuthorKind.NOTE if note else AuthorKind.MANAGER
     bot_id: int = conversation.bot_id  # type: ignore[attr-defined]
@@ -213,6 +216,9 @@ async def record_manager_message(conversation: Conversation, staff: User, posted
         if await Message.exists(bot_id=bot_id, source_key=posted.source_key):
             return False
         raise
+    visitor = conversation.user.widget_visitor_id
+    if live is not None and visitor is not None and not note:
+        await live.message(visitor, message)
     return True
 
 

@@ -246,8 +246,12 @@ async def _handoff_and_reply(desk: Desk, sim: Simulator, http: aiohttp.ClientSes
                   thread_id=topic.thread_id)
     reply = await visitor.until(lambda f: f["type"] == "message" and f["author"] == "manager", within=5)
     assert reply["text"] == "Hi! Mia here, checking your order now."
-    joined = [f for f in visitor.frames if f["type"] == "status" and f["agent"] == "Mia"]
-    assert joined, "the widget shows who answers"
+    # The reply is shown at once; who answers follows with the "joined" notice, placed before it.
+    if not any(f["type"] == "status" and f["agent"] == "Mia" for f in visitor.frames):
+        await visitor.until(lambda f: f["type"] == "status" and f["agent"] == "Mia")
+    joined = next(f for f in visitor.frames if f["type"] == "message" and f["author"] == "system"
+                  and "joined" in f["text"])
+    assert notice["id"] < joined["id"] < reply["id"]
     # Nothing went to a Telegram chat for the visitor: the only private chats are the staff's.
     assert reply["id"] > notice["id"]
     await visitor.socket.close()
