@@ -14,7 +14,6 @@ import contextlib
 import contextvars
 import logging
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -104,18 +103,14 @@ class OutboxWorker:
         self.settings = settings
         self.on_give_up = on_give_up
         self.owner = f"worker-{uuid.uuid4().hex[:12]}"
-        # Idle workers, each waiting on its own event: a wake-up starts one of them, not all (every
-        # claim is a few queries on the one loop, and a herd of empty claims delays everything else).
-        self._idle: deque[asyncio.Event] = deque()
+        self._wakeup = asyncio.Event()
         # One claim at a time in this process, so two tasks never take two jobs of one lane.
         self._claiming = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
     def wake(self) -> None:
-        """A job may be due: one idle worker looks (and, finding one, wakes the next)."""
-        if self._idle:
-            self._idle.popleft().set()
+        self._wakeup.set()
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._loop(), name=f"outbox-{self.queue or 'customers'}-{i}")
@@ -129,8 +124,7 @@ class OutboxWorker:
         and every later query would wait on that lock forever.
         """
         self._stopping = True
-        while self._idle:
-            self._idle.popleft().set()
+        self._wakeup.set()
         if self._tasks:
             _, unfinished = await asyncio.wait(self._tasks, timeout=grace)
             for task in unfinished:
@@ -147,23 +141,15 @@ class OutboxWorker:
                 log.exception("outbox: claiming a job failed")
                 job = None
             if job is None:
-                await self._idle_until_woken()
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self.settings.idle_poll_seconds)
                 continue
             if self._stopping:
                 await self._release(job)
                 break
-            self.wake()  # there was one: another may be due, for an idle worker to take meanwhile
-            await self.run(job)  # then this worker looks again, behind the lane it just freed too
-
-    async def _idle_until_woken(self) -> None:
-        woken = asyncio.Event()
-        self._idle.append(woken)
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), self.settings.idle_poll_seconds)
-        finally:
-            if woken in self._idle:
-                self._idle.remove(woken)
+            await self.run(job)
+            self._wakeup.set()  # more may be waiting behind the lane we just freed
 
     async def claim(self) -> OutboxJob | None:
         moment = now()
