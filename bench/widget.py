@@ -8,7 +8,7 @@ Fan-out: Frontdesk serves a tgsim Simulator (flood limits off: this measures our
 Telegram's). V visitors ask for a person from their widget; each gets a forum topic. Then a
 manager writes in the topics, one message at a time, and the time from the simulator pushing the
 manager's update to the webhook until the visitor's socket receives the message is recorded:
-webhook, store, outbox job, event bus, socket. One instance on SQLite; with --postgres and --redis,
+webhook, store, event bus, socket. One instance on SQLite; with --postgres and --redis,
 also one instance and two instances on PostgreSQL + Redis (the socket on one instance, Telegram's
 webhook on the other, so every reply crosses Redis pub/sub).
 """
@@ -317,8 +317,8 @@ def report(sockets: list[dict[str, float]], fanouts: dict[str, list[list[float]]
     lines += [
         "",
         "**Fan-out: a manager's reply in the topic → the visitor's widget** (tgsim flood limits off). From the",
-        "simulator pushing the manager's update to the socket receiving the message: webhook, store, outbox",
-        "job, event bus, socket. Target: p99 under 50 ms on one instance.",
+        "simulator pushing the manager's update to the socket receiving the message: webhook, dispatcher,",
+        "store (one transaction), event bus, socket. Target: p99 under 50 ms on one instance.",
         "",
         "| setup | replies | p50 | p90 | p99 | max |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
