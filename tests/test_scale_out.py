@@ -83,5 +83,7 @@ async def test_a_managers_reply_reaches_the_widget_on_every_instance(
         for tab in (tab_here, tab_there):
             reply = await tab.until(lambda f: f["type"] == "message" and f["author"] == "manager", within=5)
             assert reply["text"] == "Hello from Mia"
+        # The widget is shown the reply before the webhook answers, so tgsim may record it a moment later.
+        await sim.wait_until(lambda: bool(sim.deliveries()), 5, "the webhook delivery recorded")
         assert [d["url"] for d in sim.deliveries()][-1].startswith(f"http://127.0.0.1:{port}")
         await asyncio.gather(tab_here.socket.close(), tab_there.socket.close())
