@@ -163,8 +163,9 @@ async def visible_messages(user: User, after: int | None, limit: int = HISTORY_L
     """The visitor's messages (all their conversations) after `after`, oldest first; the latest ones
     when `after` is None. Notes and other customers' messages are never among them."""
     # A notice with no text yet is a place kept for it (services.desk); it is shown once written.
-    query = Message.filter(conversation__user_id=user.id, author_kind__in=VISIBLE_AUTHORS).exclude(
-        author_kind=AuthorKind.SYSTEM, text="")
+    # (Tortoise's exclude(a=..., b=...) means "neither a nor b", not "not both": hence the Q.)
+    query = Message.filter(~(Q(author_kind=AuthorKind.SYSTEM) & Q(text="")), conversation__user_id=user.id,
+                           author_kind__in=VISIBLE_AUTHORS)
     if after is None:
         return list(reversed(await query.order_by("-id").limit(limit)))
     last_seen = await Message.filter(id=after, conversation__user_id=user.id).first()
