@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from redis.asyncio import Redis
@@ -60,53 +60,49 @@ async def test_recent_updates_remember_what_was_handled(recent: RecentUpdates) -
     assert not await recent.seen(11)
 
 
-@pytest.mark.skipif(not REDIS_URL, reason="needs a Redis server (tests/run.sh starts one)")
-async def test_instances_on_one_redis_share_telegrams_limits_for_the_bot() -> None:
+# The SQLite half of `make test` has no Redis; the PostgreSQL half runs these.
+needs_redis = pytest.mark.skipif(not REDIS_URL, reason="needs a Redis server (tests/run.sh starts one)")
+TwoInstances = Callable[[Limits], tuple[RedisPacer, RedisPacer]]
+
+
+@pytest.fixture
+async def two_instances() -> AsyncIterator[TwoInstances]:
+    """Two instances' budgets on one Redis, under a fresh prefix."""
     client = Redis.from_url(REDIS_URL)
     prefix = f"test-{uuid.uuid4().hex}"
-    limits = Limits(per_second=30, private_per_second=1, private_burst=3, group_per_minute=3)
-    first, second = RedisPacer(client, prefix, limits), RedisPacer(client, prefix, limits)
-    try:
-        group = -1001234
-        assert [await pacer.reserve(group) for pacer in (first, second, first)] == [0, 0, 0]
-        assert 55 < await second.reserve(group) <= 60  # the fourth message of the minute, from either
-        assert [await pacer.reserve(42) for pacer in (first, second, first)] == [0, 0, 0]
-        assert 0.5 < await second.reserve(42) <= 1.0  # after the burst, about one a second
-        assert await second.reserve(43) == 0  # another chat has its own budget
-        assert await first.reserve(-1009999, count=2) == 0  # an album counts each item
-        assert await second.reserve(-1009999, count=2) > 55
-        assert await second.reserve(-1009999) == 0
-    finally:
-        await client.aclose()
+    yield lambda limits: (RedisPacer(client, prefix, limits), RedisPacer(client, prefix, limits))
+    await client.aclose()
 
 
-@pytest.mark.skipif(not REDIS_URL, reason="needs a Redis server (tests/run.sh starts one)")
-async def test_the_bot_wide_budget_is_shared_too() -> None:
-    client = Redis.from_url(REDIS_URL)
-    prefix = f"test-{uuid.uuid4().hex}"
-    limits = Limits(per_second=4, private_per_second=1, private_burst=3, group_per_minute=20)
-    first, second = RedisPacer(client, prefix, limits), RedisPacer(client, prefix, limits)
-    try:
-        taken = [await pacer.reserve(chat) for pacer, chat in ((first, 1), (second, 2), (first, 3), (second, 4))]
-        assert taken == [0, 0, 0, 0]
-        assert 0 < await first.reserve(5) <= 1.0  # a fifth chat waits for the bot's second to pass
-    finally:
-        await client.aclose()
+@needs_redis
+async def test_instances_on_one_redis_share_telegrams_limits_for_the_bot(two_instances: TwoInstances) -> None:
+    first, second = two_instances(Limits(per_second=30, private_per_second=1, private_burst=3, group_per_minute=3))
+    group = -1001234
+    assert [await pacer.reserve(group) for pacer in (first, second, first)] == [0, 0, 0]
+    assert 55 < await second.reserve(group) <= 60  # the fourth message of the minute, from either
+    assert [await pacer.reserve(42) for pacer in (first, second, first)] == [0, 0, 0]
+    assert 0.5 < await second.reserve(42) <= 1.0  # after the burst, about one a second
+    assert await second.reserve(43) == 0  # another chat has its own budget
+    assert await first.reserve(-1009999, count=2) == 0  # an album counts each item
+    assert await second.reserve(-1009999, count=2) > 55
+    assert await second.reserve(-1009999) == 0
 
 
-@pytest.mark.skipif(not REDIS_URL, reason="needs a Redis server (tests/run.sh starts one)")
-async def test_a_shared_send_holds_its_place_until_its_answer_came_back() -> None:
-    client = Redis.from_url(REDIS_URL)
-    prefix = f"test-{uuid.uuid4().hex}"
-    limits = Limits(per_second=2, private_per_second=1, private_burst=3, group_per_minute=20)
-    first, second = RedisPacer(client, prefix, limits), RedisPacer(client, prefix, limits)
-    try:
-        assert [await first.reserve(1), await second.reserve(2)] == [0, 0]
-        await asyncio.sleep(0.6)  # the requests travel slowly
-        await first.settle(1)
-        await second.settle(2)
-        await asyncio.sleep(0.5)
-        # A second after the reservations, but not after the answers: the next send still waits.
-        assert 0.2 < await first.reserve(3) <= 0.6
-    finally:
-        await client.aclose()
+@needs_redis
+async def test_the_bot_wide_budget_is_shared_too(two_instances: TwoInstances) -> None:
+    first, second = two_instances(Limits(per_second=4, private_per_second=1, private_burst=3, group_per_minute=20))
+    taken = [await pacer.reserve(chat) for pacer, chat in ((first, 1), (second, 2), (first, 3), (second, 4))]
+    assert taken == [0, 0, 0, 0]
+    assert 0 < await first.reserve(5) <= 1.0  # a fifth chat waits for the bot's second to pass
+
+
+@needs_redis
+async def test_a_shared_send_holds_its_place_until_its_answer_came_back(two_instances: TwoInstances) -> None:
+    first, second = two_instances(Limits(per_second=2, private_per_second=1, private_burst=3, group_per_minute=20))
+    assert [await first.reserve(1), await second.reserve(2)] == [0, 0]
+    await asyncio.sleep(0.6)  # the requests travel slowly
+    await first.settle(1)
+    await second.settle(2)
+    await asyncio.sleep(0.5)
+    # A second after the reservations, but not after the answers: the next send still waits.
+    assert 0.2 < await first.reserve(3) <= 0.6
