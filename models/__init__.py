@@ -15,6 +15,7 @@ from models.outbox import JobStatus, OutboxJob
 from models.tenants import Bot
 from models.usage import AuditLog, Usage
 from models.users import Role, User
+from models.web import LoginLink, WebSession
 from models.widget import WidgetSite
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "HandoffReason",
     "JobStatus",
     "KnowledgeItem",
+    "LoginLink",
     "Message",
     "MessageCopy",
     "OutboxJob",
@@ -35,5 +37,6 @@ __all__ = [
     "Role",
     "Usage",
     "User",
+    "WebSession",
     "WidgetSite",
 ]
