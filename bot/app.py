@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import cast
 
 from aiogram import Bot as AiogramBot
@@ -27,9 +28,15 @@ from bot.keys import REDIS, SETTINGS, TELEGRAM, TelegramRuntime
 from bot.observability import METRICS, READINESS, Metrics, Readiness, metrics_view, readyz_view
 from bot.sender import Budget, Limits, Pacer, RedisPacer, TelegramChatSender
 from bot.settings import Settings
-from bot.telegram import create_bot, create_dispatcher, set_commands
+from bot.telegram import create_bot, create_dispatcher, set_commands, set_menu_button
 from bot.webhook import telegram_webhook
+from handlers.customer_commands import mini_app_url
 from handlers.manager_desk import set_staff_commands
+from miniapp import routes as miniapp_routes
+from miniapp.api import TRANSLATE
+from miniapp.auth import MINIAPP, MiniAppRuntime
+from miniapp.inbox_api import WIDGET_LIVE
+from miniapp.live import LIVE, LiveHub
 from miniapp.widget import STATIC, WIDGET, WidgetLimits, WidgetRuntime, add_routes, close_sockets, load_script
 from miniapp.widget_hub import WidgetHub
 from models import Bot as Tenant
@@ -39,7 +46,8 @@ from services.answering import Answerer, AnswerPolicy
 from services.desk import CustomerSide
 from services.events import EventBus, LocalBus
 from services.generation import Generations
-from services.i18n import Translate
+from services.i18n import N_, Translate
+from services.inbox import InboxFeed
 from services.limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from services.managers import ManagerGroup
 from services.outbox import MANAGERS, Outboxes, OutboxSettings, OutboxWorker
@@ -48,6 +56,8 @@ from services.staff import StaffDirectory, WorkingHoursSource, setup_manager_cha
 from services.widget import WidgetLive
 
 log = logging.getLogger(__name__)
+
+OPEN_APP = N_("App")
 
 # The manager group's jobs wait out long backlogs (a send may wait a minute for the group's budget)
 # and passing errors: they are given long leases and many tries.
@@ -151,6 +161,7 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     hours = WorkingHoursSource(settings.working_hours, settings.timezone)
     bus = create_bus(app)
     live = WidgetLive(bus)
+    feed = InboxFeed(bus)
     hub = WidgetHub(bus, metrics.widget_sockets)
     bot = create_bot(settings, metrics, shared.budget) if settings.telegram_enabled else None
     if bot is not None:
@@ -163,12 +174,13 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     if ai is None:
         log.warning("AI is off (AI_BASE_URL and AI_MODEL not set): answers come from the knowledge base.")
     messenger = TelegramChatSender(bot) if bot is not None else None
+    staff_directory = StaffDirectory(messenger, frozenset(settings.admin_ids)) if messenger is not None else None
     generations = Generations(bus)
     answerer = Answerer(
         messenger, translate,
         AnswerPolicy(settings.kb_direct_threshold, settings.daily_ai_quota, settings.ai_context_tokens,
-                     settings.draft_interval), ai, generations, hours, live)
-    customer_side = CustomerSide(messenger, translate, settings.default_locale, live)
+                     settings.draft_interval), ai, generations, hours, live, feed)
+    customer_side = CustomerSide(messenger, translate, settings.default_locale, live, feed)
     workers = [OutboxWorker(
         {"answer": answerer.answer_job, "slow_down": answerer.slow_down_job,
          "to_customer": customer_side.to_customer_job, "customer_edit": customer_side.customer_edit_job,
@@ -184,12 +196,19 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     outboxes = Outboxes(*workers)
     app[OUTBOXES] = outboxes
     app[WIDGET] = WidgetRuntime(hub, live, widget_limits(app), shared.limiter, translate, hours, outboxes.wake,
-                                settings.default_locale, settings.trust_proxy_headers, load_script())
+                                settings.default_locale, settings.trust_proxy_headers, load_script(), feed)
     await widget.ensure_demo_site(tenant.id, settings.port, settings.public_base_url)
+    app[TRANSLATE] = translate
+    app[MINIAPP] = MiniAppRuntime(tenant.id, settings.bot_token, timedelta(seconds=settings.miniapp_auth_max_age),
+                                  frozenset(settings.admin_ids), settings.default_locale, translate, feed,
+                                  staff_directory, outboxes.wake)
+    app[WIDGET_LIVE] = live
+    app[LIVE] = live_hub = LiveHub()
+    feed.subscribe(live_hub.on_event)
     polling: asyncio.Task[None] | None = None
-    if bot is not None and messenger is not None:
+    if bot is not None and messenger is not None and staff_directory is not None:
         polling = await _start_telegram(app, bot, messenger, tenant, shared, outboxes, generations, translate, hours,
-                                        i18n, live)
+                                        i18n, live, feed, staff_directory)
     if isinstance(bus, RedisBus):
         await bus.start()  # after every subscriber is in place
     outboxes.start()
@@ -214,7 +233,8 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
 
 async def _start_telegram(app: web.Application, bot: AiogramBot, messenger: TelegramChatSender, tenant: Tenant,
                           shared: SharedState, outboxes: Outboxes, generations: Generations, translate: Translate,
-                          hours: WorkingHoursSource, i18n: I18n, live: WidgetLive) -> asyncio.Task[None] | None:
+                          hours: WorkingHoursSource, i18n: I18n, live: WidgetLive, feed: InboxFeed,
+                          staff_directory: StaffDirectory) -> asyncio.Task[None] | None:
     """The dispatcher, the manager chat, the command menus, and updates by webhook or long polling."""
     settings = app[SETTINGS]
     if settings.manager_chat_id is not None:
@@ -225,9 +245,11 @@ async def _start_telegram(app: web.Application, bot: AiogramBot, messenger: Tele
     dispatcher = create_dispatcher(
         i18n, storage=shared.storage, settings=settings, tenant=tenant, outbox=outboxes, limiter=shared.limiter,
         generations=generations, translate=translate, hours=hours, messenger=messenger, widget_live=live,
-        staff_directory=StaffDirectory(messenger, frozenset(settings.admin_ids)))
+        inbox_feed=feed, staff_directory=staff_directory)
     app[TELEGRAM] = TelegramRuntime(bot, dispatcher, settings.webhook_secret, shared.recent, outboxes)
     await set_commands(bot, i18n)
+    if mini_app_url(settings):
+        await set_menu_button(bot, mini_app_url(settings), translate(settings.default_locale, OPEN_APP))
     manager_chat = staff.manager_chat(await Tenant.get(id=tenant.id), settings.default_locale)
     if manager_chat is not None:
         with contextlib.suppress(TelegramAPIError):  # the chat may be gone; /setup in a new one fixes it
@@ -276,6 +298,9 @@ async def stop_taking_work(app: web.Application) -> None:
     if outboxes is not None:
         app[STOPPING].task = asyncio.create_task(outboxes.stop(app[SETTINGS].shutdown_grace_seconds))
     await close_sockets(app)
+    live_hub = app.get(LIVE)
+    if live_hub is not None:
+        await live_hub.close_all()
 
 
 RETENTION_EVERY = 3600.0
@@ -307,5 +332,6 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", metrics_view)
     app.router.add_post("/telegram/webhook", telegram_webhook)
     add_routes(app)
-    app.router.add_static("/static/", STATIC, append_version=True)
+    miniapp_routes.add_routes(app)
+    app.router.add_static("/static/", STATIC, append_version=True, name="static")
     return app

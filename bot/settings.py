@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     trust_proxy_headers: bool = Field(False, alias="TRUST_PROXY_HEADERS")
     # Conversations with no message for this many days are deleted (0: kept for ever).
     retention_days: int = Field(0, alias="RETENTION_DAYS", ge=0)
+    # The Mini App refuses Telegram's signed data older than this many seconds (Telegram gives no limit).
+    miniapp_auth_max_age: int = Field(86400, alias="MINIAPP_AUTH_MAX_AGE", ge=60)
     # On shutdown, how long running jobs may finish before they are interrupted (and redone later).
     shutdown_grace_seconds: float = Field(10.0, alias="SHUTDOWN_GRACE_SECONDS", ge=0)
 

@@ -9,7 +9,7 @@ from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.fsm.storage.base import BaseStorage
-from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats
+from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, MenuButtonWebApp, WebAppInfo
 from aiogram.utils.i18n import I18n
 
 from bot.middlewares import IdentityMiddleware
@@ -25,6 +25,8 @@ COMMANDS = [
     ("new", N_("Start a new conversation")),
     ("human", N_("Talk to a person")),
     ("language", N_("Change the language")),
+    ("mydata", N_("Download my data")),
+    ("deletemydata", N_("Delete my data")),
     ("help", N_("Help")),
 ]
 
@@ -54,3 +56,8 @@ async def set_commands(bot: Bot, i18n: I18n) -> None:
         commands = [BotCommand(command=name, description=i18n.gettext(text, locale=locale or i18n.default_locale))
                     for name, text in COMMANDS]
         await bot.set_my_commands(commands, scope=scope, language_code=locale)
+
+
+async def set_menu_button(bot: Bot, url: str, text: str) -> None:
+    """The button beside the message box opens the Mini App (Telegram requires an https address)."""
+    await bot.set_chat_menu_button(menu_button=MenuButtonWebApp(text=text, web_app=WebAppInfo(url=url)))

@@ -2,12 +2,13 @@
 
 from aiogram import Router
 
-from handlers import customer_commands, customer_messages, generation, manager_desk, membership
+from handlers import account, customer_commands, customer_messages, generation, manager_desk, membership
 
 
 def get_routers() -> list[Router]:
     # Commands first: a command is never taken for a question.
     return [
+        account.create_router(),  # /app in the manager chat is staff's, and not a message to a customer
         manager_desk.create_router(),  # groups: the manager chat, and nothing else
         customer_commands.create_router(),
         customer_messages.create_router(),

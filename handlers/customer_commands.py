@@ -23,6 +23,7 @@ from models import Bot as Tenant
 from models import HandoffReason, User
 from services import conversations, desk, handoff
 from services.i18n import Translate
+from services.inbox import InboxFeed
 from services.outbox import Outboxes
 from services.render import escape
 from services.staff import WorkingHoursSource
@@ -94,24 +95,28 @@ async def new_conversation(message: Message, tenant: Tenant, settings: Settings,
 
 
 async def _ask_for_person(event: Message | CallbackQuery, tenant: Tenant, settings: Settings, customer: User | None,
-                          translate: Translate, hours: WorkingHoursSource, outbox: Outboxes) -> str:
+                          translate: Translate, hours: WorkingHoursSource, outbox: Outboxes,
+                          inbox_feed: InboxFeed) -> str:
     user = await _registered(event, tenant, settings, customer)
-    await handoff.request_person(user)
+    conversation = await handoff.request_person(user)
     outbox.wake()
+    await inbox_feed.changed(conversation)
     bot = await Tenant.get(id=tenant.id)  # fresh: working hours may have changed
     return await handoff.handoff_notice(bot, hours(bot), translate, user.language,
                                         HandoffReason.ASKED_FOR_PERSON)
 
 
 async def human_command(message: Message, tenant: Tenant, settings: Settings, customer: User | None,
-                        translate: Translate, hours: WorkingHoursSource, outbox: Outboxes) -> None:
-    notice = await _ask_for_person(message, tenant, settings, customer, translate, hours, outbox)
+                        translate: Translate, hours: WorkingHoursSource, outbox: Outboxes,
+                        inbox_feed: InboxFeed) -> None:
+    notice = await _ask_for_person(message, tenant, settings, customer, translate, hours, outbox, inbox_feed)
     await message.answer(escape(notice), parse_mode="HTML")
 
 
 async def human_button(query: CallbackQuery, tenant: Tenant, settings: Settings, customer: User | None,
-                       translate: Translate, hours: WorkingHoursSource, outbox: Outboxes) -> None:
-    notice = await _ask_for_person(query, tenant, settings, customer, translate, hours, outbox)
+                       translate: Translate, hours: WorkingHoursSource, outbox: Outboxes,
+                       inbox_feed: InboxFeed) -> None:
+    notice = await _ask_for_person(query, tenant, settings, customer, translate, hours, outbox, inbox_feed)
     await query.answer()
     await query.bot.send_message(query.from_user.id, escape(notice), parse_mode="HTML")  # type: ignore[union-attr]
 

@@ -13,12 +13,14 @@ from models import Bot as Tenant
 from models import User
 from services import conversations, desk
 from services.conversations import Incoming
+from services.inbox import InboxFeed
 from services.limits import RateLimiter
 from services.outbox import Outboxes
 
 
 async def customer_wrote(message: Message, tenant: Tenant, settings: Settings, limiter: RateLimiter,
-                         outbox: Outboxes, event_update: Update, customer: User | None) -> None:
+                         outbox: Outboxes, event_update: Update, customer: User | None,
+                         inbox_feed: InboxFeed) -> None:
     user = message.from_user
     assert user is not None
     stored = await conversations.record_customer_message(
@@ -28,8 +30,9 @@ async def customer_wrote(message: Message, tenant: Tenant, settings: Settings, l
                  attachments=attachments(message), telegram_message_id=message.message_id),
         limiter=limiter, default_locale=settings.default_locale, known=customer,
     )
-    if not stored.duplicate:
+    if stored.message is not None:
         outbox.wake()
+        await inbox_feed.changed_id(stored.message.conversation_id)  # type: ignore[attr-defined]
 
 
 async def customer_edited(message: Message, tenant: Tenant, outbox: Outboxes) -> None:

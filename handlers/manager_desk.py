@@ -23,6 +23,7 @@ from models import Conversation, User
 from services import desk, desk_reports, staff
 from services.desk import Posted
 from services.i18n import N_, Translate, pick_locale
+from services.inbox import InboxFeed
 from services.outbox import Outboxes
 from services.ports import Messenger, Where
 from services.render import escape
@@ -91,6 +92,7 @@ STAFF_COMMANDS = [
     ("online", N_("I'm here: customers hear a person will answer soon")),
     ("away", N_("I'm away")),
     ("hours", N_("Working hours")),
+    ("app", N_("Open the desk app")),
     ("help", N_("How the desk works")),
 ]
 
@@ -157,7 +159,7 @@ async def _answer(message: Message, desk_chat: ManagerChat, html: str, tenant: T
 
 async def conversation_command(message: Message, command: CommandObject, tenant: Tenant, staff: User,
                                desk_chat: ManagerChat, translate: Translate, outbox: Outboxes,
-                               event_update: Update) -> None:
+                               event_update: Update, inbox_feed: InboxFeed) -> None:
     def _(text: str) -> str:
         return translate(desk_chat.locale, text)
 
@@ -169,6 +171,7 @@ async def conversation_command(message: Message, command: CommandObject, tenant:
     if name == "note":
         await _note(message, command.args or "", conversation, staff, desk_chat, translate, tenant, outbox,
                     f"tg:{event_update.update_id}")
+        await inbox_feed.changed(conversation)
         return
     if name == "info":
         await _answer(message, desk_chat, await desk_reports.info_card(conversation, translate, desk_chat.locale),
@@ -176,6 +179,8 @@ async def conversation_command(message: Message, command: CommandObject, tenant:
         return
     done, reply = await _act(name, conversation, staff, translate, desk_chat.locale)
     await _answer(message, desk_chat, escape(reply if done else _(ALREADY)), tenant, outbox)
+    if done:
+        await inbox_feed.changed(conversation)
 
 
 async def _act(action: str, conversation: Conversation, staff: User, translate: Translate,
@@ -299,7 +304,7 @@ async def setup_command(message: Message, tenant: Tenant, messenger: Messenger, 
 
 
 async def card_button(query: CallbackQuery, callback_data: DeskAction, tenant: Tenant, staff: User,
-                      desk_chat: ManagerChat, translate: Translate, outbox: Outboxes) -> None:
+                      desk_chat: ManagerChat, translate: Translate, outbox: Outboxes, inbox_feed: InboxFeed) -> None:
     conversation = await desk.by_id(tenant.id, callback_data.conversation)
     if conversation is None:
         await query.answer()
@@ -307,13 +312,16 @@ async def card_button(query: CallbackQuery, callback_data: DeskAction, tenant: T
     done, reply = await _act(callback_data.action, conversation, staff, translate, desk_chat.locale)
     outbox.wake()
     await query.answer(reply if done else translate(desk_chat.locale, ALREADY))
+    if done:
+        await inbox_feed.changed(conversation)
 
 
 # --- what managers write -------------------------------------------------------------------------------
 
 
 async def manager_wrote(message: Message, tenant: Tenant, staff: User, desk_chat: ManagerChat,
-                        event_update: Update, translate: Translate, outbox: Outboxes, widget_live: WidgetLive) -> None:
+                        event_update: Update, translate: Translate, outbox: Outboxes, widget_live: WidgetLive,
+                        inbox_feed: InboxFeed) -> None:
     if message.text and message.text.startswith("/") and not message.text.startswith("//"):
         return  # a command for someone else (or a typo): never sent to a customer
     conversation = await _conversation_of(message, tenant, desk_chat)
@@ -327,6 +335,7 @@ async def manager_wrote(message: Message, tenant: Tenant, staff: User, desk_chat
                     replying_to=message.reply_to_message.message_id if message.reply_to_message else None)
     if await desk.record_manager_message(conversation, staff, posted, note=note, live=widget_live):
         outbox.wake()
+        await inbox_feed.changed(conversation)
 
 
 async def manager_edited(message: Message, tenant: Tenant, desk_chat: ManagerChat, outbox: Outboxes) -> None:

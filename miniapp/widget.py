@@ -21,6 +21,7 @@ from models import Bot, Conversation, HandoffReason, User, WidgetSite
 from services import conversations, desk, handoff, widget
 from services.conversations import Customer, Incoming
 from services.i18n import N_, Translate, pick_locale
+from services.inbox import InboxFeed
 from services.limits import RateLimiter, Verdict
 from services.staff import WorkingHoursSource
 from services.widget import Visitor, WidgetLive
@@ -93,6 +94,7 @@ class WidgetRuntime:
     default_locale: str
     trust_forwarded: bool = False
     script: bytes = field(default=b"", repr=False)
+    feed: InboxFeed | None = None  # tells open Mini App inboxes of new messages
 
 
 WIDGET = web.AppKey("widget", WidgetRuntime)
@@ -421,6 +423,8 @@ async def _on_message(session: Session, frame: dict[str, Any]) -> None:
     runtime.wake()
     session.user = await widget.visitor_user(session.visitor)
     await runtime.live.message(session.visitor.visitor_id, stored.message, client_id)
+    if runtime.feed is not None:
+        await runtime.feed.changed_id(stored.message.conversation_id)  # type: ignore[attr-defined]
 
 
 async def _on_person(session: Session) -> None:
@@ -439,6 +443,8 @@ async def _on_person(session: Session) -> None:
     runtime.wake()
     await runtime.live.message(session.visitor.visitor_id, message)
     await runtime.live.status(await Conversation.get(id=conversation.id))
+    if runtime.feed is not None:
+        await runtime.feed.changed(conversation)
 
 
 async def _on_rate(session: Session, frame: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from services import conversations, handoff, knowledge, persona
 from services.ai import AIClient, AIReply, AIUnavailable, estimate_tokens
 from services.generation import Generations, GenerationStopped
 from services.i18n import N_, Translate
+from services.inbox import InboxFeed
 from services.outbox import Postpone
 from services.ports import ChatSender, OutgoingText, RecipientBlocked
 from services.render import escape, html_to_text, markdown_to_html, split_html, visible_length
@@ -81,9 +82,11 @@ class _Context:
 class Answerer:
     def __init__(self, sender: ChatSender | None, translate: Translate, policy: AnswerPolicy,
                  ai: AIClient | None = None, generations: Generations | None = None,
-                 hours: WorkingHoursSource | None = None, live: WidgetLive | None = None) -> None:
+                 hours: WorkingHoursSource | None = None, live: WidgetLive | None = None,
+                 feed: InboxFeed | None = None) -> None:
         self.sender = sender  # None: Telegram is off
         self.live = live
+        self.feed = feed  # open Mini App pages hear of each outcome
         self.translate = translate
         self.policy = policy
         self.hours = hours or WorkingHoursSource("", "UTC")
@@ -101,6 +104,8 @@ class Answerer:
         except RecipientBlocked:
             await conversations.set_blocked(context.customer.bot_id, context.chat_id)  # type: ignore[attr-defined]
         await conversations.note_customer_message(context.message)  # once, after the outcome
+        if self.feed is not None:
+            await self.feed.changed(context.conversation)
 
     async def slow_down_job(self, job: OutboxJob) -> None:
         await self._notice_job(job, SLOW_DOWN, count=True)

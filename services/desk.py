@@ -31,6 +31,7 @@ from services import conversations, outbox
 from services.conversations import announce_to_managers, customer_lane, topic_lane
 from services.handoff import give_to_people
 from services.i18n import N_, Translate
+from services.inbox import InboxFeed
 from services.ports import Button, MessageGone, Messenger, OutgoingText, RecipientBlocked, Where
 from services.render import escape
 from services.staff import load_manager_chat
@@ -141,7 +142,8 @@ async def close(conversation: Conversation, staff: User | None, *, ask_rating: b
         await current.save(update_fields=["status", "closed_at"])
         if current.handed_off_at is not None:
             await announce_to_managers(current, first=False)
-        if ask_rating:
+        customer = await User.get(id=current.user_id)  # type: ignore[attr-defined]
+        if ask_rating and customer.preferences.get("rating_requests", True):
             await _notify_customer(current, "rate")
         await audit(current.bot_id, staff, action, str(current.uuid))  # type: ignore[attr-defined]
     _refresh(conversation, current)
@@ -222,6 +224,47 @@ async def record_manager_message(conversation: Conversation, staff: User, posted
     return True
 
 
+MAX_APP_TEXT = 4000
+
+
+async def write_from_app(conversation: Conversation, staff: User, text: str, *, note: bool,
+                         live: WidgetLive | None = None) -> Message:
+    """A reply or an internal note typed in the Mini App.
+
+    A reply reaches the customer the way a topic reply does (it takes the conversation first, and
+    the customers' queue delivers it), and both are copied into the topic so the managers in
+    Telegram see what was said from the app.
+    """
+    text = text.strip()
+    if not text:
+        raise ValueError("empty")
+    if len(text) > MAX_APP_TEXT:
+        raise ValueError("too_long")
+    bot_id: int = conversation.bot_id  # type: ignore[attr-defined]
+    if not note and (conversation.mode == ConversationMode.AI or conversation.status == ConversationStatus.WAITING):
+        await take(conversation, staff)
+    async with in_transaction():
+        message = await Message.create(bot_id=bot_id, conversation_id=conversation.id,
+                                       author_kind=AuthorKind.NOTE if note else AuthorKind.MANAGER, author=staff,
+                                       # Like everywhere else: notes are plain text, staff replies Telegram HTML.
+                                       text=text if note else escape(text), ai_meta={"source": "app"})
+        if not note:
+            await outbox.enqueue(bot_id, "to_customer", {"message_id": message.id}, lane=customer_lane(conversation))
+            now = datetime.now(UTC)
+            await Conversation.filter(id=conversation.id, first_manager_reply_at=None).update(
+                first_manager_reply_at=now)
+            await Conversation.filter(id=conversation.id).update(last_message_at=now)
+        if conversation.handed_off_at is not None or not note:
+            await outbox.enqueue(bot_id, "topic_copy", {"message_id": message.id}, lane=topic_lane(conversation),
+                                 queue=outbox.MANAGERS, priority=1)
+        await audit(bot_id, staff, "note" if note else "reply", str(conversation.uuid), via="app")
+    message.author = staff
+    visitor = conversation.user.widget_visitor_id
+    if live is not None and visitor is not None and not note:
+        await live.message(visitor, message)
+    return message
+
+
 async def _customer_side_of(conversation: Conversation, posted: Posted) -> int | None:
     """A manager replying to a message in the topic replies to the same message in the customer's chat."""
     if posted.replying_to is None or conversation.user.telegram_id is None:
@@ -272,11 +315,12 @@ class CustomerSide:
     """
 
     def __init__(self, messenger: Messenger | None, translate: Translate, default_locale: str,
-                 live: WidgetLive | None = None) -> None:
+                 live: WidgetLive | None = None, feed: InboxFeed | None = None) -> None:
         self._messenger = messenger  # None: Telegram is off
         self.translate = translate
         self.default_locale = default_locale
         self.live = live
+        self.feed = feed
 
     async def to_customer_job(self, job: OutboxJob) -> None:
         message = await Message.get_or_none(id=job.payload["message_id"]).prefetch_related("conversation__user")
@@ -290,14 +334,17 @@ class CustomerSide:
             return
         if await MessageCopy.exists(message_id=message.id, chat_id=customer.telegram_id):
             return  # delivered before a crash
-        original = await MessageCopy.get(message_id=message.id, original=True)
+        original = await MessageCopy.get_or_none(message_id=message.id, original=True)
         if customer.blocked_bot:
             await self._undelivered(message, original)
             return
         quoted = job.payload.get("reply_to")
         where = Where(int(customer.telegram_id), None, int(str(quoted)) if quoted else None)
         try:
-            sent = await self.messenger.copy(where, int(original.chat_id), int(original.telegram_message_id))
+            if original is None:  # written in the Mini App: there is no Telegram message to copy
+                sent = await self.messenger.post(where, OutgoingText(message.text))
+            else:
+                sent = await self.messenger.copy(where, int(original.chat_id), int(original.telegram_message_id))
         except RecipientBlocked:
             await conversations.set_blocked(customer.bot_id, int(customer.telegram_id))  # type: ignore[attr-defined]
             await self._undelivered(message, original)
@@ -308,10 +355,18 @@ class CustomerSide:
         await MessageCopy.create(bot_id=customer.bot_id, message=message, chat_id=customer.telegram_id,  # type: ignore[attr-defined]
                                  telegram_message_id=sent)
 
-    async def _undelivered(self, message: Message, original: MessageCopy) -> None:
-        """Tell the manager, under their message, that the customer cannot receive it."""
+    async def _undelivered(self, message: Message, original: MessageCopy | None) -> None:
+        """Tell the managers, under the manager's message, that the customer cannot receive it."""
         bot_id: int = message.bot_id  # type: ignore[attr-defined]
         chat = await load_manager_chat(bot_id, self.default_locale)
+        if original is None:  # written in the Mini App: under its copy in the topic, if there is one yet
+            if chat is None:
+                return
+            original = await MessageCopy.filter(message_id=message.id, chat_id=chat.chat_id).first()
+            if original is None:
+                where = Where(chat.chat_id, message.conversation.manager_topic_id, None)
+                await post_to_group(bot_id, where, escape(self.translate(chat.locale, CUSTOMER_BLOCKED)))
+                return
         where = Where(int(original.chat_id), message.conversation.manager_topic_id, int(original.telegram_message_id))
         await post_to_group(bot_id, where, escape(self.translate(chat.locale if chat else self.default_locale,
                                                                  CUSTOMER_BLOCKED)))
@@ -376,6 +431,8 @@ class CustomerSide:
             return
         await Message.create(bot_id=conversation.bot_id, conversation_id=conversation.id,  # type: ignore[attr-defined]
                              author_kind=AuthorKind.SYSTEM, text=text, ai_meta={"source": "desk", "notice": notice})
+        if self.feed is not None:
+            await self.feed.changed(conversation)
 
     async def _notice_to_widget(self, conversation: Conversation, customer: User, text: str,
                                 message_id: Any) -> None:

@@ -67,6 +67,7 @@ REASONS = {
     "ai_failure": N_("the AI failed"),
     "manager_took_over": N_("a manager took over"),
 }
+FROM_APP = N_("{name} in the app")
 AUTHORS = {"customer": "👤", "ai": "🤖", "manager": "🧑‍💼", "system": "ℹ️", "note": "📝"}
 MEDIA_LABELS = {"photo": N_("[photo]"), "video": N_("[video]"), "voice": N_("[voice message]"),
                 "document": N_("[file]"), "sticker": N_("[sticker]"), "location": N_("[location]"),
@@ -162,7 +163,8 @@ class ManagerGroup:
             log.info("topic of conversation %s: %s", conversation.id, error)
 
     async def topic_copy_job(self, job: OutboxJob) -> None:
-        first = await Message.get_or_none(id=job.payload["message_id"]).prefetch_related("conversation__user")
+        first = await Message.get_or_none(id=job.payload["message_id"]).prefetch_related("conversation__user",
+                                                                                          "author")
         if first is None:
             return
         conversation = first.conversation
@@ -344,8 +346,8 @@ class ManagerGroup:
             age = (datetime.now(UTC) - first.created_at).total_seconds()
             if age < ALBUM_SETTLE_SECONDS:
                 await asyncio.sleep(ALBUM_SETTLE_SECONDS - age)
-        elif first.attachments:
-            return [], [first]
+        elif first.attachments or first.author_kind != AuthorKind.CUSTOMER:
+            return [], [first]  # staff's words from the Mini App go one by one, with their author
         followers: list[OutboxJob] = []
         batch = [first]
         size = len(first.text)
@@ -405,9 +407,17 @@ class ManagerGroup:
         if batch[0].attachments and len(batch) == 1 and str(batch[0].attachments[0].get("type")) in CAPTIONED_KINDS:
             caption = escape(batch[0].text)
             return (caption if chat.forum else self._prefixed(conversation, caption)), True
-        body = "\n\n".join(escape(m.text) if not m.attachments else message_line(m, self.translate, chat.locale)
-                           for m in batch)
+        body = "\n\n".join(self._paragraph(m, chat) for m in batch)
         return (body if chat.forum else self._prefixed(conversation, body)), False
+
+    def _paragraph(self, message: Message, chat: ManagerChat) -> str:
+        if message.author_kind in (AuthorKind.MANAGER, AuthorKind.NOTE):
+            # Written in the Mini App (stored as HTML): the topic says who wrote it there.
+            author = message.author.first_name if message.author else ""
+            who = self.translate(chat.locale, FROM_APP).format(name=escape(author))
+            body = message.text if message.author_kind == AuthorKind.MANAGER else escape(message.text)
+            return f"{AUTHORS[message.author_kind]} <b>{who}</b>: {body}"
+        return escape(message.text) if not message.attachments else message_line(message, self.translate, chat.locale)
 
     def _prefixed(self, conversation: Conversation, html: str) -> str:
         """In a group without topics every copy says whose it is; a reply to it answers that customer."""

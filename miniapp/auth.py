@@ -1,0 +1,157 @@
+"""Who is calling the Mini App API.
+
+Inside Telegram, every call carries `Authorization: tma <initData>`: signed by Telegram with the
+bot token (checked with aiogram's web_app utilities) and no older than MINIAPP_AUTH_MAX_AGE. In a
+normal browser, a one-time /dashboard link opens a session: an HttpOnly cookie, plus a CSRF token
+the page sends back in `X-CSRF-Token` on every change (the cookie alone changes nothing).
+
+Roles are worked out on every request, so a manager removed from the manager chat loses access
+within a minute: admins are ADMIN_IDS (and staff an admin made one), managers are the members of
+the manager chat, everyone else is a customer.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from aiogram.utils.web_app import WebAppInitData, safe_parse_webapp_init_data
+from aiohttp import web
+
+from miniapp.api import ApiError
+from models import Bot, Role, User
+from services import accounts, conversations
+from services.conversations import Customer
+from services.i18n import Translate, pick_locale
+from services.inbox import InboxFeed, Viewer
+from services.staff import StaffDirectory, manager_chat
+
+SESSION_COOKIE = "frontdesk_session"
+CSRF_COOKIE = "frontdesk_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass
+class MiniAppRuntime:
+    bot_id: int  # the tenant this deployment serves
+    bot_token: str
+    auth_max_age: timedelta
+    admin_ids: frozenset[int]
+    default_locale: str
+    translate: Translate
+    feed: InboxFeed
+    staff: StaffDirectory | None  # None while Telegram is off: only ADMIN_IDS are staff then
+    wake: Callable[[], None]  # the outbox: new jobs are waiting
+
+
+MINIAPP = web.AppKey("miniapp", MiniAppRuntime)
+
+
+@dataclass(frozen=True)
+class Caller(Viewer):
+    via_session: bool = False
+    csrf_token: str = ""
+    locale: str = "en"
+
+
+CALLER = web.RequestKey("caller", Caller)
+
+
+def parse_init_data(runtime: MiniAppRuntime, init_data: str, now: datetime | None = None) -> WebAppInitData:
+    """Telegram's signed data, or 401: a wrong hash, no user, or older than the allowed age."""
+    if not runtime.bot_token:
+        raise ApiError(401, "unauthorized")
+    try:
+        data = safe_parse_webapp_init_data(runtime.bot_token, init_data)
+    except ValueError as error:
+        raise ApiError(401, "unauthorized") from error
+    age = (now or datetime.now(UTC)) - data.auth_date.astimezone(UTC)
+    if data.user is None or age > runtime.auth_max_age or age < -timedelta(minutes=5):
+        raise ApiError(401, "unauthorized")
+    return data
+
+
+async def role_of(runtime: MiniAppRuntime, user: User) -> Role:
+    if user.telegram_id is None:
+        return Role.CUSTOMER
+    if int(user.telegram_id) in runtime.admin_ids:
+        return Role.ADMIN
+    if runtime.staff is None:
+        return Role.CUSTOMER
+    bot = await Bot.get(id=runtime.bot_id)
+    chat = manager_chat(bot, runtime.default_locale)
+    if chat is None or not await runtime.staff.is_staff(chat.chat_id, int(user.telegram_id)):
+        return Role.CUSTOMER
+    return Role.ADMIN if user.role == Role.ADMIN else Role.MANAGER
+
+
+async def caller_from_init_data(request: web.Request, init_data: str) -> Caller:
+    runtime = request.app[MINIAPP]
+    data = parse_init_data(runtime, init_data)
+    assert data.user is not None
+    who = Customer(data.user.id, data.user.first_name, data.user.last_name or "", data.user.username or "",
+                   data.user.language_code or "")
+    user = await conversations.register_customer(runtime.bot_id, who, runtime.default_locale)
+    role = await role_of(runtime, user)
+    return Caller(user, role, locale=pick_locale(user.language, default=runtime.default_locale))
+
+
+async def _from_session(request: web.Request, runtime: MiniAppRuntime, token: str) -> Caller:
+    session = await accounts.session_of(token)
+    if session is None or int(session.user.bot_id) != runtime.bot_id:  # type: ignore[attr-defined]
+        raise ApiError(401, "unauthorized")
+    if request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not sent or not hmac.compare_digest(sent, session.csrf_token):
+            raise ApiError(403, "csrf")
+    role = await role_of(runtime, session.user)
+    return Caller(session.user, role, via_session=True, csrf_token=session.csrf_token,
+                  locale=pick_locale(session.user.language, default=runtime.default_locale))
+
+
+async def authenticate(request: web.Request) -> Caller:
+    """The caller, remembered on the request; 401 when there is none."""
+    known: Caller | None = request.get(CALLER)
+    if known is not None:
+        return known
+    runtime = request.app[MINIAPP]
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "tma" and credentials:
+        caller = await caller_from_init_data(request, credentials.strip())
+    elif token := request.cookies.get(SESSION_COOKIE):
+        caller = await _from_session(request, runtime, token)
+    else:
+        raise ApiError(401, "unauthorized")
+    request[CALLER] = caller
+    return caller
+
+
+async def staff_member(request: web.Request) -> Caller:
+    caller = await authenticate(request)
+    if not caller.staff:
+        raise ApiError(403, "forbidden")
+    return caller
+
+
+async def admin(request: web.Request) -> Caller:
+    caller = await authenticate(request)
+    if not caller.admin:
+        raise ApiError(403, "forbidden")
+    return caller
+
+
+CallerCheck = Callable[[web.Request], Awaitable[Caller]]
+
+
+def caller_locale(request: web.Request) -> str:
+    """The language of the caller's errors: theirs when known, else the browser's."""
+    caller: Caller | None = request.get(CALLER)
+    if caller is not None:
+        return caller.locale
+    runtime = request.app.get(MINIAPP)
+    default = runtime.default_locale if runtime is not None else "en"
+    return pick_locale(request.query.get("lang"), request.cookies.get("frontdesk_lang"),
+                       request.headers.get("Accept-Language", "").split(",")[0], default=default)

@@ -1,0 +1,132 @@
+"""The Mini App API's shapes: what requests may carry and what answers hold (and the OpenAPI schemas)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.inbox import InboxView
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Person(BaseModel):
+    id: int
+    name: str
+    username: str | None = None
+
+
+class Preferences(Strict):
+    silent: bool = Field(False, description="Answers arrive without a notification sound")
+    rating_requests: bool = Field(True, description="Ask me to rate a conversation when it is closed")
+
+
+class PreferencesPatch(Strict):
+    language: Literal["en", "ru", "uz"] | None = None
+    silent: bool | None = None
+    rating_requests: bool | None = None
+
+
+class Me(BaseModel):
+    id: int
+    name: str
+    username: str | None
+    role: Literal["customer", "manager", "admin"]
+    locale: str
+    telegram_id: int | None
+    preferences: Preferences
+    csrf_token: str | None = Field(None, description="Browser sessions: send it back in X-CSRF-Token")
+
+
+class Preview(BaseModel):
+    author: str
+    text: str
+
+
+class ConversationOut(BaseModel):
+    id: int
+    state: Literal["ai", "waiting", "assigned", "closed"]
+    channel: Literal["telegram", "widget"]
+    customer: Person
+    last_message_at: str
+    created_at: str
+    closed_at: str | None
+    rating: int | None
+    preview: Preview | None
+    # Staff only:
+    assignee: Person | None = None
+    handoff_reason: str | None = None
+    language: str | None = None
+    banned: bool | None = None
+    blocked_bot: bool | None = None
+    telegram_id: int | None = None
+
+
+class ConversationPage(BaseModel):
+    conversations: list[ConversationOut]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page; null at the end")
+
+
+class InboxParams(Strict):
+    view: InboxView = InboxView.ALL
+    channel: Literal["telegram", "widget"] | None = None
+    q: str = Field("", max_length=100, description="Staff: a customer's name, @username or conversation number")
+    cursor: str | None = Field(None, max_length=200)
+    limit: int = Field(30, ge=1, le=100)
+
+
+class Attachment(BaseModel):
+    type: str
+    name: str
+
+
+class AIMeta(BaseModel):
+    source: str | None = None
+    model: str | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    cost: float | None = None
+    latency_ms: int | None = None
+
+
+class MessageOut(BaseModel):
+    id: int
+    author: Literal["customer", "ai", "manager", "system", "note"]
+    author_name: str | None
+    text: str
+    html: str
+    created_at: str
+    reply_to: int | None
+    attachments: list[Attachment]
+    ai: AIMeta | None = Field(None, description="Staff only: how the AI made this answer")
+
+
+class MessagesPage(BaseModel):
+    messages: list[MessageOut]
+    has_more: bool = Field(description="Older messages exist: ask with before=<first id>")
+
+
+class MessagesParams(Strict):
+    before: int | None = Field(None, ge=1)
+    after: int | None = Field(None, ge=0)
+    limit: int = Field(50, ge=1, le=100)
+
+
+class TextIn(Strict):
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class ConversationAction(Strict):
+    action: Literal["take", "return", "close", "ban", "unban"]
+
+
+class DeleteConfirmation(Strict):
+    confirm: Literal[True] = Field(description="Must be true: deletion cannot be undone")
+
+
+class Deleted(BaseModel):
+    conversations: int
+    messages: int

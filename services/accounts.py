@@ -1,0 +1,76 @@
+"""Who may use the Mini App in a browser: one-time login links and the sessions they open.
+
+`/dashboard` gives a staff member a link that works once, for a few minutes; opening it trades
+the link for a session (a cookie). Only digests of the tokens are stored, so the database alone
+opens nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from tortoise.transactions import in_transaction
+
+from models import LoginLink, User, WebSession
+
+LINK_LIFETIME = timedelta(minutes=5)
+SESSION_LIFETIME = timedelta(days=7)
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def create_login_link(user: User, lifetime: timedelta = LINK_LIFETIME) -> str:
+    """A fresh token for the link; the person's older unused links stop working."""
+    token = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    async with in_transaction():
+        await LoginLink.filter(user_id=user.id, used_at=None).update(used_at=now)
+        await LoginLink.create(bot_id=user.bot_id, user=user, token_digest=digest(token),  # type: ignore[attr-defined]
+                               expires_at=now + lifetime)
+    return token
+
+
+@dataclass(frozen=True)
+class Session:
+    token: str  # goes into the HttpOnly cookie
+    csrf_token: str  # the page sends it back in X-CSRF-Token
+    user: User
+    expires_at: datetime
+
+
+async def redeem_login_link(token: str, lifetime: timedelta = SESSION_LIFETIME) -> Session | None:
+    """Use the link once: a session for its person, or None if it is unknown, used or expired."""
+    now = datetime.now(UTC)
+    async with in_transaction():
+        # The conditional update is the "once": of two concurrent redemptions, one updates the row.
+        used = await LoginLink.filter(token_digest=digest(token), used_at=None, expires_at__gt=now).update(used_at=now)
+        if not used:
+            return None
+        link = await LoginLink.get(token_digest=digest(token)).prefetch_related("user")
+        session_token, csrf_token = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+        await WebSession.create(bot_id=link.bot_id, user=link.user, token_digest=digest(session_token),  # type: ignore[attr-defined]
+                                csrf_token=csrf_token, expires_at=now + lifetime)
+    return Session(session_token, csrf_token, link.user, now + lifetime)
+
+
+async def session_of(token: str) -> Session | None:
+    session = await WebSession.get_or_none(token_digest=digest(token),
+                                           expires_at__gt=datetime.now(UTC)).prefetch_related("user")
+    if session is None:
+        return None
+    return Session(token, session.csrf_token, session.user, session.expires_at)
+
+
+async def end_session(token: str) -> None:
+    await WebSession.filter(token_digest=digest(token)).delete()
+
+
+async def forget_expired() -> int:
+    """Old links and sessions: removed by the retention job."""
+    now = datetime.now(UTC)
+    return await LoginLink.filter(expires_at__lt=now).delete() + await WebSession.filter(expires_at__lt=now).delete()

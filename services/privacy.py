@@ -1,0 +1,73 @@
+"""A customer's own data: everything stored about them as one JSON document, and its deletion.
+
+The same functions serve `/mydata` and `/deletemydata` in the bot and the Mini App's settings.
+Staff's internal notes about a customer are not part of the export: the design promises that
+notes never reach customers. Deletion removes the person's row and everything hanging from it
+(conversations, messages, their copies, usage, sessions); the audit log keeps that it happened,
+not who it was.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from models import AuditLog, AuthorKind, Conversation, Message, Usage, User
+
+EXPORT_FORMAT = "frontdesk-personal-data"
+EXPORTED_AUTHORS = (AuthorKind.CUSTOMER, AuthorKind.AI, AuthorKind.MANAGER, AuthorKind.SYSTEM)
+
+
+def _when(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+async def export_customer_data(user: User) -> dict[str, Any]:
+    conversations = await Conversation.filter(user_id=user.id).order_by("id")
+    messages = await (Message.filter(conversation__user_id=user.id, author_kind__in=EXPORTED_AUTHORS)
+                      .exclude(author_kind=AuthorKind.SYSTEM, text="").order_by("id"))
+    by_conversation: dict[int, list[dict[str, Any]]] = {}
+    for message in messages:
+        by_conversation.setdefault(int(message.conversation_id), []).append({  # type: ignore[attr-defined]
+            "id": message.id, "author": message.author_kind.value, "text": message.text,
+            "attachments": [{"type": a.get("type"), "name": a.get("file_name")} for a in message.attachments],
+            "created_at": _when(message.created_at)})
+    usage = await Usage.filter(user_id=user.id).order_by("day")
+    return {
+        "format": EXPORT_FORMAT,
+        "exported_at": datetime.now(UTC).isoformat(),
+        "person": {
+            "id": user.id, "telegram_id": user.telegram_id, "widget_visitor_id": user.widget_visitor_id,
+            "first_name": user.first_name, "last_name": user.last_name, "username": user.username,
+            "language": user.language, "preferences": user.preferences, "banned": user.banned,
+            "blocked_the_bot": user.blocked_bot, "created_at": _when(user.created_at),
+            "last_seen_at": _when(user.last_seen_at)},
+        "conversations": [{
+            "id": conversation.id, "channel": conversation.channel.value, "status": conversation.status.value,
+            "created_at": _when(conversation.created_at), "closed_at": _when(conversation.closed_at),
+            "rating": conversation.rating, "messages": by_conversation.get(conversation.id, [])}
+            for conversation in conversations],
+        "usage": [{"day": row.day.isoformat(), "messages": row.messages, "ai_answers": row.ai_messages,
+                   "tokens_in": row.tokens_in, "tokens_out": row.tokens_out} for row in usage],
+    }
+
+
+def export_bytes(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, ensure_ascii=False, indent=2).encode()
+
+
+async def delete_customer_data(user: User, *, via: str) -> dict[str, int]:
+    """Delete the person and everything about them, in one transaction; return what went."""
+    bot_id: int = user.bot_id  # type: ignore[attr-defined]
+    async with in_transaction():
+        counts = {"conversations": await Conversation.filter(user_id=user.id).count(),
+                  "messages": await Message.filter(conversation__user_id=user.id).count()}
+        await Conversation.filter(user_id=user.id).delete()
+        await Usage.filter(user_id=user.id).delete()
+        await User.filter(id=user.id).delete()
+        await AuditLog.create(bot_id=bot_id, actor=None, action="delete_personal_data", target=f"user:{user.id}",
+                              details={**counts, "via": via})
+    return counts

@@ -1,0 +1,180 @@
+"""The Mini App in a real browser (Debian's Chromium driven by Playwright), as Telegram would open it.
+
+Telegram's telegram-web-app.js cannot be fetched here: a local stub stands in for it, carrying
+initData that tgsim signed with the bot's token. Screenshots of each page in Telegram's light and
+dark themes go to SCREENSHOT_DIR (default build/screenshots).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, Route, async_playwright, expect
+from tgsim import Simulator
+
+from models import Conversation
+from tests.conftest import ROOT
+from tests.desk_helpers import Desk, in_topic, manager_desk, topics, wait_for_topic, wait_in_topic
+from tests.fake_ai import FakeAI
+from tests.test_widget_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS
+
+STUB = (ROOT / "tests" / "assets" / "telegram-web-app-stub.js").read_text()
+THEMES: dict[str, dict[str, str]] = {
+    "light": {"bg_color": "#ffffff", "text_color": "#000000", "hint_color": "#999999", "link_color": "#2481cc",
+              "button_color": "#2481cc", "button_text_color": "#ffffff", "secondary_bg_color": "#efeff3",
+              "section_bg_color": "#ffffff", "accent_text_color": "#2481cc", "destructive_text_color": "#e53935",
+              "section_separator_color": "#e7e7e7"},
+    "dark": {"bg_color": "#17212b", "text_color": "#f5f5f5", "hint_color": "#708499", "link_color": "#6ab3f3",
+             "button_color": "#5288c1", "button_text_color": "#ffffff", "secondary_bg_color": "#232e3c",
+             "section_bg_color": "#17212b", "accent_text_color": "#6ab2f2", "destructive_text_color": "#ec3942",
+             "section_separator_color": "#111921"},
+}
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture
+async def desk(database_url: str, sim: Simulator, ai: FakeAI) -> AsyncIterator[Desk]:
+    async with manager_desk(database_url, sim, ai, PUBLIC_BASE_URL="https://desk.example") as running:
+        yield running
+
+
+async def telegram_page(browser: Browser, sim: Simulator, user_id: int, theme: str = "light",
+                        accept_downloads: bool = False) -> Page:
+    """A page as Telegram's webview shows it: a phone-sized window with the user's signed initData."""
+    context = await browser.new_context(viewport={"width": 420, "height": 820}, accept_downloads=accept_downloads,
+                                        color_scheme="dark" if theme == "dark" else "light")
+    config = {"initData": sim.init_data(user_id), "themeParams": THEMES[theme], "colorScheme": theme}
+
+    async def serve_stub(route: Route) -> None:
+        await route.fulfill(status=200, content_type="application/javascript",
+                            body=f"window.__FD_TELEGRAM__ = {json.dumps(config)};\n{STUB}")
+
+    await context.route("https://telegram.org/**", serve_stub)
+    return await context.new_page()
+
+
+async def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / f"miniapp-{name}.png"), full_page=True)
+
+
+async def test_a_customer_reads_their_history_and_exports_their_data(
+        desk: Desk, sim: Simulator, ai: FakeAI, browser: Browser) -> None:
+    ai.script.reply = "We deliver within **two days**."
+    ann = sim.create_user("Ann", language_code="en")
+    sim.send_text(ann["id"], "How fast is delivery?")
+    await sim.wait_for_messages(ann["id"])
+    for theme in ("light", "dark"):
+        page = await telegram_page(browser, sim, ann["id"], theme, accept_downloads=True)
+        await page.goto(desk.frontdesk.url + "/app/")
+        row = page.locator("#conversations li")
+        await expect(row).to_have_count(1)
+        await expect(row.locator(".preview")).to_have_text("We deliver within two days.")
+        await expect(page.get_by_role("link", name="Inbox")).to_be_hidden()  # staff's pages are not offered
+        await shot(page, f"customer-history-{theme}")
+        await row.locator("a").click()
+        await expect(page.locator("#transcript .msg.customer .body")).to_have_text("How fast is delivery?")
+        await expect(page.locator("#transcript .msg.ai .body b")).to_have_text("two days")
+        await expect(page.locator("#composer")).to_be_hidden()  # customers read; staff write
+        await shot(page, f"customer-conversation-{theme}")
+        await page.context.close()
+
+    page = await telegram_page(browser, sim, ann["id"], accept_downloads=True)
+    await page.goto(desk.frontdesk.url + "/app/settings")
+    await expect(page.locator("input[name=language][value=en]")).to_be_checked()
+    async with page.expect_download() as download_info:
+        await page.get_by_role("link", name="Export my data").click()
+    download = await download_info.value
+    exported = json.loads(Path(await download.path()).read_text())
+    assert exported["person"]["first_name"] == "Ann"
+    assert exported["conversations"][0]["messages"][0]["text"] == "How fast is delivery?"
+    await shot(page, "customer-settings-light")
+
+    # Switching the language re-renders the app in it.
+    await page.get_by_role("radio", name="Русский").check()
+    await expect(page.locator("h1")).to_have_text("Мои настройки")
+
+
+async def test_a_manager_works_a_conversation_live_from_the_inbox(
+        desk: Desk, sim: Simulator, ai: FakeAI, browser: Browser) -> None:
+    page = await telegram_page(browser, sim, desk.mia["id"])
+    await page.goto(desk.frontdesk.url + "/app/")
+    await expect(page).to_have_url(desk.frontdesk.url + "/app/inbox")  # staff land in the inbox
+    await expect(page.locator("#status")).to_have_text("Nothing here right now.")
+
+    # A customer writes while the inbox is open: the conversation appears without a reload.
+    bea = sim.create_user("Bea", last_name="Stone")
+    sim.send_command(bea["id"], "human")
+    row = page.locator("#conversations li", has_text="Bea Stone")
+    await expect(row).to_be_visible(timeout=10_000)
+    await expect(row.locator(".badge.waiting")).to_have_text("Waiting")
+    await shot(page, "manager-inbox-light")
+
+    await row.locator("a").click()
+    await expect(page.locator("#who")).to_have_text("Bea Stone")
+    await expect(page.locator("#state")).to_have_text("Waiting")
+    await page.locator("#text").fill("Hello Bea, I'm Mia. How can I help?")
+    await page.locator("#send").click()
+    await expect(page.locator("#transcript .msg.manager .body").last).to_have_text(
+        "Hello Bea, I'm Mia. How can I help?")
+    await expect(page.locator("#state")).to_have_text("With Mia")
+    await sim.wait_until(lambda: any(m.get("text") == "Hello Bea, I'm Mia. How can I help?"
+                                     for m in sim.chat_history(bea["id"])), 10, "the reply in Bea's chat")
+
+    # Bea answers in Telegram: the transcript shows it live.
+    sim.send_text(bea["id"], "My parcel is late")
+    await expect(page.locator("#transcript .msg.customer .body").last).to_have_text("My parcel is late",
+                                                                                   timeout=10_000)
+    # An internal note stays with the team.
+    await page.get_by_role("radio", name="Note").check()
+    await page.locator("#text").fill("Check the courier's tracking")
+    await page.locator("#send").click()
+    await expect(page.locator("#transcript .msg.note .body")).to_have_text("Check the courier's tracking")
+    await shot(page, "manager-conversation-light")
+
+    await page.get_by_role("button", name="Return to AI").click()
+    await expect(page.locator("#state")).to_have_text("With the AI")
+    await sim.wait_until(lambda: "assistant again" in (sim.chat_history(bea["id"])[-1].get("text") or ""), 10,
+                         "the back-to-AI notice")
+    assert not any("courier" in (m.get("text") or "") for m in sim.chat_history(bea["id"]))
+    [topic] = await wait_for_topic(sim, desk.chat_id)
+    await wait_in_topic(sim, desk.chat_id, topic.thread_id, 3)
+    assert any("Hello Bea" in (m.get("text") or "") for m in in_topic(sim, desk.chat_id, topic.thread_id))
+    conversation = await Conversation.get(user__telegram_id=bea["id"])
+    assert conversation.mode == "ai"
+
+    dark = await telegram_page(browser, sim, desk.mia["id"], "dark")
+    await dark.goto(desk.frontdesk.url + "/app/inbox")
+    await expect(dark.locator("#conversations li")).to_have_count(1)
+    await shot(dark, "manager-inbox-dark")
+    await dark.goto(desk.frontdesk.url + f"/app/conversations/{conversation.id}")
+    await expect(dark.locator("#transcript .msg.note")).to_have_count(1)
+    said = [text for text in await dark.locator("#transcript .msg .body").all_inner_texts()
+            if text in ("Hello Bea, I'm Mia. How can I help?", "My parcel is late", "Check the courier's tracking")]
+    assert said == ["Hello Bea, I'm Mia. How can I help?", "My parcel is late", "Check the courier's tracking"]
+    await shot(dark, "manager-conversation-dark")
+    assert topics(sim, desk.chat_id)
+
+
+async def test_outside_telegram_without_a_session_the_app_says_how_to_sign_in(
+        desk: Desk, browser: Browser) -> None:
+    context = await browser.new_context()
+
+    async def no_telegram(route: Route) -> None:
+        await route.fulfill(status=200, content_type="application/javascript", body="")
+
+    await context.route("https://telegram.org/**", no_telegram)
+    page = await context.new_page()
+    await page.goto(desk.frontdesk.url + "/app/inbox")
+    await expect(page.locator("#status")).to_have_text("Please open this app from the bot in Telegram.")
+    await expect(page.locator("#conversations li")).to_have_count(0)

@@ -1,0 +1,185 @@
+/* The Mini App's common script: who is signed in, the API, live updates, and small helpers.
+   Inside Telegram every call carries the signed initData; in a browser, the session cookie plus
+   the CSRF token from /api/me. Pages call FD.start(render) and get the caller once it is known. */
+"use strict";
+
+const FD = (() => {
+  const tg = window.Telegram && window.Telegram.WebApp ? window.Telegram.WebApp : null;
+  const initData = tg && tg.initData ? tg.initData : "";
+  const strings = JSON.parse(document.getElementById("fd-strings").textContent);
+  let csrf = null;
+  let me = null;
+
+  function t(key, params) {
+    let text = strings[key] || key;
+    for (const [name, value] of Object.entries(params || {})) text = text.split("{" + name + "}").join(value);
+    return text;
+  }
+
+  class ApiError extends Error {
+    constructor(status, code, message) { super(message); this.status = status; this.code = code; }
+  }
+
+  async function api(method, path, body) {
+    const headers = {};
+    if (initData) headers["Authorization"] = "tma " + initData;
+    if (csrf && method !== "GET") headers["X-CSRF-Token"] = csrf;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    let response;
+    try {
+      response = await fetch(path, { method, headers, credentials: "same-origin",
+        body: body === undefined ? undefined : JSON.stringify(body) });
+    } catch (error) {
+      throw new ApiError(0, "network", t("offline"));
+    }
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      const problem = data.error || {};
+      throw new ApiError(response.status, problem.code || "error", problem.message || response.statusText);
+    }
+    return data;
+  }
+
+  function status(text) { document.getElementById("status").textContent = text || ""; }
+
+  let toastTimer = null;
+  function toast(text) {
+    const box = document.getElementById("toast");
+    box.textContent = text;
+    box.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { box.hidden = true; }, 3500);
+  }
+
+  function el(tag, attributes, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attributes || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name === "class") node.className = value;
+      else if (name === "html") node.innerHTML = value;  // only for HTML the server made safe
+      else node.setAttribute(name, value === true ? "" : value);
+    }
+    for (const child of children) if (child !== null && child !== undefined) node.append(child);
+    return node;
+  }
+
+  const locale = document.documentElement.lang || "en";
+  function when(iso) {
+    const date = new Date(iso);
+    const today = new Date();
+    const sameDay = date.toDateString() === today.toDateString();
+    return sameDay ? date.toLocaleTimeString(locale, { hour: "2-digit", minute: "2-digit" })
+      : date.toLocaleDateString(locale, { day: "numeric", month: "short" }) + " "
+        + date.toLocaleTimeString(locale, { hour: "2-digit", minute: "2-digit" });
+  }
+
+  function stateLabel(conversation) {
+    if (conversation.state === "assigned") {
+      return t("state_assigned", { name: conversation.assignee ? conversation.assignee.name : "" });
+    }
+    return t("state_" + conversation.state);
+  }
+
+  function applyTheme() {
+    if (!tg) return;
+    document.documentElement.classList.add("tg");
+    const params = tg.themeParams || {};
+    for (const [key, value] of Object.entries(params)) {
+      document.documentElement.style.setProperty("--tg-theme-" + key.replace(/_/g, "-"), value);
+    }
+  }
+
+  function showNavigation(role) {
+    const staff = role === "manager" || role === "admin";
+    for (const link of document.querySelectorAll("[data-audience]")) {
+      const audience = link.dataset.audience;
+      link.hidden = !(audience === "everyone" || (audience === "customers" && !staff)
+        || (audience === "staff" && staff) || (audience === "admins" && role === "admin"));
+    }
+  }
+
+  /* The page's language follows the caller's: remembered in a cookie so later pages render in it. */
+  function followLanguage(caller) {
+    document.cookie = "frontdesk_lang=" + caller.locale + "; path=/; max-age=31536000; samesite=lax";
+    if (caller.locale !== locale && !sessionStorage.getItem("fd-lang-switched")) {
+      sessionStorage.setItem("fd-lang-switched", "1");
+      location.reload();
+      return true;
+    }
+    return false;
+  }
+
+  async function start(render) {
+    applyTheme();
+    if (tg) { tg.ready(); tg.expand(); }
+    try {
+      me = await api("GET", "/api/me");
+    } catch (error) {
+      status(error.status === 401 ? t("not_signed_in") : error.message);
+      return;
+    }
+    csrf = me.csrf_token;
+    if (followLanguage(me)) return;
+    showNavigation(me.role);
+    status("");
+    try {
+      await render(me);
+    } catch (error) {
+      status(error.message);
+    }
+  }
+
+  /* Calls onChange(conversationId) whenever a conversation the caller may see changes. */
+  function live(onChange, onReconnect) {
+    let delay = 500;
+    let opened = false;
+    function connect() {
+      const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+      const socket = new WebSocket(scheme + location.host + "/api/live");
+      socket.onopen = () => { if (initData) socket.send(JSON.stringify({ type: "auth", init_data: initData })); };
+      socket.onmessage = (event) => {
+        const data = JSON.parse(event.data);
+        if (data.type === "ready") {
+          delay = 500;
+          document.body.classList.remove("offline");
+          if (opened && onReconnect) onReconnect();  // events may have been missed meanwhile
+          opened = true;
+        } else if (data.type === "conversation") {
+          onChange(data.id);
+        }
+      };
+      socket.onclose = (event) => {
+        if (event.code === 4401) return;
+        document.body.classList.add("offline");
+        setTimeout(connect, delay + Math.random() * delay);
+        delay = Math.min(delay * 2, 15000);
+      };
+    }
+    connect();
+  }
+
+  function confirmed(text) {
+    return new Promise((resolve) => {
+      if (tg && tg.showConfirm && initData) tg.showConfirm(text, resolve);
+      else resolve(window.confirm(text));
+    });
+  }
+
+  /* One conversation in a list: who, its state, the last message. */
+  function conversationRow(conversation, staff) {
+    const title = staff ? conversation.customer.name
+      : t("channel_" + conversation.channel) + " · " + when(conversation.created_at);
+    const preview = conversation.preview ? conversation.preview.text : "";
+    const badges = el("span", {}, el("span", { class: "badge " + conversation.state }, stateLabel(conversation)));
+    if (staff && conversation.channel === "widget") badges.prepend(el("span", { class: "badge" }, t("channel_widget")), " ");
+    return el("li", { "data-id": conversation.id, "data-state": conversation.state },
+      el("a", { href: "/app/conversations/" + conversation.id },
+        el("span", { class: "name" }, title), el("span", { class: "time" }, when(conversation.last_message_at)),
+        el("span", { class: "preview" }, preview), badges));
+  }
+
+  return { api, t, el, when, status, toast, start, live, stateLabel, confirmed, tg, conversationRow,
+           get me() { return me; }, get csrf() { return csrf; }, ApiError };
+})();
+
+if (document.body.dataset.page === "login") document.getElementById("status").textContent = "";
