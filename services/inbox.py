@@ -22,7 +22,7 @@ from tortoise.queryset import QuerySet
 from models import AuthorKind, Channel, Conversation, ConversationMode, ConversationStatus, Message, Role, User
 from services.events import EventBus, Handler
 from services.render import html_to_text
-from services.widget import message_html
+from services.widget import linked_visitors, message_html
 
 INBOX_CHANNEL = "inbox"
 PAGE_LIMIT = 100
@@ -108,10 +108,13 @@ class ConversationPage:
     next_cursor: str | None
 
 
-def _visible_to(viewer: Viewer) -> QuerySet[Conversation]:
+async def _visible_to(viewer: Viewer) -> QuerySet[Conversation]:
+    """Staff: the bot's conversations. A customer: their own, and their website chats that a site
+    linked to them by a verified identity (services.widget.linked_visitors)."""
     if viewer.staff:
         return Conversation.filter(bot_id=viewer.bot_id)
-    return Conversation.filter(bot_id=viewer.bot_id, user_id=viewer.user.id)
+    people = [viewer.user.id, *await linked_visitors(viewer.user)]
+    return Conversation.filter(bot_id=viewer.bot_id, user_id__in=people)
 
 
 def _in_view(query: QuerySet[Conversation], viewer: Viewer, view: InboxView) -> QuerySet[Conversation]:
@@ -141,7 +144,7 @@ def _matching(query: QuerySet[Conversation], search: str) -> QuerySet[Conversati
 async def conversations_page(viewer: Viewer, request: InboxQuery) -> ConversationPage:
     """Newest activity first. A customer's view is always their own conversations."""
     limit = max(1, min(request.limit, PAGE_LIMIT))
-    query = _visible_to(viewer)
+    query = await _visible_to(viewer)
     if viewer.staff:
         query = _matching(_in_view(query, viewer, request.view), request.search)
     if request.channel is not None:
@@ -170,7 +173,7 @@ async def last_messages(conversation_ids: list[int], *, staff: bool) -> dict[int
 
 async def visible_conversation(viewer: Viewer, conversation_id: int) -> Conversation | None:
     """The conversation if the viewer may see it; None both when it does not exist and when it is not theirs."""
-    return await _visible_to(viewer).filter(id=conversation_id).first().select_related("user", "assignee")
+    return await (await _visible_to(viewer)).filter(id=conversation_id).first().select_related("user", "assignee")
 
 
 async def messages_page(viewer: Viewer, conversation: Conversation, *, before: int | None = None,

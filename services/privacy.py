@@ -16,6 +16,7 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from models import AuditLog, AuthorKind, Conversation, Message, Usage, User
+from services.widget import linked_visitors
 
 EXPORT_FORMAT = "frontdesk-personal-data"
 EXPORTED_AUTHORS = (AuthorKind.CUSTOMER, AuthorKind.AI, AuthorKind.MANAGER, AuthorKind.SYSTEM)
@@ -26,8 +27,10 @@ def _when(moment: datetime | None) -> str | None:
 
 
 async def export_customer_data(user: User) -> dict[str, Any]:
-    conversations = await Conversation.filter(user_id=user.id).order_by("id")
-    messages = await (Message.filter(conversation__user_id=user.id, author_kind__in=EXPORTED_AUTHORS)
+    """The person's row, and every conversation of theirs (with website chats linked to them)."""
+    people = [user.id, *await linked_visitors(user)]
+    conversations = await Conversation.filter(user_id__in=people).order_by("id")
+    messages = await (Message.filter(conversation__user_id__in=people, author_kind__in=EXPORTED_AUTHORS)
                       .exclude(author_kind=AuthorKind.SYSTEM, text="").order_by("id"))
     by_conversation: dict[int, list[dict[str, Any]]] = {}
     for message in messages:
@@ -35,7 +38,7 @@ async def export_customer_data(user: User) -> dict[str, Any]:
             "id": message.id, "author": message.author_kind.value, "text": message.text,
             "attachments": [{"type": a.get("type"), "name": a.get("file_name")} for a in message.attachments],
             "created_at": _when(message.created_at)})
-    usage = await Usage.filter(user_id=user.id).order_by("day")
+    usage = await Usage.filter(user_id__in=people).order_by("day")
     return {
         "format": EXPORT_FORMAT,
         "exported_at": datetime.now(UTC).isoformat(),
@@ -48,7 +51,8 @@ async def export_customer_data(user: User) -> dict[str, Any]:
         "conversations": [{
             "id": conversation.id, "channel": conversation.channel.value, "status": conversation.status.value,
             "created_at": _when(conversation.created_at), "closed_at": _when(conversation.closed_at),
-            "rating": conversation.rating, "messages": by_conversation.get(conversation.id, [])}
+            "rating": conversation.rating, "messages": by_conversation.get(conversation.id, []),
+            "linked": conversation.user_id != user.id}  # type: ignore[attr-defined]
             for conversation in conversations],
         "usage": [{"day": row.day.isoformat(), "messages": row.messages, "ai_answers": row.ai_messages,
                    "tokens_in": row.tokens_in, "tokens_out": row.tokens_out} for row in usage],
@@ -62,12 +66,13 @@ def export_bytes(data: dict[str, Any]) -> bytes:
 async def delete_customer_data(user: User, *, via: str) -> dict[str, int]:
     """Delete the person and everything about them, in one transaction; return what went."""
     bot_id: int = user.bot_id  # type: ignore[attr-defined]
+    people = [user.id, *await linked_visitors(user)]
     async with in_transaction():
-        counts = {"conversations": await Conversation.filter(user_id=user.id).count(),
-                  "messages": await Message.filter(conversation__user_id=user.id).count()}
-        await Conversation.filter(user_id=user.id).delete()
-        await Usage.filter(user_id=user.id).delete()
-        await User.filter(id=user.id).delete()
+        counts = {"conversations": await Conversation.filter(user_id__in=people).count(),
+                  "messages": await Message.filter(conversation__user_id__in=people).count()}
+        await Conversation.filter(user_id__in=people).delete()
+        await Usage.filter(user_id__in=people).delete()
+        await User.filter(id__in=people).delete()
         await AuditLog.create(bot_id=bot_id, actor=None, action="delete_personal_data", target=f"user:{user.id}",
                               details={**counts, "via": via})
     return counts

@@ -151,6 +151,21 @@ def verified_visitor(site: WidgetSite, user_id: str, signature: str) -> Visitor 
     return Visitor(site, f"u{site.id}:{user_id}", verified_user_id=user_id)
 
 
+TELEGRAM_IDENTITY = "tg:"  # a site that signs "tg:<telegram user id>" vouches the visitor is that Telegram user
+
+
+async def linked_visitors(user: User) -> list[int]:
+    """The widget visitors a Telegram customer is, by a site's verified identity `tg:<their id>`."""
+    if user.telegram_id is None:
+        return []
+    site_ids = await WidgetSite.filter(bot_id=user.bot_id).values_list("id", flat=True)  # type: ignore[attr-defined]
+    if not site_ids:
+        return []
+    visitor_ids = [f"u{site_id}:{TELEGRAM_IDENTITY}{user.telegram_id}" for site_id in site_ids]
+    return [int(str(user_id)) for user_id in await User.filter(
+        bot_id=user.bot_id, widget_visitor_id__in=visitor_ids).values_list("id", flat=True)]  # type: ignore[attr-defined]
+
+
 async def visitor_user(visitor: Visitor) -> User | None:
     return await User.get_or_none(bot_id=visitor.site.bot_id,  # type: ignore[attr-defined]
                                   widget_visitor_id=visitor.visitor_id)
