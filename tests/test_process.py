@@ -170,7 +170,9 @@ async def test_sigterm_releases_a_running_job_within_the_grace_period_and_a_rest
     stopping = asyncio.get_running_loop().time()
     first.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(first.wait, 30) == 0
-    assert asyncio.get_running_loop().time() - stopping < 2 + 5  # the grace, plus closing down
+    # The held job would keep it up for ever: it stopped after the grace (plus closing down, which takes
+    # seconds on a loaded two-core machine; 7.5 s was seen with other suites running).
+    assert asyncio.get_running_loop().time() - stopping < 2 + 15
 
     await db.open_database(database_url, run_migrations=False)
     try:
