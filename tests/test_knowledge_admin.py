@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from openai import AsyncOpenAI
 
-from models import AuditLog, Bot, KnowledgeItem, Role, User
-from services import knowledge
+from models import AuditLog, Bot, KnowledgeItem, Message, OutboxJob, Role, Usage, User
+from services import conversations, knowledge
+from services.ai import AIClient, Route
+from services.answering import Answerer, AnswerPolicy, build_prompt, try_answer
+from services.conversations import Customer, Incoming
+from services.events import LocalBus
 from services.knowledge import Entry, KnowledgeError
 from services.knowledge_admin import (
     create_item,
@@ -20,8 +27,20 @@ from services.knowledge_admin import (
     set_enabled,
     update_item,
 )
+from services.limits import MemoryRateLimiter
+from services.staff import WorkingHoursSource
+from services.widget import WidgetLive
+from tests.fake_ai import FakeAI
 
 pytestmark = pytest.mark.usefixtures("database")
+
+HOURS = WorkingHoursSource("", "UTC")
+_visitors = itertools.count(1)
+
+
+def english(locale: str, message: str) -> str:
+    return message
+
 
 async def make_bot(telegram_id: int = 9001) -> Bot:
     return await Bot.create(telegram_id=telegram_id, username=f"shop{telegram_id}")
@@ -40,6 +59,15 @@ async def refused(call: Any) -> KnowledgeError:
 async def audit_trail(bot: Bot) -> list[tuple[str, str, int | None]]:
     return [(entry.action, entry.target, entry.actor_id)  # type: ignore[attr-defined]
             for entry in await AuditLog.filter(bot=bot).order_by("id")]
+
+
+@pytest.fixture
+async def ai_client(ai: FakeAI) -> AsyncIterator[AIClient]:
+    """An AI client against the fake server, built as bot.app's create_ai builds it."""
+    client = AIClient([Route("main-model", AsyncOpenAI(base_url=ai.base_url, api_key="test-key", max_retries=0))],
+                      lambda model: (1.0, 2.0))
+    yield client
+    await client.close()
 
 
 # --- changes -------------------------------------------------------------------------------------
@@ -266,3 +294,127 @@ async def test_a_bad_file_is_refused_whole_with_the_parsers_reason() -> None:
     assert [action for action, _, _ in await audit_trail(bot)] == ["knowledge_create"]
     report = await import_text(bot.id, "FAQ.MD", "\ufeff## Do you deliver?\nNo, sorry.\n", admin)
     assert (report.created, report.updated) == (0, 1)
+
+
+# --- try it ---------------------------------------------------------------------------------------
+
+
+async def nothing_stored_or_counted(bot: Bot) -> None:
+    assert await Message.all().count() == 0
+    assert await Usage.all().count() == 0
+    assert await OutboxJob.all().count() == 0
+    assert await KnowledgeItem.filter(bot=bot, hit_count__gt=0).count() == 0
+
+
+async def try_it(bot: Bot, question: str, ai: AIClient | None) -> Any:
+    return await try_answer(bot.id, question, ai=ai, policy=AnswerPolicy(), translate=english, hours=HOURS,
+                            locale="en")
+
+
+async def test_trying_the_items_own_question_shows_the_knowledge_answer(ai: FakeAI, ai_client: AIClient) -> None:
+    bot = await make_bot()
+    admin = await make_admin(bot)
+    item = await create_item(bot.id, question="What are your opening hours?", answer="**9 to 5**, every day.",
+                             actor=admin)
+    tried = await try_it(bot, "what are your opening hours", ai_client)
+    assert (tried.source, tried.text) == ("knowledge", "**9 to 5**, every day.")
+    assert tried.html == "<i>📚 From our knowledge base:</i>\n\n<b>9 to 5</b>, every day."
+    assert [(used.id, used.question) for used in tried.items] == [(item.id, "What are your opening hours?")]
+    assert tried.items[0].rank > 0
+    assert (tried.handoff_reason, tried.model, tried.tokens_in) == (None, "", 0)
+    assert ai.requests == []
+    await nothing_stored_or_counted(bot)
+
+
+async def test_trying_another_question_shows_the_ais_answer_and_the_items_it_was_given(
+        ai: FakeAI, ai_client: AIClient) -> None:
+    bot = await make_bot()
+    admin = await make_admin(bot)
+    milk = await create_item(bot.id, question="Do you offer plant-based milk?", answer="Oat, almond and soy.",
+                             actor=admin)
+    await create_item(bot.id, question="Do you sell cakes?", answer="Every day.", actor=admin)
+    ai.script.reply = "Our **oat** milk is free of charge."
+    tried = await try_it(bot, "is oat milk more expensive?", ai_client)
+    assert (tried.source, tried.text) == ("ai", "Our **oat** milk is free of charge.")
+    assert tried.html == "Our <b>oat</b> milk is free of charge."
+    assert [used.id for used in tried.items] == [milk.id]
+    assert tried.model == "main-model"
+    assert tried.tokens_in > 0
+    assert tried.tokens_out > 0
+    assert tried.cost == round((tried.tokens_in * 1.0 + tried.tokens_out * 2.0) / 1_000_000, 6)
+    assert tried.latency_ms >= 0
+    assert (tried.handoff_reason, tried.ai_error) == (None, "")
+    [request] = ai.requests
+    expected = await build_prompt(bot.id, "is oat milk more expensive?", locale="en",
+                                  context_tokens=AnswerPolicy().context_tokens)
+    assert request["messages"] == expected.messages
+    assert "Do you offer plant-based milk?" in request["messages"][0]["content"]
+    await nothing_stored_or_counted(bot)
+
+
+async def test_trying_a_question_the_ai_hands_over_shows_the_customers_notice(
+        ai: FakeAI, ai_client: AIClient) -> None:
+    bot = await make_bot()
+    ai.script.reply = ""
+    ai.script.handoff_reason = "cannot_answer"
+    tried = await try_it(bot, "Can I book the whole cafe for a wedding?", ai_client)
+    assert (tried.source, tried.handoff_reason, tried.items) == ("ai", "cannot_answer", [])
+    assert tried.text.startswith("I can't answer this myself right now, so I've passed your conversation to a person.")
+    assert tried.model == "main-model"
+    await nothing_stored_or_counted(bot)
+
+
+async def test_trying_without_an_ai_shows_what_the_customer_would_get(ai: FakeAI, ai_client: AIClient) -> None:
+    bot = await make_bot()
+    admin = await make_admin(bot)
+    wifi = await create_item(bot.id, question="Do you have wifi?", answer="Yes, the password is BeanThere-Guest.",
+                             actor=admin)
+    covered = await try_it(bot, "wifi password?", None)
+    assert (covered.source, [used.id for used in covered.items]) == ("knowledge", [wifi.id])
+    nothing = await try_it(bot, "xyzzy plugh", None)
+    assert (nothing.source, nothing.items, nothing.handoff_reason) == ("none", [], "ai_failure")
+    assert nothing.text == ("I can't answer this myself right now, so I've passed your conversation to a person. "
+                            "They'll answer you right here as soon as someone is free.")
+    assert nothing.html == nothing.text  # escaped, with nothing to escape
+
+    ai.script.failing_models = {"main-model": 500}
+    failing = await try_it(bot, "xyzzy plugh", ai_client)
+    assert (failing.source, failing.handoff_reason) == ("none", "ai_failure")
+    assert "main-model@default" in failing.ai_error
+    await nothing_stored_or_counted(bot)
+    error = await refused(try_it(bot, "   ", None))
+    assert error.code == "empty_question"
+
+
+# --- the real answerer and its traces ---------------------------------------------------------------
+
+
+async def ask(bot: Bot, answerer: Answerer, text: str) -> Message:
+    """A new website visitor asks `text`, and the answerer's outbox job runs: returns the reply."""
+    visitor = f"visitor-{next(_visitors)}"
+    stored = await conversations.record_customer_message(
+        bot.id, Customer(None, first_name="Vi", language_code="en", widget_visitor_id=visitor),
+        Incoming(source_key=f"w:{visitor}", text=text), limiter=MemoryRateLimiter(100, 100.0), default_locale="en")
+    assert stored.message is not None
+    job = await OutboxJob.filter(kind="answer").order_by("-id").first()
+    assert job is not None
+    await answerer.answer_job(job)
+    reply = await Message.filter(reply_to_id=stored.message.id).first()
+    assert reply is not None
+    return reply
+
+
+def answerer(ai: AIClient | None, **policy: Any) -> Answerer:
+    return Answerer(None, english, AnswerPolicy(**policy), ai, hours=HOURS, live=WidgetLive(LocalBus()))
+
+
+async def test_try_it_sends_the_ai_what_a_customers_first_message_sends(ai: FakeAI, ai_client: AIClient) -> None:
+    bot = await make_bot()
+    admin = await make_admin(bot)
+    await create_item(bot.id, question="Do you offer plant-based milk?", answer="Oat, almond and soy.", actor=admin)
+    real = answerer(ai_client)
+    await ask(bot, real, "is oat milk more expensive?")
+    tried = await real.try_answer(bot.id, "is oat milk more expensive?", "en")
+    assert tried.source == "ai"
+    customers, staffs = ai.requests
+    assert customers["messages"] == staffs["messages"]
