@@ -67,6 +67,10 @@ class AnswerPolicy:
 # Telegram is off (no BOT_TOKEN): a Telegram customer's job waits for it rather than failing.
 WITHOUT_TELEGRAM_RETRY = 300.0
 
+# Marks the reply to a question nobody could answer (the AI said it cannot; no AI and no knowledge
+# item held it): what the knowledge base lacks, listed for staff by services.knowledge_suggestions.
+UNANSWERED = "unanswered"
+
 
 # --- what the real answer and the staff's "try it" both decide with -------------------------------
 
@@ -237,12 +241,14 @@ class Answerer:
             log.warning("AI unavailable for message %s: %s", context.message.id, error)
             await self._without_ai(context, question)
             return
+        unanswered = reply.handoff_reason == HandoffReason.CANNOT_ANSWER
         if reply.handoff_reason is not None:
             # People own the conversation before the customer reads the AI's last words.
-            await self._hand_off(context, HandoffReason(reply.handoff_reason), quiet=bool(reply.text))
+            await self._hand_off(context, HandoffReason(reply.handoff_reason), quiet=bool(reply.text),
+                                 unanswered=unanswered)
             if not reply.text:
                 return
-        await self._deliver_ai(context, reply)
+        await self._deliver_ai(context, reply, unanswered=unanswered)
 
     async def _without_ai(self, context: _Context, question: str) -> None:
         """No AI (none configured, or all models failed): the best knowledge item, else a person."""
@@ -250,7 +256,7 @@ class Answerer:
         if best is not None:
             await self._answer_from_knowledge(context, best)
         else:
-            await self._hand_off(context, HandoffReason.AI_FAILURE)
+            await self._hand_off(context, HandoffReason.AI_FAILURE, unanswered=True)
 
     async def _answer_from_knowledge(self, context: _Context, hit: knowledge.KnowledgeHit) -> None:
         await knowledge.count_hit(hit.item)
@@ -258,7 +264,7 @@ class Answerer:
                           {"source": "knowledge", "knowledge_item": hit.item.id}, markdown=hit.item.answer)
 
     async def _hand_off(self, context: _Context, reason: HandoffReason, *, lead: str | None = None,
-                        quiet: bool = False) -> None:
+                        quiet: bool = False, unanswered: bool = False) -> None:
         await handoff.hand_off(context.conversation.id, reason)
         if self.live is not None and context.visitor_id is not None:
             await self.live.status(await Conversation.get(id=context.conversation.id))
@@ -271,7 +277,10 @@ class Answerer:
         else:
             text = f"{self.translate(context.locale, lead)} " \
                    f"{await handoff.expectation(bot, hours, self.translate, context.locale)}"
-        await self._reply(context, escape(text), AuthorKind.SYSTEM, {"source": "handoff", "reason": reason.value})
+        meta: dict[str, Any] = {"source": "handoff", "reason": reason.value}
+        if unanswered:
+            meta[UNANSWERED] = True
+        await self._reply(context, escape(text), AuthorKind.SYSTEM, meta)
 
     # --- the AI ----------------------------------------------------------------------------------
 
@@ -306,8 +315,11 @@ class Answerer:
                                     context_tokens=self.policy.context_tokens, earlier=earlier)
         return prompt.messages
 
-    async def _deliver_ai(self, context: _Context, reply: AIReply) -> None:
-        await self._reply(context, markdown_to_html(reply.text), AuthorKind.AI, reply.meta(), markdown=reply.text)
+    async def _deliver_ai(self, context: _Context, reply: AIReply, *, unanswered: bool = False) -> None:
+        meta = reply.meta()
+        if unanswered:
+            meta[UNANSWERED] = True
+        await self._reply(context, markdown_to_html(reply.text), AuthorKind.AI, meta, markdown=reply.text)
         await conversations.add_usage(context.customer.bot_id, context.customer.id,  # type: ignore[attr-defined]
                                       ai_messages=1, tokens_in=reply.tokens_in, tokens_out=reply.tokens_out,
                                       cost=reply.cost)

@@ -27,6 +27,7 @@ from services.knowledge_admin import (
     set_enabled,
     update_item,
 )
+from services.knowledge_suggestions import dismiss_suggestion, unanswered_questions
 from services.limits import MemoryRateLimiter
 from services.staff import WorkingHoursSource
 from services.widget import WidgetLive
@@ -418,3 +419,51 @@ async def test_try_it_sends_the_ai_what_a_customers_first_message_sends(ai: Fake
     assert tried.source == "ai"
     customers, staffs = ai.requests
     assert customers["messages"] == staffs["messages"]
+
+
+async def test_questions_nobody_could_answer_are_suggested_most_asked_first(
+        ai: FakeAI, ai_client: AIClient) -> None:
+    bot, other = await make_bot(9001), await make_bot(9101)
+    admin = await make_admin(bot)
+    await create_item(bot.id, question="What are your opening hours?", answer="9 to 5.", actor=admin)
+    without_ai = answerer(None)
+    await ask(bot, without_ai, "Do you deliver to Samarkand?")
+    await ask(bot, without_ai, "Can I pay with crypto?")
+    await ask(bot, without_ai, "what are your opening hours")  # answered from the knowledge base
+    await ask(bot, without_ai, "do you DELIVER to samarkand")
+    await ask(other, without_ai, "Can I bring my dog?")
+
+    with_ai = answerer(ai_client)
+    ai.script.handoff_reason = "cannot_answer"
+    ai.script.reply = "I'm not sure, so I've asked a colleague."
+    assert (await ask(bot, with_ai, "Is there parking nearby?")).ai_meta["unanswered"] is True
+    ai.script.reply = ""
+    await ask(bot, with_ai, "Do you cater weddings?")
+    ai.script.handoff_reason = "complaint"
+    await ask(bot, with_ai, "My coffee was cold!")  # people took it over, but not for want of knowledge
+    ai.script.handoff_reason = None
+    ai.script.reply = "Sure, we have tables outside."
+    await ask(bot, with_ai, "Can I sit outside?")
+    await ask(bot, answerer(ai_client, daily_ai_quota=0), "Tell me a joke")  # over the quota: not a gap
+
+    suggested = await unanswered_questions(bot.id)
+    assert [(s.question, s.count) for s in suggested] == [
+        ("do you DELIVER to samarkand", 2), ("Do you cater weddings?", 1), ("Is there parking nearby?", 1),
+        ("Can I pay with crypto?", 1)]
+    assert suggested[0].last_asked_at > suggested[3].last_asked_at
+    assert [s.question for s in await unanswered_questions(bot.id, limit=2)] == [
+        "do you DELIVER to samarkand", "Do you cater weddings?"]
+    assert [s.question for s in await unanswered_questions(other.id)] == ["Can I bring my dog?"]
+
+    await dismiss_suggestion(bot.id, suggested[3].key, admin)
+    await dismiss_suggestion(bot.id, suggested[3].key, admin)  # once is enough
+    await create_item(bot.id, question="Do you deliver to Samarkand?", answer="Yes, on Fridays.", actor=admin)
+    await set_enabled(bot.id, (await create_item(bot.id, question="Do you cater weddings?", answer="Yes.",
+                                                 actor=admin)).id, False, actor=admin)
+    assert [s.question for s in await unanswered_questions(bot.id)] == [
+        "Do you cater weddings?", "Is there parking nearby?"]  # a switched-off item answers nothing
+    assert [s.question for s in await unanswered_questions(other.id)] == ["Can I bring my dog?"]
+    assert [(action, target) for action, target, _ in await audit_trail(bot) if action == "knowledge_dismiss"] == [
+        ("knowledge_dismiss", suggested[3].key)]
+    error = await refused(dismiss_suggestion(bot.id, "not a key", admin))
+    assert error.code == "not_found"
