@@ -9,13 +9,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from tortoise.transactions import in_transaction
 
-from models import AuthorKind, Bot, Conversation, ConversationMode, HandoffReason, Message, MessageCopy, OutboxJob, User
+from models import (
+    AuthorKind,
+    Bot,
+    Conversation,
+    ConversationMode,
+    HandoffReason,
+    KnowledgeItem,
+    Message,
+    MessageCopy,
+    OutboxJob,
+    User,
+)
 from services import conversations, handoff, knowledge, persona
 from services.ai import AIClient, AIReply, AIUnavailable, estimate_tokens
 from services.generation import Generations, GenerationStopped
@@ -56,6 +68,56 @@ class AnswerPolicy:
 # Telegram is off (no BOT_TOKEN): a Telegram customer's job waits for it rather than failing.
 WITHOUT_TELEGRAM_RETRY = 300.0
 
+# Marks the reply to a question nobody could answer (the AI said it cannot; no AI and no knowledge
+# item held it): what the knowledge base lacks, listed for staff by services.knowledge_suggestions.
+UNANSWERED = "unanswered"
+
+
+# --- what the real answer and the staff's "try it" both decide with -------------------------------
+
+
+@dataclass(frozen=True)
+class Prompt:
+    messages: list[dict[str, Any]]
+    hits: list[knowledge.KnowledgeHit]  # the knowledge items put before the model, best first
+
+
+async def build_prompt(bot_id: int, question: str, *, locale: str, context_tokens: int,
+                       earlier: Sequence[Message] = ()) -> Prompt:
+    """The persona, the best-matching knowledge items, as much of `earlier` as the budget holds, the question."""
+    system = await persona.active_persona(bot_id)
+    hits = await knowledge.search(bot_id, question, limit=3)
+    if hits:
+        items = "\n\n".join(f"Q: {hit.item.question}\nA: {hit.item.answer}" for hit in hits)
+        system += f"\n\n# Knowledge base (the best matches for the customer's message)\n\n{items}"
+    system += f"\n\nThe customer's language: {locale}. Today is {datetime.now(UTC):%Y-%m-%d}."
+    budget = context_tokens - estimate_tokens(system)
+    turns: list[dict[str, Any]] = []
+    for message in reversed(earlier):
+        cost = estimate_tokens(message.text)
+        if cost > budget or not message.text:
+            break
+        budget -= cost
+        role = "user" if message.author_kind == AuthorKind.CUSTOMER else "assistant"
+        # A manager's words are stored as Telegram HTML (their formatting reaches the customer).
+        content = html_to_text(message.text) if message.author_kind == AuthorKind.MANAGER else message.text
+        turns.append({"role": role, "content": content})
+    turns.reverse()
+    return Prompt([{"role": "system", "content": system}, *turns, {"role": "user", "content": question}], hits)
+
+
+async def fallback_answer(bot_id: int, question: str) -> knowledge.KnowledgeHit | None:
+    """Without the AI: the item holding most of the customer's words, when it holds enough of them."""
+    hits = await knowledge.search(bot_id, question, limit=3)
+    best = max(hits, key=lambda hit: hit.coverage, default=None)
+    return best if best is not None and best.coverage >= FALLBACK_COVERAGE else None
+
+
+def knowledge_answer_html(translate: Translate, locale: str, item: KnowledgeItem) -> str:
+    """A knowledge item's answer as the customer sees it: its Markdown, rendered, under a header."""
+    header = escape(translate(locale, FROM_KNOWLEDGE_BASE))
+    return f"<i>{header}</i>\n\n{markdown_to_html(item.answer)}"
+
 
 @dataclass
 class _Context:
@@ -92,6 +154,11 @@ class Answerer:
         self.hours = hours or WorkingHoursSource("", "UTC")
         self.ai = ai
         self.generations = generations or Generations()
+
+    async def try_answer(self, bot_id: int, question: str, locale: str) -> TryAnswer:
+        """What a customer would get for `question` now (see `try_answer`), with this answerer's settings."""
+        return await try_answer(bot_id, question, ai=self.ai, policy=self.policy, translate=self.translate,
+                                hours=self.hours, locale=locale)
 
     # --- outbox job handlers -----------------------------------------------------------------
 
@@ -179,30 +246,30 @@ class Answerer:
             log.warning("AI unavailable for message %s: %s", context.message.id, error)
             await self._without_ai(context, question)
             return
+        unanswered = reply.handoff_reason == HandoffReason.CANNOT_ANSWER
         if reply.handoff_reason is not None:
             # People own the conversation before the customer reads the AI's last words.
-            await self._hand_off(context, HandoffReason(reply.handoff_reason), quiet=bool(reply.text))
+            await self._hand_off(context, HandoffReason(reply.handoff_reason), quiet=bool(reply.text),
+                                 unanswered=unanswered)
             if not reply.text:
                 return
-        await self._deliver_ai(context, reply)
+        await self._deliver_ai(context, reply, unanswered=unanswered)
 
     async def _without_ai(self, context: _Context, question: str) -> None:
         """No AI (none configured, or all models failed): the best knowledge item, else a person."""
-        hits = await knowledge.search(context.customer.bot_id, question, limit=3)  # type: ignore[attr-defined]
-        best = max(hits, key=lambda hit: hit.coverage, default=None)
-        if best is not None and best.coverage >= FALLBACK_COVERAGE:
+        best = await fallback_answer(context.customer.bot_id, question)  # type: ignore[attr-defined]
+        if best is not None:
             await self._answer_from_knowledge(context, best)
         else:
-            await self._hand_off(context, HandoffReason.AI_FAILURE)
+            await self._hand_off(context, HandoffReason.AI_FAILURE, unanswered=True)
 
     async def _answer_from_knowledge(self, context: _Context, hit: knowledge.KnowledgeHit) -> None:
-        header = escape(self.translate(context.locale, FROM_KNOWLEDGE_BASE))
         await knowledge.count_hit(hit.item)
-        await self._reply(context, f"<i>{header}</i>\n\n{markdown_to_html(hit.item.answer)}", AuthorKind.AI,
+        await self._reply(context, knowledge_answer_html(self.translate, context.locale, hit.item), AuthorKind.AI,
                           {"source": "knowledge", "knowledge_item": hit.item.id}, markdown=hit.item.answer)
 
     async def _hand_off(self, context: _Context, reason: HandoffReason, *, lead: str | None = None,
-                        quiet: bool = False) -> None:
+                        quiet: bool = False, unanswered: bool = False) -> None:
         await handoff.hand_off(context.conversation.id, reason)
         if self.live is not None and context.visitor_id is not None:
             await self.live.status(await Conversation.get(id=context.conversation.id))
@@ -215,7 +282,10 @@ class Answerer:
         else:
             text = f"{self.translate(context.locale, lead)} " \
                    f"{await handoff.expectation(bot, hours, self.translate, context.locale)}"
-        await self._reply(context, escape(text), AuthorKind.SYSTEM, {"source": "handoff", "reason": reason.value})
+        meta: dict[str, Any] = {"source": "handoff", "reason": reason.value}
+        if unanswered:
+            meta[UNANSWERED] = True
+        await self._reply(context, escape(text), AuthorKind.SYSTEM, meta)
 
     # --- the AI ----------------------------------------------------------------------------------
 
@@ -245,29 +315,16 @@ class Answerer:
             await self._record(context, "", AuthorKind.AI, meta, sent=[])
 
     async def _prompt(self, context: _Context, question: str) -> list[dict[str, Any]]:
-        bot_id: int = context.customer.bot_id  # type: ignore[attr-defined]
-        system = await persona.active_persona(bot_id)
-        hits = await knowledge.search(bot_id, question, limit=3)
-        if hits:
-            items = "\n\n".join(f"Q: {hit.item.question}\nA: {hit.item.answer}" for hit in hits)
-            system += f"\n\n# Knowledge base (the best matches for the customer's message)\n\n{items}"
-        system += f"\n\nThe customer's language: {context.locale}. Today is {datetime.now(UTC):%Y-%m-%d}."
-        budget = self.policy.context_tokens - estimate_tokens(system)
-        turns: list[dict[str, Any]] = []
-        for earlier in reversed(await conversations.history(context.conversation.id, before_id=context.message.id)):
-            cost = estimate_tokens(earlier.text)
-            if cost > budget or not earlier.text:
-                break
-            budget -= cost
-            role = "user" if earlier.author_kind == AuthorKind.CUSTOMER else "assistant"
-            # A manager's words are stored as Telegram HTML (their formatting reaches the customer).
-            content = html_to_text(earlier.text) if earlier.author_kind == AuthorKind.MANAGER else earlier.text
-            turns.append({"role": role, "content": content})
-        turns.reverse()
-        return [{"role": "system", "content": system}, *turns, {"role": "user", "content": question}]
+        earlier = await conversations.history(context.conversation.id, before_id=context.message.id)
+        prompt = await build_prompt(context.customer.bot_id, question, locale=context.locale,  # type: ignore[attr-defined]
+                                    context_tokens=self.policy.context_tokens, earlier=earlier)
+        return prompt.messages
 
-    async def _deliver_ai(self, context: _Context, reply: AIReply) -> None:
-        await self._reply(context, markdown_to_html(reply.text), AuthorKind.AI, reply.meta(), markdown=reply.text)
+    async def _deliver_ai(self, context: _Context, reply: AIReply, *, unanswered: bool = False) -> None:
+        meta = reply.meta()
+        if unanswered:
+            meta[UNANSWERED] = True
+        await self._reply(context, markdown_to_html(reply.text), AuthorKind.AI, meta, markdown=reply.text)
         await conversations.add_usage(context.customer.bot_id, context.customer.id,  # type: ignore[attr-defined]
                                       ai_messages=1, tokens_in=reply.tokens_in, tokens_out=reply.tokens_out,
                                       cost=reply.cost)
@@ -308,6 +365,93 @@ class Answerer:
             await Conversation.filter(id=context.conversation.id, first_response_at=None).update(
                 first_response_at=now)
         return reply
+
+
+# --- "try it": the same decisions, nothing stored, sent or counted ---------------------------------
+
+
+@dataclass(frozen=True)
+class UsedItem:
+    id: int
+    question: str
+    rank: float  # the database's relevance: larger is better
+
+
+@dataclass(frozen=True)
+class TryAnswer:
+    """What a customer asking the question would get now."""
+
+    source: Literal["knowledge", "ai", "none"]
+    text: str  # the item's or the model's Markdown; a handoff notice is plain text
+    html: str  # the Telegram HTML the customer would see
+    items: list[UsedItem]  # the item answered with, or the items put before the model
+    handoff_reason: str | None = None  # people would take the conversation over, for this reason
+    model: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_ms: int = 0
+    cost: float = 0.0
+    ai_error: str = ""  # every model failed: the answer is the one given without the AI
+
+
+MAX_TRY_CHARS = 4096
+
+
+async def try_answer(bot_id: int, question: str, *, ai: AIClient | None, policy: AnswerPolicy,
+                     translate: Translate, hours: WorkingHoursSource, locale: str) -> TryAnswer:
+    """The answer `Answerer` would give a new conversation's first message, for staff trying it out.
+
+    Nothing is stored, sent or counted (no message, usage, quota or hit count); the AI is really
+    called, so its metrics count the call. Staff have no quota, so the quota check is left out.
+    """
+    question = question.strip()
+    if not question:
+        raise knowledge.KnowledgeError("empty_question")
+    if len(question) > MAX_TRY_CHARS:
+        raise knowledge.KnowledgeError("too_long", field="question", limit=MAX_TRY_CHARS)
+    direct = await knowledge.direct_answer(bot_id, question, policy.kb_direct_threshold)
+    if direct is not None:
+        return _tried_knowledge(translate, locale, direct)
+    if ai is None:
+        return await _tried_without_ai(bot_id, question, translate, hours, locale)
+    prompt = await build_prompt(bot_id, question, locale=locale, context_tokens=policy.context_tokens)
+    try:
+        reply = await ai.answer(prompt.messages, _unseen)
+    except AIUnavailable as error:
+        return replace(await _tried_without_ai(bot_id, question, translate, hours, locale), ai_error=str(error))
+    text, html = reply.text, markdown_to_html(reply.text)
+    if reply.handoff_reason is not None and not reply.text:
+        text = await _handoff_text(bot_id, HandoffReason(reply.handoff_reason), translate, hours, locale)
+        html = escape(text)
+    return TryAnswer("ai", text, html, [_used(hit) for hit in prompt.hits], reply.handoff_reason, reply.model,
+                     reply.tokens_in, reply.tokens_out, reply.latency_ms, reply.cost)
+
+
+async def _tried_without_ai(bot_id: int, question: str, translate: Translate, hours: WorkingHoursSource,
+                            locale: str) -> TryAnswer:
+    best = await fallback_answer(bot_id, question)
+    if best is not None:
+        return _tried_knowledge(translate, locale, best)
+    text = await _handoff_text(bot_id, HandoffReason.AI_FAILURE, translate, hours, locale)
+    return TryAnswer("none", text, escape(text), [], HandoffReason.AI_FAILURE.value)
+
+
+def _tried_knowledge(translate: Translate, locale: str, hit: knowledge.KnowledgeHit) -> TryAnswer:
+    return TryAnswer("knowledge", hit.item.answer, knowledge_answer_html(translate, locale, hit.item), [_used(hit)])
+
+
+async def _handoff_text(bot_id: int, reason: HandoffReason, translate: Translate, hours: WorkingHoursSource,
+                        locale: str) -> str:
+    bot = await Bot.get(id=bot_id)
+    return await handoff.handoff_notice(bot, hours(bot), translate, locale, reason)
+
+
+def _used(hit: knowledge.KnowledgeHit) -> UsedItem:
+    return UsedItem(hit.item.id, hit.item.question, hit.rank)
+
+
+async def _unseen(text_so_far: str) -> None:
+    """Nobody watches a preview being written."""
 
 
 class _WidgetPreview:

@@ -16,7 +16,6 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from models import (
-    AuditLog,
     AuthorKind,
     Conversation,
     ConversationMode,
@@ -28,6 +27,7 @@ from models import (
     User,
 )
 from services import conversations, outbox
+from services.audit import audit as audit  # staff actions elsewhere log through `desk.audit` too
 from services.conversations import announce_to_managers, customer_lane, topic_lane
 from services.handoff import give_to_people
 from services.i18n import N_, Translate
@@ -57,10 +57,6 @@ class Posted:
     html: str = ""
     attachments: list[dict[str, Any]] = field(default_factory=list)
     replying_to: int | None = None  # the message in the manager chat it replies to, if any
-
-
-async def audit(bot_id: int, actor: User | None, action: str, target: str, **details: Any) -> None:
-    await AuditLog.create(bot_id=bot_id, actor=actor, action=action, target=target, details=details)
 
 
 async def _notify_customer(conversation: Conversation, notice: str, **params: Any) -> None:

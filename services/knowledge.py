@@ -1,4 +1,4 @@
-"""The knowledge base: full-text search (FTS5 / tsvector), the bar for a direct answer, imports."""
+"""The knowledge base: full-text search (FTS5 / tsvector), the bar for a direct answer, its file formats."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tortoise import connections
 from tortoise.expressions import F
@@ -18,6 +19,27 @@ from models import KnowledgeItem
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _MAX_QUERY_WORDS = 32
+
+
+MAX_QUESTION_CHARS = 500
+MAX_ANSWER_CHARS = 4000  # with its header, a knowledge answer fits one Telegram message
+MAX_TAGS_CHARS = 512  # the column's size
+
+
+class KnowledgeError(Exception):
+    """A knowledge-base change or query that cannot be done, as a stable `code` and its parameters.
+
+    The Mini App translates the code; the parameters fill in its message (`field`, `limit`, `row`...).
+    """
+
+    def __init__(self, code: str, **params: Any) -> None:
+        super().__init__(code, params)
+        self.code = code
+        self.params = params
+
+    def __str__(self) -> str:
+        details = ", ".join(f"{name}={value!r}" for name, value in self.params.items())
+        return f"{self.code} ({details})" if details else self.code
 
 
 def words(text: str) -> list[str]:
@@ -99,6 +121,25 @@ class Entry:
     tags: str = ""
 
 
+def clean_entry(question: str, answer: str, tags: str = "") -> Entry:
+    """The entry as stored: a one-line question, `\\n` line ends, tags as `a, b`; raises KnowledgeError.
+
+    One shape for every way in (the editor, a file), so that exports read back as they were.
+    """
+    question = " ".join(question.split())
+    answer = "\n".join(answer.splitlines()).strip()
+    tags = ", ".join(dict.fromkeys(tag for tag in (" ".join(part.split()) for part in tags.split(",")) if tag))
+    if not words(question):
+        raise KnowledgeError("empty_question")
+    if not answer:
+        raise KnowledgeError("empty_answer")
+    for name, value, limit in (("question", question, MAX_QUESTION_CHARS), ("answer", answer, MAX_ANSWER_CHARS),
+                               ("tags", tags, MAX_TAGS_CHARS)):
+        if len(value) > limit:
+            raise KnowledgeError("too_long", field=name, limit=limit)
+    return Entry(question, answer, tags)
+
+
 def parse_csv(text: str) -> list[Entry]:
     """`question,answer[,tags]`; a first row naming those columns is a header."""
     rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
@@ -112,8 +153,35 @@ def parse_csv(text: str) -> list[Entry]:
     return entries
 
 
+def format_csv(entries: Iterable[Entry]) -> str:
+    """What `parse_csv` reads back: a header row, then `question,answer,tags`, quoted where needed."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["question", "answer", "tags"])
+    writer.writerows([entry.question, entry.answer, entry.tags] for entry in entries)
+    return out.getvalue()
+
+
+# An answer's line that starts with `## ` would read as the next question: written with a backslash
+# before it (one more backslash for a line that had some already), read back without it.
+_ESCAPED_HEADING = re.compile(r"^(\\*)## ")
+
+
+def format_markdown(entries: Iterable[Entry], title: str = "Knowledge base") -> str:
+    """What `parse_markdown` reads back: `## question`, the answer, and a `Tags:` line when needed."""
+    parts = [f"# {title}\n"]
+    for entry in entries:
+        answer = "\n".join(_ESCAPED_HEADING.sub(r"\\\1## ", line) for line in entry.answer.split("\n"))
+        tags_line = entry.tags or answer.rsplit("\n", 1)[-1].lower().startswith("tags:")
+        parts.append(f"## {entry.question}\n\n{answer}\n" + (f"\nTags: {entry.tags}\n" if tags_line else ""))
+    return "\n".join(parts)
+
+
 def parse_markdown(text: str) -> list[Entry]:
-    """`## question` headings, each followed by its answer; an optional `Tags: a, b` last line."""
+    """`## question` headings, each followed by its answer; an optional `Tags: a, b` last line.
+
+    A line of an answer that starts with `\\## ` is the answer's own `## ` line (see `format_markdown`).
+    """
     entries: list[Entry] = []
     question: str | None = None
     body: list[str] = []
@@ -137,16 +205,22 @@ def parse_markdown(text: str) -> list[Entry]:
             flush()
             question, body = line[3:].strip(), []
         elif question is not None:
-            body.append(line)
+            body.append(_ESCAPED_HEADING.sub(lambda match: match.group(1)[1:] + "## ", line))
     flush()
     return entries
 
 
 def parse_file(path: Path) -> list[Entry]:
-    text = path.read_text(encoding="utf-8-sig")
-    if path.suffix.lower() == ".csv":
+    return parse_text(path.name, path.read_text(encoding="utf-8-sig"))
+
+
+def parse_text(filename: str, text: str) -> list[Entry]:
+    """A knowledge file's entries, the format told by its name; raises ValueError saying what is wrong."""
+    suffix = Path(filename).suffix.lower()
+    text = text.removeprefix("\ufeff")
+    if suffix == ".csv":
         return parse_csv(text)
-    if path.suffix.lower() in (".md", ".markdown"):
+    if suffix in (".md", ".markdown"):
         return parse_markdown(text)
     raise ValueError("knowledge files are .csv (question,answer[,tags]) or .md (## question, then the answer)")
 
