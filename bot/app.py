@@ -36,6 +36,7 @@ from miniapp import routes as miniapp_routes
 from miniapp.api import TRANSLATE
 from miniapp.auth import MINIAPP, MiniAppRuntime
 from miniapp.inbox_api import WIDGET_LIVE
+from miniapp.knowledge_api import KNOWLEDGE, KnowledgeTools
 from miniapp.live import LIVE, LiveHub
 from miniapp.widget import STATIC, WIDGET, WidgetLimits, WidgetRuntime, add_routes, close_sockets, load_script
 from miniapp.widget_hub import WidgetHub
@@ -176,10 +177,9 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     messenger = TelegramChatSender(bot) if bot is not None else None
     staff_directory = StaffDirectory(messenger, frozenset(settings.admin_ids)) if messenger is not None else None
     generations = Generations(bus)
-    answerer = Answerer(
-        messenger, translate,
-        AnswerPolicy(settings.kb_direct_threshold, settings.daily_ai_quota, settings.ai_context_tokens,
-                     settings.draft_interval), ai, generations, hours, live, feed)
+    policy = AnswerPolicy(settings.kb_direct_threshold, settings.daily_ai_quota, settings.ai_context_tokens,
+                          settings.draft_interval)
+    answerer = Answerer(messenger, translate, policy, ai, generations, hours, live, feed)
     customer_side = CustomerSide(messenger, translate, settings.default_locale, live, feed)
     workers = [OutboxWorker(
         {"answer": answerer.answer_job, "slow_down": answerer.slow_down_job,
@@ -201,8 +201,9 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     app[TRANSLATE] = translate
     app[MINIAPP] = MiniAppRuntime(tenant.id, settings.bot_token, timedelta(seconds=settings.miniapp_auth_max_age),
                                   frozenset(settings.admin_ids), settings.default_locale, translate, feed,
-                                  staff_directory, outboxes.wake)
+                                  staff_directory, outboxes.wake, hours)
     app[WIDGET_LIVE] = live
+    app[KNOWLEDGE] = KnowledgeTools(ai, policy)
     app[LIVE] = live_hub = LiveHub()
     feed.subscribe(live_hub.on_event)
     polling: asyncio.Task[None] | None = None

@@ -168,7 +168,8 @@ class Api:
 
     @staticmethod
     def _operation(op: Operation) -> dict[str, Any]:
-        parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+        parameters = [{"name": name, "in": "path", "required": True,
+                       "schema": {"type": "integer" if name.endswith("_id") else "string"}}
                       for name in _path_parameters(op.path)]
         if op.query is not None:
             schema = op.query.model_json_schema()

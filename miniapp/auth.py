@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from aiogram.utils.web_app import WebAppInitData, safe_parse_webapp_init_data
@@ -26,7 +26,7 @@ from services import accounts, conversations
 from services.conversations import Customer
 from services.i18n import Translate, pick_locale
 from services.inbox import InboxFeed, Viewer
-from services.staff import StaffDirectory, manager_chat
+from services.staff import StaffDirectory, WorkingHoursSource, manager_chat
 
 SESSION_COOKIE = "frontdesk_session"
 CSRF_COOKIE = "frontdesk_csrf"
@@ -45,6 +45,7 @@ class MiniAppRuntime:
     feed: InboxFeed
     staff: StaffDirectory | None  # None while Telegram is off: only ADMIN_IDS are staff then
     wake: Callable[[], None]  # the outbox: new jobs are waiting
+    hours: WorkingHoursSource = field(default_factory=lambda: WorkingHoursSource("", "UTC"))  # and the time zone
 
 
 MINIAPP = web.AppKey("miniapp", MiniAppRuntime)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from miniapp import account_api, inbox_api, pages
+from miniapp import account_api, inbox_api, knowledge_api, pages
 from miniapp.api import LOCALE, Api, json_errors
 from miniapp.auth import caller_locale
 from miniapp.live import live_socket
@@ -24,5 +24,6 @@ def add_routes(app: web.Application) -> None:
     pages.add_routes(app)
     account_api.add_routes(app, api)
     inbox_api.add_routes(app, api)
+    knowledge_api.add_routes(app, api)
     app.router.add_get("/api/live", live_socket)
     app.router.add_get("/api/openapi.json", openapi_view)
