@@ -19,13 +19,26 @@ from tortoise import connections
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-from models import AuditLog, Bot, Conversation, KnowledgeItem, Message, MessageCopy, OutboxJob, Persona, Usage, User
+from models import (
+    AuditLog,
+    Bot,
+    Conversation,
+    KnowledgeItem,
+    Message,
+    MessageCopy,
+    OutboxJob,
+    Persona,
+    Usage,
+    User,
+    WidgetSite,
+)
 
 FORMAT = "frontdesk-export"
 VERSION = 1
 # Parents before children: each table only points at tables above it (or at earlier rows of itself).
-TABLES: list[type[Model]] = [Bot, User, Conversation, Message, MessageCopy, KnowledgeItem, Persona, OutboxJob,
-                             Usage, AuditLog]
+# Browser sessions and login links are left out on purpose: staff sign in again after a move.
+TABLES: list[type[Model]] = [Bot, WidgetSite, User, Conversation, Message, MessageCopy, KnowledgeItem, Persona,
+                             OutboxJob, Usage, AuditLog]
 BATCH = 500
 
 

@@ -9,8 +9,8 @@ import uuid
 from pathlib import Path
 
 from bot import db
-from models import AuthorKind, Bot, Conversation, KnowledgeItem, Message, MessageCopy, Persona, User
-from services import knowledge, persona
+from models import AuthorKind, Bot, Conversation, KnowledgeItem, Message, MessageCopy, Persona, User, WidgetSite
+from services import knowledge, persona, widget
 from tests.conftest import ROOT
 from tests.test_process import _clean_environment
 
@@ -34,6 +34,7 @@ async def _shop(database_url: str) -> None:
         await MessageCopy.create(bot=bot, message=answer, chat_id=10, telegram_message_id=2)
         await knowledge.import_entries(bot.id, knowledge.parse_file(ROOT / "demo" / "knowledge.md"))
         await persona.set_persona(bot.id, "You are the barista.")
+        await widget.create_site(bot.id, ["https://shop.example"], title="Coffee", public_key="shop-site")
     finally:
         await db.close_database()
 
@@ -55,7 +56,7 @@ async def test_export_from_sqlite_and_import_elsewhere_keeps_everything(
 
     exported = _cli(tmp_path, source, "export", str(tmp_path / "shop.jsonl"))
     assert exported.returncode == 0, exported.stderr
-    assert "exported 1 Bot, 1 User, 1 Conversation, 2 Message" in exported.stdout
+    assert "exported 1 Bot, 1 WidgetSite, 1 User, 1 Conversation, 2 Message" in exported.stdout
     imported = _cli(tmp_path, database_url, "import", str(tmp_path / "shop.jsonl"))
     assert imported.returncode == 0, imported.stderr
 
@@ -73,6 +74,8 @@ async def test_export_from_sqlite_and_import_elsewhere_keeps_everything(
         assert "open" in hit.item.answer.lower()
         assert (await persona.active_persona(bot.id)) == "You are the barista."
         assert await Persona.filter(bot=bot).count() == 1
+        site = await WidgetSite.get(public_key="shop-site")  # the website keeps its widget
+        assert (site.title, site.allowed_origins) == ("Coffee", ["https://shop.example"])
         later = await Message.create(bot=bot, conversation=answer.conversation, author_kind=AuthorKind.CUSTOMER,
                                      text="Спасибо", source_key="tg:2")  # new rows get new ids
         assert later.id > answer.id
