@@ -13,7 +13,7 @@ from models.conversations import (
 from models.knowledge import KnowledgeItem, Persona
 from models.outbox import JobStatus, OutboxJob
 from models.tenants import Bot
-from models.usage import AuditLog, Usage
+from models.usage import AuditLog, Usage, UsageSlot
 from models.users import Role, User
 from models.web import LoginLink, WebSession
 from models.widget import WidgetSite
@@ -36,6 +36,7 @@ __all__ = [
     "Persona",
     "Role",
     "Usage",
+    "UsageSlot",
     "User",
     "WebSession",
     "WidgetSite",

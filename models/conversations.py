@@ -2,7 +2,7 @@ from enum import StrEnum
 from uuid import UUID
 
 from tortoise import fields
-from tortoise.indexes import Index
+from tortoise.indexes import Index, PartialIndex
 from tortoise.models import Model
 
 
@@ -64,10 +64,17 @@ class Conversation(Model):
     last_message_at = fields.DatetimeField(auto_now_add=True)
     closed_at = fields.DatetimeField(null=True)
     rating = fields.SmallIntField(null=True)
+    # What the customer asked: their first message with words, as first written (shortened), and the
+    # digest of its words (services.knowledge.question_key) that the analytics' top questions group by.
+    question = fields.CharField(max_length=256, default="", db_default="")
+    question_key = fields.CharField(max_length=64, default="", db_default="")
 
     class Meta:
         table = "conversation"
-        indexes = (("user_id", "status"), ("bot_id", "manager_topic_id"))
+        # The analytics: a period's conversations, and those handed to people in it.
+        indexes = (("user_id", "status"), ("bot_id", "manager_topic_id"),
+                   Index(fields=("bot_id", "created_at"), name="conversation_created_idx"),
+                   Index(fields=("bot_id", "handed_off_at"), name="conversation_handed_off_idx"))
 
     def __str__(self) -> str:
         return f"conversation {self.uuid}"
@@ -97,9 +104,12 @@ class Message(Model):
     class Meta:
         table = "message"
         unique_together = (("bot", "source_key"),)
-        # A conversation's messages in order (pages, the AI's context); whether a message has its answer.
+        # A conversation's messages in order (pages, the AI's context); whether a message has its answer;
+        # managers' replies in a period (the analytics), which are few beside the customers' and the AI's.
         indexes = (Index(fields=("conversation_id", "id"), name="message_conversation_id_idx"),
-                   Index(fields=("reply_to_id",), name="message_reply_to_id_idx"))
+                   Index(fields=("reply_to_id",), name="message_reply_to_id_idx"),
+                   PartialIndex(fields=("bot_id", "created_at", "author_id"), name="message_manager_idx",
+                                condition={"author_kind": "manager"}))
         ordering = ["id"]
 
     def __str__(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
@@ -23,14 +23,18 @@ from models import (
     Message,
     MessageCopy,
     Usage,
+    UsageSlot,
     User,
 )
 from services import outbox
 from services.i18n import pick_locale
+from services.knowledge import question_key, words
 from services.limits import RateLimiter, Verdict
 
 MAX_TEXT_CHARS = 4096
 LAST_SEEN_PRECISION = timedelta(hours=1)
+QUESTION_CHARS = 256  # as much of a conversation's question as is kept beside it (for the analytics)
+MICRODOLLAR = Decimal("0.000001")  # usage keeps costs to the micro-dollar
 
 
 @dataclass(frozen=True)
@@ -144,18 +148,37 @@ def _not_closed(user: User) -> QuerySet[Conversation]:
     return Conversation.filter(user_id=user.id, status__not=ConversationStatus.CLOSED)
 
 
-async def open_conversation(user: User) -> Conversation:
-    """The customer's current conversation, or a new one."""
+async def open_conversation(user: User, text: str = "") -> Conversation:
+    """The customer's current conversation, or a new one (opened by `text`, if it has words)."""
     conversation = await _not_closed(user).order_by("-id").first()
     if conversation is None:
-        conversation = await _new_conversation(user)
+        conversation = await _new_conversation(user, text)
     return conversation
 
 
-async def _new_conversation(user: User) -> Conversation:
+def question_of(text: str) -> tuple[str, str]:
+    """What a conversation keeps of the customer message that is its question: the wording (shortened)
+    and the digest of its words; empty for a message without words (a photo, an emoji)."""
+    if not words(text):
+        return "", ""
+    wording = " ".join(text.split())
+    if len(wording) > QUESTION_CHARS:
+        wording = wording[:QUESTION_CHARS - 1] + "…"
+    return wording, question_key(text)
+
+
+async def _new_conversation(user: User, text: str = "") -> Conversation:
     channel = Channel.TELEGRAM if user.widget_visitor_id is None else Channel.WIDGET
+    question, key = question_of(text)
     return await Conversation.create(uuid=uuid.uuid4(), bot_id=user.bot_id, user=user,  # type: ignore[attr-defined]
-                                     channel=channel)
+                                     channel=channel, question=question, question_key=key)
+
+
+async def _note_question(conversation: Conversation, text: str) -> None:
+    """A conversation opened without words (a photo, /new) gets its question from the first message with some."""
+    question, key = question_of(text)
+    if key:
+        await Conversation.filter(id=conversation.id, question_key="").update(question=question, question_key=key)
 
 
 async def current_conversation(user: User) -> Conversation | None:
@@ -198,7 +221,8 @@ async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming
     (same source key) stores nothing and returns a duplicate. A customer over their rate gets
     their message stored and one "slow down" notice, not one answer each. Once a conversation has
     been handed to people, each message is also queued for its topic in the manager chat; while
-    people have it, the AI gets no job at all.
+    people have it, the AI gets no job at all. The conversation keeps its question (its first message
+    with words) for the analytics, in its own INSERT when this message opens it.
     """
     if known is not None and known.banned:
         return IGNORED  # a banned customer reaches no one, and costs nothing
@@ -208,10 +232,12 @@ async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming
         async with in_transaction():
             user = await (refresh_customer(known, who) if known is not None
                           else register_customer(bot_id, who, default_locale))
-            conversation = await open_conversation(user)
+            conversation = await open_conversation(user, text)
             message = await Message.create(
                 bot_id=bot_id, conversation=conversation, author_kind=AuthorKind.CUSTOMER, author=user,
                 text=text, attachments=incoming.attachments, source_key=incoming.source_key)
+            if not conversation.question_key:
+                await _note_question(conversation, text)
             with_ai = conversation.mode == ConversationMode.AI
             job_kind = {Verdict.ALLOW: "answer", Verdict.WARN: "slow_down"}.get(verdict)
             if job_kind is not None and with_ai:
@@ -250,18 +276,33 @@ async def note_customer_message(message: Message) -> None:
 
 async def add_usage(bot_id: int, user_id: int, *, messages: int = 0, ai_messages: int = 0, tokens_in: int = 0,
                     tokens_out: int = 0, cost: float = 0.0) -> None:
-    """Add to the customer's counters for today (the row is created on first use)."""
-    today = datetime.now(UTC).date()
-    increments = {"messages": F("messages") + messages, "ai_messages": F("ai_messages") + ai_messages,
-                  "tokens_in": F("tokens_in") + tokens_in, "tokens_out": F("tokens_out") + tokens_out,
-                  "cost": F("cost") + Decimal(str(cost))}
-    if await Usage.filter(user_id=user_id, day=today).update(**increments):
+    """Add to the customer's counters for today (the row is created on first use), and the AI's part
+    to the bot's current quarter of an hour (what the analytics count by day in any time zone).
+
+    The cost is rounded here, half up as PostgreSQL's numeric(12, 6) rounds: SQLite keeps floats, and
+    only figures rounded alike add up alike on both.
+    """
+    now = datetime.now(UTC)
+    dollars = Decimal(str(cost)).quantize(MICRODOLLAR, ROUND_HALF_UP)
+    if ai_messages or tokens_in or tokens_out or dollars:
+        slot = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
+        await _add(UsageSlot, {"bot_id": bot_id, "slot": slot}, ai_messages=ai_messages, tokens_in=tokens_in,
+                   tokens_out=tokens_out, cost=dollars)
+    await _add(Usage, {"user_id": user_id, "day": now.date()}, {"bot_id": bot_id}, messages=messages,
+               ai_messages=ai_messages, tokens_in=tokens_in, tokens_out=tokens_out, cost=dollars)
+
+
+async def _add(model: type[Usage] | type[UsageSlot], key: dict[str, Any], more: dict[str, Any] | None = None,
+               **amounts: int | Decimal) -> None:
+    """Add `amounts` to the counters of the row with `key`, creating it on first use."""
+    increments = {name: F(name) + amount for name, amount in amounts.items()}
+    if await model.filter(**key).update(**increments):
         return
     try:
-        await Usage.create(bot_id=bot_id, user_id=user_id, day=today, messages=messages, ai_messages=ai_messages,
-                           tokens_in=tokens_in, tokens_out=tokens_out, cost=Decimal(str(cost)))
+        fields: dict[str, Any] = {**key, **(more or {}), **amounts}
+        await model.create(**fields)
     except IntegrityError:  # created meanwhile by another worker
-        await Usage.filter(user_id=user_id, day=today).update(**increments)
+        await model.filter(**key).update(**increments)
 
 
 async def ai_messages_today(user_id: int, day: date | None = None) -> int:
