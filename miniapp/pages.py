@@ -42,11 +42,13 @@ PAGES = [
     Page("/app/settings", "settings.html", N_("My settings"), "everyone", "settings.js"),
     Page("/app/inbox", "inbox.html", N_("Inbox"), "staff", "inbox.js"),
     Page("/app/knowledge", "knowledge.html", N_("Knowledge base"), "staff", "knowledge.js"),
+    Page("/app/analytics", "analytics.html", N_("Analytics"), "staff", "analytics.js"),
 ]
 NAVIGATION = [
     ("/app/", N_("My conversations"), "customers"),
     ("/app/inbox", N_("Inbox"), "staff"),
     ("/app/knowledge", N_("Knowledge base"), "staff"),
+    ("/app/analytics", N_("Analytics"), "staff"),
     ("/app/settings", N_("My settings"), "everyone"),
 ]
 
