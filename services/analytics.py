@@ -71,7 +71,11 @@ class Period:
         return tuple(self.start + timedelta(days=n) for n in range((self.end - self.start).days + 1))
 
     def bounds(self) -> tuple[datetime, datetime]:
-        """The period in UTC: from the first moment of its first day to the first moment after its last."""
+        """The period in UTC: from the first moment of its first day to the first moment after its last.
+
+        UTC, not the zone: SQLite compares Tortoise's timestamps as text, and Tortoise binds an aware
+        datetime with its own offset, so a bound at +05:00 would be compared wrongly with UTC rows.
+        """
         def first_moment(day: date) -> datetime:
             # fold=0: a midnight skipped by a clock change maps to the change itself, a repeated one to its first time.
             return datetime.combine(day, time(0), tzinfo=self.zone).astimezone(UTC)
