@@ -45,6 +45,21 @@ if BACKEND not in ("sqlite", "postgres") or (BACKEND == "postgres" and not POSTG
     raise RuntimeError("TEST_DATABASE is sqlite, or postgres with TEST_POSTGRES_URL set (see tests/run.sh)")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "browser: drives Chromium; runs once, in the SQLite run")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A page behaves the same on either database: browser tests run in the SQLite run only, which
+    keeps the two runs of tests/run.sh (side by side on two cores) about as long as each other."""
+    if BACKEND != "postgres":
+        return
+    once = pytest.mark.skip(reason="browser tests run once, in the SQLite run (pages are the same on either database)")
+    for item in items:
+        if item.get_closest_marker("browser") is not None:
+            item.add_marker(once)
+
+
 def run_in_thread(coroutine: Any) -> Any:
     """asyncio.run for session fixtures first requested from inside a running test loop."""
     with concurrent.futures.ThreadPoolExecutor(1) as executor:

@@ -75,6 +75,7 @@ async def test_staff_get_the_report_customers_do_not(desk: Desk, sim: Simulator)
         assert "gift" not in str(body)
 
 
+@pytest.mark.browser
 async def test_the_analytics_page_draws_its_charts(desk: Desk, sim: Simulator, browser: Browser) -> None:
     await a_day_at_the_desk(desk, sim)
     for theme in ("light", "dark"):

@@ -21,6 +21,7 @@ from tests.desk_helpers import Desk, in_topic, manager_desk, topics, wait_for_to
 from tests.fake_ai import FakeAI
 from tests.test_widget_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS
 
+pytestmark = pytest.mark.browser
 STUB = (ROOT / "tests" / "assets" / "telegram-web-app-stub.js").read_text()
 THEMES: dict[str, dict[str, str]] = {
     "light": {"bg_color": "#ffffff", "text_color": "#000000", "hint_color": "#999999", "link_color": "#2481cc",

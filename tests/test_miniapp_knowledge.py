@@ -103,6 +103,7 @@ async def test_try_it_shows_the_answer_and_the_items_used_and_stores_nothing(
     assert (await KnowledgeItem.get(question="What are your opening hours?")).hit_count == 0
 
 
+@pytest.mark.browser
 async def test_an_item_added_in_the_editor_is_what_the_bot_answers_with(
         desk: Desk, sim: Simulator, ai: FakeAI, browser: Browser) -> None:
     page = await telegram_page(browser, sim, desk.mia["id"])

@@ -23,6 +23,7 @@ from tests.conftest import ROOT, Frontdesk, free_port
 from tests.desk_helpers import manager_desk, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
 
+pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
 # From ../shared/BROWSER-TESTS.md: without the background-networking flags Chromium floods the closed network.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
