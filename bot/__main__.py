@@ -83,7 +83,7 @@ async def _site_command(settings: Settings, args: argparse.Namespace) -> None:
         base = settings.public_base_url.rstrip("/") or f"http://localhost:{settings.port}"
         print(f"origins: {', '.join(site.allowed_origins)}")
         print(f"identity secret (keep it on your server): {site.secret}")
-        print(f'embed: <script src="{base}/widget.js" data-site="{site.public_key}" async></script>')
+        print(f"embed: {widget.embed_snippet(site, base)}")
         print(site.public_key)
     elif args.site_command == "list":
         for site in await widget.list_sites():

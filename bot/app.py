@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import cast
 
@@ -33,6 +33,7 @@ from bot.webhook import telegram_webhook
 from handlers.customer_commands import mini_app_url
 from handlers.manager_desk import set_staff_commands
 from miniapp import routes as miniapp_routes
+from miniapp.admin_api import ADMIN, AdminRuntime
 from miniapp.api import TRANSLATE
 from miniapp.auth import MINIAPP, MiniAppRuntime
 from miniapp.inbox_api import WIDGET_LIVE
@@ -41,15 +42,15 @@ from miniapp.live import LIVE, LiveHub
 from miniapp.widget import STATIC, WIDGET, WidgetLimits, WidgetRuntime, add_routes, close_sockets, load_script
 from miniapp.widget_hub import WidgetHub
 from models import Bot as Tenant
-from services import conversations, staff, widget
-from services.ai import AIClient, AIObserver, Route
+from services import bot_settings, conversations, staff, widget
+from services.ai import AIClient, AIObserver, Route, RouteOrder
 from services.answering import Answerer, AnswerPolicy
 from services.desk import CustomerSide
 from services.events import EventBus, LocalBus
 from services.generation import Generations
 from services.i18n import N_, Translate
 from services.inbox import InboxFeed
-from services.limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from services.limits import AdjustableRateLimiter, MemoryRateLimiter, RedisRateLimiter
 from services.managers import ManagerGroup
 from services.outbox import MANAGERS, Outboxes, OutboxSettings, OutboxWorker
 from services.retention import run_retention
@@ -70,7 +71,8 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "telegram": TELEGRAM in request.app})
 
 
-def create_ai(settings: Settings, observer: AIObserver | None = None) -> AIClient | None:
+def create_ai(settings: Settings, observer: AIObserver | None = None,
+              order: RouteOrder | None = None) -> AIClient | None:
     if not settings.ai_enabled:
         return None
 
@@ -82,7 +84,7 @@ def create_ai(settings: Settings, observer: AIObserver | None = None) -> AIClien
     for name in {provider for _, provider in settings.ai_routes if provider}:
         clients[name] = client(settings.ai_providers[name].base_url, settings.ai_providers[name].api_key)
     routes = [Route(model, clients[provider], provider or "default") for model, provider in settings.ai_routes]
-    return AIClient(routes, settings.price_of, observer)
+    return AIClient(routes, settings.price_of, observer, order)
 
 
 async def redis_context(app: web.Application) -> AsyncIterator[None]:
@@ -101,7 +103,7 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
 @dataclass(frozen=True)
 class SharedState:
     recent: RecentUpdates
-    limiter: RateLimiter
+    limiter: AdjustableRateLimiter
     storage: BaseStorage
     budget: Budget  # Telegram's outbound limits, for the bot as a whole
 
@@ -171,7 +173,11 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     else:
         log.warning("Telegram is off: BOT_TOKEN is not set. The website widget and the web endpoints work.")
         tenant = await conversations.ensure_bot(conversations.UNCONFIGURED_BOT_ID)
-    ai = create_ai(settings, metrics)
+    # The admins' choices in the Mini App: the models' order (read before each answer) and the rate.
+    ai = create_ai(settings, metrics, bot_settings.route_order_of(tenant.id))
+    limits = bot_settings.Limits(settings.daily_ai_quota, settings.customer_burst, settings.customer_rate_per_minute)
+    rates = bot_settings.BotRateLimiter(shared.limiter, tenant.id, limits)
+    shared = replace(shared, limiter=rates)
     if ai is None:
         log.warning("AI is off (AI_BASE_URL and AI_MODEL not set): answers come from the knowledge base.")
     messenger = TelegramChatSender(bot) if bot is not None else None
@@ -204,6 +210,7 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
                                   staff_directory, outboxes.wake, hours)
     app[WIDGET_LIVE] = live
     app[KNOWLEDGE] = KnowledgeTools(ai, policy)
+    app[ADMIN] = AdminRuntime(ai, limits, settings.working_hours, settings.timezone, settings.public_base_url, rates)
     app[LIVE] = live_hub = LiveHub()
     feed.subscribe(live_hub.on_event)
     polling: asyncio.Task[None] | None = None

@@ -26,7 +26,7 @@ from services import accounts, conversations
 from services.conversations import Customer
 from services.i18n import Translate, pick_locale
 from services.inbox import InboxFeed, Viewer
-from services.staff import StaffDirectory, WorkingHoursSource, manager_chat
+from services.staff import StaffDirectory, WorkingHoursSource, granted_admin, manager_chat, note_staff
 
 SESSION_COOKIE = "frontdesk_session"
 CSRF_COOKIE = "frontdesk_csrf"
@@ -86,7 +86,8 @@ async def role_of(runtime: MiniAppRuntime, user: User) -> Role:
     chat = manager_chat(bot, runtime.default_locale)
     if chat is None or not await runtime.staff.is_staff(chat.chat_id, int(user.telegram_id)):
         return Role.CUSTOMER
-    return Role.ADMIN if user.role == Role.ADMIN else Role.MANAGER
+    await note_staff(user)  # so the admins' team list shows them
+    return Role.ADMIN if granted_admin(bot, user) else Role.MANAGER
 
 
 async def caller_from_init_data(request: web.Request, init_data: str) -> Caller:

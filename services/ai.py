@@ -72,23 +72,47 @@ class Route:
     client: AsyncOpenAI
     provider: str = "default"
 
+    @property
+    def key(self) -> str:
+        """How admins name it when they choose the order (never the provider's URL or key)."""
+        return f"{self.model}@{self.provider}"
+
+
+RouteOrder = Callable[[], Awaitable[list[str]]]
+"""The keys of the routes to try, in order, as the bot's admins chose them; [] for the configured order."""
+
 
 class AIClient:
-    def __init__(self, routes: list[Route], price_of: PriceOf, observer: AIObserver | None = None) -> None:
+    def __init__(self, routes: list[Route], price_of: PriceOf, observer: AIObserver | None = None,
+                 order: RouteOrder | None = None) -> None:
         if not routes:
             raise ValueError("at least one model is needed")
         self.routes = routes
         self.price_of = price_of
         self.observer = observer
+        self.order = order
+
+    @property
+    def route_keys(self) -> list[str]:
+        """The configured routes' keys, in the configured order, each once."""
+        return list(dict.fromkeys(route.key for route in self.routes))
+
+    async def routes_now(self) -> list[Route]:
+        """The routes in the admins' order (read before each answer); the configured order otherwise."""
+        if self.order is None:
+            return self.routes
+        by_key = {route.key: route for route in reversed(self.routes)}
+        chosen = [by_key[key] for key in await self.order() if key in by_key]
+        return chosen or self.routes
 
     async def close(self) -> None:
         for client in {id(route.client): route.client for route in self.routes}.values():
             await client.close()
 
     async def answer(self, messages: list[dict[str, Any]], on_progress: Progress) -> AIReply:
-        """Stream an answer from the first model that works, in the configured order."""
+        """Stream an answer from the first model that works, in the admins' order (else the configured one)."""
         errors: list[str] = []
-        for route in self.routes:
+        for route in await self.routes_now():
             started = time.monotonic()
             try:
                 reply = await self._stream(route, messages, on_progress)

@@ -28,7 +28,7 @@ from models import (
     OutboxJob,
     User,
 )
-from services import conversations, handoff, knowledge, persona
+from services import bot_settings, conversations, handoff, knowledge, persona
 from services.ai import AIClient, AIReply, AIUnavailable, estimate_tokens
 from services.generation import Generations, GenerationStopped
 from services.i18n import N_, Translate
@@ -234,7 +234,8 @@ class Answerer:
         if self.ai is None:
             await self._without_ai(context, question)
             return
-        if await conversations.ai_messages_today(context.customer.id) >= self.policy.daily_ai_quota:
+        if await conversations.ai_messages_today(context.customer.id) >= \
+                await bot_settings.daily_ai_quota(bot_id, self.policy.daily_ai_quota):
             await self._hand_off(context, HandoffReason.CANNOT_ANSWER, lead=QUOTA_REACHED)
             return
         try:

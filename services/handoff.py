@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from tortoise.transactions import in_transaction
 
 from models import Bot, Conversation, ConversationMode, ConversationStatus, HandoffReason, User
+from services.bot_settings import offline_text
 from services.conversations import announce_to_managers, open_conversation
 from services.i18n import N_, Translate
 from services.schedule import WorkingHours
@@ -71,7 +72,8 @@ async def expectation(bot: Bot, hours: WorkingHours, translate: Translate, local
         weekday = translate(locale, WEEKDAYS[opening.weekday()])
         zone = "" if str(hours.zone) == "UTC" else f" ({hours.zone})"
         when = f"{weekday} {opening:%H:%M}{zone}"
-        return translate(locale, AFTER_HOURS).format(when=when)
+        own = offline_text(bot, locale)  # the admins' words, where `{when}` may stand for the time
+        return own.replace("{when}", when) if own else translate(locale, AFTER_HOURS).format(when=when)
     return translate(locale, SOON if await anyone_online(bot.id) else WHEN_FREE)
 
 

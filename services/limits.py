@@ -25,6 +25,10 @@ class RateLimiter(Protocol):
     async def check(self, key: str) -> Verdict: ...
 
 
+class AdjustableRateLimiter(RateLimiter, Protocol):
+    def set_rate(self, burst: int, per_minute: float) -> None: ...
+
+
 @dataclass
 class _Bucket:
     tokens: float
@@ -40,6 +44,10 @@ class MemoryRateLimiter:
         self.clock = clock
         self.max_keys = max_keys
         self._buckets: dict[str, _Bucket] = {}
+
+    def set_rate(self, burst: int, per_minute: float) -> None:
+        self.burst = float(burst)
+        self.rate = per_minute / 60.0
 
     async def check(self, key: str) -> Verdict:
         now = self.clock()
@@ -96,6 +104,10 @@ class RedisRateLimiter:
         self.burst = burst
         self.rate = per_minute / 60.0
         self._script = redis.register_script(_TOKEN_BUCKET)
+
+    def set_rate(self, burst: int, per_minute: float) -> None:
+        self.burst = burst
+        self.rate = per_minute / 60.0
 
     async def check(self, key: str) -> Verdict:
         # Redis's clock, not ours: instances' clocks may disagree.

@@ -7,18 +7,23 @@ without a Telegram call on every message.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from models import Bot, Role, User
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
+from models import AuditLog, Bot, Role, User
 from services.conversations import Customer
 from services.ports import GroupRights, Messenger
 from services.schedule import InvalidHours, WorkingHours
 
 STAFF_STATUSES = ("creator", "administrator", "member")
 MEMBERSHIP_TTL = 60.0
+GRANTED_ADMINS = "granted_admins"  # Bot.settings: the users an admin made admins (ADMIN_IDS are anyway)
 
 
 @dataclass(frozen=True)
@@ -68,17 +73,88 @@ class StaffDirectory:
         return status
 
     async def register(self, bot_id: int, who: Customer) -> User:
-        """The staff member's row (shared with their customer row, if they ever wrote to the bot)."""
+        """The staff member's row (shared with their customer row, if they ever wrote to the bot).
+
+        ADMIN_IDS are admins; anyone else is a manager, or an admin if an admin made them one.
+        """
         role = Role.ADMIN if who.telegram_id is not None and self.is_admin(who.telegram_id) else Role.MANAGER
         user, created = await User.get_or_create(
             bot_id=bot_id, telegram_id=who.telegram_id,
             defaults={"first_name": who.first_name[:256], "last_name": who.last_name[:256],
                       "username": who.username[:64], "language": who.language_code[:8], "role": role})
+        if not created and role == Role.MANAGER and user.role == Role.ADMIN and \
+                granted_admin(await Bot.get(id=bot_id), user):
+            role = Role.ADMIN
         if not created and (user.role != role or user.first_name != who.first_name[:256]
                             or user.username != who.username[:64]):
             user.role, user.first_name, user.username = role, who.first_name[:256], who.username[:64]
             await user.save(update_fields=["role", "first_name", "username"])
         return user
+
+
+def granted_admin(bot: Bot, user: User) -> bool:
+    """Whether an admin made this staff member an admin (ADMIN_IDS are admins without it)."""
+    granted = bot.settings.get(GRANTED_ADMINS)
+    return isinstance(granted, list) and user.id in granted
+
+
+async def note_staff(user: User) -> None:
+    """A manager-chat member seen in the Mini App: listed with the team from now on (written once)."""
+    if user.role == Role.CUSTOMER:
+        user.role = Role.MANAGER
+        await user.save(update_fields=["role"])
+
+
+@dataclass(frozen=True)
+class TeamMember:
+    telegram_id: int
+    user: User | None  # None: an ADMIN_IDS admin who has used neither the desk nor the app yet
+    owner: bool  # in ADMIN_IDS: an admin whatever anyone sets here
+    admin: bool
+
+
+async def team(bot_id: int, directory: StaffDirectory | None, admin_ids: frozenset[int],
+               default_locale: str) -> list[TeamMember]:
+    """ADMIN_IDS, and the manager chat's members who have used the desk or the app: admins first."""
+    bot = await Bot.get(id=bot_id)
+    chat = manager_chat(bot, default_locale)
+    rows = await User.filter(Q(role__in=[Role.MANAGER, Role.ADMIN]) | Q(telegram_id__in=sorted(admin_ids)),
+                             bot_id=bot_id, telegram_id__isnull=False).order_by("id")
+
+    async def in_chat(user: User) -> bool:
+        if int(user.telegram_id or 0) in admin_ids:
+            return True
+        return directory is not None and chat is not None and \
+            await directory.is_staff(chat.chat_id, int(user.telegram_id or 0))
+
+    present = await asyncio.gather(*(in_chat(user) for user in rows))
+    members = [TeamMember(int(user.telegram_id or 0), user, int(user.telegram_id or 0) in admin_ids,
+                          int(user.telegram_id or 0) in admin_ids or granted_admin(bot, user))
+               for user, here in zip(rows, present, strict=True) if here]
+    seen = {member.telegram_id for member in members}
+    members += [TeamMember(telegram_id, None, True, True) for telegram_id in sorted(admin_ids - seen)]
+    return sorted(members, key=lambda m: (not m.owner, not m.admin, (m.user.first_name.lower() if m.user else "")))
+
+
+async def set_admin(bot_id: int, user: User, admin: bool, actor: User | None) -> bool:
+    """Make a staff member an admin, or a manager again; False when nothing changes.
+
+    Not for ADMIN_IDS (they are admins whatever this says) and only for current staff: the caller checks.
+    """
+    async with in_transaction():
+        bot = await Bot.select_for_update().get(id=bot_id)
+        stored = bot.settings.get(GRANTED_ADMINS)
+        granted = {int(i) for i in stored if isinstance(i, int)} if isinstance(stored, list) else set()
+        if (user.id in granted) == admin and (user.role == Role.ADMIN) == admin:
+            return False
+        granted = granted | {user.id} if admin else granted - {user.id}
+        bot.settings = {**bot.settings, GRANTED_ADMINS: sorted(granted)}
+        await bot.save(update_fields=["settings"])
+        user.role = Role.ADMIN if admin else Role.MANAGER
+        await user.save(update_fields=["role"])
+        await AuditLog.create(bot_id=bot_id, actor=actor, action="make_admin" if admin else "make_manager",
+                              target=f"user:{user.id}")
+    return True
 
 
 async def set_online(staff: User, online: bool) -> None:

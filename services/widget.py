@@ -23,8 +23,9 @@ from urllib.parse import urlsplit
 
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
 
-from models import AuthorKind, Bot, Conversation, ConversationMode, Message, User, WidgetSite
+from models import AuditLog, AuthorKind, Bot, Conversation, ConversationMode, Message, User, WidgetSite
 from services.events import EventBus
 from services.render import html_to_text, markdown_to_html
 
@@ -36,10 +37,15 @@ MAX_SITE_USER_ID = 40
 RESUME_OVERLAP = timedelta(seconds=10)
 HISTORY_LIMIT = 200
 COLOR = re.compile(r"^#[0-9a-fA-F]{3}(?:[0-9a-fA-F]{3})?$")
+DEFAULT_COLOR, DEFAULT_TEXT_COLOR = "#2563eb", "#ffffff"
 
 
 class SiteError(ValueError):
-    """A site cannot be created as asked (the message says why)."""
+    """A site cannot be created as asked (the message says why; `code` says it to a program)."""
+
+    def __init__(self, message: str, code: str = "bad_site") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 # --- sites ------------------------------------------------------------------------------------------
@@ -49,24 +55,80 @@ def normalize_origin(origin: str) -> str:
     """`https://Shop.example:443/page` -> `https://shop.example`; an origin is scheme, host and port only."""
     parts = urlsplit(origin.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SiteError(f"{origin!r} is not an origin like https://shop.example")
+        raise SiteError(f"{origin!r} is not an origin like https://shop.example", "bad_origin")
     default_port = {"http": 80, "https": 443}[parts.scheme]
     port = f":{parts.port}" if parts.port and parts.port != default_port else ""
     return f"{parts.scheme}://{parts.hostname.lower()}{port}"
 
 
-async def create_site(bot_id: int, origins: list[str], *, title: str = "", color: str = "",
-                      text_color: str = "", greeting: str = "", public_key: str = "") -> WidgetSite:
+def _origins(origins: list[str]) -> list[str]:
     allowed = sorted({normalize_origin(origin) for origin in origins})
     if not allowed:
-        raise SiteError("a site needs at least one allowed origin")
-    for value in (color, text_color):
+        raise SiteError("a site needs at least one allowed origin", "no_origin")
+    return allowed
+
+
+def _colors(*values: str) -> None:
+    for value in values:
         if value and not COLOR.match(value):
-            raise SiteError(f"{value!r} is not a colour like #2563eb")
-    return await WidgetSite.create(
-        bot_id=bot_id, public_key=public_key or f"site_{secrets.token_urlsafe(18)}",
-        secret=secrets.token_hex(32), token_key=secrets.token_hex(32), allowed_origins=allowed,
-        title=title[:128], color=color or "#2563eb", text_color=text_color or "#ffffff", greeting=greeting)
+            raise SiteError(f"{value!r} is not a colour like #2563eb", "bad_color")
+
+
+async def create_site(bot_id: int, origins: list[str], *, title: str = "", color: str = "",
+                      text_color: str = "", greeting: str = "", public_key: str = "",
+                      actor: User | None = None) -> WidgetSite:
+    allowed = _origins(origins)
+    _colors(color, text_color)
+    async with in_transaction():
+        site = await WidgetSite.create(
+            bot_id=bot_id, public_key=public_key or f"site_{secrets.token_urlsafe(18)}",
+            secret=secrets.token_hex(32), token_key=secrets.token_hex(32), allowed_origins=allowed,
+            title=title[:128], color=color or DEFAULT_COLOR, text_color=text_color or DEFAULT_TEXT_COLOR,
+            greeting=greeting)
+        if actor is not None:
+            await _audit(site, actor, "site_add", origins=allowed, title=site.title)
+    return site
+
+
+async def _audit(site: WidgetSite, actor: User | None, action: str, **details: Any) -> None:
+    await AuditLog.create(bot_id=site.bot_id, actor=actor, action=action, target=site.public_key,  # type: ignore[attr-defined]
+                          details=details)
+
+
+async def update_site(site: WidgetSite, *, origins: list[str] | None = None, title: str | None = None,
+                      color: str | None = None, text_color: str | None = None,
+                      greeting: str | None = None, actor: User | None = None) -> WidgetSite:
+    """Change what is given (validated as `create_site` does; an empty colour is the default one).
+
+    Nothing is written if any of it is wrong. The key and secrets stay, so the pages that embed the
+    widget and sign their users keep working.
+    """
+    allowed = _origins(origins) if origins is not None else None
+    _colors(color or "", text_color or "")
+    changes: dict[str, Any] = {
+        "allowed_origins": allowed, "title": None if title is None else title[:128],
+        "color": None if color is None else color or DEFAULT_COLOR,
+        "text_color": None if text_color is None else text_color or DEFAULT_TEXT_COLOR, "greeting": greeting}
+    changed = [name for name, value in changes.items() if value is not None]
+    for name in changed:
+        setattr(site, name, changes[name])
+    if changed:
+        async with in_transaction():
+            await site.save(update_fields=changed)
+            await _audit(site, actor, "site_edit", **{name: changes[name] for name in changed})
+    return site
+
+
+async def delete_site(site: WidgetSite, actor: User | None) -> None:
+    """Stop serving the site's widget; its visitors' conversations stay."""
+    async with in_transaction():
+        await site.delete()
+        await _audit(site, actor, "site_remove", origins=site.allowed_origins, title=site.title)
+
+
+def embed_snippet(site: WidgetSite, base_url: str) -> str:
+    """What the site's pages include, as `python -m bot site add` prints it."""
+    return f'<script src="{base_url.rstrip("/")}/widget.js" data-site="{site.public_key}" async></script>'
 
 
 async def site_by_key(public_key: str) -> WidgetSite | None:
@@ -310,5 +372,6 @@ async def ensure_demo_site(bot_id: int, port: int, public_base_url: str = "") ->
     return await WidgetSite.get_or_none(public_key=DEMO_SITE_KEY)
 
 
-async def list_sites() -> list[WidgetSite]:
-    return list(await WidgetSite.all().order_by("id"))
+async def list_sites(bot_id: int | None = None) -> list[WidgetSite]:
+    query = WidgetSite.all() if bot_id is None else WidgetSite.filter(bot_id=bot_id)
+    return list(await query.order_by("id"))

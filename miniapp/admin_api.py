@@ -1,0 +1,257 @@
+"""The admins' settings API: working hours and the offline text, the AI's models, limits, widget
+sites and the team's roles. Admins only: managers and customers get 403 and nothing else."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import available_timezones
+
+from aiohttp import web
+
+from miniapp import admin_schemas as shapes
+from miniapp.api import Api, ApiError, ok, read_body
+from miniapp.auth import MINIAPP, admin
+from models import Bot, WidgetSite
+from services import bot_settings, inbox, staff, widget
+from services.ai import AIClient
+from services.handoff import AFTER_HOURS
+from services.i18n import N_, SUPPORTED_LOCALES
+from services.schedule import InvalidHours, WorkingHours
+
+
+@dataclass
+class AdminRuntime:
+    ai: AIClient | None  # None: no AI configured
+    defaults: bot_settings.Limits  # the deployment's, from the environment
+    default_hours: str
+    default_timezone: str
+    public_base_url: str  # where widget.js is served, for the embed snippet
+    rates: bot_settings.BotRateLimiter | None = None  # re-read at once when the admins change the rate
+
+
+ADMIN = web.AppKey("miniapp_admin", AdminRuntime)
+
+BAD_ZONE = N_("Unknown time zone: pick one from the list, like Asia/Tashkent.")
+BAD_HOURS = N_("Write the working hours like “mon-fri 09:00-18:00, sat 10:00-14:00”, or leave them empty for "
+               "“always”.")
+AI_OFF = N_("No AI is configured for this deployment, so there are no models to choose from.")
+SETTING_ERRORS = {
+    "unknown_route": N_("That model is not one of those configured for this deployment."),
+    "duplicate_route": N_("Each model can be listed only once."),
+    "too_long": N_("The text is too long."),
+}
+SITE_ERRORS = {
+    "bad_origin": N_("Allowed origins are website addresses like https://shop.example."),
+    "no_origin": N_("A site needs at least one allowed origin."),
+    "bad_color": N_("Colours are written like #2563eb."),
+}
+OWNER = N_("This person is an admin in the deployment's settings (ADMIN_IDS) and always stays one.")
+
+
+@functools.cache
+def timezones() -> list[str]:
+    zones = (zone for zone in available_timezones() if "/" in zone
+             and not zone.startswith(("posix/", "right/", "Etc/", "SystemV/")))
+    return ["UTC", *sorted(zones)]
+
+
+def _id(request: web.Request, name: str) -> int:
+    try:
+        return int(request.match_info[name])
+    except ValueError as error:
+        raise ApiError(404, "not_found") from error
+
+
+# --- settings --------------------------------------------------------------------------------------------
+
+
+async def _settings(request: web.Request) -> shapes.AdminSettings:
+    runtime, own = request.app[MINIAPP], request.app[ADMIN]
+    bot = await Bot.get(id=runtime.bot_id)
+    hours = staff.working_hours(bot, own.default_hours, own.default_timezone)
+    defaults = {locale: runtime.translate(locale, AFTER_HOURS) for locale in SUPPORTED_LOCALES}
+    routes, order, chosen = [], [], False
+    if own.ai is not None:
+        routes = [shapes.ModelRoute(key=route.key, model=route.model, provider=route.provider)
+                  for route in {route.key: route for route in reversed(own.ai.routes)}.values()]
+        routes.reverse()
+        order = [route.key for route in await own.ai.routes_now()]
+        chosen = any(key in own.ai.route_keys for key in await bot_settings.route_order(bot.id))
+    limits = bot_settings.limits(bot, own.defaults)
+    return shapes.AdminSettings(
+        hours=shapes.HoursOut(working_hours=hours.text, timezone=str(hours.zone), always_open=hours.always_open,
+                              open_now=hours.is_open(datetime.now(UTC)),
+                              offline_text=shapes.OfflineTexts(**bot_settings.offline_texts(bot)),
+                              default_offline_text=shapes.OfflineTexts(**defaults)),
+        ai=shapes.AIModelsOut(enabled=own.ai is not None, routes=routes, order=order, customized=chosen),
+        limits=shapes.LimitsOut(effective=shapes.LimitValues(**vars(limits)),
+                                defaults=shapes.LimitValues(**vars(own.defaults)),
+                                overrides=shapes.LimitsIn(**bot_settings.overrides(bot))),
+        timezones=timezones())
+
+
+async def settings_view(request: web.Request) -> web.Response:
+    await admin(request)
+    return ok(await _settings(request))
+
+
+async def set_hours(request: web.Request) -> web.Response:
+    caller = await admin(request)
+    body = await read_body(request, shapes.HoursIn)
+    try:
+        WorkingHours.parse("", body.timezone)
+    except InvalidHours as error:
+        raise ApiError(400, "bad_timezone", BAD_ZONE) from error
+    try:
+        await bot_settings.set_hours(request.app[MINIAPP].bot_id, body.working_hours, body.timezone,
+                                     body.offline_text.model_dump(), caller.user)
+    except InvalidHours as error:
+        raise ApiError(400, "bad_hours", BAD_HOURS) from error
+    except bot_settings.SettingError as error:
+        raise ApiError(400, error.code, SETTING_ERRORS[error.code]) from error
+    return ok(await _settings(request))
+
+
+async def set_models(request: web.Request) -> web.Response:
+    caller = await admin(request)
+    body = await read_body(request, shapes.AIModelsIn)
+    ai = request.app[ADMIN].ai
+    if ai is None:
+        raise ApiError(409, "ai_off", AI_OFF)
+    try:
+        await bot_settings.set_route_order(request.app[MINIAPP].bot_id, body.order, ai.route_keys, caller.user)
+    except bot_settings.SettingError as error:
+        raise ApiError(400, error.code, SETTING_ERRORS[error.code]) from error
+    return ok(await _settings(request))
+
+
+async def set_limits(request: web.Request) -> web.Response:
+    caller = await admin(request)
+    body = await read_body(request, shapes.LimitsIn)
+    await bot_settings.set_limits(request.app[MINIAPP].bot_id, daily_ai_quota=body.daily_ai_quota, burst=body.burst,
+                                  per_minute=body.per_minute, actor=caller.user)
+    rates = request.app[ADMIN].rates
+    if rates is not None:
+        await rates.reload()
+    return ok(await _settings(request))
+
+
+# --- widget sites ----------------------------------------------------------------------------------------
+
+
+def _site(request: web.Request, site: WidgetSite) -> shapes.SiteOut:
+    base = request.app[ADMIN].public_base_url or f"{request.scheme}://{request.host}"
+    return shapes.SiteOut(id=site.id, public_key=site.public_key, title=site.title, color=site.color,
+                          text_color=site.text_color, greeting=site.greeting, allowed_origins=site.allowed_origins,
+                          secret=site.secret, embed=widget.embed_snippet(site, base),
+                          created_at=site.created_at.isoformat())
+
+
+async def _own_site(request: web.Request) -> WidgetSite:
+    site = await WidgetSite.get_or_none(id=_id(request, "site_id"), bot_id=request.app[MINIAPP].bot_id)
+    if site is None:
+        raise ApiError(404, "not_found")
+    return site
+
+
+def _site_error(error: widget.SiteError) -> ApiError:
+    return ApiError(400, error.code, SITE_ERRORS.get(error.code))
+
+
+async def sites_view(request: web.Request) -> web.Response:
+    await admin(request)
+    sites = await widget.list_sites(request.app[MINIAPP].bot_id)
+    return ok(shapes.SiteList(sites=[_site(request, site) for site in sites]))
+
+
+async def add_site(request: web.Request) -> web.Response:
+    caller = await admin(request)
+    body = await read_body(request, shapes.SiteIn)
+    try:
+        site = await widget.create_site(request.app[MINIAPP].bot_id, body.allowed_origins, title=body.title,
+                                        color=body.color, text_color=body.text_color, greeting=body.greeting,
+                                        actor=caller.user)
+    except widget.SiteError as error:
+        raise _site_error(error) from error
+    return ok(_site(request, site), status=201)
+
+
+async def edit_site(request: web.Request) -> web.Response:
+    caller = await admin(request)
+    body = await read_body(request, shapes.SitePatch)
+    site = await _own_site(request)
+    try:
+        await widget.update_site(site, origins=body.allowed_origins, title=body.title, color=body.color,
+                                 text_color=body.text_color, greeting=body.greeting, actor=caller.user)
+    except widget.SiteError as error:
+        raise _site_error(error) from error
+    return ok(_site(request, site))
+
+
+async def remove_site(request: web.Request) -> web.Response:
+    caller = await admin(request)
+    site = await _own_site(request)
+    await widget.delete_site(site, caller.user)
+    return await sites_view(request)
+
+
+# --- the team --------------------------------------------------------------------------------------------
+
+
+async def _team(request: web.Request) -> list[staff.TeamMember]:
+    runtime = request.app[MINIAPP]
+    return await staff.team(runtime.bot_id, runtime.staff, runtime.admin_ids, runtime.default_locale)
+
+
+def _team_json(members: list[staff.TeamMember]) -> shapes.Team:
+    rows = []
+    for member in members:
+        who = inbox.person(member.user) or {"id": None, "name": f"#{member.telegram_id}", "username": None}
+        rows.append(shapes.TeamMemberOut(id=who["id"], telegram_id=member.telegram_id, name=who["name"],
+                                         username=who["username"], role="admin" if member.admin else "manager",
+                                         owner=member.owner))
+    return shapes.Team(members=rows)
+
+
+async def team_view(request: web.Request) -> web.Response:
+    await admin(request)
+    return ok(_team_json(await _team(request)))
+
+
+async def set_role(request: web.Request) -> web.Response:
+    caller = await admin(request)
+    body = await read_body(request, shapes.RoleIn)
+    user_id = _id(request, "user_id")
+    member = next((m for m in await _team(request) if m.user is not None and m.user.id == user_id), None)
+    if member is None or member.user is None:
+        raise ApiError(404, "not_found")
+    if member.owner:
+        raise ApiError(409, "owner", OWNER)
+    await staff.set_admin(request.app[MINIAPP].bot_id, member.user, body.role == "admin", caller.user)
+    return ok(_team_json(await _team(request)))
+
+
+def add_routes(app: web.Application, api: Api) -> None:
+    route = functools.partial(api.route, app, roles="admins")
+    route("GET", "/api/admin/settings", settings_view, response=shapes.AdminSettings,
+          summary="The business's settings: working hours, offline text, AI models, limits")
+    route("PUT", "/api/admin/settings/hours", set_hours, body=shapes.HoursIn, response=shapes.AdminSettings,
+          summary="Working hours, their time zone and the offline text customers get after hours")
+    route("PUT", "/api/admin/settings/ai", set_models, body=shapes.AIModelsIn, response=shapes.AdminSettings,
+          summary="Which configured model answers first and the fallbacks' order, from the next answer on")
+    route("PUT", "/api/admin/settings/limits", set_limits, body=shapes.LimitsIn, response=shapes.AdminSettings,
+          summary="AI answers per customer a day and the per-customer message rate (null: the deployment's)")
+    route("GET", "/api/admin/sites", sites_view, response=shapes.SiteList,
+          summary="The websites that embed the chat widget, with their embed snippets and identity secrets")
+    route("POST", "/api/admin/sites", add_site, body=shapes.SiteIn, response=shapes.SiteOut,
+          summary="Register a website for the widget")
+    route("PATCH", "/api/admin/sites/{site_id}", edit_site, body=shapes.SitePatch, response=shapes.SiteOut,
+          summary="Change a site's title, colours, greeting or allowed origins (its key and secret stay)")
+    route("DELETE", "/api/admin/sites/{site_id}", remove_site, response=shapes.SiteList,
+          summary="Stop serving a site's widget")
+    route("GET", "/api/admin/staff", team_view, response=shapes.Team,
+          summary="The team: ADMIN_IDS and the manager chat's members who have used the desk or the app")
+    route("PUT", "/api/admin/staff/{user_id}/role", set_role, body=shapes.RoleIn, response=shapes.Team,
+          summary="Make a manager an admin, or an admin a manager again (ADMIN_IDS stay admins: 409)")

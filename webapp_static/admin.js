@@ -1,0 +1,309 @@
+/* The admins' settings: working hours and the offline text, the AI's models, limits, widget sites
+   and the team's roles. Each form saves its own section; the server validates and answers with
+   the settings as stored, which the page shows again. */
+"use strict";
+
+FD.start(async (me) => {
+  if (me.role !== "admin") { FD.status(FD.t("admins_only")); return; }
+  const sections = document.getElementById("sections");
+  let settings = null;
+
+  async function saving(button, work) {
+    button.disabled = true;
+    try {
+      await work();
+      FD.toast(FD.t("saved"));
+    } catch (error) {
+      FD.toast(error.message);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function show(section) {
+    document.getElementById("toast").hidden = true;  // it spoke of another section
+    for (const card of sections.querySelectorAll("[data-section]")) card.hidden = card.dataset.section !== section;
+    const radio = sections.querySelector(`input[name=section][value="${section}"]`);
+    if (radio) radio.checked = true;
+  }
+
+  /* --- working hours ---------------------------------------------------------------------------- */
+
+  const hours = document.getElementById("hours-form");
+
+  function showHours() {
+    const current = settings.hours;
+    hours.elements.working_hours.value = current.working_hours;
+    hours.elements.timezone.value = current.timezone;
+    for (const locale of ["en", "ru", "uz"]) {
+      const field = hours.elements["offline_" + locale];
+      field.value = current.offline_text[locale];
+      field.placeholder = current.default_offline_text[locale];
+    }
+    document.getElementById("hours-now").textContent = current.always_open ? FD.t("hours_always")
+      : FD.t(current.open_now ? "hours_open" : "hours_closed");
+    const zones = document.getElementById("timezones");
+    if (!zones.children.length) zones.append(...settings.timezones.map((zone) => FD.el("option", { value: zone })));
+  }
+
+  hours.addEventListener("submit", (event) => {
+    event.preventDefault();
+    saving(event.submitter || hours.querySelector("button"), async () => {
+      const data = hours.elements;
+      settings = await FD.api("PUT", "/api/admin/settings/hours", {
+        working_hours: data.working_hours.value, timezone: data.timezone.value.trim(),
+        offline_text: { en: data.offline_en.value, ru: data.offline_ru.value, uz: data.offline_uz.value } });
+      showHours();
+    });
+  });
+
+  /* --- the AI's models -------------------------------------------------------------------------- */
+
+  const ai = document.getElementById("ai-form");
+  const routes = document.getElementById("routes");
+
+  function routeItem(route, used) {
+    return FD.el("li", { "data-key": route.key },
+      FD.el("label", { class: "route" },
+        FD.el("input", { type: "checkbox", checked: used, "aria-label": FD.t("ai_use", { model: route.model }) }),
+        FD.el("span", { class: "name" }, route.model),
+        FD.el("span", { class: "preview" }, FD.el("span", { class: "role" }), " · " + route.provider)),
+      FD.el("span", { class: "moves" },
+        FD.el("button", { type: "button", class: "link", "data-move": "-1", "aria-label": FD.t("move_up") }, "↑"),
+        FD.el("button", { type: "button", class: "link", "data-move": "1", "aria-label": FD.t("move_down") }, "↓")));
+  }
+
+  function markRoles() {
+    let place = 0;
+    for (const item of routes.children) {
+      const used = item.querySelector("input").checked;
+      item.classList.toggle("unused", !used);
+      item.querySelector(".role").textContent = !used ? FD.t("ai_unused")
+        : place++ === 0 ? FD.t("ai_primary") : FD.t("ai_fallback", { n: place - 1 });
+    }
+  }
+
+  function showModels() {
+    const models = settings.ai;
+    document.getElementById("ai-off").hidden = models.enabled;
+    document.getElementById("ai-buttons").hidden = !models.enabled;
+    const byKey = Object.fromEntries(models.routes.map((route) => [route.key, route]));
+    const ordered = models.order.map((key) => byKey[key]).filter(Boolean);
+    const rest = models.routes.filter((route) => !models.order.includes(route.key));
+    routes.replaceChildren(...ordered.map((route) => routeItem(route, true)),
+                           ...rest.map((route) => routeItem(route, false)));
+    markRoles();
+  }
+
+  routes.addEventListener("change", markRoles);
+  routes.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-move]");
+    if (!button) return;
+    const item = button.closest("li");
+    if (button.dataset.move === "-1" && item.previousElementSibling) item.previousElementSibling.before(item);
+    if (button.dataset.move === "1" && item.nextElementSibling) item.nextElementSibling.after(item);
+    markRoles();
+    button.focus();
+  });
+  ai.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const order = [...routes.children].filter((item) => item.querySelector("input").checked)
+      .map((item) => item.dataset.key);
+    if (!order.length) { FD.toast(FD.t("ai_need_one")); return; }
+    saving(event.submitter || ai.querySelector("button"), async () => {
+      settings = await FD.api("PUT", "/api/admin/settings/ai", { order });
+      showModels();
+    });
+  });
+  document.getElementById("ai-reset").addEventListener("click", (event) => {
+    saving(event.target, async () => {
+      settings = await FD.api("PUT", "/api/admin/settings/ai", { order: [] });
+      showModels();
+    });
+  });
+
+  /* --- limits ----------------------------------------------------------------------------------- */
+
+  const limits = document.getElementById("limits-form");
+
+  function showLimits() {
+    for (const name of ["daily_ai_quota", "burst", "per_minute"]) {
+      const field = limits.elements[name];
+      const own = settings.limits.overrides[name];
+      field.value = own === null ? "" : own;
+      field.placeholder = settings.limits.defaults[name];
+    }
+  }
+
+  limits.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const body = {};
+    for (const name of ["daily_ai_quota", "burst", "per_minute"]) {
+      const value = limits.elements[name].value.trim();
+      body[name] = value === "" ? null : Number(value);
+    }
+    saving(event.submitter || limits.querySelector("button"), async () => {
+      settings = await FD.api("PUT", "/api/admin/settings/limits", body);
+      showLimits();
+    });
+  });
+
+  /* --- widget sites ----------------------------------------------------------------------------- */
+
+  const sites = document.getElementById("site-list");
+
+  function fullColor(value, fallback) {  // <input type=color> wants #rrggbb
+    if (/^#[0-9a-f]{3}$/i.test(value)) return "#" + [...value.slice(1)].map((c) => c + c).join("");
+    return /^#[0-9a-f]{6}$/i.test(value) ? value : fallback;
+  }
+
+  function siteBody(form) {
+    const data = form.elements;
+    return { allowed_origins: data.allowed_origins.value.split(/[\s,]+/).filter(Boolean),
+             title: data.title.value, color: data.color.value, text_color: data.text_color.value,
+             greeting: data.greeting.value };
+  }
+
+  function fillSite(form, site) {
+    const data = form.elements;
+    data.allowed_origins.value = site.allowed_origins.join("\n");
+    data.allowed_origins.rows = Math.max(2, site.allowed_origins.length);
+    data.title.value = site.title;
+    data.color.value = fullColor(site.color, "#2563eb");
+    data.text_color.value = fullColor(site.text_color, "#ffffff");
+    data.greeting.value = site.greeting;
+    form.querySelector("[data-field=embed]").textContent = site.embed;
+    form.querySelector("[data-field=secret]").textContent = site.secret;
+    form.querySelector(".site-title").textContent = site.title || site.public_key;
+    form.querySelector(".site-key").textContent = site.public_key;
+  }
+
+  function siteForm(site) {
+    const form = FD.el("form", { class: "site", "data-id": site.id },
+      FD.el("div", { class: "row spread" }, FD.el("strong", { class: "site-title" }),
+        FD.el("code", { class: "site-key" })));
+    form.append(document.getElementById("site-fields").content.cloneNode(true));
+    form.append(document.getElementById("site-extras").content.cloneNode(true));
+    form.append(FD.el("div", { class: "row" }, FD.el("button", { type: "submit" }, FD.t("save")),
+      FD.el("button", { type: "button", class: "danger", "data-act": "remove" }, FD.t("site_remove"))));
+    fillSite(form, site);
+    return form;
+  }
+
+  function showSites(list) {
+    sites.replaceChildren(...list.map(siteForm));
+    if (!list.length) sites.append(FD.el("p", { class: "muted" }, FD.t("sites_none")));
+  }
+
+  sites.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const form = event.target;
+    saving(event.submitter || form.querySelector("button[type=submit]"), async () => {
+      fillSite(form, await FD.api("PATCH", "/api/admin/sites/" + form.dataset.id, siteBody(form)));
+    });
+  });
+  sites.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-act]");
+    if (!button) return;
+    const form = button.closest("form");
+    if (button.dataset.act === "copy") {
+      try {
+        await navigator.clipboard.writeText(form.querySelector("[data-field=embed]").textContent);
+        FD.toast(FD.t("copied"));
+      } catch (error) {
+        FD.toast(FD.t("copy_failed"));
+      }
+    } else if (button.dataset.act === "secret") {
+      const secret = form.querySelector("[data-field=secret]");
+      secret.hidden = !secret.hidden;
+      button.textContent = FD.t(secret.hidden ? "show" : "hide");
+    } else if (button.dataset.act === "remove") {
+      const name = form.querySelector(".site-title").textContent;
+      if (!(await FD.confirmed(FD.t("site_confirm_remove", { name })))) return;
+      try {
+        showSites((await FD.api("DELETE", "/api/admin/sites/" + form.dataset.id)).sites);
+        FD.toast(FD.t("site_removed"));
+      } catch (error) {
+        FD.toast(error.message);
+      }
+    }
+  });
+
+  const newSite = document.getElementById("new-site");
+  newSite.append(document.getElementById("site-fields").content.cloneNode(true),
+                 FD.el("button", { type: "submit" }, FD.t("site_add")));
+  newSite.addEventListener("submit", (event) => {
+    event.preventDefault();
+    saving(event.submitter || newSite.querySelector("button"), async () => {
+      const site = await FD.api("POST", "/api/admin/sites", siteBody(newSite));
+      newSite.reset();
+      document.getElementById("add-site").open = false;
+      if (!sites.querySelector("form")) sites.replaceChildren();
+      const form = siteForm(site);
+      sites.append(form);
+      form.scrollIntoView({ block: "nearest" });
+    });
+  });
+
+  /* --- the team --------------------------------------------------------------------------------- */
+
+  const team = document.getElementById("team-list");
+
+  function memberRow(member) {
+    const label = member.owner ? FD.t("role_owner") : FD.t("role_" + member.role);
+    const details = ["#" + member.telegram_id];
+    if (member.username) details.unshift("@" + member.username);
+    const item = FD.el("li", { "data-id": member.id ?? "" },
+      FD.el("div", { class: "member" },
+        FD.el("span", { class: "name" }, member.name, " ",
+          FD.el("span", { class: "badge " + (member.role === "admin" ? "assigned" : "") }, label)),
+        FD.el("span", { class: "preview" }, details.join(" · "))));
+    if (!member.owner && member.id !== null) {
+      const next = member.role === "admin" ? "manager" : "admin";
+      item.firstChild.append(FD.el("button", { type: "button", class: "secondary", "data-role": next },
+        FD.t(next === "admin" ? "make_admin" : "make_manager")));
+    }
+    return item;
+  }
+
+  async function loadTeam() {
+    const data = await FD.api("GET", "/api/admin/staff");
+    team.replaceChildren(...data.members.map(memberRow));
+  }
+
+  team.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-role]");
+    if (!button) return;
+    const id = button.closest("li").dataset.id;
+    button.disabled = true;
+    try {
+      const data = await FD.api("PUT", `/api/admin/staff/${id}/role`, { role: button.dataset.role });
+      team.replaceChildren(...data.members.map(memberRow));
+      FD.toast(FD.t("saved"));
+    } catch (error) {
+      FD.toast(error.message);
+      button.disabled = false;
+    }
+  });
+
+  /* --- start ------------------------------------------------------------------------------------ */
+
+  const [loaded, siteList] = await Promise.all([FD.api("GET", "/api/admin/settings"), FD.api("GET", "/api/admin/sites"),
+                                                loadTeam()]);
+  settings = loaded;
+  showHours();
+  showModels();
+  showLimits();
+  showSites(siteList.sites);
+  sections.hidden = false;
+  const fromHash = () => {
+    const wanted = location.hash.slice(1);
+    show(["hours", "ai", "limits", "sites", "team"].includes(wanted) ? wanted : "hours");
+  };
+  fromHash();
+  window.addEventListener("hashchange", fromHash);
+  sections.querySelector(".segmented").addEventListener("change", (event) => {
+    show(event.target.value);
+    history.replaceState(null, "", "#" + event.target.value);
+  });
+});
