@@ -16,6 +16,7 @@ from tests.miniapp_helpers import app_client
 from tests.test_miniapp_browser import browser, shot, telegram_page
 
 __all__ = ["browser"]  # the fixture, shared with the Mini App's other browser tests
+pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
