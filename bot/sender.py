@@ -409,15 +409,16 @@ class TelegramChatSender:
             sent = await self.bot.send_message(
                 where.chat_id, message.html, parse_mode="HTML", reply_markup=_markup(message),
                 message_thread_id=where.thread_id, reply_parameters=_reply(where),
-                link_preview_options=LinkPreviewOptions(is_disabled=True))
+                link_preview_options=LinkPreviewOptions(is_disabled=True), disable_notification=message.silent or None)
         return sent.message_id
 
-    async def copy(self, where: Where, from_chat_id: int, message_id: int, caption_html: str | None = None) -> int:
+    async def copy(self, where: Where, from_chat_id: int, message_id: int, caption_html: str | None = None,
+                   *, silent: bool = False) -> int:
         caption = {} if caption_html is None else {"caption": caption_html, "parse_mode": "HTML"}
         with _translated_errors():
             copied = await self.bot.copy_message(
                 where.chat_id, from_chat_id, message_id, message_thread_id=where.thread_id,
-                reply_parameters=_reply(where), **caption)  # type: ignore[arg-type]
+                reply_parameters=_reply(where), disable_notification=silent or None, **caption)  # type: ignore[arg-type]
         return copied.message_id
 
     async def send_album(self, where: Where, items: list[AlbumItem]) -> list[int]:

@@ -349,7 +349,9 @@ class Answerer:
             await self.live.message(context.visitor_id, await self._record(context, text, author, meta, sent=[]))
             return
         assert self.sender is not None
-        sent = [await self.sender.send_text(context.chat_id, OutgoingText(part)) for part in split_html(html)]
+        silent = bool(context.customer.preferences.get("silent", False))
+        sent = [await self.sender.send_text(context.chat_id, OutgoingText(part, silent=silent))
+                for part in split_html(html)]
         await self._record(context, text, author, meta, sent)
 
     async def _record(self, context: _Context, text: str, author: AuthorKind, meta: dict[str, Any],

@@ -337,10 +337,12 @@ class CustomerSide:
         quoted = job.payload.get("reply_to")
         where = Where(int(customer.telegram_id), None, int(str(quoted)) if quoted else None)
         try:
+            silent = bool(customer.preferences.get("silent", False))
             if original is None:  # written in the Mini App: there is no Telegram message to copy
-                sent = await self.messenger.post(where, OutgoingText(message.text))
+                sent = await self.messenger.post(where, OutgoingText(message.text, silent=silent))
             else:
-                sent = await self.messenger.copy(where, int(original.chat_id), int(original.telegram_message_id))
+                sent = await self.messenger.copy(where, int(original.chat_id), int(original.telegram_message_id),
+                                                 silent=silent)
         except RecipientBlocked:
             await conversations.set_blocked(customer.bot_id, int(customer.telegram_id))  # type: ignore[attr-defined]
             await self._undelivered(message, original)
@@ -421,7 +423,8 @@ class CustomerSide:
             await self._notice_to_widget(conversation, customer, text, job.payload.get("message_id"))
             return
         try:
-            await self.messenger.send_text(int(customer.telegram_id), OutgoingText(escape(text), buttons))
+            await self.messenger.send_text(int(customer.telegram_id), OutgoingText(
+                escape(text), buttons, silent=bool(customer.preferences.get("silent", False))))
         except RecipientBlocked:
             await conversations.set_blocked(customer.bot_id, int(customer.telegram_id))  # type: ignore[attr-defined]
             return

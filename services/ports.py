@@ -37,6 +37,7 @@ class Button:
 class OutgoingText:
     html: str
     buttons: list[list[Button]] = field(default_factory=list)
+    silent: bool = False  # no notification sound (the customer's own setting)
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,8 @@ class Messenger(ChatSender, Protocol):
 
     async def post(self, where: Where, message: OutgoingText) -> int: ...
 
-    async def copy(self, where: Where, from_chat_id: int, message_id: int, caption_html: str | None = None) -> int:
+    async def copy(self, where: Where, from_chat_id: int, message_id: int, caption_html: str | None = None,
+                   *, silent: bool = False) -> int:
         """Copy a message (media and formatting survive); `caption_html` replaces its caption."""
         ...
 

@@ -539,3 +539,16 @@ async def test_website_chats_signed_as_a_telegram_user_are_in_their_history(desk
         assert (await other.get("/api/conversations"))["conversations"] == []
         status, _ = await other.call("GET", f"/api/conversations/{website['id']}/messages")
         assert status == 404
+
+
+async def test_a_customer_who_chose_silent_answers_gets_them_without_a_sound(desk: Desk, sim: Simulator) -> None:
+    ann = await customer_with_answer(sim, "Ann", "First question")
+    loud = [call for call in sim.calls("sendMessage") if call["params"]["chat_id"] == ann["id"]]
+    assert not loud[-1]["params"].get("disable_notification")
+    async with app_client(desk.frontdesk, sim, ann["id"]) as customer:
+        me = await customer.call("PATCH", "/api/me", {"silent": True})
+        assert me[1]["preferences"]["silent"] is True
+    sim.send_text(ann["id"], "Second question")
+    await sim.wait_for_messages(ann["id"], 2)
+    quiet = [call for call in sim.calls("sendMessage") if call["params"]["chat_id"] == ann["id"]]
+    assert quiet[-1]["params"]["disable_notification"] is True
