@@ -19,7 +19,7 @@ conversation's first customer message and normalising it in Python (instead of t
 `usage_slot`; given a partial index of its own for the occasion). The figures are checked against
 those alternatives, and migration 0007's backfill of existing conversations' questions is timed.
 
-`bash bench/run.sh analytics` starts a throwaway PostgreSQL and runs this (about twelve minutes).
+`bash bench/run.sh analytics` starts a throwaway PostgreSQL and runs this (about ten minutes).
 """
 
 from __future__ import annotations
@@ -477,7 +477,7 @@ def table(measured: Measured) -> str:
 
 
 def parts_table(measured: Measured) -> str:
-    lines = ["| part of the report (alone, one query at a time) | " +
+    lines = ["| part of the report (each alone) | " +
              " | ".join(f"{days} days: p50 ms" for days in RANGES) + " |",
              "| --- |" + " ---: |" * len(RANGES)]
     for name, alone in measured.parts.items():

@@ -8,7 +8,7 @@
 #   widget    idle widget sockets per process and manager reply → widget fan-out, one and two
 #             instances (bench/widget.py, about ten minutes);
 #   analytics the staff analytics report over 7, 30 and 365 days on 100k conversations and 1M messages,
-#             with and without migration 0007's indexes (bench/analytics.py, about twelve minutes).
+#             with and without migration 0007's indexes (bench/analytics.py, about ten minutes).
 # Starts a throwaway PostgreSQL (with its durable defaults: fsync and synchronous_commit on) and Redis
 # on spare loopback ports and removes them afterwards. `bash bench/run.sh` runs all five;
 # `bash bench/run.sh NAME [ARGS...]` runs one, ARGS going to its script (try --help).
