@@ -1,6 +1,7 @@
 from enum import StrEnum
 
 from tortoise import fields
+from tortoise.indexes import Index
 from tortoise.models import Model
 
 
@@ -34,6 +35,8 @@ class User(Model):
     class Meta:
         table = "user"
         unique_together = (("bot", "telegram_id"), ("bot", "widget_visitor_id"))
+        # The staff among a bot's customers (the analytics' managers, "is anyone online?").
+        indexes = (Index(fields=("bot_id", "role"), name="user_role_idx"),)
 
     def __str__(self) -> str:
         return self.full_name or f"user {self.id}"

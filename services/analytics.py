@@ -30,7 +30,7 @@ from tortoise import connections
 from tortoise.expressions import Q, RawSQL
 from tortoise.functions import Count, Max, Sum
 
-from models import AuditLog, AuthorKind, Channel, Conversation, HandoffReason, Message, Role, UsageSlot, User
+from models import AuthorKind, Channel, Conversation, HandoffReason, Message, Role, UsageSlot, User
 
 MAX_DAYS = 366
 TOP_QUESTIONS = 10
@@ -299,36 +299,37 @@ STARS = range(1, 6)
 
 
 async def _conversations(bot_id: int, days: _Days) -> tuple[dict[str, tuple[int, ...]], Outcomes, Ratings]:
-    """One pass over the period's conversations: per day and channel, how each went, how it was rated."""
-    rated = {f"stars_{stars}": Count("id", _filter=Q(rating=stars)) for stars in STARS}
-    rows = await (Conversation.filter(bot_id=bot_id, **_in_period(days))
-                  .annotate(day=days.of('"created_at"'), conversations=Count("id"),
-                            by_ai=Count("id", _filter=Q(handed_off_at__isnull=True)), **rated)
-                  .group_by("day", "channel", "handoff_reason")
-                  .values("day", "channel", "handoff_reason", "conversations", "by_ai", *rated))
+    """The period's conversations per day and channel; and by how they went and how they were rated.
+
+    Two small GROUP BYs side by side: one over (day, channel), the other over (reason, rating).
+    """
+    period = Conversation.filter(bot_id=bot_id, **_in_period(days))
+    per_day_rows, outcome_rows = await asyncio.gather(
+        period.annotate(day=days.of('"created_at"'), conversations=Count("id")).group_by("day", "channel")
+        .values_list("day", "channel", "conversations"),
+        period.annotate(conversations=Count("id"), by_ai=Count("id", _filter=Q(handed_off_at__isnull=True)))
+        .group_by("handoff_reason", "rating").values_list("handoff_reason", "rating", "conversations", "by_ai"))
     per_day = {str(channel): days.series() for channel in Channel}
+    for day, channel, conversations in per_day_rows:
+        per_day.setdefault(str(channel), days.series())[days.index(day)] += int(conversations)
     by_reason = dict.fromkeys((str(reason) for reason in HandoffReason), 0)
+    ratings = dict.fromkeys(STARS, 0)
     ai_resolved = handed_off = 0
-    ratings = [0] * len(STARS)
-    for row in rows:
-        ratings = [count + row[f"stars_{stars}"] for stars, count in zip(STARS, ratings, strict=True)]
-        per_day.setdefault(str(row["channel"]), days.series())[days.index(row["day"])] += row["conversations"]
-        ai_resolved += row["by_ai"]
-        handed = row["conversations"] - row["by_ai"]
-        if handed:
+    for reason, rating, conversations, by_ai in outcome_rows:
+        ai_resolved += int(by_ai)
+        if handed := int(conversations) - int(by_ai):
             handed_off += handed
-            reason = row["handoff_reason"] or "unknown"
-            by_reason[reason] = by_reason.get(reason, 0) + handed
+            by_reason[reason or "unknown"] = by_reason.get(reason or "unknown", 0) + handed
+        if rating in ratings:
+            ratings[int(rating)] += int(conversations)
     return ({channel: tuple(counts) for channel, counts in per_day.items()},
             Outcomes(ai_resolved=ai_resolved, handed_off=handed_off, by_reason=by_reason),
-            Ratings(distribution=(ratings[0], ratings[1], ratings[2], ratings[3], ratings[4])))
+            Ratings(distribution=(ratings[1], ratings[2], ratings[3], ratings[4], ratings[5])))
 
 
 async def _first_response(bot_id: int, days: _Days) -> ResponseTimes:
     """Median and p90 are exact (linear between the two nearest ranks, like PostgreSQL's percentile_cont):
     the database ranks the waits and returns only the rows at the ranks needed."""
-    handed = Conversation.filter(bot_id=bot_id, **_in_period(days, "handed_off_at"))
-    unanswered = await handed.filter(first_manager_reply_at__isnull=True).count()
     sql, p = days.sql, days.sql.placeholder
     wait = sql.micros_between('"handed_off_at"', '"first_manager_reply_at"')
     # Ranks 1-based; for n waits the p-quantile lies between ranks floor(p(n-1)) + 1 and ceil(p(n-1)) + 1.
@@ -338,7 +339,10 @@ async def _first_response(bot_id: int, days: _Days) -> ResponseTimes:
         WHERE "bot_id" = {p(1)} AND "handed_off_at" >= {p(2)} AND "handed_off_at" < {p(3)}
           AND "first_manager_reply_at" IS NOT NULL) AS ranked
         WHERE rn IN ((n - 1) / 2 + 1, n / 2 + 1, (n - 1) * 9 / 10 + 1, ((n - 1) * 9 + 9) / 10 + 1)"""
-    rows = await connections.get("default").execute_query_dict(query, [bot_id, days.lo, days.hi])
+    unanswered, rows = await asyncio.gather(
+        Conversation.filter(bot_id=bot_id, first_manager_reply_at__isnull=True, **_in_period(days, "handed_off_at"))
+        .count(),
+        connections.get("default").execute_query_dict(query, [bot_id, days.lo, days.hi]))
     if not rows:
         return ResponseTimes(count=0, median=None, p90=None, unanswered=unanswered)
     count = int(rows[0]["n"])
@@ -389,14 +393,21 @@ async def _ai_usage(bot_id: int, days: _Days) -> AIUsage:
 
 async def _managers(bot_id: int, days: _Days) -> tuple[ManagerActivity, ...]:
     """Every staff member, and anyone else who acted as one in the period, most replies first."""
+    p = days.sql.placeholder
+    # Each conversation once per manager and action (taken twice is one conversation taken). DISTINCT in
+    # a subquery lets PostgreSQL hash the pairs; COUNT(DISTINCT ...) would sort them all. Tortoise cannot
+    # select from a subquery, hence the SQL.
+    taken_and_closed = f"""SELECT actor_id, action, COUNT(*) AS conversations FROM (
+        SELECT DISTINCT actor_id, action, target FROM "audit_log"
+        WHERE "bot_id" = {p(1)} AND "action" IN ('take', 'close') AND "actor_id" IS NOT NULL
+          AND "created_at" >= {p(2)} AND "created_at" < {p(3)}) AS done GROUP BY actor_id, action"""
     replied, actions = await asyncio.gather(
+        # COUNT(author_id), not COUNT(id): message_manager_idx holds author_id, so the index alone answers.
         Message.filter(bot_id=bot_id, author_kind=AuthorKind.MANAGER, author_id__not_isnull=True, **_in_period(days))
-        .annotate(messages=Count("id")).group_by("author_id").values_list("author_id", "messages"),
-        AuditLog.filter(bot_id=bot_id, action__in=["take", "close"], actor_id__not_isnull=True, **_in_period(days))
-        .annotate(conversations=Count("target", distinct=True)).group_by("actor_id", "action")
-        .values_list("actor_id", "action", "conversations"))
+        .annotate(messages=Count("author_id")).group_by("author_id").values_list("author_id", "messages"),
+        connections.get("default").execute_query_dict(taken_and_closed, [bot_id, days.lo, days.hi]))
     replies = dict(replied)
-    done = {(int(actor), str(action)): int(n) for actor, action, n in actions}
+    done = {(int(row["actor_id"]), str(row["action"])): int(row["conversations"]) for row in actions}
     active = {int(user_id) for user_id in replies} | {actor for actor, _ in done}
     staff = await User.filter(Q(bot_id=bot_id), Q(role__in=[Role.MANAGER, Role.ADMIN]) | Q(id__in=active)).values(
         "id", "first_name", "last_name", "username")

@@ -64,7 +64,7 @@ async def manager_message(conversation: Conversation, author: User, at: datetime
 
 
 async def audit(actor: User, action: str, conversation: Conversation, at: datetime) -> None:
-    await AuditLog.create(bot_id=actor.bot_id, actor=actor, action=action,  # type: ignore[attr-defined]
+    await AuditLog.create(bot_id=conversation.bot_id, actor=actor, action=action,  # type: ignore[attr-defined]
                           target=str(conversation.uuid), created_at=at)
 
 
@@ -355,8 +355,7 @@ def test_a_leap_year_and_a_single_day_are_periods() -> None:
 
 
 async def test_another_bots_data_never_leaks_in(bot: Bot) -> None:
-    async def fill(owner: Bot, quarter: int) -> None:
-        manager = await staff(owner, "Manager")
+    async def fill(owner: Bot, manager: User, quarter: int) -> None:
         talk = await conversation(owner, utc("2025-03-10 10:00"), channel=Channel.WIDGET,
                                   handed=utc("2025-03-10 10:01"), reason="complaint",
                                   reply=utc("2025-03-10 10:02"), rating=2, question="Is it broken?")
@@ -365,11 +364,13 @@ async def test_another_bots_data_never_leaks_in(bot: Bot) -> None:
         await manager_message(talk, manager, utc("2025-03-10 10:02"))
         await slot(owner, utc("2025-03-10 10:00") + timedelta(minutes=15 * quarter), 2, 2000, 300, "0.002")
 
-    await fill(bot, 0)
+    ours = await staff(bot, "Anna")
+    await fill(bot, ours, 0)
     alone = (await report(bot.id, MARCH)).to_dict()
     other = await Bot.create(telegram_id=7000000002, username="other_bot")
-    for quarter in range(2):
-        await fill(other, quarter)
+    await fill(other, await staff(other, "Boris"), 0)
+    # Rows of the other bot that name our manager (they should not exist; they must not count if they do).
+    await fill(other, ours, 1)
 
     assert (await report(bot.id, MARCH)).to_dict() == alone
     assert (await report(other.id, MARCH)).to_dict()["outcomes"]["total"] == 2  # it was there to leak

@@ -160,6 +160,10 @@ class Migration(migrations.Migration):
             model_name='Message',
             index=PartialIndex(fields=['bot_id', 'created_at', 'author_id'], name='message_manager_idx', condition={'author_kind': 'manager'}),
         ),
+        ops.AddIndex(
+            model_name='User',
+            index=Index(fields=['bot_id', 'role'], name='user_role_idx'),
+        ),
         ops.RunPython(note_questions, ops.RunPython.noop),
         ops.RunPython(fill_usage_slots, ops.RunPython.noop),
     ]
