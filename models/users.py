@@ -28,7 +28,7 @@ class User(Model):
     # Staff presence (/online, /away): whether customers are told a person will answer soon.
     online = fields.BooleanField(default=False)
     # The customer's own choices from the Mini App: {"silent": bool, "rating_requests": bool}.
-    preferences: dict[str, object] = fields.JSONField(default=dict)
+    preferences: dict[str, object] = fields.JSONField(default=dict, db_default="{}")  # rows that predate it: {}
     created_at = fields.DatetimeField(auto_now_add=True)
     last_seen_at = fields.DatetimeField(auto_now_add=True)
 

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from tortoise import Tortoise
+from datetime import UTC, datetime
+
+from tortoise import Tortoise, connections
+from tortoise.migrations.api import migrate as apply_migrations
 from tortoise.migrations.autodetector import MigrationAutodetector
 
+from bot import db
 from bot.db import tortoise_config
+from models import User
+from tests.test_analytics import blank_database_url
+
+__all__ = ["blank_database_url"]
 
 
 async def test_models_and_migrations_agree(database: str) -> None:
@@ -14,3 +22,32 @@ async def test_models_and_migrations_agree(database: str) -> None:
     assert apps is not None
     writers = await MigrationAutodetector(apps, config["apps"]).changes()
     assert [w.name for w in writers] == [], "models changed without a migration: run makemigrations"
+
+
+async def test_a_database_with_people_in_it_takes_the_mini_apps_migration(blank_database_url: str) -> None:
+    """0006 adds a NOT NULL column to `user`: existing rows need the database's own default."""
+    url = blank_database_url
+    try:
+        await apply_migrations(config=tortoise_config(url), target="models.0005_query_indexes")
+    finally:
+        await Tortoise.close_connections()
+    await db.open_database(url, run_migrations=False)
+    client = connections.get("default")
+    postgres = client.capabilities.dialect == "postgres"
+    marks = ("$1", "$2") if postgres else ("?", "?")
+    now = datetime.now(UTC)
+    await client.execute_query("INSERT INTO bot (id, telegram_id, username, settings, created_at) "
+                               f"VALUES (1, 7000000001, 'shop_bot', '{{}}', {marks[0]})", [now])
+    await client.execute_query('INSERT INTO "user" (id, bot_id, telegram_id, first_name, last_name, username, '
+                               "language, role, blocked_bot, banned, online, created_at, last_seen_at) "
+                               f"VALUES (1, 1, 5, 'Ann', '', '', 'en', 'customer', false, false, false, "
+                               f"{marks[0]}, {marks[1]})", [now, now])
+    await db.close_database()
+    await db.migrate(url)
+    await db.open_database(url, run_migrations=False)
+    try:
+        ann = await User.get(id=1)
+        assert ann.preferences == {}
+        assert ann.first_name == "Ann"
+    finally:
+        await db.close_database()

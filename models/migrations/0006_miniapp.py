@@ -48,7 +48,7 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name='User',
             name='preferences',
-            field=fields.JSONField(default=dict, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads),
+            field=fields.JSONField(default=dict, db_default='{}', encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads),
         ),
         ops.RunSQL(
             ["CREATE INDEX conversation_inbox_idx ON conversation (bot_id, last_message_at DESC, id DESC)",
