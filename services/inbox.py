@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -23,6 +24,8 @@ from models import AuthorKind, Channel, Conversation, ConversationMode, Conversa
 from services.events import EventBus, Handler
 from services.render import html_to_text
 from services.widget import linked_visitors, message_html
+
+log = logging.getLogger(__name__)
 
 INBOX_CHANNEL = "inbox"
 PAGE_LIMIT = 100
@@ -265,9 +268,13 @@ class InboxFeed:
         self.bus = bus
 
     async def changed(self, conversation: Conversation) -> None:
-        await self.bus.publish(INBOX_CHANNEL, {"bot": conversation.bot_id,  # type: ignore[attr-defined]
-                                               "conversation": conversation.id,
-                                               "user": conversation.user_id})  # type: ignore[attr-defined]
+        """Never fails its caller: a reply already delivered must not be retried because Redis is away."""
+        try:
+            await self.bus.publish(INBOX_CHANNEL, {"bot": conversation.bot_id,  # type: ignore[attr-defined]
+                                                   "conversation": conversation.id,
+                                                   "user": conversation.user_id})  # type: ignore[attr-defined]
+        except Exception as error:  # the bus is best effort; pages catch up when they reconnect
+            log.warning("could not announce conversation %s to open pages: %r", conversation.id, error)
 
     async def changed_id(self, conversation_id: int) -> None:
         conversation = await Conversation.get_or_none(id=conversation_id)
