@@ -6,18 +6,20 @@
 #             (bench/outbound.py, about seventeen minutes);
 #   inbox     inbox-style queries on 100k conversations and 1M messages (bench/inbox.py, about eight minutes);
 #   widget    idle widget sockets per process and manager reply → widget fan-out, one and two
-#             instances (bench/widget.py, about ten minutes).
+#             instances (bench/widget.py, about ten minutes);
+#   miniapp   the Mini App API's p50/p99 and SQL per request on 100k conversations and 1M messages, and
+#             customer message → staff inbox socket, one and two instances (bench/miniapp.py, about fifteen minutes).
 # Starts a throwaway PostgreSQL (with its durable defaults: fsync and synchronous_commit on) and Redis
-# on spare loopback ports and removes them afterwards. `bash bench/run.sh` runs all four;
+# on spare loopback ports and removes them afterwards. `bash bench/run.sh` runs all five;
 # `bash bench/run.sh NAME [ARGS...]` runs one, ARGS going to its script (try --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-benches=(ingest outbound inbox widget)
+benches=(ingest outbound inbox widget miniapp)
 if [ $# -gt 0 ] && [[ " ${benches[*]} " == *" $1 "* ]]; then
     benches=("$1"); shift
 elif [ $# -gt 0 ]; then
-    echo "usage: bash bench/run.sh [ingest|outbound|inbox|widget [ARGS...]]" >&2; exit 2
+    echo "usage: bash bench/run.sh [ingest|outbound|inbox|widget|miniapp [ARGS...]]" >&2; exit 2
 fi
 
 need_packages=()
