@@ -154,7 +154,9 @@ async def conversations_page(viewer: Viewer, request: InboxQuery) -> Conversatio
         query = query.filter(channel=request.channel)
     if request.cursor:
         moment, last_id = decode_cursor(request.cursor)
-        query = query.filter(Q(last_message_at__lt=moment) | Q(last_message_at=moment, id__lt=last_id))
+        # The plain bound lets the index seek to the cursor; the OR alone was a filter over every row before it.
+        query = query.filter(Q(last_message_at__lt=moment) | Q(last_message_at=moment, id__lt=last_id),
+                             last_message_at__lte=moment)
     rows = list(await query.order_by("-last_message_at", "-id").limit(limit + 1).select_related("user", "assignee"))
     more = len(rows) > limit
     rows = rows[:limit]
@@ -168,7 +170,7 @@ async def last_messages(conversation_ids: list[int], *, staff: bool) -> dict[int
         return {}
     kinds = list(AuthorKind) if staff else list(CUSTOMER_AUTHORS)
     latest = await (Message.filter(conversation_id__in=conversation_ids, author_kind__in=kinds)
-                    .exclude(author_kind=AuthorKind.SYSTEM, text="")
+                    .filter(~(Q(author_kind=AuthorKind.SYSTEM) & Q(text="")))  # exclude(a=, b=) means "neither"
                     .annotate(last_id=Max("id")).group_by("conversation_id").values("conversation_id", "last_id"))
     messages = await Message.filter(id__in=[row["last_id"] for row in latest])
     return {int(message.conversation_id): message for message in messages}  # type: ignore[attr-defined]
