@@ -32,7 +32,7 @@ async def customer_wrote(message: Message, tenant: Tenant, settings: Settings, l
     )
     if stored.message is not None:
         outbox.wake()
-        await inbox_feed.changed_id(stored.message.conversation_id)  # type: ignore[attr-defined]
+        await inbox_feed.customer_wrote(stored.message)
 
 
 async def customer_edited(message: Message, tenant: Tenant, outbox: Outboxes) -> None:

@@ -424,7 +424,7 @@ async def _on_message(session: Session, frame: dict[str, Any]) -> None:
     session.user = await widget.visitor_user(session.visitor)
     await runtime.live.message(session.visitor.visitor_id, stored.message, client_id)
     if runtime.feed is not None:
-        await runtime.feed.changed_id(stored.message.conversation_id)  # type: ignore[attr-defined]
+        await runtime.feed.customer_wrote(stored.message)
 
 
 async def _on_person(session: Session) -> None:

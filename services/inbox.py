@@ -271,17 +271,17 @@ class InboxFeed:
 
     async def changed(self, conversation: Conversation) -> None:
         """Never fails its caller: a reply already delivered must not be retried because Redis is away."""
-        try:
-            await self.bus.publish(INBOX_CHANNEL, {"bot": conversation.bot_id,  # type: ignore[attr-defined]
-                                                   "conversation": conversation.id,
-                                                   "user": conversation.user_id})  # type: ignore[attr-defined]
-        except Exception as error:  # the bus is best effort; pages catch up when they reconnect
-            log.warning("could not announce conversation %s to open pages: %r", conversation.id, error)
+        await self._publish(conversation.bot_id, conversation.id, conversation.user_id)  # type: ignore[attr-defined]
 
-    async def changed_id(self, conversation_id: int) -> None:
-        conversation = await Conversation.get_or_none(id=conversation_id)
-        if conversation is not None:
-            await self.changed(conversation)
+    async def customer_wrote(self, message: Message) -> None:
+        """A customer's message just stored: it names all the event needs, so nothing is read again."""
+        await self._publish(message.bot_id, message.conversation_id, message.author_id)  # type: ignore[attr-defined]
+
+    async def _publish(self, bot_id: int, conversation_id: int, user_id: int | None) -> None:
+        try:
+            await self.bus.publish(INBOX_CHANNEL, {"bot": bot_id, "conversation": conversation_id, "user": user_id})
+        except Exception as error:  # the bus is best effort; pages catch up when they reconnect
+            log.warning("could not announce conversation %s to open pages: %r", conversation_id, error)
 
     def subscribe(self, handler: Handler) -> None:
         self.bus.subscribe(INBOX_CHANNEL, handler)
