@@ -12,6 +12,7 @@ from models.conversations import (
 )
 from models.knowledge import KnowledgeItem, Persona
 from models.outbox import JobStatus, OutboxJob
+from models.studio import PromptProject, PromptRun, PromptTemplate, PromptVersion, ProviderKey
 from models.tenants import Bot
 from models.usage import AuditLog, Usage, UsageSlot
 from models.users import Role, User
@@ -34,6 +35,11 @@ __all__ = [
     "MessageCopy",
     "OutboxJob",
     "Persona",
+    "PromptProject",
+    "PromptRun",
+    "PromptTemplate",
+    "PromptVersion",
+    "ProviderKey",
     "Role",
     "Usage",
     "UsageSlot",

@@ -33,6 +33,7 @@ class Persona(Model):
     version = fields.IntField()
     text = fields.TextField()
     active = fields.BooleanField(default=False)
+    labels: list[str] = fields.JSONField(default=list, db_default="[]")  # e.g. "production": one version each
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
