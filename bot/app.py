@@ -39,9 +39,11 @@ from miniapp.auth import MINIAPP, MiniAppRuntime
 from miniapp.inbox_api import WIDGET_LIVE
 from miniapp.knowledge_api import KNOWLEDGE, KnowledgeTools
 from miniapp.live import LIVE, LiveHub
+from miniapp.studio_api import STUDIO, TOKENS
 from miniapp.widget import STATIC, WIDGET, WidgetLimits, WidgetRuntime, add_routes, close_sockets, load_script
 from miniapp.widget_hub import WidgetHub
 from models import Bot as Tenant
+from models import ProviderKey
 from services import bot_settings, conversations, staff, widget
 from services.ai import AIClient, AIObserver, Route, RouteOrder
 from services.answering import Answerer, AnswerPolicy
@@ -53,8 +55,11 @@ from services.inbox import InboxFeed
 from services.limits import AdjustableRateLimiter, MemoryRateLimiter, RedisRateLimiter
 from services.managers import ManagerGroup
 from services.outbox import MANAGERS, Outboxes, OutboxSettings, OutboxWorker
+from services.prompt_runs import StudioRuntime
 from services.retention import run_retention
 from services.staff import StaffDirectory, WorkingHoursSource, setup_manager_chat
+from services.studio import StudioError
+from services.tokens import TokenCounter
 from services.widget import WidgetLive
 
 log = logging.getLogger(__name__)
@@ -65,6 +70,10 @@ OPEN_APP = N_("App")
 # and passing errors: they are given long leases and many tries.
 MANAGER_JOB_ATTEMPTS = 30
 MANAGER_JOB_LEASE = 600.0
+
+
+async def _no_own_keys(key: ProviderKey) -> AsyncOpenAI:
+    raise StudioError("no_model", "own keys are not available yet")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -210,6 +219,8 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
                                   staff_directory, outboxes.wake, hours)
     app[WIDGET_LIVE] = live
     app[KNOWLEDGE] = KnowledgeTools(ai, policy)
+    app[STUDIO] = StudioRuntime(ai, settings.price_of, settings.daily_ai_quota, _no_own_keys, metrics)
+    app[TOKENS] = TokenCounter()
     app[ADMIN] = AdminRuntime(ai, limits, settings.working_hours, settings.timezone, settings.public_base_url, rates)
     app[LIVE] = live_hub = LiveHub()
     feed.subscribe(live_hub.on_event)

@@ -129,40 +129,48 @@ class AIClient:
         raise AIUnavailable("; ".join(errors))
 
     async def _stream(self, route: Route, messages: list[dict[str, Any]], on_progress: Progress) -> AIReply:
-        started = time.monotonic()
-        model = route.model
-        stream = await route.client.chat.completions.create(
-            model=model, messages=cast(Any, messages), stream=True,
-            stream_options={"include_usage": True}, tools=cast(Any, [HANDOFF_TOOL]),
-        )
-        text: list[str] = []
-        tool_name, tool_arguments = "", []
-        tokens_in = tokens_out = 0
-        async with stream:  # closes the HTTP response when the customer stops the answer early
-            async for chunk in stream:
-                if chunk.usage is not None:
-                    tokens_in, tokens_out = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
-                for choice in chunk.choices:
-                    delta = choice.delta
-                    if delta.content:
-                        text.append(delta.content)
-                        await on_progress("".join(text))
-                    for call in delta.tool_calls or []:
-                        if call.function and call.function.name:
-                            tool_name = call.function.name
-                        if call.function and call.function.arguments:
-                            tool_arguments.append(call.function.arguments)
-        answer = "".join(text).strip()
-        handoff = _handoff_reason(tool_name, "".join(tool_arguments))
-        if not answer and handoff is None:
-            raise ValueError("the model returned an empty answer")
-        price_in, price_out = self.price_of(model)
-        return AIReply(
-            text=answer, model=model, tokens_in=tokens_in, tokens_out=tokens_out,
-            latency_ms=int((time.monotonic() - started) * 1000),
-            cost=round((tokens_in * price_in + tokens_out * price_out) / 1_000_000, 6),
-            handoff_reason=handoff,
-        )
+        return await stream_chat(route, messages, on_progress, self.price_of, tools=[HANDOFF_TOOL])
+
+
+async def stream_chat(route: Route, messages: list[dict[str, Any]], on_progress: Progress, price_of: PriceOf, *,
+                      tools: list[dict[str, Any]] | None = None) -> AIReply:
+    """One streamed completion from one model: the text, its usage and what it cost.
+
+    Raises ValueError for an empty answer; the client's errors (openai.APIError…) as they come.
+    """
+    started = time.monotonic()
+    model = route.model
+    extra: dict[str, Any] = {"tools": tools} if tools else {}
+    stream = await route.client.chat.completions.create(
+        model=model, messages=cast(Any, messages), stream=True, stream_options={"include_usage": True}, **extra)
+    text: list[str] = []
+    tool_name, tool_arguments = "", []
+    tokens_in = tokens_out = 0
+    async with stream:  # closes the HTTP response when the reader stops the answer early
+        async for chunk in stream:
+            if chunk.usage is not None:
+                tokens_in, tokens_out = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
+            for choice in chunk.choices:
+                delta = choice.delta
+                if delta.content:
+                    text.append(delta.content)
+                    await on_progress("".join(text))
+                for call in delta.tool_calls or []:
+                    if call.function and call.function.name:
+                        tool_name = call.function.name
+                    if call.function and call.function.arguments:
+                        tool_arguments.append(call.function.arguments)
+    answer = "".join(text).strip()
+    handoff = _handoff_reason(tool_name, "".join(tool_arguments))
+    if not answer and handoff is None:
+        raise ValueError("the model returned an empty answer")
+    price_in, price_out = price_of(model)
+    return AIReply(
+        text=answer, model=model, tokens_in=tokens_in, tokens_out=tokens_out,
+        latency_ms=int((time.monotonic() - started) * 1000),
+        cost=round((tokens_in * price_in + tokens_out * price_out) / 1_000_000, 6),
+        handoff_reason=handoff,
+    )
 
 
 def _handoff_reason(tool_name: str, arguments: str) -> str | None:

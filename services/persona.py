@@ -6,23 +6,19 @@ newest one is the active one. Who wrote a version is kept in the audit log besid
 
 from __future__ import annotations
 
-import difflib
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from models import AuditLog, Persona, User
+from services.versioning import DiffLine, diff_lines
 
 DEFAULT_PERSONA_PATH = Path(__file__).parent / "defaults" / "persona.md"
 MAX_PERSONA_CHARS = 20_000
 AUDIT_ACTION = "persona_version"
-DIFF_CONTEXT = 3  # unchanged lines shown around each change
-SIMILAR_LINES = 0.5  # a removed and an added line this alike are shown as one line changed, word by word
 
 
 class PersonaError(ValueError):
@@ -139,78 +135,12 @@ async def latest_version(bot_id: int) -> Version | None:
 
 
 @dataclass(frozen=True)
-class Segment:
-    text: str
-    changed: bool
-
-
-@dataclass(frozen=True)
-class DiffLine:
-    kind: Literal["same", "added", "removed"]
-    text: str
-    old: int | None  # its number in the previous version
-    new: int | None  # its number in this version
-    segments: tuple[Segment, ...] = ()  # for a changed line: which words changed
-
-
-@dataclass(frozen=True)
 class PersonaDiff:
     version: int
     previous: int | None  # None: compared with the built-in default persona
     hunks: list[list[DiffLine]]
     added: int
     removed: int
-
-
-_WORDS = re.compile(r"\s+|\w+|[^\w\s]")
-
-
-def _words(old: str, new: str) -> tuple[tuple[Segment, ...], tuple[Segment, ...]]:
-    """The words that differ between two versions of one line, for highlighting; nothing when the
-    lines have too little in common to be called one line changed (every word would be marked)."""
-    a, b = _WORDS.findall(old), _WORDS.findall(new)
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    if matcher.ratio() < SIMILAR_LINES:
-        return (), ()
-    left: list[tuple[str, bool]] = []
-    right: list[tuple[str, bool]] = []
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        left += [(token, tag != "equal") for token in a[i1:i2]]
-        right += [(token, tag != "equal") for token in b[j1:j2]]
-    return _joined(left), _joined(right)
-
-
-def _joined(tokens: list[tuple[str, bool]]) -> tuple[Segment, ...]:
-    """Runs of tokens as segments; a space between two changed words belongs to the change."""
-    marked = [changed or (token.isspace() and 0 < i < len(tokens) - 1 and tokens[i - 1][1] and tokens[i + 1][1])
-              for i, (token, changed) in enumerate(tokens)]
-    segments: list[Segment] = []
-    for (token, _), changed in zip(tokens, marked, strict=True):
-        if segments and segments[-1].changed == changed:
-            segments[-1] = Segment(segments[-1].text + token, changed)
-        else:
-            segments.append(Segment(token, changed))
-    return tuple(segments)
-
-
-def diff_lines(old: str, new: str, context: int = DIFF_CONTEXT) -> list[list[DiffLine]]:
-    """Line by line, grouped into hunks with `context` unchanged lines around each change."""
-    a, b = old.splitlines(), new.splitlines()
-    hunks: list[list[DiffLine]] = []
-    for group in difflib.SequenceMatcher(None, a, b, autojunk=False).get_grouped_opcodes(context):
-        lines: list[DiffLine] = []
-        for tag, i1, i2, j1, j2 in group:
-            if tag == "equal":
-                lines += [DiffLine("same", a[i1 + k], i1 + k + 1, j1 + k + 1) for k in range(i2 - i1)]
-                continue
-            paired = min(i2 - i1, j2 - j1) if tag == "replace" else 0
-            pairs = [_words(a[i1 + k], b[j1 + k]) for k in range(paired)]
-            lines += [DiffLine("removed", a[i], i + 1, None, pairs[i - i1][0] if i - i1 < paired else ())
-                      for i in range(i1, i2)]
-            lines += [DiffLine("added", b[j], None, j + 1, pairs[j - j1][1] if j - j1 < paired else ())
-                      for j in range(j1, j2)]
-        hunks.append(lines)
-    return hunks
 
 
 async def diff(bot_id: int, version: int) -> PersonaDiff | None:

@@ -1,0 +1,255 @@
+"""Running prompts: a compiled prompt block (or one of its versions) on a model the customer picks,
+streamed, recorded with its version, model, tokens, latency and cost; and "improve my prompt".
+
+The models are the deployment's (counted against the customer's daily AI quota, as answers are)
+and the customer's own API keys (not counted: they pay for those calls themselves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import openai
+from openai import AsyncOpenAI
+
+from models import PromptProject, PromptRun, PromptVersion, ProviderKey, User
+from services import bot_settings, conversations, prompt_versions, studio
+from services.ai import AIClient, AIObserver, PriceOf, Progress, Route, stream_chat
+from services.studio import StudioError
+
+log = logging.getLogger(__name__)
+
+OWN_KEY_MODEL = re.compile(r"key(\d+)/(.+)")  # "key12/gpt-4o-mini": model gpt-4o-mini on own key 12
+MAX_ERROR_CHARS = 300
+
+KeyOpener = Callable[[ProviderKey], Awaitable[AsyncOpenAI]]
+"""Opens a client on a customer's own key (decrypted in memory only, for this call)."""
+
+
+@dataclass(frozen=True)
+class ModelOption:
+    id: str  # what a run names: a route's key, or "key<id>/<model>"
+    model: str
+    provider: str  # the deployment's provider name, or the own key's name
+    own_key: bool
+
+
+@dataclass(frozen=True)
+class StudioRuntime:
+    """What the studio runs with, from the deployment's settings."""
+
+    ai: AIClient | None
+    price_of: PriceOf
+    daily_ai_quota: int
+    open_key: KeyOpener
+    observer: AIObserver | None = None
+
+
+async def model_options(runtime: StudioRuntime, user: User) -> list[ModelOption]:
+    """The deployment's models (in the admins' order) and the models of the customer's own keys."""
+    options: list[ModelOption] = []
+    if runtime.ai is not None:
+        for route in await runtime.ai.routes_now():
+            options.append(ModelOption(route.key, route.model, route.provider, own_key=False))
+        options += [ModelOption(route.key, route.model, route.provider, own_key=False)
+                    for route in runtime.ai.routes if route.key not in {o.id for o in options}]
+    for key in await ProviderKey.filter(owner_id=user.id).order_by("id"):
+        options += [ModelOption(f"key{key.id}/{model}", model, key.name, own_key=True) for model in key.models]
+    return options
+
+
+@dataclass
+class _Target:
+    route: Route
+    key: ProviderKey | None
+
+    async def close(self) -> None:
+        if self.key is not None:
+            await self.route.client.close()
+
+
+async def _target(runtime: StudioRuntime, user: User, model_id: str) -> _Target:
+    own = OWN_KEY_MODEL.fullmatch(model_id)
+    if own is not None:
+        key = await ProviderKey.get_or_none(id=int(own.group(1)), owner_id=user.id)
+        if key is None or own.group(2) not in key.models:
+            raise StudioError("no_model", "there is no such model among yours", model=model_id)
+        return _Target(Route(own.group(2), await runtime.open_key(key), key.name), key)
+    routes = {route.key: route for route in runtime.ai.routes} if runtime.ai is not None else {}
+    if model_id not in routes:
+        raise StudioError("no_model", "there is no such model", model=model_id)
+    return _Target(routes[model_id], None)
+
+
+async def _check_quota(runtime: StudioRuntime, user: User) -> None:
+    bot_id: int = user.bot_id  # type: ignore[attr-defined]
+    quota = await bot_settings.daily_ai_quota(bot_id, runtime.daily_ai_quota)
+    if await conversations.ai_messages_today(user.id) >= quota:
+        raise StudioError("quota", "today's AI quota is used up; your own API key works without it", quota=quota)
+
+
+async def run_block(runtime: StudioRuntime, user: User, project: PromptProject, *, model_id: str,
+                    block_key: str | None = None, version: PromptVersion | None = None,
+                    on_start: Callable[[PromptRun], Awaitable[None]] | None = None,
+                    on_progress: Progress) -> PromptRun:
+    """Run a prompt block as it is saved now (a new version when it changed) or one of its versions.
+
+    Problems found before the call (no such model, the quota, a missing variable) raise
+    StudioError and store nothing; the model's failure is a run with status "error", kept in
+    the history like any other.
+    """
+    target = await _target(runtime, user, model_id)
+    try:
+        if target.key is None:
+            await _check_quota(runtime, user)
+        if version is None:
+            doc = studio.load(project)
+            block = doc.prompt_block(block_key or "")
+            if block is None:
+                raise StudioError("no_block", "the project has no such prompt block")
+            compiled = studio.compile_block(doc, block.id)
+            not_ready(compiled)
+            version = await prompt_versions.snapshot(project, block, compiled, user)
+        return await _run(runtime, user, target, version.compiled, kind="run", project=project, version=version,
+                          on_start=on_start, on_progress=on_progress)
+    finally:
+        await target.close()
+
+
+def not_ready(compiled: Any) -> None:
+    """Raise what stops a compiled prompt from being sent, most useful first."""
+    if compiled.missing:
+        raise StudioError("missing_variables", "fill in the variables first", names=", ".join(compiled.missing))
+    if compiled.unknown_context:
+        raise StudioError("unknown_context", "the template refers to context blocks that do not exist",
+                          names=", ".join(compiled.unknown_context))
+    if compiled.bad_placeholders:
+        raise StudioError("bad_placeholder", "the template has placeholders that are not variable names",
+                          names=", ".join(compiled.bad_placeholders))
+    if not compiled.text.strip():
+        raise StudioError("empty_prompt", "the prompt is empty")
+    if not compiled.ready:
+        raise StudioError("prompt_too_long", "the compiled prompt is too long")
+
+
+async def _run(runtime: StudioRuntime, user: User, target: _Target, prompt: str, *, kind: str,
+               project: PromptProject | None = None, version: PromptVersion | None = None,
+               system: str | None = None, on_start: Callable[[PromptRun], Awaitable[None]] | None = None,
+               on_progress: Progress) -> PromptRun:
+    run = await PromptRun.create(
+        bot_id=user.bot_id, user=user, project=project, version=version, api_key=target.key,  # type: ignore[attr-defined]
+        kind=kind, model=target.route.model if target.key else target.route.key, own_key=target.key is not None,
+        prompt=prompt)
+    if on_start is not None:
+        await on_start(run)
+    return await _call(runtime, user, run, target, prompt, system, on_progress)
+
+
+async def _call(runtime: StudioRuntime, user: User, run: PromptRun, target: _Target, prompt: str,
+                system: str | None, on_progress: Progress) -> PromptRun:
+    so_far = ""
+
+    async def progress(text: str) -> None:
+        nonlocal so_far
+        so_far = text
+        await on_progress(text)
+
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": prompt})
+    try:
+        reply = await stream_chat(target.route, messages, progress, runtime.price_of)
+    except asyncio.CancelledError:  # the reader went away: keep what came, and say so
+        await asyncio.shield(_finish(run, status="stopped", answer=so_far))
+        raise
+    except (openai.APIError, ValueError) as error:
+        log.warning("studio run %s on %s failed: %s", run.id, run.model, type(error).__name__)
+        if runtime.observer is not None and target.key is None:
+            runtime.observer.ai_call(target.route.model, False, 0.0)
+        return await _finish(run, status="error", answer=so_far, error=_reason(error))
+    if runtime.observer is not None and target.key is None:
+        runtime.observer.ai_call(reply.model, True, reply.latency_ms / 1000, reply.tokens_in, reply.tokens_out,
+                                 reply.cost)
+    if target.key is None:
+        await conversations.add_usage(user.bot_id, user.id, ai_messages=1,  # type: ignore[attr-defined]
+                                      tokens_in=reply.tokens_in, tokens_out=reply.tokens_out, cost=reply.cost)
+    else:
+        target.key.last_used_at = run.created_at
+        await ProviderKey.filter(id=target.key.id).update(last_used_at=run.created_at)
+    return await _finish(run, status="ok", answer=reply.text, tokens_in=reply.tokens_in, tokens_out=reply.tokens_out,
+                         latency_ms=reply.latency_ms, cost=reply.cost)
+
+
+def _reason(error: Exception) -> str:
+    """What went wrong, for the customer: the HTTP status and the error's kind, never the request."""
+    status = getattr(error, "status_code", None)
+    name = type(error).__name__
+    return (f"{name} ({status})" if status else name)[:MAX_ERROR_CHARS]
+
+
+async def _finish(run: PromptRun, *, status: str, answer: str, error: str = "", tokens_in: int = 0,
+                  tokens_out: int = 0, latency_ms: int = 0, cost: float = 0.0) -> PromptRun:
+    await PromptRun.filter(id=run.id).update(
+        status=status, answer=answer, error=error, tokens_in=tokens_in, tokens_out=tokens_out,
+        latency_ms=latency_ms, cost=Decimal(str(cost)))
+    return await PromptRun.get(id=run.id)
+
+
+async def history(project: PromptProject, *, before: int | None = None,
+                  limit: int = 20) -> tuple[list[PromptRun], bool]:
+    """A project's runs, newest first (below `before` when given), and whether older ones remain."""
+    query = PromptRun.filter(project_id=project.id)
+    if before is not None:
+        query = query.filter(id__lt=before)
+    rows = list(await query.order_by("-id").limit(limit + 1).prefetch_related("version"))
+    return rows[:limit], len(rows) > limit
+
+
+# --- improve my prompt ---------------------------------------------------------------------------------
+
+IMPROVED_MARK = "---"
+IMPROVE_SYSTEM = (
+    "You are an expert prompt engineer. The user gives you a prompt they wrote for an AI model. "
+    "Rewrite it so that a model follows it reliably: a clear role and goal, the needed context, "
+    "explicit constraints, the output format, and placeholders in {{double_braces}} for what changes "
+    "between uses. Keep the user's intent and language; do not answer the prompt itself. "
+    "Reply with the improved prompt only, then a line with exactly three dashes (---), then a short "
+    "list of what you changed and why, in the language of the prompt."
+)
+
+
+@dataclass(frozen=True)
+class Improved:
+    run: PromptRun
+    prompt: str
+    explanation: str
+
+
+def split_improved(text: str) -> tuple[str, str]:
+    """(improved prompt, what changed): the model writes them apart by a `---` line."""
+    lines = text.strip().splitlines()
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index].strip() == IMPROVED_MARK:
+            return "\n".join(lines[:index]).strip(), "\n".join(lines[index + 1:]).strip()
+    return text.strip(), ""
+
+
+async def improve(runtime: StudioRuntime, user: User, prompt: str, on_progress: Progress) -> Improved:
+    """A better version of the customer's prompt, from the deployment's first model (counted)."""
+    if runtime.ai is None:
+        raise StudioError("no_ai", "no AI model is configured here")
+    prompt = prompt.strip()
+    if not prompt:
+        raise StudioError("empty_prompt", "the prompt is empty")
+    if len(prompt) > studio.MAX_TEXT_CHARS:
+        raise StudioError("prompt_too_long", "the prompt is too long")
+    target = _Target((await runtime.ai.routes_now())[0], None)
+    await _check_quota(runtime, user)
+    run = await _run(runtime, user, target, prompt, kind="improve", system=IMPROVE_SYSTEM, on_progress=on_progress)
+    improved, explanation = split_improved(run.answer) if run.status == "ok" else ("", "")
+    return Improved(run, improved, explanation)
