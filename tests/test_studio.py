@@ -73,7 +73,8 @@ def test_a_compiled_prompt_past_the_limit_is_not_ready() -> None:
 
 
 async def _project(client: AppClient, name: str = "Emails") -> dict[str, Any]:
-    return await client.post("/api/studio/projects", {"name": name})
+    project: dict[str, Any] = await client.post("/api/studio/projects", {"name": name})
+    return project
 
 
 def _doc(template: str, variables: dict[str, str] | None = None,
@@ -89,7 +90,7 @@ async def _save(client: AppClient, project: dict[str, Any], data: dict[str, Any]
                                      {"revision": project["revision"], "data": data})
     assert status == 200, body
     project["revision"] = body["revision"]
-    return body
+    return dict(body)
 
 
 async def test_a_project_is_created_autosaved_with_its_revision_and_stale_saves_refused(
