@@ -22,6 +22,7 @@ class PersonaVersionSummary(BaseModel):
     restored_from: int | None = Field(description="The older version whose text it brought back, if a rollback")
     chars: int
     preview: str = Field(description="Its first line, shortened")
+    labels: list[str] = Field(description="Names such as `production`: each names one version at a time")
 
 
 class PersonaVersionOut(PersonaVersionSummary):
@@ -46,6 +47,14 @@ class PersonaIn(Strict):
     base_version: int | None = Field(
         None, ge=0, description="The version the text was edited from (0: the default). When another version was "
                                 "saved meanwhile, nothing is stored and the answer is 409")
+
+
+class LabelIn(Strict):
+    label: str = Field(max_length=64)
+
+
+class DiffParams(Strict):
+    against: int | None = Field(None, ge=1, description="The version to compare with (default: the one before)")
 
 
 class DiffSegment(BaseModel):

@@ -145,6 +145,7 @@ SCRIPT_STRINGS = {
     "persona_no_changes": N_("No changes."),
     "persona_confirm_restore": N_("Make version {n} active again? Its text is saved as a new version."),
     "persona_discard": N_("Your unsaved changes will be lost. Continue?"),
+    "label_remove": N_("Remove the label {label}"),
     "diff_same": N_("unchanged"),
     "diff_added": N_("added"),
     "diff_removed": N_("removed"),

@@ -9,6 +9,7 @@ from miniapp.api import Api, ApiError, ok, read_body, read_query
 from miniapp.auth import MINIAPP, staff_member
 from services import inbox, persona
 from services.i18n import N_
+from services.versioning import LabelError
 
 PERSONA_ERRORS = {
     "empty": (400, N_("The persona is empty: write what the assistant should know and how it should answer.")),
@@ -17,12 +18,18 @@ PERSONA_ERRORS = {
     "stale": (409, N_("Someone saved another version meanwhile. Reload to see it, then make your change again.")),
 }
 
+LABEL_ERRORS = {
+    "bad_label": N_("A label is 1–32 lowercase letters, digits, “_”, “.” or “-”."),
+    "too_many_labels": N_("A version can have at most 10 labels."),
+}
+
 
 def _summary(version: persona.Version) -> dict[str, object]:
     first = next((line.strip() for line in version.text.splitlines() if line.strip()), "")
     return {"version": version.version, "created_at": version.created_at.isoformat(), "active": version.active,
             "author": inbox.person(version.author), "restored_from": version.restored_from,
-            "chars": len(version.text), "preview": first[:120] + ("…" if len(first) > 120 else "")}
+            "chars": len(version.text), "preview": first[:120] + ("…" if len(first) > 120 else ""),
+            "labels": version.labels}
 
 
 def _full(version: persona.Version) -> shapes.PersonaVersionOut:
@@ -93,7 +100,8 @@ async def restore_version(request: web.Request) -> web.Response:
 
 async def version_diff(request: web.Request) -> web.Response:
     await staff_member(request)
-    changes = await persona.diff(request.app[MINIAPP].bot_id, _number(request))
+    params = read_query(request, shapes.DiffParams)
+    changes = await persona.diff(request.app[MINIAPP].bot_id, _number(request), params.against)
     if changes is None:
         raise ApiError(404, "not_found")
     hunks = [[{"kind": line.kind, "text": line.text, "old": line.old, "new": line.new,
@@ -102,6 +110,27 @@ async def version_diff(request: web.Request) -> web.Response:
     return ok(shapes.PersonaDiffOut.model_validate({"version": changes.version, "previous": changes.previous,
                                                     "hunks": hunks, "added": changes.added,
                                                     "removed": changes.removed}))
+
+
+async def add_label(request: web.Request) -> web.Response:
+    caller = await staff_member(request)
+    body = await read_body(request, shapes.LabelIn)
+    try:
+        version = await persona.label(request.app[MINIAPP].bot_id, _number(request), body.label, caller.user)
+    except LabelError as error:
+        raise ApiError(400, error.code, LABEL_ERRORS[error.code]) from error
+    if version is None:
+        raise ApiError(404, "not_found")
+    return ok(_full(version))
+
+
+async def remove_label(request: web.Request) -> web.Response:
+    caller = await staff_member(request)
+    version = await persona.unlabel(request.app[MINIAPP].bot_id, _number(request), request.match_info["label"],
+                                    caller.user)
+    if version is None:
+        raise ApiError(404, "not_found")
+    return ok(_full(version))
 
 
 def add_routes(app: web.Application, api: Api) -> None:
@@ -113,8 +142,14 @@ def add_routes(app: web.Application, api: Api) -> None:
     api.route(app, "POST", "/api/persona/versions", create_version, body=shapes.PersonaIn,
               response=shapes.PersonaVersionOut, roles="staff",
               summary="Save a new version and make it active: the AI uses it from its next answer")
-    api.route(app, "GET", "/api/persona/versions/{version}/diff", version_diff, response=shapes.PersonaDiffOut,
-              roles="staff", summary="What a version changed against the one before it (version 1: the default)")
+    api.route(app, "GET", "/api/persona/versions/{version}/diff", version_diff, query=shapes.DiffParams,
+              response=shapes.PersonaDiffOut, roles="staff",
+              summary="What a version changed against another, by default the one before it (version 1: the default)")
+    api.route(app, "POST", "/api/persona/versions/{version}/labels", add_label, body=shapes.LabelIn,
+              response=shapes.PersonaVersionOut, roles="staff",
+              summary="Label a version (`production`…); the label leaves the version that had it")
+    api.route(app, "DELETE", "/api/persona/versions/{version}/labels/{label}", remove_label,
+              response=shapes.PersonaVersionOut, roles="staff", summary="Take a label off a version")
     api.route(app, "POST", "/api/persona/versions/{version}/restore", restore_version,
               response=shapes.PersonaVersionOut, roles="staff",
               summary="Roll back: a new active version with an older version's text (history stays as it was)")

@@ -14,7 +14,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from models import AuditLog, Persona, User
-from services.versioning import DiffLine, diff_lines
+from services.versioning import DiffLine, clean_label, diff_lines, moved_label
 
 DEFAULT_PERSONA_PATH = Path(__file__).parent / "defaults" / "persona.md"
 MAX_PERSONA_CHARS = 20_000
@@ -92,6 +92,7 @@ class Version:
     created_at: datetime
     author: User | None
     restored_from: int | None
+    labels: list[str]
 
 
 def _target(version: int) -> str:
@@ -108,7 +109,7 @@ async def _versions(bot_id: int, rows: list[Persona]) -> list[Version]:
         restored = entry.details.get("restored_from") if entry is not None else None
         versions.append(Version(row.version, row.text, row.active, row.created_at,
                                 entry.actor if entry is not None else None,
-                                int(restored) if isinstance(restored, int) else None))
+                                int(restored) if isinstance(restored, int) else None, list(row.labels or [])))
     return versions
 
 
@@ -143,13 +144,58 @@ class PersonaDiff:
     removed: int
 
 
-async def diff(bot_id: int, version: int) -> PersonaDiff | None:
-    """A version against the one before it (version 1 against the built-in default)."""
+async def diff(bot_id: int, version: int, against: int | None = None) -> PersonaDiff | None:
+    """A version against another (by default the one before it; version 1 against the built-in default)."""
     row = await Persona.get_or_none(bot_id=bot_id, version=version)
     if row is None:
         return None
-    before = await Persona.filter(bot_id=bot_id, version__lt=version).order_by("-version").first()
+    if against is not None:
+        before = await Persona.get_or_none(bot_id=bot_id, version=against)
+        if before is None:
+            return None
+    else:
+        before = await Persona.filter(bot_id=bot_id, version__lt=version).order_by("-version").first()
     hunks = diff_lines(before.text if before else default_persona(), row.text)
     lines = [line for hunk in hunks for line in hunk]
     return PersonaDiff(version, before.version if before else None, hunks,
                        sum(line.kind == "added" for line in lines), sum(line.kind == "removed" for line in lines))
+
+
+# --- labels --------------------------------------------------------------------------------------------
+
+LABEL_ACTION = "persona_label"
+
+
+async def label(bot_id: int, version: int, name: str, actor: User | None) -> Version | None:
+    """Put a label (`production`…) on a version, taking it off the version that had it; None: no such version.
+
+    Raises versioning.LabelError for a label that is not one.
+    """
+    name = clean_label(name)
+    async with in_transaction():
+        row = await Persona.get_or_none(bot_id=bot_id, version=version)
+        if row is None:
+            return None
+        labelled = await Persona.filter(bot_id=bot_id).values_list("id", "labels")
+        labels_of = {int(i): list(labels or []) for i, labels in labelled if labels}
+        labels_of.setdefault(row.id, list(row.labels or []))
+        changes = moved_label(labels_of, row.id, name)
+        for persona_id, labels in changes.items():
+            await Persona.filter(id=persona_id).update(labels=labels)
+        if changes:
+            await AuditLog.create(bot_id=bot_id, actor=actor, action=LABEL_ACTION, target=_target(version),
+                                  details={"label": name, "set": True})
+    return await get_version(bot_id, version)
+
+
+async def unlabel(bot_id: int, version: int, name: str, actor: User | None) -> Version | None:
+    name = name.strip().lower()
+    async with in_transaction():
+        row = await Persona.get_or_none(bot_id=bot_id, version=version)
+        if row is None:
+            return None
+        if name in (row.labels or []):
+            await Persona.filter(id=row.id).update(labels=[other for other in row.labels if other != name])
+            await AuditLog.create(bot_id=bot_id, actor=actor, action=LABEL_ACTION, target=_target(version),
+                                  details={"label": name, "set": False})
+    return await get_version(bot_id, version)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,11 +13,12 @@ import aiohttp
 import pytest
 from tgsim import Simulator
 
-from models import PromptProject, PromptRun, PromptVersion, Usage
+from models import AuditLog, PromptProject, PromptRun, PromptVersion, Usage
 from services import studio
 from services.prompt_compiler import compile_template, variable_names
 from services.studio import ContextBlock, ContextItem
 from tests.conftest import Frontdesk
+from tests.desk_helpers import Desk, manager_desk
 from tests.fake_ai import FakeAI
 from tests.miniapp_helpers import AppClient, app_client
 
@@ -364,3 +366,38 @@ async def test_a_customer_has_at_most_so_many_projects(frontdesk: Frontdesk, sim
         status, body = await client.call("POST", "/api/studio/projects", {"name": "one too many"})
         assert (status, body["error"]["code"]) == (400, "too_many_projects")
         assert str(count) in body["error"]["message"]
+
+
+# --- the persona shares the versioning -------------------------------------------------------------------
+
+
+@pytest.fixture
+async def desk(database_url: str, sim: Simulator, ai: FakeAI) -> AsyncIterator[Desk]:
+    async with manager_desk(database_url, sim, ai) as running:
+        yield running
+
+
+async def test_persona_versions_carry_labels_that_move_and_diff_against_any_version(desk: Desk,
+                                                                                    sim: Simulator) -> None:
+    async with app_client(desk.frontdesk, sim, desk.mia["id"]) as staff:
+        for text in ("You are Mia's shop.", "You are Mia's shop.\nBe brief.", "You are Mia's bakery.\nBe brief."):
+            await staff.post("/api/persona/versions", {"text": text})
+        await staff.post("/api/persona/versions/1/labels", {"label": "production"})
+        labelled = await staff.post("/api/persona/versions/3/labels", {"label": "Production"})
+        assert labelled["labels"] == ["production"]
+        overview = await staff.get("/api/persona")
+        assert [(v["version"], v["labels"]) for v in overview["versions"]] == [
+            (3, ["production"]), (2, []), (1, [])]
+        status, body = await staff.call("POST", "/api/persona/versions/2/labels", {"label": "-bad"})
+        assert (status, body["error"]["code"]) == (400, "bad_label")
+        diff = await staff.get("/api/persona/versions/3/diff?against=1")
+        assert diff["previous"] == 1
+        assert (diff["added"], diff["removed"]) == (2, 1)
+        status, _ = await staff.call("DELETE", "/api/persona/versions/3/labels/production")
+        assert status == 200
+        assert (await staff.get("/api/persona/versions/3"))["labels"] == []
+    assert await AuditLog.filter(action="persona_label").count() == 3
+    ann = sim.create_user("Ann")
+    async with app_client(desk.frontdesk, sim, ann["id"]) as customer:
+        status, _ = await customer.call("POST", "/api/persona/versions/1/labels", {"label": "x"})
+        assert status == 403

@@ -34,10 +34,11 @@ FD.start(async (me) => {
 
   function versionRow(version) {
     const badge = version.active ? FD.el("span", { class: "badge ai" }, FD.t("persona_active")) : null;
+    const labels = version.labels.map((label) => FD.el("span", { class: "badge label" }, label));
     return FD.el("li", { "data-version": version.version },
       FD.el("button", { type: "button", "aria-pressed": String(version.version === selected) },
         FD.el("span", { class: "name" }, FD.t("persona_version", { n: version.version })),
-        FD.el("span", { class: "time" }, badge),
+        FD.el("span", { class: "time" }, badge, ...labels),
         FD.el("span", { class: "preview" }, who(version) + " — " + version.preview)));
   }
 
@@ -97,11 +98,49 @@ FD.start(async (me) => {
       for (const line of hunk) diff.append(lineItem(line));
     });
     if (!changes.hunks.length) diff.append(FD.el("li", { class: "gap" }, FD.t("persona_no_changes")));
+    showLabels(number).catch((error) => FD.toast(error.message));
     const active = overview.active && overview.active.version === number;
     restore.hidden = Boolean(active);
     restore.dataset.version = number;
     document.getElementById("changes").hidden = false;
   }
+
+  // Labels name versions ("production", "draft"): a label is on one version at a time.
+  const labelList = document.getElementById("labels");
+  const labelForm = document.getElementById("label-form");
+
+  async function showLabels(number) {
+    const version = await FD.api("GET", `/api/persona/versions/${number}`);
+    if (selected !== number) return;
+    labelList.replaceChildren(...version.labels.map((label) => FD.el("li", {},
+      FD.el("span", { class: "badge label" }, label),
+      FD.el("button", { type: "button", class: "link", "data-label": label,
+                        "aria-label": FD.t("label_remove", { label }) }, "×"))));
+  }
+
+  async function changeLabel(method, path, body) {
+    const number = selected;
+    try {
+      await FD.api(method, path, body);
+      await load(number);
+    } catch (error) {
+      FD.toast(error.message);
+    }
+  }
+
+  labelForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const input = labelForm.elements.label;
+    if (!input.value.trim()) return;
+    await changeLabel("POST", `/api/persona/versions/${selected}/labels`, { label: input.value });
+    input.value = "";
+  });
+  labelList.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-label]");
+    if (button) {
+      await changeLabel("DELETE", `/api/persona/versions/${selected}/labels/${encodeURIComponent(button.dataset.label)}`);
+    }
+  });
 
   text.addEventListener("input", updateCount);
   discard.addEventListener("click", () => { text.value = saved; updateCount(); });
