@@ -164,7 +164,7 @@ async def _call(runtime: StudioRuntime, user: User, run: PromptRun, target: _Tar
     messages.append({"role": "user", "content": prompt})
     try:
         reply = await stream_chat(target.route, messages, progress, runtime.price_of)
-    except asyncio.CancelledError:  # the reader went away: keep what came, and say so
+    except (asyncio.CancelledError, ConnectionError):  # the reader went away: keep what came, and say so
         await asyncio.shield(_finish(run, status="stopped", answer=so_far))
         raise
     except (openai.APIError, ValueError) as error:

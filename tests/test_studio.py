@@ -3,6 +3,7 @@ and labels, runs streamed on the deployment's models and what they count."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import AsyncIterator
@@ -401,3 +402,30 @@ async def test_persona_versions_carry_labels_that_move_and_diff_against_any_vers
     async with app_client(desk.frontdesk, sim, ann["id"]) as customer:
         status, _ = await customer.call("POST", "/api/persona/versions/1/labels", {"label": "x"})
         assert status == 403
+
+
+async def test_a_run_whose_reader_goes_away_is_kept_as_stopped(frontdesk: Frontdesk, sim: Simulator,
+                                                               ai: FakeAI) -> None:
+    ann = sim.create_user("Ann")
+    ai.script.reply = "A long answer " * 50
+    ai.script.chunk_size = 5
+    ai.script.chunk_delay = 0.01
+    ai.script.hold = asyncio.Event()
+    async with app_client(frontdesk, sim, ann["id"]) as client:
+        project = await _project(client)
+        await _save(client, project, _doc("Say hi to {{name}}", {"name": "Bob"}))
+        response = await client.session.post(f"{client.base}/api/studio/projects/{project['id']}/runs",
+                                             json={"block_id": "p1", "model": "main-model@default"},
+                                             headers=client.headers())
+        first = json.loads(await response.content.readline())
+        assert first["type"] == "run"
+        response.close()  # the page was closed while the model was thinking
+        ai.script.hold.set()
+        for _ in range(200):
+            run = await PromptRun.get(id=first["run"]["id"])
+            if run.status != "running":
+                break
+            await asyncio.sleep(0.05)
+    assert run.status == "stopped"
+    assert ai.script.reply.startswith(run.answer)
+    assert len(run.answer) < len(ai.script.reply)
