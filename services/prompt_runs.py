@@ -165,7 +165,7 @@ async def _call(runtime: StudioRuntime, user: User, run: PromptRun, target: _Tar
     try:
         reply = await stream_chat(target.route, messages, progress, runtime.price_of)
     except (asyncio.CancelledError, ConnectionError):  # the reader went away: keep what came, and say so
-        await asyncio.shield(_finish(run, status="stopped", answer=so_far))
+        await asyncio.shield(_stopped(run, user, so_far, counted=target.key is None))
         raise
     except (openai.APIError, ValueError) as error:
         log.warning("studio run %s on %s failed: %s", run.id, run.model, type(error).__name__)
@@ -183,6 +183,13 @@ async def _call(runtime: StudioRuntime, user: User, run: PromptRun, target: _Tar
         await ProviderKey.filter(id=target.key.id).update(last_used_at=run.created_at)
     return await _finish(run, status="ok", answer=reply.text, tokens_in=reply.tokens_in, tokens_out=reply.tokens_out,
                          latency_ms=reply.latency_ms, cost=reply.cost)
+
+
+async def _stopped(run: PromptRun, user: User, so_far: str, *, counted: bool) -> None:
+    """A run cut short still used the model: on the deployment's models it counts against the quota."""
+    await _finish(run, status="stopped", answer=so_far)
+    if counted:
+        await conversations.add_usage(user.bot_id, user.id, ai_messages=1)  # type: ignore[attr-defined]
 
 
 def _reason(error: Exception) -> str:

@@ -429,3 +429,4 @@ async def test_a_run_whose_reader_goes_away_is_kept_as_stopped(frontdesk: Frontd
     assert run.status == "stopped"
     assert ai.script.reply.startswith(run.answer)
     assert len(run.answer) < len(ai.script.reply)
+    assert (await Usage.get(user__telegram_id=ann["id"])).ai_messages == 1  # cut short, yet the model worked
