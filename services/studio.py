@@ -213,6 +213,27 @@ async def reorder(owner: User, ids: list[int]) -> list[PromptProject]:
     return ordered
 
 
+async def add_prompt_block(project: PromptProject, name: str, template: str) -> tuple[PromptProject, str]:
+    """Append a prompt block (from a template, from the bot) to a project; its key is returned too.
+
+    Done on the server's latest revision, so an open editor sees it as a change made elsewhere.
+    """
+    for _ in range(5):
+        current = await PromptProject.get(id=project.id)
+        doc = load(current)
+        block = PromptBlock(id=new_key(), name=_name(name), template=template[:MAX_TEXT_CHARS])
+        if len(doc.prompt_blocks) >= MAX_BLOCKS:
+            raise StudioError("invalid", f"a project has at most {MAX_BLOCKS} prompt blocks",
+                              problems=f"at most {MAX_BLOCKS} prompt blocks")
+        doc.prompt_blocks.append(block)
+        try:
+            return await save(current, doc, current.revision), block.id
+        except StudioError as error:
+            if error.code != "stale":
+                raise
+    raise StudioError("busy", "the project is being changed elsewhere; try again")
+
+
 def compile_block(doc: ProjectDoc, block_key: str) -> Compiled:
     block = doc.prompt_block(block_key)
     if block is None:
