@@ -34,6 +34,12 @@ async def phone(browser: Browser, sim: Simulator, user_id: int, theme: str = "li
     return page
 
 
+async def screenshot(page: Page, name: str) -> None:
+    """The whole page from its top (scrolled, the sticky bars would sit in the middle of the picture)."""
+    await page.evaluate("window.scrollTo(0, 0)")
+    await shot(page, name)
+
+
 async def until(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 10) -> None:
     """Wait until `check()` holds (the server's side of what the page shows), or fail naming `what`."""
     for _ in range(int(seconds / 0.05)):
@@ -123,7 +129,7 @@ async def test_a_customer_builds_a_prompt_with_a_live_preview_and_it_is_autosave
     await expect(page.locator("#save-state")).to_have_text(SAVED)
     item = (await stored(project_id))["context_blocks"][0]["items"][0]
     assert (item["title"], item["text"]) == ("Tone", "Friendly and short.")
-    await shot(page, "studio-editor-light")
+    await screenshot(page, "studio-editor-light")
 
     # A name the compiler could not refer to is refused here, before the server, with the reason.
     await context.get_by_label("Name").fill("Docs {x}")
@@ -155,7 +161,7 @@ async def test_changes_made_offline_are_kept_on_the_device_and_saved_when_back_o
     assert (await stored(project_id))["prompt_blocks"][0]["template"] == "Greet {{name}}."
     local = json.loads(await page.evaluate("localStorage.getItem(Object.keys(localStorage)[0])"))
     assert local["doc"]["prompt_blocks"][0]["template"] == "Greet {{name}}. Be brief."
-    await shot(page, "studio-offline-light")
+    await screenshot(page, "studio-offline-light")
 
     await page.context.set_offline(False)
     await expect(page.locator("#save-state")).to_have_text(SAVED)
@@ -228,7 +234,7 @@ async def test_a_project_saved_elsewhere_asks_whose_text_wins(
     await page.locator("#template").fill("Greet {{name}} warmly.")
     await expect(page.locator("#save-state")).to_have_text("Not saved: this project was saved somewhere else")
     await expect(page.get_by_role("alert").filter(has_text="saved somewhere else")).to_be_visible()
-    await shot(page, "studio-conflict-light")
+    await screenshot(page, "studio-conflict-light")
     await page.get_by_role("button", name="Keep mine (save over it)").click()
     await expect(page.locator("#save-state")).to_have_text(SAVED)
     await expect(page.locator("#conflict")).to_be_hidden()
@@ -270,7 +276,7 @@ async def test_a_run_streams_its_answer_then_shows_tokens_and_its_version(
     await expect(pane.locator(".run-meta .tokens")).to_contain_text("main-model · default")
     await expect(pane.locator(".run-meta .tokens")).to_have_text(re.compile(r"\d+\+\d+ tokens · \$0\.\d{4}"))
     assert ai.requests[-1]["messages"][-1]["content"] == "## Tone\nFriendly, short. Tell Bob where the parcel is."
-    await shot(page, "studio-run-light")
+    await screenshot(page, "studio-run-light")
 
     history = page.locator("#runs li")
     await expect(history).to_have_count(1)
@@ -301,7 +307,7 @@ async def test_two_models_answer_side_by_side(
     assert top is not None
     assert below is not None
     assert below["y"] >= top["y"] + top["height"]  # a phone stacks the panes
-    await shot(page, "studio-compare-light")
+    await screenshot(page, "studio-compare-light")
     await page.set_viewport_size(ViewportSize(width=1000, height=800))
     top, beside = await first.bounding_box(), await second.bounding_box()
     assert top is not None
@@ -337,7 +343,7 @@ async def test_versions_are_labelled_compared_and_restored(
     await expect(page.locator("#diff-summary")).to_have_text("Compared with version 1 · lines added: 1, removed: 1")
     await expect(page.locator("#diff li.added mark")).to_have_text(" warmly")
     await expect(page.locator("#diff li.removed")).to_contain_text("Greet {{name}}.")
-    await shot(page, "studio-versions-light")
+    await screenshot(page, "studio-versions-light")
 
     # Version 1 back into the prompt: the editor and the server both have its text.
     await versions.filter(has_text="Version 1").get_by_role("button").click()
@@ -391,7 +397,7 @@ async def test_my_projects_are_renamed_copied_reordered_exported_imported_and_de
     await page.locator("#import").set_input_files(
         files=[FilePayload(name="x.json", mimeType="application/json", buffer=b'{"format": "other"}')])
     await expect(page.locator("#toast")).to_contain_text("This project is not valid")
-    await shot(page, "studio-projects-light")
+    await screenshot(page, "studio-projects-light")
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
@@ -405,10 +411,10 @@ async def test_studio_pages_in_both_themes(frontdesk: Frontdesk, sim: Simulator,
     page = await phone(browser, sim, ann["id"], theme)
     await page.goto(frontdesk.url + "/app/studio")
     await expect(page.locator("#projects li")).to_have_count(1)
-    await shot(page, f"studio-list-{theme}")
+    await screenshot(page, f"studio-list-{theme}")
     await open_project(page, frontdesk, project_id)
     await expect(page.locator("#problems")).to_have_text("Fill in: topic")
     await page.get_by_label("{{topic}}").fill("refunds")
     await page.get_by_role("button", name="Run", exact=True).click()
     await expect(page.locator('.pane[data-pane="0"] .run-meta .version')).to_have_text("Version 1")
-    await shot(page, f"studio-project-{theme}")
+    await screenshot(page, f"studio-project-{theme}")
