@@ -89,10 +89,10 @@ FD.start(async () => {
       const problem = (await response.json().catch(() => ({}))).error || {};
       throw new Error(problem.message || response.statusText);
     }
-    const disposition = response.headers.get("Content-Disposition") || "";
-    const named = /filename="([^"]+)"/.exec(disposition);
-    const link = FD.el("a", { href: URL.createObjectURL(await response.blob()),
-                              download: named ? named[1] : "project.json" });
+    // Named here rather than from Content-Disposition: the server sends a non-Latin name there as raw
+    // UTF-8, which a browser's fetch reads as Latin-1.
+    const filename = (project.name.replace(/[\\/:*?"<>|\u0000-\u001f]+/g, "-").trim() || "project") + ".json";
+    const link = FD.el("a", { href: URL.createObjectURL(await response.blob()), download: filename });
     document.body.append(link);
     link.click();
     link.remove();
