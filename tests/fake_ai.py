@@ -18,6 +18,7 @@ class Script:
     reply: str = "Hello from the AI."
     replies: list[str] = field(default_factory=list)  # taken in order before `reply`
     answer: Callable[[str], str] | None = None  # the reply to the customer's last message, instead of `reply`
+    model_replies: dict[str, str] = field(default_factory=dict)  # model -> its reply, before all of the above
     failing_models: dict[str, int] = field(default_factory=dict)  # model -> HTTP status
     handoff_reason: str | None = None
     chunk_size: int = 12
@@ -51,7 +52,9 @@ class FakeAI:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    def _next_reply(self, messages: list[dict[str, Any]]) -> str:
+    def _next_reply(self, messages: list[dict[str, Any]], model: str) -> str:
+        if model in self.script.model_replies:
+            return self.script.model_replies[model]
         if self.script.replies:
             return self.script.replies.pop(0)
         if self.script.answer is not None:
@@ -69,7 +72,7 @@ class FakeAI:
             status = self.script.failing_models[model]
             return web.json_response({"error": {"message": "scripted failure", "type": "server_error"}},
                                      status=status)
-        text = self._next_reply(body["messages"])
+        text = self._next_reply(body["messages"], model)
         usage = {"prompt_tokens": 100 + len(json.dumps(body["messages"])) // 4,
                  "completion_tokens": len(text) // 4 + 1}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]

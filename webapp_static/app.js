@@ -17,27 +17,71 @@ const FD = (() => {
   }
 
   class ApiError extends Error {
-    constructor(status, code, message) { super(message); this.status = status; this.code = code; }
+    constructor(status, code, message, details) {
+      super(message); this.status = status; this.code = code; this.details = details;
+    }
+  }
+
+  /* What every call to the API carries: the signed initData inside Telegram, the CSRF token on changes. */
+  function headers(method, json) {
+    const result = {};
+    if (initData) result["Authorization"] = "tma " + initData;
+    if (csrf && method !== "GET") result["X-CSRF-Token"] = csrf;
+    if (json) result["Content-Type"] = "application/json";
+    return result;
+  }
+
+  async function failure(response) {
+    const data = await response.json().catch(() => ({}));
+    const problem = data.error || {};
+    return new ApiError(response.status, problem.code || "error", problem.message || response.statusText,
+                        problem.details);
   }
 
   async function api(method, path, body) {
-    const headers = {};
-    if (initData) headers["Authorization"] = "tma " + initData;
-    if (csrf && method !== "GET") headers["X-CSRF-Token"] = csrf;
-    if (body !== undefined) headers["Content-Type"] = "application/json";
     let response;
     try {
-      response = await fetch(path, { method, headers, credentials: "same-origin",
+      response = await fetch(path, { method, headers: headers(method, body !== undefined), credentials: "same-origin",
         body: body === undefined ? undefined : JSON.stringify(body) });
     } catch (error) {
       throw new ApiError(0, "network", t("offline"));
     }
-    const data = await response.json().catch(() => ({}));
-    if (!response.ok) {
-      const problem = data.error || {};
-      throw new ApiError(response.status, problem.code || "error", problem.message || response.statusText);
+    if (!response.ok) throw await failure(response);
+    return response.json().catch(() => ({}));
+  }
+
+  /* POST a JSON body and read the NDJSON answer as it arrives: onLine(object) for every line.
+     A refusal before the stream starts is an ordinary JSON error, thrown as ApiError; a dropped
+     connection mid-stream throws ApiError(0, "network"). */
+  async function stream(path, body, onLine) {
+    let response;
+    try {
+      response = await fetch(path, { method: "POST", headers: headers("POST", true), credentials: "same-origin",
+        body: JSON.stringify(body) });
+    } catch (error) {
+      throw new ApiError(0, "network", t("offline"));
     }
-    return data;
+    if (!response.ok) throw await failure(response);
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch (error) {
+        throw new ApiError(0, "network", t("offline"));
+      }
+      buffer += decoder.decode(chunk.value || new Uint8Array(), { stream: !chunk.done });
+      let end;
+      while ((end = buffer.indexOf("\n")) >= 0) {
+        const line = buffer.slice(0, end).trim();
+        buffer = buffer.slice(end + 1);
+        if (line) onLine(JSON.parse(line));
+      }
+      if (chunk.done) break;
+    }
+    if (buffer.trim()) onLine(JSON.parse(buffer));
   }
 
   function status(text) { document.getElementById("status").textContent = text || ""; }
@@ -178,7 +222,7 @@ const FD = (() => {
         el("span", { class: "preview" }, preview), badges));
   }
 
-  return { api, t, el, when, status, toast, start, live, stateLabel, confirmed, tg, conversationRow,
+  return { api, stream, headers, t, el, when, status, toast, start, live, stateLabel, confirmed, tg, conversationRow,
            get me() { return me; }, get csrf() { return csrf; }, ApiError };
 })();
 
