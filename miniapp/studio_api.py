@@ -7,7 +7,9 @@ is a 404, as if it did not exist.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Literal
+from urllib.parse import quote
 
 from aiohttp import web
 from pydantic import BaseModel, Field
@@ -23,6 +25,8 @@ from services.studio import ProjectDoc, StudioError
 from services.tokens import TokenCounter
 from services.versioning import DiffLine, LabelError
 
+log = logging.getLogger(__name__)
+
 STUDIO = web.AppKey("studio", StudioRuntime)
 TOKENS = web.AppKey("studio_tokens", TokenCounter)
 
@@ -32,7 +36,7 @@ ERRORS = {
                     "or split the project."),
     "too_many_projects": N_("You have {limit} projects, the most there can be. Delete one first."),
     "empty_name": N_("Please give the project a name."),
-    "stale": N_("This project was changed in another window. Reload to see the latest version."),
+    "stale": N_("This project was changed in another window."),
     "bad_order": N_("This list has changed: please reload it."),
     "no_block": N_("This prompt block no longer exists."),
     "missing_variables": N_("Fill in these variables first: {names}"),
@@ -43,6 +47,7 @@ ERRORS = {
     "no_model": N_("This model is not available."),
     "quota": N_("You have used today's {quota} AI requests. Runs on your own API key are not counted."),
     "no_ai": N_("No AI model is configured here."),
+    "server_error": N_("Something went wrong on our side. Please try again."),
     "busy": N_("Someone changed this at the same moment. Please reload and try again."),
     "other_block": N_("Only versions of the same prompt block can be compared."),
     "bad_label": N_("A label is 1–32 lowercase letters, digits, “_”, “.” or “-”."),
@@ -173,6 +178,7 @@ class RunOut(BaseModel):
     id: int
     kind: str
     model: str
+    model_id: str = Field(description="As /api/studio/models names it: a route's key or key<id>/<model>")
     own_key: bool
     status: str
     error: str
@@ -277,7 +283,10 @@ def _version_ref(version: PromptVersion | None) -> VersionRefOut | None:
 
 
 def _run(run: PromptRun, version: PromptVersion | None = None) -> RunOut:
-    return RunOut(id=run.id, kind=run.kind, model=run.model, own_key=run.own_key, status=run.status, error=run.error,
+    key_id = run.api_key_id  # type: ignore[attr-defined]
+    model_id = f"key{key_id}/{run.model}" if run.own_key and key_id is not None else run.model
+    return RunOut(id=run.id, kind=run.kind, model=run.model, model_id=model_id, own_key=run.own_key,
+                  status=run.status, error=run.error,
                   prompt=run.prompt, answer=run.answer, tokens_in=run.tokens_in, tokens_out=run.tokens_out,
                   latency_ms=run.latency_ms, cost=float(run.cost), created_at=run.created_at.isoformat(),
                   version=_version_ref(version))
@@ -401,9 +410,12 @@ async def order_projects(request: web.Request) -> web.Response:
 async def export_project(request: web.Request) -> web.Response:
     _, project = await _own_project(request)
     data = await studio.export(project)
-    filename = "".join(c if c.isalnum() or c in "-_" else "-" for c in project.name)[:60] or "project"
+    name = "".join(c if c.isalnum() or c in "-_" else "-" for c in project.name)[:60] or "project"
+    ascii_name = name.encode("ascii", "replace").decode().replace("?", "-")
+    # RFC 6266: a plain ASCII name for old clients, the real one (UTF-8, percent-encoded) for the rest.
+    disposition = f"attachment; filename=\"{ascii_name}.json\"; filename*=UTF-8''{quote(name)}.json"
     return web.Response(body=json.dumps(data, ensure_ascii=False, indent=2).encode(), content_type="application/json",
-                        headers={"Content-Disposition": f'attachment; filename="{filename}.json"'})
+                        headers={"Content-Disposition": disposition})
 
 
 async def import_project(request: web.Request) -> web.Response:
@@ -495,7 +507,17 @@ async def run_prompt(request: web.Request) -> web.StreamResponse:
                                           block_key=body.block_id, version=version, on_start=started,
                                           on_progress=progress)
     except StudioError as error:
-        raise _failed(error) from error
+        raise _failed(error) from error  # always before the stream starts: nothing was stored
+    except ConnectionError:
+        raise  # the page went away; the run is kept as stopped
+    except Exception:
+        if not response.prepared:
+            raise
+        log.exception("studio run in project %s failed after it started", project.id)
+        await line({"type": "error", "error": {"code": "server_error", "message": request.app[MINIAPP].translate(
+            caller_locale(request), ERRORS["server_error"])}})
+        await response.write_eof()
+        return response
     version = await PromptVersion.get_or_none(id=run.version_id)  # type: ignore[attr-defined]
     await line({"type": "done", "run": _run(run, version).model_dump(mode="json")})
     await response.write_eof()

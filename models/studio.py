@@ -75,7 +75,7 @@ class PromptRun(Model):
     own_key = fields.BooleanField(default=False)  # on the customer's own key: not counted against the quota
     prompt = fields.TextField()
     answer = fields.TextField(default="")
-    status = fields.CharField(max_length=16, default="running")  # running | ok | error
+    status = fields.CharField(max_length=16, default="running")  # running | ok | error | stopped
     error = fields.CharField(max_length=300, default="")
     tokens_in = fields.IntField(default=0)
     tokens_out = fields.IntField(default=0)

@@ -204,13 +204,18 @@ async def test_export_then_import_keeps_the_document_versions_and_labels(frontde
         assert imported["data"] == exported["data"]
         versions = await client.get(f"/api/studio/projects/{imported['id']}/versions?block_id=p1")
         assert [(v["number"], v["labels"]) for v in versions["versions"]] == [(1, ["production"])]
+        letters = await _project(client, "Письма клиентам")
+        async with client.session.get(f"{client.base}/api/studio/projects/{letters['id']}/export",
+                                      headers=client.headers()) as response:
+            disposition = response.headers["Content-Disposition"]
+        assert "filename*=UTF-8''%D0%9F%D0%B8%D1%81%D1%8C%D0%BC%D0%B0-" in disposition
         broken = {**exported, "data": {"prompt_blocks": "not a list"}}
         status, body = await client.call("POST", "/api/studio/projects/import", broken)
         assert status == 400
         assert body["error"]["code"] == "invalid"
         status, body = await client.call("POST", "/api/studio/projects/import", {"format": "other"})
         assert status == 400
-    assert await PromptProject.filter(owner__telegram_id=ann["id"]).count() == 2
+    assert await PromptProject.filter(owner__telegram_id=ann["id"]).count() == 3
 
 
 # --- runs, versions, labels ------------------------------------------------------------------------------
