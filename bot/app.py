@@ -22,9 +22,10 @@ from redis.asyncio import Redis
 
 from bot import db
 from bot.dedup import MemoryRecentUpdates, RecentUpdates, RedisRecentUpdates
+from bot.encryption import secret_box
 from bot.events import RedisBus
 from bot.i18n import create_i18n, translator
-from bot.keys import REDIS, SETTINGS, TELEGRAM, TelegramRuntime
+from bot.keys import BOX, REDIS, SECRETS, SETTINGS, TELEGRAM, TelegramRuntime
 from bot.observability import METRICS, READINESS, Metrics, Readiness, metrics_view, readyz_view
 from bot.sender import Budget, Limits, Pacer, RedisPacer, TelegramChatSender
 from bot.settings import Settings
@@ -37,6 +38,7 @@ from miniapp.admin_api import ADMIN, AdminRuntime
 from miniapp.api import TRANSLATE
 from miniapp.auth import MINIAPP, MiniAppRuntime
 from miniapp.inbox_api import WIDGET_LIVE
+from miniapp.keys_api import PROVIDER_KEYS
 from miniapp.knowledge_api import KNOWLEDGE, KnowledgeTools
 from miniapp.live import LIVE, LiveHub
 from miniapp.widget import STATIC, WIDGET, WidgetLimits, WidgetRuntime, add_routes, close_sockets, load_script
@@ -50,9 +52,11 @@ from services.events import EventBus, LocalBus
 from services.generation import Generations
 from services.i18n import N_, Translate
 from services.inbox import InboxFeed
-from services.limits import AdjustableRateLimiter, MemoryRateLimiter, RedisRateLimiter
+from services.limits import AdjustableRateLimiter, MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from services.managers import ManagerGroup
 from services.outbox import MANAGERS, Outboxes, OutboxSettings, OutboxWorker
+from services.provider_keys import KeyPolicy, ProviderKeys
+from services.redaction import Secrets
 from services.retention import run_retention
 from services.staff import StaffDirectory, WorkingHoursSource, setup_manager_chat
 from services.widget import WidgetLive
@@ -153,6 +157,21 @@ def widget_limits(app: web.Application) -> WidgetLimits:
                         RedisRateLimiter(redis, prefix, int(per_hour), per_hour / 60.0))
 
 
+KEY_CHECKS_BURST, KEY_CHECKS_PER_HOUR = 10, 20
+
+
+def provider_keys(app: web.Application) -> ProviderKeys:
+    """Customers' own API keys; checking one calls the provider, so each person has a budget of checks
+    (shared by every instance when Redis is configured)."""
+    settings = app[SETTINGS]
+    redis = app.get(REDIS)
+    per_minute = KEY_CHECKS_PER_HOUR / 60.0
+    checks: RateLimiter = MemoryRateLimiter(KEY_CHECKS_BURST, per_minute) if redis is None else RedisRateLimiter(
+        redis, f"{settings.redis_prefix}:{settings.bot_telegram_id}", KEY_CHECKS_BURST, per_minute)
+    policy = KeyPolicy(public_only=settings.app_env == "production", run_timeout=settings.ai_timeout)
+    return ProviderKeys(app[BOX], app[SECRETS], policy, checks)
+
+
 async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     """Everything that answers customers: the AI, the outbox workers, the widget, and Telegram
     when BOT_TOKEN is set (without it, the widget and the web endpoints still work)."""
@@ -209,6 +228,7 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
                                   frozenset(settings.admin_ids), settings.default_locale, translate, feed,
                                   staff_directory, outboxes.wake, hours)
     app[WIDGET_LIVE] = live
+    app[PROVIDER_KEYS] = provider_keys(app)
     app[KNOWLEDGE] = KnowledgeTools(ai, policy)
     app[ADMIN] = AdminRuntime(ai, limits, settings.working_hours, settings.timezone, settings.public_base_url, rates)
     app[LIVE] = live_hub = LiveHub()
@@ -324,9 +344,13 @@ async def retention_context(app: web.Application) -> AsyncIterator[None]:
         await asyncio.gather(task, return_exceptions=True)
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, secrets: Secrets | None = None) -> web.Application:
+    """The whole server. `secrets` is what the process's logging redacts (`python -m bot` passes the one
+    it gave configure_logging); keys held while in use are added to it."""
     app = web.Application(client_max_size=2 * 1024 * 1024)
     app[SETTINGS] = settings
+    app[SECRETS] = secrets = secrets if secrets is not None else Secrets(settings.secrets)
+    app[BOX] = secret_box(settings, secrets)  # now: a missing or broken key stops the start here
     app[METRICS] = Metrics()
     app[READINESS] = Readiness(settings.ready_max_outbox_age)
     app.cleanup_ctx.append(redis_context)

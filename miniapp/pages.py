@@ -45,6 +45,7 @@ PAGES = [
     Page("/app/analytics", "analytics.html", N_("Analytics"), "staff", "analytics.js"),
     Page("/app/persona", "persona.html", N_("Persona"), "staff", "persona.js"),
     Page("/app/admin", "admin.html", N_("Administration"), "admins", "admin.js"),
+    Page("/app/studio/keys", "studio_keys.html", N_("My API keys"), "everyone", "studio_keys.js"),
 ]
 NAVIGATION = [
     ("/app/", N_("My conversations"), "customers"),
@@ -53,6 +54,7 @@ NAVIGATION = [
     ("/app/analytics", N_("Analytics"), "staff"),
     ("/app/persona", N_("Persona"), "staff"),
     ("/app/admin", N_("Admin"), "admins"),
+    ("/app/studio/keys", N_("API keys"), "everyone"),
     ("/app/settings", N_("My settings"), "everyone"),
 ]
 
@@ -175,6 +177,17 @@ SCRIPT_STRINGS = {
     "role_manager": N_("Manager"),
     "make_admin": N_("Make admin"),
     "make_manager": N_("Make manager"),
+    # Own API keys (the prompt studio)
+    "keys_none": N_("No keys yet. Add one to run prompts on your own account with a provider."),
+    "keys_count": N_("{count} of {max} keys"),
+    "key_added_on": N_("added {when}"),
+    "key_used_on": N_("last used {when}"),
+    "key_unreadable": N_("This key can no longer be read (the server's encryption key changed). Delete it and "
+                         "add it again."),
+    "key_checking": N_("Checking the key with the provider…"),
+    "key_added": N_("The provider accepted the key. It is saved."),
+    "key_confirm_delete": N_("Delete the key “{name}”? Runs made with it stay in your history."),
+    "key_deleted": N_("The key was deleted."),
 }
 
 
