@@ -12,12 +12,19 @@ COPY webapp_static ./webapp_static
 RUN pip install --no-cache-dir --prefix=/install . \
  && PYTHONPATH=$(echo /install/lib/python3.11/site-packages) \
     python -c "from bot.i18n import compile_catalogs; compile_catalogs()"
+# OpenAI's tokenizer files, for exact token counts without a download at run time (tiktoken fetches
+# them on first use). Like the packages above, this needs the network: a build that cannot reach it
+# fails here rather than making an image that quietly estimates.
+RUN PYTHONPATH=$(echo /install/lib/python3.11/site-packages) TIKTOKEN_CACHE_DIR=/tiktoken \
+    python -c "import tiktoken; [tiktoken.get_encoding(name) for name in ('o200k_base', 'cl100k_base')]"
 
 FROM python:3.11-slim
-ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
+# Production: ENCRYPTION_KEY must come with the environment (`python -m bot encryption-key` makes one).
+ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 APP_ENV=production TIKTOKEN_CACHE_DIR=/opt/tiktoken \
     DATABASE_URL=sqlite:///data/frontdesk.sqlite3 HOST=0.0.0.0 PORT=8080
 RUN useradd --system --uid 10001 --home /app frontdesk && mkdir -p /data /app && chown frontdesk /data /app
 COPY --from=build /install /usr/local
+COPY --from=build /tiktoken /opt/tiktoken
 COPY demo /app/demo
 WORKDIR /app
 USER frontdesk

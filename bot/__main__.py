@@ -15,9 +15,12 @@ from tqdm import tqdm
 
 from bot import db
 from bot import transfer as transfer_module
+from bot.encryption import secret_box
 from bot.observability import configure_logging
 from bot.settings import Settings
 from services import conversations, knowledge, persona, widget
+from services.redaction import Secrets
+from services.secrets_box import new_key
 
 T = TypeVar("T")
 
@@ -50,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     sites.add_parser("list", help="the registered websites")
     site_remove = sites.add_parser("remove", help="stop serving a website's widget")
     site_remove.add_argument("key")
+    commands.add_parser("encryption-key", help="print a new random ENCRYPTION_KEY")
+    commands.add_parser("rotate-keys", help="re-seal stored API keys under ENCRYPTION_KEY (after changing it: "
+                                            "put the old key in ENCRYPTION_OLD_KEYS first)")
     return parser
 
 
@@ -94,7 +100,22 @@ async def _site_command(settings: Settings, args: argparse.Namespace) -> None:
         print(f"removed {args.key}")
 
 
-def _serve(settings: Settings) -> None:
+async def _rotate_keys(settings: Settings, secrets: Secrets) -> int:
+    from services.provider_keys import KeyPolicy, ProviderKeys  # the openai client: only this command needs it
+
+    keys = ProviderKeys(secret_box(settings, secrets), secrets, KeyPolicy())
+    report = await keys.rotate()
+    print(f"re-sealed {report.resealed} keys under the current ENCRYPTION_KEY; {report.current} already were")
+    if report.unreadable:
+        ids = ", ".join(map(str, report.unreadable))
+        print(f"error: {len(report.unreadable)} keys (ids {ids}) open with neither ENCRYPTION_KEY nor any of "
+              "ENCRYPTION_OLD_KEYS: add the key they were sealed with to ENCRYPTION_OLD_KEYS and run this again",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _serve(settings: Settings, secrets: Secrets) -> None:
     # Imported here: aiogram's types take seconds to import, which the other commands need not pay.
     from aiohttp import web
 
@@ -102,12 +123,15 @@ def _serve(settings: Settings) -> None:
 
     logging.getLogger("bot").info("Frontdesk listens on http://%s:%s", settings.host, settings.port)
     # SIGTERM/SIGINT: stop listening, give requests and running jobs the grace period, then exit.
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
+    web.run_app(create_app(settings, secrets), host=settings.host, port=settings.port, print=None,
                 shutdown_timeout=settings.shutdown_grace_seconds)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "encryption-key":  # before the settings: production refuses to load without one
+        print(new_key())
+        return 0
     try:
         settings = Settings()
     except ValidationError as error:
@@ -116,10 +140,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                              for e in error.errors(include_input=False))
         print(f"error: the settings are not valid:\n{problems}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.log_format, settings.secrets)
+    secrets = Secrets(settings.secrets)
+    configure_logging(settings.log_level, settings.log_format, secrets)
     try:
         if args.command in (None, "run"):
-            _serve(settings)
+            _serve(settings, secrets)
         elif args.command == "migrate":
             asyncio.run(db.migrate(settings.database_url))
             print("migrations applied")
@@ -134,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             counts = asyncio.run(_with_database(settings, transfer(args.file)))
             done = "exported" if args.command == "export" else "imported"
             print(f"{done} " + ", ".join(f"{count} {table}" for table, count in counts.items()))
+        elif args.command == "rotate-keys":
+            return asyncio.run(_with_database(settings, _rotate_keys(settings, secrets)))
     except (ValueError, OSError, transfer_module.TransferError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -22,9 +22,10 @@ from redis.asyncio import Redis
 
 from bot import db
 from bot.dedup import MemoryRecentUpdates, RecentUpdates, RedisRecentUpdates
+from bot.encryption import secret_box
 from bot.events import RedisBus
 from bot.i18n import create_i18n, translator
-from bot.keys import REDIS, SETTINGS, TELEGRAM, TelegramRuntime
+from bot.keys import BOX, REDIS, SECRETS, SETTINGS, TELEGRAM, TelegramRuntime
 from bot.observability import METRICS, READINESS, Metrics, Readiness, metrics_view, readyz_view
 from bot.sender import Budget, Limits, Pacer, RedisPacer, TelegramChatSender
 from bot.settings import Settings
@@ -37,13 +38,13 @@ from miniapp.admin_api import ADMIN, AdminRuntime
 from miniapp.api import TRANSLATE
 from miniapp.auth import MINIAPP, MiniAppRuntime
 from miniapp.inbox_api import WIDGET_LIVE
+from miniapp.keys_api import PROVIDER_KEYS
 from miniapp.knowledge_api import KNOWLEDGE, KnowledgeTools
 from miniapp.live import LIVE, LiveHub
 from miniapp.studio_api import STUDIO, TOKENS
 from miniapp.widget import STATIC, WIDGET, WidgetLimits, WidgetRuntime, add_routes, close_sockets, load_script
 from miniapp.widget_hub import WidgetHub
 from models import Bot as Tenant
-from models import ProviderKey
 from services import bot_settings, conversations, staff, widget
 from services.ai import AIClient, AIObserver, Route, RouteOrder
 from services.answering import Answerer, AnswerPolicy
@@ -52,13 +53,14 @@ from services.events import EventBus, LocalBus
 from services.generation import Generations
 from services.i18n import N_, Translate
 from services.inbox import InboxFeed
-from services.limits import AdjustableRateLimiter, MemoryRateLimiter, RedisRateLimiter
+from services.limits import AdjustableRateLimiter, MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from services.managers import ManagerGroup
 from services.outbox import MANAGERS, Outboxes, OutboxSettings, OutboxWorker
-from services.prompt_runs import StudioRuntime
+from services.prompt_runs import StudioRuntime, key_opener
+from services.provider_keys import KeyPolicy, ProviderKeys
+from services.redaction import Secrets
 from services.retention import run_retention
 from services.staff import StaffDirectory, WorkingHoursSource, setup_manager_chat
-from services.studio import StudioError
 from services.tokens import TokenCounter
 from services.widget import WidgetLive
 
@@ -70,10 +72,6 @@ OPEN_APP = N_("App")
 # and passing errors: they are given long leases and many tries.
 MANAGER_JOB_ATTEMPTS = 30
 MANAGER_JOB_LEASE = 600.0
-
-
-async def _no_own_keys(key: ProviderKey) -> AsyncOpenAI:
-    raise StudioError("no_model", "own keys are not available yet")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -162,6 +160,21 @@ def widget_limits(app: web.Application) -> WidgetLimits:
                         RedisRateLimiter(redis, prefix, int(per_hour), per_hour / 60.0))
 
 
+KEY_CHECKS_BURST, KEY_CHECKS_PER_HOUR = 10, 20
+
+
+def provider_keys(app: web.Application) -> ProviderKeys:
+    """Customers' own API keys; checking one calls the provider, so each person has a budget of checks
+    (shared by every instance when Redis is configured)."""
+    settings = app[SETTINGS]
+    redis = app.get(REDIS)
+    per_minute = KEY_CHECKS_PER_HOUR / 60.0
+    checks: RateLimiter = MemoryRateLimiter(KEY_CHECKS_BURST, per_minute) if redis is None else RedisRateLimiter(
+        redis, f"{settings.redis_prefix}:{settings.bot_telegram_id}", KEY_CHECKS_BURST, per_minute)
+    policy = KeyPolicy(public_only=settings.app_env == "production", run_timeout=settings.ai_timeout)
+    return ProviderKeys(app[BOX], app[SECRETS], policy, checks)
+
+
 async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     """Everything that answers customers: the AI, the outbox workers, the widget, and Telegram
     when BOT_TOKEN is set (without it, the widget and the web endpoints still work)."""
@@ -218,8 +231,9 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
                                   frozenset(settings.admin_ids), settings.default_locale, translate, feed,
                                   staff_directory, outboxes.wake, hours)
     app[WIDGET_LIVE] = live
+    app[PROVIDER_KEYS] = own_keys = provider_keys(app)
     app[KNOWLEDGE] = KnowledgeTools(ai, policy)
-    app[STUDIO] = StudioRuntime(ai, settings.price_of, settings.daily_ai_quota, _no_own_keys, metrics)
+    app[STUDIO] = StudioRuntime(ai, settings.price_of, settings.daily_ai_quota, key_opener(own_keys), metrics)
     app[TOKENS] = TokenCounter()
     app[ADMIN] = AdminRuntime(ai, limits, settings.working_hours, settings.timezone, settings.public_base_url, rates)
     app[LIVE] = live_hub = LiveHub()
@@ -335,9 +349,13 @@ async def retention_context(app: web.Application) -> AsyncIterator[None]:
         await asyncio.gather(task, return_exceptions=True)
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, secrets: Secrets | None = None) -> web.Application:
+    """The whole server. `secrets` is what the process's logging redacts (`python -m bot` passes the one
+    it gave configure_logging); keys held while in use are added to it."""
     app = web.Application(client_max_size=2 * 1024 * 1024)
     app[SETTINGS] = settings
+    app[SECRETS] = secrets = secrets if secrets is not None else Secrets(settings.secrets)
+    app[BOX] = secret_box(settings, secrets)  # now: a missing or broken key stops the start here
     app[METRICS] = Metrics()
     app[READINESS] = Readiness(settings.ready_max_outbox_age)
     app.cleanup_ctx.append(redis_context)

@@ -11,6 +11,8 @@ from redis.asyncio import Redis
 from bot.dedup import RecentUpdates
 from bot.settings import Settings
 from services.outbox import Outboxes
+from services.redaction import Secrets
+from services.secrets_box import SecretBox
 
 
 @dataclass
@@ -25,3 +27,5 @@ class TelegramRuntime:
 SETTINGS = web.AppKey("settings", Settings)
 TELEGRAM = web.AppKey("telegram", TelegramRuntime)
 REDIS = web.AppKey("redis", Redis)
+SECRETS = web.AppKey("secrets", Secrets)  # what logs redact; the same object configure_logging got
+BOX = web.AppKey("secret_box", SecretBox)  # ENCRYPTION_KEY's: seals secrets stored in the database

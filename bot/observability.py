@@ -23,6 +23,7 @@ from tortoise.functions import Count, Min
 
 from models import Conversation, JobStatus, OutboxJob
 from services.outbox import conversation as conversation_var
+from services.redaction import Secrets
 
 log = logging.getLogger(__name__)
 
@@ -164,29 +165,27 @@ async def readyz_view(request: web.Request) -> web.Response:
 
 class Redact(logging.Filter):
     """Secrets never reach a log: the bot token (which is in every Bot API URL), API keys, the
-    webhook secret. Replaced wherever they appear in a record's message or arguments."""
+    webhook secret, the encryption keys, and customers' own keys while they are in use. Replaced
+    wherever they appear in a record's message, its arguments or its traceback."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    def __init__(self, secrets: Secrets | Iterable[str]) -> None:
         super().__init__()
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 8}, key=len, reverse=True)
+        self.secrets = secrets if isinstance(secrets, Secrets) else Secrets(secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
+        if self.secrets.empty:
             return True
         message = record.getMessage()
-        cleaned = self._clean(message)
+        cleaned = self.secrets.clean(message)
         if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = self._clean(record.exc_text)
+            record.exc_text = self.secrets.clean(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.secrets.clean(record.stack_info)
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
-
-    def _clean(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "[redacted]")
-        return text
 
 
 class JsonFormatter(logging.Formatter):
@@ -221,7 +220,9 @@ class ContextFormatter(logging.Formatter):
         return f"{line} [{' '.join(ids)}]" if ids else line
 
 
-def configure_logging(level: str, fmt: str, secrets: Iterable[str]) -> None:
+def configure_logging(level: str, fmt: str, secrets: Secrets | Iterable[str]) -> None:
+    """One handler on the root logger, every record through `Redact` first. Pass the process's
+    `Secrets` (not a copy) so that keys held later are redacted too."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else ContextFormatter(
         "%(asctime)s %(levelname)s %(name)s: %(message)s"))

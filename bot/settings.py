@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from services.secrets_box import HOW_TO_MAKE_ONE, parse_key
+
 SUPPORTED_LOCALES = ("en", "ru", "uz")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,8 +28,12 @@ def _split_list(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    # Errors never echo a value: it may be a token or a key.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True, hide_input_in_errors=True)
 
+    # `production` insists on what development makes up for itself (ENCRYPTION_KEY) and keeps customers'
+    # own API keys to public https addresses.
+    app_env: Literal["development", "production"] = Field("development", alias="APP_ENV")
     bot_token: str = Field("", alias="BOT_TOKEN")
     telegram_api_base: str = Field("https://api.telegram.org", alias="TELEGRAM_API_BASE")
     webhook_base_url: str = Field("", alias="WEBHOOK_BASE_URL")
@@ -51,6 +57,11 @@ class Settings(BaseSettings):
     # Prices per million tokens, "model=in/out;model=in/out", for the cost recorded on each answer.
     ai_prices: str = Field("", alias="AI_PRICES")
     ai_context_tokens: int = Field(3000, alias="AI_CONTEXT_TOKENS")
+    # 32 random bytes in base64: seals customers' own API keys in the database (AES-256-GCM). Without
+    # it, development makes one in the data directory; production refuses to start.
+    encryption_key: str = Field("", alias="ENCRYPTION_KEY")
+    # Keys used before ENCRYPTION_KEY, comma separated: still open what they sealed (see rotate-keys).
+    encryption_old_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="ENCRYPTION_OLD_KEYS")
     public_base_url: str = Field("", alias="PUBLIC_BASE_URL")
     default_locale: str = Field("en", alias="DEFAULT_LOCALE")
     # When people are in: `mon-fri 09:00-18:00, sat 10:00-14:00` in TIMEZONE; empty means always.
@@ -86,7 +97,7 @@ class Settings(BaseSettings):
     # On shutdown, how long running jobs may finish before they are interrupted (and redone later).
     shutdown_grace_seconds: float = Field(10.0, alias="SHUTDOWN_GRACE_SECONDS", ge=0)
 
-    @field_validator("admin_ids", "ai_fallback_models", mode="before")
+    @field_validator("admin_ids", "ai_fallback_models", "encryption_old_keys", mode="before")
     @classmethod
     def _lists(cls, value: object) -> object:
         return _split_list(value)
@@ -105,6 +116,29 @@ class Settings(BaseSettings):
         except InvalidHours as error:
             raise ValueError(f"WORKING_HOURS/TIMEZONE: {error}") from error
         return self
+
+    @field_validator("encryption_key", "encryption_old_keys")
+    @classmethod
+    def _encryption_keys(cls, value: str | list[str]) -> str | list[str]:
+        for key in [value] if isinstance(value, str) else value:
+            if key:
+                parse_key(key)  # its message says what is wrong, never the key
+        return value.strip() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _production_has_a_key(self) -> Settings:
+        if self.app_env == "production" and not self.encryption_key:
+            raise ValueError(f"ENCRYPTION_KEY is required when APP_ENV=production (it encrypts customers' API "
+                             f"keys in the database): {HOW_TO_MAKE_ONE}, and keep it safe: without it the "
+                             "stored keys cannot be read")
+        return self
+
+    @property
+    def encryption_key_file(self) -> Path:
+        """Development's own key when ENCRYPTION_KEY is unset: beside the SQLite database, else in ./data."""
+        if self.database_url.startswith("sqlite://") and ":memory:" not in self.database_url:
+            return Path(self.database_url.removeprefix("sqlite://")).parent / "encryption.key"
+        return PROJECT_ROOT / "data" / "encryption.key"
 
     @field_validator("default_locale")
     @classmethod
@@ -149,7 +183,7 @@ class Settings(BaseSettings):
     @property
     def secrets(self) -> list[str]:
         """Everything that must never appear in a log line."""
-        keys = [self.bot_token, self.ai_api_key, self.webhook_secret]
+        keys = [self.bot_token, self.ai_api_key, self.webhook_secret, self.encryption_key, *self.encryption_old_keys]
         return keys + [provider.api_key for provider in self.ai_providers.values()]
 
     @property

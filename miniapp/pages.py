@@ -47,6 +47,7 @@ PAGES = [
     Page("/app/admin", "admin.html", N_("Administration"), "admins", "admin.js"),
     Page("/app/studio", "studio.html", N_("Prompt studio"), "everyone", "studio.js"),
     Page("/app/studio/project", "studio_project.html", N_("Prompt project"), "everyone", "studio_project.js"),
+    Page("/app/studio/keys", "studio_keys.html", N_("My API keys"), "everyone", "studio_keys.js"),
 ]
 NAVIGATION = [
     ("/app/", N_("My conversations"), "customers"),
@@ -271,6 +272,17 @@ SCRIPT_STRINGS = {
     "studio_status_stopped": N_("stopped"),
     "studio_prompt": N_("Prompt sent"),
     "studio_answer": N_("Answer"),
+    # Own API keys (the prompt studio)
+    "keys_none": N_("No keys yet. Add one to run prompts on your own account with a provider."),
+    "keys_count": N_("{count} of {max} keys"),
+    "key_added_on": N_("added {when}"),
+    "key_used_on": N_("last used {when}"),
+    "key_unreadable": N_("This key can no longer be read (the server's encryption key changed). Delete it and "
+                         "add it again."),
+    "key_checking": N_("Checking the key with the provider…"),
+    "key_added": N_("The provider accepted the key. It is saved."),
+    "key_confirm_delete": N_("Delete the key “{name}”? Runs made with it stay in your history."),
+    "key_deleted": N_("The key was deleted."),
 }
 
 

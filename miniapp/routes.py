@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from miniapp import account_api, admin_api, analytics_api, inbox_api, knowledge_api, pages, persona_api, studio_api
+from miniapp import (
+    account_api,
+    admin_api,
+    analytics_api,
+    inbox_api,
+    keys_api,
+    knowledge_api,
+    pages,
+    persona_api,
+    studio_api,
+)
 from miniapp.api import LOCALE, Api, json_errors
 from miniapp.auth import caller_locale
 from miniapp.live import live_socket
@@ -29,5 +39,6 @@ def add_routes(app: web.Application) -> None:
     persona_api.add_routes(app, api)
     admin_api.add_routes(app, api)
     studio_api.add_routes(app, api)
+    keys_api.add_routes(app, api)
     app.router.add_get("/api/live", live_socket)
     app.router.add_get("/api/openapi.json", openapi_view)

@@ -45,6 +45,7 @@ ERRORS = {
     "empty_prompt": N_("The prompt is empty."),
     "prompt_too_long": N_("The prompt is too long."),
     "no_model": N_("This model is not available."),
+    "key_unusable": N_("This API key cannot be used any more. Delete it and add it again."),
     "quota": N_("You have used today's {quota} AI requests. Runs on your own API key are not counted."),
     "no_ai": N_("No AI model is configured here."),
     "server_error": N_("Something went wrong on our side. Please try again."),

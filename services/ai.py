@@ -181,8 +181,3 @@ def _handoff_reason(tool_name: str, arguments: str) -> str | None:
     except (json.JSONDecodeError, AttributeError):
         reason = None
     return reason if reason in ("asked_for_person", "cannot_answer", "complaint", "sensitive") else "cannot_answer"
-
-
-def estimate_tokens(text: str) -> int:
-    """An honest estimate without the provider's tokenizer: about four characters a token."""
-    return len(text) // 4 + 1

@@ -28,8 +28,8 @@ from models import (
     OutboxJob,
     User,
 )
-from services import bot_settings, conversations, handoff, knowledge, persona
-from services.ai import AIClient, AIReply, AIUnavailable, estimate_tokens
+from services import bot_settings, conversations, handoff, knowledge, persona, tokens
+from services.ai import AIClient, AIReply, AIUnavailable
 from services.generation import Generations, GenerationStopped
 from services.i18n import N_, Translate
 from services.inbox import InboxFeed
@@ -91,10 +91,10 @@ async def build_prompt(bot_id: int, question: str, *, locale: str, context_token
         items = "\n\n".join(f"Q: {hit.item.question}\nA: {hit.item.answer}" for hit in hits)
         system += f"\n\n# Knowledge base (the best matches for the customer's message)\n\n{items}"
     system += f"\n\nThe customer's language: {locale}. Today is {datetime.now(UTC):%Y-%m-%d}."
-    budget = context_tokens - estimate_tokens(system)
+    budget = context_tokens - tokens.estimate(system)
     turns: list[dict[str, Any]] = []
     for message in reversed(earlier):
-        cost = estimate_tokens(message.text)
+        cost = tokens.estimate(message.text)
         if cost > budget or not message.text:
             break
         budget -= cost

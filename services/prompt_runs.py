@@ -21,6 +21,8 @@ from openai import AsyncOpenAI
 from models import PromptProject, PromptRun, PromptVersion, ProviderKey, User
 from services import bot_settings, conversations, prompt_versions, studio
 from services.ai import AIClient, AIObserver, PriceOf, Progress, Route, stream_chat
+from services.provider_keys import KeyRefused, ProviderKeys
+from services.secrets_box import BoxError
 from services.studio import StudioError
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,20 @@ MAX_ERROR_CHARS = 300
 
 KeyOpener = Callable[[ProviderKey], Awaitable[AsyncOpenAI]]
 """Opens a client on a customer's own key (decrypted in memory only, for this call)."""
+
+
+def key_opener(keys: ProviderKeys) -> KeyOpener:
+    """Own keys as runs open them: a key that cannot be used any more is the customer's problem to fix."""
+
+    async def open_key(key: ProviderKey) -> AsyncOpenAI:
+        try:
+            client, _ = await keys.open_client(key)
+        except (BoxError, KeyRefused) as error:
+            log.warning("own key %s cannot be opened: %s", key.id, type(error).__name__)
+            raise StudioError("key_unusable", "this API key cannot be used any more") from error
+        return client
+
+    return open_key
 
 
 @dataclass(frozen=True)
@@ -178,9 +194,6 @@ async def _call(runtime: StudioRuntime, user: User, run: PromptRun, target: _Tar
     if target.key is None:
         await conversations.add_usage(user.bot_id, user.id, ai_messages=1,  # type: ignore[attr-defined]
                                       tokens_in=reply.tokens_in, tokens_out=reply.tokens_out, cost=reply.cost)
-    else:
-        target.key.last_used_at = run.created_at
-        await ProviderKey.filter(id=target.key.id).update(last_used_at=run.created_at)
     return await _finish(run, status="ok", answer=reply.text, tokens_in=reply.tokens_in, tokens_out=reply.tokens_out,
                          latency_ms=reply.latency_ms, cost=reply.cost)
 

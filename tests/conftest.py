@@ -36,6 +36,7 @@ from bot.settings import Settings  # noqa: E402
 from tests.fake_ai import FakeAI  # noqa: E402
 
 TOKEN = "7000000001:TEST-frontdesk-token"
+ENCRYPTION_KEY = "q0kPZ0Uo3s9mAGgdPHP2v6nAhQ7c3b6uVJk1yZ1o1pE="  # the tests' own: seals customers' API keys
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
 # One database per test process: Tortoise caches each model's SQL for the dialect it met first,
@@ -174,6 +175,7 @@ def frontdesk_environment(database_url: str, sim: Simulator, ai: FakeAI | None, 
         "OUTBOX_LEASE_SECONDS": "30",
         "SHUTDOWN_GRACE_SECONDS": "2",
         "LOG_LEVEL": "INFO",
+        "ENCRYPTION_KEY": ENCRYPTION_KEY,
     }
     if BACKEND == "postgres" and REDIS_URL:
         # The PostgreSQL run is the large-shop setup: PostgreSQL plus Redis for shared state.

@@ -24,12 +24,15 @@ class Script:
     chunk_size: int = 12
     chunk_delay: float = 0.0
     hold: asyncio.Event | None = None  # when set, requests wait for it before answering
+    api_keys: set[str] | None = None  # when set, other keys get 401, as OpenAI answers a wrong key
+    models: set[str] | None = None  # when set, other models get 404, as OpenAI answers an unknown model
 
 
 class FakeAI:
     def __init__(self) -> None:
         self.script = Script()
         self.requests: list[dict[str, Any]] = []
+        self.keys_seen: list[str] = []  # the bearer key of each request
         self.received = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -64,15 +67,29 @@ class FakeAI:
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
+        key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        self.keys_seen.append(key)
         self.received.set()
         if self.script.hold is not None:
             await self.script.hold.wait()
         model = body["model"]
+        if self.script.api_keys is not None and key not in self.script.api_keys:
+            masked = f"{key[:3]}{'*' * max(0, len(key) - 7)}{key[-4:]}"  # as OpenAI shows it
+            return web.json_response({"error": {"message": f"Incorrect API key provided: {masked}.",
+                                                "type": "invalid_request_error", "code": "invalid_api_key"}},
+                                     status=401)
+        if self.script.models is not None and model not in self.script.models:
+            return web.json_response({"error": {"message": f"The model `{model}` does not exist.",
+                                                "type": "invalid_request_error", "code": "model_not_found"}},
+                                     status=404)
         if model in self.script.failing_models:
             status = self.script.failing_models[model]
             return web.json_response({"error": {"message": "scripted failure", "type": "server_error"}},
                                      status=status)
         text = self._next_reply(body["messages"], model)
+        finish = "stop"
+        if body.get("max_tokens") and len(text) > 4 * body["max_tokens"]:
+            text, finish = text[:4 * body["max_tokens"]], "length"  # about four characters a token
         usage = {"prompt_tokens": 100 + len(json.dumps(body["messages"])) // 4,
                  "completion_tokens": len(text) // 4 + 1}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
@@ -80,7 +97,7 @@ class FakeAI:
             return web.json_response({
                 "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": "stop"}],
+                             "finish_reason": finish}],
                 "usage": usage,
             })
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})

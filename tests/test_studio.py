@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -435,3 +436,43 @@ async def test_a_run_whose_reader_goes_away_is_kept_as_stopped(frontdesk: Frontd
     assert ai.script.reply.startswith(run.answer)
     assert len(run.answer) < len(ai.script.reply)
     assert (await Usage.get(user__telegram_id=ann["id"])).ai_messages == 1  # cut short, yet the model worked
+
+
+OWN_KEY = "sk-own-studio-K3y9w2Lm7Qx4"
+
+
+async def test_runs_on_an_own_key_use_it_and_are_not_counted_even_past_the_quota(
+        frontdesk: Frontdesk, sim: Simulator, ai: FakeAI, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    ai.script.api_keys = {"test-key", OWN_KEY}
+    ai.script.reply = "Answered on your own key."
+    ann = sim.create_user("Ann")
+    async with app_client(frontdesk, sim, ann["id"]) as client:
+        key = await client.post("/api/studio/keys", {"name": "Mine", "base_url": ai.base_url, "api_key": OWN_KEY,
+                                                     "models": ["own-model"]})
+        models = (await client.get("/api/studio/models"))["models"]
+        assert {"id": f"key{key['id']}/own-model", "model": "own-model", "provider": "Mine", "own_key": True} in models
+        project = await _project(client)
+        await _save(client, project, _doc("Say hi to {{name}}", {"name": "Bob"}))
+        owner_id = (await PromptProject.get(id=project["id"])).owner_id  # type: ignore[attr-defined]
+        await Usage.create(bot_id=1, user_id=owner_id, day=datetime.now(UTC).date(),
+                           ai_messages=frontdesk.settings.daily_ai_quota)
+        lines = await _run(client, project["id"], {"block_id": "p1", "model": f"key{key['id']}/own-model"})
+        done = lines[-1]["run"]
+        assert (done["status"], done["answer"], done["own_key"]) == ("ok", ai.script.reply, True)
+        assert done["model_id"] == f"key{key['id']}/own-model"
+        assert ai.requests[-1]["model"] == "own-model"
+        history = await client.get(f"/api/studio/projects/{project['id']}/runs")
+        status, body = await client.call("POST", f"/api/studio/projects/{project['id']}/runs",
+                                         {"block_id": "p1", "model": "main-model@default"})
+        assert (status, body["error"]["code"]) == (429, "quota")
+    assert (await Usage.get(user_id=owner_id)).ai_messages == frontdesk.settings.daily_ai_quota  # not counted
+    assert OWN_KEY not in json.dumps(lines) + json.dumps(history) + json.dumps(models)
+    assert OWN_KEY not in caplog.text
+    bob = sim.create_user("Bob")
+    async with app_client(frontdesk, sim, bob["id"]) as other:
+        bobs = await _project(other)
+        await _save(other, bobs, _doc("Hi {{name}}", {"name": "x"}))
+        status, body = await other.call("POST", f"/api/studio/projects/{bobs['id']}/runs",
+                                        {"block_id": "p1", "model": f"key{key['id']}/own-model"})
+        assert (status, body["error"]["code"]) == (400, "no_model")  # Ann's key is not Bob's
