@@ -200,9 +200,9 @@ async def _call(runtime: StudioRuntime, user: User, run: PromptRun, target: _Tar
 
 async def _stopped(run: PromptRun, user: User, so_far: str, *, counted: bool) -> None:
     """A run cut short still used the model: on the deployment's models it counts against the quota."""
-    await _finish(run, status="stopped", answer=so_far)
     if counted:
         await conversations.add_usage(user.bot_id, user.id, ai_messages=1)  # type: ignore[attr-defined]
+    await _finish(run, status="stopped", answer=so_far)  # last: a run seen finished is counted already
 
 
 def _reason(error: Exception) -> str:
