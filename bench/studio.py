@@ -267,7 +267,7 @@ async def measure(options: Options) -> Measured:
                         file=sys.stderr, flush=True)
                 profiles = {}
                 for name, call in calls.items():
-                    profile = cProfile.Profile(time.process_time)  # CPU time: other processes' turns left out
+                    profile = cProfile.Profile()
                     profile.enable()
                     _, cpu = await time_with_cpu(call, options.profiled)
                     profile.disable()
@@ -342,7 +342,7 @@ def profile_table(measured: Measured) -> str:
     kinds = list(HTTP)
     lines = ["| ms per request, under cProfile | " + " | ".join(HTTP[kind] for kind in kinds) + " |",
              "| --- |" + " ---: |" * len(kinds),
-             "| the process's CPU time per request (client and SQLite's thread included) | " + " | ".join(
+             "| the process's CPU time (client and SQLite's thread included) | " + " | ".join(
                  f"{measured.profiles[kind].whole:.1f}" for kind in kinds) + " |",
              "| … of which the handler, on the event loop's thread | " + " | ".join(
                  f"{measured.profiles[kind].handler:.1f}" for kind in kinds) + " |"]
@@ -378,10 +378,10 @@ def generated_section(options: Options, measured: Measured) -> str:
         "",
         table(measured),
         "",
-        f"**What dominates.** {options.profiled} more requests of each kind under cProfile, timing CPU "
-        "(`time.process_time`), which slows Python code down, so these add up to more than the table above; "
+        f"**What dominates.** {options.profiled} more requests of each kind under cProfile, which slows Python "
+        "code down, so these add up to more than the table above: the process's CPU time per request, then "
         "each step's time with what it calls, on the event loop's thread (SQLite works in a thread of its own "
-        "meanwhile):",
+        "meanwhile; a step's time may include turns other processes took on the CPU):",
         "",
         profile_table(measured),
         END_MARK])
