@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from tgsim import Simulator
 
-from models import OutboxJob, PromptProject, PromptRun, Usage, User
+from bot.app import OUTBOXES
+from models import JobStatus, OutboxJob, PromptProject, PromptRun, Usage, User
 from services.prompt_runs import IMPROVE_SYSTEM
 from tests.conftest import Frontdesk, formatted
 from tests.fake_ai import FakeAI
@@ -87,6 +88,33 @@ async def test_improve_streams_drafts_then_the_prompt_in_a_code_block_with_save_
     usage = await Usage.get(user__telegram_id=ann["id"])
     assert (usage.ai_messages, usage.tokens_out) == (1, run.tokens_out)
     assert all("text" not in job.payload for job in await OutboxJob.filter(kind="improve"))  # the run holds it
+
+
+async def test_a_retried_improve_job_delivers_its_run_and_redoes_only_an_interrupted_one(
+        frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ai.script.reply = REPLY
+    ann = sim.create_user("Ann")
+    sim.send_command(ann["id"], "improve", "post about a drink")
+    await improved_message(sim, ann["id"])
+    job = await OutboxJob.get(kind="improve")
+    run = await PromptRun.get()
+    assert job.payload == {"user_id": run.user_id, "run_id": run.id}  # type: ignore[attr-defined]
+    # The worker died after the model's answer, before Telegram took the message: the job runs again.
+    await OutboxJob.filter(id=job.id).update(status=JobStatus.PENDING)
+    frontdesk.app[OUTBOXES].wake()
+    again = await improved_message(sim, ann["id"], 2)
+    assert formatted(again, "pre") == [IMPROVED]
+    assert len(ai.requests) == 1
+    # It died while the model was writing: the run is closed as interrupted, and the prompt improved anew.
+    await PromptRun.filter(id=run.id).update(status="running", answer="You are")
+    await OutboxJob.filter(id=job.id).update(status=JobStatus.PENDING)
+    frontdesk.app[OUTBOXES].wake()
+    third = await improved_message(sim, ann["id"], 3)
+    assert formatted(third, "pre") == [IMPROVED]
+    assert len(ai.requests) == 2
+    assert ai.requests[-1]["messages"][-1]["content"] == "post about a drink"
+    assert [(r.status, r.error) for r in await PromptRun.all().order_by("id")] == [("error", "interrupted"), ("ok", "")]
+    assert (await Usage.get(user__telegram_id=ann["id"])).ai_messages == 2
 
 
 async def test_improve_in_reply_to_a_message_improves_its_text_or_caption(
