@@ -45,7 +45,7 @@ from miniapp.studio_api import STUDIO, TOKENS
 from miniapp.widget import STATIC, WIDGET, WidgetLimits, WidgetRuntime, add_routes, close_sockets, load_script
 from miniapp.widget_hub import WidgetHub
 from models import Bot as Tenant
-from services import bot_settings, conversations, staff, widget
+from services import bot_settings, conversations, prompt_chat, staff, widget
 from services.ai import AIClient, AIObserver, Route, RouteOrder
 from services.answering import Answerer, AnswerPolicy
 from services.desk import CustomerSide
@@ -56,6 +56,7 @@ from services.inbox import InboxFeed
 from services.limits import AdjustableRateLimiter, MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from services.managers import ManagerGroup
 from services.outbox import MANAGERS, Outboxes, OutboxSettings, OutboxWorker
+from services.prompt_chat import StudioChat
 from services.prompt_runs import StudioRuntime, key_opener
 from services.provider_keys import KeyPolicy, ProviderKeys
 from services.redaction import Secrets
@@ -209,10 +210,14 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
                           settings.draft_interval)
     answerer = Answerer(messenger, translate, policy, ai, generations, hours, live, feed)
     customer_side = CustomerSide(messenger, translate, settings.default_locale, live, feed)
+    own_keys = provider_keys(app)
+    studio_runtime = StudioRuntime(ai, settings.price_of, settings.daily_ai_quota, key_opener(own_keys), metrics)
+    studio_chat = StudioChat(messenger, translate, studio_runtime, generations, settings.draft_interval)
     workers = [OutboxWorker(
         {"answer": answerer.answer_job, "slow_down": answerer.slow_down_job,
          "to_customer": customer_side.to_customer_job, "customer_edit": customer_side.customer_edit_job,
-         "customer_notice": customer_side.customer_notice_job},
+         "customer_notice": customer_side.customer_notice_job,
+         prompt_chat.IMPROVE_JOB: studio_chat.improve_job, prompt_chat.RUN_JOB: studio_chat.run_job},
         OutboxSettings(settings.outbox_workers, settings.outbox_lease_seconds, settings.outbox_max_attempts),
         on_give_up=answerer.gave_up, observe=metrics.outbox_job)]
     if messenger is not None:
@@ -231,9 +236,9 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
                                   frozenset(settings.admin_ids), settings.default_locale, translate, feed,
                                   staff_directory, outboxes.wake, hours)
     app[WIDGET_LIVE] = live
-    app[PROVIDER_KEYS] = own_keys = provider_keys(app)
+    app[PROVIDER_KEYS] = own_keys
     app[KNOWLEDGE] = KnowledgeTools(ai, policy)
-    app[STUDIO] = StudioRuntime(ai, settings.price_of, settings.daily_ai_quota, key_opener(own_keys), metrics)
+    app[STUDIO] = studio_runtime
     app[TOKENS] = TokenCounter()
     app[ADMIN] = AdminRuntime(ai, limits, settings.working_hours, settings.timezone, settings.public_base_url, rates)
     app[LIVE] = live_hub = LiveHub()

@@ -25,6 +25,7 @@ COMMANDS = [
     ("new", N_("Start a new conversation")),
     ("human", N_("Talk to a person")),
     ("language", N_("Change the language")),
+    ("improve", N_("Improve a prompt")),
     ("mydata", N_("Download my data")),
     ("deletemydata", N_("Delete my data")),
     ("help", N_("Help")),

@@ -2,7 +2,8 @@
 
 The path from the one-process SQLite setup to PostgreSQL: export from SQLite, migrate the new
 database, import there. The file is JSON Lines, one row per line, tables in the order their
-foreign keys need; ids are kept, so every reference stays true.
+foreign keys need; ids are kept, so every reference stays true (except for the customers' own
+templates, which nothing refers to: they take new ids beside the templates the product ships).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, TextIO
 from uuid import UUID
 
 from tortoise import connections
+from tortoise.expressions import Q
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
@@ -28,6 +30,11 @@ from models import (
     MessageCopy,
     OutboxJob,
     Persona,
+    PromptProject,
+    PromptRun,
+    PromptTemplate,
+    PromptVersion,
+    ProviderKey,
     Usage,
     User,
     WidgetSite,
@@ -38,7 +45,14 @@ VERSION = 1
 # Parents before children: each table only points at tables above it (or at earlier rows of itself).
 # Browser sessions and login links are left out on purpose: staff sign in again after a move.
 TABLES: list[type[Model]] = [Bot, WidgetSite, User, Conversation, Message, MessageCopy, KnowledgeItem, Persona,
-                             OutboxJob, Usage, AuditLog]
+                             OutboxJob, Usage, AuditLog, PromptProject, PromptVersion, ProviderKey, PromptRun,
+                             PromptTemplate]
+# The rows of a table that are the deployment's own: the templates shipped with the product (those with
+# a slug and no owner) come with the product into the new database, so only the customers' are moved.
+ROWS: dict[type[Model], Q] = {PromptTemplate: Q(owner_id__isnull=False)}
+# Tables whose rows take new ids on import: nothing points at them, and the product's shipped rows
+# may already hold their ids in the new database.
+NEW_IDS: set[type[Model]] = {PromptTemplate}
 BATCH = 500
 
 
@@ -62,7 +76,7 @@ async def export_to(out: TextIO) -> dict[str, int]:
         name = model.__name__
         counts[name] = 0
         offset = 0
-        while rows := await model.all().order_by("id").offset(offset).limit(BATCH).values():
+        while rows := await model.filter(ROWS.get(model, Q())).order_by("id").offset(offset).limit(BATCH).values():
             for row in rows:
                 out.write(json.dumps({"table": name, "row": row}, default=_plain, ensure_ascii=False) + "\n")
             counts[name] += len(rows)
@@ -89,6 +103,8 @@ def _rows(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
 def _instance(model: type[Model], row: dict[str, Any]) -> Model:
     fields = model._meta.fields_map
     values = {}
+    if model in NEW_IDS:
+        row = {key: value for key, value in row.items() if key != "id"}
     for key, value in row.items():
         field = fields.get(key) or fields.get(key.removesuffix("_id"))
         if field is None:

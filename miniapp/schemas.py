@@ -130,3 +130,8 @@ class DeleteConfirmation(Strict):
 class Deleted(BaseModel):
     conversations: int
     messages: int
+    prompt_projects: int = 0
+    prompt_versions: int = 0
+    prompt_runs: int = 0
+    prompt_templates: int = 0
+    api_keys: int = 0

@@ -6,7 +6,6 @@ outcome: an answer, a handoff notice, or a clear error.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -35,7 +34,7 @@ from services.i18n import N_, Translate
 from services.inbox import InboxFeed
 from services.outbox import Postpone
 from services.ports import ChatSender, OutgoingText, RecipientBlocked
-from services.render import escape, html_to_text, markdown_to_html, split_html, visible_length
+from services.render import escape, html_to_text, markdown_to_html, split_html
 from services.staff import WorkingHoursSource
 from services.widget import WidgetLive
 
@@ -300,12 +299,8 @@ class Answerer:
             return await self.ai.answer(prompt, preview.update)
         assert self.sender is not None
         draft_id = context.message.id  # unique and non-zero, as Telegram wants
-        stop = self.generations.start(context.chat_id, draft_id)
-        draft = _DraftStreamer(self.sender, context.chat_id, draft_id, self.policy.draft_interval, stop)
-        try:
+        with self.generations.streaming(self.sender, context.chat_id, draft_id, self.policy.draft_interval) as draft:
             return await self.ai.answer(prompt, draft.update)
-        finally:
-            self.generations.finish(context.chat_id, draft_id)
 
     async def _deliver_stopped(self, context: _Context, text: str) -> None:
         """Keep what was written before the customer pressed stop."""
@@ -476,38 +471,3 @@ class _WidgetPreview:
             await self.live.delta(self.visitor_id, self.reply_to, text_so_far)
         except Exception as error:  # a preview is best effort; the answer is recorded either way
             log.info("widget preview failed: %s", error)
-
-
-class _DraftStreamer:
-    """Shows the answer as it is written with sendMessageDraft, at most once per interval.
-
-    A draft is a preview, so a failed draft never fails the answer; only a block stops it.
-    """
-
-    def __init__(self, sender: ChatSender, chat_id: int, draft_id: int, interval: float,
-                 stop: asyncio.Event) -> None:
-        self.sender = sender
-        self.chat_id = chat_id
-        self.draft_id = draft_id
-        self.interval = interval
-        self.stop = stop
-        self._last = 0.0
-
-    async def update(self, text_so_far: str) -> None:
-        if self.stop.is_set():
-            raise GenerationStopped(text_so_far)
-        now = time.monotonic()
-        if now - self._last < self.interval:
-            return
-        self._last = now
-        html = markdown_to_html(text_so_far)
-        if visible_length(html) > 4096:
-            html = split_html(html)[-1]
-        if not html:
-            return
-        try:
-            await self.sender.send_draft(self.chat_id, self.draft_id, html)
-        except RecipientBlocked:
-            raise
-        except Exception as error:  # a preview is best effort
-            log.info("draft update failed: %s", error)

@@ -2,9 +2,10 @@
 
 The same functions serve `/mydata` and `/deletemydata` in the bot and the Mini App's settings.
 Staff's internal notes about a customer are not part of the export: the design promises that
-notes never reach customers. Deletion removes the person's row and everything hanging from it
-(conversations, messages, their copies, usage, sessions); the audit log keeps that it happened,
-not who it was.
+notes never reach customers. Their own API keys are described without the key itself. Deletion
+removes the person's row and everything hanging from it (conversations, messages, their copies,
+usage, sessions, prompt projects with their versions and runs, own templates and API keys); the
+audit log keeps that it happened, not who it was.
 """
 
 from __future__ import annotations
@@ -15,7 +16,19 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from models import AuditLog, AuthorKind, Conversation, Message, Usage, User
+from models import (
+    AuditLog,
+    AuthorKind,
+    Conversation,
+    Message,
+    PromptProject,
+    PromptRun,
+    PromptTemplate,
+    PromptVersion,
+    ProviderKey,
+    Usage,
+    User,
+)
 from services.widget import linked_visitors
 
 EXPORT_FORMAT = "frontdesk-personal-data"
@@ -56,6 +69,42 @@ async def export_customer_data(user: User) -> dict[str, Any]:
             for conversation in conversations],
         "usage": [{"day": row.day.isoformat(), "messages": row.messages, "ai_answers": row.ai_messages,
                    "tokens_in": row.tokens_in, "tokens_out": row.tokens_out} for row in usage],
+        **await _studio(people),
+    }
+
+
+async def _studio(people: list[int]) -> dict[str, Any]:
+    """The person's prompt studio: projects (their documents and versions), runs, own templates, and
+    their API keys without the key itself."""
+    projects = await PromptProject.filter(owner_id__in=people).order_by("id")
+    versions = await PromptVersion.filter(project__owner_id__in=people).order_by("id")
+    by_project: dict[int, list[dict[str, Any]]] = {}
+    for version in versions:
+        by_project.setdefault(int(version.project_id), []).append({  # type: ignore[attr-defined]
+            "id": version.id, "block": version.block_key, "number": version.number, "name": version.name,
+            "template": version.template, "variables": version.variables, "compiled": version.compiled,
+            "labels": version.labels, "created_at": _when(version.created_at)})
+    runs = await PromptRun.filter(user_id__in=people).order_by("id")
+    templates = await PromptTemplate.filter(owner_id__in=people).order_by("id")
+    keys = await ProviderKey.filter(owner_id__in=people).order_by("id")
+    return {
+        "prompt_projects": [{
+            "id": project.id, "name": project.name, "document": project.data, "revision": project.revision,
+            "created_at": _when(project.created_at), "updated_at": _when(project.updated_at),
+            "versions": by_project.get(project.id, [])} for project in projects],
+        "prompt_runs": [{
+            "id": run.id, "kind": run.kind, "project": run.project_id, "version": run.version_id,  # type: ignore[attr-defined]
+            "model": run.model, "own_key": run.own_key, "prompt": run.prompt, "answer": run.answer,
+            "status": run.status, "error": run.error, "tokens_in": run.tokens_in, "tokens_out": run.tokens_out,
+            "latency_ms": run.latency_ms, "cost": float(run.cost), "created_at": _when(run.created_at)}
+            for run in runs],
+        "prompt_templates": [{
+            "id": template.id, "title": template.title, "description": template.description, "body": template.body,
+            "tags": template.tags, "locale": template.locale, "uses": template.uses,
+            "created_at": _when(template.created_at), "updated_at": _when(template.updated_at)}
+            for template in templates],
+        "api_keys": [{"name": key.name, "base_url": key.base_url, "models": key.models, "last4": key.last4}
+                     for key in keys],
     }
 
 
@@ -69,7 +118,12 @@ async def delete_customer_data(user: User, *, via: str) -> dict[str, int]:
     people = [user.id, *await linked_visitors(user)]
     async with in_transaction():
         counts = {"conversations": await Conversation.filter(user_id__in=people).count(),
-                  "messages": await Message.filter(conversation__user_id__in=people).count()}
+                  "messages": await Message.filter(conversation__user_id__in=people).count(),
+                  "prompt_projects": await PromptProject.filter(owner_id__in=people).count(),
+                  "prompt_versions": await PromptVersion.filter(project__owner_id__in=people).count(),
+                  "prompt_runs": await PromptRun.filter(user_id__in=people).count(),
+                  "prompt_templates": await PromptTemplate.filter(owner_id__in=people).count(),
+                  "api_keys": await ProviderKey.filter(owner_id__in=people).count()}
         await Conversation.filter(user_id__in=people).delete()
         await Usage.filter(user_id__in=people).delete()
         await User.filter(id__in=people).delete()

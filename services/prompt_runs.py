@@ -21,6 +21,7 @@ from openai import AsyncOpenAI
 from models import PromptProject, PromptRun, PromptVersion, ProviderKey, User
 from services import bot_settings, conversations, prompt_versions, studio
 from services.ai import AIClient, AIObserver, PriceOf, Progress, Route, stream_chat
+from services.generation import GenerationStopped
 from services.provider_keys import KeyRefused, ProviderKeys
 from services.secrets_box import BoxError
 from services.studio import StudioError
@@ -183,6 +184,9 @@ async def _call(runtime: StudioRuntime, user: User, run: PromptRun, target: _Tar
     except (asyncio.CancelledError, ConnectionError):  # the reader went away: keep what came, and say so
         await asyncio.shield(_stopped(run, user, so_far, counted=target.key is None))
         raise
+    except GenerationStopped as stopped:  # the customer pressed stop in Telegram
+        await _stopped(run, user, stopped.text, counted=target.key is None)
+        return await PromptRun.get(id=run.id)
     except (openai.APIError, ValueError) as error:
         log.warning("studio run %s on %s failed: %s", run.id, run.model, type(error).__name__)
         if runtime.observer is not None and target.key is None:
@@ -250,17 +254,41 @@ class Improved:
     explanation: str
 
 
+_FENCED = re.compile(r"```[\w+-]*\n(.*)\n```", re.DOTALL)
+
+
 def split_improved(text: str) -> tuple[str, str]:
-    """(improved prompt, what changed): the model writes them apart by a `---` line."""
+    """(improved prompt, what changed): the model writes them apart by a `---` line (and sometimes
+    puts the prompt in a code fence, which is not part of it)."""
     lines = text.strip().splitlines()
+    prompt, explanation = text.strip(), ""
     for index in range(len(lines) - 1, -1, -1):
         if lines[index].strip() == IMPROVED_MARK:
-            return "\n".join(lines[:index]).strip(), "\n".join(lines[index + 1:]).strip()
-    return text.strip(), ""
+            prompt, explanation = "\n".join(lines[:index]).strip(), "\n".join(lines[index + 1:]).strip()
+            break
+    fenced = _FENCED.fullmatch(prompt)
+    return (fenced.group(1).strip() if fenced else prompt), explanation
 
 
-async def improve(runtime: StudioRuntime, user: User, prompt: str, on_progress: Progress) -> Improved:
+async def improve(runtime: StudioRuntime, user: User, prompt: str, on_progress: Progress,
+                  on_start: Callable[[PromptRun], Awaitable[None]] | None = None) -> Improved:
     """A better version of the customer's prompt, from the deployment's first model (counted)."""
+    target = await _first_model(runtime, user, prompt)
+    run = await _run(runtime, user, target, prompt.strip(), kind="improve", system=IMPROVE_SYSTEM,
+                     on_start=on_start, on_progress=on_progress)
+    improved, explanation = split_improved(run.answer) if run.status == "ok" else ("", "")
+    return Improved(run, improved, explanation)
+
+
+async def run_text(runtime: StudioRuntime, user: User, prompt: str, on_progress: Progress,
+                   on_start: Callable[[PromptRun], Awaitable[None]] | None = None) -> PromptRun:
+    """A prompt sent as it is (no project behind it) to the deployment's first model (counted)."""
+    target = await _first_model(runtime, user, prompt)
+    return await _run(runtime, user, target, prompt.strip(), kind="run", on_start=on_start, on_progress=on_progress)
+
+
+async def _first_model(runtime: StudioRuntime, user: User, prompt: str) -> _Target:
+    """The deployment's first model (in the admins' order), once the prompt and the quota allow a call."""
     if runtime.ai is None:
         raise StudioError("no_ai", "no AI model is configured here")
     prompt = prompt.strip()
@@ -268,8 +296,5 @@ async def improve(runtime: StudioRuntime, user: User, prompt: str, on_progress: 
         raise StudioError("empty_prompt", "the prompt is empty")
     if len(prompt) > studio.MAX_TEXT_CHARS:
         raise StudioError("prompt_too_long", "the prompt is too long")
-    target = _Target((await runtime.ai.routes_now())[0], None)
     await _check_quota(runtime, user)
-    run = await _run(runtime, user, target, prompt, kind="improve", system=IMPROVE_SYSTEM, on_progress=on_progress)
-    improved, explanation = split_improved(run.answer) if run.status == "ok" else ("", "")
-    return Improved(run, improved, explanation)
+    return _Target((await runtime.ai.routes_now())[0], None)

@@ -7,7 +7,6 @@ refused ("stale"), so two open pages never overwrite each other unseen.
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from datetime import UTC, datetime
@@ -126,7 +125,9 @@ def doc_json(doc: ProjectDoc) -> dict[str, Any]:
 
 
 def _size(doc: ProjectDoc) -> int:
-    return len(json.dumps(doc_json(doc), ensure_ascii=False, separators=(",", ":")).encode())
+    """Bytes of the document as compact UTF-8 JSON (pydantic's serializer: a few times faster than
+    json.dumps of the dumped dict, and the same bytes)."""
+    return len(doc.model_dump_json().encode())
 
 
 def _fits(doc: ProjectDoc) -> int:
@@ -177,12 +178,16 @@ def _name(name: str) -> str:
 async def save(project: PromptProject, doc: ProjectDoc, based_on: int) -> PromptProject:
     """Autosave: store the document if nobody saved since revision `based_on`; raise "stale" otherwise."""
     size = _fits(doc)
+    now = datetime.now(UTC)
+    # The model itself goes to the JSON field, which serializes it with pydantic (not json.dumps).
     changed = await PromptProject.filter(id=project.id, revision=based_on).update(
-        data=doc_json(doc), size=size, revision=based_on + 1, updated_at=datetime.now(UTC))
+        data=doc, size=size, revision=based_on + 1, updated_at=now)
     if not changed:
         current = await PromptProject.get(id=project.id)
         raise StudioError("stale", "the project was changed elsewhere", revision=current.revision)
-    return await PromptProject.get(id=project.id)
+    # What was stored is known: the row is not read back (with its whole document) to say so.
+    project.data, project.size, project.revision, project.updated_at = doc_json(doc), size, based_on + 1, now
+    return project
 
 
 async def rename(project: PromptProject, name: str) -> PromptProject:

@@ -73,6 +73,14 @@ def test_a_compiled_prompt_past_the_limit_is_not_ready() -> None:
     assert not compiled.ready
 
 
+def test_a_projects_size_is_its_document_as_compact_utf8_json() -> None:
+    text = 'Line\n\t"quoted" \\ \x01 \x7f \u2028 😀 o‘zbek, русский'
+    doc = studio.parse_doc({"context_blocks": [{"id": "c", "name": "Тон", "items": [{"id": "i", "text": text}]}],
+                            "prompt_blocks": [{"id": "p", "name": "P", "template": "{{@Тон}}", "variables": {}}]})
+    expected = json.dumps(studio.doc_json(doc), ensure_ascii=False, separators=(",", ":")).encode()
+    assert studio._size(doc) == len(expected)
+
+
 # --- projects through the API --------------------------------------------------------------------------
 
 

@@ -9,8 +9,23 @@ import uuid
 from pathlib import Path
 
 from bot import db
-from models import AuthorKind, Bot, Conversation, KnowledgeItem, Message, MessageCopy, Persona, User, WidgetSite
-from services import knowledge, persona, widget
+from models import (
+    AuthorKind,
+    Bot,
+    Conversation,
+    KnowledgeItem,
+    Message,
+    MessageCopy,
+    Persona,
+    PromptProject,
+    PromptRun,
+    PromptTemplate,
+    PromptVersion,
+    ProviderKey,
+    User,
+    WidgetSite,
+)
+from services import knowledge, persona, studio, widget
 from tests.conftest import ROOT
 from tests.test_process import _clean_environment
 
@@ -35,6 +50,18 @@ async def _shop(database_url: str) -> None:
         await knowledge.import_entries(bot.id, knowledge.parse_file(ROOT / "demo" / "knowledge.md"))
         await persona.set_persona(bot.id, "You are the barista.")
         await widget.create_site(bot.id, ["https://shop.example"], title="Coffee", public_key="shop-site")
+        # The prompt studio: a shipped template (the product's own, not moved) before Ann's own one.
+        await PromptTemplate.create(slug="en/summarize-text", title="Summarize", body="Summarize: {{text}}")
+        await PromptTemplate.create(owner=ann, title="Моё письмо", body="Напиши письмо {{кому}}")
+        project = await studio.create_project(ann, "Письма")
+        block = studio.load(project).prompt_blocks[0]
+        version = await PromptVersion.create(project=project, block_key=block.id, number=1, name=block.name,
+                                             template=block.template, compiled="Напиши", labels=["production"],
+                                             author=ann)
+        key = await ProviderKey.create(bot=bot, owner=ann, name="OpenRouter", base_url="https://openrouter.ai/api/v1",
+                                       models=["gpt-4o-mini"], secret="c2VhbGVk", key_id="k1", last4="a1b2")
+        await PromptRun.create(bot=bot, user=ann, project=project, version=version, api_key=key, model="gpt-4o-mini",
+                               own_key=True, prompt="Напиши", answer="Готово", status="ok", tokens_in=5, cost=0.0001)
     finally:
         await db.close_database()
 
@@ -57,6 +84,7 @@ async def test_export_from_sqlite_and_import_elsewhere_keeps_everything(
     exported = _cli(tmp_path, source, "export", str(tmp_path / "shop.jsonl"))
     assert exported.returncode == 0, exported.stderr
     assert "exported 1 Bot, 1 WidgetSite, 1 User, 1 Conversation, 2 Message" in exported.stdout
+    assert "1 PromptProject, 1 PromptVersion, 1 ProviderKey, 1 PromptRun, 1 PromptTemplate" in exported.stdout
     imported = _cli(tmp_path, database_url, "import", str(tmp_path / "shop.jsonl"))
     assert imported.returncode == 0, imported.stderr
 
@@ -76,6 +104,17 @@ async def test_export_from_sqlite_and_import_elsewhere_keeps_everything(
         assert await Persona.filter(bot=bot).count() == 1
         site = await WidgetSite.get(public_key="shop-site")  # the website keeps its widget
         assert (site.title, site.allowed_origins) == ("Coffee", ["https://shop.example"])
+        run = await PromptRun.get()
+        version = await PromptVersion.get(id=run.version_id)  # type: ignore[attr-defined]
+        key = await ProviderKey.get(id=run.api_key_id)  # type: ignore[attr-defined]
+        project = await PromptProject.get(id=run.project_id)  # type: ignore[attr-defined]
+        ann = await User.get(id=run.user_id)  # type: ignore[attr-defined]
+        assert (project.name, version.labels, key.last4, ann.first_name, run.answer) == \
+            ("Письма", ["production"], "a1b2", "Ann", "Готово")
+        assert version.author_id == ann.id  # type: ignore[attr-defined]
+        assert studio.load(project).prompt_blocks[0].id == version.block_key
+        [template] = await PromptTemplate.all()  # the shipped one comes with the product, not the file
+        assert (template.title, template.owner_id) == ("Моё письмо", ann.id)  # type: ignore[attr-defined]
         later = await Message.create(bot=bot, conversation=answer.conversation, author_kind=AuthorKind.CUSTOMER,
                                      text="Спасибо", source_key="tg:2")  # new rows get new ids
         assert later.id > answer.id

@@ -1,0 +1,154 @@
+"""`/improve` in the private chat, and the buttons under an improved prompt: "Save to a project", "Run it".
+
+`/improve TEXT`, or `/improve` in reply to a message, queues the work (the model is called from the
+outbox, streamed into the chat); the buttons act on the presser's own run only.
+"""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, WebAppInfo
+from aiogram.types import User as TelegramUser
+from aiogram.utils.i18n import gettext as _
+
+from bot.settings import Settings
+from handlers.customer_commands import mini_app_url
+from handlers.filters import in_private_chat
+from handlers.identity import as_customer
+from models import Bot as Tenant
+from models import User
+from services import conversations, prompt_chat
+from services.answering import SLOW_DOWN
+from services.i18n import N_
+from services.limits import RateLimiter, Verdict
+from services.outbox import Outboxes
+from services.render import escape
+from services.studio import StudioError
+
+USAGE = N_("Send me a prompt after the command, like “/improve Write a post about our new menu”, or reply "
+           "/improve to a message with the prompt. I'll rewrite it so an AI model follows it better, and tell "
+           "you what I changed.")
+PROJECT_NAME = N_("From Telegram")
+BLOCK_NAME = N_("Improved prompt")
+SAVED = N_("Saved to your project “{project}” in the prompt studio.")
+SAVED_BEFORE = N_("It's already saved in your project “{project}” in the prompt studio.")
+OPEN_BUTTON = N_("✏️ Open in the studio")
+
+
+class PromptRunAction(CallbackData, prefix="prun"):
+    """The buttons under an improved prompt (services.prompt_chat.button_data writes the same data)."""
+
+    action: str  # "save" or "run"
+    run: int  # the improve run's id
+
+
+def studio_url(settings: Settings, project_id: int) -> str:
+    """The project in the Mini App; empty without an https PUBLIC_BASE_URL (Telegram opens only those)."""
+    base = mini_app_url(settings)
+    return f"{base}studio/project?id={project_id}" if base else ""
+
+
+def _open_keyboard(settings: Settings, project_id: int) -> InlineKeyboardMarkup | None:
+    url = studio_url(settings, project_id)
+    if not url:
+        return None
+    return InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text=_(OPEN_BUTTON),
+                                                                       web_app=WebAppInfo(url=url))]])
+
+
+async def _person(tenant: Tenant, settings: Settings, person: TelegramUser, customer: User | None) -> User:
+    if customer is not None:
+        return customer
+    return await conversations.register_customer(tenant.id, as_customer(person), settings.default_locale)
+
+
+async def _allowed(limiter: RateLimiter, tenant: Tenant, person: TelegramUser) -> Verdict:
+    """The customer's one rate limit, shared with their messages."""
+    return await limiter.check(f"{tenant.id}:{as_customer(person).rate_key}")
+
+
+async def improve_command(message: Message, command: CommandObject, tenant: Tenant, settings: Settings,
+                          customer: User | None, limiter: RateLimiter, outbox: Outboxes) -> None:
+    text = (command.args or "").strip()
+    quoted = message.reply_to_message
+    if not text and quoted is not None:
+        text = (quoted.text or quoted.caption or "").strip()
+    if not text:
+        await message.answer(escape(_(USAGE)), parse_mode="HTML")
+        return
+    assert message.from_user is not None  # a private chat's message has a sender
+    verdict = await _allowed(limiter, tenant, message.from_user)
+    if verdict != Verdict.ALLOW:
+        if verdict == Verdict.WARN:
+            await message.answer(escape(_(SLOW_DOWN)), parse_mode="HTML")
+        return
+    await prompt_chat.request_improve(await _person(tenant, settings, message.from_user, customer), text)
+    outbox.wake()
+
+
+async def _refuse(query: CallbackQuery) -> None:
+    await query.answer(_(prompt_chat.NOT_YOURS), show_alert=True)
+
+
+async def save_pressed(query: CallbackQuery, callback_data: PromptRunAction, settings: Settings,
+                       customer: User | None) -> None:
+    if customer is None:
+        await _refuse(query)
+        return
+    try:
+        saved = await prompt_chat.save_improved(customer, callback_data.run, project_name=_(PROJECT_NAME),
+                                                block_name=_(BLOCK_NAME))
+    except StudioError as error:
+        if error.code == "not_yours":
+            await _refuse(query)
+            return
+        await query.answer(prompt_chat.error_text(error, _), show_alert=True)
+        return
+    text = _(SAVED if saved.created else SAVED_BEFORE).format(project=saved.project.name)
+    await query.answer()
+    await query.bot.send_message(query.from_user.id, escape(text), parse_mode="HTML",  # type: ignore[union-attr]
+                                 reply_markup=_open_keyboard(settings, saved.project.id))
+
+
+async def run_pressed(query: CallbackQuery, callback_data: PromptRunAction, tenant: Tenant, settings: Settings,
+                      customer: User | None, limiter: RateLimiter, outbox: Outboxes) -> None:
+    if customer is None:
+        await _refuse(query)
+        return
+    verdict = await _allowed(limiter, tenant, query.from_user)
+    if verdict != Verdict.ALLOW:
+        await query.answer(_(SLOW_DOWN) if verdict == Verdict.WARN else None)
+        return
+    try:
+        await prompt_chat.request_run(customer, callback_data.run)
+    except StudioError as error:
+        if error.code == "not_yours":
+            await _refuse(query)
+            return
+        await query.answer()
+        await _not_runnable(query, error, settings, customer, callback_data.run)
+        return
+    await query.answer()
+    outbox.wake()
+
+
+async def _not_runnable(query: CallbackQuery, error: StudioError, settings: Settings, customer: User,
+                        run_id: int) -> None:
+    """Say what to fill in, and offer the studio: the saved project, or saving it there first."""
+    project = await prompt_chat.project_of(customer, run_id)
+    keyboard = _open_keyboard(settings, project.id) if project is not None else InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text=_(prompt_chat.SAVE_BUTTON),
+                                               callback_data=PromptRunAction(action="save", run=run_id).pack())]])
+    await query.bot.send_message(query.from_user.id, escape(prompt_chat.error_text(error, _)),  # type: ignore[union-attr]
+                                 parse_mode="HTML", reply_markup=keyboard)
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.message.filter(in_private_chat)
+    router.message.register(improve_command, Command("improve"))
+    router.callback_query.register(save_pressed, PromptRunAction.filter(F.action == prompt_chat.SAVE))
+    router.callback_query.register(run_pressed, PromptRunAction.filter(F.action == prompt_chat.RUN))
+    return router
