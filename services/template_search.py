@@ -1,0 +1,158 @@
+"""Search queries over the template library as words, and highlighting of what they matched.
+
+A query is reduced to its words (letters and digits), so nothing typed can reach a full-text index's
+own syntax: each word is quoted when the query is written for FTS5 or PostgreSQL's tsquery. Words
+joined by punctuation (`e-mail`, `o‘zbek`) stay together as a phrase, and the last word is also a
+prefix unless the query ends with a space, so results follow typing.
+
+Highlighting is done here, the same for both databases: the text is escaped for HTML, then the
+phrases the query matched are wrapped in `<mark>`. (PostgreSQL's ts_headline drops `<tags>` from the
+text it shows and treats what is inside `<script>` as blank; FTS5's snippet() leaves escaping to us.)
+"""
+
+from __future__ import annotations
+
+import bisect
+import html
+import re
+import unicodedata
+from dataclasses import dataclass
+
+MAX_QUERY_CHARS = 500
+MAX_QUERY_WORDS = 16
+SNIPPET_WORDS = 28
+
+# Letters and digits. Apostrophe-like letters (ʻ ʼ, used in Uzbek) count as punctuation, like ‘ ’ and ',
+# so `oʻzbek`, `o'zbek` and `o‘zbek` are all the phrase "o zbek", as the indexes split the last two.
+_WORD = re.compile(r"[^\W_]+")
+_APOSTROPHES = str.maketrans({"\u02bb": "'", "\u02bc": "'"})
+_JOINER = re.compile(r"[ \t'‘’ʻʼ-]{1,2}")  # between two marked words: one mark
+
+
+def fold(text: str) -> str:
+    """Lower case without diacritics, as the index compares words."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
+
+
+@dataclass(frozen=True)
+class Query:
+    """A search query as words: phrases of words (each phrase's words were joined by punctuation) and
+    whether the last word is also a prefix."""
+
+    phrases: tuple[tuple[str, ...], ...]
+    prefix: bool
+
+    @classmethod
+    def parse(cls, text: str) -> Query:
+        text = text[:MAX_QUERY_CHARS].translate(_APOSTROPHES)
+        phrases: list[tuple[str, ...]] = []
+        budget = MAX_QUERY_WORDS
+        for chunk in text.split():
+            words = tuple(fold(word) for word in _WORD.findall(chunk))[:budget]
+            if words:
+                phrases.append(words)
+                budget -= len(words)
+            if budget <= 0:
+                break
+        # Search as you type: "summ" finds "summarize"; "summ " is a finished word. One letter is too
+        # short to be worth the index's time as a prefix.
+        prefix = bool(phrases) and not text[-1:].isspace() and _WORD.fullmatch(text[-1:]) is not None \
+            and len(phrases[-1][-1]) >= 2
+        return cls(tuple(phrases), prefix)
+
+    @property
+    def words(self) -> list[str]:
+        return [word for phrase in self.phrases for word in phrase]
+
+    def fts5(self) -> str:
+        """FTS5: every phrase quoted (words only inside, so nothing else can be syntax), all of them."""
+        parts = [f'"{" ".join(phrase)}"' for phrase in self.phrases]
+        if self.prefix:
+            parts[-1] += "*"
+        return " AND ".join(parts)
+
+    def tsquery(self) -> str:
+        """PostgreSQL's to_tsquery: every word quoted, a phrase's words adjacent, all of them."""
+        parts = [" <-> ".join(f"'{word}'" for word in phrase) for phrase in self.phrases]
+        if self.prefix:
+            parts[-1] += ":*"
+        return " & ".join(f"({part})" for part in parts)
+
+    def same(self, asked: str, word: str, last: bool) -> bool:
+        """Whether a (folded) word of a text is the query's word `asked`; `last`: the query's last word."""
+        return word.startswith(asked) if last and self.prefix else word == asked
+
+    def title_tier(self, title: str) -> int:
+        """2: the title is the query; 1: the title holds every word of it; 0: otherwise."""
+        title_words = [fold(word) for word in _WORD.findall(title.translate(_APOSTROPHES))]
+        words = self.words
+        last = len(words) - 1
+        if len(title_words) == len(words) and all(
+                self.same(asked, word, index == last) for index, (asked, word) in enumerate(zip(words, title_words,
+                                                                                              strict=True))):
+            return 2
+        if words and all(any(self.same(asked, word, index == last) for word in title_words)
+                         for index, asked in enumerate(words)):
+            return 1
+        return 0
+
+
+# --- highlighting --------------------------------------------------------------------------------
+
+
+def _marked(text: str, query: Query | None) -> list[tuple[int, int]]:
+    """The character spans of `text` the query matched (whole phrases), neighbours joined when only a
+    space, an apostrophe or a hyphen is between them."""
+    if query is None or not query.phrases:
+        return []
+    tokens = list(_WORD.finditer(text.translate(_APOSTROPHES)))
+    folded = [fold(token.group()) for token in tokens]
+    last_phrase = len(query.phrases) - 1
+    spans: list[tuple[int, int]] = []
+    index = 0
+    while index < len(tokens):
+        length = max((len(phrase) for number, phrase in enumerate(query.phrases)
+                      if index + len(phrase) <= len(tokens) and all(
+                          query.same(word, folded[index + k], number == last_phrase and k == len(phrase) - 1)
+                          for k, word in enumerate(phrase))), default=0)
+        if not length:
+            index += 1
+            continue
+        start, end = tokens[index].start(), tokens[index + length - 1].end()
+        if spans and _JOINER.fullmatch(text[spans[-1][1]:start]):
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((start, end))
+        index += length
+    return spans
+
+
+def highlight(text: str, query: Query | None) -> str:
+    """The whole text, escaped for HTML, its matched words in <mark>."""
+    out, position = [], 0
+    for start, end in _marked(text, query):
+        out += [html.escape(text[position:start]), "<mark>", html.escape(text[start:end]), "</mark>"]
+        position = end
+    out.append(html.escape(text[position:]))
+    return "".join(out)
+
+
+def snippet(text: str, query: Query | None, words: int = SNIPPET_WORDS) -> str:
+    """About `words` words of the text around its best cluster of matches (its start when none), on
+    one line, escaped for HTML with the matches in <mark>; `…` where it was cut."""
+    starts = [token.start() for token in _WORD.finditer(text)]
+    ends = [token.end() for token in _WORD.finditer(text)]
+    if not starts:
+        return html.escape(" ".join(text.split())[:200])
+    first = 0
+    if spans := _marked(text, query):
+        hits = [bisect.bisect_left(starts, start) for start, _ in spans]
+        # The window holding the most matches; it starts a few words before its first one.
+        best = max(range(len(hits)), key=lambda i: bisect.bisect_left(hits, hits[i] + words - 4) - i)
+        first = max(0, hits[best] - 4)
+    last = min(len(starts), first + words) - 1
+    start = starts[first] if first else 0
+    end = ends[last] if last < len(starts) - 1 else len(text)
+    shown = " ".join(highlight(text[start:end], query).split())
+    return ("…" if start else "") + shown + ("…" if end < len(text) else "")
