@@ -45,6 +45,7 @@ PAGES = [
     Page("/app/analytics", "analytics.html", N_("Analytics"), "staff", "analytics.js"),
     Page("/app/persona", "persona.html", N_("Persona"), "staff", "persona.js"),
     Page("/app/admin", "admin.html", N_("Administration"), "admins", "admin.js"),
+    Page("/app/studio/templates", "studio_templates.html", N_("Prompt templates"), "everyone", "studio_templates.js"),
 ]
 NAVIGATION = [
     ("/app/", N_("My conversations"), "customers"),
@@ -53,6 +54,7 @@ NAVIGATION = [
     ("/app/analytics", N_("Analytics"), "staff"),
     ("/app/persona", N_("Persona"), "staff"),
     ("/app/admin", N_("Admin"), "admins"),
+    ("/app/studio/templates", N_("Templates"), "everyone"),
     ("/app/settings", N_("My settings"), "everyone"),
 ]
 
@@ -175,6 +177,21 @@ SCRIPT_STRINGS = {
     "role_manager": N_("Manager"),
     "make_admin": N_("Make admin"),
     "make_manager": N_("Make manager"),
+    # The prompt studio's template library
+    "tpl_mine": N_("Yours"),
+    "tpl_builtin": N_("Built-in"),
+    "tpl_uses": N_("used {count} times"),
+    "tpl_variables": N_("to fill in: {names}"),
+    "tpl_best_matches": N_("Best matches"),
+    "tpl_most_used": N_("Most used"),
+    "tpl_newest": N_("Newest first"),
+    "tpl_none": N_("No templates match. Try other words or another tag."),
+    "tpl_none_mine": N_("You have no templates of your own yet. Press “New template” to write one."),
+    "tpl_new": N_("New template"),
+    "tpl_edit": N_("Edit template"),
+    "tpl_copy_of": N_("{title} (copy)"),
+    "tpl_confirm_delete": N_("Delete this template? This cannot be undone."),
+    "tpl_deleted": N_("The template was deleted."),
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from miniapp import account_api, admin_api, analytics_api, inbox_api, knowledge_api, pages, persona_api
+from miniapp import account_api, admin_api, analytics_api, inbox_api, knowledge_api, pages, persona_api, templates_api
 from miniapp.api import LOCALE, Api, json_errors
 from miniapp.auth import caller_locale
 from miniapp.live import live_socket
@@ -28,5 +28,6 @@ def add_routes(app: web.Application) -> None:
     analytics_api.add_routes(app, api)
     persona_api.add_routes(app, api)
     admin_api.add_routes(app, api)
+    templates_api.add_routes(app, api)
     app.router.add_get("/api/live", live_socket)
     app.router.add_get("/api/openapi.json", openapi_view)
