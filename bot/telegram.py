@@ -24,6 +24,7 @@ COMMANDS = [
     ("start", N_("Start")),
     ("new", N_("Start a new conversation")),
     ("human", N_("Talk to a person")),
+    ("templates", N_("Find a prompt template")),
     ("language", N_("Change the language")),
     ("mydata", N_("Download my data")),
     ("deletemydata", N_("Delete my data")),

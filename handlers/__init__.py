@@ -2,7 +2,7 @@
 
 from aiogram import Router
 
-from handlers import account, customer_commands, customer_messages, generation, manager_desk, membership
+from handlers import account, customer_commands, customer_messages, generation, manager_desk, membership, templates
 
 
 def get_routers() -> list[Router]:
@@ -11,6 +11,7 @@ def get_routers() -> list[Router]:
         account.create_router(),  # /app in the manager chat is staff's, and not a message to a customer
         manager_desk.create_router(),  # groups: the manager chat, and nothing else
         customer_commands.create_router(),
+        templates.create_router(),
         customer_messages.create_router(),
         membership.create_router(),
         generation.create_router(),
