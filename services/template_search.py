@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import bisect
 import html
+import itertools
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import cached_property
 
 MAX_QUERY_CHARS = 500
 MAX_QUERY_WORDS = 16
@@ -29,16 +31,41 @@ _APOSTROPHES = str.maketrans({"\u02bb": "'", "\u02bc": "'"})
 _JOINER = re.compile(r"[ \t'‘’ʻʼ-]{1,2}")  # between two marked words: one mark
 
 
-def fold(text: str) -> str:
-    """Lower case without diacritics, as the index compares words."""
-    decomposed = unicodedata.normalize("NFKD", text.lower())
-    return "".join(char for char in decomposed if not unicodedata.combining(char))
+def _fold_char(char: str) -> str:
+    if char in "\u02bb\u02bc":
+        return "'"
+    lowered = char.lower()
+    bare = "".join(part for part in unicodedata.normalize("NFKD", lowered) if not unicodedata.combining(part))
+    return bare if len(bare) == 1 else lowered if len(lowered) == 1 else char
+
+
+class _Folding(dict[int, str]):
+    """str.translate's table: each character folded the first time it is met, then remembered."""
+
+    def __missing__(self, code: int) -> str:
+        folded = self[code] = _fold_char(chr(code))
+        return folded
+
+
+_FOLDING = _Folding()
+
+
+def fold_text(text: str) -> str:
+    """Lower case without diacritics, one character for one, so positions in it are positions in `text`."""
+    return text.translate(_FOLDING)
+
+
+def fold(word: str) -> str:
+    """A word of a query, compared as fold_text compares text."""
+    bare = unicodedata.normalize("NFKD", word.lower())
+    return fold_text("".join(part for part in bare if not unicodedata.combining(part)))
 
 
 @dataclass(frozen=True)
 class Query:
     """A search query as words: phrases of words (each phrase's words were joined by punctuation) and
-    whether the last word is also a prefix."""
+    whether the last word is also a prefix. The words are in lower case, diacritics kept: the indexes
+    fold them as they fold the text (FTS5 removes Latin diacritics, PostgreSQL's 'simple' keeps them)."""
 
     phrases: tuple[tuple[str, ...], ...]
     prefix: bool
@@ -49,7 +76,7 @@ class Query:
         phrases: list[tuple[str, ...]] = []
         budget = MAX_QUERY_WORDS
         for chunk in text.split():
-            words = tuple(fold(word) for word in _WORD.findall(chunk))[:budget]
+            words = tuple(word.lower() for word in _WORD.findall(chunk))[:budget]
             if words:
                 phrases.append(words)
                 budget -= len(words)
@@ -60,10 +87,6 @@ class Query:
         prefix = bool(phrases) and not text[-1:].isspace() and _WORD.fullmatch(text[-1:]) is not None \
             and len(phrases[-1][-1]) >= 2
         return cls(tuple(phrases), prefix)
-
-    @property
-    def words(self) -> list[str]:
-        return [word for phrase in self.phrases for word in phrase]
 
     def fts5(self) -> str:
         """FTS5: every phrase quoted (words only inside, so nothing else can be syntax), all of them."""
@@ -79,21 +102,39 @@ class Query:
             parts[-1] += ":*"
         return " & ".join(f"({part})" for part in parts)
 
-    def same(self, asked: str, word: str, last: bool) -> bool:
-        """Whether a (folded) word of a text is the query's word `asked`; `last`: the query's last word."""
-        return word.startswith(asked) if last and self.prefix else word == asked
+    @cached_property
+    def _folded(self) -> list[str]:
+        return [fold(word) for phrase in self.phrases for word in phrase]
+
+    @cached_property
+    def pattern(self) -> re.Pattern[str]:
+        """Where the query matches a folded text: its phrases (the longest first), each a whole word
+        or, for the last word while typing, the start of one."""
+        last = len(self.phrases) - 1
+        alternatives = []
+        for number, phrase in sorted(enumerate(self.phrases), key=lambda item: -len(item[1])):
+            words = [re.escape(fold(word)) for word in phrase]
+            if number == last and self.prefix:
+                words[-1] += r"[^\W_]*"
+            alternatives.append(r"[\W_]+".join(words))
+        return re.compile(r"(?<![^\W_])(?:" + "|".join(alternatives) + r")(?![^\W_])")
 
     def title_tier(self, title: str) -> int:
         """2: the title is the query; 1: the title holds every word of it; 0: otherwise."""
-        title_words = [fold(word) for word in _WORD.findall(title.translate(_APOSTROPHES))]
-        words = self.words
+        title_words = _WORD.findall(fold_text(title))
+        words = self._folded
+        if not words:
+            return 0
+
+        def same(asked: str, word: str, last: bool) -> bool:
+            return word.startswith(asked) if last and self.prefix else word == asked
+
         last = len(words) - 1
         if len(title_words) == len(words) and all(
-                self.same(asked, word, index == last) for index, (asked, word) in enumerate(zip(words, title_words,
-                                                                                              strict=True))):
+                same(asked, word, index == last) for index, (asked, word) in enumerate(zip(words, title_words,
+                                                                                         strict=True))):
             return 2
-        if words and all(any(self.same(asked, word, index == last) for word in title_words)
-                         for index, asked in enumerate(words)):
+        if all(any(same(asked, word, index == last) for word in title_words) for index, asked in enumerate(words)):
             return 1
         return 0
 
@@ -106,25 +147,13 @@ def _marked(text: str, query: Query | None) -> list[tuple[int, int]]:
     space, an apostrophe or a hyphen is between them."""
     if query is None or not query.phrases:
         return []
-    tokens = list(_WORD.finditer(text.translate(_APOSTROPHES)))
-    folded = [fold(token.group()) for token in tokens]
-    last_phrase = len(query.phrases) - 1
     spans: list[tuple[int, int]] = []
-    index = 0
-    while index < len(tokens):
-        length = max((len(phrase) for number, phrase in enumerate(query.phrases)
-                      if index + len(phrase) <= len(tokens) and all(
-                          query.same(word, folded[index + k], number == last_phrase and k == len(phrase) - 1)
-                          for k, word in enumerate(phrase))), default=0)
-        if not length:
-            index += 1
-            continue
-        start, end = tokens[index].start(), tokens[index + length - 1].end()
+    for match in query.pattern.finditer(fold_text(text)):
+        start, end = match.span()
         if spans and _JOINER.fullmatch(text[spans[-1][1]:start]):
             spans[-1] = (spans[-1][0], end)
         else:
             spans.append((start, end))
-        index += length
     return spans
 
 
@@ -141,18 +170,20 @@ def highlight(text: str, query: Query | None) -> str:
 def snippet(text: str, query: Query | None, words: int = SNIPPET_WORDS) -> str:
     """About `words` words of the text around its best cluster of matches (its start when none), on
     one line, escaped for HTML with the matches in <mark>; `…` where it was cut."""
-    starts = [token.start() for token in _WORD.finditer(text)]
-    ends = [token.end() for token in _WORD.finditer(text)]
-    if not starts:
+    spans = _marked(text, query)
+    # The words' positions: all of them to place the window, else only the first ones shown.
+    tokens = [match.span() for match in itertools.islice(_WORD.finditer(text), None if spans else words + 1)]
+    if not tokens:
         return html.escape(" ".join(text.split())[:200])
     first = 0
-    if spans := _marked(text, query):
+    if spans:
+        starts = [start for start, _ in tokens]
         hits = [bisect.bisect_left(starts, start) for start, _ in spans]
         # The window holding the most matches; it starts a few words before its first one.
         best = max(range(len(hits)), key=lambda i: bisect.bisect_left(hits, hits[i] + words - 4) - i)
         first = max(0, hits[best] - 4)
-    last = min(len(starts), first + words) - 1
-    start = starts[first] if first else 0
-    end = ends[last] if last < len(starts) - 1 else len(text)
+    last = min(len(tokens), first + words) - 1
+    start = tokens[first][0] if first else 0
+    end = tokens[last][1] if last < len(tokens) - 1 else len(text)
     shown = " ".join(highlight(text[start:end], query).split())
     return ("…" if start else "") + shown + ("…" if end < len(text) else "")

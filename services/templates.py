@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +39,7 @@ MAX_TAG_CHARS = 30
 MAX_OWN_TEMPLATES = 500
 MAX_PAGE = 50
 CANDIDATES = 200  # matches ranked again here; a search pages through at most these
+MAX_RANKED: int | None = 1_000  # matches the database ranks at most (None: all of them)
 
 Scope = Literal["all", "public", "mine"]
 
@@ -176,15 +176,19 @@ class _Sql:
         return f"${len(self.values)}" if self.postgres else "?"
 
 
-def _where(sql: _Sql, user: User | None, scope: Scope, locale: str | None, tag: str | None) -> list[str]:
+def _visible(sql: _Sql, user: User | None, scope: Scope) -> str:
+    """Which templates `user` may see, of the scope: the public ones (shipped), their own, or both."""
     if user is None and scope == "mine":
-        clauses = ["1 = 0"]  # someone the database does not know has none of their own
-    elif user is None or scope == "public":
-        clauses = ["t.owner_id IS NULL"]
-    elif scope == "mine":
-        clauses = [f"t.owner_id = {sql(user.id)}"]
-    else:
-        clauses = [f"(t.owner_id IS NULL OR t.owner_id = {sql(user.id)})"]
+        return "1 = 0"  # someone the database does not know has none of their own
+    if user is None or scope == "public":
+        return "t.owner_id IS NULL"
+    if scope == "mine":
+        return f"t.owner_id = {sql(user.id)}"
+    return f"(t.owner_id IS NULL OR t.owner_id = {sql(user.id)})"
+
+
+def _narrowed(sql: _Sql, locale: str | None, tag: str | None) -> list[str]:
+    clauses = []
     if locale is not None:
         clauses.append(f"t.locale = {sql(locale)}")
     if tag is not None:
@@ -200,27 +204,69 @@ def _tag_filter(tag: str | None) -> str | None:
     return " ".join(_clean_text(tag[:MAX_QUERY_CHARS]).lower().split()).lstrip("#").strip() or None
 
 
+# bm25 is smaller for better matches: negated, larger is better, as ts_rank. Title 10, tags 5,
+# description 3, body 1.
+_BM25 = "-bm25(prompt_template_fts, 10.0, 5.0, 3.0, 1.0)"
+
+
+def _sources(user: User | None, scope: Scope) -> list[tuple[str, bool]]:
+    """The templates to search, in parts: (who may see them, whether the part is capped at MAX_RANKED).
+
+    One's own are few (MAX_OWN_TEMPLATES) and always ranked; the public ones are capped."""
+    public, own = ("t.owner_id IS NULL", True), (f"t.owner_id = {int(user.id)}" if user else "1 = 0", False)
+    if user is None or scope == "public":
+        return [public]
+    return [own] if scope == "mine" else [own, public]
+
+
 async def _ranked(query: Query, user: User | None, scope: Scope, locale: str | None,
                   tag: str | None) -> list[tuple[int, float]]:
-    """The best CANDIDATES matches by the index's relevance, then ordered by how their titles match."""
+    """The best CANDIDATES matches by the index's relevance, then ordered by how their titles match.
+
+    Of the public templates, at most MAX_RANKED matches are ranked (the oldest: the shipped ones
+    first): a word in thousands of templates says little about any one of them, and ranking them all
+    would cost more than the page is worth. One's own are always ranked.
+    """
     connection = connections.get("default")
     sql = _Sql(connection.capabilities.dialect)
-    if sql.postgres:
-        tsquery = sql(query.tsquery())
-        where = " AND ".join(["t.search @@ query", *_where(sql, user, scope, locale, tag)])
-        # Weights for D, C, B, A: body 1, description 3, tags 5, title 10; a long text counts a little less.
-        statement = (f"SELECT t.id AS id, t.title AS title, t.uses AS uses, "
-                     f"ts_rank('{{0.1, 0.3, 0.5, 1.0}}', t.search, query, 1) AS rank "
-                     f"FROM prompt_template t, to_tsquery('simple', {tsquery}) query WHERE {where} "
-                     f"ORDER BY rank DESC, t.uses DESC, t.id LIMIT {sql(CANDIDATES)}")
+
+    def cap(capped: bool) -> str:
+        """A capped part's LIMIT, made where it stands in the text (SQLite's `?` are taken in order)."""
+        return f" LIMIT {sql(MAX_RANKED)}" if capped and MAX_RANKED else ""
+
+    parts = []
+    for number, (visible, capped) in enumerate(_sources(user, scope)):
+        if sql.postgres:
+            # Weights for D, C, B, A: body 1, description 3, tags 5, title 10; long texts count a little less.
+            tsquery = sql(query.tsquery())
+            where = " AND ".join(["t.search @@ query", visible, *_narrowed(sql, locale, tag)])
+            part = (f"SELECT t.id AS id, t.title AS title, t.uses AS uses, "
+                    f"ts_rank('{{0.1, 0.3, 0.5, 1.0}}', t.search, query, 1) AS rank "
+                    f"FROM prompt_template t, to_tsquery('simple', {tsquery}) query WHERE {where}{cap(capped)}")
+        elif locale is None and tag is None:
+            # Who may see a match is told by the owner index alone (`+rowid`: a filter, not a lookup
+            # per id), so the wide rows are read for the candidates only.
+            part = (f"SELECT rowid AS id, {_BM25} AS rank FROM prompt_template_fts "
+                    f"WHERE prompt_template_fts MATCH {sql(query.fts5())} "
+                    f"AND +rowid IN (SELECT t.id FROM prompt_template t WHERE {visible}){cap(capped)}")
+        else:
+            # The same filter first: only the rows one may see are read to check language and tags.
+            where = " AND ".join([f"prompt_template_fts MATCH {sql(query.fts5())}",
+                                  f"+prompt_template_fts.rowid IN (SELECT t.id FROM prompt_template t WHERE {visible})",
+                                  *_narrowed(sql, locale, tag)])
+            part = (f"SELECT t.id AS id, t.title AS title, t.uses AS uses, {_BM25} AS rank "
+                    f"FROM prompt_template_fts JOIN prompt_template t ON t.id = prompt_template_fts.rowid "
+                    f"WHERE {where}{cap(capped)}")
+        parts.append(f"SELECT * FROM ({part}) p{number}")
+    if not parts:
+        return []
+    matches = " UNION ALL ".join(parts)
+    if not sql.postgres and locale is None and tag is None:
+        statement = (f"SELECT t.id AS id, t.title AS title, t.uses AS uses, m.rank AS rank FROM ("
+                     f"SELECT id, rank FROM ({matches}) ORDER BY rank DESC LIMIT {sql(CANDIDATES)}) m "
+                     f"JOIN prompt_template t ON t.id = m.id")
     else:
-        match = sql(query.fts5())
-        where = " AND ".join([f"prompt_template_fts MATCH {match}", *_where(sql, user, scope, locale, tag)])
-        # bm25 is smaller for better matches: title 10, tags 5, description 3, body 1.
-        statement = (f"SELECT t.id AS id, t.title AS title, t.uses AS uses, "
-                     f"-bm25(prompt_template_fts, 10.0, 5.0, 3.0, 1.0) AS rank "
-                     f"FROM prompt_template_fts JOIN prompt_template t ON t.id = prompt_template_fts.rowid "
-                     f"WHERE {where} ORDER BY rank DESC, t.uses DESC, t.id LIMIT {sql(CANDIDATES)}")
+        statement = f"SELECT * FROM ({matches}) m ORDER BY rank DESC, uses DESC, id LIMIT {sql(CANDIDATES)}"
     rows = await connection.execute_query_dict(statement, sql.values)
     rows.sort(key=lambda row: (-query.title_tier(row["title"]), -float(row["rank"]), -int(row["uses"]), row["id"]))
     return [(int(row["id"]), float(row["rank"])) for row in rows]
@@ -231,7 +277,7 @@ async def _listed(user: User | None, scope: Scope, locale: str | None, tag: str 
     """Without a query: one's own newest first ("mine"), else the most used, then the newest."""
     connection = connections.get("default")
     sql = _Sql(connection.capabilities.dialect)
-    where = " AND ".join(_where(sql, user, scope, locale, tag))
+    where = " AND ".join([_visible(sql, user, scope), *_narrowed(sql, locale, tag)])
     order = "t.updated_at DESC, t.id DESC" if scope == "mine" else "t.uses DESC, t.updated_at DESC, t.id DESC"
     rows = await connection.execute_query_dict(
         f"SELECT t.id AS id FROM prompt_template t WHERE {where} ORDER BY {order} "
@@ -280,17 +326,26 @@ async def search(user: User | None, query: str = "", *, locale: str | None = Non
 
 
 async def tags(user: User | None, *, scope: Scope = "all", locale: str | None = None) -> list[TagCount]:
-    """The tags of the templates `user` may see, with how many carry each; the most common first."""
+    """The tags of the templates `user` may see, with how many carry each; the most common first.
+
+    Counted by the database, which splits the `a, b` column itself (a JSON array on SQLite)."""
     connection = connections.get("default")
     sql = _Sql(connection.capabilities.dialect)
-    where = " AND ".join(_where(sql, user, scope, locale, None))
-    rows = await connection.execute_query_dict(f"SELECT t.tags AS tags FROM prompt_template t WHERE {where}",
-                                               sql.values)
-    counts = Counter(tag for row in rows for tag in str(row["tags"]).split(", ") if tag)
-    return [TagCount(tag, count) for tag, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
+    where = " AND ".join([_visible(sql, user, scope), *_narrowed(sql, locale, None), "t.tags <> ''"])
+    if sql.postgres:
+        statement = (f"SELECT tag, count(*) AS n FROM prompt_template t, unnest(string_to_array(t.tags, ', ')) AS tag "
+                     f"WHERE {where} GROUP BY tag")
+    else:
+        as_json = r"""'["' || replace(replace(replace(t.tags, '\', '\\'), '"', '\"'), ', ', '","') || '"]'"""
+        statement = (f"SELECT j.value AS tag, count(*) AS n FROM prompt_template t, "
+                     f"json_each(CASE WHEN json_valid({as_json}) THEN {as_json} ELSE '[]' END) j "
+                     f"WHERE {where} GROUP BY j.value")
+    rows = await connection.execute_query_dict(statement, sql.values)
+    counts = [TagCount(str(row["tag"]), int(row["n"])) for row in rows if row["tag"]]
+    return sorted(counts, key=lambda tag: (-tag.count, tag.tag))
 
 
-async def _visible(user: User | None, template_id: int, *, for_update: bool = False) -> PromptTemplate:
+async def _readable(user: User | None, template_id: int, *, for_update: bool = False) -> PromptTemplate:
     if not 0 < template_id < 2**31:  # not an id the column can hold: PostgreSQL would refuse the query
         raise TemplateError("not_found", template_id=template_id)
     query = PromptTemplate.filter(id=template_id)
@@ -305,7 +360,7 @@ async def _visible(user: User | None, template_id: int, *, for_update: bool = Fa
 
 async def get(user: User | None, template_id: int) -> TemplateView:
     """One template `user` may see; `not_found` for another customer's, exactly like a missing one."""
-    return _view(await _visible(user, template_id), user)
+    return _view(await _readable(user, template_id), user)
 
 
 async def count_use(template: TemplateView | PromptTemplate) -> None:
@@ -329,7 +384,7 @@ async def create(user: User, *, title: str, body: str, description: str = "", ta
 
 
 async def _own(user: User, template_id: int) -> PromptTemplate:
-    template = await _visible(user, template_id, for_update=True)
+    template = await _readable(user, template_id, for_update=True)
     if template.owner_id is None:  # type: ignore[attr-defined]
         raise TemplateError("read_only", template_id=template_id)
     return template

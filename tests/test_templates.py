@@ -142,6 +142,17 @@ async def test_russian_and_uzbek_templates_are_found_in_their_words() -> None:
     assert await titles(None, "письмо", locale="uz") == []
 
 
+async def test_words_with_diacritics_are_found_as_written() -> None:
+    ann = await person("Ann", 1)
+    await templates.create(ann, title="Café crème menu", body="Describe {{dish}} for the café.")
+    await templates.create(ann, title="Твёрдый знак", body="Объясни {{тему}} твёрдо.")
+    [hit] = (await templates.search(ann, "café crè", scope="mine")).hits
+    assert hit.title_html == "<mark>Café crème</mark> menu"
+    [hit] = (await templates.search(ann, "твёрдый", scope="mine")).hits
+    assert hit.title_html == "<mark>Твёрдый</mark> знак"
+    assert await titles(ann, "ТВЁРД", scope="mine") == ["Твёрдый знак"]
+
+
 async def test_an_empty_query_lists_the_most_used_first() -> None:
     await templates.seed_library()
     tests = await PromptTemplate.get(slug="ru/write-unit-tests")
@@ -178,6 +189,21 @@ async def test_paging_through_results_gives_each_once() -> None:
         offset = page.next_offset
     assert len(seen) == len(set(seen)) > 4
     assert seen == [hit.template.id for hit in (await templates.search(None, "text", limit=50)).hits]
+
+
+async def test_a_word_in_more_templates_than_are_ranked_still_finds_ones_own_first() -> None:
+    await templates.seed_library()
+    ann = await person("Ann", 1)
+    await PromptTemplate.bulk_create([PromptTemplate(title=f"Note {n}", body=f"A common word, {n}.", locale="en")
+                                      for n in range(1_050)])
+    mine = await templates.create(ann, title="Common", body="The common one {{x}}")
+    assert templates.MAX_RANKED is not None
+    assert await PromptTemplate.filter(owner_id__isnull=True).count() > templates.MAX_RANKED
+    page = await templates.search(ann, "common", limit=20)
+    # Only the oldest public matches are ranked, but one's own always are: hers is titled as asked.
+    assert page.hits[0].template.id == mine.id
+    assert len(page.hits) == 20
+    assert page.has_more
 
 
 # --- highlighting and hostile input --------------------------------------------------------------
@@ -283,12 +309,14 @@ async def test_tags_are_counted_over_what_one_may_see() -> None:
     await templates.seed_library()
     ann = await person("Ann", 1)
     await templates.create(ann, title="One", body="x {{a}}", tags="Email, Mine")
+    await templates.create(ann, title="Two", body="y", tags=['say "hi"', "back\\slash", "[]", "mine"])
     counts = {tag.tag: tag.count for tag in await templates.tags(ann, locale="en")}
     shipped_email = sum("email" in draft.tags for slug, draft in templates.shipped_templates().items()
                         if slug.startswith("en/"))
     assert counts["email"] == shipped_email + 1
-    assert counts["mine"] == 1
-    assert [(tag.tag, tag.count) for tag in await templates.tags(ann, scope="mine")] == [("email", 1), ("mine", 1)]
+    assert counts["mine"] == 2
+    assert [(tag.tag, tag.count) for tag in await templates.tags(ann, scope="mine")] == [
+        ("mine", 2), ("[]", 1), ("back\\slash", 1), ("email", 1), ('say "hi"', 1)]
     listed = await templates.search(ann, "", tag="EMAIL", locale="en", limit=50)
     assert len(listed.hits) == shipped_email + 1
     assert all("email" in hit.template.tags for hit in listed.hits)
