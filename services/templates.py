@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -328,21 +329,15 @@ async def search(user: User | None, query: str = "", *, locale: str | None = Non
 async def tags(user: User | None, *, scope: Scope = "all", locale: str | None = None) -> list[TagCount]:
     """The tags of the templates `user` may see, with how many carry each; the most common first.
 
-    Counted by the database, which splits the `a, b` column itself (a JSON array on SQLite)."""
+    The database joins the tag lists into one string (one round trip, one value) and it is counted here."""
     connection = connections.get("default")
     sql = _Sql(connection.capabilities.dialect)
     where = " AND ".join([_visible(sql, user, scope), *_narrowed(sql, locale, None), "t.tags <> ''"])
-    if sql.postgres:
-        statement = (f"SELECT tag, count(*) AS n FROM prompt_template t, unnest(string_to_array(t.tags, ', ')) AS tag "
-                     f"WHERE {where} GROUP BY tag")
-    else:
-        as_json = r"""'["' || replace(replace(replace(t.tags, '\', '\\'), '"', '\"'), ', ', '","') || '"]'"""
-        statement = (f"SELECT j.value AS tag, count(*) AS n FROM prompt_template t, "
-                     f"json_each(CASE WHEN json_valid({as_json}) THEN {as_json} ELSE '[]' END) j "
-                     f"WHERE {where} GROUP BY j.value")
-    rows = await connection.execute_query_dict(statement, sql.values)
-    counts = [TagCount(str(row["tag"]), int(row["n"])) for row in rows if row["tag"]]
-    return sorted(counts, key=lambda tag: (-tag.count, tag.tag))
+    joined = "string_agg(t.tags, ', ')" if sql.postgres else "group_concat(t.tags, ', ')"
+    rows = await connection.execute_query_dict(f"SELECT {joined} AS tags FROM prompt_template t WHERE {where}",
+                                               sql.values)
+    counts = Counter(tag for tag in str(rows[0]["tags"] or "").split(", ") if tag)
+    return [TagCount(tag, count) for tag, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
 
 
 async def _readable(user: User | None, template_id: int, *, for_update: bool = False) -> PromptTemplate:
