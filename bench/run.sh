@@ -7,32 +7,23 @@
 #   inbox     inbox-style queries on 100k conversations and 1M messages (bench/inbox.py, about eight minutes);
 #   widget    idle widget sockets per process and manager reply → widget fan-out, one and two
 #             instances (bench/widget.py, about ten minutes);
-<<<<<<< HEAD
 #   analytics the staff analytics report over 7, 30 and 365 days on 100k conversations and 1M messages,
-#             with and without migration 0007's indexes (bench/analytics.py, about ten minutes).
-=======
+#             with and without migration 0007's indexes (bench/analytics.py, about ten minutes);
 #   miniapp   the Mini App API's p50/p99 and SQL per request on 100k conversations and 1M messages, and
-#             customer message → staff inbox socket, one and two instances (bench/miniapp_api.py, about fifteen minutes).
->>>>>>> bench5
+#             customer message → staff inbox socket, one and two instances (bench/miniapp_api.py, about fifteen minutes);
+#   templates the prompt studio's template search on 10,000 templates, SQLite and PostgreSQL
+#             (bench/templates.py, about ten minutes).
 # Starts a throwaway PostgreSQL (with its durable defaults: fsync and synchronous_commit on) and Redis
-# on spare loopback ports and removes them afterwards. `bash bench/run.sh` runs all five;
+# on spare loopback ports and removes them afterwards. `bash bench/run.sh` runs all seven;
 # `bash bench/run.sh NAME [ARGS...]` runs one, ARGS going to its script (try --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-<<<<<<< HEAD
-benches=(ingest outbound inbox widget analytics)
+benches=(ingest outbound inbox widget analytics miniapp templates)
 if [ $# -gt 0 ] && [[ " ${benches[*]} " == *" $1 "* ]]; then
     benches=("$1"); shift
 elif [ $# -gt 0 ]; then
-    echo "usage: bash bench/run.sh [ingest|outbound|inbox|widget|analytics [ARGS...]]" >&2; exit 2
-=======
-benches=(ingest outbound inbox widget miniapp)
-if [ $# -gt 0 ] && [[ " ${benches[*]} " == *" $1 "* ]]; then
-    benches=("$1"); shift
-elif [ $# -gt 0 ]; then
-    echo "usage: bash bench/run.sh [ingest|outbound|inbox|widget|miniapp [ARGS...]]" >&2; exit 2
->>>>>>> bench5
+    echo "usage: bash bench/run.sh [ingest|outbound|inbox|widget|analytics|miniapp|templates [ARGS...]]" >&2; exit 2
 fi
 
 need_packages=()
