@@ -40,7 +40,7 @@ MAX_TAG_CHARS = 30
 MAX_OWN_TEMPLATES = 500
 MAX_PAGE = 50
 CANDIDATES = 200  # matches ranked again here; a search pages through at most these
-MAX_RANKED: int | None = 1_000  # matches the database ranks at most (None: all of them)
+MAX_RANKED: int | None = 1_000  # public matches the database ranks at most (None: all of them)
 
 Scope = Literal["all", "public", "mine"]
 
@@ -224,9 +224,10 @@ async def _ranked(query: Query, user: User | None, scope: Scope, locale: str | N
                   tag: str | None) -> list[tuple[int, float]]:
     """The best CANDIDATES matches by the index's relevance, then ordered by how their titles match.
 
-    Of the public templates, at most MAX_RANKED matches are ranked (the oldest: the shipped ones
-    first): a word in thousands of templates says little about any one of them, and ranking them all
-    would cost more than the page is worth. One's own are always ranked.
+    Of the public templates, at most MAX_RANKED matches are ranked (in the order the index finds
+    them: about the oldest, the shipped ones among them): a word in thousands of templates says little
+    about any one of them, and ranking them all would cost more than the page is worth (see
+    docs/BENCHMARKS.md). One's own are always ranked.
     """
     connection = connections.get("default")
     sql = _Sql(connection.capabilities.dialect)
