@@ -12,18 +12,20 @@
 #   miniapp   the Mini App API's p50/p99 and SQL per request on 100k conversations and 1M messages, and
 #             customer message → staff inbox socket, one and two instances (bench/miniapp_api.py, about fifteen minutes);
 #   studio    the prompt studio on a 200-item project (SQLite): compiling it, the compile request and the
-#             autosave, with a profile (bench/studio.py, about a minute).
+#             autosave, with a profile (bench/studio.py, about a minute);
+#   templates the prompt studio's template search on 10,000 templates, SQLite and PostgreSQL
+#             (bench/templates.py, about ten minutes).
 # Starts a throwaway PostgreSQL (with its durable defaults: fsync and synchronous_commit on) and Redis
 # on spare loopback ports and removes them afterwards. `bash bench/run.sh` runs all seven;
 # `bash bench/run.sh NAME [ARGS...]` runs one, ARGS going to its script (try --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-benches=(ingest outbound inbox widget analytics miniapp studio)
+benches=(ingest outbound inbox widget analytics miniapp studio templates)
 if [ $# -gt 0 ] && [[ " ${benches[*]} " == *" $1 "* ]]; then
     benches=("$1"); shift
 elif [ $# -gt 0 ]; then
-    echo "usage: bash bench/run.sh [ingest|outbound|inbox|widget|analytics|miniapp|studio [ARGS...]]" >&2; exit 2
+    echo "usage: bash bench/run.sh [ingest|outbound|inbox|widget|analytics|miniapp|studio|templates [ARGS...]]" >&2; exit 2
 fi
 
 need_packages=()

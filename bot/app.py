@@ -45,7 +45,7 @@ from miniapp.studio_api import STUDIO, TOKENS
 from miniapp.widget import STATIC, WIDGET, WidgetLimits, WidgetRuntime, add_routes, close_sockets, load_script
 from miniapp.widget_hub import WidgetHub
 from models import Bot as Tenant
-from services import bot_settings, conversations, prompt_chat, staff, widget
+from services import bot_settings, conversations, prompt_chat, staff, templates, widget
 from services.ai import AIClient, AIObserver, Route, RouteOrder
 from services.answering import Answerer, AnswerPolicy
 from services.desk import CustomerSide
@@ -143,6 +143,7 @@ def create_bus(app: web.Application) -> EventBus:
 
 async def database_context(app: web.Application) -> AsyncIterator[None]:
     await db.open_database(app[SETTINGS].database_url)
+    await templates.seed_library()  # the prompt studio's shipped templates, as this version ships them
     yield
     await db.close_database()
 

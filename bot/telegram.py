@@ -24,6 +24,7 @@ COMMANDS = [
     ("start", N_("Start")),
     ("new", N_("Start a new conversation")),
     ("human", N_("Talk to a person")),
+    ("templates", N_("Find a prompt template")),
     ("language", N_("Change the language")),
     ("improve", N_("Improve a prompt")),
     ("mydata", N_("Download my data")),

@@ -2,7 +2,16 @@
 
 from aiogram import Router
 
-from handlers import account, customer_commands, customer_messages, generation, improve, manager_desk, membership
+from handlers import (
+    account,
+    customer_commands,
+    customer_messages,
+    generation,
+    improve,
+    manager_desk,
+    membership,
+    templates,
+)
 
 
 def get_routers() -> list[Router]:
@@ -12,6 +21,7 @@ def get_routers() -> list[Router]:
         manager_desk.create_router(),  # groups: the manager chat, and nothing else
         customer_commands.create_router(),
         improve.create_router(),
+        templates.create_router(),
         customer_messages.create_router(),
         membership.create_router(),
         generation.create_router(),

@@ -48,6 +48,7 @@ PAGES = [
     Page("/app/studio", "studio.html", N_("Prompt studio"), "everyone", "studio.js"),
     Page("/app/studio/project", "studio_project.html", N_("Prompt project"), "everyone", "studio_project.js"),
     Page("/app/studio/keys", "studio_keys.html", N_("My API keys"), "everyone", "studio_keys.js"),
+    Page("/app/studio/templates", "studio_templates.html", N_("Prompt templates"), "everyone", "studio_templates.js"),
 ]
 NAVIGATION = [
     ("/app/", N_("My conversations"), "customers"),
@@ -283,6 +284,21 @@ SCRIPT_STRINGS = {
     "key_added": N_("The provider accepted the key. It is saved."),
     "key_confirm_delete": N_("Delete the key “{name}”? Runs made with it stay in your history."),
     "key_deleted": N_("The key was deleted."),
+    # The prompt studio's template library
+    "tpl_mine": N_("Yours"),
+    "tpl_builtin": N_("Built-in"),
+    "tpl_uses": N_("used {count} times"),
+    "tpl_variables": N_("to fill in: {names}"),
+    "tpl_best_matches": N_("Best matches"),
+    "tpl_most_used": N_("Most used"),
+    "tpl_newest": N_("Newest first"),
+    "tpl_none": N_("No templates match. Try other words or another tag."),
+    "tpl_none_mine": N_("You have no templates of your own yet. Press “New template” to write one."),
+    "tpl_new": N_("New template"),
+    "tpl_edit": N_("Edit template"),
+    "tpl_copy_of": N_("{title} (copy)"),
+    "tpl_confirm_delete": N_("Delete this template? This cannot be undone."),
+    "tpl_deleted": N_("The template was deleted."),
 }
 
 

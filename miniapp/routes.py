@@ -14,6 +14,7 @@ from miniapp import (
     pages,
     persona_api,
     studio_api,
+    templates_api,
 )
 from miniapp.api import LOCALE, Api, json_errors
 from miniapp.auth import caller_locale
@@ -40,5 +41,6 @@ def add_routes(app: web.Application) -> None:
     admin_api.add_routes(app, api)
     studio_api.add_routes(app, api)
     keys_api.add_routes(app, api)
+    templates_api.add_routes(app, api)
     app.router.add_get("/api/live", live_socket)
     app.router.add_get("/api/openapi.json", openapi_view)

@@ -18,7 +18,7 @@ from miniapp.api import Api, ApiError, ok, read_body, read_query
 from miniapp.auth import MINIAPP, Caller, authenticate, caller_locale
 from miniapp.schemas import Strict
 from models import PromptProject, PromptRun, PromptVersion
-from services import prompt_runs, prompt_versions, studio
+from services import prompt_runs, prompt_versions, studio, templates
 from services.i18n import N_
 from services.prompt_runs import StudioRuntime
 from services.studio import ProjectDoc, StudioError
@@ -251,6 +251,16 @@ class VersionDiffOut(BaseModel):
     compiled_hunks: list[list[DiffLineOut]]
     added: int
     removed: int
+
+
+class UseTemplateIn(Strict):
+    project_id: int | None = Field(None, description="Add it to this project of mine; a new project if absent")
+
+
+class UsedTemplateOut(BaseModel):
+    project_id: int
+    block_id: str
+    url: str = Field(description="The editor, open at the new prompt block")
 
 
 class RestoreIn(Strict):
@@ -588,6 +598,36 @@ async def restore_version(request: web.Request) -> web.Response:
     return ok(_project(restored))
 
 
+# --- templates into projects -----------------------------------------------------------------------------
+
+
+async def use_template(request: web.Request) -> web.Response:
+    """A template as a new prompt block: in a project of mine, or in a new project named after it."""
+    caller = await authenticate(request)
+    body = await read_body(request, UseTemplateIn)
+    try:
+        template = await templates.get(caller.user, _number(request, "template_id"))
+    except templates.TemplateError as error:
+        raise ApiError(404, "not_found") from error
+    try:
+        if body.project_id is not None:
+            project = await studio.get_project(caller.user, body.project_id)
+            if project is None:
+                raise ApiError(404, "not_found")
+            project, block_id = await studio.add_prompt_block(project, template.title, template.body)
+        else:
+            doc = studio.starter_doc()
+            block = doc.prompt_blocks[0]
+            block.name, block.template = template.title[:120], template.body
+            project = await studio.create_project(caller.user, template.title, doc)
+            block_id = block.id
+    except StudioError as error:
+        raise _failed(error) from error
+    await templates.count_use(template)
+    return ok(UsedTemplateOut(project_id=project.id, block_id=block_id,
+                              url=f"/app/studio/project?id={project.id}&block={block_id}"), status=201)
+
+
 def add_routes(app: web.Application, api: Api) -> None:
     P = "/api/studio/projects"  # noqa: N806
     api.route(app, "GET", P, list_projects, response=ProjectListOut, summary="My prompt projects, in my order")
@@ -614,6 +654,8 @@ def add_routes(app: web.Application, api: Api) -> None:
               summary="The project's runs, newest first")
     api.route(app, "GET", f"{P}/{{project_id}}/versions", list_versions, query=VersionsParams, response=VersionsOut,
               summary="A prompt block's versions, newest first")
+    api.route(app, "POST", "/api/studio/templates/{template_id}/use", use_template, body=UseTemplateIn,
+              response=UsedTemplateOut, summary="Use a template: a new prompt block in my project or a new one")
     api.route(app, "GET", "/api/studio/models", list_models, response=ModelsOut,
               summary="The models I can run on: the deployment's and my own keys'")
     api.route(app, "GET", "/api/studio/versions/{version_id}", get_version, response=VersionOut, summary="A version")

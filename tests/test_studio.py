@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from tgsim import Simulator
 
-from models import AuditLog, PromptProject, PromptRun, PromptVersion, Usage
+from models import AuditLog, PromptProject, PromptRun, PromptTemplate, PromptVersion, Usage
 from services import studio
 from services.prompt_compiler import compile_template, variable_names
 from services.studio import ContextBlock, ContextItem
@@ -484,3 +484,27 @@ async def test_runs_on_an_own_key_use_it_and_are_not_counted_even_past_the_quota
         status, body = await other.call("POST", f"/api/studio/projects/{bobs['id']}/runs",
                                         {"block_id": "p1", "model": f"key{key['id']}/own-model"})
         assert (status, body["error"]["code"]) == (400, "no_model")  # Ann's key is not Bob's
+
+
+async def test_use_this_template_puts_it_into_a_new_or_an_existing_project(frontdesk: Frontdesk,
+                                                                          sim: Simulator) -> None:
+    shipped = await PromptTemplate.filter(slug__startswith="en/").order_by("id").first()
+    assert shipped is not None
+    ann, bob = sim.create_user("Ann"), sim.create_user("Bob")
+    async with app_client(frontdesk, sim, ann["id"]) as client, app_client(frontdesk, sim, bob["id"]) as other:
+        used = await client.post(f"/api/studio/templates/{shipped.id}/use", {})
+        project = await client.get(f"/api/studio/projects/{used['project_id']}")
+        assert project["name"] == shipped.title
+        assert used["url"] == f"/app/studio/project?id={project['id']}&block={used['block_id']}"
+        [block] = [b for b in project["data"]["prompt_blocks"] if b["id"] == used["block_id"]]
+        assert block["template"] == shipped.body
+        again = await client.post(f"/api/studio/templates/{shipped.id}/use", {"project_id": project["id"]})
+        assert again["project_id"] == project["id"]
+        assert len((await client.get(f"/api/studio/projects/{project['id']}"))["data"]["prompt_blocks"]) == 2
+        own = await other.post("/api/studio/templates", {"title": "Bob's secret", "body": "Only {{bob}}"})
+        status, body = await client.call("POST", f"/api/studio/templates/{own['id']}/use", {})
+        assert (status, body["error"]["code"]) == (404, "not_found")
+        status, body = await other.call("POST", f"/api/studio/templates/{shipped.id}/use",
+                                        {"project_id": project["id"]})
+        assert (status, body["error"]["code"]) == (404, "not_found")  # not Bob's project
+    assert (await PromptTemplate.get(id=shipped.id)).uses == shipped.uses + 2
