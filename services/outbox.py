@@ -134,6 +134,9 @@ class OutboxWorker:
 
     async def _loop(self) -> None:
         while not self._stopping:
+            # Cleared before claiming, not after: a wake-up (or stop) that comes while this claim
+            # runs is then kept, instead of being wiped out and waited through for a whole poll.
+            self._wakeup.clear()
             try:
                 async with self._claiming:
                     job = await self.claim()
@@ -141,7 +144,8 @@ class OutboxWorker:
                 log.exception("outbox: claiming a job failed")
                 job = None
             if job is None:
-                self._wakeup.clear()
+                if self._stopping:
+                    break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), self.settings.idle_poll_seconds)
                 continue

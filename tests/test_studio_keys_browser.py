@@ -25,7 +25,7 @@ async def test_a_customer_adds_a_key_sees_its_last_four_and_deletes_it(
     ann = sim.create_user("Ann")
     page = await telegram_page(browser, sim, ann["id"])
     await page.goto(frontdesk.url + "/app/studio/keys")
-    await expect(page.get_by_role("link", name="API keys")).to_be_visible()
+    await expect(page.get_by_role("link", name="Prompt studio")).to_have_attribute("aria-current", "page")
     await expect(page.locator("#keys-empty")).to_have_text(
         "No keys yet. Add one to run prompts on your own account with a provider.")
     key_field = page.locator("input[name=api_key]")

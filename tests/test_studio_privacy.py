@@ -47,7 +47,7 @@ async def test_my_data_holds_my_prompt_studio_and_deleting_it_takes_all_of_it(
         ann_user, bob_user = await User.get(telegram_id=ann["id"]), await User.get(telegram_id=bob["id"])
         await _own_library(ann_user, "a1b2")
         await _own_library(bob_user, "z9y8")
-        await PromptTemplate.create(slug="en/summarize-text", title="Summarize a text", body="Summarize: {{text}}")
+        assert await PromptTemplate.exists(slug="en/summarize-text")  # the shipped library, seeded at start
 
         status, exported = await mine.call("GET", "/api/me/data")
         assert status == 200
