@@ -323,7 +323,13 @@ class WidgetLive:
         await self.bus.publish(WIDGET_CHANNEL, {"visitor": visitor_id, "frame": frame})
 
     async def message(self, visitor_id: str, message: Message, client_id: str | None = None) -> None:
-        await self.publish(visitor_id, message_frame(message, client_id))
+        frame = message_frame(message, client_id)
+        author_id = message.author_id  # type: ignore[attr-defined]
+        if message.author_kind == AuthorKind.MANAGER and author_id is not None:
+            # The reply names its writer itself: a status frame from another job may come after it.
+            author = await User.get_or_none(id=author_id)
+            frame["by"] = author.first_name if author is not None else None
+        await self.publish(visitor_id, frame)
 
     async def delta(self, visitor_id: str, reply_to: int, text_so_far: str) -> None:
         await self.publish(visitor_id, {"type": "delta", "reply_to": reply_to, "text": text_so_far,

@@ -234,7 +234,7 @@
       "data-author": frame.author });
     if (frame.author === "manager" || frame.author === "ai") {
       node.appendChild(el("span", { "class": "by", text: frame.author === "ai" ? t("ai") :
-        (state.agent || t("manager")) }));
+        (frame.by || state.agent || t("manager")) }));
     }
     var body = el("span", { "class": "body" });
     if (frame.html) body.appendChild(sanitize(frame.html)); else body.textContent = frame.text || "";
