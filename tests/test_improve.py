@@ -39,6 +39,16 @@ async def improved_message(sim: Simulator, chat_id: int, count: int = 1) -> dict
     return last
 
 
+async def finished(job: OutboxJob) -> OutboxJob:
+    """The job once its worker has marked it done: the chat sees the message a moment before that."""
+    for _ in range(200):
+        current = await OutboxJob.get(id=job.id)
+        if current.status == JobStatus.DONE:
+            return current
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job.id} is still {current.status}")
+
+
 async def settle(sim: Simulator, seconds: float = 0.5) -> None:
     await sim.wait_until_delivered()
     await asyncio.sleep(seconds)
@@ -96,7 +106,7 @@ async def test_a_retried_improve_job_delivers_its_run_and_redoes_only_an_interru
     ann = sim.create_user("Ann")
     sim.send_command(ann["id"], "improve", "post about a drink")
     await improved_message(sim, ann["id"])
-    job = await OutboxJob.get(kind="improve")
+    job = await finished(await OutboxJob.get(kind="improve"))
     run = await PromptRun.get()
     assert job.payload == {"user_id": run.user_id, "run_id": run.id}  # type: ignore[attr-defined]
     # The worker died after the model's answer, before Telegram took the message: the job runs again.
@@ -105,6 +115,7 @@ async def test_a_retried_improve_job_delivers_its_run_and_redoes_only_an_interru
     again = await improved_message(sim, ann["id"], 2)
     assert formatted(again, "pre") == [IMPROVED]
     assert len(ai.requests) == 1
+    await finished(job)
     # It died while the model was writing: the run is closed as interrupted, and the prompt improved anew.
     await PromptRun.filter(id=run.id).update(status="running", answer="You are")
     await OutboxJob.filter(id=job.id).update(status=JobStatus.PENDING)
