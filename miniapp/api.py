@@ -90,15 +90,20 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(request, ApiError(500, "server_error"))
 
 
-async def read_body(request: web.Request, model: type[Body]) -> Body:
-    """The request's JSON body, validated; 400 with the fields at fault otherwise."""
+async def read_json(request: web.Request, empty: Any = None) -> Any:
+    """The request's body as JSON (`empty` when there is none); 413 or 400 otherwise."""
     try:
         raw = await request.read()
-        data = json.loads(raw or b"{}")
+        return json.loads(raw) if raw else empty
     except web.HTTPRequestEntityTooLarge as error:
         raise ApiError(413, "too_large") from error
     except ValueError as error:
         raise ApiError(400, "bad_json") from error
+
+
+async def read_body(request: web.Request, model: type[Body]) -> Body:
+    """The request's JSON body, validated; 400 with the fields at fault otherwise."""
+    data = await read_json(request, empty={})
     try:
         return model.model_validate(data)
     except ValidationError as error:

@@ -14,7 +14,7 @@ from urllib.parse import quote
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from miniapp.api import Api, ApiError, ok, read_body, read_query
+from miniapp.api import Api, ApiError, ok, read_body, read_json, read_query
 from miniapp.auth import MINIAPP, Caller, authenticate, caller_locale
 from miniapp.schemas import Strict
 from models import PromptProject, PromptRun, PromptVersion
@@ -431,12 +431,7 @@ async def export_project(request: web.Request) -> web.Response:
 
 async def import_project(request: web.Request) -> web.Response:
     caller = await authenticate(request)
-    try:
-        payload = json.loads(await request.read() or b"null")
-    except web.HTTPRequestEntityTooLarge as error:
-        raise ApiError(413, "too_large") from error
-    except ValueError as error:
-        raise ApiError(400, "bad_json") from error
+    payload = await read_json(request)
     try:
         project = await studio.import_project(caller.user, payload)
     except StudioError as error:
