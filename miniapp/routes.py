@@ -13,6 +13,7 @@ from miniapp import (
     knowledge_api,
     pages,
     persona_api,
+    sources_api,
     studio_api,
     templates_api,
 )
@@ -35,6 +36,7 @@ def add_routes(app: web.Application) -> None:
     pages.add_routes(app)
     account_api.add_routes(app, api)
     inbox_api.add_routes(app, api)
+    sources_api.add_routes(app, api)  # before the items' /api/knowledge/{item_id}
     knowledge_api.add_routes(app, api)
     analytics_api.add_routes(app, api)
     persona_api.add_routes(app, api)

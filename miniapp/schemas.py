@@ -83,6 +83,23 @@ class Attachment(BaseModel):
     name: str
 
 
+class PassageOut(BaseModel):
+    """A passage of knowledge the AI was given, as `services.answering.passages_meta` stored it."""
+
+    kind: Literal["item", "chunk"]
+    id: int
+    label: str = Field(description="Where it came from: 'FAQ: question', or a document's title, page and heading")
+    url: str = ""
+    score: float = 0.0
+    similarity: float | None = Field(None, description="Cosine with the question, when found by meaning")
+    text: str = Field("", description="The passage's first 600 characters")
+
+
+class SourceLink(BaseModel):
+    title: str
+    url: str = Field("", description="A web page; empty for a document")
+
+
 class AIMeta(BaseModel):
     source: str | None = None
     model: str | None = None
@@ -90,6 +107,7 @@ class AIMeta(BaseModel):
     tokens_out: int | None = None
     cost: float | None = None
     latency_ms: int | None = None
+    passages: list[PassageOut] | None = Field(None, description="The knowledge the AI was given, best first")
 
 
 class MessageOut(BaseModel):
@@ -102,6 +120,7 @@ class MessageOut(BaseModel):
     reply_to: int | None
     attachments: list[Attachment]
     ai: AIMeta | None = Field(None, description="Staff only: how the AI made this answer")
+    sources: list[SourceLink] = Field(default_factory=list, description="The documents and pages an AI answer names")
 
 
 class MessagesPage(BaseModel):

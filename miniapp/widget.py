@@ -56,6 +56,7 @@ UI_STRINGS = {
     "with_team": N_("A person from our team will answer"),
     "with_agent": N_("You're chatting with {name}"),
     "too_long": N_("Your message is too long: please keep it under {limit} characters."),
+    "sources": N_("Sources:"),
 }
 DEFAULT_GREETING = N_("Hi! How can we help you today?")
 

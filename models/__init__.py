@@ -10,7 +10,15 @@ from models.conversations import (
     Message,
     MessageCopy,
 )
-from models.knowledge import KnowledgeItem, Persona
+from models.knowledge import (
+    KnowledgeChunk,
+    KnowledgeItem,
+    KnowledgePage,
+    KnowledgeSource,
+    Persona,
+    SourceKind,
+    SourceStatus,
+)
 from models.outbox import JobStatus, OutboxJob
 from models.studio import PromptProject, PromptRun, PromptTemplate, PromptVersion, ProviderKey
 from models.tenants import Bot
@@ -29,7 +37,10 @@ __all__ = [
     "ConversationStatus",
     "HandoffReason",
     "JobStatus",
+    "KnowledgeChunk",
     "KnowledgeItem",
+    "KnowledgePage",
+    "KnowledgeSource",
     "LoginLink",
     "Message",
     "MessageCopy",
@@ -41,6 +52,8 @@ __all__ = [
     "PromptVersion",
     "ProviderKey",
     "Role",
+    "SourceKind",
+    "SourceStatus",
     "Usage",
     "UsageSlot",
     "User",

@@ -1,4 +1,7 @@
+from enum import StrEnum
+
 from tortoise import fields
+from tortoise.indexes import Index
 from tortoise.models import Model
 
 
@@ -14,6 +17,9 @@ class KnowledgeItem(Model):
     hit_count = fields.IntField(default=0)
     # A digest of the question: importing the same file twice updates instead of duplicating.
     question_key = fields.CharField(max_length=64)
+    # Its meaning (services.embeddings): float16 bytes by `embedding_model`; empty model = not embedded yet.
+    embedding = fields.BinaryField(null=True)
+    embedding_model = fields.CharField(max_length=120, default="")
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -23,6 +29,104 @@ class KnowledgeItem(Model):
 
     def __str__(self) -> str:
         return self.question[:60]
+
+
+class SourceKind(StrEnum):
+    FILE = "file"  # an uploaded document: PDF, Word, HTML, Markdown, text
+    PAGE = "page"  # one web page
+    SITE = "site"  # a website followed from its start page within its host
+
+
+class SourceStatus(StrEnum):
+    QUEUED = "queued"
+    INDEXING = "indexing"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class KnowledgeSource(Model):
+    """A document or a website the AI answers from, cut into `KnowledgeChunk`s."""
+
+    id = fields.IntField(primary_key=True)
+    bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="knowledge_sources")
+    kind = fields.CharEnumField(SourceKind, max_length=8)
+    title = fields.CharField(max_length=300)
+    location = fields.TextField()  # the file's name, or the start URL
+    status = fields.CharEnumField(SourceStatus, default=SourceStatus.QUEUED, max_length=16)
+    # Why it failed, as a stable code and its parameters (the Mini App translates them).
+    error: dict[str, object] = fields.JSONField(default=dict)
+    progress_done = fields.IntField(default=0)  # "indexing n of m"
+    progress_total = fields.IntField(default=0)
+    chunk_count = fields.IntField(default=0)
+    page_limit = fields.IntField(default=200)
+    enabled = fields.BooleanField(default=True)
+    # Added by the operator's CLI: may fetch private addresses (an intranet wiki), re-syncs too.
+    allow_private = fields.BooleanField(default=False)
+    content_hash = fields.CharField(max_length=64, default="")  # a file's bytes: the same file again is no change
+    created_by: fields.ForeignKeyNullableRelation["User"] = fields.ForeignKeyField(
+        "models.User", related_name="knowledge_sources", null=True, on_delete=fields.SET_NULL)
+    last_synced_at = fields.DatetimeField(null=True)
+    next_sync_at = fields.DatetimeField(null=True)  # web sources: when the schedule re-reads it
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "knowledge_source"
+        indexes = (Index(fields=("bot_id", "id"), name="knowledge_source_bot_idx"),
+                   Index(fields=("next_sync_at",), name="knowledge_source_sync_idx"))
+
+    def __str__(self) -> str:
+        return self.title[:60]
+
+
+class KnowledgePage(Model):
+    """One page of a web source (or the one document of a file source), with what re-syncs compare."""
+
+    id = fields.IntField(primary_key=True)
+    source: fields.ForeignKeyRelation[KnowledgeSource] = fields.ForeignKeyField(
+        "models.KnowledgeSource", related_name="pages", on_delete=fields.CASCADE)
+    url = fields.TextField()  # a file source's file name
+    url_key = fields.CharField(max_length=64)  # sha256 of `url`: unique per source
+    title = fields.CharField(max_length=300, default="")
+    etag = fields.CharField(max_length=300, default="")
+    last_modified = fields.CharField(max_length=100, default="")
+    content_hash = fields.CharField(max_length=64, default="")  # of the extracted text
+    fetched_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "knowledge_page"
+        unique_together = (("source", "url_key"),)
+
+    def __str__(self) -> str:
+        return self.url[:60]
+
+
+class KnowledgeChunk(Model):
+    """A passage of a source: what retrieval finds and the AI reads, with where it came from."""
+
+    id = fields.IntField(primary_key=True)
+    bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="knowledge_chunks")
+    source: fields.ForeignKeyRelation[KnowledgeSource] = fields.ForeignKeyField(
+        "models.KnowledgeSource", related_name="chunks", on_delete=fields.CASCADE)
+    page: fields.ForeignKeyRelation[KnowledgePage] = fields.ForeignKeyField(
+        "models.KnowledgePage", related_name="chunks", on_delete=fields.CASCADE)
+    ordinal = fields.IntField()
+    title = fields.CharField(max_length=300, default="")  # the document's or the page's title
+    heading = fields.TextField(default="")  # the heading path, "Delivery › Prices"
+    url = fields.TextField(default="")  # the web page; "" for a document
+    page_number = fields.IntField(null=True)  # a PDF's page
+    text = fields.TextField()
+    embedding = fields.BinaryField(null=True)
+    embedding_model = fields.CharField(max_length=120, default="")
+
+    class Meta:
+        table = "knowledge_chunk"
+        indexes = (Index(fields=("bot_id", "embedding_model"), name="knowledge_chunk_bot_model_idx"),
+                   Index(fields=("source_id", "ordinal"), name="knowledge_chunk_source_idx"),
+                   Index(fields=("page_id",), name="knowledge_chunk_page_idx"))
+
+    def __str__(self) -> str:
+        return self.text[:60]
 
 
 class Persona(Model):
@@ -45,3 +149,4 @@ class Persona(Model):
 
 
 from models.tenants import Bot  # noqa: E402
+from models.users import User  # noqa: E402

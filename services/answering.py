@@ -7,9 +7,10 @@ outcome: an answer, a handoff notice, or a clear error.
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -27,20 +28,23 @@ from models import (
     OutboxJob,
     User,
 )
-from services import bot_settings, conversations, handoff, knowledge, persona, tokens
+from services import bot_settings, conversations, handoff, knowledge, persona, retrieval, tokens
 from services.ai import AIClient, AIReply, AIUnavailable
 from services.generation import Generations, GenerationStopped
 from services.i18n import N_, Translate
 from services.inbox import InboxFeed
+from services.knowledge_index import KnowledgeIndex
 from services.outbox import Postpone
 from services.ports import ChatSender, OutgoingText, RecipientBlocked
 from services.render import escape, html_to_text, markdown_to_html, split_html
+from services.retrieval import Passage
 from services.staff import WorkingHoursSource
 from services.widget import WidgetLive
 
 log = logging.getLogger(__name__)
 
 FROM_KNOWLEDGE_BASE = N_("📚 From our knowledge base:")
+SOURCES = N_("Sources:")
 SLOW_DOWN = N_("You're sending messages very quickly. Please wait a moment, then write again.")
 QUOTA_REACHED = N_("You've reached today's limit of AI answers, so I've passed your conversation to a person.")
 NOT_TEXT = {
@@ -78,17 +82,39 @@ UNANSWERED = "unanswered"
 @dataclass(frozen=True)
 class Prompt:
     messages: list[dict[str, Any]]
-    hits: list[knowledge.KnowledgeHit]  # the knowledge items put before the model, best first
+    passages: list[Passage]  # the knowledge put before the model, best first, numbered from 1
+
+    @property
+    def hits(self) -> list[Passage]:
+        """The Q&A items among the passages."""
+        return [passage for passage in self.passages if passage.kind == "item"]
+
+
+# The share of the prompt's token budget that knowledge passages may take; history gets the rest.
+KNOWLEDGE_SHARE = 0.6
+PASSAGES = 8
+
+KNOWLEDGE_RULES = (
+    "Answer from these passages only. Mark each fact with the number of the passage it came from, "
+    "like [1] or [2][3]. If the passages do not hold the answer, say so plainly; never guess prices, "
+    "dates, policies or promises.")
+
+
+def knowledge_section(passages: Sequence[Passage]) -> str:
+    """The passages as the model reads them: numbered, each with where it came from."""
+    blocks = "\n\n".join(f"[{number}] {passage.label}\n{passage.text}"
+                          for number, passage in enumerate(passages, start=1))
+    return f"# Knowledge (the best matches for the customer's message)\n\n{blocks}\n\n{KNOWLEDGE_RULES}"
 
 
 async def build_prompt(bot_id: int, question: str, *, locale: str, context_tokens: int,
-                       earlier: Sequence[Message] = ()) -> Prompt:
-    """The persona, the best-matching knowledge items, as much of `earlier` as the budget holds, the question."""
+                       earlier: Sequence[Message] = (), index: KnowledgeIndex | None = None) -> Prompt:
+    """The persona, the best passages of knowledge, as much of `earlier` as the budget holds, the question."""
     system = await persona.active_persona(bot_id)
-    hits = await knowledge.search(bot_id, question, limit=3)
-    if hits:
-        items = "\n\n".join(f"Q: {hit.item.question}\nA: {hit.item.answer}" for hit in hits)
-        system += f"\n\n# Knowledge base (the best matches for the customer's message)\n\n{items}"
+    found = await retrieval.retrieve(bot_id, question, index=index, limit=PASSAGES)
+    passages = retrieval.within_budget(found, int(context_tokens * KNOWLEDGE_SHARE) - tokens.estimate(system))
+    if passages:
+        system += "\n\n" + knowledge_section(passages)
     system += f"\n\nThe customer's language: {locale}. Today is {datetime.now(UTC):%Y-%m-%d}."
     budget = context_tokens - tokens.estimate(system)
     turns: list[dict[str, Any]] = []
@@ -102,7 +128,55 @@ async def build_prompt(bot_id: int, question: str, *, locale: str, context_token
         content = html_to_text(message.text) if message.author_kind == AuthorKind.MANAGER else message.text
         turns.append({"role": role, "content": content})
     turns.reverse()
-    return Prompt([{"role": "system", "content": system}, *turns, {"role": "user", "content": question}], hits)
+    return Prompt([{"role": "system", "content": system}, *turns, {"role": "user", "content": question}], passages)
+
+
+_CITATION = re.compile(r"[ \t]?\[(\d{1,2})\]")
+
+
+@dataclass(frozen=True)
+class Source:
+    title: str
+    url: str  # "" for a document
+
+
+@dataclass(frozen=True)
+class Cited:
+    text: str  # the answer without its [n] marks
+    sources: list[Source]  # the documents and pages it drew from, each once
+
+
+def cite(text: str, passages: Sequence[Passage]) -> Cited:
+    """The answer's sources: the passages it marked, else the top passages when it marked none.
+
+    Only documents and web pages are sources (a Q&A item is the business's own answer). Marks that
+    name no passage are removed too; a link is only ever a page that was given to the model.
+    """
+    marked = [int(number) for number in _CITATION.findall(text)]
+    clean = _CITATION.sub("", text).strip()
+    used = [passages[n - 1] for n in dict.fromkeys(marked) if 1 <= n <= len(passages)]
+    if not marked:
+        used = [passage for passage in passages[:2] if passage.kind == "chunk"]
+    sources: dict[tuple[str, str], Source] = {}
+    for passage in used:
+        if passage.kind == "chunk":
+            sources.setdefault((passage.title, passage.url), Source(passage.title or passage.url, passage.url))
+    return Cited(clean, list(sources.values()))
+
+
+def sources_html(translate: Translate, locale: str, sources: Sequence[Source]) -> str:
+    """The line under an answer: document titles, and links to the web pages."""
+    names = [f'<a href="{escape(source.url)}">{escape(source.title)}</a>' if source.url else escape(source.title)
+             for source in sources]
+    return f"<i>{escape(translate(locale, SOURCES))}</i> " + "; ".join(names)
+
+
+def passages_meta(passages: Sequence[Passage]) -> list[dict[str, Any]]:
+    """What staff see under an AI answer: the passages it was given, so a wrong answer can be traced."""
+    return [{"kind": passage.kind, "id": passage.id, "label": passage.label, "url": passage.url,
+             "score": round(passage.score, 4),
+             "similarity": None if passage.similarity is None else round(passage.similarity, 4),
+             "text": passage.text[:600]} for passage in passages]
 
 
 async def fallback_answer(bot_id: int, question: str) -> knowledge.KnowledgeHit | None:
@@ -144,8 +218,9 @@ class Answerer:
     def __init__(self, sender: ChatSender | None, translate: Translate, policy: AnswerPolicy,
                  ai: AIClient | None = None, generations: Generations | None = None,
                  hours: WorkingHoursSource | None = None, live: WidgetLive | None = None,
-                 feed: InboxFeed | None = None) -> None:
+                 feed: InboxFeed | None = None, index: KnowledgeIndex | None = None) -> None:
         self.sender = sender  # None: Telegram is off
+        self.index = index  # None: knowledge is found by its words alone
         self.live = live
         self.feed = feed  # open Mini App pages hear of each outcome
         self.translate = translate
@@ -157,7 +232,7 @@ class Answerer:
     async def try_answer(self, bot_id: int, question: str, locale: str) -> TryAnswer:
         """What a customer would get for `question` now (see `try_answer`), with this answerer's settings."""
         return await try_answer(bot_id, question, ai=self.ai, policy=self.policy, translate=self.translate,
-                                hours=self.hours, locale=locale)
+                                hours=self.hours, locale=locale, index=self.index)
 
     # --- outbox job handlers -----------------------------------------------------------------
 
@@ -238,7 +313,7 @@ class Answerer:
             await self._hand_off(context, HandoffReason.CANNOT_ANSWER, lead=QUOTA_REACHED)
             return
         try:
-            reply = await self._ask_ai(context, question)
+            reply, passages = await self._ask_ai(context, question)
         except GenerationStopped as stopped:
             await self._deliver_stopped(context, stopped.text)
             return
@@ -253,7 +328,7 @@ class Answerer:
                                  unanswered=unanswered)
             if not reply.text:
                 return
-        await self._deliver_ai(context, reply, unanswered=unanswered)
+        await self._deliver_ai(context, reply, passages, unanswered=unanswered)
 
     async def _without_ai(self, context: _Context, question: str) -> None:
         """No AI (none configured, or all models failed): the best knowledge item, else a person."""
@@ -289,18 +364,18 @@ class Answerer:
 
     # --- the AI ----------------------------------------------------------------------------------
 
-    async def _ask_ai(self, context: _Context, question: str) -> AIReply:
+    async def _ask_ai(self, context: _Context, question: str) -> tuple[AIReply, list[Passage]]:
         assert self.ai is not None
         prompt = await self._prompt(context, question)
         if context.visitor_id is not None:
             assert self.live is not None
             preview = _WidgetPreview(self.live, context.visitor_id, context.message.id,
                                      self.policy.widget_delta_interval)
-            return await self.ai.answer(prompt, preview.update)
+            return await self.ai.answer(prompt.messages, _unmarked(preview.update)), prompt.passages
         assert self.sender is not None
         draft_id = context.message.id  # unique and non-zero, as Telegram wants
         with self.generations.streaming(self.sender, context.chat_id, draft_id, self.policy.draft_interval) as draft:
-            return await self.ai.answer(prompt, draft.update)
+            return await self.ai.answer(prompt.messages, _unmarked(draft.update)), prompt.passages
 
     async def _deliver_stopped(self, context: _Context, text: str) -> None:
         """Keep what was written before the customer pressed stop."""
@@ -310,17 +385,26 @@ class Answerer:
         else:
             await self._record(context, "", AuthorKind.AI, meta, sent=[])
 
-    async def _prompt(self, context: _Context, question: str) -> list[dict[str, Any]]:
+    async def _prompt(self, context: _Context, question: str) -> Prompt:
         earlier = await conversations.history(context.conversation.id, before_id=context.message.id)
-        prompt = await build_prompt(context.customer.bot_id, question, locale=context.locale,  # type: ignore[attr-defined]
-                                    context_tokens=self.policy.context_tokens, earlier=earlier)
-        return prompt.messages
+        return await build_prompt(context.customer.bot_id, question, locale=context.locale,  # type: ignore[attr-defined]
+                                  context_tokens=self.policy.context_tokens, earlier=earlier, index=self.index)
 
-    async def _deliver_ai(self, context: _Context, reply: AIReply, *, unanswered: bool = False) -> None:
+    async def _deliver_ai(self, context: _Context, reply: AIReply, passages: Sequence[Passage], *,
+                          unanswered: bool = False) -> None:
+        """The answer without its [n] marks, under it the documents and pages it drew from."""
+        cited = cite(reply.text, passages)
+        sources = [] if unanswered else cited.sources
         meta = reply.meta()
+        meta["passages"] = passages_meta(passages)
+        if sources:
+            meta["sources"] = [{"title": source.title, "url": source.url} for source in sources]
         if unanswered:
             meta[UNANSWERED] = True
-        await self._reply(context, markdown_to_html(reply.text), AuthorKind.AI, meta, markdown=reply.text)
+        html = markdown_to_html(cited.text)
+        if sources:
+            html += "\n\n" + sources_html(self.translate, context.locale, sources)
+        await self._reply(context, html, AuthorKind.AI, meta, markdown=cited.text)
         await conversations.add_usage(context.customer.bot_id, context.customer.id,  # type: ignore[attr-defined]
                                       ai_messages=1, tokens_in=reply.tokens_in, tokens_out=reply.tokens_out,
                                       cost=reply.cost)
@@ -390,13 +474,16 @@ class TryAnswer:
     latency_ms: int = 0
     cost: float = 0.0
     ai_error: str = ""  # every model failed: the answer is the one given without the AI
+    passages: list[dict[str, Any]] = field(default_factory=list)  # what the model was given (`passages_meta`)
+    sources: list[Source] = field(default_factory=list)  # the documents and pages the answer names
 
 
 MAX_TRY_CHARS = 4096
 
 
 async def try_answer(bot_id: int, question: str, *, ai: AIClient | None, policy: AnswerPolicy,
-                     translate: Translate, hours: WorkingHoursSource, locale: str) -> TryAnswer:
+                     translate: Translate, hours: WorkingHoursSource, locale: str,
+                     index: KnowledgeIndex | None = None) -> TryAnswer:
     """The answer `Answerer` would give a new conversation's first message, for staff trying it out.
 
     Nothing is stored, sent or counted (no message, usage, quota or hit count); the AI is really
@@ -412,17 +499,22 @@ async def try_answer(bot_id: int, question: str, *, ai: AIClient | None, policy:
         return _tried_knowledge(translate, locale, direct)
     if ai is None:
         return await _tried_without_ai(bot_id, question, translate, hours, locale)
-    prompt = await build_prompt(bot_id, question, locale=locale, context_tokens=policy.context_tokens)
+    prompt = await build_prompt(bot_id, question, locale=locale, context_tokens=policy.context_tokens, index=index)
     try:
         reply = await ai.answer(prompt.messages, _unseen)
     except AIUnavailable as error:
         return replace(await _tried_without_ai(bot_id, question, translate, hours, locale), ai_error=str(error))
-    text, html = reply.text, markdown_to_html(reply.text)
+    cited = cite(reply.text, prompt.passages)
+    sources = [] if reply.handoff_reason == HandoffReason.CANNOT_ANSWER else cited.sources
+    text, html = cited.text, markdown_to_html(cited.text)
+    if sources:
+        html += "\n\n" + sources_html(translate, locale, sources)
     if reply.handoff_reason is not None and not reply.text:
         text = await _handoff_text(bot_id, HandoffReason(reply.handoff_reason), translate, hours, locale)
         html = escape(text)
     return TryAnswer("ai", text, html, [_used(hit) for hit in prompt.hits], reply.handoff_reason, reply.model,
-                     reply.tokens_in, reply.tokens_out, reply.latency_ms, reply.cost)
+                     reply.tokens_in, reply.tokens_out, reply.latency_ms, reply.cost,
+                     passages=passages_meta(prompt.passages), sources=sources)
 
 
 async def _tried_without_ai(bot_id: int, question: str, translate: Translate, hours: WorkingHoursSource,
@@ -444,8 +536,19 @@ async def _handoff_text(bot_id: int, reason: HandoffReason, translate: Translate
     return await handoff.handoff_notice(bot, hours(bot), translate, locale, reason)
 
 
-def _used(hit: knowledge.KnowledgeHit) -> UsedItem:
+def _used(hit: knowledge.KnowledgeHit | Passage) -> UsedItem:
+    if isinstance(hit, Passage):
+        return UsedItem(hit.id, hit.title, hit.score)
     return UsedItem(hit.item.id, hit.item.question, hit.rank)
+
+
+def _unmarked(update: Callable[[str], Awaitable[None]]) -> Callable[[str], Awaitable[None]]:
+    """A preview of the answer as the customer will get it: without its [n] marks."""
+
+    async def show(text_so_far: str) -> None:
+        await update(_CITATION.sub("", text_so_far))
+
+    return show
 
 
 async def _unseen(text_so_far: str) -> None:

@@ -249,10 +249,14 @@ def message_json(message: Message, *, staff: bool) -> dict[str, Any]:
         "attachments": [{"type": str(a.get("type")), "name": str(a.get("file_name") or "")}
                         for a in message.attachments],
     }
+    sources = message.ai_meta.get("sources")
+    if message.author_kind == AuthorKind.AI and isinstance(sources, list):
+        row["sources"] = [{"title": str(source.get("title") or ""), "url": str(source.get("url") or "")}
+                          for source in sources if isinstance(source, dict)]
     if staff and message.author_kind == AuthorKind.AI:
         meta = message.ai_meta
         row["ai"] = {key: meta.get(key) for key in ("source", "model", "tokens_in", "tokens_out", "cost",
-                                                     "latency_ms")}
+                                                     "latency_ms", "passages")}
     return row
 
 

@@ -6,7 +6,7 @@ import csv
 import hashlib
 import io
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,11 +15,16 @@ from tortoise import connections
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from models import KnowledgeItem
+from models import JobStatus, KnowledgeItem, OutboxJob
+from services import outbox
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _MAX_QUERY_WORDS = 32
 
+
+# Indexing work (services.knowledge_sources) runs in its own outbox queue, never in a request.
+QUEUE = "knowledge"
+EMBED_JOB = "kb_embed"
 
 MAX_QUESTION_CHARS = 500
 MAX_ANSWER_CHARS = 4000  # with its header, a knowledge answer fits one Telegram message
@@ -79,8 +84,47 @@ def coverage(asked: str, item: KnowledgeItem) -> float:
     return len(asked_words & set(words(f"{item.question} {item.tags} {item.answer}"))) / len(asked_words)
 
 
+# Uzbek's oʻ and gʻ are typed with any of these. Only U+02BB is a letter to the full-text tokenizers
+# (one word, "boʻladi"); the others split a word in two ("bo", "ladi"). A query asks for both forms.
+_APOSTROPHES = re.compile(r"(?<=\w)[ʻʼ‘’'`´](?=\w)")
+_UZBEK_MARK = "ʻ"
+# Words at least this long are also looked for by their beginning, which stands in for stemming in
+# Russian and Uzbek ("доставку" finds "доставка", "yetkazib" finds "yetkazish").
+PREFIX_FROM = 6
+PREFIX_KEEP = 5
+
+
+@dataclass(frozen=True)
+class Term:
+    text: str
+    prefix: bool = False  # matches every word that starts with `text`
+
+
+def query_terms(text: str) -> list[Term]:
+    """What a full-text query looks for: the distinct words, the other spelling of an Uzbek word with an
+    apostrophe, and the beginning of each long word; at most `_MAX_QUERY_WORDS` words."""
+    text = text.lower()
+    joined = _APOSTROPHES.sub(_UZBEK_MARK, text)
+    split = _APOSTROPHES.sub(" ", text)
+    found = list(dict.fromkeys(_WORD.findall(joined) + _WORD.findall(split)))[:_MAX_QUERY_WORDS]
+    terms = [Term(word) for word in found]
+    terms += [Term(word[:PREFIX_KEEP], prefix=True) for word in found
+              if len(word) >= PREFIX_FROM and _UZBEK_MARK not in word[:PREFIX_KEEP]]
+    return list(dict.fromkeys(terms))
+
+
+def fts5_query(terms: Sequence[Term]) -> str:
+    """Any of the terms, as an FTS5 MATCH expression (each quoted, so no word is taken for an operator)."""
+    return " OR ".join(f'"{term.text}"' + ("*" if term.prefix else "") for term in terms)
+
+
+def tsquery(terms: Sequence[Term]) -> str:
+    """Any of the terms, as a `to_tsquery('simple', ...)` expression."""
+    return " | ".join(f"'{term.text}'" + (":*" if term.prefix else "") for term in terms)
+
+
 async def search(bot_id: int, text: str, limit: int = 3) -> list[KnowledgeHit]:
-    terms = list(dict.fromkeys(words(text)))[:_MAX_QUERY_WORDS]
+    terms = query_terms(text)
     if not terms:
         return []
     connection = connections.get("default")
@@ -88,7 +132,7 @@ async def search(bot_id: int, text: str, limit: int = 3) -> list[KnowledgeHit]:
         rows = await connection.execute_query_dict(
             "SELECT id, ts_rank(search, query) AS rank FROM knowledge_item, to_tsquery('simple', $1) query "
             "WHERE bot_id = $2 AND enabled AND search @@ query ORDER BY rank DESC, id LIMIT $3",
-            [" | ".join(terms), bot_id, limit],
+            [tsquery(terms), bot_id, limit],
         )
     else:
         # bm25 is smaller for better matches; question words weigh most, then tags, then answers.
@@ -96,18 +140,36 @@ async def search(bot_id: int, text: str, limit: int = 3) -> list[KnowledgeHit]:
             "SELECT k.id AS id, -bm25(knowledge_fts, 10.0, 1.0, 3.0) AS rank FROM knowledge_fts "
             "JOIN knowledge_item k ON k.id = knowledge_fts.rowid "
             "WHERE knowledge_fts MATCH ? AND k.bot_id = ? AND k.enabled = 1 ORDER BY rank DESC, k.id LIMIT ?",
-            [" OR ".join(f'"{term}"' for term in terms), bot_id, limit],
+            [fts5_query(terms), bot_id, limit],
         )
     items = {item.id: item for item in await KnowledgeItem.filter(id__in=[row["id"] for row in rows])}
     return [KnowledgeHit(item, float(row["rank"]), overlap(text, item.question), coverage(text, item))
             for row in rows if (item := items.get(row["id"])) is not None]
 
 
+def asks_all_of(asked: str, known_question: str) -> bool:
+    """Every word of the item's question is in the customer's message.
+
+    A one-word swap keeps a high F1 ("do you sell SIM cards" against "Do you sell gift cards?" is
+    0.8) and is exactly the close but wrong question a direct answer must not take.
+    """
+    return set(words(known_question)) <= set(words(asked))
+
+
 async def direct_answer(bot_id: int, text: str, threshold: float) -> KnowledgeHit | None:
-    """The item to answer with, without the AI, when the customer asked its question."""
-    hits = await search(bot_id, text, limit=5)
+    """The item to answer with, without the AI, when the customer asked its question: all of its
+    words, and not many more (word F1 at least `threshold`)."""
+    hits = [hit for hit in await search(bot_id, text, limit=5) if asks_all_of(text, hit.item.question)]
     best = max(hits, key=lambda hit: hit.overlap, default=None)
     return best if best is not None and best.overlap >= threshold else None
+
+
+async def queue_items_embedding(bot_id: int) -> None:
+    """After items changed (call inside that transaction): their vectors are made, or dropped, in the
+    background; meanwhile retrieval finds them by their words."""
+    lane = f"kb-items:{bot_id}"
+    if not await OutboxJob.filter(queue=QUEUE, lane=lane, kind=EMBED_JOB, status=JobStatus.PENDING).exists():
+        await outbox.enqueue(bot_id, EMBED_JOB, {"bot": bot_id}, lane=lane, queue=QUEUE)
 
 
 async def count_hit(item: KnowledgeItem) -> None:
@@ -246,9 +308,12 @@ async def import_entries(bot_id: int, entries: Iterable[Entry],
                 report.created += 1
             elif (item.question, item.answer, item.tags) != (entry.question, entry.answer, entry.tags):
                 item.question, item.answer, item.tags = entry.question, entry.answer, entry.tags
-                await item.save(update_fields=["question", "answer", "tags", "updated_at"])
+                item.embedding_model = ""  # its meaning changed: embedded again in the background
+                await item.save(update_fields=["question", "answer", "tags", "embedding_model", "updated_at"])
                 report.updated += 1
             else:
                 report.unchanged += 1
             progress(1)
+        if report.created or report.updated:
+            await queue_items_embedding(bot_id)
     return report

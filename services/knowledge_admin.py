@@ -30,6 +30,7 @@ from services.knowledge import (
     import_entries,
     parse_text,
     question_key,
+    queue_items_embedding,
     words,
 )
 
@@ -174,6 +175,7 @@ async def create_item(bot_id: int, *, question: str, answer: str, tags: str = ""
         except IntegrityError as error:  # the same question, created meanwhile
             raise KnowledgeError("duplicate") from error
         await audit(bot_id, actor, "knowledge_create", str(item.id), question=item.question)
+        await queue_items_embedding(bot_id)
     return _view(item)
 
 
@@ -193,12 +195,15 @@ async def update_item(bot_id: int, item_id: int, *, question: str | None = None,
         if key != item.question_key:
             await _no_other_with(bot_id, key)
         item.question, item.answer, item.tags, item.question_key = entry.question, entry.answer, entry.tags, key
+        item.embedding_model = ""  # its meaning changed: embedded again in the background
         try:
-            await item.save(update_fields=["question", "answer", "tags", "question_key", "updated_at"])
+            await item.save(update_fields=["question", "answer", "tags", "question_key", "embedding_model",
+                                           "updated_at"])
         except IntegrityError as error:
             raise KnowledgeError("duplicate") from error
         await audit(bot_id, actor, "knowledge_update", str(item.id), before=before,
                     after={name: getattr(item, name) for name in changed})
+        await queue_items_embedding(bot_id)
     return _view(item)
 
 
@@ -212,6 +217,7 @@ async def set_enabled(bot_id: int, item_id: int, enabled: bool, *, actor: User) 
         await item.save(update_fields=["enabled", "updated_at"])
         await audit(bot_id, actor, "knowledge_enable" if enabled else "knowledge_disable", str(item.id),
                     question=item.question)
+        await queue_items_embedding(bot_id)  # the index takes it in or leaves it out
     return _view(item)
 
 
@@ -222,6 +228,7 @@ async def delete_item(bot_id: int, item_id: int, *, actor: User) -> None:
         await item.delete()
         await audit(bot_id, actor, "knowledge_delete", str(item.id), question=item.question, answer=item.answer,
                     tags=item.tags)
+        await queue_items_embedding(bot_id)
 
 
 async def _item(bot_id: int, item_id: int, *, for_update: bool = False) -> KnowledgeItem:

@@ -271,3 +271,10 @@ class Outboxes:
 
     async def stop(self, grace: float = 10.0) -> None:
         await asyncio.gather(*(worker.stop(grace) for worker in self.workers))
+
+
+async def extend_lease(job: OutboxJob, seconds: float) -> None:
+    """A long job (a website's sync) keeps its claim while it makes progress, so no other worker
+    takes it up as abandoned; a crashed one's lease still runs out `seconds` after its last step."""
+    await OutboxJob.filter(id=job.id, status=JobStatus.RUNNING).update(
+        lease_expires_at=now() + timedelta(seconds=seconds))

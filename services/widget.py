@@ -284,7 +284,16 @@ def message_frame(message: Message, client_id: str | None = None) -> dict[str, A
                                 for a in message.attachments]
     if message.ai_meta.get("notice") == "rate":
         frame["rate"] = message.conversation_id  # type: ignore[attr-defined]
+    sources = message.ai_meta.get("sources") if message.author_kind == AuthorKind.AI else None
+    if isinstance(sources, list) and sources:
+        # Only web pages that were given to the model are links (answering.cite); documents are titles.
+        frame["sources"] = [{"title": str(source.get("title") or ""), "url": _web_link(source.get("url"))}
+                            for source in sources if isinstance(source, dict)]
     return frame
+
+
+def _web_link(url: object) -> str:
+    return url if isinstance(url, str) and url.startswith(("https://", "http://")) else ""
 
 
 def _client_id(message: Message) -> str | None:

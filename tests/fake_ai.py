@@ -18,6 +18,8 @@ class Script:
     reply: str = "Hello from the AI."
     replies: list[str] = field(default_factory=list)  # taken in order before `reply`
     answer: Callable[[str], str] | None = None  # the reply to the customer's last message, instead of `reply`
+    # the reply to the whole conversation as sent (system prompt included), before `answer`
+    answer_messages: Callable[[list[dict[str, Any]]], str] | None = None
     model_replies: dict[str, str] = field(default_factory=dict)  # model -> its reply, before all of the above
     failing_models: dict[str, int] = field(default_factory=dict)  # model -> HTTP status
     handoff_reason: str | None = None
@@ -60,6 +62,8 @@ class FakeAI:
             return self.script.model_replies[model]
         if self.script.replies:
             return self.script.replies.pop(0)
+        if self.script.answer_messages is not None:
+            return self.script.answer_messages(messages)
         if self.script.answer is not None:
             return self.script.answer(str(messages[-1]["content"]))
         return self.script.reply

@@ -14,6 +14,7 @@ from services import conversations, knowledge
 from services.ai import AIClient, Route
 from services.answering import Answerer, AnswerPolicy, build_prompt, try_answer
 from services.conversations import Customer, Incoming
+from services.embeddings import LocalEmbedder
 from services.events import LocalBus
 from services.knowledge import Entry, KnowledgeError
 from services.knowledge_admin import (
@@ -303,7 +304,8 @@ async def test_a_bad_file_is_refused_whole_with_the_parsers_reason() -> None:
 async def nothing_stored_or_counted(bot: Bot) -> None:
     assert await Message.all().count() == 0
     assert await Usage.all().count() == 0
-    assert await OutboxJob.all().count() == 0
+    # (the items' embedding, queued when they were written, is the only work there is)
+    assert await OutboxJob.exclude(queue=knowledge.QUEUE).count() == 0
     assert await KnowledgeItem.filter(bot=bot, hit_count__gt=0).count() == 0
 
 
@@ -467,3 +469,24 @@ async def test_questions_nobody_could_answer_are_suggested_most_asked_first(
         ("knowledge_dismiss", suggested[3].key)]
     error = await refused(dismiss_suggestion(bot.id, "not a key", admin))
     assert error.code == "not_found"
+
+
+async def test_unanswered_questions_that_mean_the_same_are_one_suggestion() -> None:
+    bot = await make_bot(9001)
+    admin = await make_admin(bot)
+    without_ai = answerer(None)
+    for question in ("Do you deliver to Samarkand?", "Can I get my order delivered to Samarkand?",
+                     "Can I pay with crypto?", "Do you deliver to Samarkand?"):
+        await ask(bot, without_ai, question)
+    embedder = LocalEmbedder()
+    try:
+        suggested = await unanswered_questions(bot.id, embedder=embedder)
+        assert [(s.question, s.count) for s in suggested] == [
+            ("Do you deliver to Samarkand?", 3), ("Can I pay with crypto?", 1)]
+        by_words = await unanswered_questions(bot.id)
+        assert [s.count for s in by_words] == [2, 1, 1]
+        # Dismissing the group dismisses every wording in it.
+        await dismiss_suggestion(bot.id, suggested[0].key, admin)
+        assert [s.question for s in await unanswered_questions(bot.id, embedder=embedder)] == ["Can I pay with crypto?"]
+    finally:
+        await embedder.close()

@@ -179,3 +179,39 @@ async def test_outside_telegram_without_a_session_the_app_says_how_to_sign_in(
     await page.goto(desk.frontdesk.url + "/app/inbox")
     await expect(page.locator("#status")).to_have_text("Please open this app from the bot in Telegram.")
     await expect(page.locator("#conversations li")).to_have_count(0)
+
+
+async def test_staff_see_the_passages_an_answer_was_given_and_customers_its_sources(
+        desk: Desk, sim: Simulator, ai: FakeAI, browser: Browser) -> None:
+    from miniapp.knowledge_api import KNOWLEDGE
+    from models import KnowledgeSource, SourceStatus, User
+    from tests.test_knowledge_answers import MENU, cite_passage, until_ready
+
+    sources = desk.frontdesk.app[KNOWLEDGE].sources
+    assert sources is not None
+    source = await sources.add_file(1, "menu.md", MENU)
+    assert (await until_ready(source.id)).status == SourceStatus.READY
+    ai.script.answer_messages = cite_passage("Delivery")
+    ann = sim.create_user("Ann", language_code="en")
+    sim.send_text(ann["id"], "how much to bring coffee to my flat?")
+    await sim.wait_for_messages(ann["id"])
+    conversation = await Conversation.get(user__telegram_id=ann["id"])
+    title = (await KnowledgeSource.get(id=source.id)).title
+
+    page = await telegram_page(browser, sim, ann["id"])
+    await page.goto(desk.frontdesk.url + f"/app/conversations/{conversation.id}")
+    await expect(page.locator("#transcript .msg.ai .sources")).to_have_text(f"Sources: {title}")
+    await expect(page.locator("#transcript .msg.ai .passages-box")).to_have_count(0)  # staff only
+    await page.context.close()
+
+    for locale, width, height in (("en", 420, 820), ("ru", 420, 820), ("uz", 1280, 800)):
+        await User.filter(telegram_id=desk.mia["id"]).update(language=locale)  # her choice in the app's settings
+        page = await telegram_page(browser, sim, desk.mia["id"])
+        await page.set_viewport_size({"width": width, "height": height})
+        await page.goto(desk.frontdesk.url + f"/app/conversations/{conversation.id}")
+        box = page.locator("#transcript .msg.ai .passages-box")
+        await box.locator("summary").click()
+        labels = await box.locator(".passage-label").all_inner_texts()
+        assert any(label.startswith(f"{title} › Delivery") for label in labels), labels
+        await shot(page, f"manager-passages-{locale}-{width}")
+        await page.context.close()

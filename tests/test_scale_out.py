@@ -14,10 +14,12 @@ import aiohttp
 import pytest
 from tgsim import Simulator
 
-from models import AuthorKind, Message
-from tests.conftest import BACKEND, REDIS_URL, free_port, frontdesk_environment, running_frontdesk
+from miniapp.knowledge_api import KNOWLEDGE
+from models import AuthorKind, Bot, KnowledgeSource, Message, SourceStatus
+from tests.conftest import BACKEND, REDIS_URL, Frontdesk, free_port, frontdesk_environment, running_frontdesk
 from tests.desk_helpers import BOSS_ID, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
+from tests.miniapp_helpers import app_client
 from tests.test_process import _start
 from tests.widget_helpers import is_answer, open_widget
 
@@ -87,3 +89,43 @@ async def test_a_managers_reply_reaches_the_widget_on_every_instance(
         await sim.wait_until(lambda: bool(sim.deliveries()), 5, "the webhook delivery recorded")
         assert [d["url"] for d in sim.deliveries()][-1].startswith(f"http://127.0.0.1:{port}")
         await asyncio.gather(tab_here.socket.close(), tab_there.socket.close())
+
+
+async def test_a_new_source_is_used_by_every_instance_without_waiting_for_a_check(
+        database_url: str, sim: Simulator, ai: FakeAI, tmp_path: Path,
+        processes: list[subprocess.Popen[bytes]]) -> None:
+    """The other instance has its index loaded before the source arrives; the bus's event reloads it,
+    long before its own periodic check (every 30 s) would have."""
+    env = frontdesk_environment(database_url, sim, ai, free_port(), ADMIN_IDS=str(BOSS_ID))
+    ai.script.reply = "Let me check."
+    async with running_frontdesk(env) as first:
+        port = free_port()
+        other_env = {**env, "PORT": str(port), "WEBHOOK_BASE_URL": f"http://127.0.0.1:{port}"}
+        await _start(tmp_path, other_env, processes)
+        other = Frontdesk(first.settings, first.app, first.runner, f"http://127.0.0.1:{port}")
+        sim.create_user("Boss", id=BOSS_ID)
+        question = "можете организовать утренний кофе для нашей команды?"  # no word in common: found by meaning
+
+        async def prompt_on_the_other_instance() -> str:
+            async with app_client(other, sim, BOSS_ID) as boss:
+                await boss.post("/api/knowledge/try", {"question": question})
+            return str(ai.requests[-1]["messages"][0]["content"])
+
+        assert "pastries" not in await prompt_on_the_other_instance()  # its index is loaded, without it
+        bot = await Bot.all().order_by("id").first()
+        assert bot is not None
+        sources = first.app[KNOWLEDGE].sources
+        assert sources is not None
+        source = await sources.add_file(bot.id, "catering.md", b"# Catering\n\nWe bring coffee and fresh pastries "
+                                                               b"to offices for 10 to 200 people.\n")
+        for _ in range(300):
+            if (await KnowledgeSource.get(id=source.id)).status == SourceStatus.READY:
+                break
+            await asyncio.sleep(0.05)
+        seen = False
+        for _ in range(50):  # 5 s: far less than the 30 s between the other instance's own checks
+            if "pastries" in await prompt_on_the_other_instance():
+                seen = True
+                break
+            await asyncio.sleep(0.1)
+        assert seen, "the other instance never used the new source"

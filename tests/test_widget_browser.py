@@ -245,3 +245,41 @@ async def test_a_shop_on_another_origin_with_a_strict_csp_embeds_the_widget(
         assert violations == []
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize(("locale", "width", "label"), [("en-US", 390, "Sources:"), ("ru-RU", 1000, "Источники:"),
+                                                       ("uz-UZ", 390, "Manbalar:")])
+async def test_an_answer_from_a_web_page_shows_its_source_as_a_link(
+        frontdesk: Frontdesk, ai: FakeAI, browser: Browser, locale: str, width: int, label: str) -> None:
+    from miniapp.knowledge_api import KNOWLEDGE
+    from models import SourceStatus
+    from tests.test_knowledge_answers import CATERING_PAGE, cite_passage, until_ready
+
+    async def catering(request: web.Request) -> web.Response:
+        return web.Response(text=CATERING_PAGE, content_type="text/html")
+
+    site = web.Application()
+    site.router.add_get("/catering", catering)
+    runner = web.AppRunner(site)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/catering"
+    try:
+        sources = frontdesk.app[KNOWLEDGE].sources
+        assert sources is not None
+        source = await sources.add_url(1, url, whole_site=False)
+        ready = await until_ready(source.id)
+        assert ready.status == SourceStatus.READY
+        ai.script.answer_messages = cite_passage("Office breakfasts")
+        page = await _page(browser, locale)
+        await page.set_viewport_size({"width": width, "height": 760})
+        await page.goto(frontdesk.url + "/")
+        await page.locator(".bubble").click()
+        await _say(page, "breakfast for our office of 30?")
+        line = page.locator(".msg.ai[data-id] .sources")
+        await expect(line).to_have_text(f"{label} {ready.title}")
+        await expect(line.locator("a")).to_have_attribute("href", url)
+        await expect(line.locator("a")).to_have_attribute("target", "_blank")
+        await _shot(page, f"sources-{locale}-{width}")
+    finally:
+        await runner.cleanup()

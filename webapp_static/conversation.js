@@ -23,13 +23,38 @@ FD.start(async (me) => {
     for (const attachment of message.attachments) {
       item.append(FD.el("div", { class: "muted" }, "📎 " + (attachment.name || attachment.type)));
     }
+    if (message.sources && message.sources.length) item.append(sourcesLine(message.sources));
     if (message.ai && message.ai.source === "knowledge") item.append(FD.el("div", { class: "meta" }, FD.t("from_kb")));
     else if (message.ai && message.ai.model) {
       item.append(FD.el("div", { class: "meta" }, FD.t("ai_meta", {
         model: message.ai.model, tokens_in: message.ai.tokens_in ?? 0, tokens_out: message.ai.tokens_out ?? 0,
         cost: Number(message.ai.cost || 0).toFixed(4) })));
     }
+    if (message.ai && message.ai.passages && message.ai.passages.length) item.append(passagesList(message.ai.passages));
     return item;
+  }
+
+  // The documents and pages an answer names: pages as links, documents by their title.
+  function sourcesLine(sources) {
+    const parts = [];
+    sources.forEach((source, index) => {
+      if (index) parts.push("; ");
+      parts.push(/^https?:\/\//.test(source.url) ?
+        FD.el("a", { href: source.url, target: "_blank", rel: "noopener" }, source.title || source.url) : source.title);
+    });
+    return FD.el("div", { class: "sources" }, FD.t("sources") + " ", ...parts);
+  }
+
+  // Staff see what the AI was given, best first, so a wrong answer can be traced to its passage.
+  function passagesList(passages) {
+    const list = FD.el("ol", { class: "passages" }, ...passages.map((passage) => FD.el("li", {},
+      FD.el("div", { class: "passage-label" },
+        passage.url ? FD.el("a", { href: passage.url, target: "_blank", rel: "noopener" }, passage.label) : passage.label,
+        FD.el("span", { class: "muted small" }, " · " + (passage.similarity == null ? FD.t("passage_by_words")
+          : FD.t("passage_similarity", { value: passage.similarity.toFixed(2) })))),
+      FD.el("div", { class: "passage-text muted small" }, passage.text))));
+    return FD.el("details", { class: "meta passages-box" },
+      FD.el("summary", {}, FD.t("passages_given", { count: passages.length })), list);
   }
 
   function add(messages, where) {

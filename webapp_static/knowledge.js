@@ -1,4 +1,5 @@
-/* The knowledge-base editor: search, add, edit, switch off, delete, import/export, try it, suggestions. */
+/* The knowledge-base editor: search, add, edit, switch off, delete, import/export, try it, suggestions;
+   documents and websites are knowledge_sources.js's. */
 "use strict";
 
 FD.start(async (me) => {
@@ -152,5 +153,5 @@ FD.start(async (me) => {
   filters.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(() => load(false).catch((e) => FD.toast(e.message)), 250); });
   filters.addEventListener("submit", (event) => event.preventDefault());
   more.addEventListener("click", () => load(true).catch((error) => FD.toast(error.message)));
-  await Promise.all([load(false), loadSuggestions()]);
+  await Promise.all([load(false), loadSuggestions(), FDSources.start()]);
 });

@@ -122,6 +122,7 @@
       ".msg.pending{opacity:.6}.msg.failed{border:1px dashed #dc2626;cursor:pointer}" +
       ".msg a{color:inherit}.msg pre,.msg code{font-family:ui-monospace,monospace;font-size:13px}" +
       ".msg blockquote{margin:4px 0;padding-left:8px;border-left:3px solid #d1d5db}" +
+      ".msg .sources{margin-top:6px;padding-top:4px;border-top:1px solid #e5e7eb;font-size:12px;color:#4b5563}" +
       ".stars{display:flex;gap:4px;margin-top:6px;justify-content:center}.stars button{border:0;" +
       "background:transparent;font-size:22px;cursor:pointer;padding:0 2px}" +
       ".note{padding:6px 12px;font-size:12px;color:#92400e;background:#fef3c7}.note[hidden]{display:none}" +
@@ -242,8 +243,21 @@
     (frame.attachments || []).forEach(function (item) {
       node.appendChild(el("span", { "class": "by", text: "📎 " + (item.name || item.type) }));
     });
+    if (frame.sources && frame.sources.length) node.appendChild(sourcesLine(frame.sources));
     if (frame.rate) node.appendChild(stars(frame.rate));
     return node;
+  }
+
+  // The documents and pages an answer drew from: pages as links, documents by their title.
+  function sourcesLine(sources) {
+    var line = el("div", { "class": "sources" }, [el("span", { text: t("sources") + " " })]);
+    sources.forEach(function (source, index) {
+      if (index) line.appendChild(document.createTextNode("; "));
+      line.appendChild(/^https?:\/\//.test(source.url || "") ?
+        el("a", { href: source.url, target: "_blank", rel: "noopener", text: source.title || source.url }) :
+        el("span", { text: source.title }));
+    });
+    return line;
   }
 
   function stars(conversation) {

@@ -1,0 +1,239 @@
+"""The vector index: every bot's embedded Q&A items and chunks, in memory, searched exactly.
+
+Why in process and exact: a bot's knowledge is at most some hundred thousand chunks, and a product of
+a (n, 384) float32 matrix with one query vector takes a few milliseconds for n = 100k on one core
+(docs/BENCHMARKS.md), with no approximate index to build or tune, the same on SQLite and PostgreSQL
+(whose Debian packages here have no pgvector). The database holds the vectors; each instance loads a
+bot's on first use, by groups (the Q&A items, and each source's chunks), and reloads a group when an
+event on the bus says it changed, so a new source is used by every instance within a moment. A check
+every `reconcile_every` seconds catches an event that was lost (the bus is best effort).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from tortoise import connections
+
+from models import KnowledgeChunk, KnowledgeItem, KnowledgeSource
+from services.embeddings import Embedder, EmbeddingError, Vectors, from_bytes
+from services.events import EventBus, Payload
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "knowledge"
+ITEMS = 0  # the group of a bot's Q&A items; a source's group is its id (ids start at 1)
+
+Kind = Literal["item", "chunk"]
+
+
+@dataclass(frozen=True)
+class VectorHit:
+    kind: Kind
+    id: int
+    score: float  # cosine similarity, -1..1
+
+
+@dataclass
+class _Group:
+    ids: npt.NDArray[np.int64]
+    vectors: Vectors
+    signature: tuple[int, int]  # (rows, largest id) when loaded: what the reconcile compares
+
+
+def _empty_group() -> _Group:
+    return _Group(np.zeros(0, np.int64), np.zeros((0, 0), np.float32), (0, 0))
+
+
+@dataclass
+class BotVectors:
+    """One bot's groups, and the matrix they make together (rebuilt after a change, not per search)."""
+
+    groups: dict[int, _Group] = field(default_factory=dict)
+    _matrix: Vectors | None = None
+    _ids: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    _is_chunk: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
+    _rows: dict[tuple[Kind, int], int] = field(default_factory=dict)
+
+    def put(self, group: int, loaded: _Group) -> None:
+        if len(loaded.ids):
+            self.groups[group] = loaded
+        else:
+            self.groups.pop(group, None)
+        self._matrix = None
+
+    def drop(self, group: int) -> None:
+        if self.groups.pop(group, None) is not None:
+            self._matrix = None
+
+    def __len__(self) -> int:
+        return sum(len(group.ids) for group in self.groups.values())
+
+    def _build(self) -> Vectors:
+        groups = [(key, group) for key, group in sorted(self.groups.items()) if len(group.ids)]
+        if not groups:
+            self._matrix = np.zeros((0, 0), np.float32)
+            self._ids = np.zeros(0, np.int64)
+            self._is_chunk = np.zeros(0, np.bool_)
+            self._rows = {}
+            return self._matrix
+        self._matrix = np.vstack([group.vectors for _, group in groups])
+        self._ids = np.concatenate([group.ids for _, group in groups])
+        self._is_chunk = np.concatenate([np.full(len(group.ids), key != ITEMS) for key, group in groups])
+        self._rows = {(self._kind(row), int(row_id)): row for row, row_id in enumerate(self._ids)}
+        return self._matrix
+
+    def _kind(self, row: int) -> Kind:
+        return "chunk" if self._is_chunk[row] else "item"
+
+    def search(self, query: Vectors, limit: int, also: Sequence[tuple[Kind, int]] = ()) -> list[VectorHit]:
+        """The `limit` nearest, best first, then those of `also` that have a vector (found by words)."""
+        matrix = self._matrix if self._matrix is not None else self._build()
+        if not len(matrix) or matrix.shape[1] != query.shape[0]:
+            return []
+        scores = matrix @ query
+        top = np.argpartition(-scores, limit - 1)[:limit] if len(scores) > limit else np.arange(len(scores))
+        top = top[np.argsort(-scores[top])]
+        hits = [VectorHit(self._kind(i), int(self._ids[i]), float(scores[i])) for i in top]
+        seen = {(hit.kind, hit.id) for hit in hits}
+        extra = [self._rows[key] for key in also if key not in seen and key in self._rows]
+        return hits + [VectorHit(self._kind(i), int(self._ids[i]), float(scores[i])) for i in extra]
+
+
+class KnowledgeIndex:
+    """The vectors of one embedder, per bot; `search` embeds the question and ranks by cosine."""
+
+    def __init__(self, embedder: Embedder, bus: EventBus | None = None, reconcile_every: float = 30.0) -> None:
+        self.embedder = embedder
+        self.bus = bus
+        self.reconcile_every = reconcile_every
+        self._bots: dict[int, BotVectors] = {}
+        self._checked: dict[int, float] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+        if bus is not None:
+            bus.subscribe(CHANNEL, self._on_event)
+
+    @property
+    def model(self) -> str:
+        return self.embedder.name
+
+    # --- searching -------------------------------------------------------------------------------
+
+    async def search(self, bot_id: int, question: str, limit: int = 20,
+                     also: Sequence[tuple[Kind, int]] = ()) -> list[VectorHit]:
+        """The nearest items and chunks by meaning (and the similarity of those in `also`, found by
+        their words); [] when the question cannot be embedded now."""
+        vectors = await self.vectors(bot_id)
+        if not len(vectors):
+            return []
+        try:
+            query = (await self.embedder.queries([question]))[0]
+        except EmbeddingError as error:
+            log.warning("knowledge search by words only: %s", error)
+            return []
+        return vectors.search(query, limit, also)
+
+    async def vectors(self, bot_id: int) -> BotVectors:
+        """The bot's loaded vectors, loaded now when this instance has not yet, checked when due."""
+        vectors = self._bots.get(bot_id)
+        if vectors is None:
+            async with self._lock(bot_id):
+                vectors = self._bots.get(bot_id)
+                if vectors is None:
+                    vectors = await self._load_bot(bot_id)
+                    self._bots[bot_id] = vectors
+                    self._checked[bot_id] = time.monotonic()
+        elif time.monotonic() - self._checked.get(bot_id, 0.0) > self.reconcile_every:
+            self._checked[bot_id] = time.monotonic()
+            await self.reconcile(bot_id)
+        return vectors
+
+    def _lock(self, bot_id: int) -> asyncio.Lock:
+        return self._locks.setdefault(bot_id, asyncio.Lock())
+
+    # --- keeping fresh ---------------------------------------------------------------------------
+
+    async def changed(self, bot_id: int, group: int) -> None:
+        """Tell every instance (this one included) that a group's vectors changed in the database."""
+        if self.bus is None:
+            await self.reload(bot_id, group)
+        else:
+            await self.bus.publish(CHANNEL, {"bot": bot_id, "group": group})
+
+    async def _on_event(self, payload: Payload) -> None:
+        await self.reload(int(payload["bot"]), int(payload["group"]))
+
+    async def reload(self, bot_id: int, group: int) -> None:
+        vectors = self._bots.get(bot_id)
+        if vectors is None:
+            return  # not loaded here: the first search loads everything as it is then
+        async with self._lock(bot_id):
+            vectors.put(group, await self._load_group(bot_id, group))
+
+    async def reconcile(self, bot_id: int) -> None:
+        """Reload the groups whose rows in the database differ from what is loaded (a lost event)."""
+        vectors = self._bots.get(bot_id)
+        if vectors is None:
+            return
+        stored = await self._signatures(bot_id)
+        stale = {key for key, signature in stored.items()
+                 if key not in vectors.groups or vectors.groups[key].signature != signature}
+        gone = set(vectors.groups) - set(stored)
+        for key in gone:
+            vectors.drop(key)
+        for key in stale:
+            await self.reload(bot_id, key)
+
+    def forget(self, bot_id: int) -> None:
+        self._bots.pop(bot_id, None)
+
+    # --- loading ---------------------------------------------------------------------------------
+
+    async def _load_bot(self, bot_id: int) -> BotVectors:
+        vectors = BotVectors()
+        vectors.put(ITEMS, await self._load_group(bot_id, ITEMS))
+        for source_id in await KnowledgeSource.filter(bot_id=bot_id, enabled=True).values_list("id", flat=True):
+            vectors.put(int(source_id), await self._load_group(bot_id, int(source_id)))  # type: ignore[call-overload]
+        return vectors
+
+    async def _load_group(self, bot_id: int, group: int) -> _Group:
+        if group == ITEMS:
+            rows = await KnowledgeItem.filter(bot_id=bot_id, enabled=True, embedding_model=self.model).values_list(
+                "id", "embedding")
+        elif await KnowledgeSource.filter(id=group, bot_id=bot_id, enabled=True).exists():
+            rows = await KnowledgeChunk.filter(source_id=group, embedding_model=self.model).values_list(
+                "id", "embedding")
+        else:
+            return _empty_group()  # deleted or switched off
+        rows = [(int(row_id), bytes(blob)) for row_id, blob in rows if blob]
+        if not rows:
+            return _empty_group()
+        ids = np.fromiter((row_id for row_id, _ in rows), np.int64, len(rows))
+        matrix = np.vstack([from_bytes(blob) for _, blob in rows])
+        return _Group(ids, matrix, (len(rows), int(ids.max())))
+
+    async def _signatures(self, bot_id: int) -> dict[int, tuple[int, int]]:
+        """(rows, largest id) of each group's vectors in the database, as `_load_group` would load them."""
+        signatures: dict[int, tuple[int, int]] = {}
+        connection = connections.get("default")
+        marks = ("$1", "$2") if connection.capabilities.dialect == "postgres" else ("?", "?")
+        items = await connection.execute_query_dict(
+            f"SELECT COUNT(*) AS n, MAX(id) AS last FROM knowledge_item WHERE bot_id = {marks[0]} AND enabled "
+            f"AND embedding_model = {marks[1]}", [bot_id, self.model])
+        if items and items[0]["n"]:
+            signatures[ITEMS] = (int(items[0]["n"]), int(items[0]["last"]))
+        enabled = set(await KnowledgeSource.filter(bot_id=bot_id, enabled=True).values_list("id", flat=True))
+        rows = await connection.execute_query_dict(
+            f"SELECT source_id, COUNT(*) AS n, MAX(id) AS last FROM knowledge_chunk "
+            f"WHERE bot_id = {marks[0]} AND embedding_model = {marks[1]} GROUP BY source_id", [bot_id, self.model])
+        for row in rows:
+            if row["source_id"] in enabled:
+                signatures[int(row["source_id"])] = (int(row["n"]), int(row["last"]))
+        return signatures

@@ -1,0 +1,171 @@
+"""Retrieval: the passages of a bot's knowledge that answer a question, by meaning and by words.
+
+Candidates come from the vector index (services.knowledge_index: the nearest by the cosine of their
+embeddings, which finds a reworded or translated question) and from full-text search over Q&A items
+and chunks (FTS5 / tsvector, which finds names, numbers and rare words). Each candidate is scored by
+its cosine with the question plus a small bonus for the question's words it holds (word beginnings,
+so Russian and Uzbek endings do not matter; each word weighed by how rare it is among the
+candidates). The bonus's weight was tuned on bench/data/knowledge_eval.json, where it beat
+reciprocal-rank fusion of the two rankings in every language (docs/BENCHMARKS.md). Without vectors
+(no embedder, or a source or model not embedded yet) candidates are ranked by their words alone.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from tortoise import connections
+
+from models import KnowledgeChunk, KnowledgeItem
+from services import knowledge, tokens
+from services.knowledge_index import KnowledgeIndex, VectorHit
+
+Kind = Literal["item", "chunk"]
+Key = tuple[Kind, int]
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How candidates are found and ranked."""
+
+    words_weight: float = 0.06  # the bonus for holding all of the question's (rare) words
+    candidates: int = 30  # taken from the vectors, and from each full-text search
+
+
+@dataclass(frozen=True)
+class Passage:
+    kind: Kind
+    id: int
+    title: str  # an item's question; a chunk's document or page title
+    text: str  # an item's answer; a chunk's text
+    heading: str = ""  # the chunk's heading path
+    url: str = ""  # the web page a chunk came from
+    page_number: int | None = None  # the PDF page a chunk came from
+    source_id: int | None = None
+    tags: str = ""  # an item's tags
+    score: float = 0.0  # cosine plus the words' bonus: larger is better
+    similarity: float | None = None  # the cosine with the question, when the vectors found it
+    item: KnowledgeItem | None = None
+
+    @property
+    def label(self) -> str:
+        """How the AI and staff see where it came from."""
+        if self.kind == "item":
+            return f"FAQ: {self.title}"
+        place = f", p. {self.page_number}" if self.page_number else ""
+        heading = f" › {self.heading}" if self.heading else ""
+        return f"{self.title}{place}{heading}"
+
+
+async def retrieve(bot_id: int, question: str, *, index: KnowledgeIndex | None, limit: int = 6,
+                   scoring: Scoring = Scoring()) -> list[Passage]:
+    """The best passages for `question`, best first."""
+    item_hits = await knowledge.search(bot_id, question, limit=scoring.candidates)
+    chunk_ids = await search_chunks(bot_id, question, limit=scoring.candidates)
+    by_words = _interleave([("item", hit.item.id) for hit in item_hits], [("chunk", cid) for cid in chunk_ids])
+    vector_hits = await index.search(bot_id, question, scoring.candidates, also=by_words) if index else []
+    keys = list(dict.fromkeys([(hit.kind, hit.id) for hit in vector_hits] + by_words))
+    passages = await _passages(keys, {hit.item.id: hit.item for hit in item_hits})
+    if not vector_hits:
+        return passages[:limit]  # in the full-text ranking's order
+    return _ranked(question, passages, vector_hits, scoring)[:limit]
+
+
+def _ranked(question: str, passages: list[Passage], vector_hits: Sequence[VectorHit],
+            scoring: Scoring) -> list[Passage]:
+    similarity = {(hit.kind, hit.id): hit.score for hit in vector_hits}
+    floor = min(similarity.values())  # a passage without a vector yet (not embedded) ranks by its words
+    words = _word_match(question, passages)
+    scored = [Passage(**{**passage.__dict__, "similarity": similarity.get((passage.kind, passage.id)),
+                         "score": similarity.get((passage.kind, passage.id), floor) + scoring.words_weight * match})
+              for passage, match in zip(passages, words, strict=True)]
+    return sorted(scored, key=lambda passage: -passage.score)
+
+
+_APOSTROPHES = re.compile(r"(?<=\w)[ʻʼ‘’'`´](?=\w)")
+_WORD = re.compile(r"\w+")
+STEM = 5  # a word's first letters stand for the word, whatever its ending
+
+
+def _stems(text: str) -> set[str]:
+    return {word[:STEM] for word in _WORD.findall(_APOSTROPHES.sub("", text.lower()))}
+
+
+def _word_match(question: str, passages: Sequence[Passage]) -> list[float]:
+    """For each passage, the share of the question's words it holds, each word weighed by its rarity
+    among these passages (a word every passage has tells nothing): 0..1."""
+    asked = _stems(question)
+    held = [asked & _stems(f"{passage.title} {passage.heading} {passage.tags} {passage.text}") for passage in passages]
+    counts: dict[str, int] = {}
+    for stems in held:
+        for stem in stems:
+            counts[stem] = counts.get(stem, 0) + 1
+    weight = {stem: math.log(1 + len(passages) / (1 + counts.get(stem, 0))) for stem in asked}
+    total = sum(weight.values()) or 1.0
+    return [sum(weight[stem] for stem in stems) / total for stems in held]
+
+
+def _interleave(first: Sequence[Key], second: Sequence[Key]) -> list[Key]:
+    """Two full-text rankings (items, chunks) as one: their scores are not comparable, their ranks are."""
+    merged: list[Key] = []
+    for pair in zip(first, second, strict=False):
+        merged.extend(pair)
+    longer = first if len(first) > len(second) else second
+    merged.extend(longer[min(len(first), len(second)):])
+    return merged
+
+
+async def _passages(keys: Sequence[Key], items: dict[int, KnowledgeItem]) -> list[Passage]:
+    """The candidates' rows, in the order of `keys` (a switched-off item or source is left out)."""
+    missing_items = [key_id for kind, key_id in keys if kind == "item" and key_id not in items]
+    if missing_items:
+        items.update({item.id: item for item in await KnowledgeItem.filter(id__in=missing_items, enabled=True)})
+    chunk_ids = [key_id for kind, key_id in keys if kind == "chunk"]
+    chunks = {chunk.id: chunk for chunk in await KnowledgeChunk.filter(
+        id__in=chunk_ids, source__enabled=True)} if chunk_ids else {}
+    passages: list[Passage] = []
+    for kind, key_id in keys:
+        if kind == "item" and (item := items.get(key_id)) is not None and item.enabled:
+            passages.append(Passage("item", item.id, item.question, item.answer, tags=item.tags, item=item))
+        elif kind == "chunk" and (chunk := chunks.get(key_id)) is not None:
+            passages.append(Passage("chunk", chunk.id, chunk.title, chunk.text, chunk.heading, chunk.url,
+                                    chunk.page_number, chunk.source_id))  # type: ignore[attr-defined]
+    return passages
+
+
+async def search_chunks(bot_id: int, text: str, limit: int = 30) -> list[int]:
+    """Chunks of enabled sources holding the question's words, best first (FTS5 bm25 / ts_rank)."""
+    terms = knowledge.query_terms(text)
+    if not terms:
+        return []
+    connection = connections.get("default")
+    if connection.capabilities.dialect == "postgres":
+        rows = await connection.execute_query_dict(
+            "SELECT c.id FROM knowledge_chunk c JOIN knowledge_source s ON s.id = c.source_id, "
+            "to_tsquery('simple', $1) query WHERE c.bot_id = $2 AND s.enabled AND c.search @@ query "
+            "ORDER BY ts_rank(c.search, query) DESC, c.id LIMIT $3",
+            [knowledge.tsquery(terms), bot_id, limit])
+    else:
+        # bm25 is smaller for better matches; headings weigh most, then titles, then the text.
+        rows = await connection.execute_query_dict(
+            "SELECT c.id AS id FROM knowledge_chunk_fts JOIN knowledge_chunk c ON c.id = knowledge_chunk_fts.rowid "
+            "JOIN knowledge_source s ON s.id = c.source_id WHERE knowledge_chunk_fts MATCH ? AND c.bot_id = ? "
+            "AND s.enabled = 1 ORDER BY bm25(knowledge_chunk_fts, 2.0, 3.0, 1.0), c.id LIMIT ?",
+            [knowledge.fts5_query(terms), bot_id, limit])
+    return [int(row["id"]) for row in rows]
+
+
+def within_budget(passages: Sequence[Passage], budget_tokens: int) -> list[Passage]:
+    """The best passages whose text fits `budget_tokens`, in their order (the best is always kept)."""
+    kept: list[Passage] = []
+    for passage in passages:
+        cost = tokens.estimate(f"{passage.label}\n{passage.text}")
+        if kept and cost > budget_tokens:
+            break
+        kept.append(passage)
+        budget_tokens -= cost
+    return kept
