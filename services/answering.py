@@ -146,8 +146,13 @@ class Cited:
     sources: list[Source]  # the documents and pages it drew from, each once
 
 
+# An answer that marks nothing drew from a top passage when it shares at least this share of its content
+# words with it; a greeting or a "let me check" shares none, and names no source.
+UNMARKED_SOURCE_WORDS = 0.3
+
+
 def cite(text: str, passages: Sequence[Passage]) -> Cited:
-    """The answer's sources: the passages it marked, else the top passages when it marked none.
+    """The answer's sources: the passages it marked, else those of the top three whose words it repeats.
 
     Only documents and web pages are sources (a Q&A item is the business's own answer). Marks that
     name no passage are removed too; a link is only ever a page that was given to the model.
@@ -156,7 +161,8 @@ def cite(text: str, passages: Sequence[Passage]) -> Cited:
     clean = _CITATION.sub("", text).strip()
     used = [passages[n - 1] for n in dict.fromkeys(marked) if 1 <= n <= len(passages)]
     if not marked:
-        used = [passage for passage in passages[:2] if passage.kind == "chunk"]
+        used = [passage for passage in passages[:3] if passage.kind == "chunk"
+                and retrieval.shared_words(clean, passage.text) >= UNMARKED_SOURCE_WORDS]
     sources: dict[tuple[str, str], Source] = {}
     for passage in used:
         if passage.kind == "chunk":

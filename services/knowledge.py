@@ -94,33 +94,77 @@ PREFIX_FROM = 6
 PREFIX_KEEP = 5
 
 
+# The commonest function words of English, Russian and Uzbek, left out of full-text queries: in every
+# other passage, they made a query over 100,000 chunks rank a third of them (docs/BENCHMARKS.md).
+# Written here because no package has Uzbek's, and stopwords-iso's English and Russian lists also drop
+# words customers mean ("open", "order", "free", "время", "работа").
+_STOPWORDS_TEXT = """
+a an the and or but if of to in on at by for with from about as into over is are was were be been am
+do does did have has had i me my we our us you your u ur he she it its they them their this that these
+those there here what which who whom whose when where why how can could will would shall should may
+might must not no yes so too very just any some all please hi hello thanks thank pls plz
+и в во не что он на я с со как а то все она так его но да ты к у же вы за бы по только ее мне было вот
+от меня еще нет о из ему теперь когда даже ну вдруг ли если уже или ни быть был него до вас нибудь
+опять уж вам ведь там потом себя ничего ей может они тут где есть надо ней для мы тебя их чем была
+сам чтоб без будто чего раз тоже себе под будет ж тогда кто этот того потому этого какой совсем ним
+здесь этом почти мой тем чтобы нее сейчас были куда зачем всех никогда можно при наконец об
+другой хоть после над больше тот через эти нас про всего них какая много разве эту моя впрочем
+хорошо свою этой перед иногда лучше чуть том нельзя такой им более всегда конечно всю между
+здравствуйте привет спасибо пожалуйста подскажите скажите
+va bilan uchun ham lekin yoki bu shu u men sen biz siz ular bor yo'q yoʻq emas edi ekan kerak mi mu
+qanday nima qachon qayerda qayer nega necha qancha ha salom rahmat iltimos assalomu alaykum
+"""
+STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
+
+
 @dataclass(frozen=True)
 class Term:
     text: str
     prefix: bool = False  # matches every word that starts with `text`
 
 
-def query_terms(text: str) -> list[Term]:
-    """What a full-text query looks for: the distinct words, the other spelling of an Uzbek word with an
-    apostrophe, and the beginning of each long word; at most `_MAX_QUERY_WORDS` words."""
+def query_terms(text: str) -> list[list[Term]]:
+    """What a full-text query looks for, one group per word of the question: the word, the other
+    spelling of an Uzbek word with an apostrophe, and the beginning of a long word. Function words are
+    left out unless the question has nothing else; at most `_MAX_QUERY_WORDS` words."""
     text = text.lower()
-    joined = _APOSTROPHES.sub(_UZBEK_MARK, text)
-    split = _APOSTROPHES.sub(" ", text)
-    found = list(dict.fromkeys(_WORD.findall(joined) + _WORD.findall(split)))[:_MAX_QUERY_WORDS]
-    terms = [Term(word) for word in found]
-    terms += [Term(word[:PREFIX_KEEP], prefix=True) for word in found
-              if len(word) >= PREFIX_FROM and _UZBEK_MARK not in word[:PREFIX_KEEP]]
+    if _APOSTROPHES.search(text):
+        joined = _WORD.findall(_APOSTROPHES.sub(_UZBEK_MARK, text))
+        # the split spelling as a phrase ("bo ladimi"): its halves alone say little
+        groups = [[word, " ".join(_WORD.findall(word.replace(_UZBEK_MARK, " ")))] for word in joined]
+    else:
+        groups = [[word] for word in _WORD.findall(text)]
+    content = [group for group in groups if group[0] not in STOPWORDS] or groups
+    unique = list({group[0]: group for group in content}.values())[:_MAX_QUERY_WORDS]
+    return [_variants(group) for group in unique]
+
+
+def _variants(spellings: Sequence[str]) -> list[Term]:
+    terms = [Term(spelling) for spelling in dict.fromkeys(spellings)]
+    terms += [Term(spelling[:PREFIX_KEEP], prefix=True) for spelling in dict.fromkeys(spellings)
+              if len(spelling) >= PREFIX_FROM and _UZBEK_MARK not in spelling[:PREFIX_KEEP] and " " not in spelling]
     return list(dict.fromkeys(terms))
 
 
-def fts5_query(terms: Sequence[Term]) -> str:
-    """Any of the terms, as an FTS5 MATCH expression (each quoted, so no word is taken for an operator)."""
-    return " OR ".join(f'"{term.text}"' + ("*" if term.prefix else "") for term in terms)
+def _fts5_term(term: Term) -> str:
+    return f'"{term.text}"' + ("*" if term.prefix else "")
 
 
-def tsquery(terms: Sequence[Term]) -> str:
-    """Any of the terms, as a `to_tsquery('simple', ...)` expression."""
-    return " | ".join(f"'{term.text}'" + (":*" if term.prefix else "") for term in terms)
+def _ts_term(term: Term) -> str:
+    if " " in term.text:  # a phrase: its words in this order
+        return "(" + " <-> ".join(f"'{word}'" for word in term.text.split()) + ")"
+    return f"'{term.text}'" + (":*" if term.prefix else "")
+
+
+def fts5_query(groups: Sequence[Sequence[Term]]) -> str:
+    """Any of the words in any spelling, as an FTS5 MATCH expression. Each term is quoted, so no word is
+    taken for an operator."""
+    return " OR ".join(_fts5_term(term) for group in groups for term in group)
+
+
+def tsquery(groups: Sequence[Sequence[Term]]) -> str:
+    """The same as a `to_tsquery('simple', ...)` expression."""
+    return " | ".join(_ts_term(term) for group in groups for term in group)
 
 
 async def search(bot_id: int, text: str, limit: int = 3) -> list[KnowledgeHit]:

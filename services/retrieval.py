@@ -91,8 +91,15 @@ _WORD = re.compile(r"\w+")
 STEM = 5  # a word's first letters stand for the word, whatever its ending
 
 
-def _stems(text: str) -> set[str]:
-    return {word[:STEM] for word in _WORD.findall(_APOSTROPHES.sub("", text.lower()))}
+def _stems(text: str, *, content_only: bool = False) -> set[str]:
+    words = _WORD.findall(_APOSTROPHES.sub("", text.lower()))
+    return {word[:STEM] for word in words if not (content_only and word in knowledge.STOPWORDS)}
+
+
+def shared_words(text: str, other: str) -> float:
+    """The share of `text`'s content words (their beginnings) that `other` has too: 0..1."""
+    words = _stems(text, content_only=True)
+    return len(words & _stems(other)) / len(words) if words else 0.0
 
 
 def _word_match(question: str, passages: Sequence[Passage]) -> list[float]:
@@ -137,10 +144,20 @@ async def _passages(keys: Sequence[Key], items: dict[int, KnowledgeItem]) -> lis
     return passages
 
 
+# A question's most telling words: the chunks' full text asks for these alone (the vectors find the
+# rest). Any of all the question's words matched a third of 100,000 chunks and took 125-220 ms to rank
+# (docs/BENCHMARKS.md); the few longest content words match a small share of them.
+CHUNK_WORDS = 3
+
+
 async def search_chunks(bot_id: int, text: str, limit: int = 30) -> list[int]:
-    """Chunks of enabled sources holding the question's words, best first (FTS5 bm25 / ts_rank)."""
-    terms = knowledge.query_terms(text)
-    if not terms:
+    """Chunks of enabled sources holding the question's most telling words, best first (bm25 / ts_rank).
+
+    The longest words stand for the most telling: names, places, products; function words are left
+    out, so the search stays cheap however many chunks there are.
+    """
+    groups = sorted(knowledge.query_terms(text), key=lambda group: -len(group[0].text))[:CHUNK_WORDS]
+    if not groups:
         return []
     connection = connections.get("default")
     if connection.capabilities.dialect == "postgres":
@@ -148,14 +165,14 @@ async def search_chunks(bot_id: int, text: str, limit: int = 30) -> list[int]:
             "SELECT c.id FROM knowledge_chunk c JOIN knowledge_source s ON s.id = c.source_id, "
             "to_tsquery('simple', $1) query WHERE c.bot_id = $2 AND s.enabled AND c.search @@ query "
             "ORDER BY ts_rank(c.search, query) DESC, c.id LIMIT $3",
-            [knowledge.tsquery(terms), bot_id, limit])
+            [knowledge.tsquery(groups), bot_id, limit])
     else:
         # bm25 is smaller for better matches; headings weigh most, then titles, then the text.
         rows = await connection.execute_query_dict(
             "SELECT c.id AS id FROM knowledge_chunk_fts JOIN knowledge_chunk c ON c.id = knowledge_chunk_fts.rowid "
             "JOIN knowledge_source s ON s.id = c.source_id WHERE knowledge_chunk_fts MATCH ? AND c.bot_id = ? "
             "AND s.enabled = 1 ORDER BY bm25(knowledge_chunk_fts, 2.0, 3.0, 1.0), c.id LIMIT ?",
-            [knowledge.fts5_query(terms), bot_id, limit])
+            [knowledge.fts5_query(groups), bot_id, limit])
     return [int(row["id"]) for row in rows]
 
 

@@ -205,3 +205,21 @@ async def test_an_embeddings_endpoint_finds_knowledge_by_meaning_and_words_go_on
         ai.script.failing_models["e5-served"] = 503  # the endpoint goes down: words still find knowledge
         [by_words, *_] = await retrieve(bot.id, "the cappuccino price, please", index=tools.index)
         assert (by_words.heading, by_words.similarity) == ("Drinks", None)
+
+
+async def test_an_answer_that_uses_no_passage_names_no_source(frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    from models import Bot
+
+    bot = await Bot.all().order_by("id").first()
+    assert bot is not None
+    source = await sources_of(frontdesk).add_file(bot.id, "menu.md", MENU)
+    assert (await until_ready(source.id)).status == SourceStatus.READY
+    ann = sim.create_user("Ann")
+    ai.script.reply = "Hello Ann! How can I help you today?"  # the menu's passages were given, not used
+    sim.send_text(ann["id"], "hi there")
+    [greeting] = await sim.wait_for_messages(ann["id"], timeout=15)
+    assert greeting["text"] == "Hello Ann! How can I help you today?"
+    ai.script.reply = "A cappuccino costs 3 dollars, and we can make it with oat milk."  # used, but unmarked
+    sim.send_text(ann["id"], "what about a capuccino with oat milk")
+    await sim.wait_until(lambda: len(sim.chat_history(ann["id"])) >= 4, 15, "the second answer")
+    assert sim.chat_history(ann["id"])[-1]["text"].endswith("Sources: Bean There: menu and delivery")
