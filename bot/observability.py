@@ -232,6 +232,8 @@ def configure_logging(level: str, fmt: str, secrets: Secrets | Iterable[str]) ->
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("tortoise").setLevel(max(logging.WARNING, root.level))
+    # trafilatura logs a page without text as an ERROR; the knowledge source reports it itself.
+    logging.getLogger("trafilatura").setLevel(logging.CRITICAL)
 
 
 def new_request_id() -> str:
