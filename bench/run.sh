@@ -14,18 +14,22 @@
 #   studio    the prompt studio on a 200-item project (SQLite): compiling it, the compile request and the
 #             autosave, with a profile (bench/studio.py, about a minute);
 #   templates the prompt studio's template search on 10,000 templates, SQLite and PostgreSQL
-#             (bench/templates.py, about ten minutes).
+#             (bench/templates.py, about ten minutes);
+#   knowledge retrieval p50/p99 and memory at 1k, 10k and 100k chunks, SQLite and PostgreSQL, on one core,
+#             and indexing a 300-page PDF and a 200-page website (bench/knowledge_scale.py, about twenty minutes);
+#   knowledge_quality  whether the right FAQ item reaches the model, per language, on the evaluation set
+#             bench/data/knowledge_eval.json (bench/knowledge_quality.py, about four minutes).
 # Starts a throwaway PostgreSQL (with its durable defaults: fsync and synchronous_commit on) and Redis
-# on spare loopback ports and removes them afterwards. `bash bench/run.sh` runs all seven;
+# on spare loopback ports and removes them afterwards. `bash bench/run.sh` runs all ten;
 # `bash bench/run.sh NAME [ARGS...]` runs one, ARGS going to its script (try --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-benches=(ingest outbound inbox widget analytics miniapp studio templates)
+benches=(ingest outbound inbox widget analytics miniapp studio templates knowledge knowledge_quality)
 if [ $# -gt 0 ] && [[ " ${benches[*]} " == *" $1 "* ]]; then
     benches=("$1"); shift
 elif [ $# -gt 0 ]; then
-    echo "usage: bash bench/run.sh [ingest|outbound|inbox|widget|analytics|miniapp|studio|templates [ARGS...]]" >&2; exit 2
+    echo "usage: bash bench/run.sh [ingest|outbound|inbox|widget|analytics|miniapp|studio|templates|knowledge|knowledge_quality [ARGS...]]" >&2; exit 2
 fi
 
 need_packages=()
@@ -73,6 +77,7 @@ for bench in "${benches[@]}"; do
     case "$bench" in
         ingest) .venv/bin/python bench/ingest.py --profile sqlite,postgres "$@" || status=1 ;;
         miniapp) .venv/bin/python bench/miniapp_api.py "$@" || status=1 ;;  # not miniapp.py: that name is the package's
+        knowledge) .venv/bin/python bench/knowledge_scale.py "$@" || status=1 ;;
         *) .venv/bin/python "bench/$bench.py" "$@" || status=1 ;;
     esac
 done
