@@ -418,7 +418,8 @@ class KnowledgeSources:
                 async for crawled in crawl(fetcher, source.location, page_limit=source.page_limit,
                                            single_page=source.kind == SourceKind.PAGE, known=validators):
                     seen.add(crawled.url)
-                    await self._sync_page(source, crawled, known)
+                    if not await self._sync_page(source, crawled, known):
+                        return  # the source was deleted meanwhile (staff pressed Delete during the sync)
                     done += 1
                     await KnowledgeSource.filter(id=source.id).update(progress_done=done,
                                                                        progress_total=max(total, done) if total else 0)
@@ -435,27 +436,34 @@ class KnowledgeSources:
         await self._synced(source)
         await self.index.changed(bot_id, source.id)
 
-    async def _sync_page(self, source: KnowledgeSource, crawled: CrawlPage, known: dict[str, KnowledgePage]) -> None:
+    async def _sync_page(self, source: KnowledgeSource, crawled: CrawlPage, known: dict[str, KnowledgePage]) -> bool:
+        """Bring one page up to date; False when the source is gone."""
         if crawled.page is None:  # 404 / 410: the page is gone
-            if (row := known.get(crawled.url)) is not None:
-                await row.delete()
-            return
+            return await self._write_page(source, known.get(crawled.url), None)
         if crawled.error is not None or crawled.page.not_modified:
-            return  # kept as it was: a passing failure is no reason to forget a page
+            return True  # kept as it was: a passing failure is no reason to forget a page
         page = await self._read_crawled(crawled)
         if page is None:
-            return
+            return True
         before = known.get(page.url)
         if before is not None and before.content_hash == page.content_hash:
             await KnowledgePage.filter(id=before.id).update(etag=page.validators.etag[:300],
                                                             last_modified=page.validators.last_modified[:100])
-            return
+            return True
         page.vectors = await self._embed_chunks(page.title, page.chunks, _no_progress) if page.chunks else []
+        return await self._write_page(source, before, page if page.chunks else None)
+
+    async def _write_page(self, source: KnowledgeSource, before: KnowledgePage | None, page: _ReadPage | None) -> bool:
+        """Replace a page's chunks (None: remove the page), in one transaction that first takes the source's
+        row, so a source deleted during its sync gets nothing written under it."""
         async with in_transaction():
-            if page.chunks:
+            if not await KnowledgeSource.filter(id=source.id).update(updated_at=_now()):
+                return False
+            if page is not None:
                 await self._replace_page(source, page)
             elif before is not None:
                 await before.delete()
+        return True
 
     async def _synced(self, source: KnowledgeSource) -> None:
         count = await KnowledgeChunk.filter(source_id=source.id).count()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,6 +41,7 @@ class Site:
     sitemap: list[str] = field(default_factory=list)
     requests: list[tuple[str, int]] = field(default_factory=list)
     url: str = ""
+    on_request: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)  # path -> what happens
 
     async def handle(self, request: web.Request) -> web.Response:
         path = request.path
@@ -50,6 +51,8 @@ class Site:
             urls = "".join(f"<url><loc>{self.url}{item}</loc></url>" for item in self.sitemap)
             return web.Response(text=f'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/'
                                      f'sitemap/0.9">{urls}</urlset>', content_type="application/xml")
+        if path in self.on_request:
+            await self.on_request.pop(path)()
         html = self.pages.get(path)
         if html is None:
             self.requests.append((path, 404))
@@ -136,6 +139,22 @@ async def test_a_resync_replaces_a_changed_page_drops_a_gone_one_and_asks_only_f
     assert site.url + "/catering" not in await page_urls(source.id)
     [best, *_] = await retrieve(bot.id, "is delivery free?", index=sources.index)
     assert "free across the whole city" in best.text
+
+
+async def test_a_source_deleted_while_it_syncs_gets_nothing_written_under_it(
+        sources: KnowledgeSources, site: Site) -> None:
+    bot = await Bot.create(telegram_id=9401, username="shop9401")
+    source = await sources.add_url(bot.id, site.url + "/", whole_site=True)
+
+    async def staff_delete_it() -> None:
+        await sources.remove(bot.id, source.id)
+
+    site.on_request["/delivery"] = staff_delete_it  # the second page: the first is written by then
+    await sources.sync(await KnowledgeSource.get(id=source.id))
+    assert ("/delivery", 200) in site.requests
+    assert not await KnowledgeSource.exists(id=source.id)
+    assert await KnowledgePage.all().count() == 0
+    assert await KnowledgeChunk.all().count() == 0
 
 
 async def test_a_due_sync_is_queued_once_however_many_instances_look(sources: KnowledgeSources, site: Site) -> None:
