@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -220,6 +220,15 @@ async def frontdesk(database_url: str, sim: Simulator, ai: FakeAI,
     env = frontdesk_environment(database_url, sim, ai if use_ai else None, free_port(), **frontdesk_settings)
     async with running_frontdesk(env) as running:
         yield running
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = 30.0) -> None:
+    """Wait until `check()` holds (an outcome in the database or a reply), or fail naming `what`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not await check():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
 
 
 def formatted(message: dict[str, Any], kind: str) -> list[str]:

@@ -4,7 +4,6 @@ the website widget), and the answer names its sources; staff see the passages th
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
@@ -16,7 +15,7 @@ from tgsim import Simulator
 
 from models import AuthorKind, KnowledgeSource, Message, SourceStatus
 from services.knowledge_sources import KnowledgeSources
-from tests.conftest import Frontdesk, formatted
+from tests.conftest import Frontdesk, eventually, formatted
 from tests.fake_ai import FakeAI
 from tests.widget_helpers import is_answer, open_widget
 
@@ -48,24 +47,18 @@ def sources_of(frontdesk: Frontdesk) -> KnowledgeSources:
 
 async def until_ready(source_id: int, within: float = 60.0) -> KnowledgeSource:
     """The source once the app's knowledge worker has finished with it."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while loop.time() < deadline:
-        source = await KnowledgeSource.get(id=source_id)
-        if source.status in (SourceStatus.READY, SourceStatus.FAILED):
-            return source
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"source {source_id} is still {source.status}")
+    async def settled() -> bool:
+        return await KnowledgeSource.filter(
+            id=source_id, status__in=[SourceStatus.READY, SourceStatus.FAILED]).exists()
+
+    await eventually(settled, f"source {source_id} to be indexed", within)
+    return await KnowledgeSource.get(id=source_id)
 
 
-async def recorded_answer(within: float = 10.0) -> Message:
+async def recorded_answer() -> Message:
     """The AI's answer as stored: it is recorded right after Telegram has it."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while (stored := await Message.get_or_none(author_kind=AuthorKind.AI)) is None:
-        assert loop.time() < deadline, "the answer was never recorded"
-        await asyncio.sleep(0.05)
-    return stored
+    await eventually(lambda: Message.exists(author_kind=AuthorKind.AI), "the answer to be recorded")
+    return await Message.get(author_kind=AuthorKind.AI)
 
 
 def cite_passage(heading: str) -> Callable[[list[dict[str, Any]]], str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -11,6 +10,7 @@ from playwright.async_api import Browser, expect
 from tgsim import Simulator
 
 from models import AuditLog, KnowledgeItem
+from tests.conftest import eventually
 from tests.desk_helpers import Desk, manager_desk
 from tests.fake_ai import FakeAI
 from tests.miniapp_helpers import app_client
@@ -97,10 +97,8 @@ async def test_try_it_shows_the_answer_and_the_items_used_and_stores_nothing(
         assert direct["items"][0]["question"] == "What are your opening hours?"
         ai.script.reply = "We are open **nine to six**, and late on Fridays."
         # No word in common with the item's: found by its meaning, once the knowledge worker embedded it.
-        for _ in range(200):
-            if await KnowledgeItem.filter(question="What are your opening hours?").exclude(embedding_model="").exists():
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: KnowledgeItem.filter(question="What are your opening hours?").exclude(
+            embedding_model="").exists(), "the item's vector")
         tried = await staff.post("/api/knowledge/try", {"question": "Are you open late on a Friday evening?"})
         assert tried["source"] == "ai"
         assert tried["html"] == "We are open <b>nine to six</b>, and late on Fridays."

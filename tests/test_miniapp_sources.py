@@ -17,7 +17,7 @@ from tgsim import Simulator
 
 from models import AuditLog, Bot, KnowledgeChunk, KnowledgePage, KnowledgeSource, OutboxJob, SourceKind, SourceStatus
 from services.knowledge import QUEUE
-from tests.conftest import free_port
+from tests.conftest import eventually, free_port
 from tests.desk_helpers import Desk, manager_desk
 from tests.miniapp_helpers import AppClient, app_client
 
@@ -116,14 +116,15 @@ async def upload(client: AppClient, name: str, data: bytes | Any) -> tuple[int, 
 async def wait_for(client: AppClient, source_id: int, done: Callable[[dict[str, Any]], bool],
                    what: str) -> dict[str, Any]:
     """The source as listed once `done` holds (the list is asked again and again, as the page does)."""
-    deadline = asyncio.get_running_loop().time() + WAIT
-    while True:
-        listed: dict[int, dict[str, Any]] = {source["id"]: source for source in (await client.get(SOURCES))["sources"]}
-        source = listed.get(source_id)
-        if source is not None and done(source):
-            return source
-        assert asyncio.get_running_loop().time() < deadline, f"{what}: {source}"
-        await asyncio.sleep(0.1)
+    found: dict[str, Any] = {}
+
+    async def listed_done() -> bool:
+        listed = {source["id"]: source for source in (await client.get(SOURCES))["sources"]}
+        found.update(listed.get(source_id) or {})
+        return source_id in listed and done(listed[source_id])
+
+    await eventually(listed_done, what, WAIT)
+    return found
 
 
 def settled(source: dict[str, Any]) -> bool:

