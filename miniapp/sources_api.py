@@ -113,9 +113,8 @@ def _out(request: web.Request, view: SourceView) -> SourceOut:
 
 
 async def _one(request: web.Request, bot_id: int, source_id: int) -> SourceOut:
-    for view in await _sources(request).list_sources(bot_id):
-        if view.id == source_id:
-            return _out(request, view)
+    for view in await _sources(request).list_sources(bot_id, source_id):
+        return _out(request, view)
     raise ApiError(404, "not_found", ERRORS["not_found"])
 
 

@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tortoise.expressions import Q
+from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
 from models import (
@@ -528,14 +529,16 @@ class KnowledgeSources:
 
     # --- managing --------------------------------------------------------------------------------
 
-    async def list_sources(self, bot_id: int) -> list[SourceView]:
-        sources = await KnowledgeSource.filter(bot_id=bot_id).order_by("-id")
-        pages: dict[int, int] = {}
-        for source_id in await KnowledgePage.filter(source__bot_id=bot_id).values_list("source_id", flat=True):
-            pages[int(source_id)] = pages.get(int(source_id), 0) + 1  # type: ignore[call-overload]
+    async def list_sources(self, bot_id: int, source_id: int | None = None) -> list[SourceView]:
+        """The bot's sources, newest first (or the one `source_id`), each with its count of pages."""
+        sources = KnowledgeSource.filter(bot_id=bot_id)
+        pages = KnowledgePage.filter(source__bot_id=bot_id)
+        if source_id is not None:
+            sources, pages = sources.filter(id=source_id), pages.filter(source_id=source_id)
+        counts = dict(await pages.annotate(n=Count("id")).group_by("source_id").values_list("source_id", "n"))
         return [SourceView(s.id, s.kind, s.title, s.location, s.status, s.error, s.progress_done, s.progress_total,
-                           s.chunk_count, pages.get(s.id, 0), s.enabled, s.last_synced_at, s.created_at)
-                for s in sources]
+                           s.chunk_count, int(counts.get(s.id, 0)), s.enabled, s.last_synced_at, s.created_at)
+                for s in await sources.order_by("-id")]
 
     async def get(self, bot_id: int, source_id: int) -> KnowledgeSource:
         source = await KnowledgeSource.get_or_none(id=source_id, bot_id=bot_id)
