@@ -58,7 +58,15 @@ from services.inbox import InboxFeed
 from services.knowledge import QUEUE as KNOWLEDGE_QUEUE
 from services.knowledge_index import KnowledgeIndex
 from services.knowledge_sources import JOB_LEASE
-from services.limits import AdjustableRateLimiter, MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from services.limits import (
+    AdjustableRateLimiter,
+    ConcurrencyLimiter,
+    MemoryConcurrencyLimiter,
+    MemoryRateLimiter,
+    RateLimiter,
+    RedisConcurrencyLimiter,
+    RedisRateLimiter,
+)
 from services.managers import ManagerGroup
 from services.outbox import MANAGERS, Outboxes, OutboxSettings, OutboxWorker
 from services.prompt_chat import StudioChat
@@ -97,7 +105,7 @@ def create_ai(settings: Settings, observer: AIObserver | None = None,
     for name in {provider for _, provider in settings.ai_routes if provider}:
         clients[name] = client(settings.ai_providers[name].base_url, settings.ai_providers[name].api_key)
     routes = [Route(model, clients[provider], provider or "default") for model, provider in settings.ai_routes]
-    return AIClient(routes, settings.price_of, observer, order)
+    return AIClient(routes, settings.price_of, observer, order, settings.ai_max_output_tokens)
 
 
 async def redis_context(app: web.Application) -> AsyncIterator[None]:
@@ -119,6 +127,7 @@ class SharedState:
     limiter: AdjustableRateLimiter
     storage: BaseStorage
     budget: Budget  # Telegram's outbound limits, for the bot as a whole
+    studio_runs: ConcurrencyLimiter  # each person's studio runs at once
 
 
 def shared_state(app: web.Application) -> SharedState:
@@ -129,12 +138,13 @@ def shared_state(app: web.Application) -> SharedState:
     if redis is None:
         return SharedState(MemoryRecentUpdates(),
                            MemoryRateLimiter(settings.customer_burst, settings.customer_rate_per_minute),
-                           MemoryStorage(), Pacer(limits))
+                           MemoryStorage(), Pacer(limits), MemoryConcurrencyLimiter(settings.studio_concurrent_runs))
     prefix = f"{settings.redis_prefix}:{settings.bot_telegram_id}"
     return SharedState(RedisRecentUpdates(redis, prefix),
                        RedisRateLimiter(redis, prefix, settings.customer_burst, settings.customer_rate_per_minute),
                        RedisStorage(redis, key_builder=DefaultKeyBuilder(prefix=f"{prefix}:fsm")),
-                       RedisPacer(redis, prefix, limits))
+                       RedisPacer(redis, prefix, limits),
+                       RedisConcurrencyLimiter(redis, prefix, settings.studio_concurrent_runs))
 
 
 def create_bus(app: web.Application) -> EventBus:
@@ -220,7 +230,9 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     answerer = Answerer(messenger, translate, policy, ai, generations, hours, live, feed, index)
     customer_side = CustomerSide(messenger, translate, settings.default_locale, live, feed)
     own_keys = provider_keys(app)
-    studio_runtime = StudioRuntime(ai, settings.price_of, settings.daily_ai_quota, key_opener(own_keys), metrics)
+    studio_runtime = StudioRuntime(ai, settings.price_of, settings.daily_ai_quota, key_opener(own_keys), metrics,
+                                   shared.studio_runs, settings.studio_max_prompt_chars,
+                                   settings.ai_max_output_tokens)
     studio_chat = StudioChat(messenger, translate, studio_runtime, generations, settings.draft_interval)
     workers = [OutboxWorker(
         {"answer": answerer.answer_job, "slow_down": answerer.slow_down_job,

@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     customer_burst: int = Field(5, alias="CUSTOMER_RATE_BURST")
     customer_rate_per_minute: float = Field(12.0, alias="CUSTOMER_RATE_PER_MINUTE")
     daily_ai_quota: int = Field(200, alias="DAILY_AI_QUOTA")
+    # The most one AI answer or studio run may write (max_tokens), and so cost.
+    ai_max_output_tokens: int = Field(2000, alias="AI_MAX_OUTPUT_TOKENS", ge=16)
+    # The longest prompt a studio run sends, in characters (about 4 a token).
+    studio_max_prompt_chars: int = Field(60_000, alias="STUDIO_MAX_PROMPT_CHARS", ge=1000)
+    # Studio runs one person may have going at once (on every instance together when Redis is set).
+    studio_concurrent_runs: int = Field(2, alias="STUDIO_CONCURRENT_RUNS", ge=1)
     kb_direct_threshold: float = Field(0.8, alias="KB_DIRECT_THRESHOLD")
     outbox_workers: int = Field(4, alias="OUTBOX_WORKERS")
     outbox_lease_seconds: float = Field(120.0, alias="OUTBOX_LEASE_SECONDS")

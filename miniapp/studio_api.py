@@ -44,6 +44,8 @@ ERRORS = {
     "bad_placeholder": N_("These placeholders are not variable names: {names}"),
     "empty_prompt": N_("The prompt is empty."),
     "prompt_too_long": N_("The prompt is too long."),
+    "prompt_over_limit": N_("The prompt is {chars} characters long; a run can send at most {limit}."),
+    "too_many_runs": N_("You already have {limit} runs going. Wait for one to finish, then try again."),
     "no_model": N_("This model is not available."),
     "key_unusable": N_("This API key cannot be used any more. Delete it and add it again."),
     "quota": N_("You have used today's {quota} AI requests. Runs on your own API key are not counted."),
@@ -54,12 +56,13 @@ ERRORS = {
     "bad_label": N_("A label is 1–32 lowercase letters, digits, “_”, “.” or “-”."),
     "too_many_labels": N_("A version can have at most 10 labels."),
 }
-STATUS = {"stale": 409, "busy": 409, "quota": 429, "no_block": 404, "no_ai": 503}
+STATUS = {"stale": 409, "busy": 409, "quota": 429, "too_many_runs": 429, "prompt_over_limit": 413, "no_block": 404,
+          "no_ai": 503}
 
 
 def _failed(error: StudioError | LabelError) -> ApiError:
     params = {k: v for k, v in getattr(error, "params", {}).items()
-              if k in ("problems", "size_kb", "limit_kb", "limit", "names", "quota")}
+              if k in ("problems", "size_kb", "limit_kb", "limit", "names", "quota", "chars")}
     details = {"revision": error.params["revision"]} if isinstance(error, StudioError) and \
         "revision" in error.params else None
     status = STATUS.get(error.code, 413 if error.code == "too_large" else 400)

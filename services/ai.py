@@ -84,13 +84,14 @@ RouteOrder = Callable[[], Awaitable[list[str]]]
 
 class AIClient:
     def __init__(self, routes: list[Route], price_of: PriceOf, observer: AIObserver | None = None,
-                 order: RouteOrder | None = None) -> None:
+                 order: RouteOrder | None = None, max_output_tokens: int | None = None) -> None:
         if not routes:
             raise ValueError("at least one model is needed")
         self.routes = routes
         self.price_of = price_of
         self.observer = observer
         self.order = order
+        self.max_output_tokens = max_output_tokens  # a cap on each answer's length, and so its cost
 
     @property
     def route_keys(self) -> list[str]:
@@ -129,11 +130,12 @@ class AIClient:
         raise AIUnavailable("; ".join(errors))
 
     async def _stream(self, route: Route, messages: list[dict[str, Any]], on_progress: Progress) -> AIReply:
-        return await stream_chat(route, messages, on_progress, self.price_of, tools=[HANDOFF_TOOL])
+        return await stream_chat(route, messages, on_progress, self.price_of, tools=[HANDOFF_TOOL],
+                                 max_tokens=self.max_output_tokens)
 
 
 async def stream_chat(route: Route, messages: list[dict[str, Any]], on_progress: Progress, price_of: PriceOf, *,
-                      tools: list[dict[str, Any]] | None = None) -> AIReply:
+                      tools: list[dict[str, Any]] | None = None, max_tokens: int | None = None) -> AIReply:
     """One streamed completion from one model: the text, its usage and what it cost.
 
     Raises ValueError for an empty answer; the client's errors (openai.APIError…) as they come.
@@ -141,6 +143,8 @@ async def stream_chat(route: Route, messages: list[dict[str, Any]], on_progress:
     started = time.monotonic()
     model = route.model
     extra: dict[str, Any] = {"tools": tools} if tools else {}
+    if max_tokens:
+        extra["max_tokens"] = max_tokens
     stream = await route.client.chat.completions.create(
         model=model, messages=cast(Any, messages), stream=True, stream_options={"include_usage": True}, **extra)
     text: list[str] = []

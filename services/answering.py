@@ -6,6 +6,7 @@ outcome: an answer, a handoff notice, or a clear error.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -28,7 +29,7 @@ from models import (
     OutboxJob,
     User,
 )
-from services import bot_settings, conversations, handoff, knowledge, persona, retrieval, tokens
+from services import bot_settings, conversations, handoff, knowledge, persona, quotas, retrieval, tokens
 from services.ai import AIClient, AIReply, AIUnavailable
 from services.generation import Generations, GenerationStopped
 from services.i18n import N_, Translate
@@ -314,19 +315,31 @@ class Answerer:
         if self.ai is None:
             await self._without_ai(context, question)
             return
-        if await conversations.ai_messages_today(context.customer.id) >= \
-                await bot_settings.daily_ai_quota(bot_id, self.policy.daily_ai_quota):
+        # Taken before the call, so that parallel answers (another conversation, the widget) cannot
+        # together pass the quota; given back when no model answered or the job will run again.
+        reservation = await quotas.reserve(bot_id, context.customer.id,
+                                           await bot_settings.daily_ai_quota(bot_id, self.policy.daily_ai_quota))
+        if reservation is None:
             await self._hand_off(context, HandoffReason.CANNOT_ANSWER, lead=QUOTA_REACHED)
             return
         try:
+            await self._answer_with_ai(context, question, reservation)
+        finally:
+            await asyncio.shield(reservation.release())  # a no-op once the model's use was settled
+
+    async def _answer_with_ai(self, context: _Context, question: str, reservation: quotas.Reservation) -> None:
+        try:
             reply, passages = await self._ask_ai(context, question)
         except GenerationStopped as stopped:
+            await reservation.settle()
             await self._deliver_stopped(context, stopped.text)
             return
         except AIUnavailable as error:
             log.warning("AI unavailable for message %s: %s", context.message.id, error)
+            await reservation.release()
             await self._without_ai(context, question)
             return
+        await reservation.settle(tokens_in=reply.tokens_in, tokens_out=reply.tokens_out, cost=reply.cost)
         unanswered = reply.handoff_reason == HandoffReason.CANNOT_ANSWER
         if reply.handoff_reason is not None:
             # People own the conversation before the customer reads the AI's last words.
@@ -411,9 +424,6 @@ class Answerer:
         if sources:
             html += "\n\n" + sources_html(self.translate, context.locale, sources)
         await self._reply(context, html, AuthorKind.AI, meta, markdown=cited.text)
-        await conversations.add_usage(context.customer.bot_id, context.customer.id,  # type: ignore[attr-defined]
-                                      ai_messages=1, tokens_in=reply.tokens_in, tokens_out=reply.tokens_out,
-                                      cost=reply.cost)
 
     # --- delivery --------------------------------------------------------------------------------
 

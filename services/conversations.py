@@ -286,13 +286,13 @@ async def add_usage(bot_id: int, user_id: int, *, messages: int = 0, ai_messages
     dollars = Decimal(str(cost)).quantize(MICRODOLLAR, ROUND_HALF_UP)
     if ai_messages or tokens_in or tokens_out or dollars:
         slot = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
-        await _add(UsageSlot, {"bot_id": bot_id, "slot": slot}, ai_messages=ai_messages, tokens_in=tokens_in,
-                   tokens_out=tokens_out, cost=dollars)
-    await _add(Usage, {"user_id": user_id, "day": now.date()}, {"bot_id": bot_id}, messages=messages,
-               ai_messages=ai_messages, tokens_in=tokens_in, tokens_out=tokens_out, cost=dollars)
+        await add_counters(UsageSlot, {"bot_id": bot_id, "slot": slot}, ai_messages=ai_messages,
+                           tokens_in=tokens_in, tokens_out=tokens_out, cost=dollars)
+    await add_counters(Usage, {"user_id": user_id, "day": now.date()}, {"bot_id": bot_id}, messages=messages,
+                       ai_messages=ai_messages, tokens_in=tokens_in, tokens_out=tokens_out, cost=dollars)
 
 
-async def _add(model: type[Usage] | type[UsageSlot], key: dict[str, Any], more: dict[str, Any] | None = None,
+async def add_counters(model: type[Usage] | type[UsageSlot], key: dict[str, Any], more: dict[str, Any] | None = None,
                **amounts: int | Decimal) -> None:
     """Add `amounts` to the counters of the row with `key`, creating it on first use."""
     increments = {name: F(name) + amount for name, amount in amounts.items()}

@@ -7,6 +7,7 @@ atomic script per check) so that every instance of a scaled-out deployment share
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -115,3 +116,68 @@ class RedisRateLimiter:
         verdict = await self._script(keys=[f"{self.prefix}:rate:{key}"],
                                      args=[self.burst, self.rate, seconds + micros / 1_000_000])
         return (Verdict.ALLOW, Verdict.WARN, Verdict.DROP)[int(verdict)]
+
+
+class ConcurrencyLimiter(Protocol):
+    """At most `limit` things at once per key (a person's studio runs): `acquire` gives a lease or None."""
+
+    limit: int
+
+    async def acquire(self, key: str) -> str | None: ...
+
+    async def release(self, key: str, lease: str) -> None: ...
+
+
+class MemoryConcurrencyLimiter:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held: dict[str, set[str]] = {}
+
+    async def acquire(self, key: str) -> str | None:
+        held = self._held.setdefault(key, set())
+        if len(held) >= self.limit:
+            return None
+        lease = uuid.uuid4().hex
+        held.add(lease)
+        return lease
+
+    async def release(self, key: str, lease: str) -> None:
+        held = self._held.get(key, set())
+        held.discard(lease)
+        if not held:
+            self._held.pop(key, None)
+
+
+# KEYS[1] the key's leases (a sorted set scored by when taken); ARGV: limit, now, lease seconds, lease.
+# A lease outlives its holder only when an instance dies mid-run: it lapses after `lease seconds`.
+_ACQUIRE = """
+local limit, now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
+if redis.call('ZCARD', KEYS[1]) >= limit then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now, ARGV[4])
+redis.call('EXPIRE', KEYS[1], ttl)
+return 1
+"""
+
+
+class RedisConcurrencyLimiter:
+    """The same limit across every instance sharing the Redis."""
+
+    def __init__(self, redis: Redis, prefix: str, limit: int, lease_seconds: int = 900) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.limit = limit
+        self.lease_seconds = lease_seconds
+        self._script = redis.register_script(_ACQUIRE)
+
+    async def acquire(self, key: str) -> str | None:
+        seconds, micros = await self.redis.time()
+        lease = uuid.uuid4().hex
+        taken = await self._script(keys=[f"{self.prefix}:running:{key}"],
+                                   args=[self.limit, seconds + micros / 1_000_000, self.lease_seconds, lease])
+        return lease if int(taken) else None
+
+    async def release(self, key: str, lease: str) -> None:
+        await self.redis.zrem(f"{self.prefix}:running:{key}", lease)

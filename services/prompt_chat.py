@@ -47,6 +47,8 @@ ERRORS = {
     "failed": N_("The AI model didn't answer this time. Please try again in a moment."),
     "empty_prompt": N_("The prompt is empty."),
     "prompt_too_long": N_("The prompt is too long."),
+    "prompt_over_limit": N_("The prompt is {chars} characters long; a run can send at most {limit}."),
+    "too_many_runs": N_("You already have {limit} runs going. Wait for one to finish, then try again."),
     "not_yours": NOT_YOURS,
     "missing_variables": N_("This prompt has variables to fill in first: {names}. Do that in the prompt studio, "
                             "then run it there."),

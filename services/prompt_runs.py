@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -19,9 +20,10 @@ import openai
 from openai import AsyncOpenAI
 
 from models import PromptProject, PromptRun, PromptVersion, ProviderKey, User
-from services import bot_settings, conversations, prompt_versions, studio
+from services import bot_settings, prompt_versions, quotas, studio
 from services.ai import AIClient, AIObserver, PriceOf, Progress, Route, stream_chat
 from services.generation import GenerationStopped
+from services.limits import ConcurrencyLimiter, MemoryConcurrencyLimiter
 from services.provider_keys import KeyRefused, ProviderKeys
 from services.secrets_box import BoxError
 from services.studio import StudioError
@@ -66,6 +68,9 @@ class StudioRuntime:
     daily_ai_quota: int
     open_key: KeyOpener
     observer: AIObserver | None = None
+    runs: ConcurrencyLimiter = field(default_factory=lambda: MemoryConcurrencyLimiter(2))
+    max_prompt_chars: int = 60_000  # what one run may send (the system prompt and the prompt)
+    max_output_tokens: int | None = 2000
 
 
 async def model_options(runtime: StudioRuntime, user: User) -> list[ModelOption]:
@@ -104,11 +109,36 @@ async def _target(runtime: StudioRuntime, user: User, model_id: str) -> _Target:
     return _Target(routes[model_id], None)
 
 
-async def _check_quota(runtime: StudioRuntime, user: User) -> None:
-    bot_id: int = user.bot_id  # type: ignore[attr-defined]
-    quota = await bot_settings.daily_ai_quota(bot_id, runtime.daily_ai_quota)
-    if await conversations.ai_messages_today(user.id) >= quota:
-        raise StudioError("quota", "today's AI quota is used up; your own API key works without it", quota=quota)
+@asynccontextmanager
+async def _admitted(runtime: StudioRuntime, user: User, target: _Target) -> AsyncIterator[quotas.Reservation | None]:
+    """Let a run through only within the person's concurrent runs and (on the deployment's models) the
+    daily quota, both taken before anything is stored or sent; given back as the run ends."""
+    person = str(user.id)
+    lease = await runtime.runs.acquire(person)
+    if lease is None:
+        raise StudioError("too_many_runs", "too many runs at once", limit=runtime.runs.limit)
+    try:
+        reservation = None
+        if target.key is None:
+            quota = await bot_settings.daily_ai_quota(user.bot_id, runtime.daily_ai_quota)  # type: ignore[attr-defined]
+            reservation = await quotas.reserve(user.bot_id, user.id, quota)  # type: ignore[attr-defined]
+            if reservation is None:
+                raise StudioError("quota", "today's AI quota is used up; your own API key works without it",
+                                  quota=quota)
+        try:
+            yield reservation
+        finally:
+            if reservation is not None:
+                await asyncio.shield(reservation.release())  # a no-op once the model's use was settled
+    finally:
+        await asyncio.shield(runtime.runs.release(person, lease))
+
+
+def _check_size(runtime: StudioRuntime, prompt: str, system: str | None = None) -> None:
+    chars = len(prompt) + len(system or "")
+    if chars > runtime.max_prompt_chars:
+        raise StudioError("prompt_over_limit", "the prompt is longer than a run may send", chars=chars,
+                          limit=runtime.max_prompt_chars)
 
 
 async def run_block(runtime: StudioRuntime, user: User, project: PromptProject, *, model_id: str,
@@ -117,24 +147,28 @@ async def run_block(runtime: StudioRuntime, user: User, project: PromptProject, 
                     on_progress: Progress) -> PromptRun:
     """Run a prompt block as it is saved now (a new version when it changed) or one of its versions.
 
-    Problems found before the call (no such model, the quota, a missing variable) raise
-    StudioError and store nothing; the model's failure is a run with status "error", kept in
-    the history like any other.
+    Problems found before the call (no such model, the quota, too many runs, a missing variable,
+    a prompt too long) raise StudioError and store nothing; the model's failure is a run with
+    status "error", kept in the history like any other.
     """
     target = await _target(runtime, user, model_id)
     try:
-        if target.key is None:
-            await _check_quota(runtime, user)
-        if version is None:
-            doc = studio.load(project)
-            block = doc.prompt_block(block_key or "")
-            if block is None:
-                raise StudioError("no_block", "the project has no such prompt block")
-            compiled = studio.compile_block(doc, block.id)
-            not_ready(compiled)
+        if version is not None:
+            _check_size(runtime, version.compiled)
+            async with _admitted(runtime, user, target) as reservation:
+                return await _run(runtime, user, target, reservation, version.compiled, kind="run",
+                                  project=project, version=version, on_start=on_start, on_progress=on_progress)
+        doc = studio.load(project)
+        block = doc.prompt_block(block_key or "")
+        if block is None:
+            raise StudioError("no_block", "the project has no such prompt block")
+        compiled = studio.compile_block(doc, block.id)
+        not_ready(compiled)
+        _check_size(runtime, compiled.text)
+        async with _admitted(runtime, user, target) as reservation:
             version = await prompt_versions.snapshot(project, block, compiled, user)
-        return await _run(runtime, user, target, version.compiled, kind="run", project=project, version=version,
-                          on_start=on_start, on_progress=on_progress)
+            return await _run(runtime, user, target, reservation, version.compiled, kind="run", project=project,
+                              version=version, on_start=on_start, on_progress=on_progress)
     finally:
         await target.close()
 
@@ -155,7 +189,8 @@ def not_ready(compiled: Any) -> None:
         raise StudioError("prompt_too_long", "the compiled prompt is too long")
 
 
-async def _run(runtime: StudioRuntime, user: User, target: _Target, prompt: str, *, kind: str,
+async def _run(runtime: StudioRuntime, user: User, target: _Target, reservation: quotas.Reservation | None,
+               prompt: str, *, kind: str,
                project: PromptProject | None = None, version: PromptVersion | None = None,
                system: str | None = None, on_start: Callable[[PromptRun], Awaitable[None]] | None = None,
                on_progress: Progress) -> PromptRun:
@@ -165,11 +200,11 @@ async def _run(runtime: StudioRuntime, user: User, target: _Target, prompt: str,
         prompt=prompt)
     if on_start is not None:
         await on_start(run)
-    return await _call(runtime, user, run, target, prompt, system, on_progress)
+    return await _call(runtime, run, target, reservation, prompt, system, on_progress)
 
 
-async def _call(runtime: StudioRuntime, user: User, run: PromptRun, target: _Target, prompt: str,
-                system: str | None, on_progress: Progress) -> PromptRun:
+async def _call(runtime: StudioRuntime, run: PromptRun, target: _Target, reservation: quotas.Reservation | None,
+                prompt: str, system: str | None, on_progress: Progress) -> PromptRun:
     so_far = ""
 
     async def progress(text: str) -> None:
@@ -180,12 +215,13 @@ async def _call(runtime: StudioRuntime, user: User, run: PromptRun, target: _Tar
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": prompt})
     try:
-        reply = await stream_chat(target.route, messages, progress, runtime.price_of)
+        reply = await stream_chat(target.route, messages, progress, runtime.price_of,
+                                  max_tokens=runtime.max_output_tokens)
     except (asyncio.CancelledError, ConnectionError):  # the reader went away: keep what came, and say so
-        await asyncio.shield(_stopped(run, user, so_far, counted=target.key is None))
+        await asyncio.shield(_stopped(run, reservation, so_far))
         raise
     except GenerationStopped as stopped:  # the customer pressed stop in Telegram
-        await _stopped(run, user, stopped.text, counted=target.key is None)
+        await _stopped(run, reservation, stopped.text)
         return await PromptRun.get(id=run.id)
     except (openai.APIError, ValueError) as error:
         log.warning("studio run %s on %s failed: %s", run.id, run.model, type(error).__name__)
@@ -195,17 +231,16 @@ async def _call(runtime: StudioRuntime, user: User, run: PromptRun, target: _Tar
     if runtime.observer is not None and target.key is None:
         runtime.observer.ai_call(reply.model, True, reply.latency_ms / 1000, reply.tokens_in, reply.tokens_out,
                                  reply.cost)
-    if target.key is None:
-        await conversations.add_usage(user.bot_id, user.id, ai_messages=1,  # type: ignore[attr-defined]
-                                      tokens_in=reply.tokens_in, tokens_out=reply.tokens_out, cost=reply.cost)
+    if reservation is not None:
+        await reservation.settle(tokens_in=reply.tokens_in, tokens_out=reply.tokens_out, cost=reply.cost)
     return await _finish(run, status="ok", answer=reply.text, tokens_in=reply.tokens_in, tokens_out=reply.tokens_out,
                          latency_ms=reply.latency_ms, cost=reply.cost)
 
 
-async def _stopped(run: PromptRun, user: User, so_far: str, *, counted: bool) -> None:
+async def _stopped(run: PromptRun, reservation: quotas.Reservation | None, so_far: str) -> None:
     """A run cut short still used the model: on the deployment's models it counts against the quota."""
-    if counted:
-        await conversations.add_usage(user.bot_id, user.id, ai_messages=1)  # type: ignore[attr-defined]
+    if reservation is not None:
+        await reservation.settle()
     await _finish(run, status="stopped", answer=so_far)  # last: a run seen finished is counted already
 
 
@@ -273,9 +308,10 @@ def split_improved(text: str) -> tuple[str, str]:
 async def improve(runtime: StudioRuntime, user: User, prompt: str, on_progress: Progress,
                   on_start: Callable[[PromptRun], Awaitable[None]] | None = None) -> Improved:
     """A better version of the customer's prompt, from the deployment's first model (counted)."""
-    target = await _first_model(runtime, user, prompt)
-    run = await _run(runtime, user, target, prompt.strip(), kind="improve", system=IMPROVE_SYSTEM,
-                     on_start=on_start, on_progress=on_progress)
+    target = await _first_model(runtime, prompt, IMPROVE_SYSTEM)
+    async with _admitted(runtime, user, target) as reservation:
+        run = await _run(runtime, user, target, reservation, prompt.strip(), kind="improve", system=IMPROVE_SYSTEM,
+                         on_start=on_start, on_progress=on_progress)
     improved, explanation = split_improved(run.answer) if run.status == "ok" else ("", "")
     return Improved(run, improved, explanation)
 
@@ -283,12 +319,14 @@ async def improve(runtime: StudioRuntime, user: User, prompt: str, on_progress: 
 async def run_text(runtime: StudioRuntime, user: User, prompt: str, on_progress: Progress,
                    on_start: Callable[[PromptRun], Awaitable[None]] | None = None) -> PromptRun:
     """A prompt sent as it is (no project behind it) to the deployment's first model (counted)."""
-    target = await _first_model(runtime, user, prompt)
-    return await _run(runtime, user, target, prompt.strip(), kind="run", on_start=on_start, on_progress=on_progress)
+    target = await _first_model(runtime, prompt)
+    async with _admitted(runtime, user, target) as reservation:
+        return await _run(runtime, user, target, reservation, prompt.strip(), kind="run", on_start=on_start,
+                          on_progress=on_progress)
 
 
-async def _first_model(runtime: StudioRuntime, user: User, prompt: str) -> _Target:
-    """The deployment's first model (in the admins' order), once the prompt and the quota allow a call."""
+async def _first_model(runtime: StudioRuntime, prompt: str, system: str | None = None) -> _Target:
+    """The deployment's first model (in the admins' order), for a prompt that may be sent."""
     if runtime.ai is None:
         raise StudioError("no_ai", "no AI model is configured here")
     prompt = prompt.strip()
@@ -296,5 +334,5 @@ async def _first_model(runtime: StudioRuntime, user: User, prompt: str) -> _Targ
         raise StudioError("empty_prompt", "the prompt is empty")
     if len(prompt) > studio.MAX_TEXT_CHARS:
         raise StudioError("prompt_too_long", "the prompt is too long")
-    await _check_quota(runtime, user)
+    _check_size(runtime, prompt, system)
     return _Target((await runtime.ai.routes_now())[0], None)

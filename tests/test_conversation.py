@@ -326,6 +326,7 @@ async def test_a_customer_over_the_daily_ai_quota_is_told_and_handed_to_people(
     assert second["text"].startswith(
         "You've reached today's limit of AI answers, so I've passed your conversation to a person.")
     assert len(ai.requests) == 1
+    assert ai.requests[0]["max_tokens"] == frontdesk.settings.ai_max_output_tokens  # each answer's cost is bounded
 
 
 async def test_the_stop_button_ends_the_answer_where_it_was(frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:

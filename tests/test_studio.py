@@ -19,7 +19,7 @@ from models import AuditLog, PromptProject, PromptRun, PromptTemplate, PromptVer
 from services import studio
 from services.prompt_compiler import compile_template, variable_names
 from services.studio import ContextBlock, ContextItem
-from tests.conftest import Frontdesk
+from tests.conftest import Frontdesk, eventually
 from tests.desk_helpers import Desk, manager_desk
 from tests.fake_ai import FakeAI
 from tests.miniapp_helpers import AppClient, app_client
@@ -308,6 +308,81 @@ async def test_runs_stop_at_the_daily_quota_and_refusals_store_nothing(
     assert ai.requests == []
 
 
+async def _parallel_runs(client: AppClient, project_id: int, count: int) -> list[asyncio.Task[tuple[int, Any]]]:
+    body = {"block_id": "p1", "model": "main-model@default"}
+    return [asyncio.create_task(client.call("POST", f"/api/studio/projects/{project_id}/runs", body))
+            for _ in range(count)]
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"DAILY_AI_QUOTA": 2, "STUDIO_CONCURRENT_RUNS": 20}], indirect=True)
+async def test_parallel_runs_cannot_pass_the_quota_together(
+        frontdesk_settings: dict[str, Any], frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ann = sim.create_user("Ann")
+    ai.script.hold = asyncio.Event()  # the model answers only when the refusals are in
+    async with app_client(frontdesk, sim, ann["id"]) as client:
+        project = await _project(client)
+        await _save(client, project, _doc("Say hi to {{name}}", {"name": "Bob"}))
+        runs = await _parallel_runs(client, project["id"], 8)
+        await eventually(lambda: _done(runs, 6), "six runs refused")
+        await eventually(lambda: _true(len(ai.requests) == 2), "two runs at the model")
+        ai.script.hold.set()
+        results = await asyncio.gather(*runs)
+    refused = [body["error"]["code"] for status, body in results if status == 429]
+    assert refused == ["quota"] * 6
+    assert len(ai.requests) == 2
+    assert await PromptRun.filter(status="ok").count() == 2
+    assert await PromptRun.all().count() == 2  # a refused run stores nothing
+    assert (await Usage.get(user__telegram_id=ann["id"])).ai_messages == 2
+
+
+async def _done(tasks: list[asyncio.Task[tuple[int, Any]]], count: int) -> bool:
+    return sum(task.done() for task in tasks) >= count
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_one_person_has_a_few_runs_at_once_and_each_asks_for_a_bounded_answer(
+        frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ann, bob = sim.create_user("Ann"), sim.create_user("Bob")
+    ai.script.hold = asyncio.Event()
+    async with app_client(frontdesk, sim, ann["id"]) as client, app_client(frontdesk, sim, bob["id"]) as other:
+        project = await _project(client)
+        await _save(client, project, _doc("Say hi to {{name}}", {"name": "Bob"}))
+        bobs = await _project(other)
+        await _save(other, bobs, _doc("Say hi to {{name}}", {"name": "Ann"}))
+        runs = await _parallel_runs(client, project["id"], 4)
+        await eventually(lambda: _done(runs, 2), "two of Ann's runs refused")
+        bobs_run = (await _parallel_runs(other, bobs["id"], 1))[0]  # another person is not held back
+        await eventually(lambda: _true(len(ai.requests) == 3), "Ann's two runs and Bob's at the model")
+        ai.script.hold.set()
+        results = await asyncio.gather(*runs, bobs_run)
+        assert [body["error"]["code"] for status, body in results if status == 429] == ["too_many_runs"] * 2
+        assert "2 runs going" in next(body["error"]["message"] for status, body in results if status == 429)
+        again = await _run(client, project["id"], {"block_id": "p1", "model": "main-model@default"})
+        assert again[-1]["run"]["status"] == "ok"  # the finished runs gave their places back
+    assert len(ai.requests) == 4
+    assert {request["max_tokens"] for request in ai.requests} == {frontdesk.settings.ai_max_output_tokens}
+    assert (await Usage.get(user__telegram_id=ann["id"])).ai_messages == 3
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"STUDIO_MAX_PROMPT_CHARS": 1000}], indirect=True)
+async def test_a_prompt_longer_than_a_run_may_send_is_refused_before_anything_is_stored(
+        frontdesk_settings: dict[str, Any], frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ann = sim.create_user("Ann")
+    async with app_client(frontdesk, sim, ann["id"]) as client:
+        project = await _project(client)
+        await _save(client, project, _doc("Summarise: {{text}}", {"text": "word " * 300}))
+        status, body = await client.call("POST", f"/api/studio/projects/{project['id']}/runs",
+                                         {"block_id": "p1", "model": "main-model@default"})
+        assert (status, body["error"]["code"]) == (413, "prompt_over_limit")
+        assert "1511 characters long; a run can send at most 1000" in body["error"]["message"]
+    assert ai.requests == []
+    assert await PromptVersion.all().count() == 0
+    assert not await Usage.exists()
+
+
 async def test_a_failing_model_is_a_run_with_an_error_in_the_history(
         frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
     ann = sim.create_user("Ann")
@@ -320,7 +395,7 @@ async def test_a_failing_model_is_a_run_with_an_error_in_the_history(
         assert done["status"] == "error"
         assert "503" in done["error"]
         assert "test-key" not in json.dumps(lines)
-    assert (await Usage.filter(user__telegram_id=ann["id"]).first()) is None  # a failure is not counted
+    assert (await Usage.get(user__telegram_id=ann["id"])).ai_messages == 0  # a failure is not counted
 
 
 async def test_labels_move_between_versions_diff_and_restore(frontdesk: Frontdesk, sim: Simulator) -> None:

@@ -1,0 +1,38 @@
+"""The daily AI quota is taken before the model is called: parallel requests cannot pass it together."""
+
+from __future__ import annotations
+
+import asyncio
+
+from models import Bot, Usage, UsageSlot, User
+from services import quotas
+
+
+async def _customer() -> tuple[int, int]:
+    bot = await Bot.create(telegram_id=1, username="shop_bot")
+    user = await User.create(bot=bot, telegram_id=100, first_name="Ann")
+    return bot.id, user.id
+
+
+async def test_parallel_reservations_take_exactly_the_quota(database: str) -> None:
+    bot_id, user_id = await _customer()
+    taken = await asyncio.gather(*(quotas.reserve(bot_id, user_id, 3) for _ in range(12)))
+    assert sum(reservation is not None for reservation in taken) == 3
+    assert (await Usage.get(user_id=user_id)).ai_messages == 3
+
+
+async def test_a_released_use_can_be_taken_again_and_a_settled_one_is_counted_once(database: str) -> None:
+    bot_id, user_id = await _customer()
+    first = await quotas.reserve(bot_id, user_id, 1)
+    assert first is not None
+    assert await quotas.reserve(bot_id, user_id, 1) is None
+    await first.release()
+    await first.release()  # twice is once
+    again = await quotas.reserve(bot_id, user_id, 1)
+    assert again is not None
+    await again.settle(tokens_in=120, tokens_out=30, cost=0.0004)
+    await again.release()  # after settling: nothing to give back
+    usage = await Usage.get(user_id=user_id)
+    assert (usage.ai_messages, usage.tokens_in, usage.tokens_out) == (1, 120, 30)
+    assert [slot.ai_messages for slot in await UsageSlot.filter(bot_id=bot_id)] == [1]
+    assert await quotas.reserve(bot_id, user_id, 0) is None
