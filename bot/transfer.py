@@ -39,6 +39,7 @@ from models import (
     PromptVersion,
     ProviderKey,
     Usage,
+    UsageSlot,
     User,
     WidgetSite,
 )
@@ -48,8 +49,8 @@ VERSION = 1
 # Parents before children: each table only points at tables above it (or at earlier rows of itself).
 # Browser sessions and login links are left out on purpose: staff sign in again after a move.
 TABLES: list[type[Model]] = [Bot, WidgetSite, User, Conversation, Message, MessageCopy, KnowledgeItem, Persona,
-                             OutboxJob, Usage, AuditLog, PromptProject, PromptVersion, ProviderKey, PromptRun,
-                             PromptTemplate, KnowledgeSource, KnowledgePage, KnowledgeChunk]
+                             OutboxJob, Usage, UsageSlot, AuditLog, PromptProject, PromptVersion, ProviderKey,
+                             PromptRun, PromptTemplate, KnowledgeSource, KnowledgePage, KnowledgeChunk]
 # Vectors are not moved: the new deployment embeds the items and chunks again at its first start
 # (services.knowledge_sources.queue_stale_embeddings), with whatever model it is set up with.
 LEFT_OUT = frozenset({"embedding", "embedding_model"})

@@ -84,7 +84,8 @@ async def improve_command(message: Message, command: CommandObject, tenant: Tena
         if verdict == Verdict.WARN:
             await message.answer(escape(_(SLOW_DOWN)), parse_mode="HTML")
         return
-    await prompt_chat.request_improve(await _person(tenant, settings, message.from_user, customer), text)
+    await prompt_chat.request_improve(await _person(tenant, settings, message.from_user, customer), text,
+                                      source=f"{message.chat.id}:{message.message_id}")
     outbox.wake()
 
 

@@ -32,10 +32,14 @@ class OutboxJob(Model):
     lease_expires_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     finished_at = fields.DatetimeField(null=True)
+    # What caused the job, when the same cause may arrive twice (a Telegram message redelivered after
+    # the update-id store forgot it): a second job with the same key is not queued.
+    source_key = fields.CharField(max_length=96, null=True)
 
     class Meta:
         table = "outbox_job"
         indexes = (("status", "run_after"), ("queue", "status"), ("lane", "status"))
+        unique_together = (("bot", "source_key"),)
 
     def __str__(self) -> str:
         return f"job {self.id} {self.kind} {self.status}"

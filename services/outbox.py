@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
@@ -54,10 +55,24 @@ LANE_LOCKS = 0x0B0C5
 
 
 async def enqueue(bot_id: int, kind: str, payload: dict[str, Any], *, lane: str = "", delay: float = 0.0,
-                  queue: str = CUSTOMERS, priority: int = 0) -> OutboxJob:
-    """Add a job; call inside the transaction that stores what caused it."""
-    return await OutboxJob.create(bot_id=bot_id, kind=kind, payload=payload, lane=lane, queue=queue,
-                                  priority=priority, run_after=now() + timedelta(seconds=delay))
+                  queue: str = CUSTOMERS, priority: int = 0, source_key: str | None = None) -> OutboxJob:
+    """Add a job; call inside the transaction that stores what caused it.
+
+    With a `source_key` (what caused the job, e.g. a Telegram message), a job already queued for the
+    same key is returned instead of queueing another: the same cause arriving twice is done once.
+    """
+    if source_key is not None:
+        queued = await OutboxJob.get_or_none(bot_id=bot_id, source_key=source_key)
+        if queued is not None:
+            return queued
+    try:
+        return await OutboxJob.create(bot_id=bot_id, kind=kind, payload=payload, lane=lane, queue=queue,
+                                      priority=priority, run_after=now() + timedelta(seconds=delay),
+                                      source_key=source_key)
+    except IntegrityError:
+        if source_key is None:
+            raise
+        return await OutboxJob.get(bot_id=bot_id, source_key=source_key)  # queued meanwhile by another instance
 
 
 async def pending_behind(job: OutboxJob, kind: str, limit: int = 20) -> list[OutboxJob]:

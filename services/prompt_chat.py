@@ -80,10 +80,10 @@ def _lane(user: User) -> str:
 # --- what a handler asks for -----------------------------------------------------------------------------
 
 
-async def request_improve(user: User, text: str) -> None:
-    """Queue `/improve` (the caller wakes the outbox)."""
+async def request_improve(user: User, text: str, source: str) -> None:
+    """Queue `/improve` once per `source` (the message that asked; the caller wakes the outbox)."""
     await outbox.enqueue(user.bot_id, IMPROVE_JOB, {"user_id": user.id, "text": text},  # type: ignore[attr-defined]
-                         lane=_lane(user))
+                         lane=_lane(user), source_key=f"{IMPROVE_JOB}:{source}")
 
 
 async def own_improved(user: User, run_id: int) -> PromptRun:

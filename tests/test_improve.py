@@ -7,6 +7,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import pytest
 from tgsim import Simulator
 
@@ -357,3 +358,30 @@ async def test_the_command_menu_offers_improve_in_every_language(frontdesk: Fron
              "all_private_chats"}
     assert set(menus) == {None, "en", "ru", "uz"}
     assert all("improve" in commands for commands in menus.values())
+
+
+async def test_an_improve_redelivered_after_its_update_id_was_forgotten_is_answered_once(
+        frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    """Telegram redelivers an update it got no answer for; the store of seen update ids is short-lived
+    (memory, or a Redis key that expired), so the same message can come again under an id the
+    product no longer knows. Here: the same message under two update ids."""
+    ai.script.reply = REPLY
+    ann = sim.create_user("Ann")
+    message = {"message_id": 4242, "date": int(datetime.now(UTC).timestamp()), "text": f"/improve {PLAIN}",
+               "entities": [{"type": "bot_command", "offset": 0, "length": 8}],
+               "chat": {"id": ann["id"], "type": "private", "first_name": "Ann"},
+               "from": {"id": ann["id"], "is_bot": False, "first_name": "Ann"}}
+    headers = {"X-Telegram-Bot-Api-Secret-Token": frontdesk.settings.webhook_secret}
+    async with aiohttp.ClientSession() as http:
+        for update_id in (880001, 880002):
+            async with http.post(frontdesk.url + "/telegram/webhook", json={"update_id": update_id,
+                                                                            "message": message},
+                                 headers=headers) as response:
+                assert response.status == 200
+    await improved_message(sim, ann["id"])
+    [job] = await OutboxJob.filter(kind="improve")
+    await finished(job)
+    await settle(sim)
+    assert len(ai.requests) == 1
+    assert len(bot_messages(sim, ann["id"])) == 1
+    assert await PromptRun.filter(kind="improve").count() == 1

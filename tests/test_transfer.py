@@ -6,6 +6,8 @@ import shutil
 import subprocess
 import sys
 import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 
 from bot import db
@@ -22,6 +24,8 @@ from models import (
     PromptTemplate,
     PromptVersion,
     ProviderKey,
+    Usage,
+    UsageSlot,
     User,
     WidgetSite,
 )
@@ -62,6 +66,10 @@ async def _shop(database_url: str) -> None:
                                        models=["gpt-4o-mini"], secret="c2VhbGVk", key_id="k1", last4="a1b2")
         await PromptRun.create(bot=bot, user=ann, project=project, version=version, api_key=key, model="gpt-4o-mini",
                                own_key=True, prompt="Напиши", answer="Готово", status="ok", tokens_in=5, cost=0.0001)
+        # What the analytics count by quarter of an hour, beside the customer's day.
+        await Usage.create(bot=bot, user=ann, day=date(2026, 12, 1), messages=4, ai_messages=3)
+        await UsageSlot.create(bot=bot, slot=datetime(2026, 12, 1, 9, 15, tzinfo=UTC), ai_messages=3,
+                               tokens_in=900, tokens_out=120, cost=Decimal("0.0021"))
     finally:
         await db.close_database()
 
@@ -118,6 +126,10 @@ async def test_export_from_sqlite_and_import_elsewhere_keeps_everything(
         later = await Message.create(bot=bot, conversation=answer.conversation, author_kind=AuthorKind.CUSTOMER,
                                      text="Спасибо", source_key="tg:2")  # new rows get new ids
         assert later.id > answer.id
+        slot = await UsageSlot.get(bot=bot)
+        assert (slot.slot, slot.ai_messages, slot.tokens_in, slot.cost) == \
+            (datetime(2026, 12, 1, 9, 15, tzinfo=UTC), 3, 900, Decimal("0.0021"))
+        assert (await Usage.get(user=ann)).ai_messages == 3
     finally:
         await db.close_database()
 
