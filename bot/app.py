@@ -212,6 +212,7 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     else:
         log.warning("Telegram is off: BOT_TOKEN is not set. The website widget and the web endpoints work.")
         tenant = await conversations.ensure_bot(conversations.UNCONFIGURED_BOT_ID)
+    await staff.adopt_existing_staff(tenant.id)  # managers at work before approvals existed stay managers
     # The admins' choices in the Mini App: the models' order (read before each answer) and the rate.
     ai = create_ai(settings, metrics, bot_settings.route_order_of(tenant.id))
     limits = bot_settings.Limits(settings.daily_ai_quota, settings.customer_burst, settings.customer_rate_per_minute)
@@ -220,7 +221,8 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     if ai is None:
         log.warning("AI is off (AI_BASE_URL and AI_MODEL not set): answers come from the knowledge base.")
     messenger = TelegramChatSender(bot) if bot is not None else None
-    staff_directory = StaffDirectory(messenger, frozenset(settings.admin_ids)) if messenger is not None else None
+    staff_directory = None if messenger is None else \
+        StaffDirectory(messenger, frozenset(settings.admin_ids), auto_approve=settings.staff_auto_approve)
     generations = Generations(bus)
     policy = AnswerPolicy(settings.kb_direct_threshold, settings.daily_ai_quota, settings.ai_context_tokens,
                           settings.draft_interval)
@@ -259,7 +261,8 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     app[TRANSLATE] = translate
     app[MINIAPP] = MiniAppRuntime(tenant.id, settings.bot_token, timedelta(seconds=settings.miniapp_auth_max_age),
                                   frozenset(settings.admin_ids), settings.default_locale, translate, feed,
-                                  staff_directory, outboxes.wake, hours)
+                                  staff_directory, outboxes.wake, hours, timedelta(seconds=settings.staff_auth_max_age),
+                                  timedelta(hours=settings.staff_session_hours))
     app[WIDGET_LIVE] = live
     app[PROVIDER_KEYS] = own_keys
     app[KNOWLEDGE] = KnowledgeTools(ai, policy, index, sources)

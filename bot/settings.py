@@ -113,6 +113,12 @@ class Settings(BaseSettings):
     retention_days: int = Field(0, alias="RETENTION_DAYS", ge=0)
     # The Mini App refuses Telegram's signed data older than this many seconds (Telegram gives no limit).
     miniapp_auth_max_age: int = Field(86400, alias="MINIAPP_AUTH_MAX_AGE", ge=60)
+    # Staff: a Mini App opened longer ago than this must be reopened (a leaked initData works no longer).
+    staff_auth_max_age: int = Field(3600, alias="STAFF_AUTH_MAX_AGE", ge=60)
+    # How long a browser session from a /dashboard link lasts.
+    staff_session_hours: float = Field(12.0, alias="STAFF_SESSION_HOURS", gt=0)
+    # New members of the manager chat are managers at once (true), or wait for an admin's approval.
+    staff_auto_approve: bool = Field(False, alias="STAFF_AUTO_APPROVE")
     # On shutdown, how long running jobs may finish before they are interrupted (and redone later).
     shutdown_grace_seconds: float = Field(10.0, alias="SHUTDOWN_GRACE_SECONDS", ge=0)
 

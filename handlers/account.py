@@ -27,7 +27,7 @@ from handlers.customer_commands import mini_app_url
 from handlers.filters import in_private_chat
 from handlers.identity import as_customer
 from models import Bot as Tenant
-from models import User
+from models import Role, User
 from services import accounts, conversations, privacy, staff
 from services.render import escape
 from services.staff import StaffDirectory
@@ -43,21 +43,19 @@ def public_url(settings: Settings) -> str:
     return base.rstrip("/")
 
 
-async def _is_staff(tenant: Tenant, settings: Settings, staff_directory: StaffDirectory, telegram_id: int) -> bool:
-    if staff_directory.is_admin(telegram_id):
-        return True
-    chat = await staff.load_manager_chat(tenant.id, settings.default_locale)
-    return chat is not None and await staff_directory.is_staff(chat.chat_id, telegram_id)
-
-
 async def dashboard_command(message: Message, tenant: Tenant, settings: Settings,
                             staff_directory: StaffDirectory) -> None:
     person = message.from_user
     assert person is not None
-    if not await _is_staff(tenant, settings, staff_directory, person.id):
+    user = await staff_directory.register(tenant.id, as_customer(person))
+    role = await staff_directory.role_of(user, settings.default_locale)
+    if role == Role.PENDING:
+        await message.answer(escape(_("An admin has not approved you yet. Ask one to approve you in the desk app, "
+                                      "on the Team page.")), parse_mode="HTML")
+        return
+    if role not in staff.ASSIGNABLE:
         await message.answer(escape(_("The dashboard is for the business's team.")), parse_mode="HTML")
         return
-    user = await staff_directory.register(tenant.id, as_customer(person))
     token = await accounts.create_login_link(user)
     link = f"{public_url(settings)}/app/login?token={token}"
     text = _("Your sign-in link for the dashboard in a browser. It works once, for 5 minutes. Don't share it.")

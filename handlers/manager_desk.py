@@ -68,6 +68,10 @@ HOURS_CLEARED = N_("✅ Working hours cleared.")
 HOURS_HOW = N_("To change them: /hours mon-fri 09:00-18:00, sat 10:00-14:00 Asia/Tashkent (or /hours off).")
 HOURS_INVALID = N_("I couldn't read those hours or that time zone.")
 ADMINS_ONLY = N_("Only the bot's admins can change this.")
+NOT_APPROVED = N_("An admin has not approved you yet, so what you write here does not reach customers. "
+                  "Admins approve new managers in the desk app, on the Team page.")
+READ_ONLY = N_("You can read the desk but not act in it: your role is viewer. An admin can change that in the "
+               "desk app, on the Team page.")
 SETUP_DONE = N_("✅ This group is now the manager chat.")
 SETUP_NEED_ADMIN = N_("• Make the bot an administrator of this group.")
 SETUP_NEED_TOPICS_RIGHT = N_("• Give the bot the right to manage topics.")
@@ -111,19 +115,38 @@ class DeskAction(CallbackData, prefix="desk"):
 # --- who may act here ------------------------------------------------------------------------------
 
 
-async def staff_in_manager_chat(event: Message | CallbackQuery, tenant: Tenant, settings: Settings,
-                                staff_directory: StaffDirectory) -> dict[str, Any] | bool:
-    """Staff in the manager chat: puts `staff` (their row) and `desk_chat` into the handler's data."""
+async def _desk_member(event: Message | CallbackQuery, tenant: Tenant, settings: Settings,
+                       staff_directory: StaffDirectory) -> tuple[User, Role, ManagerChat] | None:
+    """A person in the manager chat (ADMIN_IDS or a member), their row and their role; else None."""
     chat = event.chat if isinstance(event, Message) else (event.message.chat if event.message else None)
     person = event.from_user
     if chat is None or chat.type not in ("group", "supergroup") or person is None or person.is_bot:
-        return False
+        return None
     desk_chat = await staff.load_manager_chat(tenant.id, settings.default_locale)
     if desk_chat is None or desk_chat.chat_id != chat.id:
-        return False
+        return None
     if not await staff_directory.is_staff(chat.id, person.id):
+        return None
+    user = await staff_directory.register(tenant.id, as_customer(person))
+    return user, await staff_directory.role_of(user, settings.default_locale), desk_chat
+
+
+async def staff_in_manager_chat(event: Message | CallbackQuery, tenant: Tenant, settings: Settings,
+                                staff_directory: StaffDirectory) -> dict[str, Any] | bool:
+    """Staff who may act, in the manager chat: puts `staff` (their row) and `desk_chat` into the data."""
+    member = await _desk_member(event, tenant, settings, staff_directory)
+    if member is None or member[1] not in staff.ACTING:
         return False
-    return {"staff": await staff_directory.register(tenant.id, as_customer(person)), "desk_chat": desk_chat}
+    return {"staff": member[0], "desk_chat": member[2]}
+
+
+async def member_who_cannot_act(event: Message | CallbackQuery, tenant: Tenant, settings: Settings,
+                                staff_directory: StaffDirectory) -> dict[str, Any] | bool:
+    """A member waiting for approval, or a viewer: puts `role` and `desk_chat` into the data."""
+    member = await _desk_member(event, tenant, settings, staff_directory)
+    if member is None or member[1] in staff.ACTING:
+        return False
+    return {"role": member[1], "desk_chat": member[2]}
 
 
 async def admin_in_a_group(message: Message, staff_directory: StaffDirectory) -> bool:
@@ -347,6 +370,18 @@ async def ignore(_: Message | CallbackQuery) -> None:
     """Anything else in a group: no customer can reach managers, no stranger can command the bot."""
 
 
+async def cannot_act(event: Message | CallbackQuery, role: Role, desk_chat: ManagerChat, translate: Translate,
+                     tenant: Tenant, outbox: Outboxes) -> None:
+    """A pending member or a viewer tried to act: say why nothing happened (a reply in a conversation's
+    topic or to a command; their other talk in the group is left alone)."""
+    text = translate(desk_chat.locale, NOT_APPROVED if role == Role.PENDING else READ_ONLY)
+    if isinstance(event, CallbackQuery):
+        await event.answer(text, show_alert=True)
+        return
+    if event.message_thread_id is not None or (event.text or "").startswith("/"):
+        await _answer(event, desk_chat, escape(text), tenant, outbox)
+
+
 def create_router() -> Router:
     router = Router(name=__name__)
     router.message.register(setup_command, Command("setup"), admin_in_a_group)
@@ -363,11 +398,14 @@ def create_router() -> Router:
     staff_only.message.register(manager_wrote)
     staff_only.edited_message.register(manager_edited)
     staff_only.callback_query.register(card_button, DeskAction.filter())
+    waiting = Router(name=f"{__name__}.waiting")  # members an admin has not approved, and viewers
+    waiting.message.register(cannot_act, member_who_cannot_act)
+    waiting.callback_query.register(cannot_act, DeskAction.filter(), member_who_cannot_act)
     # A router's own handlers run before its children's, so the catch-all is a child too, the last one.
     everyone_else = Router(name=f"{__name__}.others")
     everyone_else.message.register(ignore, _in_a_group)
     everyone_else.callback_query.register(ignore, DeskAction.filter())
-    router.include_routers(staff_only, everyone_else)
+    router.include_routers(staff_only, waiting, everyone_else)
     return router
 
 

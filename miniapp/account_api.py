@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aiohttp import web
 
 from miniapp import schemas
-from miniapp.api import Api, ok, read_body
-from miniapp.auth import CALLER, SESSION_COOKIE, authenticate
+from miniapp.api import Api, ApiError, ok, read_body
+from miniapp.auth import CALLER, SESSION_COOKIE, Caller, authenticate
 from services import accounts, conversations, inbox, privacy
 from services.i18n import pick_locale
 
@@ -36,8 +38,7 @@ async def update_me(request: web.Request) -> web.Response:
     if changes:
         user.preferences = {**user.preferences, **changes}
         await user.save(update_fields=["preferences"])
-    request[CALLER] = type(caller)(user, caller.role, caller.via_session, caller.csrf_token,
-                                     pick_locale(user.language, default=caller.locale))
+    request[CALLER] = replace(caller, user=user, locale=pick_locale(user.language, default=caller.locale))
     return await me(request)
 
 
@@ -61,10 +62,43 @@ async def delete_data(request: web.Request) -> web.Response:
     return response
 
 
+async def _sessions(caller: Caller) -> web.Response:
+    rows = await accounts.open_sessions(caller.user)
+    return ok(schemas.BrowserSessions(sessions=[
+        schemas.BrowserSessionOut(id=row.id, created_at=row.created_at, expires_at=row.expires_at,
+                                  current=row.id == caller.session_id) for row in rows]))
+
+
+async def sessions_view(request: web.Request) -> web.Response:
+    return await _sessions(await authenticate(request))
+
+
+async def end_session(request: web.Request) -> web.Response:
+    """Sign out of one browser (a lost laptop, a shared computer)."""
+    caller = await authenticate(request)
+    session_id = int(request.match_info["session_id"]) if request.match_info["session_id"].isdigit() else -1
+    if not await accounts.end_sessions(caller.user, session_id=session_id):
+        raise ApiError(404, "not_found")
+    return await _sessions(caller)
+
+
+async def end_other_sessions(request: web.Request) -> web.Response:
+    """Sign out of every browser but this one (all of them, from inside Telegram)."""
+    caller = await authenticate(request)
+    await accounts.end_sessions(caller.user, keep_id=caller.session_id)
+    return await _sessions(caller)
+
+
 def add_routes(app: web.Application, api: Api) -> None:
     api.route(app, "GET", "/api/me", me, response=schemas.Me, summary="Who is calling: id, name, role, language")
     api.route(app, "PATCH", "/api/me", update_me, body=schemas.PreferencesPatch, response=schemas.Me,
               summary="Change the caller's language and notification settings")
+    api.route(app, "GET", "/api/me/sessions", sessions_view, response=schemas.BrowserSessions,
+              summary="The caller's browser sessions (from /dashboard links) that still work")
+    api.route(app, "DELETE", "/api/me/sessions", end_other_sessions, response=schemas.BrowserSessions,
+              summary="Sign out of every browser but the one making this request")
+    api.route(app, "DELETE", "/api/me/sessions/{session_id}", end_session, response=schemas.BrowserSessions,
+              summary="Sign out of one browser")
     api.route(app, "GET", "/api/me/data", export_data, content_type="application/json",
               summary="Everything stored about the caller, as a JSON file")
     api.route(app, "DELETE", "/api/me/data", delete_data, body=schemas.DeleteConfirmation,

@@ -13,8 +13,8 @@ from aiohttp import web
 from miniapp import admin_schemas as shapes
 from miniapp.api import Api, ApiError, ok, read_body
 from miniapp.auth import MINIAPP, admin
-from models import Bot, WidgetSite
-from services import bot_settings, inbox, staff, widget
+from models import Bot, Role, User, WidgetSite
+from services import accounts, bot_settings, inbox, staff, widget
 from services.ai import AIClient
 from services.handoff import AFTER_HOURS
 from services.i18n import N_, SUPPORTED_LOCALES
@@ -210,8 +210,7 @@ def _team_json(members: list[staff.TeamMember]) -> shapes.Team:
     for member in members:
         who = inbox.person(member.user) or {"id": None, "name": f"#{member.telegram_id}", "username": None}
         rows.append(shapes.TeamMemberOut(id=who["id"], telegram_id=member.telegram_id, name=who["name"],
-                                         username=who["username"], role="admin" if member.admin else "manager",
-                                         owner=member.owner))
+                                         username=who["username"], role=member.role.value, owner=member.owner))
     return shapes.Team(members=rows)
 
 
@@ -229,7 +228,19 @@ async def set_role(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found")
     if member.owner:
         raise ApiError(409, "owner", OWNER)
-    await staff.set_admin(request.app[MINIAPP].bot_id, member.user, body.role == "admin", caller.user)
+    await staff.set_role(request.app[MINIAPP].bot_id, member.user, Role(body.role), caller.user)
+    return ok(_team_json(await _team(request)))
+
+
+async def sign_out_member(request: web.Request) -> web.Response:
+    """End every browser session of a team member (a lost laptop, someone who left)."""
+    caller = await admin(request)
+    user_id = _id(request, "user_id")
+    member = next((m for m in await _team(request) if m.user is not None and m.user.id == user_id), None)
+    user = member.user if member is not None else await User.get_or_none(id=user_id, bot_id=caller.bot_id)
+    if user is None or user.telegram_id is None:
+        raise ApiError(404, "not_found")
+    await accounts.sign_out_everywhere(user, caller.user)
     return ok(_team_json(await _team(request)))
 
 
@@ -254,4 +265,7 @@ def add_routes(app: web.Application, api: Api) -> None:
     route("GET", "/api/admin/staff", team_view, response=shapes.Team,
           summary="The team: ADMIN_IDS and the manager chat's members who have used the desk or the app")
     route("PUT", "/api/admin/staff/{user_id}/role", set_role, body=shapes.RoleIn, response=shapes.Team,
-          summary="Make a manager an admin, or an admin a manager again (ADMIN_IDS stay admins: 409)")
+          summary="Approve a member as a manager or a read-only viewer, or make them an admin (ADMIN_IDS stay "
+                  "admins: 409)")
+    route("POST", "/api/admin/staff/{user_id}/sign-out", sign_out_member, response=shapes.Team,
+          summary="Sign a team member out of every browser")

@@ -183,7 +183,8 @@ class TeamMemberOut(BaseModel):
     telegram_id: int
     name: str
     username: str | None
-    role: Literal["admin", "manager"]
+    role: Literal["admin", "manager", "viewer", "pending"] = Field(
+        description="pending: in the manager chat, waiting for an admin to approve them as a manager or viewer")
     owner: bool = Field(description="In ADMIN_IDS: an admin always, not changeable here")
 
 
@@ -192,4 +193,4 @@ class Team(BaseModel):
 
 
 class RoleIn(Strict):
-    role: Literal["admin", "manager"]
+    role: Literal["admin", "manager", "viewer"]

@@ -27,6 +27,7 @@ Body = TypeVar("Body", bound=BaseModel)
 ERRORS = {
     "unauthorized": N_("Please open this page from the bot again: your sign-in has expired or is not valid."),
     "forbidden": N_("You don't have access to this."),
+    "read_only": N_("Your role is viewer: you can look, but not change anything. An admin can change your role."),
     "not_found": N_("Not found."),
     "bad_request": N_("The request is not valid."),
     "bad_json": N_("The request body is not valid JSON."),

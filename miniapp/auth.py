@@ -5,9 +5,10 @@ bot token (checked with aiogram's web_app utilities) and no older than MINIAPP_A
 normal browser, a one-time /dashboard link opens a session: an HttpOnly cookie, plus a CSRF token
 the page sends back in `X-CSRF-Token` on every change (the cookie alone changes nothing).
 
-Roles are worked out on every request, so a manager removed from the manager chat loses access
-within a minute: admins are ADMIN_IDS (and staff an admin made one), managers are the members of
-the manager chat, everyone else is a customer.
+Roles are worked out on every request (services.staff.StaffDirectory.role_of), so a manager removed
+from the manager chat loses access within a minute: admins are ADMIN_IDS (and staff an admin made
+one), managers and read-only viewers are the members of the manager chat an admin approved as such,
+everyone else is a customer. Viewers read: any change (a method other than GET) needs a manager.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from aiogram.utils.web_app import WebAppInitData, safe_parse_webapp_init_data
 from aiohttp import web
 
 from miniapp.api import ApiError
-from models import Bot, Role, User
-from services import accounts, conversations
+from models import Role, User
+from services import accounts, conversations, staff
 from services.conversations import Customer
 from services.i18n import Translate, pick_locale
 from services.inbox import InboxFeed, Viewer
-from services.staff import StaffDirectory, WorkingHoursSource, granted_admin, manager_chat, note_staff
+from services.staff import StaffDirectory, WorkingHoursSource
 
 SESSION_COOKIE = "frontdesk_session"
 CSRF_COOKIE = "frontdesk_csrf"
@@ -46,6 +47,8 @@ class MiniAppRuntime:
     staff: StaffDirectory | None  # None while Telegram is off: only ADMIN_IDS are staff then
     wake: Callable[[], None]  # the outbox: new jobs are waiting
     hours: WorkingHoursSource = field(default_factory=lambda: WorkingHoursSource("", "UTC"))  # and the time zone
+    staff_auth_max_age: timedelta = timedelta(hours=1)  # staff's initData: a leaked one works this long at most
+    session_lifetime: timedelta = accounts.SESSION_LIFETIME  # a browser session from a /dashboard link
 
 
 MINIAPP = web.AppKey("miniapp", MiniAppRuntime)
@@ -56,13 +59,15 @@ class Caller(Viewer):
     via_session: bool = False
     csrf_token: str = ""
     locale: str = "en"
+    session_id: int | None = None  # the browser session it came with
 
 
 CALLER = web.RequestKey("caller", Caller)
 
 
 def parse_init_data(runtime: MiniAppRuntime, init_data: str, now: datetime | None = None) -> WebAppInitData:
-    """Telegram's signed data, or 401: a wrong hash, no user, or older than the allowed age."""
+    """Telegram's signed data, or 401: a wrong hash, no user, or older than the allowed age (staff are
+    held to a shorter one once their role is known: `caller_from_init_data`)."""
     if not runtime.bot_token:
         raise ApiError(401, "unauthorized")
     try:
@@ -76,18 +81,10 @@ def parse_init_data(runtime: MiniAppRuntime, init_data: str, now: datetime | Non
 
 
 async def role_of(runtime: MiniAppRuntime, user: User) -> Role:
-    if user.telegram_id is None:
-        return Role.CUSTOMER
-    if int(user.telegram_id) in runtime.admin_ids:
-        return Role.ADMIN
-    if runtime.staff is None:
-        return Role.CUSTOMER
-    bot = await Bot.get(id=runtime.bot_id)
-    chat = manager_chat(bot, runtime.default_locale)
-    if chat is None or not await runtime.staff.is_staff(chat.chat_id, int(user.telegram_id)):
-        return Role.CUSTOMER
-    await note_staff(user)  # so the admins' team list shows them
-    return Role.ADMIN if granted_admin(bot, user) else Role.MANAGER
+    if runtime.staff is None:  # Telegram is off: only ADMIN_IDS are staff
+        return Role.ADMIN if user.telegram_id is not None and int(user.telegram_id) in runtime.admin_ids \
+            else Role.CUSTOMER
+    return await runtime.staff.role_of(user, runtime.default_locale)
 
 
 async def caller_from_init_data(request: web.Request, init_data: str) -> Caller:
@@ -98,6 +95,8 @@ async def caller_from_init_data(request: web.Request, init_data: str) -> Caller:
                    data.user.language_code or "")
     user = await conversations.register_customer(runtime.bot_id, who, runtime.default_locale)
     role = await role_of(runtime, user)
+    if role in staff.ASSIGNABLE and datetime.now(UTC) - data.auth_date.astimezone(UTC) > runtime.staff_auth_max_age:
+        raise ApiError(401, "unauthorized")  # reopening the Mini App signs it anew
     return Caller(user, role, locale=pick_locale(user.language, default=runtime.default_locale))
 
 
@@ -111,7 +110,7 @@ async def _from_session(request: web.Request, runtime: MiniAppRuntime, token: st
             raise ApiError(403, "csrf")
     role = await role_of(runtime, session.user)
     return Caller(session.user, role, via_session=True, csrf_token=session.csrf_token,
-                  locale=pick_locale(session.user.language, default=runtime.default_locale))
+                  locale=pick_locale(session.user.language, default=runtime.default_locale), session_id=session.id)
 
 
 async def authenticate(request: web.Request) -> Caller:
@@ -132,9 +131,12 @@ async def authenticate(request: web.Request) -> Caller:
 
 
 async def staff_member(request: web.Request) -> Caller:
+    """Staff; for a change (any method but GET/HEAD), staff who may act: a viewer only reads."""
     caller = await authenticate(request)
     if not caller.staff:
         raise ApiError(403, "forbidden")
+    if request.method not in SAFE_METHODS and not caller.can_act:
+        raise ApiError(403, "read_only")
     return caller
 
 

@@ -209,6 +209,20 @@ SCRIPT_STRINGS = {
     "role_manager": N_("Manager"),
     "make_admin": N_("Make admin"),
     "make_manager": N_("Make manager"),
+    "role_viewer": N_("Viewer (reads only)"),
+    "role_pending": N_("Waiting for approval"),
+    "approve_manager": N_("Approve as manager"),
+    "approve_viewer": N_("Approve as viewer"),
+    "make_viewer": N_("Make viewer"),
+    "sign_out_member": N_("Sign out of browsers"),
+    "signed_out_member": N_("Signed out of every browser."),
+    "pending_banner": N_("An admin has not approved you as staff yet. Until then you see the app as a customer."),
+    "viewer_banner": N_("Your role is viewer: you can read everything here but not change it."),
+    "session_current": N_("This browser"),
+    "session_item": N_("Signed in {when}, until {until}"),
+    "session_end": N_("Sign out"),
+    "sessions_none": N_("No browser is signed in."),
+    "sessions_end_others": N_("Sign out of all other browsers"),
     # The prompt studio: my projects
     "studio_no_projects": N_("No projects yet. Create the first one above."),
     "studio_projects_count": N_("{count} of {max} projects"),
@@ -373,14 +387,14 @@ async def login_form(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    session = await accounts.redeem_login_link(str(form.get("token", "")))
+    session = await accounts.redeem_login_link(str(form.get("token", "")), request.app[MINIAPP].session_lifetime)
     if session is None:
         response = _render(request, LOGIN, token="", failed=True)
         response.set_status(403)
         return response
     response = web.HTTPSeeOther("/app/inbox")
     secure = request.secure or request.headers.get("X-Forwarded-Proto") == "https"
-    max_age = int(accounts.SESSION_LIFETIME.total_seconds())
+    max_age = int(request.app[MINIAPP].session_lifetime.total_seconds())
     response.set_cookie(SESSION_COOKIE, session.token, max_age=max_age, path="/", httponly=True, samesite="Lax",
                         secure=secure)
     response.set_cookie(CSRF_COOKIE, session.csrf_token, max_age=max_age, path="/", samesite="Strict",

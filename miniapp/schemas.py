@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,11 +35,23 @@ class Me(BaseModel):
     id: int
     name: str
     username: str | None
-    role: Literal["customer", "manager", "admin"]
+    role: Literal["customer", "pending", "viewer", "manager", "admin"] = Field(
+        description="pending: in the manager chat, waiting for an admin's approval; viewer: staff who only read")
     locale: str
     telegram_id: int | None
     preferences: Preferences
     csrf_token: str | None = Field(None, description="Browser sessions: send it back in X-CSRF-Token")
+
+
+class BrowserSessionOut(BaseModel):
+    id: int
+    created_at: datetime
+    expires_at: datetime
+    current: bool = Field(description="The session this request came with")
+
+
+class BrowserSessions(BaseModel):
+    sessions: list[BrowserSessionOut]
 
 
 class Preview(BaseModel):

@@ -7,6 +7,8 @@ from tortoise.models import Model
 
 class Role(StrEnum):
     CUSTOMER = "customer"
+    PENDING = "pending"  # in the manager chat, waiting for an admin's approval: no staff rights yet
+    VIEWER = "viewer"  # staff who may read the desk but change nothing
     MANAGER = "manager"
     ADMIN = "admin"
 

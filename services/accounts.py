@@ -15,9 +15,10 @@ from datetime import UTC, datetime, timedelta
 from tortoise.transactions import in_transaction
 
 from models import LoginLink, User, WebSession
+from services.audit import audit
 
 LINK_LIFETIME = timedelta(minutes=5)
-SESSION_LIFETIME = timedelta(days=7)
+SESSION_LIFETIME = timedelta(hours=12)  # STAFF_SESSION_HOURS: sign in again after a working day
 
 
 def digest(token: str) -> str:
@@ -37,6 +38,7 @@ async def create_login_link(user: User, lifetime: timedelta = LINK_LIFETIME) -> 
 
 @dataclass(frozen=True)
 class Session:
+    id: int
     token: str  # goes into the HttpOnly cookie
     csrf_token: str  # the page sends it back in X-CSRF-Token
     user: User
@@ -53,9 +55,9 @@ async def redeem_login_link(token: str, lifetime: timedelta = SESSION_LIFETIME) 
             return None
         link = await LoginLink.get(token_digest=digest(token)).prefetch_related("user")
         session_token, csrf_token = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
-        await WebSession.create(bot_id=link.bot_id, user=link.user, token_digest=digest(session_token),  # type: ignore[attr-defined]
-                                csrf_token=csrf_token, expires_at=now + lifetime)
-    return Session(session_token, csrf_token, link.user, now + lifetime)
+        row = await WebSession.create(bot_id=link.bot_id, user=link.user, token_digest=digest(session_token),  # type: ignore[attr-defined]
+                                      csrf_token=csrf_token, expires_at=now + lifetime)
+    return Session(row.id, session_token, csrf_token, link.user, now + lifetime)
 
 
 async def session_of(token: str) -> Session | None:
@@ -63,11 +65,34 @@ async def session_of(token: str) -> Session | None:
                                            expires_at__gt=datetime.now(UTC)).prefetch_related("user")
     if session is None:
         return None
-    return Session(token, session.csrf_token, session.user, session.expires_at)
+    return Session(session.id, token, session.csrf_token, session.user, session.expires_at)
 
 
 async def end_session(token: str) -> None:
     await WebSession.filter(token_digest=digest(token)).delete()
+
+
+async def open_sessions(user: User) -> list[WebSession]:
+    """The person's browser sessions that still work, newest first."""
+    return list(await WebSession.filter(user_id=user.id, expires_at__gt=datetime.now(UTC)).order_by("-id"))
+
+
+async def end_sessions(user: User, *, session_id: int | None = None, keep_id: int | None = None) -> int:
+    """Sign the person out of one browser (`session_id`), or of all of them but `keep_id`; how many ended."""
+    query = WebSession.filter(user_id=user.id)
+    if session_id is not None:
+        query = query.filter(id=session_id)
+    if keep_id is not None:
+        query = query.exclude(id=keep_id)
+    return await query.delete()
+
+
+async def sign_out_everywhere(user: User, actor: User) -> int:
+    """An admin ends every browser session of a team member; audited."""
+    async with in_transaction():
+        ended = await end_sessions(user)
+        await audit(user.bot_id, actor, "sign_out_browsers", f"user:{user.id}", sessions=ended)  # type: ignore[attr-defined]
+    return ended
 
 
 async def forget_expired() -> int:

@@ -67,6 +67,12 @@ class Viewer:
 
     @property
     def staff(self) -> bool:
+        """May read the desk: the bot's conversations, knowledge, settings pages."""
+        return self.role in (Role.VIEWER, Role.MANAGER, Role.ADMIN)
+
+    @property
+    def can_act(self) -> bool:
+        """May change things: reply, take, close, edit knowledge. Viewers only read."""
         return self.role in (Role.MANAGER, Role.ADMIN)
 
     @property

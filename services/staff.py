@@ -1,8 +1,10 @@
 """Who the staff are, where they work, and whether anyone is in.
 
-Staff are the deployment's admins (ADMIN_IDS) plus the members of the manager chat. Membership
-is asked of Telegram and remembered for a minute, so a removed manager loses access quickly
-without a Telegram call on every message.
+Staff are the deployment's admins (ADMIN_IDS) plus the members of the manager chat whom an admin
+approved, as a manager or as a read-only viewer (or every member, with STAFF_AUTO_APPROVE). A
+member nobody approved yet is pending: no staff rights. Membership is asked of Telegram and
+remembered for a minute, so a removed manager loses access quickly without a Telegram call on
+every message. `StaffDirectory.role_of` is the one place a person's role is worked out.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from services.schedule import InvalidHours, WorkingHours
 STAFF_STATUSES = ("creator", "administrator", "member")
 MEMBERSHIP_TTL = 60.0
 GRANTED_ADMINS = "granted_admins"  # Bot.settings: the users an admin made admins (ADMIN_IDS are anyway)
+STAFF_ROLES = "staff_roles"  # Bot.settings: {user id: "manager" or "viewer"}, as admins approved them
+ASSIGNABLE = (Role.ADMIN, Role.MANAGER, Role.VIEWER)
+ACTING = (Role.ADMIN, Role.MANAGER)  # may reply to customers and change things
 
 
 @dataclass(frozen=True)
@@ -47,16 +52,19 @@ async def load_manager_chat(bot_id: int, default_locale: str) -> ManagerChat | N
 
 
 class StaffDirectory:
-    def __init__(self, messenger: Messenger, admin_ids: frozenset[int], ttl: float = MEMBERSHIP_TTL) -> None:
+    def __init__(self, messenger: Messenger, admin_ids: frozenset[int], ttl: float = MEMBERSHIP_TTL,
+                 auto_approve: bool = False) -> None:
         self.messenger = messenger
         self.admin_ids = admin_ids
         self.ttl = ttl
+        self.auto_approve = auto_approve  # every manager chat member is a manager, with no approval
         self._statuses: dict[tuple[int, int], tuple[float, str]] = {}
 
     def is_admin(self, telegram_id: int) -> bool:
         return telegram_id in self.admin_ids
 
     async def is_staff(self, chat_id: int, telegram_id: int) -> bool:
+        """In ADMIN_IDS or a member of the manager chat (approved or not: see `role_of`)."""
         if self.is_admin(telegram_id):
             return True
         return await self._status(chat_id, telegram_id) in STAFF_STATUSES
@@ -72,24 +80,57 @@ class StaffDirectory:
         self._statuses[key] = (time.monotonic(), status)
         return status
 
-    async def register(self, bot_id: int, who: Customer) -> User:
-        """The staff member's row (shared with their customer row, if they ever wrote to the bot).
+    async def role_of(self, user: User, default_locale: str) -> Role:
+        """What this person may do now: ADMIN_IDS are admins; a manager chat member has the role an
+        admin gave them (pending until then); anyone else is a customer. The role is kept on the
+        user's row too, so that the team list shows them."""
+        if user.telegram_id is None:
+            return Role.CUSTOMER
+        if self.is_admin(int(user.telegram_id)):
+            role = Role.ADMIN
+        else:
+            bot = await Bot.get(id=user.bot_id)  # type: ignore[attr-defined]
+            chat = manager_chat(bot, default_locale)
+            member = chat is not None and await self.is_staff(chat.chat_id, int(user.telegram_id))
+            role = member_role(bot, user, self.auto_approve) if member else Role.CUSTOMER
+        if role != user.role and (role != Role.CUSTOMER or user.role in (Role.PENDING, *ASSIGNABLE)):
+            user.role = role
+            await user.save(update_fields=["role"])
+        return role
 
-        ADMIN_IDS are admins; anyone else is a manager, or an admin if an admin made them one.
-        """
-        role = Role.ADMIN if who.telegram_id is not None and self.is_admin(who.telegram_id) else Role.MANAGER
+    async def register(self, bot_id: int, who: Customer) -> User:
+        """The staff member's row (shared with their customer row, if they ever wrote to the bot)."""
         user, created = await User.get_or_create(
             bot_id=bot_id, telegram_id=who.telegram_id,
             defaults={"first_name": who.first_name[:256], "last_name": who.last_name[:256],
-                      "username": who.username[:64], "language": who.language_code[:8], "role": role})
-        if not created and role == Role.MANAGER and user.role == Role.ADMIN and \
-                granted_admin(await Bot.get(id=bot_id), user):
-            role = Role.ADMIN
-        if not created and (user.role != role or user.first_name != who.first_name[:256]
-                            or user.username != who.username[:64]):
-            user.role, user.first_name, user.username = role, who.first_name[:256], who.username[:64]
-            await user.save(update_fields=["role", "first_name", "username"])
+                      "username": who.username[:64], "language": who.language_code[:8]})
+        if not created and (user.first_name != who.first_name[:256] or user.username != who.username[:64]):
+            user.first_name, user.username = who.first_name[:256], who.username[:64]
+            await user.save(update_fields=["first_name", "username"])
         return user
+
+
+def member_role(bot: Bot, user: User, auto_approve: bool) -> Role:
+    """A manager chat member's role (not for ADMIN_IDS): as an admin set it, else pending."""
+    if granted_admin(bot, user):
+        return Role.ADMIN
+    roles = bot.settings.get(STAFF_ROLES)
+    given = roles.get(str(user.id)) if isinstance(roles, dict) else None
+    if given in (Role.MANAGER.value, Role.VIEWER.value):
+        return Role(given)
+    return Role.MANAGER if auto_approve else Role.PENDING
+
+
+async def adopt_existing_staff(bot_id: int) -> None:
+    """On the first start of a version with approvals: the managers already at work stay managers
+    (approved as they were), so an upgrade locks nobody out. Later members wait for approval."""
+    async with in_transaction():
+        bot = await Bot.select_for_update().get(id=bot_id)
+        if STAFF_ROLES in bot.settings:
+            return
+        managers = await User.filter(bot_id=bot_id, role=Role.MANAGER).values_list("id", flat=True)
+        bot.settings = {**bot.settings, STAFF_ROLES: {str(user_id): Role.MANAGER.value for user_id in managers}}
+        await bot.save(update_fields=["settings"])
 
 
 def granted_admin(bot: Bot, user: User) -> bool:
@@ -98,28 +139,27 @@ def granted_admin(bot: Bot, user: User) -> bool:
     return isinstance(granted, list) and user.id in granted
 
 
-async def note_staff(user: User) -> None:
-    """A manager-chat member seen in the Mini App: listed with the team from now on (written once)."""
-    if user.role == Role.CUSTOMER:
-        user.role = Role.MANAGER
-        await user.save(update_fields=["role"])
-
-
 @dataclass(frozen=True)
 class TeamMember:
     telegram_id: int
     user: User | None  # None: an ADMIN_IDS admin who has used neither the desk nor the app yet
     owner: bool  # in ADMIN_IDS: an admin whatever anyone sets here
-    admin: bool
+    role: Role  # admin, manager, viewer, or pending (waiting for an admin's approval)
+
+    @property
+    def admin(self) -> bool:
+        return self.role == Role.ADMIN
 
 
 async def team(bot_id: int, directory: StaffDirectory | None, admin_ids: frozenset[int],
                default_locale: str) -> list[TeamMember]:
-    """ADMIN_IDS, and the manager chat's members who have used the desk or the app: admins first."""
+    """ADMIN_IDS, and the manager chat's members who have used the desk or the app (those waiting
+    for approval too): admins first."""
     bot = await Bot.get(id=bot_id)
     chat = manager_chat(bot, default_locale)
-    rows = await User.filter(Q(role__in=[Role.MANAGER, Role.ADMIN]) | Q(telegram_id__in=sorted(admin_ids)),
+    rows = await User.filter(Q(role__in=[Role.PENDING, *ASSIGNABLE]) | Q(telegram_id__in=sorted(admin_ids)),
                              bot_id=bot_id, telegram_id__isnull=False).order_by("id")
+    auto_approve = directory.auto_approve if directory is not None else False
 
     async def in_chat(user: User) -> bool:
         if int(user.telegram_id or 0) in admin_ids:
@@ -129,31 +169,42 @@ async def team(bot_id: int, directory: StaffDirectory | None, admin_ids: frozens
 
     present = await asyncio.gather(*(in_chat(user) for user in rows))
     members = [TeamMember(int(user.telegram_id or 0), user, int(user.telegram_id or 0) in admin_ids,
-                          int(user.telegram_id or 0) in admin_ids or granted_admin(bot, user))
+                          Role.ADMIN if int(user.telegram_id or 0) in admin_ids else
+                          member_role(bot, user, auto_approve))
                for user, here in zip(rows, present, strict=True) if here]
     seen = {member.telegram_id for member in members}
-    members += [TeamMember(telegram_id, None, True, True) for telegram_id in sorted(admin_ids - seen)]
-    return sorted(members, key=lambda m: (not m.owner, not m.admin, (m.user.first_name.lower() if m.user else "")))
+    members += [TeamMember(telegram_id, None, True, Role.ADMIN) for telegram_id in sorted(admin_ids - seen)]
+    order = {Role.ADMIN: 0, Role.PENDING: 1, Role.MANAGER: 2, Role.VIEWER: 3}
+    return sorted(members, key=lambda m: (not m.owner, order.get(m.role, 4),
+                                          (m.user.first_name.lower() if m.user else "")))
 
 
-async def set_admin(bot_id: int, user: User, admin: bool, actor: User | None) -> bool:
-    """Make a staff member an admin, or a manager again; False when nothing changes.
+async def set_role(bot_id: int, user: User, role: Role, actor: User | None) -> bool:
+    """Approve a manager chat member as a manager or viewer, or make them an admin (or not any more);
+    False when nothing changes.
 
-    Not for ADMIN_IDS (they are admins whatever this says) and only for current staff: the caller checks.
+    Not for ADMIN_IDS (they are admins whatever this says) and only for current members: the caller checks.
     """
+    if role not in ASSIGNABLE:
+        raise ValueError(f"{role} is not a role an admin gives")
     async with in_transaction():
         bot = await Bot.select_for_update().get(id=bot_id)
-        stored = bot.settings.get(GRANTED_ADMINS)
-        granted = {int(i) for i in stored if isinstance(i, int)} if isinstance(stored, list) else set()
-        if (user.id in granted) == admin and (user.role == Role.ADMIN) == admin:
+        stored_admins = bot.settings.get(GRANTED_ADMINS)
+        admins = {int(i) for i in stored_admins if isinstance(i, int)} if isinstance(stored_admins, list) else set()
+        stored_roles = bot.settings.get(STAFF_ROLES)
+        roles = {str(k): str(v) for k, v in stored_roles.items()} if isinstance(stored_roles, dict) else {}
+        before = member_role(bot, user, auto_approve=False)
+        if before == role and user.role == role:
             return False
-        granted = granted | {user.id} if admin else granted - {user.id}
-        bot.settings = {**bot.settings, GRANTED_ADMINS: sorted(granted)}
+        admins = admins | {user.id} if role == Role.ADMIN else admins - {user.id}
+        # An admin made a manager again is a manager; the role below admin is kept for that.
+        roles[str(user.id)] = Role.MANAGER.value if role == Role.ADMIN else role.value
+        bot.settings = {**bot.settings, GRANTED_ADMINS: sorted(admins), STAFF_ROLES: roles}
         await bot.save(update_fields=["settings"])
-        user.role = Role.ADMIN if admin else Role.MANAGER
+        user.role = role
         await user.save(update_fields=["role"])
-        await AuditLog.create(bot_id=bot_id, actor=actor, action="make_admin" if admin else "make_manager",
-                              target=f"user:{user.id}")
+        await AuditLog.create(bot_id=bot_id, actor=actor, action=f"make_{role.value}", target=f"user:{user.id}",
+                              details={"before": before.value})
     return True
 
 

@@ -176,6 +176,9 @@ def frontdesk_environment(database_url: str, sim: Simulator, ai: FakeAI | None, 
         "SHUTDOWN_GRACE_SECONDS": "2",
         "LOG_LEVEL": "INFO",
         "ENCRYPTION_KEY": ENCRYPTION_KEY,
+        # Most tests are about what approved managers do; tests/test_staff_roles.py runs with the
+        # product's default (members wait for an admin's approval).
+        "STAFF_AUTO_APPROVE": "true",
     }
     if BACKEND == "postgres" and REDIS_URL:
         # The PostgreSQL run is the large-shop setup: PostgreSQL plus Redis for shared state.

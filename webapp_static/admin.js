@@ -249,19 +249,34 @@ FD.start(async (me) => {
 
   const team = document.getElementById("team-list");
 
+  /* What an admin can make each member next: approve a newcomer, or move between the roles. */
+  const NEXT_ROLES = {
+    pending: [["manager", "approve_manager"], ["viewer", "approve_viewer"]],
+    viewer: [["manager", "make_manager"]],
+    manager: [["admin", "make_admin"], ["viewer", "make_viewer"]],
+    admin: [["manager", "make_manager"]],
+  };
+
   function memberRow(member) {
     const label = member.owner ? FD.t("role_owner") : FD.t("role_" + member.role);
     const details = ["#" + member.telegram_id];
     if (member.username) details.unshift("@" + member.username);
+    const badge = { admin: "assigned", pending: "waiting" }[member.role] || "";
     const item = FD.el("li", { "data-id": member.id ?? "" },
       FD.el("div", { class: "member" },
-        FD.el("span", { class: "name" }, member.name, " ",
-          FD.el("span", { class: "badge " + (member.role === "admin" ? "assigned" : "") }, label)),
+        FD.el("span", { class: "name" }, member.name, " ", FD.el("span", { class: "badge " + badge }, label)),
         FD.el("span", { class: "preview" }, details.join(" · "))));
-    if (!member.owner && member.id !== null) {
-      const next = member.role === "admin" ? "manager" : "admin";
-      item.firstChild.append(FD.el("button", { type: "button", class: "secondary", "data-role": next },
-        FD.t(next === "admin" ? "make_admin" : "make_manager")));
+    if (member.id !== null) {
+      const actions = FD.el("div", { class: "row member-actions" });
+      if (!member.owner) {
+        for (const [role, text] of NEXT_ROLES[member.role] || []) {
+          actions.append(FD.el("button", { type: "button", class: role === "viewer" ? "secondary" : "", "data-role": role },
+            FD.t(text)));
+        }
+      }
+      actions.append(FD.el("button", { type: "button", class: "secondary", "data-sign-out": "1" },
+        FD.t("sign_out_member")));
+      item.append(actions);
     }
     return item;
   }
@@ -272,14 +287,16 @@ FD.start(async (me) => {
   }
 
   team.addEventListener("click", async (event) => {
-    const button = event.target.closest("button[data-role]");
+    const button = event.target.closest("button[data-role], button[data-sign-out]");
     if (!button) return;
     const id = button.closest("li").dataset.id;
     button.disabled = true;
     try {
-      const data = await FD.api("PUT", `/api/admin/staff/${id}/role`, { role: button.dataset.role });
+      const data = button.dataset.signOut
+        ? await FD.api("POST", `/api/admin/staff/${id}/sign-out`, {})
+        : await FD.api("PUT", `/api/admin/staff/${id}/role`, { role: button.dataset.role });
       team.replaceChildren(...data.members.map(memberRow));
-      FD.toast(FD.t("saved"));
+      FD.toast(FD.t(button.dataset.signOut ? "signed_out_member" : "saved"));
     } catch (error) {
       FD.toast(error.message);
       button.disabled = false;

@@ -133,8 +133,12 @@ const FD = (() => {
     }
   }
 
+  /* Staff read the desk; viewers only read it, managers and admins act in it. */
+  const isStaff = (caller) => ["viewer", "manager", "admin"].includes(caller.role);
+  const canAct = (caller) => caller.role === "manager" || caller.role === "admin";
+
   function showNavigation(role) {
-    const staff = role === "manager" || role === "admin";
+    const staff = isStaff({ role });
     for (const link of document.querySelectorAll("[data-audience]")) {
       const audience = link.dataset.audience;
       link.hidden = !(audience === "everyone" || (audience === "customers" && !staff)
@@ -166,6 +170,11 @@ const FD = (() => {
     if (followLanguage(me)) return;
     showNavigation(me.role);
     status("");
+    const banner = { pending: "pending_banner", viewer: "viewer_banner" }[me.role];
+    if (banner) {
+      const note = el("p", { class: "card muted role-banner" }, t(banner));
+      document.querySelector("main").prepend(note);
+    }
     try {
       await render(me);
     } catch (error) {
@@ -223,7 +232,7 @@ const FD = (() => {
   }
 
   return { api, stream, headers, t, el, when, status, toast, start, live, stateLabel, confirmed, tg, conversationRow,
-           get me() { return me; }, get csrf() { return csrf; }, ApiError };
+           isStaff, canAct, get me() { return me; }, get csrf() { return csrf; }, ApiError };
 })();
 
 if (document.body.dataset.page === "login") document.getElementById("status").textContent = "";

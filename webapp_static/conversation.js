@@ -3,7 +3,8 @@
 
 FD.start(async (me) => {
   const id = Number(location.pathname.split("/").filter(Boolean).pop());
-  const staff = me.role !== "customer";
+  const staff = FD.isStaff(me);
+  const acting = FD.canAct(me);  // a viewer reads, and changes nothing
   const transcript = document.getElementById("transcript");
   const older = document.getElementById("older");
   const composer = document.getElementById("composer");
@@ -82,7 +83,7 @@ FD.start(async (me) => {
     if (row.banned) details.push(FD.t("banned"));
     document.getElementById("details").textContent = details.join(" · ");
     document.getElementById("summary").hidden = false;
-    if (!staff) return;
+    if (!acting) return;
     const mine = row.state === "assigned" && row.assignee && row.assignee.id === me.id;
     const visible = { take: row.state !== "closed" && !mine, return: row.state === "waiting" || row.state === "assigned",
                       close: row.state !== "closed", ban: !row.banned, unban: row.banned };

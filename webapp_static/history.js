@@ -2,7 +2,7 @@
 "use strict";
 
 FD.start(async (me) => {
-  if (me.role !== "customer") { location.replace("/app/inbox"); return; }
+  if (FD.isStaff(me)) { location.replace("/app/inbox"); return; }
   const list = document.getElementById("conversations");
   const more = document.getElementById("more");
   let cursor = null;

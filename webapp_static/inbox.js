@@ -2,7 +2,7 @@
 "use strict";
 
 FD.start(async (me) => {
-  if (me.role === "customer") { location.replace("/app/"); return; }
+  if (!FD.isStaff(me)) { location.replace("/app/"); return; }
   const form = document.getElementById("filters");
   const list = document.getElementById("conversations");
   const more = document.getElementById("more");

@@ -3,7 +3,7 @@
 "use strict";
 
 FD.start(async (me) => {
-  if (me.role === "customer") { location.replace("/app/"); return; }
+  if (!FD.isStaff(me)) { location.replace("/app/"); return; }
   const list = document.getElementById("items");
   const more = document.getElementById("more");
   const filters = document.getElementById("filters");

@@ -3,7 +3,7 @@
 "use strict";
 
 FD.start(async (me) => {
-  if (me.role === "customer") { location.replace("/app/"); return; }
+  if (!FD.isStaff(me)) { location.replace("/app/"); return; }
   const editor = document.getElementById("editor");
   const text = document.getElementById("text");
   const save = document.getElementById("save");

@@ -12,6 +12,43 @@ FD.start(async (me) => {
     logout.hidden = false;
   }
 
+  /* Browser sessions: this one is signed out below ("Sign out of this browser"), the others here. */
+  document.getElementById("browsers").hidden = !FD.isStaff(me);
+  const sessionList = document.getElementById("session-list");
+  const endOthers = document.getElementById("end-others");
+
+  function showSessions(data) {
+    const rows = data.sessions.map((session) => {
+      const text = FD.t("session_item", { when: FD.when(session.created_at), until: FD.when(session.expires_at) });
+      const item = FD.el("li", { "data-id": session.id },
+        FD.el("span", {}, session.current ? `${FD.t("session_current")} · ${text}` : text));
+      if (!session.current) item.append(FD.el("button", { type: "button", class: "secondary" }, FD.t("session_end")));
+      return item;
+    });
+    sessionList.replaceChildren(...(rows.length ? rows : [FD.el("li", { class: "muted" }, FD.t("sessions_none"))]));
+    endOthers.hidden = !data.sessions.some((session) => !session.current);
+  }
+
+  sessionList.addEventListener("click", async (event) => {
+    const button = event.target.closest("button");
+    if (!button) return;
+    button.disabled = true;
+    try {
+      showSessions(await FD.api("DELETE", "/api/me/sessions/" + button.closest("li").dataset.id));
+    } catch (error) {
+      FD.toast(error.message);
+      button.disabled = false;
+    }
+  });
+  endOthers.addEventListener("click", async () => {
+    try {
+      showSessions(await FD.api("DELETE", "/api/me/sessions"));
+    } catch (error) {
+      FD.toast(error.message);
+    }
+  });
+  if (FD.isStaff(me)) FD.api("GET", "/api/me/sessions").then(showSessions).catch((error) => FD.toast(error.message));
+
   form.addEventListener("change", async (event) => {
     const field = event.target;
     const patch = {};
