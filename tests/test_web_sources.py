@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from services.network_policy import Address, is_public, resolve_dns
 from services.web_sources import (
-    Address,
     CrawlPage,
     FetchError,
     FetchPolicy,
@@ -29,9 +29,7 @@ from services.web_sources import (
     WebFetcher,
     crawl,
     host_of,
-    is_public,
     normalise_url,
-    resolve_dns,
 )
 from tests.conftest import free_port
 
