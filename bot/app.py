@@ -188,7 +188,7 @@ def provider_keys(app: web.Application) -> ProviderKeys:
     per_minute = KEY_CHECKS_PER_HOUR / 60.0
     checks: RateLimiter = MemoryRateLimiter(KEY_CHECKS_BURST, per_minute) if redis is None else RedisRateLimiter(
         redis, f"{settings.redis_prefix}:{settings.bot_telegram_id}", KEY_CHECKS_BURST, per_minute)
-    policy = KeyPolicy(public_only=settings.app_env == "production", run_timeout=settings.ai_timeout)
+    policy = KeyPolicy(allow_private=settings.allow_private_providers, run_timeout=settings.ai_timeout)
     return ProviderKeys(app[BOX], app[SECRETS], policy, checks)
 
 

@@ -31,8 +31,7 @@ class Settings(BaseSettings):
     # Errors never echo a value: it may be a token or a key.
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True, hide_input_in_errors=True)
 
-    # `production` insists on what development makes up for itself (ENCRYPTION_KEY) and keeps customers'
-    # own API keys to public https addresses.
+    # `production` insists on what development makes up for itself (ENCRYPTION_KEY).
     app_env: Literal["development", "production"] = Field("development", alias="APP_ENV")
     bot_token: str = Field("", alias="BOT_TOKEN")
     telegram_api_base: str = Field("https://api.telegram.org", alias="TELEGRAM_API_BASE")
@@ -67,8 +66,12 @@ class Settings(BaseSettings):
     knowledge_max_file_mb: int = Field(20, alias="KNOWLEDGE_MAX_FILE_MB", ge=1, le=200)
     knowledge_page_limit: int = Field(200, alias="KNOWLEDGE_PAGE_LIMIT", ge=1, le=5000)
     knowledge_resync_hours: float = Field(24.0, alias="KNOWLEDGE_RESYNC_HOURS", gt=0)
+    # Addresses customers and staff make this process connect to (services/network_policy.py).
+    # Whether customers' own API keys may point at private addresses (this machine, the LAN): only for a
+    # laptop with a local model server; never on a server, where any customer could reach its network.
+    allow_private_providers: bool = Field(False, alias="ALLOW_PRIVATE_PROVIDERS")
     # Whether staff in the Mini App may add private addresses (an intranet wiki) as knowledge; unset:
-    # as customers' own API keys, allowed in development and refused in production.
+    # as ALLOW_PRIVATE_PROVIDERS.
     knowledge_allow_private_urls: bool | None = Field(None, alias="KNOWLEDGE_ALLOW_PRIVATE_URLS")
     # 32 random bytes in base64: seals customers' own API keys in the database (AES-256-GCM). Without
     # it, development makes one in the data directory; production refuses to start.
@@ -197,7 +200,7 @@ class Settings(BaseSettings):
     def staff_may_fetch_private(self) -> bool:
         if self.knowledge_allow_private_urls is not None:
             return self.knowledge_allow_private_urls
-        return self.app_env != "production"
+        return self.allow_private_providers
 
     @model_validator(mode="after")
     def _embedding_model_named(self) -> Settings:

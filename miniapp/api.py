@@ -43,8 +43,8 @@ ERRORS = {
 class ApiError(Exception):
     """An answer other than success: a status, a stable code, and a message id from a catalog."""
 
-    def __init__(self, status: int, code: str, message: str | None = None, *, details: Any = None,
-                 **params: Any) -> None:
+    def __init__(self, status: int, code: str, message: str | None = None, /, *, details: Any = None,
+                 **params: Any) -> None:  # positional: a message's own {status} is one of `params`
         super().__init__(code)
         self.status = status
         self.code = code

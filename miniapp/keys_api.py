@@ -29,6 +29,8 @@ REFUSALS: dict[str, tuple[int, str]] = {
     "https_only": (400, N_("The base URL must start with https://.")),
     "private_address": (400, N_("{host} is not a public address: a key may only point to a provider on the "
                                 "internet.")),
+    "redirected": (422, N_("That address answered with a redirect (HTTP {status}), and redirects are not followed. "
+                           "Enter the address the provider's documentation gives as the base URL.")),
     "bad_api_key": (400, N_("That does not look like an API key: paste the whole key, without spaces.")),
     "bad_models": (400, N_("List from 1 to {max} models this key may run, like gpt-4o-mini.")),
     "bad_model_name": (400, N_("Model names are up to {max} characters long, without spaces.")),

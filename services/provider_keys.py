@@ -5,32 +5,38 @@ model), and is then stored encrypted (services.secrets_box) with its last four c
 list. The plain key exists only in memory: while it is checked, and for a run (`open_client`).
 While it is in memory it is also held in the process's `Secrets`, so no log line can carry it.
 
-Where a key may point: in production, only `https://` addresses that resolve to public IP
-addresses, because any customer can add a key and we would otherwise call into our own network on
-their behalf (the answer's status would tell them what is there). In development, `http://` is
-also allowed to this machine (a local model server, the tests' fake). Redirects are never
-followed, so a public address cannot bounce the call inside either.
+Where a key may point: only `https://` addresses that are public, because any customer can add a
+key and we would otherwise call into our own network on their behalf (unmetered use of a model
+server on this machine, or the answer's status and timing telling them which internal ports are
+open). The rule is services/network_policy.py's, applied where each connection is made: a name is
+resolved once, and the call goes to the very addresses judged (no DNS rebinding between a check
+and the call). Redirects are never followed, so a public address cannot bounce the call inside
+either. Only when the operator allows private providers (ALLOW_PRIVATE_PROVIDERS, for a laptop with
+a local model server) may a key point at private addresses, and then `http://` too, to this
+machine's names and private IP addresses: a key never crosses the internet unencrypted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
+import ssl
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx2
 import openai
-from openai import AsyncOpenAI, DefaultAsyncHttpxClient
+from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion
 from tortoise.transactions import in_transaction
 
 from models import ProviderKey, User
 from services.limits import RateLimiter, Verdict
+from services.network_policy import Resolve, checked_client, is_ip_literal, is_public, private_address_in, resolve_dns
 from services.redaction import Secrets
 from services.secrets_box import BoxError, SecretBox
 
@@ -41,10 +47,7 @@ MAX_MODELS = 10
 MAX_NAME = 60
 MAX_URL = 300  # the column's size
 MAX_MODEL_NAME = 120
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-
-Resolve = Callable[[str, int], Awaitable[list[str]]]
-"""The IP addresses a host name resolves to (a seam for the production address rule)."""
+LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 
 
 class KeyRefused(ValueError):
@@ -58,7 +61,7 @@ class KeyRefused(ValueError):
 
 @dataclass(frozen=True)
 class KeyPolicy:
-    public_only: bool = True  # production: https to public addresses only
+    allow_private: bool = False  # ALLOW_PRIVATE_PROVIDERS: private addresses too, and http:// to them
     check_timeout: float = 15.0  # seconds the provider has to answer the check
     run_timeout: float = 60.0  # seconds a run's call may take (the client's default)
 
@@ -106,19 +109,15 @@ class OwnKeyClient(AsyncOpenAI):
                 self._release()
 
 
-async def _resolve(host: str, port: int) -> list[str]:
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port)
-    return [str(info[4][0]) for info in infos]
-
-
 class ProviderKeys:
     def __init__(self, box: SecretBox, secrets: Secrets, policy: KeyPolicy, checks: RateLimiter | None = None,
-                 resolve: Resolve = _resolve) -> None:
+                 resolve: Resolve = resolve_dns, tls: ssl.SSLContext | None = None) -> None:
         self.box = box
         self.secrets = secrets
         self.policy = policy
         self.checks = checks  # each check calls a server the customer chose: a budget per person
-        self.resolve = resolve
+        self.resolve = resolve  # where names point, judged at each connection (a seam for tests)
+        self.tls = tls  # the system's trust store unless given
 
     # --- adding ----------------------------------------------------------------------------------
 
@@ -126,9 +125,9 @@ class ProviderKeys:
         """Check the key with its provider and store it sealed; KeyRefused says why not."""
         name, url, api_key, names = _name(name), _url(base_url), _api_key(api_key), _models(models)
         await self._check_room(owner, name)
+        self._check_address(url)  # what the URL alone shows costs no check
         if self.checks is not None and await self.checks.check(f"key-check:{owner.id}") is not Verdict.ALLOW:
             raise KeyRefused("too_many_checks")
-        await self._check_address(url)
         await self._try_key(url, api_key, names[0])
         sealed = self.box.seal(api_key, context(owner.id, url))
         async with in_transaction() as connection:
@@ -150,24 +149,16 @@ class ProviderKeys:
         if name.casefold() in {str(existing).casefold() for existing in names}:
             raise KeyRefused("duplicate_name", name=name)
 
-    async def _check_address(self, url: str) -> None:
+    def _check_address(self, url: str) -> None:
+        """What the URL alone shows: a private IP literal or this machine's name, and plain http. Where a
+        name points is judged at each connection (network_policy), as the call is made."""
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
-        local = host in LOCAL_HOSTS or host.endswith(".localhost")
-        if not self.policy.public_only:
-            if parts.scheme != "https" and not local:
-                raise KeyRefused("https_only")
-            return
-        if parts.scheme != "https":
+        local = host in LOCAL_NAMES or host.endswith(".localhost") or (is_ip_literal(host) and not is_public(host))
+        if local and not self.policy.allow_private:
+            raise KeyRefused("private_address", host=host)
+        if parts.scheme != "https" and not local:
             raise KeyRefused("https_only")
-        if local:
-            raise KeyRefused("private_address", host=host)
-        try:
-            addresses = [host] if _is_ip(host) else await self.resolve(host, parts.port or 443)
-        except OSError as error:
-            raise KeyRefused("unreachable", host=host) from error
-        if not addresses or not all(ipaddress.ip_address(address.split("%")[0]).is_global for address in addresses):
-            raise KeyRefused("private_address", host=host)
 
     async def _try_key(self, url: str, api_key: str, model: str) -> None:
         """One chat completion of one token: what the provider answers says whether the key works."""
@@ -189,8 +180,13 @@ class ProviderKeys:
         except (openai.APITimeoutError, TimeoutError) as error:
             raise KeyRefused("timeout", seconds=round(timeout)) from error
         except openai.APIConnectionError as error:
+            refused = private_address_in(error)
+            if refused is not None:
+                raise KeyRefused("private_address", host=refused.host) from error
             raise KeyRefused("unreachable", host=host) from error
         except openai.APIStatusError as error:
+            if 300 <= error.status_code < 400:
+                raise KeyRefused("redirected", status=error.status_code) from error
             raise KeyRefused("provider_error", status=error.status_code) from error
         except openai.APIError as error:
             raise KeyRefused("not_compatible") from error
@@ -202,7 +198,9 @@ class ProviderKeys:
     def _client(self, url: str, api_key: str, timeout: float) -> OwnKeyClient:
         release = self.secrets.hold(api_key)
         try:
-            http = DefaultAsyncHttpxClient(follow_redirects=False, timeout=timeout)
+            # Every connection through the address rule; no redirect followed, no proxy from the environment.
+            http = checked_client(allow_private=self.policy.allow_private, resolve=self.resolve, tls=self.tls,
+                                  timeout=httpx2.Timeout(timeout, connect=min(timeout, 10.0)))
             return OwnKeyClient(release=release, api_key=api_key, base_url=url, timeout=timeout, max_retries=0,
                                 http_client=http)
         except BaseException:
@@ -234,9 +232,10 @@ class ProviderKeys:
         default. Close the client when the run is done (`async with client:`).
 
         Raises BoxError (UnknownKey: sealed under an encryption key this deployment no longer has;
-        Tampered: altered in the database) and KeyRefused when the address is no longer allowed
-        (it is checked again: a name may resolve elsewhere now, or the deployment went to production)."""
-        await self._check_address(key.base_url)
+        Tampered: altered in the database) and KeyRefused when the address is no longer allowed (the
+        operator stopped allowing private providers). Where the name points now is judged at each of the
+        client's connections: one that moved to a private address fails with openai.APIConnectionError."""
+        self._check_address(key.base_url)
         plain = self.box.open(key.secret, key.key_id, context(key.owner_id, key.base_url))  # type: ignore[attr-defined]
         client = self._client(key.base_url, plain, self.policy.run_timeout)
         key.last_used_at = datetime.now(UTC)
@@ -263,14 +262,6 @@ class ProviderKeys:
 
 
 # --- what a key's fields may be ------------------------------------------------------------------
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _name(name: str) -> str:

@@ -3,27 +3,19 @@
 This module is the network part: it returns a page's raw HTML and what the server said about it
 (its final URL, ETag, Last-Modified); turning HTML into text is done elsewhere.
 
-The address rule. Whoever adds a website makes this process fetch it, so a staff member could
-otherwise point us at our own network (an admin page on 10.0.0.5, the cloud's metadata service at
-169.254.169.254) and read the answer back as "knowledge". So unless the policy allows private
-addresses (the operator's CLI does; the Mini App only when the operator says so), every address we
-connect to must be global (`ipaddress.ip_address(...).is_global`; an IPv4 address carried inside an
-IPv6 one is judged as IPv4 too). The rule is applied where the connection is made, not to the URL
-beforehand: a host name is resolved once, every address it resolves to is judged (one private
-address refuses the name), and we connect to those very addresses, so a name cannot point to a
-public address for the check and to a private one for the connection (DNS rebinding). An IP literal
-is judged the same way, without a resolver. Redirects are followed by hand, at most
-`max_redirects`, and every hop connects through the same rule, so a public page cannot bounce us
-inside. Only http and https, and no credentials in URLs.
+The address rule (services/network_policy.py). Whoever adds a website makes this process fetch it,
+so a staff member could otherwise point us at our own network (an admin page on 10.0.0.5, the
+cloud's metadata service at 169.254.169.254) and read the answer back as "knowledge". So unless the
+policy allows private addresses (the operator's CLI does; the Mini App only when the operator says
+so: KNOWLEDGE_ALLOW_PRIVATE_URLS, else ALLOW_PRIVATE_PROVIDERS), every address we connect to must
+be public. The rule is applied where the connection is made, not to the URL beforehand (a name is
+resolved once and the connection goes to the addresses judged: no DNS rebinding). Redirects are
+followed by hand, at most `max_redirects`, and every hop connects through the same rule, so a public
+page cannot bounce us inside. Only http and https, and no credentials in URLs.
 
 HTTP is httpx2's (the client the OpenAI SDK brings; services import neither aiogram nor aiohttp,
-tests/test_architecture.py), over an httpcore2 connection pool whose network backend applies the
-rule: httpcore2 opens every connection through the backend's `connect_tcp`, so the rule sees each
-connection before it is made, and the connection goes to the address judged; TLS is started after,
-on that connection, and checks the certificate against the URL's host name. One client per
-WebFetcher keeps a site's connection alive from page to page. The client does not trust the
-environment (`trust_env=False`): a proxy from HTTP_PROXY or ALL_PROXY would make the connection
-itself, to an address the rule never sees.
+tests/test_architecture.py), over network_policy's checked client. One client per WebFetcher keeps
+a site's connection alive from page to page.
 """
 
 from __future__ import annotations
@@ -34,10 +26,9 @@ import contextlib
 import ipaddress
 import logging
 import re
-import socket
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import PurePosixPath
@@ -46,10 +37,11 @@ from typing import Any
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 from urllib.robotparser import RobotFileParser
 
-import httpcore2
 import httpx2
 import lxml.html
 from lxml import etree
+
+from services.network_policy import PrivateAddress, Resolve, checked_client, resolve_dns
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +66,6 @@ _SAFE_QUERY = _SAFE_PATH + "?"
 _HOST = re.compile(r"[a-z0-9._-]+|\[[0-9a-f:.]+\]")
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 _META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*([a-zA-Z0-9_.:-]+)", re.IGNORECASE)
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 _MESSAGES = {
     "bad_url": "The address is not a valid http or https URL.",
@@ -136,39 +127,6 @@ class Page:
     etag: str
     last_modified: str
     not_modified: bool = False  # the server answered 304 to the validators given: html is ""
-
-
-@dataclass(frozen=True)
-class Address:
-    """An address a host name resolves to, and whether it counts as public."""
-
-    ip: str
-    public: bool
-
-
-Resolve = Callable[[str, int], Awaitable[list[Address]]]
-"""Where a host name points (a seam: a test can name a host that counts as public). IP literals never
-reach it: they are judged by `is_public` alone."""
-
-
-def is_public(ip: str) -> bool:
-    """A global address; for IPv6, any IPv4 address it carries must be global too (mapped, NAT64,
-    6to4, Teredo), or ::ffff:10.0.0.1 would reach 10.0.0.1."""
-    address = ipaddress.ip_address(ip.split("%")[0])
-    if not address.is_global:
-        return False
-    if not isinstance(address, ipaddress.IPv6Address):
-        return True
-    inside = [address.ipv4_mapped, address.sixtofour, address.teredo[1] if address.teredo else None]
-    if address in _NAT64:
-        inside.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
-    return all(v4.is_global for v4 in inside if v4 is not None)
-
-
-async def resolve_dns(host: str, port: int) -> list[Address]:
-    """The system resolver's answer, each address judged by `is_public`."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [Address(ip, is_public(ip)) for ip in dict.fromkeys(str(info[4][0]) for info in infos)]
 
 
 # --- URLs ----------------------------------------------------------------------------------------
@@ -242,7 +200,7 @@ WantsBody = Callable[[int, str], bool]
 """Whether a response's body is read, from its status and media type."""
 
 # What the HTTP stack raises for a site that cannot be read (FetchError from the address rule passes as it is).
-_HTTP_ERRORS = (httpcore2.TimeoutException, httpcore2.NetworkError, httpcore2.ProtocolError, httpx2.DecodingError,
+_HTTP_ERRORS = (httpx2.TimeoutException, httpx2.NetworkError, httpx2.ProtocolError, httpx2.DecodingError,
                 httpx2.InvalidURL, OSError)
 
 
@@ -322,108 +280,27 @@ class WebFetcher:
             async with self._http().stream("GET", url, headers=headers) as response:
                 wanted = wants_body(response.status_code, _media_type(response.headers.get("Content-Type", "")))
                 body = await _read_body(response, self.policy.max_bytes) if wanted else await _skip_body(response)
+        except PrivateAddress as refused:
+            raise FetchError("private_address", host=refused.host) from refused
         except _HTTP_ERRORS as error:
             raise _failure(error, urlsplit(url).hostname or "") from error
         return _Response(url, response.status_code, response.headers, response.charset_encoding, body)
 
     def _http(self) -> httpx2.AsyncClient:
         if self._client is None:
-            self._client = _client(self.policy, _CheckedBackend(self.resolve, self.policy.allow_private),
-                                   self._tls or ssl.create_default_context())
+            self._client = checked_client(
+                allow_private=self.policy.allow_private, resolve=self.resolve, tls=self._tls,
+                keepalive_expiry=_KEEPALIVE, headers={"User-Agent": self.policy.user_agent},
+                timeout=httpx2.Timeout(self.policy.timeout, connect=self.policy.connect_timeout),  # asyncio.timeout
+                # bounds the whole; no cookies kept: every page is fetched as by a stranger
+                cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])))
         return self._client
-
-
-def _client(policy: FetchPolicy, backend: httpcore2.AsyncNetworkBackend, tls: ssl.SSLContext) -> httpx2.AsyncClient:
-    """httpx2 over an httpcore2 pool whose every connection is made by `backend` (httpx2's own transport
-    takes no network backend, so `_Transport` hands the requests to the pool)."""
-    pool = httpcore2.AsyncConnectionPool(ssl_context=tls, network_backend=backend, keepalive_expiry=_KEEPALIVE)
-    return httpx2.AsyncClient(
-        transport=_Transport(pool),
-        headers={"User-Agent": policy.user_agent},
-        timeout=httpx2.Timeout(policy.timeout, connect=policy.connect_timeout),  # asyncio.timeout bounds the whole
-        follow_redirects=False,  # by hand (WebFetcher._follow), so that every target is checked
-        cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),  # none kept: every page is fetched as by a stranger
-        # Nothing from the environment: a proxy from HTTP(S)_PROXY or ALL_PROXY would make the connection itself,
-        # to an address the rule never sees. httpx2 mounts none beside a transport of our own; this keeps it so.
-        trust_env=False,
-    )
-
-
-class _CheckedBackend(httpcore2.AsyncNetworkBackend):
-    """httpcore2's AnyIO backend with the address rule in `connect_tcp`, where httpcore2 opens every
-    connection: the host is resolved once (an IP literal is not: it is judged as it is), every address
-    is judged, and the connection goes to a judged address, never to the name. httpcore2 then starts TLS
-    on the stream with the request's host as server_hostname, so the certificate is checked for the name."""
-
-    def __init__(self, resolve: Resolve, allow_private: bool) -> None:
-        self._resolve = resolve
-        self._allow_private = allow_private
-        self._network = httpcore2.AnyIOBackend()
-
-    async def connect_tcp(  # httpcore2's signature, `timeout` included
-            self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,  # noqa: ASYNC109
-            socket_options: Iterable[httpcore2.SOCKET_OPTION] | None = None) -> httpcore2.AsyncNetworkStream:
-        addresses = await self._addresses(host, port)
-        if not self._allow_private and not all(address.public for address in addresses):
-            raise FetchError("private_address", host=host)
-        failure: Exception = httpcore2.ConnectError(f"{host} has no address")
-        for address in addresses:  # `timeout` is the connect timeout, for each address tried
-            try:
-                return await self._network.connect_tcp(address.ip, port, timeout, local_address, socket_options)
-            except (httpcore2.ConnectError, httpcore2.ConnectTimeout) as error:
-                log.info("cannot connect to %s (%s): %s", host, address.ip, error)
-                failure = error
-        raise failure
-
-    async def sleep(self, seconds: float) -> None:
-        await self._network.sleep(seconds)
-
-    async def _addresses(self, host: str, port: int) -> list[Address]:
-        try:
-            return [Address(host, is_public(host))]  # an IP literal: no resolver
-        except ValueError:
-            pass
-        try:
-            return await self._resolve(host, port)
-        except OSError as error:
-            raise httpcore2.ConnectError(f"cannot resolve {host}: {error}") from error
-
-
-class _Transport(httpx2.AsyncBaseTransport):
-    """httpx2's requests, sent through an httpcore2 pool (what httpx2.AsyncHTTPTransport does, less its
-    options and its exception mapping: `_failure` reads httpcore2's exceptions itself)."""
-
-    def __init__(self, pool: httpcore2.AsyncConnectionPool) -> None:
-        self._pool = pool
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        url = request.url
-        response = await self._pool.handle_async_request(httpcore2.Request(
-            request.method, httpcore2.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
-            headers=request.headers.raw, content=request.stream, extensions=request.extensions))
-        return httpx2.Response(response.status, headers=response.headers, stream=_Stream(response),
-                               extensions=response.extensions)
-
-    async def aclose(self) -> None:
-        await self._pool.aclose()
-
-
-class _Stream(httpx2.AsyncByteStream):
-    def __init__(self, response: httpcore2.Response) -> None:
-        self._response = response
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._response.aiter_stream():
-            yield chunk
-
-    async def aclose(self) -> None:
-        await self._response.aclose()
 
 
 def _failure(error: Exception, host: str) -> FetchError:
     if isinstance(error, httpx2.InvalidURL):
         return FetchError("bad_url")
-    if isinstance(error, httpcore2.TimeoutException) and not isinstance(error, httpcore2.ConnectTimeout):
+    if isinstance(error, httpx2.TimeoutException) and not isinstance(error, httpx2.ConnectTimeout):
         return FetchError("timeout")  # connected, then kept waiting
     certificate = _certificate_error(error)
     if certificate is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,20 +43,23 @@ class FakeAI:
         self.received = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.scheme = "http"
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{self.scheme}://127.0.0.1:{self.port}/v1"
 
-    async def start(self) -> FakeAI:
+    async def start(self, ssl_context: ssl.SSLContext | None = None) -> FakeAI:
+        """On 127.0.0.1, over TLS with `ssl_context` (a provider on the internet, as a test's DNS names it)."""
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._completions)
         app.router.add_post("/v1/embeddings", self._embeddings)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ssl_context)
         await site.start()
         self.port = self._runner.addresses[0][1]
+        self.scheme = "http" if ssl_context is None else "https"
         return self
 
     async def stop(self) -> None:

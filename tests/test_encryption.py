@@ -64,7 +64,7 @@ async def test_a_key_moved_to_another_person_or_another_address_does_not_open(da
     tenant = await conversations.ensure_bot(1)
     ann = await conversations.register_customer(tenant.id, conversations.Customer(1001, "Ann"), "en")
     bob = await conversations.register_customer(tenant.id, conversations.Customer(1002, "Bob"), "en")
-    keys = ProviderKeys(box(NEW), Secrets(), KeyPolicy(public_only=False))
+    keys = ProviderKeys(box(NEW), Secrets(), KeyPolicy(allow_private=True))
     sealed = keys.box.seal("sk-ann-secret-key", context(ann.id, URL))
     row = await ProviderKey.create(bot_id=tenant.id, owner_id=ann.id, name="Ann's", base_url=URL, models=["m"],
                                    secret=sealed.secret, key_id=sealed.key_id, last4="-key")
@@ -101,7 +101,7 @@ async def test_rotate_keys_reseals_stored_keys_under_the_new_encryption_key(
 
     # The new key alone opens nothing of the old: the list says so, and rotate-keys says how to fix it
     # and changes nothing.
-    new_only = ProviderKeys(box(NEW), Secrets(), KeyPolicy(public_only=False))
+    new_only = ProviderKeys(box(NEW), Secrets(), KeyPolicy(allow_private=True))
     assert [key.readable for key in await new_only.list_keys(ann)] == [False, False]
     refused = _cli(tmp_path, "rotate-keys", DATABASE_URL=database_url, ENCRYPTION_KEY=NEW)
     assert refused.returncode == 1

@@ -124,7 +124,8 @@ async def test_an_answer_from_a_web_page_links_to_it_in_the_widget(
 
     bot = await Bot.all().order_by("id").first()
     assert bot is not None
-    source = await sources_of(frontdesk).add_url(bot.id, shop_site + "/catering", whole_site=False)
+    source = await sources_of(frontdesk).add_url(bot.id, shop_site + "/catering", whole_site=False,
+                                                  allow_private=True)  # the shop is on this machine
     ready = await until_ready(source.id)
     assert ready.status == SourceStatus.READY
     assert ready.title.startswith("Catering")  # the page's <title>, as the extractor reads it
@@ -158,7 +159,8 @@ async def test_a_web_page_source_is_a_link_on_telegram(frontdesk: Frontdesk, sim
 
     bot = await Bot.all().order_by("id").first()
     assert bot is not None
-    source = await sources_of(frontdesk).add_url(bot.id, shop_site + "/catering", whole_site=False)
+    source = await sources_of(frontdesk).add_url(bot.id, shop_site + "/catering", whole_site=False,
+                                                  allow_private=True)  # the shop is on this machine
     ready = await until_ready(source.id)
     assert ready.status == SourceStatus.READY
     ai.script.answer_messages = cite_passage("Office breakfasts")

@@ -29,7 +29,9 @@ READY = 60_000  # ms: indexing runs the real embedding model on two busy cores
 
 @pytest.fixture
 async def desk(database_url: str, sim: Simulator) -> AsyncIterator[Desk]:
-    async with manager_desk(database_url, sim, None, KNOWLEDGE_MAX_FILE_MB=1) as running:
+    # The test sites are on this machine: staff may add them as the operator may allow an intranet.
+    async with manager_desk(database_url, sim, None, KNOWLEDGE_MAX_FILE_MB=1,
+                            KNOWLEDGE_ALLOW_PRIVATE_URLS="true") as running:
         yield running
 
 

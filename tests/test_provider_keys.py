@@ -37,6 +37,13 @@ def key_body(ai: FakeAI, **changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
+def frontdesk_settings() -> dict[str, Any]:
+    """The provider is the fake AI on 127.0.0.1, as on a laptop whose operator allows a local model server
+    (tests/test_ssrf.py: what the defaults allow)."""
+    return {"ALLOW_PRIVATE_PROVIDERS": "true"}
+
+
+@pytest.fixture
 def provider(ai: FakeAI) -> FakeAI:
     """The fake AI as a provider that knows the deployment's key and the customer's own, and two models."""
     ai.script.api_keys = {"test-key", OWN_KEY}
@@ -112,7 +119,7 @@ async def test_errors_come_in_the_callers_language(frontdesk: Frontdesk, sim: Si
     ({"name": "x" * 61}, "bad_name"),
     ({"base_url": "ftp://files.example/v1"}, "bad_url"),
     ({"base_url": "https://user:pass@api.example/v1"}, "bad_url"),
-    ({"base_url": "http://api.example.com/v1"}, "https_only"),  # http only to this machine, in development
+    ({"base_url": "http://api.example.com/v1"}, "https_only"),  # http only to private addresses, when allowed
     ({"api_key": "short"}, "bad_api_key"),
     ({"api_key": "sk-with a space-inside"}, "bad_api_key"),
     ({"models": []}, "bad_models"),
@@ -238,38 +245,24 @@ async def owner(database: str) -> User:
     return await conversations.register_customer(tenant.id, conversations.Customer(1001, "Ann"), "en")
 
 
-def service(*, public_only: bool, check_timeout: float = 15.0, **kwargs: Any) -> ProviderKeys:
-    return ProviderKeys(SecretBox(parse_key(new_key())), Secrets(), KeyPolicy(public_only, check_timeout), **kwargs)
+def service(*, allow_private: bool, check_timeout: float = 15.0, **kwargs: Any) -> ProviderKeys:
+    return ProviderKeys(SecretBox(parse_key(new_key())), Secrets(), KeyPolicy(allow_private, check_timeout), **kwargs)
 
 
-async def test_production_keeps_keys_to_public_https_addresses(owner: User, provider: FakeAI) -> None:
-    async def resolve(host: str, port: int) -> list[str]:
-        return {"api.internal.example": ["10.1.2.3"], "mixed.example": ["93.184.215.14", "127.0.0.1"]}[host]
-
-    keys = service(public_only=True, resolve=resolve)
-    refusals = {provider.base_url: "https_only"}
-    for host in ("127.0.0.1", "localhost:8443", "169.254.169.254", "[::1]", "10.0.0.8", "api.internal.example",
-                 "mixed.example"):
-        refusals[f"https://{host}/v1"] = "private_address"
-    for url, code in refusals.items():
-        with pytest.raises(KeyRefused) as refused:
-            await keys.add(owner, "k", url, OWN_KEY, ["own-model"])
-        assert refused.value.code == code, url
-    assert provider.requests == []
-    assert await ProviderKey.all().count() == 0
-
-    # A key stored under development's rules is not used once the deployment is in production.
-    development = service(public_only=False)
-    await development.add(owner, "Local", provider.base_url, OWN_KEY, ["own-model"])
-    production = ProviderKeys(development.box, Secrets(), KeyPolicy(public_only=True))
+async def test_a_key_stored_while_private_providers_were_allowed_is_not_used_once_they_are_not(
+        owner: User, provider: FakeAI) -> None:
+    laptop = service(allow_private=True)
+    await laptop.add(owner, "Local", provider.base_url, OWN_KEY, ["own-model"])
+    server = ProviderKeys(laptop.box, Secrets(), KeyPolicy(allow_private=False))
     with pytest.raises(KeyRefused) as refused:
-        await production.open_client(await ProviderKey.get())
-    assert refused.value.code == "https_only"
+        await server.open_client(await ProviderKey.get())
+    assert (refused.value.code, refused.value.params) == ("private_address", {"host": "127.0.0.1"})
+    assert len(provider.requests) == 1  # the check when it was added, and nothing since
 
 
 async def test_a_provider_that_does_not_answer_in_time_is_reported(owner: User, provider: FakeAI) -> None:
     provider.script.hold = asyncio.Event()
-    keys = service(public_only=False, check_timeout=0.3)
+    keys = service(allow_private=True, check_timeout=0.3)
     with pytest.raises(KeyRefused) as refused:
         await keys.add(owner, "Slow", provider.base_url, OWN_KEY, ["own-model"])
     assert (refused.value.code, refused.value.params) == ("timeout", {"seconds": 0})
@@ -295,9 +288,9 @@ async def test_redirects_and_pages_that_are_no_api_are_refused(owner: User, prov
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    keys = service(public_only=False)
+    keys = service(allow_private=True)
     try:
-        for path, code in (("redirect", "provider_error"), ("page", "not_compatible"), ("other", "not_compatible")):
+        for path, code in (("redirect", "redirected"), ("page", "not_compatible"), ("other", "not_compatible")):
             with pytest.raises(KeyRefused) as refused:
                 await keys.add(owner, path, f"http://127.0.0.1:{port}/{path}", OWN_KEY, ["own-model"])
             assert refused.value.code == code

@@ -524,6 +524,8 @@ async def test_a_run_whose_reader_goes_away_is_kept_as_stopped(frontdesk: Frontd
 OWN_KEY = "sk-own-studio-K3y9w2Lm7Qx4"
 
 
+# The provider is the fake AI on 127.0.0.1, as on a laptop whose operator allows a local model server.
+@pytest.mark.parametrize("frontdesk_settings", [{"ALLOW_PRIVATE_PROVIDERS": "true"}], indirect=True)
 async def test_runs_on_an_own_key_use_it_and_are_not_counted_even_past_the_quota(
         frontdesk: Frontdesk, sim: Simulator, ai: FakeAI, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)

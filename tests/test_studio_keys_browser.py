@@ -18,6 +18,8 @@ pytestmark = pytest.mark.browser
 OWN_KEY = "sk-own-Zq8v3LmN0pQr5tUw7yA1cD9f"
 
 
+# The provider is the fake AI on 127.0.0.1, as on a laptop whose operator allows a local model server.
+@pytest.mark.parametrize("frontdesk_settings", [{"ALLOW_PRIVATE_PROVIDERS": "true"}], indirect=True)
 async def test_a_customer_adds_a_key_sees_its_last_four_and_deletes_it(
         frontdesk: Frontdesk, sim: Simulator, ai: FakeAI, browser: Browser) -> None:
     ai.script.api_keys = {"test-key", OWN_KEY}

@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from services.network_policy import Address, resolve_dns
 from services.web_sources import (
-    Address,
     CrawlPage,
     FetchError,
     FetchPolicy,
@@ -29,9 +29,7 @@ from services.web_sources import (
     WebFetcher,
     crawl,
     host_of,
-    is_public,
     normalise_url,
-    resolve_dns,
 )
 from tests.conftest import free_port
 
@@ -527,15 +525,6 @@ async def test_a_crawl_from_a_private_address_fails_before_any_request(site: Sit
     error = await refusal(crawled(site.url("/"), policy=FetchPolicy()))
     assert (error.code, error.params) == ("private_address", {"host": "127.0.0.1"})
     assert site.hits == []
-
-
-@pytest.mark.parametrize(("address", "public"), [
-    ("8.8.8.8", True), ("2606:4700:4700::1111", True), ("::ffff:8.8.8.8", True),
-    ("10.0.0.5", False), ("169.254.169.254", False), ("100.64.0.1", False), ("fe80::1", False), ("::1", False),
-    ("::ffff:10.0.0.5", False), ("64:ff9b::a00:5", False), ("2002:a00:5::1", False),
-])
-def test_an_address_is_public_only_if_every_ipv4_address_inside_it_is(address: str, public: bool) -> None:
-    assert is_public(address) is public
 
 
 # --- URLs ----------------------------------------------------------------------------------------
