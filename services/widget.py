@@ -27,7 +27,7 @@ from tortoise.transactions import in_transaction
 
 from models import AuditLog, AuthorKind, Bot, Conversation, ConversationMode, Message, User, WidgetSite
 from services.events import EventBus
-from services.render import html_to_text, markdown_to_html
+from services.render import html_to_text, markdown_to_html, sanitize_html
 
 WIDGET_CHANNEL = "widget"  # the event bus channel every instance's sockets listen on
 VISIBLE_AUTHORS = (AuthorKind.CUSTOMER, AuthorKind.AI, AuthorKind.MANAGER, AuthorKind.SYSTEM)
@@ -262,7 +262,8 @@ def message_html(message: Message) -> str:
     if message.author_kind == AuthorKind.AI:
         return markdown_to_html(message.text)
     if message.author_kind == AuthorKind.MANAGER:
-        return message.text  # stored as Telegram HTML, escaped by aiogram
+        # Stored as Telegram HTML; cleaned again here, for rows stored before it was cleaned on the way in.
+        return sanitize_html(message.text)
     return _escape(message.text)
 
 
