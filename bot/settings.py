@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from services.public_address import PublicAddress
 from services.secrets_box import HOW_TO_MAKE_ONE, parse_key
 
 SUPPORTED_LOCALES = ("en", "ru", "uz")
@@ -180,6 +181,12 @@ class Settings(BaseSettings):
     @property
     def webhook_url(self) -> str:
         return self.webhook_base_url.rstrip("/") + "/telegram/webhook" if self.webhook_base_url else ""
+
+    @property
+    def public_address(self) -> PublicAddress:
+        """Which scheme and address people reach this server at (cookies, origin checks, links)."""
+        fallback = self.webhook_base_url or f"http://localhost:{self.port}"
+        return PublicAddress.of(self.public_base_url, fallback)
 
     @property
     def staff_may_fetch_private(self) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from miniapp.origin import request_origin
 from miniapp.widget_hub import WidgetHub
 from models import Bot, Conversation, HandoffReason, User, WidgetSite
 from services import conversations, desk, handoff, widget
@@ -119,11 +120,6 @@ def _locale(request: web.Request, runtime: WidgetRuntime) -> str:
 def _error_body(runtime: WidgetRuntime, locale: str, code: str) -> dict[str, Any]:
     message = runtime.translate(locale, ERRORS[code]).format(limit=MAX_TEXT_CHARS)
     return {"error": {"code": code, "message": message}}
-
-
-def request_origin(request: web.Request) -> str:
-    """The page's origin. Browsers leave Origin out of same-origin GETs: then it is our own."""
-    return request.headers.get("Origin") or f"{request.scheme}://{request.host}"
 
 
 def _cors(request: web.Request, site: WidgetSite | None) -> dict[str, str] | None:
