@@ -27,7 +27,17 @@ from bot.events import RedisBus
 from bot.i18n import create_i18n, translator
 from bot.keys import BOX, REDIS, SECRETS, SETTINGS, TELEGRAM, TelegramRuntime
 from bot.knowledge import keep_knowledge_fresh, knowledge_sources
-from bot.observability import METRICS, READINESS, Metrics, Readiness, metrics_view, readyz_view
+from bot.observability import (
+    METRICS,
+    METRICS_ACCESS,
+    READINESS,
+    Metrics,
+    MetricsAccess,
+    Readiness,
+    metrics_context,
+    metrics_view,
+    readyz_view,
+)
 from bot.sender import Budget, Limits, Pacer, RedisPacer, TelegramChatSender
 from bot.settings import Settings
 from bot.telegram import create_bot, create_dispatcher, set_commands, set_menu_button
@@ -242,8 +252,10 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     outboxes = Outboxes(*workers)
     app[OUTBOXES] = outboxes
     app[WIDGET] = WidgetRuntime(hub, live, widget_limits(app), shared.limiter, translate, hours, outboxes.wake,
-                                settings.default_locale, settings.trust_proxy_headers, load_script(), feed)
-    await widget.ensure_demo_site(tenant.id, settings.port, settings.public_address.origin)
+                                settings.default_locale, settings.trust_proxy_headers, load_script(), feed,
+                                demo=settings.demo_enabled)
+    if settings.demo_enabled:  # DEMO_SITE, or development: a live AI chat at `/` for a first look
+        await widget.ensure_demo_site(tenant.id, settings.port, settings.public_address.origin)
     app[TRANSLATE] = translate
     app[MINIAPP] = MiniAppRuntime(tenant.id, settings.bot_token, timedelta(seconds=settings.miniapp_auth_max_age),
                                   frozenset(settings.admin_ids), settings.default_locale, translate, feed,
@@ -380,9 +392,11 @@ def create_app(settings: Settings, secrets: Secrets | None = None) -> web.Applic
     app[BOX] = secret_box(settings, secrets)  # now: a missing or broken key stops the start here
     app[PUBLIC] = settings.public_address  # the one answer to "which scheme, which address"
     app[METRICS] = Metrics()
+    app[METRICS_ACCESS] = MetricsAccess(settings.metrics_token, settings.metrics_refresh_seconds)
     app[READINESS] = Readiness(settings.ready_max_outbox_age)
     app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(database_context)
+    app.cleanup_ctx.append(metrics_context)
     app.cleanup_ctx.append(frontdesk_context)
     app.cleanup_ctx.append(retention_context)
     app[STOPPING] = Stopping()
@@ -391,7 +405,7 @@ def create_app(settings: Settings, secrets: Secrets | None = None) -> web.Applic
     app.router.add_get("/readyz", readyz_view)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_post("/telegram/webhook", telegram_webhook)
-    add_routes(app)
+    add_routes(app, demo=settings.demo_enabled)
     miniapp_routes.add_routes(app)
     app.router.add_static("/static/", STATIC, append_version=True, name="static")
     return app

@@ -111,6 +111,14 @@ class Settings(BaseSettings):
     # On shutdown, how long running jobs may finish before they are interrupted (and redone later).
     shutdown_grace_seconds: float = Field(10.0, alias="SHUTDOWN_GRACE_SECONDS", ge=0)
 
+    # The operations surface (docs: the security notes). /metrics answers only `Authorization: Bearer
+    # METRICS_TOKEN` (at least 16 characters); unset, /metrics is not served at all.
+    metrics_token: str = Field("", alias="METRICS_TOKEN")
+    # Seconds between reads of the database's gauges (outbox, conversations); a scrape never queries.
+    metrics_refresh_seconds: float = Field(15.0, alias="METRICS_REFRESH_SECONDS", gt=0)
+    # The demo page at `/`, a live AI chat through the `demo` widget site; unset: on only in development.
+    demo_site: bool | None = Field(None, alias="DEMO_SITE")
+
     @field_validator("admin_ids", "ai_fallback_models", "encryption_old_keys", mode="before")
     @classmethod
     def _lists(cls, value: object) -> object:
@@ -153,6 +161,18 @@ class Settings(BaseSettings):
         if self.database_url.startswith("sqlite://") and ":memory:" not in self.database_url:
             return Path(self.database_url.removeprefix("sqlite://")).parent / "encryption.key"
         return PROJECT_ROOT / "data" / "encryption.key"
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_metrics_token(cls, value: str) -> str:
+        value = value.strip()
+        if value and len(value) < 16:
+            raise ValueError("METRICS_TOKEN must be at least 16 characters (e.g. `openssl rand -hex 24`)")
+        return value
+
+    @property
+    def demo_enabled(self) -> bool:
+        return self.demo_site if self.demo_site is not None else self.app_env == "development"
 
     @field_validator("default_locale")
     @classmethod
@@ -216,7 +236,7 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Everything that must never appear in a log line."""
         keys = [self.bot_token, self.ai_api_key, self.webhook_secret, self.encryption_key, *self.encryption_old_keys,
-                self.embedding_api_key]
+                self.embedding_api_key, self.metrics_token]
         return keys + [provider.api_key for provider in self.ai_providers.values()]
 
     @property

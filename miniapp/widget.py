@@ -97,6 +97,12 @@ class WidgetRuntime:
     trust_forwarded: bool = False
     script: bytes = field(default=b"", repr=False)
     feed: InboxFeed | None = None  # tells open Mini App inboxes of new messages
+    demo: bool = False  # DEMO_SITE: the demo page at `/` and its `demo` site; off, that key is unknown
+
+    async def site(self, key: str) -> WidgetSite | None:
+        if key == widget.DEMO_SITE_KEY and not self.demo:
+            return None  # a demo site left from a start with DEMO_SITE on serves nobody now
+        return await widget.site_by_key(key)
 
 
 WIDGET = web.AppKey("widget", WidgetRuntime)
@@ -149,7 +155,7 @@ async def _site_request(request: web.Request) -> SiteRequest:
     """The site the request names, from one of its origins; else a 404 or 403 with a JSON error."""
     runtime = request.app[WIDGET]
     locale = _locale(request, runtime)
-    site = await widget.site_by_key(request.query.get("site", ""))
+    site = await runtime.site(request.query.get("site", ""))
     cors = _cors(request, site)
     if site is None or cors is None:
         status, code = (404, "unknown_site") if site is None else (403, "origin_not_allowed")
@@ -163,7 +169,7 @@ def _refusal(status: int, body: dict[str, Any]) -> web.HTTPException:
 
 
 async def preflight(request: web.Request) -> web.Response:
-    site = await widget.site_by_key(request.query.get("site", ""))
+    site = await request.app[WIDGET].site(request.query.get("site", ""))
     cors = _cors(request, site)
     return web.Response(status=204 if cors else 403, headers=cors or {})
 
@@ -301,7 +307,7 @@ async def _hello(request: web.Request, runtime: WidgetRuntime, socket: web.WebSo
         await refuse(problem.code, CLOSE_BAD_HELLO)
         return None
     locale = pick_locale(str(hello.get("lang") or ""), default=runtime.default_locale)
-    site = await widget.site_by_key(str(hello.get("site") or ""))
+    site = await runtime.site(str(hello.get("site") or ""))
     if site is None:
         await refuse("unknown_site", CLOSE_FORBIDDEN)
         return None
@@ -456,8 +462,9 @@ async def _on_rate(session: Session, frame: dict[str, Any]) -> None:
 # --- wiring ------------------------------------------------------------------------------------------------
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/", demo_page)
+def add_routes(app: web.Application, *, demo: bool) -> None:
+    if demo:
+        app.router.add_get("/", demo_page)
     app.router.add_get("/widget.js", script_view)
     app.router.add_get("/widget/ws", widget_socket)
     app.router.add_get("/widget/api/site", site_view)

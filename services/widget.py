@@ -371,9 +371,10 @@ DEMO_SITE_KEY = "demo"
 
 
 async def ensure_demo_site(bot_id: int, port: int, public_origin: str = "") -> WidgetSite | None:
-    """The demo page's site, created once so `make run` shows a working widget at `/`.
+    """The demo page's site, created once so `make run` shows a working widget at `/` (only while the demo is on:
+    DEMO_SITE, by default in development only).
 
-    Created on the first start only: once removed (`site remove demo`) it stays removed.
+    Created on the first start with the demo on only: once removed (`site remove demo`) it stays removed.
     """
     bot = await Bot.get(id=bot_id)
     if not bot.settings.get("demo_site_created"):
