@@ -7,6 +7,7 @@ from aiohttp import web
 from miniapp import schemas
 from miniapp.api import Api, ok, read_body
 from miniapp.auth import CALLER, SESSION_COOKIE, authenticate
+from miniapp.origin import secure_cookies
 from services import accounts, conversations, inbox, privacy
 from services.i18n import pick_locale
 
@@ -57,7 +58,7 @@ async def delete_data(request: web.Request) -> web.Response:
     if caller.via_session:
         token = request.cookies.get(SESSION_COOKIE, "")
         await accounts.end_session(token)
-        response.del_cookie(SESSION_COOKIE, path="/")
+        response.del_cookie(SESSION_COOKIE, path="/", secure=secure_cookies(request), httponly=True, samesite="Lax")
     return response
 
 

@@ -398,8 +398,8 @@ async def logout(request: web.Request) -> web.StreamResponse:
             return error_response(request, ApiError(403, "csrf"))
         await accounts.end_session(token)
     response = web.HTTPSeeOther("/app/login")
-    response.del_cookie(SESSION_COOKIE, path="/")
-    response.del_cookie(CSRF_COOKIE, path="/")
+    response.del_cookie(SESSION_COOKIE, path="/", secure=secure_cookies(request), httponly=True, samesite="Lax")
+    response.del_cookie(CSRF_COOKIE, path="/", secure=secure_cookies(request), samesite="Strict")
     raise response
 
 

@@ -387,6 +387,14 @@ async def test_behind_a_tls_proxy_the_session_cookie_is_secure_and_live_updates_
         # Only our own pages may use the cookie: not another site, nor our host over plain http.
         assert await _live_role(session, desk, "https://evil.example") == 4401
         assert await _live_role(session, desk, "http://desk.example") == 4401
+        # Signing out clears the cookies the way they were set.
+        async with session.get(desk.frontdesk.url + "/api/me") as me:
+            csrf = (await me.json())["csrf_token"]
+        async with session.post(desk.frontdesk.url + "/app/logout", headers={"X-CSRF-Token": csrf},
+                                allow_redirects=False) as out:
+            assert out.status == 303
+            assert {name: bool(morsel["secure"]) for name, morsel in out.cookies.items()} == {
+                "frontdesk_session": True, "frontdesk_csrf": True}
 
 
 async def test_in_local_development_the_session_cookie_is_not_secure(
