@@ -19,7 +19,8 @@ RUN PYTHONPATH=$(echo /install/lib/python3.11/site-packages) TIKTOKEN_CACHE_DIR=
     python -c "import tiktoken; [tiktoken.get_encoding(name) for name in ('o200k_base', 'cl100k_base')]"
 
 FROM python:3.11-slim
-# Production: ENCRYPTION_KEY must come with the environment (`python -m bot encryption-key` makes one).
+# Production: ENCRYPTION_KEY must come with the environment (`python -m bot encryption-key` makes one); no demo
+# chat at `/` (DEMO_SITE=true brings it back); /metrics only with METRICS_TOKEN.
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 APP_ENV=production TIKTOKEN_CACHE_DIR=/opt/tiktoken \
     DATABASE_URL=sqlite:///data/frontdesk.sqlite3 HOST=0.0.0.0 PORT=8080
 RUN useradd --system --uid 10001 --home /app frontdesk && mkdir -p /data /app && chown frontdesk /data /app

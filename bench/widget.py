@@ -148,9 +148,13 @@ async def _keep_answering(socket: aiohttp.ClientWebSocketResponse) -> None:
         pass
 
 
+METRICS_TOKEN = "bench-metrics-token-0123456789"
+
+
 async def idle_sockets(count: int, work: Path, *, bare: bool = False) -> dict[str, float]:
     port = free_port()
-    env = {"PORT": str(port), "DATABASE_URL": f"sqlite://{work}/sockets-{count}-{uuid.uuid4().hex[:6]}.sqlite3"}
+    env = {"PORT": str(port), "DATABASE_URL": f"sqlite://{work}/sockets-{count}-{uuid.uuid4().hex[:6]}.sqlite3",
+           "METRICS_TOKEN": METRICS_TOKEN}
     server = bare_aiohttp(port, work) if bare else frontdesk(env, work / "sockets.log")
     async with server as process:
         url = f"http://127.0.0.1:{port}"
@@ -177,7 +181,7 @@ async def idle_sockets(count: int, work: Path, *, bare: bool = False) -> dict[st
             after = _rss_mb(process.pid)
             gauge = float(count)
             if not bare:
-                async with http.get(url + "/metrics") as response:
+                async with http.get(url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}) as response:
                     gauge = float(next(line for line in (await response.text()).splitlines()
                                        if line.startswith("frontdesk_widget_sockets ")).split()[1])
             await asyncio.gather(*(socket.close() for socket in sockets))

@@ -165,7 +165,7 @@ async def _site_command(settings: Settings, args: argparse.Namespace) -> None:
         tenant = await conversations.ensure_bot(settings.bot_telegram_id)
         site = await widget.create_site(tenant.id, args.origin, title=args.title, color=args.color,
                                         text_color=args.text_color, greeting=args.greeting)
-        base = settings.public_base_url.rstrip("/") or f"http://localhost:{settings.port}"
+        base = settings.public_address.base()
         print(f"origins: {', '.join(site.allowed_origins)}")
         print(f"identity secret (keep it on your server): {site.secret}")
         print(f"embed: {widget.embed_snippet(site, base)}")

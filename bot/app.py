@@ -27,12 +27,21 @@ from bot.events import RedisBus
 from bot.i18n import create_i18n, translator
 from bot.keys import BOX, REDIS, SECRETS, SETTINGS, TELEGRAM, TelegramRuntime
 from bot.knowledge import keep_knowledge_fresh, knowledge_sources
-from bot.observability import METRICS, READINESS, Metrics, Readiness, metrics_view, readyz_view
+from bot.observability import (
+    METRICS,
+    METRICS_ACCESS,
+    READINESS,
+    Metrics,
+    MetricsAccess,
+    Readiness,
+    metrics_context,
+    metrics_view,
+    readyz_view,
+)
 from bot.sender import Budget, Limits, Pacer, RedisPacer, TelegramChatSender
 from bot.settings import Settings
 from bot.telegram import create_bot, create_dispatcher, set_commands, set_menu_button
 from bot.webhook import telegram_webhook
-from handlers.customer_commands import mini_app_url
 from handlers.manager_desk import set_staff_commands
 from miniapp import routes as miniapp_routes
 from miniapp.admin_api import ADMIN, AdminRuntime
@@ -42,6 +51,7 @@ from miniapp.inbox_api import WIDGET_LIVE
 from miniapp.keys_api import PROVIDER_KEYS
 from miniapp.knowledge_api import KNOWLEDGE, KnowledgeTools
 from miniapp.live import LIVE, LiveHub
+from miniapp.origin import PUBLIC
 from miniapp.studio_api import STUDIO, TOKENS
 from miniapp.widget import STATIC, WIDGET, WidgetLimits, WidgetRuntime, add_routes, close_sockets, load_script
 from miniapp.widget_hub import WidgetHub
@@ -256,8 +266,10 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     outboxes = Outboxes(*workers)
     app[OUTBOXES] = outboxes
     app[WIDGET] = WidgetRuntime(hub, live, widget_limits(app), shared.limiter, translate, hours, outboxes.wake,
-                                settings.default_locale, settings.trust_proxy_headers, load_script(), feed)
-    await widget.ensure_demo_site(tenant.id, settings.port, settings.public_base_url)
+                                settings.default_locale, settings.trust_proxy_headers, load_script(), feed,
+                                demo=settings.demo_enabled)
+    if settings.demo_enabled:  # DEMO_SITE, or development: a live AI chat at `/` for a first look
+        await widget.ensure_demo_site(tenant.id, settings.port, settings.public_address.origin)
     app[TRANSLATE] = translate
     app[MINIAPP] = MiniAppRuntime(tenant.id, settings.bot_token, timedelta(seconds=settings.miniapp_auth_max_age),
                                   frozenset(settings.admin_ids), settings.default_locale, translate, feed,
@@ -268,7 +280,7 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     app[KNOWLEDGE] = KnowledgeTools(ai, policy, index, sources)
     app[STUDIO] = studio_runtime
     app[TOKENS] = TokenCounter()
-    app[ADMIN] = AdminRuntime(ai, limits, settings.working_hours, settings.timezone, settings.public_base_url, rates)
+    app[ADMIN] = AdminRuntime(ai, limits, settings.working_hours, settings.timezone, rates)
     app[LIVE] = live_hub = LiveHub()
     feed.subscribe(live_hub.on_event)
     polling: asyncio.Task[None] | None = None
@@ -318,8 +330,8 @@ async def _start_telegram(app: web.Application, bot: AiogramBot, messenger: Tele
         inbox_feed=feed, staff_directory=staff_directory)
     app[TELEGRAM] = TelegramRuntime(bot, dispatcher, settings.webhook_secret, shared.recent, outboxes)
     await set_commands(bot, i18n)
-    if mini_app_url(settings):
-        await set_menu_button(bot, mini_app_url(settings), translate(settings.default_locale, OPEN_APP))
+    if mini_app := settings.public_address.mini_app_url:
+        await set_menu_button(bot, mini_app, translate(settings.default_locale, OPEN_APP))
     manager_chat = staff.manager_chat(await Tenant.get(id=tenant.id), settings.default_locale)
     if manager_chat is not None:
         with contextlib.suppress(TelegramAPIError):  # the chat may be gone; /setup in a new one fixes it
@@ -393,10 +405,13 @@ def create_app(settings: Settings, secrets: Secrets | None = None) -> web.Applic
     app[SETTINGS] = settings
     app[SECRETS] = secrets = secrets if secrets is not None else Secrets(settings.secrets)
     app[BOX] = secret_box(settings, secrets)  # now: a missing or broken key stops the start here
+    app[PUBLIC] = settings.public_address  # the one answer to "which scheme, which address"
     app[METRICS] = Metrics()
+    app[METRICS_ACCESS] = MetricsAccess(settings.metrics_token, settings.metrics_refresh_seconds)
     app[READINESS] = Readiness(settings.ready_max_outbox_age)
     app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(database_context)
+    app.cleanup_ctx.append(metrics_context)
     app.cleanup_ctx.append(frontdesk_context)
     app.cleanup_ctx.append(retention_context)
     app[STOPPING] = Stopping()
@@ -405,7 +420,7 @@ def create_app(settings: Settings, secrets: Secrets | None = None) -> web.Applic
     app.router.add_get("/readyz", readyz_view)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_post("/telegram/webhook", telegram_webhook)
-    add_routes(app)
+    add_routes(app, demo=settings.demo_enabled)
     miniapp_routes.add_routes(app)
     app.router.add_static("/static/", STATIC, append_version=True, name="static")
     return app

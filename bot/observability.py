@@ -2,16 +2,21 @@
 
 Each app has its own registry (not prometheus-client's global one), so several apps in one
 process (tests, or a future multi-bot deployment) never collide. Gauges that are facts of the
-database (outbox depth and age, conversations by state) are read when /metrics is scraped.
+database (outbox depth and age, conversations by state) are read in the background every
+METRICS_REFRESH_SECONDS, so a scrape only serialises what is in memory and never queries the
+database. /metrics answers only a scraper that presents METRICS_TOKEN, and is not served without one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import hmac
 import json
 import logging
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -60,6 +65,8 @@ class Metrics:
                                 "How long the oldest due job has waited, by queue", ["queue"], registry=r)
         self.conversations = Gauge("frontdesk_conversations", "Conversations by state", ["status"], registry=r)
         self.widget_sockets = Gauge("frontdesk_widget_sockets", "Open website widget sockets", registry=r)
+        self.refreshed = Gauge("frontdesk_database_gauges_refreshed_timestamp_seconds",
+                               "When the database's gauges were last read (Unix time)", registry=r)
 
     # --- hooks the sender, the AI client and the outbox call ---------------------------------------
 
@@ -96,6 +103,17 @@ class Metrics:
         states = await Conversation.all().group_by("status").annotate(count=Count("id")).values("status", "count")
         for status in ("open", "waiting", "assigned", "closed"):
             self.conversations.labels(status).set(sum(int(r["count"]) for r in states if str(r["status"]) == status))
+        self.refreshed.set(time.time())
+
+    async def keep_fresh(self, every: float) -> None:
+        """Read the database's gauges now and every `every` seconds; a failed read keeps the last values
+        (their age shows in frontdesk_database_gauges_refreshed_timestamp_seconds)."""
+        while True:
+            try:
+                await self.refresh()
+            except Exception:  # the database may be away for a while; the next round tries again
+                log.warning("could not read the database's gauges for /metrics", exc_info=True)
+            await asyncio.sleep(every)
 
 
 def _age(moment: object, now: datetime) -> float:
@@ -116,14 +134,43 @@ async def oldest_due_job_age() -> float:
     return _age(oldest, now)
 
 
+@dataclass(frozen=True)
+class MetricsAccess:
+    token: str  # METRICS_TOKEN; "" means /metrics is not served
+    refresh_seconds: float
+
+
 METRICS = web.AppKey("metrics", Metrics)
+METRICS_ACCESS = web.AppKey("metrics_access", MetricsAccess)
+
+
+async def metrics_context(app: web.Application) -> AsyncIterator[None]:
+    """The database's gauges, kept fresh in the background while /metrics is served."""
+    access = app[METRICS_ACCESS]
+    task = asyncio.create_task(app[METRICS].keep_fresh(access.refresh_seconds), name="metrics") \
+        if access.token else None
+    yield
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def _refused(status: int, code: str, message: str) -> web.Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="metrics"'} if status == 401 else {}
+    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
 
 
 async def metrics_view(request: web.Request) -> web.Response:
-    metrics = request.app[METRICS]
-    await metrics.refresh()
-    response = web.Response(body=generate_latest(metrics.registry))
+    """Prometheus' text format, for `Authorization: Bearer METRICS_TOKEN` only; from memory, never the database."""
+    access = request.app[METRICS_ACCESS]
+    if not access.token:
+        return _refused(404, "not_found", "/metrics is off: set METRICS_TOKEN to serve it")
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), access.token.encode()):
+        return _refused(401, "unauthorized", "send Authorization: Bearer METRICS_TOKEN")
+    response = web.Response(body=generate_latest(request.app[METRICS].registry))
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from services.public_address import PublicAddress
 from services.secrets_box import HOW_TO_MAKE_ONE, parse_key
 
 SUPPORTED_LOCALES = ("en", "ru", "uz")
@@ -125,6 +126,14 @@ class Settings(BaseSettings):
     # On shutdown, how long running jobs may finish before they are interrupted (and redone later).
     shutdown_grace_seconds: float = Field(10.0, alias="SHUTDOWN_GRACE_SECONDS", ge=0)
 
+    # The operations surface (docs: the security notes). /metrics answers only `Authorization: Bearer
+    # METRICS_TOKEN` (at least 16 characters); unset, /metrics is not served at all.
+    metrics_token: str = Field("", alias="METRICS_TOKEN")
+    # Seconds between reads of the database's gauges (outbox, conversations); a scrape never queries.
+    metrics_refresh_seconds: float = Field(15.0, alias="METRICS_REFRESH_SECONDS", gt=0)
+    # The demo page at `/`, a live AI chat through the `demo` widget site; unset: on only in development.
+    demo_site: bool | None = Field(None, alias="DEMO_SITE")
+
     @field_validator("admin_ids", "ai_fallback_models", "encryption_old_keys", mode="before")
     @classmethod
     def _lists(cls, value: object) -> object:
@@ -168,6 +177,18 @@ class Settings(BaseSettings):
             return Path(self.database_url.removeprefix("sqlite://")).parent / "encryption.key"
         return PROJECT_ROOT / "data" / "encryption.key"
 
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_metrics_token(cls, value: str) -> str:
+        value = value.strip()
+        if value and len(value) < 16:
+            raise ValueError("METRICS_TOKEN must be at least 16 characters (e.g. `openssl rand -hex 24`)")
+        return value
+
+    @property
+    def demo_enabled(self) -> bool:
+        return self.demo_site if self.demo_site is not None else self.app_env == "development"
+
     @field_validator("default_locale")
     @classmethod
     def _known_locale(cls, value: str) -> str:
@@ -197,6 +218,12 @@ class Settings(BaseSettings):
         return self.webhook_base_url.rstrip("/") + "/telegram/webhook" if self.webhook_base_url else ""
 
     @property
+    def public_address(self) -> PublicAddress:
+        """Which scheme and address people reach this server at (cookies, origin checks, links)."""
+        fallback = self.webhook_base_url or f"http://localhost:{self.port}"
+        return PublicAddress.of(self.public_base_url, fallback)
+
+    @property
     def staff_may_fetch_private(self) -> bool:
         if self.knowledge_allow_private_urls is not None:
             return self.knowledge_allow_private_urls
@@ -224,7 +251,7 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Everything that must never appear in a log line."""
         keys = [self.bot_token, self.ai_api_key, self.webhook_secret, self.encryption_key, *self.encryption_old_keys,
-                self.embedding_api_key]
+                self.embedding_api_key, self.metrics_token]
         return keys + [provider.api_key for provider in self.ai_providers.values()]
 
     @property

@@ -23,7 +23,6 @@ from aiogram.types import (
 from aiogram.utils.i18n import gettext as _
 
 from bot.settings import Settings
-from handlers.customer_commands import mini_app_url
 from handlers.filters import in_private_chat
 from handlers.identity import as_customer
 from models import Bot as Tenant
@@ -37,10 +36,6 @@ class ForgetMe(CallbackData, prefix="forget"):
     confirmed: bool
 
 
-def public_url(settings: Settings) -> str:
-    """Where people reach this deployment: PUBLIC_BASE_URL, else the webhook's host, else this machine."""
-    base = settings.public_base_url or settings.webhook_base_url or f"http://localhost:{settings.port}"
-    return base.rstrip("/")
 
 
 async def dashboard_command(message: Message, tenant: Tenant, settings: Settings,
@@ -57,7 +52,7 @@ async def dashboard_command(message: Message, tenant: Tenant, settings: Settings
         await message.answer(escape(_("The dashboard is for the business's team.")), parse_mode="HTML")
         return
     token = await accounts.create_login_link(user)
-    link = f"{public_url(settings)}/app/login?token={token}"
+    link = f"{settings.public_address.base()}/app/login?token={token}"
     text = _("Your sign-in link for the dashboard in a browser. It works once, for 5 minutes. Don't share it.")
     await message.answer(f"{escape(text)}\n\n{escape(link)}", parse_mode="HTML")
 
@@ -70,7 +65,7 @@ async def app_in_group(message: Message, tenant: Tenant, settings: Settings, sta
     chat = await staff.load_manager_chat(tenant.id, settings.default_locale)
     if chat is None or chat.chat_id != message.chat.id or not await staff_directory.is_staff(chat.chat_id, person.id):
         return
-    url = mini_app_url(settings)
+    url = settings.public_address.mini_app_url
     bot = message.bot
     assert bot is not None
     if not url:

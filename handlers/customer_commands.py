@@ -37,10 +37,6 @@ async def _registered(event: Message | CallbackQuery, tenant: Tenant, settings: 
     return await conversations.register_customer(tenant.id, as_customer(event.from_user), settings.default_locale)
 
 
-def mini_app_url(settings: Settings) -> str:
-    return settings.public_base_url.rstrip("/") + "/app/" if settings.public_base_url.startswith("https://") else ""
-
-
 async def start(message: Message, tenant: Tenant, settings: Settings, customer: User | None) -> None:
     user = await _registered(message, tenant, settings, customer)
     name = escape(user.first_name or _("there"))
@@ -50,7 +46,7 @@ async def start(message: Message, tenant: Tenant, settings: Settings, customer: 
         "from what the business has taught me. If you'd rather talk to a person, tap the button below "
         "or send /human at any time."
     ).format(name=f"<b>{name}</b>")
-    await message.answer(text, parse_mode="HTML", reply_markup=start_keyboard(mini_app_url(settings)))
+    await message.answer(text, parse_mode="HTML", reply_markup=start_keyboard(settings.public_address.mini_app_url))
 
 
 async def help_command(message: Message) -> None:

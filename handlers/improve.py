@@ -14,7 +14,6 @@ from aiogram.types import User as TelegramUser
 from aiogram.utils.i18n import gettext as _
 
 from bot.settings import Settings
-from handlers.customer_commands import mini_app_url
 from handlers.filters import in_private_chat
 from handlers.identity import as_customer
 from models import Bot as Tenant
@@ -46,7 +45,7 @@ class PromptRunAction(CallbackData, prefix="prun"):
 
 def studio_url(settings: Settings, project_id: int) -> str:
     """The project in the Mini App; empty without an https PUBLIC_BASE_URL (Telegram opens only those)."""
-    base = mini_app_url(settings)
+    base = settings.public_address.mini_app_url
     return f"{base}studio/project?id={project_id}" if base else ""
 
 

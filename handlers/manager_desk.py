@@ -17,7 +17,7 @@ from aiogram.types import BotCommand, BotCommandScopeChat, CallbackQuery, Messag
 
 from bot.settings import Settings
 from handlers.identity import as_customer
-from handlers.media import attachments
+from handlers.media import attachments, html_text
 from models import Bot as Tenant
 from models import Conversation, Role, User
 from services import desk, desk_reports, staff
@@ -354,7 +354,7 @@ async def manager_wrote(message: Message, tenant: Tenant, staff: User, desk_chat
     note = text.startswith("//")
     posted = Posted(f"tg:{event_update.update_id}", desk_chat.chat_id, message.message_id,
                     text=text.removeprefix("//").strip() if note else text,
-                    html="" if note else (message.html_text if text else ""), attachments=attachments(message),
+                    html="" if note else (html_text(message) if text else ""), attachments=attachments(message),
                     replying_to=message.reply_to_message.message_id if message.reply_to_message else None)
     if await desk.record_manager_message(conversation, staff, posted, note=note, live=widget_live):
         outbox.wake()
@@ -362,7 +362,7 @@ async def manager_wrote(message: Message, tenant: Tenant, staff: User, desk_chat
 
 
 async def manager_edited(message: Message, tenant: Tenant, desk_chat: ManagerChat, outbox: Outboxes) -> None:
-    if await desk.record_edit(tenant.id, desk_chat.chat_id, message.message_id, message.html_text):
+    if await desk.record_edit(tenant.id, desk_chat.chat_id, message.message_id, html_text(message)):
         outbox.wake()
 
 

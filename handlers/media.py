@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from aiogram.types import Message
+from aiogram.utils.text_decorations import HtmlDecoration
 
 MEDIA_KINDS = ("document", "voice", "audio", "video", "video_note", "sticker", "animation")
+
+
+class _EscapedHtml(HtmlDecoration):
+    """aiogram's HTML decoration puts attribute values in as they come (a link's address, a code block's
+    language), so `"` in one ends the attribute; here every value is escaped, and a language is a class
+    as Telegram writes it."""
+
+    def _tag(self, tag: str, content: str, *, attrs: dict[str, str] | None = None,
+             flags: list[str] | None = None) -> str:
+        escaped = {name: html.escape(value, quote=True) for name, value in (attrs or {}).items()}
+        return super()._tag(tag, content, attrs=escaped, flags=flags)
+
+    def pre_language(self, value: str, language: str) -> str:
+        return self._tag(self.PRE_TAG, self._tag(self.CODE_TAG, value, attrs={"class": f"language-{language}"}))
+
+
+_ESCAPED_HTML = _EscapedHtml()
+
+
+def html_text(message: Message) -> str:
+    """The message's text (or caption) as Telegram HTML, rebuilt from its entities, well-formed whatever they hold."""
+    return _ESCAPED_HTML.unparse(message.text or message.caption or "",
+                                 message.entities or message.caption_entities or [])
 
 
 def attachments(message: Message) -> list[dict[str, Any]]:

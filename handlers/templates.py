@@ -19,7 +19,6 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from bot.settings import Settings
-from handlers.customer_commands import mini_app_url
 from handlers.filters import in_private_chat
 from models import User
 from services import templates
@@ -137,7 +136,7 @@ async def show_template(query: CallbackQuery, callback_data: TemplatePick, custo
         return
     await query.answer()
     keyboard = None
-    if base := mini_app_url(settings):  # Telegram opens Mini Apps over https only; else no button
+    if base := settings.public_address.mini_app_url:  # Telegram opens Mini Apps over https only; else no button
         keyboard = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
             text=_("📝 Open in the studio"), web_app=WebAppInfo(url=f"{base}studio/templates?open={template.id}"))]])
     await query.bot.send_message(query.from_user.id, template_message(template),  # type: ignore[union-attr]

@@ -9,6 +9,7 @@ from aiohttp import web
 from miniapp import schemas
 from miniapp.api import Api, ApiError, ok, read_body
 from miniapp.auth import CALLER, SESSION_COOKIE, Caller, authenticate
+from miniapp.origin import secure_cookies
 from services import accounts, conversations, inbox, privacy
 from services.i18n import pick_locale
 
@@ -58,7 +59,7 @@ async def delete_data(request: web.Request) -> web.Response:
     if caller.via_session:
         token = request.cookies.get(SESSION_COOKIE, "")
         await accounts.end_session(token)
-        response.del_cookie(SESSION_COOKIE, path="/")
+        response.del_cookie(SESSION_COOKIE, path="/", secure=secure_cookies(request), httponly=True, samesite="Lax")
     return response
 
 

@@ -13,6 +13,7 @@ from aiohttp import web
 from miniapp import admin_schemas as shapes
 from miniapp.api import Api, ApiError, ok, read_body
 from miniapp.auth import MINIAPP, admin
+from miniapp.origin import public_base
 from models import Bot, Role, User, WidgetSite
 from services import accounts, bot_settings, inbox, staff, widget
 from services.ai import AIClient
@@ -27,7 +28,6 @@ class AdminRuntime:
     defaults: bot_settings.Limits  # the deployment's, from the environment
     default_hours: str
     default_timezone: str
-    public_base_url: str  # where widget.js is served, for the embed snippet
     rates: bot_settings.BotRateLimiter | None = None  # re-read at once when the admins change the rate
 
 
@@ -142,7 +142,7 @@ async def set_limits(request: web.Request) -> web.Response:
 
 
 def _site(request: web.Request, site: WidgetSite) -> shapes.SiteOut:
-    base = request.app[ADMIN].public_base_url or f"{request.scheme}://{request.host}"
+    base = public_base(request)  # where widget.js is served, for the embed snippet
     return shapes.SiteOut(id=site.id, public_key=site.public_key, title=site.title, color=site.color,
                           text_color=site.text_color, greeting=site.greeting, allowed_origins=site.allowed_origins,
                           secret=site.secret, embed=widget.embed_snippet(site, base),

@@ -19,7 +19,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from miniapp.api import ApiError
 from miniapp.auth import MINIAPP, SESSION_COOKIE, Caller, authenticate, caller_from_init_data
-from miniapp.widget import request_origin
+from miniapp.origin import from_own_page
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +87,8 @@ async def live_socket(request: web.Request) -> web.WebSocketResponse:
     hub = request.app[LIVE]
     socket = web.WebSocketResponse(heartbeat=30.0, max_msg_size=16 * 1024)
     # A cookie rides along with any page's WebSocket: only our own pages may use it.
-    own_origin = request_origin(request) == f"{request.scheme}://{request.host}"
     caller: Caller | None = None
-    if own_origin and request.cookies.get(SESSION_COOKIE):
+    if from_own_page(request) and request.cookies.get(SESSION_COOKIE):
         with contextlib.suppress(ApiError):
             caller = await authenticate(request)
     await socket.prepare(request)

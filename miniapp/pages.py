@@ -19,6 +19,7 @@ from aiohttp import web
 
 from miniapp.api import ApiError, error_response
 from miniapp.auth import CSRF_COOKIE, MINIAPP, SESSION_COOKIE, caller_locale
+from miniapp.origin import secure_cookies
 from services import accounts
 from services.i18n import N_
 
@@ -393,7 +394,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         response.set_status(403)
         return response
     response = web.HTTPSeeOther("/app/inbox")
-    secure = request.secure or request.headers.get("X-Forwarded-Proto") == "https"
+    secure = secure_cookies(request)
     max_age = int(request.app[MINIAPP].session_lifetime.total_seconds())
     response.set_cookie(SESSION_COOKIE, session.token, max_age=max_age, path="/", httponly=True, samesite="Lax",
                         secure=secure)
@@ -411,8 +412,8 @@ async def logout(request: web.Request) -> web.StreamResponse:
             return error_response(request, ApiError(403, "csrf"))
         await accounts.end_session(token)
     response = web.HTTPSeeOther("/app/login")
-    response.del_cookie(SESSION_COOKIE, path="/")
-    response.del_cookie(CSRF_COOKIE, path="/")
+    response.del_cookie(SESSION_COOKIE, path="/", secure=secure_cookies(request), httponly=True, samesite="Lax")
+    response.del_cookie(CSRF_COOKIE, path="/", secure=secure_cookies(request), samesite="Strict")
     raise response
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from miniapp.origin import request_origin
 from miniapp.widget_hub import WidgetHub
 from models import Bot, Conversation, HandoffReason, User, WidgetSite
 from services import conversations, desk, handoff, widget
@@ -96,6 +97,12 @@ class WidgetRuntime:
     trust_forwarded: bool = False
     script: bytes = field(default=b"", repr=False)
     feed: InboxFeed | None = None  # tells open Mini App inboxes of new messages
+    demo: bool = False  # DEMO_SITE: the demo page at `/` and its `demo` site; off, that key is unknown
+
+    async def site(self, key: str) -> WidgetSite | None:
+        if key == widget.DEMO_SITE_KEY and not self.demo:
+            return None  # a demo site left from a start with DEMO_SITE on serves nobody now
+        return await widget.site_by_key(key)
 
 
 WIDGET = web.AppKey("widget", WidgetRuntime)
@@ -119,11 +126,6 @@ def _locale(request: web.Request, runtime: WidgetRuntime) -> str:
 def _error_body(runtime: WidgetRuntime, locale: str, code: str) -> dict[str, Any]:
     message = runtime.translate(locale, ERRORS[code]).format(limit=MAX_TEXT_CHARS)
     return {"error": {"code": code, "message": message}}
-
-
-def request_origin(request: web.Request) -> str:
-    """The page's origin. Browsers leave Origin out of same-origin GETs: then it is our own."""
-    return request.headers.get("Origin") or f"{request.scheme}://{request.host}"
 
 
 def _cors(request: web.Request, site: WidgetSite | None) -> dict[str, str] | None:
@@ -153,7 +155,7 @@ async def _site_request(request: web.Request) -> SiteRequest:
     """The site the request names, from one of its origins; else a 404 or 403 with a JSON error."""
     runtime = request.app[WIDGET]
     locale = _locale(request, runtime)
-    site = await widget.site_by_key(request.query.get("site", ""))
+    site = await runtime.site(request.query.get("site", ""))
     cors = _cors(request, site)
     if site is None or cors is None:
         status, code = (404, "unknown_site") if site is None else (403, "origin_not_allowed")
@@ -167,7 +169,7 @@ def _refusal(status: int, body: dict[str, Any]) -> web.HTTPException:
 
 
 async def preflight(request: web.Request) -> web.Response:
-    site = await widget.site_by_key(request.query.get("site", ""))
+    site = await request.app[WIDGET].site(request.query.get("site", ""))
     cors = _cors(request, site)
     return web.Response(status=204 if cors else 403, headers=cors or {})
 
@@ -305,7 +307,7 @@ async def _hello(request: web.Request, runtime: WidgetRuntime, socket: web.WebSo
         await refuse(problem.code, CLOSE_BAD_HELLO)
         return None
     locale = pick_locale(str(hello.get("lang") or ""), default=runtime.default_locale)
-    site = await widget.site_by_key(str(hello.get("site") or ""))
+    site = await runtime.site(str(hello.get("site") or ""))
     if site is None:
         await refuse("unknown_site", CLOSE_FORBIDDEN)
         return None
@@ -460,8 +462,9 @@ async def _on_rate(session: Session, frame: dict[str, Any]) -> None:
 # --- wiring ------------------------------------------------------------------------------------------------
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/", demo_page)
+def add_routes(app: web.Application, *, demo: bool) -> None:
+    if demo:
+        app.router.add_get("/", demo_page)
     app.router.add_get("/widget.js", script_view)
     app.router.add_get("/widget/ws", widget_socket)
     app.router.add_get("/widget/api/site", site_view)

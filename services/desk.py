@@ -33,7 +33,7 @@ from services.handoff import give_to_people
 from services.i18n import N_, Translate
 from services.inbox import InboxFeed
 from services.ports import Button, MessageGone, Messenger, OutgoingText, RecipientBlocked, Where
-from services.render import escape
+from services.render import escape, sanitize_html
 from services.staff import load_manager_chat
 from services.widget import WidgetLive
 
@@ -180,6 +180,11 @@ def _refresh(conversation: Conversation, current: Conversation) -> None:
 # --- what managers write --------------------------------------------------------------------------
 
 
+def _stored_html(posted: Posted) -> str:
+    """A manager's message is kept as Telegram HTML, reduced to the tags every place that shows it allows."""
+    return sanitize_html(posted.html) if posted.html else posted.text
+
+
 async def record_manager_message(conversation: Conversation, staff: User, posted: Posted, *, note: bool,
                                  live: WidgetLive | None = None) -> bool:
     """Store a manager's message and the job that copies it to the customer (not for a note).
@@ -196,7 +201,7 @@ async def record_manager_message(conversation: Conversation, staff: User, posted
     try:
         async with in_transaction():
             message = await Message.create(bot_id=bot_id, conversation_id=conversation.id, author_kind=kind,
-                                           author=staff, text=posted.html or posted.text,
+                                           author=staff, text=_stored_html(posted),
                                            attachments=posted.attachments, source_key=posted.source_key)
             await MessageCopy.create(bot_id=bot_id, message=message, chat_id=posted.chat_id,
                                      telegram_message_id=posted.telegram_message_id, original=True)
@@ -281,6 +286,8 @@ async def record_edit(bot_id: int, chat_id: int, telegram_message_id: int, text:
     if original is None:
         return None
     message = original.message
+    if message.author_kind == AuthorKind.MANAGER:
+        text = sanitize_html(text)  # as when it was first written
     async with in_transaction():
         await Message.filter(id=message.id).update(text=text)
         message.text = text

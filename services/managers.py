@@ -41,7 +41,7 @@ from services.ports import (
     TopicGone,
     Where,
 )
-from services.render import escape, html_to_text, markdown_to_html
+from services.render import escape, html_to_text, markdown_to_html, sanitize_html
 from services.staff import ManagerChat, load_manager_chat, stop_using_topics
 
 log = logging.getLogger(__name__)
@@ -415,7 +415,7 @@ class ManagerGroup:
             # Written in the Mini App (stored as HTML): the topic says who wrote it there.
             author = message.author.first_name if message.author else ""
             who = self.translate(chat.locale, FROM_APP).format(name=escape(author))
-            body = message.text if message.author_kind == AuthorKind.MANAGER else escape(message.text)
+            body = sanitize_html(message.text) if message.author_kind == AuthorKind.MANAGER else escape(message.text)
             return f"{AUTHORS[message.author_kind]} <b>{who}</b>: {body}"
         return escape(message.text) if not message.attachments else message_line(message, self.translate, chat.locale)
 

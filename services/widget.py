@@ -27,7 +27,7 @@ from tortoise.transactions import in_transaction
 
 from models import AuditLog, AuthorKind, Bot, Conversation, ConversationMode, Message, User, WidgetSite
 from services.events import EventBus
-from services.render import html_to_text, markdown_to_html
+from services.render import html_to_text, markdown_to_html, sanitize_html
 
 WIDGET_CHANNEL = "widget"  # the event bus channel every instance's sockets listen on
 VISIBLE_AUTHORS = (AuthorKind.CUSTOMER, AuthorKind.AI, AuthorKind.MANAGER, AuthorKind.SYSTEM)
@@ -262,7 +262,8 @@ def message_html(message: Message) -> str:
     if message.author_kind == AuthorKind.AI:
         return markdown_to_html(message.text)
     if message.author_kind == AuthorKind.MANAGER:
-        return message.text  # stored as Telegram HTML, escaped by aiogram
+        # Stored as Telegram HTML; cleaned again here, for rows stored before it was cleaned on the way in.
+        return sanitize_html(message.text)
     return _escape(message.text)
 
 
@@ -369,16 +370,17 @@ async def already_stored(bot_id: int, key: str) -> Message | None:
 DEMO_SITE_KEY = "demo"
 
 
-async def ensure_demo_site(bot_id: int, port: int, public_base_url: str = "") -> WidgetSite | None:
-    """The demo page's site, created once so `make run` shows a working widget at `/`.
+async def ensure_demo_site(bot_id: int, port: int, public_origin: str = "") -> WidgetSite | None:
+    """The demo page's site, created once so `make run` shows a working widget at `/` (only while the demo is on:
+    DEMO_SITE, by default in development only).
 
-    Created on the first start only: once removed (`site remove demo`) it stays removed.
+    Created on the first start with the demo on only: once removed (`site remove demo`) it stays removed.
     """
     bot = await Bot.get(id=bot_id)
     if not bot.settings.get("demo_site_created"):
         origins = [f"http://localhost:{port}", f"http://127.0.0.1:{port}"]
-        if public_base_url:
-            origins.append(public_base_url)
+        if public_origin:
+            origins.append(public_origin)
         if not await WidgetSite.exists(public_key=DEMO_SITE_KEY):
             with contextlib.suppress(IntegrityError):  # another instance, starting at once, made it
                 await create_site(bot_id, origins, title="Frontdesk", public_key=DEMO_SITE_KEY)

@@ -101,3 +101,10 @@ def delete_topic(sim: Simulator, chat_id: int, thread_id: int) -> None:
         if stored.data.get("message_thread_id") == thread_id:
             stored.deleted = True
     sim.world.on_change()
+
+
+def send_formatted(sim: Simulator, user_id: int, text: str, entities: list[dict[str, Any]], *, chat_id: int,
+                   thread_id: int | None = None) -> dict[str, Any]:
+    """A user writes formatted text: the entities as a Telegram client sends them, whatever they hold."""
+    sent: dict[str, Any] = sim._user_message(user_id, chat_id, {"text": text, "entities": entities}, thread_id, None)
+    return sent

@@ -50,8 +50,12 @@ class AppClient:
 @contextlib.asynccontextmanager
 async def app_client(frontdesk: Frontdesk, sim: Simulator | None = None, user_id: int | None = None,
                      **init_fields: Any) -> AsyncIterator[AppClient]:
-    """A client for `user_id` (signed by tgsim with the bot's token), or an anonymous one."""
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+    """A client for `user_id` (signed by tgsim with the bot's token), or an anonymous one. With an https
+    PUBLIC_BASE_URL it is a browser that reached the server there (through a proxy that ends TLS): it sends
+    `Secure` cookies to the server's plain-http address."""
+    secure = [frontdesk.url, frontdesk.url.replace("http", "ws")] if frontdesk.settings.public_address.https else None
+    jar = aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=secure)
+    async with aiohttp.ClientSession(cookie_jar=jar) as session:
         init_data = sim.init_data(user_id, **init_fields) if sim is not None and user_id is not None else None
         yield AppClient(frontdesk, session, init_data)
 

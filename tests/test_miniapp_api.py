@@ -353,6 +353,60 @@ async def test_a_one_time_link_opens_a_session_once(desk: Desk, sim: Simulator) 
             assert (await other.call("GET", "/api/me"))[0] == 401
 
 
+async def _login(desk: Desk, sim: Simulator, headers: dict[str, str] | None = None) -> tuple[
+        aiohttp.ClientSession, dict[str, bool]]:
+    """Mia signs in with a /dashboard link: the session (its cookies in its jar), and whether each cookie is Secure."""
+    link = await dashboard_link(sim, desk.mia["id"])
+    token = link.rsplit("token=", 1)[1]
+    url = desk.frontdesk.url  # as a browser at https://desk.example, whose proxy passes it on to this address
+    jar = aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=[url, url.replace("http", "ws")])
+    session = aiohttp.ClientSession(cookie_jar=jar)
+    async with session.post(desk.frontdesk.url + "/app/login", data={"token": token}, headers=headers or {},
+                            allow_redirects=False) as response:
+        assert response.status == 303
+        return session, {name: bool(morsel["secure"]) for name, morsel in response.cookies.items()}
+
+
+async def _live_role(session: aiohttp.ClientSession, desk: Desk, origin: str) -> str | int:
+    """Open the live socket from a page at `origin`, with no sign-in frame: the role it greets, or its close code."""
+    url = desk.frontdesk.url.replace("http", "ws") + "/api/live"
+    async with session.ws_connect(url, headers={"Origin": origin}) as socket:
+        await socket.send_str("not a sign-in frame")  # a socket the cookie did not sign in is closed at once
+        frame = await socket.receive(timeout=5)
+        return json.loads(frame.data)["role"] if frame.type == aiohttp.WSMsgType.TEXT else int(frame.data)
+
+
+async def test_behind_a_tls_proxy_the_session_cookie_is_secure_and_live_updates_take_it(
+        desk: Desk, sim: Simulator) -> None:
+    """PUBLIC_BASE_URL is https; requests reach the server as plain http without X-Forwarded-Proto (as from the
+    compose file's proxy behind an outer one that ends TLS)."""
+    session, secure = await _login(desk, sim)
+    async with session:
+        assert secure == {"frontdesk_session": True, "frontdesk_csrf": True}
+        assert await _live_role(session, desk, "https://desk.example") == "manager"
+        # Only our own pages may use the cookie: not another site, nor our host over plain http.
+        assert await _live_role(session, desk, "https://evil.example") == 4401
+        assert await _live_role(session, desk, "http://desk.example") == 4401
+        # Signing out clears the cookies the way they were set.
+        async with session.get(desk.frontdesk.url + "/api/me") as me:
+            csrf = (await me.json())["csrf_token"]
+        async with session.post(desk.frontdesk.url + "/app/logout", headers={"X-CSRF-Token": csrf},
+                                allow_redirects=False) as out:
+            assert out.status == 303
+            assert {name: bool(morsel["secure"]) for name, morsel in out.cookies.items()} == {
+                "frontdesk_session": True, "frontdesk_csrf": True}
+
+
+async def test_in_local_development_the_session_cookie_is_not_secure(
+        database_url: str, sim: Simulator, ai: FakeAI) -> None:
+    async with manager_desk(database_url, sim, ai) as desk:  # no PUBLIC_BASE_URL: http://127.0.0.1:PORT
+        session, secure = await _login(desk, sim, headers={"X-Forwarded-Proto": "https"})  # a header proves nothing
+        async with session:
+            assert secure == {"frontdesk_session": False, "frontdesk_csrf": False}
+            assert await _live_role(session, desk, desk.frontdesk.url) == "manager"
+            assert await _live_role(session, desk, "https://evil.example") == 4401
+
+
 async def test_a_link_expires_after_five_minutes(desk: Desk, sim: Simulator) -> None:
     link = await dashboard_link(sim, desk.mia["id"])
     await LoginLink.all().update(expires_at=datetime.now(UTC) - timedelta(seconds=1))

@@ -16,7 +16,7 @@ from playwright.async_api import Browser, Page, Route, async_playwright, expect
 from tgsim import Simulator
 
 from models import Conversation
-from tests.conftest import ROOT
+from tests.conftest import ROOT, eventually
 from tests.desk_helpers import Desk, in_topic, manager_desk, topics, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
 from tests.test_widget_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS
@@ -215,3 +215,55 @@ async def test_staff_see_the_passages_an_answer_was_given_and_customers_its_sour
         assert any(label.startswith(f"{title} › Delivery") for label in labels), labels
         await shot(page, f"manager-passages-{locale}-{width}")
         await page.context.close()
+
+
+async def test_a_managers_message_shows_its_formatting_and_nothing_it_smuggled_in(
+        desk: Desk, sim: Simulator, browser: Browser) -> None:
+    from models import AuthorKind, Message, User
+    from tests.desk_helpers import send_formatted
+    from tests.test_render import HOSTILE_LANGUAGE, PHISHING_URL
+
+    ann = sim.create_user("Ann", language_code="en")
+    sim.send_command(ann["id"], "human")
+    [topic] = await wait_for_topic(sim, desk.chat_id)
+    conversation = await Conversation.get(user__telegram_id=ann["id"])
+    send_formatted(sim, desk.mia["id"], "Our menu is here: bold and code", [
+        {"type": "bold", "offset": 18, "length": 4}, {"type": "code", "offset": 27, "length": 4},
+        {"type": "text_link", "offset": 4, "length": 4, "url": "https://shop.example/menu"}],
+        chat_id=desk.chat_id, thread_id=topic.thread_id)
+    send_formatted(sim, desk.mia["id"], "Sign in here, or there, then run this", [
+        {"type": "text_link", "offset": 8, "length": 4, "url": PHISHING_URL},
+        {"type": "text_link", "offset": 17, "length": 5, "url": "javascript:alert(document.cookie)"},
+        {"type": "pre", "offset": 33, "length": 4, "language": HOSTILE_LANGUAGE}],
+        chat_id=desk.chat_id, thread_id=topic.thread_id)
+    managers = Message.filter(conversation_id=conversation.id, author_kind=AuthorKind.MANAGER)
+
+    async def both_stored() -> bool:
+        return await managers.count() == 2
+
+    await eventually(both_stored, "both messages stored")
+    stored = [message.text for message in await managers]
+    assert not any(word in stored[1] for word in ("<form", "<input", "<img", "javascript:", "onerror"))
+    # A row stored before messages were cleaned on the way in, as aiogram's html_text wrote it.
+    mia = await User.get(telegram_id=desk.mia["id"])
+    await Message.create(bot_id=conversation.bot_id, conversation_id=conversation.id,  # type: ignore[attr-defined]
+                         author_kind=AuthorKind.MANAGER, author=mia,
+                         text=f'Old: <a href="{PHISHING_URL}">sign in</a> <pre><code language="language-'
+                              f'{HOSTILE_LANGUAGE}">run</code></pre>')
+
+    page = await telegram_page(browser, sim, ann["id"])
+    await page.goto(desk.frontdesk.url + f"/app/conversations/{conversation.id}")
+    bodies = page.locator("#transcript .msg.manager .body")
+    await expect(bodies).to_have_count(3)
+    await expect(bodies.nth(0).locator("b")).to_have_text("bold")
+    await expect(bodies.nth(0).locator("code")).to_have_text("code")
+    await expect(bodies.nth(0).locator("a")).to_have_attribute("href", "https://shop.example/menu")
+    await expect(bodies.nth(1)).to_have_text("Sign in here, or there, then run this")
+    await expect(bodies.nth(1).locator("a")).to_have_count(1)  # the manager's link, with its whole address
+    await expect(bodies.nth(1).locator("a")).to_have_attribute("href", PHISHING_URL)
+    for smuggled in ("form", "input", "button", "img", "[onerror]", "[language]"):
+        await expect(page.locator(f"#transcript {smuggled}")).to_have_count(0)
+    hrefs = await page.locator("#transcript .msg.manager a").evaluate_all("links => links.map(a => a.href)")
+    assert all(href.startswith("https://") for href in hrefs), hrefs
+    await shot(page, "manager-formatting-light")
+

@@ -19,13 +19,18 @@ from tgsim import Simulator
 from bot.observability import JsonFormatter, Redact, update_id_var
 from models import Bot, OutboxJob
 from services import outbox
-from tests.conftest import TOKEN, Frontdesk, free_port, frontdesk_environment
+from tests.conftest import TOKEN, Frontdesk, eventually, free_port, frontdesk_environment
 from tests.fake_ai import FakeAI
 from tests.test_process import _start
 
+METRICS_TOKEN = "scraper-token-0123456789abcdef"
+# /metrics on, and the database's gauges read every 0.1 s, so a test sees a change soon after it happens.
+SCRAPED = {"METRICS_TOKEN": METRICS_TOKEN, "METRICS_REFRESH_SECONDS": 0.1}
+
 
 async def scrape(frontdesk: Frontdesk) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    async with aiohttp.ClientSession() as http, http.get(frontdesk.url + "/metrics") as response:
+    async with aiohttp.ClientSession() as http, http.get(
+            frontdesk.url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}) as response:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/plain")
         text = await response.text()
@@ -37,6 +42,15 @@ def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: s
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+async def scraped_soon(frontdesk: Frontdesk, name: str, expected: float, **labels: str) -> None:
+    """A database gauge reaches `expected` by the next refresh (a scrape itself reads no database)."""
+    async def shown() -> bool:
+        return value(await scrape(frontdesk), name, **labels) == expected
+
+    await eventually(shown, f"{name}{labels} == {expected}")
+
+
+@pytest.mark.parametrize("frontdesk_settings", [SCRAPED], indirect=True)
 async def test_metrics_count_updates_calls_answers_and_conversations(
         frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
     ai.script.reply = "Hello there."
@@ -59,11 +73,60 @@ async def test_metrics_count_updates_calls_answers_and_conversations(
     assert value(samples, "frontdesk_ai_tokens_total", model="main-model", direction="out") > 0
     assert value(samples, "frontdesk_ai_latency_seconds_count", model="main-model") == 1
     assert value(samples, "frontdesk_outbox_jobs_total", queue="customers", kind="answer", result="done") == 1
-    assert value(samples, "frontdesk_outbox_depth", queue="customers") == 0
-    assert value(samples, "frontdesk_conversations", status="open") == 1
+    await scraped_soon(frontdesk, "frontdesk_outbox_depth", 0, queue="customers")
+    await scraped_soon(frontdesk, "frontdesk_conversations", 1, status="open")
 
 
-@pytest.mark.parametrize("frontdesk_settings", [{"OUTBOX_WORKERS": 0, "READY_MAX_OUTBOX_AGE": 60}], indirect=True)
+@pytest.mark.parametrize("frontdesk_settings", [{"METRICS_TOKEN": METRICS_TOKEN}, {}], indirect=True)
+async def test_an_anonymous_scrape_is_refused(frontdesk: Frontdesk) -> None:
+    """With METRICS_TOKEN only its bearer gets the metrics; without it /metrics is not served at all."""
+    served = bool(frontdesk.settings.metrics_token)
+    async with aiohttp.ClientSession() as http:
+        for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": METRICS_TOKEN},
+                        {"Authorization": f"Basic {METRICS_TOKEN}"}):
+            async with http.get(frontdesk.url + "/metrics", headers=headers) as response:
+                body = await response.json()
+                assert (response.status, body["error"]["code"]) == ((401, "unauthorized") if served else
+                                                                   (404, "not_found"))
+                assert "frontdesk_" not in json.dumps(body)
+        async with http.get(frontdesk.url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}) as ok:
+            assert ok.status == (200 if served else 404)
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"METRICS_TOKEN": METRICS_TOKEN, "METRICS_REFRESH_SECONDS": 3600}],
+                         indirect=True)
+async def test_a_scrape_never_queries_the_database(frontdesk: Frontdesk) -> None:
+    """However often Prometheus (or anyone with the token) scrapes, the database's gauges are read on a timer."""
+    async def read_once() -> bool:
+        return value(await scrape(frontdesk), "frontdesk_database_gauges_refreshed_timestamp_seconds") > 0
+
+    await eventually(read_once, "the first read of the database's gauges, at start")
+    counted: list[str] = []
+
+    class Counter(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            counted.append(record.getMessage())
+
+    logger = logging.getLogger("tortoise.db_client")
+    level, counter = logger.level, Counter(logging.DEBUG)
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(counter)
+    try:
+        for _ in range(5):
+            samples = await scrape(frontdesk)
+    finally:
+        logger.removeHandler(counter)
+        logger.setLevel(level)
+    assert value(samples, "frontdesk_conversations", status="open") == 0
+    # The outbox workers and the knowledge schedule poll on their own; every other query would be the scrapes'.
+    background = ("outbox_job", "advisory", "knowledge_")
+    queries = [line for line in counted if not any(word in line for word in background)
+               and line.lstrip().upper().startswith(("SELECT", "INSERT", "UPDATE", "DELETE"))]
+    assert queries == []
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"OUTBOX_WORKERS": 0, "READY_MAX_OUTBOX_AGE": 60, **SCRAPED}],
+                         indirect=True)
 async def test_readyz_fails_when_the_outbox_falls_behind(frontdesk: Frontdesk) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.get(frontdesk.url + "/readyz") as response:
@@ -82,9 +145,8 @@ async def test_readyz_fails_when_the_outbox_falls_behind(frontdesk: Frontdesk) -
             assert response.status == 503
         assert body["ok"] is False
         assert body["checks"]["outbox"].startswith("error: a job has waited 300s")
-        samples = await scrape(frontdesk)
-        assert value(samples, "frontdesk_outbox_depth", queue="customers") == 1
-        assert value(samples, "frontdesk_outbox_oldest_due_seconds", queue="customers") >= 299
+        await scraped_soon(frontdesk, "frontdesk_outbox_depth", 1, queue="customers")
+        assert value(await scrape(frontdesk), "frontdesk_outbox_oldest_due_seconds", queue="customers") >= 299
         async with http.get(frontdesk.url + "/healthz") as response:
             assert response.status == 200  # liveness stays cheap and independent
 

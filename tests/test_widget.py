@@ -14,6 +14,7 @@ from services import widget
 from tests.conftest import Frontdesk
 from tests.desk_helpers import Desk, manager_desk, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
+from tests.test_observability import METRICS_TOKEN
 from tests.widget_helpers import VisitorSocket, is_answer, open_widget
 
 
@@ -31,6 +32,7 @@ async def _history(http: aiohttp.ClientSession, frontdesk: Frontdesk, token: str
         return response.status, await response.json()
 
 
+@pytest.mark.parametrize("frontdesk_settings", [{"METRICS_TOKEN": METRICS_TOKEN}], indirect=True)
 async def test_a_visitor_sees_the_answer_stream_in_and_finds_it_in_the_history(
         frontdesk: Frontdesk, ai: FakeAI, http: aiohttp.ClientSession) -> None:
     ai.script.reply = "We roast our **own** beans, every morning, in small batches, right here in the shop."
@@ -52,7 +54,7 @@ async def test_a_visitor_sees_the_answer_stream_in_and_finds_it_in_the_history(
     assert answer["html"].count("<b>own</b>") == 1
     assert answer["text"] == "We roast our own beans, every morning, in small batches, right here in the shop."
 
-    async with http.get(f"{frontdesk.url}/metrics") as response:
+    async with http.get(f"{frontdesk.url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}) as response:
         assert "frontdesk_widget_sockets 1.0" in await response.text()
     status, history = await _history(http, frontdesk, welcome["token"])
     assert status == 200

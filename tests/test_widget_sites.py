@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
+import pytest
+from tgsim import Simulator
 
-from tests.conftest import Frontdesk
+from models import WidgetSite
+from tests.conftest import Frontdesk, free_port, frontdesk_environment, running_frontdesk
+from tests.fake_ai import FakeAI
 from tests.test_process import _run_cli
 from tests.widget_helpers import open_widget
 
@@ -59,3 +63,44 @@ def test_a_site_needs_real_origins_and_colours(database_url: str, tmp_path: Path
     assert bad_colour.returncode == 1
     assert "is not a colour" in bad_colour.stderr
     assert _run_cli(tmp_path, database_url, "site", "list").stdout.strip() == ""
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{}, {"APP_ENV": "production", "DEMO_SITE": "true"}], indirect=True)
+async def test_the_demo_chat_is_at_the_root_in_development_or_when_the_operator_turns_it_on(
+        frontdesk: Frontdesk) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(frontdesk.url + "/") as page:
+            assert page.status == 200
+            assert 'data-site="demo"' in await page.text()
+        visitor, welcome = await open_widget(http, frontdesk.url)
+        assert welcome["type"] == "welcome"
+        await visitor.socket.close()
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"APP_ENV": "production"}, {"DEMO_SITE": "false"}], indirect=True)
+async def test_in_production_there_is_no_demo_chat_unless_the_operator_turns_it_on(frontdesk: Frontdesk) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(frontdesk.url + "/") as page:
+            assert page.status == 404
+        visitor, refused = await open_widget(http, frontdesk.url)
+        assert refused["code"] == "unknown_site"
+        await visitor.socket.close()
+        async with http.get(frontdesk.url + "/widget/api/site?site=demo", headers={"Origin": frontdesk.url}) as site:
+            assert site.status == 404
+    assert not await WidgetSite.exists(public_key="demo")
+
+
+async def test_a_demo_site_left_from_a_development_start_serves_nobody_once_the_demo_is_off(
+        database_url: str, sim: Simulator, ai: FakeAI) -> None:
+    port = free_port()
+    async with running_frontdesk(frontdesk_environment(database_url, sim, ai, port)) as frontdesk, \
+            aiohttp.ClientSession() as http:
+        visitor, welcome = await open_widget(http, frontdesk.url)
+        assert welcome["type"] == "welcome"
+        await visitor.socket.close()
+    async with running_frontdesk(frontdesk_environment(database_url, sim, ai, port, APP_ENV="production")) as \
+            frontdesk, aiohttp.ClientSession() as http:
+        assert await WidgetSite.exists(public_key="demo")  # kept (`site remove demo` removes it), but unused
+        visitor, refused = await open_widget(http, frontdesk.url)
+        assert refused["code"] == "unknown_site"
+        await visitor.socket.close()

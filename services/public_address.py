@@ -1,0 +1,57 @@
+"""Which scheme and which address people reach this deployment at: one answer for cookies, origin checks and links.
+
+PUBLIC_BASE_URL is that answer when it is set. Behind a proxy that ends TLS (the compose file's
+Caddy behind an outer TLS proxy, a load balancer) a request arrives over plain http, so what the
+request says about its scheme is not what the browser sees; the setting is. Without it (local
+development), the request's own address is all there is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+
+@dataclass(frozen=True)
+class PublicAddress:
+    base_url: str = ""  # PUBLIC_BASE_URL without its trailing slash; "" when unset
+    fallback: str = ""  # where links point without it (the webhook's host, else this machine)
+
+    @classmethod
+    def of(cls, public_base_url: str, fallback: str = "") -> PublicAddress:
+        return cls(public_base_url.strip().rstrip("/"), fallback.strip().rstrip("/"))
+
+    @property
+    def https(self) -> bool:
+        return self.base_url.lower().startswith("https://")
+
+    @property
+    def origin(self) -> str:
+        """PUBLIC_BASE_URL's origin (scheme://host[:port], as a browser's Origin header says it); "" when unset."""
+        if not self.base_url:
+            return ""
+        parts = urlsplit(self.base_url)
+        return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
+
+    def base(self, seen_as: str = "") -> str:
+        """The address to put in a link: PUBLIC_BASE_URL, else the one a request came to, else the fallback."""
+        return self.base_url or seen_as.rstrip("/") or self.fallback
+
+    @property
+    def mini_app_url(self) -> str:
+        """The Mini App's address for Telegram's buttons, which open https only; "" otherwise."""
+        return f"{self.base_url}/app/" if self.https else ""
+
+    def secure_cookies(self, over_tls: bool) -> bool:
+        """Cookies are `Secure` whenever PUBLIC_BASE_URL is https, whatever scheme a proxy passed the request on
+        with; without it, when the request itself came over TLS."""
+        return self.https or over_tls
+
+    def own_origin(self, request_origin: str) -> str:
+        """The origin of our own pages: PUBLIC_BASE_URL's, else the one the request came to."""
+        return self.origin or request_origin
+
+    def is_own(self, origin: str, request_origin: str) -> bool:
+        """Whether a page at `origin` is one of ours. With PUBLIC_BASE_URL only its origin is (not the same host
+        over http, which is what a proxy's plain-http request would otherwise say)."""
+        return bool(origin) and origin.lower() == self.own_origin(request_origin).lower()
