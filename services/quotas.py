@@ -50,13 +50,14 @@ async def reserve(bot_id: int, user_id: int, quota: int) -> Reservation | None:
     day = datetime.now(UTC).date()
     if await _take(user_id, day, quota):
         return Reservation(bot_id, user_id, day)
-    if await Usage.exists(user_id=user_id, day=day):
-        return None  # the row is there and full
-    try:
-        await Usage.create(bot_id=bot_id, user_id=user_id, day=day, ai_messages=1)
-        return Reservation(bot_id, user_id, day)
-    except IntegrityError:  # the day's row was created meanwhile by a parallel request
-        return Reservation(bot_id, user_id, day) if await _take(user_id, day, quota) else None
+    if not await Usage.exists(user_id=user_id, day=day):  # the day's first use
+        try:
+            await Usage.create(bot_id=bot_id, user_id=user_id, day=day, ai_messages=1)
+            return Reservation(bot_id, user_id, day)
+        except IntegrityError:
+            pass  # created meanwhile by a parallel request
+    # The row is there: full, or created by a parallel request since the first try.
+    return Reservation(bot_id, user_id, day) if await _take(user_id, day, quota) else None
 
 
 async def _take(user_id: int, day: date, quota: int) -> bool:

@@ -21,6 +21,19 @@ async def test_parallel_reservations_take_exactly_the_quota(database: str) -> No
     assert (await Usage.get(user_id=user_id)).ai_messages == 3
 
 
+async def test_parallel_first_uses_of_the_day_all_count_while_under_the_quota(database: str) -> None:
+    bot_id, user_id = await _customer()
+
+    async def staggered(turn: int) -> quotas.Reservation | None:
+        for _ in range(turn % 4):  # start a few steps apart, so that some find the row half-made
+            await asyncio.sleep(0)
+        return await quotas.reserve(bot_id, user_id, 20)
+
+    taken = await asyncio.gather(*(staggered(turn) for turn in range(12)))
+    assert all(reservation is not None for reservation in taken)  # racing to create the day's row refuses none
+    assert (await Usage.get(user_id=user_id)).ai_messages == 12
+
+
 async def test_a_released_use_can_be_taken_again_and_a_settled_one_is_counted_once(database: str) -> None:
     bot_id, user_id = await _customer()
     first = await quotas.reserve(bot_id, user_id, 1)
