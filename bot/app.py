@@ -27,7 +27,15 @@ from bot.events import RedisBus
 from bot.i18n import create_i18n, translator
 from bot.keys import BOX, REDIS, SECRETS, SETTINGS, TELEGRAM, TelegramRuntime
 from bot.knowledge import keep_knowledge_fresh, knowledge_sources
-from bot.observability import METRICS, READINESS, Metrics, Readiness, metrics_view, readyz_view
+from bot.observability import (
+    METRICS,
+    READINESS,
+    Metrics,
+    Readiness,
+    metrics_view,
+    quiet_refused_requests,
+    readyz_view,
+)
 from bot.sender import Budget, Limits, Pacer, RedisPacer, TelegramChatSender
 from bot.settings import Settings
 from bot.telegram import create_bot, create_dispatcher, set_commands, set_menu_button
@@ -375,6 +383,7 @@ def create_app(settings: Settings, secrets: Secrets | None = None) -> web.Applic
     """The whole server. `secrets` is what the process's logging redacts (`python -m bot` passes the one
     it gave configure_logging); keys held while in use are added to it."""
     app = web.Application(client_max_size=2 * 1024 * 1024)
+    quiet_refused_requests()  # a request aiohttp cannot even parse is a WARNING line, not a traceback
     app[SETTINGS] = settings
     app[SECRETS] = secrets = secrets if secrets is not None else Secrets(settings.secrets)
     app[BOX] = secret_box(settings, secrets)  # now: a missing or broken key stops the start here

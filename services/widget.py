@@ -187,7 +187,9 @@ def issue_token(site: WidgetSite, visitor_id: str) -> str:
 def read_token(site: WidgetSite, token: str) -> Visitor | None:
     """The visitor a token was issued to by this site, or None if it is not one of ours."""
     payload, _, signature = token.partition(".")
-    if not payload or len(token) > 512 or not hmac.compare_digest(signature, _sign(site.token_key, payload.encode())):
+    if not payload or len(token) > 512 or not token.isascii():  # ours are short ASCII
+        return None
+    if not hmac.compare_digest(signature, _sign(site.token_key, payload.encode())):
         return None
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
@@ -206,7 +208,7 @@ def identity_signature(site: WidgetSite, user_id: str) -> str:
 
 def verified_visitor(site: WidgetSite, user_id: str, signature: str) -> Visitor | None:
     """The site's logged-in user, the same visitor on any device, if the site signed their id."""
-    if not user_id or len(user_id) > MAX_SITE_USER_ID:
+    if not user_id or len(user_id) > MAX_SITE_USER_ID or not signature.isascii():
         return None
     if not hmac.compare_digest(signature.lower(), identity_signature(site, user_id)):
         return None
