@@ -27,6 +27,7 @@ from tgsim import Simulator
 from tortoise import Tortoise
 from yarl import URL
 
+from models import WebSession
 from tests.desk_helpers import Desk, manager_desk
 from tests.fake_ai import FakeAI
 from tests.miniapp_helpers import AppClient, app_client, dashboard_link, sign_in
@@ -475,3 +476,34 @@ async def test_the_live_socket_closes_on_a_hostile_sign_in_frame(
         await socket.send_str(frame)
         assert await _frame_or_close(socket) == ("closed", 4401)
     assert unhandled(caplog) == []
+
+
+# --- the browser login ------------------------------------------------------------------------------------------
+
+
+async def test_hostile_login_posts_get_a_4xx_and_open_no_session(
+        desk: Desk, sim: Simulator, caplog: pytest.LogCaptureFixture) -> None:
+    url = desk.frontdesk.url
+    form = (b"Content-Type", b"application/x-www-form-urlencoded")
+    cases: list[tuple[str, list[tuple[bytes, bytes]], bytes, bool, set[int]]] = [
+        ("a non-ASCII token", [form], "token=токен&csrf=токен".encode(), False, {400, 403}),
+        ("a token of invalid UTF-8", [form], b"token=%ff%fe&csrf=%ff%fe", False, {400, 403}),
+        ("raw invalid UTF-8", [form], b"token=\xff\xfe&csrf=\xff", False, {400, 403}),
+        ("a 10k-character token", [form], f"token={LONG}&csrf={LONG}".encode(), False, {400, 403}),
+        ("a non-ASCII cookie", [form, (b"Cookie", "frontdesk_login=печенье".encode())],
+         "token=x&csrf=печенье".encode(), False, {400, 403}),
+        ("a cookie of invalid UTF-8", [form, (b"Cookie", b"frontdesk_login=\xff")], b"token=x&csrf=%ff", False,
+         {400, 403}),
+        ("deep JSON", [(b"Content-Type", b"application/json")], DEEP, False, {400, 403}),
+        ("a huge form", [form], b"token=" + b"a" * (3 * 1024 * 1024), True, {413}),
+        ("a multipart form of invalid UTF-8", [(b"Content-Type", b"multipart/form-data; boundary=XX")],
+         b'--XX\r\nContent-Disposition: form-data; name="token"\r\n\r\n\xff\xfe\r\n--XX--\r\n', False, {400, 403}),
+    ]
+    problems: list[str] = []
+    async with nothing_stored():
+        for name, headers, body, chunked, statuses in cases:
+            answer = await raw_request(url, "POST", "/app/login", headers, body, chunked=chunked)
+            if answer.status not in statuses:
+                problems.append(f"{name}: status {answer.status} {answer.body[:160]!r}")
+    assert not problems + unhandled(caplog), "\n".join(problems + unhandled(caplog))
+    assert not await WebSession.exists()
