@@ -411,9 +411,16 @@ def _from_this_page(request: web.Request, form: MultiDictProxy[Any]) -> bool:
     if fetched_from is not None:
         if fetched_from not in ("same-origin", "none"):
             return False
-    elif (origin := request.headers.get("Origin", "null")) != "null" and urlsplit(origin).netloc != request.host:
+    elif (origin := request.headers.get("Origin", "null")) != "null" and _host_of(origin) != request.host:
         return False
     return same_token(str(form.get("csrf", "")), request.cookies.get(LOGIN_COOKIE, ""))
+
+
+def _host_of(origin: str) -> str | None:
+    try:
+        return urlsplit(origin).netloc
+    except ValueError:  # "http://[": not an address at all
+        return None
 
 
 async def _form(request: web.Request) -> MultiDictProxy[Any] | None:

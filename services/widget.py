@@ -53,12 +53,16 @@ class SiteError(ValueError):
 
 def normalize_origin(origin: str) -> str:
     """`https://Shop.example:443/page` -> `https://shop.example`; an origin is scheme, host and port only."""
-    parts = urlsplit(origin.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(origin.strip())
+        scheme, host, given_port = parts.scheme, parts.hostname, parts.port
+    except ValueError:  # "http://[", or a port that is not a number up to 65535
+        scheme, host, given_port = "", None, None
+    if scheme not in ("http", "https") or not host:
         raise SiteError(f"{origin!r} is not an origin like https://shop.example", "bad_origin")
-    default_port = {"http": 80, "https": 443}[parts.scheme]
-    port = f":{parts.port}" if parts.port and parts.port != default_port else ""
-    return f"{parts.scheme}://{parts.hostname.lower()}{port}"
+    default_port = {"http": 80, "https": 443}[scheme]
+    port = f":{given_port}" if given_port and given_port != default_port else ""
+    return f"{scheme}://{host.lower()}{port}"
 
 
 def _origins(origins: list[str]) -> list[str]:

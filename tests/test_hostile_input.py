@@ -210,6 +210,9 @@ async def test_the_widgets_rest_calls_refuse_hostile_queries_and_headers_with_a_
         ("a non-ASCII site key, unescaped", "/widget/api/site?site=кафе", [origin], UNREAD),
         ("a non-ASCII origin", "/widget/api/site?site=demo", [(b"Origin", "https://кафе.example".encode())], {403}),
         ("an origin of invalid UTF-8", "/widget/api/site?site=demo", [(b"Origin", b"https://\xff.example")], {403}),
+        ("an origin that is no address", "/widget/api/site?site=demo", [(b"Origin", b"http://[")], {403}),
+        ("an origin with a port past 65535", "/widget/api/history?site=demo",
+         [(b"Origin", url.rsplit(":", 1)[0].encode() + b":99999"), (b"Authorization", b"Bearer " + token)], {403}),
         ("a 10k-character origin", "/widget/api/site?site=demo", [(b"Origin", b"https://" + LONG.encode())], UNREAD),
         ("an 8k-character origin", "/widget/api/site?site=demo", [(b"Origin", b"https://" + LONG_LINE.encode())],
          {403}),
@@ -271,6 +274,18 @@ async def test_a_hostile_hello_gets_an_error_frame_and_a_close(
         assert (frame["type"], frame["code"]) == ("error", code)
         assert frame["message"]
         assert await _frame_or_close(socket) == ("closed", close_code)
+    assert unhandled(caplog) == []
+
+
+@pytest.mark.parametrize("origin", ["http://[", "https://shop.example:99999", "https://кафе.example"])
+async def test_a_socket_from_an_origin_that_is_no_address_is_refused(
+        desk: Desk, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture, origin: str) -> None:
+    async with nothing_stored():
+        socket = await http.ws_connect(desk.frontdesk.url + "/widget/ws", headers={"Origin": origin})
+        await socket.send_str(json.dumps(HELLO))
+        kind, frame = await _frame_or_close(socket)
+        assert (kind, frame["code"]) == ("frame", "origin_not_allowed")
+        assert await _frame_or_close(socket) == ("closed", 4403)
     assert unhandled(caplog) == []
 
 
@@ -440,10 +455,14 @@ async def test_hostile_query_strings_and_ids_get_a_4xx(
             (f"/api/persona/versions/{'9' * 30}", {404}), (f"/api/studio/versions/{'9' * 30}", {404}),
             (f"/api/persona/versions/{'9' * 30}/diff", {404}), (f"/api/studio/templates/{'9' * 30}", {404}),
         ]
-        changes = [("DELETE", f"/api/knowledge/sources/{'9' * 30}"), ("DELETE", f"/api/studio/keys/{'9' * 30}"),
-                   ("DELETE", "/api/persona/versions/1/labels/%ED%A0%80"),
-                   ("POST", "/api/knowledge/suggestions/%ff/dismiss"),
-                   ("DELETE", f"/api/studio/versions/1/labels/{LONG_LINE}"), ("PATCH", f"/api/admin/sites/{'9' * 30}")]
+        changes: list[tuple[str, str, dict[str, Any]]] = [
+            ("POST", "/api/admin/sites", {"allowed_origins": ["http://["]}),
+            ("POST", "/api/admin/sites", {"allowed_origins": ["https://shop.example:99999"]}),
+            ("DELETE", f"/api/knowledge/sources/{'9' * 30}", {}), ("DELETE", f"/api/studio/keys/{'9' * 30}", {}),
+            ("DELETE", "/api/persona/versions/1/labels/%ED%A0%80", {}),
+            ("POST", "/api/knowledge/suggestions/%ff/dismiss", {}),
+            ("DELETE", f"/api/studio/versions/1/labels/{LONG_LINE}", {}),
+            ("PATCH", f"/api/admin/sites/{'9' * 30}", {})]
         searches = [f"/api/conversations?q={LONG_LINE}", f"/api/studio/templates?q={LONG_LINE}",
                     "/api/studio/templates?q=%ff%fe", "/api/studio/templates?tag=%ED%A0%80", "/api/knowledge?q=%ff"]
         problems: list[str] = []
@@ -451,10 +470,10 @@ async def test_hostile_query_strings_and_ids_get_a_4xx(
             for path, statuses in cases:
                 answer = await raw_request(desk.frontdesk.url, "GET", path, [(b"Authorization", authorization)])
                 check(problems, path, answer, statuses)
-            for method, path in changes:
+            for method, path, body in changes:
                 answer = await raw_request(desk.frontdesk.url, method, path, [(b"Authorization", authorization),
                                                                               (b"Content-Type", b"application/json")],
-                                           b"{}")
+                                           json.dumps(body).encode())
                 check(problems, f"{method} {path}", answer, set(range(400, 500)))
             for path in searches:  # junk may simply find nothing
                 answer = await raw_request(desk.frontdesk.url, "GET", path, [(b"Authorization", authorization)])
@@ -495,6 +514,8 @@ async def test_hostile_login_posts_get_a_4xx_and_open_no_session(
         ("a cookie of invalid UTF-8", [form, (b"Cookie", b"frontdesk_login=\xff")], b"token=x&csrf=%ff", False,
          {400, 403}),
         ("deep JSON", [(b"Content-Type", b"application/json")], DEEP, False, {400, 403}),
+        ("an origin that is no address", [form, (b"Origin", b"http://[")], b"token=x&csrf=x", False, {403}),
+        ("a non-ASCII origin", [form, (b"Origin", "http://кафе".encode())], b"token=x&csrf=x", False, {403}),
         ("a huge form", [form], b"token=" + b"a" * (3 * 1024 * 1024), True, {413}),
         ("a multipart form of invalid UTF-8", [(b"Content-Type", b"multipart/form-data; boundary=XX")],
          b'--XX\r\nContent-Disposition: form-data; name="token"\r\n\r\n\xff\xfe\r\n--XX--\r\n', False, {400, 403}),
