@@ -36,6 +36,7 @@ from bot.observability import (
     Readiness,
     metrics_context,
     metrics_view,
+    quiet_refused_requests,
     readyz_view,
 )
 from bot.sender import Budget, Limits, Pacer, RedisPacer, TelegramChatSender
@@ -402,6 +403,7 @@ def create_app(settings: Settings, secrets: Secrets | None = None) -> web.Applic
     """The whole server. `secrets` is what the process's logging redacts (`python -m bot` passes the one
     it gave configure_logging); keys held while in use are added to it."""
     app = web.Application(client_max_size=2 * 1024 * 1024)
+    quiet_refused_requests()  # a request aiohttp cannot even parse is a WARNING line, not a traceback
     app[SETTINGS] = settings
     app[SECRETS] = secrets = secrets if secrets is not None else Secrets(settings.secrets)
     app[BOX] = secret_box(settings, secrets)  # now: a missing or broken key stops the start here

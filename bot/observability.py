@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from tortoise import connections
 from tortoise.functions import Count, Min
@@ -281,6 +282,29 @@ def configure_logging(level: str, fmt: str, secrets: Secrets | Iterable[str]) ->
     logging.getLogger("tortoise").setLevel(max(logging.WARNING, root.level))
     # trafilatura logs a page without text as an ERROR; the knowledge source reports it itself.
     logging.getLogger("trafilatura").setLevel(logging.CRITICAL)
+
+
+class RefusedRequests(logging.Filter):
+    """aiohttp answers a request it cannot parse (a header or URL over 8190 bytes, bytes that are not
+    HTTP) with its own 400 and logs it at ERROR with a traceback: hostile input, not our failure.
+    On aiohttp's server logger, such a record becomes one WARNING line without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError) and 400 <= error.code < 500:
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg = "refused a request it could not read from %s: %s %s"
+            record.args = (remote, error.code, error.message)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_refused_requests() -> None:
+    """Once per process: see RefusedRequests."""
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(existing, RefusedRequests) for existing in server.filters):
+        server.addFilter(RefusedRequests())
 
 
 def new_request_id() -> str:

@@ -8,15 +8,14 @@ retries), and re-delivered update ids are acknowledged without running the handl
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 
 from aiogram.types import Update
 from aiohttp import web
-from pydantic import ValidationError
 
 from bot.keys import TELEGRAM
 from bot.observability import METRICS, new_request_id, request_id_var, update_id_var
+from miniapp.inputs import parse_json
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +33,20 @@ async def telegram_webhook(request: web.Request) -> web.Response:
         return _error(404, "telegram is not configured")
     metrics = request.app[METRICS]
     request_id_var.set(new_request_id())
-    given = request.headers.get(SECRET_HEADER, "")
-    if not hmac.compare_digest(given.encode(), telegram.secret.encode()):
+    given = request.headers.get(SECRET_HEADER, "")  # any bytes may arrive; the secret is ASCII
+    if not given.isascii() or not hmac.compare_digest(given.encode(), telegram.secret.encode()):
         return _error(401, "wrong or missing secret token")
     if request.content_length is not None and request.content_length > MAX_UPDATE_BYTES:
         return _error(413, "update too large")
     try:
-        payload = json.loads(await request.read())
-        update = Update.model_validate(payload, context={"bot": telegram.bot})
-    except (json.JSONDecodeError, UnicodeDecodeError, ValidationError):
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:  # sent without a length, past what the app reads at all
+        return _error(413, "update too large")
+    if len(raw) > MAX_UPDATE_BYTES:
+        return _error(413, "update too large")
+    try:
+        update = Update.model_validate(parse_json(raw), context={"bot": telegram.bot})
+    except ValueError:  # not JSON, JSON parse_json refuses, or not an Update (pydantic's ValidationError)
         metrics.updates.labels("invalid").inc()
         return _error(400, "the body is not a Telegram update")
     update_id_var.set(update.update_id)

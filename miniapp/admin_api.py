@@ -11,7 +11,7 @@ from zoneinfo import available_timezones
 from aiohttp import web
 
 from miniapp import admin_schemas as shapes
-from miniapp.api import Api, ApiError, ok, read_body
+from miniapp.api import Api, ApiError, ok, path_id, read_body
 from miniapp.auth import MINIAPP, admin
 from miniapp.origin import public_base
 from models import Bot, Role, User, WidgetSite
@@ -58,10 +58,7 @@ def timezones() -> list[str]:
 
 
 def _id(request: web.Request, name: str) -> int:
-    try:
-        return int(request.match_info[name])
-    except ValueError as error:
-        raise ApiError(404, "not_found") from error
+    return path_id(request, name)
 
 
 # --- settings --------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ aiohttp handler and records what the OpenAPI document says about it, so the two 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
+from miniapp.inputs import parse_json, row_id
 from services.i18n import N_, Translate
 
 log = logging.getLogger(__name__)
@@ -92,10 +92,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 async def read_json(request: web.Request, empty: Any = None) -> Any:
-    """The request's body as JSON (`empty` when there is none); 413 or 400 otherwise."""
+    """The request's body as JSON (`empty` when there is none); 413 or 400 otherwise (see parse_json)."""
     try:
         raw = await request.read()
-        return json.loads(raw) if raw else empty
+        return parse_json(raw) if raw else empty
     except web.HTTPRequestEntityTooLarge as error:
         raise ApiError(413, "too_large") from error
     except ValueError as error:
@@ -111,6 +111,14 @@ async def read_body(request: web.Request, model: type[Body]) -> Body:
         details = [{"field": ".".join(str(part) for part in item["loc"]), "problem": item["type"]}
                    for item in error.errors()]
         raise ApiError(400, "bad_request", details=details) from error
+
+
+def path_id(request: web.Request, name: str, message: str | None = None) -> int:
+    """An id from the path; 404 when it is not one a row could have."""
+    found = row_id(request.match_info[name])
+    if found is None:
+        raise ApiError(404, "not_found", message)
+    return found
 
 
 def read_query(request: web.Request, model: type[Body]) -> Body:

@@ -68,16 +68,23 @@ CALLER = web.RequestKey("caller", Caller)
 def parse_init_data(runtime: MiniAppRuntime, init_data: str, now: datetime | None = None) -> WebAppInitData:
     """Telegram's signed data, or 401: a wrong hash, no user, or older than the allowed age (staff are
     held to a shorter one once their role is known: `caller_from_init_data`)."""
-    if not runtime.bot_token:
+    if not runtime.bot_token or not init_data.isascii():  # Telegram sends it percent-encoded
         raise ApiError(401, "unauthorized")
     try:
         data = safe_parse_webapp_init_data(runtime.bot_token, init_data)
-    except ValueError as error:
+    except (ValueError, TypeError) as error:  # TypeError: a hash that decodes to non-ASCII (compare_digest)
         raise ApiError(401, "unauthorized") from error
     age = (now or datetime.now(UTC)) - data.auth_date.astimezone(UTC)
     if data.user is None or age > runtime.auth_max_age or age < -timedelta(minutes=5):
         raise ApiError(401, "unauthorized")
     return data
+
+
+def same_token(sent: str, expected: str) -> bool:
+    """A token from a header, cookie or form against ours, in constant time. Headers and forms may
+    carry any bytes; ours are ASCII, so anything else is simply not it (compare_digest refuses
+    non-ASCII text with a TypeError)."""
+    return bool(sent) and sent.isascii() and hmac.compare_digest(sent, expected)
 
 
 async def role_of(runtime: MiniAppRuntime, user: User) -> Role:
@@ -104,10 +111,9 @@ async def _from_session(request: web.Request, runtime: MiniAppRuntime, token: st
     session = await accounts.session_of(token)
     if session is None or int(session.user.bot_id) != runtime.bot_id:  # type: ignore[attr-defined]
         raise ApiError(401, "unauthorized")
-    if request.method not in SAFE_METHODS:
-        sent = request.headers.get(CSRF_HEADER, "")
-        if not sent or not hmac.compare_digest(sent, session.csrf_token):
-            raise ApiError(403, "csrf")
+    if request.method not in SAFE_METHODS and not same_token(request.headers.get(CSRF_HEADER, ""),
+                                                             session.csrf_token):
+        raise ApiError(403, "csrf")
     role = await role_of(runtime, session.user)
     return Caller(session.user, role, via_session=True, csrf_token=session.csrf_token,
                   locale=pick_locale(session.user.language, default=runtime.default_locale), session_id=session.id)

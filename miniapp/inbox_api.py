@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from miniapp import schemas
-from miniapp.api import Api, ApiError, ok, read_body, read_query
+from miniapp.api import Api, ApiError, ok, path_id, read_body, read_query
 from miniapp.auth import MINIAPP, Caller, authenticate, staff_member
 from models import Channel, Conversation
 from services import desk, inbox
@@ -21,10 +21,7 @@ WIDGET_LIVE = web.AppKey("miniapp_widget_live", WidgetLive)
 
 
 def _id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["conversation_id"])
-    except ValueError as error:
-        raise ApiError(404, "not_found") from error
+    return path_id(request, "conversation_id")
 
 
 async def _conversation(request: web.Request, caller: Caller) -> Conversation:

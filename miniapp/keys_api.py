@@ -13,7 +13,7 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import BaseModel, Field, SecretStr
 
-from miniapp.api import Api, ApiError, ok, read_body
+from miniapp.api import Api, ApiError, ok, path_id, read_body
 from miniapp.auth import authenticate
 from miniapp.schemas import Strict
 from services.i18n import N_
@@ -109,10 +109,7 @@ async def add_key(request: web.Request) -> web.Response:
 
 async def delete_key(request: web.Request) -> web.Response:
     caller = await authenticate(request)
-    try:
-        key_id = int(request.match_info["key_id"])
-    except ValueError as error:
-        raise ApiError(404, "not_found") from error
+    key_id = path_id(request, "key_id")
     if not await request.app[PROVIDER_KEYS].delete(caller.user, key_id):
         raise ApiError(404, "not_found")
     return await keys_view(request)

@@ -8,7 +8,7 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from miniapp.api import Api, ApiError, ok, read_body, read_query
+from miniapp.api import Api, ApiError, ok, path_id, read_body, read_query
 from miniapp.auth import MINIAPP, caller_locale, staff_member
 from miniapp.schemas import Strict
 from services import answering, knowledge_admin, knowledge_suggestions
@@ -153,10 +153,7 @@ def _failed(request: web.Request, error: KnowledgeError) -> ApiError:
 
 
 def _item_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["item_id"])
-    except ValueError as error:
-        raise ApiError(404, "not_found") from error
+    return path_id(request, "item_id")
 
 
 async def list_items(request: web.Request) -> web.Response:

@@ -19,6 +19,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from miniapp.api import ApiError
 from miniapp.auth import MINIAPP, SESSION_COOKIE, Caller, authenticate, caller_from_init_data
+from miniapp.inputs import parse_json
 from miniapp.origin import from_own_page
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ async def _caller_by_frame(request: web.Request, socket: web.WebSocketResponse) 
     if frame.type != WSMsgType.TEXT:
         return None
     try:
-        data = json.loads(frame.data)
+        data = parse_json(frame.data)
     except ValueError:
         return None
     init_data = data.get("init_data") if isinstance(data, dict) and data.get("type") == "auth" else None

@@ -9,16 +9,19 @@ page sets once it knows the caller's language, else the browser's.
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from multidict import MultiDictProxy
 
 from miniapp.api import ApiError, error_response
-from miniapp.auth import CSRF_COOKIE, MINIAPP, SESSION_COOKIE, caller_locale
+from miniapp.auth import CSRF_COOKIE, CSRF_HEADER, MINIAPP, SESSION_COOKIE, caller_locale, same_token
 from miniapp.origin import secure_cookies
 from services import accounts
 from services.i18n import N_
@@ -379,20 +382,75 @@ def page_view(page: Page) -> Any:
 
 
 LOGIN = Page("/app/login", "login.html", N_("Sign in"), "everyone", "")
+LOGIN_COOKIE = "frontdesk_login"  # the login form's own CSRF token, before there is a session
+LOGIN_FORM_LIFETIME = 15 * 60  # seconds; a link works for 5 minutes anyway
+LOGIN_FAILURES = {
+    "link": N_("This link has expired or has already been used. Send /dashboard to the bot for a new one."),
+    "form": N_("This sign-in could not be confirmed as coming from this page. Open the link from the bot again: "
+               "it still works."),
+}
 
 
 async def login_form(request: web.Request) -> web.Response:
-    """The link's page shows a button: a link preview (Telegram fetches links) must not use up the link."""
-    return _render(request, LOGIN, token=request.query.get("token", ""), failed=False)
+    """The link's page shows a button: a link preview (Telegram fetches links) must not use up the link.
+
+    The form carries a token that must come back with the cookie set here (SameSite=Strict): another
+    site's page cannot read it, so it cannot make a browser sign in to an account of its choosing."""
+    token = request.query.get("token", "")
+    form_token = request.cookies.get(LOGIN_COOKIE, "")
+    if not accounts.is_token(form_token):
+        form_token = secrets.token_urlsafe(24)
+    response = _render(request, LOGIN, token=token if accounts.is_token(token) else "", csrf=form_token, failure="")
+    response.set_cookie(LOGIN_COOKIE, form_token, max_age=LOGIN_FORM_LIFETIME, path="/app/login", httponly=True,
+                        samesite="Strict", secure=secure_cookies(request))
+    return response
+
+
+def _login_refused(request: web.Request, failure: str, status: int) -> web.Response:
+    response = _render(request, LOGIN, token="", csrf="", failure=LOGIN_FAILURES[failure])
+    response.set_status(status)
+    return response
+
+
+def _from_this_page(request: web.Request, form: MultiDictProxy[Any]) -> bool:
+    """The POST comes from our own login page: the form's token is the one in this browser's login
+    cookie, and the browser, when it says where the form was, says it was on this site.
+
+    Sec-Fetch-Site is set by the browser itself; older browsers send only Origin, which is "null"
+    on our own pages too (they are served with Referrer-Policy: no-referrer)."""
+    fetched_from = request.headers.get("Sec-Fetch-Site")
+    if fetched_from is not None:
+        if fetched_from not in ("same-origin", "none"):
+            return False
+    elif (origin := request.headers.get("Origin", "null")) != "null" and _host_of(origin) != request.host:
+        return False
+    return same_token(str(form.get("csrf", "")), request.cookies.get(LOGIN_COOKIE, ""))
+
+
+def _host_of(origin: str) -> str | None:
+    try:
+        return urlsplit(origin).netloc
+    except ValueError:  # "http://[": not an address at all
+        return None
+
+
+async def _form(request: web.Request) -> MultiDictProxy[Any] | None:
+    """The posted form, or None when it cannot be read (bytes that are not UTF-8, a broken multipart)."""
+    try:
+        return await request.post()
+    except ValueError:
+        return None
 
 
 async def login(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
+    form = await _form(request)
+    if form is None:
+        return _login_refused(request, "form", 400)
+    if not _from_this_page(request, form):
+        return _login_refused(request, "form", 403)
     session = await accounts.redeem_login_link(str(form.get("token", "")), request.app[MINIAPP].session_lifetime)
     if session is None:
-        response = _render(request, LOGIN, token="", failed=True)
-        response.set_status(403)
-        return response
+        return _login_refused(request, "link", 403)
     response = web.HTTPSeeOther("/app/inbox")
     secure = secure_cookies(request)
     max_age = int(request.app[MINIAPP].session_lifetime.total_seconds())
@@ -400,15 +458,19 @@ async def login(request: web.Request) -> web.StreamResponse:
                         secure=secure)
     response.set_cookie(CSRF_COOKIE, session.csrf_token, max_age=max_age, path="/", samesite="Strict",
                         secure=secure)
+    response.del_cookie(LOGIN_COOKIE, path="/app/login")
     raise response
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
-        csrf = request.headers.get("X-CSRF-Token") or str((await request.post()).get("csrf", ""))
+        csrf = request.headers.get(CSRF_HEADER, "")
+        if not csrf:
+            form = await _form(request)
+            csrf = str(form.get("csrf", "")) if form is not None else ""
         session = await accounts.session_of(token)
-        if session is None or csrf != session.csrf_token:
+        if session is None or not same_token(csrf, session.csrf_token):
             return error_response(request, ApiError(403, "csrf"))
         await accounts.end_session(token)
     response = web.HTTPSeeOther("/app/login")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from miniapp import admin_schemas as shapes
-from miniapp.api import Api, ApiError, ok, read_body, read_query
+from miniapp.api import Api, ApiError, ok, path_id, read_body, read_query
 from miniapp.auth import MINIAPP, staff_member
 from services import inbox, persona
 from services.i18n import N_
@@ -37,10 +37,7 @@ def _full(version: persona.Version) -> shapes.PersonaVersionOut:
 
 
 def _number(request: web.Request) -> int:
-    try:
-        return int(request.match_info["version"])
-    except ValueError as error:
-        raise ApiError(404, "not_found") from error
+    return path_id(request, "version")
 
 
 async def overview(request: web.Request) -> web.Response:

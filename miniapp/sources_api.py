@@ -9,7 +9,7 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from miniapp.api import Api, ApiError, ok, read_body
+from miniapp.api import Api, ApiError, ok, path_id, read_body
 from miniapp.auth import MINIAPP, caller_locale, staff_member
 from miniapp.knowledge_api import KNOWLEDGE
 from miniapp.schemas import Strict
@@ -119,10 +119,7 @@ async def _one(request: web.Request, bot_id: int, source_id: int) -> SourceOut:
 
 
 def _source_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["source_id"])
-    except ValueError as error:
-        raise ApiError(404, "not_found", ERRORS["not_found"]) from error
+    return path_id(request, "source_id", ERRORS["not_found"])
 
 
 async def list_sources(request: web.Request) -> web.Response:

@@ -14,7 +14,7 @@ from urllib.parse import quote
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from miniapp.api import Api, ApiError, ok, read_body, read_json, read_query
+from miniapp.api import Api, ApiError, ok, path_id, read_body, read_json, read_query
 from miniapp.auth import MINIAPP, Caller, authenticate, caller_locale
 from miniapp.schemas import Strict
 from models import PromptProject, PromptRun, PromptVersion
@@ -322,10 +322,7 @@ def _lines(hunks: list[list[DiffLine]]) -> list[list[DiffLineOut]]:
 
 
 def _number(request: web.Request, name: str) -> int:
-    try:
-        return int(request.match_info[name])
-    except ValueError as error:
-        raise ApiError(404, "not_found") from error
+    return path_id(request, name)
 
 
 async def _own_project(request: web.Request) -> tuple[Caller, PromptProject]:

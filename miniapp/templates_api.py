@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field, field_validator
 
 from miniapp.api import ERRORS as API_ERRORS
-from miniapp.api import Api, ApiError, ok, read_body, read_query
+from miniapp.api import Api, ApiError, ok, path_id, read_body, read_query
 from miniapp.auth import MINIAPP, authenticate, caller_locale
 from miniapp.schemas import Strict
 from services import templates
@@ -144,10 +144,7 @@ def _failed(request: web.Request, error: TemplateError) -> ApiError:
 
 
 def _template_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["template_id"])
-    except ValueError as error:
-        raise ApiError(404, "not_found", ERRORS["not_found"][1]) from error
+    return path_id(request, "template_id", ERRORS["not_found"][1])
 
 
 async def search(request: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from miniapp.inputs import parse_json, row_id
 from miniapp.origin import request_origin
 from miniapp.widget_hub import WidgetHub
 from models import Bot, Conversation, HandoffReason, User, WidgetSite
@@ -193,11 +194,12 @@ async def history_view(request: web.Request) -> web.Response:
     if visitor is None:
         return asked.refuse(401, "bad_token")
     after_text = request.query.get("after", "")
-    if after_text and not after_text.isdigit():
+    after = row_id(after_text) if after_text else None
+    if after_text and after is None:
         return asked.refuse(400, "bad_frame")
     user = await widget.visitor_user(visitor)
     conversation = await conversations.current_conversation(user) if user else None
-    messages = await widget.visible_messages(user, int(after_text) if after_text else None) if user else []
+    messages = await widget.visible_messages(user, after) if user else []
     return web.json_response({
         "conversation": conversation.id if conversation else None,
         "mode": str(conversation.mode.value) if conversation else "ai",
@@ -318,9 +320,8 @@ async def _hello(request: web.Request, runtime: WidgetRuntime, socket: web.WebSo
     if visitor is None:
         await refuse("bad_identity" if isinstance(hello.get("user"), dict) else "bad_token", CLOSE_BAD_TOKEN)
         return None
-    after = hello.get("after")
     session = _Hello(runtime, socket, visitor, locale, client_address(request, runtime.trust_forwarded),
-                     name=_name(hello), after=after if isinstance(after, int) and after >= 0 else None)
+                     name=_name(hello), after=row_id(hello.get("after")))
     if hello.get("token") is not None or visitor.verified_user_id is not None:  # a new visitor has no row yet
         session.user = await widget.visitor_user(visitor)
     conversation = await conversations.current_conversation(session.user) if session.user else None
@@ -351,7 +352,7 @@ def _parse(data: str) -> dict[str, Any]:
     if len(data.encode()) > MAX_FRAME_BYTES:
         raise FrameError("frame_too_large")
     try:
-        frame = json.loads(data)
+        frame = parse_json(data)
     except ValueError:
         raise FrameError("bad_frame") from None
     if not isinstance(frame, dict):
@@ -451,8 +452,8 @@ async def _on_person(session: Session) -> None:
 
 
 async def _on_rate(session: Session, frame: dict[str, Any]) -> None:
-    conversation_id, stars = frame.get("conversation"), frame.get("stars")
-    if not isinstance(conversation_id, int) or not isinstance(stars, int) or session.user is None:
+    conversation_id, stars = row_id(frame.get("conversation")), frame.get("stars")
+    if conversation_id is None or not isinstance(stars, int) or session.user is None:
         raise FrameError("bad_frame")
     if not await desk.rate(session.bot_id, session.user, conversation_id, stars):
         raise FrameError("bad_frame")

@@ -21,6 +21,14 @@ LINK_LIFETIME = timedelta(minutes=5)
 SESSION_LIFETIME = timedelta(hours=12)  # STAFF_SESSION_HOURS: sign in again after a working day
 
 
+MAX_TOKEN_CHARS = 128
+
+
+def is_token(text: str) -> bool:
+    """Could this be one of our tokens? They are short ASCII; anything else is refused unread."""
+    return 0 < len(text) <= MAX_TOKEN_CHARS and text.isascii()
+
+
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -47,6 +55,8 @@ class Session:
 
 async def redeem_login_link(token: str, lifetime: timedelta = SESSION_LIFETIME) -> Session | None:
     """Use the link once: a session for its person, or None if it is unknown, used or expired."""
+    if not is_token(token):
+        return None
     now = datetime.now(UTC)
     async with in_transaction():
         # The conditional update is the "once": of two concurrent redemptions, one updates the row.
@@ -61,6 +71,8 @@ async def redeem_login_link(token: str, lifetime: timedelta = SESSION_LIFETIME) 
 
 
 async def session_of(token: str) -> Session | None:
+    if not is_token(token):
+        return None
     session = await WebSession.get_or_none(token_digest=digest(token),
                                            expires_at__gt=datetime.now(UTC)).prefetch_related("user")
     if session is None:

@@ -53,12 +53,16 @@ class SiteError(ValueError):
 
 def normalize_origin(origin: str) -> str:
     """`https://Shop.example:443/page` -> `https://shop.example`; an origin is scheme, host and port only."""
-    parts = urlsplit(origin.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(origin.strip())
+        scheme, host, given_port = parts.scheme, parts.hostname, parts.port
+    except ValueError:  # "http://[", or a port that is not a number up to 65535
+        scheme, host, given_port = "", None, None
+    if scheme not in ("http", "https") or not host:
         raise SiteError(f"{origin!r} is not an origin like https://shop.example", "bad_origin")
-    default_port = {"http": 80, "https": 443}[parts.scheme]
-    port = f":{parts.port}" if parts.port and parts.port != default_port else ""
-    return f"{parts.scheme}://{parts.hostname.lower()}{port}"
+    default_port = {"http": 80, "https": 443}[scheme]
+    port = f":{given_port}" if given_port and given_port != default_port else ""
+    return f"{scheme}://{host.lower()}{port}"
 
 
 def _origins(origins: list[str]) -> list[str]:
@@ -187,7 +191,9 @@ def issue_token(site: WidgetSite, visitor_id: str) -> str:
 def read_token(site: WidgetSite, token: str) -> Visitor | None:
     """The visitor a token was issued to by this site, or None if it is not one of ours."""
     payload, _, signature = token.partition(".")
-    if not payload or len(token) > 512 or not hmac.compare_digest(signature, _sign(site.token_key, payload.encode())):
+    if not payload or len(token) > 512 or not token.isascii():  # ours are short ASCII
+        return None
+    if not hmac.compare_digest(signature, _sign(site.token_key, payload.encode())):
         return None
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
@@ -206,7 +212,7 @@ def identity_signature(site: WidgetSite, user_id: str) -> str:
 
 def verified_visitor(site: WidgetSite, user_id: str, signature: str) -> Visitor | None:
     """The site's logged-in user, the same visitor on any device, if the site signed their id."""
-    if not user_id or len(user_id) > MAX_SITE_USER_ID:
+    if not user_id or len(user_id) > MAX_SITE_USER_ID or not signature.isascii():
         return None
     if not hmac.compare_digest(signature.lower(), identity_signature(site, user_id)):
         return None

@@ -74,13 +74,23 @@ async def dashboard_link(sim: Simulator, user_id: int) -> str:
     return found.group(1)
 
 
-async def sign_in(client: AppClient, link: str) -> int:
-    """Open the link's page and press its button: the session's cookies land in the client."""
+HIDDEN_FIELD = re.compile(r'<input type="hidden" name="(\w+)" value="([^"]*)">')
+
+
+async def login_form(client: AppClient, link: str) -> dict[str, str]:
+    """Open the link's page: the fields its form sends (the page's cookie lands in the client)."""
     token = link.rsplit("token=", 1)[1]
     async with client.session.get(client.base + "/app/login", params={"token": token}) as page:
         assert page.status == 200
-        assert token in await page.text()
-    async with client.session.post(client.base + "/app/login", data={"token": token},
+        fields = dict(HIDDEN_FIELD.findall(await page.text()))
+    assert fields["token"] == token
+    return fields
+
+
+async def sign_in(client: AppClient, link: str) -> int:
+    """Open the link's page and press its button: the session's cookies land in the client."""
+    fields = await login_form(client, link)
+    async with client.session.post(client.base + "/app/login", data=fields, headers={"Origin": client.base},
                                    allow_redirects=False) as response:
         status = response.status
     if status == 303:

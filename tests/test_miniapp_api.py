@@ -20,11 +20,11 @@ from tgsim import Simulator
 
 from miniapp.api import ERRORS
 from miniapp.auth import MINIAPP
-from models import AuditLog, Conversation, ConversationStatus, LoginLink, Message, User, WidgetSite
+from models import AuditLog, Conversation, ConversationStatus, LoginLink, Message, User, WebSession, WidgetSite
 from services import widget
 from tests.desk_helpers import Desk, in_topic, manager_desk, topics, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
-from tests.miniapp_helpers import app_client, dashboard_link, sign_in
+from tests.miniapp_helpers import HIDDEN_FIELD, app_client, dashboard_link, login_form, sign_in
 from tests.widget_helpers import open_widget
 
 
@@ -361,7 +361,10 @@ async def _login(desk: Desk, sim: Simulator, headers: dict[str, str] | None = No
     url = desk.frontdesk.url  # as a browser at https://desk.example, whose proxy passes it on to this address
     jar = aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=[url, url.replace("http", "ws")])
     session = aiohttp.ClientSession(cookie_jar=jar)
-    async with session.post(desk.frontdesk.url + "/app/login", data={"token": token}, headers=headers or {},
+    async with session.get(desk.frontdesk.url + "/app/login", params={"token": token}) as page:
+        fields = dict(HIDDEN_FIELD.findall(await page.text()))  # the form's fields, and its cookie in the jar
+    async with session.post(desk.frontdesk.url + "/app/login", data=fields,
+                            headers={"Origin": "https://desk.example", **(headers or {})},
                             allow_redirects=False) as response:
         assert response.status == 303
         return session, {name: bool(morsel["secure"]) for name, morsel in response.cookies.items()}
@@ -405,6 +408,39 @@ async def test_in_local_development_the_session_cookie_is_not_secure(
             assert secure == {"frontdesk_session": False, "frontdesk_csrf": False}
             assert await _live_role(session, desk, desk.frontdesk.url) == "manager"
             assert await _live_role(session, desk, "https://evil.example") == 4401
+
+
+async def test_a_login_post_not_from_the_login_page_opens_no_session_and_spends_no_link(
+        desk: Desk, sim: Simulator) -> None:
+    """Login CSRF: another site's page must not sign a visitor's browser in to an account of its choosing
+    (an attacker's own link, posted from a hidden auto-submitting form)."""
+    link = await dashboard_link(sim, desk.mia["id"])  # the attacker's own link
+    path_link = desk.frontdesk.url + link.removeprefix("https://desk.example")
+    token = link.rsplit("token=", 1)[1]
+    url = desk.frontdesk.url + "/app/login"
+    async with app_client(desk.frontdesk) as attacker:
+        attackers_page = await login_form(attacker, path_link)  # a valid pair, for the attacker's own browser
+    async with app_client(desk.frontdesk) as victim:
+        tries: list[tuple[dict[str, str], dict[str, str]]] = [
+            ({"token": token}, {}),  # a form on another site: no page token at all
+            (attackers_page, {}),  # another browser's page token: not this browser's cookie
+        ]
+        victims_page = await login_form(victim, path_link)  # the victim's browser has a login cookie now
+        tries += [({**victims_page, "csrf": "guess"}, {}),
+                  (victims_page, {"Origin": "https://evil.example"}),  # the browser names the sending page
+                  (victims_page, {"Sec-Fetch-Site": "cross-site"}),
+                  (victims_page, {"Sec-Fetch-Site": "same-site", "Origin": "null"})]
+        for fields, headers in tries:
+            async with victim.session.post(url, data=fields, headers=headers, allow_redirects=False) as response:
+                page = await response.text()
+                assert (response.status, "frontdesk_session" in response.cookies) == (403, False), (fields, headers)
+                assert "could not be confirmed as coming from this page" in page
+                assert 'name="token"' not in page  # no button to press on the attacker's behalf
+        assert (await victim.call("GET", "/api/me"))[0] == 401
+    assert not await WebSession.exists()
+    async with app_client(desk.frontdesk) as browser:  # the link is still good for its owner
+        assert await sign_in(browser, path_link) == 303
+        assert (await browser.get("/api/me"))["name"] == "Mia"
 
 
 async def test_a_link_expires_after_five_minutes(desk: Desk, sim: Simulator) -> None:

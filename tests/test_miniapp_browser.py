@@ -12,13 +12,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from playwright.async_api import Browser, Page, Route, async_playwright, expect
 from tgsim import Simulator
 
-from models import Conversation
-from tests.conftest import ROOT, eventually
+from models import Conversation, LoginLink, WebSession
+from tests.conftest import ROOT, eventually, free_port
 from tests.desk_helpers import Desk, in_topic, manager_desk, topics, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
+from tests.miniapp_helpers import dashboard_link
 from tests.test_widget_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS
 
 pytestmark = pytest.mark.browser
@@ -179,6 +181,52 @@ async def test_outside_telegram_without_a_session_the_app_says_how_to_sign_in(
     await page.goto(desk.frontdesk.url + "/app/inbox")
     await expect(page.locator("#status")).to_have_text("Please open this app from the bot in Telegram.")
     await expect(page.locator("#conversations li")).to_have_count(0)
+
+
+async def test_a_staff_member_signs_in_with_the_button_and_another_sites_form_signs_no_one_in(
+        desk: Desk, sim: Simulator, browser: Browser) -> None:
+    """The browser login: the page's button works in a real browser (its token and SameSite cookie
+    travel together), and a hidden auto-submitting form on another site, posting the attacker's own
+    link, gets the refusal page and no session (login CSRF)."""
+    attackers_link = await dashboard_link(sim, desk.boss["id"])
+    attackers_token = attackers_link.rsplit("token=", 1)[1]
+    login = desk.frontdesk.url + "/app/login"
+    evil = web.Application()
+
+    async def evil_page(request: web.Request) -> web.Response:
+        return web.Response(content_type="text/html", text=f"""<!doctype html><body>
+            <form id="f" method="post" action="{login}"><input type="hidden" name="token" value="{attackers_token}">
+            </form><script>document.getElementById("f").submit()</script></body>""")
+
+    evil.router.add_get("/", evil_page)
+    runner = web.AppRunner(evil, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "localhost", port).start()  # localhost: another site than 127.0.0.1
+    try:
+        context = await browser.new_context()
+        await context.route("https://telegram.org/**", lambda route: route.fulfill(
+            status=200, content_type="application/javascript", body=""))
+        page = await context.new_page()
+        # Mia opened her own link's page earlier: this browser holds a login cookie of its own.
+        mias_link = await dashboard_link(sim, desk.mia["id"])
+        await page.goto(desk.frontdesk.url + mias_link.removeprefix("https://desk.example"))
+        await page.goto(f"http://localhost:{port}/")
+        await page.wait_for_url(login)
+        await expect(page.locator("p.error")).to_contain_text("could not be confirmed as coming from this page")
+        await expect(page.locator("#sign-in")).to_have_count(0)
+        assert (await context.request.get(desk.frontdesk.url + "/api/me")).status == 401
+        assert not await WebSession.exists()
+
+        await page.goto(desk.frontdesk.url + mias_link.removeprefix("https://desk.example"))
+        await page.locator("#sign-in").click()
+        await page.wait_for_url(desk.frontdesk.url + "/app/inbox")
+        me = await (await context.request.get(desk.frontdesk.url + "/api/me")).json()
+        assert (me["name"], me["role"]) == ("Mia", "manager")
+        await context.close()
+    finally:
+        await runner.cleanup()
+    assert await LoginLink.filter(used_at=None).count() == 1  # the attacker's link was never spent
 
 
 async def test_staff_see_the_passages_an_answer_was_given_and_customers_its_sources(
