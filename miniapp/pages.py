@@ -13,7 +13,6 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 import jinja2
@@ -22,7 +21,7 @@ from multidict import MultiDictProxy
 
 from miniapp.api import ApiError, error_response
 from miniapp.auth import CSRF_COOKIE, CSRF_HEADER, MINIAPP, SESSION_COOKIE, caller_locale, same_token
-from miniapp.origin import secure_cookies
+from miniapp.origin import from_own_page, secure_cookies
 from services import accounts
 from services.i18n import N_
 
@@ -422,16 +421,9 @@ def _from_this_page(request: web.Request, form: MultiDictProxy[Any]) -> bool:
     if fetched_from is not None:
         if fetched_from not in ("same-origin", "none"):
             return False
-    elif (origin := request.headers.get("Origin", "null")) != "null" and _host_of(origin) != request.host:
+    elif request.headers.get("Origin", "null") != "null" and not from_own_page(request):
         return False
     return same_token(str(form.get("csrf", "")), request.cookies.get(LOGIN_COOKIE, ""))
-
-
-def _host_of(origin: str) -> str | None:
-    try:
-        return urlsplit(origin).netloc
-    except ValueError:  # "http://[": not an address at all
-        return None
 
 
 async def _form(request: web.Request) -> MultiDictProxy[Any] | None:
@@ -458,7 +450,7 @@ async def login(request: web.Request) -> web.StreamResponse:
                         secure=secure)
     response.set_cookie(CSRF_COOKIE, session.csrf_token, max_age=max_age, path="/", samesite="Strict",
                         secure=secure)
-    response.del_cookie(LOGIN_COOKIE, path="/app/login")
+    response.del_cookie(LOGIN_COOKIE, path="/app/login", secure=secure, httponly=True, samesite="Strict")
     raise response
 
 

@@ -90,7 +90,7 @@ async def login_form(client: AppClient, link: str) -> dict[str, str]:
 async def sign_in(client: AppClient, link: str) -> int:
     """Open the link's page and press its button: the session's cookies land in the client."""
     fields = await login_form(client, link)
-    async with client.session.post(client.base + "/app/login", data=fields, headers={"Origin": client.base},
+    async with client.session.post(client.base + "/app/login", data=fields, headers={"Sec-Fetch-Site": "same-origin"},
                                    allow_redirects=False) as response:
         status = response.status
     if status == 303:

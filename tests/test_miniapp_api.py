@@ -364,7 +364,7 @@ async def _login(desk: Desk, sim: Simulator, headers: dict[str, str] | None = No
     async with session.get(desk.frontdesk.url + "/app/login", params={"token": token}) as page:
         fields = dict(HIDDEN_FIELD.findall(await page.text()))  # the form's fields, and its cookie in the jar
     async with session.post(desk.frontdesk.url + "/app/login", data=fields,
-                            headers={"Origin": "https://desk.example", **(headers or {})},
+                            headers={"Sec-Fetch-Site": "same-origin", **(headers or {})},  # as a browser says
                             allow_redirects=False) as response:
         assert response.status == 303
         return session, {name: bool(morsel["secure"]) for name, morsel in response.cookies.items()}
@@ -385,7 +385,7 @@ async def test_behind_a_tls_proxy_the_session_cookie_is_secure_and_live_updates_
     compose file's proxy behind an outer one that ends TLS)."""
     session, secure = await _login(desk, sim)
     async with session:
-        assert secure == {"frontdesk_session": True, "frontdesk_csrf": True}
+        assert secure == {"frontdesk_session": True, "frontdesk_csrf": True, "frontdesk_login": True}
         assert await _live_role(session, desk, "https://desk.example") == "manager"
         # Only our own pages may use the cookie: not another site, nor our host over plain http.
         assert await _live_role(session, desk, "https://evil.example") == 4401
@@ -405,7 +405,7 @@ async def test_in_local_development_the_session_cookie_is_not_secure(
     async with manager_desk(database_url, sim, ai) as desk:  # no PUBLIC_BASE_URL: http://127.0.0.1:PORT
         session, secure = await _login(desk, sim, headers={"X-Forwarded-Proto": "https"})  # a header proves nothing
         async with session:
-            assert secure == {"frontdesk_session": False, "frontdesk_csrf": False}
+            assert secure == {"frontdesk_session": False, "frontdesk_csrf": False, "frontdesk_login": False}
             assert await _live_role(session, desk, desk.frontdesk.url) == "manager"
             assert await _live_role(session, desk, "https://evil.example") == 4401
 
