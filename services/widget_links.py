@@ -28,11 +28,11 @@ def _digest(code: str) -> str:
 
 
 async def create_link(visitor: User, lifetime: timedelta = LINK_LIFETIME) -> str:
-    """A fresh code for this website visitor; their older unused codes stop working."""
+    """A fresh code for this website visitor; their older codes stop working (at most one row each)."""
     code = secrets.token_urlsafe(24)
     now = datetime.now(UTC)
     async with in_transaction():
-        await WidgetLink.filter(visitor_id=visitor.id, used_at=None).update(used_at=now)
+        await WidgetLink.filter(visitor_id=visitor.id).delete()
         await WidgetLink.create(bot_id=visitor.bot_id, visitor=visitor, code_digest=_digest(code),  # type: ignore[attr-defined]
                                 expires_at=now + lifetime)
     return code
