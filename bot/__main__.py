@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -69,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     sites.add_parser("list", help="the registered websites")
     site_remove = sites.add_parser("remove", help="stop serving a website's widget")
     site_remove.add_argument("key")
+    site_rotate = sites.add_parser("rotate-secret", help="give a website a new identity secret; prints it last")
+    site_rotate.add_argument("key")
+    site_rotate.add_argument("--overlap-hours", type=float, default=None, metavar="N",
+                             help="how long the old secret still verifies identities (default "
+                                  "WIDGET_SECRET_OVERLAP_HOURS, 24; 0: it stops at once)")
     commands.add_parser("encryption-key", help="print a new random ENCRYPTION_KEY")
     commands.add_parser("rotate-keys", help="re-seal stored API keys under ENCRYPTION_KEY (after changing it: "
                                             "put the old key in ENCRYPTION_OLD_KEYS first)")
@@ -173,10 +179,25 @@ async def _site_command(settings: Settings, args: argparse.Namespace) -> None:
     elif args.site_command == "list":
         for site in await widget.list_sites():
             print(f"{site.public_key}\t{site.title or '-'}\t{' '.join(site.allowed_origins)}")
+    elif args.site_command == "rotate-secret":
+        await _rotate_secret(settings, args.key, args.overlap_hours)
     elif not await widget.remove_site(args.key):
         raise ValueError(f"no site has the key {args.key!r}")
     else:
         print(f"removed {args.key}")
+
+
+async def _rotate_secret(settings: Settings, key: str, overlap_hours: float | None) -> None:
+    hours = settings.widget_secret_overlap_hours if overlap_hours is None else overlap_hours
+    if not 0 <= hours <= widget.MAX_SECRET_OVERLAP_HOURS:
+        raise ValueError(f"--overlap-hours must be between 0 and {widget.MAX_SECRET_OVERLAP_HOURS}")
+    site = await widget.site_by_key(key)
+    if site is None:
+        raise ValueError(f"no site has the key {key!r}")
+    site = await widget.rotate_secret(site, timedelta(hours=hours))
+    until = widget.previous_secret_until(site)
+    print(f"the old secret works until {until:%Y-%m-%d %H:%M} UTC" if until else "the old secret no longer works")
+    print(f"new identity secret (keep it on your server): {site.secret}")
 
 
 async def _rotate_keys(settings: Settings, secrets: Secrets) -> int:

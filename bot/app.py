@@ -87,7 +87,7 @@ from services.redaction import Secrets
 from services.retention import run_retention
 from services.staff import StaffDirectory, WorkingHoursSource, setup_manager_chat
 from services.tokens import TokenCounter
-from services.widget import WidgetLive
+from services.widget import IdentityPolicy, WidgetLive
 
 log = logging.getLogger(__name__)
 
@@ -178,14 +178,24 @@ def widget_limits(app: web.Application) -> WidgetLimits:
     """Per-address limits on the widget, shared by every instance when Redis is configured."""
     settings = app[SETTINGS]
     redis = app.get(REDIS)
-    per_minute = float(settings.widget_ip_messages_per_minute)
-    per_hour = float(settings.widget_ip_conversations_per_hour)
-    if redis is None:
-        return WidgetLimits(MemoryRateLimiter(int(per_minute), per_minute),
-                            MemoryRateLimiter(int(per_hour), per_hour / 60.0))
+    # (burst, per minute) for messages, new conversations, frames of any kind, and asks.
+    rates = [(settings.widget_ip_messages_per_minute, float(settings.widget_ip_messages_per_minute)),
+             (settings.widget_ip_conversations_per_hour, settings.widget_ip_conversations_per_hour / 60.0),
+             (settings.widget_ip_frames_per_minute, float(settings.widget_ip_frames_per_minute)),
+             (settings.widget_ip_actions_per_minute, float(settings.widget_ip_actions_per_minute))]
     prefix = f"{settings.redis_prefix}:{settings.bot_telegram_id}"
-    return WidgetLimits(RedisRateLimiter(redis, prefix, int(per_minute), per_minute),
-                        RedisRateLimiter(redis, prefix, int(per_hour), per_hour / 60.0))
+    limiters: list[RateLimiter] = [
+        MemoryRateLimiter(burst, per_minute) if redis is None else RedisRateLimiter(redis, prefix, burst, per_minute)
+        for burst, per_minute in rates]
+    # Sockets are counted on each instance: a socket lives for hours, longer than a Redis lease would.
+    messages, new_conversations, frames, actions = limiters
+    return WidgetLimits(messages, new_conversations, frames, actions,
+                        MemoryConcurrencyLimiter(settings.widget_max_sockets_per_address))
+
+
+def identity_policy(settings: Settings) -> IdentityPolicy:
+    return IdentityPolicy(token_lifetime=timedelta(days=settings.widget_token_days),
+                          identity_max_age=timedelta(seconds=settings.widget_identity_max_age))
 
 
 KEY_CHECKS_BURST, KEY_CHECKS_PER_HOUR = 10, 20
@@ -268,7 +278,7 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     app[OUTBOXES] = outboxes
     app[WIDGET] = WidgetRuntime(hub, live, widget_limits(app), shared.limiter, translate, hours, outboxes.wake,
                                 settings.default_locale, settings.trust_proxy_headers, load_script(), feed,
-                                demo=settings.demo_enabled)
+                                demo=settings.demo_enabled, identity=identity_policy(settings))
     if settings.demo_enabled:  # DEMO_SITE, or development: a live AI chat at `/` for a first look
         await widget.ensure_demo_site(tenant.id, settings.port, settings.public_address.origin)
     app[TRANSLATE] = translate
@@ -281,7 +291,8 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     app[KNOWLEDGE] = KnowledgeTools(ai, policy, index, sources)
     app[STUDIO] = studio_runtime
     app[TOKENS] = TokenCounter()
-    app[ADMIN] = AdminRuntime(ai, limits, settings.working_hours, settings.timezone, rates)
+    app[ADMIN] = AdminRuntime(ai, limits, settings.working_hours, settings.timezone, rates,
+                              settings.widget_secret_overlap_hours)
     app[LIVE] = live_hub = LiveHub()
     feed.subscribe(live_hub.on_event)
     polling: asyncio.Task[None] | None = None

@@ -113,6 +113,19 @@ class Settings(BaseSettings):
     widget_ip_conversations_per_hour: int = Field(20, alias="WIDGET_IP_CONVERSATIONS_PER_HOUR", ge=1)
     # Behind a reverse proxy: take the visitor's address from the last X-Forwarded-For entry.
     trust_proxy_headers: bool = Field(False, alias="TRUST_PROXY_HEADERS")
+    # The widget's identity and floods (docs/widget-protocol.md). A visitor's token lasts this many days
+    # after their last visit (every visit renews it).
+    widget_token_days: float = Field(30.0, alias="WIDGET_TOKEN_DAYS", gt=0, le=3650)
+    # A signed-in user's identity hash (signed with its time) is accepted for this many seconds.
+    widget_identity_max_age: int = Field(86400, alias="WIDGET_IDENTITY_MAX_AGE", ge=60)
+    # After a site's identity secret is rotated, the old one still verifies this many hours (unless told).
+    widget_secret_overlap_hours: float = Field(24.0, alias="WIDGET_SECRET_OVERLAP_HOURS", ge=0, le=720)
+    # Per address (an IPv6 address by its /64): frames of any kind a minute, and asks (a person, a
+    # rating, a Telegram link, a logout) a minute.
+    widget_ip_frames_per_minute: int = Field(120, alias="WIDGET_IP_FRAMES_PER_MINUTE", ge=1)
+    widget_ip_actions_per_minute: int = Field(10, alias="WIDGET_IP_ACTIONS_PER_MINUTE", ge=1)
+    # Widget sockets one address (IPv6: its /64) may have open at once, counted on each instance.
+    widget_max_sockets_per_address: int = Field(20, alias="WIDGET_MAX_SOCKETS_PER_ADDRESS", ge=1)
     # Conversations with no message for this many days are deleted (0: kept for ever).
     retention_days: int = Field(0, alias="RETENTION_DAYS", ge=0)
     # The Mini App refuses Telegram's signed data older than this many seconds (Telegram gives no limit).

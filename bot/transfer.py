@@ -47,7 +47,8 @@ from models import (
 FORMAT = "frontdesk-export"
 VERSION = 1
 # Parents before children: each table only points at tables above it (or at earlier rows of itself).
-# Browser sessions and login links are left out on purpose: staff sign in again after a move.
+# Browser sessions and login links are left out on purpose: staff sign in again after a move; so are
+# the widget's one-time Telegram link codes (they last minutes).
 TABLES: list[type[Model]] = [Bot, WidgetSite, User, Conversation, Message, MessageCopy, KnowledgeItem, Persona,
                              OutboxJob, Usage, UsageSlot, AuditLog, PromptProject, PromptVersion, ProviderKey,
                              PromptRun, PromptTemplate, KnowledgeSource, KnowledgePage, KnowledgeChunk]
@@ -60,6 +61,9 @@ ROWS: dict[type[Model], Q] = {PromptTemplate: Q(owner_id__isnull=False)}
 # Tables whose rows take new ids on import: nothing points at them, and the product's shipped rows
 # may already hold their ids in the new database.
 NEW_IDS: set[type[Model]] = {PromptTemplate}
+# Columns that may point at a later row of their own table (a website visitor linked to a Telegram
+# customer who wrote later): written once every row is in.
+LATER: dict[type[Model], tuple[str, ...]] = {User: ("linked_to_id",)}
 BATCH = 500
 
 
@@ -130,6 +134,7 @@ async def import_from(source: TextIO) -> dict[str, int]:
     counts = {name: 0 for name in models}
     pending: list[Model] = []
     current: type[Model] | None = None
+    later: list[tuple[type[Model], object, dict[str, Any]]] = []
     async with in_transaction():
         for name, row in _rows(iter(source)):
             model = models.get(name)
@@ -138,9 +143,14 @@ async def import_from(source: TextIO) -> dict[str, int]:
             if current is not model or len(pending) >= BATCH:
                 await _flush(current, pending)
                 current, pending = model, []
+            deferred = {key: row.pop(key) for key in LATER.get(model, ()) if row.get(key) is not None}
+            if deferred:
+                later.append((model, row.get("id"), deferred))
             pending.append(_instance(model, row))
             counts[name] += 1
         await _flush(current, pending)
+        for model, row_id, values in later:
+            await model.filter(id=row_id).update(**values)
     await _continue_ids_after_the_imported_ones()
     return counts
 

@@ -11,6 +11,7 @@ from handlers import (
     manager_desk,
     membership,
     templates,
+    widget_link,
 )
 
 
@@ -19,6 +20,7 @@ def get_routers() -> list[Router]:
     return [
         account.create_router(),  # /app in the manager chat is staff's, and not a message to a customer
         manager_desk.create_router(),  # groups: the manager chat, and nothing else
+        widget_link.create_router(),  # before /start's own handler: /start link-<code> from the widget
         customer_commands.create_router(),
         improve.create_router(),
         templates.create_router(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import available_timezones
 
 from aiohttp import web
@@ -29,6 +29,7 @@ class AdminRuntime:
     default_hours: str
     default_timezone: str
     rates: bot_settings.BotRateLimiter | None = None  # re-read at once when the admins change the rate
+    secret_overlap_hours: float = 24.0  # WIDGET_SECRET_OVERLAP_HOURS: a rotated site secret's overlap
 
 
 ADMIN = web.AppKey("miniapp_admin", AdminRuntime)
@@ -142,8 +143,12 @@ def _site(request: web.Request, site: WidgetSite) -> shapes.SiteOut:
     base = public_base(request)  # where widget.js is served, for the embed snippet
     return shapes.SiteOut(id=site.id, public_key=site.public_key, title=site.title, color=site.color,
                           text_color=site.text_color, greeting=site.greeting, allowed_origins=site.allowed_origins,
-                          secret=site.secret, embed=widget.embed_snippet(site, base),
-                          created_at=site.created_at.isoformat())
+                          secret=site.secret, previous_secret_until=_when(widget.previous_secret_until(site)),
+                          embed=widget.embed_snippet(site, base), created_at=site.created_at.isoformat())
+
+
+def _when(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 async def _own_site(request: web.Request) -> WidgetSite:
@@ -160,7 +165,8 @@ def _site_error(error: widget.SiteError) -> ApiError:
 async def sites_view(request: web.Request) -> web.Response:
     await admin(request)
     sites = await widget.list_sites(request.app[MINIAPP].bot_id)
-    return ok(shapes.SiteList(sites=[_site(request, site) for site in sites]))
+    return ok(shapes.SiteList(sites=[_site(request, site) for site in sites],
+                              secret_overlap_hours=request.app[ADMIN].secret_overlap_hours))
 
 
 async def add_site(request: web.Request) -> web.Response:
@@ -185,6 +191,14 @@ async def edit_site(request: web.Request) -> web.Response:
     except widget.SiteError as error:
         raise _site_error(error) from error
     return ok(_site(request, site))
+
+
+async def rotate_secret(request: web.Request) -> web.Response:
+    caller = await admin(request)
+    body = await read_body(request, shapes.SecretRotationIn)
+    site = await _own_site(request)
+    hours = request.app[ADMIN].secret_overlap_hours if body.overlap_hours is None else body.overlap_hours
+    return ok(_site(request, await widget.rotate_secret(site, timedelta(hours=hours), caller.user)))
 
 
 async def remove_site(request: web.Request) -> web.Response:
@@ -257,6 +271,8 @@ def add_routes(app: web.Application, api: Api) -> None:
           summary="Register a website for the widget")
     route("PATCH", "/api/admin/sites/{site_id}", edit_site, body=shapes.SitePatch, response=shapes.SiteOut,
           summary="Change a site's title, colours, greeting or allowed origins (its key and secret stay)")
+    route("POST", "/api/admin/sites/{site_id}/secret", rotate_secret, body=shapes.SecretRotationIn,
+          response=shapes.SiteOut, summary="A new identity secret; the old one verifies for the overlap (audited)")
     route("DELETE", "/api/admin/sites/{site_id}", remove_site, response=shapes.SiteList,
           summary="Stop serving a site's widget")
     route("GET", "/api/admin/staff", team_view, response=shapes.Team,

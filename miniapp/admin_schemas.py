@@ -154,12 +154,15 @@ class SiteOut(BaseModel):
     greeting: str
     allowed_origins: list[str]
     secret: str = Field(description="Signs the site's own logged-in users' ids: keep it on the site's server")
+    previous_secret_until: str | None = Field(
+        None, description="After a rotation: until when the replaced secret still verifies identities")
     embed: str = Field(description="The script tag for the site's pages")
     created_at: str
 
 
 class SiteList(BaseModel):
     sites: list[SiteOut]
+    secret_overlap_hours: float = Field(description="WIDGET_SECRET_OVERLAP_HOURS: a rotation's default overlap")
 
 
 class SiteIn(Strict):
@@ -176,6 +179,12 @@ class SitePatch(Strict):
     color: str | None = Field(None, max_length=16)
     text_color: str | None = Field(None, max_length=16)
     greeting: str | None = Field(None, max_length=1000)
+
+
+class SecretRotationIn(Strict):
+    overlap_hours: float | None = Field(
+        None, ge=0, le=720, description="How long the old secret still verifies identities (null: the deployment's "
+                                        "WIDGET_SECRET_OVERLAP_HOURS; 0: not at all)")
 
 
 class TeamMemberOut(BaseModel):

@@ -207,6 +207,10 @@ SCRIPT_STRINGS = {
     "copy_failed": N_("Could not copy: select the text and copy it yourself."),
     "show": N_("Show"),
     "hide": N_("Hide"),
+    "site_confirm_rotate": N_("Make a new identity secret for {name}? Your website's server must use the new one; "
+                              "the old one keeps working for {hours} hours."),
+    "site_secret_rotated": N_("New secret made: copy it to your website's server."),
+    "site_old_secret_until": N_("The old secret keeps working until {when}."),
     "role_owner": N_("Admin (ADMIN_IDS)"),
     "role_admin": N_("Admin"),
     "role_manager": N_("Manager"),

@@ -20,13 +20,13 @@ from miniapp.inputs import parse_json, row_id
 from miniapp.origin import request_origin
 from miniapp.widget_hub import WidgetHub
 from models import Bot, Conversation, HandoffReason, User, WidgetSite
-from services import conversations, desk, handoff, widget
+from services import conversations, desk, handoff, widget, widget_links
 from services.conversations import Customer, Incoming
 from services.i18n import N_, Translate, pick_locale
 from services.inbox import InboxFeed
-from services.limits import RateLimiter, Verdict
+from services.limits import ConcurrencyLimiter, RateLimiter, Verdict, address_group
 from services.staff import WorkingHoursSource
-from services.widget import Visitor, WidgetLive
+from services.widget import IdentityPolicy, Visitor, WidgetLive
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ CLIENT_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-
 CLOSE_FORBIDDEN = 4403
 CLOSE_BAD_TOKEN = 4401
 CLOSE_BAD_HELLO = 4400
+CLOSE_TOO_MANY = 4429  # too many sockets from the address: the widget tries again later
 
 UI_STRINGS = {
     "title": N_("Chat with us"),
@@ -59,6 +60,11 @@ UI_STRINGS = {
     "with_agent": N_("You're chatting with {name}"),
     "too_long": N_("Your message is too long: please keep it under {limit} characters."),
     "sources": N_("Sources:"),
+    "link": N_("Continue in Telegram"),
+    "link_open": N_("Open Telegram"),
+    "link_hint": N_("Confirm in Telegram, and this chat will be in your Telegram history too. The link works once, "
+                    "for 10 minutes."),
+    "linked": N_("This chat is now linked with your Telegram account."),
 }
 DEFAULT_GREETING = N_("Hi! How can we help you today?")
 
@@ -74,6 +80,8 @@ ERRORS = {
     "rate_limited": N_("You're sending messages very quickly. Please wait a moment, then write again."),
     "too_many_conversations": N_("Too many new conversations from your network. Please try again later."),
     "hello_required": N_("Something went wrong with that message. Please try again."),
+    "too_many_sockets": N_("Too many chat windows are open from your network. Close some, then try again."),
+    "link_unavailable": N_("Continuing in Telegram is not available here."),
 }
 
 
@@ -83,6 +91,14 @@ class WidgetLimits:
 
     ip_messages: RateLimiter  # messages per minute from one address
     ip_conversations: RateLimiter  # new conversations per hour from one address
+    ip_frames: RateLimiter  # frames of any kind (and history reads) per minute from one address
+    ip_actions: RateLimiter  # asks for a person, ratings, Telegram links and logouts per minute
+    sockets: ConcurrencyLimiter  # sockets open at once from one address
+
+
+def address_key(request: web.Request, runtime: WidgetRuntime) -> str:
+    """What every per-address limit counts by (an IPv6 address by its /64)."""
+    return address_group(client_address(request, runtime.trust_forwarded))
 
 
 @dataclass
@@ -99,6 +115,7 @@ class WidgetRuntime:
     script: bytes = field(default=b"", repr=False)
     feed: InboxFeed | None = None  # tells open Mini App inboxes of new messages
     demo: bool = False  # DEMO_SITE: the demo page at `/` and its `demo` site; off, that key is unknown
+    identity: IdentityPolicy = field(default_factory=IdentityPolicy)
 
     async def site(self, key: str) -> WidgetSite | None:
         if key == widget.DEMO_SITE_KEY and not self.demo:
@@ -136,7 +153,7 @@ def _cors(request: web.Request, site: WidgetSite | None) -> dict[str, str] | Non
         return None
     return {"Access-Control-Allow-Origin": str(origin), "Vary": "Origin",
             "Access-Control-Allow-Headers": "Authorization, Content-Type",
-            "Access-Control-Allow-Methods": "GET, OPTIONS", "Access-Control-Max-Age": "600"}
+            "Access-Control-Allow-Methods": "GET, POST, OPTIONS", "Access-Control-Max-Age": "600"}
 
 
 @dataclass
@@ -181,16 +198,28 @@ async def site_view(request: web.Request) -> web.Response:
     runtime, locale = asked.runtime, asked.locale
     strings = {key: runtime.translate(locale, text) for key, text in UI_STRINGS.items()}
     strings["too_long"] = strings["too_long"].format(limit=MAX_TEXT_CHARS)
+    bot = await Bot.get(id=asked.site.bot_id)  # type: ignore[attr-defined]
     body = {"site": widget.site_config(asked.site, runtime.translate(locale, DEFAULT_GREETING)), "lang": locale,
-            "strings": strings, "max_text": MAX_TEXT_CHARS}
+            "strings": strings, "max_text": MAX_TEXT_CHARS, "telegram": bool(bot.username)}
     return web.json_response(body, headers={**asked.cors, "Cache-Control": "public, max-age=60"})
+
+
+async def _bearer(request: web.Request, asked: SiteRequest) -> Visitor | None:
+    """The visitor whose token the request carries, if it is good and they have not logged out since."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    visitor = widget.read_token(asked.site, token.strip(), asked.runtime.identity)
+    return visitor if visitor is not None and await widget.still_signed_in(visitor) else None
 
 
 async def history_view(request: web.Request) -> web.Response:
     """GET /widget/api/history?site=KEY&after=ID with `Authorization: Bearer TOKEN`."""
     asked = await _site_request(request)
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    visitor = widget.read_token(asked.site, token.strip()) if scheme.lower() == "bearer" else None
+    if await asked.runtime.limits.ip_frames.check(f"widget-frames:{address_key(request, asked.runtime)}") \
+            != Verdict.ALLOW:
+        return asked.refuse(429, "rate_limited")
+    visitor = await _bearer(request, asked)
     if visitor is None:
         return asked.refuse(401, "bad_token")
     after_text = request.query.get("after", "")
@@ -205,6 +234,24 @@ async def history_view(request: web.Request) -> web.Response:
         "mode": str(conversation.mode.value) if conversation else "ai",
         "messages": [widget.message_frame(message) for message in messages],
     }, headers=asked.cors)
+
+
+async def logout_view(request: web.Request) -> web.Response:
+    """POST /widget/api/logout?site=KEY with `Authorization: Bearer TOKEN`: the visitor logged out.
+
+    Every token and identity hash issued to them before now stops working, on every device, and
+    their open sockets are closed.
+    """
+    asked = await _site_request(request)
+    runtime = asked.runtime
+    if await runtime.limits.ip_actions.check(f"widget-act:{address_key(request, runtime)}") != Verdict.ALLOW:
+        return asked.refuse(429, "rate_limited")
+    visitor = await _bearer(request, asked)
+    if visitor is None:  # also a token that an earlier logout ended: it cannot end newer sessions
+        return asked.refuse(401, "bad_token")
+    await widget.sign_out(visitor, runtime.default_locale)
+    await runtime.live.signed_out(visitor.visitor_id)
+    return web.json_response({"signed_out": True}, headers=asked.cors)
 
 
 async def script_view(request: web.Request) -> web.Response:
@@ -260,13 +307,30 @@ async def widget_socket(request: web.Request) -> web.WebSocketResponse:
     # Frames a little over our limit still arrive, so the visitor gets a clear error, not a dropped socket.
     socket = web.WebSocketResponse(heartbeat=25.0, max_msg_size=MAX_FRAME_BYTES * 4)
     await socket.prepare(request)
-    session = await _hello(request, runtime, socket)
-    if session is None:
+    address = address_key(request, runtime)
+    lease = await runtime.limits.sockets.acquire(f"widget-sockets:{address}")
+    if lease is None:
+        error = _error_body(runtime, _locale(request, runtime), "too_many_sockets")["error"]
+        await socket.send_json({"type": "error", **error})
+        await socket.close(code=CLOSE_TOO_MANY, message=b"too_many_sockets")
         return socket
+    try:
+        await _serve(request, runtime, socket, address)
+    finally:
+        await runtime.limits.sockets.release(f"widget-sockets:{address}", lease)
+    return socket
+
+
+async def _serve(request: web.Request, runtime: WidgetRuntime, socket: web.WebSocketResponse, address: str) -> None:
+    session = await _hello(request, runtime, socket, address)
+    if session is None:
+        return
     runtime.hub.join(session.visitor.visitor_id, socket)
     try:
         await _send_backlog(session, session.after)
         async for frame in socket:
+            if not await _frame_allowed(session):
+                continue
             if frame.type != WSMsgType.TEXT:
                 if frame.type == WSMsgType.BINARY:
                     await session.error("bad_frame")
@@ -277,7 +341,14 @@ async def widget_socket(request: web.Request) -> web.WebSocketResponse:
                 await session.error(problem.code)
     finally:
         runtime.hub.leave(session.visitor.visitor_id, socket)
-    return socket
+
+
+async def _frame_allowed(session: Session) -> bool:
+    """Every frame counts against the address's budget; the first one over it is told, the rest ignored."""
+    verdict = await session.runtime.limits.ip_frames.check(f"widget-frames:{session.address}")
+    if verdict == Verdict.WARN:
+        await session.error("rate_limited")
+    return verdict == Verdict.ALLOW
 
 
 @dataclass
@@ -285,7 +356,8 @@ class _Hello(Session):
     after: int | None = None
 
 
-async def _hello(request: web.Request, runtime: WidgetRuntime, socket: web.WebSocketResponse) -> _Hello | None:
+async def _hello(request: web.Request, runtime: WidgetRuntime, socket: web.WebSocketResponse,
+                 address: str) -> _Hello | None:
     """The first frame names the site and the visitor; anything wrong closes the socket with a reason."""
     locale = runtime.default_locale
 
@@ -300,6 +372,9 @@ async def _hello(request: web.Request, runtime: WidgetRuntime, socket: web.WebSo
         return None
     if first.type != WSMsgType.TEXT:
         await socket.close()
+        return None
+    if await runtime.limits.ip_frames.check(f"widget-frames:{address}") != Verdict.ALLOW:
+        await refuse("rate_limited", CLOSE_TOO_MANY)
         return None
     try:
         hello = _parse(first.data)
@@ -316,12 +391,12 @@ async def _hello(request: web.Request, runtime: WidgetRuntime, socket: web.WebSo
     if not widget.origin_allowed(site, request_origin(request)):
         await refuse("origin_not_allowed", CLOSE_FORBIDDEN)
         return None
-    visitor = _identify(site, hello)
+    visitor = await _identify(runtime, site, hello)
     if visitor is None:
         await refuse("bad_identity" if isinstance(hello.get("user"), dict) else "bad_token", CLOSE_BAD_TOKEN)
         return None
-    session = _Hello(runtime, socket, visitor, locale, client_address(request, runtime.trust_forwarded),
-                     name=_name(hello), after=row_id(hello.get("after")))
+    session = _Hello(runtime, socket, visitor, locale, address, name=_name(hello),
+                     after=row_id(hello.get("after")))
     if hello.get("token") is not None or visitor.verified_user_id is not None:  # a new visitor has no row yet
         session.user = await widget.visitor_user(visitor)
     conversation = await conversations.current_conversation(session.user) if session.user else None
@@ -333,14 +408,19 @@ async def _hello(request: web.Request, runtime: WidgetRuntime, socket: web.WebSo
     return session
 
 
-def _identify(site: WidgetSite, hello: dict[str, Any]) -> Visitor | None:
+async def _identify(runtime: WidgetRuntime, site: WidgetSite, hello: dict[str, Any]) -> Visitor | None:
     user = hello.get("user")
-    if isinstance(user, dict):  # the site's own logged-in user, signed by the site's server
-        return widget.verified_visitor(site, str(user.get("id") or ""), str(user.get("hash") or ""))
-    token = hello.get("token")
-    if token is None:
-        return widget.new_visitor(site)
-    return widget.read_token(site, str(token)) if isinstance(token, str) else None
+    if isinstance(user, dict):  # the site's own logged-in user, signed lately by the site's server
+        visitor = widget.verified_visitor(site, str(user.get("id") or ""), user.get("time"),
+                                          str(user.get("hash") or ""), runtime.identity)
+    else:
+        token = hello.get("token")
+        if token is None:
+            return widget.new_visitor(site)
+        visitor = widget.read_token(site, token, runtime.identity) if isinstance(token, str) else None
+        if visitor is not None and visitor.identified:
+            return None  # a signed-in user's token alone resumes nothing: the page signs them in afresh
+    return visitor if visitor is not None and await widget.still_signed_in(visitor) else None
 
 
 def _name(hello: dict[str, Any]) -> str:
@@ -374,10 +454,15 @@ async def _on_frame(session: Session, data: str) -> None:
         await _on_message(session, frame)
     elif kind == "typing":
         return  # accepted; nothing to show yet (see docs/widget-protocol.md)
-    elif kind == "person":
-        await _on_person(session)
-    elif kind == "rate":
-        await _on_rate(session, frame)
+    elif kind in ("person", "rate", "link"):
+        if await session.runtime.limits.ip_actions.check(f"widget-act:{session.address}") != Verdict.ALLOW:
+            raise FrameError("rate_limited")
+        if kind == "person":
+            await _on_person(session)
+        elif kind == "rate":
+            await _on_rate(session, frame)
+        else:
+            await _on_link(session)
     elif kind == "hello":
         raise FrameError("bad_frame")
     else:
@@ -439,7 +524,10 @@ async def _on_person(session: Session) -> None:
                        widget_visitor_id=session.visitor.visitor_id)
         await _within_limits(session)
         session.user = await conversations.register_customer(session.bot_id, who, runtime.default_locale)
-    conversation = await handoff.request_person(session.user)
+    conversation, handed = await handoff.person_requested(session.user)
+    if not handed:  # asked again while people have it: nothing new is stored, the widget hears who answers
+        await session.socket.send_json(await widget.status_frame(await Conversation.get(id=conversation.id)))
+        return
     bot = await Bot.get(id=session.bot_id)
     notice = await handoff.handoff_notice(bot, runtime.hours(bot), runtime.translate, session.user.language,
                                           HandoffReason.ASKED_FOR_PERSON)
@@ -449,6 +537,20 @@ async def _on_person(session: Session) -> None:
     await runtime.live.status(await Conversation.get(id=conversation.id))
     if runtime.feed is not None:
         await runtime.feed.changed(conversation)
+
+
+async def _on_link(session: Session) -> None:
+    """The visitor wants this chat in their Telegram too: a one-time deep link they confirm in the bot."""
+    bot = await Bot.get(id=session.bot_id)
+    if not bot.username:
+        raise FrameError("link_unavailable")
+    if session.user is None:
+        who = Customer(None, first_name=session.name, language_code=session.locale,
+                       widget_visitor_id=session.visitor.visitor_id)
+        session.user = await conversations.register_customer(session.bot_id, who, session.runtime.default_locale)
+    code = await widget_links.create_link(session.user)
+    await session.socket.send_json({"type": "link", "url": widget_links.deep_link(bot.username, code),
+                                    "expires_in": int(widget_links.LINK_LIFETIME.total_seconds())})
 
 
 async def _on_rate(session: Session, frame: dict[str, Any]) -> None:
@@ -470,8 +572,10 @@ def add_routes(app: web.Application, *, demo: bool) -> None:
     app.router.add_get("/widget/ws", widget_socket)
     app.router.add_get("/widget/api/site", site_view)
     app.router.add_get("/widget/api/history", history_view)
+    app.router.add_post("/widget/api/logout", logout_view)
     app.router.add_route("OPTIONS", "/widget/api/site", preflight)
     app.router.add_route("OPTIONS", "/widget/api/history", preflight)
+    app.router.add_route("OPTIONS", "/widget/api/logout", preflight)
 
 
 def load_script() -> bytes:

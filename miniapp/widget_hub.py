@@ -21,6 +21,7 @@ from services.widget import WIDGET_CHANNEL
 log = logging.getLogger(__name__)
 
 SEND_TIMEOUT = 5.0  # a socket that cannot take a frame in this long is closed; the widget resumes
+CLOSE_SIGNED_OUT = 4401  # as a refused token: the widget forgets its token
 
 
 class WidgetHub:
@@ -71,6 +72,15 @@ class WidgetHub:
         frame = event.get("frame")
         if visitor_id in self._sockets and isinstance(frame, dict):
             await self.send(visitor_id, frame)
+            if event.get("close"):  # the visitor logged out: nothing more reaches these sockets
+                await self.close_visitor(visitor_id)
+
+    async def close_visitor(self, visitor_id: str) -> None:
+        sockets = list(self._sockets.get(visitor_id, ()))
+        for socket in sockets:
+            self.leave(visitor_id, socket)
+        await asyncio.gather(*(socket.close(code=CLOSE_SIGNED_OUT, message=b"signed_out") for socket in sockets),
+                             return_exceptions=True)
 
     async def close_all(self) -> None:
         """On shutdown: every widget reconnects (to another instance) and resumes where it was."""

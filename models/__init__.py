@@ -25,7 +25,7 @@ from models.tenants import Bot
 from models.usage import AuditLog, Usage, UsageSlot
 from models.users import Role, User
 from models.web import LoginLink, WebSession
-from models.widget import WidgetSite
+from models.widget import WidgetLink, WidgetSite
 
 __all__ = [
     "AuditLog",
@@ -58,5 +58,6 @@ __all__ = [
     "UsageSlot",
     "User",
     "WebSession",
+    "WidgetLink",
     "WidgetSite",
 ]

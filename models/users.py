@@ -31,6 +31,12 @@ class User(Model):
     online = fields.BooleanField(default=False)
     # The customer's own choices from the Mini App: {"silent": bool, "rating_requests": bool}.
     preferences: dict[str, object] = fields.JSONField(default=dict, db_default="{}")  # rows that predate it: {}
+    # A website visitor's logout (services.widget): tokens and identity hashes issued before it are void.
+    widget_signed_out_at = fields.DatetimeField(null=True)
+    # A website visitor whose chats a Telegram customer confirmed are theirs (services.widget_links):
+    # they appear in that customer's history, export and deletion.
+    linked_to: fields.ForeignKeyNullableRelation["User"] = fields.ForeignKeyField(
+        "models.User", related_name="linked_visitors", null=True, on_delete=fields.SET_NULL)
     created_at = fields.DatetimeField(auto_now_add=True)
     last_seen_at = fields.DatetimeField(auto_now_add=True)
 

@@ -32,7 +32,8 @@ async def hand_off(conversation_id: int, reason: HandoffReason) -> bool:
     card); a later one only updates the topic's state. Returns False when people had it already.
     """
     async with in_transaction():
-        conversation = await Conversation.get(id=conversation_id)
+        # Locked (PostgreSQL): of two asks at once, one hands it over and the other finds it handed.
+        conversation = await Conversation.select_for_update().get(id=conversation_id)
         if conversation.mode == ConversationMode.HUMAN and conversation.status != ConversationStatus.CLOSED:
             return False
         await give_to_people(conversation, reason)
@@ -58,9 +59,14 @@ async def give_to_people(conversation: Conversation, reason: HandoffReason | Non
 
 
 async def request_person(user: User, reason: HandoffReason = HandoffReason.ASKED_FOR_PERSON) -> Conversation:
+    return (await person_requested(user, reason))[0]
+
+
+async def person_requested(user: User, reason: HandoffReason = HandoffReason.ASKED_FOR_PERSON,
+                           ) -> tuple[Conversation, bool]:
+    """The customer's conversation, handed to people; False when people had it already (asked again)."""
     conversation = await open_conversation(user)
-    await hand_off(conversation.id, reason)
-    return conversation
+    return conversation, await hand_off(conversation.id, reason)
 
 
 async def expectation(bot: Bot, hours: WorkingHours, translate: Translate, locale: str,

@@ -23,7 +23,8 @@ from tortoise.queryset import QuerySet
 from models import AuthorKind, Channel, Conversation, ConversationMode, ConversationStatus, Message, Role, User
 from services.events import EventBus, Handler
 from services.render import html_to_text
-from services.widget import linked_visitors, message_html
+from services.widget import message_html
+from services.widget_links import linked_visitors
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +119,8 @@ class ConversationPage:
 
 
 async def _visible_to(viewer: Viewer) -> QuerySet[Conversation]:
-    """Staff: the bot's conversations. A customer: their own, and their website chats that a site
-    linked to them by a verified identity (services.widget.linked_visitors)."""
+    """Staff: the bot's conversations. A customer: their own, and the website chats they confirmed
+    are theirs (services.widget_links)."""
     if viewer.staff:
         return Conversation.filter(bot_id=viewer.bot_id)
     people = [viewer.user.id, *await linked_visitors(viewer.user)]

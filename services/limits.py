@@ -6,6 +6,7 @@ atomic script per check) so that every instance of a scaled-out deployment share
 
 from __future__ import annotations
 
+import ipaddress
 import time
 import uuid
 from collections.abc import Callable
@@ -14,6 +15,23 @@ from enum import Enum
 from typing import Protocol
 
 from redis.asyncio import Redis
+
+
+def address_group(address: str) -> str:
+    """What per-address limits count by: an IPv4 address, or an IPv6 address's /64.
+
+    One home or phone gets a whole /64 and may use any of its addresses, so counting IPv6
+    addresses apart would give one visitor unlimited quota.
+    """
+    try:
+        ip = ipaddress.ip_address(address.strip().strip("[]").partition("%")[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 class Verdict(Enum):

@@ -29,7 +29,7 @@ from models import (
     Usage,
     User,
 )
-from services.widget import linked_visitors
+from services.widget_links import linked_visitors
 
 EXPORT_FORMAT = "frontdesk-personal-data"
 EXPORTED_AUTHORS = (AuthorKind.CUSTOMER, AuthorKind.AI, AuthorKind.MANAGER, AuthorKind.SYSTEM)

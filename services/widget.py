@@ -15,9 +15,8 @@ import hmac
 import json
 import re
 import secrets
-import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,6 +31,7 @@ from services.render import html_to_text, markdown_to_html, sanitize_html
 WIDGET_CHANNEL = "widget"  # the event bus channel every instance's sockets listen on
 VISIBLE_AUTHORS = (AuthorKind.CUSTOMER, AuthorKind.AI, AuthorKind.MANAGER, AuthorKind.SYSTEM)
 MAX_SITE_USER_ID = 40
+MAX_SECRET_OVERLAP_HOURS = 720  # a rotated secret verifies at most a month longer
 # A message committed a moment after a later-numbered one (concurrent writers) is still sent on
 # resume: history re-sends this much before the visitor's last message, and the widget de-duplicates.
 RESUME_OVERLAP = timedelta(seconds=10)
@@ -130,6 +130,28 @@ async def delete_site(site: WidgetSite, actor: User | None) -> None:
         await _audit(site, actor, "site_remove", origins=site.allowed_origins, title=site.title)
 
 
+async def rotate_secret(site: WidgetSite, overlap: timedelta, actor: User | None = None) -> WidgetSite:
+    """A new identity secret. The old one still verifies identities for `overlap` (none when zero), so
+    the site's servers can switch over without logging anyone out; a secret it replaced before is
+    retired at once. Audited, without the secrets."""
+    now = datetime.now(UTC)
+    async with in_transaction():
+        current = await WidgetSite.select_for_update().get(id=site.id)
+        overlapping = overlap > timedelta(0)
+        current.previous_secret = current.secret if overlapping else ""
+        current.previous_secret_until = now + overlap if overlapping else None
+        current.secret = secrets.token_hex(32)
+        await current.save(update_fields=["secret", "previous_secret", "previous_secret_until"])
+        await _audit(current, actor, "site_rotate_secret", overlap_hours=round(overlap.total_seconds() / 3600, 2))
+    return current
+
+
+def previous_secret_until(site: WidgetSite, now: datetime | None = None) -> datetime | None:
+    """Until when the replaced secret still verifies, if it still does."""
+    until = site.previous_secret_until
+    return until if site.previous_secret and until is not None and until > _now(now) else None
+
+
 def embed_snippet(site: WidgetSite, base_url: str) -> str:
     """What the site's pages include, as `python -m bot site add` prints it."""
     return f'<script src="{base_url.rstrip("/")}/widget.js" data-site="{site.public_key}" async></script>'
@@ -164,14 +186,31 @@ def site_config(site: WidgetSite, greeting: str) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class IdentityPolicy:
+    """How long what a widget holds stays good (WIDGET_TOKEN_DAYS, WIDGET_IDENTITY_MAX_AGE)."""
+
+    token_lifetime: timedelta = timedelta(days=30)  # after the visit that issued the token
+    identity_max_age: timedelta = timedelta(days=1)  # after the site signed its user's identity
+    clock_skew: timedelta = timedelta(minutes=5)  # a site's clock may be this far ahead of ours
+
+
+@dataclass(frozen=True)
 class Visitor:
     site: WidgetSite
-    visitor_id: str  # User.widget_visitor_id
+    visitor_id: str  # User.widget_visitor_id: v<site>:<random> anonymous, u<site>:<site's user id> signed in
     verified_user_id: str | None = None  # the site's own id of a logged-in user
+    identity_time: int | None = None  # when the site signed that user's identity (Unix seconds)
+    secret_id: str = ""  # which of the site's secrets signed it (see secret_id)
+    issued_at: float | None = None  # when the token the visitor came with was issued
+
+    @property
+    def identified(self) -> bool:
+        return self.verified_user_id is not None
 
     @property
     def token(self) -> str:
-        return issue_token(self.site, self.visitor_id)
+        """A fresh token (a visit renews it); a signed-in user's lasts only as long as their identity hash."""
+        return issue_token(self.site, self.visitor_id, identity_time=self.identity_time, secret_id=self.secret_id)
 
 
 def new_visitor(site: WidgetSite) -> Visitor:
@@ -183,13 +222,26 @@ def _sign(key: str, payload: bytes) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def issue_token(site: WidgetSite, visitor_id: str) -> str:
-    payload = base64.urlsafe_b64encode(json.dumps({"v": visitor_id, "t": int(time.time())}).encode()).decode()
-    return f"{payload.rstrip('=')}.{_sign(site.token_key, payload.rstrip('=').encode())}"
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now(UTC)
 
 
-def read_token(site: WidgetSite, token: str) -> Visitor | None:
-    """The visitor a token was issued to by this site, or None if it is not one of ours."""
+def issue_token(site: WidgetSite, visitor_id: str, *, identity_time: int | None = None, secret_id: str = "",
+                now: datetime | None = None) -> str:
+    claims: dict[str, Any] = {"v": visitor_id, "t": round(_now(now).timestamp(), 3)}
+    if identity_time is not None:
+        claims.update(a=identity_time, k=secret_id)
+    payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    return f"{payload}.{_sign(site.token_key, payload.encode())}"
+
+
+def read_token(site: WidgetSite, token: str, policy: IdentityPolicy, now: datetime | None = None) -> Visitor | None:
+    """The visitor a token was issued to by this site, or None if it is not one of ours or no longer good.
+
+    A token expires `token_lifetime` after it was issued. A signed-in user's token also ends when the
+    identity hash it was issued for gets too old, or when the secret that signed that hash is retired.
+    Whether the visitor logged out since is `still_signed_in`'s question (it needs the database).
+    """
     payload, _, signature = token.partition(".")
     if not payload or len(token) > 512 or not token.isascii():  # ours are short ASCII
         return None
@@ -197,41 +249,96 @@ def read_token(site: WidgetSite, token: str) -> Visitor | None:
         return None
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        visitor_id = str(claims["v"])
+        visitor_id, issued = str(claims["v"]), claims["t"]
     except (ValueError, KeyError, TypeError):
         return None
-    if not visitor_id.startswith((f"v{site.id}:", f"u{site.id}:")):
+    moment = _now(now)
+    if not _is_time(issued) or not moment - policy.token_lifetime <= _at(issued) <= moment + policy.clock_skew:
+        return None
+    if visitor_id.startswith(f"v{site.id}:"):
+        return Visitor(site, visitor_id, issued_at=float(issued))
+    if not visitor_id.startswith(f"u{site.id}:"):
         return None  # signed for another site that shared a key: never
-    return Visitor(site, visitor_id)
+    identity_time, secret = claims.get("a"), claims.get("k")
+    if not isinstance(identity_time, int) or not _fresh_identity(identity_time, policy, moment) \
+            or not isinstance(secret, str) or secret not in _secret_ids(site, moment):
+        return None  # an identity hash this old would be refused itself; a retired secret signed it
+    return Visitor(site, visitor_id, verified_user_id=visitor_id.partition(":")[2], identity_time=identity_time,
+                   secret_id=str(secret), issued_at=float(issued))
 
 
-def identity_signature(site: WidgetSite, user_id: str) -> str:
-    """What the site's server computes for its logged-in user: hex HMAC-SHA256(secret, user id)."""
-    return hmac.new(site.secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
+def _is_time(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 2**40
 
 
-def verified_visitor(site: WidgetSite, user_id: str, signature: str) -> Visitor | None:
-    """The site's logged-in user, the same visitor on any device, if the site signed their id."""
-    if not user_id or len(user_id) > MAX_SITE_USER_ID or not signature.isascii():
+def _at(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
+def _fresh_identity(timestamp: int, policy: IdentityPolicy, now: datetime) -> bool:
+    return 0 <= timestamp < 2**40 and now - policy.identity_max_age <= _at(timestamp) <= now + policy.clock_skew
+
+
+def secret_id(secret: str) -> str:
+    """A name for one of a site's secrets that gives nothing of it away (tokens carry it)."""
+    return hashlib.sha256(f"frontdesk-widget-secret:{secret}".encode()).hexdigest()[:12]
+
+
+def _live_secrets(site: WidgetSite, now: datetime) -> list[str]:
+    """The site's secret, and the one it replaced while the rotation's overlap lasts."""
+    until = site.previous_secret_until
+    return [site.secret, *([site.previous_secret] if site.previous_secret and until and until > now else [])]
+
+
+def _secret_ids(site: WidgetSite, now: datetime) -> set[str]:
+    return {secret_id(secret) for secret in _live_secrets(site, now)}
+
+
+def identity_signature(site: WidgetSite, user_id: str, timestamp: int, secret: str | None = None) -> str:
+    """What the site's server computes for its logged-in user: hex HMAC-SHA256(secret, "<user id>:<time>")."""
+    message = f"{user_id}:{timestamp}".encode()
+    return hmac.new((site.secret if secret is None else secret).encode(), message, hashlib.sha256).hexdigest()
+
+
+def verified_visitor(site: WidgetSite, user_id: str, timestamp: object, signature: str, policy: IdentityPolicy,
+                     now: datetime | None = None) -> Visitor | None:
+    """The site's logged-in user, the same visitor on any device, if the site signed their id lately."""
+    if not user_id or len(user_id) > MAX_SITE_USER_ID or len(signature) != 64 or not signature.isascii():
         return None
-    if not hmac.compare_digest(signature.lower(), identity_signature(site, user_id)):
+    if isinstance(timestamp, str) and timestamp.isdigit() and len(timestamp) <= 12:
+        timestamp = int(timestamp)
+    moment = _now(now)
+    if not isinstance(timestamp, int) or isinstance(timestamp, bool) or not _fresh_identity(timestamp, policy, moment):
         return None
-    return Visitor(site, f"u{site.id}:{user_id}", verified_user_id=user_id)
+    for secret in _live_secrets(site, moment):
+        if hmac.compare_digest(signature.lower(), identity_signature(site, user_id, timestamp, secret)):
+            return Visitor(site, f"u{site.id}:{user_id}", verified_user_id=user_id, identity_time=timestamp,
+                           secret_id=secret_id(secret))
+    return None
 
 
-TELEGRAM_IDENTITY = "tg:"  # a site that signs "tg:<telegram user id>" vouches the visitor is that Telegram user
+async def still_signed_in(visitor: Visitor) -> bool:
+    """False when the visitor logged out after their token or identity hash was issued."""
+    signed_out = await User.filter(bot_id=visitor.site.bot_id, widget_visitor_id=visitor.visitor_id).values_list(  # type: ignore[attr-defined]
+        "widget_signed_out_at", flat=True)
+    cutoff = signed_out[0] if signed_out else None
+    if not isinstance(cutoff, datetime):
+        return True
+    issued = [moment for moment in (visitor.issued_at, visitor.identity_time) if moment is not None]
+    return all(_at(moment) > cutoff for moment in issued)
 
 
-async def linked_visitors(user: User) -> list[int]:
-    """The widget visitors a Telegram customer is, by a site's verified identity `tg:<their id>`."""
-    if user.telegram_id is None:
-        return []
-    site_ids = await WidgetSite.filter(bot_id=user.bot_id).values_list("id", flat=True)  # type: ignore[attr-defined]
-    if not site_ids:
-        return []
-    visitor_ids = [f"u{site_id}:{TELEGRAM_IDENTITY}{user.telegram_id}" for site_id in site_ids]
-    return [int(str(user_id)) for user_id in await User.filter(
-        bot_id=user.bot_id, widget_visitor_id__in=visitor_ids).values_list("id", flat=True)]  # type: ignore[attr-defined]
+async def sign_out(visitor: Visitor, default_locale: str, now: datetime | None = None) -> None:
+    """The visitor logged out: every token and identity hash issued to them until now is void, on every
+    device and instance (the time is in the database)."""
+    moment = _now(now)
+    bot_id = int(visitor.site.bot_id)  # type: ignore[attr-defined]
+    rows = User.filter(bot_id=bot_id, widget_visitor_id=visitor.visitor_id)
+    if not await rows.update(widget_signed_out_at=moment) and visitor.identified:
+        # A signed-in user with no chat yet: remember the logout, or an old hash would open their future chat.
+        await User.bulk_create([User(bot_id=bot_id, widget_visitor_id=visitor.visitor_id, language=default_locale,
+                                     widget_signed_out_at=moment)], ignore_conflicts=True)
+        await rows.update(widget_signed_out_at=moment)
 
 
 async def visitor_user(visitor: Visitor) -> User | None:
@@ -346,6 +453,10 @@ class WidgetLive:
             author = await User.get_or_none(id=author_id)
             frame["by"] = author.first_name if author is not None else None
         await self.publish(visitor_id, frame)
+
+    async def signed_out(self, visitor_id: str) -> None:
+        """The visitor logged out: their sockets, on every instance, are told so and closed."""
+        await self.bus.publish(WIDGET_CHANNEL, {"visitor": visitor_id, "frame": {"type": "signed_out"}, "close": True})
 
     async def delta(self, visitor_id: str, reply_to: int, text_so_far: str) -> None:
         await self.publish(visitor_id, {"type": "delta", "reply_to": reply_to, "text": text_so_far,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -81,6 +81,7 @@ ADMIN_CALLS: list[tuple[str, str, Any]] = [
     ("GET", "/api/admin/sites", None),
     ("POST", "/api/admin/sites", {"allowed_origins": ["https://evil.example"]}),
     ("PATCH", "/api/admin/sites/{site}", {"allowed_origins": ["https://evil.example"]}),
+    ("POST", "/api/admin/sites/{site}/secret", {"overlap_hours": 1}),
     ("DELETE", "/api/admin/sites/{site}", None),
     ("GET", "/api/admin/staff", None),
     ("PUT", "/api/admin/staff/{mia}/role", {"role": "admin"}),
@@ -426,13 +427,32 @@ async def test_admins_add_edit_and_remove_widget_sites(desk: Desk, sim: Simulato
             assert status == 404
         assert "theirs" not in json.dumps(await boss.get("/api/admin/sites"))
 
+        # A new identity secret: the old one verifies for the overlap; a wrong overlap changes nothing.
+        for overlap in (-1, 721, "soon"):
+            status, answer = await boss.call("POST", path + "/secret", {"overlap_hours": overlap})
+            assert (status, answer["error"]["code"]) == (400, "bad_request"), overlap
+        assert (await WidgetSite.get(id=site["id"])).secret == site["secret"]
+        assert (await boss.call("POST", f"/api/admin/sites/{foreign.id}/secret", {}))[0] == 404
+        status, rotated = await boss.call("POST", path + "/secret", {})  # the deployment's overlap: 24 hours
+        assert status == 200
+        assert rotated["secret"] != site["secret"]
+        assert rotated["previous_secret_until"] is not None
+        stored = await WidgetSite.get(id=site["id"])
+        assert (stored.secret, stored.previous_secret) == (rotated["secret"], site["secret"])
+        assert stored.previous_secret_until is not None
+        assert timedelta(hours=23) < stored.previous_secret_until - datetime.now(UTC) <= timedelta(hours=24)
+        status, at_once = await boss.call("POST", path + "/secret", {"overlap_hours": 0})
+        assert (status, at_once["previous_secret_until"]) == (200, None)
+
         remaining = await boss.call("DELETE", path)
         assert [s["public_key"] for s in remaining[1]["sites"]] == ["demo"]
         assert (await widget_site(desk, site["public_key"], "https://new.example"))[0] == 404
     entries = await AuditLog.filter(action__startswith="site_").order_by("id").prefetch_related("actor")
     assert [(e.action, e.actor.first_name if e.actor else None) for e in entries] == [
-        ("site_add", "Boss"), ("site_edit", "Boss"), ("site_remove", "Boss")]
-    assert site["secret"] not in json.dumps([e.details for e in entries])
+        ("site_add", "Boss"), ("site_edit", "Boss"), ("site_rotate_secret", "Boss"), ("site_rotate_secret", "Boss"),
+        ("site_remove", "Boss")]
+    for secret in (site["secret"], rotated["secret"], at_once["secret"]):
+        assert secret not in json.dumps([e.details for e in entries])
 
 
 # --- the team ---------------------------------------------------------------------------------------------

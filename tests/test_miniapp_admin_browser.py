@@ -4,6 +4,7 @@ opened as Telegram would open them; screenshots in the light and dark themes go 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from playwright.async_api import Browser, Page, expect
@@ -143,3 +144,38 @@ async def test_managers_do_not_get_the_admin_page(desk: Desk, sim: Simulator, br
     await expect(page.locator("#sections")).to_be_hidden()
     await expect(page.get_by_role("link", name="Persona")).to_be_visible()
     await expect(page.get_by_role("link", name="Admin")).to_be_hidden()
+
+
+@pytest.mark.parametrize("lang", ["en", "ru", "uz"])
+async def test_an_admin_makes_a_new_site_secret_and_copies_it(desk: Desk, sim: Simulator, browser: Browser,
+                                                              lang: str) -> None:
+    old = await WidgetSite.get(public_key="demo")
+    page = await telegram_page(browser, sim, desk.boss["id"])
+    await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    await page.goto(desk.frontdesk.url + f"/app/admin?lang={lang}#sites")
+    form = page.locator("#site-list form.site").first
+    overlap = form.locator("input[name=overlap_hours]")
+    await expect(overlap).to_have_value("24")  # WIDGET_SECRET_OVERLAP_HOURS
+    await expect(form.locator("[data-field=previous]")).to_be_hidden()
+    await overlap.fill("6")
+    await form.locator("[data-act=rotate]").click()
+    secret = form.locator("[data-field=secret]")
+    await expect(secret).to_be_visible()  # shown at once, to be copied
+    site = await WidgetSite.get(public_key="demo")
+    assert site.secret != old.secret
+    assert site.previous_secret == old.secret
+    await expect(secret).to_have_text(site.secret)
+    asked = await page.evaluate("window.__FD_CONFIRMS__")
+    assert len(asked) == 1
+    assert "6" in asked[0]
+    assert site.previous_secret_until is not None
+    assert timedelta(hours=5) < site.previous_secret_until - datetime.now(UTC) <= timedelta(hours=6)
+    await expect(form.locator("[data-field=previous]")).to_be_visible()
+    await form.locator("[data-act=copy-secret]").click()
+    assert await page.evaluate("navigator.clipboard.readText()") == site.secret
+    [entry] = await AuditLog.filter(action="site_rotate_secret")
+    assert entry.details == {"overlap_hours": 6}
+    for width in (390, 1280):
+        await page.set_viewport_size({"width": width, "height": 900})
+        await page.evaluate("window.scrollTo(0, 0)")
+        await shot(page, f"admin-site-secret-{lang}-{width}")

@@ -20,12 +20,10 @@ from tgsim import Simulator
 
 from miniapp.api import ERRORS
 from miniapp.auth import MINIAPP
-from models import AuditLog, Conversation, ConversationStatus, LoginLink, Message, User, WebSession, WidgetSite
-from services import widget
+from models import AuditLog, Conversation, ConversationStatus, LoginLink, Message, User, WebSession
 from tests.desk_helpers import Desk, in_topic, manager_desk, topics, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
 from tests.miniapp_helpers import HIDDEN_FIELD, app_client, dashboard_link, login_form, sign_in
-from tests.widget_helpers import open_widget
 
 
 @pytest.fixture
@@ -607,31 +605,6 @@ async def test_live_events_reach_staff_and_only_the_customer_concerned(desk: Des
             sim.send_text(bob["id"], "Hello from Bob")
             bob_event = await bob_socket.receive_json(timeout=5)
             assert bob_event["id"] == (await Conversation.get(user__telegram_id=bob["id"])).id
-
-
-async def test_website_chats_signed_as_a_telegram_user_are_in_their_history(desk: Desk, sim: Simulator) -> None:
-    """A site that signs the identity `tg:<Telegram id>` vouches the visitor is that Telegram user."""
-    ann = await customer_with_answer(sim, "Ann", "Asked in Telegram")
-    bob = sim.create_user("Bob")
-    site = await WidgetSite.get(public_key="demo")
-    user = {"id": f"tg:{ann['id']}", "hash": widget.identity_signature(site, f"tg:{ann['id']}"), "name": "Ann"}
-    async with aiohttp.ClientSession() as http:
-        visitor, _ = await open_widget(http, desk.frontdesk.url, user=user)
-        await visitor.send_message("Asked on the website")
-        await visitor.until(lambda frame: frame["type"] == "message" and frame["author"] == "ai")
-        await visitor.socket.close()
-    async with app_client(desk.frontdesk, sim, ann["id"]) as customer:
-        rows = (await customer.get("/api/conversations"))["conversations"]
-        assert sorted(row["channel"] for row in rows) == ["telegram", "widget"]
-        website = next(row for row in rows if row["channel"] == "widget")
-        messages = (await customer.get(f"/api/conversations/{website['id']}/messages"))["messages"]
-        assert messages[0]["text"] == "Asked on the website"
-        exported = (await customer.call("GET", "/api/me/data"))[1]
-        assert {c["channel"] for c in exported["conversations"]} == {"telegram", "widget"}
-    async with app_client(desk.frontdesk, sim, bob["id"]) as other:
-        assert (await other.get("/api/conversations"))["conversations"] == []
-        status, _ = await other.call("GET", f"/api/conversations/{website['id']}/messages")
-        assert status == 404
 
 
 async def test_a_customer_who_chose_silent_answers_gets_them_without_a_sound(desk: Desk, sim: Simulator) -> None:

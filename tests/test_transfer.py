@@ -44,7 +44,12 @@ async def _shop(database_url: str) -> None:
     try:
         bot = await Bot.create(telegram_id=7000000001, username="shop_bot", manager_chat_id=-1001,
                                settings={"working_hours": "mon-fri 09:00-18:00"})
+        # Ann chatted on the website before she wrote in Telegram, then confirmed the chat is hers: the
+        # visitor's row points at a later row of the same table.
+        visitor = await User.create(bot=bot, widget_visitor_id="v1:0f0f", first_name="Ann (web)", language="ru")
         ann = await User.create(bot=bot, telegram_id=10, first_name="Ann", language="ru")
+        visitor.linked_to = ann
+        await visitor.save(update_fields=["linked_to_id"])
         conversation = await Conversation.create(uuid=uuid.uuid4(), bot=bot, user=ann, rating=5)
         question = await Message.create(bot=bot, conversation=conversation, author_kind=AuthorKind.CUSTOMER,
                                         text="Есть овсяное молоко?", source_key="tg:1")
@@ -91,7 +96,7 @@ async def test_export_from_sqlite_and_import_elsewhere_keeps_everything(
 
     exported = _cli(tmp_path, source, "export", str(tmp_path / "shop.jsonl"))
     assert exported.returncode == 0, exported.stderr
-    assert "exported 1 Bot, 1 WidgetSite, 1 User, 1 Conversation, 2 Message" in exported.stdout
+    assert "exported 1 Bot, 1 WidgetSite, 2 User, 1 Conversation, 2 Message" in exported.stdout
     assert "1 PromptProject, 1 PromptVersion, 1 ProviderKey, 1 PromptRun, 1 PromptTemplate" in exported.stdout
     imported = _cli(tmp_path, database_url, "import", str(tmp_path / "shop.jsonl"))
     assert imported.returncode == 0, imported.stderr
@@ -110,6 +115,9 @@ async def test_export_from_sqlite_and_import_elsewhere_keeps_everything(
         assert "open" in hit.item.answer.lower()
         assert (await persona.active_persona(bot.id)) == "You are the barista."
         assert await Persona.filter(bot=bot).count() == 1
+        web = await User.get(widget_visitor_id="v1:0f0f").prefetch_related("linked_to")
+        assert web.linked_to is not None
+        assert web.linked_to.first_name == "Ann"  # her website chat is still hers
         site = await WidgetSite.get(public_key="shop-site")  # the website keeps its widget
         assert (site.title, site.allowed_origins) == ("Coffee", ["https://shop.example"])
         run = await PromptRun.get()

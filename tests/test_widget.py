@@ -15,7 +15,7 @@ from tests.conftest import Frontdesk
 from tests.desk_helpers import Desk, manager_desk, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
 from tests.test_observability import METRICS_TOKEN
-from tests.widget_helpers import VisitorSocket, is_answer, open_widget
+from tests.widget_helpers import VisitorSocket, is_answer, open_widget, signed_in
 
 
 @pytest.fixture
@@ -207,7 +207,7 @@ async def test_two_visitors_never_see_each_other(frontdesk: Frontdesk, ai: FakeA
 async def test_a_signed_in_user_has_one_history_on_every_device(frontdesk: Frontdesk, ai: FakeAI,
                                                                 http: aiohttp.ClientSession) -> None:
     site = await WidgetSite.get(public_key="demo")
-    user = {"id": "customer-1001", "hash": widget.identity_signature(site, "customer-1001"), "name": "Dana"}
+    user = signed_in(site, "customer-1001", "Dana")
     laptop, _ = await open_widget(http, frontdesk.url, user=user)
     await laptop.send_message("I ordered a cake yesterday")
     sent = await laptop.until(lambda f: f["type"] == "message" and f["author"] == "customer")

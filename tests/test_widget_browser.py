@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright, expect
@@ -281,5 +284,92 @@ async def test_an_answer_from_a_web_page_shows_its_source_as_a_link(
         await expect(line.locator("a")).to_have_attribute("href", url)
         await expect(line.locator("a")).to_have_attribute("target", "_blank")
         await _shot(page, f"sources-{locale}-{width}")
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(("locale", "width"), [("en-US", 390), ("en-US", 1280), ("ru-RU", 390), ("ru-RU", 1280),
+                                               ("uz-UZ", 390), ("uz-UZ", 1280)])
+async def test_a_visitor_continues_in_telegram_after_confirming_there(
+        frontdesk: Frontdesk, ai: FakeAI, sim: Simulator, browser: Browser, locale: str, width: int) -> None:
+    ai.script.reply = "Yes, we deliver on Sundays."
+    ann = sim.create_user("Ann")
+    page = await _page(browser, locale)
+    await page.set_viewport_size({"width": width, "height": 760})
+    await page.goto(frontdesk.url + "/")
+    await page.locator(".bubble").click()
+    await _say(page, "Do you deliver on Sundays?")
+    await expect(page.locator(".msg.ai[data-id]")).to_contain_text("Yes, we deliver on Sundays.")
+    await page.locator(".foot button").click()
+    go = page.locator(".msg.offer a.go")
+    await expect(go).to_have_attribute("href", re.compile(r"^https://t\.me/frontdesk_test_bot\?start=link-[\w-]+$"))
+    await expect(go).to_have_attribute("target", "_blank")
+    await _shot(page, f"link-offer-{locale}-{width}")
+
+    code = str(await go.get_attribute("href")).partition("?start=")[2]
+    sim.send_command(ann["id"], "start", code)
+    await sim.wait_until(lambda: "reply_markup" in sim.chat_history(ann["id"])[-1], 10, "the question")
+    question = sim.chat_history(ann["id"])[-1]
+    [[yes], _] = question["reply_markup"]["inline_keyboard"]
+    sim.press_button(ann["id"], ann["id"], question["message_id"], data=yes["callback_data"])
+    await expect(page.locator(".msg.offer")).to_have_count(0)
+    await expect(page.locator(".msg.system").last).to_be_visible()
+    if locale == "en-US":
+        await expect(page.locator(".msg.system").last).to_have_text("This chat is now linked with your Telegram "
+                                                                    "account.")
+    await _shot(page, f"linked-{locale}-{width}")
+
+
+async def test_a_shop_logs_its_user_out_and_their_old_token_opens_nothing(
+        frontdesk: Frontdesk, ai: FakeAI, browser: Browser) -> None:
+    ai.script.reply = "Your parcel left the warehouse."
+    shop_port = free_port()
+    shop_origin = f"http://127.0.0.1:{shop_port}"
+    site = await widget.create_site((await WidgetSite.get(public_key="demo")).bot_id,  # type: ignore[attr-defined]
+                                    [shop_origin], title="Bean There")
+    signed = {"in": True}
+
+    async def shop_page(request: web.Request) -> web.Response:
+        user = ""
+        if signed["in"]:  # the shop's server signs its logged-in user on every page it renders
+            moment = int(time.time())
+            user = (f'data-user-id="dana-7" data-user-time="{moment}" data-user-name="Dana" '
+                    f'data-user-hash="{widget.identity_signature(site, "dana-7", moment)}"')
+        return web.Response(content_type="text/html", text=(
+            f'<!doctype html><html><body><h1>Bean There</h1><button id="out">Log out</button>'
+            f'<script src="{frontdesk.url}/widget.js" data-site="{site.public_key}" {user} async></script>'
+            '<script>document.getElementById("out").onclick = () => '
+            'FrontdeskWidget.logout().then(() => { document.body.dataset.out = "yes"; });</script></body></html>'))
+
+    shop = web.Application()
+    shop.router.add_get("/", shop_page)
+    runner = web.AppRunner(shop, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", shop_port).start()
+    try:
+        page = await _page(browser)
+        await page.goto(shop_origin + "/")
+        await page.locator(".bubble").click()
+        await _say(page, "Where is parcel 88-12?")
+        await expect(page.locator(".msg.ai[data-id]")).to_contain_text("Your parcel left the warehouse.")
+        token = await page.evaluate(f"localStorage.getItem('frontdesk:{site.public_key}:token')")
+        assert token
+
+        signed["in"] = False
+        await page.locator("#out").click()
+        await expect(page.locator("body")).to_have_attribute("data-out", "yes")
+        await expect(page.locator(".msg[data-id]")).to_have_count(0)  # the chat is cleared
+        assert await page.evaluate(f"localStorage.getItem('frontdesk:{site.public_key}:token')") != token
+        await page.reload()
+        await page.locator(".bubble").click()
+        await _say(page, "hello?")
+        await expect(page.locator(".msg.customer[data-id]")).to_have_text("hello?")
+        await expect(page.locator(".msg.customer[data-id]")).to_have_count(1)  # a new, anonymous visitor
+        async with aiohttp.ClientSession() as http, http.get(
+                f"{frontdesk.url}/widget/api/history?site={site.public_key}",
+                headers={"Authorization": f"Bearer {token}", "Origin": shop_origin}) as replay:
+            assert replay.status == 401
+            assert "88-12" not in await replay.text()
+        await _shot(page, "after-logout")
     finally:
         await runner.cleanup()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
-from services.widget import DEMO_SITE_KEY
+from models import WidgetSite
+from services.widget import DEMO_SITE_KEY, identity_signature
 
 
 @dataclass
@@ -52,11 +54,19 @@ def origin_of(url: str) -> str:
     return url.rstrip("/")
 
 
+def signed_in(site: WidgetSite, user_id: str, name: str = "", *, at: int | None = None,
+              secret: str | None = None) -> dict[str, Any]:
+    """What a site's page puts in `hello.user` for its logged-in user, as its server signs it (now, by default)."""
+    moment = int(time.time()) if at is None else at
+    return {"id": user_id, "time": moment, "hash": identity_signature(site, user_id, moment, secret), "name": name}
+
+
 async def open_widget(http: aiohttp.ClientSession, base_url: str, *, site: str = DEMO_SITE_KEY,
                       token: str | None = None, after: int | None = None, origin: str | None = None,
-                      user: dict[str, str] | None = None, lang: str = "en") -> tuple[VisitorSocket, dict[str, Any]]:
+                      user: dict[str, Any] | None = None, lang: str = "en",
+                      headers: dict[str, str] | None = None) -> tuple[VisitorSocket, dict[str, Any]]:
     """Connect and say hello; returns the socket and the server's first frame (welcome or error)."""
-    socket = await http.ws_connect(base_url + "/widget/ws", origin=origin or origin_of(base_url))
+    socket = await http.ws_connect(base_url + "/widget/ws", origin=origin or origin_of(base_url), headers=headers)
     visitor = VisitorSocket(socket)
     hello: dict[str, Any] = {"type": "hello", "site": site, "token": token, "after": after, "lang": lang}
     if user is not None:

@@ -157,6 +157,31 @@ FD.start(async (me) => {
     return /^#[0-9a-f]{6}$/i.test(value) ? value : fallback;
   }
 
+  let overlapHours = 24;  // the deployment's WIDGET_SECRET_OVERLAP_HOURS, from the site list
+
+  // 2026-03-01 14:05 in the reader's time: the same in every language (browsers lack Uzbek date data).
+  function moment(iso) {
+    const date = new Date(iso);
+    const two = (n) => String(n).padStart(2, "0");
+    return `${date.getFullYear()}-${two(date.getMonth() + 1)}-${two(date.getDate())} ` +
+      `${two(date.getHours())}:${two(date.getMinutes())}`;
+  }
+
+  function showSecret(form, shown) {
+    form.querySelector("[data-field=secret]").hidden = !shown;
+    form.querySelector("[data-act=copy-secret]").hidden = !shown;
+    form.querySelector("[data-act=secret]").textContent = FD.t(shown ? "hide" : "show");
+  }
+
+  async function copy(text) {
+    try {
+      await navigator.clipboard.writeText(text);
+      FD.toast(FD.t("copied"));
+    } catch (error) {
+      FD.toast(FD.t("copy_failed"));
+    }
+  }
+
   function siteBody(form) {
     const data = form.elements;
     return { allowed_origins: data.allowed_origins.value.split(/[\s,]+/).filter(Boolean),
@@ -174,6 +199,11 @@ FD.start(async (me) => {
     data.greeting.value = site.greeting;
     form.querySelector("[data-field=embed]").textContent = site.embed;
     form.querySelector("[data-field=secret]").textContent = site.secret;
+    const previous = form.querySelector("[data-field=previous]");
+    const until = site.previous_secret_until;
+    previous.textContent = until ? FD.t("site_old_secret_until", { when: moment(until) }) : "";
+    previous.hidden = !until;
+    if (!data.overlap_hours.value) data.overlap_hours.value = String(overlapHours);
     form.querySelector(".site-title").textContent = site.title || site.public_key;
     form.querySelector(".site-key").textContent = site.public_key;
   }
@@ -207,16 +237,28 @@ FD.start(async (me) => {
     if (!button) return;
     const form = button.closest("form");
     if (button.dataset.act === "copy") {
-      try {
-        await navigator.clipboard.writeText(form.querySelector("[data-field=embed]").textContent);
-        FD.toast(FD.t("copied"));
-      } catch (error) {
-        FD.toast(FD.t("copy_failed"));
-      }
+      await copy(form.querySelector("[data-field=embed]").textContent);
+    } else if (button.dataset.act === "copy-secret") {
+      await copy(form.querySelector("[data-field=secret]").textContent);
     } else if (button.dataset.act === "secret") {
-      const secret = form.querySelector("[data-field=secret]");
-      secret.hidden = !secret.hidden;
-      button.textContent = FD.t(secret.hidden ? "show" : "hide");
+      showSecret(form, form.querySelector("[data-field=secret]").hidden);
+    } else if (button.dataset.act === "rotate") {
+      const field = form.elements.overlap_hours;
+      if (!field.reportValidity()) return;
+      const hours = field.value === "" ? overlapHours : Number(field.value);
+      const name = form.querySelector(".site-title").textContent;
+      if (!(await FD.confirmed(FD.t("site_confirm_rotate", { name, hours })))) return;
+      button.disabled = true;
+      try {
+        fillSite(form, await FD.api("POST", "/api/admin/sites/" + form.dataset.id + "/secret",
+                                    { overlap_hours: hours }));
+        showSecret(form, true);  // shown at once, to be copied to the website's server
+        FD.toast(FD.t("site_secret_rotated"));
+      } catch (error) {
+        FD.toast(error.message);
+      } finally {
+        button.disabled = false;
+      }
     } else if (button.dataset.act === "remove") {
       const name = form.querySelector(".site-title").textContent;
       if (!(await FD.confirmed(FD.t("site_confirm_remove", { name })))) return;
@@ -311,6 +353,7 @@ FD.start(async (me) => {
   showHours();
   showModels();
   showLimits();
+  overlapHours = siteList.secret_overlap_hours;
   showSites(siteList.sites);
   sections.hidden = false;
   const fromHash = () => {

@@ -1,8 +1,11 @@
 /*
  * Frontdesk website chat widget. Embed with:
  *   <script src="https://HOST/widget.js" data-site="PUBLIC_KEY" async></script>
- * Optional: data-lang="en|ru|uz"; for a logged-in user, data-user-id, data-user-hash (hex
- * HMAC-SHA256 of the id with the site's secret, computed by the site's server) and data-user-name.
+ * Optional: data-lang="en|ru|uz"; for a logged-in user, data-user-id, data-user-time (Unix seconds)
+ * and data-user-hash (hex HMAC-SHA256 of "<id>:<time>" with the site's secret, computed by the site's
+ * server), and data-user-name.
+ * The page may call FrontdeskWidget.logout() when its user logs out, and FrontdeskWidget.identify(
+ * {id, time, hash, name}) when one logs in without a reload.
  * The protocol is documented in docs/widget-protocol.md. No framework, no dependencies.
  */
 (function () {
@@ -23,11 +26,14 @@
   var store = storage();
   var keyPrefix = "frontdesk:" + site + ":";
   var lang = pickLang(data.lang, navigator.languages || [navigator.language]);
+  var identity = data.userId && data.userHash ?
+    { id: data.userId, time: data.userTime || "", hash: data.userHash, name: data.userName || "" } : null;
 
   var state = {
     config: null, strings: {}, socket: null, connected: false, closedForGood: false, attempt: 0,
     retryTimer: 0, token: store.get(keyPrefix + "token"), lastId: 0, messages: {}, drafts: {},
-    pending: loadPending(), open: false, unread: 0, mode: "ai", agent: null, maxText: 4000
+    pending: loadPending(), open: false, unread: 0, mode: "ai", agent: null, maxText: 4000, telegram: false,
+    identityRefused: false, asks: []
   };
   var ui = {};
 
@@ -127,6 +133,11 @@
       ".stars{display:flex;gap:4px;margin-top:6px;justify-content:center}.stars button{border:0;" +
       "background:transparent;font-size:22px;cursor:pointer;padding:0 2px}" +
       ".note{padding:6px 12px;font-size:12px;color:#92400e;background:#fef3c7}.note[hidden]{display:none}" +
+      ".msg.offer a.go{display:inline-block;margin-top:6px;padding:6px 12px;border-radius:10px;" +
+      "text-decoration:none;background:" + config.color + ";color:" + config.text_color + "}" +
+      ".foot{display:flex;justify-content:center;padding:0 10px 8px;background:#fff}.foot[hidden]{display:none}" +
+      ".foot button{border:0;background:transparent;color:#374151;font-size:12px;text-decoration:underline;" +
+      "cursor:pointer;padding:2px 4px}" +
       "form{display:flex;gap:8px;padding:10px;border-top:1px solid #e5e7eb;background:#fff}" +
       "textarea{flex:1;resize:none;border:1px solid #d1d5db;border-radius:10px;padding:8px 10px;font-size:15px;" +
       "max-height:120px;min-height:40px;color:#111827;background:#fff}" +
@@ -163,6 +174,8 @@
     ui.input = el("textarea", { rows: "1", placeholder: t("placeholder"), "aria-label": t("placeholder"),
       maxlength: String(state.maxText), onkeydown: onKey });
     ui.form = el("form", { onsubmit: onSubmit }, [ui.input, el("button", { type: "submit", text: t("send") })]);
+    ui.foot = el("div", { "class": "foot" }, [el("button", { type: "button", text: t("link"), onclick: askForLink })]);
+    ui.foot.hidden = !state.telegram;
     ui.panel = el("div", { "class": "panel", id: "frontdesk-panel", role: "dialog", "aria-modal": "false",
       "aria-label": config.title || t("title"), hidden: "" }, [
       el("header", {}, [
@@ -170,7 +183,7 @@
         ui.person,
         el("button", { "class": "x", type: "button", "aria-label": t("close"), text: "×", onclick: toggle })
       ]),
-      ui.log, ui.note, ui.form
+      ui.log, ui.note, ui.form, ui.foot
     ]);
     ui.panel.addEventListener("keydown", function (event) { if (event.key === "Escape") toggle(); });
     root.appendChild(ui.panel);
@@ -349,7 +362,7 @@
     state.socket = socket;
     socket.onopen = function () {
       var hello = { type: "hello", site: site, token: state.token || null, after: state.lastId || null, lang: lang };
-      if (data.userId && data.userHash) hello.user = { id: data.userId, hash: data.userHash, name: data.userName || "" };
+      if (identity) hello.user = identity;
       socket.send(JSON.stringify(hello));
     };
     socket.onmessage = function (event) {
@@ -358,9 +371,12 @@
       onFrame(frame);
     };
     socket.onclose = function (event) {
+      if (socket.replaced) return;  // logout() or identify() closed it, and connects afresh
       state.socket = null;
       state.connected = false;
       if (event.code === 4403) { state.closedForGood = true; return; }
+      // The page's identity was refused (too old, or its user logged out): only a reload or identify() helps.
+      if (state.identityRefused) { state.closedForGood = true; return; }
       if (event.code === 4401) { state.token = null; store.del(keyPrefix + "token"); state.attempt = 0; }
       if (state.open || state.pending.length) setNote(t("offline"));
       retry();
@@ -386,6 +402,7 @@
       state.pending.forEach(function (item) {  // sent again: the server stores each client_id once
         send({ type: "message", client_id: item.client_id, text: item.text });
       });
+      state.asks.splice(0).forEach(send);
     } else if (frame.type === "message") {
       showMessage(frame);
     } else if (frame.type === "delta") {
@@ -396,12 +413,86 @@
       Array.prototype.forEach.call(ui.log.querySelectorAll(".stars"), function (row) {
         row.replaceWith(el("span", { "class": "by", text: "⭐".repeat(frame.stars) + " " + t("rated") }));
       });
+    } else if (frame.type === "link") {
+      showLinkOffer(frame.url);
+    } else if (frame.type === "linked") {
+      Array.prototype.forEach.call(ui.log.querySelectorAll(".offer"), function (node) { node.remove(); });
+      ui.log.appendChild(el("div", { "class": "msg system" }, [el("span", { text: t("linked") })]));
+      ui.foot.hidden = true;
+      scrollDown();
+    } else if (frame.type === "signed_out") {  // the visitor logged out in another tab
+      identity = null;
+      forget();
     } else if (frame.type === "error") {
       if (frame.code === "text_too_long" || frame.code === "empty" || frame.code === "bad_frame") {
         markFailed();
       }
+      if (frame.code === "bad_identity") state.identityRefused = true;
       setNote(frame.message);
     }
+  }
+
+  // A one-time t.me link: the visitor confirms in the bot, and this chat is in their Telegram history.
+  function showLinkOffer(url) {
+    if (!/^https:\/\/t\.me\//.test(url || "")) return;
+    Array.prototype.forEach.call(ui.log.querySelectorAll(".offer"), function (node) { node.remove(); });
+    ui.log.appendChild(el("div", { "class": "msg system offer" }, [
+      el("span", { text: t("link_hint") }), el("br"),
+      el("a", { "class": "go", href: url, target: "_blank", rel: "noopener", text: t("link_open") })]));
+    scrollDown();
+  }
+
+  // Forget this visitor in this browser: the token, unsent messages and what the chat shows.
+  function forget() {
+    state.token = null;
+    store.del(keyPrefix + "token");
+    state.pending = [];
+    savePending();
+    state.messages = {};
+    state.drafts = {};
+    state.lastId = 0;
+    if (!ui.log) return;
+    Array.prototype.slice.call(ui.log.children).forEach(function (node) {
+      if (node !== ui.greeting) node.remove();
+    });
+    showStatus({ mode: "ai", agent: null, closed: false });
+    setNote("");
+  }
+
+  function disconnect() {
+    clearTimeout(state.retryTimer);
+    if (state.socket) {
+      state.socket.replaced = true;
+      state.socket.close();
+    }
+    state.socket = null;
+    state.connected = false;
+    state.attempt = 0;
+    state.closedForGood = false;
+    state.identityRefused = false;
+  }
+
+  // The site's user logged out: their tokens end on the server (on every device), and this chat is
+  // cleared. Resolves when the server has ended them.
+  function logout() {
+    var token = state.token;
+    identity = null;
+    disconnect();
+    forget();
+    var ended = token ? fetch(httpBase + "/widget/api/logout?site=" + encodeURIComponent(site), {
+      method: "POST", credentials: "omit", keepalive: true, headers: { Authorization: "Bearer " + token }
+    }).then(function () {}, function () {}) : Promise.resolve();
+    return ended.then(function () { if (state.open) connect(); });
+  }
+
+  // A user logged in on a page that did not reload: who they are, signed by the site's server.
+  function identify(user) {
+    if (!user || !user.id || !user.hash) return;
+    identity = { id: String(user.id), time: String(user.time || ""), hash: String(user.hash),
+                 name: String(user.name || "") };
+    disconnect();
+    forget();
+    if (state.open) connect();
   }
 
   function markFailed() {
@@ -453,7 +544,12 @@
     }
   }
 
-  function askForPerson() { send({ type: "person" }); }
+  // Asked before the connection is up: sent once it is.
+  function ask(frame) { if (!send(frame)) state.asks = [frame]; }
+
+  function askForPerson() { ask({ type: "person" }); }
+
+  function askForLink() { ask({ type: "link" }); }
 
   window.addEventListener("online", function () {
     if (!state.socket && !state.closedForGood) { state.attempt = 0; connect(); }
@@ -468,10 +564,13 @@
       state.config = body.site;
       state.strings = body.strings;
       state.maxText = body.max_text || 4000;
+      state.telegram = Boolean(body.telegram);
       render();
       if (state.token || state.pending.length) connect();  // a returning visitor sees replies arrive
     }).catch(function (error) { if (window.console) console.warn(String(error)); });
   }
+
+  window.FrontdeskWidget = { logout: logout, identify: identify };
 
   if (document.body) start(); else document.addEventListener("DOMContentLoaded", start);
 })();
