@@ -12,7 +12,7 @@ DEV_STAMP := $(VENV)/.dev-installed
 UV_COMPILE := $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
 	--custom-compile-command 'make lock'
 
-.PHONY: install install-dev run test lint messages bench lock lock-upgrade clean
+.PHONY: install install-dev run test lint audit messages bench lock lock-upgrade clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
@@ -38,14 +38,18 @@ install-dev: $(DEV_STAMP) install
 run: install
 	$(PY) -m bot
 
-# Installs PostgreSQL, Redis and Chromium from Debian when missing, starts throwaway servers, runs
-# ruff, mypy and the whole suite on SQLite and PostgreSQL, then stops the servers.
+# Installs PostgreSQL, Redis and Chromium from Debian when missing, starts throwaway servers, audits
+# the locked versions, runs ruff, mypy and the whole suite on SQLite and PostgreSQL, then stops the servers.
 test: install-dev
 	bash tests/run.sh
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
+
+# Known vulnerabilities in the locked versions (a warning, not a failure, when the service is unreachable).
+audit: install-dev
+	$(PY) tests/audit_lock.py requirements/dev.txt
 
 # Re-extract translatable strings and merge them into the en/ru/uz catalogs.
 messages: install
