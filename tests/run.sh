@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Known vulnerabilities in the locked versions (requirements/dev.txt holds the runtime's too): fails
+# on a finding, warns and goes on when the vulnerability service cannot be reached.
+.venv/bin/python tests/audit_lock.py requirements/dev.txt
+
 need_packages=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_packages+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
