@@ -148,6 +148,14 @@ class Operation:
     response: type[BaseModel] | None
     content_type: str = "application/json"
 
+    @property
+    def access(self) -> str:
+        """Who may call it, for programs: "admins", "staff" (viewers only read) or "signed-in"."""
+        for level in ("admins", "staff"):
+            if self.roles.startswith(level):
+                return level
+        return "signed-in"
+
 
 @dataclass
 class Api:
@@ -191,7 +199,7 @@ class Api:
             parameters += [{"name": name, "in": "query", "required": name in required, "schema": prop}
                            for name, prop in schema.get("properties", {}).items()]
         operation: dict[str, Any] = {
-            "summary": op.summary, "description": f"Who may call it: {op.roles}.",
+            "summary": op.summary, "description": f"Who may call it: {op.roles}.", "x-access": op.access,
             "parameters": parameters,
             "responses": {"default": {"description": "An error",
                                       "content": {"application/json": {
