@@ -402,6 +402,13 @@ class KnowledgeSources:
             return
         await self.sync(source, lambda: outbox.extend_lease(job, JOB_LEASE))
 
+    def _may_fetch_private(self, source: KnowledgeSource) -> bool:
+        """The operator's sources (the CLI) as they were added; staff's follow today's setting, so that
+        turning private addresses off also stops the re-syncs of what staff added while it was on."""
+        if source.created_by_id is None:  # type: ignore[attr-defined]
+            return source.allow_private
+        return source.allow_private and self.policy.staff_may_fetch_private
+
     async def sync(self, source: KnowledgeSource, keep_alive: Callable[[], Any] | None = None) -> None:
         """Re-read a web source: changed pages replaced, gone ones removed, unchanged ones untouched."""
         bot_id: int = source.bot_id  # type: ignore[attr-defined]
@@ -411,7 +418,7 @@ class KnowledgeSources:
         total = 1 if source.kind == SourceKind.PAGE else len(known)
         await KnowledgeSource.filter(id=source.id).update(status=SourceStatus.INDEXING, progress_done=0,
                                                            progress_total=total, error={})
-        policy = FetchPolicy(**{**self.policy.fetch.__dict__, "allow_private": source.allow_private})
+        policy = FetchPolicy(**{**self.policy.fetch.__dict__, "allow_private": self._may_fetch_private(source)})
         seen: set[str] = set()
         done = 0
         try:

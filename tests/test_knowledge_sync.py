@@ -8,14 +8,14 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
-from models import Bot, KnowledgeChunk, KnowledgePage, KnowledgeSource, OutboxJob, SourceKind, SourceStatus
+from models import Bot, KnowledgeChunk, KnowledgePage, KnowledgeSource, OutboxJob, Role, SourceKind, SourceStatus, User
 from services.embeddings import LocalEmbedder
 from services.knowledge import QUEUE
 from services.knowledge_index import KnowledgeIndex
@@ -174,6 +174,24 @@ async def test_a_start_page_that_cannot_be_read_fails_with_its_reason(sources: K
     assert failed.status == SourceStatus.FAILED
     assert failed.error["code"] == "http_error"
     assert failed.error["status"] == 404
+
+
+async def test_staff_sources_stop_reading_private_addresses_once_the_operator_turns_them_off(
+        sources: KnowledgeSources, site: Site) -> None:
+    bot = await Bot.create(telegram_id=9401, username="shop9401")
+    manager = await User.create(bot=bot, telegram_id=77, first_name="Mia", role=Role.MANAGER)
+    source = await sources.add_url(bot.id, site.url + "/", whole_site=False, user=manager)  # allowed then
+    await sources.sync(await KnowledgeSource.get(id=source.id))
+    assert (await KnowledgeSource.get(id=source.id)).status == SourceStatus.READY
+    stricter = KnowledgeSources(sources.embedder, sources.index, replace(sources.policy, staff_may_fetch_private=False))
+    site.requests.clear()
+    await stricter.sync(await KnowledgeSource.get(id=source.id))
+    refused = await KnowledgeSource.get(id=source.id)
+    assert (refused.status, refused.error["code"]) == (SourceStatus.FAILED, "private_address")
+    assert site.requests == []  # nothing reached the private address
+    cli_source = await sources.add_url(bot.id, site.url + "/delivery", whole_site=False, allow_private=True)
+    await stricter.sync(await KnowledgeSource.get(id=cli_source.id))  # the operator's own: as added
+    assert (await KnowledgeSource.get(id=cli_source.id)).status == SourceStatus.READY
 
 
 def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
