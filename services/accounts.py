@@ -70,11 +70,16 @@ async def redeem_login_link(token: str, lifetime: timedelta = SESSION_LIFETIME) 
     return Session(row.id, session_token, csrf_token, link.user, now + lifetime)
 
 
-async def session_of(token: str) -> Session | None:
+async def session_of(token: str, lifetime: timedelta | None = None) -> Session | None:
+    """The session of this cookie while it lasts; with `lifetime`, also no older than that (a session
+    made when sessions lasted longer ends when today's setting says)."""
     if not is_token(token):
         return None
-    session = await WebSession.get_or_none(token_digest=digest(token),
-                                           expires_at__gt=datetime.now(UTC)).prefetch_related("user")
+    now = datetime.now(UTC)
+    query = WebSession.filter(token_digest=digest(token), expires_at__gt=now)
+    if lifetime is not None:
+        query = query.filter(created_at__gt=now - lifetime)
+    session = await query.prefetch_related("user").first()
     if session is None:
         return None
     return Session(session.id, token, session.csrf_token, session.user, session.expires_at)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from tgsim import Simulator
 
-from models import AuditLog, Bot, Conversation, Message, Role, User
+from models import AuditLog, Bot, Conversation, Message, Role, User, WebSession
 from services import staff
 from tests.conftest import eventually
 from tests.desk_helpers import Desk, manager_desk, wait_in_topic
@@ -124,6 +125,11 @@ async def test_browser_sessions_are_short_listed_and_can_be_ended(
         # An admin signs a member out of every browser.
         user_id, _ = await _team_role(boss, "Mia")
         await boss.post(f"/api/admin/staff/{user_id}/sign-out", {})
+        assert (await laptop.call("GET", "/api/me"))[0] == 401
+        # A session made when they lasted 7 days ends when today's setting says.
+        assert await sign_in(laptop, await dashboard_link(sim, running.mia["id"])) == 303
+        now = datetime.now(UTC)
+        await WebSession.all().update(created_at=now - timedelta(hours=3), expires_at=now + timedelta(days=4))
         assert (await laptop.call("GET", "/api/me"))[0] == 401
 
 
