@@ -9,7 +9,6 @@ is signed) links anyone: the proof comes from the Telegram side.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,13 +17,10 @@ from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from models import AuditLog, Message, User, WidgetLink, WidgetSite
+from services.accounts import digest  # codes are stored as digests, like login links
 
 LINK_LIFETIME = timedelta(minutes=10)
 START_PREFIX = "link-"  # the /start payload: link-<code>; Telegram allows 64 of A-Z a-z 0-9 _ -
-
-
-def _digest(code: str) -> str:
-    return hashlib.sha256(code.encode()).hexdigest()
 
 
 async def create_link(visitor: User, lifetime: timedelta = LINK_LIFETIME) -> str:
@@ -33,7 +29,7 @@ async def create_link(visitor: User, lifetime: timedelta = LINK_LIFETIME) -> str
     now = datetime.now(UTC)
     async with in_transaction():
         await WidgetLink.filter(visitor_id=visitor.id).delete()
-        await WidgetLink.create(bot_id=visitor.bot_id, visitor=visitor, code_digest=_digest(code),  # type: ignore[attr-defined]
+        await WidgetLink.create(bot_id=visitor.bot_id, visitor=visitor, code_digest=digest(code),  # type: ignore[attr-defined]
                                 expires_at=now + lifetime)
     return code
 
@@ -58,11 +54,11 @@ async def claim(bot_id: int, code: str, customer: User) -> LinkRequest | None:
         return None
     now = datetime.now(UTC)
     claimed = await WidgetLink.filter(
-        Q(claimed_by_id=None) | Q(claimed_by_id=customer.id), bot_id=bot_id, code_digest=_digest(code),
+        Q(claimed_by_id=None) | Q(claimed_by_id=customer.id), bot_id=bot_id, code_digest=digest(code),
         used_at=None, expires_at__gt=now).update(claimed_by_id=customer.id)
     if not claimed:
         return None
-    link = await WidgetLink.get(code_digest=_digest(code)).prefetch_related("visitor")
+    link = await WidgetLink.get(code_digest=digest(code)).prefetch_related("visitor")
     visitor_id = link.visitor.widget_visitor_id or ""
     site_id = visitor_id[1:].partition(":")[0]
     site = await WidgetSite.get_or_none(id=int(site_id), bot_id=bot_id) if site_id.isdigit() else None

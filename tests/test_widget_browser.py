@@ -10,7 +10,7 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,20 @@ async def _say(page: Page, text: str) -> None:
     box = page.locator("textarea")
     await box.fill(text)
     await box.press("Enter")
+
+
+@contextlib.asynccontextmanager
+async def shop_site(port: int, page: Callable[[web.Request], Awaitable[web.Response]]) -> AsyncIterator[None]:
+    """The business's own website on its own origin (127.0.0.1:port), serving `page` at `/`."""
+    shop = web.Application()
+    shop.router.add_get("/", page)
+    runner = web.AppRunner(shop, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
 
 
 async def test_the_demo_page_chat_answers_and_keeps_its_history_over_a_reload(
@@ -228,12 +242,7 @@ async def test_a_shop_on_another_origin_with_a_strict_csp_embeds_the_widget(
         return web.Response(text=page_html, content_type="text/html",
                             headers={"Content-Security-Policy": policy})
 
-    shop = web.Application()
-    shop.router.add_get("/", shop_page)
-    runner = web.AppRunner(shop, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", shop_port).start()
-    try:
+    async with shop_site(shop_port, shop_page):
         page = await _page(browser)
         violations: list[str] = []
         page.on("console", lambda message: violations.append(message.text)
@@ -246,8 +255,6 @@ async def test_a_shop_on_another_origin_with_a_strict_csp_embeds_the_widget(
         await expect(page.locator(".msg.ai[data-id]")).to_contain_text("Our croissants are baked at six.")
         await _shot(page, "7-other-origin-csp")
         assert violations == []
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize(("locale", "width", "label"), [("en-US", 390, "Sources:"), ("ru-RU", 1000, "Источники:"),
@@ -341,12 +348,7 @@ async def test_a_shop_logs_its_user_out_and_their_old_token_opens_nothing(
             '<script>document.getElementById("out").onclick = () => '
             'FrontdeskWidget.logout().then(() => { document.body.dataset.out = "yes"; });</script></body></html>'))
 
-    shop = web.Application()
-    shop.router.add_get("/", shop_page)
-    runner = web.AppRunner(shop, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", shop_port).start()
-    try:
+    async with shop_site(shop_port, shop_page):
         page = await _page(browser)
         await page.goto(shop_origin + "/")
         await page.locator(".bubble").click()
@@ -371,5 +373,3 @@ async def test_a_shop_logs_its_user_out_and_their_old_token_opens_nothing(
             assert replay.status == 401
             assert "88-12" not in await replay.text()
         await _shot(page, "after-logout")
-    finally:
-        await runner.cleanup()
