@@ -42,7 +42,7 @@ Key = tuple[Kind, int]
 class Scoring:
     """How candidates are found and ranked."""
 
-    words_weight: float = 0.06  # the bonus for holding all of the question's (rare) words
+    words_weight: float = 0.03  # the bonus for holding all of the question's (rare) words
     pieces_weight: float = 0.1  # the bonus for holding the pieces of its words as often as BM25 can reward
     typical_weight: float = 0.5  # the penalty per unit of cosine with the bot's average passage
     candidates: int = 30  # taken from the vectors, and from each full-text search
