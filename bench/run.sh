@@ -18,7 +18,7 @@
 #   knowledge retrieval p50/p99 and memory at 1k, 10k and 100k chunks, SQLite and PostgreSQL, on one core,
 #             and indexing a 300-page PDF and a 200-page website (bench/knowledge_scale.py, about twenty minutes);
 #   knowledge_quality  whether the right FAQ item reaches the model, per language, on the evaluation set
-#             bench/data/knowledge_eval.json (bench/knowledge_quality.py, about four minutes).
+#             bench/data/knowledge_eval.json (bench/knowledge_quality.py, about six minutes).
 # Starts a throwaway PostgreSQL (with its durable defaults: fsync and synchronous_commit on) and Redis
 # on spare loopback ports and removes them afterwards. `bash bench/run.sh` runs all ten;
 # `bash bench/run.sh NAME [ARGS...]` runs one, ARGS going to its script (try --help).

@@ -39,6 +39,7 @@ class VectorHit:
     kind: Kind
     id: int
     score: float  # cosine similarity, -1..1
+    typical: float = 0.0  # the passage's cosine with the bot's average vector: how much it is like all the rest
 
 
 @dataclass
@@ -57,14 +58,23 @@ class BotVectors:
 
     One matrix, not one per group plus their stack: at 100,000 chunks that is 147 MiB instead of
     twice as much. Replacing a group copies the rest once, when it changes, never per search.
+
+    Each row's cosine with the bot's average vector (`typical`, 4 bytes a row) is kept beside it: a
+    passage near the average is near every question (a "hub"), and the search can hold that against
+    it (services.retrieval.Scoring.typical_weight).
     """
 
     def __init__(self) -> None:
         self.matrix: Vectors = np.zeros((0, 0), np.float32)
         self.ids: npt.NDArray[np.int64] = np.zeros(0, np.int64)
         self.group_of: npt.NDArray[np.int64] = np.zeros(0, np.int64)
+        self.typical: Vectors = np.zeros(0, np.float32)
         self.signatures: dict[int, tuple[int, int]] = {}
         self._rows: dict[tuple[Kind, int], int] | None = None
+
+    def _measure(self) -> None:
+        """Each row's likeness to the average row, after the matrix changed (~20 ms at 100,000 rows)."""
+        self.typical = self.matrix @ self.matrix.mean(axis=0) if len(self.matrix) else np.zeros(0, np.float32)
 
     def put(self, group: int, loaded: _Group) -> None:
         keep = self.group_of != group
@@ -77,6 +87,7 @@ class BotVectors:
         self.matrix = np.vstack(parts) if any(len(part) for part in parts) else np.zeros((0, 0), np.float32)
         self.ids = np.concatenate([self.ids[keep], loaded.ids])
         self.group_of = np.concatenate([self.group_of[keep], np.full(len(loaded.ids), group, np.int64)])
+        self._measure()
         self._rows = None
 
     def fill(self, groups: dict[int, _Group]) -> None:
@@ -87,6 +98,7 @@ class BotVectors:
             self.matrix = np.vstack([group.vectors for group in loaded.values()])
             self.ids = np.concatenate([group.ids for group in loaded.values()])
             self.group_of = np.concatenate([np.full(len(group.ids), key, np.int64) for key, group in loaded.items()])
+        self._measure()
         self._rows = None
 
     def drop(self, group: int) -> None:
@@ -104,20 +116,23 @@ class BotVectors:
             self._rows = {(self._kind(row), int(row_id)): row for row, row_id in enumerate(self.ids)}
         return self._rows
 
-    def search(self, query: Vectors, limit: int, also: Sequence[tuple[Kind, int]] = ()) -> list[VectorHit]:
-        """The `limit` nearest, best first, then those of `also` that have a vector (found by words)."""
+    def search(self, query: Vectors, limit: int, also: Sequence[tuple[Kind, int]] = (),
+               typical_weight: float = 0.0) -> list[VectorHit]:
+        """The `limit` nearest, best first, then those of `also` that have a vector (found by words).
+
+        Nearest by the cosine less `typical_weight` × the row's likeness to the average row."""
         if not len(self.ids) or self.matrix.shape[1] != query.shape[0]:
             return []
-        scores = self.matrix @ query
+        cosines = self.matrix @ query
+        scores = cosines - typical_weight * self.typical if typical_weight else cosines
         top = np.argpartition(-scores, limit - 1)[:limit] if len(scores) > limit else np.arange(len(scores))
         top = top[np.argsort(-scores[top])]
-        hits = [VectorHit(self._kind(i), int(self.ids[i]), float(scores[i])) for i in top]
         if also:
-            seen = {(hit.kind, hit.id) for hit in hits}
+            seen = {(self._kind(i), int(self.ids[i])) for i in top}
             rows = self._row_of()
-            extra = [rows[key] for key in also if key not in seen and key in rows]
-            hits += [VectorHit(self._kind(i), int(self.ids[i]), float(scores[i])) for i in extra]
-        return hits
+            top = np.concatenate([top, np.array([rows[key] for key in also if key not in seen and key in rows],
+                                                np.int64)])
+        return [VectorHit(self._kind(i), int(self.ids[i]), float(cosines[i]), float(self.typical[i])) for i in top]
 
 
 class KnowledgeIndex:

@@ -3,11 +3,18 @@
 Candidates come from the vector index (services.knowledge_index: the nearest by the cosine of their
 embeddings, which finds a reworded or translated question) and from full-text search over Q&A items
 and chunks (FTS5 / tsvector, which finds names, numbers and rare words). Each candidate is scored by
-its cosine with the question plus a small bonus for the question's words it holds (word beginnings,
-so Russian and Uzbek endings do not matter; each word weighed by how rare it is among the
-candidates). The bonus's weight was tuned on bench/data/knowledge_eval.json, where it beat
-reciprocal-rank fusion of the two rankings in every language (docs/BENCHMARKS.md). Without vectors
-(no embedder, or a source or model not embedded yet) candidates are ranked by their words alone.
+- its cosine with the question,
+- less a part of its cosine with the bot's average passage: a passage like all the others is near
+  every question (a "hub") and otherwise comes first for questions it does not answer;
+- plus a small bonus for the question's words it holds (word beginnings, so Russian and Uzbek endings
+  do not matter), and one for the pieces of the question's words it holds (their character
+  4-grams, scored as BM25 would words: a typo, an inflected or run-together Russian or Uzbek word
+  still shares most of its pieces). Each word and piece is weighed by how rare it is among the
+  candidates, which is all these bonuses look at: they cost the same at 100,000 chunks as at 40 items.
+The weights were tuned on half of bench/data/knowledge_eval.json's questions and checked on the other
+half (docs/BENCHMARKS.md); this fusion beat reciprocal-rank fusion of the rankings in every language.
+Without vectors (no embedder, or a source or model not embedded yet) candidates are ranked by their
+words alone.
 """
 
 from __future__ import annotations
@@ -15,10 +22,12 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 from tortoise import connections
 
 from models import KnowledgeChunk, KnowledgeItem
@@ -33,7 +42,9 @@ Key = tuple[Kind, int]
 class Scoring:
     """How candidates are found and ranked."""
 
-    words_weight: float = 0.06  # the bonus for holding all of the question's (rare) words
+    words_weight: float = 0.03  # the bonus for holding all of the question's (rare) words
+    pieces_weight: float = 0.1  # the bonus for holding the pieces of its words as often as BM25 can reward
+    typical_weight: float = 0.5  # the penalty per unit of cosine with the bot's average passage
     candidates: int = 30  # taken from the vectors, and from each full-text search
 
 
@@ -80,7 +91,8 @@ async def retrieve(bot_id: int, question: str, *, index: KnowledgeIndex | None, 
     if by_meaning and query is None:  # the embedder failed: words are all there is, any of them will do
         chunk_ids = await search_chunks(bot_id, question, limit=scoring.candidates)
     by_words = _interleave([("item", hit.item.id) for hit in item_hits], [("chunk", cid) for cid in chunk_ids])
-    vector_hits = vectors.search(query, scoring.candidates, also=by_words) if vectors and query is not None else []
+    vector_hits = vectors.search(query, scoring.candidates, also=by_words, typical_weight=scoring.typical_weight) \
+        if vectors and query is not None else []
     keys = list(dict.fromkeys([(hit.kind, hit.id) for hit in vector_hits] + by_words))
     passages = await _passages(keys, {hit.item.id: hit.item for hit in item_hits})
     if not vector_hits:
@@ -91,11 +103,16 @@ async def retrieve(bot_id: int, question: str, *, index: KnowledgeIndex | None, 
 def _ranked(question: str, passages: list[Passage], vector_hits: Sequence[VectorHit],
             scoring: Scoring) -> list[Passage]:
     similarity = {(hit.kind, hit.id): hit.score for hit in vector_hits}
-    floor = min(similarity.values())  # a passage without a vector yet (not embedded) ranks by its words
-    words = _word_match(question, passages)
+    meaning = {(hit.kind, hit.id): hit.score - scoring.typical_weight * hit.typical for hit in vector_hits}
+    floor = min(meaning.values())  # a passage without a vector yet (not embedded) ranks by its words
+    asked = _words(question)
+    texts = [_words(f"{passage.title} {passage.heading} {passage.tags} {passage.text}") for passage in passages]
+    words = _word_match(asked, texts)
+    pieces = _piece_match(asked, texts) if scoring.pieces_weight else [0.0] * len(texts)
     scored = [Passage(**{**passage.__dict__, "similarity": similarity.get((passage.kind, passage.id)),
-                         "score": similarity.get((passage.kind, passage.id), floor) + scoring.words_weight * match})
-              for passage, match in zip(passages, words, strict=True)]
+                         "score": meaning.get((passage.kind, passage.id), floor) + scoring.words_weight * word_share
+                         + scoring.pieces_weight * piece_share})
+              for passage, word_share, piece_share in zip(passages, words, pieces, strict=True)]
     return sorted(scored, key=lambda passage: -passage.score)
 
 
@@ -104,29 +121,67 @@ _WORD = re.compile(r"\w+")
 STEM = 5  # a word's first letters stand for the word, whatever its ending
 
 
-def _stems(text: str, *, content_only: bool = False) -> set[str]:
-    words = _WORD.findall(_APOSTROPHES.sub("", text.lower()))
+def _words(text: str) -> list[str]:
+    """The text's words, lowercase, an Uzbek word's apostrophe dropped (customers type any of several)."""
+    return _WORD.findall(_APOSTROPHES.sub("", text.lower()))
+
+
+def _stems(words: Sequence[str], *, content_only: bool = False) -> set[str]:
     return {word[:STEM] for word in words if not (content_only and word in knowledge.STOPWORDS)}
 
 
 def shared_words(text: str, other: str) -> float:
     """The share of `text`'s content words (their beginnings) that `other` has too: 0..1."""
-    words = _stems(text, content_only=True)
-    return len(words & _stems(other)) / len(words) if words else 0.0
+    words = _stems(_words(text), content_only=True)
+    return len(words & _stems(_words(other))) / len(words) if words else 0.0
 
 
-def _word_match(question: str, passages: Sequence[Passage]) -> list[float]:
-    """For each passage, the share of the question's words it holds, each word weighed by its rarity
-    among these passages (a word every passage has tells nothing): 0..1."""
+def _word_match(question: Sequence[str], texts: Sequence[Sequence[str]]) -> list[float]:
+    """For each text (its words), the share of the question's words it holds, each word weighed by its
+    rarity among these texts (a word every text has tells nothing): 0..1."""
     asked = _stems(question)
-    held = [asked & _stems(f"{passage.title} {passage.heading} {passage.tags} {passage.text}") for passage in passages]
+    held = [asked & _stems(text) for text in texts]
     counts: dict[str, int] = {}
     for stems in held:
         for stem in stems:
             counts[stem] = counts.get(stem, 0) + 1
-    weight = {stem: math.log(1 + len(passages) / (1 + counts.get(stem, 0))) for stem in asked}
+    weight = {stem: math.log(1 + len(texts) / (1 + counts.get(stem, 0))) for stem in asked}
     total = sum(weight.values()) or 1.0
     return [sum(weight[stem] for stem in stems) / total for stems in held]
+
+
+PIECE = 4  # the length of the pieces a word is cut into, its edges marked by spaces (3-5 did no better)
+_K1, _B = 1.2, 0.75  # BM25's usual saturation and length normalisation
+
+
+def _pieces(question: Sequence[str]) -> Counter[str]:
+    """The character 4-grams of the question's content words: " доставку " gives " дос", "дост", ..."""
+    found: Counter[str] = Counter()
+    for word in question:
+        if word not in knowledge.STOPWORDS:
+            padded = f" {word} "
+            found.update(padded[start:start + PIECE] for start in range(max(1, len(padded) - PIECE + 1)))
+    return found
+
+
+def _piece_match(question: Sequence[str], texts: Sequence[Sequence[str]]) -> list[float]:
+    """For each text (its words), BM25 over the pieces of the question's words (rarer pieces among these
+    texts weigh more), as a share of the most a text could score: 0..1.
+
+    A text is read as its words between single spaces, so each piece is counted by `str.count`, in C:
+    some 3,000 counts for 60 candidates of 160 words, a few milliseconds."""
+    asked = _pieces(question)
+    if not asked or not texts:
+        return [0.0] * len(texts)
+    spaced = [f" {' '.join(text)} " for text in texts]
+    counts = np.array([[text.count(piece) for piece in asked] for text in spaced], np.float32)
+    lengths = np.array([len(text) for text in spaced], np.float32)
+    held = (counts > 0).sum(axis=0)
+    rarity = np.log(1 + (len(texts) - held + 0.5) / (held + 0.5))
+    weight = np.array(list(asked.values()), np.float32) * rarity
+    saturated = counts * (_K1 + 1) / (counts + _K1 * (1 - _B + _B * lengths[:, None] / lengths.mean()))
+    best = (_K1 + 1) * float(weight.sum()) or 1.0
+    return [float(score) / best for score in saturated @ weight]
 
 
 def _interleave(first: Sequence[Key], second: Sequence[Key]) -> list[Key]:
