@@ -48,6 +48,14 @@ async def test_an_admin_approves_a_viewer_who_then_reads_without_acting(
     await expect(page.locator("#summary")).to_be_visible()
     await expect(page.locator("#actions")).to_be_hidden()  # no Take, Close or Ban for a viewer
     await expect(page.locator("#composer")).to_be_hidden()
+    await page.goto(desk.frontdesk.url + "/app/knowledge")
+    await expect(page.locator("#total")).not_to_be_empty()  # the list is there to read
+    await expect(page.locator("#filters")).to_be_visible()
+    await expect(page.locator("#editor")).to_be_hidden()  # but nothing offers to change it
+    await expect(page.locator("#add-url")).to_be_hidden()
+    manager = await telegram_page(browser, sim, desk.boss["id"])
+    await manager.goto(desk.frontdesk.url + "/app/knowledge")
+    await expect(manager.locator("#editor")).to_be_visible()  # for those who may change it, it is there
 
     for locale in ("en", "ru", "uz"):
         await User.filter(telegram_id__in=[desk.boss["id"], desk.mia["id"]]).update(language=locale)

@@ -170,6 +170,7 @@ const FD = (() => {
     if (followLanguage(me)) return;
     showNavigation(me.role);
     status("");
+    document.body.classList.toggle("read-only", me.role === "viewer");
     const banner = { pending: "pending_banner", viewer: "viewer_banner" }[me.role];
     if (banner) {
       const note = el("p", { class: "card muted role-banner" }, t(banner));
