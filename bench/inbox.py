@@ -8,10 +8,13 @@ waiting for or with managers), 1M messages in time order (a conversation has 1 t
 manager group's topic once handed off).
 
 Each query is issued through Tortoise ORM, the way the product issues it: the product's own
-function where it only reads (`desk_reports.open_list`, `desk.by_topic`, `desk.by_reply`,
-`conversations.history`, `conversations.find_customer`), else the same queryset the product
-builds, copied from the line named in the report. Parameters are random but real (existing
-conversations, topics, copies, cursors inside a conversation). One connection, one query at a
+function where it only reads (`inbox.conversations_page`, `desk_reports.open_list`,
+`desk.by_topic`, `desk.by_reply`, `conversations.history`, `conversations.find_customer`), else
+the same queryset the product builds, copied from the line named in the report. Before timing,
+the script checks that those functions return the rows the data holds (an inbox page in order
+with its previews, the page after a cursor, the topic's, copy's and customer's rows) and exits 1
+when they do not. Parameters are random but real (existing conversations, topics, copies, cursors
+inside a conversation). One connection, one query at a
 time; the time is the whole `await`, ORM included. Then each index the report recommends is
 created by hand, the affected queries measured again, the index dropped, and so on, interleaved.
 
@@ -40,13 +43,15 @@ from ingest import code_version, machine, pg_execute
 from tortoise.expressions import Q
 
 from bot import db
-from models import ConversationStatus, Message, MessageCopy, User
+from models import ConversationStatus, Message, MessageCopy, Role, User
 from models.conversations import Conversation
 from services import conversations, desk, desk_reports
+from services.inbox import InboxQuery, InboxView, Viewer, conversations_page, encode_cursor
 
 BEGIN_MARK, END_MARK = marks("inbox.py")
 TARGET_P99_MS = 20.0
 PAGE = 50
+INBOX_PAGE = 30  # the Mini App's page (InboxQuery's default)
 LONG = 150  # messages in a long conversation
 MANAGER_CHAT = -1001234567890
 FIRST_TELEGRAM_ID = 100_000_000
@@ -174,6 +179,8 @@ class Samples:
     cards: list[int]
     answered: list[int]  # customer messages: an answer job asks whether each was answered
     customers: list[tuple[int, int]]  # (user id, telegram id)
+    waiting: list[tuple[datetime, int]]  # the first bot's conversations waiting for a person, newest first
+    viewer: Viewer | None = None  # a manager of the first bot, made once the database is open
 
 
 async def read_samples(url: str) -> Samples:
@@ -199,7 +206,9 @@ async def read_samples(url: str) -> Samples:
                 "SELECT manager_card_id FROM conversation WHERE bot_id = 1 AND manager_card_id IS NOT NULL")],
             answered=[row[0] for row in await rows(
                 "SELECT id FROM message WHERE bot_id = 1 AND author_kind = 'customer' ORDER BY random() LIMIT 20000")],
-            customers=await rows("""SELECT id, telegram_id FROM "user" WHERE bot_id = 1 AND role = 'customer'"""))
+            customers=await rows("""SELECT id, telegram_id FROM "user" WHERE bot_id = 1 AND role = 'customer'"""),
+            waiting=await rows("SELECT last_message_at, id FROM conversation WHERE bot_id = 1 "
+                               "AND status = 'waiting' ORDER BY last_message_at DESC, id DESC"))
     finally:
         await connection.close()
 
@@ -223,15 +232,24 @@ class Kind:
 
 
 def inbox_page(cursor: tuple[datetime, int] | None) -> Any:
-    query = Conversation.filter(bot_id=1, status__in=WITH_PEOPLE)
+    """The main statement of `inbox.conversations_page` for the waiting view, for EXPLAIN only."""
+    query = Conversation.filter(bot_id=1, status=ConversationStatus.WAITING)
     if cursor is not None:
         at, last_id = cursor
-        query = query.filter(Q(last_message_at__lt=at) | Q(last_message_at=at, id__lt=last_id))
-    return query.order_by("-last_message_at", "-id").limit(PAGE)
+        query = query.filter(Q(last_message_at__lt=at) | Q(last_message_at=at, id__lt=last_id),
+                             last_message_at__lte=at)
+    return query.order_by("-last_message_at", "-id").limit(INBOX_PAGE + 1).select_related("user", "assignee")
 
 
 def pick_cursor(samples: Samples, rng: random.Random) -> tuple[datetime, int]:
-    return samples.inbox[rng.randrange(len(samples.inbox))]
+    return samples.waiting[rng.randrange(len(samples.waiting))]
+
+
+def waiting_page(samples: Samples, cursor: tuple[datetime, int] | None) -> Awaitable[Any]:
+    """The product's inbox, as a manager opens it on "waiting" (and pages on)."""
+    assert samples.viewer is not None
+    return conversations_page(samples.viewer, InboxQuery(view=InboxView.WAITING, limit=INBOX_PAGE,
+                                                         cursor=None if cursor is None else encode_cursor(*cursor)))
 
 
 def older_page(samples: Samples, rng: random.Random, pool: str = "conversations") -> Any:
@@ -268,10 +286,10 @@ def card_lookup(samples: Samples, rng: random.Random) -> Any:
 
 
 KINDS = [
-    Kind("inbox, first page", "Mini App inbox (not built yet): people's conversations, newest first, 50 a page",
-         lambda s: lambda rng: inbox_page(None).prefetch_related("user"), lambda s, rng: inbox_page(None)),
+    Kind("inbox, first page", "services/inbox.py conversations_page, waiting view: newest first, 30 a page, "
+         "with each one's last message", lambda s: lambda rng: waiting_page(s, None), lambda s, rng: inbox_page(None)),
     Kind("inbox, next page", "the same, after a (last_message_at, id) cursor",
-         lambda s: lambda rng: inbox_page(pick_cursor(s, rng)).prefetch_related("user"),
+         lambda s: lambda rng: waiting_page(s, pick_cursor(s, rng)),
          lambda s, rng: inbox_page(pick_cursor(s, rng))),
     Kind("/open", "services/desk_reports.py open_list: waiting + assigned by handed_off_at, 30, with user and assignee",
          lambda s: lambda rng: desk_reports.open_list(1, MANAGER_CHAT, True, translate, "en"),
@@ -431,10 +449,45 @@ def index_table(trials: Trials, plans: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+class NotDone(Exception):
+    """A query the benchmark times did not return the rows the data holds."""
+
+
+async def check_rows(samples: Samples) -> None:
+    """The product's functions answer with the rows the loaded data holds, or the timings mean nothing."""
+    if len(samples.waiting) <= 2 * INBOX_PAGE:
+        raise NotDone(f"only {len(samples.waiting)} conversations wait for a person: load more")
+    first = await waiting_page(samples, None)
+    shown = [(c.last_message_at, c.id) for c in first.conversations]
+    if shown != samples.waiting[:INBOX_PAGE] or first.next_cursor is None:
+        raise NotDone("the inbox's first page is not the newest waiting conversations, in order")
+    if set(first.previews) != {c.id for c in first.conversations}:
+        raise NotDone("an inbox row came without its last message")
+    rng = random.Random(0)
+    at = rng.randrange(len(samples.waiting) - INBOX_PAGE)
+    following = await waiting_page(samples, samples.waiting[at])
+    if [(c.last_message_at, c.id) for c in following.conversations] != samples.waiting[at + 1:at + 1 + INBOX_PAGE]:
+        raise NotDone("the inbox's next page is not the conversations after the cursor")
+    topic = rng.choice(samples.topics)
+    if (found := await desk.by_topic(1, topic)) is None or found.manager_topic_id != topic:
+        raise NotDone("desk.by_topic found no conversation for a topic the data has")
+    if await desk.by_reply(1, *rng.choice(samples.copies)) is None:
+        raise NotDone("desk.by_reply found no conversation for a copy the data has")
+    user_id, telegram_id = rng.choice(samples.customers)
+    if (customer := await conversations.find_customer(1, telegram_id)) is None or customer.id != user_id:
+        raise NotDone("conversations.find_customer did not find a customer the data has")
+    conversation, _, last = rng.choice(samples.conversations)
+    if not await conversations.history(conversation, before_id=last):
+        raise NotDone("conversations.history is empty for a conversation with messages")
+
+
 async def measure_all(options: Options, url: str) -> tuple[list[Timing], dict[str, str], Trials, dict[str, str]]:
     samples = await read_samples(url)
     await db.open_database(url, run_migrations=False)
     try:
+        manager = await User.create(bot_id=1, telegram_id=FIRST_TELEGRAM_ID - 1, first_name="Mia", role=Role.MANAGER)
+        samples.viewer = Viewer(manager, Role.MANAGER)
+        await check_rows(samples)
         timings = []
         for index, kind in enumerate(KINDS):
             timings.append(await time_kind(kind, samples, options.count, options.budget, seed=index))
@@ -546,7 +599,11 @@ async def run(options: Options) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return asyncio.run(run(parse_options(argv)))
+    try:
+        return asyncio.run(run(parse_options(argv)))
+    except NotDone as error:
+        print(f"inbox: the work did not happen: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

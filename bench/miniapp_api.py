@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import os
 import random
@@ -484,6 +485,10 @@ class LiveResult:
     cpu: float = 0.0  # the instances' CPU seconds per message: webhook, event, re-read, the AI's answer
 
 
+class NotDone(Exception):
+    """The work the benchmark times did not happen."""
+
+
 async def live_run(sim: Simulator, env_for: Callable[[int], dict[str, str]], instances: int, samples: Samples,
                    messages: int, tag: str, work: Path) -> LiveResult:
     ports = [free_port() for _ in range(instances)]
@@ -521,6 +526,15 @@ async def live_run(sim: Simulator, env_for: Callable[[int], dict[str, str]], ins
             if number == 10:
                 used = sum(cpu_seconds(server.pid) for server in servers)
             user, conversation = writers[number % len(writers)]
+            # Events name only the conversation: the AI's answer to an earlier message of this
+            # conversation would resolve this message's wait early. So every earlier message has
+            # had its answer first, and the one event that can come next is this message's.
+            try:
+                expected = answered + number
+                await sim.wait_until(functools.partial(lambda at_least: answers() >= at_least, expected), 60,
+                                     "the earlier answers")
+            except TimeoutError as error:
+                raise NotDone(f"{expected - answers()} customer messages were never answered") from error
             future = waiting[conversation] = asyncio.get_running_loop().create_future()
             text = f"Question {number} from {user['first_name']}: where is my order?"
             wall = datetime.now(UTC)
@@ -544,9 +558,14 @@ async def live_run(sim: Simulator, env_for: Callable[[int], dict[str, str]], ins
         await asyncio.gather(reader, return_exceptions=True)
         # Every message gets its answer before the instances stop (none is cut off half-way); the answers
         # still running when the last message went are in the CPU time, the first ten's are not: about even.
-        with contextlib.suppress(TimeoutError):
+        try:
             await sim.wait_until(lambda: answers() >= answered + messages + 10, 60, "the AI's answers")
+        except TimeoutError as error:
+            raise NotDone("not every customer message was answered") from error
         result.cpu = (sum(cpu_seconds(server.pid) for server in servers) - used) / messages
+        if result.preview_current != messages:
+            raise NotDone(f"after {messages - result.preview_current} of {messages} events the conversation did not "
+                          "show the message yet: the event was not the message's")
     return result
 
 
@@ -683,7 +702,9 @@ def generated_section(options: Options, counts: dict[str, int], loaded: float, s
         "",
         f"**Live updates: a customer's message → the staff inbox's socket.** {options.live_messages} messages per "
         "run, three from each of as many customers with an open AI conversation, written to the bot through tgsim "
-        "(flood limits off), one after the other; the time from tgsim taking the message to the staff socket on "
+        "(flood limits off), one after the other, each once every earlier one had its answer (events name only the "
+        "conversation, so the one that can come is this message's); the time from tgsim taking the message to "
+        "the staff socket on "
         "`/api/live` receiving `{\"type\": \"conversation\", \"id\": ...}`: the webhook, the dispatcher, one "
         "transaction, the event bus (Redis pub/sub), the socket. Then, as the inbox page does "
         "(`webapp_static/inbox.js`), the conversation is re-read (`GET /api/conversations/{id}`, on the socket's "
@@ -830,7 +851,11 @@ async def measure(options: Options, url: str, samples: Samples) -> tuple[Timings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return asyncio.run(run(parse_options(argv)))
+    try:
+        return asyncio.run(run(parse_options(argv)))
+    except NotDone as error:
+        print(f"miniapp_api: the work did not happen: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -204,6 +204,28 @@ async def matches(user: User, query: str, locale: str | None) -> int:
     return int(rows[0]["n"])
 
 
+class NotDone(Exception):
+    """The search the benchmark times did not return what the templates hold."""
+
+
+def check_answers(sets: dict[str, list[tuple[str, str | None]]], answers: dict[tuple[str, str, str | None], Any],
+                  counted: dict[str, list[int]]) -> None:
+    """Each timed search returned a full page of what it matches (counted apart, in SQL), or all of it
+    when fewer match; the tag list is not empty; and every shape but "no match" found something."""
+    for shape, counts in counted.items():
+        for (query, locale), count in zip(sets[shape], counts, strict=False):
+            page = answers[shape, query, locale]
+            if len(page.hits) != min(20, count) or page.has_more != (count > 20):
+                raise NotDone(f"{shape} {query!r}: {len(page.hits)} hits (has_more={page.has_more}) "
+                              f"where {count} templates match")
+        if shape == "no match" and any(counts):
+            raise NotDone("a query meant to match nothing matched templates")
+        if shape != "no match" and not any(counts):
+            raise NotDone(f"no query of the shape {shape!r} matched anything: its timings measure nothing")
+    if "tag list" in sets and not all(answers["tag list", query, locale] for query, locale in sets["tag list"]):
+        raise NotDone("the tag list came back empty")
+
+
 async def measure_profile(url: str, layout: str, options: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(2026)
     await db.open_database(url)
@@ -222,18 +244,21 @@ async def measure_profile(url: str, layout: str, options: argparse.Namespace) ->
             for query, locale in sets[shape][:5]:
                 await call(shape, query, locale)
         rounds: dict[str, list[list[float]]] = {shape: [] for shape in SHAPES}
+        answers: dict[tuple[str, str, str | None], Any] = {}  # each query's last answer, checked below
         for _ in range(options.rounds):
             work = [(shape, query, locale) for shape in SHAPES for query, locale in sets[shape]]
             rng.shuffle(work)
             seconds: dict[str, list[float]] = {shape: [] for shape in SHAPES}
             for shape, query, locale in work:
                 begun = time.perf_counter()
-                await call(shape, query, locale)
+                answers[shape, query, locale] = await call(shape, query, locale)
                 seconds[shape].append(time.perf_counter() - begun)
             for shape in SHAPES:
                 rounds[shape].append(seconds[shape])
-        found = {shape: statistics.median([await matches(user, query, locale) for query, locale in sets[shape][:40]])
-                 for shape in SHAPES if shape != "tag list"}
+        counted = {shape: [await matches(user, query, locale) for query, locale in sets[shape][:40]]
+                   for shape in SHAPES if shape != "tag list"}
+        check_answers(sets, answers, counted)
+        found = {shape: statistics.median(counts) for shape, counts in counted.items()}
         examples = {shape: [query.strip() for query, _ in sets[shape][:3]] for shape in SHAPES
                     if shape not in ("empty query (most used)", "tag list")}
         connection = connections.get("default")
@@ -318,7 +343,11 @@ def section(options: argparse.Namespace, results: dict[str, dict[str, Any]], com
 def child(url: str, layout: str, options: argparse.Namespace, out: Path) -> int:
     if options.uncapped:
         templates.MAX_RANKED = None
-    result = asyncio.run(measure_profile(url, layout, options))
+    try:
+        result = asyncio.run(measure_profile(url, layout, options))
+    except NotDone as error:
+        print(f"templates: the work did not happen: {error}", file=sys.stderr)
+        return 1
     out.write_text(json.dumps(result), encoding="utf-8")
     return 0
 
@@ -367,8 +396,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.child:
         return child(options.child_url, options.child, options, Path(options.child_out))
     names = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
-    results = {f"{names.get(profile, profile)}/{layout}": run_profile(profile, layout, options, argv)
-               for layout in options.layout.split(",") for profile in options.profile.split(",")}
+    try:
+        results = {f"{names.get(profile, profile)}/{layout}": run_profile(profile, layout, options, argv)
+                   for layout in options.layout.split(",") for profile in options.profile.split(",")}
+    except subprocess.CalledProcessError:
+        return 1  # a measurement's own check failed; it said why
     for layout in options.layout.split(","):
         print(f"\n{LAYOUTS[layout]}\n" + table(results, layout))
     command = f"`{shlex.join(['python', 'bench/templates.py', *argv])}`"

@@ -234,6 +234,28 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: fl
         await asyncio.sleep(0.05)
 
 
+async def outbox_idle(sim: Simulator, within: float = 30.0, *, queue: str = "") -> None:
+    """Wait until Frontdesk has taken every update and finished every job of `queue` they caused.
+
+    The positive event a negative check ("nothing more reached the customer") waits for: everything
+    an update makes Frontdesk do is an outbox job written while the webhook handles it, and a job
+    that causes another writes it before it finishes, so once no job of the queue is pending or
+    running nothing more goes out from it. The default queue is the customers' (answers, notices,
+    managers' replies); "managers" is the manager group's. A job waiting out a retry counts as pending.
+    """
+    from models import JobStatus, OutboxJob
+
+    await sim.wait_until_delivered(timeout=within)
+    busy = OutboxJob.filter(queue=queue, status__in=(JobStatus.PENDING, JobStatus.RUNNING))
+
+    async def idle() -> bool:
+        return not await busy.exists()
+    try:
+        await eventually(idle, f"the outbox's {queue or 'customers'} queue to be idle", within)
+    except AssertionError as error:
+        raise AssertionError(f"{error}: {[str(job) for job in await busy]}") from None
+
+
 def formatted(message: dict[str, Any], kind: str) -> list[str]:
     """The pieces of a message's text carrying an entity of `kind` (offsets are UTF-16, as Telegram's)."""
     encoded = message["text"].encode("utf-16-le")

@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 from tgsim import Simulator
 
-from models import AuthorKind, Conversation, ConversationMode, Message, OutboxJob, User
+from models import AuthorKind, Conversation, ConversationMode, ConversationStatus, Message, OutboxJob, User
 from services import knowledge
-from tests.conftest import ROOT, Frontdesk, formatted, free_port, frontdesk_environment, running_frontdesk
+from tests.conftest import ROOT, Frontdesk, formatted, free_port, frontdesk_environment, outbox_idle, running_frontdesk
 from tests.fake_ai import FakeAI
 
 
@@ -34,10 +34,9 @@ def bot_texts(sim: Simulator, chat_id: int) -> list[str]:
     return [m["text"] for m in sim.chat_history(chat_id) if m["from"]["is_bot"]]
 
 
-async def settle(sim: Simulator, seconds: float = 0.5) -> None:
-    """Give the bot a moment to (wrongly) send more than the test waited for."""
-    await sim.wait_until_delivered()
-    await asyncio.sleep(seconds)
+async def settle(sim: Simulator) -> None:
+    """Wait until the bot has done everything it will do, so a check that it sent nothing more holds."""
+    await outbox_idle(sim)
 
 
 async def test_knowledge_base_answers_its_own_question_without_the_ai(
@@ -256,7 +255,7 @@ async def test_a_flooding_customer_gets_one_slow_down_not_an_answer_each(
         sim.send_text(ann["id"], f"message {n}")
     await sim.wait_until_delivered()
     await sim.wait_until(lambda: len(bot_texts(sim, ann["id"])) >= 6, timeout=15)
-    await settle(sim, 1.0)
+    await settle(sim)
     texts = bot_texts(sim, ann["id"])
     assert texts.count("Hello from the AI.") == 5  # the burst
     assert texts.count("You're sending messages very quickly. Please wait a moment, then write again.") == 1
@@ -327,6 +326,13 @@ async def test_a_customer_over_the_daily_ai_quota_is_told_and_handed_to_people(
         "You've reached today's limit of AI answers, so I've passed your conversation to a person.")
     assert len(ai.requests) == 1
     assert ai.requests[0]["max_tokens"] == frontdesk.settings.ai_max_output_tokens  # each answer's cost is bounded
+    # The conversation is with people now: the next message waits for them, not for the AI.
+    conversation = await Conversation.get(user__telegram_id=ann["id"])
+    assert (conversation.mode, conversation.status) == (ConversationMode.HUMAN, ConversationStatus.WAITING)
+    sim.send_text(ann["id"], "third question")
+    await settle(sim)
+    assert len(bot_texts(sim, ann["id"])) == 2
+    assert len(ai.requests) == 1
 
 
 async def test_the_stop_button_ends_the_answer_where_it_was(frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:

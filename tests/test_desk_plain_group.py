@@ -7,6 +7,7 @@ from typing import Any
 from tgsim import Simulator
 
 from models import Conversation, ConversationStatus
+from tests.conftest import outbox_idle
 from tests.desk_helpers import manager_desk, topics
 from tests.fake_ai import FakeAI
 
@@ -39,6 +40,7 @@ async def test_replies_thread_conversations_in_a_group_without_topics(
                              "Ann's answer")
         await sim.wait_until(lambda: bot_messages(sim, bob["id"])[-1].get("text") == "Sorry Bob, fixing it", 5,
                              "Bob's answer")
+        await outbox_idle(sim)  # the team's chat was taken too, and whatever it caused has gone out
         assert not any("chatting" in (m.get("text") or "") for m in bot_messages(sim, ann["id"]) + bot_messages(
             sim, bob["id"]))
 

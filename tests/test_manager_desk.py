@@ -10,8 +10,18 @@ import pytest
 from tgsim import Simulator
 
 from bot.i18n import create_i18n, translator
-from handlers.manager_desk import SETUP_NEED_ADMIN, SETUP_NEED_FORUM, SETUP_READY
-from models import AuditLog, Bot, Conversation, ConversationMode, ConversationStatus, HandoffReason, Message, User
+from handlers.manager_desk import SETUP_NEED_ADMIN, SETUP_NEED_FORUM, SETUP_READY, DeskAction
+from models import (
+    AuditLog,
+    AuthorKind,
+    Bot,
+    Conversation,
+    ConversationMode,
+    ConversationStatus,
+    HandoffReason,
+    Message,
+    User,
+)
 from tests.conftest import Frontdesk, formatted
 from tests.desk_helpers import (
     BOSS_ID,
@@ -145,8 +155,12 @@ async def test_edits_reach_the_copy_on_the_other_side(desk: Desk, sim: Simulator
     edit_text(sim, desk.chat_id, answered["message_id"], "Coming right up, with oat milk")
     await sim.wait_until(lambda: customer_texts(sim, ann["id"])[-1] == "Coming right up, with oat milk", 5,
                          "the customer's copy edited")
-    stored = await Message.get(text="I want a latte")
-    assert stored.text == "I want a latte"
+    # The edits replaced the stored texts: the transcript keeps each message once, as it reads now.
+    stored = [m.text for m in await Message.filter(conversation__user__telegram_id=ann["id"], author_kind__in=(
+        AuthorKind.CUSTOMER, AuthorKind.MANAGER)).order_by("id")]
+    assert stored[-2:] == ["I want a latte", "Coming right up, with oat milk"]
+    assert "I want a lattte" not in stored
+    assert "Coming right up" not in stored
     assert copy["message_id"] == in_topic(sim, desk.chat_id, topic.thread_id)[1]["message_id"]
 
 
@@ -206,6 +220,32 @@ async def test_header_card_buttons_do_what_the_commands_do(desk: Desk, sim: Simu
     await sim.wait_until(lambda: sim.callback_answer(query["id"]) is not None, 5, "answered")
     assert sim.callback_answer(query["id"])["text"] == "✋ Mia took this conversation."
     await sim.wait_until(lambda: customer_texts(sim, ann["id"])[-1].startswith("Mia from our team"), 5, "joined")
+    offered = {DeskAction.unpack(button["callback_data"]).action
+               for row in card["reply_markup"]["inline_keyboard"] for button in row}
+    assert offered == {"take", "ai", "close", "ban"}
+    conversation = await Conversation.get(user__telegram_id=ann["id"])
+
+    def push(who: dict[str, Any], action: str) -> str:
+        data = DeskAction(action=action, conversation=conversation.id).pack()
+        return str(sim.press_button(who["id"], desk.chat_id, card["message_id"], data=data)["id"])
+
+    async def press(who: dict[str, Any], action: str) -> str:
+        pressed = push(who, action)
+        await sim.wait_until(lambda: sim.callback_answer(pressed) is not None, 5, f"{action} answered")
+        return str((sim.callback_answer(pressed) or {}).get("text"))
+
+    # Someone who is not in the manager group presses Close: ignored. Mia's press after it is answered.
+    stranger = sim.create_user("Eve")
+    ignored = push(stranger, "close")
+    assert await press(desk.mia, "ai") == "🤖 The AI answers this conversation again."
+    assert sim.callback_answer(ignored) is None
+    returned = await Conversation.get(id=conversation.id)
+    assert (returned.mode, returned.status) == (ConversationMode.AI, ConversationStatus.OPEN)
+    assert await press(desk.mia, "close") == "✅ Closed. The customer was asked for a rating."
+    assert (await Conversation.get(id=conversation.id)).status == ConversationStatus.CLOSED
+    await sim.wait_until(lambda: "rate" in customer_texts(sim, ann["id"])[-1], 5, "the rating request")
+    assert await press(desk.boss, "ban") == "🚫 Banned: this customer's messages are ignored from now on."
+    assert (await User.get(telegram_id=ann["id"])).banned
 
 
 async def test_a_deleted_topic_is_recreated_and_nothing_is_lost(desk: Desk, sim: Simulator) -> None:

@@ -14,10 +14,10 @@ import pytest
 from tgsim import Simulator
 
 from miniapp.auth import MINIAPP
-from models import AuditLog, Bot, Message, Persona, User, WidgetSite
+from models import AuditLog, Bot, Conversation, ConversationMode, Message, Persona, User, WidgetSite
 from services.persona import default_persona
 from services.schedule import DAYS
-from tests.desk_helpers import Desk, manager_desk
+from tests.desk_helpers import Desk, manager_desk, wait_for_topic
 from tests.fake_ai import FakeAI
 from tests.miniapp_helpers import AppClient, app_client, dashboard_link, sign_in
 
@@ -352,6 +352,10 @@ async def test_a_lower_daily_quota_is_what_customers_hit(desk: Desk, sim: Simula
         second = await ask(sim, ai, ann, "Second question")
         assert "today's limit of AI answers" in second["text"]
         assert len(ai.requests) == answered
+        # The conversation is with people now: it is theirs, and it has its topic in the manager group.
+        assert (await Conversation.get(user__telegram_id=ann["id"])).mode == ConversationMode.HUMAN
+        [topic] = await wait_for_topic(sim, desk.chat_id)
+        assert "Ann" in topic.name
 
         for body in ({"daily_ai_quota": -1}, {"burst": 0}, {"per_minute": 0}, {"per_minute": 10_000},
                      {"daily_ai_quota": "lots"}):

@@ -14,7 +14,7 @@ from tgsim import Simulator
 
 from bot import db
 from models import AuthorKind, JobStatus, KnowledgeItem, Message, OutboxJob, Persona
-from tests.conftest import ROOT, free_port, frontdesk_environment
+from tests.conftest import ROOT, free_port, frontdesk_environment, outbox_idle
 from tests.fake_ai import FakeAI
 
 
@@ -77,11 +77,11 @@ async def test_a_process_killed_after_storing_answers_once_after_restart(
     await _start(tmp_path, env, processes)
     [answer] = await sim.wait_for_messages(ann["id"], timeout=20)
     assert answer["text"] == "Answered after the crash."
-    await asyncio.sleep(1.0)
-    assert [m["text"] for m in sim.chat_history(ann["id"]) if m["from"]["is_bot"]] == ["Answered after the crash."]
 
     await db.open_database(database_url, run_migrations=False)
     try:
+        await outbox_idle(sim)  # the restarted process has run every job there is
+        assert [m["text"] for m in sim.chat_history(ann["id"]) if m["from"]["is_bot"]] == [answer["text"]]
         assert await Message.filter(author_kind=AuthorKind.CUSTOMER).count() == 1
         assert await Message.filter(author_kind=AuthorKind.AI).count() == 1
         [job] = await OutboxJob.all()
@@ -186,5 +186,9 @@ async def test_sigterm_releases_a_running_job_within_the_grace_period_and_a_rest
     await _start(tmp_path, env, processes)
     [answer] = await sim.wait_for_messages(ann["id"], timeout=20)
     assert answer["text"] == "Answered by the next start."
-    await asyncio.sleep(1.0)
+    await db.open_database(database_url, run_migrations=False)
+    try:
+        await outbox_idle(sim)  # the restarted process has run every job there is
+    finally:
+        await db.close_database()
     assert [m["text"] for m in sim.chat_history(ann["id"]) if m["from"]["is_bot"]] == [answer["text"]]

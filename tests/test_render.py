@@ -32,9 +32,12 @@ def test_anything_a_model_writes_renders_to_html_telegram_accepts(hostile: str) 
 
 
 def test_unsafe_links_stay_text_and_safe_links_become_links() -> None:
-    html = markdown_to_html("[ok](https://example.com/?a=1&b=2) [no](javascript:alert(1))")
+    html = markdown_to_html("[ok](https://example.com/?a=1&b=2) [no](javascript:alert(1)) [nor](ftp://example.com/f)")
     assert '<a href="https://example.com/?a=1&amp;b=2">ok</a>' in html
-    assert "javascript" not in html.split("</a>")[0]
+    assert html.count("<a ") == 1  # only the safe one is a link
+    assert "javascript:" not in html.split("[no](")[0]  # shown as the text the model wrote, after the link
+    assert "ftp:" not in html
+    assert "nor" in telegram_sees(html)
 
 
 def test_split_keeps_every_part_valid_and_loses_nothing() -> None:
