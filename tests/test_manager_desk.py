@@ -11,8 +11,20 @@ from tgsim import Simulator
 
 from bot.i18n import create_i18n, translator
 from handlers.manager_desk import SETUP_NEED_ADMIN, SETUP_NEED_FORUM, SETUP_READY
-from models import AuditLog, Bot, Conversation, ConversationMode, ConversationStatus, HandoffReason, Message, User
-from tests.conftest import Frontdesk, formatted
+from models import (
+    AuditLog,
+    AuthorKind,
+    Bot,
+    Conversation,
+    ConversationMode,
+    ConversationStatus,
+    HandoffReason,
+    JobStatus,
+    Message,
+    OutboxJob,
+    User,
+)
+from tests.conftest import Frontdesk, eventually, formatted
 from tests.desk_helpers import (
     BOSS_ID,
     Desk,
@@ -408,3 +420,28 @@ async def test_a_managers_reply_to_a_message_quotes_it_in_the_customers_chat(des
     assert both["reply_to_message"]["message_id"] == asked["message_id"]
     plain = next(m for m in sim.chat_history(ann["id"]) if m.get("text") == "Anything else?")
     assert "reply_to_message" not in plain
+
+
+async def test_customer_voice_video_round_video_sticker_and_gif_reach_the_topic(desk: Desk, sim: Simulator) -> None:
+    ann, topic = await handed_off(sim, desk)
+    sim.send_voice(ann["id"], duration=2)
+    sim.send_video(ann["id"], caption="The leak")
+    sim.send_video_note(ann["id"])
+    sim.send_sticker(ann["id"], emoji="😡")
+    sim.send_animation(ann["id"])
+    shown = await wait_in_topic(sim, desk.chat_id, topic.thread_id, 1 + 5)
+    voice, video, video_note, sticker, animation = shown[1:]
+    assert voice["voice"]["duration"] == 2
+    assert video["caption"] == "The leak"
+    assert "video_note" in video_note
+    assert sticker["sticker"]["emoji"] == "😡"
+    assert "animation" in animation
+    await eventually(_outbox_idle, "every job of these messages done")
+    # People answer now: the customer got nothing back but the handoff notice.
+    assert len([m for m in sim.chat_history(ann["id"]) if m["from"]["is_bot"]]) == 1
+    stored = await Message.filter(author_kind=AuthorKind.CUSTOMER).exclude(attachments=[]).order_by("id")
+    assert [m.attachments[0]["type"] for m in stored] == ["voice", "video", "video_note", "sticker", "animation"]
+
+
+async def _outbox_idle() -> bool:
+    return not await OutboxJob.filter(status__in=[JobStatus.PENDING, JobStatus.RUNNING]).exists()
