@@ -405,11 +405,9 @@ async def test_a_fallback_model_at_another_provider_answers_when_the_main_one_fa
 async def test_voice_video_round_video_sticker_and_gif_get_a_sensible_reply_not_the_ai(
         frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
     ann = sim.create_user("Ann")
-    sends = [lambda: sim.send_voice(ann["id"]), lambda: sim.send_video(ann["id"]),
-             lambda: sim.send_video_note(ann["id"]), lambda: sim.send_sticker(ann["id"]),
-             lambda: sim.send_animation(ann["id"])]
+    sends = [sim.send_voice, sim.send_video, sim.send_video_note, sim.send_sticker, sim.send_animation]
     for count, send in enumerate(sends, start=1):  # one at a time: each reply belongs to its message
-        send()
+        send(ann["id"])
         await sim.wait_for_messages(ann["id"], count)
     voice, video, video_note, sticker, animation = bot_texts(sim, ann["id"])
     assert voice == "Thanks! I can't listen to voice messages yet: please type your question."
