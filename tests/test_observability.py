@@ -8,8 +8,11 @@ import json
 import logging
 import signal
 import subprocess
+import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import pytest
@@ -19,7 +22,16 @@ from tgsim import Simulator
 from bot.observability import JsonFormatter, Redact, update_id_var
 from models import Bot, OutboxJob
 from services import outbox
-from tests.conftest import TOKEN, Frontdesk, eventually, free_port, frontdesk_environment
+from tests.conftest import (
+    BACKEND,
+    REDIS_URL,
+    TOKEN,
+    Frontdesk,
+    eventually,
+    free_port,
+    frontdesk_environment,
+    running_frontdesk,
+)
 from tests.fake_ai import FakeAI
 from tests.test_process import _start
 
@@ -200,3 +212,102 @@ async def test_a_running_process_logs_json_lines_with_the_event_ids_and_no_secre
     assert TOKEN not in output
     assert TOKEN.split(":")[1] not in output
     assert "sk-test-secret-key" not in output
+
+
+class Cable:
+    """A TCP connection to a server that the test can pull out (every open connection drops, new ones
+    are refused) and plug back in, as a network outage or a stopped server does."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.target = (parts.hostname or "127.0.0.1", parts.port or 0)
+        self.port = free_port()
+        self.url = urlunsplit(parts._replace(netloc=parts.netloc.replace(f"{parts.hostname}:{parts.port}",
+                                                                        f"127.0.0.1:{self.port}")))
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def plug_in(self) -> None:
+        self._server = await asyncio.start_server(self._connect, "127.0.0.1", self.port)
+
+    async def pull_out(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        writers = list(self._writers)
+        for writer in writers:
+            writer.close()
+        await asyncio.gather(*(writer.wait_closed() for writer in writers), return_exceptions=True)
+        await self._server.wait_closed()
+        self._server = None
+
+    async def __aenter__(self) -> Cable:
+        await self.plug_in()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.pull_out()
+
+    async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._writers.update((writer, upstream_writer))
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.close()
+                self._writers.discard(sink)
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+
+async def readiness(frontdesk: Frontdesk) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as http, http.get(frontdesk.url + "/readyz") as response:
+        return response.status, await response.json()
+
+
+async def _ready_again(frontdesk: Frontdesk) -> bool:
+    return (await readiness(frontdesk))[0] == 200
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="a SQLite file has no server to lose")
+async def test_readyz_answers_503_while_the_database_is_down(database_url: str, sim: Simulator) -> None:
+    async with Cable(database_url) as cable, running_frontdesk(
+            frontdesk_environment(cable.url, sim, None, free_port(), REDIS_URL="")) as frontdesk:
+        status, body = await readiness(frontdesk)
+        assert (status, body["checks"]["database"]) == (200, "ok")
+        await cable.pull_out()
+        status, body = await readiness(frontdesk)
+        assert status == 503
+        assert body["ok"] is False
+        assert body["checks"]["database"].startswith("error: ")
+        async with aiohttp.ClientSession() as http, http.get(frontdesk.url + "/healthz") as response:
+            assert response.status == 200  # alive: a restart would not bring the database back
+        await cable.plug_in()
+        await eventually(lambda: _ready_again(frontdesk), "ready once the database is back")
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="needs TEST_REDIS_URL (tests/run.sh starts a Redis)")
+async def test_readyz_answers_503_while_redis_is_down(database_url: str, sim: Simulator) -> None:
+    async with Cable(REDIS_URL) as cable, running_frontdesk(frontdesk_environment(
+            database_url, sim, None, free_port(), REDIS_URL=cable.url, REDIS_PREFIX=f"test-{uuid.uuid4().hex[:12]}"
+    )) as frontdesk:
+        status, body = await readiness(frontdesk)
+        assert (status, body["checks"]["redis"], body["checks"]["database"]) == (200, "ok", "ok")
+        await cable.pull_out()
+        status, body = await readiness(frontdesk)
+        assert status == 503
+        assert body["ok"] is False
+        assert body["checks"]["redis"].startswith("error: ")
+        assert body["checks"]["database"] == "ok"
+        await cable.plug_in()
+        await eventually(lambda: _ready_again(frontdesk), "ready once Redis is back")
