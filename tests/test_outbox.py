@@ -9,18 +9,17 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp import web
 from tgsim import Simulator
 from tortoise.transactions import in_transaction
 
 from models import Bot, Conversation, ConversationMode, HandoffReason, JobStatus, OutboxJob
 from services import outbox
 from services.outbox import OutboxSettings, OutboxWorker
-from tests.conftest import BACKEND, free_port
+from tests.conftest import BACKEND
 from tests.desk_helpers import manager_desk, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
+from tests.telegram_proxy import telegram_refusing
 
 
 async def _bot() -> Bot:
@@ -171,46 +170,19 @@ async def test_two_instances_deciding_on_one_lane_at_once_claim_one_job_of_it(da
 # --- giving up, as the customer and the managers see it ------------------------------------------
 
 
-@asynccontextmanager
-async def telegram_refusing(sim: Simulator, refused_text: str) -> AsyncIterator[tuple[str, list[str]]]:
-    """tgsim behind a proxy that answers every sendMessage carrying `refused_text` with a 400, as Telegram
-    answers a message it will not take; everything else reaches tgsim unchanged."""
-    refusals: list[str] = []
-
-    async def forward(request: web.Request) -> web.Response:
-        body = await request.read()
-        if request.path.endswith("/sendMessage") and refused_text.encode() in body:
-            refusals.append(request.path)
-            return web.json_response({"ok": False, "error_code": 400, "description": "Bad Request: refused"},
-                                     status=400)
-        async with http.request(request.method, sim.base_url + request.path_qs, data=body,
-                                headers={"Content-Type": request.headers.get("Content-Type", "")}) as answer:
-            return web.Response(body=await answer.read(), status=answer.status,
-                                headers={"Content-Type": answer.headers.get("Content-Type", "application/json")})
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", forward)
-    runner = web.AppRunner(app, access_log=None)
-    async with aiohttp.ClientSession() as http:
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        try:
-            yield f"http://127.0.0.1:{port}", refusals
-        finally:
-            await runner.cleanup()
-
-
 async def test_an_answer_failing_every_attempt_goes_to_a_person_and_the_customer_is_told(
         database_url: str, sim: Simulator, ai: FakeAI) -> None:
     ai.script.reply = "An unsendable answer."
-    async with telegram_refusing(sim, "unsendable") as (telegram, refusals), \
+    def unsendable(method: str, body: bytes) -> tuple[int, str] | None:
+        return (400, "Bad Request: refused") if method == "sendMessage" and b"unsendable" in body else None
+
+    async with telegram_refusing(sim, unsendable) as (telegram, refusals), \
             manager_desk(database_url, sim, ai, TELEGRAM_API_BASE=telegram, OUTBOX_MAX_ATTEMPTS="2") as desk:
         ann = sim.create_user("Ann")
         sim.send_text(ann["id"], "what are your opening hours?")
         [notice] = await sim.wait_for_messages(ann["id"], timeout=30)
         assert "passed your conversation to a person" in notice["text"]
-        assert len(refusals) == 2  # each attempt wrote the answer, and Telegram refused it
+        assert refusals == ["sendMessage"] * 2  # each attempt wrote the answer, and Telegram refused it
         assert len(ai.requests) == 2
         conversation = await Conversation.get(user__telegram_id=ann["id"])
         assert conversation.mode == ConversationMode.HUMAN
