@@ -33,6 +33,7 @@ from tests.conftest import (
     running_frontdesk,
 )
 from tests.fake_ai import FakeAI
+from tests.telegram_proxy import telegram_refusing
 from tests.test_process import _start
 
 METRICS_TOKEN = "scraper-token-0123456789abcdef"
@@ -299,8 +300,8 @@ async def test_readyz_answers_503_while_the_database_is_down(database_url: str, 
 @pytest.mark.skipif(not REDIS_URL, reason="needs TEST_REDIS_URL (tests/run.sh starts a Redis)")
 async def test_readyz_answers_503_while_redis_is_down(database_url: str, sim: Simulator) -> None:
     async with Cable(REDIS_URL) as cable, running_frontdesk(frontdesk_environment(
-            database_url, sim, None, free_port(), REDIS_URL=cable.url, REDIS_PREFIX=f"test-{uuid.uuid4().hex[:12]}"
-    )) as frontdesk:
+            database_url, sim, None, free_port(), REDIS_URL=cable.url, REDIS_PREFIX=f"test-{uuid.uuid4().hex[:12]}",
+            **SCRAPED)) as frontdesk:
         status, body = await readiness(frontdesk)
         assert (status, body["checks"]["redis"], body["checks"]["database"]) == (200, "ok", "ok")
         await cable.pull_out()
@@ -309,5 +310,48 @@ async def test_readyz_answers_503_while_redis_is_down(database_url: str, sim: Si
         assert body["ok"] is False
         assert body["checks"]["redis"].startswith("error: ")
         assert body["checks"]["database"] == "ok"
+        # A message arriving now cannot be checked for a re-delivery: Telegram is asked to send it again.
+        ann = sim.create_user("Ann")
+        sim.send_command(ann["id"], "help")
+        await sim.wait_until(lambda: any(d["status"] == 503 for d in sim.deliveries()), 10, "a refused delivery")
+        assert value(await scrape(frontdesk), "frontdesk_updates_total", outcome="error") >= 1
         await cable.plug_in()
         await eventually(lambda: _ready_again(frontdesk), "ready once Redis is back")
+        [reply] = await sim.wait_for_messages(ann["id"], timeout=30)  # delivered again, and answered
+        assert "/human" in reply["text"]
+
+
+async def test_metrics_count_invalid_updates_429s_and_retried_failures(database_url: str, sim: Simulator) -> None:
+    """Telegram refuses the first reply with a 502 (retried) and limits a private chat to one message at a
+    time (429s, waited out): the customer still gets every reply once, and the operator sees each."""
+    gateway_failures = [1]
+
+    def one_bad_gateway(method: str, body: bytes) -> tuple[int, str] | None:
+        if method == "sendMessage" and gateway_failures:
+            gateway_failures.pop()
+            return 502, "Bad Gateway"
+        return None
+
+    sim.set_flood_limits(private_burst=1, private_per_second=0.5)
+    async with telegram_refusing(sim, one_bad_gateway) as (telegram, refusals), running_frontdesk(
+            frontdesk_environment(database_url, sim, None, free_port(), TELEGRAM_API_BASE=telegram,
+                                  **SCRAPED)) as frontdesk:
+        async with aiohttp.ClientSession() as http, http.post(
+                frontdesk.url + "/telegram/webhook", data=b'{"update_id": "not a number"}',
+                headers={"X-Telegram-Bot-Api-Secret-Token": frontdesk.settings.webhook_secret}) as response:
+            assert response.status == 400
+        ann = sim.create_user("Ann")
+        for _ in range(3):
+            sim.send_command(ann["id"], "help")
+        replies = await sim.wait_for_messages(ann["id"], 3, timeout=30)
+        assert len({reply["text"] for reply in replies}) == 1  # the help, three times
+        assert refusals == ["sendMessage"]
+        assert any(call.get("error_code") == 429 for call in sim.calls("sendMessage"))
+        samples = await scrape(frontdesk)
+    assert value(samples, "frontdesk_updates_total", outcome="invalid") == 1
+    assert value(samples, "frontdesk_updates_total", outcome="handled") == 3
+    assert value(samples, "frontdesk_telegram_calls_total", method="sendMessage", result="retry") == 1
+    assert value(samples, "frontdesk_telegram_calls_total", method="sendMessage", result="429") >= 1
+    assert value(samples, "frontdesk_telegram_calls_total", method="sendMessage", result="ok") == 3
+    assert value(samples, "frontdesk_telegram_retry_wait_seconds_total", reason="failure") > 0
+    assert value(samples, "frontdesk_telegram_retry_wait_seconds_total", reason="429") > 0

@@ -173,6 +173,7 @@ async def test_two_instances_deciding_on_one_lane_at_once_claim_one_job_of_it(da
 async def test_an_answer_failing_every_attempt_goes_to_a_person_and_the_customer_is_told(
         database_url: str, sim: Simulator, ai: FakeAI) -> None:
     ai.script.reply = "An unsendable answer."
+
     def unsendable(method: str, body: bytes) -> tuple[int, str] | None:
         return (400, "Bad Request: refused") if method == "sendMessage" and b"unsendable" in body else None
 
