@@ -12,7 +12,7 @@ import pytest
 from tgsim import Simulator
 
 from models import AuthorKind, Conversation, JobStatus, Message, OutboxJob
-from tests.conftest import Frontdesk, eventually
+from tests.conftest import Frontdesk, eventually, free_port, frontdesk_environment, running_frontdesk
 from tests.desk_helpers import edit_text, manager_desk, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
 from tests.widget_helpers import is_answer, open_widget
@@ -101,3 +101,27 @@ async def test_a_reconnect_without_after_gets_the_latest_200_messages(
     everything = await Message.filter(conversation=conversation).order_by("id").values_list("id", flat=True)
     assert [m["id"] for m in history["messages"]] == everything[-LATEST:]
     await reloaded.socket.close()
+
+
+async def test_a_shutdown_closes_sockets_with_1001_and_the_widget_resumes_on_the_next_instance(
+        database_url: str, sim: Simulator, ai: FakeAI, http: aiohttp.ClientSession) -> None:
+    env = frontdesk_environment(database_url, sim, ai, free_port())
+    async with running_frontdesk(env) as first:
+        visitor, welcome = await open_widget(http, first.url)
+        await visitor.send_message("Before the restart")
+        answer = await visitor.until(lambda f: is_answer(f))
+    closing = await visitor.socket.receive(timeout=10)
+    assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, 1001)  # going away: come back elsewhere
+    second_env = {**env, "PORT": str(free_port())}
+    second_env["WEBHOOK_BASE_URL"] = f"http://127.0.0.1:{second_env['PORT']}"
+    async with running_frontdesk(second_env) as second:
+        # The page is still the one the first instance served (behind a load balancer, one address).
+        resumed, again = await open_widget(http, second.url, token=welcome["token"], after=answer["id"],
+                                           origin=first.url)
+        assert again["type"] == "welcome", again
+        assert again["conversation"] == answer["conversation"]
+        await resumed.send_message("After the restart")
+        mine = await resumed.until(lambda f: f["type"] == "message" and f["text"] == "After the restart")
+        await resumed.until(lambda f: is_answer(f, mine["id"]))
+        assert mine["conversation"] == answer["conversation"]
+        await resumed.socket.close()
