@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from tgsim import Simulator
 
+from bot.settings import Settings
 from models import AuthorKind, Conversation, ConversationMode, Message, OutboxJob, User
 from services import knowledge
 from tests.conftest import ROOT, Frontdesk, formatted, free_port, frontdesk_environment, running_frontdesk
@@ -417,3 +418,60 @@ async def test_voice_video_round_video_sticker_and_gif_get_a_sensible_reply_not_
     stored = await Message.filter(author_kind=AuthorKind.CUSTOMER).order_by("id")
     assert [m.attachments[0]["type"] for m in stored] == ["voice", "video", "video_note", "sticker", "animation"]
     assert ai.requests == []
+
+
+# --- settings no other test sets ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"AI_PRICES": "main-model=2/10;other-model=100/100"}], indirect=True)
+async def test_ai_prices_set_the_recorded_cost_of_each_answer(
+        frontdesk_settings: dict[str, Any], frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ann = sim.create_user("Ann")
+    sim.send_text(ann["id"], "how much is a latte?")
+    await sim.wait_for_messages(ann["id"])
+    answer = await Message.get(author_kind=AuthorKind.AI)
+    meta: dict[str, Any] = dict(answer.ai_meta)
+    assert meta["model"] == "main-model"
+    assert meta["tokens_in"] > 0
+    assert meta["tokens_out"] > 0
+    expected = (meta["tokens_in"] * 2 + meta["tokens_out"] * 10) / 1_000_000
+    assert meta["cost"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"AI_TIMEOUT": "1"}], indirect=True)
+async def test_a_model_slower_than_ai_timeout_counts_as_failed(
+        frontdesk_settings: dict[str, Any], frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ai.script.hold = asyncio.Event()  # every model hangs, past the one second allowed
+    ann = sim.create_user("Ann")
+    sim.send_text(ann["id"], "xyzzy plugh")
+    [notice] = await sim.wait_for_messages(ann["id"], timeout=30)
+    assert "passed your conversation to a person" in notice["text"]
+    assert sorted({r["model"] for r in ai.requests}) == ["backup-model", "main-model"]
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"DEFAULT_LOCALE": "ru"}], indirect=True)
+async def test_customers_in_another_language_get_the_default_locale(
+        frontdesk_settings: dict[str, Any], frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    hans, ann = sim.create_user("Hans", language_code="de"), sim.create_user("Ann", language_code="en")
+    for customer in (hans, ann):
+        sim.send_photo(customer["id"])
+    [to_hans] = await sim.wait_for_messages(hans["id"])
+    [to_ann] = await sim.wait_for_messages(ann["id"])
+    assert to_hans["text"].startswith("Спасибо за фото")
+    assert to_ann["text"].startswith("Thanks for the photo!")
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"WEBHOOK_SECRET": "an-explicit-webhook-secret-42"}], indirect=True)
+async def test_an_explicit_webhook_secret_is_the_one_telegram_must_send(
+        frontdesk_settings: dict[str, Any], frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    [registered] = [call for call in sim.calls("setWebhook") if call["ok"]]
+    assert registered["params"]["secret_token"] == "an-explicit-webhook-secret-42"
+    ann = sim.create_user("Ann")
+    sent = sim.send_text(ann["id"], "hello")
+    await sim.wait_for_messages(ann["id"])  # Telegram's delivery, with that secret, was taken
+    derived = Settings(_env_file=None, BOT_TOKEN=frontdesk.settings.bot_token).webhook_secret
+    assert derived != "an-explicit-webhook-secret-42"
+    async with aiohttp.ClientSession() as http, http.post(
+            frontdesk.url + "/telegram/webhook", json={"update_id": 999, "message": sent},
+            headers={"X-Telegram-Bot-Api-Secret-Token": derived}) as response:
+        assert response.status == 401
