@@ -475,3 +475,18 @@ async def test_an_explicit_webhook_secret_is_the_one_telegram_must_send(
             frontdesk.url + "/telegram/webhook", json={"update_id": 999, "message": sent},
             headers={"X-Telegram-Bot-Api-Secret-Token": derived}) as response:
         assert response.status == 401
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{}, {"KB_DIRECT_THRESHOLD": "0.99"}], indirect=True)
+async def test_kb_direct_threshold_is_the_bar_for_answering_without_the_ai(
+        frontdesk_settings: dict[str, Any], frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    await load_demo_knowledge(frontdesk)
+    ai.script.reply = "The AI answers."
+    ann = sim.create_user("Ann")
+    sim.send_text(ann["id"], "Do you have Wi-Fi? Thanks!")  # the item's question, with a word more
+    [reply] = await sim.wait_for_messages(ann["id"])
+    if frontdesk.settings.kb_direct_threshold == 0.8:  # the default: close enough
+        assert reply["text"].startswith("📚 From our knowledge base:")
+        assert ai.requests == []
+    else:
+        assert reply["text"] == "The AI answers."
