@@ -490,3 +490,16 @@ async def test_kb_direct_threshold_is_the_bar_for_answering_without_the_ai(
         assert ai.requests == []
     else:
         assert reply["text"] == "The AI answers."
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{}, {"AI_CONTEXT_TOKENS": "300"}], indirect=True)
+async def test_ai_context_tokens_bounds_how_much_of_the_conversation_the_ai_is_sent(
+        frontdesk_settings: dict[str, Any], frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ann = sim.create_user("Ann")
+    sim.send_text(ann["id"], "EARLIER " + "my espresso machine makes a grinding noise " * 25)  # ~250 tokens
+    await sim.wait_for_messages(ann["id"])
+    sim.send_text(ann["id"], "what should I do?")
+    await sim.wait_for_messages(ann["id"], 2)
+    sent = json.dumps(ai.requests[-1]["messages"])
+    assert "what should I do?" in sent
+    assert ("EARLIER" in sent) == (frontdesk.settings.ai_context_tokens == 3000)
