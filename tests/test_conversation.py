@@ -13,7 +13,15 @@ from tgsim import Simulator
 from bot.settings import Settings
 from models import AuthorKind, Conversation, ConversationMode, Message, OutboxJob, User
 from services import knowledge
-from tests.conftest import ROOT, Frontdesk, formatted, free_port, frontdesk_environment, running_frontdesk
+from tests.conftest import (
+    ROOT,
+    Frontdesk,
+    eventually,
+    formatted,
+    free_port,
+    frontdesk_environment,
+    running_frontdesk,
+)
 from tests.fake_ai import FakeAI
 
 
@@ -429,6 +437,11 @@ async def test_ai_prices_set_the_recorded_cost_of_each_answer(
     ann = sim.create_user("Ann")
     sim.send_text(ann["id"], "how much is a latte?")
     await sim.wait_for_messages(ann["id"])
+
+    async def recorded() -> bool:  # sent first, then recorded with its cost
+        return await Message.exists(author_kind=AuthorKind.AI)
+
+    await eventually(recorded, "the answer recorded")
     answer = await Message.get(author_kind=AuthorKind.AI)
     meta: dict[str, Any] = dict(answer.ai_meta)
     assert meta["model"] == "main-model"
