@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -15,6 +16,7 @@ from services.secrets_box import HOW_TO_MAKE_ONE, parse_key
 
 SUPPORTED_LOCALES = ("en", "ru", "uz")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TELEGRAM_GROUP_PER_MINUTE = 20  # what Telegram lets a bot post into one group
 
 
 class AIProvider(BaseModel):
@@ -86,7 +88,7 @@ class Settings(BaseSettings):
     timezone: str = Field("UTC", alias="TIMEZONE")
     # Telegram allows a bot about 20 messages a minute into one group; lower it, never raise it,
     # except against a test server.
-    group_messages_per_minute: int = Field(20, alias="GROUP_MESSAGES_PER_MINUTE", ge=1)
+    group_messages_per_minute: int = Field(TELEGRAM_GROUP_PER_MINUTE, alias="GROUP_MESSAGES_PER_MINUTE", ge=1)
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     log_format: Literal["text", "json"] = Field("text", alias="LOG_FORMAT")
     # /readyz fails when a due outbox job has waited longer than this (the workers are stuck or gone).
@@ -197,6 +199,19 @@ class Settings(BaseSettings):
         if value and len(value) < 16:
             raise ValueError("METRICS_TOKEN must be at least 16 characters (e.g. `openssl rand -hex 24`)")
         return value
+
+    @model_validator(mode="after")
+    def _group_budget_lower_only(self) -> Settings:
+        # Telegram refuses more than about 20 messages a minute into one group; only a test server
+        # (development, not api.telegram.org) may be driven faster.
+        real_telegram = urlsplit(self.telegram_api_base).hostname == "api.telegram.org"
+        if self.group_messages_per_minute > TELEGRAM_GROUP_PER_MINUTE and (
+                real_telegram or self.app_env != "development"):
+            raise ValueError(
+                f"GROUP_MESSAGES_PER_MINUTE may only be lowered: Telegram allows a bot about "
+                f"{TELEGRAM_GROUP_PER_MINUTE} messages a minute into one group (a higher value is accepted "
+                f"only with APP_ENV=development and a test server as TELEGRAM_API_BASE)")
+        return self
 
     @property
     def demo_enabled(self) -> bool:

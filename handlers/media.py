@@ -8,7 +8,8 @@ from typing import Any
 from aiogram.types import Message
 from aiogram.utils.text_decorations import HtmlDecoration
 
-MEDIA_KINDS = ("document", "voice", "audio", "video", "video_note", "sticker", "animation")
+# An animation (GIF) also carries `document`, as Telegram sends it: it is looked for first.
+MEDIA_KINDS = ("animation", "document", "voice", "audio", "video", "video_note", "sticker")
 
 
 class _EscapedHtml(HtmlDecoration):

@@ -10,9 +10,19 @@ import aiohttp
 import pytest
 from tgsim import Simulator
 
+from bot.settings import Settings
 from models import AuthorKind, Conversation, ConversationMode, ConversationStatus, Message, OutboxJob, User
 from services import knowledge
-from tests.conftest import ROOT, Frontdesk, formatted, free_port, frontdesk_environment, outbox_idle, running_frontdesk
+from tests.conftest import (
+    ROOT,
+    Frontdesk,
+    eventually,
+    formatted,
+    free_port,
+    frontdesk_environment,
+    outbox_idle,
+    running_frontdesk,
+)
 from tests.fake_ai import FakeAI
 
 
@@ -406,3 +416,110 @@ async def test_a_fallback_model_at_another_provider_answers_when_the_main_one_fa
         assert [r["model"] for r in spare.requests] == ["other-model"]
     finally:
         await spare.stop()
+
+
+async def test_voice_video_round_video_sticker_and_gif_get_a_sensible_reply_not_the_ai(
+        frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ann = sim.create_user("Ann")
+    sends = [sim.send_voice, sim.send_video, sim.send_video_note, sim.send_sticker, sim.send_animation]
+    for count, send in enumerate(sends, start=1):  # one at a time: each reply belongs to its message
+        send(ann["id"])
+        await sim.wait_for_messages(ann["id"], count)
+    voice, video, video_note, sticker, animation = bot_texts(sim, ann["id"])
+    assert voice == "Thanks! I can't listen to voice messages yet: please type your question."
+    assert sticker == "Nice sticker! How can I help you? Just type your question."
+    read_only_text = "I've received your message, but I can only read text. Please type your question."
+    assert [video, video_note, animation] == [read_only_text] * 3
+    stored = await Message.filter(author_kind=AuthorKind.CUSTOMER).order_by("id")
+    assert [m.attachments[0]["type"] for m in stored] == ["voice", "video", "video_note", "sticker", "animation"]
+    assert ai.requests == []
+
+
+# --- settings no other test sets ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"AI_PRICES": "main-model=2/10;other-model=100/100"}], indirect=True)
+async def test_ai_prices_set_the_recorded_cost_of_each_answer(
+        frontdesk_settings: dict[str, Any], frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ann = sim.create_user("Ann")
+    sim.send_text(ann["id"], "how much is a latte?")
+    await sim.wait_for_messages(ann["id"])
+
+    async def recorded() -> bool:  # sent first, then recorded with its cost
+        return await Message.exists(author_kind=AuthorKind.AI)
+
+    await eventually(recorded, "the answer recorded")
+    answer = await Message.get(author_kind=AuthorKind.AI)
+    meta: dict[str, Any] = dict(answer.ai_meta)
+    assert meta["model"] == "main-model"
+    assert meta["tokens_in"] > 0
+    assert meta["tokens_out"] > 0
+    expected = (meta["tokens_in"] * 2 + meta["tokens_out"] * 10) / 1_000_000
+    assert meta["cost"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"AI_TIMEOUT": "1"}], indirect=True)
+async def test_a_model_slower_than_ai_timeout_counts_as_failed(
+        frontdesk_settings: dict[str, Any], frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ai.script.hold = asyncio.Event()  # every model hangs, past the one second allowed
+    ann = sim.create_user("Ann")
+    sim.send_text(ann["id"], "xyzzy plugh")
+    [notice] = await sim.wait_for_messages(ann["id"], timeout=30)
+    assert "passed your conversation to a person" in notice["text"]
+    assert sorted({r["model"] for r in ai.requests}) == ["backup-model", "main-model"]
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"DEFAULT_LOCALE": "ru"}], indirect=True)
+async def test_customers_in_another_language_get_the_default_locale(
+        frontdesk_settings: dict[str, Any], frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    hans, ann = sim.create_user("Hans", language_code="de"), sim.create_user("Ann", language_code="en")
+    for customer in (hans, ann):
+        sim.send_photo(customer["id"])
+    [to_hans] = await sim.wait_for_messages(hans["id"])
+    [to_ann] = await sim.wait_for_messages(ann["id"])
+    assert to_hans["text"].startswith("Спасибо за фото")
+    assert to_ann["text"].startswith("Thanks for the photo!")
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"WEBHOOK_SECRET": "an-explicit-webhook-secret-42"}], indirect=True)
+async def test_an_explicit_webhook_secret_is_the_one_telegram_must_send(
+        frontdesk_settings: dict[str, Any], frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    [registered] = [call for call in sim.calls("setWebhook") if call["ok"]]
+    assert registered["params"]["secret_token"] == "an-explicit-webhook-secret-42"
+    ann = sim.create_user("Ann")
+    sent = sim.send_text(ann["id"], "hello")
+    await sim.wait_for_messages(ann["id"])  # Telegram's delivery, with that secret, was taken
+    derived = Settings(_env_file=None, BOT_TOKEN=frontdesk.settings.bot_token).webhook_secret
+    assert derived != "an-explicit-webhook-secret-42"
+    async with aiohttp.ClientSession() as http, http.post(
+            frontdesk.url + "/telegram/webhook", json={"update_id": 999, "message": sent},
+            headers={"X-Telegram-Bot-Api-Secret-Token": derived}) as response:
+        assert response.status == 401
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{}, {"KB_DIRECT_THRESHOLD": "0.99"}], indirect=True)
+async def test_kb_direct_threshold_is_the_bar_for_answering_without_the_ai(
+        frontdesk_settings: dict[str, Any], frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    await load_demo_knowledge(frontdesk)
+    ai.script.reply = "The AI answers."
+    ann = sim.create_user("Ann")
+    sim.send_text(ann["id"], "Do you have Wi-Fi? Thanks!")  # the item's question, with a word more
+    [reply] = await sim.wait_for_messages(ann["id"])
+    if frontdesk.settings.kb_direct_threshold == 0.8:  # the default: close enough
+        assert reply["text"].startswith("📚 From our knowledge base:")
+        assert ai.requests == []
+    else:
+        assert reply["text"] == "The AI answers."
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{}, {"AI_CONTEXT_TOKENS": "300"}], indirect=True)
+async def test_ai_context_tokens_bounds_how_much_of_the_conversation_the_ai_is_sent(
+        frontdesk_settings: dict[str, Any], frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ann = sim.create_user("Ann")
+    sim.send_text(ann["id"], "EARLIER " + "my espresso machine makes a grinding noise " * 25)  # ~250 tokens
+    await sim.wait_for_messages(ann["id"])
+    sim.send_text(ann["id"], "what should I do?")
+    await sim.wait_for_messages(ann["id"], 2)
+    sent = json.dumps(ai.requests[-1]["messages"])
+    assert "what should I do?" in sent
+    assert ("EARLIER" in sent) == (frontdesk.settings.ai_context_tokens == 3000)

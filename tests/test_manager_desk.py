@@ -22,7 +22,7 @@ from models import (
     Message,
     User,
 )
-from tests.conftest import Frontdesk, formatted
+from tests.conftest import Frontdesk, formatted, outbox_idle
 from tests.desk_helpers import (
     BOSS_ID,
     Desk,
@@ -448,3 +448,25 @@ async def test_a_managers_reply_to_a_message_quotes_it_in_the_customers_chat(des
     assert both["reply_to_message"]["message_id"] == asked["message_id"]
     plain = next(m for m in sim.chat_history(ann["id"]) if m.get("text") == "Anything else?")
     assert "reply_to_message" not in plain
+
+
+async def test_customer_voice_video_round_video_sticker_and_gif_reach_the_topic(desk: Desk, sim: Simulator) -> None:
+    ann, topic = await handed_off(sim, desk)
+    sim.send_voice(ann["id"], duration=2)
+    sim.send_video(ann["id"], caption="The leak")
+    sim.send_video_note(ann["id"])
+    sim.send_sticker(ann["id"], emoji="😡")
+    sim.send_animation(ann["id"])
+    shown = await wait_in_topic(sim, desk.chat_id, topic.thread_id, 1 + 5)
+    voice, video, video_note, sticker, animation = shown[1:]
+    assert voice["voice"]["duration"] == 2
+    assert video["caption"] == "The leak"
+    assert "video_note" in video_note
+    assert sticker["sticker"]["emoji"] == "😡"
+    assert "animation" in animation
+    await outbox_idle(sim)  # every job of these messages done, the customers' and the group's
+    await outbox_idle(sim, queue="managers")
+    # People answer now: the customer got nothing back but the handoff notice.
+    assert len([m for m in sim.chat_history(ann["id"]) if m["from"]["is_bot"]]) == 1
+    stored = await Message.filter(author_kind=AuthorKind.CUSTOMER).exclude(attachments=[]).order_by("id")
+    assert [m.attachments[0]["type"] for m in stored] == ["voice", "video", "video_note", "sticker", "animation"]

@@ -648,3 +648,37 @@ async def test_a_customer_who_chose_silent_answers_gets_them_without_a_sound(des
     await sim.wait_for_messages(ann["id"], 2)
     quiet = [call for call in sim.calls("sendMessage") if call["params"]["chat_id"] == ann["id"]]
     assert quiet[-1]["params"]["disable_notification"] is True
+
+
+async def test_session_cookie_flags_sign_out_for_good_and_delete_my_data_ends_every_session(
+        desk: Desk, sim: Simulator) -> None:
+    async with app_client(desk.frontdesk) as laptop, app_client(desk.frontdesk) as phone, \
+            app_client(desk.frontdesk) as tablet:
+        link = await dashboard_link(sim, desk.mia["id"])
+        fields = await login_form(laptop, link)
+        async with laptop.session.post(laptop.base + "/app/login", data=fields, allow_redirects=False,
+                                       headers={"Sec-Fetch-Site": "same-origin"}) as response:
+            assert response.status == 303
+            cookies = {name: morsel for name, morsel in response.cookies.items()}
+        # Page scripts cannot read the session, and other sites' requests do not carry it; the CSRF token is
+        # for our own page's script to read, and goes with no request from another site.
+        assert (cookies["frontdesk_session"]["httponly"], cookies["frontdesk_session"]["samesite"]) == (True, "Lax")
+        assert (cookies["frontdesk_csrf"]["httponly"], cookies["frontdesk_csrf"]["samesite"]) == ("", "Strict")
+        stolen = cookies["frontdesk_session"].value
+        laptop.csrf = (await laptop.get("/api/me"))["csrf_token"]
+        async with laptop.session.post(laptop.base + "/app/logout", headers={"X-CSRF-Token": laptop.csrf},
+                                       allow_redirects=False) as out:
+            assert out.status == 303
+        # Signed out for good: the cookie's value, kept by someone, opens nothing any more.
+        async with aiohttp.ClientSession() as thief, thief.get(
+                desk.frontdesk.url + "/api/me", headers={"Cookie": f"frontdesk_session={stolen}"}) as me:
+            assert me.status == 401
+
+        assert await sign_in(phone, await dashboard_link(sim, desk.mia["id"])) == 303
+        assert await sign_in(tablet, await dashboard_link(sim, desk.mia["id"])) == 303
+        assert await WebSession.filter(user__telegram_id=desk.mia["id"]).count() == 2
+        status, _ = await phone.call("DELETE", "/api/me/data", {"confirm": True})
+        assert status == 200
+        assert (await tablet.call("GET", "/api/me"))[0] == 401
+        assert (await phone.call("GET", "/api/me"))[0] == 401
+    assert not await WebSession.exists()

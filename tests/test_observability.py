@@ -8,8 +8,11 @@ import json
 import logging
 import signal
 import subprocess
+import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import pytest
@@ -19,8 +22,18 @@ from tgsim import Simulator
 from bot.observability import JsonFormatter, Redact, update_id_var
 from models import Bot, OutboxJob
 from services import outbox
-from tests.conftest import TOKEN, Frontdesk, eventually, free_port, frontdesk_environment
+from tests.conftest import (
+    BACKEND,
+    REDIS_URL,
+    TOKEN,
+    Frontdesk,
+    eventually,
+    free_port,
+    frontdesk_environment,
+    running_frontdesk,
+)
 from tests.fake_ai import FakeAI
+from tests.telegram_proxy import telegram_refusing
 from tests.test_process import _start
 
 METRICS_TOKEN = "scraper-token-0123456789abcdef"
@@ -200,3 +213,145 @@ async def test_a_running_process_logs_json_lines_with_the_event_ids_and_no_secre
     assert TOKEN not in output
     assert TOKEN.split(":")[1] not in output
     assert "sk-test-secret-key" not in output
+
+
+class Cable:
+    """A TCP connection to a server that the test can pull out (every open connection drops, new ones
+    are refused) and plug back in, as a network outage or a stopped server does."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.target = (parts.hostname or "127.0.0.1", parts.port or 0)
+        self.port = free_port()
+        self.url = urlunsplit(parts._replace(netloc=parts.netloc.replace(f"{parts.hostname}:{parts.port}",
+                                                                        f"127.0.0.1:{self.port}")))
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def plug_in(self) -> None:
+        self._server = await asyncio.start_server(self._connect, "127.0.0.1", self.port)
+
+    async def pull_out(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        writers = list(self._writers)
+        for writer in writers:
+            writer.close()
+        await asyncio.gather(*(writer.wait_closed() for writer in writers), return_exceptions=True)
+        await self._server.wait_closed()
+        self._server = None
+
+    async def __aenter__(self) -> Cable:
+        await self.plug_in()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.pull_out()
+
+    async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._writers.update((writer, upstream_writer))
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.close()
+                self._writers.discard(sink)
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+
+async def readiness(frontdesk: Frontdesk) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as http, http.get(frontdesk.url + "/readyz") as response:
+        return response.status, await response.json()
+
+
+async def _ready_again(frontdesk: Frontdesk) -> bool:
+    return (await readiness(frontdesk))[0] == 200
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="a SQLite file has no server to lose")
+async def test_readyz_answers_503_while_the_database_is_down(database_url: str, sim: Simulator) -> None:
+    async with Cable(database_url) as cable, running_frontdesk(
+            frontdesk_environment(cable.url, sim, None, free_port(), REDIS_URL="")) as frontdesk:
+        status, body = await readiness(frontdesk)
+        assert (status, body["checks"]["database"]) == (200, "ok")
+        await cable.pull_out()
+        status, body = await readiness(frontdesk)
+        assert status == 503
+        assert body["ok"] is False
+        assert body["checks"]["database"].startswith("error: ")
+        async with aiohttp.ClientSession() as http, http.get(frontdesk.url + "/healthz") as response:
+            assert response.status == 200  # alive: a restart would not bring the database back
+        await cable.plug_in()
+        await eventually(lambda: _ready_again(frontdesk), "ready once the database is back")
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="needs TEST_REDIS_URL (tests/run.sh starts a Redis)")
+async def test_readyz_answers_503_while_redis_is_down(database_url: str, sim: Simulator) -> None:
+    async with Cable(REDIS_URL) as cable, running_frontdesk(frontdesk_environment(
+            database_url, sim, None, free_port(), REDIS_URL=cable.url, REDIS_PREFIX=f"test-{uuid.uuid4().hex[:12]}",
+            **SCRAPED)) as frontdesk:
+        status, body = await readiness(frontdesk)
+        assert (status, body["checks"]["redis"], body["checks"]["database"]) == (200, "ok", "ok")
+        await cable.pull_out()
+        status, body = await readiness(frontdesk)
+        assert status == 503
+        assert body["ok"] is False
+        assert body["checks"]["redis"].startswith("error: ")
+        assert body["checks"]["database"] == "ok"
+        # A message arriving now cannot be checked for a re-delivery: Telegram is asked to send it again.
+        ann = sim.create_user("Ann")
+        sim.send_command(ann["id"], "help")
+        await sim.wait_until(lambda: any(d["status"] == 503 for d in sim.deliveries()), 10, "a refused delivery")
+        assert value(await scrape(frontdesk), "frontdesk_updates_total", outcome="error") >= 1
+        await cable.plug_in()
+        await eventually(lambda: _ready_again(frontdesk), "ready once Redis is back")
+        [reply] = await sim.wait_for_messages(ann["id"], timeout=30)  # delivered again, and answered
+        assert "/human" in reply["text"]
+
+
+async def test_metrics_count_invalid_updates_429s_and_retried_failures(database_url: str, sim: Simulator) -> None:
+    """Telegram refuses the first reply with a 502 (retried) and limits a private chat to one message at a
+    time (429s, waited out): the customer still gets every reply once, and the operator sees each."""
+    gateway_failures = [1]
+
+    def one_bad_gateway(method: str, body: bytes) -> tuple[int, str] | None:
+        if method == "sendMessage" and gateway_failures:
+            gateway_failures.pop()
+            return 502, "Bad Gateway"
+        return None
+
+    sim.set_flood_limits(private_burst=1, private_per_second=0.5)
+    async with telegram_refusing(sim, one_bad_gateway) as (telegram, refusals), running_frontdesk(
+            frontdesk_environment(database_url, sim, None, free_port(), TELEGRAM_API_BASE=telegram,
+                                  **SCRAPED)) as frontdesk:
+        async with aiohttp.ClientSession() as http, http.post(
+                frontdesk.url + "/telegram/webhook", data=b'{"update_id": "not a number"}',
+                headers={"X-Telegram-Bot-Api-Secret-Token": frontdesk.settings.webhook_secret}) as response:
+            assert response.status == 400
+        ann = sim.create_user("Ann")
+        for _ in range(3):
+            sim.send_command(ann["id"], "help")
+        replies = await sim.wait_for_messages(ann["id"], 3, timeout=30)
+        assert len({reply["text"] for reply in replies}) == 1  # the help, three times
+        assert refusals == ["sendMessage"]
+        assert any(call.get("error_code") == 429 for call in sim.calls("sendMessage"))
+        samples = await scrape(frontdesk)
+    assert value(samples, "frontdesk_updates_total", outcome="invalid") == 1
+    assert value(samples, "frontdesk_updates_total", outcome="handled") == 3
+    assert value(samples, "frontdesk_telegram_calls_total", method="sendMessage", result="retry") == 1
+    assert value(samples, "frontdesk_telegram_calls_total", method="sendMessage", result="429") >= 1
+    assert value(samples, "frontdesk_telegram_calls_total", method="sendMessage", result="ok") == 3
+    assert value(samples, "frontdesk_telegram_retry_wait_seconds_total", reason="failure") > 0
+    assert value(samples, "frontdesk_telegram_retry_wait_seconds_total", reason="429") > 0

@@ -10,12 +10,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from tgsim import Simulator
 from tortoise.transactions import in_transaction
 
-from models import Bot, JobStatus, OutboxJob
+from models import Bot, Conversation, ConversationMode, HandoffReason, JobStatus, OutboxJob
 from services import outbox
 from services.outbox import OutboxSettings, OutboxWorker
 from tests.conftest import BACKEND
+from tests.desk_helpers import manager_desk, wait_for_topic, wait_in_topic
+from tests.fake_ai import FakeAI
+from tests.telegram_proxy import telegram_refusing
 
 
 async def _bot() -> Bot:
@@ -161,3 +165,30 @@ async def test_two_instances_deciding_on_one_lane_at_once_claim_one_job_of_it(da
         assert _step(await DecidesFirst({}, OutboxSettings()).claim()) == 1
         assert seen_by_other == [None]
     assert await OutboxJob.filter(status=JobStatus.RUNNING).count() == 1
+
+
+# --- giving up, as the customer and the managers see it ------------------------------------------
+
+
+async def test_an_answer_failing_every_attempt_goes_to_a_person_and_the_customer_is_told(
+        database_url: str, sim: Simulator, ai: FakeAI) -> None:
+    ai.script.reply = "An unsendable answer."
+
+    def unsendable(method: str, body: bytes) -> tuple[int, str] | None:
+        return (400, "Bad Request: refused") if method == "sendMessage" and b"unsendable" in body else None
+
+    async with telegram_refusing(sim, unsendable) as (telegram, refusals), \
+            manager_desk(database_url, sim, ai, TELEGRAM_API_BASE=telegram, OUTBOX_MAX_ATTEMPTS="2") as desk:
+        ann = sim.create_user("Ann")
+        sim.send_text(ann["id"], "what are your opening hours?")
+        [notice] = await sim.wait_for_messages(ann["id"], timeout=30)
+        assert "passed your conversation to a person" in notice["text"]
+        assert refusals == ["sendMessage"] * 2  # each attempt wrote the answer, and Telegram refused it
+        assert len(ai.requests) == 2
+        conversation = await Conversation.get(user__telegram_id=ann["id"])
+        assert conversation.mode == ConversationMode.HUMAN
+        assert conversation.handoff_reason == HandoffReason.AI_FAILURE
+        [topic] = await wait_for_topic(sim, desk.chat_id)
+        [card, *_] = await wait_in_topic(sim, desk.chat_id, topic.thread_id, 1)
+        assert "what are your opening hours?" in card["text"]
+        assert (await OutboxJob.get(kind="answer")).status == JobStatus.FAILED

@@ -14,7 +14,7 @@ from tgsim import Simulator
 
 from bot import db
 from models import AuthorKind, JobStatus, KnowledgeItem, Message, OutboxJob, Persona
-from tests.conftest import ROOT, free_port, frontdesk_environment, outbox_idle
+from tests.conftest import ENCRYPTION_KEY, ROOT, free_port, frontdesk_environment, outbox_idle
 from tests.fake_ai import FakeAI
 
 
@@ -154,6 +154,25 @@ def test_bad_settings_are_named_without_echoing_secrets(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "AI_PROVIDERS does not define" in result.stderr
     assert "very-secret" not in result.stderr + result.stdout
+
+
+def test_the_group_budget_may_only_be_lowered(tmp_path: Path) -> None:
+    """Telegram allows about 20 messages a minute into a group: an operator who raises it is stopped."""
+    def migrate(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "bot", "migrate"], cwd=tmp_path, capture_output=True, text=True,
+                              env=_clean_environment(DATABASE_URL=f"sqlite://{tmp_path}/db.sqlite3", **env),
+                              timeout=60, check=False)
+
+    raised = migrate(GROUP_MESSAGES_PER_MINUTE="30")
+    assert raised.returncode == 2
+    assert "GROUP_MESSAGES_PER_MINUTE may only be lowered" in raised.stderr
+    in_production = migrate(GROUP_MESSAGES_PER_MINUTE="30", TELEGRAM_API_BASE="http://127.0.0.1:9",
+                            APP_ENV="production", ENCRYPTION_KEY=ENCRYPTION_KEY)
+    assert in_production.returncode == 2
+    assert "GROUP_MESSAGES_PER_MINUTE may only be lowered" in in_production.stderr
+    assert migrate(GROUP_MESSAGES_PER_MINUTE="10").returncode == 0
+    # A test server in development may be driven faster (the benchmarks and tests do).
+    assert migrate(GROUP_MESSAGES_PER_MINUTE="100", TELEGRAM_API_BASE="http://127.0.0.1:9").returncode == 0
 
 
 async def test_sigterm_releases_a_running_job_within_the_grace_period_and_a_restart_answers_once(

@@ -96,3 +96,29 @@ async def test_addresses_in_one_ipv6_64_share_their_limits(frontdesk: Frontdesk,
     assert sorted(m.text for m in await Message.filter(author_kind=AuthorKind.CUSTOMER)) == [
         "from next door", "one", "two"]
     await asyncio.gather(first.socket.close(), second.socket.close(), neighbour.socket.close())
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"WIDGET_MAX_SOCKETS_PER_ADDRESS": "2", "use_ai": False}],
+                         indirect=True)
+async def test_without_trust_proxy_headers_a_forged_forwarded_for_dodges_no_limit(
+        frontdesk: Frontdesk, http: aiohttp.ClientSession) -> None:
+    """TRUST_PROXY_HEADERS is off by default: every socket here comes from 127.0.0.1, whatever it claims."""
+    held = [await _sockets(http, frontdesk, f"198.51.100.{n}", 1) for n in (1, 2)]
+    assert [first["type"] for [(_, first)] in held] == ["welcome"] * 2
+    [(_, refused)] = await _sockets(http, frontdesk, "198.51.100.3", 1)
+    assert refused.get("code") == "too_many_sockets", refused
+    await asyncio.gather(*(visitor.socket.close() for [(visitor, _)] in held))
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"WIDGET_MAX_SOCKETS_PER_ADDRESS": "2", "TRUST_PROXY_HEADERS": "true",
+                                                 "use_ai": False}], indirect=True)
+async def test_behind_a_proxy_the_address_the_proxy_saw_counts_not_what_the_visitor_claims(
+        frontdesk: Frontdesk, http: aiohttp.ClientSession) -> None:
+    """The proxy appends the address it saw; whatever the visitor put before it is theirs to forge."""
+    held = [await _sockets(http, frontdesk, f"198.51.100.{n}, 203.0.113.7", 1) for n in (1, 2)]
+    assert [first["type"] for [(_, first)] in held] == ["welcome"] * 2
+    [(_, refused)] = await _sockets(http, frontdesk, "198.51.100.3, 203.0.113.7", 1)
+    assert refused.get("code") == "too_many_sockets", refused
+    [(neighbour, welcome)] = await _sockets(http, frontdesk, "198.51.100.1, 203.0.113.8", 1)
+    assert welcome["type"] == "welcome"  # another visitor behind the same proxy
+    await asyncio.gather(neighbour.socket.close(), *(visitor.socket.close() for [(visitor, _)] in held))
