@@ -278,7 +278,8 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     app[OUTBOXES] = outboxes
     app[WIDGET] = WidgetRuntime(hub, live, widget_limits(app), shared.limiter, translate, hours, outboxes.wake,
                                 settings.default_locale, settings.trust_proxy_headers, load_script(), feed,
-                                demo=settings.demo_enabled, identity=identity_policy(settings))
+                                demo=settings.demo_enabled, identity=identity_policy(settings),
+                                hello_timeout=settings.widget_hello_seconds, heartbeat=settings.widget_ping_seconds)
     if settings.demo_enabled:  # DEMO_SITE, or development: a live AI chat at `/` for a first look
         await widget.ensure_demo_site(tenant.id, settings.port, settings.public_address.origin)
     app[TRANSLATE] = translate

@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     widget_ip_actions_per_minute: int = Field(10, alias="WIDGET_IP_ACTIONS_PER_MINUTE", ge=1)
     # Widget sockets one address (IPv6: its /64) may have open at once, counted on each instance.
     widget_max_sockets_per_address: int = Field(20, alias="WIDGET_MAX_SOCKETS_PER_ADDRESS", ge=1)
+    # A widget socket says hello within this many seconds or is closed; the server pings it this often.
+    widget_hello_seconds: float = Field(15.0, alias="WIDGET_HELLO_SECONDS", gt=0)
+    widget_ping_seconds: float = Field(25.0, alias="WIDGET_PING_SECONDS", gt=0)
     # Conversations with no message for this many days are deleted (0: kept for ever).
     retention_days: int = Field(0, alias="RETENTION_DAYS", ge=0)
     # The Mini App refuses Telegram's signed data older than this many seconds (Telegram gives no limit).

@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent.parent / "webapp_static"
 MAX_TEXT_CHARS = 4000
 MAX_FRAME_BYTES = 16 * 1024
-HELLO_TIMEOUT = 15.0
 CLIENT_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # Application close codes (4000-4999): the widget does not reconnect after a 4403.
 CLOSE_FORBIDDEN = 4403
@@ -116,6 +115,8 @@ class WidgetRuntime:
     feed: InboxFeed | None = None  # tells open Mini App inboxes of new messages
     demo: bool = False  # DEMO_SITE: the demo page at `/` and its `demo` site; off, that key is unknown
     identity: IdentityPolicy = field(default_factory=IdentityPolicy)
+    hello_timeout: float = 15.0  # WIDGET_HELLO_SECONDS: a socket that says nothing is closed
+    heartbeat: float = 25.0  # WIDGET_PING_SECONDS: pings keep proxies from closing a quiet socket
 
     async def site(self, key: str) -> WidgetSite | None:
         if key == widget.DEMO_SITE_KEY and not self.demo:
@@ -305,7 +306,7 @@ def client_address(request: web.Request, trust_forwarded: bool) -> str:
 async def widget_socket(request: web.Request) -> web.WebSocketResponse:
     runtime = request.app[WIDGET]
     # Frames a little over our limit still arrive, so the visitor gets a clear error, not a dropped socket.
-    socket = web.WebSocketResponse(heartbeat=25.0, max_msg_size=MAX_FRAME_BYTES * 4)
+    socket = web.WebSocketResponse(heartbeat=runtime.heartbeat, max_msg_size=MAX_FRAME_BYTES * 4)
     await socket.prepare(request)
     address = address_key(request, runtime)
     lease = await runtime.limits.sockets.acquire(f"widget-sockets:{address}")
@@ -366,7 +367,7 @@ async def _hello(request: web.Request, runtime: WidgetRuntime, socket: web.WebSo
         await socket.close(code=close_code, message=code.encode())
 
     try:
-        first = await socket.receive(timeout=HELLO_TIMEOUT)
+        first = await socket.receive(timeout=runtime.hello_timeout)
     except TimeoutError:
         await socket.close(code=WSCloseCode.POLICY_VIOLATION, message=b"no hello")
         return None

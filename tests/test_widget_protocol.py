@@ -15,7 +15,7 @@ from models import AuthorKind, Conversation, Message
 from tests.conftest import Frontdesk, free_port, frontdesk_environment, outbox_idle, running_frontdesk
 from tests.desk_helpers import edit_text, manager_desk, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
-from tests.widget_helpers import is_answer, open_widget
+from tests.widget_helpers import is_answer, open_widget, origin_of
 
 LATEST = 200  # as the protocol promises
 
@@ -122,3 +122,25 @@ async def test_a_shutdown_closes_sockets_with_1001_and_the_widget_resumes_on_the
         await resumed.until(lambda f: is_answer(f, mine["id"]))
         assert mine["conversation"] == answer["conversation"]
         await resumed.socket.close()
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"WIDGET_HELLO_SECONDS": "0.5"}], indirect=True)
+async def test_a_socket_that_says_no_hello_in_time_is_closed(
+        frontdesk_settings: dict[str, Any], frontdesk: Frontdesk, http: aiohttp.ClientSession) -> None:
+    async with http.ws_connect(frontdesk.url + "/widget/ws", origin=origin_of(frontdesk.url)) as silent:
+        closed = await silent.receive(timeout=10)  # the default deadline (15 s) would not close it by then
+        assert (closed.type, closed.data, closed.extra) == (aiohttp.WSMsgType.CLOSE,
+                                                             aiohttp.WSCloseCode.POLICY_VIOLATION, "no hello")
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"WIDGET_PING_SECONDS": "1"}], indirect=True)
+async def test_a_quiet_socket_is_pinged(
+        frontdesk_settings: dict[str, Any], frontdesk: Frontdesk, http: aiohttp.ClientSession) -> None:
+    """Pings keep proxies from closing a socket nobody writes on (autoping off: the client sees them)."""
+    async with http.ws_connect(frontdesk.url + "/widget/ws", origin=origin_of(frontdesk.url),
+                               autoping=False) as quiet:
+        await quiet.send_json({"type": "hello", "site": "demo", "token": None, "after": None, "lang": "en"})
+        kinds: list[aiohttp.WSMsgType] = []
+        while aiohttp.WSMsgType.PING not in kinds and len(kinds) < 5:
+            kinds.append((await quiet.receive(timeout=10)).type)  # the default (25 s) would not ping by then
+        assert aiohttp.WSMsgType.PING in kinds
