@@ -186,12 +186,11 @@ async def test_sigterm_releases_a_running_job_within_the_grace_period_and_a_rest
     ann = sim.create_user("Ann")
     sim.send_text(ann["id"], "still there after a deploy?")
     await asyncio.wait_for(ai.received.wait(), 10)  # the job runs, waiting for the AI
-    stopping = asyncio.get_running_loop().time()
     first.send_signal(signal.SIGTERM)
+    # The model answers 6 s later: within the default grace (10 s) the job would have waited for it and
+    # been done; with the 2 s grace it was cut and handed back before.
+    asyncio.get_running_loop().call_later(6.0, hold.set)
     assert await asyncio.to_thread(first.wait, 30) == 0
-    # The held job would keep it up for ever: it stopped after the grace (plus closing down, which takes
-    # seconds on a loaded two-core machine; 7.5 s was seen with other suites running).
-    assert asyncio.get_running_loop().time() - stopping < 2 + 15
 
     await db.open_database(database_url, run_migrations=False)
     try:
