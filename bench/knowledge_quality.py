@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -71,6 +72,10 @@ class Scores:
         return {"top1": self.top(1), "top3": self.top(3), "mrr": self.mrr}
 
 
+class NotDone(Exception):
+    """The retrieval the benchmark scores did not happen."""
+
+
 @dataclass
 class Setup:
     name: str  # "en", "ru → en FAQ", ...
@@ -88,7 +93,9 @@ async def load(data: dict[str, Any], sources: KnowledgeSources) -> list[Setup]:
         entries = [knowledge.Entry(item[language]["question"], item[language]["answer"], item.get("tags", ""))
                    for item in data["items"]]
         await knowledge.import_entries(bot.id, entries)
-        await sources.embed_items(bot.id)
+        embedded = await sources.embed_items(bot.id)
+        if embedded != len(entries):
+            raise NotDone(f"{language}: {embedded} of the {len(entries)} FAQ items embedded")
         ids = {}
         for item in data["items"]:
             key = knowledge.question_key(item[language]["question"])
@@ -160,6 +167,9 @@ async def measure(options: argparse.Namespace) -> dict[str, Any]:
             results: dict[str, Any] = {"model": embedder.name, "scoring": scoring.__dict__, "setups": {}, "grid": []}
             for setup in setups:
                 scores = await rankings(setup, index, {"before": BEFORE, "after": scoring})
+                if scores["after"].top(DEPTH) < 1 / 3:  # every figure so far is over 2 / 3
+                    raise NotDone(f"{setup.name}: the right item was in the first {DEPTH} passages for only "
+                                  f"{scores['after'].top(DEPTH):.0%} of the questions")
                 tried, right, wrong = await direct_answers(setup, options.threshold) if setup.misses else (0, 0, 0)
                 results["setups"][setup.name] = {
                     "questions": len(setup.questions),
@@ -270,7 +280,11 @@ def main() -> None:
     parser.add_argument("--no-grid", dest="grid", action="store_false", help="skip the scoring weights' grid")
     parser.add_argument("--no-write", dest="write", action="store_false", help="print only")
     options = parser.parse_args()
-    results = asyncio.run(measure(options))
+    try:
+        results = asyncio.run(measure(options))
+    except NotDone as error:
+        print(f"knowledge_quality: the work did not happen: {error}", file=sys.stderr)
+        sys.exit(1)
     command = os.environ.get("BENCH_LAUNCHER", "bash bench/run.sh knowledge_quality")
     text = section(results, command)
     print(text)

@@ -398,14 +398,16 @@ def probe_retrieval(index: KnowledgeIndex, stopwatch: Stopwatch) -> None:
 
 
 async def ask(bot_id: int, index: KnowledgeIndex, text: str, stopwatch: Stopwatch,
-              seconds: dict[str, list[float]]) -> None:
-    """One question through `retrieve()`: the whole, its parts, and this process's CPU time."""
+              seconds: dict[str, list[float]]) -> int:
+    """One question through `retrieve()`: the whole, its parts, and this process's CPU time; how many
+    passages it found."""
     stopwatch.seconds.clear()
-    took, _ = await timed(retrieval.retrieve(bot_id, text, index=index, limit=PASSAGES), seconds["cpu"])
+    took, found = await timed(retrieval.retrieve(bot_id, text, index=index, limit=PASSAGES), seconds["cpu"])
     seconds["retrieve"].append(took)
     for part in PARTS[1:-1]:
         seconds[part].append(stopwatch.seconds.get(part, 0.0))
     seconds["rest"].append(took - sum(value for part, value in stopwatch.seconds.items() if part != "reconcile"))
+    return len(found)
 
 
 RANKED_CAP = 1000  # the capped variant ranks at most this many matches
@@ -555,11 +557,12 @@ async def measure(url: str, bot_id: int, options: argparse.Namespace) -> dict[st
         for _ in range(options.warmup):
             await ask(bot_id, index, next(texts), stopwatch, defaultdict(list))
         rounds: dict[str, list[list[float]]] = {part: [] for part in (*PARTS, "cpu")}
+        short = 0  # questions answered with fewer than PASSAGES passages
         for _ in range(options.rounds):
             await pin_backends()
             seconds: dict[str, list[float]] = defaultdict(list)
             for _ in range(options.questions):
-                await ask(bot_id, index, next(texts), stopwatch, seconds)
+                short += await ask(bot_id, index, next(texts), stopwatch, seconds) < PASSAGES
             for part in (*PARTS, "cpu"):
                 rounds[part].append(seconds[part])
         reconcile = [(await timed(index.reconcile(bot_id)))[0] for _ in range(5)]
@@ -573,7 +576,7 @@ async def measure(url: str, bot_id: int, options: argparse.Namespace) -> dict[st
         return {"rounds": rounds, "load_seconds": load_seconds, "first_retrieve_seconds": first_retrieve,
                 "rss_before": rss_before, "rss_loaded": rss_loaded, "rss_searched": rss_searched,
                 "peak_load": peak_load, "index_bytes": index_bytes,
-                "vectors": len(vectors), "reconcile_seconds": reconcile, "diagnosis": diagnosis,
+                "vectors": len(vectors), "short_answers": short, "reconcile_seconds": reconcile, "diagnosis": diagnosis,
                 "software": software, "pinned_cores": sorted(os.sched_getaffinity(0)), "pinned_backends": pinned,
                 "model": embedder.name}
     finally:
@@ -1050,6 +1053,32 @@ def run_retrieval(profile: str, chunks: int, items_file: Path, argv: Sequence[st
         return loaded, measured
 
 
+def unfinished(results: dict[str, dict[str, Any]], loads: dict[str, dict[str, Any]], items: int | None,
+               indexing: dict[str, Any], options: argparse.Namespace) -> str | None:
+    """Why the work timed did not happen, or None: each database holds the chunks and items loaded, the index
+    all their vectors, and every question found a full set of passages; each source indexed made chunks, and
+    each sample was embedded whole."""
+    for key, loaded in loads.items():
+        chunks = int(key.rpartition("/")[2])
+        expected = loaded["items"] if items is None else items  # None: results saved before this check
+        if loaded["chunks"] != chunks or loaded["items"] != expected:
+            return f"{key}: {loaded['chunks']} chunks and {loaded['items']} items loaded of {chunks} and {expected}"
+        measured = results[key]
+        if measured["vectors"] != chunks + expected:
+            return f"{key}: {measured['vectors']} vectors in the index of {chunks + expected}"
+        if measured.get("short_answers"):
+            return f"{key}: {measured['short_answers']} questions found fewer than {PASSAGES} passages"
+    for name in ("pdf", "site"):
+        found = indexing.get(name)
+        if found and not (found["chunks"] and found["pages"] and found["passages"] >= found["chunks"]):
+            return f"indexing {name}: {found['pages']} pages, {found['chunks']} chunks, {found['passages']} passages"
+    sample = min(options.sample, indexing["pdf"]["chunks"]) if "pdf" in indexing else options.sample
+    for threads in (1, 2):
+        if (found := indexing.get(f"threads{threads}")) and found["passages"] != sample:
+            return f"the sample with {threads} thread(s): {found['passages']} passages of {sample}"
+    return None
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -1150,6 +1179,7 @@ def run_all(argv: Sequence[str], options: argparse.Namespace) -> tuple[dict[str,
             items_file = Path(work) / "items.json"
             subprocess.run([sys.executable, __file__, "--child", "items", "--child-out", str(items_file)], check=True,
                            cwd=ROOT)
+            context["items"] = len(json.loads(items_file.read_text(encoding="utf-8")))
             for profile in options.profile.split(","):
                 for chunks in (int(value) for value in options.chunks.split(",")):
                     key = f"{names.get(profile, profile)}/{chunks}"
@@ -1181,6 +1211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         saved_to.write_text(json.dumps({"results": results, "loads": loads, "indexing": indexing, "context": context,
                                         "argv": argv}), encoding="utf-8")
         print(f"raw results in {saved_to} (--report {saved_to} writes the section again)", file=sys.stderr)
+    if (reason := unfinished(results, loads, context.get("items"), indexing, options)) is not None:
+        print(f"knowledge_scale: the work did not happen: {reason}", file=sys.stderr)
+        return 1
     text = section(options, results, indexing, loads, context)
     print(text)
     if not options.no_doc:

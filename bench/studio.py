@@ -231,13 +231,16 @@ async def measure(options: Options) -> Measured:
                 created = await client.call("POST", "/api/studio/projects", json.dumps({"name": "Replies"}).encode())
                 client.project_id, client.revision = created["id"], created["revision"]
                 counter_value = 0
+                answers: dict[str, Any] = {}
 
                 async def compile_page() -> None:
-                    await client.call("POST", f"/api/studio/projects/{client.project_id}/compile", body_bytes)
+                    answers["compile_page"] = await client.call(
+                        "POST", f"/api/studio/projects/{client.project_id}/compile", body_bytes)
 
                 async def compile_saved() -> None:
-                    await client.call("POST", f"/api/studio/projects/{client.project_id}/compile",
-                                      b'{"block_id": "p1", "model": "gpt-4o-mini"}')
+                    answers["compile_saved"] = await client.call(
+                        "POST", f"/api/studio/projects/{client.project_id}/compile",
+                        b'{"block_id": "p1", "model": "gpt-4o-mini"}')
 
                 async def save() -> None:
                     nonlocal counter_value
@@ -272,7 +275,30 @@ async def measure(options: Options) -> Measured:
                     _, cpu = await time_with_cpu(call, options.profiled)
                     profile.disable()
                     profiles[name] = profiled(profile, name, options.profiled, cpu)
+                check_work(answers, sizes, await client.call("GET", f"/api/studio/projects/{client.project_id}", b""),
+                           data)
     return Measured(pure, http, sizes, profiles, loads)
+
+
+class NotDone(Exception):
+    """A request the benchmark times did not do its work."""
+
+
+def check_work(answers: dict[str, Any], sizes: dict[str, int], stored: Any, data: dict[str, Any]) -> None:
+    """Both compiles returned the whole project compiled and counted (the page's document, and the one
+    last saved), and the autosaves were stored."""
+    saved = studio.parse_doc(data)
+    block = saved.prompt_blocks[0]
+    expected = {"compile_page": sizes["compiled"],
+                "compile_saved": compile_template(block.template, block.variables, saved.context_blocks).chars}
+    for kind, chars in expected.items():
+        answer = answers.get(kind)
+        if not answer or answer.get("chars") != chars or not answer.get("tokens"):
+            got = {key: answer.get(key) for key in ("chars", "tokens")} if answer else answer
+            raise NotDone(f"{kind} answered {got}, not the {chars} characters compiled and counted")
+    deadline = data["prompt_blocks"][0]["variables"]["deadline"]
+    if stored["data"]["prompt_blocks"][0]["variables"].get("deadline") != deadline:
+        raise NotDone(f"the stored project does not hold the last autosave's {deadline!r}")
 
 
 KEY_FUNCTIONS = [  # (file, function, what the table calls it), in the order a request meets them
@@ -411,7 +437,11 @@ def parse_options(argv: Sequence[str] | None) -> Options:
 
 
 async def run(options: Options) -> int:
-    measured = await measure(options)
+    try:
+        measured = await measure(options)
+    except NotDone as error:
+        print(f"studio: the work did not happen: {error}", file=sys.stderr)
+        return 1
     print(table(measured))
     print(profile_table(measured))
     if options.doc is not None:

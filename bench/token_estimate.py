@@ -105,12 +105,17 @@ def main() -> None:
                 continue
             exact = [len(encoding.encode(sample)) for sample in samples]
             guessed = [estimate(sample) for sample in samples]
+            if not all(exact) or not all(guessed) or not 0.5 <= sum(guessed) / sum(exact) <= 2:
+                sys.exit(f"token_estimate: the work did not happen: {kind}: {sum(guessed)} tokens estimated, "
+                         f"{sum(exact)} counted; {exact.count(0)} counted and {guessed.count(0)} estimated at none")
             error = statistics.mean(abs(g - e) / e for g, e in zip(guessed, exact, strict=True))
             quarter = statistics.mean(abs(len(s) / 4 - e) / e for s, e in zip(samples, exact, strict=True))
             bias = (sum(guessed) - sum(exact)) / sum(exact)
             errors.append(error)
             naive.append(quarter)
             print(f"| {kind} | {len(samples)} | {error:.1%} | {bias:+.1%} | {quarter:.1%} |")
+        if not errors and title == "this repository":
+            sys.exit(f"token_estimate: the work did not happen: no texts from {title}")
         print(f"| **mean of the kinds** | | **{statistics.mean(errors):.1%}** | | {statistics.mean(naive):.1%} |")
 
 
