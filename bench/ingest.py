@@ -457,6 +457,24 @@ async def pg_execute(url: str, sql: str) -> None:
         await connection.close()
 
 
+@contextlib.contextmanager
+def scratch_database(profile: str, work: str, prefix: str) -> Iterator[str]:
+    """A database of its own for one run: a SQLite file in `work`, or a PostgreSQL database made on
+    BENCH_POSTGRES_URL's server and dropped afterwards. Yields its URL."""
+    if profile == "sqlite":
+        yield f"sqlite://{work}/{prefix}.sqlite3"
+        return
+    admin = os.environ.get("BENCH_POSTGRES_URL", "")
+    if not admin:
+        raise SystemExit("BENCH_POSTGRES_URL is not set (bash bench/run.sh sets it)")
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    asyncio.run(pg_execute(admin, f'CREATE DATABASE "{name}"'))
+    try:
+        yield urlunsplit(urlsplit(admin)._replace(path=f"/{name}"))
+    finally:
+        asyncio.run(pg_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 async def pg_fetch(url: str, sql: str) -> list[tuple[Any, ...]]:
     import asyncpg
 

@@ -55,17 +55,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 from common import DOC_PATH, ROOT, marks, write_section
-from ingest import code_version, machine, pg_execute
+from ingest import code_version, machine, scratch_database
 from tortoise import connections
 
 from bot import db
@@ -1029,27 +1027,14 @@ def run_child(argv: Sequence[str], args: Sequence[str], pin: bool = False) -> di
 
 def run_retrieval(profile: str, chunks: int, items_file: Path, argv: Sequence[str],
                   options: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    with tempfile.TemporaryDirectory() as work:
-        admin = os.environ.get("BENCH_POSTGRES_URL", "")
-        name = f"frontdesk_knowledge_{uuid.uuid4().hex[:10]}"
-        if profile == "sqlite":
-            url = f"sqlite://{work}/knowledge.sqlite3"
-        elif not admin:
-            raise SystemExit("BENCH_POSTGRES_URL is not set (bash bench/run.sh sets it)")
-        else:
-            asyncio.run(pg_execute(admin, f'CREATE DATABASE "{name}"'))
-            url = urlunsplit(urlsplit(admin)._replace(path=f"/{name}"))
-        try:
-            print(f"{profile}, {chunks:,} chunks: loading", file=sys.stderr, flush=True)
-            loaded = run_child(argv, ["--child", "load", "--child-url", url, "--child-chunks", str(chunks),
-                                      "--child-items", str(items_file)])
-            print(f"{profile}, {chunks:,} chunks: loaded in {loaded['seconds']:.0f} s; measuring", file=sys.stderr,
-                  flush=True)
-            measured = run_child(argv, ["--child", "measure", "--child-url", url, "--child-bot", str(loaded["bot"])],
-                                 pin=options.pin)
-        finally:
-            if profile == "postgres":
-                asyncio.run(pg_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with tempfile.TemporaryDirectory() as work, scratch_database(profile, work, "frontdesk_knowledge") as url:
+        print(f"{profile}, {chunks:,} chunks: loading", file=sys.stderr, flush=True)
+        loaded = run_child(argv, ["--child", "load", "--child-url", url, "--child-chunks", str(chunks),
+                                  "--child-items", str(items_file)])
+        print(f"{profile}, {chunks:,} chunks: loaded in {loaded['seconds']:.0f} s; measuring", file=sys.stderr,
+              flush=True)
+        measured = run_child(argv, ["--child", "measure", "--child-url", url, "--child-bot", str(loaded["bot"])],
+                             pin=options.pin)
         return loaded, measured
 
 

@@ -33,17 +33,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from common import DOC_PATH, ROOT, marks, write_section
-from ingest import code_version, machine, pg_execute
+from ingest import code_version, machine, scratch_database
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
@@ -355,21 +353,9 @@ def child(url: str, layout: str, options: argparse.Namespace, out: Path) -> int:
 def run_profile(profile: str, layout: str, options: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as work:
         out = Path(work) / "result.json"
-        admin = os.environ.get("BENCH_POSTGRES_URL", "")
-        name = f"frontdesk_templates_{uuid.uuid4().hex[:10]}"
-        if profile == "sqlite":
-            url = f"sqlite://{work}/templates.sqlite3"
-        elif not admin:
-            raise SystemExit("BENCH_POSTGRES_URL is not set (bash bench/run.sh sets it)")
-        else:
-            asyncio.run(pg_execute(admin, f'CREATE DATABASE "{name}"'))
-            url = urlunsplit(urlsplit(admin)._replace(path=f"/{name}"))
-        try:
+        with scratch_database(profile, work, "frontdesk_templates") as url:
             subprocess.run([sys.executable, __file__, *argv, "--child", layout, "--child-url", url,
                             "--child-out", str(out)], check=True, cwd=ROOT)
-        finally:
-            if profile == "postgres":
-                asyncio.run(pg_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
         return result
 
