@@ -28,6 +28,10 @@ class Script:
     handoff_reason: str | None = None
     chunk_size: int = 12
     chunk_delay: float = 0.0
+    first_token_delay: float = 0.0  # a hosted model's time to its first words, after the headers
+    # model -> how many more requests get 429 Too Many Requests, with a `retry-after` of `retry_after` s
+    too_many_requests: dict[str, int] = field(default_factory=dict)
+    retry_after: float = 1.0
     hold: asyncio.Event | None = None  # when set, requests wait for it before answering
     api_keys: set[str] | None = None  # when set, other keys get 401, as OpenAI answers a wrong key
     models: set[str] | None = None  # when set, other models get 404, as OpenAI answers an unknown model
@@ -41,6 +45,9 @@ class FakeAI:
         self.embedding_requests: list[dict[str, Any]] = []
         self._embedder: Any = None
         self.received = asyncio.Event()
+        self.streaming = 0  # completions being written now
+        self.most_streaming = 0  # the most ever written at once
+        self.started: list[float] = []  # time.monotonic() at each completion request served
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.scheme = "http"
@@ -119,6 +126,21 @@ class FakeAI:
             status = self.script.failing_models[model]
             return web.json_response({"error": {"message": "scripted failure", "type": "server_error"}},
                                      status=status)
+        if self.script.too_many_requests.get(model, 0) > 0:
+            self.script.too_many_requests[model] -= 1
+            return web.json_response(  # as OpenAI answers past a rate limit
+                {"error": {"message": "Rate limit reached for requests", "type": "requests",
+                           "code": "rate_limit_exceeded"}},
+                status=429, headers={"retry-after": f"{self.script.retry_after:g}"})
+        self.started.append(time.monotonic())
+        self.streaming += 1
+        self.most_streaming = max(self.most_streaming, self.streaming)
+        try:
+            return await self._complete(request, body, model)
+        finally:
+            self.streaming -= 1
+
+    async def _complete(self, request: web.Request, body: dict[str, Any], model: str) -> web.StreamResponse:
         text = self._next_reply(body["messages"], model)
         finish = "stop"
         if body.get("max_tokens") and len(text) > 4 * body["max_tokens"]:
@@ -142,6 +164,8 @@ class FakeAI:
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
 
         await send({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+        if self.script.first_token_delay:
+            await asyncio.sleep(self.script.first_token_delay)
         size = self.script.chunk_size
         for start in range(0, len(text), size):
             await send({"choices": [{"index": 0, "delta": {"content": text[start:start + size]},
