@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _with_database(settings: Settings, work: Awaitable[T]) -> T:
-    await db.open_database(settings.database_url)
+    await db.open_database(settings.database_url, pool_size=settings.database_pool_size)
     try:
         return await work
     finally:

@@ -31,6 +31,7 @@ from bot.observability import (
     METRICS,
     METRICS_ACCESS,
     READINESS,
+    WORK_LOAD,
     Metrics,
     MetricsAccess,
     Readiness,
@@ -145,7 +146,8 @@ def shared_state(app: web.Application) -> SharedState:
     """Redis-backed state when Redis is configured (shared by every instance), else in-process."""
     settings = app[SETTINGS]
     redis = app.get(REDIS)
-    limits = Limits(group_per_minute=settings.group_messages_per_minute)
+    limits = Limits(per_second=settings.telegram_messages_per_second,
+                    group_per_minute=settings.group_messages_per_minute)
     if redis is None:
         return SharedState(MemoryRecentUpdates(),
                            MemoryRateLimiter(settings.customer_burst, settings.customer_rate_per_minute),
@@ -168,7 +170,7 @@ def create_bus(app: web.Application) -> EventBus:
 
 
 async def database_context(app: web.Application) -> AsyncIterator[None]:
-    await db.open_database(app[SETTINGS].database_url)
+    await db.open_database(app[SETTINGS].database_url, pool_size=app[SETTINGS].database_pool_size)
     await templates.seed_library()  # the prompt studio's shipped templates, as this version ships them
     yield
     await db.close_database()
@@ -244,7 +246,7 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     messenger = TelegramChatSender(bot) if bot is not None else None
     staff_directory = None if messenger is None else \
         StaffDirectory(messenger, frozenset(settings.admin_ids), auto_approve=settings.staff_auto_approve)
-    generations = Generations(bus)
+    generations = Generations(bus, shared.budget)
     policy = AnswerPolicy(settings.kb_direct_threshold, settings.daily_ai_quota, settings.ai_context_tokens,
                           settings.draft_interval)
     embedder = create_embedder(settings.embedding_base_url, settings.embedding_api_key, settings.embedding_model,
@@ -276,6 +278,7 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
                                 queue=KNOWLEDGE_QUEUE, observe=metrics.outbox_job))
     outboxes = Outboxes(*workers)
     app[OUTBOXES] = outboxes
+    app[WORK_LOAD] = outboxes
     app[WIDGET] = WidgetRuntime(hub, live, widget_limits(app), shared.limiter, translate, hours, outboxes.wake,
                                 settings.default_locale, settings.trust_proxy_headers, load_script(), feed,
                                 demo=settings.demo_enabled, identity=identity_policy(settings),

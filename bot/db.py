@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tortoise import Tortoise
 from tortoise.migrations.api import migrate as apply_migrations
@@ -13,9 +13,12 @@ from tortoise.migrations.api import migrate as apply_migrations
 log = logging.getLogger(__name__)
 
 
-def tortoise_config(database_url: str) -> dict[str, Any]:
+def tortoise_config(database_url: str, pool_size: int | None = None) -> dict[str, Any]:
+    """Tortoise's configuration; on PostgreSQL a pool of `pool_size` connections unless the URL sets `maxsize`."""
     if database_url.startswith("postgresql://"):
         database_url = "postgres://" + database_url.removeprefix("postgresql://")
+    if pool_size and database_url.startswith("postgres://"):
+        database_url = _with_pool_size(database_url, pool_size)
     return {
         "connections": {"default": database_url},
         "apps": {
@@ -28,6 +31,13 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
         "use_tz": True,
         "timezone": "UTC",
     }
+
+
+def _with_pool_size(database_url: str, pool_size: int) -> str:
+    parts = urlsplit(database_url)
+    query = dict(parse_qsl(parts.query))
+    query.setdefault("maxsize", str(pool_size))  # Tortoise's default is 5: too few for answers running side by side
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def _ensure_sqlite_dir(database_url: str) -> None:
@@ -46,13 +56,13 @@ async def migrate(database_url: str) -> None:
         await Tortoise.close_connections()
 
 
-async def open_database(database_url: str, *, run_migrations: bool = True) -> None:
+async def open_database(database_url: str, *, run_migrations: bool = True, pool_size: int | None = None) -> None:
     if run_migrations:
         await migrate(database_url)
     _ensure_sqlite_dir(database_url)
     # Tortoise keeps its state in a ContextVar; aiogram's and aiohttp's tasks did not inherit
     # ours, so the context is also made the global fallback that every task sees.
-    await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
+    await Tortoise.init(config=tortoise_config(database_url, pool_size), _enable_global_fallback=True)
 
 
 async def close_database() -> None:

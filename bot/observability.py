@@ -19,7 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -181,7 +181,14 @@ class Readiness:
     redis: Any = None  # redis.asyncio.Redis when configured
 
 
+class WorkLoad(Protocol):
+    def load(self) -> dict[str, tuple[int, int]]:
+        """Per queue: jobs running on this instance, and how many it may run at once."""
+        ...
+
+
 READINESS = web.AppKey("readiness", Readiness)
+WORK_LOAD = web.AppKey("work_load", WorkLoad)
 
 
 async def readyz_view(request: web.Request) -> web.Response:
@@ -204,8 +211,22 @@ async def readyz_view(request: web.Request) -> web.Response:
         checks["outbox_oldest_due_seconds"] = round(age, 1)
         if age > readiness.max_outbox_age:
             checks["outbox"] = f"error: a job has waited {age:.0f}s (limit {readiness.max_outbox_age:.0f}s)"
+    work = request.app.get(WORK_LOAD)
+    if work is not None:
+        checks.update(_work_load(work.load()))
     ready = all(not str(value).startswith("error") for value in checks.values())
     return web.json_response({"ok": ready, "checks": checks}, status=200 if ready else 503)
+
+
+def _work_load(load: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    """What this instance runs now. Full is not unready: past its limit new answers wait in the durable
+    outbox, which every instance shares, so taking this one out of the balancer would help nobody;
+    a wait that grows too long fails the outbox check above."""
+    running = {queue: f"{now}/{limit}" for queue, (now, limit) in load.items()}
+    now, limit = load.get("customers", (0, 0))
+    full = limit > 0 and now >= limit
+    return {"outbox_running": running,
+            "customers_queue": "full: new answers wait in the outbox" if full else "ok"}
 
 
 # --- logs -------------------------------------------------------------------------------------------

@@ -91,6 +91,7 @@ class Pacer:
         self._groups: dict[int, deque[float]] = {}
         self._all: deque[float] = deque()
         self._in_flight: dict[int, deque[tuple[float, int]]] = {}
+        self.messages_waiting = 0  # sends of this process waiting for the budget (drafts let them go first)
 
     def wait_time(self, chat_id: int, count: int, now: float) -> float:
         limits = self.limits
@@ -150,6 +151,28 @@ class Pacer:
     async def acquire(self, chat_id: int, count: int = 1) -> None:
         await acquire(self, chat_id, count)
 
+    async def reserve_draft(self) -> float:
+        """A draft takes a place in the bot-wide window only, and only while no message waits for one."""
+        return self.draft_wait(time.monotonic())
+
+    def draft_wait(self, now: float) -> float:
+        if self.messages_waiting:
+            return MESSAGE_FIRST
+        wait = _window_wait(self._all, now, 1.0, int(self.limits.per_second), 1)
+        if wait <= 0:
+            self._all.append(now)
+            self._in_flight.setdefault(DRAFTS, deque()).append((now, 1))
+        return max(wait, 0.0)
+
+    async def settle_draft(self) -> None:
+        await self.settle(DRAFTS)
+
+
+# How long a draft waits while a message waits for the budget: about one message's turn.
+MESSAGE_FIRST = 0.05
+# Drafts in flight are kept as if sent to this chat (no chat has id 0), to settle them as sends are.
+DRAFTS = 0
+
 
 def _restamp(window: deque[float], stamp: float, count: int, now: float) -> None:
     """Move `count` entries stamped `stamp` to `now` (the latest time yet, so the window stays sorted)."""
@@ -167,6 +190,16 @@ def _restamp(window: deque[float], stamp: float, count: int, now: float) -> None
 
 
 class Budget(Protocol):
+    messages_waiting: int
+
+    async def reserve_draft(self) -> float:
+        """Take the bot-wide budget for one draft now (0), or say how long to wait before asking again."""
+        ...
+
+    async def settle_draft(self) -> None:
+        """A draft reserved got its answer: its place counts from now."""
+        ...
+
     async def reserve(self, chat_id: int, count: int = 1) -> float:
         """Take the budget for `count` messages now (0), or say how long to wait before asking again."""
         ...
@@ -177,12 +210,18 @@ class Budget(Protocol):
 
 
 async def acquire(budget: Budget, chat_id: int, count: int = 1) -> None:
-    """Wait until the budget allows `count` messages to the chat, and take it."""
-    while True:
-        wait = await budget.reserve(chat_id, count)
-        if wait <= 0:
-            return
-        await asyncio.sleep(wait)
+    """Wait until the budget allows `count` messages to the chat, and take it; while this waits, drafts
+    wait too (a message counts for more than a preview)."""
+    wait = await budget.reserve(chat_id, count)
+    if wait <= 0:
+        return
+    budget.messages_waiting += 1
+    try:
+        while wait > 0:
+            await asyncio.sleep(wait)
+            wait = await budget.reserve(chat_id, count)
+    finally:
+        budget.messages_waiting -= 1
 
 
 # KEYS: the bot-wide window, the chat's window (group) or bucket (private chat).
@@ -243,6 +282,23 @@ return 0
 """
 
 
+# KEYS: the bot-wide window. ARGV: per_second, a unique id. A draft's place in it, or how long to wait.
+_RESERVE_DRAFT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local limit = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 1.0)
+local n = redis.call('ZCARD', KEYS[1])
+if n + 1 > limit then
+  local entry = redis.call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
+  return tostring(tonumber(entry[2]) + 1.0 - now)
+end
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+redis.call('EXPIRE', KEYS[1], 2)
+return '0'
+"""
+
+
 class RedisPacer:
     """The same budget as Pacer, kept in Redis on Redis's clock: shared by every instance, so
     Telegram's limits hold for the bot as a whole however many instances send. A send holds its
@@ -254,6 +310,8 @@ class RedisPacer:
         self.limits = limits
         self._script = redis.register_script(_RESERVE)
         self._settle = redis.register_script(_SETTLE)
+        self._draft = redis.register_script(_RESERVE_DRAFT)
+        self.messages_waiting = 0
         # This instance's sends waiting for their answer, per chat: the reservation's id ("" when
         # it was made by the in-process fallback) and its count.
         self._in_flight: dict[int, deque[tuple[str, int]]] = {}
@@ -285,6 +343,22 @@ class RedisPacer:
         if wait <= 0:
             self._in_flight.setdefault(chat_id, deque()).append((reservation, count))
         return wait
+
+    async def reserve_draft(self) -> float:
+        if self.messages_waiting:
+            return MESSAGE_FIRST
+        reservation = f"draft-{uuid.uuid4().hex}"
+        try:
+            wait = max(0.0, float(await self._draft(keys=[f"{self.prefix}:pace:all"],
+                                                    args=[self.limits.per_second, f"{reservation}:1"])))
+        except (RedisError, OSError):  # the next message's reservation logs it
+            wait, reservation = self._alone.draft_wait(time.monotonic()), ""
+        if wait <= 0:
+            self._in_flight.setdefault(DRAFTS, deque()).append((reservation, 1))
+        return wait
+
+    async def settle_draft(self) -> None:
+        await self.settle(DRAFTS)
 
     async def settle(self, chat_id: int, count: int = 1) -> None:
         in_flight = self._in_flight.get(chat_id)

@@ -17,6 +17,7 @@ from services.secrets_box import HOW_TO_MAKE_ONE, parse_key
 SUPPORTED_LOCALES = ("en", "ru", "uz")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TELEGRAM_GROUP_PER_MINUTE = 20  # what Telegram lets a bot post into one group
+TELEGRAM_PER_SECOND = 30  # ... and into all chats together
 
 
 class AIProvider(BaseModel):
@@ -43,6 +44,8 @@ class Settings(BaseSettings):
     host: str = Field("0.0.0.0", alias="HOST")
     port: int = Field(8080, alias="PORT")
     database_url: str = Field(f"sqlite://{PROJECT_ROOT / 'data' / 'frontdesk.sqlite3'}", alias="DATABASE_URL")
+    # PostgreSQL connections one instance keeps at most (unless DATABASE_URL sets `maxsize`).
+    database_pool_size: int = Field(20, alias="DATABASE_POOL_SIZE", ge=1, le=500)
     redis_url: str = Field("", alias="REDIS_URL")
     # Keys are namespaced, so several deployments (or test runs) can share one Redis.
     redis_prefix: str = Field("frontdesk", alias="REDIS_PREFIX")
@@ -89,6 +92,8 @@ class Settings(BaseSettings):
     # Telegram allows a bot about 20 messages a minute into one group; lower it, never raise it,
     # except against a test server.
     group_messages_per_minute: int = Field(TELEGRAM_GROUP_PER_MINUTE, alias="GROUP_MESSAGES_PER_MINUTE", ge=1)
+    # ... and about 30 messages a second to all chats together (answers' drafts included): the same rule.
+    telegram_messages_per_second: int = Field(TELEGRAM_PER_SECOND, alias="TELEGRAM_MESSAGES_PER_SECOND", ge=1)
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     log_format: Literal["text", "json"] = Field("text", alias="LOG_FORMAT")
     # /readyz fails when a due outbox job has waited longer than this (the workers are stuck or gone).
@@ -105,7 +110,10 @@ class Settings(BaseSettings):
     # Studio runs one person may have going at once (on every instance together when Redis is set).
     studio_concurrent_runs: int = Field(2, alias="STUDIO_CONCURRENT_RUNS", ge=1)
     kb_direct_threshold: float = Field(0.8, alias="KB_DIRECT_THRESHOLD")
-    outbox_workers: int = Field(4, alias="OUTBOX_WORKERS")
+    # Customer jobs (AI answers, notices, managers' replies) one instance runs at once. Answers are mostly
+    # waiting on the AI provider and Telegram, so hundreds fit; past it, jobs wait in the durable outbox.
+    # 0: this instance runs no background work at all, it only receives.
+    outbox_workers: int = Field(256, alias="OUTBOX_WORKERS", ge=0)
     outbox_lease_seconds: float = Field(120.0, alias="OUTBOX_LEASE_SECONDS")
     outbox_max_attempts: int = Field(5, alias="OUTBOX_MAX_ATTEMPTS")
     draft_interval: float = Field(0.6, alias="DRAFT_INTERVAL")
@@ -214,6 +222,12 @@ class Settings(BaseSettings):
                 f"GROUP_MESSAGES_PER_MINUTE may only be lowered: Telegram allows a bot about "
                 f"{TELEGRAM_GROUP_PER_MINUTE} messages a minute into one group (a higher value is accepted "
                 f"only with APP_ENV=development and a test server as TELEGRAM_API_BASE)")
+        if self.telegram_messages_per_second > TELEGRAM_PER_SECOND and (
+                real_telegram or self.app_env != "development"):
+            raise ValueError(
+                f"TELEGRAM_MESSAGES_PER_SECOND may only be lowered: Telegram allows a bot about "
+                f"{TELEGRAM_PER_SECOND} messages a second (a higher value is accepted only with "
+                f"APP_ENV=development and a test server as TELEGRAM_API_BASE)")
         return self
 
     @property

@@ -35,7 +35,8 @@ COMMANDS = [
 
 def create_bot(settings: Settings, observer: CallObserver | None = None, budget: Budget | None = None) -> Bot:
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
-    limits = Limits(group_per_minute=settings.group_messages_per_minute)
+    limits = Limits(per_second=settings.telegram_messages_per_second,
+                    group_per_minute=settings.group_messages_per_minute)
     session.middleware(SenderMiddleware(limits, retries=settings.send_retries, observer=observer, pacer=budget))
     return Bot(settings.bot_token, session=session)
 

@@ -393,7 +393,8 @@ class Answerer:
             return await self.ai.answer(prompt.messages, _unmarked(preview.update)), prompt.passages
         assert self.sender is not None
         draft_id = context.message.id  # unique and non-zero, as Telegram wants
-        with self.generations.streaming(self.sender, context.chat_id, draft_id, self.policy.draft_interval) as draft:
+        async with self.generations.streaming(self.sender, context.chat_id, draft_id,
+                                              self.policy.draft_interval) as draft:
             return await self.ai.answer(prompt.messages, _unmarked(draft.update)), prompt.passages
 
     async def _deliver_stopped(self, context: _Context, text: str) -> None:

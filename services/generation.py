@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 from services.events import EventBus, LocalBus, Payload
 from services.ports import ChatSender, RecipientBlocked
@@ -30,11 +32,26 @@ class GenerationStopped(Exception):
         self.text = text
 
 
+class DraftBudget(Protocol):
+    """Telegram's budget for the bot as a whole (bot/sender.py's pacers)."""
+
+    async def reserve_draft(self) -> float:
+        """Take one send for a draft now (0), or say how long to wait before asking again; a message
+        waiting for the budget goes first."""
+        ...
+
+    async def settle_draft(self) -> None:
+        """A draft reserved got its answer: Telegram counted it on arrival, so its place counts from now."""
+        ...
+
+
 class Generations:
-    def __init__(self, bus: EventBus | None = None) -> None:
+    def __init__(self, bus: EventBus | None = None, budget: DraftBudget | None = None) -> None:
         self._running: dict[tuple[int, int], asyncio.Event] = {}
         self.bus: EventBus = bus or LocalBus()
         self.bus.subscribe(STOP_CHANNEL, self._stop_here)
+        self.budget = budget
+        self._boards: dict[int, DraftBoard] = {}  # per sender (a bot)
 
     def start(self, chat_id: int, draft_id: int) -> asyncio.Event:
         return self._running.setdefault((chat_id, draft_id), asyncio.Event())
@@ -51,33 +68,137 @@ class Generations:
         if running is not None:
             running.set()
 
-    @contextlib.contextmanager
-    def streaming(self, sender: ChatSender, chat_id: int, draft_id: int, interval: float,
-                  render: Callable[[str], str] = markdown_to_html) -> Iterator[DraftStreamer]:
+    def board(self, sender: ChatSender) -> DraftBoard:
+        board = self._boards.get(id(sender))
+        if board is None:
+            board = self._boards[id(sender)] = DraftBoard(sender, self.budget)
+        return board
+
+    @contextlib.asynccontextmanager
+    async def streaming(self, sender: ChatSender, chat_id: int, draft_id: int, interval: float,
+                        render: Callable[[str], str] = markdown_to_html) -> AsyncIterator[DraftStreamer]:
         """A preview of text being written into a private chat, stoppable by the customer while it lasts.
 
         Pass the streamer's `update` as the model's progress callback: it raises GenerationStopped
-        once the customer pressed stop.
+        once the customer pressed stop. On leaving, no draft of it is pending or on its way, so the
+        message that follows is never overtaken by its own preview.
         """
         stop = self.start(chat_id, draft_id)
+        board = self.board(sender)
         try:
-            yield DraftStreamer(sender, chat_id, draft_id, interval, stop, render)
+            yield DraftStreamer(board, chat_id, draft_id, interval, stop, render)
         finally:
             self.finish(chat_id, draft_id)
+            blocked = await asyncio.shield(board.withdraw((chat_id, draft_id)))
+        if blocked:  # a draft found the chat closed to the bot: the answer is not sent into it either
+            raise RecipientBlocked("the customer blocked the bot")
+
+
+DraftKey = tuple[int, int]  # (chat id, draft id)
+
+
+@dataclass
+class _Offer:
+    html: str
+    offered_at: float
+
+
+class DraftBoard:
+    """The drafts of every answer streaming through one bot on this instance, sent fairly and within
+    Telegram's budget.
+
+    A stream offers its latest text and goes on; one pump sends the waiting drafts, the one whose
+    stream has had the fewest drafts first (so a customer's first words go before another's tenth
+    update), then the longest waiting. When many answers stream at once the budget allows fewer
+    drafts than are offered: a stream's newer text replaces its unsent one, so the updates thin out
+    and each customer still sees the answer grow. Telegram's messages take the budget before drafts.
+    """
+
+    def __init__(self, sender: ChatSender, budget: DraftBudget | None) -> None:
+        self.sender = sender
+        self.budget = budget
+        self._offers: dict[DraftKey, _Offer] = {}
+        self._sent: dict[DraftKey, int] = {}  # drafts sent per stream
+        self._in_flight: dict[DraftKey, asyncio.Task[None]] = {}
+        self._blocked: set[DraftKey] = set()
+        self._wake = asyncio.Event()
+        self._pump: asyncio.Task[None] | None = None
+
+    def offer(self, key: DraftKey, html: str) -> None:
+        """Show `html` as the stream's draft as soon as its turn comes (replacing an unsent one)."""
+        if key in self._blocked:
+            raise RecipientBlocked("the customer blocked the bot")
+        earlier = self._offers.get(key)
+        self._offers[key] = _Offer(html, earlier.offered_at if earlier else time.monotonic())
+        self._sent.setdefault(key, 0)
+        self._wake.set()
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.create_task(self._run(), name="draft-pump")
+
+    def sent(self, key: DraftKey) -> int:
+        return self._sent.get(key, 0)
+
+    async def withdraw(self, key: DraftKey) -> bool:
+        """The stream ended: drop its unsent draft and wait for one on its way. Whether a draft found
+        that the customer blocked the bot."""
+        self._offers.pop(key, None)
+        self._sent.pop(key, None)
+        in_flight = self._in_flight.get(key)
+        if in_flight is not None:
+            await asyncio.wait([in_flight])
+        blocked = key in self._blocked
+        self._blocked.discard(key)
+        return blocked
+
+    async def _run(self) -> None:
+        while self._offers:
+            key = self._next()
+            if key is None:  # every waiting stream has a draft on its way
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 0.5)
+                continue
+            wait = await self.budget.reserve_draft() if self.budget is not None else 0.0
+            if wait > 0:
+                await asyncio.sleep(min(wait, 0.1))
+                continue
+            offer = self._offers.pop(key, None)
+            if offer is None:
+                continue  # withdrawn meanwhile; the budget taken is one draft's, spent on nothing
+            self._sent[key] = self._sent.get(key, 0) + 1
+            self._in_flight[key] = asyncio.create_task(self._send(key, offer.html), name="draft-send")
+
+    def _next(self) -> DraftKey | None:
+        ready = [key for key in self._offers if key not in self._in_flight]
+        if not ready:
+            return None
+        return min(ready, key=lambda key: (self._sent.get(key, 0), self._offers[key].offered_at))
+
+    async def _send(self, key: DraftKey, html: str) -> None:
+        try:
+            await self.sender.send_draft(key[0], key[1], html)
+        except RecipientBlocked:
+            self._blocked.add(key)
+        except Exception as error:  # a preview is best effort
+            log.info("draft update failed: %s", error)
+        finally:
+            if self.budget is not None:
+                await self.budget.settle_draft()
+            self._in_flight.pop(key, None)
+            self._wake.set()
 
 
 class DraftStreamer:
-    """Shows text as it is written with sendMessageDraft, at most once per interval.
+    """Offers the text as it is written to the bot's draft board, at most once per interval.
 
     A draft is a preview, so a failed draft never fails the answer; only a block stops it.
     `render` turns the text so far (the model's Markdown) into the Telegram HTML shown.
     """
 
-    def __init__(self, sender: ChatSender, chat_id: int, draft_id: int, interval: float,
+    def __init__(self, board: DraftBoard, chat_id: int, draft_id: int, interval: float,
                  stop: asyncio.Event, render: Callable[[str], str] = markdown_to_html) -> None:
-        self.sender = sender
-        self.chat_id = chat_id
-        self.draft_id = draft_id
+        self.board = board
+        self.key = (chat_id, draft_id)
         self.interval = interval
         self.stop = stop
         self.render = render
@@ -89,15 +210,10 @@ class DraftStreamer:
         now = time.monotonic()
         if now - self._last < self.interval:
             return
-        self._last = now
         html = self.render(text_so_far)
         if visible_length(html) > TELEGRAM_TEXT_LIMIT:
             html = split_html(html)[-1]
         if not html:
             return
-        try:
-            await self.sender.send_draft(self.chat_id, self.draft_id, html)
-        except RecipientBlocked:
-            raise
-        except Exception as error:  # a preview is best effort
-            log.info("draft update failed: %s", error)
+        self._last = now
+        self.board.offer(self.key, html)

@@ -100,14 +100,25 @@ async def finish_taken(jobs: list[OutboxJob]) -> None:
 
 @dataclass
 class OutboxSettings:
-    workers: int = 4
+    workers: int = 4  # jobs run at once by this instance (each is mostly waiting on I/O)
     lease_seconds: float = 120.0
     max_attempts: int = 5
     idle_poll_seconds: float = 1.0
 
 
+# Jobs claimed in one transaction at most: a burst of hundreds starts in a few claims, and one claim
+# stays short enough not to hold up the webhook's writes on SQLite.
+CLAIM_BATCH = 32
+
+
 class OutboxWorker:
-    """Runs due jobs with a few concurrent tasks; `wake()` after a commit starts them at once."""
+    """Runs due jobs, up to `settings.workers` at once; `wake()` after a commit starts them at once.
+
+    One task claims (so this instance never takes two jobs of one lane at once) and starts a task
+    for each job it claimed. A running job's lease is renewed while it runs, so a job that waits
+    long (an AI provider's queue at rush hour) is never taken up again as abandoned; an instance
+    that dies stops renewing, and its jobs are claimed again when their leases run out.
+    """
 
     def __init__(self, handlers: Mapping[str, JobHandler], settings: OutboxSettings,
                  on_give_up: JobHandler | None = None, queue: str = CUSTOMERS,
@@ -119,17 +130,28 @@ class OutboxWorker:
         self.on_give_up = on_give_up
         self.owner = f"worker-{uuid.uuid4().hex[:12]}"
         self._wakeup = asyncio.Event()
-        # One claim at a time in this process, so two tasks never take two jobs of one lane.
-        self._claiming = asyncio.Lock()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._running: dict[int, asyncio.Task[None]] = {}  # job id -> the task running it
+        self._tasks: list[asyncio.Task[None]] = []  # the claimer and the lease keeper
         self._stopping = False
+
+    @property
+    def running(self) -> int:
+        """Jobs running now."""
+        return len(self._running)
+
+    @property
+    def capacity(self) -> int:
+        return self.settings.workers
 
     def wake(self) -> None:
         self._wakeup.set()
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._loop(), name=f"outbox-{self.queue or 'customers'}-{i}")
-                       for i in range(self.settings.workers)]
+        if self.settings.workers <= 0:
+            return  # this instance only receives
+        name = f"outbox-{self.queue or 'customers'}"
+        self._tasks = [asyncio.create_task(self._loop(), name=name),
+                       asyncio.create_task(self._keep_leases(), name=f"{name}-leases")]
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming, give running jobs `grace` seconds to finish, then interrupt the rest.
@@ -141,10 +163,16 @@ class OutboxWorker:
         self._stopping = True
         self._wakeup.set()
         if self._tasks:
-            _, unfinished = await asyncio.wait(self._tasks, timeout=grace)
+            await asyncio.wait(self._tasks[:1], timeout=grace)  # the claimer ends after its claim
+        jobs = list(self._running.values())
+        if jobs:
+            _, unfinished = await asyncio.wait(jobs, timeout=grace)
             for task in unfinished:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*jobs, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
     async def _loop(self) -> None:
@@ -152,47 +180,79 @@ class OutboxWorker:
             # Cleared before claiming, not after: a wake-up (or stop) that comes while this claim
             # runs is then kept, instead of being wiped out and waited through for a whole poll.
             self._wakeup.clear()
-            try:
-                async with self._claiming:
-                    job = await self.claim()
-            except Exception:
-                log.exception("outbox: claiming a job failed")
-                job = None
-            if job is None:
-                if self._stopping:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), self.settings.idle_poll_seconds)
-                continue
+            free = self.settings.workers - len(self._running)
+            jobs: list[OutboxJob] = []
+            if free > 0:
+                try:
+                    jobs = await self.claim_many(min(free, CLAIM_BATCH))
+                except Exception:
+                    log.exception("outbox: claiming jobs failed")
             if self._stopping:
-                await self._release(job)
+                for job in jobs:
+                    await self._release(job)
                 break
+            for job in jobs:
+                self._running[job.id] = asyncio.create_task(self._run_and_free(job), name=f"outbox-job-{job.id}")
+            if len(jobs) == CLAIM_BATCH and len(self._running) < self.settings.workers:
+                continue  # more may be due right now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self.settings.idle_poll_seconds)
+
+    async def _run_and_free(self, job: OutboxJob) -> None:
+        try:
             await self.run(job)
-            self._wakeup.set()  # more may be waiting behind the lane we just freed
+        finally:
+            self._running.pop(job.id, None)
+            self._wakeup.set()  # a slot is free, and more may be waiting behind the lane just freed
+
+    async def _keep_leases(self) -> None:
+        """Renew the leases of the jobs running here, well before they run out."""
+        period = self.settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(period)
+            running = list(self._running)
+            if not running:
+                continue
+            try:
+                await OutboxJob.filter(id__in=running, lease_owner=self.owner, status=JobStatus.RUNNING).update(
+                    lease_expires_at=now() + timedelta(seconds=self.settings.lease_seconds))
+            except Exception:
+                log.exception("outbox: renewing the leases of running jobs failed")
 
     async def claim(self) -> OutboxJob | None:
+        """One due job, leased to this worker (or None)."""
+        jobs = await self.claim_many(1)
+        return jobs[0] if jobs else None
+
+    async def claim_many(self, limit: int) -> list[OutboxJob]:
+        """Up to `limit` due jobs, leased to this worker in one transaction, at most one per lane."""
         moment = now()
         expired_or_pending = Q(status=JobStatus.PENDING) | Q(status=JobStatus.RUNNING, lease_expires_at__lt=moment)
         busy_lanes = await self._busy_lanes(moment)
+        claimed: list[OutboxJob] = []
+        lanes_taken: set[str] = set()
         async with in_transaction() as connection:
             query = OutboxJob.filter(expired_or_pending, queue=self.queue, run_after__lte=moment)
             if busy_lanes:
                 query = query.exclude(lane__in=busy_lanes)
-            query = query.order_by("priority", "id").limit(8).using_db(connection)
+            query = query.order_by("priority", "id").limit(limit + 8).using_db(connection)
             if connection.capabilities.dialect == "postgres":
                 query = query.select_for_update(skip_locked=True)
-            candidates = await query
-            for job in candidates:
-                if job.lane and not await self._lane_is_free(job, moment, connection):
+            for job in await query:
+                if len(claimed) == limit:
+                    break
+                if job.lane and (job.lane in lanes_taken or not await self._lane_is_free(job, moment, connection)):
                     continue  # its lane is busy, or an earlier job of it waits for a retry: order comes first
-                claimed = await OutboxJob.filter(expired_or_pending, id=job.id).using_db(connection).update(
+                taken = await OutboxJob.filter(expired_or_pending, id=job.id).using_db(connection).update(
                     status=JobStatus.RUNNING, lease_owner=self.owner, attempts=job.attempts + 1,
                     lease_expires_at=moment + timedelta(seconds=self.settings.lease_seconds))
-                if claimed:
+                if taken:
                     job.attempts += 1
                     job.status = JobStatus.RUNNING
-                    return job
-        return None
+                    claimed.append(job)
+                    if job.lane:
+                        lanes_taken.add(job.lane)
+        return claimed
 
     async def _busy_lanes(self, moment: datetime) -> list[str]:
         """Lanes with a running job: a cheap first cut of the candidates. Read before the claim's
@@ -286,6 +346,10 @@ class Outboxes:
 
     async def stop(self, grace: float = 10.0) -> None:
         await asyncio.gather(*(worker.stop(grace) for worker in self.workers))
+
+    def load(self) -> dict[str, tuple[int, int]]:
+        """Per queue, the jobs running on this instance and how many it may run at once."""
+        return {worker.queue or "customers": (worker.running, worker.capacity) for worker in self.workers}
 
 
 async def extend_lease(job: OutboxJob, seconds: float) -> None:

@@ -293,8 +293,8 @@ class StudioChat:
         async def started(run: PromptRun) -> None:
             await _forget_text(job, run.id)
 
-        with self.generations.streaming(self.sender, int(user.telegram_id), DRAFT_IDS + job.id,
-                                        self.draft_interval, render) as draft:
+        async with self.generations.streaming(self.sender, int(user.telegram_id), DRAFT_IDS + job.id,
+                                              self.draft_interval, render) as draft:
             return await call(draft.update, started)
 
     async def _improved(self, user: User, run: PromptRun) -> None:

@@ -16,7 +16,7 @@ from tortoise.transactions import in_transaction
 from models import Bot, Conversation, ConversationMode, HandoffReason, JobStatus, OutboxJob
 from services import outbox
 from services.outbox import OutboxSettings, OutboxWorker
-from tests.conftest import BACKEND
+from tests.conftest import BACKEND, eventually
 from tests.desk_helpers import manager_desk, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
 from tests.telegram_proxy import telegram_refusing
@@ -93,6 +93,88 @@ async def test_jobs_of_one_conversation_run_one_at_a_time_in_order(database: str
     assert not overlapped
     assert [n for n in order if n < 10] == [0, 1, 2]
     assert 10 in order
+
+
+async def test_jobs_of_many_conversations_run_side_by_side_up_to_the_limit(database: str) -> None:
+    bot = await _bot()
+    for n in range(60):
+        await outbox.enqueue(bot.id, "wait", {"n": n}, lane=f"conversation-{n}")
+    release = asyncio.Event()
+    started: list[int] = []
+
+    async def wait(job: OutboxJob) -> None:
+        started.append(int(str(job.payload["n"])))
+        await release.wait()  # an AI answer streaming: all I/O
+
+    worker = OutboxWorker({"wait": wait}, OutboxSettings(workers=50, idle_poll_seconds=0.05))
+    worker.start()
+    try:
+        await eventually(_holds(lambda: len(started) == 50), "50 jobs running")
+        assert worker.running == 50
+        assert await OutboxJob.filter(status=JobStatus.PENDING).count() == 10  # the rest wait in the outbox
+        release.set()
+        await eventually(_done(60), "every job done")
+    finally:
+        release.set()
+        await worker.stop()
+    assert sorted(started) == list(range(60))  # each once
+
+
+async def test_one_claim_takes_one_job_of_each_lane_in_order(database: str) -> None:
+    bot = await _bot()
+    for n in range(3):
+        await outbox.enqueue(bot.id, "step", {"n": n}, lane="conversation-a")
+    for n in (10, 11):
+        await outbox.enqueue(bot.id, "step", {"n": n}, lane="conversation-b")
+    await outbox.enqueue(bot.id, "step", {"n": 20})
+    jobs = await OutboxWorker({}, OutboxSettings()).claim_many(10)
+    assert sorted(_step(job) for job in jobs) == [0, 10, 20]  # type: ignore[type-var]
+
+
+async def test_a_long_running_job_keeps_its_lease_and_is_never_taken_up_twice(database: str) -> None:
+    bot = await _bot()
+    job = await outbox.enqueue(bot.id, "long", {})
+    release = asyncio.Event()
+    runs: list[int] = []
+
+    async def long(claimed: OutboxJob) -> None:
+        runs.append(claimed.id)
+        await release.wait()  # waiting its turn at a busy AI provider, say
+
+    worker = OutboxWorker({"long": long}, OutboxSettings(workers=2, lease_seconds=0.6, idle_poll_seconds=0.05))
+    worker.start()
+    try:
+        await eventually(_holds(lambda: runs == [job.id]), "the job running")
+        first_lease = (await OutboxJob.get(id=job.id)).lease_expires_at
+        assert first_lease is not None
+
+        async def renewed() -> bool:
+            lease = (await OutboxJob.get(id=job.id)).lease_expires_at
+            return lease is not None and lease > first_lease
+
+        await eventually(renewed, "the lease renewed")
+        await asyncio.sleep(max(0.0, (first_lease - outbox.now()).total_seconds()) + 0.1)  # past the first lease
+        assert await OutboxWorker({"long": long}, OutboxSettings()).claim() is None  # still ours
+        release.set()
+        await eventually(_done(1), "the job done")
+    finally:
+        release.set()
+        await worker.stop()
+    assert runs == [job.id]
+
+
+def _holds(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return condition()
+
+    return check
+
+
+def _done(count: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return await OutboxJob.filter(status=JobStatus.DONE).count() == count
+
+    return check
 
 
 @asynccontextmanager
