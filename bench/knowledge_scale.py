@@ -629,6 +629,9 @@ class TimedEmbedder:
     async def queries(self, texts: Sequence[str]) -> Vectors:
         return await self.inner.queries(texts)
 
+    def backlog(self) -> float:
+        return self.inner.backlog()
+
     async def passages(self, texts: Sequence[str]) -> Vectors:
         if self.first_call is None:
             self.first_call = time.perf_counter()

@@ -251,7 +251,7 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
                           settings.draft_interval)
     embedder = create_embedder(settings.embedding_base_url, settings.embedding_api_key, settings.embedding_model,
                                settings.embedding_threads)
-    index = KnowledgeIndex(embedder, bus)
+    index = KnowledgeIndex(embedder, bus, max_wait=settings.embedding_max_wait)
     answerer = Answerer(messenger, translate, policy, ai, generations, hours, live, feed, index)
     customer_side = CustomerSide(messenger, translate, settings.default_locale, live, feed)
     own_keys = provider_keys(app)

@@ -138,9 +138,15 @@ class BotVectors:
 class KnowledgeIndex:
     """The vectors of one embedder, per bot; `search` embeds the question and ranks by cosine."""
 
-    def __init__(self, embedder: Embedder, bus: EventBus | None = None, reconcile_every: float = 30.0) -> None:
+    def __init__(self, embedder: Embedder, bus: EventBus | None = None, reconcile_every: float = 30.0,
+                 max_wait: float = 0.5) -> None:
         self.embedder = embedder
         self.bus = bus
+        # At rush hour questions queue for the embedder (one core embeds ~30 a second); one that would
+        # wait longer than this is found by its words alone, rather than the customer waiting.
+        self.max_wait = max_wait
+        self.words_only_when_busy = 0  # questions found by words alone because the embedder was busy
+        self._said_busy = 0.0
         self.reconcile_every = reconcile_every
         self._bots: dict[int, BotVectors] = {}
         self._checked: dict[int, float] = {}
@@ -167,6 +173,9 @@ class KnowledgeIndex:
 
     async def embed(self, question: str) -> Vectors | None:
         """The question's vector; None when the embedder cannot make one now (words still find knowledge)."""
+        if self.embedder.backlog() > self.max_wait:
+            self._busy()
+            return None
         try:
             vectors: Vectors = await self.embedder.queries([question])
         except EmbeddingError as error:
@@ -174,6 +183,15 @@ class KnowledgeIndex:
             return None
         vector: Vectors = vectors[0]
         return vector
+
+    def _busy(self) -> None:
+        self.words_only_when_busy += 1
+        now = time.monotonic()
+        if now - self._said_busy > 60:
+            self._said_busy = now
+            log.warning("knowledge: the embedder is %.1fs behind; questions are found by their words alone "
+                        "until it catches up (more cores: EMBEDDING_THREADS, or EMBEDDING_BASE_URL)",
+                        self.embedder.backlog())
 
     async def vectors(self, bot_id: int) -> BotVectors:
         """The bot's loaded vectors, loaded now when this instance has not yet, checked when due."""

@@ -8,8 +8,9 @@ coming first.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from services.embeddings import LocalEmbedder
 from services.knowledge_index import KnowledgeIndex
 from services.knowledge_sources import KnowledgeSources
 from services.retrieval import retrieve
+from tests.conftest import eventually
 
 pytestmark = pytest.mark.usefixtures("database")
 
@@ -63,3 +65,33 @@ async def test_a_question_in_the_customers_own_words_reaches_its_faq_item(
     assert await KnowledgeSources(embedder, index).embed_items(bot.id) == len(FAQS[language])
     [best, *_] = await retrieve(bot.id, question, index=index)
     assert best.title == ITEMS[expected][language]["question"]
+
+
+async def test_at_rush_hour_a_question_that_would_wait_for_the_embedder_is_found_by_its_words(
+        embedder: LocalEmbedder) -> None:
+    bot = await Bot.create(telegram_id=9302, username="shop9302")
+    await knowledge.import_entries(bot.id, [
+        knowledge.Entry(ITEMS[key]["en"]["question"], ITEMS[key]["en"]["answer"], ITEMS[key]["tags"])
+        for key in FAQS["en"]])
+    index = KnowledgeIndex(embedder, max_wait=0.5)
+    assert await KnowledgeSources(embedder, index).embed_items(bot.id) == len(FAQS["en"])
+    others = [f"customer {n} asks when the gift cards can be used" for n in range(60)]
+    rush = asyncio.ensure_future(embedder.queries(others))  # many questions ahead of this one
+    try:
+        await eventually(_holds(lambda: embedder.backlog() > 0.5), "the embedder behind")
+        [best, *_] = await retrieve(bot.id, "which payment methods do you accept", index=index)
+        assert not rush.done()  # answered while the questions ahead were still being embedded
+    finally:
+        rush.cancel()
+    assert best.title == ITEMS["payment"]["en"]["question"]
+    assert index.words_only_when_busy == 1
+    [best_when_idle, *_] = await retrieve(bot.id, "send me your location pls", index=index)  # by meaning again
+    assert best_when_idle.title == ITEMS["address"]["en"]["question"]
+    assert index.words_only_when_busy == 1
+
+
+def _holds(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return condition()
+
+    return check
