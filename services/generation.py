@@ -99,7 +99,8 @@ DraftKey = tuple[int, int]  # (chat id, draft id)
 
 @dataclass
 class _Offer:
-    html: str
+    text: str  # the answer so far, as the model wrote it
+    render: Callable[[str], str]  # to the HTML shown; done only when the draft is sent, as most are replaced
     offered_at: float
 
 
@@ -124,12 +125,12 @@ class DraftBoard:
         self._wake = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
 
-    def offer(self, key: DraftKey, html: str) -> None:
-        """Show `html` as the stream's draft as soon as its turn comes (replacing an unsent one)."""
+    def offer(self, key: DraftKey, text: str, render: Callable[[str], str]) -> None:
+        """Show `text` (rendered) as the stream's draft as soon as its turn comes, replacing an unsent one."""
         if key in self._blocked:
             raise RecipientBlocked("the customer blocked the bot")
         earlier = self._offers.get(key)
-        self._offers[key] = _Offer(html, earlier.offered_at if earlier else time.monotonic())
+        self._offers[key] = _Offer(text, render, earlier.offered_at if earlier else time.monotonic())
         self._sent.setdefault(key, 0)
         self._wake.set()
         if self._pump is None or self._pump.done():
@@ -163,10 +164,11 @@ class DraftBoard:
                 await asyncio.sleep(min(wait, 0.1))
                 continue
             offer = self._offers.pop(key, None)
-            if offer is None:
-                continue  # withdrawn meanwhile; the budget taken is one draft's, spent on nothing
+            html = _draft_html(offer) if offer is not None else ""
+            if not html:
+                continue  # withdrawn meanwhile, or nothing to show: one draft's budget spent on nothing
             self._sent[key] = self._sent.get(key, 0) + 1
-            self._in_flight[key] = asyncio.create_task(self._send(key, offer.html), name="draft-send")
+            self._in_flight[key] = asyncio.create_task(self._send(key, html), name="draft-send")
 
     def _next(self) -> DraftKey | None:
         ready = [key for key in self._offers if key not in self._in_flight]
@@ -186,6 +188,14 @@ class DraftBoard:
                 await self.budget.settle_draft()
             self._in_flight.pop(key, None)
             self._wake.set()
+
+
+def _draft_html(offer: _Offer) -> str:
+    """The draft as shown: the end of an answer grown past one message (its start is sent by then)."""
+    html = offer.render(offer.text)
+    if visible_length(html) > TELEGRAM_TEXT_LIMIT:
+        html = split_html(html)[-1]
+    return html
 
 
 class DraftStreamer:
@@ -208,12 +218,7 @@ class DraftStreamer:
         if self.stop.is_set():
             raise GenerationStopped(text_so_far)
         now = time.monotonic()
-        if now - self._last < self.interval:
-            return
-        html = self.render(text_so_far)
-        if visible_length(html) > TELEGRAM_TEXT_LIMIT:
-            html = split_html(html)[-1]
-        if not html:
+        if now - self._last < self.interval or not text_so_far.strip():
             return
         self._last = now
-        self.board.offer(self.key, html)
+        self.board.offer(self.key, text_so_far, self.render)
