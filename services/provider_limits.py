@@ -394,11 +394,16 @@ class ProviderGate:
 
     async def _enter(self, routes: Sequence[Routed], tenant: int, tokens: int, deadline: float,
                      on_wait: OnWait | None) -> Turn:
-        waiter = _Waiter(routes, tokens, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(routes, tokens, loop.create_future())
+        full: dict[str, float] = {}
+        cooling: dict[str, float] = {}
         if not self._queues:  # nobody waits: no queue to keep in order
-            outcome = await self._try(waiter, {}, {})
+            outcome = await self._try(waiter, full, cooling)
             if isinstance(outcome, Turn):
                 return outcome
+        if _hopeless(routes, full, cooling, deadline - loop.time()):
+            raise Overdue(f"no room at the AI providers within {self.max_wait:g} s")
         self._queues.setdefault(tenant, deque()).append(waiter)
         self._serve()
         return await self._wait(waiter, tenant, deadline, on_wait)
@@ -455,7 +460,11 @@ class ProviderGate:
     async def _serve_queues(self) -> None:
         while self._queues:
             self._wake.clear()
-            pause = await self._serve_one()
+            try:
+                pause = await self._serve_one()
+            except Exception:  # a bug here must not leave every waiter waiting to its deadline
+                log.exception("AI limits: the waiting queue failed; trying again")
+                pause = MAX_PAUSE
             if pause > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), pause)
@@ -502,3 +511,9 @@ class ProviderGate:
                 full[route.provider] = refused.seconds
             soonest = min(soonest, refused.seconds)
         return soonest
+
+
+def _hopeless(routes: Sequence[Routed], full: dict[str, float], cooling: dict[str, float], left: float) -> bool:
+    """Waiting is pointless past the deadline, or when every route cools down beyond it."""
+    every_route_cools = bool(cooling) and not full and len(cooling) == len({route.key for route in routes})
+    return left <= 0 or (every_route_cools and min(cooling.values()) > left)

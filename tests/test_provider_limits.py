@@ -15,10 +15,11 @@ from email.utils import format_datetime
 from typing import Any
 
 import pytest
+from openai import AsyncOpenAI
 from redis.asyncio import Redis
 from tgsim import Simulator
 
-from services.ai import retry_after
+from services.ai import AIClient, Route, retry_after
 from services.provider_limits import MemoryLedger, Overdue, ProviderGate, ProviderLimits, RedisLedger, Refused
 from tests.conftest import Frontdesk, eventually, free_port
 from tests.fake_ai import FakeAI
@@ -217,6 +218,47 @@ async def test_a_cooling_route_is_skipped_for_the_next_one_at_once() -> None:
         assert turn.index == 1
 
 
+async def test_a_call_whose_every_route_cools_past_its_deadline_gives_up_without_waiting() -> None:
+    gate = ProviderGate(MemoryLedger(), max_wait=30)
+    seen: list[bool] = []
+
+    async def on_wait(waiting: bool) -> None:
+        seen.append(waiting)
+
+    await gate.cool(R("main"), 60)
+    with pytest.raises(Overdue):
+        async with gate.turn([R("main")], 1, 10, deadline=gate.deadline(), on_wait=on_wait):
+            pass
+    assert seen == []
+
+
+async def test_an_answer_that_waits_for_a_stream_says_so_then_streams(ai: FakeAI) -> None:
+    gate = ProviderGate(MemoryLedger(), {"default": ProviderLimits(max_streams=1)})
+    client = AIClient([Route("main-model", AsyncOpenAI(base_url=ai.base_url, api_key="k", max_retries=0))],
+                      lambda model: (0.0, 0.0), gate=gate)
+    ai.script.hold = asyncio.Event()
+    seen: list[bool] = []
+
+    async def on_wait(waiting: bool) -> None:
+        seen.append(waiting)
+
+    async def nothing(text: str) -> None:
+        pass
+
+    messages = [{"role": "user", "content": "hi"}]
+    first = asyncio.create_task(client.answer(messages, nothing, tenant=1, on_wait=on_wait))
+    await ai.received.wait()
+    second = asyncio.create_task(client.answer(messages, nothing, tenant=2, on_wait=on_wait))
+    await eventually(lambda: _true(seen == [True]), "the second answer to wait for the stream")
+    assert len(ai.requests) == 1
+    ai.script.hold.set()
+    replies = await asyncio.gather(first, second)
+    assert [reply.text for reply in replies] == [ai.script.reply] * 2
+    assert seen == [True, False]
+    assert ai.most_streaming == 1
+    await client.close()
+
+
 async def test_requests_a_minute_count_over_the_last_sixty_seconds() -> None:
     now = [1000.0]
     ledger = MemoryLedger(clock=lambda: now[0])
@@ -292,22 +334,29 @@ async def test_instances_share_a_429s_cool_down_on_redis(redis_prefix: tuple[Red
     async with second.turn([R("main"), R("backup")], 1, 10, deadline=second.deadline()) as turn:
         assert turn.index == 1
     refused = await second.ledger.take("p", "main@p", ProviderLimits(), 10, "x")
-    assert refused is not None and refused.cooling and 55 < refused.seconds <= 60
+    assert refused is not None
+    assert refused.cooling
+    assert 55 < refused.seconds <= 60
 
 
 @needs_redis
 async def test_a_crashed_instances_streams_lapse_on_redis(redis_prefix: tuple[Redis, str]) -> None:
     client, prefix = redis_prefix
-    limits = ProviderLimits(max_streams=1)
+    limits = ProviderLimits(max_streams=2)
     crashed = RedisLedger(client, prefix, lease_seconds=0.5)
     assert await crashed.take("p", "m@p", limits, 10, "lost") is None
     await crashed.close()  # gone without ending its stream, and no longer renewing it
-    survivor = RedisLedger(client, prefix)
+    survivor = RedisLedger(client, prefix, lease_seconds=1.0)
+    assert await survivor.take("p", "m@p", limits, 10, "running") is None  # a live stream beside it
+    taken = time.monotonic()
     assert await survivor.take("p", "m@p", limits, 10, "next") is not None
 
     async def free() -> bool:
         return await survivor.take("p", "m@p", limits, 10, "next") is None
     await eventually(free, "the lost stream's lease to lapse")
+    await asyncio.sleep(max(0.0, taken + 1.5 - time.monotonic()))  # past the live one's first lease
+    assert await survivor.take("p", "m@p", limits, 10, "more") is not None  # renewed, it still counts
+    await survivor.close()
 
 
 @needs_redis
@@ -318,7 +367,9 @@ async def test_requests_a_minute_hold_across_instances_on_redis(redis_prefix: tu
     assert await first.take("p", "m@p", limits, 100, "a") is None
     assert await second.take("p", "m@p", limits, 100, "b") is None
     refused = await first.take("p", "m@p", limits, 100, "c")
-    assert refused is not None and not refused.cooling and 55 < refused.seconds <= 60
+    assert refused is not None
+    assert not refused.cooling
+    assert 55 < refused.seconds <= 60
     await first.settle("p", "a", 100)
     await second.settle("p", "b", 100)
     tokens = ProviderLimits(tokens_per_minute=1000)
