@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import cast
+from typing import Protocol, cast
 
 from aiogram import Bot as AiogramBot
 from aiogram.exceptions import TelegramAPIError
@@ -84,6 +84,7 @@ from services.outbox import MANAGERS, Outboxes, OutboxSettings, OutboxWorker
 from services.prompt_chat import StudioChat
 from services.prompt_runs import StudioRuntime, key_opener
 from services.provider_keys import KeyPolicy, ProviderKeys
+from services.provider_limits import GateObserver, MemoryLedger, ProviderGate, ProviderLimits, RedisLedger
 from services.redaction import Secrets
 from services.retention import run_retention
 from services.staff import StaffDirectory, WorkingHoursSource, setup_manager_chat
@@ -104,8 +105,23 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "telegram": TELEGRAM in request.app})
 
 
-def create_ai(settings: Settings, observer: AIObserver | None = None,
-              order: RouteOrder | None = None) -> AIClient | None:
+def provider_gate(settings: Settings, redis: Redis | None = None,
+                  observer: GateObserver | None = None) -> ProviderGate:
+    """The AI providers' limits, counted with every instance's when Redis is configured."""
+    limits = {name: ProviderLimits(provider.max_streams, provider.requests_per_minute, provider.tokens_per_minute)
+              for name, provider in settings.ai_providers.items()}
+    limits["default"] = ProviderLimits(settings.ai_max_streams, settings.ai_requests_per_minute,
+                                       settings.ai_tokens_per_minute)
+    ledger = MemoryLedger() if redis is None else RedisLedger(redis, settings.redis_prefix)
+    return ProviderGate(ledger, limits, max_wait=settings.ai_max_wait, observer=observer)
+
+
+class AIMetrics(AIObserver, GateObserver, Protocol):
+    pass
+
+
+def create_ai(settings: Settings, observer: AIMetrics | None = None,
+              order: RouteOrder | None = None, redis: Redis | None = None) -> AIClient | None:
     if not settings.ai_enabled:
         return None
 
@@ -117,7 +133,8 @@ def create_ai(settings: Settings, observer: AIObserver | None = None,
     for name in {provider for _, provider in settings.ai_routes if provider}:
         clients[name] = client(settings.ai_providers[name].base_url, settings.ai_providers[name].api_key)
     routes = [Route(model, clients[provider], provider or "default") for model, provider in settings.ai_routes]
-    return AIClient(routes, settings.price_of, observer, order, settings.ai_max_output_tokens)
+    return AIClient(routes, settings.price_of, observer, order, settings.ai_max_output_tokens,
+                    provider_gate(settings, redis, observer))
 
 
 async def redis_context(app: web.Application) -> AsyncIterator[None]:
@@ -237,7 +254,7 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
         tenant = await conversations.ensure_bot(conversations.UNCONFIGURED_BOT_ID)
     await staff.adopt_existing_staff(tenant.id)  # managers at work before approvals existed stay managers
     # The admins' choices in the Mini App: the models' order (read before each answer) and the rate.
-    ai = create_ai(settings, metrics, bot_settings.route_order_of(tenant.id))
+    ai = create_ai(settings, metrics, bot_settings.route_order_of(tenant.id), app.get(REDIS))
     limits = bot_settings.Limits(settings.daily_ai_quota, settings.customer_burst, settings.customer_rate_per_minute)
     rates = bot_settings.BotRateLimiter(shared.limiter, tenant.id, limits)
     shared = replace(shared, limiter=rates)

@@ -59,6 +59,10 @@ class Metrics:
                                  ["model", "direction"], registry=r)
         self.ai_cost = Counter("frontdesk_ai_cost_dollars_total", "AI cost by model (AI_PRICES)", ["model"],
                                registry=r)
+        self.ai_waits = Histogram("frontdesk_ai_wait_seconds", "Time answers waited for room at the AI providers",
+                                  buckets=(0.1, 0.5, 1, 2, 5, 10, 20, 30, 60), registry=r)
+        self.ai_rate_limited = Counter("frontdesk_ai_rate_limited_total", "429s from AI providers, by model@provider",
+                                       ["route"], registry=r)
         self.outbox_jobs = Counter("frontdesk_outbox_jobs_total", "Outbox jobs run, by queue, kind and result",
                                    ["queue", "kind", "result"], registry=r)
         self.outbox_depth = Gauge("frontdesk_outbox_depth", "Jobs waiting, by queue", ["queue"], registry=r)
@@ -85,6 +89,12 @@ class Metrics:
             self.ai_tokens.labels(model, "in").inc(tokens_in)
             self.ai_tokens.labels(model, "out").inc(tokens_out)
             self.ai_cost.labels(model).inc(cost)
+
+    def ai_wait(self, seconds: float) -> None:
+        self.ai_waits.observe(seconds)
+
+    def ai_throttled(self, route: str) -> None:
+        self.ai_rate_limited.labels(route).inc()
 
     def outbox_job(self, queue: str, kind: str, result: str) -> None:
         self.outbox_jobs.labels(queue or "customers", kind, result).inc()

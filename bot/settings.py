@@ -20,9 +20,21 @@ TELEGRAM_GROUP_PER_MINUTE = 20  # what Telegram lets a bot post into one group
 TELEGRAM_PER_SECOND = 30  # ... and into all chats together
 
 
+# A provider's limits (services/provider_limits.py), for AI_BASE_URL's and each of AI_PROVIDERS (0: no limit).
+# Hosted providers limit rates, not concurrency: no cap on streams. 1,000 requests and 2,000,000 tokens a
+# minute sit within a paid OpenAI account from usage tier 2 (gpt-4o-mini: 5,000 RPM, 2M TPM) and let 300
+# answers of ~4,000 tokens each start at once; lower them to a smaller account's, or for a local server.
+DEFAULT_MAX_STREAMS = 0
+DEFAULT_REQUESTS_PER_MINUTE = 1000
+DEFAULT_TOKENS_PER_MINUTE = 2_000_000
+
+
 class AIProvider(BaseModel):
     base_url: str
     api_key: str = ""
+    max_streams: int = Field(DEFAULT_MAX_STREAMS, ge=0)
+    requests_per_minute: int = Field(DEFAULT_REQUESTS_PER_MINUTE, ge=0)
+    tokens_per_minute: int = Field(DEFAULT_TOKENS_PER_MINUTE, ge=0)
 
 
 def _split_list(value: object) -> object:
@@ -107,6 +119,14 @@ class Settings(BaseSettings):
     daily_ai_quota: int = Field(200, alias="DAILY_AI_QUOTA")
     # The most one AI answer or studio run may write (max_tokens), and so cost.
     ai_max_output_tokens: int = Field(2000, alias="AI_MAX_OUTPUT_TOKENS", ge=16)
+    # AI_BASE_URL's limits, on every instance together when Redis is set (see DEFAULT_MAX_STREAMS): streams
+    # at once, requests and tokens a minute; 0: none. Answers beyond them wait their turn, bots in turn.
+    ai_max_streams: int = Field(DEFAULT_MAX_STREAMS, alias="AI_MAX_STREAMS", ge=0)
+    ai_requests_per_minute: int = Field(DEFAULT_REQUESTS_PER_MINUTE, alias="AI_REQUESTS_PER_MINUTE", ge=0)
+    ai_tokens_per_minute: int = Field(DEFAULT_TOKENS_PER_MINUTE, alias="AI_TOKENS_PER_MINUTE", ge=0)
+    # The longest one answer waits for room at the providers (its turn, a 429's retry-after) before it
+    # is given up, to the knowledge base or a person.
+    ai_max_wait: float = Field(30.0, alias="AI_MAX_WAIT", ge=0, le=600)
     # The longest prompt a studio run sends, in characters (about 4 a token).
     studio_max_prompt_chars: int = Field(60_000, alias="STUDIO_MAX_PROMPT_CHARS", ge=1000)
     # Studio runs one person may have going at once (on every instance together when Redis is set).

@@ -1,16 +1,28 @@
-"""The AI: any OpenAI-compatible endpoint through the official client, streamed, with fallbacks."""
+"""The AI: any OpenAI-compatible endpoint through the official client, streamed, with fallbacks, within
+each provider's limits (services/provider_limits.py)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, cast
 
 import openai
 from openai import AsyncOpenAI
+
+from services.provider_limits import (
+    EXPECTED_OUTPUT_TOKENS,
+    OnWait,
+    Overdue,
+    ProviderGate,
+    Turn,
+    request_tokens,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +94,16 @@ RouteOrder = Callable[[], Awaitable[list[str]]]
 """The keys of the routes to try, in order, as the bot's admins chose them; [] for the configured order."""
 
 
+@dataclass(frozen=True)
+class _Failed:
+    why: str
+    throttled: bool  # the provider said "too many requests": the model is tried again after its retry-after
+
+
 class AIClient:
     def __init__(self, routes: list[Route], price_of: PriceOf, observer: AIObserver | None = None,
-                 order: RouteOrder | None = None, max_output_tokens: int | None = None) -> None:
+                 order: RouteOrder | None = None, max_output_tokens: int | None = None,
+                 gate: ProviderGate | None = None) -> None:
         if not routes:
             raise ValueError("at least one model is needed")
         self.routes = routes
@@ -92,6 +111,8 @@ class AIClient:
         self.observer = observer
         self.order = order
         self.max_output_tokens = max_output_tokens  # a cap on each answer's length, and so its cost
+        # The providers' limits, shared with the studio's runs on these routes (no limits unless given).
+        self.gate = gate if gate is not None else ProviderGate()
 
     @property
     def route_keys(self) -> list[str]:
@@ -107,39 +128,115 @@ class AIClient:
         return chosen or self.routes
 
     async def close(self) -> None:
+        await self.gate.close()
         for client in {id(route.client): route.client for route in self.routes}.values():
             await client.close()
 
-    async def answer(self, messages: list[dict[str, Any]], on_progress: Progress) -> AIReply:
-        """Stream an answer from the first model that works, in the admins' order (else the configured one)."""
-        errors: list[str] = []
-        for route in await self.routes_now():
-            started = time.monotonic()
+    async def answer(self, messages: list[dict[str, Any]], on_progress: Progress, *, tenant: int = 0,
+                     on_wait: OnWait | None = None) -> AIReply:
+        """Stream an answer from the first model that works and has room, in the admins' order (else the
+        configured one). A model its provider refused (429) is skipped until its retry-after passed; while
+        no model has room, the answer waits its turn among `tenant`'s (a bot's) and the other bots' answers,
+        with on_wait(True) when it starts waiting and on_wait(False) when it stops, up to the gate's
+        max_wait over the whole answer."""
+        candidates = list(await self.routes_now())
+        errors: dict[str, None] = {}
+        deadline = self.gate.deadline()
+        tokens = request_tokens(messages, min(self.max_output_tokens or EXPECTED_OUTPUT_TOKENS,
+                                              EXPECTED_OUTPUT_TOKENS))
+        while candidates:
             try:
-                reply = await self._stream(route, messages, on_progress)
-            except (openai.APIError, openai.APIConnectionError, openai.APITimeoutError, ValueError) as error:
-                log.warning("AI model %s at %s failed: %s", route.model, route.provider, type(error).__name__)
-                errors.append(f"{route.model}@{route.provider}: {type(error).__name__}")
-                if self.observer is not None:
-                    self.observer.ai_call(route.model, False, time.monotonic() - started)
-                continue
-            if self.observer is not None:
-                self.observer.ai_call(route.model, True, reply.latency_ms / 1000, reply.tokens_in, reply.tokens_out,
-                                      reply.cost)
-            return reply
+                async with self.gate.turn(candidates, tenant, tokens, deadline=deadline, on_wait=on_wait) as turn:
+                    route = candidates[turn.index]
+                    outcome = await self._try(route, messages, on_progress, turn)
+            except Overdue as error:
+                errors[str(error)] = None
+                break
+            if isinstance(outcome, AIReply):
+                return outcome
+            errors[f"{route.key}: {outcome.why}"] = None
+            if not outcome.throttled:
+                candidates.pop(turn.index)
         raise AIUnavailable("; ".join(errors))
 
-    async def _stream(self, route: Route, messages: list[dict[str, Any]], on_progress: Progress) -> AIReply:
-        return await stream_chat(route, messages, on_progress, self.price_of, tools=[HANDOFF_TOOL],
-                                 max_tokens=self.max_output_tokens)
+    async def _try(self, route: Route, messages: list[dict[str, Any]], on_progress: Progress,
+                   turn: Turn) -> AIReply | _Failed:
+        started = time.monotonic()
+        try:
+            reply = await _complete(route, messages, on_progress, self.price_of, tools=[HANDOFF_TOOL],
+                                    max_tokens=self.max_output_tokens)
+        except (openai.APIError, openai.APIConnectionError, openai.APITimeoutError, ValueError) as error:
+            log.warning("AI model %s at %s failed: %s", route.model, route.provider, type(error).__name__)
+            if self.observer is not None:
+                self.observer.ai_call(route.model, False, time.monotonic() - started)
+            throttled = await _cool_if_throttled(self.gate, route, error)
+            return _Failed(type(error).__name__, throttled)
+        turn.used = reply.tokens_in + reply.tokens_out
+        if self.observer is not None:
+            self.observer.ai_call(route.model, True, reply.latency_ms / 1000, reply.tokens_in, reply.tokens_out,
+                                  reply.cost)
+        return reply
+
+
+DEFAULT_RETRY_AFTER = 1.0  # seconds, when a 429 does not say
+MIN_RETRY_AFTER = 0.25  # a 429 is never retried sooner (some say "6ms")
+MAX_RETRY_AFTER = 86_400.0
+
+
+def retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float:
+    """Seconds a 429 asks to wait: `retry-after-ms`, else `retry-after` (seconds or an HTTP date)."""
+    try:
+        if "retry-after-ms" in headers:
+            seconds = float(headers["retry-after-ms"]) / 1000
+        elif "retry-after" in headers:
+            value = headers["retry-after"].strip()
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = (parsedate_to_datetime(value) - (now or datetime.now(UTC))).total_seconds()
+        else:
+            seconds = DEFAULT_RETRY_AFTER
+    except (ValueError, TypeError):
+        seconds = DEFAULT_RETRY_AFTER
+    return min(max(seconds, MIN_RETRY_AFTER), MAX_RETRY_AFTER)
+
+
+async def _cool_if_throttled(gate: ProviderGate, route: Route, error: Exception) -> bool:
+    """A 429 for too many requests or tokens cools the model down; one for an unpaid bill ("insufficient
+    quota") is a plain failure, as waiting does not help."""
+    if not isinstance(error, openai.RateLimitError) or error.code == "insufficient_quota":
+        return False
+    await gate.cool(route, retry_after(error.response.headers))
+    return True
 
 
 async def stream_chat(route: Route, messages: list[dict[str, Any]], on_progress: Progress, price_of: PriceOf, *,
-                      tools: list[dict[str, Any]] | None = None, max_tokens: int | None = None) -> AIReply:
-    """One streamed completion from one model: the text, its usage and what it cost.
+                      tools: list[dict[str, Any]] | None = None, max_tokens: int | None = None,
+                      gate: ProviderGate | None = None, tenant: int = 0) -> AIReply:
+    """One streamed completion from one model, within its provider's limits when `gate` is given (the
+    deployment's models; a customer's own key is their own account): the text, its usage and its cost.
 
-    Raises ValueError for an empty answer; the client's errors (openai.APIError…) as they come.
+    Raises ValueError for an empty answer; the client's errors (openai.APIError…) as they come;
+    AIUnavailable when the provider had no room within the gate's max_wait.
     """
+    if gate is None:
+        return await _complete(route, messages, on_progress, price_of, tools=tools, max_tokens=max_tokens)
+    tokens = request_tokens(messages, min(max_tokens or EXPECTED_OUTPUT_TOKENS, EXPECTED_OUTPUT_TOKENS))
+    try:
+        async with gate.turn([route], tenant, tokens, deadline=gate.deadline()) as turn:
+            try:
+                reply = await _complete(route, messages, on_progress, price_of, tools=tools, max_tokens=max_tokens)
+            except openai.RateLimitError as error:
+                await _cool_if_throttled(gate, route, error)
+                raise
+            turn.used = reply.tokens_in + reply.tokens_out
+            return reply
+    except Overdue as error:
+        raise AIUnavailable(str(error)) from None
+
+
+async def _complete(route: Route, messages: list[dict[str, Any]], on_progress: Progress, price_of: PriceOf, *,
+                    tools: list[dict[str, Any]] | None = None, max_tokens: int | None = None) -> AIReply:
     started = time.monotonic()
     model = route.model
     extra: dict[str, Any] = {"tools": tools} if tools else {}

@@ -21,7 +21,7 @@ from openai import AsyncOpenAI
 
 from models import PromptProject, PromptRun, PromptVersion, ProviderKey, User
 from services import bot_settings, prompt_versions, quotas, studio
-from services.ai import AIClient, AIObserver, PriceOf, Progress, Route, stream_chat
+from services.ai import AIClient, AIObserver, AIUnavailable, PriceOf, Progress, Route, stream_chat
 from services.generation import GenerationStopped
 from services.limits import ConcurrencyLimiter, MemoryConcurrencyLimiter
 from services.provider_keys import KeyRefused, ProviderKeys
@@ -214,16 +214,18 @@ async def _call(runtime: StudioRuntime, run: PromptRun, target: _Target, reserva
 
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": prompt})
+    # The deployment's models wait for room at their provider, as answers do; an own key is its owner's account.
+    gate = runtime.ai.gate if runtime.ai is not None and target.key is None else None
     try:
         reply = await stream_chat(target.route, messages, progress, runtime.price_of,
-                                  max_tokens=runtime.max_output_tokens)
+                                  max_tokens=runtime.max_output_tokens, gate=gate, tenant=run.bot_id)  # type: ignore[attr-defined]
     except (asyncio.CancelledError, ConnectionError):  # the reader went away: keep what came, and say so
         await asyncio.shield(_stopped(run, reservation, so_far))
         raise
     except GenerationStopped as stopped:  # the customer pressed stop in Telegram
         await _stopped(run, reservation, stopped.text)
         return await PromptRun.get(id=run.id)
-    except (openai.APIError, ValueError) as error:
+    except (openai.APIError, ValueError, AIUnavailable) as error:
         log.warning("studio run %s on %s failed: %s", run.id, run.model, type(error).__name__)
         if runtime.observer is not None and target.key is None:
             runtime.observer.ai_call(target.route.model, False, 0.0)
