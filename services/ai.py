@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -237,30 +237,39 @@ async def stream_chat(route: Route, messages: list[dict[str, Any]], on_progress:
 
 async def _complete(route: Route, messages: list[dict[str, Any]], on_progress: Progress, price_of: PriceOf, *,
                     tools: list[dict[str, Any]] | None = None, max_tokens: int | None = None) -> AIReply:
+    """One streamed completion. The official client makes the request, checks the status and raises its
+    errors; the server-sent events are read as plain JSON, because building the client's typed chunk
+    for each token costs ~140 µs, a core's whole time at a few hundred answers streaming at once."""
     started = time.monotonic()
     model = route.model
     extra: dict[str, Any] = {"tools": tools} if tools else {}
     if max_tokens:
         extra["max_tokens"] = max_tokens
-    stream = await route.client.chat.completions.create(
+    request = route.client.chat.completions.with_streaming_response.create(
         model=model, messages=cast(Any, messages), stream=True, stream_options={"include_usage": True}, **extra)
     text: list[str] = []
     tool_name, tool_arguments = "", []
     tokens_in = tokens_out = 0
-    async with stream:  # closes the HTTP response when the reader stops the answer early
-        async for chunk in stream:
-            if chunk.usage is not None:
-                tokens_in, tokens_out = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
-            for choice in chunk.choices:
-                delta = choice.delta
-                if delta.content:
-                    text.append(delta.content)
+    async with request as response:  # closes the HTTP response when the reader stops the answer early
+        async for data in _sse_data(response.iter_lines()):
+            chunk = json.loads(data)  # a malformed event is a ValueError: the model failed
+            if not isinstance(chunk, dict):
+                raise ValueError("the model sent an event that is not a JSON object")
+            if chunk.get("error"):
+                raise openai.APIError(str(chunk["error"])[:500], response.http_request, body=chunk["error"])
+            usage = chunk.get("usage")
+            if usage:
+                tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+            for choice in chunk.get("choices") or []:
+                delta = choice.get("delta") or {}
+                if delta.get("content"):
+                    text.append(str(delta["content"]))
                     await on_progress("".join(text))
-                for call in delta.tool_calls or []:
-                    if call.function and call.function.name:
-                        tool_name = call.function.name
-                    if call.function and call.function.arguments:
-                        tool_arguments.append(call.function.arguments)
+                for call in delta.get("tool_calls") or []:
+                    function = call.get("function") or {}
+                    tool_name = str(function.get("name") or tool_name)
+                    if function.get("arguments"):
+                        tool_arguments.append(str(function["arguments"]))
     answer = "".join(text).strip()
     handoff = _handoff_reason(tool_name, "".join(tool_arguments))
     if not answer and handoff is None:
@@ -272,6 +281,22 @@ async def _complete(route: Route, messages: list[dict[str, Any]], on_progress: P
         cost=round((tokens_in * price_in + tokens_out * price_out) / 1_000_000, 6),
         handoff_reason=handoff,
     )
+
+
+async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The data of each server-sent event up to `[DONE]`, as OpenAI-compatible servers stream them
+    (other fields and comments are skipped; an event's data lines are joined, as the standard says)."""
+    data: list[str] = []
+    async for line in lines:
+        if line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+        elif not line and data:  # a blank line ends the event
+            payload, data = "\n".join(data), []
+            if payload == "[DONE]":
+                return
+            yield payload
+    if data and (payload := "\n".join(data)) != "[DONE]":
+        yield payload
 
 
 def _handoff_reason(tool_name: str, arguments: str) -> str | None:

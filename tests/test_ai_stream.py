@@ -1,0 +1,31 @@
+"""Reading a model's stream: every OpenAI-compatible server's way of writing server-sent events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from services.ai import _sse_data
+
+
+async def _lines(*lines: str) -> AsyncIterator[str]:
+    for line in lines:
+        yield line
+
+
+async def _read(*lines: str) -> list[str]:
+    return [data async for data in _sse_data(_lines(*lines))]
+
+
+async def test_events_end_at_blank_lines_and_the_stream_at_done() -> None:
+    assert await _read('data: {"a": 1}', "", 'data:{"b": 2}', "", "data: [DONE]", "", 'data: {"late": 1}', "") == [
+        '{"a": 1}', '{"b": 2}']
+
+
+async def test_comments_and_other_fields_are_skipped_and_data_lines_joined() -> None:
+    assert await _read(": keep-alive", "", "event: message", "id: 7", 'data: {"a":', "data: 1}", "",
+                       "retry: 1000", "") == ['{"a":\n1}']
+
+
+async def test_a_last_event_without_its_blank_line_still_counts() -> None:
+    assert await _read('data: {"a": 1}') == ['{"a": 1}']
+    assert await _read("data: [DONE]") == []
