@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 import uuid
@@ -49,6 +50,7 @@ from services.ports import (
     NoRights,
     OutgoingText,
     RecipientBlocked,
+    SendPriority,
     TopicClosed,
     TopicGone,
     Where,
@@ -91,7 +93,7 @@ class Pacer:
         self._groups: dict[int, deque[float]] = {}
         self._all: deque[float] = deque()
         self._in_flight: dict[int, deque[tuple[float, int]]] = {}
-        self.messages_waiting = 0  # sends of this process waiting for the budget (drafts let them go first)
+        self.queue = WaitingSends()
 
     def wait_time(self, chat_id: int, count: int, now: float) -> float:
         limits = self.limits
@@ -140,8 +142,10 @@ class Pacer:
         if chat_id in self._groups:
             _restamp(self._groups[chat_id], stamp, count, now)
 
-    async def reserve(self, chat_id: int, count: int = 1) -> float:
+    async def reserve(self, chat_id: int, count: int = 1, priority: SendPriority = SendPriority.FIRST_WORDS) -> float:
         """Take the budget for `count` messages now, or say how long to wait before asking again."""
+        if self.queue.yields(priority):
+            return YIELD
         now = time.monotonic()
         wait = self.wait_time(chat_id, count, now)
         if wait <= 0:
@@ -151,13 +155,13 @@ class Pacer:
     async def acquire(self, chat_id: int, count: int = 1) -> None:
         await acquire(self, chat_id, count)
 
-    async def reserve_draft(self) -> float:
-        """A draft takes a place in the bot-wide window only, and only while no message waits for one."""
-        return self.draft_wait(time.monotonic())
+    async def reserve_draft(self, priority: SendPriority = SendPriority.UPDATE) -> float:
+        """A draft takes a place in the bot-wide window only, and only while no more urgent send waits."""
+        return self.draft_wait(time.monotonic(), priority)
 
-    def draft_wait(self, now: float) -> float:
-        if self.messages_waiting:
-            return MESSAGE_FIRST
+    def draft_wait(self, now: float, priority: SendPriority = SendPriority.UPDATE) -> float:
+        if self.queue.yields(priority):
+            return YIELD
         wait = _window_wait(self._all, now, 1.0, int(self.limits.per_second), 1)
         if wait <= 0:
             self._all.append(now)
@@ -168,8 +172,25 @@ class Pacer:
         await self.settle(DRAFTS)
 
 
-# How long a draft waits while a message waits for the budget: about one message's turn.
-MESSAGE_FIRST = 0.05
+# How long a send waits while a more urgent one waits for the budget: about one message's turn.
+YIELD = 0.05
+
+
+class WaitingSends:
+    """How many sends of this process wait for the budget, by priority: a send gives way to any more
+    urgent one waiting, so a short budget goes to first words, then answers, then draft updates."""
+
+    def __init__(self) -> None:
+        self._waiting = [0] * len(SendPriority)
+
+    def yields(self, priority: SendPriority) -> bool:
+        return any(self._waiting[:priority])
+
+    def start(self, priority: SendPriority) -> None:
+        self._waiting[priority] += 1
+
+    def stop(self, priority: SendPriority) -> None:
+        self._waiting[priority] -= 1
 # Drafts in flight are kept as if sent to this chat (no chat has id 0), to settle them as sends are.
 DRAFTS = 0
 
@@ -190,9 +211,9 @@ def _restamp(window: deque[float], stamp: float, count: int, now: float) -> None
 
 
 class Budget(Protocol):
-    messages_waiting: int
+    queue: WaitingSends
 
-    async def reserve_draft(self) -> float:
+    async def reserve_draft(self, priority: SendPriority = SendPriority.UPDATE) -> float:
         """Take the bot-wide budget for one draft now (0), or say how long to wait before asking again."""
         ...
 
@@ -200,7 +221,7 @@ class Budget(Protocol):
         """A draft reserved got its answer: its place counts from now."""
         ...
 
-    async def reserve(self, chat_id: int, count: int = 1) -> float:
+    async def reserve(self, chat_id: int, count: int = 1, priority: SendPriority = SendPriority.FIRST_WORDS) -> float:
         """Take the budget for `count` messages now (0), or say how long to wait before asking again."""
         ...
 
@@ -209,19 +230,25 @@ class Budget(Protocol):
         ...
 
 
-async def acquire(budget: Budget, chat_id: int, count: int = 1) -> None:
-    """Wait until the budget allows `count` messages to the chat, and take it; while this waits, drafts
-    wait too (a message counts for more than a preview)."""
-    wait = await budget.reserve(chat_id, count)
+async def acquire(budget: Budget, chat_id: int, count: int = 1,
+                  priority: SendPriority = SendPriority.FIRST_WORDS) -> None:
+    """Wait until the budget allows `count` messages to the chat, and take it; while this waits, less
+    urgent sends wait too."""
+    wait = await budget.reserve(chat_id, count, priority)
     if wait <= 0:
         return
-    budget.messages_waiting += 1
+    budget.queue.start(priority)
     try:
         while wait > 0:
             await asyncio.sleep(wait)
-            wait = await budget.reserve(chat_id, count)
+            wait = await budget.reserve(chat_id, count, priority)
     finally:
-        budget.messages_waiting -= 1
+        budget.queue.stop(priority)
+
+
+# How urgent the send being made in this task is (TelegramChatSender sets it around a send).
+send_priority: contextvars.ContextVar[SendPriority] = contextvars.ContextVar(
+    "send_priority", default=SendPriority.FIRST_WORDS)
 
 
 # KEYS: the bot-wide window, the chat's window (group) or bucket (private chat).
@@ -311,7 +338,7 @@ class RedisPacer:
         self._script = redis.register_script(_RESERVE)
         self._settle = redis.register_script(_SETTLE)
         self._draft = redis.register_script(_RESERVE_DRAFT)
-        self.messages_waiting = 0
+        self.queue = WaitingSends()  # this instance's sends waiting (other instances' are not seen)
         # This instance's sends waiting for their answer, per chat: the reservation's id ("" when
         # it was made by the in-process fallback) and its count.
         self._in_flight: dict[int, deque[tuple[str, int]]] = {}
@@ -320,7 +347,9 @@ class RedisPacer:
         self._alone = Pacer(limits)
         self._unreachable = False
 
-    async def reserve(self, chat_id: int, count: int = 1) -> float:
+    async def reserve(self, chat_id: int, count: int = 1, priority: SendPriority = SendPriority.FIRST_WORDS) -> float:
+        if self.queue.yields(priority):
+            return YIELD
         group = chat_id < 0
         limits = self.limits
         reservation = uuid.uuid4().hex
@@ -344,15 +373,15 @@ class RedisPacer:
             self._in_flight.setdefault(chat_id, deque()).append((reservation, count))
         return wait
 
-    async def reserve_draft(self) -> float:
-        if self.messages_waiting:
-            return MESSAGE_FIRST
+    async def reserve_draft(self, priority: SendPriority = SendPriority.UPDATE) -> float:
+        if self.queue.yields(priority):
+            return YIELD
         reservation = f"draft-{uuid.uuid4().hex}"
         try:
             wait = max(0.0, float(await self._draft(keys=[f"{self.prefix}:pace:all"],
                                                     args=[self.limits.per_second, f"{reservation}:1"])))
         except (RedisError, OSError):  # the next message's reservation logs it
-            wait, reservation = self._alone.draft_wait(time.monotonic()), ""
+            wait, reservation = self._alone.draft_wait(time.monotonic(), priority), ""
         if wait <= 0:
             self._in_flight.setdefault(DRAFTS, deque()).append((reservation, 1))
         return wait
@@ -420,7 +449,7 @@ class SenderMiddleware(BaseRequestMiddleware):
         attempt = 0
         while True:
             if paced:
-                await acquire(self.pacer, chat_id, count)  # type: ignore[arg-type]
+                await acquire(self.pacer, chat_id, count, send_priority.get())  # type: ignore[arg-type]
             try:
                 try:
                     result = await make_request(bot, method)
@@ -478,7 +507,18 @@ class TelegramChatSender:
             await self.bot.send_message_draft(chat_id=chat_id, draft_id=draft_id, text=html, parse_mode="HTML",
                                               can_stop=True)
 
+    async def send_typing(self, chat_id: int) -> None:
+        with _translated_errors():
+            await self.bot.send_chat_action(chat_id=chat_id, action="typing")
+
     async def post(self, where: Where, message: OutgoingText) -> int:
+        priority = send_priority.set(SendPriority.FOLLOW_UP if message.after_preview else SendPriority.FIRST_WORDS)
+        try:
+            return await self._post(where, message)
+        finally:
+            send_priority.reset(priority)
+
+    async def _post(self, where: Where, message: OutgoingText) -> int:
         with _translated_errors():
             sent = await self.bot.send_message(
                 where.chat_id, message.html, parse_mode="HTML", reply_markup=_markup(message),

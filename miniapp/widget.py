@@ -51,6 +51,7 @@ UI_STRINGS = {
     "sending": N_("Sending…"),
     "failed": N_("Not sent. Tap to try again."),
     "ai": N_("Assistant"),
+    "typing": N_("Typing…"),
     "manager": N_("Team"),
     "rate": N_("How would you rate this conversation?"),
     "rated": desk.RATED,

@@ -31,7 +31,7 @@ from models import (
 )
 from services import bot_settings, conversations, handoff, knowledge, persona, quotas, retrieval, tokens
 from services.ai import AIClient, AIReply, AIUnavailable
-from services.generation import Generations, GenerationStopped
+from services.generation import Generations, GenerationStopped, Typing
 from services.i18n import N_, Translate
 from services.inbox import InboxFeed
 from services.knowledge_index import KnowledgeIndex
@@ -204,6 +204,7 @@ class _Context:
     message: Message
     conversation: Conversation
     customer: User  # their language was set when they were registered
+    previewed: bool = False  # the customer reads the answer's draft already
 
     @property
     def visitor_id(self) -> str | None:
@@ -386,16 +387,43 @@ class Answerer:
     async def _ask_ai(self, context: _Context, question: str) -> tuple[AIReply, list[Passage]]:
         assert self.ai is not None
         prompt = await self._prompt(context, question)
+        typing = self._typing(context)
+        try:
+            reply = await self._stream(context, prompt, typing)
+        finally:
+            await typing.waiting(False)
+        return reply, prompt.passages
+
+    async def _stream(self, context: _Context, prompt: Prompt, typing: Typing) -> AIReply:
+        """The AI's answer, shown to the customer as it is written (a draft in Telegram, the widget's deltas)."""
+        assert self.ai is not None
+        bot_id: int = context.customer.bot_id  # type: ignore[attr-defined]
         if context.visitor_id is not None:
             assert self.live is not None
             preview = _WidgetPreview(self.live, context.visitor_id, context.message.id,
                                      self.policy.widget_delta_interval)
-            return await self.ai.answer(prompt.messages, _unmarked(preview.update)), prompt.passages
+            return await self.ai.answer(prompt.messages, _unmarked(preview.update), tenant=bot_id,
+                                        on_wait=typing.waiting)
         assert self.sender is not None
         draft_id = context.message.id  # unique and non-zero, as Telegram wants
-        async with self.generations.streaming(self.sender, context.chat_id, draft_id,
-                                              self.policy.draft_interval) as draft:
-            return await self.ai.answer(prompt.messages, _unmarked(draft.update)), prompt.passages
+        streaming = self.generations.streaming(self.sender, context.chat_id, draft_id, self.policy.draft_interval)
+        draft = None
+        try:
+            async with streaming as draft:
+                return await self.ai.answer(prompt.messages, _unmarked(draft.update), tenant=bot_id,
+                                            on_wait=typing.waiting)
+        finally:
+            context.previewed = draft is not None and draft.shown  # also when stopped: what was read stays
+
+    def _typing(self, context: _Context) -> Typing:
+        """Shows the customer "typing…" while their answer waits for its turn at the AI provider."""
+        if context.visitor_id is not None:
+            assert self.live is not None
+            live, visitor, reply_to = self.live, context.visitor_id, context.message.id
+            return Typing(lambda: live.typing(visitor, reply_to))
+        assert self.sender is not None
+        sender, chat_id = self.sender, context.chat_id
+        return Typing(lambda: sender.send_typing(chat_id), self.generations.budget)
 
     async def _deliver_stopped(self, context: _Context, text: str) -> None:
         """Keep what was written before the customer pressed stop."""
@@ -446,7 +474,8 @@ class Answerer:
             return
         assert self.sender is not None
         silent = bool(context.customer.preferences.get("silent", False))
-        sent = [await self.sender.send_text(context.chat_id, OutgoingText(part, silent=silent))
+        sent = [await self.sender.send_text(context.chat_id, OutgoingText(part, silent=silent,
+                                                                          after_preview=context.previewed))
                 for part in split_html(html)]
         await self._record(context, text, author, meta, sent)
 

@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from services.events import EventBus, LocalBus, Payload
-from services.ports import ChatSender, RecipientBlocked
+from services.ports import ChatSender, RecipientBlocked, SendPriority
 from services.render import TELEGRAM_TEXT_LIMIT, markdown_to_html, split_html, visible_length
 
 log = logging.getLogger(__name__)
@@ -32,17 +32,29 @@ class GenerationStopped(Exception):
         self.text = text
 
 
+class WaitingQueue(Protocol):
+    def start(self, priority: SendPriority) -> None:
+        """A send of this priority waits for the budget (less urgent ones give way meanwhile)."""
+        ...
+
+    def stop(self, priority: SendPriority) -> None: ...
+
+
 class DraftBudget(Protocol):
     """Telegram's budget for the bot as a whole (bot/sender.py's pacers)."""
 
-    async def reserve_draft(self) -> float:
-        """Take one send for a draft now (0), or say how long to wait before asking again; a message
-        waiting for the budget goes first."""
-        ...
+    @property
+    def queue(self) -> WaitingQueue: ...
 
     async def settle_draft(self) -> None:
         """A draft reserved got its answer: Telegram counted it on arrival, so its place counts from now."""
         ...
+
+    async def reserve_draft(self, priority: SendPriority = SendPriority.UPDATE) -> float:
+        """Take one send for a draft now (0), or say how long to wait before asking again; a more
+        urgent send waiting for the budget goes first."""
+        ...
+
 
 
 class Generations:
@@ -85,10 +97,12 @@ class Generations:
         """
         stop = self.start(chat_id, draft_id)
         board = self.board(sender)
+        streamer = DraftStreamer(board, chat_id, draft_id, interval, stop, render)
         try:
-            yield DraftStreamer(board, chat_id, draft_id, interval, stop, render)
+            yield streamer
         finally:
             self.finish(chat_id, draft_id)
+            streamer.shown = board.sent(streamer.key) > 0
             blocked = await asyncio.shield(board.withdraw((chat_id, draft_id)))
         if blocked:  # a draft found the chat closed to the bot: the answer is not sent into it either
             raise RecipientBlocked("the customer blocked the bot")
@@ -124,6 +138,7 @@ class DraftBoard:
         self._blocked: set[DraftKey] = set()
         self._wake = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
+        self._waiting_as: SendPriority | None = None  # how urgent the draft the pump waits to send is
 
     def offer(self, key: DraftKey, text: str, render: Callable[[str], str]) -> None:
         """Show `text` (rendered) as the stream's draft as soon as its turn comes, replacing an unsent one."""
@@ -152,23 +167,42 @@ class DraftBoard:
         return blocked
 
     async def _run(self) -> None:
+        try:
+            await self._pump_drafts()
+        finally:
+            self._wait_as(None)
+
+    async def _pump_drafts(self) -> None:
         while self._offers:
             key = self._next()
             if key is None:  # every waiting stream has a draft on its way
+                self._wait_as(None)
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 0.5)
                 continue
-            wait = await self.budget.reserve_draft() if self.budget is not None else 0.0
+            priority = SendPriority.FIRST_WORDS if self._sent.get(key, 0) == 0 else SendPriority.UPDATE
+            wait = await self.budget.reserve_draft(priority) if self.budget is not None else 0.0
             if wait > 0:
+                self._wait_as(priority)  # a first draft waiting holds back answers to those who read one
                 await asyncio.sleep(min(wait, 0.1))
                 continue
+            self._wait_as(None)
             offer = self._offers.pop(key, None)
             html = _draft_html(offer) if offer is not None else ""
             if not html:
                 continue  # withdrawn meanwhile, or nothing to show: one draft's budget spent on nothing
             self._sent[key] = self._sent.get(key, 0) + 1
             self._in_flight[key] = asyncio.create_task(self._send(key, html), name="draft-send")
+
+    def _wait_as(self, priority: SendPriority | None) -> None:
+        if self.budget is None or priority == self._waiting_as:
+            return
+        if self._waiting_as is not None:
+            self.budget.queue.stop(self._waiting_as)
+        if priority is not None:
+            self.budget.queue.start(priority)
+        self._waiting_as = priority
 
     def _next(self) -> DraftKey | None:
         ready = [key for key in self._offers if key not in self._in_flight]
@@ -188,6 +222,46 @@ class DraftBoard:
                 await self.budget.settle_draft()
             self._in_flight.pop(key, None)
             self._wake.set()
+
+
+class Typing:
+    """Shows "typing…" while an answer waits for its turn at the AI provider, refreshed before Telegram's
+    five seconds run out. Best effort; spent from the bot's budget like a draft update, so at rush hour
+    it gives way to everyone's words."""
+
+    EVERY = 4.5  # seconds between refreshes
+    RETRY = 0.25  # seconds, when the budget had no room
+
+    def __init__(self, show: Callable[[], Awaitable[None]], budget: DraftBudget | None = None) -> None:
+        self.show = show
+        self.budget = budget
+        self._task: asyncio.Task[None] | None = None
+
+    async def waiting(self, waiting: bool) -> None:
+        """Start showing it (True), or stop (False); each once, whatever is called."""
+        if waiting and self._task is None:
+            self._task = asyncio.create_task(self._keep_showing(), name="typing")
+        elif not waiting and self._task is not None:
+            task, self._task = self._task, None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _keep_showing(self) -> None:
+        while True:
+            if self.budget is not None and await self.budget.reserve_draft(SendPriority.UPDATE) > 0:
+                await asyncio.sleep(self.RETRY)
+                continue
+            try:
+                await self.show()
+            except RecipientBlocked:
+                return
+            except Exception as error:  # best effort
+                log.info("typing action failed: %s", error)
+            finally:
+                if self.budget is not None:
+                    await self.budget.settle_draft()
+            await asyncio.sleep(self.EVERY)
 
 
 def _draft_html(offer: _Offer) -> str:
@@ -213,6 +287,7 @@ class DraftStreamer:
         self.stop = stop
         self.render = render
         self._last = 0.0
+        self.shown = False  # whether the customer saw a draft of it (known when the stream ends)
 
     async def update(self, text_so_far: str) -> None:
         if self.stop.is_set():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Protocol
 
 
@@ -33,11 +34,20 @@ class Button:
     url: str = ""
 
 
+class SendPriority(IntEnum):
+    """Which sends take the bot's budget first when it is short (rush hour)."""
+
+    FIRST_WORDS = 0  # any message, or an answer's first draft: someone waits for a first word from us
+    FOLLOW_UP = 1  # an answer whose draft the customer already reads
+    UPDATE = 2  # a draft's later update, a typing action
+
+
 @dataclass(frozen=True)
 class OutgoingText:
     html: str
     buttons: list[list[Button]] = field(default_factory=list)
     silent: bool = False  # no notification sound (the customer's own setting)
+    after_preview: bool = False  # the customer reads it as a draft already: others' first words go first
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,10 @@ class ChatSender(Protocol):
 
     async def send_draft(self, chat_id: int, draft_id: int, html: str) -> None:
         """Show or update a streamed preview of an answer being written, with a stop button."""
+        ...
+
+    async def send_typing(self, chat_id: int) -> None:
+        """Show "typing…" in the chat for a few seconds (until a message is sent)."""
         ...
 
 

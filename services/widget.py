@@ -462,6 +462,10 @@ class WidgetLive:
         await self.publish(visitor_id, {"type": "delta", "reply_to": reply_to, "text": text_so_far,
                                         "html": markdown_to_html(text_so_far)})
 
+    async def typing(self, visitor_id: str, reply_to: int) -> None:
+        """The answer to `reply_to` is on its way but waits its turn: the widget shows "typing…"."""
+        await self.publish(visitor_id, {"type": "typing", "reply_to": reply_to})
+
     async def status(self, conversation: Conversation) -> None:
         user = await User.get(id=conversation.user_id)  # type: ignore[attr-defined]
         if user.widget_visitor_id:

@@ -12,6 +12,7 @@ from tgsim import Simulator
 from models import JobStatus, OutboxJob
 from tests.conftest import Frontdesk, eventually, outbox_idle
 from tests.fake_ai import FakeAI
+from tests.widget_helpers import is_answer, open_widget
 
 
 def _customers(sim: Simulator, count: int) -> list[int]:
@@ -103,3 +104,87 @@ async def test_with_the_budget_short_every_customer_sees_first_words_before_anyo
     # (a few milliseconds) short of a second: one send's trip may take longer than the next one's.
     times = sorted(call["time"] for call in calls)
     assert max(sum(1 for t in times[i:] if t < start + 0.98) for i, start in enumerate(times)) <= 5
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"TELEGRAM_MESSAGES_PER_SECOND": 4}], indirect=True)
+async def test_with_the_budget_short_first_words_go_before_answers_to_those_already_reading_a_draft(
+        frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    sim.set_flood_limits(global_per_second=4)
+    ai.script.hold = asyncio.Event()
+    ai.script.reply = " ".join(f"word{n}" for n in range(20))
+    ai.script.chunk_size, ai.script.chunk_delay = 10, 0.02  # answers written faster than the budget shows them
+    customers = _customers(sim, 8)
+    for customer in customers:
+        sim.send_text(customer, "do you deliver on sundays?")
+
+    async def all_asked() -> bool:
+        return len(ai.requests) == len(customers)
+
+    await eventually(all_asked, "every answer asked of the model")
+    ai.script.hold.set()
+    for customer in customers:
+        await sim.wait_for_messages(customer, timeout=60)
+    calls = [call for call in sim.calls() if call["method"] in ("sendMessage", "sendMessageDraft")]
+    first_words: dict[int, int] = {}
+    follow_ups: list[int] = []  # answers sent to customers who read a draft of them
+    for index, call in enumerate(calls):
+        chat = call["params"]["chat_id"]
+        if chat in first_words and call["method"] == "sendMessage":
+            follow_ups.append(index)
+        first_words.setdefault(chat, index)
+    assert sorted(first_words) == sorted(customers)
+    assert follow_ups  # some did read a draft first
+    assert max(first_words.values()) < min(follow_ups)  # nobody waited for a word while others got more
+    assert all(call["ok"] for call in calls)
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"AI_MAX_STREAMS": 1}], indirect=True)
+async def test_a_customer_whose_answer_waits_for_the_provider_sees_typing_then_the_answer(
+        frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ai.script.hold = asyncio.Event()
+    ai.script.reply = "Yes, we do."
+    first, second = _customers(sim, 2)
+    sim.send_text(first, "do you deliver on sundays?")
+    await asyncio.wait_for(ai.received.wait(), 10)  # the provider's one stream is busy with it
+    sim.send_text(second, "and on saturdays?")
+
+    def typing_to(chat: int) -> list[dict[str, Any]]:
+        return [call for call in sim.calls()
+                if call["method"] == "sendChatAction" and call["params"]["chat_id"] == chat]
+
+    await sim.wait_until(lambda: bool(typing_to(second)))
+    assert typing_to(second)[0]["params"]["action"] == "typing"
+    assert len(ai.requests) == 1  # the second waits its turn, not asked of the model
+    ai.script.hold.set()
+    assert [m["text"] for m in await sim.wait_for_messages(first)] == ["Yes, we do."]
+    assert [m["text"] for m in await sim.wait_for_messages(second)] == ["Yes, we do."]
+    assert typing_to(first) == []  # the first never waited
+    await outbox_idle(sim)
+    assert all(call["time"] < _answered_at(sim, second) for call in typing_to(second))  # none after the answer
+
+
+def _answered_at(sim: Simulator, chat: int) -> float:
+    return float(min(call["time"] for call in sim.calls() if call["method"] == "sendMessage" and call["ok"]
+                     and call["params"]["chat_id"] == chat))
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"AI_MAX_STREAMS": 1}], indirect=True)
+async def test_a_website_visitor_whose_answer_waits_sees_typing_then_the_answer_streaming(
+        frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ai.script.hold = asyncio.Event()
+    ai.script.reply = "We open at nine."
+    telegram_customer = _customers(sim, 1)[0]
+    sim.send_text(telegram_customer, "when do you open?")
+    await asyncio.wait_for(ai.received.wait(), 10)  # the provider's one stream is busy
+    async with aiohttp.ClientSession() as http:
+        visitor, _ = await open_widget(http, frontdesk.url)
+        await visitor.send_message("when do you open tomorrow?")
+        mine = await visitor.until(lambda f: f["type"] == "message" and f["author"] == "customer")
+        typing = await visitor.until(lambda f: f["type"] == "typing")
+        assert typing["reply_to"] == mine["id"]
+        ai.script.hold.set()
+        answer = await visitor.until(lambda f: is_answer(f, mine["id"]))
+    assert answer["text"] == "We open at nine."
+    frames = [f["type"] for f in visitor.frames if f.get("reply_to") == mine["id"]]
+    assert frames.index("typing") < frames.index("message")
+    assert "typing" not in frames[frames.index("message"):]

@@ -127,6 +127,10 @@
       ";border-color:transparent}.msg.system{align-self:center;background:transparent;border:0;color:#4b5563;" +
       "font-size:13px;text-align:center}.msg .by{display:block;font-size:11px;opacity:.7;margin-bottom:2px}" +
       ".msg.pending{opacity:.6}.msg.failed{border:1px dashed #dc2626;cursor:pointer}" +
+      ".dots{display:inline-flex;gap:4px;padding:4px 0}.dots i{width:6px;height:6px;border-radius:50%;" +
+      "background:#9ca3af;animation:fd-blink 1.2s infinite both}.dots i:nth-child(2){animation-delay:.2s}" +
+      ".dots i:nth-child(3){animation-delay:.4s}@keyframes fd-blink{0%,80%,100%{opacity:.25}40%{opacity:1}}" +
+      "@media (prefers-reduced-motion:reduce){.dots i{animation:none;opacity:.6}}" +
       ".msg a{color:inherit}.msg pre,.msg code{font-family:ui-monospace,monospace;font-size:13px}" +
       ".msg blockquote{margin:4px 0;padding-left:8px;border-left:3px solid #d1d5db}" +
       ".msg .sources{margin-top:6px;padding-top:4px;border-top:1px solid #e5e7eb;font-size:12px;color:#4b5563}" +
@@ -322,15 +326,40 @@
     scrollDown();
   }
 
-  function showDelta(frame) {
-    var draft = state.drafts[frame.reply_to];
+  // The bubble an answer is written into, under the question it answers.
+  function draftFor(replyTo) {
+    var draft = state.drafts[replyTo];
     if (!draft) {
-      draft = el("div", { "class": "msg ai draft", "data-author": "ai", "data-reply-to": String(frame.reply_to),
+      draft = el("div", { "class": "msg ai draft", "data-author": "ai", "data-reply-to": String(replyTo),
         "aria-busy": "true" });
-      state.drafts[frame.reply_to] = draft;
-      var question = state.messages[frame.reply_to];
+      state.drafts[replyTo] = draft;
+      var question = state.messages[replyTo];
       ui.log.insertBefore(draft, question ? question.nextSibling : null);
     }
+    return draft;
+  }
+
+  // The answer waits its turn (a busy moment): "typing…" until its first words, or a while without news.
+  function showTyping(frame) {
+    var draft = draftFor(frame.reply_to);
+    if (draft.querySelector(".body")) return;  // its words are showing already
+    draft.textContent = "";
+    draft.appendChild(el("span", { "class": "by", text: t("ai") }));
+    draft.appendChild(el("span", { "class": "dots", role: "status", "aria-label": t("typing") },
+      [el("i"), el("i"), el("i")]));
+    clearTimeout(draft.typingTimer);
+    draft.typingTimer = setTimeout(function () {
+      if (!draft.querySelector(".body") && draft.parentNode) {
+        draft.parentNode.removeChild(draft);
+        delete state.drafts[frame.reply_to];
+      }
+    }, 8000);
+    scrollDown();
+  }
+
+  function showDelta(frame) {
+    var draft = draftFor(frame.reply_to);
+    clearTimeout(draft.typingTimer);
     draft.textContent = "";
     draft.appendChild(el("span", { "class": "by", text: t("ai") }));
     var body = el("span", { "class": "body" });
@@ -407,6 +436,8 @@
       showMessage(frame);
     } else if (frame.type === "delta") {
       showDelta(frame);
+    } else if (frame.type === "typing") {
+      showTyping(frame);
     } else if (frame.type === "status") {
       showStatus(frame);
     } else if (frame.type === "rated") {
