@@ -547,7 +547,7 @@ async def try_answer(bot_id: int, question: str, *, ai: AIClient | None, policy:
         return await _tried_without_ai(bot_id, question, translate, hours, locale)
     prompt = await build_prompt(bot_id, question, locale=locale, context_tokens=policy.context_tokens, index=index)
     try:
-        reply = await ai.answer(prompt.messages, _unseen)
+        reply = await ai.answer(prompt.messages, _unseen, tenant=bot_id)
     except AIUnavailable as error:
         return replace(await _tried_without_ai(bot_id, question, translate, hours, locale), ai_error=str(error))
     cited = cite(reply.text, prompt.passages)

@@ -12,8 +12,8 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiohttp import web
 from tgsim import Simulator
 
-from bot.sender import Limits, Pacer, SenderMiddleware, TelegramChatSender, topic_icon_ids
-from services.ports import OutgoingText, RecipientBlocked
+from bot.sender import YIELD, Limits, Pacer, SenderMiddleware, TelegramChatSender, topic_icon_ids
+from services.ports import OutgoingText, RecipientBlocked, SendPriority
 
 
 def _bot(base_url: str, token: str, middleware: SenderMiddleware) -> Bot:
@@ -111,6 +111,20 @@ async def test_a_send_holds_its_place_until_its_answer_came_back() -> None:
     await pacer.settle(2, now=0.8)
     assert pacer.wait_time(3, 1, now=1.05) == pytest.approx(0.75)  # counted from the answers, not the sends
     assert pacer._in_flight == {}
+
+
+def test_drafts_take_the_bot_wide_budget_and_give_way_to_more_urgent_sends() -> None:
+    pacer = Pacer(Limits(per_second=2))
+    assert pacer.draft_wait(0.0, SendPriority.FIRST_WORDS) == 0
+    pacer.wait_time(1, 1, now=0.0)
+    pacer.take(1, 1, now=0.0)
+    assert pacer.draft_wait(0.1) == pytest.approx(0.9)  # a draft counts like a message in the bot's second
+    assert pacer.wait_time(2, 1, now=0.1) == pytest.approx(0.9)
+    pacer.queue.start(SendPriority.FOLLOW_UP)  # an answer to someone reading its draft waits for the budget
+    assert pacer.draft_wait(1.5, SendPriority.UPDATE) == YIELD  # the next draft update gives way ...
+    assert pacer.draft_wait(1.5, SendPriority.FIRST_WORDS) == 0  # ... a first draft does not
+    pacer.queue.stop(SendPriority.FOLLOW_UP)
+    assert pacer.draft_wait(1.6, SendPriority.UPDATE) == 0
 
 
 def test_idle_chats_are_forgotten_so_memory_stays_bounded() -> None:

@@ -12,8 +12,9 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.dedup import MemoryRecentUpdates, RecentUpdates, RedisRecentUpdates
-from bot.sender import Limits, RedisPacer
+from bot.sender import YIELD, Limits, RedisPacer
 from services.limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter, Verdict
+from services.ports import SendPriority
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
 KINDS = ["memory", "redis"] if REDIS_URL else ["memory"]
@@ -110,3 +111,18 @@ async def test_a_shared_send_holds_its_place_until_its_answer_came_back(two_inst
     # The bot's second counts from the answers, not from the reservations 0.6 s before them: the next
     # send waits out the rest of a second after the answers (bounds that hold however slow the machine).
     assert 1.0 - since_answers - 0.002 <= wait <= 1.0  # 0.002: Redis keeps times in microseconds, rounded
+
+
+@needs_redis
+async def test_drafts_share_the_bot_wide_budget_across_instances_and_give_way(two_instances: TwoInstances) -> None:
+    first, second = two_instances(Limits(per_second=3, private_per_second=1, private_burst=3, group_per_minute=20))
+    assert [await first.reserve_draft(), await second.reserve_draft(), await first.reserve(1)] == [0, 0, 0]
+    assert 0 < await second.reserve_draft() <= 1.0  # the bot's second is full, whoever filled it
+    assert 0 < await second.reserve(2) <= 1.0
+    await first.settle_draft()  # a draft's place counts from its answer, as a message's does
+    await second.settle_draft()
+    first.queue.start(SendPriority.FIRST_WORDS)  # a message of this instance waits for the budget ...
+    try:
+        assert await first.reserve_draft(SendPriority.UPDATE) == YIELD  # ... so a draft update gives way
+    finally:
+        first.queue.stop(SendPriority.FIRST_WORDS)
