@@ -25,6 +25,7 @@ from services import widget
 from tests.conftest import ROOT, Frontdesk, free_port
 from tests.desk_helpers import manager_desk, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
+from tests.widget_helpers import open_widget
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
@@ -43,7 +44,8 @@ async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
 
 
 async def _page(browser: Browser, locale: str = "en-US", **options: Any) -> Page:
-    context = await browser.new_context(locale=locale, viewport={"width": 1000, "height": 760}, **options)
+    options.setdefault("viewport", {"width": 1000, "height": 760})
+    context = await browser.new_context(locale=locale, **options)
     return await context.new_page()
 
 
@@ -373,3 +375,31 @@ async def test_a_shop_logs_its_user_out_and_their_old_token_opens_nothing(
             assert replay.status == 401
             assert "88-12" not in await replay.text()
         await _shot(page, "after-logout")
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"AI_MAX_STREAMS": 1}], indirect=True)
+async def test_an_answer_waiting_its_turn_shows_typing_dots_then_the_answer(
+        frontdesk: Frontdesk, ai: FakeAI, browser: Browser) -> None:
+    ai.script.reply = "Ready."
+    typing_label = {"en": "Typing…", "ru": "Печатает…", "uz": "Yozmoqda…"}
+    async with aiohttp.ClientSession() as http:
+        for language, width in (("en", 1280), ("ru", 390), ("uz", 390), ("uz", 1280)):
+            ai.script.hold = asyncio.Event()
+            ai.received.clear()
+            busy, _ = await open_widget(http, frontdesk.url)
+            await busy.send_message("an order of twenty cakes, please")  # the provider's one stream is busy
+            await asyncio.wait_for(ai.received.wait(), 10)
+            page = await _page(browser, locale=f"{language}-{language.upper()}",
+                               viewport={"width": width, "height": 760})
+            await page.goto(frontdesk.url + "/")
+            await page.locator(".bubble").click()
+            await _say(page, "Are you open now?")
+            dots = page.locator(".msg.ai.draft .dots")
+            await expect(dots).to_be_visible()
+            await expect(dots).to_have_attribute("aria-label", typing_label[language])
+            await _shot(page, f"typing-{language}-{width}")
+            ai.script.hold.set()
+            await expect(page.locator(".msg.ai[data-id]")).to_contain_text("Ready.")
+            await expect(dots).to_have_count(0)
+            await page.context.close()
+            await busy.socket.close()
