@@ -14,6 +14,7 @@ import contextlib
 import contextvars
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -106,6 +107,9 @@ class OutboxSettings:
     idle_poll_seconds: float = 1.0
 
 
+# Bots counted for the fair share at most (past that, each bot's share is the smallest anyway).
+MANY_BOTS = 256
+
 # Jobs claimed in one transaction at most: a burst of hundreds starts in a few claims, and one claim
 # stays short enough not to hold up the webhook's writes on SQLite.
 CLAIM_BATCH = 32
@@ -131,6 +135,7 @@ class OutboxWorker:
         self.owner = f"worker-{uuid.uuid4().hex[:12]}"
         self._wakeup = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}  # job id -> the task running it
+        self._bot_of: dict[int, int] = {}  # job id -> its bot, for each bot's fair share
         self._tasks: list[asyncio.Task[None]] = []  # the claimer and the lease keeper
         self._stopping = False
 
@@ -192,6 +197,7 @@ class OutboxWorker:
                     await self._release(job)
                 break
             for job in jobs:
+                self._bot_of[job.id] = job.bot_id  # type: ignore[attr-defined]
                 self._running[job.id] = asyncio.create_task(self._run_and_free(job), name=f"outbox-job-{job.id}")
             if len(jobs) == CLAIM_BATCH and len(self._running) < self.settings.workers:
                 continue  # more may be due right now
@@ -203,6 +209,7 @@ class OutboxWorker:
             await self.run(job)
         finally:
             self._running.pop(job.id, None)
+            self._bot_of.pop(job.id, None)
             self._wakeup.set()  # a slot is free, and more may be waiting behind the lane just freed
 
     async def _keep_leases(self) -> None:
@@ -225,22 +232,29 @@ class OutboxWorker:
         return jobs[0] if jobs else None
 
     async def claim_many(self, limit: int) -> list[OutboxJob]:
-        """Up to `limit` due jobs, leased to this worker in one transaction, at most one per lane."""
+        """Up to `limit` due jobs, leased to this worker in one transaction, at most one per lane, and
+        none of a bot that runs its fair share already while another bot's jobs wait."""
         moment = now()
         expired_or_pending = Q(status=JobStatus.PENDING) | Q(status=JobStatus.RUNNING, lease_expires_at__lt=moment)
         busy_lanes = await self._busy_lanes(moment)
+        running = Counter(self._bot_of.values())
+        share = await self._fair_share(moment)
         claimed: list[OutboxJob] = []
         lanes_taken: set[str] = set()
         async with in_transaction() as connection:
             query = OutboxJob.filter(expired_or_pending, queue=self.queue, run_after__lte=moment)
             if busy_lanes:
                 query = query.exclude(lane__in=busy_lanes)
+            if full := [bot for bot, count in running.items() if count >= share]:
+                query = query.exclude(bot_id__in=full)
             query = query.order_by("priority", "id").limit(limit + 8).using_db(connection)
             if connection.capabilities.dialect == "postgres":
                 query = query.select_for_update(skip_locked=True)
             for job in await query:
                 if len(claimed) == limit:
                     break
+                if running[job.bot_id] >= share:  # type: ignore[attr-defined]
+                    continue
                 if job.lane and (job.lane in lanes_taken or not await self._lane_is_free(job, moment, connection)):
                     continue  # its lane is busy, or an earlier job of it waits for a retry: order comes first
                 taken = await OutboxJob.filter(expired_or_pending, id=job.id).using_db(connection).update(
@@ -250,9 +264,18 @@ class OutboxWorker:
                     job.attempts += 1
                     job.status = JobStatus.RUNNING
                     claimed.append(job)
+                    running[job.bot_id] += 1  # type: ignore[attr-defined]
                     if job.lane:
                         lanes_taken.add(job.lane)
         return claimed
+
+    async def _fair_share(self, moment: datetime) -> int:
+        """How many of this worker's slots one bot may hold: all of them while one bot has jobs waiting,
+        an equal part while several do, so one bot's flood (waiting at a busy AI provider, say) never
+        keeps another bot's customers out."""
+        waiting = await OutboxJob.filter(queue=self.queue, status=JobStatus.PENDING, run_after__lte=moment).distinct(
+            ).limit(MANY_BOTS).values_list("bot_id", flat=True)
+        return max(1, self.settings.workers // len(waiting)) if len(waiting) > 1 else self.settings.workers
 
     async def _busy_lanes(self, moment: datetime) -> list[str]:
         """Lanes with a running job: a cheap first cut of the candidates. Read before the claim's

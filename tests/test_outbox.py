@@ -274,3 +274,26 @@ async def test_an_answer_failing_every_attempt_goes_to_a_person_and_the_customer
         [card, *_] = await wait_in_topic(sim, desk.chat_id, topic.thread_id, 1)
         assert "what are your opening hours?" in card["text"]
         assert (await OutboxJob.get(kind="answer")).status == JobStatus.FAILED
+
+
+async def test_one_bots_flood_leaves_another_bots_customers_their_share_of_the_slots(database: str) -> None:
+    busy, quiet = await Bot.create(telegram_id=1), await Bot.create(telegram_id=2)
+    for n in range(10):  # a flood at one shop, each answer waiting long (a busy AI provider, say)
+        await outbox.enqueue(busy.id, "wait", {"n": n}, lane=f"busy-{n}")
+    await outbox.enqueue(quiet.id, "wait", {"n": 100}, lane="quiet-0")
+    release = asyncio.Event()
+    started: list[int] = []
+
+    async def wait(job: OutboxJob) -> None:
+        started.append(int(str(job.payload["n"])))
+        await release.wait()
+
+    worker = OutboxWorker({"wait": wait}, OutboxSettings(workers=4, idle_poll_seconds=0.05))
+    worker.start()
+    try:
+        await eventually(_holds(lambda: 100 in started), "the other shop's customer answered")
+        assert started.index(100) < 3  # the flooding shop took its half of the slots, not all of them
+        await eventually(_holds(lambda: len(started) == 4), "the free slot back to the flooding shop")
+    finally:
+        release.set()
+        await worker.stop()
