@@ -84,7 +84,7 @@ class Config:
 
 CONFIGS = {
     "default": Config("default", {}, "default settings"),
-    "workers4": Config("workers4", {"OUTBOX_WORKERS": "4"}, "OUTBOX_WORKERS=4 (the old default)"),
+    "workers4": Config("workers4", {"OUTBOX_WORKERS": "4"}, "OUTBOX_WORKERS=4 (the default when issue 21 was filed)"),
 }
 
 
