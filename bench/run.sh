@@ -18,18 +18,22 @@
 #   knowledge retrieval p50/p99 and memory at 1k, 10k and 100k chunks, SQLite and PostgreSQL, on one core,
 #             and indexing a 300-page PDF and a 200-page website (bench/knowledge_scale.py, about twenty minutes);
 #   knowledge_quality  whether the right FAQ item reaches the model, per language, on the evaluation set
-#             bench/data/knowledge_eval.json (bench/knowledge_quality.py, about six minutes).
+#             bench/data/knowledge_eval.json (bench/knowledge_quality.py, about six minutes);
+#   rush      rush hour (issue 21): 60 and 300 customers write at once while the model streams like a hosted
+#             one, on Telegram (tgsim with its flood limits) and the widget, the default settings against
+#             OUTBOX_WORKERS=4: time to the first words and to the answer, 429s, CPU and memory
+#             (bench/rush_hour.py; about twenty minutes while answers run four at a time, under ten once they do not).
 # Starts a throwaway PostgreSQL (with its durable defaults: fsync and synchronous_commit on) and Redis
-# on spare loopback ports and removes them afterwards. `bash bench/run.sh` runs all ten;
+# on spare loopback ports and removes them afterwards. `bash bench/run.sh` runs all eleven;
 # `bash bench/run.sh NAME [ARGS...]` runs one, ARGS going to its script (try --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-benches=(ingest outbound inbox widget analytics miniapp studio templates knowledge knowledge_quality)
+benches=(ingest outbound inbox widget analytics miniapp studio templates knowledge knowledge_quality rush)
 if [ $# -gt 0 ] && [[ " ${benches[*]} " == *" $1 "* ]]; then
     benches=("$1"); shift
 elif [ $# -gt 0 ]; then
-    echo "usage: bash bench/run.sh [ingest|outbound|inbox|widget|analytics|miniapp|studio|templates|knowledge|knowledge_quality [ARGS...]]" >&2; exit 2
+    echo "usage: bash bench/run.sh [ingest|outbound|inbox|widget|analytics|miniapp|studio|templates|knowledge|knowledge_quality|rush [ARGS...]]" >&2; exit 2
 fi
 
 need_packages=()
@@ -78,6 +82,7 @@ for bench in "${benches[@]}"; do
         ingest) .venv/bin/python bench/ingest.py --profile sqlite,postgres "$@" || status=1 ;;
         miniapp) .venv/bin/python bench/miniapp_api.py "$@" || status=1 ;;  # not miniapp.py: that name is the package's
         knowledge) .venv/bin/python bench/knowledge_scale.py "$@" || status=1 ;;
+        rush) .venv/bin/python bench/rush_hour.py "$@" || status=1 ;;
         *) .venv/bin/python "bench/$bench.py" "$@" || status=1 ;;
     esac
 done
