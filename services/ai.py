@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -251,7 +252,7 @@ async def _complete(route: Route, messages: list[dict[str, Any]], on_progress: P
     tool_name, tool_arguments = "", []
     tokens_in = tokens_out = 0
     async with request as response:  # closes the HTTP response when the reader stops the answer early
-        async for data in _sse_data(response.iter_lines()):
+        async for data in _sse_data(response.iter_bytes()):
             chunk = json.loads(data)  # a malformed event is a ValueError: the model failed
             if not isinstance(chunk, dict):
                 raise ValueError("the model sent an event that is not a JSON object")
@@ -283,20 +284,35 @@ async def _complete(route: Route, messages: list[dict[str, Any]], on_progress: P
     )
 
 
-async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+async def _sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
     """The data of each server-sent event up to `[DONE]`, as OpenAI-compatible servers stream them
-    (other fields and comments are skipped; an event's data lines are joined, as the standard says)."""
-    data: list[str] = []
-    async for line in lines:
-        if line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
-        elif not line and data:  # a blank line ends the event
-            payload, data = "\n".join(data), []
-            if payload == "[DONE]":
+    (other fields and comments are skipped; an event's data lines are joined, as the standard says).
+
+    Read from the body's byte chunks (each may hold several events, or part of one) rather than line
+    by line: a line iterator's layers cost more than the parsing itself, once per token per answer."""
+    pending = b""
+    async for chunk in chunks:
+        pending += chunk
+        *events, pending = _EVENT_END.split(pending)
+        for event in events:
+            data = _event_data(event)
+            if data == "[DONE]":
                 return
-            yield payload
-    if data and (payload := "\n".join(data)) != "[DONE]":
-        yield payload
+            if data is not None:
+                yield data
+    data = _event_data(pending)
+    if data is not None and data != "[DONE]":
+        yield data
+
+
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+
+
+def _event_data(event: bytes) -> str | None:
+    lines = [line for line in event.decode("utf-8").splitlines() if line.startswith("data:")]
+    if not lines:
+        return None
+    return "\n".join(line[5:].removeprefix(" ") for line in lines)
 
 
 def _handoff_reason(tool_name: str, arguments: str) -> str | None:

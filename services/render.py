@@ -245,6 +245,9 @@ def _cut_point(text: str, limit: int) -> int:
 def split_html(html_text: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
     """Split Telegram HTML into parts of at most `limit` visible characters (UTF-16 units), each
     valid on its own: tags open at a cut are closed and reopened in the next part."""
+    visible = _visible_text(html_text)
+    if visible == visible.strip() and _utf16(visible) <= limit:  # one part, nothing to cut or trim
+        return [html_text] if visible else []
     chars = _visible(html_text)
     parts: list[str] = []
     while chars:
@@ -278,4 +281,8 @@ def visible_length(html_text: str) -> int:
     Called for every draft of every answer streaming, so it never builds `_visible`'s per-character
     list: our HTML has no entity cut by a tag, so dropping the tags and then unescaping counts the same.
     """
-    return _utf16(html.unescape(_TAG.sub("", html_text)))
+    return _utf16(_visible_text(html_text))
+
+
+def _visible_text(html_text: str) -> str:
+    return html.unescape(_TAG.sub("", html_text))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import re
 import threading
 import time
@@ -182,7 +183,22 @@ def _word_cost(word: str, after_space: bool, uzbek_text: bool) -> float:
 
 
 def estimate(text: str) -> int:
-    """Tokens `text` likely takes in a modern BPE tokenizer (o200k_base-like), without one."""
+    """Tokens `text` likely takes in a modern BPE tokenizer (o200k_base-like), without one.
+
+    The same texts come again and again (a bot's persona, its knowledge passages, a conversation's
+    history, with every answer), so those of a usual size are remembered."""
+    return _remembered_estimate(text) if len(text) <= REMEMBERED_CHARS else _estimate(text)
+
+
+REMEMBERED_CHARS = 8000
+
+
+@functools.lru_cache(maxsize=4096)
+def _remembered_estimate(text: str) -> int:
+    return _estimate(text)
+
+
+def _estimate(text: str) -> int:
     uzbek_text = _UZBEK_TEXT.search(text) is not None
     tokens = 0.0
     for piece in _PIECES.findall(text):

@@ -7,13 +7,17 @@ from collections.abc import AsyncIterator
 from services.ai import _sse_data
 
 
-async def _lines(*lines: str) -> AsyncIterator[str]:
-    for line in lines:
-        yield line
+async def _chunks(body: bytes, size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start:start + size]
 
 
 async def _read(*lines: str) -> list[str]:
-    return [data async for data in _sse_data(_lines(*lines))]
+    """What the reader makes of a body of these lines, however the network cut it into chunks."""
+    body = "\n".join(lines).encode()
+    readings = [[data async for data in _sse_data(_chunks(body, size))] for size in (1, 3, 7, len(body) or 1)]
+    assert all(reading == readings[0] for reading in readings)
+    return readings[0]
 
 
 async def test_events_end_at_blank_lines_and_the_stream_at_done() -> None:
@@ -29,3 +33,8 @@ async def test_comments_and_other_fields_are_skipped_and_data_lines_joined() -> 
 async def test_a_last_event_without_its_blank_line_still_counts() -> None:
     assert await _read('data: {"a": 1}') == ['{"a": 1}']
     assert await _read("data: [DONE]") == []
+
+
+async def test_carriage_returns_and_multibyte_text_cut_anywhere() -> None:
+    assert await _read('data: {"t": "привет 😀"}\r', "\r", 'data: {"t": "o‘zbek"}', "") == [
+        '{"t": "привет 😀"}', '{"t": "o‘zbek"}']
