@@ -285,8 +285,8 @@ class Answerer:
     # --- the decision ----------------------------------------------------------------------------
 
     async def _load(self, job: OutboxJob) -> _Context | None:
-        message = await Message.get_or_none(id=job.payload.get("message_id")).prefetch_related(
-            "conversation__user")
+        message = await Message.get_or_none(id=job.payload.get("message_id")).select_related(
+            "conversation__user")  # one query: this runs for every answer, hundreds at once at rush hour
         if message is None:
             return None
         if await Message.exists(reply_to_id=message.id):
