@@ -10,7 +10,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -68,6 +68,9 @@ class AnswerPolicy:
     draft_interval: float = 0.6
     widget_delta_interval: float = 0.15  # a widget shows the answer growing at about this pace
 
+
+# Website answers streaming at once up to which each updates at the full pace (AnswerPolicy).
+WIDGET_STREAMS_AT_FULL_PACE = 40
 
 # Telegram is off (no BOT_TOKEN): a Telegram customer's job waits for it rather than failing.
 WITHOUT_TELEGRAM_RETRY = 300.0
@@ -236,6 +239,13 @@ class Answerer:
         self.hours = hours or WorkingHoursSource("", "UTC")
         self.ai = ai
         self.generations = generations or Generations()
+        self._widget_streams = 0  # website answers streaming now
+
+    def _widget_pace(self) -> float:
+        """Seconds between a widget answer's updates: a few a second, fewer while many answers stream
+        at once (each update renders and sends the whole text so far), never fewer than one a second."""
+        crowd = self._widget_streams / WIDGET_STREAMS_AT_FULL_PACE
+        return min(1.0, self.policy.widget_delta_interval * max(1.0, crowd))
 
     async def try_answer(self, bot_id: int, question: str, locale: str) -> TryAnswer:
         """What a customer would get for `question` now (see `try_answer`), with this answerer's settings."""
@@ -333,7 +343,7 @@ class Answerer:
             reply, passages = await self._ask_ai(context, question)
         except GenerationStopped as stopped:
             await reservation.settle()
-            await self._deliver_stopped(context, stopped.text)
+            await self._deliver_stopped(context, _without_marks(stopped.text))
             return
         except AIUnavailable as error:
             log.warning("AI unavailable for message %s: %s", context.message.id, error)
@@ -400,18 +410,20 @@ class Answerer:
         bot_id: int = context.customer.bot_id  # type: ignore[attr-defined]
         if context.visitor_id is not None:
             assert self.live is not None
-            preview = _WidgetPreview(self.live, context.visitor_id, context.message.id,
-                                     self.policy.widget_delta_interval)
-            return await self.ai.answer(prompt.messages, _unmarked(preview.update), tenant=bot_id,
-                                        on_wait=typing.waiting)
+            preview = _WidgetPreview(self.live, context.visitor_id, context.message.id, self._widget_pace)
+            self._widget_streams += 1
+            try:
+                return await self.ai.answer(prompt.messages, preview.update, tenant=bot_id, on_wait=typing.waiting)
+            finally:
+                self._widget_streams -= 1
         assert self.sender is not None
         draft_id = context.message.id  # unique and non-zero, as Telegram wants
-        streaming = self.generations.streaming(self.sender, context.chat_id, draft_id, self.policy.draft_interval)
+        streaming = self.generations.streaming(self.sender, context.chat_id, draft_id, self.policy.draft_interval,
+                                               render=_preview_html)
         draft = None
         try:
             async with streaming as draft:
-                return await self.ai.answer(prompt.messages, _unmarked(draft.update), tenant=bot_id,
-                                            on_wait=typing.waiting)
+                return await self.ai.answer(prompt.messages, draft.update, tenant=bot_id, on_wait=typing.waiting)
         finally:
             context.previewed = draft is not None and draft.shown  # also when stopped: what was read stays
 
@@ -588,13 +600,14 @@ def _used(hit: knowledge.KnowledgeHit | Passage) -> UsedItem:
     return UsedItem(hit.item.id, hit.item.question, hit.rank)
 
 
-def _unmarked(update: Callable[[str], Awaitable[None]]) -> Callable[[str], Awaitable[None]]:
-    """A preview of the answer as the customer will get it: without its [n] marks."""
+def _without_marks(text: str) -> str:
+    """The answer as the customer gets it: without its [n] marks (only where it is shown: the model's
+    text grows by a token at a time, and most of its states are never shown)."""
+    return _CITATION.sub("", text)
 
-    async def show(text_so_far: str) -> None:
-        await update(_CITATION.sub("", text_so_far))
 
-    return show
+def _preview_html(text_so_far: str) -> str:
+    return markdown_to_html(_without_marks(text_so_far))
 
 
 async def _unseen(text_so_far: str) -> None:
@@ -602,9 +615,10 @@ async def _unseen(text_so_far: str) -> None:
 
 
 class _WidgetPreview:
-    """Shows a website visitor the answer as it is written: the text so far, a few times a second."""
+    """Shows a website visitor the answer as it is written: the first words at once, then the text so
+    far every `interval()` seconds."""
 
-    def __init__(self, live: WidgetLive, visitor_id: str, reply_to: int, interval: float) -> None:
+    def __init__(self, live: WidgetLive, visitor_id: str, reply_to: int, interval: Callable[[], float]) -> None:
         self.live = live
         self.visitor_id = visitor_id
         self.reply_to = reply_to
@@ -613,10 +627,10 @@ class _WidgetPreview:
 
     async def update(self, text_so_far: str) -> None:
         now = time.monotonic()
-        if now - self._last < self.interval or not text_so_far.strip():
+        if now - self._last < self.interval() or not text_so_far.strip():
             return
         self._last = now
         try:
-            await self.live.delta(self.visitor_id, self.reply_to, text_so_far)
+            await self.live.delta(self.visitor_id, self.reply_to, _without_marks(text_so_far))
         except Exception as error:  # a preview is best effort; the answer is recorded either way
             log.info("widget preview failed: %s", error)
