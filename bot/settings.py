@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     # Customer jobs (AI answers, notices, managers' replies) one instance runs at once. Answers are mostly
     # waiting on the AI provider and Telegram, so hundreds fit; past it, jobs wait in the durable outbox.
     # 0: this instance runs no background work at all, it only receives.
-    outbox_workers: int = Field(256, alias="OUTBOX_WORKERS", ge=0)
+    outbox_workers: int = Field(512, alias="OUTBOX_WORKERS", ge=0)
     outbox_lease_seconds: float = Field(120.0, alias="OUTBOX_LEASE_SECONDS")
     outbox_max_attempts: int = Field(5, alias="OUTBOX_MAX_ATTEMPTS")
     draft_interval: float = Field(0.6, alias="DRAFT_INTERVAL")

@@ -182,12 +182,13 @@ class DraftBoard:
                     await asyncio.wait_for(self._wake.wait(), 0.5)
                 continue
             priority = SendPriority.FIRST_WORDS if self._sent.get(key, 0) == 0 else SendPriority.UPDATE
+            # Counted as waiting from now until no such draft is left, not only after a refusal: a less
+            # urgent send slipping in between two of them would take a first draft's place.
+            self._wait_as(priority)
             wait = await self.budget.reserve_draft(priority) if self.budget is not None else 0.0
             if wait > 0:
-                self._wait_as(priority)  # a first draft waiting holds back answers to those who read one
                 await asyncio.sleep(min(wait, 0.1))
                 continue
-            self._wait_as(None)
             offer = self._offers.pop(key, None)
             html = _draft_html(offer) if offer is not None else ""
             if not html:
