@@ -295,6 +295,16 @@ class Usage:
         return cpu
 
 
+async def _burst_over(row: Row, usage: Usage, ai: AIServer, http: aiohttp.ClientSession) -> None:
+    """What the burst took, read when its last answer came (or the row gave up)."""
+    row.elapsed = time.time() - row.sent[0]
+    row.cpu_seconds = await usage.finish()
+    row.rss_before_mb, row.rss_peak_mb = usage.before, usage.peak
+    stats = await ai.stats(http)
+    row.most_streaming, row.ai_requests = stats["most_streaming"], stats["requests"]
+    await asyncio.sleep(1.0)  # a duplicate would come now
+
+
 def row_env(row: Row, options: Options, ai: AIServer, database_url: str, redis_url: str, port: int) -> dict[str, str]:
     return {
         "HOST": "127.0.0.1", "PORT": str(port), "DATABASE_URL": database_url,
@@ -394,12 +404,7 @@ async def telegram_row(row: Row, options: Options, ai: AIServer, workdir: Path, 
                 await sim.wait_until(watch.scan, row_timeout(row, options), "every customer's answer")
             except TimeoutError as error:
                 row.problems.append(str(error))
-            row.elapsed = time.time() - row.sent[0]
-            row.cpu_seconds = await usage.finish()
-            row.rss_before_mb, row.rss_peak_mb = usage.before, usage.peak
-            stats = await ai.stats(http)
-            row.most_streaming, row.ai_requests = stats["most_streaming"], stats["requests"]
-            await asyncio.sleep(1.0)  # a duplicate would come now
+            await _burst_over(row, usage, ai, http)
             watch.scan()
         row.violations = len(sim.violations())
         shown = [sum(1 for message in sim.chat_history(chat) if shows_answer(message)) for chat in chats]
@@ -508,12 +513,7 @@ async def visit(row: Row, options: Options, ai: AIServer, http: aiohttp.ClientSe
         except TimeoutError:
             row.problems.append(f"{waiting[0]} of {row.customers} visitors got no answer within "
                                 f"{row_timeout(row, options):.0f} s")
-        row.elapsed = time.time() - row.sent[0]
-        row.cpu_seconds = await usage.finish()
-        row.rss_before_mb, row.rss_peak_mb = usage.before, usage.peak
-        stats = await ai.stats(http)
-        row.most_streaming, row.ai_requests = stats["most_streaming"], stats["requests"]
-        await asyncio.sleep(1.0)  # a duplicate would come now
+        await _burst_over(row, usage, ai, http)
         extra = sum(visitor.answers - 1 for visitor in visitors if visitor.answers > 1)
         if extra:
             row.problems.append(f"{extra} answers came more than once")

@@ -234,22 +234,19 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _group_budget_lower_only(self) -> Settings:
-        # Telegram refuses more than about 20 messages a minute into one group; only a test server
-        # (development, not api.telegram.org) may be driven faster.
+    def _telegram_budgets_lower_only(self) -> Settings:
+        # Telegram refuses more than about 20 messages a minute into one group and 30 a second in all;
+        # only a test server (development, not api.telegram.org) may be driven faster.
         real_telegram = urlsplit(self.telegram_api_base).hostname == "api.telegram.org"
-        if self.group_messages_per_minute > TELEGRAM_GROUP_PER_MINUTE and (
-                real_telegram or self.app_env != "development"):
-            raise ValueError(
-                f"GROUP_MESSAGES_PER_MINUTE may only be lowered: Telegram allows a bot about "
-                f"{TELEGRAM_GROUP_PER_MINUTE} messages a minute into one group (a higher value is accepted "
-                f"only with APP_ENV=development and a test server as TELEGRAM_API_BASE)")
-        if self.telegram_messages_per_second > TELEGRAM_PER_SECOND and (
-                real_telegram or self.app_env != "development"):
-            raise ValueError(
-                f"TELEGRAM_MESSAGES_PER_SECOND may only be lowered: Telegram allows a bot about "
-                f"{TELEGRAM_PER_SECOND} messages a second (a higher value is accepted only with "
-                f"APP_ENV=development and a test server as TELEGRAM_API_BASE)")
+        budgets = (("GROUP_MESSAGES_PER_MINUTE", self.group_messages_per_minute, TELEGRAM_GROUP_PER_MINUTE,
+                    "messages a minute into one group"),
+                   ("TELEGRAM_MESSAGES_PER_SECOND", self.telegram_messages_per_second, TELEGRAM_PER_SECOND,
+                    "messages a second"))
+        for name, value, limit, what in budgets:
+            if value > limit and (real_telegram or self.app_env != "development"):
+                raise ValueError(f"{name} may only be lowered: Telegram allows a bot about {limit} {what} (a higher "
+                                 f"value is accepted only with APP_ENV=development and a test server as "
+                                 f"TELEGRAM_API_BASE)")
         return self
 
     @property

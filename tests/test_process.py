@@ -156,8 +156,9 @@ def test_bad_settings_are_named_without_echoing_secrets(tmp_path: Path) -> None:
     assert "very-secret" not in result.stderr + result.stdout
 
 
-def test_the_group_budget_may_only_be_lowered(tmp_path: Path) -> None:
-    """Telegram allows about 20 messages a minute into a group: an operator who raises it is stopped."""
+def test_telegrams_budgets_may_only_be_lowered(tmp_path: Path) -> None:
+    """Telegram allows about 20 messages a minute into a group and 30 a second in all: an operator who
+    raises either is stopped."""
     def migrate(**env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "bot", "migrate"], cwd=tmp_path, capture_output=True, text=True,
                               env=_clean_environment(DATABASE_URL=f"sqlite://{tmp_path}/db.sqlite3", **env),
@@ -173,6 +174,11 @@ def test_the_group_budget_may_only_be_lowered(tmp_path: Path) -> None:
     assert migrate(GROUP_MESSAGES_PER_MINUTE="10").returncode == 0
     # A test server in development may be driven faster (the benchmarks and tests do).
     assert migrate(GROUP_MESSAGES_PER_MINUTE="100", TELEGRAM_API_BASE="http://127.0.0.1:9").returncode == 0
+    bot_wide = migrate(TELEGRAM_MESSAGES_PER_SECOND="40")  # the 30 a second to all chats together: the same
+    assert bot_wide.returncode == 2
+    assert "TELEGRAM_MESSAGES_PER_SECOND may only be lowered: Telegram allows a bot about 30 messages a second" \
+        in bot_wide.stderr
+    assert migrate(TELEGRAM_MESSAGES_PER_SECOND="20").returncode == 0
 
 
 async def test_sigterm_releases_a_running_job_within_the_grace_period_and_a_restart_answers_once(
