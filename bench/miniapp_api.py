@@ -775,7 +775,7 @@ async def run(options: Options) -> int:
     for kind_name, counts_of in counted.items():
         print(f"\n### {kind_name}\n{counts_of.full_plan}", file=sys.stderr)
     if options.doc is not None:
-        write_section(options.doc, "miniapp.py", section, "Mini App API and live updates on 100k conversations")
+        write_section(options.doc, "miniapp_api.py", section, "Mini App API and live updates on 100k conversations")
         print(f"wrote {options.doc}", file=sys.stderr)
     return 0
 

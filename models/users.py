@@ -44,7 +44,9 @@ class User(Model):
         table = "user"
         unique_together = (("bot", "telegram_id"), ("bot", "widget_visitor_id"))
         # The staff among a bot's customers (the analytics' managers, "is anyone online?").
-        indexes = (Index(fields=("bot_id", "role"), name="user_role_idx"),)
+        indexes = (Index(fields=("bot_id", "role"), name="user_role_idx"),
+                   # A Telegram customer's own conversations include the website visitors linked to them.
+                   Index(fields=("linked_to_id",), name="user_linked_to_idx"))
 
     def __str__(self) -> str:
         return self.full_name or f"user {self.id}"
