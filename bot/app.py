@@ -49,7 +49,6 @@ from miniapp import routes as miniapp_routes
 from miniapp.admin_api import ADMIN, AdminRuntime
 from miniapp.api import TRANSLATE
 from miniapp.auth import MINIAPP, MiniAppRuntime
-from miniapp.inbox_api import WIDGET_LIVE
 from miniapp.keys_api import PROVIDER_KEYS
 from miniapp.knowledge_api import KNOWLEDGE, KnowledgeTools
 from miniapp.live import LIVE, LiveHub
@@ -60,10 +59,12 @@ from miniapp.widget_hub import WidgetHub
 from models import Bot as Tenant
 from services import bot_settings, conversations, prompt_chat, staff, templates, widget
 from services.ai import AIClient, AIObserver, Route, RouteOrder
-from services.answering import Answerer, AnswerPolicy
+from services.answering import Answerer, AnswerPolicy, preview_html, without_marks
+from services.channels import Channels, TelegramChannel, WidgetChannel
 from services.desk import CustomerSide
 from services.embeddings import create_embedder
 from services.events import EventBus, LocalBus
+from services.flow import ConversationEvents, ConversationFlow
 from services.generation import Generations
 from services.i18n import N_, Translate
 from services.inbox import InboxFeed
@@ -79,6 +80,7 @@ from services.limits import (
     RedisConcurrencyLimiter,
     RedisRateLimiter,
 )
+from services.listeners import subscribe_listeners
 from services.managers import ManagerGroup
 from services.outbox import MANAGERS, Outboxes, OutboxSettings, OutboxWorker
 from services.prompt_chat import StudioChat
@@ -269,8 +271,14 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     embedder = create_embedder(settings.embedding_base_url, settings.embedding_api_key, settings.embedding_model,
                                settings.embedding_threads)
     index = KnowledgeIndex(embedder, bus, max_wait=settings.embedding_max_wait)
-    answerer = Answerer(messenger, translate, policy, ai, generations, hours, live, feed, index)
-    customer_side = CustomerSide(messenger, translate, settings.default_locale, live, feed)
+    channels = Channels(TelegramChannel(messenger, generations, settings.draft_interval, preview_html),
+                        WidgetChannel(live, policy.widget_delta_interval, without_marks))
+    events = ConversationEvents()
+    flow = ConversationFlow(events, limiter=shared.limiter, default_locale=settings.default_locale,
+                            translate=translate, hours=hours, wake=lambda: outboxes.wake())
+    subscribe_listeners(events, wake=lambda: outboxes.wake(), feed=feed, channels=channels)
+    answerer = Answerer(channels, flow, translate, policy, ai, hours, index)
+    customer_side = CustomerSide(channels, translate, settings.default_locale, flow)
     own_keys = provider_keys(app)
     studio_runtime = StudioRuntime(ai, settings.price_of, settings.daily_ai_quota, key_opener(own_keys), metrics,
                                    shared.studio_runs, settings.studio_max_prompt_chars,
@@ -296,18 +304,17 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     outboxes = Outboxes(*workers)
     app[OUTBOXES] = outboxes
     app[WORK_LOAD] = outboxes
-    app[WIDGET] = WidgetRuntime(hub, live, widget_limits(app), shared.limiter, translate, hours, outboxes.wake,
-                                settings.default_locale, settings.trust_proxy_headers, load_script(), feed,
+    app[WIDGET] = WidgetRuntime(hub, live, widget_limits(app), flow, translate, hours, settings.default_locale,
+                                settings.trust_proxy_headers, load_script(),
                                 demo=settings.demo_enabled, identity=identity_policy(settings),
                                 hello_timeout=settings.widget_hello_seconds, heartbeat=settings.widget_ping_seconds)
     if settings.demo_enabled:  # DEMO_SITE, or development: a live AI chat at `/` for a first look
         await widget.ensure_demo_site(tenant.id, settings.port, settings.public_address.origin)
     app[TRANSLATE] = translate
     app[MINIAPP] = MiniAppRuntime(tenant.id, settings.bot_token, timedelta(seconds=settings.miniapp_auth_max_age),
-                                  frozenset(settings.admin_ids), settings.default_locale, translate, feed,
-                                  staff_directory, outboxes.wake, hours, timedelta(seconds=settings.staff_auth_max_age),
+                                  frozenset(settings.admin_ids), settings.default_locale, translate, flow,
+                                  staff_directory, hours, timedelta(seconds=settings.staff_auth_max_age),
                                   timedelta(hours=settings.staff_session_hours))
-    app[WIDGET_LIVE] = live
     app[PROVIDER_KEYS] = own_keys
     app[KNOWLEDGE] = KnowledgeTools(ai, policy, index, sources)
     app[STUDIO] = studio_runtime
@@ -319,7 +326,7 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     polling: asyncio.Task[None] | None = None
     if bot is not None and messenger is not None and staff_directory is not None:
         polling = await _start_telegram(app, bot, messenger, tenant, shared, outboxes, generations, translate, hours,
-                                        i18n, live, feed, staff_directory)
+                                        i18n, live, flow, staff_directory)
     if isinstance(bus, RedisBus):
         await bus.start()  # after every subscriber is in place
     outboxes.start()
@@ -348,7 +355,7 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
 
 async def _start_telegram(app: web.Application, bot: AiogramBot, messenger: TelegramChatSender, tenant: Tenant,
                           shared: SharedState, outboxes: Outboxes, generations: Generations, translate: Translate,
-                          hours: WorkingHoursSource, i18n: I18n, live: WidgetLive, feed: InboxFeed,
+                          hours: WorkingHoursSource, i18n: I18n, live: WidgetLive, flow: ConversationFlow,
                           staff_directory: StaffDirectory) -> asyncio.Task[None] | None:
     """The dispatcher, the manager chat, the command menus, and updates by webhook or long polling."""
     settings = app[SETTINGS]
@@ -360,7 +367,7 @@ async def _start_telegram(app: web.Application, bot: AiogramBot, messenger: Tele
     dispatcher = create_dispatcher(
         i18n, storage=shared.storage, settings=settings, tenant=tenant, outbox=outboxes, limiter=shared.limiter,
         generations=generations, translate=translate, hours=hours, messenger=messenger, widget_live=live,
-        inbox_feed=feed, staff_directory=staff_directory)
+        flow=flow, staff_directory=staff_directory)
     app[TELEGRAM] = TelegramRuntime(bot, dispatcher, settings.webhook_secret, shared.recent, outboxes)
     await set_commands(bot, i18n)
     if mini_app := settings.public_address.mini_app_url:

@@ -20,13 +20,10 @@ from handlers.keyboards import (
     start_keyboard,
 )
 from models import Bot as Tenant
-from models import HandoffReason, User
-from services import conversations, desk, handoff
-from services.i18n import Translate
-from services.inbox import InboxFeed
-from services.outbox import Outboxes
+from models import User
+from services import conversations, desk
+from services.flow import ConversationFlow
 from services.render import escape
-from services.staff import WorkingHoursSource
 
 
 async def _registered(event: Message | CallbackQuery, tenant: Tenant, settings: Settings,
@@ -91,36 +88,29 @@ async def new_conversation(message: Message, tenant: Tenant, settings: Settings,
 
 
 async def _ask_for_person(event: Message | CallbackQuery, tenant: Tenant, settings: Settings, customer: User | None,
-                          translate: Translate, hours: WorkingHoursSource, outbox: Outboxes,
-                          inbox_feed: InboxFeed) -> str:
-    user = await _registered(event, tenant, settings, customer)
-    conversation = await handoff.request_person(user)
-    outbox.wake()
-    await inbox_feed.changed(conversation)
-    bot = await Tenant.get(id=tenant.id)  # fresh: working hours may have changed
-    return await handoff.handoff_notice(bot, hours(bot), translate, user.language,
-                                        HandoffReason.ASKED_FOR_PERSON)
+                          flow: ConversationFlow) -> None:
+    """The notice comes from the customers' queue, stored with the handoff; asked again, it is said again."""
+    asked = await flow.ask_for_person(await _registered(event, tenant, settings, customer))
+    if not asked.handed and event.bot is not None:
+        await event.bot.send_message(event.from_user.id, escape(asked.notice),  # type: ignore[union-attr]
+                                     parse_mode="HTML")
 
 
 async def human_command(message: Message, tenant: Tenant, settings: Settings, customer: User | None,
-                        translate: Translate, hours: WorkingHoursSource, outbox: Outboxes,
-                        inbox_feed: InboxFeed) -> None:
-    notice = await _ask_for_person(message, tenant, settings, customer, translate, hours, outbox, inbox_feed)
-    await message.answer(escape(notice), parse_mode="HTML")
+                        flow: ConversationFlow) -> None:
+    await _ask_for_person(message, tenant, settings, customer, flow)
 
 
 async def human_button(query: CallbackQuery, tenant: Tenant, settings: Settings, customer: User | None,
-                       translate: Translate, hours: WorkingHoursSource, outbox: Outboxes,
-                       inbox_feed: InboxFeed) -> None:
-    notice = await _ask_for_person(query, tenant, settings, customer, translate, hours, outbox, inbox_feed)
+                       flow: ConversationFlow) -> None:
     await query.answer()
-    await query.bot.send_message(query.from_user.id, escape(notice), parse_mode="HTML")  # type: ignore[union-attr]
+    await _ask_for_person(query, tenant, settings, customer, flow)
 
 
 async def rated(query: CallbackQuery, callback_data: RateConversation, tenant: Tenant, settings: Settings,
-                customer: User | None) -> None:
+                customer: User | None, flow: ConversationFlow) -> None:
     user = await _registered(query, tenant, settings, customer)
-    if not await desk.rate(tenant.id, user, callback_data.conversation, callback_data.stars):
+    if not await flow.rate(tenant.id, user, callback_data.conversation, callback_data.stars):
         await query.answer()
         return
     await query.answer(_(desk.RATED))

@@ -21,15 +21,12 @@ from handlers.media import attachments, html_text
 from models import Bot as Tenant
 from models import Conversation, Role, User
 from services import desk, desk_reports, staff
-from services.desk import Posted
+from services.flow import ConversationFlow, Posted
 from services.i18n import N_, Translate, pick_locale
-from services.inbox import InboxFeed
-from services.outbox import Outboxes
 from services.ports import Messenger, Where
 from services.render import escape
 from services.schedule import InvalidHours
 from services.staff import ManagerChat, StaffDirectory, WorkingHoursSource, set_working_hours, split_hours_and_zone
-from services.widget import WidgetLive
 
 NOT_A_CONVERSATION = N_("Use this command inside a conversation's topic (or as a reply to a customer's message).")
 TAKEN = N_("✋ {name} took this conversation.")
@@ -172,87 +169,83 @@ async def _conversation_of(message: Message, tenant: Tenant, desk_chat: ManagerC
     return None
 
 
-async def _answer(message: Message, desk_chat: ManagerChat, html: str, tenant: Tenant, outbox: Outboxes) -> None:
-    await desk.post_to_group(tenant.id, _place(message, desk_chat), html)
-    outbox.wake()
+async def _answer(message: Message, desk_chat: ManagerChat, html: str, tenant: Tenant, flow: ConversationFlow) -> None:
+    await flow.tell_staff(tenant.id, _place(message, desk_chat), html)
 
 
 # --- commands ----------------------------------------------------------------------------------------
 
 
 async def conversation_command(message: Message, command: CommandObject, tenant: Tenant, staff: User,
-                               desk_chat: ManagerChat, translate: Translate, outbox: Outboxes,
-                               event_update: Update, inbox_feed: InboxFeed) -> None:
+                               desk_chat: ManagerChat, translate: Translate, flow: ConversationFlow,
+                               event_update: Update) -> None:
     def _(text: str) -> str:
         return translate(desk_chat.locale, text)
 
     conversation = await _conversation_of(message, tenant, desk_chat)
     if conversation is None:
-        await _answer(message, desk_chat, escape(_(NOT_A_CONVERSATION)), tenant, outbox)
+        await _answer(message, desk_chat, escape(_(NOT_A_CONVERSATION)), tenant, flow)
         return
     name = command.command.lower()
     if name == "note":
-        await _note(message, command.args or "", conversation, staff, desk_chat, translate, tenant, outbox,
+        await _note(message, command.args or "", conversation, staff, desk_chat, translate, tenant, flow,
                     f"tg:{event_update.update_id}")
-        await inbox_feed.changed(conversation)
         return
     if name == "info":
         await _answer(message, desk_chat, await desk_reports.info_card(conversation, translate, desk_chat.locale),
-                      tenant, outbox)
+                      tenant, flow)
         return
-    done, reply = await _act(name, conversation, staff, translate, desk_chat.locale)
-    await _answer(message, desk_chat, escape(reply if done else _(ALREADY)), tenant, outbox)
-    if done:
-        await inbox_feed.changed(conversation)
+    done, reply = await _act(name, conversation, staff, translate, desk_chat.locale, flow)
+    await _answer(message, desk_chat, escape(reply if done else _(ALREADY)), tenant, flow)
 
 
 async def _act(action: str, conversation: Conversation, staff: User, translate: Translate,
-               locale: str) -> tuple[bool, str]:
+               locale: str, flow: ConversationFlow) -> tuple[bool, str]:
     """One staff action on a conversation (the same for a command and a header-card button)."""
     if action == "take":
-        done = await desk.take(conversation, staff)
+        done = await flow.take(conversation, staff)
         return done, translate(locale, TAKEN).format(name=staff.first_name)
     if action == "ai":
-        return await desk.give_back(conversation, staff), translate(locale, RETURNED)
+        return await flow.give_back(conversation, staff), translate(locale, RETURNED)
     if action == "close":
-        return await desk.close(conversation, staff), translate(locale, CLOSED)
+        return await flow.close(conversation, staff), translate(locale, CLOSED)
     if action == "ban":
-        return await desk.set_banned(conversation, staff, True), translate(locale, BANNED)
+        return await flow.set_banned(conversation, staff, True), translate(locale, BANNED)
     if action == "unban":
-        return await desk.set_banned(conversation, staff, False), translate(locale, UNBANNED)
+        return await flow.set_banned(conversation, staff, False), translate(locale, UNBANNED)
     return False, ""
 
 
 async def _note(message: Message, text: str, conversation: Conversation, staff: User, desk_chat: ManagerChat,
-                translate: Translate, tenant: Tenant, outbox: Outboxes, source_key: str) -> None:
+                translate: Translate, tenant: Tenant, flow: ConversationFlow, source_key: str) -> None:
     if not text.strip():
-        await _answer(message, desk_chat, escape(translate(desk_chat.locale, NOTE_EMPTY)), tenant, outbox)
+        await _answer(message, desk_chat, escape(translate(desk_chat.locale, NOTE_EMPTY)), tenant, flow)
         return
     posted = Posted(source_key, desk_chat.chat_id, message.message_id, text=text.strip())
-    await desk.record_manager_message(conversation, staff, posted, note=True)
+    await flow.manager_wrote(conversation, staff, posted, note=True)
 
 
 async def open_command(message: Message, tenant: Tenant, desk_chat: ManagerChat, translate: Translate,
-                       outbox: Outboxes) -> None:
+                       flow: ConversationFlow) -> None:
     html = await desk_reports.open_list(tenant.id, desk_chat.chat_id, desk_chat.forum, translate, desk_chat.locale)
-    await _answer(message, desk_chat, html, tenant, outbox)
+    await _answer(message, desk_chat, html, tenant, flow)
 
 
 async def stats_command(message: Message, tenant: Tenant, desk_chat: ManagerChat, translate: Translate,
-                        outbox: Outboxes, hours: WorkingHoursSource) -> None:
+                        flow: ConversationFlow, hours: WorkingHoursSource) -> None:
     zone = hours(await Tenant.get(id=tenant.id)).zone
     now = datetime.now(UTC)
     stats = await desk_reports.day_stats(tenant.id, zone, now)
     html = desk_reports.stats_text(stats, f"{now.astimezone(zone):%Y-%m-%d}", translate, desk_chat.locale)
-    await _answer(message, desk_chat, html, tenant, outbox)
+    await _answer(message, desk_chat, html, tenant, flow)
 
 
 async def presence_command(message: Message, command: CommandObject, tenant: Tenant, staff: User,
-                           desk_chat: ManagerChat, translate: Translate, outbox: Outboxes) -> None:
+                           desk_chat: ManagerChat, translate: Translate, flow: ConversationFlow) -> None:
     online = command.command.lower() == "online"
     await staff_presence(staff, online)
     text = translate(desk_chat.locale, ONLINE if online else AWAY).format(name=staff.first_name)
-    await _answer(message, desk_chat, escape(text), tenant, outbox)
+    await _answer(message, desk_chat, escape(text), tenant, flow)
 
 
 async def staff_presence(member: User, online: bool) -> None:
@@ -261,7 +254,7 @@ async def staff_presence(member: User, online: bool) -> None:
 
 
 async def hours_command(message: Message, command: CommandObject, tenant: Tenant, staff: User,
-                        desk_chat: ManagerChat, translate: Translate, outbox: Outboxes, hours: WorkingHoursSource,
+                        desk_chat: ManagerChat, translate: Translate, flow: ConversationFlow, hours: WorkingHoursSource,
                         settings: Settings) -> None:
     """Show the working hours; an admin may change them (customers are told when people are back)."""
     def _(text: str) -> str:
@@ -272,25 +265,25 @@ async def hours_command(message: Message, command: CommandObject, tenant: Tenant
         current = hours(await Tenant.get(id=tenant.id))
         text = _(HOURS_ALWAYS) if current.always_open else _(HOURS_SHOW).format(
             hours=current.text, zone=current.zone)
-        await _answer(message, desk_chat, escape(f"{text}\n{_(HOURS_HOW)}"), tenant, outbox)
+        await _answer(message, desk_chat, escape(f"{text}\n{_(HOURS_HOW)}"), tenant, flow)
         return
     if staff.role != Role.ADMIN:  # ADMIN_IDS, or made an admin in the app
-        await _answer(message, desk_chat, escape(_(ADMINS_ONLY)), tenant, outbox)
+        await _answer(message, desk_chat, escape(_(ADMINS_ONLY)), tenant, flow)
         return
     text, zone = split_hours_and_zone("" if wanted.lower() == "off" else wanted, settings.timezone)
     try:
         changed = await set_working_hours(tenant.id, text, zone)
     except InvalidHours:
-        await _answer(message, desk_chat, escape(f"{_(HOURS_INVALID)}\n{_(HOURS_HOW)}"), tenant, outbox)
+        await _answer(message, desk_chat, escape(f"{_(HOURS_INVALID)}\n{_(HOURS_HOW)}"), tenant, flow)
         return
     await desk.audit(tenant.id, staff, "working_hours", str(tenant.id), hours=text, timezone=zone)
     reply = _(HOURS_CLEARED) if changed.always_open else _(HOURS_SET).format(hours=changed.text, zone=changed.zone)
-    await _answer(message, desk_chat, escape(reply), tenant, outbox)
+    await _answer(message, desk_chat, escape(reply), tenant, flow)
 
 
 async def help_command(message: Message, tenant: Tenant, desk_chat: ManagerChat, translate: Translate,
-                       outbox: Outboxes) -> None:
-    await _answer(message, desk_chat, escape(translate(desk_chat.locale, STAFF_HELP)), tenant, outbox)
+                       flow: ConversationFlow) -> None:
+    await _answer(message, desk_chat, escape(translate(desk_chat.locale, STAFF_HELP)), tenant, flow)
 
 
 async def setup_command(message: Message, tenant: Tenant, messenger: Messenger, translate: Translate,
@@ -327,24 +320,20 @@ async def setup_command(message: Message, tenant: Tenant, messenger: Messenger, 
 
 
 async def card_button(query: CallbackQuery, callback_data: DeskAction, tenant: Tenant, staff: User,
-                      desk_chat: ManagerChat, translate: Translate, outbox: Outboxes, inbox_feed: InboxFeed) -> None:
+                      desk_chat: ManagerChat, translate: Translate, flow: ConversationFlow) -> None:
     conversation = await desk.by_id(tenant.id, callback_data.conversation)
     if conversation is None:
         await query.answer()
         return
-    done, reply = await _act(callback_data.action, conversation, staff, translate, desk_chat.locale)
-    outbox.wake()
+    done, reply = await _act(callback_data.action, conversation, staff, translate, desk_chat.locale, flow)
     await query.answer(reply if done else translate(desk_chat.locale, ALREADY))
-    if done:
-        await inbox_feed.changed(conversation)
 
 
 # --- what managers write -------------------------------------------------------------------------------
 
 
 async def manager_wrote(message: Message, tenant: Tenant, staff: User, desk_chat: ManagerChat,
-                        event_update: Update, translate: Translate, outbox: Outboxes, widget_live: WidgetLive,
-                        inbox_feed: InboxFeed) -> None:
+                        event_update: Update, flow: ConversationFlow) -> None:
     if message.text and message.text.startswith("/") and not message.text.startswith("//"):
         return  # a command for someone else (or a typo): never sent to a customer
     conversation = await _conversation_of(message, tenant, desk_chat)
@@ -356,14 +345,11 @@ async def manager_wrote(message: Message, tenant: Tenant, staff: User, desk_chat
                     text=text.removeprefix("//").strip() if note else text,
                     html="" if note else (html_text(message) if text else ""), attachments=attachments(message),
                     replying_to=message.reply_to_message.message_id if message.reply_to_message else None)
-    if await desk.record_manager_message(conversation, staff, posted, note=note, live=widget_live):
-        outbox.wake()
-        await inbox_feed.changed(conversation)
+    await flow.manager_wrote(conversation, staff, posted, note=note)
 
 
-async def manager_edited(message: Message, tenant: Tenant, desk_chat: ManagerChat, outbox: Outboxes) -> None:
-    if await desk.record_edit(tenant.id, desk_chat.chat_id, message.message_id, html_text(message)):
-        outbox.wake()
+async def manager_edited(message: Message, tenant: Tenant, desk_chat: ManagerChat, flow: ConversationFlow) -> None:
+    await flow.manager_edited(tenant.id, desk_chat.chat_id, message.message_id, html_text(message))
 
 
 async def ignore(_: Message | CallbackQuery) -> None:
@@ -371,7 +357,7 @@ async def ignore(_: Message | CallbackQuery) -> None:
 
 
 async def cannot_act(event: Message | CallbackQuery, role: Role, desk_chat: ManagerChat, translate: Translate,
-                     tenant: Tenant, outbox: Outboxes) -> None:
+                     tenant: Tenant, flow: ConversationFlow) -> None:
     """A pending member or a viewer tried to act: say why nothing happened (a reply in a conversation's
     topic or to a command; their other talk in the group is left alone)."""
     text = translate(desk_chat.locale, NOT_APPROVED if role == Role.PENDING else READ_ONLY)
@@ -379,7 +365,7 @@ async def cannot_act(event: Message | CallbackQuery, role: Role, desk_chat: Mana
         await event.answer(text, show_alert=True)
         return
     if event.message_thread_id is not None or (event.text or "").startswith("/"):
-        await _answer(event, desk_chat, escape(text), tenant, outbox)
+        await _answer(event, desk_chat, escape(text), tenant, flow)
 
 
 def create_router() -> Router:

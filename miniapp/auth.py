@@ -25,8 +25,9 @@ from miniapp.api import ApiError
 from models import Role, User
 from services import accounts, conversations, staff
 from services.conversations import Customer
+from services.flow import ConversationFlow
 from services.i18n import Translate, pick_locale
-from services.inbox import InboxFeed, Viewer
+from services.inbox import Viewer
 from services.staff import StaffDirectory, WorkingHoursSource
 
 SESSION_COOKIE = "frontdesk_session"
@@ -43,9 +44,8 @@ class MiniAppRuntime:
     admin_ids: frozenset[int]
     default_locale: str
     translate: Translate
-    feed: InboxFeed
+    flow: ConversationFlow  # what staff do to a conversation, as from the manager chat
     staff: StaffDirectory | None  # None while Telegram is off: only ADMIN_IDS are staff then
-    wake: Callable[[], None]  # the outbox: new jobs are waiting
     hours: WorkingHoursSource = field(default_factory=lambda: WorkingHoursSource("", "UTC"))  # and the time zone
     staff_auth_max_age: timedelta = timedelta(hours=1)  # staff's initData: a leaked one works this long at most
     session_lifetime: timedelta = accounts.SESSION_LIFETIME  # a browser session from a /dashboard link

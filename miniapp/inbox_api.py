@@ -8,7 +8,8 @@ from miniapp import schemas
 from miniapp.api import Api, ApiError, ok, path_id, read_body, read_query
 from miniapp.auth import MINIAPP, Caller, authenticate, staff_member
 from models import Channel, Conversation
-from services import desk, inbox
+from services import inbox
+from services.flow import Typed
 from services.i18n import N_
 from services.inbox import BadCursor, InboxQuery
 from services.widget import WidgetLive
@@ -68,18 +69,17 @@ async def conversation_action(request: web.Request) -> web.Response:
     caller = await staff_member(request)
     action = (await read_body(request, schemas.ConversationAction)).action
     conversation = await _conversation(request, caller)
-    staff = caller.user
+    staff, flow = caller.user, request.app[MINIAPP].flow
     if action == "take":
-        done = await desk.take(conversation, staff)
+        done = await flow.take(conversation, staff, via="app")
     elif action == "return":
-        done = await desk.give_back(conversation, staff)
+        done = await flow.give_back(conversation, staff, via="app")
     elif action == "close":
-        done = await desk.close(conversation, staff)
+        done = await flow.close(conversation, staff, via="app")
     else:
-        done = await desk.set_banned(conversation, staff, action == "ban")
+        done = await flow.set_banned(conversation, staff, action == "ban", via="app")
     if not done:
         raise ApiError(409, "conflict", ALREADY)
-    await _after_change(request, conversation)
     return await conversation_detail(request)
 
 
@@ -88,11 +88,10 @@ async def _write(request: web.Request, *, note: bool) -> web.Response:
     text = (await read_body(request, schemas.TextIn)).text
     conversation = await _conversation(request, caller)
     try:
-        message = await desk.write_from_app(conversation, caller.user, text, note=note,
-                                            live=request.app.get(WIDGET_LIVE))
+        message = await request.app[MINIAPP].flow.manager_wrote(conversation, caller.user, Typed(text), note=note)
     except ValueError as error:
         raise ApiError(400, str(error), EMPTY_TEXT if str(error) == "empty" else TOO_LONG) from error
-    await _after_change(request, conversation)
+    assert message is not None  # only a message from Telegram can be a re-delivery
     return ok(schemas.MessageOut.model_validate(inbox.message_json(message, staff=True)), status=201)
 
 
@@ -102,12 +101,6 @@ async def reply(request: web.Request) -> web.Response:
 
 async def add_note(request: web.Request) -> web.Response:
     return await _write(request, note=True)
-
-
-async def _after_change(request: web.Request, conversation: Conversation) -> None:
-    runtime = request.app[MINIAPP]
-    runtime.wake()
-    await runtime.feed.changed(conversation)
 
 
 def add_routes(app: web.Application, api: Api) -> None:

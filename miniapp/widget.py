@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,11 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from miniapp.inputs import parse_json, row_id
 from miniapp.origin import request_origin
 from miniapp.widget_hub import WidgetHub
-from models import Bot, Conversation, HandoffReason, User, WidgetSite
-from services import conversations, desk, handoff, widget, widget_links
+from models import Bot, User, WidgetSite
+from services import conversations, desk, widget, widget_links
 from services.conversations import Customer, Incoming
+from services.flow import ConversationFlow
 from services.i18n import N_, Translate, pick_locale
-from services.inbox import InboxFeed
 from services.limits import ConcurrencyLimiter, RateLimiter, Verdict, address_group
 from services.staff import WorkingHoursSource
 from services.widget import IdentityPolicy, Visitor, WidgetLive
@@ -106,14 +105,12 @@ class WidgetRuntime:
     hub: WidgetHub
     live: WidgetLive
     limits: WidgetLimits
-    customer_limiter: RateLimiter  # the same per-customer limit as on Telegram
+    flow: ConversationFlow  # what a visitor's message or ask sets going, as on Telegram
     translate: Translate
     hours: WorkingHoursSource
-    wake: Callable[[], None]  # the outbox: a new job is waiting
     default_locale: str
     trust_forwarded: bool = False
     script: bytes = field(default=b"", repr=False)
-    feed: InboxFeed | None = None  # tells open Mini App inboxes of new messages
     demo: bool = False  # DEMO_SITE: the demo page at `/` and its `demo` site; off, that key is unknown
     identity: IdentityPolicy = field(default_factory=IdentityPolicy)
     hello_timeout: float = 15.0  # WIDGET_HELLO_SECONDS: a socket that says nothing is closed
@@ -503,19 +500,14 @@ async def _on_message(session: Session, frame: dict[str, Any]) -> None:
     await _within_limits(session)
     who = Customer(None, first_name=session.name, language_code=session.locale,
                    widget_visitor_id=session.visitor.visitor_id)
-    stored = await conversations.record_customer_message(
-        session.bot_id, who, Incoming(key, text), limiter=runtime.customer_limiter,
-        default_locale=runtime.default_locale, known=session.user)
+    stored = await runtime.flow.customer_wrote(session.bot_id, who, Incoming(key, text), known=session.user,
+                                               client_id=client_id)  # every tab of the visitor shows it
     if stored.message is None:
         existing = await widget.already_stored(session.bot_id, key)
         if existing is not None:
             await session.socket.send_json(widget.message_frame(existing, client_id))
         return  # a banned visitor: nothing is stored, nothing is said
-    runtime.wake()
     session.user = await widget.visitor_user(session.visitor)
-    await runtime.live.message(session.visitor.visitor_id, stored.message, client_id)
-    if runtime.feed is not None:
-        await runtime.feed.customer_wrote(stored.message)
 
 
 async def _on_person(session: Session) -> None:
@@ -526,19 +518,9 @@ async def _on_person(session: Session) -> None:
                        widget_visitor_id=session.visitor.visitor_id)
         await _within_limits(session)
         session.user = await conversations.register_customer(session.bot_id, who, runtime.default_locale)
-    conversation, handed = await handoff.person_requested(session.user)
-    if not handed:  # asked again while people have it: nothing new is stored, the widget hears who answers
-        await session.socket.send_json(await widget.status_frame(await Conversation.get(id=conversation.id)))
-        return
-    bot = await Bot.get(id=session.bot_id)
-    notice = await handoff.handoff_notice(bot, runtime.hours(bot), runtime.translate, session.user.language,
-                                          HandoffReason.ASKED_FOR_PERSON)
-    message = await widget.record_notice(conversation, notice, notice="handoff")
-    runtime.wake()
-    await runtime.live.message(session.visitor.visitor_id, message)
-    await runtime.live.status(await Conversation.get(id=conversation.id))
-    if runtime.feed is not None:
-        await runtime.feed.changed(conversation)
+    asked = await runtime.flow.ask_for_person(session.user)
+    if not asked.handed:  # asked again while people have it: nothing new is stored, the widget hears who answers
+        await session.socket.send_json(await widget.status_frame(asked.conversation))
 
 
 async def _on_link(session: Session) -> None:
@@ -559,7 +541,7 @@ async def _on_rate(session: Session, frame: dict[str, Any]) -> None:
     conversation_id, stars = row_id(frame.get("conversation")), frame.get("stars")
     if conversation_id is None or not isinstance(stars, int) or session.user is None:
         raise FrameError("bad_frame")
-    if not await desk.rate(session.bot_id, session.user, conversation_id, stars):
+    if not await session.runtime.flow.rate(session.bot_id, session.user, conversation_id, stars):
         raise FrameError("bad_frame")
     await session.socket.send_json({"type": "rated", "conversation": conversation_id, "stars": stars})
 

@@ -7,10 +7,10 @@ outcome: an answer, a handoff notice, or a clear error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -31,16 +31,15 @@ from models import (
 )
 from services import bot_settings, conversations, handoff, knowledge, persona, quotas, retrieval, tokens
 from services.ai import AIClient, AIReply, AIUnavailable
-from services.generation import Generations, GenerationStopped, Typing
+from services.channels import Channels, CustomerChannel
+from services.flow import ConversationFlow
+from services.generation import GenerationStopped, Typing
 from services.i18n import N_, Translate
-from services.inbox import InboxFeed
 from services.knowledge_index import KnowledgeIndex
-from services.outbox import Postpone
-from services.ports import ChatSender, OutgoingText, RecipientBlocked
-from services.render import escape, html_to_text, markdown_to_html, split_html
+from services.ports import RecipientBlocked
+from services.render import escape, html_to_text, markdown_to_html
 from services.retrieval import Passage
 from services.staff import WorkingHoursSource
-from services.widget import WidgetLive
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +67,6 @@ class AnswerPolicy:
     draft_interval: float = 0.6
     widget_delta_interval: float = 0.15  # a widget shows the answer growing at about this pace
 
-
-# Website answers streaming at once up to which each updates at the full pace (AnswerPolicy).
-WIDGET_STREAMS_AT_FULL_PACE = 40
-
-# Telegram is off (no BOT_TOKEN): a Telegram customer's job waits for it rather than failing.
-WITHOUT_TELEGRAM_RETRY = 300.0
 
 # Marks the reply to a question nobody could answer (the AI said it cannot; no AI and no knowledge
 # item held it): what the knowledge base lacks, listed for staff by services.knowledge_suggestions.
@@ -207,18 +200,8 @@ class _Context:
     message: Message
     conversation: Conversation
     customer: User  # their language was set when they were registered
+    channel: CustomerChannel  # where they wrote: the answer is shown there
     previewed: bool = False  # the customer reads the answer's draft already
-
-    @property
-    def visitor_id(self) -> str | None:
-        """A website visitor's id; None for a Telegram customer."""
-        return self.customer.widget_visitor_id
-
-    @property
-    def chat_id(self) -> int:
-        chat_id = self.customer.telegram_id
-        assert chat_id is not None
-        return int(chat_id)
 
     @property
     def locale(self) -> str:
@@ -226,26 +209,16 @@ class _Context:
 
 
 class Answerer:
-    def __init__(self, sender: ChatSender | None, translate: Translate, policy: AnswerPolicy,
-                 ai: AIClient | None = None, generations: Generations | None = None,
-                 hours: WorkingHoursSource | None = None, live: WidgetLive | None = None,
-                 feed: InboxFeed | None = None, index: KnowledgeIndex | None = None) -> None:
-        self.sender = sender  # None: Telegram is off
+    def __init__(self, channels: Channels, flow: ConversationFlow, translate: Translate, policy: AnswerPolicy,
+                 ai: AIClient | None = None, hours: WorkingHoursSource | None = None,
+                 index: KnowledgeIndex | None = None) -> None:
+        self.channels = channels
+        self.flow = flow  # the outcomes are conversation events: open pages and widgets hear of them
         self.index = index  # None: knowledge is found by its words alone
-        self.live = live
-        self.feed = feed  # open Mini App pages hear of each outcome
         self.translate = translate
         self.policy = policy
         self.hours = hours or WorkingHoursSource("", "UTC")
         self.ai = ai
-        self.generations = generations or Generations()
-        self._widget_streams = 0  # website answers streaming now
-
-    def _widget_pace(self) -> float:
-        """Seconds between a widget answer's updates: a few a second, fewer while many answers stream
-        at once (each update renders and sends the whole text so far), never fewer than one a second."""
-        crowd = self._widget_streams / WIDGET_STREAMS_AT_FULL_PACE
-        return min(1.0, self.policy.widget_delta_interval * max(1.0, crowd))
 
     async def try_answer(self, bot_id: int, question: str, locale: str) -> TryAnswer:
         """What a customer would get for `question` now (see `try_answer`), with this answerer's settings."""
@@ -258,13 +231,10 @@ class Answerer:
         context = await self._load(job)
         if context is None:
             return
-        try:
+        with contextlib.suppress(RecipientBlocked):  # the channel marked them: nothing more is sent there
             await self._answer(context)
-        except RecipientBlocked:
-            await conversations.set_blocked(context.customer.bot_id, context.chat_id)  # type: ignore[attr-defined]
         await conversations.note_customer_message(context.message)  # once, after the outcome
-        if self.feed is not None:
-            await self.feed.changed(context.conversation)
+        await self.flow.answered(context.conversation)
 
     async def slow_down_job(self, job: OutboxJob) -> None:
         await self._notice_job(job, SLOW_DOWN, count=True)
@@ -276,10 +246,8 @@ class Answerer:
         context = await self._load(job)
         if context is None:
             return
-        try:
+        with contextlib.suppress(RecipientBlocked):
             await self._hand_off(context, HandoffReason.AI_FAILURE)
-        except RecipientBlocked:
-            await conversations.set_blocked(context.customer.bot_id, context.chat_id)  # type: ignore[attr-defined]
 
     async def _notice_job(self, job: OutboxJob, notice: str, *, count: bool = False) -> None:
         context = await self._load(job)
@@ -287,10 +255,8 @@ class Answerer:
             return
         if count:
             await conversations.note_customer_message(context.message)
-        try:
+        with contextlib.suppress(RecipientBlocked):
             await self._notice(context, notice, {"source": "notice"})
-        except RecipientBlocked:
-            await conversations.set_blocked(context.customer.bot_id, context.chat_id)  # type: ignore[attr-defined]
 
     # --- the decision ----------------------------------------------------------------------------
 
@@ -301,14 +267,11 @@ class Answerer:
             return None
         if await Message.exists(reply_to_id=message.id):
             return None  # answered already: this is a re-run after a crash
-        context = _Context(message, message.conversation, message.conversation.user)
-        if context.visitor_id is not None:
-            return context if self.live is not None else None
-        if context.customer.telegram_id is None or context.customer.blocked_bot:
+        conversation = message.conversation
+        channel = self.channels.of(conversation)
+        if not channel.reachable(conversation.user):  # Postpone while the channel is off
             return None
-        if self.sender is None:
-            raise Postpone(WITHOUT_TELEGRAM_RETRY, "Telegram is off (BOT_TOKEN is not set)")
-        return context
+        return _Context(message, conversation, conversation.user, channel)
 
     async def _answer(self, context: _Context) -> None:
         if context.conversation.mode == ConversationMode.HUMAN:
@@ -343,7 +306,7 @@ class Answerer:
             reply, passages = await self._ask_ai(context, question)
         except GenerationStopped as stopped:
             await reservation.settle()
-            await self._deliver_stopped(context, _without_marks(stopped.text))
+            await self._deliver_stopped(context, without_marks(stopped.text))
             return
         except AIUnavailable as error:
             log.warning("AI unavailable for message %s: %s", context.message.id, error)
@@ -375,9 +338,7 @@ class Answerer:
 
     async def _hand_off(self, context: _Context, reason: HandoffReason, *, lead: str | None = None,
                         quiet: bool = False, unanswered: bool = False) -> None:
-        await handoff.hand_off(context.conversation.id, reason)
-        if self.live is not None and context.visitor_id is not None:
-            await self.live.status(await Conversation.get(id=context.conversation.id))
+        await self.flow.ai_handed_off(context.conversation, reason)
         if quiet:
             return
         bot = await Bot.get(id=context.customer.bot_id)  # type: ignore[attr-defined]
@@ -408,34 +369,16 @@ class Answerer:
         """The AI's answer, shown to the customer as it is written (a draft in Telegram, the widget's deltas)."""
         assert self.ai is not None
         bot_id: int = context.customer.bot_id  # type: ignore[attr-defined]
-        if context.visitor_id is not None:
-            assert self.live is not None
-            preview = _WidgetPreview(self.live, context.visitor_id, context.message.id, self._widget_pace)
-            self._widget_streams += 1
-            try:
-                return await self.ai.answer(prompt.messages, preview.update, tenant=bot_id, on_wait=typing.waiting)
-            finally:
-                self._widget_streams -= 1
-        assert self.sender is not None
-        draft_id = context.message.id  # unique and non-zero, as Telegram wants
-        streaming = self.generations.streaming(self.sender, context.chat_id, draft_id, self.policy.draft_interval,
-                                               render=_preview_html)
-        draft = None
+        preview = None
         try:
-            async with streaming as draft:
-                return await self.ai.answer(prompt.messages, draft.update, tenant=bot_id, on_wait=typing.waiting)
+            async with context.channel.preview(context.customer, context.message) as preview:
+                return await self.ai.answer(prompt.messages, preview.update, tenant=bot_id, on_wait=typing.waiting)
         finally:
-            context.previewed = draft is not None and draft.shown  # also when stopped: what was read stays
+            context.previewed = preview is not None and preview.shown  # also when stopped: what was read stays
 
     def _typing(self, context: _Context) -> Typing:
         """Shows the customer "typing…" while their answer waits for its turn at the AI provider."""
-        if context.visitor_id is not None:
-            assert self.live is not None
-            live, visitor, reply_to = self.live, context.visitor_id, context.message.id
-            return Typing(lambda: live.typing(visitor, reply_to))
-        assert self.sender is not None
-        sender, chat_id = self.sender, context.chat_id
-        return Typing(lambda: sender.send_typing(chat_id), self.generations.budget)
+        return context.channel.typing(context.customer, context.message)
 
     async def _deliver_stopped(self, context: _Context, text: str) -> None:
         """Keep what was written before the customer pressed stop."""
@@ -474,22 +417,13 @@ class Answerer:
 
     async def _reply(self, context: _Context, html: str, author: AuthorKind, meta: dict[str, Any], *,
                      markdown: str | None = None) -> None:
-        """Send (split when long) and record the reply; the record marks the message answered.
-
-        A website visitor's reply is recorded first (its id is what the widget shows) and then
-        published to their sockets; a widget that was away gets it from the history.
-        """
+        """Show the reply where the customer wrote, and record it; the record marks the message answered."""
         text = markdown if markdown is not None else html
-        if context.visitor_id is not None:
-            assert self.live is not None
-            await self.live.message(context.visitor_id, await self._record(context, text, author, meta, sent=[]))
-            return
-        assert self.sender is not None
-        silent = bool(context.customer.preferences.get("silent", False))
-        sent = [await self.sender.send_text(context.chat_id, OutgoingText(part, silent=silent,
-                                                                          after_preview=context.previewed))
-                for part in split_html(html)]
-        await self._record(context, text, author, meta, sent)
+
+        async def record(sent: list[int]) -> Message:
+            return await self._record(context, text, author, meta, sent)
+
+        await context.channel.reply(context.customer, html, record, previewed=context.previewed)
 
     async def _record(self, context: _Context, text: str, author: AuthorKind, meta: dict[str, Any],
                       sent: list[int]) -> Message:
@@ -498,7 +432,8 @@ class Answerer:
             reply = await Message.create(
                 bot_id=bot_id, conversation_id=context.conversation.id, author_kind=author,
                 text=text, ai_meta=meta, reply_to_id=context.message.id)
-            await MessageCopy.bulk_create([MessageCopy(bot_id=bot_id, message=reply, chat_id=context.chat_id,
+            chat_id = context.customer.telegram_id
+            await MessageCopy.bulk_create([MessageCopy(bot_id=bot_id, message=reply, chat_id=chat_id,
                                                        telegram_message_id=sent_id) for sent_id in sent])
             now = datetime.now(UTC)
             await Conversation.filter(id=context.conversation.id).update(last_message_at=now)
@@ -600,37 +535,16 @@ def _used(hit: knowledge.KnowledgeHit | Passage) -> UsedItem:
     return UsedItem(hit.item.id, hit.item.question, hit.rank)
 
 
-def _without_marks(text: str) -> str:
+def without_marks(text: str) -> str:
     """The answer as the customer gets it: without its [n] marks (only where it is shown: the model's
     text grows by a token at a time, and most of its states are never shown)."""
     return _CITATION.sub("", text)
 
 
-def _preview_html(text_so_far: str) -> str:
-    return markdown_to_html(_without_marks(text_so_far))
+def preview_html(text_so_far: str) -> str:
+    """An answer's draft as Telegram shows it."""
+    return markdown_to_html(without_marks(text_so_far))
 
 
 async def _unseen(text_so_far: str) -> None:
     """Nobody watches a preview being written."""
-
-
-class _WidgetPreview:
-    """Shows a website visitor the answer as it is written: the first words at once, then the text so
-    far every `interval()` seconds."""
-
-    def __init__(self, live: WidgetLive, visitor_id: str, reply_to: int, interval: Callable[[], float]) -> None:
-        self.live = live
-        self.visitor_id = visitor_id
-        self.reply_to = reply_to
-        self.interval = interval
-        self._last = 0.0
-
-    async def update(self, text_so_far: str) -> None:
-        now = time.monotonic()
-        if now - self._last < self.interval() or not text_so_far.strip():
-            return
-        self._last = now
-        try:
-            await self.live.delta(self.visitor_id, self.reply_to, _without_marks(text_so_far))
-        except Exception as error:  # a preview is best effort; the answer is recorded either way
-            log.info("widget preview failed: %s", error)

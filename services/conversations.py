@@ -331,3 +331,11 @@ async def history(conversation_id: int, before_id: int | None = None, limit: int
     if before_id is not None:
         ordered = [m for m in ordered if place(m)[0] < before_id]
     return ordered[-limit:]
+
+
+async def customer_of(conversation: Conversation) -> User:
+    """The conversation's customer, from what was loaded with it when it was."""
+    user = conversation.user
+    if isinstance(user, User):
+        return user
+    return await User.get(id=conversation.user_id)

@@ -18,12 +18,14 @@ from tortoise.migrations.api import migrate as apply_migrations
 from bot import db
 from bot.db import tortoise_config
 from models import AuditLog, AuthorKind, Bot, Channel, Conversation, HandoffReason, Message, Role, UsageSlot, User
-from services import conversations, desk, handoff
+from services import conversations, handoff
 from services.analytics import InvalidPeriod, Period, report
 from services.conversations import Customer, Incoming
+from services.flow import Posted
 from services.knowledge import question_key
 from services.limits import MemoryRateLimiter
 from tests.conftest import BACKEND, POSTGRES_URL, _with_database
+from tests.flow_helpers import make_flow
 
 NUMBERS = itertools.count(1)
 NO_REASONS = {reason.value: 0 for reason in HandoffReason}
@@ -290,11 +292,11 @@ async def test_a_conversation_through_the_desk_shows_in_every_figure(bot: Bot) -
     talk = await Conversation.get(bot_id=bot.id).prefetch_related("user")
     await handoff.hand_off(talk.id, HandoffReason.ASKED_FOR_PERSON)
     talk = await Conversation.get(id=talk.id).prefetch_related("user")
-    await desk.take(talk, manager)
-    await desk.record_manager_message(talk, manager, desk.Posted("tg:2", -100123, 7, text="It ships today"),
-                                      note=False)
-    await desk.close(talk, manager)
-    await desk.rate(bot.id, talk.user, talk.id, 4)
+    flow = make_flow()
+    await flow.take(talk, manager)
+    await flow.manager_wrote(talk, manager, Posted("tg:2", -100123, 7, text="It ships today"), note=False)
+    await flow.close(talk, manager)
+    await flow.rate(bot.id, talk.user, talk.id, 4)
 
     result = (await report(bot.id, today_utc())).to_dict()
 

@@ -54,3 +54,45 @@ def test_every_user_facing_string_is_translated_in_every_language() -> None:
             for msgid in source:
                 placeholders = sorted(part.split("}")[0] for part in msgid.split("{")[1:])
                 assert sorted(part.split("}")[0] for part in catalog[msgid].split("{")[1:]) == placeholders, msgid
+
+
+def _calls(path: Path) -> list[tuple[str, str, int]]:
+    """Every `x.y(...)` call in a file: the called attribute, the name (or attribute) it is called on, the line."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            name = owner.id if isinstance(owner, ast.Name) else owner.attr if isinstance(owner, ast.Attribute) else ""
+            found.append((node.func.attr, name, node.lineno))
+    return found
+
+
+def test_adapters_leave_an_events_consequences_to_its_listeners() -> None:
+    """Handlers and views call one service function per event; the outbox's wake-up, the inbox feed and the
+    widget's push follow from the event (services/listeners.py), never from the adapter."""
+    offenders = []
+    for directory in ("handlers", "miniapp"):
+        for path in (ROOT / directory).rglob("*.py"):
+            for attr, owner, line in _calls(path):
+                if attr == "wake" or (attr in ("changed", "customer_wrote") and "feed" in owner) or (
+                        attr in ("message", "status") and owner.endswith("live")):
+                    offenders.append(f"{path.relative_to(ROOT)}:{line} {owner}.{attr}()")
+    assert offenders == []
+
+
+FLOW_MODULES = ("answering.py", "desk.py", "flow.py", "listeners.py", "handoff.py", "managers.py")
+
+
+def test_the_conversation_flow_does_not_branch_on_the_channel() -> None:
+    """Telegram and the widget differ only in services/channels.py: the flows ask a conversation's channel."""
+    offenders = []
+    for name in FLOW_MODULES:
+        tree = ast.parse((ROOT / "services" / name).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in ("widget_visitor_id", "WIDGET", "TELEGRAM"):
+                offenders.append(f"services/{name}:{node.lineno} .{node.attr}")
+            if isinstance(node, ast.Compare) and isinstance(node.left, ast.Attribute) and \
+                    node.left.attr == "telegram_id" and any(isinstance(c, ast.Constant) and c.value is None
+                                                            for c in node.comparators):
+                offenders.append(f"services/{name}:{node.lineno} telegram_id is None")
+    assert offenders == []

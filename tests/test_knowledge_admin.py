@@ -15,7 +15,6 @@ from services.ai import AIClient, Route
 from services.answering import Answerer, AnswerPolicy, build_prompt, try_answer
 from services.conversations import Customer, Incoming
 from services.embeddings import LocalEmbedder
-from services.events import LocalBus
 from services.knowledge import Entry, KnowledgeError
 from services.knowledge_admin import (
     create_item,
@@ -31,8 +30,8 @@ from services.knowledge_admin import (
 from services.knowledge_suggestions import dismiss_suggestion, unanswered_questions
 from services.limits import MemoryRateLimiter
 from services.staff import WorkingHoursSource
-from services.widget import WidgetLive
 from tests.fake_ai import FakeAI
+from tests.flow_helpers import make_channels, make_flow
 
 pytestmark = pytest.mark.usefixtures("database")
 
@@ -408,7 +407,8 @@ async def ask(bot: Bot, answerer: Answerer, text: str) -> Message:
 
 
 def answerer(ai: AIClient | None, **policy: Any) -> Answerer:
-    return Answerer(None, english, AnswerPolicy(**policy), ai, hours=HOURS, live=WidgetLive(LocalBus()))
+    channels = make_channels()
+    return Answerer(channels, make_flow(channels, english, HOURS), english, AnswerPolicy(**policy), ai, hours=HOURS)
 
 
 async def test_try_it_sends_the_ai_what_a_customers_first_message_sends(ai: FakeAI, ai_client: AIClient) -> None:

@@ -20,6 +20,7 @@ from models import (
     ConversationStatus,
     HandoffReason,
     Message,
+    MessageCopy,
     User,
 )
 from tests.conftest import Frontdesk, formatted, outbox_idle
@@ -99,6 +100,27 @@ async def test_talk_to_a_person_opens_a_topic_with_a_header_card(desk: Desk, sim
     assert copied["text"] == "Also, do you have oat milk?"
     await asyncio.sleep(0.3)
     assert len(ai.requests) == requests
+
+
+async def test_human_keeps_its_notice_in_the_conversation_as_the_widget_does(
+        desk: Desk, sim: Simulator) -> None:
+    """/human's notice is stored with the handoff, so staff read in the transcript what the customer was told
+    (before issue 16 only the widget's and the AI's handoff notices were kept); asked again, it is said again
+    and nothing more is stored."""
+    ann, _ = await handed_off(sim, desk)
+    await sim.wait_until(lambda: customer_texts(sim, ann["id"])[-1].startswith("Sure! I've asked a person"),
+                         5, "the notice")
+    told = sim.chat_history(ann["id"])[-1]
+    conversation = await Conversation.get(user__telegram_id=ann["id"])
+    [stored] = await Message.filter(conversation_id=conversation.id, author_kind=AuthorKind.SYSTEM)
+    assert stored.text == told["text"]
+    assert stored.ai_meta["notice"] == "handoff"
+    assert await MessageCopy.exists(message_id=stored.id, chat_id=ann["id"], telegram_message_id=told["message_id"])
+
+    sim.send_command(ann["id"], "human")
+    await sim.wait_until(lambda: len([t for t in customer_texts(sim, ann["id"]) if t == told["text"]]) == 2,
+                         5, "said again")
+    assert await Message.filter(conversation_id=conversation.id, author_kind=AuthorKind.SYSTEM).count() == 1
 
 
 async def test_a_manager_answers_in_the_topic_and_the_customer_gets_text_and_photo(
@@ -209,7 +231,11 @@ async def test_take_return_to_ai_and_close_with_a_rating(desk: Desk, sim: Simula
     await sim.wait_until(lambda: topics(sim, desk.chat_id)[topic.thread_id].closed, 5, "topic closed")
     assert topics(sim, desk.chat_id)[topic.thread_id].name == "✅ Ann"
     actions = [str(a) for a in await AuditLog.all().order_by("id").values_list("action", flat=True)]
-    assert [a for a in actions if a != "setup"] == ["take", "return_to_ai", "close", "rate"]
+    # A reply from the topic is in the audit log as one from the Mini App is (it was not, before issue 16).
+    assert [a for a in actions if a != "setup"] == ["take", "reply", "return_to_ai", "close", "rate"]
+    reply = await AuditLog.get(action="reply")
+    assert reply.details == {"via": "telegram"}
+    assert reply.actor_id == (await User.get(telegram_id=desk.mia["id"])).id  # type: ignore[attr-defined]
 
 
 async def test_header_card_buttons_do_what_the_commands_do(desk: Desk, sim: Simulator) -> None:
@@ -278,6 +304,8 @@ async def test_a_banned_customer_reaches_no_one(desk: Desk, sim: Simulator, ai: 
     ann, topic = await handed_off(sim, desk)
     sim.send_command(desk.boss["id"], "ban", chat_id=desk.chat_id, thread_id=topic.thread_id)
     await sim.wait_until(lambda: topics(sim, desk.chat_id)[topic.thread_id].closed, 5, "closed on ban")
+    await sim.wait_until(lambda: any(m.get("text", "").startswith("🚫 Banned")
+                                     for m in in_topic(sim, desk.chat_id, topic.thread_id)), 5, "the ban said")
     shown = len(in_topic(sim, desk.chat_id, topic.thread_id))
     seen = len(customer_texts(sim, ann["id"]))
     sim.send_text(ann["id"], "let me in")
