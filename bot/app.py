@@ -57,7 +57,7 @@ from miniapp.studio_api import STUDIO, TOKENS
 from miniapp.widget import STATIC, WIDGET, WidgetLimits, WidgetRuntime, add_routes, close_sockets, load_script
 from miniapp.widget_hub import WidgetHub
 from models import Bot as Tenant
-from services import bot_settings, conversations, prompt_chat, staff, templates, widget
+from services import bot_settings, conversations, prompt_chat, staff, templates, tenant_settings, widget
 from services.ai import AIClient, AIObserver, Route, RouteOrder
 from services.answering import Answerer, AnswerPolicy, preview_html, without_marks
 from services.channels import Channels, TelegramChannel, WidgetChannel
@@ -393,7 +393,7 @@ async def _register_configured_manager_chat(messenger: TelegramChatSender, tenan
     chat_id = int(settings.manager_chat_id or 0)
     try:
         report = await setup_manager_chat(messenger, tenant.id, chat_id,
-                                          str(tenant.settings.get("manager_locale") or settings.default_locale))
+                                          tenant_settings.of(tenant).manager_locale or settings.default_locale)
     except TelegramAPIError as error:
         log.error("MANAGER_CHAT_ID %s: the bot cannot see that chat (%s). Add the bot to it.", chat_id, error)
         return

@@ -272,11 +272,10 @@ async def hours_command(message: Message, command: CommandObject, tenant: Tenant
         return
     text, zone = split_hours_and_zone("" if wanted.lower() == "off" else wanted, settings.timezone)
     try:
-        changed = await set_working_hours(tenant.id, text, zone)
+        changed = await set_working_hours(tenant.id, text, zone, staff)
     except InvalidHours:
         await _answer(message, desk_chat, escape(f"{_(HOURS_INVALID)}\n{_(HOURS_HOW)}"), tenant, flow)
         return
-    await desk.audit(tenant.id, staff, "working_hours", str(tenant.id), hours=text, timezone=zone)
     reply = _(HOURS_CLEARED) if changed.always_open else _(HOURS_SET).format(hours=changed.text, zone=changed.zone)
     await _answer(message, desk_chat, escape(reply), tenant, flow)
 

@@ -2,8 +2,9 @@
 
 What customers are told when nobody is in, which of the deployment's AI models answer and in
 what order, and how much each customer may ask. They live in `Bot.settings` beside the working
-hours, each falling back to the deployment's environment, and each change is audit-logged with
-the admin who made it. Readers read fresh, so a change applies from the next answer.
+hours (services/tenant_settings.py holds every key), each falling back to the deployment's
+environment, and each change is audit-logged with the admin who made it. Readers read fresh, so a
+change applies from the next answer.
 """
 
 from __future__ import annotations
@@ -13,17 +14,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tortoise.transactions import in_transaction
-
-from models import AuditLog, Bot, User
+from models import Bot, User
+from services import tenant_settings
 from services.i18n import SUPPORTED_LOCALES
 from services.limits import AdjustableRateLimiter, Verdict
 from services.schedule import WorkingHours
+from services.tenant_settings import CustomerRate
 
-OFFLINE_TEXT = "offline_text"  # {locale: text}: after hours, instead of the translated default
-AI_ROUTES = "ai_routes"  # [route key, ...]: the models to try, in order
-DAILY_AI_QUOTA = "daily_ai_quota"  # AI answers per customer per day
-CUSTOMER_RATE = "customer_rate"  # {"burst": messages at once, "per_minute": messages a minute}
 MAX_OFFLINE_TEXT = 1000
 
 
@@ -35,45 +32,31 @@ class SettingError(ValueError):
         self.code = code
 
 
-async def update(bot_id: int, actor: User | None, action: str, changes: dict[str, Any], **details: Any) -> Bot:
-    """Write `changes` into the bot's settings (None removes a key) with its audit entry, all or nothing."""
-    async with in_transaction():
-        bot = await Bot.select_for_update().get(id=bot_id)
-        settings = dict(bot.settings)
-        for key, value in changes.items():
-            if value is None:
-                settings.pop(key, None)
-            else:
-                settings[key] = value
-        bot.settings = settings
-        await bot.save(update_fields=["settings"])
-        await AuditLog.create(bot_id=bot_id, actor=actor, action=action, target=f"bot:{bot_id}", details=details)
-    return bot
-
-
 # --- working hours and the offline text ----------------------------------------------------------------
 
 
 def offline_text(bot: Bot, locale: str) -> str:
     """The admins' own words for after hours in this language; "" keeps the translated default."""
-    texts = bot.settings.get(OFFLINE_TEXT)
-    return str(texts.get(locale) or "") if isinstance(texts, dict) else ""
+    return tenant_settings.of(bot).offline_text.get(locale, "")
 
 
 def offline_texts(bot: Bot) -> dict[str, str]:
     return {locale: offline_text(bot, locale) for locale in SUPPORTED_LOCALES}
 
 
-async def set_hours(bot_id: int, hours: str, timezone: str, offline: dict[str, str],
-                    actor: User | None) -> WorkingHours:
-    """The working hours, their time zone and the offline texts together; InvalidHours changes nothing."""
+async def set_hours(bot_id: int, hours: str, timezone: str, offline: dict[str, str] | None,
+                    actor: User | None, via: str = "app") -> WorkingHours:
+    """The working hours, their time zone and the offline texts together (None keeps the texts);
+    InvalidHours changes nothing. `via` says where: "app", or "group" for /hours."""
     parsed = WorkingHours.parse(hours, timezone)
-    texts = {locale: text.strip() for locale, text in offline.items() if locale in SUPPORTED_LOCALES and text.strip()}
+    texts = {locale: text.strip() for locale, text in (offline or {}).items()
+             if locale in SUPPORTED_LOCALES and text.strip()}
     if any(len(text) > MAX_OFFLINE_TEXT for text in texts.values()):
         raise SettingError("too_long", f"an offline text is longer than {MAX_OFFLINE_TEXT} characters")
-    await update(bot_id, actor, "working_hours", {"working_hours": hours.strip(), "timezone": timezone,
-                                                  OFFLINE_TEXT: texts or None},
-                 hours=hours.strip(), timezone=timezone, offline_text=texts, via="app")
+    async with tenant_settings.edit(bot_id) as draft:
+        texts = draft.settings.offline_text if offline is None else texts
+        draft.settings = draft.settings.changed(working_hours=hours.strip(), timezone=timezone, offline_text=texts)
+        draft.audit(actor, "working_hours", hours=hours.strip(), timezone=timezone, offline_text=texts, via=via)
     return parsed
 
 
@@ -83,8 +66,7 @@ async def set_hours(bot_id: int, hours: str, timezone: str, offline: dict[str, s
 async def route_order(bot_id: int) -> list[str]:
     """The keys of the routes the admins chose, in order; [] for the deployment's own order."""
     bot = await Bot.get_or_none(id=bot_id)
-    order = bot.settings.get(AI_ROUTES) if bot is not None else None
-    return [str(key) for key in order] if isinstance(order, list) else []
+    return list(tenant_settings.of(bot).ai_routes) if bot is not None else []
 
 
 def route_order_of(bot_id: int) -> Callable[[], Awaitable[list[str]]]:
@@ -101,7 +83,8 @@ async def set_route_order(bot_id: int, order: list[str], configured: list[str], 
         raise SettingError("unknown_route", "not one of the deployment's models")
     if len(set(order)) != len(order):
         raise SettingError("duplicate_route", "a model is listed twice")
-    await update(bot_id, actor, "ai_models", {AI_ROUTES: list(order) or None}, order=list(order))
+    await tenant_settings.update(bot_id, {"ai_routes": list(order)}, actor=actor, action="ai_models",
+                                 order=list(order))
 
 
 # --- quotas and rates -----------------------------------------------------------------------------------
@@ -115,34 +98,31 @@ class Limits:
 
 
 def limits(bot: Bot, defaults: Limits) -> Limits:
-    quota = bot.settings.get(DAILY_AI_QUOTA)
-    rate = bot.settings.get(CUSTOMER_RATE)
-    rate = rate if isinstance(rate, dict) else {}
-    return Limits(int(quota) if isinstance(quota, int) else defaults.daily_ai_quota,
-                  int(rate.get("burst") or defaults.burst), float(rate.get("per_minute") or defaults.per_minute))
+    own = tenant_settings.of(bot)
+    return Limits(defaults.daily_ai_quota if own.daily_ai_quota is None else own.daily_ai_quota,
+                  own.customer_rate.burst or defaults.burst, own.customer_rate.per_minute or defaults.per_minute)
 
 
 def overrides(bot: Bot) -> dict[str, Any]:
     """Only what the admins set: a missing key follows the environment."""
-    rate = bot.settings.get(CUSTOMER_RATE)
-    rate = rate if isinstance(rate, dict) else {}
-    return {"daily_ai_quota": bot.settings.get(DAILY_AI_QUOTA), "burst": rate.get("burst"),
-            "per_minute": rate.get("per_minute")}
+    own = tenant_settings.of(bot)
+    return {"daily_ai_quota": own.daily_ai_quota, "burst": own.customer_rate.burst,
+            "per_minute": own.customer_rate.per_minute}
 
 
 async def daily_ai_quota(bot_id: int, default: int) -> int:
     """AI answers a customer may get today: the admins' number, else DAILY_AI_QUOTA."""
     bot = await Bot.get_or_none(id=bot_id)
-    quota = bot.settings.get(DAILY_AI_QUOTA) if bot is not None else None
-    return int(quota) if isinstance(quota, int) else default
+    quota = tenant_settings.of(bot).daily_ai_quota if bot is not None else None
+    return default if quota is None else quota
 
 
 async def set_limits(bot_id: int, *, daily_ai_quota: int | None, burst: int | None, per_minute: float | None,
                      actor: User | None) -> None:
     """None for any of them: follow the deployment's environment again."""
-    rate = {key: value for key, value in (("burst", burst), ("per_minute", per_minute)) if value is not None}
-    await update(bot_id, actor, "limits", {DAILY_AI_QUOTA: daily_ai_quota, CUSTOMER_RATE: rate or None},
-                 daily_ai_quota=daily_ai_quota, burst=burst, per_minute=per_minute)
+    await tenant_settings.update(
+        bot_id, {"daily_ai_quota": daily_ai_quota, "customer_rate": CustomerRate(burst=burst, per_minute=per_minute)},
+        actor=actor, action="limits", daily_ai_quota=daily_ai_quota, burst=burst, per_minute=per_minute)
 
 
 class BotRateLimiter:

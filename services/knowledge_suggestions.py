@@ -18,17 +18,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from tortoise import connections
-from tortoise.transactions import in_transaction
 
-from models import Bot, User
-from services import knowledge
+from models import User
+from services import knowledge, tenant_settings
 from services.answering import UNANSWERED, AnswerPolicy
-from services.audit import audit
 from services.embeddings import Embedder, EmbeddingError
 from services.knowledge import KnowledgeError, question_key, words
 
 WINDOW_CONVERSATIONS = 2000
-DISMISSED_SETTING = "knowledge_dismissed"  # in Bot.settings: the keys, oldest first
 MAX_DISMISSED = 1000  # the oldest dismissals are forgotten beyond this
 _KEY = re.compile(r"[0-9a-f]{64}")
 
@@ -142,24 +139,16 @@ def _moment(value: datetime | str) -> datetime:
 
 
 async def _dismissed(bot_id: int) -> list[str]:
-    bot = await Bot.get(id=bot_id)
-    keys = bot.settings.get(DISMISSED_SETTING, [])
-    return [str(key) for key in keys] if isinstance(keys, list) else []
+    return (await tenant_settings.load(bot_id)).knowledge_dismissed
 
 
 async def dismiss_suggestion(bot_id: int, key: str, actor: User) -> None:
     """Staff do not want this question in the knowledge base: it is not suggested again."""
     if not _KEY.fullmatch(key):
         raise KnowledgeError("not_found", key=key[:80])
-    async with in_transaction() as connection:
-        query = Bot.filter(id=bot_id)
-        if connection.capabilities.dialect == "postgres":
-            query = query.select_for_update()
-        bot = await query.get()
-        earlier = bot.settings.get(DISMISSED_SETTING, [])
-        keys = [str(k) for k in earlier] if isinstance(earlier, list) else []
+    async with tenant_settings.edit(bot_id) as draft:
+        keys = draft.settings.knowledge_dismissed
         if key in keys:
             return
-        bot.settings = {**bot.settings, DISMISSED_SETTING: [*keys, key][-MAX_DISMISSED:]}
-        await bot.save(update_fields=["settings"])
-        await audit(bot_id, actor, "knowledge_dismiss", key)
+        draft.settings = draft.settings.changed(knowledge_dismissed=[*keys, key][-MAX_DISMISSED:])
+        draft.audit(actor, "knowledge_dismiss", key)

@@ -13,20 +13,17 @@ import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from tortoise.expressions import Q
-from tortoise.transactions import in_transaction
 
-from models import AuditLog, Bot, Role, User
+from models import Bot, Role, User
+from services import bot_settings, tenant_settings
 from services.conversations import Customer
 from services.ports import GroupRights, Messenger
 from services.schedule import InvalidHours, WorkingHours
 
 STAFF_STATUSES = ("creator", "administrator", "member")
 MEMBERSHIP_TTL = 60.0
-GRANTED_ADMINS = "granted_admins"  # Bot.settings: the users an admin made admins (ADMIN_IDS are anyway)
-STAFF_ROLES = "staff_roles"  # Bot.settings: {user id: "manager" or "viewer"}, as admins approved them
 ASSIGNABLE = (Role.ADMIN, Role.MANAGER, Role.VIEWER)
 ACTING = (Role.ADMIN, Role.MANAGER)  # may reply to customers and change things
 
@@ -41,8 +38,8 @@ class ManagerChat:
 def manager_chat(bot: Bot, default_locale: str) -> ManagerChat | None:
     if bot.manager_chat_id is None:
         return None
-    return ManagerChat(int(bot.manager_chat_id), bool(bot.settings.get("manager_forum", False)),
-                       str(bot.settings.get("manager_locale") or default_locale))
+    own = tenant_settings.of(bot)
+    return ManagerChat(int(bot.manager_chat_id), own.manager_forum, own.manager_locale or default_locale)
 
 
 async def load_manager_chat(bot_id: int, default_locale: str) -> ManagerChat | None:
@@ -112,11 +109,14 @@ class StaffDirectory:
 
 def member_role(bot: Bot, user: User, auto_approve: bool) -> Role:
     """A manager chat member's role (not for ADMIN_IDS): as an admin set it, else pending."""
-    if granted_admin(bot, user):
+    return _member_role(tenant_settings.of(bot), user, auto_approve)
+
+
+def _member_role(own: tenant_settings.TenantSettings, user: User, auto_approve: bool) -> Role:
+    if user.id in own.granted_admins:
         return Role.ADMIN
-    roles = bot.settings.get(STAFF_ROLES)
-    given = roles.get(str(user.id)) if isinstance(roles, dict) else None
-    if given in (Role.MANAGER.value, Role.VIEWER.value):
+    given = (own.staff_roles or {}).get(user.id)
+    if given is not None:
         return Role(given)
     return Role.MANAGER if auto_approve else Role.PENDING
 
@@ -124,19 +124,16 @@ def member_role(bot: Bot, user: User, auto_approve: bool) -> Role:
 async def adopt_existing_staff(bot_id: int) -> None:
     """On the first start of a version with approvals: the managers already at work stay managers
     (approved as they were), so an upgrade locks nobody out. Later members wait for approval."""
-    async with in_transaction():
-        bot = await Bot.select_for_update().get(id=bot_id)
-        if STAFF_ROLES in bot.settings:
+    async with tenant_settings.edit(bot_id) as draft:
+        if draft.settings.staff_roles is not None:
             return
         managers = await User.filter(bot_id=bot_id, role=Role.MANAGER).values_list("id", flat=True)
-        bot.settings = {**bot.settings, STAFF_ROLES: {str(user_id): Role.MANAGER.value for user_id in managers}}
-        await bot.save(update_fields=["settings"])
+        draft.settings = draft.settings.changed(staff_roles={user_id: Role.MANAGER.value for user_id in managers})
 
 
 def granted_admin(bot: Bot, user: User) -> bool:
     """Whether an admin made this staff member an admin (ADMIN_IDS are admins without it)."""
-    granted = bot.settings.get(GRANTED_ADMINS)
-    return isinstance(granted, list) and user.id in granted
+    return user.id in tenant_settings.of(bot).granted_admins
 
 
 @dataclass(frozen=True)
@@ -187,24 +184,19 @@ async def set_role(bot_id: int, user: User, role: Role, actor: User | None) -> b
     """
     if role not in ASSIGNABLE:
         raise ValueError(f"{role} is not a role an admin gives")
-    async with in_transaction():
-        bot = await Bot.select_for_update().get(id=bot_id)
-        stored_admins = bot.settings.get(GRANTED_ADMINS)
-        admins = {int(i) for i in stored_admins if isinstance(i, int)} if isinstance(stored_admins, list) else set()
-        stored_roles = bot.settings.get(STAFF_ROLES)
-        roles = {str(k): str(v) for k, v in stored_roles.items()} if isinstance(stored_roles, dict) else {}
-        before = member_role(bot, user, auto_approve=False)
+    async with tenant_settings.edit(bot_id) as draft:
+        own = draft.settings
+        before = _member_role(own, user, auto_approve=False)
         if before == role and user.role == role:
             return False
+        admins = set(own.granted_admins)
         admins = admins | {user.id} if role == Role.ADMIN else admins - {user.id}
         # An admin made a manager again is a manager; the role below admin is kept for that.
-        roles[str(user.id)] = Role.MANAGER.value if role == Role.ADMIN else role.value
-        bot.settings = {**bot.settings, GRANTED_ADMINS: sorted(admins), STAFF_ROLES: roles}
-        await bot.save(update_fields=["settings"])
+        roles = {**(own.staff_roles or {}), user.id: Role.MANAGER.value if role == Role.ADMIN else role.value}
+        draft.settings = own.changed(granted_admins=sorted(admins), staff_roles=roles)
+        draft.audit(actor, f"make_{role.value}", f"user:{user.id}", before=before.value)
         user.role = role
         await user.save(update_fields=["role"])
-        await AuditLog.create(bot_id=bot_id, actor=actor, action=f"make_{role.value}", target=f"user:{user.id}",
-                              details={"before": before.value})
     return True
 
 
@@ -218,21 +210,19 @@ async def anyone_online(bot_id: int) -> bool:
 
 
 def working_hours(bot: Bot, default_hours: str, default_timezone: str) -> WorkingHours:
-    hours = str(bot.settings.get("working_hours", default_hours) or "")
-    zone = str(bot.settings.get("timezone", default_timezone) or "UTC")
+    own = tenant_settings.of(bot)
+    hours = default_hours if own.working_hours is None else own.working_hours
+    zone = (default_timezone if own.timezone is None else own.timezone) or "UTC"
     try:
         return WorkingHours.parse(hours, zone)
     except InvalidHours:
         return WorkingHours.parse("", "UTC")  # settings are validated when written; never fail a handoff
 
 
-async def set_working_hours(bot_id: int, text: str, timezone: str) -> WorkingHours:
-    """Store the bot's working hours (empty text: always in); raises InvalidHours on nonsense."""
-    hours = WorkingHours.parse(text, timezone)
-    bot = await Bot.get(id=bot_id)
-    bot.settings = {**bot.settings, "working_hours": text.strip(), "timezone": timezone}
-    await bot.save(update_fields=["settings"])
-    return hours
+async def set_working_hours(bot_id: int, text: str, timezone: str, actor: User | None) -> WorkingHours:
+    """/hours: store the bot's working hours (empty text: always in), as the Mini App does but keeping
+    the offline texts; raises InvalidHours on nonsense."""
+    return await bot_settings.set_hours(bot_id, text, timezone, None, actor, via="group")
 
 
 def split_hours_and_zone(text: str, default_timezone: str) -> tuple[str, str]:
@@ -273,20 +263,17 @@ class SetupReport:
 
 
 async def register_manager_chat(bot_id: int, chat_id: int, rights: GroupRights, locale: str) -> None:
-    bot = await Bot.get(id=bot_id)
-    settings: dict[str, Any] = dict(bot.settings)
-    settings.update(manager_forum=rights.is_forum and rights.can_manage_topics, manager_locale=locale,
-                    manager_chat_checked_at=datetime.now(UTC).isoformat())
-    bot.manager_chat_id = chat_id
-    bot.settings = settings
-    await bot.save(update_fields=["manager_chat_id", "settings"])
+    async with tenant_settings.edit(bot_id) as draft:
+        draft.settings = draft.settings.changed(
+            manager_forum=rights.is_forum and rights.can_manage_topics, manager_locale=locale,
+            manager_chat_checked_at=datetime.now(UTC))
+        draft.bot.manager_chat_id = chat_id
+        await draft.bot.save(update_fields=["manager_chat_id"])
 
 
 async def stop_using_topics(bot_id: int) -> None:
     """The bot lost the right to manage topics: reply-threading until /setup finds it back."""
-    bot = await Bot.get(id=bot_id)
-    bot.settings = {**bot.settings, "manager_forum": False}
-    await bot.save(update_fields=["settings"])
+    await tenant_settings.update(bot_id, {"manager_forum": False})
 
 
 async def setup_manager_chat(messenger: Messenger, bot_id: int, chat_id: int, locale: str) -> SetupReport:

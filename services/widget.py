@@ -24,7 +24,8 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from models import AuditLog, AuthorKind, Bot, Conversation, ConversationMode, Message, User, WidgetSite
+from models import AuditLog, AuthorKind, Conversation, ConversationMode, Message, User, WidgetSite
+from services import tenant_settings
 from services.events import EventBus
 from services.render import html_to_text, markdown_to_html, sanitize_html
 
@@ -497,16 +498,14 @@ async def ensure_demo_site(bot_id: int, port: int, public_origin: str = "") -> W
 
     Created on the first start with the demo on only: once removed (`site remove demo`) it stays removed.
     """
-    bot = await Bot.get(id=bot_id)
-    if not bot.settings.get("demo_site_created"):
+    if not (await tenant_settings.load(bot_id)).demo_site_created:
         origins = [f"http://localhost:{port}", f"http://127.0.0.1:{port}"]
         if public_origin:
             origins.append(public_origin)
         if not await WidgetSite.exists(public_key=DEMO_SITE_KEY):
             with contextlib.suppress(IntegrityError):  # another instance, starting at once, made it
                 await create_site(bot_id, origins, title="Frontdesk", public_key=DEMO_SITE_KEY)
-        bot.settings = {**bot.settings, "demo_site_created": True}
-        await bot.save(update_fields=["settings"])
+        await tenant_settings.update(bot_id, {"demo_site_created": True})
     return await WidgetSite.get_or_none(public_key=DEMO_SITE_KEY)
 
 
