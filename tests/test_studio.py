@@ -16,9 +16,9 @@ import pytest
 from tgsim import Simulator
 
 from models import AuditLog, PromptProject, PromptRun, PromptTemplate, PromptVersion, Usage
-from services import studio
-from services.prompt_compiler import compile_template, variable_names
-from services.studio import ContextBlock, ContextItem
+from services.studio import projects
+from services.studio.compiler import compile_template, variable_names
+from services.studio.projects import ContextBlock, ContextItem
 from tests.conftest import Frontdesk, eventually
 from tests.desk_helpers import Desk, manager_desk
 from tests.fake_ai import FakeAI
@@ -75,10 +75,10 @@ def test_a_compiled_prompt_past_the_limit_is_not_ready() -> None:
 
 def test_a_projects_size_is_its_document_as_compact_utf8_json() -> None:
     text = 'Line\n\t"quoted" \\ \x01 \x7f \u2028 😀 o‘zbek, русский'
-    doc = studio.parse_doc({"context_blocks": [{"id": "c", "name": "Тон", "items": [{"id": "i", "text": text}]}],
+    doc = projects.parse_doc({"context_blocks": [{"id": "c", "name": "Тон", "items": [{"id": "i", "text": text}]}],
                             "prompt_blocks": [{"id": "p", "name": "P", "template": "{{@Тон}}", "variables": {}}]})
-    expected = json.dumps(studio.doc_json(doc), ensure_ascii=False, separators=(",", ":")).encode()
-    assert studio._size(doc) == len(expected)
+    expected = json.dumps(projects.doc_json(doc), ensure_ascii=False, separators=(",", ":")).encode()
+    assert projects._size(doc) == len(expected)
 
 
 # --- projects through the API --------------------------------------------------------------------------
@@ -445,7 +445,7 @@ async def test_studio_pages_need_a_signed_in_person(frontdesk: Frontdesk) -> Non
         assert response.status == 401
 
 
-@pytest.mark.parametrize("count", [studio.MAX_PROJECTS])
+@pytest.mark.parametrize("count", [projects.MAX_PROJECTS])
 async def test_a_customer_has_at_most_so_many_projects(frontdesk: Frontdesk, sim: Simulator, count: int) -> None:
     ann = sim.create_user("Ann")
     async with app_client(frontdesk, sim, ann["id"]) as client:
