@@ -7,9 +7,11 @@ import asyncio
 import io
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urljoin
 
 import aiohttp
 import pytest
@@ -19,7 +21,7 @@ from models import AuditLog, PromptProject, PromptRun, PromptTemplate, PromptVer
 from services.studio import projects
 from services.studio.compiler import compile_template, variable_names
 from services.studio.projects import ContextBlock, ContextItem
-from tests.conftest import Frontdesk, eventually
+from tests.conftest import ROOT, Frontdesk, eventually
 from tests.desk_helpers import Desk, manager_desk
 from tests.fake_ai import FakeAI
 from tests.miniapp_helpers import AppClient, app_client
@@ -443,6 +445,35 @@ async def test_models_lists_the_deployments_routes(frontdesk: Frontdesk, sim: Si
 async def test_studio_pages_need_a_signed_in_person(frontdesk: Frontdesk) -> None:
     async with aiohttp.ClientSession() as session, session.get(frontdesk.url + "/api/studio/projects") as response:
         assert response.status == 401
+
+
+def _imports(path: str, source: str) -> list[str]:
+    """The paths a module's `import … from "./…";` lines load, resolved against its own path."""
+    return [urljoin(path, spec) for spec in re.findall(r'^import .* from "(\./[^"]+)";$', source, re.M)]
+
+
+async def test_the_editors_modules_are_asked_for_again_at_each_load(frontdesk: Frontdesk) -> None:
+    """The editor is an ES module whose URL carries its version; the modules it imports have plain URLs,
+    so the browser must revalidate them, or after a deploy it could run the new editor with an old module."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(frontdesk.url + "/app/studio/project?id=1") as page:
+            [entry] = re.findall(r'<script type="module" src="(/static/studio_project\.js\?v=[^"]+)"',
+                                 await page.text())
+        async with session.get(frontdesk.url + entry) as response:
+            pending = _imports(entry, await response.text())
+        loaded: set[str] = set()
+        while pending:
+            path = pending.pop()
+            if path in loaded:
+                continue
+            loaded.add(path)
+            async with session.get(frontdesk.url + path) as response:
+                assert (response.status, response.headers.get("Cache-Control")) == (200, "no-cache"), path
+                pending += _imports(path, await response.text())
+                unchanged = {"If-Modified-Since": response.headers["Last-Modified"]}
+            async with session.get(frontdesk.url + path, headers=unchanged) as again:
+                assert again.status == 304, path
+    assert loaded == {f"/static/studio/{path.name}" for path in (ROOT / "webapp_static" / "studio").glob("*.js")}
 
 
 @pytest.mark.parametrize("count", [projects.MAX_PROJECTS])
