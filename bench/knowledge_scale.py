@@ -68,11 +68,12 @@ from tortoise import connections
 
 from bot import db
 from models import Bot, KnowledgeChunk, KnowledgeItem, KnowledgePage, KnowledgeSource, SourceKind, SourceStatus
-from services import knowledge, knowledge_sources, retrieval, templates
+from services import knowledge, knowledge_sources, retrieval
 from services.answering import PASSAGES
 from services.embeddings import STORED, LocalEmbedder, Vectors
 from services.knowledge_index import BotVectors, KnowledgeIndex
 from services.knowledge_sources import KnowledgeSources, item_text, passage_text
+from services.studio import templates
 from services.web_sources import WebFetcher
 
 SCRIPT = "knowledge_scale.py"

@@ -4,9 +4,9 @@ The project: 200 context items of 200–3,000 characters (most near 900; seeded)
 blocks, and a prompt block whose template refers to every block and to ten variables, all filled:
 about 270 KB as JSON, about a quarter of a project's limit.
 
-1. In the benchmark's process, without HTTP: `services.prompt_compiler.compile_template` on the
-   parsed document (what `studio.compile_block` does), and beside it the other parts of a compile
-   request: reading the body's JSON, validating the document (`studio.parse_doc`: the pydantic
+1. In the benchmark's process, without HTTP: `services.studio.compiler.compile_template` on the
+   parsed document (what `projects.compile_block` does), and beside it the other parts of a compile
+   request: reading the body's JSON, validating the document (`projects.parse_doc`: the pydantic
    model and the size check) and counting its tokens.
 2. Over HTTP, to Frontdesk served in the benchmark's process on SQLite (tgsim stands in for
    Telegram; aiohttp's client, keep-alive, one request at a time): `POST /api/studio/projects/{id}/compile`
@@ -54,8 +54,8 @@ from tgsim.webapp import build_init_data
 from bot import db
 from bot.app import create_app
 from bot.settings import Settings
-from services import studio
-from services.prompt_compiler import compile_template
+from services.studio import projects
+from services.studio.compiler import compile_template
 from services.tokens import TokenCounter
 from services.tokens import estimate as estimate_tokens
 from tests.conftest import TOKEN, free_port
@@ -203,7 +203,7 @@ class Measured:
 async def measure(options: Options) -> Measured:
     data = project_doc(options.items)
     body_bytes = json.dumps({"block_id": "p1", "model": "gpt-4o-mini", "data": data}).encode()
-    doc = studio.parse_doc(data)
+    doc = projects.parse_doc(data)
     block = doc.prompt_blocks[0]
     compiled = compile_template(block.template, block.variables, doc.context_blocks)
     assert compiled.ready, compiled.missing
@@ -215,7 +215,7 @@ async def measure(options: Options) -> Measured:
     loads: list[float] = []
     parts: dict[str, Callable[[], object]] = {
         "json": lambda: json.loads(body_bytes),
-        "validate": lambda: studio.parse_doc(data),
+        "validate": lambda: projects.parse_doc(data),
         "compile": lambda: compile_template(block.template, block.variables, doc.context_blocks),
         "count": lambda: estimate_tokens(compiled.text),  # the estimate TokenCounter.count falls back to offline
     }
@@ -287,7 +287,7 @@ class NotDone(Exception):
 def check_work(answers: dict[str, Any], sizes: dict[str, int], stored: Any, data: dict[str, Any]) -> None:
     """Both compiles returned the whole project compiled and counted (the page's document, and the one
     last saved), and the autosaves were stored."""
-    saved = studio.parse_doc(data)
+    saved = projects.parse_doc(data)
     block = saved.prompt_blocks[0]
     expected = {"compile_page": sizes["compiled"],
                 "compile_saved": compile_template(block.template, block.variables, saved.context_blocks).chars}
@@ -304,12 +304,12 @@ def check_work(answers: dict[str, Any], sizes: dict[str, int], stored: Any, data
 KEY_FUNCTIONS = [  # (file, function, what the table calls it), in the order a request meets them
     ("miniapp/auth.py", "authenticate", "the caller (initData check, their row)"),
     ("miniapp/api.py", "read_body", "reading the body (`json.loads`, the request model)"),
-    ("services/studio.py", "get_project", "reading the project's row (its document's JSON decoded)"),
-    ("services/studio.py", "parse_doc", "validating the page's document (`studio.parse_doc`)"),
-    ("services/studio.py", "_fits", "… of which its size as JSON (`studio._fits`)"),
-    ("services/studio.py", "load", "the saved document as the model (`studio.load`)"),
-    ("services/prompt_compiler.py", "compile_template", "compiling"),
-    ("services/studio.py", "save", "storing it (`studio.save`: the size, the UPDATE)"),
+    ("services/studio/projects.py", "get_project", "reading the project's row (its document's JSON decoded)"),
+    ("services/studio/projects.py", "parse_doc", "validating the page's document (`projects.parse_doc`)"),
+    ("services/studio/projects.py", "_fits", "… of which its size as JSON (`projects._fits`)"),
+    ("services/studio/projects.py", "load", "the saved document as the model (`projects.load`)"),
+    ("services/studio/compiler.py", "compile_template", "compiling"),
+    ("services/studio/projects.py", "save", "storing it (`projects.save`: the size, the UPDATE)"),
     ("miniapp/api.py", "ok", "the JSON answer (`model_dump_json`)"),
 ]
 HANDLERS = {"compile_page": "compile_block", "compile_saved": "compile_block", "save": "save_project"}
@@ -346,8 +346,8 @@ def ms(seconds: float) -> str:
 
 
 PURE = {"json": "reading the compile request's JSON body (`json.loads`)",
-        "validate": "validating the document (`studio.parse_doc`: pydantic, then the size as JSON)",
-        "compile": "**compiling** (`prompt_compiler.compile_template`)",
+        "validate": "validating the document (`projects.parse_doc`: pydantic, then the size as JSON)",
+        "compile": "**compiling** (`compiler.compile_template`)",
         "count": "counting tokens (the estimate `TokenCounter` gives today)"}
 HTTP = {"compile_page": "`POST …/compile` with the page's unsaved document",
         "compile_saved": "`POST …/compile` of the saved document",

@@ -8,7 +8,7 @@ Zipf-like frequencies (so some words are everywhere and most are rare, as in rea
 case for search, since every public match is visible), 40% belong to 400 customers; the measured
 customer owns 25.
 
-Each query is `services.templates.search(customer, q, limit=20)`: the product's function, through
+Each query is `services.studio.templates.search(customer, q, limit=20)`: the product's function, through
 Tortoise, highlighting included; the time is the whole `await`. The query shapes: one word, two
 words, a prefix as typed (3–4 letters), the most frequent words (matching thousands of templates),
 a pasted phrase of four words, a word that matches nothing, the empty query (the most used) and the
@@ -47,8 +47,8 @@ from tortoise.transactions import in_transaction
 
 from bot import db
 from models import Bot, PromptTemplate, User
-from services import templates
-from services.template_search import Query
+from services.studio import templates
+from services.studio.template_search import Query
 
 BEGIN_MARK, END_MARK = marks("templates.py")
 TARGET_MS = 20.0
@@ -369,7 +369,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--layout", default="own,shared", help="own: only the shipped ones public; shared: 60%%")
     parser.add_argument("--no-doc", action="store_true", help="only print the tables")
     parser.add_argument("--uncapped", action="store_true",
-                        help="rank every match (services.templates.MAX_RANKED = None), to see what the cap saves")
+                        help="rank every match (services.studio.templates.MAX_RANKED = None), to see what "
+                             "the cap saves")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-url", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)

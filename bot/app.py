@@ -57,7 +57,7 @@ from miniapp.studio_api import STUDIO, TOKENS
 from miniapp.widget import STATIC, WIDGET, WidgetLimits, WidgetRuntime, add_routes, close_sockets, load_script
 from miniapp.widget_hub import WidgetHub
 from models import Bot as Tenant
-from services import bot_settings, conversations, prompt_chat, staff, templates, tenant_settings, widget
+from services import bot_settings, conversations, staff, tenant_settings, widget
 from services.ai import AIClient, AIObserver, Route, RouteOrder
 from services.answering import Answerer, AnswerPolicy, preview_html, without_marks
 from services.channels import Channels, TelegramChannel, WidgetChannel
@@ -83,13 +83,14 @@ from services.limits import (
 from services.listeners import subscribe_listeners
 from services.managers import ManagerGroup
 from services.outbox import MANAGERS, Outboxes, OutboxSettings, OutboxWorker
-from services.prompt_chat import StudioChat
-from services.prompt_runs import StudioRuntime, key_opener
 from services.provider_keys import KeyPolicy, ProviderKeys
 from services.provider_limits import GateObserver, MemoryLedger, ProviderGate, ProviderLimits, RedisLedger
 from services.redaction import Secrets
 from services.retention import run_retention
 from services.staff import StaffDirectory, WorkingHoursSource, setup_manager_chat
+from services.studio import templates
+from services.studio.chat import IMPROVE_JOB, RUN_JOB, StudioChat
+from services.studio.runs import StudioRuntime, key_opener
 from services.tokens import TokenCounter
 from services.widget import IdentityPolicy, WidgetLive
 
@@ -288,7 +289,7 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
         {"answer": answerer.answer_job, "slow_down": answerer.slow_down_job,
          "to_customer": customer_side.to_customer_job, "customer_edit": customer_side.customer_edit_job,
          "customer_notice": customer_side.customer_notice_job,
-         prompt_chat.IMPROVE_JOB: studio_chat.improve_job, prompt_chat.RUN_JOB: studio_chat.run_job},
+         IMPROVE_JOB: studio_chat.improve_job, RUN_JOB: studio_chat.run_job},
         OutboxSettings(settings.outbox_workers, settings.outbox_lease_seconds, settings.outbox_max_attempts),
         on_give_up=answerer.gave_up, observe=metrics.outbox_job)]
     if messenger is not None:

@@ -18,13 +18,14 @@ from handlers.filters import in_private_chat
 from handlers.identity import as_customer
 from models import Bot as Tenant
 from models import User
-from services import conversations, prompt_chat
+from services import conversations
 from services.answering import SLOW_DOWN
 from services.i18n import N_
 from services.limits import RateLimiter, Verdict
 from services.outbox import Outboxes
 from services.render import escape
-from services.studio import StudioError
+from services.studio import chat
+from services.studio.projects import StudioError
 
 USAGE = N_("Send me a prompt after the command, like “/improve Write a post about our new menu”, or reply "
            "/improve to a message with the prompt. I'll rewrite it so an AI model follows it better, and tell "
@@ -37,7 +38,7 @@ OPEN_BUTTON = N_("✏️ Open in the studio")
 
 
 class PromptRunAction(CallbackData, prefix="prun"):
-    """The buttons under an improved prompt (services.prompt_chat.button_data writes the same data)."""
+    """The buttons under an improved prompt (services.studio.chat.button_data writes the same data)."""
 
     action: str  # "save" or "run"
     run: int  # the improve run's id
@@ -83,13 +84,13 @@ async def improve_command(message: Message, command: CommandObject, tenant: Tena
         if verdict == Verdict.WARN:
             await message.answer(escape(_(SLOW_DOWN)), parse_mode="HTML")
         return
-    await prompt_chat.request_improve(await _person(tenant, settings, message.from_user, customer), text,
-                                      source=f"{message.chat.id}:{message.message_id}")
+    await chat.request_improve(await _person(tenant, settings, message.from_user, customer), text,
+                               source=f"{message.chat.id}:{message.message_id}")
     outbox.wake()
 
 
 async def _refuse(query: CallbackQuery) -> None:
-    await query.answer(_(prompt_chat.NOT_YOURS), show_alert=True)
+    await query.answer(_(chat.NOT_YOURS), show_alert=True)
 
 
 async def save_pressed(query: CallbackQuery, callback_data: PromptRunAction, settings: Settings,
@@ -98,13 +99,13 @@ async def save_pressed(query: CallbackQuery, callback_data: PromptRunAction, set
         await _refuse(query)
         return
     try:
-        saved = await prompt_chat.save_improved(customer, callback_data.run, project_name=_(PROJECT_NAME),
-                                                block_name=_(BLOCK_NAME))
+        saved = await chat.save_improved(customer, callback_data.run, project_name=_(PROJECT_NAME),
+                                         block_name=_(BLOCK_NAME))
     except StudioError as error:
         if error.code == "not_yours":
             await _refuse(query)
             return
-        await query.answer(prompt_chat.error_text(error, _), show_alert=True)
+        await query.answer(chat.error_text(error, _), show_alert=True)
         return
     text = _(SAVED if saved.created else SAVED_BEFORE).format(project=saved.project.name)
     await query.answer()
@@ -122,7 +123,7 @@ async def run_pressed(query: CallbackQuery, callback_data: PromptRunAction, tena
         await query.answer(_(SLOW_DOWN) if verdict == Verdict.WARN else None)
         return
     try:
-        await prompt_chat.request_run(customer, callback_data.run)
+        await chat.request_run(customer, callback_data.run)
     except StudioError as error:
         if error.code == "not_yours":
             await _refuse(query)
@@ -137,11 +138,11 @@ async def run_pressed(query: CallbackQuery, callback_data: PromptRunAction, tena
 async def _not_runnable(query: CallbackQuery, error: StudioError, settings: Settings, customer: User,
                         run_id: int) -> None:
     """Say what to fill in, and offer the studio: the saved project, or saving it there first."""
-    project = await prompt_chat.project_of(customer, run_id)
+    project = await chat.project_of(customer, run_id)
     keyboard = _open_keyboard(settings, project.id) if project is not None else InlineKeyboardMarkup(
-        inline_keyboard=[[InlineKeyboardButton(text=_(prompt_chat.SAVE_BUTTON),
+        inline_keyboard=[[InlineKeyboardButton(text=_(chat.SAVE_BUTTON),
                                                callback_data=PromptRunAction(action="save", run=run_id).pack())]])
-    await query.bot.send_message(query.from_user.id, escape(prompt_chat.error_text(error, _)),  # type: ignore[union-attr]
+    await query.bot.send_message(query.from_user.id, escape(chat.error_text(error, _)),  # type: ignore[union-attr]
                                  parse_mode="HTML", reply_markup=keyboard)
 
 
@@ -149,6 +150,6 @@ def create_router() -> Router:
     router = Router(name=__name__)
     router.message.filter(in_private_chat)
     router.message.register(improve_command, Command("improve"))
-    router.callback_query.register(save_pressed, PromptRunAction.filter(F.action == prompt_chat.SAVE))
-    router.callback_query.register(run_pressed, PromptRunAction.filter(F.action == prompt_chat.RUN))
+    router.callback_query.register(save_pressed, PromptRunAction.filter(F.action == chat.SAVE))
+    router.callback_query.register(run_pressed, PromptRunAction.filter(F.action == chat.RUN))
     return router

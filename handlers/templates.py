@@ -21,8 +21,8 @@ from aiogram.utils.i18n import gettext as _
 from bot.settings import Settings
 from handlers.filters import in_private_chat
 from models import User
-from services import templates
 from services.render import escape
+from services.studio import templates
 
 PAGE = 8
 SEARCHES = "template_searches"  # FSM data: {results message id: {"q": ..., "locale": ...}}

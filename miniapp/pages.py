@@ -36,6 +36,7 @@ class Page:
     title: str
     audience: str  # "everyone", "staff" or "admins": what the navigation shows to whom
     script: str
+    module: bool = False  # the script is an ES module (its imports: see revalidate_imports)
 
 
 PAGES = [
@@ -49,7 +50,8 @@ PAGES = [
     Page("/app/persona", "persona.html", N_("Persona"), "staff", "persona.js"),
     Page("/app/admin", "admin.html", N_("Administration"), "admins", "admin.js"),
     Page("/app/studio", "studio.html", N_("Prompt studio"), "everyone", "studio.js"),
-    Page("/app/studio/project", "studio_project.html", N_("Prompt project"), "everyone", "studio_project.js"),
+    Page("/app/studio/project", "studio_project.html", N_("Prompt project"), "everyone", "studio_project.js",
+         module=True),
     Page("/app/studio/keys", "studio_keys.html", N_("My API keys"), "everyone", "studio_keys.js"),
     Page("/app/studio/templates", "studio_templates.html", N_("Prompt templates"), "everyone", "studio_templates.js"),
 ]
@@ -479,7 +481,17 @@ async def to_the_app(request: web.Request) -> web.StreamResponse:
     raise web.HTTPPermanentRedirect("/app/")
 
 
+async def revalidate_imports(request: web.Request, response: web.StreamResponse) -> None:
+    """A static file asked for without `?v=` is one a module script imports (only the page's own script
+    URL carries the file's version): the browser must ask again at each load (a 304 when unchanged), or
+    after a deploy it could run the new entry with a module cached from the deploy before."""
+    resource = request.match_info.route.resource
+    if resource is not None and resource.name == "static" and "v" not in request.query:
+        response.headers["Cache-Control"] = "no-cache"
+
+
 def add_routes(app: web.Application) -> None:
+    app.on_response_prepare.append(revalidate_imports)
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
                          undefined=jinja2.StrictUndefined)
     for page in PAGES:

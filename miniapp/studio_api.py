@@ -18,10 +18,10 @@ from miniapp.api import Api, ApiError, ok, path_id, read_body, read_json, read_q
 from miniapp.auth import MINIAPP, Caller, authenticate, caller_locale
 from miniapp.schemas import Strict
 from models import PromptProject, PromptRun, PromptVersion
-from services import prompt_runs, prompt_versions, studio, templates
 from services.i18n import N_
-from services.prompt_runs import StudioRuntime
-from services.studio import ProjectDoc, StudioError
+from services.studio import projects, runs, templates, versions
+from services.studio.projects import ProjectDoc, StudioError
+from services.studio.runs import StudioRuntime
 from services.tokens import TokenCounter
 from services.versioning import DiffLine, LabelError
 
@@ -126,7 +126,7 @@ class RenameIn(Strict):
 
 
 class OrderIn(Strict):
-    ids: list[int] = Field(max_length=studio.MAX_PROJECTS)
+    ids: list[int] = Field(max_length=projects.MAX_PROJECTS)
 
 
 class CompileIn(Strict):
@@ -281,8 +281,8 @@ def _summary(project: PromptProject) -> ProjectSummaryOut:
                              updated_at=project.updated_at.isoformat())
 
 
-LIMITS = LimitsOut(max_bytes=studio.MAX_PROJECT_BYTES, max_blocks=studio.MAX_BLOCKS, max_items=studio.MAX_ITEMS,
-                   max_text_chars=studio.MAX_TEXT_CHARS)
+LIMITS = LimitsOut(max_bytes=projects.MAX_PROJECT_BYTES, max_blocks=projects.MAX_BLOCKS, max_items=projects.MAX_ITEMS,
+                   max_text_chars=projects.MAX_TEXT_CHARS)
 
 
 def _project(project: PromptProject) -> ProjectOut:
@@ -327,7 +327,7 @@ def _number(request: web.Request, name: str) -> int:
 
 async def _own_project(request: web.Request) -> tuple[Caller, PromptProject]:
     caller = await authenticate(request)
-    project = await studio.get_project(caller.user, _number(request, "project_id"))
+    project = await projects.get_project(caller.user, _number(request, "project_id"))
     if project is None:
         raise ApiError(404, "not_found")
     return caller, project
@@ -335,7 +335,7 @@ async def _own_project(request: web.Request) -> tuple[Caller, PromptProject]:
 
 async def _own_version(request: web.Request) -> tuple[Caller, PromptVersion]:
     caller = await authenticate(request)
-    version = await prompt_versions.get_version(caller.user, _number(request, "version_id"))
+    version = await versions.get_version(caller.user, _number(request, "version_id"))
     if version is None:
         raise ApiError(404, "not_found")
     return caller, version
@@ -343,7 +343,7 @@ async def _own_version(request: web.Request) -> tuple[Caller, PromptVersion]:
 
 def _doc(data: object) -> ProjectDoc:
     try:
-        return studio.parse_doc(data)
+        return projects.parse_doc(data)
     except StudioError as error:
         raise _failed(error) from error
 
@@ -353,8 +353,8 @@ def _doc(data: object) -> ProjectDoc:
 
 async def list_projects(request: web.Request) -> web.Response:
     caller = await authenticate(request)
-    projects = await studio.projects_of(caller.user)
-    return ok(ProjectListOut(projects=[_summary(p) for p in projects], limit=studio.MAX_PROJECTS))
+    mine = await projects.projects_of(caller.user)
+    return ok(ProjectListOut(projects=[_summary(p) for p in mine], limit=projects.MAX_PROJECTS))
 
 
 async def create_project(request: web.Request) -> web.Response:
@@ -362,7 +362,7 @@ async def create_project(request: web.Request) -> web.Response:
     body = await read_body(request, ProjectIn)
     doc = _doc(body.data) if body.data is not None else None
     try:
-        project = await studio.create_project(caller.user, body.name, doc)
+        project = await projects.create_project(caller.user, body.name, doc)
     except StudioError as error:
         raise _failed(error) from error
     return ok(_project(project), status=201)
@@ -377,7 +377,7 @@ async def save_project(request: web.Request) -> web.Response:
     _, project = await _own_project(request)
     body = await read_body(request, SaveIn)
     try:
-        saved = await studio.save(project, _doc(body.data), body.revision)
+        saved = await projects.save(project, _doc(body.data), body.revision)
     except StudioError as error:
         raise _failed(error) from error
     return ok(SavedOut(revision=saved.revision, size=saved.size, updated_at=saved.updated_at.isoformat()))
@@ -387,14 +387,14 @@ async def rename_project(request: web.Request) -> web.Response:
     _, project = await _own_project(request)
     body = await read_body(request, RenameIn)
     try:
-        return ok(_summary(await studio.rename(project, body.name)))
+        return ok(_summary(await projects.rename(project, body.name)))
     except StudioError as error:
         raise _failed(error) from error
 
 
 async def delete_project(request: web.Request) -> web.Response:
     _, project = await _own_project(request)
-    await studio.delete(project)
+    await projects.delete(project)
     return web.json_response({"deleted": True})
 
 
@@ -403,7 +403,7 @@ async def duplicate_project(request: web.Request) -> web.Response:
     runtime = request.app[MINIAPP]
     copy_name = runtime.translate(caller_locale(request), N_("{name} (copy)")).format(name=project.name)
     try:
-        return ok(_project(await studio.duplicate(caller.user, project, copy_name)), status=201)
+        return ok(_project(await projects.duplicate(caller.user, project, copy_name)), status=201)
     except StudioError as error:
         raise _failed(error) from error
 
@@ -412,15 +412,15 @@ async def order_projects(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     body = await read_body(request, OrderIn)
     try:
-        projects = await studio.reorder(caller.user, body.ids)
+        ordered = await projects.reorder(caller.user, body.ids)
     except StudioError as error:
         raise _failed(error) from error
-    return ok(ProjectListOut(projects=[_summary(p) for p in projects], limit=studio.MAX_PROJECTS))
+    return ok(ProjectListOut(projects=[_summary(p) for p in ordered], limit=projects.MAX_PROJECTS))
 
 
 async def export_project(request: web.Request) -> web.Response:
     _, project = await _own_project(request)
-    data = await studio.export(project)
+    data = await projects.export(project)
     name = "".join(c if c.isalnum() or c in "-_" else "-" for c in project.name)[:60] or "project"
     ascii_name = name.encode("ascii", "replace").decode().replace("?", "-")
     # RFC 6266: a plain ASCII name for old clients, the real one (UTF-8, percent-encoded) for the rest.
@@ -433,7 +433,7 @@ async def import_project(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     payload = await read_json(request)
     try:
-        project = await studio.import_project(caller.user, payload)
+        project = await projects.import_project(caller.user, payload)
     except StudioError as error:
         raise _failed(error) from error
     return ok(_project(project), status=201)
@@ -445,9 +445,9 @@ async def import_project(request: web.Request) -> web.Response:
 async def compile_block(request: web.Request) -> web.Response:
     _, project = await _own_project(request)
     body = await read_body(request, CompileIn)
-    doc = _doc(body.data) if body.data is not None else studio.load(project)
+    doc = _doc(body.data) if body.data is not None else projects.load(project)
     try:
-        compiled = studio.compile_block(doc, body.block_id)
+        compiled = projects.compile_block(doc, body.block_id)
     except StudioError as error:
         raise _failed(error) from error
     block = doc.prompt_block(body.block_id)
@@ -462,13 +462,13 @@ async def compile_block(request: web.Request) -> web.Response:
 
 def _model_name(model_id: str) -> str:
     """The model's own name in a route key ("gpt-4o@default") or an own key's id ("key3/gpt-4o")."""
-    own = prompt_runs.OWN_KEY_MODEL.fullmatch(model_id)
+    own = runs.OWN_KEY_MODEL.fullmatch(model_id)
     return own.group(2) if own else model_id.rpartition("@")[0] or model_id
 
 
 async def list_models(request: web.Request) -> web.Response:
     caller = await authenticate(request)
-    options = await prompt_runs.model_options(request.app[STUDIO], caller.user)
+    options = await runs.model_options(request.app[STUDIO], caller.user)
     return ok(ModelsOut(models=[ModelOut(id=o.id, model=o.model, provider=o.provider, own_key=o.own_key)
                                 for o in options]))
 
@@ -486,7 +486,7 @@ async def run_prompt(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, RunIn)
     version = None
     if body.version_id is not None:
-        version = await prompt_versions.get_version(caller.user, body.version_id)
+        version = await versions.get_version(caller.user, body.version_id)
         if version is None or version.project_id != project.id:  # type: ignore[attr-defined]
             raise ApiError(404, "not_found")
     elif body.block_id is None:
@@ -509,7 +509,7 @@ async def run_prompt(request: web.Request) -> web.StreamResponse:
             sent = len(text)
 
     try:
-        run = await prompt_runs.run_block(request.app[STUDIO], caller.user, project, model_id=body.model,
+        run = await runs.run_block(request.app[STUDIO], caller.user, project, model_id=body.model,
                                           block_key=body.block_id, version=version, on_start=started,
                                           on_progress=progress)
     except StudioError as error:
@@ -533,8 +533,8 @@ async def run_prompt(request: web.Request) -> web.StreamResponse:
 async def list_runs(request: web.Request) -> web.Response:
     _, project = await _own_project(request)
     params = read_query(request, RunsParams)
-    runs, more = await prompt_runs.history(project, before=params.before, limit=params.limit)
-    return ok(RunsOut(runs=[_run(run, run.version) for run in runs], more=more))
+    page, more = await runs.history(project, before=params.before, limit=params.limit)
+    return ok(RunsOut(runs=[_run(run, run.version) for run in page], more=more))
 
 
 # --- versions ------------------------------------------------------------------------------------------
@@ -543,7 +543,7 @@ async def list_runs(request: web.Request) -> web.Response:
 async def list_versions(request: web.Request) -> web.Response:
     _, project = await _own_project(request)
     params = read_query(request, VersionsParams)
-    return ok(VersionsOut(versions=[_version(v) for v in await prompt_versions.versions_of(project, params.block_id)]))
+    return ok(VersionsOut(versions=[_version(v) for v in await versions.versions_of(project, params.block_id)]))
 
 
 async def get_version(request: web.Request) -> web.Response:
@@ -555,14 +555,14 @@ async def add_label(request: web.Request) -> web.Response:
     _, version = await _own_version(request)
     body = await read_body(request, LabelIn)
     try:
-        return ok(_version(await prompt_versions.label(version, body.label)))
+        return ok(_version(await versions.label(version, body.label)))
     except LabelError as error:
         raise _failed(error) from error
 
 
 async def remove_label(request: web.Request) -> web.Response:
     _, version = await _own_version(request)
-    return ok(_version(await prompt_versions.unlabel(version, request.match_info["label"])))
+    return ok(_version(await versions.unlabel(version, request.match_info["label"])))
 
 
 async def version_diff(request: web.Request) -> web.Response:
@@ -570,11 +570,11 @@ async def version_diff(request: web.Request) -> web.Response:
     params = read_query(request, DiffParams)
     against = None
     if params.against is not None:
-        against = await prompt_versions.get_version(caller.user, params.against)
+        against = await versions.get_version(caller.user, params.against)
         if against is None:
             raise ApiError(404, "not_found")
     try:
-        diff = await prompt_versions.diff(version, against)
+        diff = await versions.diff(version, against)
     except StudioError as error:
         raise _failed(error) from error
     return ok(VersionDiffOut(version=version.number, against=diff.against.number if diff.against else None,
@@ -587,7 +587,7 @@ async def restore_version(request: web.Request) -> web.Response:
     body = await read_body(request, RestoreIn)
     project = await PromptProject.get(id=version.project_id)  # type: ignore[attr-defined]
     try:
-        restored = await prompt_versions.restore(project, version, body.revision)
+        restored = await versions.restore(project, version, body.revision)
     except StudioError as error:
         raise _failed(error) from error
     return ok(_project(restored))
@@ -606,15 +606,15 @@ async def use_template(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found") from error
     try:
         if body.project_id is not None:
-            project = await studio.get_project(caller.user, body.project_id)
+            project = await projects.get_project(caller.user, body.project_id)
             if project is None:
                 raise ApiError(404, "not_found")
-            project, block_id = await studio.add_prompt_block(project, template.title, template.body)
+            project, block_id = await projects.add_prompt_block(project, template.title, template.body)
         else:
-            doc = studio.starter_doc()
+            doc = projects.starter_doc()
             block = doc.prompt_blocks[0]
             block.name, block.template = template.title[:120], template.body
-            project = await studio.create_project(caller.user, template.title, doc)
+            project = await projects.create_project(caller.user, template.title, doc)
             block_id = block.id
     except StudioError as error:
         raise _failed(error) from error

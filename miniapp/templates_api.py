@@ -15,9 +15,9 @@ from miniapp.api import ERRORS as API_ERRORS
 from miniapp.api import Api, ApiError, ok, path_id, read_body, read_query
 from miniapp.auth import MINIAPP, authenticate, caller_locale
 from miniapp.schemas import Strict
-from services import templates
 from services.i18n import N_
-from services.templates import TemplateError
+from services.studio import templates
+from services.studio.templates import TemplateError
 
 ERRORS: dict[str, tuple[int, str]] = {
     "empty_title": (400, N_("Please give the template a title.")),

@@ -14,7 +14,8 @@ import pytest
 from tgsim import Simulator
 
 from models import Conversation, PromptVersion, ProviderKey, Role, User
-from services import staff, studio
+from services import staff
+from services.studio import projects
 from tests.desk_helpers import Desk, manager_desk
 from tests.fake_ai import FakeAI
 from tests.miniapp_helpers import AppClient, app_client, dashboard_link, sign_in
@@ -47,8 +48,8 @@ async def _anns_things(desk: Desk, sim: Simulator, ann: dict[str, Any]) -> dict[
     await sim.wait_for_messages(ann["id"])
     user = await User.get(telegram_id=ann["id"])
     conversation = await Conversation.get(user=user)
-    project = await studio.create_project(user, "Letters")
-    block = studio.load(project).prompt_blocks[0]
+    project = await projects.create_project(user, "Letters")
+    block = projects.load(project).prompt_blocks[0]
     version = await PromptVersion.create(project=project, block_key=block.id, number=1, name=block.name,
                                          template=block.template, compiled="Hi", author=user)
     key = await ProviderKey.create(bot_id=user.bot_id, owner=user, name="Mine",  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ from tgsim import Simulator
 
 from bot.app import OUTBOXES
 from models import JobStatus, OutboxJob, PromptProject, PromptRun, Usage, User
-from services.prompt_runs import IMPROVE_SYSTEM
+from services.studio.runs import IMPROVE_SYSTEM
 from tests.conftest import Frontdesk, formatted
 from tests.fake_ai import FakeAI
 from tests.miniapp_helpers import app_client

@@ -11,7 +11,7 @@ from tgsim import Simulator
 
 from miniapp.api import TRANSLATE
 from models import PromptTemplate, User
-from services import templates
+from services.studio import templates
 from tests.conftest import Frontdesk
 from tests.miniapp_helpers import app_client
 from tests.test_miniapp_browser import browser, shot, telegram_page

@@ -7,19 +7,21 @@ import asyncio
 import io
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urljoin
 
 import aiohttp
 import pytest
 from tgsim import Simulator
 
 from models import AuditLog, PromptProject, PromptRun, PromptTemplate, PromptVersion, Usage
-from services import studio
-from services.prompt_compiler import compile_template, variable_names
-from services.studio import ContextBlock, ContextItem
-from tests.conftest import Frontdesk, eventually
+from services.studio import projects
+from services.studio.compiler import compile_template, variable_names
+from services.studio.projects import ContextBlock, ContextItem
+from tests.conftest import ROOT, Frontdesk, eventually
 from tests.desk_helpers import Desk, manager_desk
 from tests.fake_ai import FakeAI
 from tests.miniapp_helpers import AppClient, app_client
@@ -75,10 +77,10 @@ def test_a_compiled_prompt_past_the_limit_is_not_ready() -> None:
 
 def test_a_projects_size_is_its_document_as_compact_utf8_json() -> None:
     text = 'Line\n\t"quoted" \\ \x01 \x7f \u2028 😀 o‘zbek, русский'
-    doc = studio.parse_doc({"context_blocks": [{"id": "c", "name": "Тон", "items": [{"id": "i", "text": text}]}],
+    doc = projects.parse_doc({"context_blocks": [{"id": "c", "name": "Тон", "items": [{"id": "i", "text": text}]}],
                             "prompt_blocks": [{"id": "p", "name": "P", "template": "{{@Тон}}", "variables": {}}]})
-    expected = json.dumps(studio.doc_json(doc), ensure_ascii=False, separators=(",", ":")).encode()
-    assert studio._size(doc) == len(expected)
+    expected = json.dumps(projects.doc_json(doc), ensure_ascii=False, separators=(",", ":")).encode()
+    assert projects._size(doc) == len(expected)
 
 
 # --- projects through the API --------------------------------------------------------------------------
@@ -445,7 +447,36 @@ async def test_studio_pages_need_a_signed_in_person(frontdesk: Frontdesk) -> Non
         assert response.status == 401
 
 
-@pytest.mark.parametrize("count", [studio.MAX_PROJECTS])
+def _imports(path: str, source: str) -> list[str]:
+    """The paths a module's `import … from "./…";` lines load, resolved against its own path."""
+    return [urljoin(path, spec) for spec in re.findall(r'^import .* from "(\./[^"]+)";$', source, re.M)]
+
+
+async def test_the_editors_modules_are_asked_for_again_at_each_load(frontdesk: Frontdesk) -> None:
+    """The editor is an ES module whose URL carries its version; the modules it imports have plain URLs,
+    so the browser must revalidate them, or after a deploy it could run the new editor with an old module."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(frontdesk.url + "/app/studio/project?id=1") as page:
+            [entry] = re.findall(r'<script type="module" src="(/static/studio_project\.js\?v=[^"]+)"',
+                                 await page.text())
+        async with session.get(frontdesk.url + entry) as response:
+            pending = _imports(entry, await response.text())
+        loaded: set[str] = set()
+        while pending:
+            path = pending.pop()
+            if path in loaded:
+                continue
+            loaded.add(path)
+            async with session.get(frontdesk.url + path) as response:
+                assert (response.status, response.headers.get("Cache-Control")) == (200, "no-cache"), path
+                pending += _imports(path, await response.text())
+                unchanged = {"If-Modified-Since": response.headers["Last-Modified"]}
+            async with session.get(frontdesk.url + path, headers=unchanged) as again:
+                assert again.status == 304, path
+    assert loaded == {f"/static/studio/{path.name}" for path in (ROOT / "webapp_static" / "studio").glob("*.js")}
+
+
+@pytest.mark.parametrize("count", [projects.MAX_PROJECTS])
 async def test_a_customer_has_at_most_so_many_projects(frontdesk: Frontdesk, sim: Simulator, count: int) -> None:
     ann = sim.create_user("Ann")
     async with app_client(frontdesk, sim, ann["id"]) as client:

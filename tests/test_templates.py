@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from models import Bot, PromptTemplate, User
-from services import templates
-from services.templates import SHIPPED_DIR, TemplateError
+from services.studio import templates
+from services.studio.templates import SHIPPED_DIR, TemplateError
 
 pytestmark = pytest.mark.usefixtures("database")
 

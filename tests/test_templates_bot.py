@@ -8,7 +8,7 @@ import pytest
 from tgsim import Simulator
 
 from models import User
-from services import templates
+from services.studio import templates
 from tests.conftest import Frontdesk, formatted
 
 STUDIO = {"PUBLIC_BASE_URL": "https://desk.example"}

@@ -29,7 +29,8 @@ from models import (
     User,
     WidgetSite,
 )
-from services import knowledge, persona, studio, widget
+from services import knowledge, persona, widget
+from services.studio import projects
 from tests.conftest import ROOT
 from tests.test_process import _clean_environment
 
@@ -62,8 +63,8 @@ async def _shop(database_url: str) -> None:
         # The prompt studio: a shipped template (the product's own, not moved) before Ann's own one.
         await PromptTemplate.create(slug="en/summarize-text", title="Summarize", body="Summarize: {{text}}")
         await PromptTemplate.create(owner=ann, title="Моё письмо", body="Напиши письмо {{кому}}")
-        project = await studio.create_project(ann, "Письма")
-        block = studio.load(project).prompt_blocks[0]
+        project = await projects.create_project(ann, "Письма")
+        block = projects.load(project).prompt_blocks[0]
         version = await PromptVersion.create(project=project, block_key=block.id, number=1, name=block.name,
                                              template=block.template, compiled="Напиши", labels=["production"],
                                              author=ann)
@@ -128,7 +129,7 @@ async def test_export_from_sqlite_and_import_elsewhere_keeps_everything(
         assert (project.name, version.labels, key.last4, ann.first_name, run.answer) == \
             ("Письма", ["production"], "a1b2", "Ann", "Готово")
         assert version.author_id == ann.id  # type: ignore[attr-defined]
-        assert studio.load(project).prompt_blocks[0].id == version.block_key
+        assert projects.load(project).prompt_blocks[0].id == version.block_key
         [template] = await PromptTemplate.all()  # the shipped one comes with the product, not the file
         assert (template.title, template.owner_id) == ("Моё письмо", ann.id)  # type: ignore[attr-defined]
         later = await Message.create(bot=bot, conversation=answer.conversation, author_kind=AuthorKind.CUSTOMER,

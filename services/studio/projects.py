@@ -17,7 +17,7 @@ from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from models import PromptProject, PromptVersion, User
-from services.prompt_compiler import Compiled, compile_template
+from services.studio.compiler import Compiled, compile_template
 from services.versioning import LabelError, clean_label
 
 MAX_PROJECTS = 100  # per customer

@@ -6,7 +6,7 @@ Shipped templates are read-only. Bad input raises `TemplateError(code, **params)
 
 Search is the database's full-text index (migration 0008: FTS5 on SQLite, a weighted tsvector on
 PostgreSQL) over title, tags, description and body, weighted 10 / 5 / 3 / 1, with the query's words
-quoted (services.template_search). The best `CANDIDATES` matches are ranked again here: a title
+quoted (services.studio.template_search). The best `CANDIDATES` matches are ranked again here: a title
 that is the query, then a title holding every word, then the index's relevance.
 """
 
@@ -28,9 +28,9 @@ from tortoise.transactions import in_transaction
 
 from models import PromptTemplate, User
 from services.i18n import SUPPORTED_LOCALES, pick_locale
-from services.template_search import MAX_QUERY_CHARS, Query, highlight, snippet
+from services.studio.template_search import MAX_QUERY_CHARS, Query, highlight, snippet
 
-SHIPPED_DIR = Path(__file__).parent / "defaults" / "templates"
+SHIPPED_DIR = Path(__file__).parent.parent / "defaults" / "templates"
 
 MAX_TITLE_CHARS = 200
 MAX_DESCRIPTION_CHARS = 1_000

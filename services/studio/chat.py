@@ -13,16 +13,17 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from models import OutboxJob, PromptProject, PromptRun, User
-from services import conversations, outbox, prompt_runs, studio
+from services import conversations, outbox
 from services.ai import Progress
 from services.generation import Generations
 from services.i18n import N_, Translate
 from services.outbox import Postpone
 from services.ports import Button, ChatSender, OutgoingText, RecipientBlocked
-from services.prompt_compiler import compile_template, variable_names
-from services.prompt_runs import StudioRuntime, split_improved
 from services.render import escape, markdown_to_html, split_html
-from services.studio import ProjectDoc, PromptBlock, StudioError
+from services.studio import projects, runs
+from services.studio.compiler import compile_template, variable_names
+from services.studio.projects import ProjectDoc, PromptBlock, StudioError
+from services.studio.runs import StudioRuntime, split_improved
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ async def own_improved(user: User, run_id: int) -> PromptRun:
 def runnable(improved: PromptRun) -> str:
     """The improved prompt as it would be sent; StudioError while it has `{{variables}}` without values."""
     compiled = compile_template(split_improved(improved.answer)[0], {}, [])
-    prompt_runs.not_ready(compiled)
+    runs.not_ready(compiled)
     return compiled.text
 
 
@@ -129,8 +130,8 @@ async def saved_project(user: User, improved: PromptRun) -> PromptProject | None
     """The project an improved prompt was saved into, while it still holds it."""
     if improved.project_id is None:  # type: ignore[attr-defined]
         return None
-    project = await studio.get_project(user, improved.project_id)  # type: ignore[attr-defined]
-    if project is None or studio.load(project).prompt_block(_block_key(improved)) is None:
+    project = await projects.get_project(user, improved.project_id)  # type: ignore[attr-defined]
+    if project is None or projects.load(project).prompt_block(_block_key(improved)) is None:
         return None
     return project
 
@@ -152,30 +153,30 @@ async def save_improved(user: User, run_id: int, *, project_name: str, block_nam
     if project is not None:
         return Saved(project, _block_key(improved), created=False)
     prompt = split_improved(improved.answer)[0]
-    if len(prompt) > studio.MAX_TEXT_CHARS:
+    if len(prompt) > projects.MAX_TEXT_CHARS:
         raise StudioError("prompt_too_long", "the prompt is too long for a prompt block")
     block = PromptBlock(id=_block_key(improved), name=_name(improved.prompt, block_name), template=prompt,
-                        variables=dict.fromkeys(variable_names(prompt)[:studio.MAX_VARIABLES], ""))
+                        variables=dict.fromkeys(variable_names(prompt)[:projects.MAX_VARIABLES], ""))
     project = await _telegram_project(user)
     for _ in range(5):  # another window may save the project meanwhile
         if project is None:
-            project = await studio.create_project(user, project_name, ProjectDoc(prompt_blocks=[block]))
+            project = await projects.create_project(user, project_name, ProjectDoc(prompt_blocks=[block]))
             break
-        doc = studio.load(project)
+        doc = projects.load(project)
         if doc.prompt_block(block.id) is not None:
             break
-        if len(doc.prompt_blocks) >= studio.MAX_BLOCKS:
+        if len(doc.prompt_blocks) >= projects.MAX_BLOCKS:
             project = None
             continue
         doc.prompt_blocks.insert(0, block)  # the newest first, as projects are listed
         try:
-            project = await studio.save(project, doc, project.revision)
+            project = await projects.save(project, doc, project.revision)
             break
         except StudioError as error:
             if error.code == "too_large":
                 project = None
             elif error.code == "stale":
-                project = await studio.get_project(user, project.id)
+                project = await projects.get_project(user, project.id)
             else:
                 raise
     else:
@@ -188,7 +189,7 @@ async def save_improved(user: User, run_id: int, *, project_name: str, block_nam
 async def _telegram_project(user: User) -> PromptProject | None:
     last = await PromptRun.filter(user_id=user.id, kind="improve", project_id__not_isnull=True).order_by(
         "-id").first()
-    return await studio.get_project(user, last.project_id) if last is not None else None  # type: ignore[attr-defined]
+    return await projects.get_project(user, last.project_id) if last is not None else None  # type: ignore[attr-defined]
 
 
 def _name(original: str, fallback: str) -> str:
@@ -235,7 +236,7 @@ class StudioChat:
             run = await self._earlier_run(job)
             if run is None or run.status == "running":
                 text = run.prompt if run is not None else str(job.payload.get("text") or "")
-                run = (await self._stream(job, user, preview, lambda progress, started: prompt_runs.improve(
+                run = (await self._stream(job, user, preview, lambda progress, started: runs.improve(
                     self.runtime, user, text, progress, started))).run
             await self._improved(user, run)
         except StudioError as error:
@@ -253,7 +254,7 @@ class StudioChat:
             run = await self._earlier_run(job)
             if run is None or run.status == "running":
                 prompt = runnable(improved)
-                run = await self._stream(job, user, markdown_to_html, lambda progress, started: prompt_runs.run_text(
+                run = await self._stream(job, user, markdown_to_html, lambda progress, started: runs.run_text(
                     self.runtime, user, prompt, progress, started))
             if run.status == "ok" or (run.status == "stopped" and run.answer.strip()):
                 await self._send(user, markdown_to_html(run.answer))

@@ -8,9 +8,9 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from models import PromptProject, PromptVersion, User
-from services import studio
-from services.prompt_compiler import Compiled
-from services.studio import PromptBlock, StudioError
+from services.studio import projects
+from services.studio.compiler import Compiled
+from services.studio.projects import PromptBlock, StudioError
 from services.versioning import DiffLine, clean_label, diff_lines, moved_label
 
 
@@ -97,10 +97,10 @@ async def restore(project: PromptProject, version: PromptVersion, based_on: int)
     This changes the project (a new revision), not the history: the next run of the block makes
     a new version if the restored text differs from the latest.
     """
-    doc = studio.load(project)
+    doc = projects.load(project)
     block = doc.prompt_block(version.block_key)
     if block is None:
         block = PromptBlock(id=version.block_key, name=version.name)
         doc.prompt_blocks.append(block)
     block.template, block.variables, block.name = version.template, dict(version.variables), version.name
-    return await studio.save(project, studio.parse_doc(studio.doc_json(doc)), based_on)
+    return await projects.save(project, projects.parse_doc(projects.doc_json(doc)), based_on)

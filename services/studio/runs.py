@@ -20,13 +20,14 @@ import openai
 from openai import AsyncOpenAI
 
 from models import PromptProject, PromptRun, PromptVersion, ProviderKey, User
-from services import bot_settings, prompt_versions, quotas, studio
+from services import bot_settings, quotas
 from services.ai import AIClient, AIObserver, AIUnavailable, PriceOf, Progress, Route, stream_chat
 from services.generation import GenerationStopped
 from services.limits import ConcurrencyLimiter, MemoryConcurrencyLimiter
 from services.provider_keys import KeyRefused, ProviderKeys
 from services.secrets_box import BoxError
-from services.studio import StudioError
+from services.studio import projects, versions
+from services.studio.projects import StudioError
 
 log = logging.getLogger(__name__)
 
@@ -158,15 +159,15 @@ async def run_block(runtime: StudioRuntime, user: User, project: PromptProject, 
             async with _admitted(runtime, user, target) as reservation:
                 return await _run(runtime, user, target, reservation, version.compiled, kind="run",
                                   project=project, version=version, on_start=on_start, on_progress=on_progress)
-        doc = studio.load(project)
+        doc = projects.load(project)
         block = doc.prompt_block(block_key or "")
         if block is None:
             raise StudioError("no_block", "the project has no such prompt block")
-        compiled = studio.compile_block(doc, block.id)
+        compiled = projects.compile_block(doc, block.id)
         not_ready(compiled)
         _check_size(runtime, compiled.text)
         async with _admitted(runtime, user, target) as reservation:
-            version = await prompt_versions.snapshot(project, block, compiled, user)
+            version = await versions.snapshot(project, block, compiled, user)
             return await _run(runtime, user, target, reservation, version.compiled, kind="run", project=project,
                               version=version, on_start=on_start, on_progress=on_progress)
     finally:
@@ -334,7 +335,7 @@ async def _first_model(runtime: StudioRuntime, prompt: str, system: str | None =
     prompt = prompt.strip()
     if not prompt:
         raise StudioError("empty_prompt", "the prompt is empty")
-    if len(prompt) > studio.MAX_TEXT_CHARS:
+    if len(prompt) > projects.MAX_TEXT_CHARS:
         raise StudioError("prompt_too_long", "the prompt is too long")
     _check_size(runtime, prompt, system)
     return _Target((await runtime.ai.routes_now())[0], None)

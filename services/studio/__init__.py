@@ -1,0 +1,2 @@
+"""The prompt studio: projects (studio documents), compiling, versions, runs, the private chat's
+`/improve`, and the template library."""
