@@ -11,10 +11,10 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from services.i18n import SUPPORTED_LOCALES
 from services.public_address import PublicAddress
 from services.secrets_box import HOW_TO_MAKE_ONE, parse_key
 
-SUPPORTED_LOCALES = ("en", "ru", "uz")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TELEGRAM_GROUP_PER_MINUTE = 20  # what Telegram lets a bot post into one group
 TELEGRAM_PER_SECOND = 30  # ... and into all chats together

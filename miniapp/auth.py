@@ -164,4 +164,4 @@ def caller_locale(request: web.Request) -> str:
     runtime = request.app.get(MINIAPP)
     default = runtime.default_locale if runtime is not None else "en"
     return pick_locale(request.query.get("lang"), request.cookies.get("frontdesk_lang"),
-                       request.headers.get("Accept-Language", "").split(",")[0], default=default)
+                       request.headers.get("Accept-Language"), default=default)

@@ -16,7 +16,7 @@ from miniapp.api import Api, ApiError, ok, path_id, read_body, read_query
 from miniapp.auth import MINIAPP, authenticate, caller_locale
 from miniapp.schemas import Strict
 from services import templates
-from services.i18n import N_
+from services.i18n import N_, Locale
 from services.templates import TemplateError
 
 ERRORS: dict[str, tuple[int, str]] = {
@@ -31,7 +31,6 @@ ERRORS: dict[str, tuple[int, str]] = {
     "not_found": (404, N_("This template no longer exists.")),
 }
 FIELDS = {"title": N_("title"), "description": N_("description"), "body": N_("text")}
-Locale = Literal["en", "ru", "uz"]
 
 
 class TemplatesParams(Strict):

@@ -139,7 +139,7 @@ class FrameError(Exception):
 
 
 def _locale(request: web.Request, runtime: WidgetRuntime) -> str:
-    return pick_locale(request.query.get("lang"), request.headers.get("Accept-Language", "").split(",")[0],
+    return pick_locale(request.query.get("lang"), request.headers.get("Accept-Language"),
                        default=runtime.default_locale)
 
 
