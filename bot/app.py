@@ -85,6 +85,7 @@ from services.prompt_chat import StudioChat
 from services.prompt_runs import StudioRuntime, key_opener
 from services.provider_keys import KeyPolicy, ProviderKeys
 from services.provider_limits import GateObserver, MemoryLedger, ProviderGate, ProviderLimits, RedisLedger
+from services.public_address import WEBHOOK_PATH
 from services.redaction import Secrets
 from services.retention import run_retention
 from services.staff import StaffDirectory, WorkingHoursSource, setup_manager_chat
@@ -301,7 +302,7 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
                                 demo=settings.demo_enabled, identity=identity_policy(settings),
                                 hello_timeout=settings.widget_hello_seconds, heartbeat=settings.widget_ping_seconds)
     if settings.demo_enabled:  # DEMO_SITE, or development: a live AI chat at `/` for a first look
-        await widget.ensure_demo_site(tenant.id, settings.port, settings.public_address.origin)
+        await widget.ensure_demo_site(tenant.id, settings.public_address.demo_origins)
     app[TRANSLATE] = translate
     app[MINIAPP] = MiniAppRuntime(tenant.id, settings.bot_token, timedelta(seconds=settings.miniapp_auth_max_age),
                                   frozenset(settings.admin_ids), settings.default_locale, translate, feed,
@@ -453,7 +454,7 @@ def create_app(settings: Settings, secrets: Secrets | None = None) -> web.Applic
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz_view)
     app.router.add_get("/metrics", metrics_view)
-    app.router.add_post("/telegram/webhook", telegram_webhook)
+    app.router.add_post(WEBHOOK_PATH, telegram_webhook)
     add_routes(app, demo=settings.demo_enabled)
     miniapp_routes.add_routes(app)
     app.router.add_static("/static/", STATIC, append_version=True, name="static")

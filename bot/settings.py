@@ -279,13 +279,12 @@ class Settings(BaseSettings):
 
     @property
     def webhook_url(self) -> str:
-        return self.webhook_base_url.rstrip("/") + "/telegram/webhook" if self.webhook_base_url else ""
+        return self.public_address.webhook_url
 
     @property
     def public_address(self) -> PublicAddress:
-        """Which scheme and address people reach this server at (cookies, origin checks, links)."""
-        fallback = self.webhook_base_url or f"http://localhost:{self.port}"
-        return PublicAddress.of(self.public_base_url, fallback)
+        """Which scheme and address people reach this server at (cookies, origin checks, links, the webhook)."""
+        return PublicAddress.of(self.public_base_url, self.webhook_base_url, self.port)
 
     @property
     def staff_may_fetch_private(self) -> bool:

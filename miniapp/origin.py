@@ -40,7 +40,8 @@ def secure_cookies(request: web.Request) -> bool:
 
 
 def public_base(request: web.Request) -> str:
-    """The address to put in links shown on a page: PUBLIC_BASE_URL, else the one this request came to."""
+    """The address to put in links shown on a page: as everywhere (PublicAddress.base), with this request's
+    address only as the guess of last resort."""
     return request.app[PUBLIC].base(_came_to(request))
 
 
