@@ -262,8 +262,7 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     if ai is None:
         log.warning("AI is off (AI_BASE_URL and AI_MODEL not set): answers come from the knowledge base.")
     messenger = TelegramChatSender(bot) if bot is not None else None
-    staff_directory = None if messenger is None else \
-        StaffDirectory(messenger, frozenset(settings.admin_ids), auto_approve=settings.staff_auto_approve)
+    staff_directory = StaffDirectory(messenger, frozenset(settings.admin_ids), auto_approve=settings.staff_auto_approve)
     generations = Generations(bus, shared.budget)
     policy = AnswerPolicy(settings.kb_direct_threshold, settings.daily_ai_quota, settings.ai_context_tokens,
                           settings.draft_interval)
@@ -318,7 +317,7 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     app[LIVE] = live_hub = LiveHub()
     feed.subscribe(live_hub.on_event)
     polling: asyncio.Task[None] | None = None
-    if bot is not None and messenger is not None and staff_directory is not None:
+    if bot is not None and messenger is not None:
         polling = await _start_telegram(app, bot, messenger, tenant, shared, outboxes, generations, translate, hours,
                                         i18n, live, feed, staff_directory)
     if isinstance(bus, RedisBus):
