@@ -85,6 +85,7 @@ from services.managers import ManagerGroup
 from services.outbox import MANAGERS, Outboxes, OutboxSettings, OutboxWorker
 from services.provider_keys import KeyPolicy, ProviderKeys
 from services.provider_limits import GateObserver, MemoryLedger, ProviderGate, ProviderLimits, RedisLedger
+from services.public_address import WEBHOOK_PATH
 from services.redaction import Secrets
 from services.retention import run_retention
 from services.staff import StaffDirectory, WorkingHoursSource, setup_manager_chat
@@ -264,8 +265,7 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     if ai is None:
         log.warning("AI is off (AI_BASE_URL and AI_MODEL not set): answers come from the knowledge base.")
     messenger = TelegramChatSender(bot) if bot is not None else None
-    staff_directory = None if messenger is None else \
-        StaffDirectory(messenger, frozenset(settings.admin_ids), auto_approve=settings.staff_auto_approve)
+    staff_directory = StaffDirectory(messenger, frozenset(settings.admin_ids), auto_approve=settings.staff_auto_approve)
     generations = Generations(bus, shared.budget)
     policy = AnswerPolicy(settings.kb_direct_threshold, settings.daily_ai_quota, settings.ai_context_tokens,
                           settings.draft_interval)
@@ -310,7 +310,7 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
                                 demo=settings.demo_enabled, identity=identity_policy(settings),
                                 hello_timeout=settings.widget_hello_seconds, heartbeat=settings.widget_ping_seconds)
     if settings.demo_enabled:  # DEMO_SITE, or development: a live AI chat at `/` for a first look
-        await widget.ensure_demo_site(tenant.id, settings.port, settings.public_address.origin)
+        await widget.ensure_demo_site(tenant.id, settings.public_address.demo_origins)
     app[TRANSLATE] = translate
     app[MINIAPP] = MiniAppRuntime(tenant.id, settings.bot_token, timedelta(seconds=settings.miniapp_auth_max_age),
                                   frozenset(settings.admin_ids), settings.default_locale, translate, flow,
@@ -325,7 +325,7 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     app[LIVE] = live_hub = LiveHub()
     feed.subscribe(live_hub.on_event)
     polling: asyncio.Task[None] | None = None
-    if bot is not None and messenger is not None and staff_directory is not None:
+    if bot is not None and messenger is not None:
         polling = await _start_telegram(app, bot, messenger, tenant, shared, outboxes, generations, translate, hours,
                                         i18n, live, flow, staff_directory)
     if isinstance(bus, RedisBus):
@@ -461,7 +461,7 @@ def create_app(settings: Settings, secrets: Secrets | None = None) -> web.Applic
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz_view)
     app.router.add_get("/metrics", metrics_view)
-    app.router.add_post("/telegram/webhook", telegram_webhook)
+    app.router.add_post(WEBHOOK_PATH, telegram_webhook)
     add_routes(app, demo=settings.demo_enabled)
     miniapp_routes.add_routes(app)
     app.router.add_static("/static/", STATIC, append_version=True, name="static")

@@ -11,10 +11,10 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from services.i18n import SUPPORTED_LOCALES
 from services.public_address import PublicAddress
 from services.secrets_box import HOW_TO_MAKE_ONE, parse_key
 
-SUPPORTED_LOCALES = ("en", "ru", "uz")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TELEGRAM_GROUP_PER_MINUTE = 20  # what Telegram lets a bot post into one group
 TELEGRAM_PER_SECOND = 30  # ... and into all chats together
@@ -279,13 +279,12 @@ class Settings(BaseSettings):
 
     @property
     def webhook_url(self) -> str:
-        return self.webhook_base_url.rstrip("/") + "/telegram/webhook" if self.webhook_base_url else ""
+        return self.public_address.webhook_url
 
     @property
     def public_address(self) -> PublicAddress:
-        """Which scheme and address people reach this server at (cookies, origin checks, links)."""
-        fallback = self.webhook_base_url or f"http://localhost:{self.port}"
-        return PublicAddress.of(self.public_base_url, fallback)
+        """Which scheme and address people reach this server at (cookies, origin checks, links, the webhook)."""
+        return PublicAddress.of(self.public_base_url, self.webhook_base_url, self.port)
 
     @property
     def staff_may_fetch_private(self) -> bool:

@@ -63,7 +63,8 @@ async def app_in_group(message: Message, tenant: Tenant, settings: Settings, sta
     if person is None or message.chat.type not in ("group", "supergroup"):
         return
     chat = await staff.load_manager_chat(tenant.id, settings.default_locale)
-    if chat is None or chat.chat_id != message.chat.id or not await staff_directory.is_staff(chat.chat_id, person.id):
+    if chat is None or chat.chat_id != message.chat.id or \
+            await staff_directory.role_in(tenant.id, person.id, settings.default_locale) == Role.CUSTOMER:
         return
     url = settings.public_address.mini_app_url
     bot = message.bot

@@ -66,7 +66,7 @@ async def _person(tenant: Tenant, settings: Settings, person: TelegramUser, cust
 
 async def _allowed(limiter: RateLimiter, tenant: Tenant, person: TelegramUser) -> Verdict:
     """The customer's one rate limit, shared with their messages."""
-    return await limiter.check(f"{tenant.id}:{as_customer(person).rate_key}")
+    return await limiter.check(as_customer(person).rate_key(tenant.id))
 
 
 async def improve_command(message: Message, command: CommandObject, tenant: Tenant, settings: Settings,

@@ -6,7 +6,9 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, WebAppInfo
 from aiogram.utils.i18n import gettext as _
 
-LANGUAGE_NAMES = {"en": "English", "ru": "Русский", "uz": "Oʻzbekcha"}
+from services.i18n import LOCALE_NAMES
+
+LANGUAGE_NAMES = LOCALE_NAMES  # the language menu: every language we speak
 
 
 class LanguageChoice(CallbackData, prefix="lang"):

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiogram import Bot, Router
+from aiogram.dispatcher.event.handler import CallableObject, CallbackType
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import BotCommand, BotCommandScopeChat, CallbackQuery, Message, Update
@@ -113,8 +114,8 @@ class DeskAction(CallbackData, prefix="desk"):
 
 
 async def _desk_member(event: Message | CallbackQuery, tenant: Tenant, settings: Settings,
-                       staff_directory: StaffDirectory) -> tuple[User, Role, ManagerChat] | None:
-    """A person in the manager chat (ADMIN_IDS or a member), their row and their role; else None."""
+                       staff_directory: StaffDirectory) -> tuple[Role, ManagerChat] | None:
+    """A person in the manager chat (ADMIN_IDS or a member) and their role; else None. Reads only."""
     chat = event.chat if isinstance(event, Message) else (event.message.chat if event.message else None)
     person = event.from_user
     if chat is None or chat.type not in ("group", "supergroup") or person is None or person.is_bot:
@@ -122,28 +123,45 @@ async def _desk_member(event: Message | CallbackQuery, tenant: Tenant, settings:
     desk_chat = await staff.load_manager_chat(tenant.id, settings.default_locale)
     if desk_chat is None or desk_chat.chat_id != chat.id:
         return None
-    if not await staff_directory.is_staff(chat.id, person.id):
-        return None
-    user = await staff_directory.register(tenant.id, as_customer(person))
-    return user, await staff_directory.role_of(user, settings.default_locale), desk_chat
+    role = await staff_directory.role_in(tenant.id, person.id, settings.default_locale)
+    return None if role == Role.CUSTOMER else (role, desk_chat)
 
 
 async def staff_in_manager_chat(event: Message | CallbackQuery, tenant: Tenant, settings: Settings,
                                 staff_directory: StaffDirectory) -> dict[str, Any] | bool:
-    """Staff who may act, in the manager chat: puts `staff` (their row) and `desk_chat` into the data."""
+    """Staff who may act, in the manager chat: puts `role` and `desk_chat` into the data."""
     member = await _desk_member(event, tenant, settings, staff_directory)
-    if member is None or member[1] not in staff.ACTING:
+    if member is None or member[0] not in staff.ACTING:
         return False
-    return {"staff": member[0], "desk_chat": member[2]}
+    return {"role": member[0], "desk_chat": member[1]}
 
 
 async def member_who_cannot_act(event: Message | CallbackQuery, tenant: Tenant, settings: Settings,
                                 staff_directory: StaffDirectory) -> dict[str, Any] | bool:
     """A member waiting for approval, or a viewer: puts `role` and `desk_chat` into the data."""
     member = await _desk_member(event, tenant, settings, staff_directory)
-    if member is None or member[1] in staff.ACTING:
+    if member is None or member[0] in staff.ACTING:
         return False
-    return {"role": member[1], "desk_chat": member[2]}
+    return {"role": member[0], "desk_chat": member[1]}
+
+
+def as_staff(handler: CallbackType) -> CallbackType:
+    """`handler`, given `staff`: the member's row, made (or its names refreshed) with their role on it,
+    so the team list shows them and admins can approve them.
+
+    Written when the handler runs, never by the filters that let it run: a filter only decides (aiogram
+    asks it once for each handler it guards, and for updates no handler takes).
+    """
+    inner = CallableObject(handler)
+
+    async def handle(event: Message | CallbackQuery, tenant: Tenant, settings: Settings,
+                     staff_directory: StaffDirectory, **data: Any) -> Any:
+        assert event.from_user is not None  # the filters let in only a person
+        row = await staff_directory.enlist(tenant.id, as_customer(event.from_user), settings.default_locale)
+        return await inner.call(event, tenant=tenant, settings=settings, staff_directory=staff_directory,
+                                staff=row, **data)
+
+    return handle
 
 
 async def admin_in_a_group(message: Message, staff_directory: StaffDirectory) -> bool:
@@ -374,18 +392,19 @@ def create_router() -> Router:
     staff_only.message.filter(staff_in_manager_chat)
     staff_only.edited_message.filter(staff_in_manager_chat)
     staff_only.callback_query.filter(staff_in_manager_chat)
-    staff_only.message.register(conversation_command, Command("take", "ai", "close", "note", "info", "ban", "unban"))
-    staff_only.message.register(open_command, Command("open"))
-    staff_only.message.register(stats_command, Command("stats"))
-    staff_only.message.register(presence_command, Command("online", "away"))
-    staff_only.message.register(hours_command, Command("hours"))
-    staff_only.message.register(help_command, Command("help", "start"))
-    staff_only.message.register(manager_wrote)
-    staff_only.edited_message.register(manager_edited)
-    staff_only.callback_query.register(card_button, DeskAction.filter())
+    staff_only.message.register(as_staff(conversation_command),
+                                Command("take", "ai", "close", "note", "info", "ban", "unban"))
+    staff_only.message.register(as_staff(open_command), Command("open"))
+    staff_only.message.register(as_staff(stats_command), Command("stats"))
+    staff_only.message.register(as_staff(presence_command), Command("online", "away"))
+    staff_only.message.register(as_staff(hours_command), Command("hours"))
+    staff_only.message.register(as_staff(help_command), Command("help", "start"))
+    staff_only.message.register(as_staff(manager_wrote))
+    staff_only.edited_message.register(as_staff(manager_edited))
+    staff_only.callback_query.register(as_staff(card_button), DeskAction.filter())
     waiting = Router(name=f"{__name__}.waiting")  # members an admin has not approved, and viewers
-    waiting.message.register(cannot_act, member_who_cannot_act)
-    waiting.callback_query.register(cannot_act, DeskAction.filter(), member_who_cannot_act)
+    waiting.message.register(as_staff(cannot_act), member_who_cannot_act)
+    waiting.callback_query.register(as_staff(cannot_act), DeskAction.filter(), member_who_cannot_act)
     # A router's own handlers run before its children's, so the catch-all is a child too, the last one.
     everyone_else = Router(name=f"{__name__}.others")
     everyone_else.message.register(ignore, _in_a_group)

@@ -213,7 +213,7 @@ async def remove_site(request: web.Request) -> web.Response:
 
 async def _team(request: web.Request) -> list[staff.TeamMember]:
     runtime = request.app[MINIAPP]
-    return await staff.team(runtime.bot_id, runtime.staff, runtime.admin_ids, runtime.default_locale)
+    return await staff.team(runtime.bot_id, runtime.staff, runtime.default_locale)
 
 
 def _team_json(members: list[staff.TeamMember]) -> shapes.Team:

@@ -22,7 +22,6 @@ from aiogram.utils.web_app import WebAppInitData, safe_parse_webapp_init_data
 from aiohttp import web
 
 from miniapp.api import ApiError
-from models import Role, User
 from services import accounts, conversations, staff
 from services.conversations import Customer
 from services.flow import ConversationFlow
@@ -45,7 +44,7 @@ class MiniAppRuntime:
     default_locale: str
     translate: Translate
     flow: ConversationFlow  # what staff do to a conversation, as from the manager chat
-    staff: StaffDirectory | None  # None while Telegram is off: only ADMIN_IDS are staff then
+    staff: StaffDirectory  # who is staff, and in which role (only ADMIN_IDS while Telegram is off)
     hours: WorkingHoursSource = field(default_factory=lambda: WorkingHoursSource("", "UTC"))  # and the time zone
     staff_auth_max_age: timedelta = timedelta(hours=1)  # staff's initData: a leaked one works this long at most
     session_lifetime: timedelta = accounts.SESSION_LIFETIME  # a browser session from a /dashboard link
@@ -87,13 +86,6 @@ def same_token(sent: str, expected: str) -> bool:
     return bool(sent) and sent.isascii() and hmac.compare_digest(sent, expected)
 
 
-async def role_of(runtime: MiniAppRuntime, user: User) -> Role:
-    if runtime.staff is None:  # Telegram is off: only ADMIN_IDS are staff
-        return Role.ADMIN if user.telegram_id is not None and int(user.telegram_id) in runtime.admin_ids \
-            else Role.CUSTOMER
-    return await runtime.staff.role_of(user, runtime.default_locale)
-
-
 async def caller_from_init_data(request: web.Request, init_data: str) -> Caller:
     runtime = request.app[MINIAPP]
     data = parse_init_data(runtime, init_data)
@@ -101,7 +93,7 @@ async def caller_from_init_data(request: web.Request, init_data: str) -> Caller:
     who = Customer(data.user.id, data.user.first_name, data.user.last_name or "", data.user.username or "",
                    data.user.language_code or "")
     user = await conversations.register_customer(runtime.bot_id, who, runtime.default_locale)
-    role = await role_of(runtime, user)
+    role = await runtime.staff.role_of(user, runtime.default_locale)
     if role in staff.ASSIGNABLE and datetime.now(UTC) - data.auth_date.astimezone(UTC) > runtime.staff_auth_max_age:
         raise ApiError(401, "unauthorized")  # reopening the Mini App signs it anew
     return Caller(user, role, locale=pick_locale(user.language, default=runtime.default_locale))
@@ -114,7 +106,7 @@ async def _from_session(request: web.Request, runtime: MiniAppRuntime, token: st
     if request.method not in SAFE_METHODS and not same_token(request.headers.get(CSRF_HEADER, ""),
                                                              session.csrf_token):
         raise ApiError(403, "csrf")
-    role = await role_of(runtime, session.user)
+    role = await runtime.staff.role_of(session.user, runtime.default_locale)
     return Caller(session.user, role, via_session=True, csrf_token=session.csrf_token,
                   locale=pick_locale(session.user.language, default=runtime.default_locale), session_id=session.id)
 
@@ -164,4 +156,4 @@ def caller_locale(request: web.Request) -> str:
     runtime = request.app.get(MINIAPP)
     default = runtime.default_locale if runtime is not None else "en"
     return pick_locale(request.query.get("lang"), request.cookies.get("frontdesk_lang"),
-                       request.headers.get("Accept-Language", "").split(",")[0], default=default)
+                       request.headers.get("Accept-Language"), default=default)

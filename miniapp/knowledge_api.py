@@ -14,7 +14,7 @@ from miniapp.schemas import Strict
 from services import answering, knowledge_admin, knowledge_suggestions
 from services.ai import AIClient
 from services.answering import AnswerPolicy
-from services.i18n import N_
+from services.i18n import N_, Locale
 from services.knowledge import KnowledgeError
 from services.knowledge_index import KnowledgeIndex
 from services.knowledge_sources import KnowledgeSources
@@ -99,7 +99,7 @@ class ExportParams(Strict):
 
 class TryIn(Strict):
     question: str = Field(max_length=4096)
-    locale: Literal["en", "ru", "uz"] | None = None
+    locale: Locale | None = None
 
 
 class UsedItemOut(BaseModel):

@@ -23,7 +23,7 @@ from miniapp.api import ApiError, error_response
 from miniapp.auth import CSRF_COOKIE, CSRF_HEADER, MINIAPP, SESSION_COOKIE, caller_locale, same_token
 from miniapp.origin import from_own_page, secure_cookies
 from services import accounts
-from services.i18n import N_
+from services.i18n import LOCALE_NAMES, N_
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TELEGRAM_SCRIPT = "https://telegram.org/js/telegram-web-app.js?59"
@@ -368,7 +368,8 @@ def _render(request: web.Request, page: Page, **extra: Any) -> web.Response:
     context = {
         "_": gettext, "locale": locale, "page": page, "title": gettext(page.title), "navigation": NAVIGATION,
         "strings": _strings(runtime.translate, locale), "telegram_script": TELEGRAM_SCRIPT,
-        "asset": lambda name: str(static.url_for(filename=name)), "current": request.path, **extra,
+        "asset": lambda name: str(static.url_for(filename=name)), "current": request.path,
+        "locales": LOCALE_NAMES, **extra,
     }
     response = aiohttp_jinja2.render_template(page.template, request, context)
     response.headers["Cache-Control"] = "no-store"

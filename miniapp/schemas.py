@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.i18n import Locale
 from services.inbox import InboxView
 
 
@@ -26,7 +27,7 @@ class Preferences(Strict):
 
 
 class PreferencesPatch(Strict):
-    language: Literal["en", "ru", "uz"] | None = None
+    language: Locale | None = None
     silent: bool | None = None
     rating_requests: bool | None = None
 

@@ -15,7 +15,7 @@ from miniapp.api import ERRORS as API_ERRORS
 from miniapp.api import Api, ApiError, ok, path_id, read_body, read_query
 from miniapp.auth import MINIAPP, authenticate, caller_locale
 from miniapp.schemas import Strict
-from services.i18n import N_
+from services.i18n import N_, Locale
 from services.studio import templates
 from services.studio.templates import TemplateError
 
@@ -31,7 +31,6 @@ ERRORS: dict[str, tuple[int, str]] = {
     "not_found": (404, N_("This template no longer exists.")),
 }
 FIELDS = {"title": N_("title"), "description": N_("description"), "body": N_("text")}
-Locale = Literal["en", "ru", "uz"]
 
 
 class TemplatesParams(Strict):

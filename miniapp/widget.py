@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from miniapp.inputs import parse_json, row_id
-from miniapp.origin import request_origin
+from miniapp.origin import client_address, request_origin
 from miniapp.widget_hub import WidgetHub
 from models import Bot, User, WidgetSite
 from services import conversations, desk, widget, widget_links
@@ -136,7 +136,7 @@ class FrameError(Exception):
 
 
 def _locale(request: web.Request, runtime: WidgetRuntime) -> str:
-    return pick_locale(request.query.get("lang"), request.headers.get("Accept-Language", "").split(",")[0],
+    return pick_locale(request.query.get("lang"), request.headers.get("Accept-Language"),
                        default=runtime.default_locale)
 
 
@@ -290,15 +290,6 @@ class Session:
 
     async def error(self, code: str) -> None:
         await self.socket.send_json({"type": "error", **_error_body(self.runtime, self.locale, code)["error"]})
-
-
-def client_address(request: web.Request, trust_forwarded: bool) -> str:
-    """The visitor's address; behind a proxy (TRUST_PROXY_HEADERS) the one it saw, else the peer's."""
-    if trust_forwarded:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        if forwarded:
-            return forwarded.split(",")[-1].strip()
-    return request.remote or "?"
 
 
 async def widget_socket(request: web.Request) -> web.WebSocketResponse:

@@ -49,7 +49,7 @@ async def set_hours(bot_id: int, hours: str, timezone: str, offline: dict[str, s
     """The working hours, their time zone and the offline texts together (None keeps the texts);
     InvalidHours changes nothing. `via` says where: "app", or "group" for /hours."""
     parsed = WorkingHours.parse(hours, timezone)
-    texts = {locale: text.strip() for locale, text in (offline or {}).items()
+    texts: dict[str, str] = {locale: text.strip() for locale, text in (offline or {}).items()
              if locale in SUPPORTED_LOCALES and text.strip()}
     if any(len(text) > MAX_OFFLINE_TEXT for text in texts.values()):
         raise SettingError("too_long", f"an offline text is longer than {MAX_OFFLINE_TEXT} characters")

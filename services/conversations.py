@@ -48,9 +48,10 @@ class Customer:
     language_code: str = ""
     widget_visitor_id: str | None = None  # a website visitor (telegram_id is None then)
 
-    @property
-    def rate_key(self) -> str:
-        return f"tg:{self.telegram_id}" if self.widget_visitor_id is None else f"w:{self.widget_visitor_id}"
+    def rate_key(self, bot_id: int) -> str:
+        """Their one key in the customer rate limiter, whatever they do (write, /improve) and wherever."""
+        who = f"tg:{self.telegram_id}" if self.widget_visitor_id is None else f"w:{self.widget_visitor_id}"
+        return f"{bot_id}:{who}"
 
     def lookup(self) -> dict[str, Any]:
         """How their row is found: by Telegram id, or by widget visitor id."""
@@ -226,7 +227,7 @@ async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming
     """
     if known is not None and known.banned:
         return IGNORED  # a banned customer reaches no one, and costs nothing
-    verdict = await limiter.check(f"{bot_id}:{who.rate_key}")
+    verdict = await limiter.check(who.rate_key(bot_id))
     text = incoming.text[:MAX_TEXT_CHARS * 4]
     try:
         async with in_transaction():

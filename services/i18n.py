@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal, get_args
 
-SUPPORTED_LOCALES = ("en", "ru", "uz")
+# The languages Frontdesk speaks: the one list the bot, the Mini App, the widget, the catalogs and
+# DEFAULT_LOCALE's check all read. A new language is a name here plus its locales/<code>/ catalog.
+Locale = Literal["en", "ru", "uz"]
+SUPPORTED_LOCALES: tuple[Locale, ...] = get_args(Locale)
+LOCALE_NAMES: dict[str, str] = {"en": "English", "ru": "Русский", "uz": "Oʻzbekcha"}  # each in itself
 
 Translate = Callable[[str, str], str]
 """translate(locale, message_id) -> the message in that locale."""
@@ -16,9 +21,14 @@ def N_(message: str) -> str:
 
 
 def pick_locale(*candidates: str | None, default: str) -> str:
-    """The first supported locale among the candidates (`ru-RU` counts as `ru`), else the default."""
+    """The first supported locale among the candidates (`ru-RU` counts as `ru`), else the default.
+
+    A candidate may be a list, as browsers send one (`de-DE,de;q=0.9,ru;q=0.8`, most wanted first):
+    every surface reads a browser's languages through here, so each settles on the same one.
+    """
     for candidate in candidates:
-        code = (candidate or "").split("-")[0].split("_")[0].lower()
-        if code in SUPPORTED_LOCALES:
-            return code
+        for tag in (candidate or "").split(","):
+            code = tag.split(";")[0].strip().split("-")[0].split("_")[0].lower()
+            if code in SUPPORTED_LOCALES:
+                return code
     return default

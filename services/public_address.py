@@ -3,7 +3,12 @@
 PUBLIC_BASE_URL is that answer when it is set. Behind a proxy that ends TLS (the compose file's
 Caddy behind an outer TLS proxy, a load balancer) a request arrives over plain http, so what the
 request says about its scheme is not what the browser sees; the setting is. Without it (local
-development), the request's own address is all there is.
+development), the request's own address is all there is for origin checks and cookies. A link
+(the Mini App's, a /dashboard link, an embed snippet) is made the same way wherever it is shown:
+PUBLIC_BASE_URL, else WEBHOOK_BASE_URL (Telegram reaches us there, so people can too), else the
+address the request came to, else this machine's.
+
+Every address of this deployment is built here, Telegram's webhook included.
 """
 
 from __future__ import annotations
@@ -11,15 +16,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+WEBHOOK_PATH = "/telegram/webhook"
+
 
 @dataclass(frozen=True)
 class PublicAddress:
     base_url: str = ""  # PUBLIC_BASE_URL without its trailing slash; "" when unset
-    fallback: str = ""  # where links point without it (the webhook's host, else this machine)
+    webhook_base: str = ""  # WEBHOOK_BASE_URL without its trailing slash; "" (long polling) when unset
+    port: int = 8080  # where this machine listens (PORT)
 
     @classmethod
-    def of(cls, public_base_url: str, fallback: str = "") -> PublicAddress:
-        return cls(public_base_url.strip().rstrip("/"), fallback.strip().rstrip("/"))
+    def of(cls, public_base_url: str, webhook_base_url: str = "", port: int = 8080) -> PublicAddress:
+        return cls(public_base_url.strip().rstrip("/"), webhook_base_url.strip().rstrip("/"), port)
 
     @property
     def https(self) -> bool:
@@ -34,8 +42,20 @@ class PublicAddress:
         return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
 
     def base(self, seen_as: str = "") -> str:
-        """The address to put in a link: PUBLIC_BASE_URL, else the one a request came to, else the fallback."""
-        return self.base_url or seen_as.rstrip("/") or self.fallback
+        """The address to put in a link: PUBLIC_BASE_URL, else WEBHOOK_BASE_URL, else the one a request came to
+        (`seen_as`: a proxy's plain http, behind one, so only a guess), else this machine's."""
+        return self.base_url or self.webhook_base or seen_as.rstrip("/") or f"http://localhost:{self.port}"
+
+    @property
+    def webhook_url(self) -> str:
+        """Where Telegram posts updates; "" means long polling."""
+        return f"{self.webhook_base}{WEBHOOK_PATH}" if self.webhook_base else ""
+
+    @property
+    def demo_origins(self) -> list[str]:
+        """The pages the demo chat may be embedded in: this machine's, and PUBLIC_BASE_URL's."""
+        local = [f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}"]
+        return [*local, self.origin] if self.origin else local
 
     @property
     def mini_app_url(self) -> str:

@@ -4,7 +4,8 @@ Staff are the deployment's admins (ADMIN_IDS) plus the members of the manager ch
 approved, as a manager or as a read-only viewer (or every member, with STAFF_AUTO_APPROVE). A
 member nobody approved yet is pending: no staff rights. Membership is asked of Telegram and
 remembered for a minute, so a removed manager loses access quickly without a Telegram call on
-every message. `StaffDirectory.role_of` is the one place a person's role is worked out.
+every message. `StaffDirectory.current_role` is the one place a person's role is worked out: for the
+manager chat's filters (which only read), the Mini App and the team list alike.
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ async def load_manager_chat(bot_id: int, default_locale: str) -> ManagerChat | N
 
 
 class StaffDirectory:
-    def __init__(self, messenger: Messenger, admin_ids: frozenset[int], ttl: float = MEMBERSHIP_TTL,
+    def __init__(self, messenger: Messenger | None, admin_ids: frozenset[int], ttl: float = MEMBERSHIP_TTL,
                  auto_approve: bool = False) -> None:
-        self.messenger = messenger
+        self.messenger = messenger  # None while Telegram is off: nobody is a member, ADMIN_IDS are the staff
         self.admin_ids = admin_ids
         self.ttl = ttl
         self.auto_approve = auto_approve  # every manager chat member is a manager, with no approval
@@ -71,29 +72,47 @@ class StaffDirectory:
         cached = self._statuses.get(key)
         if cached is not None and time.monotonic() - cached[0] < self.ttl:
             return cached[1]
+        if self.messenger is None:
+            return "left"
         status = await self.messenger.member_status(chat_id, telegram_id)
         if len(self._statuses) > 10_000:
             self._statuses.clear()
         self._statuses[key] = (time.monotonic(), status)
         return status
 
-    async def role_of(self, user: User, default_locale: str) -> Role:
+    async def current_role(self, bot: Bot, telegram_id: int, user: User | None, default_locale: str) -> Role:
         """What this person may do now: ADMIN_IDS are admins; a manager chat member has the role an
-        admin gave them (pending until then); anyone else is a customer. The role is kept on the
-        user's row too, so that the team list shows them."""
+        admin gave them (pending until then; `user` is None before their first step in the desk);
+        anyone else is a customer. Reads only: filters ask this."""
+        if self.is_admin(telegram_id):
+            return Role.ADMIN
+        chat = manager_chat(bot, default_locale)
+        if chat is None or not await self.is_staff(chat.chat_id, telegram_id):
+            return Role.CUSTOMER
+        return member_role(bot, user, self.auto_approve)
+
+    async def role_in(self, bot_id: int, telegram_id: int, default_locale: str) -> Role:
+        """`current_role` of a Telegram user, their row looked up (and never made)."""
+        bot = await Bot.get(id=bot_id)
+        user = await User.get_or_none(bot_id=bot_id, telegram_id=telegram_id)
+        return await self.current_role(bot, telegram_id, user, default_locale)
+
+    async def role_of(self, user: User, default_locale: str) -> Role:
+        """`current_role` of a user, kept on their row too, so that the team list shows them."""
         if user.telegram_id is None:
             return Role.CUSTOMER
-        if self.is_admin(int(user.telegram_id)):
-            role = Role.ADMIN
-        else:
-            bot = await Bot.get(id=user.bot_id)  # type: ignore[attr-defined]
-            chat = manager_chat(bot, default_locale)
-            member = chat is not None and await self.is_staff(chat.chat_id, int(user.telegram_id))
-            role = member_role(bot, user, self.auto_approve) if member else Role.CUSTOMER
+        bot = await Bot.get(id=user.bot_id)  # type: ignore[attr-defined]
+        role = await self.current_role(bot, int(user.telegram_id), user, default_locale)
         if role != user.role and (role != Role.CUSTOMER or user.role in (Role.PENDING, *ASSIGNABLE)):
             user.role = role
             await user.save(update_fields=["role"])
         return role
+
+    async def enlist(self, bot_id: int, who: Customer, default_locale: str) -> User:
+        """A member's step in the desk: their row (made, or its names refreshed) and their role on it."""
+        user = await self.register(bot_id, who)
+        await self.role_of(user, default_locale)
+        return user
 
     async def register(self, bot_id: int, who: Customer) -> User:
         """The staff member's row (shared with their customer row, if they ever wrote to the bot)."""
@@ -107,8 +126,10 @@ class StaffDirectory:
         return user
 
 
-def member_role(bot: Bot, user: User, auto_approve: bool) -> Role:
+def member_role(bot: Bot, user: User | None, auto_approve: bool) -> Role:
     """A manager chat member's role (not for ADMIN_IDS): as an admin set it, else pending."""
+    if user is None:  # no row yet: nobody could approve them
+        return Role.MANAGER if auto_approve else Role.PENDING
     return _member_role(tenant_settings.of(bot), user, auto_approve)
 
 
@@ -148,27 +169,17 @@ class TeamMember:
         return self.role == Role.ADMIN
 
 
-async def team(bot_id: int, directory: StaffDirectory | None, admin_ids: frozenset[int],
-               default_locale: str) -> list[TeamMember]:
+async def team(bot_id: int, directory: StaffDirectory, default_locale: str) -> list[TeamMember]:
     """ADMIN_IDS, and the manager chat's members who have used the desk or the app (those waiting
     for approval too): admins first."""
     bot = await Bot.get(id=bot_id)
-    chat = manager_chat(bot, default_locale)
+    admin_ids = directory.admin_ids
     rows = await User.filter(Q(role__in=[Role.PENDING, *ASSIGNABLE]) | Q(telegram_id__in=sorted(admin_ids)),
                              bot_id=bot_id, telegram_id__isnull=False).order_by("id")
-    auto_approve = directory.auto_approve if directory is not None else False
-
-    async def in_chat(user: User) -> bool:
-        if int(user.telegram_id or 0) in admin_ids:
-            return True
-        return directory is not None and chat is not None and \
-            await directory.is_staff(chat.chat_id, int(user.telegram_id or 0))
-
-    present = await asyncio.gather(*(in_chat(user) for user in rows))
-    members = [TeamMember(int(user.telegram_id or 0), user, int(user.telegram_id or 0) in admin_ids,
-                          Role.ADMIN if int(user.telegram_id or 0) in admin_ids else
-                          member_role(bot, user, auto_approve))
-               for user, here in zip(rows, present, strict=True) if here]
+    roles = await asyncio.gather(*(directory.current_role(bot, int(user.telegram_id or 0), user, default_locale)
+                                   for user in rows))
+    members = [TeamMember(int(user.telegram_id or 0), user, int(user.telegram_id or 0) in admin_ids, role)
+               for user, role in zip(rows, roles, strict=True) if role != Role.CUSTOMER]
     seen = {member.telegram_id for member in members}
     members += [TeamMember(telegram_id, None, True, Role.ADMIN) for telegram_id in sorted(admin_ids - seen)]
     order = {Role.ADMIN: 0, Role.PENDING: 1, Role.MANAGER: 2, Role.VIEWER: 3}

@@ -492,16 +492,13 @@ async def already_stored(bot_id: int, key: str) -> Message | None:
 DEMO_SITE_KEY = "demo"
 
 
-async def ensure_demo_site(bot_id: int, port: int, public_origin: str = "") -> WidgetSite | None:
+async def ensure_demo_site(bot_id: int, origins: list[str]) -> WidgetSite | None:
     """The demo page's site, created once so `make run` shows a working widget at `/` (only while the demo is on:
     DEMO_SITE, by default in development only).
 
     Created on the first start with the demo on only: once removed (`site remove demo`) it stays removed.
     """
     if not (await tenant_settings.load(bot_id)).demo_site_created:
-        origins = [f"http://localhost:{port}", f"http://127.0.0.1:{port}"]
-        if public_origin:
-            origins.append(public_origin)
         if not await WidgetSite.exists(public_key=DEMO_SITE_KEY):
             with contextlib.suppress(IntegrityError):  # another instance, starting at once, made it
                 await create_site(bot_id, origins, title="Frontdesk", public_key=DEMO_SITE_KEY)

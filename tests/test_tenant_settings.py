@@ -38,7 +38,7 @@ async def test_settings_changed_at_once_from_different_places_all_survive(databa
         staff.set_working_hours(bot.id, "mon-fri 09:00-18:00", "Asia/Tashkent", boss),
         staff.register_manager_chat(bot.id, -100123, forum, "ru"),
         knowledge_suggestions.dismiss_suggestion(bot.id, "a" * 64, boss),
-        widget.ensure_demo_site(bot.id, 8080),
+        widget.ensure_demo_site(bot.id, ["http://localhost:8080"]),
         bot_settings.set_limits(bot.id, daily_ai_quota=5, burst=None, per_minute=None, actor=boss),
         staff.set_role(bot.id, mia, Role.VIEWER, boss))
     stored = (await Bot.get(id=bot.id)).settings

@@ -130,6 +130,17 @@ async def test_the_widget_speaks_the_visitors_language_and_works_from_the_keyboa
     await _shot(page, "3-phone-ru")
 
 
+@pytest.mark.parametrize("frontdesk_settings", [{"DEFAULT_LOCALE": "ru"}], indirect=True)
+async def test_a_visitor_in_no_language_we_speak_gets_the_deployments_default_as_on_telegram(
+        frontdesk: Frontdesk, browser: Browser) -> None:
+    """The bot and the Mini App fall back to DEFAULT_LOCALE; the widget's script used to fall back to English."""
+    page = await _page(browser, locale="de-DE")
+    await page.goto(frontdesk.url + "/")
+    await page.locator(".bubble").click()
+    await expect(page.locator("textarea")).to_have_attribute("placeholder", "Напишите сообщение…")
+    await expect(page.locator(".greeting")).to_have_text("Здравствуйте! Чем можем помочь?")
+
+
 class CuttableProxy:
     """A TCP proxy between the browser and Frontdesk whose network can be cut and restored."""
 

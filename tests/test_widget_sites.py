@@ -10,7 +10,9 @@ from tgsim import Simulator
 
 from models import WidgetSite
 from tests.conftest import Frontdesk, free_port, frontdesk_environment, running_frontdesk
+from tests.desk_helpers import manager_desk
 from tests.fake_ai import FakeAI
+from tests.miniapp_helpers import app_client
 from tests.test_process import _run_cli
 from tests.widget_helpers import open_widget
 
@@ -104,3 +106,16 @@ async def test_a_demo_site_left_from_a_development_start_serves_nobody_once_the_
         visitor, refused = await open_widget(http, frontdesk.url)
         assert refused["code"] == "unknown_site"
         await visitor.socket.close()
+
+
+async def test_the_embed_snippet_points_at_the_public_address_whatever_host_the_admins_browser_used(
+        database_url: str, sim: Simulator, ai: FakeAI) -> None:
+    """The shell's `site add` and the Mini App's Sites page give one snippet: PUBLIC_BASE_URL, else
+    WEBHOOK_BASE_URL. The page used to take the address a proxy passed the request to instead (plain
+    http, an inner host name), a snippet that no shop could load."""
+    async with manager_desk(database_url, sim, ai) as desk, app_client(desk.frontdesk, sim, desk.boss["id"]) as boss:
+        public = desk.frontdesk.settings.webhook_base_url  # no PUBLIC_BASE_URL here
+        status, site = await boss.call("POST", "/api/admin/sites", {"allowed_origins": ["https://shop.example"]},
+                                       headers={"Host": "frontdesk.internal:8080"})
+        assert status == 201, site
+        assert site["embed"] == f'<script src="{public}/widget.js" data-site="{site["public_key"]}" async></script>'

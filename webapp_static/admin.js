@@ -35,7 +35,7 @@ FD.start(async (me) => {
     const current = settings.hours;
     hours.elements.working_hours.value = current.working_hours;
     hours.elements.timezone.value = current.timezone;
-    for (const locale of ["en", "ru", "uz"]) {
+    for (const locale of Object.keys(current.offline_text)) {  // the server's languages: one list, there
       const field = hours.elements["offline_" + locale];
       field.value = current.offline_text[locale];
       field.placeholder = current.default_offline_text[locale];
@@ -52,7 +52,8 @@ FD.start(async (me) => {
       const data = hours.elements;
       settings = await FD.api("PUT", "/api/admin/settings/hours", {
         working_hours: data.working_hours.value, timezone: data.timezone.value.trim(),
-        offline_text: { en: data.offline_en.value, ru: data.offline_ru.value, uz: data.offline_uz.value } });
+        offline_text: Object.fromEntries(Object.keys(settings.hours.offline_text)
+          .map((locale) => [locale, data["offline_" + locale].value])) });
       showHours();
     });
   });

@@ -14,7 +14,6 @@
   if (!script || window.__frontdeskWidget) return;
   window.__frontdeskWidget = true;
 
-  var SUPPORTED = ["en", "ru", "uz"];
   // services/render.py SAFE_TAGS: the server sends nothing else; this holds if it ever did.
   var SAFE_TAGS = { B: 1, STRONG: 1, I: 1, EM: 1, U: 1, INS: 1, S: 1, STRIKE: 1, DEL: 1, A: 1, CODE: 1, PRE: 1,
     BLOCKQUOTE: 1, SPAN: 1, "TG-SPOILER": 1 };
@@ -25,7 +24,9 @@
   var wsBase = (base.protocol === "https:" ? "wss://" : "ws://") + base.host;
   var store = storage();
   var keyPrefix = "frontdesk:" + site + ":";
-  var lang = pickLang(data.lang, navigator.languages || [navigator.language]);
+  // The page's wish, then the browser's languages: the server picks the first it speaks, else its DEFAULT_LOCALE.
+  var lang = [data.lang].concat(Array.prototype.slice.call(navigator.languages || [navigator.language]))
+    .filter(Boolean).slice(0, 10).join(",");
   var identity = data.userId && data.userHash ?
     { id: data.userId, time: data.userTime || "", hash: data.userHash, name: data.userName || "" } : null;
 
@@ -55,15 +56,6 @@
         del: function (k) { delete memory[k]; }
       };
     }
-  }
-
-  function pickLang(explicit, candidates) {
-    var all = [explicit].concat(Array.prototype.slice.call(candidates || []));
-    for (var i = 0; i < all.length; i++) {
-      var code = String(all[i] || "").split(/[-_]/)[0].toLowerCase();
-      if (SUPPORTED.indexOf(code) >= 0) return code;
-    }
-    return "en";
   }
 
   function uuid() {
@@ -587,12 +579,13 @@
   });
 
   function start() {
-    var url = httpBase + "/widget/api/site?site=" + encodeURIComponent(site) + "&lang=" + lang;
+    var url = httpBase + "/widget/api/site?site=" + encodeURIComponent(site) + "&lang=" + encodeURIComponent(lang);
     fetch(url, { credentials: "omit" }).then(function (response) {
       if (!response.ok) throw new Error("Frontdesk widget: site " + site + " answered " + response.status);
       return response.json();
     }).then(function (body) {
       state.config = body.site;
+      lang = body.lang;  // the one the server chose, for the socket's hello
       state.strings = body.strings;
       state.maxText = body.max_text || 4000;
       state.telegram = Boolean(body.telegram);
