@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiogram import Bot
+from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
+from aiogram.enums import ParseMode
 from aiogram.exceptions import (
     TelegramAPIError,
     TelegramBadRequest,
@@ -57,6 +59,9 @@ from services.ports import (
 )
 
 log = logging.getLogger(__name__)
+
+# Every text and caption the bot sends is HTML (services.render writes it; handlers escape theirs).
+BOT_DEFAULTS = DefaultBotProperties(parse_mode=ParseMode.HTML)
 
 # Methods that put a message into a chat, and so count against Telegram's flood limits.
 PACED_METHODS = {
@@ -493,9 +498,13 @@ def _markup(message: OutgoingText) -> InlineKeyboardMarkup | None:
 
 
 class TelegramChatSender:
-    """services.ports.Messenger over aiogram (whose session carries the SenderMiddleware)."""
+    """services.ports.Messenger over aiogram (whose session carries the SenderMiddleware).
+
+    Everything it sends is HTML, by the bot's default parse mode (BOT_DEFAULTS)."""
 
     def __init__(self, bot: Bot) -> None:
+        if bot.default.parse_mode != ParseMode.HTML:  # else customers would see the tags
+            raise ValueError("TelegramChatSender needs a Bot made with default=BOT_DEFAULTS (parse mode HTML)")
         self.bot = bot
         self._topic_icons: dict[str, str] | None = None
 
@@ -504,8 +513,7 @@ class TelegramChatSender:
 
     async def send_draft(self, chat_id: int, draft_id: int, html: str) -> None:
         with _translated_errors():
-            await self.bot.send_message_draft(chat_id=chat_id, draft_id=draft_id, text=html, parse_mode="HTML",
-                                              can_stop=True)
+            await self.bot.send_message_draft(chat_id=chat_id, draft_id=draft_id, text=html, can_stop=True)
 
     async def send_typing(self, chat_id: int) -> None:
         with _translated_errors():
@@ -521,25 +529,23 @@ class TelegramChatSender:
     async def _post(self, where: Where, message: OutgoingText) -> int:
         with _translated_errors():
             sent = await self.bot.send_message(
-                where.chat_id, message.html, parse_mode="HTML", reply_markup=_markup(message),
+                where.chat_id, message.html, reply_markup=_markup(message),
                 message_thread_id=where.thread_id, reply_parameters=_reply(where),
                 link_preview_options=LinkPreviewOptions(is_disabled=True), disable_notification=message.silent or None)
         return sent.message_id
 
     async def copy(self, where: Where, from_chat_id: int, message_id: int, caption_html: str | None = None,
                    *, silent: bool = False) -> int:
-        caption = {} if caption_html is None else {"caption": caption_html, "parse_mode": "HTML"}
-        with _translated_errors():
+        with _translated_errors():  # no caption (None): the copy keeps the original's
             copied = await self.bot.copy_message(
                 where.chat_id, from_chat_id, message_id, message_thread_id=where.thread_id,
-                reply_parameters=_reply(where), disable_notification=silent or None, **caption)  # type: ignore[arg-type]
+                reply_parameters=_reply(where), disable_notification=silent or None, caption=caption_html)
         return copied.message_id
 
     async def send_album(self, where: Where, items: list[AlbumItem]) -> list[int]:
         kinds = {"photo": InputMediaPhoto, "video": InputMediaVideo, "document": InputMediaDocument,
                  "audio": InputMediaAudio}
-        media = [kinds[item.kind](media=item.file_id, caption=item.caption_html or None,
-                                  parse_mode="HTML" if item.caption_html else None) for item in items]
+        media = [kinds[item.kind](media=item.file_id, caption=item.caption_html or None) for item in items]
         with _translated_errors():
             sent = await self.bot.send_media_group(where.chat_id, media,
                                                    message_thread_id=where.thread_id,
@@ -550,10 +556,9 @@ class TelegramChatSender:
         try:
             with _translated_errors():
                 if caption:
-                    await self.bot.edit_message_caption(chat_id=chat_id, message_id=message_id, caption=html,
-                                                        parse_mode="HTML")
+                    await self.bot.edit_message_caption(chat_id=chat_id, message_id=message_id, caption=html)
                 else:
-                    await self.bot.edit_message_text(html, chat_id=chat_id, message_id=message_id, parse_mode="HTML",
+                    await self.bot.edit_message_text(html, chat_id=chat_id, message_id=message_id,
                                                      link_preview_options=LinkPreviewOptions(is_disabled=True))
         except TelegramBadRequest as error:
             if "message is not modified" not in error.message:

@@ -13,7 +13,7 @@ from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, MenuButton
 from aiogram.utils.i18n import I18n
 
 from bot.middlewares import IdentityMiddleware
-from bot.sender import Budget, CallObserver, Limits, SenderMiddleware
+from bot.sender import BOT_DEFAULTS, Budget, CallObserver, Limits, SenderMiddleware
 from bot.settings import Settings
 from handlers import get_routers
 from services.i18n import N_, SUPPORTED_LOCALES
@@ -38,7 +38,7 @@ def create_bot(settings: Settings, observer: CallObserver | None = None, budget:
     limits = Limits(per_second=settings.telegram_messages_per_second,
                     group_per_minute=settings.group_messages_per_minute)
     session.middleware(SenderMiddleware(limits, retries=settings.send_retries, observer=observer, pacer=budget))
-    return Bot(settings.bot_token, session=session)
+    return Bot(settings.bot_token, session=session, default=BOT_DEFAULTS)
 
 
 def create_dispatcher(i18n: I18n, storage: BaseStorage, **workflow_data: Any) -> Dispatcher:

@@ -46,7 +46,7 @@ async def start(message: Message, tenant: Tenant, settings: Settings, customer: 
         "from what the business has taught me. If you'd rather talk to a person, tap the button below "
         "or send /human at any time."
     ).format(name=f"<b>{name}</b>")
-    await message.answer(text, parse_mode="HTML", reply_markup=start_keyboard(settings.public_address.mini_app_url))
+    await message.answer(text, reply_markup=start_keyboard(settings.public_address.mini_app_url))
 
 
 async def help_command(message: Message) -> None:
@@ -57,18 +57,18 @@ async def help_command(message: Message) -> None:
         "/language: change the language\n"
         "/help: this help"
     )
-    await message.answer(escape(text), parse_mode="HTML")
+    await message.answer(escape(text))
 
 
 async def language_command(message: Message) -> None:
-    await message.answer(escape(_("Choose your language:")), parse_mode="HTML", reply_markup=language_keyboard())
+    await message.answer(escape(_("Choose your language:")), reply_markup=language_keyboard())
 
 
 async def language_button(query: CallbackQuery) -> None:
     await query.answer()
     if query.message is not None:
         await query.bot.send_message(query.from_user.id, escape(_("Choose your language:")),  # type: ignore[union-attr]
-                                     parse_mode="HTML", reply_markup=language_keyboard())
+                                     reply_markup=language_keyboard())
 
 
 async def language_chosen(query: CallbackQuery, callback_data: LanguageChoice, tenant: Tenant,
@@ -81,13 +81,13 @@ async def language_chosen(query: CallbackQuery, callback_data: LanguageChoice, t
     with i18n.use_locale(callback_data.code):
         await query.answer(_("Language: {language}").format(language=LANGUAGE_NAMES[callback_data.code]))
         await query.bot.send_message(  # type: ignore[union-attr]
-            query.from_user.id, escape(_("Done! I'll speak English with you now.")), parse_mode="HTML")
+            query.from_user.id, escape(_("Done! I'll speak English with you now.")))
 
 
 async def new_conversation(message: Message, tenant: Tenant, settings: Settings, customer: User | None) -> None:
     user = await _registered(message, tenant, settings, customer)
     await conversations.start_new_conversation(user)
-    await message.answer(escape(_("Starting afresh. What can I help you with?")), parse_mode="HTML")
+    await message.answer(escape(_("Starting afresh. What can I help you with?")))
 
 
 async def _ask_for_person(event: Message | CallbackQuery, tenant: Tenant, settings: Settings, customer: User | None,
@@ -106,7 +106,7 @@ async def human_command(message: Message, tenant: Tenant, settings: Settings, cu
                         translate: Translate, hours: WorkingHoursSource, outbox: Outboxes,
                         inbox_feed: InboxFeed) -> None:
     notice = await _ask_for_person(message, tenant, settings, customer, translate, hours, outbox, inbox_feed)
-    await message.answer(escape(notice), parse_mode="HTML")
+    await message.answer(escape(notice))
 
 
 async def human_button(query: CallbackQuery, tenant: Tenant, settings: Settings, customer: User | None,
@@ -114,7 +114,7 @@ async def human_button(query: CallbackQuery, tenant: Tenant, settings: Settings,
                        inbox_feed: InboxFeed) -> None:
     notice = await _ask_for_person(query, tenant, settings, customer, translate, hours, outbox, inbox_feed)
     await query.answer()
-    await query.bot.send_message(query.from_user.id, escape(notice), parse_mode="HTML")  # type: ignore[union-attr]
+    await query.bot.send_message(query.from_user.id, escape(notice))  # type: ignore[union-attr]
 
 
 async def rated(query: CallbackQuery, callback_data: RateConversation, tenant: Tenant, settings: Settings,
@@ -126,7 +126,7 @@ async def rated(query: CallbackQuery, callback_data: RateConversation, tenant: T
     await query.answer(_(desk.RATED))
     if isinstance(query.message, Message):
         stars = "⭐" * callback_data.stars
-        await query.message.edit_text(f"{query.message.html_text}\n\n{stars}", parse_mode="HTML")
+        await query.message.edit_text(f"{query.message.html_text}\n\n{stars}")
 
 
 def create_router() -> Router:
