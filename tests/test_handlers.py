@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
-from collections.abc import Iterator
-from typing import cast
+import textwrap
+from collections.abc import Callable, Iterator
+from typing import Any, cast
 
 from aiogram import Dispatcher, Router
 from aiogram.dispatcher.event.handler import CallableObject
@@ -55,3 +57,28 @@ def test_every_name_a_handler_or_filter_takes_is_in_the_dispatchers_data() -> No
              for name in list(inspect.signature(inspect.unwrap(callable_.callback)).parameters)[1:]}
     assert asked, "no handlers found"
     assert {(where, name) for where, name in asked if name not in known} == set()
+
+
+def _returns_a_value(function: Callable[..., Any]) -> bool:
+    """Whether the function's own body (not a nested function's) has a `return <value>` (other than None)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    pending = list(ast.iter_child_nodes(tree.body[0]))
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.Return) and node.value is not None and \
+                not (isinstance(node.value, ast.Constant) and node.value.value is None):
+            return True
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+            pending.extend(ast.iter_child_nodes(node))
+    return False
+
+
+def test_no_handler_returns_a_telegram_method() -> None:
+    """`return message.answer(...)` would ride the webhook's response, which we never send: the customer
+    would get nothing (long polling would send it). A handler returns None, and says so."""
+    offenders = []
+    for where, handler in _handlers():
+        function = inspect.unwrap(handler.callback)
+        if inspect.signature(function).return_annotation not in (None, "None") or _returns_a_value(function):
+            offenders.append(f"{where}: {getattr(function, '__qualname__', function)}")
+    assert offenders == []
