@@ -13,7 +13,7 @@ from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, MenuButton
 from aiogram.utils.i18n import I18n
 
 from bot.middlewares import IdentityMiddleware, WorkflowData
-from bot.sender import BOT_DEFAULTS, Budget, CallObserver, Limits, SenderMiddleware
+from bot.sending import BOT_DEFAULTS, Budget, CallObserver, Limits, SenderMiddleware
 from bot.settings import Settings
 from handlers import get_routers
 from services.i18n import N_, SUPPORTED_LOCALES

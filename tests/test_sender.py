@@ -12,7 +12,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiohttp import web
 from tgsim import Simulator
 
-from bot.sender import BOT_DEFAULTS, YIELD, Limits, Pacer, SenderMiddleware, TelegramChatSender, topic_icon_ids
+from bot.sending import BOT_DEFAULTS, YIELD, Limits, Pacer, SenderMiddleware, TelegramChatSender, topic_icon_ids
 from services.ports import OutgoingText, RecipientBlocked, SendPriority
 
 
