@@ -40,7 +40,7 @@ from bot.observability import (
     quiet_refused_requests,
     readyz_view,
 )
-from bot.sender import Budget, Limits, Pacer, RedisPacer, TelegramChatSender
+from bot.sending import Budget, Limits, Pacer, RedisPacer, TelegramChatSender
 from bot.settings import Settings
 from bot.telegram import create_bot, create_dispatcher, set_commands, set_menu_button
 from bot.webhook import telegram_webhook

@@ -1,16 +1,58 @@
-"""The one outer middleware: who is this (the customer, if known) and which locale to speak."""
+"""The one outer middleware: who is this (the customer, if known) and which locale to speak.
+
+Also the shape of the data handlers receive by name (aiogram's "middleware data typing"):
+WorkflowData is what create_dispatcher is given, HandlerData all a handler may ask for.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 
+from aiogram.dispatcher.middlewares.data import I18nData, MiddlewareData
+from aiogram.filters import CommandObject
+from aiogram.filters.callback_data import CallbackData
 from aiogram.types import TelegramObject
-from aiogram.types import User as TelegramUser
 from aiogram.utils.i18n import I18n, I18nMiddleware
 
+from bot.settings import Settings
 from models import Bot as Tenant
+from models import Role, User
 from services import conversations
-from services.i18n import pick_locale
+from services.flow import ConversationFlow
+from services.generation import Generations
+from services.i18n import Translate, pick_locale
+from services.limits import RateLimiter
+from services.outbox import Outboxes
+from services.ports import Messenger
+from services.staff import ManagerChat, StaffDirectory, WorkingHoursSource
+from services.widget import WidgetLive
+
+
+class WorkflowData(TypedDict):
+    """The dispatcher's workflow data: the same for every update (bot/app.py's frontdesk_context)."""
+
+    settings: Settings
+    tenant: Tenant
+    outbox: Outboxes
+    limiter: RateLimiter
+    generations: Generations
+    translate: Translate
+    hours: WorkingHoursSource
+    messenger: Messenger
+    widget_live: WidgetLive
+    flow: ConversationFlow  # each conversation event: one call (services/flow.py)
+    staff_directory: StaffDirectory
+
+
+class HandlerData(MiddlewareData, I18nData, WorkflowData, total=False):
+    """Everything a handler or filter may take by name: aiogram's, the workflow data, then per update."""
+
+    customer: User | None  # IdentityMiddleware: the customer's row, if they have one (never created here)
+    command: NotRequired[CommandObject]  # a Command filter matched
+    callback_data: NotRequired[CallbackData]  # a CallbackData filter matched
+    staff: NotRequired[User]  # handlers/manager_desk.py's filters: staff who may act in the manager chat ...
+    desk_chat: NotRequired[ManagerChat]  # ... and that chat
+    role: NotRequired[Role]  # ... or the role of a member who may not act
 
 
 class IdentityMiddleware(I18nMiddleware):
@@ -20,12 +62,12 @@ class IdentityMiddleware(I18nMiddleware):
         super().__init__(i18n)
 
     async def get_locale(self, event: TelegramObject, data: dict[str, Any]) -> str:
-        from_user: TelegramUser | None = data.get("event_from_user")
-        tenant: Tenant = data["tenant"]
+        known = cast(HandlerData, data)  # aiogram's signature says dict; this is what it holds
+        from_user = known.get("event_from_user")
         customer = None
         if from_user is not None and not from_user.is_bot:
-            customer = await conversations.find_customer(tenant.id, from_user.id)
-        data["customer"] = customer
+            customer = await conversations.find_customer(known["tenant"].id, from_user.id)
+        known["customer"] = customer
         return pick_locale(
             customer.language if customer else None,
             from_user.language_code if from_user else None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Unpack
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -12,8 +12,8 @@ from aiogram.fsm.storage.base import BaseStorage
 from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, MenuButtonWebApp, WebAppInfo
 from aiogram.utils.i18n import I18n
 
-from bot.middlewares import IdentityMiddleware
-from bot.sender import Budget, CallObserver, Limits, SenderMiddleware
+from bot.middlewares import IdentityMiddleware, WorkflowData
+from bot.sending import BOT_DEFAULTS, Budget, CallObserver, Limits, SenderMiddleware
 from bot.settings import Settings
 from handlers import get_routers
 from services.i18n import N_, SUPPORTED_LOCALES
@@ -38,10 +38,10 @@ def create_bot(settings: Settings, observer: CallObserver | None = None, budget:
     limits = Limits(per_second=settings.telegram_messages_per_second,
                     group_per_minute=settings.group_messages_per_minute)
     session.middleware(SenderMiddleware(limits, retries=settings.send_retries, observer=observer, pacer=budget))
-    return Bot(settings.bot_token, session=session)
+    return Bot(settings.bot_token, session=session, default=BOT_DEFAULTS)
 
 
-def create_dispatcher(i18n: I18n, storage: BaseStorage, **workflow_data: Any) -> Dispatcher:
+def create_dispatcher(i18n: I18n, storage: BaseStorage, **workflow_data: Unpack[WorkflowData]) -> Dispatcher:
     dispatcher = Dispatcher(storage=storage, i18n=i18n, **workflow_data)
     identity = IdentityMiddleware(i18n)
     dispatcher.message.outer_middleware(identity)

@@ -46,15 +46,15 @@ async def dashboard_command(message: Message, tenant: Tenant, settings: Settings
     role = await staff_directory.role_of(user, settings.default_locale)
     if role == Role.PENDING:
         await message.answer(escape(_("An admin has not approved you yet. Ask one to approve you in the desk app, "
-                                      "on the Team page.")), parse_mode="HTML")
+                                      "on the Team page.")))
         return
     if role not in staff.ASSIGNABLE:
-        await message.answer(escape(_("The dashboard is for the business's team.")), parse_mode="HTML")
+        await message.answer(escape(_("The dashboard is for the business's team.")))
         return
     token = await accounts.create_login_link(user)
     link = f"{settings.public_address.base()}/app/login?token={token}"
     text = _("Your sign-in link for the dashboard in a browser. It works once, for 5 minutes. Don't share it.")
-    await message.answer(f"{escape(text)}\n\n{escape(link)}", parse_mode="HTML")
+    await message.answer(f"{escape(text)}\n\n{escape(link)}")
 
 
 async def app_in_group(message: Message, tenant: Tenant, settings: Settings, staff_directory: StaffDirectory) -> None:
@@ -71,30 +71,30 @@ async def app_in_group(message: Message, tenant: Tenant, settings: Settings, sta
     assert bot is not None
     if not url:
         await message.reply(escape(_("The app needs an https PUBLIC_BASE_URL. Meanwhile, send /dashboard to me in a "
-                                     "private chat for a browser link.")), parse_mode="HTML")
+                                     "private chat for a browser link.")))
         return
     keyboard = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text=_("📱 Open the desk"),
                                                                            web_app=WebAppInfo(url=url))]])
     try:
         await bot.send_message(person.id, escape(_("The desk: inbox, knowledge base and analytics.")),
-                               parse_mode="HTML", reply_markup=keyboard)
+                               reply_markup=keyboard)
     except TelegramForbiddenError:
         me = await bot.me()
         start = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
             text=_("Start a chat with me"), url=f"https://t.me/{me.username}?start=app")]])
         await message.reply(escape(_("Start a private chat with me first, then send /app again.")),
-                            parse_mode="HTML", reply_markup=start)
+                            reply_markup=start)
         return
-    await message.reply(escape(_("I've sent you the app's button in our private chat.")), parse_mode="HTML")
+    await message.reply(escape(_("I've sent you the app's button in our private chat.")))
 
 
 async def my_data_command(message: Message, tenant: Tenant, customer: User | None) -> None:
     if customer is None:
-        await message.answer(escape(_("We don't store anything about you.")), parse_mode="HTML")
+        await message.answer(escape(_("We don't store anything about you.")))
         return
     data = privacy.export_bytes(await privacy.export_customer_data(customer))
     await message.answer_document(BufferedInputFile(data, filename=f"my-data-{customer.id}.json"),
-                                  caption=escape(_("Everything we store about you.")), parse_mode="HTML")
+                                  caption=escape(_("Everything we store about you.")))
 
 
 async def delete_my_data_command(message: Message) -> None:
@@ -102,7 +102,7 @@ async def delete_my_data_command(message: Message) -> None:
         [InlineKeyboardButton(text=_("Yes, delete everything"), callback_data=ForgetMe(confirmed=True).pack())],
         [InlineKeyboardButton(text=_("Cancel"), callback_data=ForgetMe(confirmed=False).pack())]])
     await message.answer(escape(_("Delete everything we store about you: your conversations, messages and settings? "
-                                  "This cannot be undone.")), parse_mode="HTML", reply_markup=keyboard)
+                                  "This cannot be undone.")), reply_markup=keyboard)
 
 
 async def forget_me(query: CallbackQuery, callback_data: ForgetMe, tenant: Tenant) -> None:
@@ -110,13 +110,12 @@ async def forget_me(query: CallbackQuery, callback_data: ForgetMe, tenant: Tenan
     if not isinstance(query.message, Message):
         return
     if not callback_data.confirmed:
-        await query.message.edit_text(escape(_("Nothing was deleted.")), parse_mode="HTML")
+        await query.message.edit_text(escape(_("Nothing was deleted.")))
         return
     customer = await conversations.find_customer(tenant.id, query.from_user.id)
     if customer is not None:
         await privacy.delete_customer_data(customer, via="bot")
-    await query.message.edit_text(escape(_("Done: everything we stored about you has been deleted.")),
-                                  parse_mode="HTML")
+    await query.message.edit_text(escape(_("Done: everything we stored about you has been deleted.")))
 
 
 def create_router() -> Router:

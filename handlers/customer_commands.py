@@ -43,7 +43,7 @@ async def start(message: Message, tenant: Tenant, settings: Settings, customer: 
         "from what the business has taught me. If you'd rather talk to a person, tap the button below "
         "or send /human at any time."
     ).format(name=f"<b>{name}</b>")
-    await message.answer(text, parse_mode="HTML", reply_markup=start_keyboard(settings.public_address.mini_app_url))
+    await message.answer(text, reply_markup=start_keyboard(settings.public_address.mini_app_url))
 
 
 async def help_command(message: Message) -> None:
@@ -54,18 +54,18 @@ async def help_command(message: Message) -> None:
         "/language: change the language\n"
         "/help: this help"
     )
-    await message.answer(escape(text), parse_mode="HTML")
+    await message.answer(escape(text))
 
 
 async def language_command(message: Message) -> None:
-    await message.answer(escape(_("Choose your language:")), parse_mode="HTML", reply_markup=language_keyboard())
+    await message.answer(escape(_("Choose your language:")), reply_markup=language_keyboard())
 
 
 async def language_button(query: CallbackQuery) -> None:
     await query.answer()
     if query.message is not None:
         await query.bot.send_message(query.from_user.id, escape(_("Choose your language:")),  # type: ignore[union-attr]
-                                     parse_mode="HTML", reply_markup=language_keyboard())
+                                     reply_markup=language_keyboard())
 
 
 async def language_chosen(query: CallbackQuery, callback_data: LanguageChoice, tenant: Tenant,
@@ -78,13 +78,13 @@ async def language_chosen(query: CallbackQuery, callback_data: LanguageChoice, t
     with i18n.use_locale(callback_data.code):
         await query.answer(_("Language: {language}").format(language=LANGUAGE_NAMES[callback_data.code]))
         await query.bot.send_message(  # type: ignore[union-attr]
-            query.from_user.id, escape(_("Done! I'll speak English with you now.")), parse_mode="HTML")
+            query.from_user.id, escape(_("Done! I'll speak English with you now.")))
 
 
 async def new_conversation(message: Message, tenant: Tenant, settings: Settings, customer: User | None) -> None:
     user = await _registered(message, tenant, settings, customer)
     await conversations.start_new_conversation(user)
-    await message.answer(escape(_("Starting afresh. What can I help you with?")), parse_mode="HTML")
+    await message.answer(escape(_("Starting afresh. What can I help you with?")))
 
 
 async def _ask_for_person(event: Message | CallbackQuery, tenant: Tenant, settings: Settings, customer: User | None,
@@ -92,8 +92,7 @@ async def _ask_for_person(event: Message | CallbackQuery, tenant: Tenant, settin
     """The notice comes from the customers' queue, stored with the handoff; asked again, it is said again."""
     asked = await flow.ask_for_person(await _registered(event, tenant, settings, customer))
     if not asked.handed and event.bot is not None:
-        await event.bot.send_message(event.from_user.id, escape(asked.notice),  # type: ignore[union-attr]
-                                     parse_mode="HTML")
+        await event.bot.send_message(event.from_user.id, escape(asked.notice))  # type: ignore[union-attr]
 
 
 async def human_command(message: Message, tenant: Tenant, settings: Settings, customer: User | None,
@@ -116,7 +115,7 @@ async def rated(query: CallbackQuery, callback_data: RateConversation, tenant: T
     await query.answer(_(desk.RATED))
     if isinstance(query.message, Message):
         stars = "⭐" * callback_data.stars
-        await query.message.edit_text(f"{query.message.html_text}\n\n{stars}", parse_mode="HTML")
+        await query.message.edit_text(f"{query.message.html_text}\n\n{stars}")
 
 
 def create_router() -> Router:

@@ -76,13 +76,13 @@ async def improve_command(message: Message, command: CommandObject, tenant: Tena
     if not text and quoted is not None:
         text = (quoted.text or quoted.caption or "").strip()
     if not text:
-        await message.answer(escape(_(USAGE)), parse_mode="HTML")
+        await message.answer(escape(_(USAGE)))
         return
     assert message.from_user is not None  # a private chat's message has a sender
     verdict = await _allowed(limiter, tenant, message.from_user)
     if verdict != Verdict.ALLOW:
         if verdict == Verdict.WARN:
-            await message.answer(escape(_(SLOW_DOWN)), parse_mode="HTML")
+            await message.answer(escape(_(SLOW_DOWN)))
         return
     await chat.request_improve(await _person(tenant, settings, message.from_user, customer), text,
                                source=f"{message.chat.id}:{message.message_id}")
@@ -109,7 +109,7 @@ async def save_pressed(query: CallbackQuery, callback_data: PromptRunAction, set
         return
     text = _(SAVED if saved.created else SAVED_BEFORE).format(project=saved.project.name)
     await query.answer()
-    await query.bot.send_message(query.from_user.id, escape(text), parse_mode="HTML",  # type: ignore[union-attr]
+    await query.bot.send_message(query.from_user.id, escape(text),  # type: ignore[union-attr]
                                  reply_markup=_open_keyboard(settings, saved.project.id))
 
 
@@ -143,7 +143,7 @@ async def _not_runnable(query: CallbackQuery, error: StudioError, settings: Sett
         inline_keyboard=[[InlineKeyboardButton(text=_(chat.SAVE_BUTTON),
                                                callback_data=PromptRunAction(action="save", run=run_id).pack())]])
     await query.bot.send_message(query.from_user.id, escape(chat.error_text(error, _)),  # type: ignore[union-attr]
-                                 parse_mode="HTML", reply_markup=keyboard)
+                                 reply_markup=keyboard)
 
 
 def create_router() -> Router:

@@ -318,7 +318,7 @@ async def setup_command(message: Message, tenant: Tenant, messenger: Messenger, 
 
     report = await staff.setup_manager_chat(messenger, tenant.id, message.chat.id, locale)
     if not report.registered:
-        await message.answer(escape(_(SETUP_NOT_MEMBER)), parse_mode="HTML")
+        await message.answer(escape(_(SETUP_NOT_MEMBER)))
         return
     if message.bot is not None:
         await set_staff_commands(message.bot, message.chat.id, translate, locale)
@@ -330,7 +330,7 @@ async def setup_command(message: Message, tenant: Tenant, messenger: Messenger, 
         lines.append(_(SETUP_READY))
     await desk.audit(tenant.id, None, "setup", str(message.chat.id), missing=report.missing,
                      by=message.from_user.id if message.from_user else None)
-    await message.answer(escape("\n".join(lines)), parse_mode="HTML")
+    await message.answer(escape("\n".join(lines)))
 
 
 # --- buttons on the header card ----------------------------------------------------------------------

@@ -106,7 +106,7 @@ async def templates_command(message: Message, command: CommandObject, state: FSM
     query = " ".join((command.args or "").split())[:200]
     page = await templates.search(customer, query, prefer_locale=i18n.current_locale, limit=PAGE)
     text, keyboard = _results(page, query, 0)
-    sent = await message.answer(text, parse_mode="HTML", reply_markup=keyboard)
+    sent = await message.answer(text, reply_markup=keyboard)
     if keyboard is not None:
         await _remember(state, sent.message_id, query, page.locale)
 
@@ -124,7 +124,7 @@ async def turn_page(query: CallbackQuery, callback_data: TemplatePage, state: FS
                                   offset=callback_data.offset)
     text, keyboard = _results(page, search["q"], callback_data.offset)
     await query.answer()
-    await query.message.edit_text(text, parse_mode="HTML", reply_markup=keyboard)
+    await query.message.edit_text(text, reply_markup=keyboard)
 
 
 async def show_template(query: CallbackQuery, callback_data: TemplatePick, customer: User | None,
@@ -140,7 +140,7 @@ async def show_template(query: CallbackQuery, callback_data: TemplatePick, custo
         keyboard = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
             text=_("📝 Open in the studio"), web_app=WebAppInfo(url=f"{base}studio/templates?open={template.id}"))]])
     await query.bot.send_message(query.from_user.id, template_message(template),  # type: ignore[union-attr]
-                                 parse_mode="HTML", reply_markup=keyboard)
+                                 reply_markup=keyboard)
 
 
 def create_router() -> Router:

@@ -41,7 +41,7 @@ async def link_start(message: Message, command: CommandObject, tenant: Tenant, s
     request = await widget_links.claim(tenant.id, code, user)
     if request is None:
         await message.answer(escape(_("This link has expired or was already used. Ask for a new one in the chat on "
-                                      "the website.")), parse_mode="HTML")
+                                      "the website.")))
         return
     site = request.site
     where = (site.title or (site.allowed_origins or [""])[0]) if site is not None else ""
@@ -54,7 +54,7 @@ async def link_start(message: Message, command: CommandObject, tenant: Tenant, s
                               callback_data=LinkChoice(link=request.link_id, confirmed=True).pack())],
         [InlineKeyboardButton(text=_("Cancel"),
                               callback_data=LinkChoice(link=request.link_id, confirmed=False).pack())]])
-    await message.answer(escape(text), parse_mode="HTML", reply_markup=keyboard)
+    await message.answer(escape(text), reply_markup=keyboard)
 
 
 async def link_chosen(query: CallbackQuery, callback_data: LinkChoice, tenant: Tenant, settings: Settings,
@@ -71,7 +71,7 @@ async def link_chosen(query: CallbackQuery, callback_data: LinkChoice, tenant: T
         text = (_("Done: the website chat is in your history now. You can carry on here too.") if visitor is not None
                 else _("This link has expired or was already used. Ask for a new one in the chat on the website."))
     if isinstance(query.message, Message):
-        await query.message.edit_text(escape(text), parse_mode="HTML")
+        await query.message.edit_text(escape(text))
 
 
 def create_router() -> Router:

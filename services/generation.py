@@ -41,7 +41,7 @@ class WaitingQueue(Protocol):
 
 
 class DraftBudget(Protocol):
-    """Telegram's budget for the bot as a whole (bot/sender.py's pacers)."""
+    """Telegram's budget for the bot as a whole (bot/sending/'s pacers)."""
 
     @property
     def queue(self) -> WaitingQueue: ...

@@ -12,14 +12,14 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiohttp import web
 from tgsim import Simulator
 
-from bot.sender import YIELD, Limits, Pacer, SenderMiddleware, TelegramChatSender, topic_icon_ids
+from bot.sending import BOT_DEFAULTS, YIELD, Limits, Pacer, SenderMiddleware, TelegramChatSender, topic_icon_ids
 from services.ports import OutgoingText, RecipientBlocked, SendPriority
 
 
 def _bot(base_url: str, token: str, middleware: SenderMiddleware) -> Bot:
     session = AiohttpSession(api=TelegramAPIServer.from_base(base_url))
     session.middleware(middleware)
-    return Bot(token, session=session)
+    return Bot(token, session=session, default=BOT_DEFAULTS)
 
 
 @pytest.fixture

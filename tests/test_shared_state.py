@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.dedup import MemoryRecentUpdates, RecentUpdates, RedisRecentUpdates
-from bot.sender import YIELD, Limits, RedisPacer
+from bot.sending import YIELD, Limits, RedisPacer
 from services.limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter, Verdict
 from services.ports import SendPriority
 

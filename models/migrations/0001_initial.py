@@ -2,12 +2,51 @@ from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
 from json import dumps, loads
-from models.conversations import AuthorKind, Channel, ConversationMode, ConversationStatus
-from models.outbox import JobStatus
-from models.users import Role
+from enum import StrEnum
 from tortoise.fields.base import OnDelete
 from tortoise import fields
 from tortoise.indexes import Index
+
+
+# The enums as they were when this migration was written (frozen here, not imported from models:
+# a later change to models must not rewrite history). Only their values reach the database.
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Role(StrEnum):
+    CUSTOMER = "customer"
+    MANAGER = "manager"
+    ADMIN = "admin"
+
+
+class Channel(StrEnum):
+    TELEGRAM = "telegram"
+    WIDGET = "widget"
+
+
+class ConversationMode(StrEnum):
+    AI = "ai"
+    HUMAN = "human"
+
+
+class ConversationStatus(StrEnum):
+    OPEN = "open"
+    WAITING = "waiting"
+    ASSIGNED = "assigned"
+    CLOSED = "closed"
+
+
+class AuthorKind(StrEnum):
+    CUSTOMER = "customer"
+    AI = "ai"
+    MANAGER = "manager"
+    SYSTEM = "system"
+    NOTE = "note"
+
 
 class Migration(migrations.Migration):
     initial = True

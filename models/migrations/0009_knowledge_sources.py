@@ -11,10 +11,25 @@ from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
 from json import dumps, loads
-from models.knowledge import SourceKind, SourceStatus
+from enum import StrEnum
 from tortoise.fields.base import OnDelete
 from tortoise import fields
 from tortoise.indexes import Index
+
+
+# The enums as they were when this migration was written (frozen here, not imported from models:
+# a later change to models must not rewrite history). Only their values reach the database.
+class SourceKind(StrEnum):
+    FILE = "file"
+    PAGE = "page"
+    SITE = "site"
+
+
+class SourceStatus(StrEnum):
+    QUEUED = "queued"
+    INDEXING = "indexing"
+    READY = "ready"
+    FAILED = "failed"
 
 
 SQLITE_FORWARD = [

@@ -7,12 +7,21 @@ the table: dropping the old `user` table would cascade to every conversation (SQ
 rows of a dropped table first, foreign keys on).
 """
 
+from enum import StrEnum
 from typing import Any
 
 from tortoise import fields, migrations
 from tortoise.migrations import operations as ops
 
-from models.users import Role
+
+class Role(StrEnum):
+    """models.users.Role as of this migration (frozen here: a later change to models must not rewrite it)."""
+
+    CUSTOMER = "customer"
+    PENDING = "pending"
+    VIEWER = "viewer"
+    MANAGER = "manager"
+    ADMIN = "admin"
 
 
 class DescribeField(ops.AlterField):
