@@ -62,7 +62,7 @@ from services.ai import AIClient, AIObserver, Route, RouteOrder
 from services.answering import Answerer, AnswerPolicy, preview_html, without_marks
 from services.channels import Channels, TelegramChannel, WidgetChannel
 from services.desk import CustomerSide
-from services.embeddings import create_embedder
+from services.embeddings import Embedder, create_embedder
 from services.events import EventBus, LocalBus
 from services.flow import ConversationEvents, ConversationFlow
 from services.generation import Generations
@@ -70,7 +70,7 @@ from services.i18n import N_, Translate
 from services.inbox import InboxFeed
 from services.knowledge import QUEUE as KNOWLEDGE_QUEUE
 from services.knowledge_index import KnowledgeIndex
-from services.knowledge_sources import JOB_LEASE
+from services.knowledge_sources import JOB_LEASE, KnowledgeSources
 from services.limits import (
     AdjustableRateLimiter,
     ConcurrencyLimiter,
@@ -236,20 +236,89 @@ def provider_keys(app: web.Application) -> ProviderKeys:
     return ProviderKeys(app[BOX], app[SECRETS], policy, checks)
 
 
-async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
-    """Everything that answers customers: the AI, the outbox workers, the widget, and Telegram
-    when BOT_TOKEN is set (without it, the widget and the web endpoints still work)."""
-    settings = app[SETTINGS]
-    metrics = app[METRICS]
+@dataclass
+class Services:
+    """What answers customers, built once per start by `build_services` and stopped by `frontdesk_context`."""
+
+    i18n: I18n
+    translate: Translate
+    hours: WorkingHoursSource
+    bus: EventBus
+    live: WidgetLive
+    feed: InboxFeed
+    shared: SharedState
+    tenant: Tenant
+    bot: AiogramBot | None  # None: Telegram is off (no BOT_TOKEN)
+    messenger: TelegramChatSender | None
+    staff_directory: StaffDirectory
+    generations: Generations
+    ai: AIClient | None
+    limits: bot_settings.Limits
+    rates: bot_settings.BotRateLimiter
+    policy: AnswerPolicy
+    embedder: Embedder
+    index: KnowledgeIndex
+    flow: ConversationFlow
+    studio_runtime: StudioRuntime
+    studio_chat: StudioChat
+    own_keys: ProviderKeys
+    sources: KnowledgeSources
+    outboxes: Outboxes
+
+
+async def build_services(app: web.Application) -> Services:
+    """The domain's objects, wired: each gets what it needs as arguments (no module holds one)."""
+    settings, metrics = app[SETTINGS], app[METRICS]
     shared = shared_state(app)
     i18n = create_i18n(settings.default_locale)
     translate = translator(i18n)
     hours = WorkingHoursSource(settings.working_hours, settings.timezone)
     bus = create_bus(app)
-    live = WidgetLive(bus)
-    feed = InboxFeed(bus)
-    hub = WidgetHub(bus, metrics.widget_sockets)
     bot = create_bot(settings, metrics, shared.budget) if settings.telegram_enabled else None
+    tenant = await _tenant(bot)
+    # The admins' choices in the Mini App: the models' order (read before each answer) and the rate.
+    ai = create_ai(settings, metrics, bot_settings.route_order_of(tenant.id), app.get(REDIS))
+    if ai is None:
+        log.warning("AI is off (AI_BASE_URL and AI_MODEL not set): answers come from the knowledge base.")
+    limits = bot_settings.Limits(settings.daily_ai_quota, settings.customer_burst, settings.customer_rate_per_minute)
+    rates = bot_settings.BotRateLimiter(shared.limiter, tenant.id, limits)
+    shared = replace(shared, limiter=rates)
+    messenger = TelegramChatSender(bot) if bot is not None else None
+    generations = Generations(bus, shared.budget)
+    policy = AnswerPolicy(settings.kb_direct_threshold, settings.daily_ai_quota, settings.ai_context_tokens,
+                          settings.draft_interval)
+    embedder = create_embedder(settings.embedding_base_url, settings.embedding_api_key, settings.embedding_model,
+                               settings.embedding_threads)
+    index = KnowledgeIndex(embedder, bus, max_wait=settings.embedding_max_wait)
+    live, feed = WidgetLive(bus), InboxFeed(bus)
+    outboxes = Outboxes()  # its workers come last: they run what everything above queues
+
+    def wake() -> None:
+        outboxes.wake()
+
+    channels = Channels(TelegramChannel(messenger, generations, settings.draft_interval, preview_html),
+                        WidgetChannel(live, policy.widget_delta_interval, without_marks))
+    events = ConversationEvents()
+    subscribe_listeners(events, wake=wake, feed=feed, channels=channels)
+    flow = ConversationFlow(events, limiter=shared.limiter, default_locale=settings.default_locale,
+                            translate=translate, hours=hours, wake=wake)
+    own_keys = provider_keys(app)
+    studio_runtime = StudioRuntime(ai, settings.price_of, settings.daily_ai_quota, key_opener(own_keys), metrics,
+                                   shared.studio_runs, settings.studio_max_prompt_chars,
+                                   settings.ai_max_output_tokens)
+    studio_chat = StudioChat(messenger, translate, studio_runtime, generations, settings.draft_interval, wake=wake)
+    sources = knowledge_sources(settings, embedder, index, wake)
+    services = Services(i18n, translate, hours, bus, live, feed, shared, tenant, bot, messenger,
+                        StaffDirectory(messenger, frozenset(settings.admin_ids),
+                                       auto_approve=settings.staff_auto_approve),
+                        generations, ai, limits, rates, policy, embedder, index, flow, studio_runtime, studio_chat,
+                        own_keys, sources, outboxes)
+    outboxes.add(*_workers(settings, metrics, services, channels))
+    return services
+
+
+async def _tenant(bot: AiogramBot | None) -> Tenant:
+    """The business this deployment serves: the bot's row (made on the first start)."""
     if bot is not None:
         me = await bot.get_me()
         tenant = await conversations.ensure_bot(me.id, me.username or "")
@@ -257,34 +326,15 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
         log.warning("Telegram is off: BOT_TOKEN is not set. The website widget and the web endpoints work.")
         tenant = await conversations.ensure_bot(conversations.UNCONFIGURED_BOT_ID)
     await staff.adopt_existing_staff(tenant.id)  # managers at work before approvals existed stay managers
-    # The admins' choices in the Mini App: the models' order (read before each answer) and the rate.
-    ai = create_ai(settings, metrics, bot_settings.route_order_of(tenant.id), app.get(REDIS))
-    limits = bot_settings.Limits(settings.daily_ai_quota, settings.customer_burst, settings.customer_rate_per_minute)
-    rates = bot_settings.BotRateLimiter(shared.limiter, tenant.id, limits)
-    shared = replace(shared, limiter=rates)
-    if ai is None:
-        log.warning("AI is off (AI_BASE_URL and AI_MODEL not set): answers come from the knowledge base.")
-    messenger = TelegramChatSender(bot) if bot is not None else None
-    staff_directory = StaffDirectory(messenger, frozenset(settings.admin_ids), auto_approve=settings.staff_auto_approve)
-    generations = Generations(bus, shared.budget)
-    policy = AnswerPolicy(settings.kb_direct_threshold, settings.daily_ai_quota, settings.ai_context_tokens,
-                          settings.draft_interval)
-    embedder = create_embedder(settings.embedding_base_url, settings.embedding_api_key, settings.embedding_model,
-                               settings.embedding_threads)
-    index = KnowledgeIndex(embedder, bus, max_wait=settings.embedding_max_wait)
-    channels = Channels(TelegramChannel(messenger, generations, settings.draft_interval, preview_html),
-                        WidgetChannel(live, policy.widget_delta_interval, without_marks))
-    events = ConversationEvents()
-    flow = ConversationFlow(events, limiter=shared.limiter, default_locale=settings.default_locale,
-                            translate=translate, hours=hours, wake=lambda: outboxes.wake())
-    subscribe_listeners(events, wake=lambda: outboxes.wake(), feed=feed, channels=channels)
-    answerer = Answerer(channels, flow, translate, policy, ai, hours, index)
-    customer_side = CustomerSide(channels, translate, settings.default_locale, flow)
-    own_keys = provider_keys(app)
-    studio_runtime = StudioRuntime(ai, settings.price_of, settings.daily_ai_quota, key_opener(own_keys), metrics,
-                                   shared.studio_runs, settings.studio_max_prompt_chars,
-                                   settings.ai_max_output_tokens)
-    studio_chat = StudioChat(messenger, translate, studio_runtime, generations, settings.draft_interval)
+    return tenant
+
+
+def _workers(settings: Settings, metrics: Metrics, services: Services, channels: Channels) -> list[OutboxWorker]:
+    """The outbox's queues: the customers' (many jobs at once), the manager group's and the knowledge's (one each)."""
+    answerer = Answerer(channels, services.flow, services.translate, services.policy, services.ai, services.hours,
+                        services.index)
+    customer_side = CustomerSide(channels, services.translate, settings.default_locale, services.flow)
+    studio_chat = services.studio_chat
     workers = [OutboxWorker(
         {"answer": answerer.answer_job, "slow_down": answerer.slow_down_job,
          "to_customer": customer_side.to_customer_job, "customer_edit": customer_side.customer_edit_job,
@@ -292,46 +342,59 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
          IMPROVE_JOB: studio_chat.improve_job, RUN_JOB: studio_chat.run_job},
         OutboxSettings(settings.outbox_workers, settings.outbox_lease_seconds, settings.outbox_max_attempts),
         on_give_up=answerer.gave_up, observe=metrics.outbox_job)]
-    if messenger is not None:
-        managers = ManagerGroup(messenger, translate, settings.default_locale)
+    if services.messenger is not None:
+        managers = ManagerGroup(services.messenger, services.translate, settings.default_locale)
         # One worker: the manager group's budget is spent in order, and its waits hold up no customer.
         workers.append(OutboxWorker(
             managers.handlers(), OutboxSettings(1, max(settings.outbox_lease_seconds, MANAGER_JOB_LEASE),
                                                 MANAGER_JOB_ATTEMPTS), queue=MANAGERS, observe=metrics.outbox_job))
-    sources = knowledge_sources(settings, embedder, index, lambda: outboxes.wake())
     # One worker: indexing is CPU work beside the answers; a sync renews its lease after every page.
-    workers.append(OutboxWorker(sources.handlers(), OutboxSettings(1, JOB_LEASE, settings.outbox_max_attempts),
+    workers.append(OutboxWorker(services.sources.handlers(),
+                                OutboxSettings(1, JOB_LEASE, settings.outbox_max_attempts),
                                 queue=KNOWLEDGE_QUEUE, observe=metrics.outbox_job))
-    outboxes = Outboxes(*workers)
-    app[OUTBOXES] = outboxes
-    app[WORK_LOAD] = outboxes
-    app[WIDGET] = WidgetRuntime(hub, live, widget_limits(app), flow, translate, hours, settings.default_locale,
-                                settings.trust_proxy_headers, load_script(),
+    return workers
+
+
+async def _install(app: web.Application, services: Services) -> None:
+    """The web side's runtimes (the widget, the Mini App, its admin and knowledge pages) on the app's keys."""
+    settings = app[SETTINGS]
+    app[OUTBOXES] = services.outboxes
+    app[WORK_LOAD] = services.outboxes
+    app[WIDGET] = WidgetRuntime(WidgetHub(services.bus, app[METRICS].widget_sockets), services.live,
+                                widget_limits(app), services.flow, services.translate, services.hours,
+                                settings.default_locale, settings.trust_proxy_headers, load_script(),
                                 demo=settings.demo_enabled, identity=identity_policy(settings),
                                 hello_timeout=settings.widget_hello_seconds, heartbeat=settings.widget_ping_seconds)
     if settings.demo_enabled:  # DEMO_SITE, or development: a live AI chat at `/` for a first look
-        await widget.ensure_demo_site(tenant.id, settings.public_address.demo_origins)
-    app[TRANSLATE] = translate
-    app[MINIAPP] = MiniAppRuntime(tenant.id, settings.bot_token, timedelta(seconds=settings.miniapp_auth_max_age),
-                                  frozenset(settings.admin_ids), settings.default_locale, translate, flow,
-                                  staff_directory, hours, timedelta(seconds=settings.staff_auth_max_age),
+        await widget.ensure_demo_site(services.tenant.id, settings.public_address.demo_origins)
+    app[TRANSLATE] = services.translate
+    app[MINIAPP] = MiniAppRuntime(services.tenant.id, settings.bot_token,
+                                  timedelta(seconds=settings.miniapp_auth_max_age), frozenset(settings.admin_ids),
+                                  settings.default_locale, services.translate, services.flow,
+                                  services.staff_directory, services.hours,
+                                  timedelta(seconds=settings.staff_auth_max_age),
                                   timedelta(hours=settings.staff_session_hours))
-    app[PROVIDER_KEYS] = own_keys
-    app[KNOWLEDGE] = KnowledgeTools(ai, policy, index, sources)
-    app[STUDIO] = studio_runtime
+    app[PROVIDER_KEYS] = services.own_keys
+    app[KNOWLEDGE] = KnowledgeTools(services.ai, services.policy, services.index, services.sources)
+    app[STUDIO] = services.studio_runtime
     app[TOKENS] = TokenCounter()
-    app[ADMIN] = AdminRuntime(ai, limits, settings.working_hours, settings.timezone, rates,
-                              settings.widget_secret_overlap_hours)
+    app[ADMIN] = AdminRuntime(services.ai, services.limits, settings.working_hours, settings.timezone,
+                              services.rates, settings.widget_secret_overlap_hours)
     app[LIVE] = live_hub = LiveHub()
-    feed.subscribe(live_hub.on_event)
-    polling: asyncio.Task[None] | None = None
-    if bot is not None and messenger is not None:
-        polling = await _start_telegram(app, bot, messenger, tenant, shared, outboxes, generations, translate, hours,
-                                        i18n, live, flow, staff_directory)
-    if isinstance(bus, RedisBus):
-        await bus.start()  # after every subscriber is in place
-    outboxes.start()
-    freshness = asyncio.create_task(keep_knowledge_fresh(sources), name="knowledge-freshness")
+    services.feed.subscribe(live_hub.on_event)
+
+
+async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
+    """Everything that answers customers: the AI, the outbox workers, the widget, and Telegram
+    when BOT_TOKEN is set (without it, the widget and the web endpoints still work)."""
+    settings = app[SETTINGS]
+    services = await build_services(app)
+    await _install(app, services)
+    polling = await _start_telegram(app, services)
+    if isinstance(services.bus, RedisBus):
+        await services.bus.start()  # after every subscriber is in place
+    services.outboxes.start()
+    freshness = asyncio.create_task(keep_knowledge_fresh(services.sources), name="knowledge-freshness")
     try:
         yield
     finally:
@@ -344,33 +407,38 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
         stopping = app[STOPPING].task
         if stopping is not None:
             await stopping
-        await outboxes.stop(settings.shutdown_grace_seconds)
-        if isinstance(bus, RedisBus):
-            await bus.stop()
-        if bot is not None:
-            await bot.session.close()
-        if ai is not None:
-            await ai.close()
-        await embedder.close()
+        await services.outboxes.stop(settings.shutdown_grace_seconds)
+        await _close(services)
 
 
-async def _start_telegram(app: web.Application, bot: AiogramBot, messenger: TelegramChatSender, tenant: Tenant,
-                          shared: SharedState, outboxes: Outboxes, generations: Generations, translate: Translate,
-                          hours: WorkingHoursSource, i18n: I18n, live: WidgetLive, flow: ConversationFlow,
-                          staff_directory: StaffDirectory) -> asyncio.Task[None] | None:
+async def _close(services: Services) -> None:
+    if isinstance(services.bus, RedisBus):
+        await services.bus.stop()
+    if services.bot is not None:
+        await services.bot.session.close()
+    if services.ai is not None:
+        await services.ai.close()
+    await services.embedder.close()
+
+
+async def _start_telegram(app: web.Application, services: Services) -> asyncio.Task[None] | None:
     """The dispatcher, the manager chat, the command menus, and updates by webhook or long polling."""
-    settings = app[SETTINGS]
+    bot, messenger, tenant = services.bot, services.messenger, services.tenant
+    if bot is None or messenger is None:
+        return None
+    settings, shared, translate = app[SETTINGS], services.shared, services.translate
     if settings.manager_chat_id is not None:
         await _register_configured_manager_chat(messenger, tenant, settings)
     elif tenant.manager_chat_id is None:
         log.warning("No manager chat yet: handed-off conversations wait for one. Add the bot to your managers' "
                     "forum group as an admin and send /setup there (or set MANAGER_CHAT_ID).")
     dispatcher = create_dispatcher(
-        i18n, storage=shared.storage, settings=settings, tenant=tenant, outbox=outboxes, limiter=shared.limiter,
-        generations=generations, translate=translate, hours=hours, messenger=messenger, widget_live=live,
-        flow=flow, staff_directory=staff_directory)
-    app[TELEGRAM] = TelegramRuntime(bot, dispatcher, settings.webhook_secret, shared.recent, outboxes)
-    await set_commands(bot, i18n)
+        services.i18n, storage=shared.storage, settings=settings, tenant=tenant, limiter=shared.limiter,
+        generations=services.generations, translate=translate, hours=services.hours,
+        messenger=messenger, widget_live=services.live, flow=services.flow, studio_chat=services.studio_chat,
+        staff_directory=services.staff_directory)
+    app[TELEGRAM] = TelegramRuntime(bot, dispatcher, settings.webhook_secret, shared.recent, services.outboxes)
+    await set_commands(bot, services.i18n)
     if mini_app := settings.public_address.mini_app_url:
         await set_menu_button(bot, mini_app, translate(settings.default_locale, OPEN_APP))
     manager_chat = staff.manager_chat(await Tenant.get(id=tenant.id), settings.default_locale)

@@ -22,9 +22,9 @@ from services.flow import ConversationFlow
 from services.generation import Generations
 from services.i18n import Translate, pick_locale
 from services.limits import RateLimiter
-from services.outbox import Outboxes
 from services.ports import Messenger
 from services.staff import ManagerChat, StaffDirectory, WorkingHoursSource
+from services.studio.chat import StudioChat
 from services.widget import WidgetLive
 
 
@@ -33,7 +33,6 @@ class WorkflowData(TypedDict):
 
     settings: Settings
     tenant: Tenant
-    outbox: Outboxes
     limiter: RateLimiter
     generations: Generations
     translate: Translate
@@ -41,6 +40,7 @@ class WorkflowData(TypedDict):
     messenger: Messenger
     widget_live: WidgetLive
     flow: ConversationFlow  # each conversation event: one call (services/flow.py)
+    studio_chat: StudioChat  # /improve and "Run it"
     staff_directory: StaffDirectory
 
 

@@ -22,9 +22,9 @@ from services import conversations
 from services.answering import SLOW_DOWN
 from services.i18n import N_
 from services.limits import RateLimiter, Verdict
-from services.outbox import Outboxes
 from services.render import escape
 from services.studio import chat
+from services.studio.chat import StudioChat
 from services.studio.projects import StudioError
 
 USAGE = N_("Send me a prompt after the command, like “/improve Write a post about our new menu”, or reply "
@@ -70,7 +70,7 @@ async def _allowed(limiter: RateLimiter, tenant: Tenant, person: TelegramUser) -
 
 
 async def improve_command(message: Message, command: CommandObject, tenant: Tenant, settings: Settings,
-                          customer: User | None, limiter: RateLimiter, outbox: Outboxes) -> None:
+                          customer: User | None, limiter: RateLimiter, studio_chat: StudioChat) -> None:
     text = (command.args or "").strip()
     quoted = message.reply_to_message
     if not text and quoted is not None:
@@ -84,9 +84,8 @@ async def improve_command(message: Message, command: CommandObject, tenant: Tena
         if verdict == Verdict.WARN:
             await message.answer(escape(_(SLOW_DOWN)))
         return
-    await chat.request_improve(await _person(tenant, settings, message.from_user, customer), text,
-                               source=f"{message.chat.id}:{message.message_id}")
-    outbox.wake()
+    await studio_chat.request_improve(await _person(tenant, settings, message.from_user, customer), text,
+                                      source=f"{message.chat.id}:{message.message_id}")
 
 
 async def _refuse(query: CallbackQuery) -> None:
@@ -114,7 +113,7 @@ async def save_pressed(query: CallbackQuery, callback_data: PromptRunAction, set
 
 
 async def run_pressed(query: CallbackQuery, callback_data: PromptRunAction, tenant: Tenant, settings: Settings,
-                      customer: User | None, limiter: RateLimiter, outbox: Outboxes) -> None:
+                      customer: User | None, limiter: RateLimiter, studio_chat: StudioChat) -> None:
     if customer is None:
         await _refuse(query)
         return
@@ -123,7 +122,7 @@ async def run_pressed(query: CallbackQuery, callback_data: PromptRunAction, tena
         await query.answer(_(SLOW_DOWN) if verdict == Verdict.WARN else None)
         return
     try:
-        await chat.request_run(customer, callback_data.run)
+        await studio_chat.request_run(customer, callback_data.run)
     except StudioError as error:
         if error.code == "not_yours":
             await _refuse(query)
@@ -132,7 +131,6 @@ async def run_pressed(query: CallbackQuery, callback_data: PromptRunAction, tena
         await _not_runnable(query, error, settings, customer, callback_data.run)
         return
     await query.answer()
-    outbox.wake()
 
 
 async def _not_runnable(query: CallbackQuery, error: StudioError, settings: Settings, customer: User,

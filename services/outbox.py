@@ -357,7 +357,11 @@ class Outboxes:
     """The workers of every queue, started, stopped and woken together."""
 
     def __init__(self, *workers: OutboxWorker) -> None:
-        self.workers = workers
+        self.workers = list(workers)
+
+    def add(self, *workers: OutboxWorker) -> None:
+        """More queues' workers (before `start`): the composition root makes the outbox before what runs in it."""
+        self.workers.extend(workers)
 
     def wake(self) -> None:
         for worker in self.workers:

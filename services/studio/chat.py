@@ -82,7 +82,7 @@ def _lane(user: User) -> str:
 
 
 async def request_improve(user: User, text: str, source: str) -> None:
-    """Queue `/improve` once per `source` (the message that asked; the caller wakes the outbox)."""
+    """Queue `/improve` once per `source` (the message that asked)."""
     await outbox.enqueue(user.bot_id, IMPROVE_JOB, {"user_id": user.id, "text": text},  # type: ignore[attr-defined]
                          lane=_lane(user), source_key=f"{IMPROVE_JOB}:{source}")
 
@@ -216,12 +216,24 @@ class StudioChat:
     """Runs `/improve` and "Run it" from the outbox, streaming into the person's private chat."""
 
     def __init__(self, sender: ChatSender | None, translate: Translate, runtime: StudioRuntime,
-                 generations: Generations, draft_interval: float) -> None:
+                 generations: Generations, draft_interval: float, wake: Callable[[], None] = lambda: None) -> None:
         self.sender = sender  # None: Telegram is off
+        self.wake = wake  # the outbox: a job is waiting
         self.translate = translate
         self.runtime = runtime
         self.generations = generations
         self.draft_interval = draft_interval
+
+    async def request_improve(self, user: User, text: str, source: str) -> None:
+        """`/improve`, queued once per `source` (the message that asked), and started at once."""
+        await request_improve(user, text, source)
+        self.wake()
+
+    async def request_run(self, user: User, run_id: int) -> PromptRun:
+        """"Run it" on the person's own improved prompt, queued and started at once."""
+        improved = await request_run(user, run_id)
+        self.wake()
+        return improved
 
     async def improve_job(self, job: OutboxJob) -> None:
         user = await self._recipient(job)
