@@ -268,7 +268,7 @@ async def presence_command(message: Message, command: CommandObject, tenant: Ten
 
 async def staff_presence(member: User, online: bool) -> None:
     await staff.set_online(member, online)
-    await desk.audit(member.bot_id, member, "online" if online else "away", str(member.id))  # type: ignore[attr-defined]
+    await desk.audit(member.bot_id, member, "online" if online else "away", str(member.id))
 
 
 async def hours_command(message: Message, command: CommandObject, tenant: Tenant, staff: User,

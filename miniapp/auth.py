@@ -101,7 +101,7 @@ async def caller_from_init_data(request: web.Request, init_data: str) -> Caller:
 
 async def _from_session(request: web.Request, runtime: MiniAppRuntime, token: str) -> Caller:
     session = await accounts.session_of(token, runtime.session_lifetime)
-    if session is None or int(session.user.bot_id) != runtime.bot_id:  # type: ignore[attr-defined]
+    if session is None or int(session.user.bot_id) != runtime.bot_id:
         raise ApiError(401, "unauthorized")
     if request.method not in SAFE_METHODS and not same_token(request.headers.get(CSRF_HEADER, ""),
                                                              session.csrf_token):

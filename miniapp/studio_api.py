@@ -297,7 +297,7 @@ def _version_ref(version: PromptVersion | None) -> VersionRefOut | None:
 
 
 def _run(run: PromptRun, version: PromptVersion | None = None) -> RunOut:
-    key_id = run.api_key_id  # type: ignore[attr-defined]
+    key_id = run.api_key_id
     model_id = f"key{key_id}/{run.model}" if run.own_key and key_id is not None else run.model
     return RunOut(id=run.id, kind=run.kind, model=run.model, model_id=model_id, own_key=run.own_key,
                   status=run.status, error=run.error,
@@ -487,7 +487,7 @@ async def run_prompt(request: web.Request) -> web.StreamResponse:
     version = None
     if body.version_id is not None:
         version = await versions.get_version(caller.user, body.version_id)
-        if version is None or version.project_id != project.id:  # type: ignore[attr-defined]
+        if version is None or version.project_id != project.id:
             raise ApiError(404, "not_found")
     elif body.block_id is None:
         raise ApiError(400, "bad_request", details=[{"field": "block_id", "problem": "missing"}])
@@ -524,7 +524,7 @@ async def run_prompt(request: web.Request) -> web.StreamResponse:
             caller_locale(request), ERRORS["server_error"])}})
         await response.write_eof()
         return response
-    version = await PromptVersion.get_or_none(id=run.version_id)  # type: ignore[attr-defined]
+    version = await PromptVersion.get_or_none(id=run.version_id)
     await line({"type": "done", "run": _run(run, version).model_dump(mode="json")})
     await response.write_eof()
     return response
@@ -585,7 +585,7 @@ async def version_diff(request: web.Request) -> web.Response:
 async def restore_version(request: web.Request) -> web.Response:
     _, version = await _own_version(request)
     body = await read_body(request, RestoreIn)
-    project = await PromptProject.get(id=version.project_id)  # type: ignore[attr-defined]
+    project = await PromptProject.get(id=version.project_id)
     try:
         restored = await versions.restore(project, version, body.revision)
     except StudioError as error:

@@ -197,7 +197,7 @@ async def site_view(request: web.Request) -> web.Response:
     runtime, locale = asked.runtime, asked.locale
     strings = {key: runtime.translate(locale, text) for key, text in UI_STRINGS.items()}
     strings["too_long"] = strings["too_long"].format(limit=MAX_TEXT_CHARS)
-    bot = await Bot.get(id=asked.site.bot_id)  # type: ignore[attr-defined]
+    bot = await Bot.get(id=asked.site.bot_id)
     body = {"site": widget.site_config(asked.site, runtime.translate(locale, DEFAULT_GREETING)), "lang": locale,
             "strings": strings, "max_text": MAX_TEXT_CHARS, "telegram": bool(bot.username)}
     return web.json_response(body, headers={**asked.cors, "Cache-Control": "public, max-age=60"})
@@ -286,7 +286,7 @@ class Session:
 
     @property
     def bot_id(self) -> int:
-        return int(self.visitor.site.bot_id)  # type: ignore[attr-defined]
+        return int(self.visitor.site.bot_id)
 
     async def error(self, code: str) -> None:
         await self.socket.send_json({"type": "error", **_error_body(self.runtime, self.locale, code)["error"]})

@@ -46,13 +46,16 @@ class Conversation(Model):
     id = fields.IntField(primary_key=True)
     uuid: UUID = fields.UUIDField(unique=True)
     bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="conversations")
+    bot_id: int  # the column behind `bot`
     user: fields.ForeignKeyRelation["User"] = fields.ForeignKeyField("models.User", related_name="conversations")
+    user_id: int  # the column behind `user`
     channel = fields.CharEnumField(Channel, default=Channel.TELEGRAM, max_length=16)
     mode = fields.CharEnumField(ConversationMode, default=ConversationMode.AI, max_length=16)
     status = fields.CharEnumField(ConversationStatus, default=ConversationStatus.OPEN, max_length=16)
     assignee: fields.ForeignKeyNullableRelation["User"] = fields.ForeignKeyField(
         "models.User", related_name="assigned_conversations", null=True, on_delete=fields.SET_NULL
     )
+    assignee_id: int | None  # the column behind `assignee`
     handoff_reason = fields.CharField(max_length=32, default="")
     handed_off_at = fields.DatetimeField(null=True)  # the first handoff: from then on managers see it all
     manager_topic_id = fields.BigIntField(null=True)  # its forum topic in the manager chat
@@ -83,13 +86,16 @@ class Conversation(Model):
 class Message(Model):
     id = fields.IntField(primary_key=True)
     bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="messages")
+    bot_id: int  # the column behind `bot`
     conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
         "models.Conversation", related_name="messages"
     )
+    conversation_id: int  # the column behind `conversation`
     author_kind = fields.CharEnumField(AuthorKind, max_length=16)
     author: fields.ForeignKeyNullableRelation["User"] = fields.ForeignKeyField(
         "models.User", related_name="messages", null=True, on_delete=fields.SET_NULL
     )
+    author_id: int | None  # the column behind `author`
     text = fields.TextField(default="")
     attachments: list[dict[str, object]] = fields.JSONField(default=list)
     # AI metadata: model, tokens_in, tokens_out, latency_ms, cost, source ("ai" / "knowledge").
@@ -99,6 +105,7 @@ class Message(Model):
     reply_to: fields.ForeignKeyNullableRelation["Message"] = fields.ForeignKeyField(
         "models.Message", related_name="replies", null=True, on_delete=fields.SET_NULL
     )
+    reply_to_id: int | None  # the column behind `reply_to`
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -125,8 +132,10 @@ class MessageCopy(Model):
 
     id = fields.IntField(primary_key=True)
     bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="message_copies")
+    bot_id: int  # the column behind `bot`
     message: fields.ForeignKeyRelation[Message] = fields.ForeignKeyField(
         "models.Message", related_name="telegram_copies", on_delete=fields.CASCADE)
+    message_id: int  # the column behind `message`
     chat_id = fields.BigIntField()
     telegram_message_id = fields.BigIntField()
     original = fields.BooleanField(default=False)  # the author's own message, not a copy made by the bot

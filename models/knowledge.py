@@ -10,6 +10,7 @@ class KnowledgeItem(Model):
 
     id = fields.IntField(primary_key=True)
     bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="knowledge")
+    bot_id: int  # the column behind `bot`
     question = fields.TextField()
     answer = fields.TextField()
     tags = fields.CharField(max_length=512, default="")
@@ -49,6 +50,7 @@ class KnowledgeSource(Model):
 
     id = fields.IntField(primary_key=True)
     bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="knowledge_sources")
+    bot_id: int  # the column behind `bot`
     kind = fields.CharEnumField(SourceKind, max_length=8)
     title = fields.CharField(max_length=300)
     location = fields.TextField()  # the file's name, or the start URL
@@ -65,6 +67,7 @@ class KnowledgeSource(Model):
     content_hash = fields.CharField(max_length=64, default="")  # a file's bytes: the same file again is no change
     created_by: fields.ForeignKeyNullableRelation["User"] = fields.ForeignKeyField(
         "models.User", related_name="knowledge_sources", null=True, on_delete=fields.SET_NULL)
+    created_by_id: int | None  # the column behind `created_by`
     last_synced_at = fields.DatetimeField(null=True)
     next_sync_at = fields.DatetimeField(null=True)  # web sources: when the schedule re-reads it
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -85,6 +88,7 @@ class KnowledgePage(Model):
     id = fields.IntField(primary_key=True)
     source: fields.ForeignKeyRelation[KnowledgeSource] = fields.ForeignKeyField(
         "models.KnowledgeSource", related_name="pages", on_delete=fields.CASCADE)
+    source_id: int  # the column behind `source`
     url = fields.TextField()  # a file source's file name
     url_key = fields.CharField(max_length=64)  # sha256 of `url`: unique per source
     title = fields.CharField(max_length=300, default="")
@@ -106,10 +110,13 @@ class KnowledgeChunk(Model):
 
     id = fields.IntField(primary_key=True)
     bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="knowledge_chunks")
+    bot_id: int  # the column behind `bot`
     source: fields.ForeignKeyRelation[KnowledgeSource] = fields.ForeignKeyField(
         "models.KnowledgeSource", related_name="chunks", on_delete=fields.CASCADE)
+    source_id: int  # the column behind `source`
     page: fields.ForeignKeyRelation[KnowledgePage] = fields.ForeignKeyField(
         "models.KnowledgePage", related_name="chunks", on_delete=fields.CASCADE)
+    page_id: int  # the column behind `page`
     ordinal = fields.IntField()
     title = fields.CharField(max_length=300, default="")  # the document's or the page's title
     heading = fields.TextField(default="")  # the heading path, "Delivery › Prices"
@@ -134,6 +141,7 @@ class Persona(Model):
 
     id = fields.IntField(primary_key=True)
     bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="personas")
+    bot_id: int  # the column behind `bot`
     version = fields.IntField()
     text = fields.TextField()
     active = fields.BooleanField(default=False)

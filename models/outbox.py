@@ -16,6 +16,7 @@ class OutboxJob(Model):
 
     id = fields.IntField(primary_key=True)
     bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="jobs")
+    bot_id: int  # the column behind `bot`
     kind = fields.CharField(max_length=32)
     payload: dict[str, object] = fields.JSONField(default=dict)
     # Each queue has its own workers: the manager group's slow budget never delays customers.

@@ -14,8 +14,10 @@ class PromptProject(Model):
 
     id = fields.IntField(primary_key=True)
     bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="prompt_projects")
+    bot_id: int  # the column behind `bot`
     owner: fields.ForeignKeyRelation["User"] = fields.ForeignKeyField(
         "models.User", related_name="prompt_projects", on_delete=fields.CASCADE)
+    owner_id: int  # the column behind `owner`
     name = fields.CharField(max_length=120)
     position = fields.IntField(default=0)
     data: dict[str, object] = fields.JSONField(default=dict)
@@ -38,6 +40,7 @@ class PromptVersion(Model):
     id = fields.IntField(primary_key=True)
     project: fields.ForeignKeyRelation[PromptProject] = fields.ForeignKeyField(
         "models.PromptProject", related_name="versions", on_delete=fields.CASCADE)
+    project_id: int  # the column behind `project`
     block_key = fields.CharField(max_length=32)  # the block's id inside the project's document
     number = fields.IntField()
     name = fields.CharField(max_length=120)
@@ -47,6 +50,7 @@ class PromptVersion(Model):
     labels: list[str] = fields.JSONField(default=list)
     author: fields.ForeignKeyNullableRelation["User"] = fields.ForeignKeyField(
         "models.User", related_name="prompt_versions", null=True, on_delete=fields.SET_NULL)
+    author_id: int | None  # the column behind `author`
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -62,14 +66,19 @@ class PromptRun(Model):
 
     id = fields.IntField(primary_key=True)
     bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="prompt_runs")
+    bot_id: int  # the column behind `bot`
     user: fields.ForeignKeyRelation["User"] = fields.ForeignKeyField(
         "models.User", related_name="prompt_runs", on_delete=fields.CASCADE)
+    user_id: int  # the column behind `user`
     project: fields.ForeignKeyNullableRelation[PromptProject] = fields.ForeignKeyField(
         "models.PromptProject", related_name="runs", null=True, on_delete=fields.CASCADE)
+    project_id: int | None  # the column behind `project`
     version: fields.ForeignKeyNullableRelation[PromptVersion] = fields.ForeignKeyField(
         "models.PromptVersion", related_name="runs", null=True, on_delete=fields.SET_NULL)
+    version_id: int | None  # the column behind `version`
     api_key: fields.ForeignKeyNullableRelation["ProviderKey"] = fields.ForeignKeyField(
         "models.ProviderKey", related_name="runs", null=True, on_delete=fields.SET_NULL)
+    api_key_id: int | None  # the column behind `api_key`
     kind = fields.CharField(max_length=16, default="run")  # run | improve
     model = fields.CharField(max_length=160)  # the route's key (model@provider) or the own key's model
     own_key = fields.BooleanField(default=False)  # on the customer's own key: not counted against the quota
@@ -102,6 +111,7 @@ class PromptTemplate(Model):
     slug = fields.CharField(max_length=120, null=True, unique=True)  # shipped ones: "en/summarize-text"
     owner: fields.ForeignKeyNullableRelation["User"] = fields.ForeignKeyField(
         "models.User", related_name="prompt_templates", null=True, on_delete=fields.CASCADE)
+    owner_id: int | None  # the column behind `owner`
     locale = fields.CharField(max_length=8, default="en")
     title = fields.CharField(max_length=200)
     description = fields.TextField(default="")
@@ -128,8 +138,10 @@ class ProviderKey(Model):
 
     id = fields.IntField(primary_key=True)
     bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="provider_keys")
+    bot_id: int  # the column behind `bot`
     owner: fields.ForeignKeyRelation["User"] = fields.ForeignKeyField(
         "models.User", related_name="provider_keys", on_delete=fields.CASCADE)
+    owner_id: int  # the column behind `owner`
     name = fields.CharField(max_length=60)
     base_url = fields.CharField(max_length=300)
     models: list[str] = fields.JSONField(default=list)  # model names this key may run, the first by default

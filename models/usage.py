@@ -10,7 +10,9 @@ class Usage(Model):
 
     id = fields.IntField(primary_key=True)
     bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="usage")
+    bot_id: int  # the column behind `bot`
     user: fields.ForeignKeyRelation["User"] = fields.ForeignKeyField("models.User", related_name="usage")
+    user_id: int  # the column behind `user`
     day: date = fields.DateField()
     messages = fields.IntField(default=0)
     ai_messages = fields.IntField(default=0)
@@ -23,7 +25,7 @@ class Usage(Model):
         unique_together = (("user", "day"),)
 
     def __str__(self) -> str:
-        return f"usage {self.user_id} {self.day}"  # type: ignore[attr-defined]
+        return f"usage {self.user_id} {self.day}"
 
 
 class UsageSlot(Model):
@@ -36,6 +38,7 @@ class UsageSlot(Model):
 
     id = fields.IntField(primary_key=True)
     bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="usage_slots")
+    bot_id: int  # the column behind `bot`
     slot = fields.DatetimeField()
     ai_messages = fields.IntField(default=0)
     tokens_in = fields.IntField(default=0)
@@ -47,15 +50,17 @@ class UsageSlot(Model):
         unique_together = (("bot", "slot"),)
 
     def __str__(self) -> str:
-        return f"usage {self.bot_id} {self.slot:%Y-%m-%d %H:%M}"  # type: ignore[attr-defined]
+        return f"usage {self.bot_id} {self.slot:%Y-%m-%d %H:%M}"
 
 
 class AuditLog(Model):
     id = fields.IntField(primary_key=True)
     bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="audit")
+    bot_id: int  # the column behind `bot`
     actor: fields.ForeignKeyNullableRelation["User"] = fields.ForeignKeyField(
         "models.User", related_name="audit_entries", null=True, on_delete=fields.SET_NULL
     )
+    actor_id: int | None  # the column behind `actor`
     action = fields.CharField(max_length=64)
     target = fields.CharField(max_length=128, default="")
     details: dict[str, object] = fields.JSONField(default=dict)

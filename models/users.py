@@ -18,6 +18,7 @@ class User(Model):
 
     id = fields.IntField(primary_key=True)
     bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="users")
+    bot_id: int  # the column behind `bot`
     telegram_id = fields.BigIntField(null=True)
     widget_visitor_id = fields.CharField(max_length=64, null=True)
     first_name = fields.CharField(max_length=256, default="")
@@ -37,6 +38,7 @@ class User(Model):
     # they appear in that customer's history, export and deletion.
     linked_to: fields.ForeignKeyNullableRelation["User"] = fields.ForeignKeyField(
         "models.User", related_name="linked_visitors", null=True, on_delete=fields.SET_NULL)
+    linked_to_id: int | None  # the column behind `linked_to`
     created_at = fields.DatetimeField(auto_now_add=True)
     last_seen_at = fields.DatetimeField(auto_now_add=True)
 

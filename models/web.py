@@ -10,8 +10,10 @@ class LoginLink(Model):
 
     id = fields.IntField(primary_key=True)
     bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="login_links")
+    bot_id: int  # the column behind `bot`
     user: fields.ForeignKeyRelation["User"] = fields.ForeignKeyField(
         "models.User", related_name="login_links", on_delete=fields.CASCADE)
+    user_id: int  # the column behind `user`
     token_digest = fields.CharField(max_length=64, unique=True)
     expires_at = fields.DatetimeField()
     used_at = fields.DatetimeField(null=True)
@@ -29,8 +31,10 @@ class WebSession(Model):
 
     id = fields.IntField(primary_key=True)
     bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="web_sessions")
+    bot_id: int  # the column behind `bot`
     user: fields.ForeignKeyRelation["User"] = fields.ForeignKeyField(
         "models.User", related_name="web_sessions", on_delete=fields.CASCADE)
+    user_id: int  # the column behind `user`
     token_digest = fields.CharField(max_length=64, unique=True)
     csrf_token = fields.CharField(max_length=64)  # sent back in X-CSRF-Token on every change
     expires_at = fields.DatetimeField()

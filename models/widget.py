@@ -7,6 +7,7 @@ class WidgetSite(Model):
 
     id = fields.IntField(primary_key=True)
     bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="widget_sites")
+    bot_id: int  # the column behind `bot`
     public_key = fields.CharField(max_length=64, unique=True)  # in the page's <script data-site=...>
     # The site signs its own logged-in users' ids with this (identity verification); shown to the operator.
     secret = fields.CharField(max_length=64)
@@ -38,11 +39,14 @@ class WidgetLink(Model):
 
     id = fields.IntField(primary_key=True)
     bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="widget_links")
+    bot_id: int  # the column behind `bot`
     visitor: fields.ForeignKeyRelation["User"] = fields.ForeignKeyField(
         "models.User", related_name="widget_links", on_delete=fields.CASCADE)
+    visitor_id: int  # the column behind `visitor`
     code_digest = fields.CharField(max_length=64, unique=True)
     claimed_by: fields.ForeignKeyNullableRelation["User"] = fields.ForeignKeyField(
         "models.User", related_name="widget_link_claims", null=True, on_delete=fields.CASCADE)
+    claimed_by_id: int | None  # the column behind `claimed_by`
     expires_at = fields.DatetimeField()
     used_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)

@@ -39,7 +39,7 @@ async def create_login_link(user: User, lifetime: timedelta = LINK_LIFETIME) -> 
     now = datetime.now(UTC)
     async with in_transaction():
         await LoginLink.filter(user_id=user.id, used_at=None).update(used_at=now)
-        await LoginLink.create(bot_id=user.bot_id, user=user, token_digest=digest(token),  # type: ignore[attr-defined]
+        await LoginLink.create(bot_id=user.bot_id, user=user, token_digest=digest(token),
                                expires_at=now + lifetime)
     return token
 
@@ -65,7 +65,7 @@ async def redeem_login_link(token: str, lifetime: timedelta = SESSION_LIFETIME) 
             return None
         link = await LoginLink.get(token_digest=digest(token)).prefetch_related("user")
         session_token, csrf_token = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
-        row = await WebSession.create(bot_id=link.bot_id, user=link.user, token_digest=digest(session_token),  # type: ignore[attr-defined]
+        row = await WebSession.create(bot_id=link.bot_id, user=link.user, token_digest=digest(session_token),
                                       csrf_token=csrf_token, expires_at=now + lifetime)
     return Session(row.id, session_token, csrf_token, link.user, now + lifetime)
 
@@ -108,7 +108,7 @@ async def sign_out_everywhere(user: User, actor: User) -> int:
     """An admin ends every browser session of a team member; audited."""
     async with in_transaction():
         ended = await end_sessions(user)
-        await audit(user.bot_id, actor, "sign_out_browsers", f"user:{user.id}", sessions=ended)  # type: ignore[attr-defined]
+        await audit(user.bot_id, actor, "sign_out_browsers", f"user:{user.id}", sessions=ended)
     return ended
 
 

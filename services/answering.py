@@ -281,7 +281,7 @@ class Answerer:
             kind = next((str(a.get("type")) for a in context.message.attachments), "")
             await self._notice(context, NOT_TEXT.get(kind, NOT_TEXT_DEFAULT), {"source": "notice"})
             return
-        bot_id: int = context.customer.bot_id  # type: ignore[attr-defined]
+        bot_id: int = context.customer.bot_id
         direct = await knowledge.direct_answer(bot_id, question, self.policy.kb_direct_threshold)
         if direct is not None:
             await self._answer_from_knowledge(context, direct)
@@ -325,7 +325,7 @@ class Answerer:
 
     async def _without_ai(self, context: _Context, question: str) -> None:
         """No AI (none configured, or all models failed): the best knowledge item, else a person."""
-        best = await fallback_answer(context.customer.bot_id, question)  # type: ignore[attr-defined]
+        best = await fallback_answer(context.customer.bot_id, question)
         if best is not None:
             await self._answer_from_knowledge(context, best)
         else:
@@ -341,7 +341,7 @@ class Answerer:
         await self.flow.ai_handed_off(context.conversation, reason)
         if quiet:
             return
-        bot = await Bot.get(id=context.customer.bot_id)  # type: ignore[attr-defined]
+        bot = await Bot.get(id=context.customer.bot_id)
         hours = self.hours(bot)
         if lead is None:
             text = await handoff.handoff_notice(bot, hours, self.translate, context.locale, reason)
@@ -368,7 +368,7 @@ class Answerer:
     async def _stream(self, context: _Context, prompt: Prompt, typing: Typing) -> AIReply:
         """The AI's answer, shown to the customer as it is written (a draft in Telegram, the widget's deltas)."""
         assert self.ai is not None
-        bot_id: int = context.customer.bot_id  # type: ignore[attr-defined]
+        bot_id: int = context.customer.bot_id
         preview = None
         try:
             async with context.channel.preview(context.customer, context.message) as preview:
@@ -390,7 +390,7 @@ class Answerer:
 
     async def _prompt(self, context: _Context, question: str) -> Prompt:
         earlier = await conversations.history(context.conversation.id, before_id=context.message.id)
-        return await build_prompt(context.customer.bot_id, question, locale=context.locale,  # type: ignore[attr-defined]
+        return await build_prompt(context.customer.bot_id, question, locale=context.locale,
                                   context_tokens=self.policy.context_tokens, earlier=earlier, index=self.index)
 
     async def _deliver_ai(self, context: _Context, reply: AIReply, passages: Sequence[Passage], *,
@@ -427,7 +427,7 @@ class Answerer:
 
     async def _record(self, context: _Context, text: str, author: AuthorKind, meta: dict[str, Any],
                       sent: list[int]) -> Message:
-        bot_id: int = context.customer.bot_id  # type: ignore[attr-defined]
+        bot_id: int = context.customer.bot_id
         async with in_transaction():
             reply = await Message.create(
                 bot_id=bot_id, conversation_id=context.conversation.id, author_kind=author,

@@ -185,7 +185,7 @@ class TelegramChannel:
         except MessageGone:
             log.info("manager message %s was deleted before it could be copied", message.id)
             return
-        await MessageCopy.create(bot_id=customer.bot_id, message=message, chat_id=chat_id,  # type: ignore[attr-defined]
+        await MessageCopy.create(bot_id=customer.bot_id, message=message, chat_id=chat_id,
                                  telegram_message_id=sent)
 
     async def show_edit(self, customer: User, message: Message) -> None:
@@ -210,7 +210,7 @@ class TelegramChannel:
         except RecipientBlocked:
             await _mark_blocked(customer)
             return False
-        await MessageCopy.create(bot_id=customer.bot_id, message=message, chat_id=chat_id,  # type: ignore[attr-defined]
+        await MessageCopy.create(bot_id=customer.bot_id, message=message, chat_id=chat_id,
                                  telegram_message_id=sent)
         return True
 
@@ -241,7 +241,7 @@ def _silent(customer: User) -> bool:
 async def _mark_blocked(customer: User) -> None:
     """The customer blocked the bot: we stop writing to them until they write again."""
     if customer.telegram_id is not None:
-        await conversations.set_blocked(customer.bot_id, int(customer.telegram_id))  # type: ignore[attr-defined]
+        await conversations.set_blocked(customer.bot_id, int(customer.telegram_id))
 
 
 # --- the website widget -------------------------------------------------------------------------------------

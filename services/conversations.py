@@ -171,7 +171,7 @@ def question_of(text: str) -> tuple[str, str]:
 async def _new_conversation(user: User, text: str = "") -> Conversation:
     channel = Channel.TELEGRAM if user.widget_visitor_id is None else Channel.WIDGET
     question, key = question_of(text)
-    return await Conversation.create(uuid=uuid.uuid4(), bot_id=user.bot_id, user=user,  # type: ignore[attr-defined]
+    return await Conversation.create(uuid=uuid.uuid4(), bot_id=user.bot_id, user=user,
                                      channel=channel, question=question, question_key=key)
 
 
@@ -201,7 +201,7 @@ async def start_new_conversation(user: User) -> Conversation:
 
 async def announce_to_managers(conversation: Conversation, *, first: bool) -> None:
     """Queue the manager chat's view of a change; call inside the transaction that made it."""
-    bot_id: int = conversation.bot_id  # type: ignore[attr-defined]
+    bot_id: int = conversation.bot_id
     if first:
         # The header card shows the history up to here; later messages are copied one by one.
         last = await Message.filter(conversation_id=conversation.id).order_by("-id").first().values_list(
@@ -256,9 +256,9 @@ async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming
 async def _to_managers(conversation: Conversation, message: Message, incoming: Incoming, who: Customer, *,
                        bookkeeping: bool) -> None:
     if incoming.telegram_message_id is not None and who.telegram_id is not None:
-        await MessageCopy.create(bot_id=message.bot_id, message=message, chat_id=who.telegram_id,  # type: ignore[attr-defined]
+        await MessageCopy.create(bot_id=message.bot_id, message=message, chat_id=who.telegram_id,
                                  telegram_message_id=incoming.telegram_message_id, original=True)
-    await outbox.enqueue(message.bot_id, "topic_copy", {"message_id": message.id, "bookkeeping": bookkeeping},  # type: ignore[attr-defined]
+    await outbox.enqueue(message.bot_id, "topic_copy", {"message_id": message.id, "bookkeeping": bookkeeping},
                          lane=topic_lane(conversation), queue=outbox.MANAGERS, priority=1)
 
 
@@ -270,9 +270,10 @@ def _changed(user: User, who: Customer) -> bool:
 
 async def note_customer_message(message: Message) -> None:
     """The bookkeeping the hot path leaves to the worker: the conversation's time, today's count."""
-    await Conversation.filter(id=message.conversation_id).update(  # type: ignore[attr-defined]
+    await Conversation.filter(id=message.conversation_id).update(
         last_message_at=message.created_at)
-    await add_usage(message.bot_id, message.author_id, messages=1)  # type: ignore[attr-defined]
+    assert message.author_id is not None  # a customer's message: its author is the customer
+    await add_usage(message.bot_id, message.author_id, messages=1)
 
 
 async def add_usage(bot_id: int, user_id: int, *, messages: int = 0, ai_messages: int = 0, tokens_in: int = 0,
@@ -325,7 +326,7 @@ async def history(conversation_id: int, before_id: int | None = None, limit: int
     recent = await query.order_by("-id").limit(limit * 2)
 
     def place(message: Message) -> tuple[int, int, int]:
-        replied = message.reply_to_id  # type: ignore[attr-defined]
+        replied = message.reply_to_id
         return (replied, 1, message.id) if replied is not None else (message.id, 0, message.id)
 
     ordered = sorted(recent, key=place)

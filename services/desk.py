@@ -83,7 +83,7 @@ class CustomerSide:
 
     async def _undelivered(self, message: Message) -> None:
         """Tell the managers, under the manager's message, that the customer cannot receive it."""
-        bot_id: int = message.bot_id  # type: ignore[attr-defined]
+        bot_id: int = message.bot_id
         chat = await load_manager_chat(bot_id, self.default_locale)
         original = await MessageCopy.get_or_none(message_id=message.id, original=True)
         if original is None:  # written in the Mini App: under its copy in the topic, if there is one yet
@@ -128,7 +128,7 @@ class CustomerSide:
     async def _notice_message(self, conversation: Conversation, payload: dict[str, Any]) -> Message | None:
         message_id = payload.get("message_id")
         message = await Message.get_or_none(id=message_id) if message_id is not None else \
-            await Message.create(bot_id=conversation.bot_id, conversation_id=conversation.id,  # type: ignore[attr-defined]
+            await Message.create(bot_id=conversation.bot_id, conversation_id=conversation.id,
                                  author_kind=AuthorKind.SYSTEM, text="",  # queued before notices kept their place
                                  ai_meta={"source": "desk", "notice": payload.get("notice")})
         if message is None or message.text:

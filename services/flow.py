@@ -86,7 +86,7 @@ class ConversationEvent:
 
     @property
     def bot_id(self) -> int:
-        return int(self.conversation.bot_id)  # type: ignore[attr-defined]
+        return int(self.conversation.bot_id)
 
 
 Listener = Callable[[ConversationEvent], Awaitable[None]]
@@ -145,10 +145,10 @@ async def queue_notice(conversation: Conversation, notice: str, text: str = "", 
     Without `text`, the job writes it in the customer's language then (a desk notice: "X joined", "rate
     us"); a stored message with no text yet is shown nowhere.
     """
-    message = await Message.create(bot_id=conversation.bot_id, conversation_id=conversation.id,  # type: ignore[attr-defined]
+    message = await Message.create(bot_id=conversation.bot_id, conversation_id=conversation.id,
                                    author_kind=AuthorKind.SYSTEM, text=text,
                                    ai_meta={"source": "desk", "notice": notice})
-    await outbox.enqueue(conversation.bot_id, "customer_notice",  # type: ignore[attr-defined]
+    await outbox.enqueue(conversation.bot_id, "customer_notice",
                          {"conversation_id": conversation.id, "notice": notice, "params": params,
                           "message_id": message.id},
                          lane=customer_lane(conversation))
@@ -232,7 +232,7 @@ class ConversationFlow:
         The notice is stored with the handoff and shown through the conversation's channel, on every
         channel the same way. Asked again while people have it, nothing changes.
         """
-        bot = await Bot.get(id=user.bot_id)  # type: ignore[attr-defined]  # fresh: working hours may have changed
+        bot = await Bot.get(id=user.bot_id)  # fresh: working hours may have changed
         notice = await handoff.handoff_notice(bot, self.hours(bot), self.translate, str(user.language), reason)
         async with self.events.change() as changes:
             conversation = await conversations.open_conversation(user)
@@ -284,7 +284,7 @@ class ConversationFlow:
         async with self.events.change() as changes:
             current = await Conversation.select_for_update().get(id=conversation.id)
             if current.status == ConversationStatus.CLOSED or (
-                    current.status == ConversationStatus.ASSIGNED and current.assignee_id == staff.id):  # type: ignore[attr-defined]
+                    current.status == ConversationStatus.ASSIGNED and current.assignee_id == staff.id):
                 return False
             took_over = HandoffReason.MANAGER_TOOK_OVER if current.mode == ConversationMode.AI else None
             await handoff.give_to_people(current, took_over, assignee=staff)
@@ -319,7 +319,7 @@ class ConversationFlow:
             await current.save(update_fields=["status", "closed_at"])
             if current.handed_off_at is not None:
                 await announce_to_managers(current, first=False)
-            customer = await User.get(id=current.user_id)  # type: ignore[attr-defined]
+            customer = await User.get(id=current.user_id)
             rating = ask_rating and bool(customer.preferences.get("rating_requests", True))
             if rating:
                 await queue_notice(current, "rate")
@@ -370,7 +370,7 @@ class ConversationFlow:
                     EventKind.NOTE_ADDED if note else EventKind.MANAGER_REPLIED, conversation, actor=staff,
                     message=message, via="telegram" if isinstance(written, Posted) else "app"))
         except IntegrityError:
-            if isinstance(written, Posted) and await Message.exists(bot_id=conversation.bot_id,  # type: ignore[attr-defined]
+            if isinstance(written, Posted) and await Message.exists(bot_id=conversation.bot_id,
                                                                     source_key=written.source_key):
                 return None
             raise
@@ -419,7 +419,7 @@ def _stored_html(posted: Posted) -> str:
 
 
 async def _store_posted(conversation: Conversation, staff: User, posted: Posted, *, note: bool) -> Message:
-    bot_id: int = conversation.bot_id  # type: ignore[attr-defined]
+    bot_id: int = conversation.bot_id
     message = await Message.create(bot_id=bot_id, conversation_id=conversation.id,
                                    author_kind=AuthorKind.NOTE if note else AuthorKind.MANAGER, author=staff,
                                    text=_stored_html(posted), attachments=posted.attachments,
@@ -443,7 +443,7 @@ def _check(typed: Typed) -> None:
 
 async def _store_typed(conversation: Conversation, staff: User, typed: Typed, *, note: bool) -> Message:
     text = typed.text.strip()
-    bot_id: int = conversation.bot_id  # type: ignore[attr-defined]
+    bot_id: int = conversation.bot_id
     message = await Message.create(bot_id=bot_id, conversation_id=conversation.id,
                                    author_kind=AuthorKind.NOTE if note else AuthorKind.MANAGER, author=staff,
                                    # Like everywhere else: notes are plain text, staff replies Telegram HTML.
@@ -461,10 +461,10 @@ async def _customer_side_of(conversation: Conversation, posted: Posted) -> int |
     the customer's chat has copies of messages: a widget has none, and the reply quotes nothing there)."""
     if posted.replying_to is None:
         return None
-    replied = await MessageCopy.filter(bot_id=conversation.bot_id, chat_id=posted.chat_id,  # type: ignore[attr-defined]
+    replied = await MessageCopy.filter(bot_id=conversation.bot_id, chat_id=posted.chat_id,
                                        telegram_message_id=posted.replying_to).first()
     if replied is None:
         return None
-    there = await MessageCopy.filter(message_id=replied.message_id,  # type: ignore[attr-defined]
+    there = await MessageCopy.filter(message_id=replied.message_id,
                                      chat_id=conversation.user.telegram_id).first()
     return int(there.telegram_message_id) if there is not None else None

@@ -82,7 +82,7 @@ class Viewer:
 
     @property
     def bot_id(self) -> int:
-        return int(self.user.bot_id)  # type: ignore[attr-defined]
+        return int(self.user.bot_id)
 
 
 class BadCursor(ValueError):
@@ -180,7 +180,7 @@ async def last_messages(conversation_ids: list[int], *, staff: bool) -> dict[int
                     .filter(~(Q(author_kind=AuthorKind.SYSTEM) & Q(text="")))  # exclude(a=, b=) means "neither"
                     .annotate(last_id=Max("id")).group_by("conversation_id").values("conversation_id", "last_id"))
     messages = await Message.filter(id__in=[row["last_id"] for row in latest])
-    return {int(message.conversation_id): message for message in messages}  # type: ignore[attr-defined]
+    return {int(message.conversation_id): message for message in messages}
 
 
 async def visible_conversation(viewer: Viewer, conversation_id: int) -> Conversation | None:
@@ -252,7 +252,7 @@ def message_json(message: Message, *, staff: bool) -> dict[str, Any]:
         "text": message.text if message.author_kind == AuthorKind.CUSTOMER else html_to_text(html),
         "html": html,
         "created_at": message.created_at.isoformat(),
-        "reply_to": message.reply_to_id,  # type: ignore[attr-defined]
+        "reply_to": message.reply_to_id,
         "attachments": [{"type": str(a.get("type")), "name": str(a.get("file_name") or "")}
                         for a in message.attachments],
     }
@@ -282,11 +282,11 @@ class InboxFeed:
 
     async def changed(self, conversation: Conversation) -> None:
         """Never fails its caller: a reply already delivered must not be retried because Redis is away."""
-        await self._publish(conversation.bot_id, conversation.id, conversation.user_id)  # type: ignore[attr-defined]
+        await self._publish(conversation.bot_id, conversation.id, conversation.user_id)
 
     async def customer_wrote(self, message: Message) -> None:
         """A customer's message just stored: it names all the event needs, so nothing is read again."""
-        await self._publish(message.bot_id, message.conversation_id, message.author_id)  # type: ignore[attr-defined]
+        await self._publish(message.bot_id, message.conversation_id, message.author_id)
 
     async def _publish(self, bot_id: int, conversation_id: int, user_id: int | None) -> None:
         try:

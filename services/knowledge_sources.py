@@ -315,7 +315,7 @@ class KnowledgeSources:
         await row.save()
         web = source.kind != SourceKind.FILE
         await KnowledgeChunk.bulk_create([
-            KnowledgeChunk(bot_id=source.bot_id, source_id=source.id, page_id=row.id,  # type: ignore[attr-defined]
+            KnowledgeChunk(bot_id=source.bot_id, source_id=source.id, page_id=row.id,
                            ordinal=chunk.ordinal, title=page.title[:MAX_TITLE],
                            heading=_heading(page.title, chunk.heading_path),
                            url=page.url if web else "", page_number=chunk.page, text=chunk.text,
@@ -336,7 +336,7 @@ class KnowledgeSources:
     async def embed_job(self, job: OutboxJob) -> None:
         """Embed what is not embedded with this model yet: one source's chunks, or a bot's Q&A items."""
         source_id = job.payload.get("source")
-        bot_id = int(str(job.payload.get("bot") or job.bot_id))  # type: ignore[attr-defined]
+        bot_id = int(str(job.payload.get("bot") or job.bot_id))
         if source_id is None:
             await self.embed_items(bot_id)
             await self.index.changed(bot_id, ITEMS)
@@ -345,7 +345,7 @@ class KnowledgeSources:
         if source is None:
             return
         await self.embed_source(source, lambda: outbox.extend_lease(job, JOB_LEASE))
-        await self.index.changed(source.bot_id, source.id)  # type: ignore[attr-defined]
+        await self.index.changed(source.bot_id, source.id)
 
     async def embed_source(self, source: KnowledgeSource, keep_alive: Callable[[], Any] | None = None) -> None:
         total = await KnowledgeChunk.filter(source_id=source.id).count()
@@ -405,13 +405,13 @@ class KnowledgeSources:
     def _may_fetch_private(self, source: KnowledgeSource) -> bool:
         """The operator's sources (the CLI) as they were added; staff's follow today's setting, so that
         turning private addresses off also stops the re-syncs of what staff added while it was on."""
-        if source.created_by_id is None:  # type: ignore[attr-defined]
+        if source.created_by_id is None:
             return source.allow_private
         return source.allow_private and self.policy.staff_may_fetch_private
 
     async def sync(self, source: KnowledgeSource, keep_alive: Callable[[], Any] | None = None) -> None:
         """Re-read a web source: changed pages replaced, gone ones removed, unchanged ones untouched."""
-        bot_id: int = source.bot_id  # type: ignore[attr-defined]
+        bot_id: int = source.bot_id
         known = {page.url: page for page in await KnowledgePage.filter(source_id=source.id)}
         validators = {url: Validators(page.etag, page.last_modified) for url, page in known.items()}
         # "n of m" once the pages are known (a re-sync); the first crawl cannot know how many it will find.
@@ -505,7 +505,7 @@ class KnowledgeSources:
                 claimed = await KnowledgeSource.filter(id=source.id, next_sync_at=source.next_sync_at).update(
                     next_sync_at=moment + self.policy.resync_every)
                 if claimed:
-                    await outbox.enqueue(source.bot_id, SYNC_JOB, {"source": source.id},  # type: ignore[attr-defined]
+                    await outbox.enqueue(source.bot_id, SYNC_JOB, {"source": source.id},
                                          lane=_lane(source.id), queue=QUEUE)
                     queued += 1
         if queued:

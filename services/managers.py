@@ -139,13 +139,13 @@ class ManagerGroup:
 
     async def open_topic_job(self, job: OutboxJob) -> None:
         conversation = await self._conversation(job.payload["conversation_id"])
-        chat = await self._chat(job.bot_id)  # type: ignore[attr-defined]
+        chat = await self._chat(job.bot_id)
         if conversation.manager_card_id is None:
             await self._open(conversation, chat, upto=int(str(job.payload.get("upto_message_id") or 0)))
 
     async def topic_state_job(self, job: OutboxJob) -> None:
         conversation = await self._conversation(job.payload["conversation_id"])
-        chat = await self._chat(job.bot_id)  # type: ignore[attr-defined]
+        chat = await self._chat(job.bot_id)
         if not chat.forum or conversation.manager_topic_id is None:
             return  # a plain group shows no state: its messages carry their own headers
         title = topic_title(conversation)
@@ -168,7 +168,7 @@ class ManagerGroup:
         if first is None:
             return
         conversation = first.conversation
-        chat = await self._chat(job.bot_id)  # type: ignore[attr-defined]
+        chat = await self._chat(job.bot_id)
         if await MessageCopy.exists(message_id=first.id, chat_id=chat.chat_id):
             return  # delivered before a crash; the job is being run again
         if conversation.manager_card_id is None:
@@ -183,7 +183,7 @@ class ManagerGroup:
 
     async def topic_edit_job(self, job: OutboxJob) -> None:
         """A customer edited a message: the topic's copy shows the new text."""
-        chat = await self._chat(job.bot_id)  # type: ignore[attr-defined]
+        chat = await self._chat(job.bot_id)
         copies = await MessageCopy.filter(message_id=job.payload["message_id"], chat_id=chat.chat_id, original=False)
         for copy in copies:
             sharing = await Message.filter(telegram_copies__chat_id=chat.chat_id,
@@ -257,7 +257,7 @@ class ManagerGroup:
                     chat.chat_id, title, STATE_ICONS[topic_state(conversation)])
             except NoRights as error:
                 log.warning("manager chat %s: %s; using replies instead of topics", chat.chat_id, error)
-                chat = await self._without_topics(conversation.bot_id, chat)  # type: ignore[attr-defined]
+                chat = await self._without_topics(conversation.bot_id, chat)
                 conversation.manager_topic_id = None
             conversation.topic_title = title
             await conversation.save(update_fields=["manager_topic_id", "topic_title"])
@@ -297,7 +297,7 @@ class ManagerGroup:
 
         user = conversation.user
         state = topic_state(conversation)
-        assignee = await User.get_or_none(id=conversation.assignee_id)  # type: ignore[attr-defined]
+        assignee = await User.get_or_none(id=conversation.assignee_id)
         state_text = _(STATE_NAMES[state]).format(name=escape(assignee.first_name if assignee else ""))
         who = f"👤 <b>{escape(customer_name(conversation))}</b>"
         if user.username:
@@ -429,7 +429,7 @@ class ManagerGroup:
         for index, message in enumerate(batch):
             # An album is one message per item; coalesced texts all point at the one message.
             telegram_ids = [sent[index]] if len(sent) == len(batch) else sent
-            rows += [MessageCopy(bot_id=message.bot_id, message_id=message.id, chat_id=chat_id,  # type: ignore[attr-defined]
+            rows += [MessageCopy(bot_id=message.bot_id, message_id=message.id, chat_id=chat_id,
                                  telegram_message_id=telegram_id) for telegram_id in telegram_ids]
         await MessageCopy.bulk_create(rows, ignore_conflicts=True)
 

@@ -197,7 +197,7 @@ class OutboxWorker:
                     await self._release(job)
                 break
             for job in jobs:
-                self._bot_of[job.id] = job.bot_id  # type: ignore[attr-defined]
+                self._bot_of[job.id] = job.bot_id
                 self._running[job.id] = asyncio.create_task(self._run_and_free(job), name=f"outbox-job-{job.id}")
             if len(jobs) == CLAIM_BATCH and len(self._running) < self.settings.workers:
                 continue  # more may be due right now
@@ -253,7 +253,7 @@ class OutboxWorker:
             for job in await query:
                 if len(claimed) == limit:
                     break
-                if running[job.bot_id] >= share:  # type: ignore[attr-defined]
+                if running[job.bot_id] >= share:
                     continue
                 if job.lane and (job.lane in lanes_taken or not await self._lane_is_free(job, moment, connection)):
                     continue  # its lane is busy, or an earlier job of it waits for a retry: order comes first
@@ -264,7 +264,7 @@ class OutboxWorker:
                     job.attempts += 1
                     job.status = JobStatus.RUNNING
                     claimed.append(job)
-                    running[job.bot_id] += 1  # type: ignore[attr-defined]
+                    running[job.bot_id] += 1
                     if job.lane:
                         lanes_taken.add(job.lane)
         return claimed

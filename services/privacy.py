@@ -47,7 +47,7 @@ async def export_customer_data(user: User) -> dict[str, Any]:
                       .exclude(author_kind=AuthorKind.SYSTEM, text="").order_by("id"))
     by_conversation: dict[int, list[dict[str, Any]]] = {}
     for message in messages:
-        by_conversation.setdefault(int(message.conversation_id), []).append({  # type: ignore[attr-defined]
+        by_conversation.setdefault(int(message.conversation_id), []).append({
             "id": message.id, "author": message.author_kind.value, "text": message.text,
             "attachments": [{"type": a.get("type"), "name": a.get("file_name")} for a in message.attachments],
             "created_at": _when(message.created_at)})
@@ -65,7 +65,7 @@ async def export_customer_data(user: User) -> dict[str, Any]:
             "id": conversation.id, "channel": conversation.channel.value, "status": conversation.status.value,
             "created_at": _when(conversation.created_at), "closed_at": _when(conversation.closed_at),
             "rating": conversation.rating, "messages": by_conversation.get(conversation.id, []),
-            "linked": conversation.user_id != user.id}  # type: ignore[attr-defined]
+            "linked": conversation.user_id != user.id}
             for conversation in conversations],
         "usage": [{"day": row.day.isoformat(), "messages": row.messages, "ai_answers": row.ai_messages,
                    "tokens_in": row.tokens_in, "tokens_out": row.tokens_out} for row in usage],
@@ -80,7 +80,7 @@ async def _studio(people: list[int]) -> dict[str, Any]:
     versions = await PromptVersion.filter(project__owner_id__in=people).order_by("id")
     by_project: dict[int, list[dict[str, Any]]] = {}
     for version in versions:
-        by_project.setdefault(int(version.project_id), []).append({  # type: ignore[attr-defined]
+        by_project.setdefault(int(version.project_id), []).append({
             "id": version.id, "block": version.block_key, "number": version.number, "name": version.name,
             "template": version.template, "variables": version.variables, "compiled": version.compiled,
             "labels": version.labels, "created_at": _when(version.created_at)})
@@ -93,7 +93,7 @@ async def _studio(people: list[int]) -> dict[str, Any]:
             "created_at": _when(project.created_at), "updated_at": _when(project.updated_at),
             "versions": by_project.get(project.id, [])} for project in projects],
         "prompt_runs": [{
-            "id": run.id, "kind": run.kind, "project": run.project_id, "version": run.version_id,  # type: ignore[attr-defined]
+            "id": run.id, "kind": run.kind, "project": run.project_id, "version": run.version_id,
             "model": run.model, "own_key": run.own_key, "prompt": run.prompt, "answer": run.answer,
             "status": run.status, "error": run.error, "tokens_in": run.tokens_in, "tokens_out": run.tokens_out,
             "latency_ms": run.latency_ms, "cost": float(run.cost), "created_at": _when(run.created_at)}
@@ -114,7 +114,7 @@ def export_bytes(data: dict[str, Any]) -> bytes:
 
 async def delete_customer_data(user: User, *, via: str) -> dict[str, int]:
     """Delete the person and everything about them, in one transaction; return what went."""
-    bot_id: int = user.bot_id  # type: ignore[attr-defined]
+    bot_id: int = user.bot_id
     people = [user.id, *await linked_visitors(user)]
     async with in_transaction():
         counts = {"conversations": await Conversation.filter(user_id__in=people).count(),

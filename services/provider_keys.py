@@ -136,7 +136,7 @@ class ProviderKeys:
                 query = query.select_for_update()  # one person's adds, one at a time
             await query.get()
             await self._check_room(owner, name)
-            row = await ProviderKey.create(bot_id=owner.bot_id, owner_id=owner.id,  # type: ignore[attr-defined]
+            row = await ProviderKey.create(bot_id=owner.bot_id, owner_id=owner.id,
                                            name=name, base_url=url, models=names, secret=sealed.secret,
                                            key_id=sealed.key_id, last4=api_key[-4:])
         log.info("user %s added provider key %s for %s", owner.id, row.id, urlsplit(url).hostname)
@@ -236,7 +236,7 @@ class ProviderKeys:
         operator stopped allowing private providers). Where the name points now is judged at each of the
         client's connections: one that moved to a private address fails with openai.APIConnectionError."""
         self._check_address(key.base_url)
-        plain = self.box.open(key.secret, key.key_id, context(key.owner_id, key.base_url))  # type: ignore[attr-defined]
+        plain = self.box.open(key.secret, key.key_id, context(key.owner_id, key.base_url))
         client = self._client(key.base_url, plain, self.policy.run_timeout)
         key.last_used_at = datetime.now(UTC)
         await ProviderKey.filter(id=key.id).update(last_used_at=key.last_used_at)
@@ -251,7 +251,7 @@ class ProviderKeys:
                 current += 1
                 continue
             try:
-                sealed = self.box.reseal(row.secret, row.key_id, context(row.owner_id, row.base_url))  # type: ignore[attr-defined]
+                sealed = self.box.reseal(row.secret, row.key_id, context(row.owner_id, row.base_url))
             except BoxError:
                 unreadable.append(row.id)
                 continue

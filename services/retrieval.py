@@ -208,7 +208,7 @@ async def _passages(keys: Sequence[Key], items: dict[int, KnowledgeItem]) -> lis
             passages.append(Passage("item", item.id, item.question, item.answer, tags=item.tags, item=item))
         elif kind == "chunk" and (chunk := chunks.get(key_id)) is not None:
             passages.append(Passage("chunk", chunk.id, chunk.title, chunk.text, chunk.heading, chunk.url,
-                                    chunk.page_number, chunk.source_id))  # type: ignore[attr-defined]
+                                    chunk.page_number, chunk.source_id))
     return passages
 
 

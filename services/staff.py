@@ -101,7 +101,7 @@ class StaffDirectory:
         """`current_role` of a user, kept on their row too, so that the team list shows them."""
         if user.telegram_id is None:
             return Role.CUSTOMER
-        bot = await Bot.get(id=user.bot_id)  # type: ignore[attr-defined]
+        bot = await Bot.get(id=user.bot_id)
         role = await self.current_role(bot, int(user.telegram_id), user, default_locale)
         if role != user.role and (role != Role.CUSTOMER or user.role in (Role.PENDING, *ASSIGNABLE)):
             user.role = role

@@ -96,7 +96,7 @@ async def create_site(bot_id: int, origins: list[str], *, title: str = "", color
 
 
 async def _audit(site: WidgetSite, actor: User | None, action: str, **details: Any) -> None:
-    await AuditLog.create(bot_id=site.bot_id, actor=actor, action=action, target=site.public_key,  # type: ignore[attr-defined]
+    await AuditLog.create(bot_id=site.bot_id, actor=actor, action=action, target=site.public_key,
                           details=details)
 
 
@@ -320,7 +320,7 @@ def verified_visitor(site: WidgetSite, user_id: str, timestamp: object, signatur
 
 async def still_signed_in(visitor: Visitor) -> bool:
     """False when the visitor logged out after their token or identity hash was issued."""
-    signed_out = await User.filter(bot_id=visitor.site.bot_id, widget_visitor_id=visitor.visitor_id).values_list(  # type: ignore[attr-defined]
+    signed_out = await User.filter(bot_id=visitor.site.bot_id, widget_visitor_id=visitor.visitor_id).values_list(
         "widget_signed_out_at", flat=True)
     cutoff = signed_out[0] if signed_out else None
     if not isinstance(cutoff, datetime):
@@ -333,7 +333,7 @@ async def sign_out(visitor: Visitor, default_locale: str, now: datetime | None =
     """The visitor logged out: every token and identity hash issued to them until now is void, on every
     device and instance (the time is in the database)."""
     moment = _now(now)
-    bot_id = int(visitor.site.bot_id)  # type: ignore[attr-defined]
+    bot_id = int(visitor.site.bot_id)
     rows = User.filter(bot_id=bot_id, widget_visitor_id=visitor.visitor_id)
     if not await rows.update(widget_signed_out_at=moment) and visitor.identified:
         # A signed-in user with no chat yet: remember the logout, or an old hash would open their future chat.
@@ -343,7 +343,7 @@ async def sign_out(visitor: Visitor, default_locale: str, now: datetime | None =
 
 
 async def visitor_user(visitor: Visitor) -> User | None:
-    return await User.get_or_none(bot_id=visitor.site.bot_id,  # type: ignore[attr-defined]
+    return await User.get_or_none(bot_id=visitor.site.bot_id,
                                   widget_visitor_id=visitor.visitor_id)
 
 
@@ -391,14 +391,14 @@ def message_frame(message: Message, client_id: str | None = None) -> dict[str, A
         "type": "message", "id": message.id, "client_id": client_id or _client_id(message),
         "author": author_of(message), "text": html_to_text(html) if message.author_kind != AuthorKind.CUSTOMER
         else message.text, "html": html, "created_at": message.created_at.isoformat(),
-        "reply_to": message.reply_to_id,  # type: ignore[attr-defined]
-        "conversation": message.conversation_id,  # type: ignore[attr-defined]
+        "reply_to": message.reply_to_id,
+        "conversation": message.conversation_id,
     }
     if message.attachments:
         frame["attachments"] = [{"type": str(a.get("type")), "name": str(a.get("file_name") or "")}
                                 for a in message.attachments]
     if message.ai_meta.get("notice") == "rate":
-        frame["rate"] = message.conversation_id  # type: ignore[attr-defined]
+        frame["rate"] = message.conversation_id
     sources = message.ai_meta.get("sources") if message.author_kind == AuthorKind.AI else None
     if isinstance(sources, list) and sources:
         # Only web pages that were given to the model are links (answering.cite); documents are titles.
@@ -418,8 +418,8 @@ def _client_id(message: Message) -> str | None:
 
 async def status_frame(conversation: Conversation) -> dict[str, Any]:
     agent = None
-    if conversation.mode == ConversationMode.HUMAN and conversation.assignee_id is not None:  # type: ignore[attr-defined]
-        assignee = await User.get_or_none(id=conversation.assignee_id)  # type: ignore[attr-defined]
+    if conversation.mode == ConversationMode.HUMAN and conversation.assignee_id is not None:
+        assignee = await User.get_or_none(id=conversation.assignee_id)
         agent = assignee.first_name if assignee else None
     return {"type": "status", "mode": str(conversation.mode.value), "agent": agent,
             "conversation": conversation.id, "closed": conversation.closed_at is not None}
@@ -448,7 +448,7 @@ class WidgetLive:
 
     async def message(self, visitor_id: str, message: Message, client_id: str | None = None) -> None:
         frame = message_frame(message, client_id)
-        author_id = message.author_id  # type: ignore[attr-defined]
+        author_id = message.author_id
         if message.author_kind == AuthorKind.MANAGER and author_id is not None:
             # The reply names its writer itself: a status frame from another job may come after it.
             author = await User.get_or_none(id=author_id)
@@ -468,7 +468,7 @@ class WidgetLive:
         await self.publish(visitor_id, {"type": "typing", "reply_to": reply_to})
 
     async def status(self, conversation: Conversation) -> None:
-        user = await User.get(id=conversation.user_id)  # type: ignore[attr-defined]
+        user = await User.get(id=conversation.user_id)
         if user.widget_visitor_id:
             await self.publish(user.widget_visitor_id, await status_frame(conversation))
 
@@ -478,7 +478,7 @@ class WidgetLive:
 
 async def record_notice(conversation: Conversation, text: str, **meta: Any) -> Message:
     """One of our own messages in a widget conversation: stored, so a reload shows it too."""
-    return await Message.create(bot_id=conversation.bot_id, conversation_id=conversation.id,  # type: ignore[attr-defined]
+    return await Message.create(bot_id=conversation.bot_id, conversation_id=conversation.id,
                                 author_kind=AuthorKind.SYSTEM, text=text, ai_meta={"source": "widget", **meta})
 
 

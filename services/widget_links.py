@@ -29,7 +29,7 @@ async def create_link(visitor: User, lifetime: timedelta = LINK_LIFETIME) -> str
     now = datetime.now(UTC)
     async with in_transaction():
         await WidgetLink.filter(visitor_id=visitor.id).delete()
-        await WidgetLink.create(bot_id=visitor.bot_id, visitor=visitor, code_digest=digest(code),  # type: ignore[attr-defined]
+        await WidgetLink.create(bot_id=visitor.bot_id, visitor=visitor, code_digest=digest(code),
                                 expires_at=now + lifetime)
     return code
 
@@ -94,4 +94,4 @@ async def linked_visitors(user: User) -> list[int]:
     if user.telegram_id is None:
         return []
     return [int(str(visitor_id)) for visitor_id in await User.filter(
-        bot_id=user.bot_id, linked_to_id=user.id).values_list("id", flat=True)]  # type: ignore[attr-defined]
+        bot_id=user.bot_id, linked_to_id=user.id).values_list("id", flat=True)]

@@ -60,13 +60,13 @@ async def conversation(bot: Bot, created: datetime, *, channel: Channel = Channe
 
 
 async def manager_message(conversation: Conversation, author: User, at: datetime, *, note: bool = False) -> None:
-    await Message.create(bot_id=conversation.bot_id, conversation=conversation,  # type: ignore[attr-defined]
+    await Message.create(bot_id=conversation.bot_id, conversation=conversation,
                          author_kind=AuthorKind.NOTE if note else AuthorKind.MANAGER, author=author,
                          text="On it", created_at=at)
 
 
 async def audit(actor: User, action: str, conversation: Conversation, at: datetime) -> None:
-    await AuditLog.create(bot_id=conversation.bot_id, actor=actor, action=action,  # type: ignore[attr-defined]
+    await AuditLog.create(bot_id=conversation.bot_id, actor=actor, action=action,
                           target=str(conversation.uuid), created_at=at)
 
 

@@ -52,7 +52,7 @@ async def _anns_things(desk: Desk, sim: Simulator, ann: dict[str, Any]) -> dict[
     block = projects.load(project).prompt_blocks[0]
     version = await PromptVersion.create(project=project, block_key=block.id, number=1, name=block.name,
                                          template=block.template, compiled="Hi", author=user)
-    key = await ProviderKey.create(bot_id=user.bot_id, owner=user, name="Mine",  # type: ignore[attr-defined]
+    key = await ProviderKey.create(bot_id=user.bot_id, owner=user, name="Mine",
                                    base_url="https://api.example/v1", models=["m"], secret="c2VhbGVk",
                                    key_id="k1", last4="abcd")
     return {"conversation_id": conversation.id, "project_id": project.id, "version_id": version.id,
@@ -87,7 +87,7 @@ async def _team(desk: Desk, sim: Simulator) -> tuple[dict[str, Any], dict[str, A
     """Mia approved as a manager, Vic as a viewer (Boss is in ADMIN_IDS)."""
     vic = sim.create_user("Vic")
     sim.set_member(desk.chat_id, vic["id"], "member")
-    bot_id = (await User.get(telegram_id=desk.boss["id"]).only("bot_id")).bot_id  # type: ignore[attr-defined]
+    bot_id = (await User.get(telegram_id=desk.boss["id"]).only("bot_id")).bot_id
     for person, role in ((desk.mia, Role.MANAGER), (vic, Role.VIEWER)):
         user, _ = await User.get_or_create(bot_id=bot_id, telegram_id=person["id"],
                                            defaults={"first_name": person["first_name"]})

@@ -330,10 +330,11 @@ async def test_redis_restarted_and_the_ai_failing_for_a_while_lose_nothing(
         while await customers_busy():
             assert time.monotonic() < deadline, "customers' jobs are stuck"
             await asyncio.sleep(1.0)
-        handed_off = set(await Conversation.filter(handed_off_at__not_isnull=True).values_list("id", flat=True))
+        handed_off = {int(str(row)) for row in
+                      await Conversation.filter(handed_off_at__not_isnull=True).values_list("id", flat=True)}
         messages = await Message.filter(author_kind=AuthorKind.CUSTOMER).prefetch_related("conversation__user")
         assert Counter(m.text for m in messages) == Counter(q for qs in traffic.sent.values() for q in qs)
-        replies = {m.reply_to_id: m for m in await Message.filter(reply_to_id__not_isnull=True)}  # type: ignore[attr-defined]
+        replies = {m.reply_to_id: m for m in await Message.filter(reply_to_id__not_isnull=True)}
         assert not await OutboxJob.filter(queue=CUSTOMERS).exclude(status=JobStatus.DONE).exists()
         # Sends went on while Redis was away (each instance pacing itself): no job failed for it.
         retried = await OutboxJob.filter(queue=CUSTOMERS, attempts__gt=1).values_list("last_error", flat=True)
@@ -346,14 +347,14 @@ async def test_redis_restarted_and_the_ai_failing_for_a_while_lose_nothing(
     for message in messages:
         reply = replies.get(message.id)
         if reply is None:
-            assert message.conversation_id in handed_off, message.text  # type: ignore[attr-defined]
+            assert message.conversation_id in handed_off, message.text
             continue
         if reply.author_kind == AuthorKind.AI:
             shown = bot_messages(sim, message.conversation.user.telegram_id)
             assert shown[_answer_to(message.text)] == 1, message.text
         else:
             assert reply.author_kind == AuthorKind.SYSTEM
-            assert message.conversation_id in handed_off  # type: ignore[attr-defined]
+            assert message.conversation_id in handed_off
             notices += 1
     assert notices == len(handed_off)  # one promise of a person each, then the managers have it
     assert notices > 0, f"the AI's outage met no customer's message: nothing above was tested (seed {seed})"

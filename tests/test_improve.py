@@ -109,7 +109,7 @@ async def test_a_retried_improve_job_delivers_its_run_and_redoes_only_an_interru
     await improved_message(sim, ann["id"])
     job = await finished(await OutboxJob.get(kind="improve"))
     run = await PromptRun.get()
-    assert job.payload == {"user_id": run.user_id, "run_id": run.id}  # type: ignore[attr-defined]
+    assert job.payload == {"user_id": run.user_id, "run_id": run.id}
     # The worker died after the model's answer, before Telegram took the message: the job runs again.
     await OutboxJob.filter(id=job.id).update(status=JobStatus.PENDING)
     frontdesk.app[OUTBOXES].wake()
@@ -181,7 +181,7 @@ async def test_saving_twice_makes_one_prompt_block_that_the_studio_shows(
     else:
         assert "reply_markup" not in first  # Telegram opens Mini Apps only from https addresses
     run = await PromptRun.get(kind="improve")
-    assert run.project_id == project.id  # type: ignore[attr-defined]
+    assert run.project_id == project.id
     async with app_client(frontdesk, sim, ann["id"]) as client:
         listed = (await client.get("/api/studio/projects"))["projects"]
         assert [(p["name"], p["prompt_blocks"]) for p in listed] == [("From Telegram", 1)]
@@ -222,7 +222,7 @@ async def test_run_it_streams_the_improved_prompt_and_records_the_run(
     run = await PromptRun.get(kind="run")
     assert (run.status, run.prompt, run.answer, run.model) == \
         ("ok", PLAIN, "Oat latte season is here! ☕ Who's in?", "main-model@default")
-    assert run.project_id is None  # type: ignore[attr-defined]
+    assert run.project_id is None
     assert (await Usage.get(user__telegram_id=ann["id"])).ai_messages == 2
 
 

@@ -58,7 +58,7 @@ async def refused(call: Any) -> KnowledgeError:
 
 
 async def audit_trail(bot: Bot) -> list[tuple[str, str, int | None]]:
-    return [(entry.action, entry.target, entry.actor_id)  # type: ignore[attr-defined]
+    return [(entry.action, entry.target, entry.actor_id)
             for entry in await AuditLog.filter(bot=bot).order_by("id")]
 
 

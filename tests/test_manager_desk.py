@@ -235,7 +235,7 @@ async def test_take_return_to_ai_and_close_with_a_rating(desk: Desk, sim: Simula
     assert [a for a in actions if a != "setup"] == ["take", "reply", "return_to_ai", "close", "rate"]
     reply = await AuditLog.get(action="reply")
     assert reply.details == {"via": "telegram"}
-    assert reply.actor_id == (await User.get(telegram_id=desk.mia["id"])).id  # type: ignore[attr-defined]
+    assert reply.actor_id == (await User.get(telegram_id=desk.mia["id"])).id
 
 
 async def test_header_card_buttons_do_what_the_commands_do(desk: Desk, sim: Simulator) -> None:

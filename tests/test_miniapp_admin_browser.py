@@ -92,7 +92,7 @@ async def test_an_admin_changes_working_hours_and_adds_a_widget_site(
     await page.locator("#hours-form").get_by_role("button", name="Save").click()
     await expect(page.locator("#toast")).to_have_text("Saved")
     await expect(page.locator("#hours-now")).not_to_have_text("No working hours are set: someone is always in.")
-    bot = await Bot.get(id=(await WidgetSite.get(public_key="demo")).bot_id)  # type: ignore[attr-defined]
+    bot = await Bot.get(id=(await WidgetSite.get(public_key="demo")).bot_id)
     assert (bot.settings["working_hours"], bot.settings["timezone"]) == (
         "mon-fri 09:00-18:00, sat 10:00-14:00", "Asia/Tashkent")
     assert bot.settings["offline_text"] == {"en": "We're closed. Back on {when}!"}

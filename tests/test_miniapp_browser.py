@@ -294,7 +294,7 @@ async def test_a_managers_message_shows_its_formatting_and_nothing_it_smuggled_i
     assert not any(word in stored[1] for word in ("<form", "<input", "<img", "javascript:", "onerror"))
     # A row stored before messages were cleaned on the way in, as aiogram's html_text wrote it.
     mia = await User.get(telegram_id=desk.mia["id"])
-    await Message.create(bot_id=conversation.bot_id, conversation_id=conversation.id,  # type: ignore[attr-defined]
+    await Message.create(bot_id=conversation.bot_id, conversation_id=conversation.id,
                          author_kind=AuthorKind.MANAGER, author=mia,
                          text=f'Old: <a href="{PHISHING_URL}">sign in</a> <pre><code language="language-'
                               f'{HOSTILE_LANGUAGE}">run</code></pre>')

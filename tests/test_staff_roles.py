@@ -93,7 +93,7 @@ async def test_a_pending_members_card_buttons_do_nothing(desk: Desk, sim: Simula
     assert answer["params"]["show_alert"] is True
     assert "has not approved you yet" in answer["params"]["text"]
     conversation = await Conversation.get(manager_topic_id=topic.thread_id)
-    assert conversation.assignee_id is None  # type: ignore[attr-defined]
+    assert conversation.assignee_id is None
 
 
 async def test_managers_at_work_before_approvals_existed_stay_managers(database: str) -> None:

@@ -299,7 +299,7 @@ async def test_runs_stop_at_the_daily_quota_and_refusals_store_nothing(
                                          {"block_id": "p1", "model": "gpt-secret@nowhere"})
         assert (status, body["error"]["code"]) == (400, "no_model")
         assert not await Usage.exists()
-        owner_id = (await PromptProject.get(id=project["id"])).owner_id  # type: ignore[attr-defined]
+        owner_id = (await PromptProject.get(id=project["id"])).owner_id
         await Usage.create(bot_id=1, user_id=owner_id, day=datetime.now(UTC).date(),
                            ai_messages=frontdesk.settings.daily_ai_quota)
         status, body = await client.call("POST", f"/api/studio/projects/{project['id']}/runs",
@@ -570,7 +570,7 @@ async def test_runs_on_an_own_key_use_it_and_are_not_counted_even_past_the_quota
         assert {"id": f"key{key['id']}/own-model", "model": "own-model", "provider": "Mine", "own_key": True} in models
         project = await _project(client)
         await _save(client, project, _doc("Say hi to {{name}}", {"name": "Bob"}))
-        owner_id = (await PromptProject.get(id=project["id"])).owner_id  # type: ignore[attr-defined]
+        owner_id = (await PromptProject.get(id=project["id"])).owner_id
         await Usage.create(bot_id=1, user_id=owner_id, day=datetime.now(UTC).date(),
                            ai_messages=frontdesk.settings.daily_ai_quota)
         lines = await _run(client, project["id"], {"block_id": "p1", "model": f"key{key['id']}/own-model"})

@@ -32,7 +32,7 @@ async def _project_with_a_run(client: AppClient, name: str, template: str) -> di
 
 async def _own_library(user: User, last4: str) -> None:
     await PromptTemplate.create(owner=user, title=f"{user.first_name}'s intro", body="Hi {{name}}", tags="email")
-    await ProviderKey.create(bot_id=user.bot_id, owner=user, name="My OpenRouter",  # type: ignore[attr-defined]
+    await ProviderKey.create(bot_id=user.bot_id, owner=user, name="My OpenRouter",
                              base_url="https://openrouter.ai/api/v1", models=["gpt-4o-mini"], secret=SEALED,
                              key_id="k1", last4=last4)
 

@@ -122,16 +122,16 @@ async def test_export_from_sqlite_and_import_elsewhere_keeps_everything(
         site = await WidgetSite.get(public_key="shop-site")  # the website keeps its widget
         assert (site.title, site.allowed_origins) == ("Coffee", ["https://shop.example"])
         run = await PromptRun.get()
-        version = await PromptVersion.get(id=run.version_id)  # type: ignore[attr-defined]
-        key = await ProviderKey.get(id=run.api_key_id)  # type: ignore[attr-defined]
-        project = await PromptProject.get(id=run.project_id)  # type: ignore[attr-defined]
-        ann = await User.get(id=run.user_id)  # type: ignore[attr-defined]
+        version = await PromptVersion.get(id=run.version_id)
+        key = await ProviderKey.get(id=run.api_key_id)
+        project = await PromptProject.get(id=run.project_id)
+        ann = await User.get(id=run.user_id)
         assert (project.name, version.labels, key.last4, ann.first_name, run.answer) == \
             ("Письма", ["production"], "a1b2", "Ann", "Готово")
-        assert version.author_id == ann.id  # type: ignore[attr-defined]
+        assert version.author_id == ann.id
         assert projects.load(project).prompt_blocks[0].id == version.block_key
         [template] = await PromptTemplate.all()  # the shipped one comes with the product, not the file
-        assert (template.title, template.owner_id) == ("Моё письмо", ann.id)  # type: ignore[attr-defined]
+        assert (template.title, template.owner_id) == ("Моё письмо", ann.id)
         later = await Message.create(bot=bot, conversation=answer.conversation, author_kind=AuthorKind.CUSTOMER,
                                      text="Спасибо", source_key="tg:2")  # new rows get new ids
         assert later.id > answer.id

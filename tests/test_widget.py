@@ -201,7 +201,7 @@ async def test_two_visitors_never_see_each_other(frontdesk: Frontdesk, ai: FakeA
     assert [m["text"] for m in bob_history["messages"] if m["author"] == "customer"] == ["Bob here"]
     # A token of one site is no key to another.
     demo = await WidgetSite.get(public_key="demo")
-    other = await widget.create_site(demo.bot_id, [frontdesk.url], public_key="other-site")  # type: ignore[attr-defined]
+    other = await widget.create_site(demo.bot_id, [frontdesk.url], public_key="other-site")
     stolen, first = await open_widget(http, frontdesk.url, site=other.public_key, token=ann_welcome["token"])
     assert first["code"] == "bad_token"
     await asyncio.gather(ann.socket.close(), bob.socket.close(), stolen.socket.close())

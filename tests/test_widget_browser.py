@@ -242,7 +242,7 @@ async def test_a_shop_on_another_origin_with_a_strict_csp_embeds_the_widget(
     shop_port = free_port()
     shop_origin = f"http://127.0.0.1:{shop_port}"
     site = await widget.create_site(
-        (await WidgetSite.get(public_key="demo")).bot_id, [shop_origin],  # type: ignore[attr-defined]
+        (await WidgetSite.get(public_key="demo")).bot_id, [shop_origin],
         title="Bean There", color="#7c2d12")
     host = frontdesk.url.removeprefix("http://")
     policy = (f"default-src 'none'; script-src http://{host}; connect-src http://{host} ws://{host}; "
@@ -345,7 +345,7 @@ async def test_a_shop_logs_its_user_out_and_their_old_token_opens_nothing(
     ai.script.reply = "Your parcel left the warehouse."
     shop_port = free_port()
     shop_origin = f"http://127.0.0.1:{shop_port}"
-    site = await widget.create_site((await WidgetSite.get(public_key="demo")).bot_id,  # type: ignore[attr-defined]
+    site = await widget.create_site((await WidgetSite.get(public_key="demo")).bot_id,
                                     [shop_origin], title="Bean There")
     signed = {"in": True}
 

@@ -81,7 +81,7 @@ async def test_a_reconnect_without_after_gets_the_latest_200_messages(
     await visitor.socket.close()
     conversation = await Conversation.get(id=answer["conversation"])
     await Message.bulk_create([
-        Message(bot_id=conversation.bot_id, conversation=conversation,  # type: ignore[attr-defined]
+        Message(bot_id=conversation.bot_id, conversation=conversation,
                 author_kind=AuthorKind.CUSTOMER, text=f"older {n}", source_key=f"w:{uuid.uuid4().hex}")
         for n in range(LATEST + 10)])
     everything = await Message.filter(conversation=conversation).order_by("id").values_list("id", flat=True)

@@ -83,7 +83,7 @@ def _lane(user: User) -> str:
 
 async def request_improve(user: User, text: str, source: str) -> None:
     """Queue `/improve` once per `source` (the message that asked)."""
-    await outbox.enqueue(user.bot_id, IMPROVE_JOB, {"user_id": user.id, "text": text},  # type: ignore[attr-defined]
+    await outbox.enqueue(user.bot_id, IMPROVE_JOB, {"user_id": user.id, "text": text},
                          lane=_lane(user), source_key=f"{IMPROVE_JOB}:{source}")
 
 
@@ -106,7 +106,7 @@ async def request_run(user: User, run_id: int) -> PromptRun:
     """Queue "Run it" for the person's own improved prompt, once it can run as it is."""
     improved = await own_improved(user, run_id)
     runnable(improved)
-    await outbox.enqueue(user.bot_id, RUN_JOB, {"user_id": user.id, "improved_run_id": improved.id},  # type: ignore[attr-defined]
+    await outbox.enqueue(user.bot_id, RUN_JOB, {"user_id": user.id, "improved_run_id": improved.id},
                          lane=_lane(user))
     return improved
 
@@ -128,9 +128,9 @@ async def project_of(user: User, run_id: int) -> PromptProject | None:
 
 async def saved_project(user: User, improved: PromptRun) -> PromptProject | None:
     """The project an improved prompt was saved into, while it still holds it."""
-    if improved.project_id is None:  # type: ignore[attr-defined]
+    if improved.project_id is None:
         return None
-    project = await projects.get_project(user, improved.project_id)  # type: ignore[attr-defined]
+    project = await projects.get_project(user, improved.project_id)
     if project is None or projects.load(project).prompt_block(_block_key(improved)) is None:
         return None
     return project
@@ -189,7 +189,7 @@ async def save_improved(user: User, run_id: int, *, project_name: str, block_nam
 async def _telegram_project(user: User) -> PromptProject | None:
     last = await PromptRun.filter(user_id=user.id, kind="improve", project_id__not_isnull=True).order_by(
         "-id").first()
-    return await projects.get_project(user, last.project_id) if last is not None else None  # type: ignore[attr-defined]
+    return await projects.get_project(user, last.project_id) if last is not None and last.project_id else None
 
 
 def _name(original: str, fallback: str) -> str:
@@ -255,7 +255,7 @@ class StudioChat:
             await _forget_text(job, None)
             await self._send(user, escape(error_text(error, lambda message: self.translate(locale, message))))
         except RecipientBlocked:
-            await conversations.set_blocked(user.bot_id, int(user.telegram_id or 0))  # type: ignore[attr-defined]
+            await conversations.set_blocked(user.bot_id, int(user.telegram_id or 0))
 
     async def run_job(self, job: OutboxJob) -> None:
         user = await self._recipient(job)
@@ -276,7 +276,7 @@ class StudioChat:
             await self._send(user, escape(error_text(error, lambda message: self.translate(str(user.language),
                                                                                            message))))
         except RecipientBlocked:
-            await conversations.set_blocked(user.bot_id, int(user.telegram_id or 0))  # type: ignore[attr-defined]
+            await conversations.set_blocked(user.bot_id, int(user.telegram_id or 0))
 
     async def _recipient(self, job: OutboxJob) -> User | None:
         user = await User.get_or_none(id=job.payload.get("user_id"))

@@ -164,7 +164,7 @@ async def create_project(owner: User, name: str, doc: ProjectDoc | None = None) 
                               limit=MAX_PROJECTS)
         # New projects come first: what one works on now is at the top.
         await PromptProject.filter(owner_id=owner.id).update(position=F("position") + 1)
-        return await PromptProject.create(bot_id=owner.bot_id, owner=owner,  # type: ignore[attr-defined]
+        return await PromptProject.create(bot_id=owner.bot_id, owner=owner,
                                           name=_name(name), position=0, data=doc_json(doc), size=size)
 
 

@@ -121,8 +121,8 @@ async def _admitted(runtime: StudioRuntime, user: User, target: _Target) -> Asyn
     try:
         reservation = None
         if target.key is None:
-            quota = await bot_settings.daily_ai_quota(user.bot_id, runtime.daily_ai_quota)  # type: ignore[attr-defined]
-            reservation = await quotas.reserve(user.bot_id, user.id, quota)  # type: ignore[attr-defined]
+            quota = await bot_settings.daily_ai_quota(user.bot_id, runtime.daily_ai_quota)
+            reservation = await quotas.reserve(user.bot_id, user.id, quota)
             if reservation is None:
                 raise StudioError("quota", "today's AI quota is used up; your own API key works without it",
                                   quota=quota)
@@ -196,7 +196,7 @@ async def _run(runtime: StudioRuntime, user: User, target: _Target, reservation:
                system: str | None = None, on_start: Callable[[PromptRun], Awaitable[None]] | None = None,
                on_progress: Progress) -> PromptRun:
     run = await PromptRun.create(
-        bot_id=user.bot_id, user=user, project=project, version=version, api_key=target.key,  # type: ignore[attr-defined]
+        bot_id=user.bot_id, user=user, project=project, version=version, api_key=target.key,
         kind=kind, model=target.route.model if target.key else target.route.key, own_key=target.key is not None,
         prompt=prompt)
     if on_start is not None:
@@ -219,7 +219,7 @@ async def _call(runtime: StudioRuntime, run: PromptRun, target: _Target, reserva
     gate = runtime.ai.gate if runtime.ai is not None and target.key is None else None
     try:
         reply = await stream_chat(target.route, messages, progress, runtime.price_of,
-                                  max_tokens=runtime.max_output_tokens, gate=gate, tenant=run.bot_id)  # type: ignore[attr-defined]
+                                  max_tokens=runtime.max_output_tokens, gate=gate, tenant=run.bot_id)
     except (asyncio.CancelledError, ConnectionError):  # the reader went away: keep what came, and say so
         await asyncio.shield(_stopped(run, reservation, so_far))
         raise

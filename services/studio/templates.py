@@ -157,7 +157,7 @@ def clean(title: str, body: str, description: str = "", tags: str | Iterable[str
 
 
 def _view(template: PromptTemplate, viewer: User | None) -> TemplateView:
-    owner_id = template.owner_id  # type: ignore[attr-defined]
+    owner_id = template.owner_id
     return TemplateView(
         template.id, template.slug, template.locale, template.title, template.description, template.body,
         [tag for tag in template.tags.split(", ") if tag], variables_of(template.body), template.uses,
@@ -348,7 +348,7 @@ async def _readable(user: User | None, template_id: int, *, for_update: bool = F
     if for_update and connections.get("default").capabilities.dialect == "postgres":
         query = query.select_for_update()
     template = await query.first()
-    owner_id = template.owner_id if template is not None else None  # type: ignore[attr-defined]
+    owner_id = template.owner_id if template is not None else None
     if template is None or (owner_id is not None and (user is None or owner_id != user.id)):
         raise TemplateError("not_found", template_id=template_id)
     return template
@@ -381,7 +381,7 @@ async def create(user: User, *, title: str, body: str, description: str = "", ta
 
 async def _own(user: User, template_id: int) -> PromptTemplate:
     template = await _readable(user, template_id, for_update=True)
-    if template.owner_id is None:  # type: ignore[attr-defined]
+    if template.owner_id is None:
         raise TemplateError("read_only", template_id=template_id)
     return template
 

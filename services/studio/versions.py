@@ -46,7 +46,7 @@ async def label(version: PromptVersion, name: str) -> PromptVersion:
     name = clean_label(name)
     async with in_transaction():
         labelled = await PromptVersion.filter(
-            project_id=version.project_id, block_key=version.block_key,  # type: ignore[attr-defined]
+            project_id=version.project_id, block_key=version.block_key,
         ).values_list("id", "labels")
         labels_of: dict[int, list[str]] = {int(i): list(labels or []) for i, labels in labelled if labels}
         labels_of.setdefault(version.id, list(version.labels))
@@ -81,9 +81,9 @@ async def diff(version: PromptVersion, against: PromptVersion | None = None) -> 
     """A version against another of the same block (by default, the one before it)."""
     if against is None:
         against = await PromptVersion.filter(
-            project_id=version.project_id, block_key=version.block_key,  # type: ignore[attr-defined]
+            project_id=version.project_id, block_key=version.block_key,
             number__lt=version.number).order_by("-number").first()
-    elif (against.project_id, against.block_key) != (version.project_id, version.block_key):  # type: ignore[attr-defined]
+    elif (against.project_id, against.block_key) != (version.project_id, version.block_key):
         raise StudioError("other_block", "versions of different blocks are not compared")
     hunks = diff_lines(against.template if against else "", version.template)
     lines = [line for hunk in hunks for line in hunk]
