@@ -82,7 +82,7 @@ from services.limits import (
 )
 from services.listeners import subscribe_listeners
 from services.managers import ManagerGroup
-from services.outbox import MANAGERS, Outboxes, OutboxSettings, OutboxWorker
+from services.outbox import MANAGERS, JobKind, Outboxes, OutboxSettings, OutboxWorker
 from services.provider_keys import KeyPolicy, ProviderKeys
 from services.provider_limits import GateObserver, MemoryLedger, ProviderGate, ProviderLimits, RedisLedger
 from services.public_address import WEBHOOK_PATH
@@ -336,9 +336,9 @@ def _workers(settings: Settings, metrics: Metrics, services: Services, channels:
     customer_side = CustomerSide(channels, services.translate, settings.default_locale, services.flow)
     studio_chat = services.studio_chat
     workers = [OutboxWorker(
-        {"answer": answerer.answer_job, "slow_down": answerer.slow_down_job,
-         "to_customer": customer_side.to_customer_job, "customer_edit": customer_side.customer_edit_job,
-         "customer_notice": customer_side.customer_notice_job,
+        {JobKind.ANSWER: answerer.answer_job, JobKind.SLOW_DOWN: answerer.slow_down_job,
+         JobKind.TO_CUSTOMER: customer_side.to_customer_job, JobKind.CUSTOMER_EDIT: customer_side.customer_edit_job,
+         JobKind.CUSTOMER_NOTICE: customer_side.customer_notice_job,
          IMPROVE_JOB: studio_chat.improve_job, RUN_JOB: studio_chat.run_job},
         OutboxSettings(settings.outbox_workers, settings.outbox_lease_seconds, settings.outbox_max_attempts),
         on_give_up=answerer.gave_up, observe=metrics.outbox_job)]
@@ -433,7 +433,7 @@ async def _start_telegram(app: web.Application, services: Services) -> asyncio.T
         log.warning("No manager chat yet: handed-off conversations wait for one. Add the bot to your managers' "
                     "forum group as an admin and send /setup there (or set MANAGER_CHAT_ID).")
     dispatcher = create_dispatcher(
-        services.i18n, storage=shared.storage, settings=settings, tenant=tenant, limiter=shared.limiter,
+        services.i18n, storage=shared.storage, settings=settings, tenant_id=tenant.id, limiter=shared.limiter,
         generations=services.generations, translate=translate, hours=services.hours,
         messenger=messenger, widget_live=services.live, flow=services.flow, studio_chat=services.studio_chat,
         staff_directory=services.staff_directory)

@@ -15,7 +15,6 @@ from aiogram.types import TelegramObject
 from aiogram.utils.i18n import I18n, I18nMiddleware
 
 from bot.settings import Settings
-from models import Bot as Tenant
 from models import Role, User
 from services import conversations
 from services.flow import ConversationFlow
@@ -32,7 +31,7 @@ class WorkflowData(TypedDict):
     """The dispatcher's workflow data: the same for every update (bot/app.py's frontdesk_context)."""
 
     settings: Settings
-    tenant: Tenant
+    tenant_id: int  # the business this dispatcher serves (its Bot row is read fresh where needed)
     limiter: RateLimiter
     generations: Generations
     translate: Translate
@@ -66,7 +65,7 @@ class IdentityMiddleware(I18nMiddleware):
         from_user = known.get("event_from_user")
         customer = None
         if from_user is not None and not from_user.is_bot:
-            customer = await conversations.find_customer(known["tenant"].id, from_user.id)
+            customer = await conversations.find_customer(known["tenant_id"], from_user.id)
         known["customer"] = customer
         return pick_locale(
             customer.language if customer else None,

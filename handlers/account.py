@@ -25,7 +25,6 @@ from aiogram.utils.i18n import gettext as _
 from bot.settings import Settings
 from handlers.filters import in_private_chat
 from handlers.identity import as_customer
-from models import Bot as Tenant
 from models import Role, User
 from services import accounts, conversations, privacy, staff
 from services.render import escape
@@ -38,11 +37,11 @@ class ForgetMe(CallbackData, prefix="forget"):
 
 
 
-async def dashboard_command(message: Message, tenant: Tenant, settings: Settings,
+async def dashboard_command(message: Message, tenant_id: int, settings: Settings,
                             staff_directory: StaffDirectory) -> None:
     person = message.from_user
     assert person is not None
-    user = await staff_directory.register(tenant.id, as_customer(person))
+    user = await staff_directory.register(tenant_id, as_customer(person))
     role = await staff_directory.role_of(user, settings.default_locale)
     if role == Role.PENDING:
         await message.answer(escape(_("An admin has not approved you yet. Ask one to approve you in the desk app, "
@@ -57,14 +56,14 @@ async def dashboard_command(message: Message, tenant: Tenant, settings: Settings
     await message.answer(f"{escape(text)}\n\n{escape(link)}")
 
 
-async def app_in_group(message: Message, tenant: Tenant, settings: Settings, staff_directory: StaffDirectory) -> None:
+async def app_in_group(message: Message, tenant_id: int, settings: Settings, staff_directory: StaffDirectory) -> None:
     """Staff in the manager chat get the Mini App's button in their private chat with the bot."""
     person = message.from_user
     if person is None or message.chat.type not in ("group", "supergroup"):
         return
-    chat = await staff.load_manager_chat(tenant.id, settings.default_locale)
+    chat = await staff.load_manager_chat(tenant_id, settings.default_locale)
     if chat is None or chat.chat_id != message.chat.id or \
-            await staff_directory.role_in(tenant.id, person.id, settings.default_locale) == Role.CUSTOMER:
+            await staff_directory.role_in(tenant_id, person.id, settings.default_locale) == Role.CUSTOMER:
         return
     url = settings.public_address.mini_app_url
     bot = message.bot
@@ -88,7 +87,7 @@ async def app_in_group(message: Message, tenant: Tenant, settings: Settings, sta
     await message.reply(escape(_("I've sent you the app's button in our private chat.")))
 
 
-async def my_data_command(message: Message, tenant: Tenant, customer: User | None) -> None:
+async def my_data_command(message: Message, tenant_id: int, customer: User | None) -> None:
     if customer is None:
         await message.answer(escape(_("We don't store anything about you.")))
         return
@@ -105,14 +104,14 @@ async def delete_my_data_command(message: Message) -> None:
                                   "This cannot be undone.")), reply_markup=keyboard)
 
 
-async def forget_me(query: CallbackQuery, callback_data: ForgetMe, tenant: Tenant) -> None:
+async def forget_me(query: CallbackQuery, callback_data: ForgetMe, tenant_id: int) -> None:
     await query.answer()
     if not isinstance(query.message, Message):
         return
     if not callback_data.confirmed:
         await query.message.edit_text(escape(_("Nothing was deleted.")))
         return
-    customer = await conversations.find_customer(tenant.id, query.from_user.id)
+    customer = await conversations.find_customer(tenant_id, query.from_user.id)
     if customer is not None:
         await privacy.delete_customer_data(customer, via="bot")
     await query.message.edit_text(escape(_("Done: everything we stored about you has been deleted.")))

@@ -19,23 +19,22 @@ from handlers.keyboards import (
     language_keyboard,
     start_keyboard,
 )
-from models import Bot as Tenant
 from models import User
 from services import conversations, desk
 from services.flow import ConversationFlow
 from services.render import escape
 
 
-async def _registered(event: Message | CallbackQuery, tenant: Tenant, settings: Settings,
+async def _registered(event: Message | CallbackQuery, tenant_id: int, settings: Settings,
                       customer: User | None) -> User:
     if customer is not None:
         return customer
     assert event.from_user is not None  # private messages and button presses always have a sender
-    return await conversations.register_customer(tenant.id, as_customer(event.from_user), settings.default_locale)
+    return await conversations.register_customer(tenant_id, as_customer(event.from_user), settings.default_locale)
 
 
-async def start(message: Message, tenant: Tenant, settings: Settings, customer: User | None) -> None:
-    user = await _registered(message, tenant, settings, customer)
+async def start(message: Message, tenant_id: int, settings: Settings, customer: User | None) -> None:
+    user = await _registered(message, tenant_id, settings, customer)
     name = escape(user.first_name or _("there"))
     text = _(
         "Hello, {name}! 👋\n\n"
@@ -68,12 +67,12 @@ async def language_button(query: CallbackQuery) -> None:
                                      reply_markup=language_keyboard())
 
 
-async def language_chosen(query: CallbackQuery, callback_data: LanguageChoice, tenant: Tenant,
+async def language_chosen(query: CallbackQuery, callback_data: LanguageChoice, tenant_id: int,
                           settings: Settings, customer: User | None, i18n: I18n) -> None:
     if callback_data.code not in LANGUAGE_NAMES:
         await query.answer()
         return
-    user = await _registered(query, tenant, settings, customer)
+    user = await _registered(query, tenant_id, settings, customer)
     await conversations.set_language(user, callback_data.code)
     with i18n.use_locale(callback_data.code):
         await query.answer(_("Language: {language}").format(language=LANGUAGE_NAMES[callback_data.code]))
@@ -81,35 +80,35 @@ async def language_chosen(query: CallbackQuery, callback_data: LanguageChoice, t
             query.from_user.id, escape(_("Done! I'll speak English with you now.")))
 
 
-async def new_conversation(message: Message, tenant: Tenant, settings: Settings, customer: User | None) -> None:
-    user = await _registered(message, tenant, settings, customer)
+async def new_conversation(message: Message, tenant_id: int, settings: Settings, customer: User | None) -> None:
+    user = await _registered(message, tenant_id, settings, customer)
     await conversations.start_new_conversation(user)
     await message.answer(escape(_("Starting afresh. What can I help you with?")))
 
 
-async def _ask_for_person(event: Message | CallbackQuery, tenant: Tenant, settings: Settings, customer: User | None,
+async def _ask_for_person(event: Message | CallbackQuery, tenant_id: int, settings: Settings, customer: User | None,
                           flow: ConversationFlow) -> None:
     """The notice comes from the customers' queue, stored with the handoff; asked again, it is said again."""
-    asked = await flow.ask_for_person(await _registered(event, tenant, settings, customer))
+    asked = await flow.ask_for_person(await _registered(event, tenant_id, settings, customer))
     if not asked.handed and event.bot is not None:
         await event.bot.send_message(event.from_user.id, escape(asked.notice))  # type: ignore[union-attr]
 
 
-async def human_command(message: Message, tenant: Tenant, settings: Settings, customer: User | None,
+async def human_command(message: Message, tenant_id: int, settings: Settings, customer: User | None,
                         flow: ConversationFlow) -> None:
-    await _ask_for_person(message, tenant, settings, customer, flow)
+    await _ask_for_person(message, tenant_id, settings, customer, flow)
 
 
-async def human_button(query: CallbackQuery, tenant: Tenant, settings: Settings, customer: User | None,
+async def human_button(query: CallbackQuery, tenant_id: int, settings: Settings, customer: User | None,
                        flow: ConversationFlow) -> None:
     await query.answer()
-    await _ask_for_person(query, tenant, settings, customer, flow)
+    await _ask_for_person(query, tenant_id, settings, customer, flow)
 
 
-async def rated(query: CallbackQuery, callback_data: RateConversation, tenant: Tenant, settings: Settings,
+async def rated(query: CallbackQuery, callback_data: RateConversation, tenant_id: int, settings: Settings,
                 customer: User | None, flow: ConversationFlow) -> None:
-    user = await _registered(query, tenant, settings, customer)
-    if not await flow.rate(tenant.id, user, callback_data.conversation, callback_data.stars):
+    user = await _registered(query, tenant_id, settings, customer)
+    if not await flow.rate(tenant_id, user, callback_data.conversation, callback_data.stars):
         await query.answer()
         return
     await query.answer(_(desk.RATED))

@@ -8,18 +8,17 @@ from aiogram.types import Message, Update
 from handlers.filters import from_a_person_in_private
 from handlers.identity import as_customer
 from handlers.media import attachments
-from models import Bot as Tenant
 from models import User
 from services.conversations import Incoming
 from services.flow import ConversationFlow
 
 
-async def customer_wrote(message: Message, tenant: Tenant, event_update: Update, customer: User | None,
+async def customer_wrote(message: Message, tenant_id: int, event_update: Update, customer: User | None,
                          flow: ConversationFlow) -> None:
     user = message.from_user
     assert user is not None
     await flow.customer_wrote(
-        tenant.id,
+        tenant_id,
         as_customer(user),
         Incoming(source_key=f"tg:{event_update.update_id}", text=message.text or message.caption or "",
                  attachments=attachments(message), telegram_message_id=message.message_id),
@@ -27,9 +26,9 @@ async def customer_wrote(message: Message, tenant: Tenant, event_update: Update,
     )
 
 
-async def customer_edited(message: Message, tenant: Tenant, flow: ConversationFlow) -> None:
+async def customer_edited(message: Message, tenant_id: int, flow: ConversationFlow) -> None:
     """An edit reaches the copy managers see; the AI's answer to the first version stands."""
-    await flow.customer_edited(tenant.id, message.chat.id, message.message_id, message.text or message.caption or "")
+    await flow.customer_edited(tenant_id, message.chat.id, message.message_id, message.text or message.caption or "")
 
 
 def create_router() -> Router:

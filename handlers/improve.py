@@ -16,7 +16,6 @@ from aiogram.utils.i18n import gettext as _
 from bot.settings import Settings
 from handlers.filters import in_private_chat
 from handlers.identity import as_customer
-from models import Bot as Tenant
 from models import User
 from services import conversations
 from services.answering import SLOW_DOWN
@@ -58,18 +57,18 @@ def _open_keyboard(settings: Settings, project_id: int) -> InlineKeyboardMarkup 
                                                                        web_app=WebAppInfo(url=url))]])
 
 
-async def _person(tenant: Tenant, settings: Settings, person: TelegramUser, customer: User | None) -> User:
+async def _person(tenant_id: int, settings: Settings, person: TelegramUser, customer: User | None) -> User:
     if customer is not None:
         return customer
-    return await conversations.register_customer(tenant.id, as_customer(person), settings.default_locale)
+    return await conversations.register_customer(tenant_id, as_customer(person), settings.default_locale)
 
 
-async def _allowed(limiter: RateLimiter, tenant: Tenant, person: TelegramUser) -> Verdict:
+async def _allowed(limiter: RateLimiter, tenant_id: int, person: TelegramUser) -> Verdict:
     """The customer's one rate limit, shared with their messages."""
-    return await limiter.check(as_customer(person).rate_key(tenant.id))
+    return await limiter.check(as_customer(person).rate_key(tenant_id))
 
 
-async def improve_command(message: Message, command: CommandObject, tenant: Tenant, settings: Settings,
+async def improve_command(message: Message, command: CommandObject, tenant_id: int, settings: Settings,
                           customer: User | None, limiter: RateLimiter, studio_chat: StudioChat) -> None:
     text = (command.args or "").strip()
     quoted = message.reply_to_message
@@ -79,12 +78,12 @@ async def improve_command(message: Message, command: CommandObject, tenant: Tena
         await message.answer(escape(_(USAGE)))
         return
     assert message.from_user is not None  # a private chat's message has a sender
-    verdict = await _allowed(limiter, tenant, message.from_user)
+    verdict = await _allowed(limiter, tenant_id, message.from_user)
     if verdict != Verdict.ALLOW:
         if verdict == Verdict.WARN:
             await message.answer(escape(_(SLOW_DOWN)))
         return
-    await studio_chat.request_improve(await _person(tenant, settings, message.from_user, customer), text,
+    await studio_chat.request_improve(await _person(tenant_id, settings, message.from_user, customer), text,
                                       source=f"{message.chat.id}:{message.message_id}")
 
 
@@ -112,12 +111,12 @@ async def save_pressed(query: CallbackQuery, callback_data: PromptRunAction, set
                                  reply_markup=_open_keyboard(settings, saved.project.id))
 
 
-async def run_pressed(query: CallbackQuery, callback_data: PromptRunAction, tenant: Tenant, settings: Settings,
+async def run_pressed(query: CallbackQuery, callback_data: PromptRunAction, tenant_id: int, settings: Settings,
                       customer: User | None, limiter: RateLimiter, studio_chat: StudioChat) -> None:
     if customer is None:
         await _refuse(query)
         return
-    verdict = await _allowed(limiter, tenant, query.from_user)
+    verdict = await _allowed(limiter, tenant_id, query.from_user)
     if verdict != Verdict.ALLOW:
         await query.answer(_(SLOW_DOWN) if verdict == Verdict.WARN else None)
         return

@@ -113,33 +113,33 @@ class DeskAction(CallbackData, prefix="desk"):
 # --- who may act here ------------------------------------------------------------------------------
 
 
-async def _desk_member(event: Message | CallbackQuery, tenant: Tenant, settings: Settings,
+async def _desk_member(event: Message | CallbackQuery, tenant_id: int, settings: Settings,
                        staff_directory: StaffDirectory) -> tuple[Role, ManagerChat] | None:
     """A person in the manager chat (ADMIN_IDS or a member) and their role; else None. Reads only."""
     chat = event.chat if isinstance(event, Message) else (event.message.chat if event.message else None)
     person = event.from_user
     if chat is None or chat.type not in ("group", "supergroup") or person is None or person.is_bot:
         return None
-    desk_chat = await staff.load_manager_chat(tenant.id, settings.default_locale)
+    desk_chat = await staff.load_manager_chat(tenant_id, settings.default_locale)
     if desk_chat is None or desk_chat.chat_id != chat.id:
         return None
-    role = await staff_directory.role_in(tenant.id, person.id, settings.default_locale)
+    role = await staff_directory.role_in(tenant_id, person.id, settings.default_locale)
     return None if role == Role.CUSTOMER else (role, desk_chat)
 
 
-async def staff_in_manager_chat(event: Message | CallbackQuery, tenant: Tenant, settings: Settings,
+async def staff_in_manager_chat(event: Message | CallbackQuery, tenant_id: int, settings: Settings,
                                 staff_directory: StaffDirectory) -> dict[str, Any] | bool:
     """Staff who may act, in the manager chat: puts `role` and `desk_chat` into the data."""
-    member = await _desk_member(event, tenant, settings, staff_directory)
+    member = await _desk_member(event, tenant_id, settings, staff_directory)
     if member is None or member[0] not in staff.ACTING:
         return False
     return {"role": member[0], "desk_chat": member[1]}
 
 
-async def member_who_cannot_act(event: Message | CallbackQuery, tenant: Tenant, settings: Settings,
+async def member_who_cannot_act(event: Message | CallbackQuery, tenant_id: int, settings: Settings,
                                 staff_directory: StaffDirectory) -> dict[str, Any] | bool:
     """A member waiting for approval, or a viewer: puts `role` and `desk_chat` into the data."""
-    member = await _desk_member(event, tenant, settings, staff_directory)
+    member = await _desk_member(event, tenant_id, settings, staff_directory)
     if member is None or member[0] in staff.ACTING:
         return False
     return {"role": member[0], "desk_chat": member[1]}
@@ -154,11 +154,11 @@ def as_staff(handler: CallbackType) -> CallbackType:
     """
     inner = CallableObject(handler)
 
-    async def handle(event: Message | CallbackQuery, tenant: Tenant, settings: Settings,
+    async def handle(event: Message | CallbackQuery, tenant_id: int, settings: Settings,
                      staff_directory: StaffDirectory, **data: Any) -> Any:
         assert event.from_user is not None  # the filters let in only a person
-        row = await staff_directory.enlist(tenant.id, as_customer(event.from_user), settings.default_locale)
-        return await inner.call(event, tenant=tenant, settings=settings, staff_directory=staff_directory,
+        row = await staff_directory.enlist(tenant_id, as_customer(event.from_user), settings.default_locale)
+        return await inner.call(event, tenant_id=tenant_id, settings=settings, staff_directory=staff_directory,
                                 staff=row, **data)
 
     return handle
@@ -175,46 +175,46 @@ def _place(message: Message, desk_chat: ManagerChat) -> Where:
     return Where(desk_chat.chat_id, thread, message.message_id)
 
 
-async def _conversation_of(message: Message, tenant: Tenant, desk_chat: ManagerChat) -> Conversation | None:
+async def _conversation_of(message: Message, tenant_id: int, desk_chat: ManagerChat) -> Conversation | None:
     """The conversation a staff message is about: its topic's, else that of the bot message it replies to."""
     if message.is_topic_message and message.message_thread_id:
-        conversation = await desk.by_topic(tenant.id, message.message_thread_id)
+        conversation = await desk.by_topic(tenant_id, message.message_thread_id)
         if conversation is not None:
             return conversation
     replied = message.reply_to_message
     if replied is not None and replied.from_user is not None and replied.from_user.is_bot:
-        return await desk.by_reply(tenant.id, desk_chat.chat_id, replied.message_id)
+        return await desk.by_reply(tenant_id, desk_chat.chat_id, replied.message_id)
     return None
 
 
-async def _answer(message: Message, desk_chat: ManagerChat, html: str, tenant: Tenant, flow: ConversationFlow) -> None:
-    await flow.tell_staff(tenant.id, _place(message, desk_chat), html)
+async def _answer(message: Message, desk_chat: ManagerChat, html: str, tenant_id: int, flow: ConversationFlow) -> None:
+    await flow.tell_staff(tenant_id, _place(message, desk_chat), html)
 
 
 # --- commands ----------------------------------------------------------------------------------------
 
 
-async def conversation_command(message: Message, command: CommandObject, tenant: Tenant, staff: User,
+async def conversation_command(message: Message, command: CommandObject, tenant_id: int, staff: User,
                                desk_chat: ManagerChat, translate: Translate, flow: ConversationFlow,
                                event_update: Update) -> None:
     def _(text: str) -> str:
         return translate(desk_chat.locale, text)
 
-    conversation = await _conversation_of(message, tenant, desk_chat)
+    conversation = await _conversation_of(message, tenant_id, desk_chat)
     if conversation is None:
-        await _answer(message, desk_chat, escape(_(NOT_A_CONVERSATION)), tenant, flow)
+        await _answer(message, desk_chat, escape(_(NOT_A_CONVERSATION)), tenant_id, flow)
         return
     name = command.command.lower()
     if name == "note":
-        await _note(message, command.args or "", conversation, staff, desk_chat, translate, tenant, flow,
+        await _note(message, command.args or "", conversation, staff, desk_chat, translate, tenant_id, flow,
                     f"tg:{event_update.update_id}")
         return
     if name == "info":
         await _answer(message, desk_chat, await desk_reports.info_card(conversation, translate, desk_chat.locale),
-                      tenant, flow)
+                      tenant_id, flow)
         return
     done, reply = await _act(name, conversation, staff, translate, desk_chat.locale, flow)
-    await _answer(message, desk_chat, escape(reply if done else _(ALREADY)), tenant, flow)
+    await _answer(message, desk_chat, escape(reply if done else _(ALREADY)), tenant_id, flow)
 
 
 async def _act(action: str, conversation: Conversation, staff: User, translate: Translate,
@@ -235,35 +235,35 @@ async def _act(action: str, conversation: Conversation, staff: User, translate: 
 
 
 async def _note(message: Message, text: str, conversation: Conversation, staff: User, desk_chat: ManagerChat,
-                translate: Translate, tenant: Tenant, flow: ConversationFlow, source_key: str) -> None:
+                translate: Translate, tenant_id: int, flow: ConversationFlow, source_key: str) -> None:
     if not text.strip():
-        await _answer(message, desk_chat, escape(translate(desk_chat.locale, NOTE_EMPTY)), tenant, flow)
+        await _answer(message, desk_chat, escape(translate(desk_chat.locale, NOTE_EMPTY)), tenant_id, flow)
         return
     posted = Posted(source_key, desk_chat.chat_id, message.message_id, text=text.strip())
     await flow.manager_wrote(conversation, staff, posted, note=True)
 
 
-async def open_command(message: Message, tenant: Tenant, desk_chat: ManagerChat, translate: Translate,
+async def open_command(message: Message, tenant_id: int, desk_chat: ManagerChat, translate: Translate,
                        flow: ConversationFlow) -> None:
-    html = await desk_reports.open_list(tenant.id, desk_chat.chat_id, desk_chat.forum, translate, desk_chat.locale)
-    await _answer(message, desk_chat, html, tenant, flow)
+    html = await desk_reports.open_list(tenant_id, desk_chat.chat_id, desk_chat.forum, translate, desk_chat.locale)
+    await _answer(message, desk_chat, html, tenant_id, flow)
 
 
-async def stats_command(message: Message, tenant: Tenant, desk_chat: ManagerChat, translate: Translate,
+async def stats_command(message: Message, tenant_id: int, desk_chat: ManagerChat, translate: Translate,
                         flow: ConversationFlow, hours: WorkingHoursSource) -> None:
-    zone = hours(await Tenant.get(id=tenant.id)).zone
+    zone = hours(await Tenant.get(id=tenant_id)).zone
     now = datetime.now(UTC)
-    stats = await desk_reports.day_stats(tenant.id, zone, now)
+    stats = await desk_reports.day_stats(tenant_id, zone, now)
     html = desk_reports.stats_text(stats, f"{now.astimezone(zone):%Y-%m-%d}", translate, desk_chat.locale)
-    await _answer(message, desk_chat, html, tenant, flow)
+    await _answer(message, desk_chat, html, tenant_id, flow)
 
 
-async def presence_command(message: Message, command: CommandObject, tenant: Tenant, staff: User,
+async def presence_command(message: Message, command: CommandObject, tenant_id: int, staff: User,
                            desk_chat: ManagerChat, translate: Translate, flow: ConversationFlow) -> None:
     online = command.command.lower() == "online"
     await staff_presence(staff, online)
     text = translate(desk_chat.locale, ONLINE if online else AWAY).format(name=staff.first_name)
-    await _answer(message, desk_chat, escape(text), tenant, flow)
+    await _answer(message, desk_chat, escape(text), tenant_id, flow)
 
 
 async def staff_presence(member: User, online: bool) -> None:
@@ -271,7 +271,7 @@ async def staff_presence(member: User, online: bool) -> None:
     await desk.audit(member.bot_id, member, "online" if online else "away", str(member.id))
 
 
-async def hours_command(message: Message, command: CommandObject, tenant: Tenant, staff: User,
+async def hours_command(message: Message, command: CommandObject, tenant_id: int, staff: User,
                         desk_chat: ManagerChat, translate: Translate, flow: ConversationFlow, hours: WorkingHoursSource,
                         settings: Settings) -> None:
     """Show the working hours; an admin may change them (customers are told when people are back)."""
@@ -280,30 +280,30 @@ async def hours_command(message: Message, command: CommandObject, tenant: Tenant
 
     wanted = (command.args or "").strip()
     if not wanted:
-        current = hours(await Tenant.get(id=tenant.id))
+        current = hours(await Tenant.get(id=tenant_id))
         text = _(HOURS_ALWAYS) if current.always_open else _(HOURS_SHOW).format(
             hours=current.text, zone=current.zone)
-        await _answer(message, desk_chat, escape(f"{text}\n{_(HOURS_HOW)}"), tenant, flow)
+        await _answer(message, desk_chat, escape(f"{text}\n{_(HOURS_HOW)}"), tenant_id, flow)
         return
     if staff.role != Role.ADMIN:  # ADMIN_IDS, or made an admin in the app
-        await _answer(message, desk_chat, escape(_(ADMINS_ONLY)), tenant, flow)
+        await _answer(message, desk_chat, escape(_(ADMINS_ONLY)), tenant_id, flow)
         return
     text, zone = split_hours_and_zone("" if wanted.lower() == "off" else wanted, settings.timezone)
     try:
-        changed = await set_working_hours(tenant.id, text, zone, staff)
+        changed = await set_working_hours(tenant_id, text, zone, staff)
     except InvalidHours:
-        await _answer(message, desk_chat, escape(f"{_(HOURS_INVALID)}\n{_(HOURS_HOW)}"), tenant, flow)
+        await _answer(message, desk_chat, escape(f"{_(HOURS_INVALID)}\n{_(HOURS_HOW)}"), tenant_id, flow)
         return
     reply = _(HOURS_CLEARED) if changed.always_open else _(HOURS_SET).format(hours=changed.text, zone=changed.zone)
-    await _answer(message, desk_chat, escape(reply), tenant, flow)
+    await _answer(message, desk_chat, escape(reply), tenant_id, flow)
 
 
-async def help_command(message: Message, tenant: Tenant, desk_chat: ManagerChat, translate: Translate,
+async def help_command(message: Message, tenant_id: int, desk_chat: ManagerChat, translate: Translate,
                        flow: ConversationFlow) -> None:
-    await _answer(message, desk_chat, escape(translate(desk_chat.locale, STAFF_HELP)), tenant, flow)
+    await _answer(message, desk_chat, escape(translate(desk_chat.locale, STAFF_HELP)), tenant_id, flow)
 
 
-async def setup_command(message: Message, tenant: Tenant, messenger: Messenger, translate: Translate,
+async def setup_command(message: Message, tenant_id: int, messenger: Messenger, translate: Translate,
                         settings: Settings) -> None:
     """Register this group as the manager chat and say, in the admin's language, what is missing.
 
@@ -316,7 +316,7 @@ async def setup_command(message: Message, tenant: Tenant, messenger: Messenger, 
     def _(text: str) -> str:
         return translate(locale, text)
 
-    report = await staff.setup_manager_chat(messenger, tenant.id, message.chat.id, locale)
+    report = await staff.setup_manager_chat(messenger, tenant_id, message.chat.id, locale)
     if not report.registered:
         await message.answer(escape(_(SETUP_NOT_MEMBER)))
         return
@@ -328,7 +328,7 @@ async def setup_command(message: Message, tenant: Tenant, messenger: Messenger, 
         lines += ["", _(SETUP_MISSING), *(_(sentences[key]) for key in report.missing)]
     else:
         lines.append(_(SETUP_READY))
-    await desk.audit(tenant.id, None, "setup", str(message.chat.id), missing=report.missing,
+    await desk.audit(tenant_id, None, "setup", str(message.chat.id), missing=report.missing,
                      by=message.from_user.id if message.from_user else None)
     await message.answer(escape("\n".join(lines)))
 
@@ -336,9 +336,9 @@ async def setup_command(message: Message, tenant: Tenant, messenger: Messenger, 
 # --- buttons on the header card ----------------------------------------------------------------------
 
 
-async def card_button(query: CallbackQuery, callback_data: DeskAction, tenant: Tenant, staff: User,
+async def card_button(query: CallbackQuery, callback_data: DeskAction, tenant_id: int, staff: User,
                       desk_chat: ManagerChat, translate: Translate, flow: ConversationFlow) -> None:
-    conversation = await desk.by_id(tenant.id, callback_data.conversation)
+    conversation = await desk.by_id(tenant_id, callback_data.conversation)
     if conversation is None:
         await query.answer()
         return
@@ -349,11 +349,11 @@ async def card_button(query: CallbackQuery, callback_data: DeskAction, tenant: T
 # --- what managers write -------------------------------------------------------------------------------
 
 
-async def manager_wrote(message: Message, tenant: Tenant, staff: User, desk_chat: ManagerChat,
+async def manager_wrote(message: Message, tenant_id: int, staff: User, desk_chat: ManagerChat,
                         event_update: Update, flow: ConversationFlow) -> None:
     if message.text and message.text.startswith("/") and not message.text.startswith("//"):
         return  # a command for someone else (or a typo): never sent to a customer
-    conversation = await _conversation_of(message, tenant, desk_chat)
+    conversation = await _conversation_of(message, tenant_id, desk_chat)
     if conversation is None:
         return  # staff talking among themselves
     text = message.text or message.caption or ""
@@ -365,8 +365,8 @@ async def manager_wrote(message: Message, tenant: Tenant, staff: User, desk_chat
     await flow.manager_wrote(conversation, staff, posted, note=note)
 
 
-async def manager_edited(message: Message, tenant: Tenant, desk_chat: ManagerChat, flow: ConversationFlow) -> None:
-    await flow.manager_edited(tenant.id, desk_chat.chat_id, message.message_id, html_text(message))
+async def manager_edited(message: Message, tenant_id: int, desk_chat: ManagerChat, flow: ConversationFlow) -> None:
+    await flow.manager_edited(tenant_id, desk_chat.chat_id, message.message_id, html_text(message))
 
 
 async def ignore(_: Message | CallbackQuery) -> None:
@@ -374,7 +374,7 @@ async def ignore(_: Message | CallbackQuery) -> None:
 
 
 async def cannot_act(event: Message | CallbackQuery, role: Role, desk_chat: ManagerChat, translate: Translate,
-                     tenant: Tenant, flow: ConversationFlow) -> None:
+                     tenant_id: int, flow: ConversationFlow) -> None:
     """A pending member or a viewer tried to act: say why nothing happened (a reply in a conversation's
     topic or to a command; their other talk in the group is left alone)."""
     text = translate(desk_chat.locale, NOT_APPROVED if role == Role.PENDING else READ_ONLY)
@@ -382,7 +382,7 @@ async def cannot_act(event: Message | CallbackQuery, role: Role, desk_chat: Mana
         await event.answer(text, show_alert=True)
         return
     if event.message_thread_id is not None or (event.text or "").startswith("/"):
-        await _answer(event, desk_chat, escape(text), tenant, flow)
+        await _answer(event, desk_chat, escape(text), tenant_id, flow)
 
 
 def create_router() -> Router:

@@ -6,13 +6,12 @@ from aiogram import Router
 from aiogram.types import ChatMemberUpdated
 
 from handlers.filters import in_private_chat
-from models import Bot as Tenant
 from services import conversations
 
 
-async def bot_membership_changed(update: ChatMemberUpdated, tenant: Tenant) -> None:
+async def bot_membership_changed(update: ChatMemberUpdated, tenant_id: int) -> None:
     blocked = update.new_chat_member.status == "kicked"
-    await conversations.set_blocked(tenant.id, update.from_user.id, blocked)
+    await conversations.set_blocked(tenant_id, update.from_user.id, blocked)
 
 
 def create_router() -> Router:

@@ -15,7 +15,6 @@ from aiogram.utils.i18n import gettext as _
 from bot.settings import Settings
 from handlers.filters import in_private_chat
 from handlers.identity import as_customer
-from models import Bot as Tenant
 from models import User
 from services import conversations, widget_links
 from services.render import escape
@@ -27,18 +26,18 @@ class LinkChoice(CallbackData, prefix="wlink"):
     confirmed: bool
 
 
-async def _customer(event: Message | CallbackQuery, tenant: Tenant, settings: Settings, customer: User | None) -> User:
+async def _customer(event: Message | CallbackQuery, tenant_id: int, settings: Settings, customer: User | None) -> User:
     if customer is not None:
         return customer
     assert event.from_user is not None  # private messages and button presses always have a sender
-    return await conversations.register_customer(tenant.id, as_customer(event.from_user), settings.default_locale)
+    return await conversations.register_customer(tenant_id, as_customer(event.from_user), settings.default_locale)
 
 
-async def link_start(message: Message, command: CommandObject, tenant: Tenant, settings: Settings,
+async def link_start(message: Message, command: CommandObject, tenant_id: int, settings: Settings,
                      customer: User | None) -> None:
-    user = await _customer(message, tenant, settings, customer)
+    user = await _customer(message, tenant_id, settings, customer)
     code = (command.args or "").removeprefix(widget_links.START_PREFIX)
-    request = await widget_links.claim(tenant.id, code, user)
+    request = await widget_links.claim(tenant_id, code, user)
     if request is None:
         await message.answer(escape(_("This link has expired or was already used. Ask for a new one in the chat on "
                                       "the website.")))
@@ -57,15 +56,15 @@ async def link_start(message: Message, command: CommandObject, tenant: Tenant, s
     await message.answer(escape(text), reply_markup=keyboard)
 
 
-async def link_chosen(query: CallbackQuery, callback_data: LinkChoice, tenant: Tenant, settings: Settings,
+async def link_chosen(query: CallbackQuery, callback_data: LinkChoice, tenant_id: int, settings: Settings,
                       customer: User | None, widget_live: WidgetLive) -> None:
     await query.answer()
-    user = await _customer(query, tenant, settings, customer)
+    user = await _customer(query, tenant_id, settings, customer)
     if not callback_data.confirmed:
-        await widget_links.decline(tenant.id, callback_data.link, user)
+        await widget_links.decline(tenant_id, callback_data.link, user)
         text = _("Nothing was linked.")
     else:
-        visitor = await widget_links.confirm(tenant.id, callback_data.link, user)
+        visitor = await widget_links.confirm(tenant_id, callback_data.link, user)
         if visitor is not None and visitor.widget_visitor_id:
             await widget_live.publish(visitor.widget_visitor_id, {"type": "linked"})
         text = (_("Done: the website chat is in your history now. You can carry on here too.") if visitor is not None

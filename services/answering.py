@@ -36,6 +36,7 @@ from services.flow import ConversationFlow
 from services.generation import GenerationStopped, Typing
 from services.i18n import N_, Translate
 from services.knowledge_index import KnowledgeIndex
+from services.outbox import JobKind
 from services.ports import RecipientBlocked
 from services.render import escape, html_to_text, markdown_to_html
 from services.retrieval import Passage
@@ -241,7 +242,7 @@ class Answerer:
 
     async def gave_up(self, job: OutboxJob) -> None:
         """A job failed for good: people take over, and the customer is told so, never left in silence."""
-        if job.kind != "answer":
+        if job.kind != JobKind.ANSWER:
             return
         context = await self._load(job)
         if context is None:

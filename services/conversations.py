@@ -30,6 +30,7 @@ from services import outbox
 from services.i18n import pick_locale
 from services.knowledge import question_key, words
 from services.limits import RateLimiter, Verdict
+from services.outbox import JobKind
 
 MAX_TEXT_CHARS = 4096
 LAST_SEEN_PRECISION = timedelta(hours=1)
@@ -206,10 +207,11 @@ async def announce_to_managers(conversation: Conversation, *, first: bool) -> No
         # The header card shows the history up to here; later messages are copied one by one.
         last = await Message.filter(conversation_id=conversation.id).order_by("-id").first().values_list(
             "id", flat=True)
-        await outbox.enqueue(bot_id, "open_topic", {"conversation_id": conversation.id, "upto_message_id": last or 0},
+        await outbox.enqueue(bot_id, JobKind.OPEN_TOPIC,
+                             {"conversation_id": conversation.id, "upto_message_id": last or 0},
                              lane=topic_lane(conversation), queue=outbox.MANAGERS, priority=1)
     else:
-        await outbox.enqueue(bot_id, "topic_state", {"conversation_id": conversation.id},
+        await outbox.enqueue(bot_id, JobKind.TOPIC_STATE, {"conversation_id": conversation.id},
                              lane=topic_lane(conversation), queue=outbox.MANAGERS, priority=1)
 
 
@@ -240,7 +242,7 @@ async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming
             if not conversation.question_key:
                 await _note_question(conversation, text)
             with_ai = conversation.mode == ConversationMode.AI
-            job_kind = {Verdict.ALLOW: "answer", Verdict.WARN: "slow_down"}.get(verdict)
+            job_kind = {Verdict.ALLOW: JobKind.ANSWER, Verdict.WARN: JobKind.SLOW_DOWN}.get(verdict)
             if job_kind is not None and with_ai:
                 await outbox.enqueue(bot_id, job_kind, {"message_id": message.id}, lane=customer_lane(conversation))
             if conversation.handed_off_at is not None:
@@ -258,7 +260,7 @@ async def _to_managers(conversation: Conversation, message: Message, incoming: I
     if incoming.telegram_message_id is not None and who.telegram_id is not None:
         await MessageCopy.create(bot_id=message.bot_id, message=message, chat_id=who.telegram_id,
                                  telegram_message_id=incoming.telegram_message_id, original=True)
-    await outbox.enqueue(message.bot_id, "topic_copy", {"message_id": message.id, "bookkeeping": bookkeeping},
+    await outbox.enqueue(message.bot_id, JobKind.TOPIC_COPY, {"message_id": message.id, "bookkeeping": bookkeeping},
                          lane=topic_lane(conversation), queue=outbox.MANAGERS, priority=1)
 
 

@@ -42,6 +42,7 @@ from services import conversations, handoff, outbox
 from services.conversations import Customer, Incoming, Stored, announce_to_managers, customer_lane, topic_lane
 from services.i18n import Translate
 from services.limits import RateLimiter
+from services.outbox import JobKind
 from services.ports import Where
 from services.render import escape, sanitize_html
 from services.staff import WorkingHoursSource
@@ -148,7 +149,7 @@ async def queue_notice(conversation: Conversation, notice: str, text: str = "", 
     message = await Message.create(bot_id=conversation.bot_id, conversation_id=conversation.id,
                                    author_kind=AuthorKind.SYSTEM, text=text,
                                    ai_meta={"source": "desk", "notice": notice})
-    await outbox.enqueue(conversation.bot_id, "customer_notice",
+    await outbox.enqueue(conversation.bot_id, JobKind.CUSTOMER_NOTICE,
                          {"conversation_id": conversation.id, "notice": notice, "params": params,
                           "message_id": message.id},
                          lane=customer_lane(conversation))
@@ -157,7 +158,7 @@ async def queue_notice(conversation: Conversation, notice: str, text: str = "", 
 
 async def post_to_group(bot_id: int, where: Where, html: str) -> OutboxJob:
     """Queue a message for staff in the manager chat, ahead of the copies waiting there."""
-    return await outbox.enqueue(bot_id, "group_post", {"chat_id": where.chat_id, "thread_id": where.thread_id,
+    return await outbox.enqueue(bot_id, JobKind.GROUP_POST, {"chat_id": where.chat_id, "thread_id": where.thread_id,
                                                        "reply_to": where.reply_to, "html": html},
                                 lane=f"group:{where.chat_id}", queue=outbox.MANAGERS, priority=0)
 
@@ -399,10 +400,10 @@ class ConversationFlow:
             await Message.filter(id=message.id).update(text=text)
             message.text = text
             if message.author_kind == AuthorKind.CUSTOMER:
-                await outbox.enqueue(bot_id, "topic_edit", {"message_id": message.id},
+                await outbox.enqueue(bot_id, JobKind.TOPIC_EDIT, {"message_id": message.id},
                                      lane=topic_lane(message.conversation), queue=outbox.MANAGERS, priority=1)
             elif message.author_kind == AuthorKind.MANAGER:
-                await outbox.enqueue(bot_id, "customer_edit", {"message_id": message.id},
+                await outbox.enqueue(bot_id, JobKind.CUSTOMER_EDIT, {"message_id": message.id},
                                      lane=customer_lane(message.conversation))
             await changes.emit(ConversationEvent(kind, message.conversation, message=message))
         return True
@@ -428,7 +429,7 @@ async def _store_posted(conversation: Conversation, staff: User, posted: Posted,
                              telegram_message_id=posted.telegram_message_id, original=True)
     if not note:
         quoted = await _customer_side_of(conversation, posted)
-        await outbox.enqueue(bot_id, "to_customer", {"message_id": message.id, "reply_to": quoted},
+        await outbox.enqueue(bot_id, JobKind.TO_CUSTOMER, {"message_id": message.id, "reply_to": quoted},
                              lane=customer_lane(conversation))
     return message
 
@@ -449,9 +450,9 @@ async def _store_typed(conversation: Conversation, staff: User, typed: Typed, *,
                                    # Like everywhere else: notes are plain text, staff replies Telegram HTML.
                                    text=text if note else escape(text), ai_meta={"source": "app"})
     if not note:
-        await outbox.enqueue(bot_id, "to_customer", {"message_id": message.id}, lane=customer_lane(conversation))
+        await outbox.enqueue(bot_id, JobKind.TO_CUSTOMER, {"message_id": message.id}, lane=customer_lane(conversation))
     if conversation.handed_off_at is not None or not note:
-        await outbox.enqueue(bot_id, "topic_copy", {"message_id": message.id}, lane=topic_lane(conversation),
+        await outbox.enqueue(bot_id, JobKind.TOPIC_COPY, {"message_id": message.id}, lane=topic_lane(conversation),
                              queue=outbox.MANAGERS, priority=1)
     return message
 

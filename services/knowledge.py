@@ -17,6 +17,7 @@ from tortoise.transactions import in_transaction
 
 from models import JobStatus, KnowledgeItem, OutboxJob
 from services import outbox
+from services.outbox import JobKind
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _MAX_QUERY_WORDS = 32
@@ -24,7 +25,7 @@ _MAX_QUERY_WORDS = 32
 
 # Indexing work (services.knowledge_sources) runs in its own outbox queue, never in a request.
 QUEUE = "knowledge"
-EMBED_JOB = "kb_embed"
+EMBED_JOB = JobKind.KB_EMBED
 
 MAX_QUESTION_CHARS = 500
 MAX_ANSWER_CHARS = 4000  # with its header, a knowledge answer fits one Telegram message

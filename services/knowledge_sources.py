@@ -50,11 +50,12 @@ from services.documents import DocumentError, DocumentLimits, ExtractedDocument,
 from services.embeddings import Embedder, EmbeddingError, Vectors, to_bytes
 from services.knowledge import EMBED_JOB, QUEUE
 from services.knowledge_index import ITEMS, KnowledgeIndex
+from services.outbox import JobKind
 from services.web_sources import CrawlPage, FetchError, FetchPolicy, Validators, WebFetcher, crawl, normalise_url
 
 log = logging.getLogger(__name__)
 
-SYNC_JOB = "kb_sync"
+SYNC_JOB = JobKind.KB_SYNC
 EMBED_BATCH = 16
 MAX_TITLE = 300
 MAX_SOURCES = 500  # per bot

@@ -28,7 +28,7 @@ from models import (
 )
 from services import conversations, outbox
 from services.i18n import N_, Translate
-from services.outbox import JobHandler
+from services.outbox import JobHandler, JobKind
 from services.ports import (
     AlbumItem,
     Button,
@@ -234,9 +234,9 @@ class ManagerGroup:
         return run
 
     def handlers(self) -> dict[str, JobHandler]:
-        jobs = {"open_topic": self.open_topic_job, "topic_copy": self.topic_copy_job,
-                "topic_state": self.topic_state_job, "topic_edit": self.topic_edit_job,
-                "group_post": self.group_post_job}
+        jobs = {JobKind.OPEN_TOPIC: self.open_topic_job, JobKind.TOPIC_COPY: self.topic_copy_job,
+                JobKind.TOPIC_STATE: self.topic_state_job, JobKind.TOPIC_EDIT: self.topic_edit_job,
+                JobKind.GROUP_POST: self.group_post_job}
         return {kind: self.never_dropped(job) for kind, job in jobs.items()}
 
     def _where(self, conversation: Conversation, chat: ManagerChat, reply_to: int | None = None) -> Where:

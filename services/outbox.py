@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
@@ -45,6 +46,28 @@ class Postpone(Exception):
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+class JobKind(StrEnum):
+    """Every kind of job the product queues, in one place (an OutboxJob row stores its value)."""
+
+    # the customers' queue
+    ANSWER = "answer"  # a customer's message: the knowledge base, the AI, or a person
+    SLOW_DOWN = "slow_down"  # a customer over their rate: one notice
+    TO_CUSTOMER = "to_customer"  # a manager's reply, delivered through the conversation's channel
+    CUSTOMER_EDIT = "customer_edit"  # a manager edited a reply the customer has
+    CUSTOMER_NOTICE = "customer_notice"  # one of our notices, stored in its place
+    IMPROVE = "improve"  # the studio's /improve in the bot
+    PROMPT_RUN = "prompt_run"  # ... and its "Run it"
+    # the managers' queue
+    OPEN_TOPIC = "open_topic"
+    TOPIC_STATE = "topic_state"
+    TOPIC_COPY = "topic_copy"
+    TOPIC_EDIT = "topic_edit"
+    GROUP_POST = "group_post"
+    # the knowledge's queue
+    KB_EMBED = "kb_embed"
+    KB_SYNC = "kb_sync"
 
 
 CUSTOMERS = ""  # the default queue: everything that reaches a customer

@@ -97,3 +97,15 @@ def test_the_conversation_flow_does_not_branch_on_the_channel() -> None:
                                                             for c in node.comparators):
                 offenders.append(f"services/{name}:{node.lineno} telegram_id is None")
     assert offenders == []
+
+
+def test_job_kinds_come_from_their_enum() -> None:
+    """Every job the product queues names a `JobKind` member (services/outbox.py), never a string of its own."""
+    offenders = []
+    for directory in ("services", "bot", "handlers", "miniapp"):
+        for path in (ROOT / directory).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                        node.func.attr == "enqueue" and len(node.args) > 1 and isinstance(node.args[1], ast.Constant):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []

@@ -17,7 +17,7 @@ from services import conversations, outbox
 from services.ai import Progress
 from services.generation import Generations
 from services.i18n import N_, Translate
-from services.outbox import Postpone
+from services.outbox import JobKind, Postpone
 from services.ports import Button, ChatSender, OutgoingText, RecipientBlocked
 from services.render import escape, markdown_to_html, split_html
 from services.studio import projects, runs
@@ -27,8 +27,8 @@ from services.studio.runs import StudioRuntime, split_improved
 
 log = logging.getLogger(__name__)
 
-IMPROVE_JOB = "improve"
-RUN_JOB = "prompt_run"
+IMPROVE_JOB = JobKind.IMPROVE
+RUN_JOB = JobKind.PROMPT_RUN
 SAVE, RUN = "save", "run"
 # Studio drafts are numbered past this (plus the job's id), apart from answers' drafts (message ids).
 DRAFT_IDS = 1 << 40
