@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiogram import F, Router
+from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandStart
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import I18n
@@ -60,15 +60,14 @@ async def language_command(message: Message) -> None:
     await message.answer(escape(_("Choose your language:")), reply_markup=language_keyboard())
 
 
-async def language_button(query: CallbackQuery) -> None:
+async def language_button(query: CallbackQuery, bot: Bot) -> None:
     await query.answer()
     if query.message is not None:
-        await query.bot.send_message(query.from_user.id, escape(_("Choose your language:")),  # type: ignore[union-attr]
-                                     reply_markup=language_keyboard())
+        await bot.send_message(query.from_user.id, escape(_("Choose your language:")), reply_markup=language_keyboard())
 
 
 async def language_chosen(query: CallbackQuery, callback_data: LanguageChoice, tenant_id: int,
-                          settings: Settings, customer: User | None, i18n: I18n) -> None:
+                          settings: Settings, customer: User | None, i18n: I18n, bot: Bot) -> None:
     if callback_data.code not in LANGUAGE_NAMES:
         await query.answer()
         return
@@ -76,8 +75,7 @@ async def language_chosen(query: CallbackQuery, callback_data: LanguageChoice, t
     await conversations.set_language(user, callback_data.code)
     with i18n.use_locale(callback_data.code):
         await query.answer(_("Language: {language}").format(language=LANGUAGE_NAMES[callback_data.code]))
-        await query.bot.send_message(  # type: ignore[union-attr]
-            query.from_user.id, escape(_("Done! I'll speak English with you now.")))
+        await bot.send_message(query.from_user.id, escape(_("Done! I'll speak English with you now.")))
 
 
 async def new_conversation(message: Message, tenant_id: int, settings: Settings, customer: User | None) -> None:
@@ -87,22 +85,23 @@ async def new_conversation(message: Message, tenant_id: int, settings: Settings,
 
 
 async def _ask_for_person(event: Message | CallbackQuery, tenant_id: int, settings: Settings, customer: User | None,
-                          flow: ConversationFlow) -> None:
+                          flow: ConversationFlow, bot: Bot) -> None:
     """The notice comes from the customers' queue, stored with the handoff; asked again, it is said again."""
-    asked = await flow.ask_for_person(await _registered(event, tenant_id, settings, customer))
-    if not asked.handed and event.bot is not None:
-        await event.bot.send_message(event.from_user.id, escape(asked.notice))  # type: ignore[union-attr]
+    user = await _registered(event, tenant_id, settings, customer)
+    asked = await flow.ask_for_person(user)
+    if not asked.handed and user.telegram_id is not None:
+        await bot.send_message(user.telegram_id, escape(asked.notice))
 
 
 async def human_command(message: Message, tenant_id: int, settings: Settings, customer: User | None,
-                        flow: ConversationFlow) -> None:
-    await _ask_for_person(message, tenant_id, settings, customer, flow)
+                        flow: ConversationFlow, bot: Bot) -> None:
+    await _ask_for_person(message, tenant_id, settings, customer, flow, bot)
 
 
 async def human_button(query: CallbackQuery, tenant_id: int, settings: Settings, customer: User | None,
-                       flow: ConversationFlow) -> None:
+                       flow: ConversationFlow, bot: Bot) -> None:
     await query.answer()
-    await _ask_for_person(query, tenant_id, settings, customer, flow)
+    await _ask_for_person(query, tenant_id, settings, customer, flow, bot)
 
 
 async def rated(query: CallbackQuery, callback_data: RateConversation, tenant_id: int, settings: Settings,

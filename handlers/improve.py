@@ -6,7 +6,7 @@ outbox, streamed into the chat); the buttons act on the presser's own run only.
 
 from __future__ import annotations
 
-from aiogram import F, Router
+from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, WebAppInfo
@@ -92,7 +92,7 @@ async def _refuse(query: CallbackQuery) -> None:
 
 
 async def save_pressed(query: CallbackQuery, callback_data: PromptRunAction, settings: Settings,
-                       customer: User | None) -> None:
+                       customer: User | None, bot: Bot) -> None:
     if customer is None:
         await _refuse(query)
         return
@@ -107,12 +107,11 @@ async def save_pressed(query: CallbackQuery, callback_data: PromptRunAction, set
         return
     text = _(SAVED if saved.created else SAVED_BEFORE).format(project=saved.project.name)
     await query.answer()
-    await query.bot.send_message(query.from_user.id, escape(text),  # type: ignore[union-attr]
-                                 reply_markup=_open_keyboard(settings, saved.project.id))
+    await bot.send_message(query.from_user.id, escape(text), reply_markup=_open_keyboard(settings, saved.project.id))
 
 
 async def run_pressed(query: CallbackQuery, callback_data: PromptRunAction, tenant_id: int, settings: Settings,
-                      customer: User | None, limiter: RateLimiter, studio_chat: StudioChat) -> None:
+                      customer: User | None, limiter: RateLimiter, studio_chat: StudioChat, bot: Bot) -> None:
     if customer is None:
         await _refuse(query)
         return
@@ -127,20 +126,19 @@ async def run_pressed(query: CallbackQuery, callback_data: PromptRunAction, tena
             await _refuse(query)
             return
         await query.answer()
-        await _not_runnable(query, error, settings, customer, callback_data.run)
+        await _not_runnable(bot, query, error, settings, customer, callback_data.run)
         return
     await query.answer()
 
 
-async def _not_runnable(query: CallbackQuery, error: StudioError, settings: Settings, customer: User,
+async def _not_runnable(bot: Bot, query: CallbackQuery, error: StudioError, settings: Settings, customer: User,
                         run_id: int) -> None:
     """Say what to fill in, and offer the studio: the saved project, or saving it there first."""
     project = await chat.project_of(customer, run_id)
     keyboard = _open_keyboard(settings, project.id) if project is not None else InlineKeyboardMarkup(
         inline_keyboard=[[InlineKeyboardButton(text=_(chat.SAVE_BUTTON),
                                                callback_data=PromptRunAction(action="save", run=run_id).pack())]])
-    await query.bot.send_message(query.from_user.id, escape(chat.error_text(error, _)),  # type: ignore[union-attr]
-                                 reply_markup=keyboard)
+    await bot.send_message(query.from_user.id, escape(chat.error_text(error, _)), reply_markup=keyboard)
 
 
 def create_router() -> Router:

@@ -7,14 +7,14 @@ a handler never waits for that budget while holding Telegram's webhook connectio
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from aiogram import Bot, Router
-from aiogram.dispatcher.event.handler import CallableObject, CallbackType
+from aiogram import BaseMiddleware, Bot, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
-from aiogram.types import BotCommand, BotCommandScopeChat, CallbackQuery, Message, Update
+from aiogram.types import BotCommand, BotCommandScopeChat, CallbackQuery, Message, TelegramObject, Update
 
 from bot.settings import Settings
 from handlers.identity import as_customer
@@ -145,23 +145,21 @@ async def member_who_cannot_act(event: Message | CallbackQuery, tenant_id: int, 
     return {"role": member[0], "desk_chat": member[1]}
 
 
-def as_staff(handler: CallbackType) -> CallbackType:
-    """`handler`, given `staff`: the member's row, made (or its names refreshed) with their role on it,
+class EnlistStaff(BaseMiddleware):
+    """Gives the handler `staff`: the member's row, made (or its names refreshed) with their role on it,
     so the team list shows them and admins can approve them.
 
-    Written when the handler runs, never by the filters that let it run: a filter only decides (aiogram
-    asks it once for each handler it guards, and for updates no handler takes).
+    An inner middleware: it runs when a handler of its router is about to run, never while the filters
+    decide (aiogram asks a filter once for each handler it guards, and for updates no handler takes).
     """
-    inner = CallableObject(handler)
 
-    async def handle(event: Message | CallbackQuery, tenant_id: int, settings: Settings,
-                     staff_directory: StaffDirectory, **data: Any) -> Any:
-        assert event.from_user is not None  # the filters let in only a person
-        row = await staff_directory.enlist(tenant_id, as_customer(event.from_user), settings.default_locale)
-        return await inner.call(event, tenant_id=tenant_id, settings=settings, staff_directory=staff_directory,
-                                staff=row, **data)
-
-    return handle
+    async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+                       event: TelegramObject, data: dict[str, Any]) -> Any:
+        person = data.get("event_from_user")
+        assert person is not None  # the filters let in only a person
+        directory: StaffDirectory = data["staff_directory"]
+        data["staff"] = await directory.enlist(data["tenant_id"], as_customer(person), data["settings"].default_locale)
+        return await handler(event, data)
 
 
 async def admin_in_a_group(message: Message, staff_directory: StaffDirectory) -> bool:
@@ -392,19 +390,23 @@ def create_router() -> Router:
     staff_only.message.filter(staff_in_manager_chat)
     staff_only.edited_message.filter(staff_in_manager_chat)
     staff_only.callback_query.filter(staff_in_manager_chat)
-    staff_only.message.register(as_staff(conversation_command),
+    staff_only.message.register(conversation_command,
                                 Command("take", "ai", "close", "note", "info", "ban", "unban"))
-    staff_only.message.register(as_staff(open_command), Command("open"))
-    staff_only.message.register(as_staff(stats_command), Command("stats"))
-    staff_only.message.register(as_staff(presence_command), Command("online", "away"))
-    staff_only.message.register(as_staff(hours_command), Command("hours"))
-    staff_only.message.register(as_staff(help_command), Command("help", "start"))
-    staff_only.message.register(as_staff(manager_wrote))
-    staff_only.edited_message.register(as_staff(manager_edited))
-    staff_only.callback_query.register(as_staff(card_button), DeskAction.filter())
+    staff_only.message.register(open_command, Command("open"))
+    staff_only.message.register(stats_command, Command("stats"))
+    staff_only.message.register(presence_command, Command("online", "away"))
+    staff_only.message.register(hours_command, Command("hours"))
+    staff_only.message.register(help_command, Command("help", "start"))
+    staff_only.message.register(manager_wrote)
+    staff_only.edited_message.register(manager_edited)
+    staff_only.callback_query.register(card_button, DeskAction.filter())
     waiting = Router(name=f"{__name__}.waiting")  # members an admin has not approved, and viewers
-    waiting.message.register(as_staff(cannot_act), member_who_cannot_act)
-    waiting.callback_query.register(as_staff(cannot_act), DeskAction.filter(), member_who_cannot_act)
+    waiting.message.register(cannot_act, member_who_cannot_act)
+    waiting.callback_query.register(cannot_act, DeskAction.filter(), member_who_cannot_act)
+    enlist = EnlistStaff()  # a member's row and role, written only when one of these handlers runs
+    for observer in (staff_only.message, staff_only.edited_message, staff_only.callback_query,
+                     waiting.message, waiting.callback_query):
+        observer.middleware(enlist)
     # A router's own handlers run before its children's, so the catch-all is a child too, the last one.
     everyone_else = Router(name=f"{__name__}.others")
     everyone_else.message.register(ignore, _in_a_group)

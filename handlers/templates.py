@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiogram import Router
+from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
@@ -128,7 +128,7 @@ async def turn_page(query: CallbackQuery, callback_data: TemplatePage, state: FS
 
 
 async def show_template(query: CallbackQuery, callback_data: TemplatePick, customer: User | None,
-                        settings: Settings) -> None:
+                        settings: Settings, bot: Bot) -> None:
     try:
         template = await templates.get(customer, callback_data.id)
     except templates.TemplateError:
@@ -139,8 +139,7 @@ async def show_template(query: CallbackQuery, callback_data: TemplatePick, custo
     if base := settings.public_address.mini_app_url:  # Telegram opens Mini Apps over https only; else no button
         keyboard = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
             text=_("📝 Open in the studio"), web_app=WebAppInfo(url=f"{base}studio/templates?open={template.id}"))]])
-    await query.bot.send_message(query.from_user.id, template_message(template),  # type: ignore[union-attr]
-                                 reply_markup=keyboard)
+    await bot.send_message(query.from_user.id, template_message(template), reply_markup=keyboard)
 
 
 def create_router() -> Router:
