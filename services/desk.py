@@ -1,8 +1,8 @@
-"""What staff do to a conversation, and what reaches the customer because of it.
+"""The manager desk's side that is not an event: finding the conversation a manager means, and the
+customers' queue jobs that the desk's events cause (`CustomerSide`).
 
-Every action is one transaction: the change, its audit entry, and the jobs that show it (the
-customer's notice on the customers' queue, the topic's new state on the managers' queue).
-A Telegram command, a header-card button and (later) the Mini App call the same functions.
+The staff actions themselves (take, give back, close, ban, a reply or a note) are events of
+services/flow.py: one call each, for a topic command, a header-card button and the Mini App alike.
 """
 
 from __future__ import annotations
