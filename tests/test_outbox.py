@@ -77,7 +77,7 @@ async def test_jobs_of_one_conversation_run_one_at_a_time_in_order(database: str
         nonlocal overlapped
         overlapped = overlapped or job.lane in running
         running.add(job.lane)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # a job that takes a while: time in which a second one of its lane would overlap
         order.append(int(str(job.payload["n"])))
         running.discard(job.lane)
 
