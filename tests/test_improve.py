@@ -3,7 +3,6 @@ chat, the Mini App and the stored runs show it."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +13,7 @@ from tgsim import Simulator
 from bot.app import OUTBOXES
 from models import JobStatus, OutboxJob, PromptProject, PromptRun, Usage, User
 from services.studio.runs import IMPROVE_SYSTEM
-from tests.conftest import Frontdesk, formatted
+from tests.conftest import Frontdesk, eventually, formatted, outbox_idle
 from tests.fake_ai import FakeAI
 from tests.miniapp_helpers import app_client
 
@@ -42,17 +41,11 @@ async def improved_message(sim: Simulator, chat_id: int, count: int = 1) -> dict
 
 async def finished(job: OutboxJob) -> OutboxJob:
     """The job once its worker has marked it done: the chat sees the message a moment before that."""
-    for _ in range(200):
-        current = await OutboxJob.get(id=job.id)
-        if current.status == JobStatus.DONE:
-            return current
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"job {job.id} is still {current.status}")
+    async def done() -> bool:
+        return await OutboxJob.filter(id=job.id, status=JobStatus.DONE).exists()
 
-
-async def settle(sim: Simulator, seconds: float = 0.5) -> None:
-    await sim.wait_until_delivered()
-    await asyncio.sleep(seconds)
+    await eventually(done, f"job {job.id} done")
+    return await OutboxJob.get(id=job.id)
 
 
 async def press(sim: Simulator, user_id: int, message: dict[str, Any], text: str,
@@ -84,7 +77,7 @@ async def test_improve_streams_drafts_then_the_prompt_in_a_code_block_with_save_
     assert "What I changed" in formatted(message, "bold")
     assert "role" in formatted(message, "bold")
     assert [b["text"] for b in buttons(message)] == ["💾 Save to a project", "▶️ Run it"]
-    await settle(sim)
+    await outbox_idle(sim)
     assert len(bot_messages(sim, ann["id"])) == 1
     [request] = ai.requests
     assert request["model"] == "main-model"
@@ -237,7 +230,7 @@ async def test_run_it_asks_for_the_variables_first(frontdesk: Frontdesk, sim: Si
     assert [b["text"] for b in buttons(ask)] == ["💾 Save to a project"]
     await press(sim, ann["id"], ask, "💾 Save to a project")  # from there, the studio
     await sim.wait_for_messages(ann["id"], 3)
-    await settle(sim)
+    await outbox_idle(sim)
     assert len(ai.requests) == 1
     assert not await PromptRun.filter(kind="run").exists()
     assert await PromptProject.all().count() == 1
@@ -257,7 +250,7 @@ async def test_someone_elses_buttons_are_refused_and_touch_nothing(
         assert answer is not None
         assert answer["show_alert"] is True
         assert answer["text"] == "Sorry, this button isn't yours, so I can't use it."
-    await settle(sim)
+    await outbox_idle(sim)
     assert not await PromptProject.exists()
     assert await PromptRun.all().count() == 1
     assert len(ai.requests) == 1
@@ -304,7 +297,7 @@ async def test_a_failing_model_sends_a_clear_message_and_nothing_half_written(
     [message] = await sim.wait_for_messages(ann["id"])
     assert message["text"] == "The AI model didn't answer this time. Please try again in a moment."
     assert "reply_markup" not in message
-    await settle(sim)
+    await outbox_idle(sim)
     assert len(bot_messages(sim, ann["id"])) == 1
     run = await PromptRun.get()
     assert (run.kind, run.status) == ("improve", "error")
@@ -341,7 +334,7 @@ async def test_a_long_improved_prompt_is_split_within_telegrams_limit(
     ann = sim.create_user("Ann")
     sim.send_command(ann["id"], "improve", "describe our drinks")
     await sim.wait_for_messages(ann["id"], 2, timeout=10)
-    await settle(sim)
+    await outbox_idle(sim)
     parts = bot_messages(sim, ann["id"])
     assert len(parts) == 2
     assert all(len(part["text"]) <= 4096 for part in parts)
@@ -381,7 +374,7 @@ async def test_an_improve_redelivered_after_its_update_id_was_forgotten_is_answe
     await improved_message(sim, ann["id"])
     [job] = await OutboxJob.filter(kind="improve")
     await finished(job)
-    await settle(sim)
+    await outbox_idle(sim)
     assert len(ai.requests) == 1
     assert len(bot_messages(sim, ann["id"])) == 1
     assert await PromptRun.filter(kind="improve").count() == 1

@@ -4,7 +4,6 @@ the after-hours notice, the team's roles)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +16,7 @@ from miniapp.auth import MINIAPP
 from models import AuditLog, Bot, Conversation, ConversationMode, Message, Persona, User, WidgetSite
 from services.persona import default_persona
 from services.schedule import DAYS
+from tests.conftest import eventually
 from tests.desk_helpers import Desk, manager_desk, wait_for_topic
 from tests.fake_ai import FakeAI
 from tests.miniapp_helpers import AppClient, app_client, dashboard_link, sign_in
@@ -42,12 +42,11 @@ async def ask(sim: Simulator, ai: FakeAI, customer: dict[str, Any], text: str) -
 
 async def recorded_answer(question: str) -> Message:
     """The AI's stored answer to a question (stored just after it reaches the chat)."""
-    for _ in range(200):
-        answer = await Message.filter(author_kind="ai", reply_to__text=question).first()
-        if answer is not None:
-            return answer
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no stored answer to {question!r}")
+    answers = Message.filter(author_kind="ai", reply_to__text=question)
+    await eventually(answers.exists, f"the stored answer to {question!r}")
+    answer = await answers.first()
+    assert answer is not None
+    return answer
 
 
 async def settings_row(desk: Desk) -> dict[str, object]:

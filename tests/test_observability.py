@@ -30,6 +30,7 @@ from tests.conftest import (
     eventually,
     free_port,
     frontdesk_environment,
+    outbox_idle,
     running_frontdesk,
 )
 from tests.fake_ai import FakeAI
@@ -70,7 +71,9 @@ async def test_metrics_count_updates_calls_answers_and_conversations(
     ann = sim.create_user("Ann")
     sent = sim.send_text(ann["id"], "hi")
     await sim.wait_for_messages(ann["id"])
-    await asyncio.sleep(0.3)  # the job's bookkeeping after the answer
+    await outbox_idle(sim)  # the update handled and remembered, the answer's job done ...
+    await scraped_soon(frontdesk, "frontdesk_outbox_jobs_total", 1, queue="customers", kind="answer",
+                       result="done")  # ... and counted
     update = {"update_id": 1, "message": sent}
     async with aiohttp.ClientSession() as http, http.post(
             frontdesk.url + "/telegram/webhook", json=update,

@@ -77,17 +77,14 @@ async def test_jobs_of_one_conversation_run_one_at_a_time_in_order(database: str
         nonlocal overlapped
         overlapped = overlapped or job.lane in running
         running.add(job.lane)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # a job that takes a while: time in which a second one of its lane would overlap
         order.append(int(str(job.payload["n"])))
         running.discard(job.lane)
 
     worker = OutboxWorker({"step": step}, OutboxSettings(workers=4, idle_poll_seconds=0.05))
     worker.start()
     try:
-        for _ in range(100):
-            if await OutboxJob.filter(status=JobStatus.DONE).count() == 4:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(_done(4), "every job done")
     finally:
         await worker.stop()
     assert not overlapped
@@ -152,8 +149,14 @@ async def test_a_long_running_job_keeps_its_lease_and_is_never_taken_up_twice(da
             lease = (await OutboxJob.get(id=job.id)).lease_expires_at
             return lease is not None and lease > first_lease
 
+        async def renewed_after_it_ran_out() -> bool:
+            lease = (await OutboxJob.get(id=job.id)).lease_expires_at
+            return lease is not None and lease - timedelta(seconds=worker.settings.lease_seconds) > first_lease
+
         await eventually(renewed, "the lease renewed")
-        await asyncio.sleep(max(0.0, (first_lease - outbox.now()).total_seconds()) + 0.1)  # past the first lease
+        # Time itself is what this is about: wait (by the worker's own clock) for a renewal made
+        # after the first lease would have run out, then the job is still not free to take.
+        await eventually(renewed_after_it_ran_out, "a renewal past the first lease")
         assert await OutboxWorker({"long": long}, OutboxSettings()).claim() is None  # still ours
         release.set()
         await eventually(_done(1), "the job done")

@@ -14,7 +14,7 @@ from tgsim import Simulator
 
 from bot import db
 from models import AuthorKind, JobStatus, KnowledgeItem, Message, OutboxJob, Persona
-from tests.conftest import ENCRYPTION_KEY, ROOT, free_port, frontdesk_environment, outbox_idle
+from tests.conftest import ENCRYPTION_KEY, ROOT, eventually, free_port, frontdesk_environment, outbox_idle
 from tests.fake_ai import FakeAI
 
 
@@ -25,20 +25,17 @@ def _clean_environment(**env: str) -> dict[str, str]:
 
 
 async def _wait_healthy(url: str, process: subprocess.Popen[bytes], within: float = 60.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
     async with aiohttp.ClientSession() as http:
-        while True:
+        async def healthy() -> bool:
             if process.poll() is not None:
                 raise AssertionError(f"the process exited with {process.returncode}")
             try:
                 async with http.get(url + "/healthz") as response:
-                    if response.status == 200:
-                        return
+                    return response.status == 200
             except aiohttp.ClientError:
-                pass
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError("the process did not become healthy")
-            await asyncio.sleep(0.1)
+                return False
+
+        await eventually(healthy, "the process to become healthy", within)
 
 
 def _spawn(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:

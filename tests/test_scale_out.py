@@ -54,12 +54,9 @@ async def test_a_stop_pressed_while_another_instance_streams_stops_that_stream(
         [answer] = await sim.wait_for_messages(ann["id"], timeout=15)
         assert ai.script.reply.startswith(answer["text"])
         assert len(answer["text"]) < len(ai.script.reply) * 0.8
-        for _ in range(50):  # the answer is recorded right after it is sent
-            stored = await Message.get_or_none(author_kind=AuthorKind.AI)
-            if stored is not None:
-                break
-            await asyncio.sleep(0.1)
-        assert stored is not None
+        answers = Message.filter(author_kind=AuthorKind.AI)
+        await eventually(answers.exists, "the answer recorded")  # right after it is sent
+        stored = await answers.get()
         assert stored.ai_meta["stopped"] is True
         assert [d["url"] for d in sim.deliveries()][-1].startswith(f"http://127.0.0.1:{port}")
 

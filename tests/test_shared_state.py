@@ -102,7 +102,7 @@ async def test_the_bot_wide_budget_is_shared_too(two_instances: TwoInstances) ->
 async def test_a_shared_send_holds_its_place_until_its_answer_came_back(two_instances: TwoInstances) -> None:
     first, second = two_instances(Limits(per_second=2, private_per_second=1, private_burst=3, group_per_minute=20))
     assert [await first.reserve(1), await second.reserve(2)] == [0, 0]
-    await asyncio.sleep(0.6)  # the requests travel slowly
+    await asyncio.sleep(0.6)  # the requests travel slowly: real time, as the budget is kept on Redis's clock
     answered = time.monotonic()
     await first.settle(1)
     await second.settle(2)

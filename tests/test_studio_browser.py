@@ -145,6 +145,7 @@ async def test_changes_made_offline_are_kept_on_the_device_and_saved_when_back_o
     ann = sim.create_user("Ann", language_code="en")
     project_id = await project_of(frontdesk, sim, ann["id"], doc("Greet {{name}}.", {"name": "Bob"}))
     page = await phone(browser, sim, ann["id"])
+    await page.clock.install()  # the page's timers, which the test moves on instead of waiting them out
     await open_project(page, frontdesk, project_id)
     template = page.locator("#template")
 
@@ -152,7 +153,7 @@ async def test_changes_made_offline_are_kept_on_the_device_and_saved_when_back_o
     await template.press("End")
     await template.press_sequentially(" Be brief.")
     await expect(page.locator("#save-state")).to_have_text(OFFLINE)
-    await page.wait_for_timeout(1500)  # well past the autosave's pause: nothing may have been sent
+    await page.clock.run_for(1500)  # well past the autosave's pause (its timer fired): nothing may have been sent
     assert (await stored(project_id))["prompt_blocks"][0]["template"] == "Greet {{name}}."
     local = json.loads(await page.evaluate("localStorage.getItem(Object.keys(localStorage)[0])"))
     assert local["doc"]["prompt_blocks"][0]["template"] == "Greet {{name}}. Be brief."

@@ -22,7 +22,7 @@ from tgsim import Simulator
 
 from models import AuthorKind, Message, WidgetSite
 from services import widget
-from tests.conftest import ROOT, Frontdesk, free_port
+from tests.conftest import ROOT, Frontdesk, eventually, free_port
 from tests.desk_helpers import manager_desk, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
 from tests.widget_helpers import open_widget
@@ -196,7 +196,7 @@ async def test_a_cut_network_loses_nothing(frontdesk: Frontdesk, ai: FakeAI, bro
     await _say(page, "And on Sundays?")  # typed while offline: kept, sent when back
     await expect(page.locator(".msg.customer.pending")).to_have_text("And on Sundays?")
     await _shot(page, "4-offline")
-    await asyncio.sleep(1.0)
+    await eventually(Message.filter(author_kind=AuthorKind.AI).exists, "the answer written while the visitor is away")
 
     await proxy.start()
     await expect(page.locator(".msg.ai[data-id]").first).to_contain_text("we deliver within two kilometres",

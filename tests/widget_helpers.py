@@ -41,6 +41,31 @@ class VisitorSocket:
             if wanted(frame):
                 return frame
 
+    async def all_handled(self, within: float = 10.0) -> list[dict[str, Any]]:
+        """Wait until the server has handled every frame sent so far; return the frames it sent meanwhile.
+
+        The positive event a negative check ("that frame got no answer") waits for: the server reads
+        a socket's frames in order and answers a ping when it reaches it, so once the pong is back
+        every frame before the ping was handled. Needs a socket opened with `autoping=False`, which
+        hands the pong over instead of swallowing it.
+        """
+        token = uuid.uuid4().bytes
+        await self.socket.ping(token)
+        came: list[dict[str, Any]] = []
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            message = await self.socket.receive(timeout=max(0.0, deadline - asyncio.get_running_loop().time()))
+            if message.type == aiohttp.WSMsgType.PONG and message.data == token:
+                return came
+            if message.type == aiohttp.WSMsgType.PING:
+                await self.socket.pong(message.data)
+            elif message.type == aiohttp.WSMsgType.TEXT:
+                frame: dict[str, Any] = json.loads(message.data)
+                self.frames.append(frame)
+                came.append(frame)
+            elif message.type != aiohttp.WSMsgType.PONG:
+                raise AssertionError(f"the socket closed ({message.type}, {message.data!r}, {message.extra!r})")
+
     async def send_message(self, text: str, client_id: str | None = None) -> str:
         client_id = client_id or str(uuid.uuid4())
         await self.socket.send_json({"type": "message", "client_id": client_id, "text": text})
@@ -64,9 +89,11 @@ def signed_in(site: WidgetSite, user_id: str, name: str = "", *, at: int | None 
 async def open_widget(http: aiohttp.ClientSession, base_url: str, *, site: str = DEMO_SITE_KEY,
                       token: str | None = None, after: int | None = None, origin: str | None = None,
                       user: dict[str, Any] | None = None, lang: str = "en",
-                      headers: dict[str, str] | None = None) -> tuple[VisitorSocket, dict[str, Any]]:
+                      headers: dict[str, str] | None = None,
+                      autoping: bool = True) -> tuple[VisitorSocket, dict[str, Any]]:
     """Connect and say hello; returns the socket and the server's first frame (welcome or error)."""
-    socket = await http.ws_connect(base_url + "/widget/ws", origin=origin or origin_of(base_url), headers=headers)
+    socket = await http.ws_connect(base_url + "/widget/ws", origin=origin or origin_of(base_url), headers=headers,
+                                   autoping=autoping)
     visitor = VisitorSocket(socket)
     hello: dict[str, Any] = {"type": "hello", "site": site, "token": token, "after": after, "lang": lang}
     if user is not None:
