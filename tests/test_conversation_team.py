@@ -34,7 +34,7 @@ def bot_texts(sim: Simulator, user_id: int) -> list[str]:
 
 async def team(desk: Desk, sim: Simulator) -> dict[str, Any]:
     """Mia approved as a manager and Vic as a viewer; both have rows (Boss is in ADMIN_IDS)."""
-    vic = sim.create_user("Vic")
+    vic: dict[str, Any] = sim.create_user("Vic")
     sim.set_member(desk.chat_id, vic["id"], "member")
     bot = await Bot.get(id=desk.frontdesk.app[MINIAPP].bot_id)
     bot_id = bot.id
