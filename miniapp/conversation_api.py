@@ -48,6 +48,7 @@ class PastConversation(BaseModel):
     created_at: str
     last_message_at: str
     rating: int | None
+    assignee: Person | None
     question: str = Field(description="The customer's first question in it")
 
 
@@ -156,6 +157,7 @@ async def customer_panel(request: web.Request) -> web.Response:
         conversations=[PastConversation(id=row.id, state=state_of(row).value, channel=row.channel.value,
                                         created_at=row.created_at.isoformat(),
                                         last_message_at=row.last_message_at.isoformat(), rating=row.rating,
+                                        assignee=person(row.assignee),
                                         question=row.question) for row in found.conversations],
         notes=[NoteOut(conversation_id=note.conversation_id, text=note.text, created_at=note.created_at.isoformat(),
                        author_name=person(note.author)["name"] if note.author else None)  # type: ignore[index]
