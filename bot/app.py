@@ -380,7 +380,7 @@ async def _install(app: web.Application, services: Services) -> None:
     app[TOKENS] = TokenCounter()
     app[ADMIN] = AdminRuntime(services.ai, services.limits, settings.working_hours, settings.timezone,
                               services.rates, settings.widget_secret_overlap_hours)
-    app[LIVE] = live_hub = LiveHub()
+    app[LIVE] = live_hub = LiveHub(services.feed)
     services.feed.subscribe(live_hub.on_event)
 
 

@@ -38,6 +38,7 @@ from models import (
     PromptTemplate,
     PromptVersion,
     ProviderKey,
+    SavedReply,
     Usage,
     UsageSlot,
     User,
@@ -51,7 +52,7 @@ VERSION = 1
 # the widget's one-time Telegram link codes (they last minutes).
 TABLES: list[type[Model]] = [Bot, WidgetSite, User, Conversation, Message, MessageCopy, KnowledgeItem, Persona,
                              OutboxJob, Usage, UsageSlot, AuditLog, PromptProject, PromptVersion, ProviderKey,
-                             PromptRun, PromptTemplate, KnowledgeSource, KnowledgePage, KnowledgeChunk]
+                             PromptRun, PromptTemplate, KnowledgeSource, KnowledgePage, KnowledgeChunk, SavedReply]
 # Vectors are not moved: the new deployment embeds the items and chunks again at its first start
 # (services.knowledge_sources.queue_stale_embeddings), with whatever model it is set up with.
 LEFT_OUT = frozenset({"embedding", "embedding_model"})

@@ -21,7 +21,7 @@ from handlers.identity import as_customer
 from handlers.media import attachments, html_text
 from models import Bot as Tenant
 from models import Conversation, Role, User
-from services import desk, desk_reports, staff
+from services import desk, desk_reports, saved_replies, staff
 from services.flow import ConversationFlow, Posted
 from services.i18n import N_, Translate, pick_locale
 from services.ports import Messenger, Where
@@ -79,6 +79,11 @@ SETUP_NEED_FORUM = N_(
 SETUP_MISSING = N_("To work fully, the bot still needs:")
 SETUP_READY = N_("Everything is in place: each conversation handed to people gets its own topic here.")
 SETUP_NOT_MEMBER = N_("The bot is not a member of this group.")
+SAVED_REPLY_SENT = N_("↩️ Sent the saved reply “{name}”:")
+SAVED_REPLY_UNKNOWN = N_("There is no saved reply named “{name}”.")
+SAVED_REPLY_HOW = N_("Send one with /r NAME. Saved replies: {names}.")
+NO_SAVED_REPLIES = N_("There are no saved replies yet: staff add them in the desk app, beside a conversation's "
+                      "reply box.")
 
 
 STAFF_COMMANDS = [
@@ -86,6 +91,7 @@ STAFF_COMMANDS = [
     ("ai", N_("Give this conversation back to the AI")),
     ("close", N_("Close this conversation")),
     ("note", N_("A note only staff see")),
+    ("r", N_("Send a saved reply: /r NAME")),
     ("info", N_("The customer's card")),
     ("ban", N_("Ignore this customer")),
     ("unban", N_("Hear this customer again")),
@@ -241,6 +247,32 @@ async def _note(message: Message, text: str, conversation: Conversation, staff: 
     await flow.manager_wrote(conversation, staff, posted, note=True)
 
 
+async def saved_reply_command(message: Message, command: CommandObject, tenant_id: int, staff: User,
+                              desk_chat: ManagerChat, translate: Translate, flow: ConversationFlow,
+                              event_update: Update) -> None:
+    """`/r NAME` in a topic: the saved reply goes to the customer as if the manager had typed it."""
+    def _(text: str) -> str:
+        return translate(desk_chat.locale, text)
+
+    conversation = await _conversation_of(message, tenant_id, desk_chat)
+    if conversation is None:
+        await _answer(message, desk_chat, escape(_(NOT_A_CONVERSATION)), tenant_id, flow)
+        return
+    name = (command.args or "").strip()
+    reply = await saved_replies.find(tenant_id, name) if name else None
+    if reply is None:
+        names = ", ".join(row.name for row in await saved_replies.list_replies(tenant_id))
+        lines = [_(SAVED_REPLY_UNKNOWN).format(name=name)] if name else []
+        lines.append(_(SAVED_REPLY_HOW).format(names=names) if names else _(NO_SAVED_REPLIES))
+        await _answer(message, desk_chat, escape("\n".join(lines)), tenant_id, flow)
+        return
+    posted = Posted(f"tg:{event_update.update_id}", desk_chat.chat_id, message.message_id, text=reply.text,
+                    html=escape(reply.text), as_text=True)
+    if await flow.manager_wrote(conversation, staff, posted, note=False) is not None:  # None: a re-delivery
+        sent = f"{escape(_(SAVED_REPLY_SENT).format(name=reply.name))}\n\n{escape(reply.text)}"
+        await _answer(message, desk_chat, sent, tenant_id, flow)
+
+
 async def open_command(message: Message, tenant_id: int, desk_chat: ManagerChat, translate: Translate,
                        flow: ConversationFlow) -> None:
     html = await desk_reports.open_list(tenant_id, desk_chat.chat_id, desk_chat.forum, translate, desk_chat.locale)
@@ -392,6 +424,7 @@ def create_router() -> Router:
     staff_only.callback_query.filter(staff_in_manager_chat)
     staff_only.message.register(conversation_command,
                                 Command("take", "ai", "close", "note", "info", "ban", "unban"))
+    staff_only.message.register(saved_reply_command, Command("r"))
     staff_only.message.register(open_command, Command("open"))
     staff_only.message.register(stats_command, Command("stats"))
     staff_only.message.register(presence_command, Command("online", "away"))

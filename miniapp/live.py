@@ -21,6 +21,7 @@ from miniapp.api import ApiError
 from miniapp.auth import MINIAPP, SESSION_COOKIE, Caller, authenticate, caller_from_init_data
 from miniapp.inputs import parse_json
 from miniapp.origin import from_own_page
+from services.inbox import InboxFeed
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +39,23 @@ class Listener:
     def wants(self, event: dict[str, Any]) -> bool:
         if event.get("bot") != self.bot_id:
             return False
+        typing = event.get("typing")
+        if isinstance(typing, dict):  # staff presence: for the other staff only
+            return self.staff and typing.get("id") != self.user_id
         return self.staff or event.get("user") == self.user_id
 
 
 class LiveHub:
     """This instance's open pages; the bus brings events from every instance."""
 
-    def __init__(self) -> None:
+    def __init__(self, feed: InboxFeed | None = None) -> None:
         self.listeners: set[Listener] = set()
+        self.feed = feed  # where a staff member's typing is announced (to every instance)
 
     async def on_event(self, event: dict[str, Any]) -> None:
-        frame = json.dumps({"type": "conversation", "id": event.get("conversation")})
+        typing = event.get("typing")
+        frame = json.dumps({"type": "typing", "id": event.get("conversation"), "by": typing}
+                           if isinstance(typing, dict) else {"type": "conversation", "id": event.get("conversation")})
         for listener in [listener for listener in self.listeners if listener.wants(event)]:
             if listener.socket.closed:
                 continue

@@ -8,6 +8,7 @@ from miniapp import (
     account_api,
     admin_api,
     analytics_api,
+    conversation_api,
     inbox_api,
     keys_api,
     knowledge_api,
@@ -36,6 +37,7 @@ def add_routes(app: web.Application) -> None:
     pages.add_routes(app)
     account_api.add_routes(app, api)
     inbox_api.add_routes(app, api)
+    conversation_api.add_routes(app, api)
     sources_api.add_routes(app, api)  # before the items' /api/knowledge/{item_id}
     knowledge_api.add_routes(app, api)
     analytics_api.add_routes(app, api)

@@ -20,6 +20,7 @@ from models.knowledge import (
     SourceStatus,
 )
 from models.outbox import JobStatus, OutboxJob
+from models.replies import SavedReply
 from models.studio import PromptProject, PromptRun, PromptTemplate, PromptVersion, ProviderKey
 from models.tenants import Bot
 from models.usage import AuditLog, Usage, UsageSlot
@@ -52,6 +53,7 @@ __all__ = [
     "PromptVersion",
     "ProviderKey",
     "Role",
+    "SavedReply",
     "SourceKind",
     "SourceStatus",
     "Usage",

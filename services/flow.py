@@ -61,6 +61,7 @@ class EventKind(StrEnum):
     NOTE_ADDED = "note_added"
     MANAGER_EDITED = "manager_edited"
     TAKEN = "taken"
+    ASSIGNED = "assigned"  # a staff member gave it to a teammate
     GIVEN_BACK = "given_back"  # to the AI
     CLOSED = "closed"
     BANNED = "banned"
@@ -70,7 +71,7 @@ class EventKind(StrEnum):
 
 # The events that change who answers the conversation (the widget shows it).
 STATE_CHANGES = frozenset({EventKind.PERSON_REQUESTED, EventKind.AI_HANDED_OFF, EventKind.TAKEN,
-                           EventKind.GIVEN_BACK, EventKind.CLOSED})
+                           EventKind.ASSIGNED, EventKind.GIVEN_BACK, EventKind.CLOSED})
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,7 @@ class Posted:
     html: str = ""
     attachments: list[dict[str, Any]] = field(default_factory=list)
     replying_to: int | None = None  # the message in the manager chat it replies to, if any
+    as_text: bool = False  # the customer gets `html`, not a copy of this message (a command: `/r NAME`)
 
 
 @dataclass(frozen=True)
@@ -282,15 +284,25 @@ class ConversationFlow:
 
     async def take(self, conversation: Conversation, staff: User, *, via: str = "telegram") -> bool:
         """Assign to `staff`; from the AI too (the manager took over). False if it was theirs already."""
+        return await self._give(conversation, staff, staff, EventKind.TAKEN, via)
+
+    async def assign(self, conversation: Conversation, staff: User, *, to: User, via: str = "app") -> bool:
+        """`staff` gives the conversation to a teammate (the caller checked that they may act); the customer
+        hears who joined, as on a take. False if it is closed, or the teammate's already."""
+        return await self._give(conversation, staff, to, EventKind.ASSIGNED, via, {"to": to.id})
+
+    async def _give(self, conversation: Conversation, staff: User, to: User, kind: EventKind, via: str,
+                    details: dict[str, Any] | None = None) -> bool:
         async with self.events.change() as changes:
             current = await Conversation.select_for_update().get(id=conversation.id)
             if current.status == ConversationStatus.CLOSED or (
-                    current.status == ConversationStatus.ASSIGNED and current.assignee_id == staff.id):
+                    current.status == ConversationStatus.ASSIGNED and current.assignee_id == to.id):
                 return False
             took_over = HandoffReason.MANAGER_TOOK_OVER if current.mode == ConversationMode.AI else None
-            await handoff.give_to_people(current, took_over, assignee=staff)
-            await queue_notice(current, "joined", name=staff.first_name)
-            await changes.emit(ConversationEvent(EventKind.TAKEN, current, actor=staff, via=via, notice_queued=True))
+            await handoff.give_to_people(current, took_over, assignee=to)
+            await queue_notice(current, "joined", name=to.first_name)
+            await changes.emit(ConversationEvent(kind, current, actor=staff, via=via, details=details or {},
+                                                 notice_queued=True))
         _refresh(conversation, current)
         return True
 
@@ -425,8 +437,9 @@ async def _store_posted(conversation: Conversation, staff: User, posted: Posted,
                                    author_kind=AuthorKind.NOTE if note else AuthorKind.MANAGER, author=staff,
                                    text=_stored_html(posted), attachments=posted.attachments,
                                    source_key=posted.source_key)
-    await MessageCopy.create(bot_id=bot_id, message=message, chat_id=posted.chat_id,
-                             telegram_message_id=posted.telegram_message_id, original=True)
+    if not posted.as_text:  # the message in the chat is what the customer gets, and its edits theirs
+        await MessageCopy.create(bot_id=bot_id, message=message, chat_id=posted.chat_id,
+                                 telegram_message_id=posted.telegram_message_id, original=True)
     if not note:
         quoted = await _customer_side_of(conversation, posted)
         await outbox.enqueue(bot_id, JobKind.TO_CUSTOMER, {"message_id": message.id, "reply_to": quoted},

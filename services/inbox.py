@@ -296,3 +296,12 @@ class InboxFeed:
 
     def subscribe(self, handler: Handler) -> None:
         self.bus.subscribe(INBOX_CHANNEL, handler)
+
+    async def staff_typing(self, conversation: Conversation, staff: User) -> None:
+        """A staff member is writing in the conversation: the other staff's open pages say so for a few
+        seconds. Presence, not an event: nothing is stored, and a page that misses it misses nothing."""
+        try:
+            await self.bus.publish(INBOX_CHANNEL, {"bot": conversation.bot_id, "conversation": conversation.id,
+                                                   "typing": {"id": staff.id, "name": staff.first_name}})
+        except Exception as error:  # best effort, as above
+            log.warning("could not announce typing in conversation %s: %r", conversation.id, error)

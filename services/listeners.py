@@ -18,12 +18,13 @@ from services.inbox import InboxFeed
 # others find them within their poll interval).
 QUEUES_WORK = frozenset({EventKind.CUSTOMER_WROTE, EventKind.CUSTOMER_EDITED, EventKind.PERSON_REQUESTED,
                          EventKind.AI_HANDED_OFF, EventKind.MANAGER_REPLIED, EventKind.NOTE_ADDED,
-                         EventKind.MANAGER_EDITED, EventKind.TAKEN, EventKind.GIVEN_BACK, EventKind.CLOSED})
+                         EventKind.MANAGER_EDITED, EventKind.TAKEN, EventKind.ASSIGNED,
+                         EventKind.GIVEN_BACK, EventKind.CLOSED})
 
 # Staff actions and what the audit log calls them.
 AUDITED = {EventKind.TAKEN: "take", EventKind.GIVEN_BACK: "return_to_ai", EventKind.CLOSED: "close",
            EventKind.BANNED: "ban", EventKind.UNBANNED: "unban", EventKind.NOTE_ADDED: "note",
-           EventKind.MANAGER_REPLIED: "reply", EventKind.RATED: "rate"}
+           EventKind.MANAGER_REPLIED: "reply", EventKind.RATED: "rate", EventKind.ASSIGNED: "assign"}
 
 
 def subscribe_listeners(events: ConversationEvents, *, wake: Callable[[], None], feed: InboxFeed,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from tgsim import Simulator
 
-from models import Conversation, PromptVersion, ProviderKey, Role, User
+from models import AuthorKind, Conversation, Message, PromptVersion, ProviderKey, Role, SavedReply, User
 from services import staff
 from services.studio import projects
 from tests.desk_helpers import Desk, manager_desk
@@ -55,8 +55,10 @@ async def _anns_things(desk: Desk, sim: Simulator, ann: dict[str, Any]) -> dict[
     key = await ProviderKey.create(bot_id=user.bot_id, owner=user, name="Mine",
                                    base_url="https://api.example/v1", models=["m"], secret="c2VhbGVk",
                                    key_id="k1", last4="abcd")
+    answer = await Message.filter(conversation=conversation, author_kind=AuthorKind.AI).first()
+    assert answer is not None
     return {"conversation_id": conversation.id, "project_id": project.id, "version_id": version.id,
-            "key_id": key.id}
+            "key_id": key.id, "message_id": answer.id}
 
 
 async def _routes(client: AppClient, owned_ids: dict[str, int], others: dict[str, str]) -> list[Route]:
@@ -101,8 +103,10 @@ async def test_every_route_gives_each_caller_what_its_role_allows(desk: Desk, si
         await boss.get("/api/me")  # the boss's row exists
     mia, vic = await _team(desk, sim)
     owned = await _anns_things(desk, sim, ann)
+    saved = await SavedReply.create(bot_id=(await User.get(telegram_id=ann["id"])).bot_id, name="hours",
+                                    text="We are open 9 to 6.")
     others = {"user_id": str((await User.get(telegram_id=mia["id"])).id), "label": "production",
-              "key": "x" * 8, "version": "1"}
+              "key": "x" * 8, "version": "1", "reply_id": str(saved.id)}
     checked = 0
 
     async with app_client(desk.frontdesk) as nobody:

@@ -200,6 +200,8 @@ const FD = (() => {
           opened = true;
         } else if (data.type === "conversation") {
           onChange(data.id);
+        } else if (data.type === "typing") {  // a teammate is writing: pages that show it listen for this
+          document.dispatchEvent(new CustomEvent("fd-typing", { detail: data }));
         }
       };
       socket.onclose = (event) => {

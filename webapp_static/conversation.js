@@ -1,17 +1,29 @@
-/* One conversation: the transcript (live), and for staff its state, actions, replies and notes. */
+/* One conversation: the transcript (live), and for staff its state, actions, replies and notes, the
+   customer beside it, saved replies, and warnings when a teammate owns it, is writing, or replied. */
 "use strict";
 
 FD.start(async (me) => {
   const id = Number(location.pathname.split("/").filter(Boolean).pop());
   const staff = FD.isStaff(me);
   const acting = FD.canAct(me);  // a viewer reads, and changes nothing
-  const transcript = document.getElementById("transcript");
-  const older = document.getElementById("older");
-  const composer = document.getElementById("composer");
-  const text = document.getElementById("text");
+  const $ = (selector) => document.getElementById(selector);
+  const transcript = $("transcript");
+  const older = $("older");
+  const composer = $("composer");
+  const text = $("text");
+  const send = $("send");
+  const words = $("convo-strings").dataset;
+  const say = (key, params) => {
+    let result = words[key] || key;
+    for (const [name, value] of Object.entries(params || {})) result = result.split("{" + name + "}").join(value);
+    return result;
+  };
   let lastId = 0;
   let firstId = null;
   let conversation = null;
+  const mine = new Set();  // ids of the replies this page sent
+  let draftSince = null;  // when the current draft was started (the collision check's start)
+  let collided = null;  // a teammate's reply that came in while this draft was being written
 
   const authors = { customer: staff ? "customer" : "you", ai: "assistant", manager: "team", note: "note", system: "system" };
 
@@ -32,6 +44,10 @@ FD.start(async (me) => {
         cost: Number(message.ai.cost || 0).toFixed(4) })));
     }
     if (message.ai && message.ai.passages && message.ai.passages.length) item.append(passagesList(message.ai.passages));
+    if (acting && message.author === "manager" && message.text) {
+      item.append(FD.el("div", { class: "meta" },
+        FD.el("button", { type: "button", class: "link small add-kb", "data-message": message.id }, say("addKb"))));
+    }
     return item;
   }
 
@@ -58,22 +74,35 @@ FD.start(async (me) => {
       FD.el("summary", {}, FD.t("passages_given", { count: passages.length })), list);
   }
 
-  function add(messages, where) {
-    const items = [];
+  /* Each message in its place by id, whenever it arrives: a notice stored before a reply ("Mia joined")
+     gets its words a moment after the reply was shown, and still sits above it. */
+  function add(messages) {
+    const added = [];
     for (const message of messages) {
       if (transcript.querySelector(`li[data-id="${message.id}"]`)) continue;
-      items.push(messageItem(message));
+      const item = messageItem(message);
+      const next = [...transcript.children].find((other) => Number(other.dataset.id) > message.id);
+      transcript.insertBefore(item, next || null);
       lastId = Math.max(lastId, message.id);
       firstId = firstId === null ? message.id : Math.min(firstId, message.id);
+      added.push(message);
     }
-    if (where === "start") transcript.prepend(...items); else transcript.append(...items);
+    return added;
+  }
+
+  function atBottom() {
+    return window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 40;
+  }
+
+  function toBottom() {
+    window.scrollTo(0, document.documentElement.scrollHeight);
   }
 
   function showConversation(row) {
     conversation = row;
-    document.getElementById("who").textContent = staff ? row.customer.name : FD.t("channel_" + row.channel);
-    document.title = document.getElementById("who").textContent;
-    const state = document.getElementById("state");
+    $("who").textContent = staff ? row.customer.name : FD.t("channel_" + row.channel);
+    document.title = $("who").textContent;
+    const state = $("state");
     state.textContent = FD.stateLabel(row);
     state.className = "badge " + row.state;
     const details = [FD.t("channel_" + row.channel)];
@@ -81,15 +110,19 @@ FD.start(async (me) => {
     if (row.rating) details.push(FD.t("rating", { stars: "⭐".repeat(row.rating) }));
     if (row.blocked_bot) details.push(FD.t("blocked"));
     if (row.banned) details.push(FD.t("banned"));
-    document.getElementById("details").textContent = details.join(" · ");
-    document.getElementById("summary").hidden = false;
+    $("details").textContent = details.join(" · ");
+    $("summary").hidden = false;
     if (!acting) return;
-    const mine = row.state === "assigned" && row.assignee && row.assignee.id === me.id;
-    const visible = { take: row.state !== "closed" && !mine, return: row.state === "waiting" || row.state === "assigned",
+    const ours = row.state === "assigned" && row.assignee && row.assignee.id === me.id;
+    const visible = { take: row.state !== "closed" && !ours, return: row.state === "waiting" || row.state === "assigned",
                       close: row.state !== "closed", ban: !row.banned, unban: row.banned };
     for (const button of document.querySelectorAll("#actions button")) button.hidden = !visible[button.dataset.action];
-    document.getElementById("actions").hidden = false;
+    $("assign-box").hidden = row.state === "closed";
+    $("actions").hidden = false;
     composer.hidden = false;
+    const someoneElse = row.state === "assigned" && row.assignee && row.assignee.id !== me.id;
+    $("owner-warning").hidden = !someoneElse;
+    if (someoneElse) $("owner-warning").textContent = "⚠ " + say("owner", { name: row.assignee.name });
   }
 
   async function loadConversation() {
@@ -97,17 +130,38 @@ FD.start(async (me) => {
   }
 
   async function loadNew() {
+    const bottom = atBottom();
     const page = await FD.api("GET", `/api/conversations/${id}/messages?after=${lastId}&limit=100`);
-    const atBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
-    add(page.messages, "end");
-    if (atBottom && page.messages.length) window.scrollTo(0, document.body.scrollHeight);
+    // The latest few again: a notice stored before the last reply may have got its words since.
+    const recent = await FD.api("GET", `/api/conversations/${id}/messages?limit=10`);
+    const added = add([...page.messages, ...recent.messages]);
+    noticeCollision(added);
+    if (bottom && added.length) toBottom();
   }
 
   async function loadOlder() {
     const query = firstId ? `?before=${firstId}&limit=50` : "?limit=50";
     const page = await FD.api("GET", `/api/conversations/${id}/messages${query}`);
-    add(page.messages, "start");  // oldest first: prepended as a block, in order
+    add(page.messages);
     older.hidden = !page.has_more;
+  }
+
+  /* A teammate's reply that arrived while a draft was being written: say so before it is sent. */
+  function noticeCollision(added) {
+    if (!acting || draftSince === null || !text.value.trim()) return;
+    // New to this page while the draft exists: written since (clocks of this device and the server aside).
+    const theirs = added.find((message) => message.author === "manager" && !mine.has(message.id));
+    if (!theirs) return;
+    collided = theirs;
+    $("collision-warning").textContent = "⚠ " + say("collision", { name: theirs.author_name || FD.t("team") });
+    $("collision-warning").hidden = false;
+    send.textContent = say("sendAnyway");
+  }
+
+  function clearCollision() {
+    collided = null;
+    $("collision-warning").hidden = true;
+    send.textContent = say("send");
   }
 
   try {
@@ -117,11 +171,15 @@ FD.start(async (me) => {
     return;
   }
   await loadOlder();
-  window.scrollTo(0, document.body.scrollHeight);
+  toBottom();
+  // A reader at the end stays there while the page around the messages changes (the panel, a warning).
+  let following = true;
+  window.addEventListener("scroll", () => { following = atBottom(); }, { passive: true });
+  new ResizeObserver(() => { if (following) toBottom(); }).observe($("layout"));
 
   older.addEventListener("click", () => loadOlder().catch((error) => FD.toast(error.message)));
 
-  document.getElementById("actions").addEventListener("click", async (event) => {
+  $("actions").addEventListener("click", async (event) => {
     const button = event.target.closest("button[data-action]");
     if (!button) return;
     const action = button.dataset.action;
@@ -138,6 +196,11 @@ FD.start(async (me) => {
     }
   });
 
+  // --- the composer -------------------------------------------------------------------------------------
+
+  const mac = /Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent);
+  for (const key of document.querySelectorAll("kbd[data-mod]")) key.textContent = mac ? "⌘" : "Ctrl";
+
   composer.addEventListener("change", (event) => {
     if (event.target.name !== "mode") return;
     const note = event.target.value === "note";
@@ -147,19 +210,35 @@ FD.start(async (me) => {
   text.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) composer.requestSubmit();
   });
+
+  // Others see "X is writing" while this page's draft grows: told at most every 3 s, forgotten after 6 s.
+  let toldAt = 0;
+  text.addEventListener("input", () => {
+    if (!text.value.trim()) { draftSince = null; clearCollision(); return; }
+    if (draftSince === null) draftSince = Date.now();
+    const mode = new FormData(composer).get("mode");
+    if (mode === "reply" && Date.now() - toldAt > 3000) {
+      toldAt = Date.now();
+      FD.api("POST", `/api/conversations/${id}/typing`, {}).catch(() => {});
+    }
+  });
+
   composer.addEventListener("submit", async (event) => {
     event.preventDefault();
     const body = text.value.trim();
     if (!body) return;
     const mode = new FormData(composer).get("mode");
-    const send = document.getElementById("send");
     send.disabled = true;
     try {
       const message = await FD.api("POST", `/api/conversations/${id}/${mode === "note" ? "notes" : "reply"}`, { text: body });
+      mine.add(message.id);
       text.value = "";
-      add([message], "end");
-      window.scrollTo(0, document.body.scrollHeight);
+      draftSince = null;
+      clearCollision();
+      add([message]);
+      toBottom();
       await loadConversation();
+      await loadNew();
     } catch (error) {
       FD.toast(error.message);
     } finally {
@@ -167,8 +246,222 @@ FD.start(async (me) => {
     }
   });
 
+  const typingWarning = $("typing-warning");
+  let typingTimer = null;
+  document.addEventListener("fd-typing", (event) => {
+    const data = event.detail;
+    if (data.id !== id || !data.by) return;
+    typingWarning.textContent = "✎ " + say("typing", { name: data.by.name });
+    typingWarning.hidden = false;
+    clearTimeout(typingTimer);
+    typingTimer = setTimeout(() => { typingWarning.hidden = true; }, 6000);
+  });
+
+  // --- assigning to a teammate ------------------------------------------------------------------------------
+
+  if (acting) {
+    const assign = $("assign");
+    FD.api("GET", "/api/teammates").then((found) => {
+      for (const mate of found.teammates) {
+        assign.append(FD.el("option", { value: mate.id }, mate.id === me.id ? `${mate.name} (${FD.t("you")})` : mate.name));
+      }
+      $("assign-box").hidden = !conversation || conversation.state === "closed";
+    }).catch(() => {});
+    assign.addEventListener("change", async () => {
+      const chosen = Number(assign.value);
+      if (!chosen) return;
+      assign.disabled = true;
+      try {
+        showConversation(await FD.api("POST", `/api/conversations/${id}/assign`, { user_id: chosen }));
+        FD.toast(say("assigned", { name: conversation.assignee ? conversation.assignee.name : "" }));
+        await loadNew();
+      } catch (error) {
+        FD.toast(error.message);
+      } finally {
+        assign.value = "";
+        assign.disabled = false;
+      }
+    });
+  }
+
+  // --- the customer beside the conversation ----------------------------------------------------------------
+
+  async function loadPanel() {
+    const panel = await FD.api("GET", `/api/conversations/${id}/customer`);
+    const facts = $("panel-facts");
+    const fact = (label, value) => [FD.el("dt", {}, label), FD.el("dd", {}, value)];
+    const rated = panel.ratings ? say("ratingsValue", { average: panel.average_rating.toFixed(1), count: panel.ratings })
+      : say("noRatings");
+    facts.replaceChildren(
+      ...fact(say("language"), panel.language ? panel.language.toUpperCase() : "—"),
+      ...fact(say("channel"), FD.t("channel_" + panel.channel)),
+      ...fact(say("firstSeen"), FD.when(panel.first_seen)),
+      ...fact(say("ratings"), rated),
+      ...(panel.telegram_id ? fact(say("telegramId"), String(panel.telegram_id)) : []));
+    $("panel-conversations").replaceChildren(...panel.conversations.map((row) => FD.el("li", {},
+      row.id === id ? FD.el("span", { class: "current" }, `#${row.id} · ${say("thisOne")}`)
+        : FD.el("a", { href: "/app/conversations/" + row.id }, "#" + row.id),
+      " ", FD.el("span", { class: "badge " + row.state }, FD.stateLabel(row)),
+      row.rating ? " " + "★".repeat(row.rating) : "",
+      FD.el("div", { class: "muted small" }, FD.when(row.created_at) + (row.question ? " · " + row.question : "")))));
+    if (panel.conversation_count > panel.conversations.length) {
+      $("panel-conversations").append(FD.el("li", { class: "muted small" }, say("conversationCount", { count: panel.conversation_count })));
+    }
+    $("panel-notes").replaceChildren(...panel.notes.map((note) => FD.el("li", {},
+      FD.el("div", {}, note.text),
+      FD.el("div", { class: "muted small" }, (note.author_name || "") + " · " + FD.when(note.created_at)
+        + (note.conversation_id !== id ? ` · #${note.conversation_id}` : "")))));
+    $("panel-no-notes").hidden = panel.notes.length > 0;
+    $("panel").hidden = false;
+  }
+
+  if (staff) {
+    const wide = window.matchMedia("(min-width: 1000px)");
+    $("panel").open = wide.matches;
+    wide.addEventListener("change", () => { $("panel").open = wide.matches; });
+    loadPanel().catch(() => {});
+  }
+
+  // --- saved replies ---------------------------------------------------------------------------------------
+
+  let replies = [];
+  async function loadReplies() {
+    replies = (await FD.api("GET", "/api/saved-replies")).replies;
+    showPicker();
+    showManaged();
+  }
+
+  const picker = $("picker");
+  const filter = $("picker-filter");
+  function showPicker() {
+    const wanted = filter.value.trim().toLowerCase();
+    const shown = replies.filter((reply) => !wanted || reply.name.includes(wanted) || reply.text.toLowerCase().includes(wanted));
+    $("picker-list").replaceChildren(...shown.map((reply) => FD.el("li", { role: "option" },
+      FD.el("button", { type: "button", class: "pick", "data-id": reply.id },
+        FD.el("span", { class: "name" }, reply.name), FD.el("span", { class: "muted small" }, reply.text)))));
+    $("picker-empty").hidden = replies.length > 0;
+  }
+
+  function insert(snippet) {
+    const start = text.selectionStart ?? text.value.length;
+    const end = text.selectionEnd ?? text.value.length;
+    text.value = text.value.slice(0, start) + snippet + text.value.slice(end);
+    text.focus();
+    text.selectionStart = text.selectionEnd = start + snippet.length;
+    text.dispatchEvent(new Event("input"));
+  }
+
+  function openPicker(open) {
+    picker.hidden = !open;
+    $("saved-button").setAttribute("aria-expanded", String(open));
+    if (open) { filter.value = ""; showPicker(); filter.focus(); }
+  }
+
+  if (acting) {
+    loadReplies().catch(() => {});
+    $("saved-button").addEventListener("click", () => openPicker(picker.hidden));
+    filter.addEventListener("input", showPicker);
+    filter.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") { openPicker(false); text.focus(); }
+      if (event.key === "Enter") {
+        event.preventDefault();
+        const first = $("picker-list").querySelector("button.pick");
+        if (first) first.click();
+      }
+    });
+    $("picker-list").addEventListener("click", (event) => {
+      const button = event.target.closest("button.pick");
+      if (!button) return;
+      const reply = replies.find((row) => row.id === Number(button.dataset.id));
+      openPicker(false);
+      if (reply) insert(reply.text);
+    });
+    $("manage-replies").addEventListener("click", () => { openPicker(false); editReply(null); $("replies-dialog").showModal(); });
+  }
+
+  // Managing them: the list, and one form for a new reply or the one being edited.
+  let editing = null;
+  function showManaged() {
+    $("replies-list").replaceChildren(...replies.map((reply) => FD.el("li", {},
+      FD.el("div", { class: "name" }, reply.name),
+      FD.el("div", { class: "reply-text muted small" }, reply.text),
+      FD.el("div", { class: "row tools" },
+        FD.el("button", { type: "button", class: "link small", "data-edit": reply.id }, say("edit")),
+        FD.el("button", { type: "button", class: "link small danger-text", "data-delete": reply.id }, say("delete"))))));
+  }
+
+  function editReply(reply) {
+    editing = reply;
+    $("reply-form-title").textContent = reply ? say("editReply", { name: reply.name }) : say("newReply");
+    $("reply-name").value = reply ? reply.name : "";
+    $("reply-text").value = reply ? reply.text : text.value.trim();
+    $("reply-cancel").hidden = !reply;
+  }
+
+  $("replies-list").addEventListener("click", async (event) => {
+    const edit = event.target.closest("[data-edit]");
+    const remove = event.target.closest("[data-delete]");
+    if (edit) editReply(replies.find((row) => row.id === Number(edit.dataset.edit)) || null);
+    if (remove) {
+      const reply = replies.find((row) => row.id === Number(remove.dataset.delete));
+      if (!reply || !(await FD.confirmed(say("confirmDelete", { name: reply.name })))) return;
+      try {
+        await FD.api("DELETE", `/api/saved-replies/${reply.id}`);
+        if (editing && editing.id === reply.id) editReply(null);
+        await loadReplies();
+      } catch (error) {
+        FD.toast(error.message);
+      }
+    }
+  });
+  $("reply-cancel").addEventListener("click", () => editReply(null));
+  $("reply-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = { name: $("reply-name").value, text: $("reply-text").value };
+    try {
+      if (editing) await FD.api("PATCH", `/api/saved-replies/${editing.id}`, body);
+      else await FD.api("POST", "/api/saved-replies", body);
+      editReply(null);
+      await loadReplies();
+    } catch (error) {
+      FD.toast(error.message);
+    }
+  });
+
+  // --- a manager's answer into the knowledge base ------------------------------------------------------------
+
+  let answering = null;
+  transcript.addEventListener("click", (event) => {
+    const button = event.target.closest("button.add-kb");
+    if (!button) return;
+    const item = button.closest("li.msg");
+    let question = "";
+    for (let other = item.previousElementSibling; other; other = other.previousElementSibling) {
+      if (other.classList.contains("customer")) { question = other.querySelector(".body").textContent; break; }
+    }
+    answering = { id: Number(button.dataset.message), button };
+    $("kb-question").value = question;
+    $("kb-answer").value = item.querySelector(".body").innerText;
+    $("kb-dialog").showModal();
+    (question ? $("kb-answer") : $("kb-question")).focus();
+  });
+  $("kb-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!answering) return;
+    try {
+      await FD.api("POST", `/api/conversations/${id}/messages/${answering.id}/knowledge`,
+                   { question: $("kb-question").value, answer: $("kb-answer").value });
+      answering.button.replaceWith(FD.el("span", { class: "in-kb" }, "✓ " + say("inKb")));
+      $("kb-dialog").close();
+      FD.toast(say("kbAdded"));
+    } catch (error) {
+      FD.toast(error.message);
+    }
+  });
+
   FD.live(async (changed) => {
     if (changed !== id) return;
     await Promise.all([loadConversation(), loadNew()]).catch(() => {});
+    if (staff) loadPanel().catch(() => {});
   }, () => Promise.all([loadConversation(), loadNew()]).catch(() => {}));
 });
