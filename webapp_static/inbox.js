@@ -147,9 +147,11 @@ FD.start(async (me) => {
     }
   }
   let counting = null;
-  function recount() {  // at most every two seconds, however busy the desk
+  let counted = 0;
+  function recount() {  // at once, then at most every two seconds however busy the desk
     if (counting) return;
-    counting = setTimeout(() => { counting = null; counts().catch(() => {}); }, 2000);
+    const wait = Math.max(0, counted + 2000 - Date.now());
+    counting = setTimeout(() => { counting = null; counted = Date.now(); counts().catch(() => {}); }, wait);
   }
 
   function showTitle() {
