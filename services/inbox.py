@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from tortoise import connections
-from tortoise.expressions import Q
+from tortoise.expressions import Q, Subquery
 from tortoise.functions import Count, Max
 from tortoise.queryset import QuerySet
 
@@ -181,8 +181,10 @@ async def _matching(query: QuerySet[Conversation], bot_id: int, search: str) -> 
     search = search.strip().lstrip("@#")
     if not search:
         return query
-    found = (Q(user__first_name__icontains=search) | Q(user__last_name__icontains=search)
-             | Q(user__username__icontains=search))
+    # A subquery, not a join's columns: OR-ed with the message hits, a join would be filtered row by row.
+    named = User.filter(bot_id=bot_id).filter(Q(first_name__icontains=search) | Q(last_name__icontains=search)
+                                              | Q(username__icontains=search))
+    found = Q(user_id__in=Subquery(named.values("id")))
     if search.isdigit():
         found |= Q(id=int(search))
     if hits := await message_hits(bot_id, search):
