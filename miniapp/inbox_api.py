@@ -39,11 +39,20 @@ async def list_conversations(request: web.Request) -> web.Response:
     try:
         page = await inbox.conversations_page(caller, InboxQuery(
             view=params.view, channel=Channel(params.channel) if params.channel else None, search=params.q,
-            cursor=params.cursor, limit=params.limit))
+            cursor=params.cursor, limit=params.limit, assignee=params.assignee))
     except BadCursor as error:
         raise ApiError(400, "bad_cursor") from error
     rows = [inbox.conversation_json(row, page.previews.get(row.id), staff=caller.staff) for row in page.conversations]
     return ok(schemas.ConversationPage.model_validate({"conversations": rows, "next_cursor": page.next_cursor}))
+
+
+async def inbox_summary(request: web.Request) -> web.Response:
+    caller = await staff_member(request)
+    params = read_query(request, schemas.InboxCountsParams)
+    counts = await inbox.tab_counts(caller, channel=Channel(params.channel) if params.channel else None,
+                                    assignee=params.assignee)
+    staff = [inbox.person(user) for user in await inbox.assignable_staff(caller.bot_id)]
+    return ok(schemas.InboxSummary.model_validate({"counts": vars(counts), "staff": staff}))
 
 
 async def conversation_detail(request: web.Request) -> web.Response:
@@ -107,6 +116,8 @@ def add_routes(app: web.Application, api: Api) -> None:
     api.route(app, "GET", "/api/conversations", list_conversations, query=schemas.InboxParams,
               response=schemas.ConversationPage, roles="anyone signed in (customers get their own)",
               summary="Conversations, newest activity first: a customer's own, or the staff inbox")
+    api.route(app, "GET", "/api/inbox/summary", inbox_summary, query=schemas.InboxCountsParams,
+              response=schemas.InboxSummary, roles="staff", summary="The inbox's tab counts and the team to filter by")
     api.route(app, "GET", "/api/conversations/{conversation_id}", conversation_detail,
               response=schemas.ConversationOut, roles="its customer, or staff", summary="One conversation")
     api.route(app, "GET", "/api/conversations/{conversation_id}/messages", conversation_messages,

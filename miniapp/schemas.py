@@ -17,8 +17,10 @@ class Strict(BaseModel):
 
 class Person(BaseModel):
     id: int
-    name: str
+    name: str = Field(description="Empty for a website visitor who gave no name")
     username: str | None = None
+    email: str | None = Field(None, description="A website visitor's, when their site signed them in with it")
+    visitor: bool = Field(False, description="A website visitor (no Telegram account)")
 
 
 class Preferences(Strict):
@@ -58,6 +60,7 @@ class BrowserSessions(BaseModel):
 class Preview(BaseModel):
     author: str
     text: str
+    created_at: str | None = None
 
 
 class ConversationOut(BaseModel):
@@ -77,6 +80,7 @@ class ConversationOut(BaseModel):
     banned: bool | None = None
     blocked_bot: bool | None = None
     telegram_id: int | None = None
+    waiting_since: str | None = Field(None, description="A waiting conversation's handoff: how long it waits")
 
 
 class ConversationPage(BaseModel):
@@ -87,9 +91,11 @@ class ConversationPage(BaseModel):
 class InboxParams(Strict):
     view: InboxView = InboxView.ALL
     channel: Literal["telegram", "widget"] | None = None
-    q: str = Field("", max_length=100, description="Staff: a customer's name, @username or conversation number")
+    q: str = Field("", max_length=100, description="Staff: a customer's name, @username, conversation number, "
+                   "or words of its messages")
     cursor: str | None = Field(None, max_length=200)
     limit: int = Field(30, ge=1, le=100)
+    assignee: int | None = Field(None, ge=1, description="Staff: only the conversations this teammate has")
 
 
 class Attachment(BaseModel):
@@ -168,3 +174,22 @@ class Deleted(BaseModel):
     prompt_runs: int = 0
     prompt_templates: int = 0
     api_keys: int = 0
+
+
+class InboxCountsParams(Strict):
+    channel: Literal["telegram", "widget"] | None = None
+    assignee: int | None = Field(None, ge=1)
+
+
+class TabCounts(BaseModel):
+    all: int
+    waiting: int
+    mine: int
+    ai: int
+    closed: int
+    unassigned: int
+
+
+class InboxSummary(BaseModel):
+    counts: TabCounts = Field(description="How many conversations each tab holds (search aside)")
+    staff: list[Person] = Field(description="Who may be assigned conversations: the assignee filter's choices")

@@ -11,13 +11,15 @@ import base64
 import binascii
 import json
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from tortoise.expressions import Q
-from tortoise.functions import Max
+from tortoise import connections
+from tortoise.expressions import Q, Subquery
+from tortoise.functions import Count, Max
 from tortoise.queryset import QuerySet
 
 from models import AuthorKind, Channel, Conversation, ConversationMode, ConversationStatus, Message, Role, User
@@ -32,6 +34,10 @@ INBOX_CHANNEL = "inbox"
 PAGE_LIMIT = 100
 PREVIEW_CHARS = 140
 CUSTOMER_AUTHORS = (AuthorKind.CUSTOMER, AuthorKind.AI, AuthorKind.MANAGER, AuthorKind.SYSTEM)
+# A staff row's preview: the customer's last words; else the last answer. Never a note or a notice.
+PREVIEW_AUTHORS = (AuthorKind.CUSTOMER, AuthorKind.AI, AuthorKind.MANAGER)
+SEARCH_HITS = 500  # conversations whose messages match a search: the newest this many
+PREFIX_FROM = 3  # a searched word this long also finds longer ones ("umbr" finds "umbrella")
 
 
 class State(StrEnum):
@@ -49,6 +55,7 @@ class InboxView(StrEnum):
     MINE = "mine"
     AI = "ai"
     CLOSED = "closed"
+    UNASSIGNED = "unassigned"  # not closed, and no one on the team has it
 
 
 def state_of(conversation: Conversation) -> State:
@@ -109,6 +116,7 @@ class InboxQuery:
     search: str = ""
     cursor: str | None = None
     limit: int = 30
+    assignee: int | None = None  # staff only: the conversations this teammate has (or had, once closed)
 
 
 @dataclass(frozen=True)
@@ -136,51 +144,153 @@ def _in_view(query: QuerySet[Conversation], viewer: Viewer, view: InboxView) -> 
         return query.filter(mode=ConversationMode.AI).exclude(status=ConversationStatus.CLOSED)
     if view == InboxView.CLOSED:
         return query.filter(status=ConversationStatus.CLOSED)
+    if view == InboxView.UNASSIGNED:
+        return query.filter(assignee_id=None).exclude(status=ConversationStatus.CLOSED)
     return query
 
 
-def _matching(query: QuerySet[Conversation], search: str) -> QuerySet[Conversation]:
-    """By the customer's name or @username, or a conversation's number."""
+def search_words(search: str) -> list[str]:
+    """The words of a search, as both full-text indexes split text (letters and digits)."""
+    return re.findall(r"\w+", search.lower())[:8]
+
+
+async def message_hits(bot_id: int, search: str) -> list[int]:
+    """The conversations with a message holding every word searched, newest message first (SEARCH_HITS
+    at most). Each word is quoted or reduced to letters and digits, so none is taken for an operator."""
+    words = search_words(search)
+    if not words:
+        return []
+    connection = connections.get("default")
+    if connection.capabilities.dialect == "postgres":
+        query = " & ".join(f"'{word}'" + (":*" if len(word) >= PREFIX_FROM else "") for word in words)
+        rows = await connection.execute_query_dict(
+            "SELECT conversation_id FROM message WHERE bot_id = $1 "
+            "AND to_tsvector('simple', text) @@ to_tsquery('simple', $2) "
+            "GROUP BY conversation_id ORDER BY max(id) DESC LIMIT $3", [bot_id, query, SEARCH_HITS])
+    else:
+        query = " AND ".join(f'"{word}"' + ("*" if len(word) >= PREFIX_FROM else "") for word in words)
+        rows = await connection.execute_query_dict(
+            "SELECT m.conversation_id AS conversation_id FROM message_fts JOIN message m ON m.id = message_fts.rowid "
+            "WHERE message_fts MATCH ? AND m.bot_id = ? GROUP BY m.conversation_id ORDER BY max(m.id) DESC LIMIT ?",
+            [query, bot_id, SEARCH_HITS])
+    return [int(row["conversation_id"]) for row in rows]
+
+
+async def _matching(query: QuerySet[Conversation], bot_id: int, search: str) -> QuerySet[Conversation]:
+    """By the customer's name or @username, a conversation's number, or the words of its messages."""
     search = search.strip().lstrip("@#")
     if not search:
         return query
-    found = (Q(user__first_name__icontains=search) | Q(user__last_name__icontains=search)
-             | Q(user__username__icontains=search))
+    # A subquery, not a join's columns: OR-ed with the message hits, a join would be filtered row by row.
+    named = User.filter(bot_id=bot_id).filter(Q(first_name__icontains=search) | Q(last_name__icontains=search)
+                                              | Q(username__icontains=search))
+    found = Q(user_id__in=Subquery(named.values("id")))
     if search.isdigit():
         found |= Q(id=int(search))
+    if hits := await message_hits(bot_id, search):
+        found |= Q(id__in=hits)
     return query.filter(found)
 
 
+def _waiting_order(request: InboxQuery, viewer: Viewer) -> bool:
+    """The waiting view serves the longest wait first: oldest handoff first, as /open lists them."""
+    return viewer.staff and request.view == InboxView.WAITING
+
+
 async def conversations_page(viewer: Viewer, request: InboxQuery) -> ConversationPage:
-    """Newest activity first. A customer's view is always their own conversations."""
+    """Newest activity first (the waiting view: the longest wait first). A customer's view is always
+    their own conversations."""
     limit = max(1, min(request.limit, PAGE_LIMIT))
     query = await _visible_to(viewer)
     if viewer.staff:
-        query = _matching(_in_view(query, viewer, request.view), request.search)
+        query = await _matching(_in_view(query, viewer, request.view), viewer.bot_id, request.search)
+        if request.assignee is not None:
+            query = query.filter(assignee_id=request.assignee)
     if request.channel is not None:
         query = query.filter(channel=request.channel)
+    oldest_first = _waiting_order(request, viewer)
     if request.cursor:
         moment, last_id = decode_cursor(request.cursor)
         # The plain bound lets the index seek to the cursor; the OR alone was a filter over every row before it.
-        query = query.filter(Q(last_message_at__lt=moment) | Q(last_message_at=moment, id__lt=last_id),
-                             last_message_at__lte=moment)
-    rows = list(await query.order_by("-last_message_at", "-id").limit(limit + 1).select_related("user", "assignee"))
+        if oldest_first:
+            query = query.filter(Q(handed_off_at__gt=moment) | Q(handed_off_at=moment, id__gt=last_id),
+                                 handed_off_at__gte=moment)
+        else:
+            query = query.filter(Q(last_message_at__lt=moment) | Q(last_message_at=moment, id__lt=last_id),
+                                 last_message_at__lte=moment)
+    order = ("handed_off_at", "id") if oldest_first else ("-last_message_at", "-id")
+    rows = list(await query.order_by(*order).limit(limit + 1).select_related("user", "assignee"))
     more = len(rows) > limit
     rows = rows[:limit]
-    cursor = encode_cursor(rows[-1].last_message_at, rows[-1].id) if more and rows else None
+    cursor = None
+    if more and rows:
+        # A waiting conversation was handed off (services.handoff.give_to_people sets the moment).
+        moment = (rows[-1].handed_off_at or rows[-1].created_at) if oldest_first else rows[-1].last_message_at
+        cursor = encode_cursor(moment, rows[-1].id)
     return ConversationPage(rows, await last_messages([row.id for row in rows], staff=viewer.staff), cursor)
 
 
 async def last_messages(conversation_ids: list[int], *, staff: bool) -> dict[int, Message]:
-    """Each conversation's latest message the viewer may see, in two queries."""
+    """Each conversation's preview, in two queries. Staff see the customer's last message (else the last
+    answer), never a note or a notice; a customer sees the latest message they may see."""
     if not conversation_ids:
         return {}
-    kinds = list(AuthorKind) if staff else list(CUSTOMER_AUTHORS)
-    latest = await (Message.filter(conversation_id__in=conversation_ids, author_kind__in=kinds)
-                    .filter(~(Q(author_kind=AuthorKind.SYSTEM) & Q(text="")))  # exclude(a=, b=) means "neither"
-                    .annotate(last_id=Max("id")).group_by("conversation_id").values("conversation_id", "last_id"))
-    messages = await Message.filter(id__in=[row["last_id"] for row in latest])
+    if staff:
+        latest = await (Message.filter(conversation_id__in=conversation_ids, author_kind__in=list(PREVIEW_AUTHORS))
+                        .annotate(last_id=Max("id")).group_by("conversation_id", "author_kind")
+                        .values("conversation_id", "author_kind", "last_id"))
+        chosen: dict[int, tuple[bool, int]] = {}
+        for row in latest:  # the customer's words win; else the newest answer
+            rank = (row["author_kind"] == AuthorKind.CUSTOMER, int(row["last_id"]))
+            chosen[row["conversation_id"]] = max(chosen.get(row["conversation_id"], rank), rank)
+        ids = [last_id for _, last_id in chosen.values()]
+    else:
+        latest = await (Message.filter(conversation_id__in=conversation_ids, author_kind__in=list(CUSTOMER_AUTHORS))
+                        .filter(~(Q(author_kind=AuthorKind.SYSTEM) & Q(text="")))  # exclude(a=, b=) means "neither"
+                        .annotate(last_id=Max("id")).group_by("conversation_id").values("conversation_id", "last_id"))
+        ids = [row["last_id"] for row in latest]
+    messages = await Message.filter(id__in=ids)
     return {int(message.conversation_id): message for message in messages}
+
+
+@dataclass(frozen=True)
+class TabCounts:
+    all: int
+    waiting: int
+    mine: int
+    ai: int
+    closed: int
+    unassigned: int
+
+
+async def tab_counts(viewer: Viewer, *, channel: Channel | None = None, assignee: int | None = None) -> TabCounts:
+    """How many conversations each inbox tab holds (search aside), in two queries: the bot's total, and
+    the open ones grouped, which conversation_open_idx (migration 0014) holds alone."""
+    query = Conversation.filter(bot_id=viewer.bot_id)
+    if channel is not None:
+        query = query.filter(channel=channel)
+    if assignee is not None:
+        query = query.filter(assignee_id=assignee)
+    total = await query.count()
+    groups = await (query.exclude(status=ConversationStatus.CLOSED).annotate(n=Count("id"))
+                    .group_by("status", "mode", "assignee_id").values("status", "mode", "assignee_id", "n"))
+
+    def count(test: Any) -> int:
+        return sum(int(group["n"]) for group in groups if test(group))
+
+    open_ = count(lambda group: True)
+    return TabCounts(
+        all=total, closed=total - open_,
+        waiting=count(lambda group: group["status"] == ConversationStatus.WAITING),
+        mine=count(lambda group: group["status"] == ConversationStatus.ASSIGNED
+                   and group["assignee_id"] == viewer.user.id),
+        ai=count(lambda group: group["mode"] == ConversationMode.AI),
+        unassigned=count(lambda group: group["assignee_id"] is None))
+
+
+async def assignable_staff(bot_id: int) -> list[User]:
+    """Who may have conversations: the bot's managers and admins, by name."""
+    return list(await User.filter(bot_id=bot_id, role__in=[Role.MANAGER, Role.ADMIN]).order_by("first_name", "id"))
 
 
 async def visible_conversation(viewer: Viewer, conversation_id: int) -> Conversation | None:
@@ -208,10 +318,21 @@ async def messages_page(viewer: Viewer, conversation: Conversation, *, before: i
 
 
 def person(user: User | None) -> dict[str, Any] | None:
+    """Who someone is, by name. A website visitor with no name goes by the email their site signed them in
+    with, when it is one; an anonymous visitor has no name ("" : the page says "Website visitor")."""
     if user is None:
         return None
-    return {"id": user.id, "name": user.full_name or (f"@{user.username}" if user.username else f"#{user.id}"),
-            "username": user.username or None}
+    visitor = user.widget_visitor_id is not None
+    email = _site_email(user.widget_visitor_id) if visitor else None
+    name = user.full_name or (f"@{user.username}" if user.username else email or ("" if visitor else f"#{user.id}"))
+    return {"id": user.id, "name": name, "username": user.username or None, "email": email,
+            "visitor": visitor}
+
+
+def _site_email(visitor_id: str | None) -> str | None:
+    """The id a site signed its user in with (`u<site>:<id>`, services.widget), when it is an email."""
+    kind, _, site_user = (visitor_id or "").partition(":")
+    return site_user if kind.startswith("u") and re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", site_user) else None
 
 
 def conversation_json(conversation: Conversation, preview: Message | None, *, staff: bool) -> dict[str, Any]:
@@ -230,8 +351,15 @@ def conversation_json(conversation: Conversation, preview: Message | None, *, st
         customer = conversation.user
         row.update(assignee=person(conversation.assignee), handoff_reason=conversation.handoff_reason or None,
                    language=customer.language or None, banned=customer.banned, blocked_bot=customer.blocked_bot,
-                   telegram_id=customer.telegram_id)
+                   telegram_id=customer.telegram_id, waiting_since=_waiting_since(conversation))
     return row
+
+
+def _waiting_since(conversation: Conversation) -> str | None:
+    """Since when a waiting conversation waits for a person: its handoff (the first one, as /open counts)."""
+    if state_of(conversation) != State.WAITING:
+        return None
+    return (conversation.handed_off_at or conversation.last_message_at).isoformat()
 
 
 def preview_json(message: Message | None) -> dict[str, Any] | None:
@@ -240,7 +368,8 @@ def preview_json(message: Message | None) -> dict[str, Any] | None:
     text = html_to_text(message_html(message)) if message.author_kind != AuthorKind.CUSTOMER else message.text
     if not text and message.attachments:
         text = f"📎 {message.attachments[0].get('type', 'file')}"
-    return {"author": message.author_kind.value, "text": text[:PREVIEW_CHARS]}
+    return {"author": message.author_kind.value, "text": text[:PREVIEW_CHARS],
+            "created_at": message.created_at.isoformat()}
 
 
 def message_json(message: Message, *, staff: bool) -> dict[str, Any]:
