@@ -10,10 +10,19 @@ const FD = (() => {
   let csrf = null;
   let me = null;
 
-  function t(key, params) {
-    let text = strings[key] || key;
+  function fill(text, params) {
     for (const [name, value] of Object.entries(params || {})) text = text.split("{" + name + "}").join(value);
     return text;
+  }
+
+  function t(key, params) { return fill(strings[key] || key, params); }
+
+  /* A word with a count in the form the page's language wants ("1 rating", "2 оценки", "5 оценок"). */
+  const pluralRules = new Intl.PluralRules(document.documentElement.lang || "en");
+  function plural(key, count, params) {
+    const forms = strings[key] || {};
+    const form = forms[pluralRules.select(count)] || forms.other || key;
+    return fill(form, { count: count.toLocaleString(document.documentElement.lang || "en"), ...params });
   }
 
   class ApiError extends Error {
@@ -232,7 +241,7 @@ const FD = (() => {
         el("span", { class: "preview" }, preview), badges));
   }
 
-  return { api, stream, headers, t, el, when, status, toast, start, live, stateLabel, confirmed, tg, conversationRow,
+  return { api, stream, headers, t, plural, el, when, status, toast, start, live, stateLabel, confirmed, tg, conversationRow,
            isStaff, canAct, get me() { return me; }, get csrf() { return csrf; }, ApiError };
 })();
 
