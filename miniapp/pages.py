@@ -65,7 +65,7 @@ NAVIGATION = [
     ("/app/analytics", N_("Analytics"), "staff"),
     ("/app/persona", N_("Persona"), "staff"),
     ("/app/admin", N_("Admin"), "admins"),
-    ("/app/studio", N_("Prompt studio"), "everyone"),
+    ("/app/studio", N_("Prompt studio"), "studio"),  # staff, and customers with a model to run (/api/me)
     ("/app/settings", N_("My settings"), "everyone"),
 ]
 
@@ -86,6 +86,7 @@ SCRIPT_STRINGS = {
     "state_ai": N_("With the AI"),
     "state_waiting": N_("Waiting"),
     "state_assigned": N_("With {name}"),
+    "state_assigned_team": N_("With our team"),
     "state_closed": N_("Closed"),
     "channel_telegram": N_("Telegram"),
     "channel_widget": N_("Website"),

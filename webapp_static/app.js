@@ -128,7 +128,8 @@ const FD = (() => {
 
   function stateLabel(conversation) {
     if (conversation.state === "assigned") {
-      return t("state_assigned", { name: conversation.assignee ? conversation.assignee.name : "" });
+      const name = conversation.assignee ? conversation.assignee.name : conversation.assignee_name;
+      return name ? t("state_assigned", { name }) : t("state_assigned_team");
     }
     return t("state_" + conversation.state);
   }
@@ -146,12 +147,13 @@ const FD = (() => {
   const isStaff = (caller) => ["viewer", "manager", "admin"].includes(caller.role);
   const canAct = (caller) => caller.role === "manager" || caller.role === "admin";
 
-  function showNavigation(role) {
-    const staff = isStaff({ role });
+  function showNavigation(caller) {
+    const staff = isStaff(caller);
     for (const link of document.querySelectorAll("[data-audience]")) {
       const audience = link.dataset.audience;
       link.hidden = !(audience === "everyone" || (audience === "customers" && !staff)
-        || (audience === "staff" && staff) || (audience === "admins" && role === "admin"));
+        || (audience === "staff" && staff) || (audience === "admins" && caller.role === "admin")
+        || (audience === "studio" && (staff || caller.studio)));
     }
   }
 
@@ -177,9 +179,10 @@ const FD = (() => {
     }
     csrf = me.csrf_token;
     if (followLanguage(me)) return;
-    showNavigation(me.role);
+    showNavigation(me);
     status("");
     document.body.classList.toggle("read-only", me.role === "viewer");
+    document.body.classList.toggle("customer-view", !isStaff(me));  // a customer's own messages on the right
     const banner = { pending: "pending_banner", viewer: "viewer_banner" }[me.role];
     if (banner) {
       const note = el("p", { class: "card muted role-banner" }, t(banner));
