@@ -45,9 +45,11 @@ async def shots_in_every_language(desk: Desk, sim: Simulator, page: Page, user_i
         await client.call("PATCH", "/api/me", {"language": "en"})
 
 
+TABS = "() => [...document.querySelectorAll('nav.tabs a')].filter((a) => !a.hidden).map((a) => a.textContent.trim())"
+
+
 async def visible_tabs(page: Page) -> list[str]:
-    return [str(name) for name in await page.evaluate("() => [...document.querySelectorAll('nav.tabs a')].filter((a) => !a.hidden)"
-                         ".map((a) => a.textContent.trim())")]
+    return [str(name) for name in await page.evaluate(TABS)]
 
 
 async def test_a_customer_sees_who_helps_them_and_their_own_messages_on_the_right(
