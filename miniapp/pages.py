@@ -26,6 +26,7 @@ from miniapp.auth import CSRF_COOKIE, CSRF_HEADER, MINIAPP, SESSION_COOKIE, call
 from miniapp.origin import from_own_page, secure_cookies
 from services import accounts
 from services.i18n import LOCALE_NAMES, N_, N_plural, TranslatePlural
+from services.schedule import DAYS
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TRANSLATE_PLURAL: web.AppKey[TranslatePlural] = web.AppKey("miniapp_translate_plural")
@@ -197,6 +198,8 @@ SCRIPT_STRINGS = {
     "hours_always": N_("No working hours are set: someone is always in."),
     "hours_open": N_("The team is in now."),
     "hours_closed": N_("The team is away now: customers get the offline text."),
+    "hours_need_times": N_("Set both times, or untick the day."),
+    "hours_end_before_start": N_("The end is before the start."),
     "ai_use": N_("Use {model}"),
     "ai_primary": N_("Answers first"),
     "ai_fallback": N_("Fallback {n}"),
@@ -380,6 +383,13 @@ def _samples(locale: str) -> dict[str, int]:
     return found
 
 
+@functools.cache
+def _weekdays(locale: str) -> tuple[tuple[str, str], ...]:
+    """(mon, Monday) … (sun, Sunday), named in `locale` by CLDR."""
+    names = Locale.parse(locale).days["format"]["wide"]
+    return tuple((code, str(names[index]).capitalize()) for index, code in enumerate(DAYS))
+
+
 def _strings(translate: Any, locale: str, translate_plural: TranslatePlural = _english_plural) -> str:
     strings: dict[str, Any] = {key: translate(locale, text) for key, text in SCRIPT_STRINGS.items()}
     for key, (singular, plural) in SCRIPT_PLURALS.items():
@@ -401,7 +411,7 @@ def _render(request: web.Request, page: Page, **extra: Any) -> web.Response:
         "strings": _strings(runtime.translate, locale, request.app.get(TRANSLATE_PLURAL, _english_plural)),
         "telegram_script": TELEGRAM_SCRIPT,
         "asset": lambda name: str(static.url_for(filename=name)), "current": request.path,
-        "locales": LOCALE_NAMES, **extra,
+        "locales": LOCALE_NAMES, "weekdays": _weekdays(locale), **extra,
     }
     response = aiohttp_jinja2.render_template(page.template, request, context)
     response.headers["Cache-Control"] = "no-store"
