@@ -101,3 +101,17 @@ async def test_without_an_ai_a_customer_is_offered_only_their_own_pages(database
         assert "Prompt studio" in await visible_tabs(page_of_mia)
         await page.context.close()
         await page_of_mia.context.close()
+
+
+async def test_the_owners_pages_read_right_in_every_language(desk: Desk, sim: Simulator, browser: Browser) -> None:
+    ann = sim.create_user("Ann", language_code="en")
+    sim.send_text(ann["id"], "Do you sell gift cards?")
+    await sim.wait_for_messages(ann["id"])
+    page = await telegram_page(browser, sim, desk.boss["id"])
+    async with app_client(desk.frontdesk, sim, desk.boss["id"]) as boss:
+        status, _ = await boss.call("PUT", "/api/admin/settings/hours", {
+            "working_hours": "mon-fri 09:00-18:00, sat 10:00-14:00", "timezone": "Asia/Tashkent"})
+        assert status == 200
+    await shots_in_every_language(desk, sim, page, desk.boss["id"], "/app/analytics", "analytics", "#per-day canvas")
+    await shots_in_every_language(desk, sim, page, desk.boss["id"], "/app/admin", "admin-hours", "#week .day")
+    await page.context.close()
