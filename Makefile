@@ -53,7 +53,7 @@ audit: install-dev
 
 # Re-extract translatable strings and merge them into the en/ru/uz catalogs.
 messages: install
-	$(VENV)/bin/pybabel extract -F babel.cfg -k _ -k N_ -k __ --no-location --omit-header -o locales/messages.pot .
+	$(VENV)/bin/pybabel extract -F babel.cfg -k _ -k N_ -k __ -k N_plural:1,2 --no-location --omit-header -o locales/messages.pot .
 	$(VENV)/bin/pybabel update -i locales/messages.pot -d locales --no-fuzzy-matching --width 100
 
 bench: install-dev

@@ -24,7 +24,7 @@ from bot import db
 from bot.dedup import MemoryRecentUpdates, RecentUpdates, RedisRecentUpdates
 from bot.encryption import secret_box
 from bot.events import RedisBus
-from bot.i18n import create_i18n, translator
+from bot.i18n import create_i18n, plural_translator, translator
 from bot.keys import BOX, REDIS, SECRETS, SETTINGS, TELEGRAM, TelegramRuntime
 from bot.knowledge import keep_knowledge_fresh, knowledge_sources
 from bot.observability import (
@@ -53,6 +53,7 @@ from miniapp.keys_api import PROVIDER_KEYS
 from miniapp.knowledge_api import KNOWLEDGE, KnowledgeTools
 from miniapp.live import LIVE, LiveHub
 from miniapp.origin import PUBLIC
+from miniapp.pages import TRANSLATE_PLURAL
 from miniapp.studio_api import STUDIO, TOKENS
 from miniapp.widget import STATIC, WIDGET, WidgetLimits, WidgetRuntime, add_routes, close_sockets, load_script
 from miniapp.widget_hub import WidgetHub
@@ -368,6 +369,7 @@ async def _install(app: web.Application, services: Services) -> None:
     if settings.demo_enabled:  # DEMO_SITE, or development: a live AI chat at `/` for a first look
         await widget.ensure_demo_site(services.tenant.id, settings.public_address.demo_origins)
     app[TRANSLATE] = services.translate
+    app[TRANSLATE_PLURAL] = plural_translator(services.i18n)
     app[MINIAPP] = MiniAppRuntime(services.tenant.id, settings.bot_token,
                                   timedelta(seconds=settings.miniapp_auth_max_age), frozenset(settings.admin_ids),
                                   settings.default_locale, services.translate, services.flow,

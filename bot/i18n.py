@@ -11,7 +11,7 @@ from aiogram.utils.i18n import I18n
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
-from services.i18n import SUPPORTED_LOCALES, Translate
+from services.i18n import SUPPORTED_LOCALES, Translate, TranslatePlural
 
 log = logging.getLogger(__name__)
 
@@ -58,3 +58,10 @@ def translator(i18n: I18n) -> Translate:
         return i18n.gettext(message, locale=locale if locale in SUPPORTED_LOCALES else i18n.default_locale)
 
     return translate
+
+
+def plural_translator(i18n: I18n) -> TranslatePlural:
+    def translate_plural(locale: str, singular: str, plural: str, n: int) -> str:
+        return i18n.gettext(singular, plural, n, locale=locale if locale in SUPPORTED_LOCALES else i18n.default_locale)
+
+    return translate_plural

@@ -10,6 +10,8 @@ from miniapp import schemas
 from miniapp.api import Api, ApiError, ok, read_body
 from miniapp.auth import CALLER, SESSION_COOKIE, Caller, authenticate
 from miniapp.origin import secure_cookies
+from miniapp.studio_api import STUDIO
+from models import ProviderKey
 from services import accounts, conversations, inbox, privacy
 from services.i18n import pick_locale
 
@@ -19,10 +21,18 @@ def preferences_of(preferences: dict[str, object]) -> schemas.Preferences:
                                rating_requests=bool(preferences.get("rating_requests", True)))
 
 
+async def _studio_usable(request: web.Request, caller: Caller) -> bool:
+    """Staff, or someone with a model to run: customers of a deployment without an AI see no studio tab."""
+    studio = request.app.get(STUDIO)
+    return (caller.role.value not in ("customer", "pending") or (studio is not None and studio.ai is not None)
+            or await ProviderKey.exists(owner_id=caller.user.id))
+
+
 async def me(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     user = caller.user
     return ok(schemas.Me(
+        studio=await _studio_usable(request, caller),
         id=user.id, name=inbox.person(user)["name"],  # type: ignore[index]
         username=user.username or None, role=caller.role.value, locale=caller.locale,
         telegram_id=user.telegram_id, preferences=preferences_of(user.preferences),

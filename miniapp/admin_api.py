@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import available_timezones
 
 from aiohttp import web
@@ -19,7 +19,7 @@ from services import accounts, bot_settings, inbox, staff, widget
 from services.ai import AIClient
 from services.handoff import AFTER_HOURS
 from services.i18n import N_, SUPPORTED_LOCALES
-from services.schedule import InvalidHours, WorkingHours
+from services.schedule import DAYS, InvalidHours, WorkingHours
 
 
 @dataclass
@@ -79,7 +79,8 @@ async def _settings(request: web.Request) -> shapes.AdminSettings:
         chosen = any(key in own.ai.route_keys for key in await bot_settings.route_order(bot.id))
     limits = bot_settings.limits(bot, own.defaults)
     return shapes.AdminSettings(
-        hours=shapes.HoursOut(working_hours=hours.text, timezone=str(hours.zone), always_open=hours.always_open,
+        hours=shapes.HoursOut(working_hours=hours.text, openings=_openings(hours), timezone=str(hours.zone),
+                              always_open=hours.always_open,
                               open_now=hours.is_open(datetime.now(UTC)),
                               offline_text=shapes.OfflineTexts(**bot_settings.offline_texts(bot)),
                               default_offline_text=shapes.OfflineTexts(**defaults)),
@@ -88,6 +89,14 @@ async def _settings(request: web.Request) -> shapes.AdminSettings:
                                 defaults=shapes.LimitValues(**vars(own.defaults)),
                                 overrides=shapes.LimitsIn(**bot_settings.overrides(bot))),
         timezones=timezones())
+
+
+def _openings(hours: WorkingHours) -> list[shapes.OpeningOut]:
+    def clock(moment: time) -> str:
+        return "24:00" if moment == time(23, 59, 59) else moment.strftime("%H:%M")
+
+    return [shapes.OpeningOut(day=DAYS[o.weekday], start=clock(o.start), end=clock(o.end))
+            for o in sorted(hours.openings, key=lambda o: (o.weekday, o.start))]
 
 
 async def settings_view(request: web.Request) -> web.Response:

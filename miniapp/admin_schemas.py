@@ -87,8 +87,15 @@ class OfflineTexts(Strict):
     uz: str = Field("", max_length=1000)
 
 
+class OpeningOut(BaseModel):
+    day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    start: str = Field(description="HH:MM, 24-hour")
+    end: str = Field(description="HH:MM, 24-hour; 24:00 is the end of the day")
+
+
 class HoursOut(BaseModel):
     working_hours: str = Field(description="Like `mon-fri 09:00-18:00, sat 10:00-14:00`; empty: always in")
+    openings: list[OpeningOut] = Field(description="The same hours day by day, Monday first")
     timezone: str
     always_open: bool
     open_now: bool

@@ -8,6 +8,7 @@ page sets once it knows the caller's language, else the browser's.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 from dataclasses import dataclass
@@ -17,15 +18,18 @@ from typing import Any
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from babel import Locale
 from multidict import MultiDictProxy
 
 from miniapp.api import ApiError, error_response
 from miniapp.auth import CSRF_COOKIE, CSRF_HEADER, MINIAPP, SESSION_COOKIE, caller_locale, same_token
 from miniapp.origin import from_own_page, secure_cookies
 from services import accounts
-from services.i18n import LOCALE_NAMES, N_
+from services.i18n import LOCALE_NAMES, N_, N_plural, TranslatePlural
+from services.schedule import DAYS
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+TRANSLATE_PLURAL: web.AppKey[TranslatePlural] = web.AppKey("miniapp_translate_plural")
 TELEGRAM_SCRIPT = "https://telegram.org/js/telegram-web-app.js?59"
 
 
@@ -62,7 +66,7 @@ NAVIGATION = [
     ("/app/analytics", N_("Analytics"), "staff"),
     ("/app/persona", N_("Persona"), "staff"),
     ("/app/admin", N_("Admin"), "admins"),
-    ("/app/studio", N_("Prompt studio"), "everyone"),
+    ("/app/studio", N_("Prompt studio"), "studio"),  # staff, and customers with a model to run (/api/me)
     ("/app/settings", N_("My settings"), "everyone"),
 ]
 
@@ -83,6 +87,7 @@ SCRIPT_STRINGS = {
     "state_ai": N_("With the AI"),
     "state_waiting": N_("Waiting"),
     "state_assigned": N_("With {name}"),
+    "state_assigned_team": N_("With our team"),
     "state_closed": N_("Closed"),
     "channel_telegram": N_("Telegram"),
     "channel_widget": N_("Website"),
@@ -117,8 +122,6 @@ SCRIPT_STRINGS = {
     "minutes_short": N_("min"),
     "hours_short": N_("h"),
     "p90": N_("9 in 10 within {value}"),
-    "ratings_count": N_("{count} ratings"),
-    "tokens_count": N_("{count} tokens"),
     "per_day_chart": N_("Conversations per day, by channel"),
     "outcomes_chart": N_("Conversations resolved by the AI and handed to people"),
     "handed_off": N_("Handed to people"),
@@ -128,6 +131,8 @@ SCRIPT_STRINGS = {
     "tokens_in": N_("Tokens in"),
     "tokens_out": N_("Tokens out"),
     "cost_chart": N_("AI cost per day, in dollars"),
+    "compare_before": N_("before: {value}"),
+    "compared_with": N_("Each figure is compared with the period just before: {period}."),
     "enabled": N_("On"),
     "edit": N_("Edit"),
     "delete": N_("Delete"),
@@ -193,6 +198,8 @@ SCRIPT_STRINGS = {
     "hours_always": N_("No working hours are set: someone is always in."),
     "hours_open": N_("The team is in now."),
     "hours_closed": N_("The team is away now: customers get the offline text."),
+    "hours_need_times": N_("Set both times, or untick the day."),
+    "hours_end_before_start": N_("The end is before the start."),
     "ai_use": N_("Use {model}"),
     "ai_primary": N_("Answers first"),
     "ai_fallback": N_("Fallback {n}"),
@@ -353,8 +360,42 @@ SCRIPT_STRINGS = {
 }
 
 
-def _strings(translate: Any, locale: str) -> str:
-    return json.dumps({key: translate(locale, text) for key, text in SCRIPT_STRINGS.items()}, ensure_ascii=False)
+# Words with a count, in every form the page's language has: FD.plural(key, n) picks the form with the
+# browser's Intl.PluralRules, whose categories (one, few, many, other) are the ones CLDR gives gettext's rules.
+SCRIPT_PLURALS = {
+    "ratings_count": N_plural("{count} rating", "{count} ratings"),
+    "tokens_count": N_plural("{count} token", "{count} tokens"),
+    "conversations_count": N_plural("{count} conversation", "{count} conversations"),
+}
+
+
+def _english_plural(locale: str, singular: str, plural: str, n: int) -> str:
+    return singular if n == 1 else plural
+
+
+@functools.cache
+def _samples(locale: str) -> dict[str, int]:
+    """A number of each of the language's plural categories: {"one": 1, "few": 2, "many": 5, "other": 0}."""
+    rule = Locale.parse(locale).plural_form
+    found: dict[str, int] = {}
+    for n in range(200):
+        found.setdefault(rule(n), n)
+    return found
+
+
+@functools.cache
+def _weekdays(locale: str) -> tuple[tuple[str, str], ...]:
+    """(mon, Monday) … (sun, Sunday), named in `locale` by CLDR."""
+    names = Locale.parse(locale).days["format"]["wide"]
+    return tuple((code, str(names[index]).capitalize()) for index, code in enumerate(DAYS))
+
+
+def _strings(translate: Any, locale: str, translate_plural: TranslatePlural = _english_plural) -> str:
+    strings: dict[str, Any] = {key: translate(locale, text) for key, text in SCRIPT_STRINGS.items()}
+    for key, (singular, plural) in SCRIPT_PLURALS.items():
+        strings[key] = {category: translate_plural(locale, singular, plural, n)
+                        for category, n in _samples(locale).items()}
+    return json.dumps(strings, ensure_ascii=False)
 
 
 def _render(request: web.Request, page: Page, **extra: Any) -> web.Response:
@@ -367,9 +408,10 @@ def _render(request: web.Request, page: Page, **extra: Any) -> web.Response:
     static = request.app.router["static"]
     context = {
         "_": gettext, "locale": locale, "page": page, "title": gettext(page.title), "navigation": NAVIGATION,
-        "strings": _strings(runtime.translate, locale), "telegram_script": TELEGRAM_SCRIPT,
+        "strings": _strings(runtime.translate, locale, request.app.get(TRANSLATE_PLURAL, _english_plural)),
+        "telegram_script": TELEGRAM_SCRIPT,
         "asset": lambda name: str(static.url_for(filename=name)), "current": request.path,
-        "locales": LOCALE_NAMES, **extra,
+        "locales": LOCALE_NAMES, "weekdays": _weekdays(locale), **extra,
     }
     response = aiohttp_jinja2.render_template(page.template, request, context)
     response.headers["Cache-Control"] = "no-store"

@@ -44,6 +44,8 @@ class Me(BaseModel):
     telegram_id: int | None
     preferences: Preferences
     csrf_token: str | None = Field(None, description="Browser sessions: send it back in X-CSRF-Token")
+    studio: bool = Field(True, description="The prompt studio has a model this person can run (the deployment's AI, "
+                                           "or an API key of their own): else the app does not offer it")
 
 
 class BrowserSessionOut(BaseModel):
@@ -73,6 +75,7 @@ class ConversationOut(BaseModel):
     closed_at: str | None
     rating: int | None
     preview: Preview | None
+    assignee_name: str | None = Field(None, description="Customers: the first name of the person helping them")
     # Staff only:
     assignee: Person | None = None
     handoff_reason: str | None = None

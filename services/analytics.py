@@ -70,6 +70,11 @@ class Period:
     def days(self) -> tuple[date, ...]:
         return tuple(self.start + timedelta(days=n) for n in range((self.end - self.start).days + 1))
 
+    def previous(self) -> Period:
+        """The period of the same length that ends the day before this one starts: what to compare with."""
+        length = self.end - self.start + timedelta(days=1)
+        return Period(self.start - length, self.start - timedelta(days=1), self.timezone)
+
     def bounds(self) -> tuple[datetime, datetime]:
         """The period in UTC: from the first moment of its first day to the first moment after its last.
 

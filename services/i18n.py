@@ -14,10 +14,18 @@ LOCALE_NAMES: dict[str, str] = {"en": "English", "ru": "Русский", "uz": "
 Translate = Callable[[str, str], str]
 """translate(locale, message_id) -> the message in that locale."""
 
+TranslatePlural = Callable[[str, str, str, int], str]
+"""translate_plural(locale, singular, plural, n) -> the form for n in that locale (gettext's ngettext)."""
+
 
 def N_(message: str) -> str:
     """Mark a message for extraction; it is translated later, in the reader's locale."""
     return message
+
+
+def N_plural(singular: str, plural: str) -> tuple[str, str]:
+    """Mark a message with plural forms for extraction (`make messages` reads N_plural:1,2)."""
+    return singular, plural
 
 
 def pick_locale(*candidates: str | None, default: str) -> str:

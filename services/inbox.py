@@ -352,6 +352,8 @@ def conversation_json(conversation: Conversation, preview: Message | None, *, st
         row.update(assignee=person(conversation.assignee), handoff_reason=conversation.handoff_reason or None,
                    language=customer.language or None, banned=customer.banned, blocked_bot=customer.blocked_bot,
                    telegram_id=customer.telegram_id, waiting_since=_waiting_since(conversation))
+    elif conversation.assignee is not None:  # the customer knows who helps them by first name, as the chat says
+        row["assignee_name"] = conversation.assignee.first_name or None
     return row
 
 

@@ -38,7 +38,8 @@ def _source_messages() -> set[str]:
     found: set[str] = set()
     for directory in ("bot", "handlers", "services", "miniapp"):
         for _, _, message, _, _ in extract_from_dir(
-                ROOT / directory, method_map=[("**.py", "python")], keywords={"_": None, "N_": None, "__": None}):
+                ROOT / directory, method_map=[("**.py", "python")],
+                keywords={"_": None, "N_": None, "__": None, "N_plural": (1, 2)}):
             found.add(message if isinstance(message, str) else message[0])
     return found
 
@@ -47,14 +48,17 @@ def test_every_user_facing_string_is_translated_in_every_language() -> None:
     source = _source_messages()
     for locale in SUPPORTED_LOCALES:
         with (ROOT / "locales" / locale / "LC_MESSAGES" / "messages.po").open("rb") as po:
-            catalog = {str(m.id): str(m.string) for m in read_po(po) if m.id}
+            # A message with plural forms is keyed by its singular and holds every form of the language.
+            catalog = {m.id if isinstance(m.id, str) else m.id[0]:
+                       (m.string,) if isinstance(m.string, str) else tuple(m.string or ()) for m in read_po(po) if m.id}
         assert source - catalog.keys() == set(), f"{locale}: run `make messages` and translate"
         if locale != "en":
-            untranslated = {msgid for msgid in source if not catalog[msgid]}
+            untranslated = {msgid for msgid in source if not all(catalog[msgid])}
             assert untranslated == set(), f"{locale} lacks translations"
             for msgid in source:
                 placeholders = sorted(part.split("}")[0] for part in msgid.split("{")[1:])
-                assert sorted(part.split("}")[0] for part in catalog[msgid].split("{")[1:]) == placeholders, msgid
+                for form in catalog[msgid]:
+                    assert sorted(part.split("}")[0] for part in form.split("{")[1:]) == placeholders, msgid
 
 
 def _calls(path: Path) -> list[tuple[str, str, int]]:

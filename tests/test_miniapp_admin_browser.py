@@ -86,8 +86,12 @@ async def test_an_admin_changes_working_hours_and_adds_a_widget_site(
     await page.goto(desk.frontdesk.url + "/app/admin")
     await expect(page.get_by_role("link", name="Admin")).to_be_visible()
     await expect(page.locator("#hours-now")).to_have_text("No working hours are set: someone is always in.")
-    await page.locator("input[name=working_hours]").fill("mon-fri 09:00-18:00, sat 10:00-14:00")
-    await page.locator("input[name=timezone]").fill("Asia/Tashkent")
+    # The days and times are picked; the picker writes the text the server keeps.
+    for day in ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"):
+        await page.get_by_role("checkbox", name=day).check()
+    await page.get_by_label("Saturday: from").fill("10:00")
+    await page.get_by_label("Saturday: until").fill("14:00")
+    await page.locator("select[name=timezone]").select_option("Asia/Tashkent")
     await page.locator("textarea[name=offline_en]").fill("We're closed. Back on {when}!")
     await page.locator("#hours-form").get_by_role("button", name="Save").click()
     await expect(page.locator("#toast")).to_have_text("Saved")
@@ -96,13 +100,27 @@ async def test_an_admin_changes_working_hours_and_adds_a_widget_site(
     assert (bot.settings["working_hours"], bot.settings["timezone"]) == (
         "mon-fri 09:00-18:00, sat 10:00-14:00", "Asia/Tashkent")
     assert bot.settings["offline_text"] == {"en": "We're closed. Back on {when}!"}
+    await page.reload()
+    await expect(page.get_by_role("checkbox", name="Saturday")).to_be_checked()
+    await expect(page.get_by_role("checkbox", name="Sunday")).not_to_be_checked()
+    await expect(page.get_by_label("Saturday: until")).to_have_value("14:00")
+    await expect(page.locator("select[name=timezone]")).to_have_value("Asia/Tashkent")
     await shot(page, "admin-hours-light")
 
-    # A wrong time zone is refused with a message, and nothing changes.
-    await page.locator("input[name=timezone]").fill("Mars/Olympus")
+    # Mistakes are shown at the field and stay there; nothing changes.
+    await page.get_by_label("Sunday", exact=True).check()
+    await page.get_by_label("Sunday: from").fill("15:00")
+    await page.get_by_label("Sunday: until").fill("11:00")
     await page.locator("#hours-form").get_by_role("button", name="Save").click()
-    await expect(page.locator("#toast")).to_contain_text("Unknown time zone")
-    assert (await Bot.get(id=bot.id)).settings["timezone"] == "Asia/Tashkent"
+    await expect(page.locator("#error-sun")).to_have_text("The end is before the start.")
+    await expect(page.get_by_label("Sunday: until")).to_have_attribute("aria-invalid", "true")
+    await page.get_by_label("Sunday", exact=True).uncheck()
+    await page.locator("#hours-text summary").click()
+    await page.locator("input[name=working_hours]").fill("weekdays 9 to 5")
+    await page.locator("#hours-form").get_by_role("button", name="Save").click()
+    await expect(page.locator("#hours-error")).to_contain_text("Write the working hours like")
+    await expect(page.locator("input[name=working_hours]")).to_have_attribute("aria-invalid", "true")
+    assert (await Bot.get(id=bot.id)).settings["working_hours"] == "mon-fri 09:00-18:00, sat 10:00-14:00"
 
     await page.get_by_role("radio", name="Website").check()
     await expect(page.locator("#site-list form.site")).to_have_count(1)  # the demo site

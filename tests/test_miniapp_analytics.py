@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -59,6 +61,11 @@ async def test_staff_get_the_report_customers_do_not(desk: Desk, sim: Simulator)
         assert report["ai_usage"]["total"]["answers"] == 2
         [mia] = report["managers"]
         assert (mia["name"], mia["replies"], mia["closed"]) == ("Mia", 1, 1)
+        assert report["ai_enabled"] is True
+        previous = report["previous"]
+        assert previous["period"]["end"] == (today - timedelta(days=30)).isoformat()
+        assert previous["period"]["start"] == (today - timedelta(days=59)).isoformat()
+        assert (previous["conversations"], previous["ratings_count"], previous["cost"]) == (0, 0, 0)
 
         week = await staff.get(f"/api/analytics?start={today - timedelta(days=6)}&end={today}")
         assert len(week["days"]) == 7
@@ -73,26 +80,94 @@ async def test_staff_get_the_report_customers_do_not(desk: Desk, sim: Simulator)
         status, body = await customer.call("GET", "/api/analytics")
         assert (status, body["error"]["code"]) == (403, "forbidden")
         assert "gift" not in str(body)
+        status, body = await customer.call("GET", "/api/analytics/export.csv")
+        assert (status, body["error"]["code"]) == (403, "forbidden")
+
+
+async def test_the_days_are_written_in_the_readers_language(desk: Desk, sim: Simulator) -> None:
+    day = f"{datetime.now(UTC).year - 1}-12-07"
+    async with app_client(desk.frontdesk, sim, desk.mia["id"]) as staff:
+        for language, label in (("en", "Dec 7"), ("ru", "7 дек."), ("uz", "7-dek")):
+            status, _ = await staff.call("PATCH", "/api/me", {"language": language})
+            assert status == 200
+            report = await staff.get(f"/api/analytics?start={day}&end={day}")
+            assert (report["day_labels"], report["previous"]["label"]) == ([label], f"{label.replace('7', '6', 1)} – "
+                                                                                       f"{label.replace('7', '6', 1)}")
+
+
+async def test_the_csv_export_holds_the_numbers_the_page_shows(desk: Desk, sim: Simulator) -> None:
+    await a_day_at_the_desk(desk, sim)
+    today = datetime.now(UTC).date()
+    query = f"start={today - timedelta(days=6)}&end={today}"
+    async with app_client(desk.frontdesk, sim, desk.mia["id"]) as staff:
+        report = await staff.get(f"/api/analytics?{query}")
+        status, text = await staff.call("GET", f"/api/analytics/export.csv?{query}")
+    assert status == 200
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == ["date", "conversations_telegram", "conversations_widget", "ai_answers", "ai_tokens_in",
+                       "ai_tokens_out", "ai_cost_usd"]
+    assert [row[0] for row in rows[1:]] == [*report["days"], "total"]
+    usage = report["ai_usage"]
+    for index, row in enumerate(rows[1:-1]):
+        assert [int(cell) for cell in row[1:6]] == [
+            report["conversations_per_day"]["telegram"][index], report["conversations_per_day"]["widget"][index],
+            usage["answers"][index], usage["tokens_in"][index], usage["tokens_out"][index]]
+        assert float(row[6]) == usage["cost"][index]
+    assert rows[-1][1:4] == ["3", "0", "2"]
+    assert float(rows[-1][6]) == usage["total"]["cost"]
+
+
+Y_LABELS = "(id) => Chart.getChart(document.querySelector(id + ' canvas')).scales.y.ticks.map((tick) => tick.label)"
+# Where the top of each bar is, and where the y axis puts 1: a single rating must reach the "1" line exactly.
+BAR_TOPS = """(id) => { const chart = Chart.getChart(document.querySelector(id + ' canvas'));
+  return { tops: chart.getDatasetMeta(0).data.map((bar) => Math.round(bar.y)),
+           one: Math.round(chart.scales.y.getPixelForValue(1)),
+           zero: Math.round(chart.scales.y.getPixelForValue(0)) }; }"""
 
 
 @pytest.mark.browser
 async def test_the_analytics_page_draws_its_charts(desk: Desk, sim: Simulator, browser: Browser) -> None:
     await a_day_at_the_desk(desk, sim)
     for theme in ("light", "dark"):
-        page = await telegram_page(browser, sim, desk.mia["id"], theme)
+        page = await telegram_page(browser, sim, desk.mia["id"], theme, accept_downloads=True)
         await page.goto(desk.frontdesk.url + "/app/analytics")
         await expect(page.locator("#stat-total")).to_have_text("3")
         await expect(page.locator("#stat-ai")).to_have_text("67%")
         await expect(page.locator("#stat-rating")).to_have_text("4.0 ★")
-        await expect(page.locator("#per-day svg rect.bar")).to_have_count(1)  # today, Telegram only
-        await expect(page.locator("#outcomes svg rect.bar")).to_have_count(2)
-        await expect(page.locator("#ratings svg rect.bar")).to_have_count(1)
-        await expect(page.locator("#cost svg polyline")).to_have_count(1)
+        await expect(page.locator("#stat-ratings")).to_have_text("1 rating")
+        await expect(page.locator("#delta-total")).to_have_text("▲ · before: 0")
+        await expect(page.locator("#compared")).to_contain_text("Each figure is compared with the period just before")
+        for chart in ("#per-day", "#outcomes", "#ratings", "#tokens", "#cost"):
+            await expect(page.locator(f"{chart} canvas[role=img]")).to_have_count(1)
+        # Whole numbers, each step labelled; one 4★ rating draws up to the "1" line, and the other stars none.
+        assert await page.evaluate(Y_LABELS, "#ratings") == ["0", "1", "2", "3", "4"]
+        assert await page.evaluate(Y_LABELS, "#per-day") == ["0", "1", "2", "3", "4"]
+        bars = await page.evaluate(BAR_TOPS, "#ratings")
+        assert bars["tops"] == [bars["zero"]] * 3 + [bars["one"], bars["zero"]]
         await expect(page.locator("#questions li").first).to_contain_text("Do you sell gift cards?")
         await expect(page.locator("#managers tbody tr")).to_have_count(1)
         await shot(page, f"analytics-{theme}")
         if theme == "light":
             await page.get_by_role("radio", name="7 days").check()
-            await expect(page.locator("#per-day svg .axis")).not_to_have_count(0)
             await expect(page.locator("#stat-total")).to_have_text("3")
+            await page.wait_for_function("() => Chart.getChart(document.querySelector('#per-day canvas'))"
+                                         ".data.labels.length === 7")
+            async with page.expect_download() as download:
+                await page.get_by_role("button", name="Download CSV").click()
+            lines = (await (await download.value).path()).read_text().splitlines()
+            assert lines[0].startswith("date,conversations_telegram")
+            assert lines[-1].startswith("total,3,0,2,")
+        await page.context.close()
+
+
+@pytest.mark.browser
+async def test_without_an_ai_the_page_leaves_out_the_ais_costs(database_url: str, sim: Simulator,
+                                                                browser: Browser) -> None:
+    async with manager_desk(database_url, sim, None) as desk:
+        page = await telegram_page(browser, sim, desk.mia["id"])
+        await page.goto(desk.frontdesk.url + "/app/analytics")
+        await expect(page.locator("#per-day-card")).to_be_visible()
+        await expect(page.locator("#stat-ratings")).to_have_text("0 ratings")
+        await expect(page.locator("#cost-card")).to_be_hidden()
+        await expect(page.locator("#stat-cost-card")).to_be_hidden()
         await page.context.close()

@@ -30,11 +30,96 @@ FD.start(async (me) => {
   /* --- working hours ---------------------------------------------------------------------------- */
 
   const hours = document.getElementById("hours-form");
+  const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+  const hoursText = hours.elements.working_hours;
+
+  /* An error said where it is: under the field, which is marked invalid, until it is changed. */
+  function fieldError(id, field, text) {
+    const box = document.getElementById(id);
+    box.textContent = text || "";
+    box.hidden = !text;
+    if (field) field.setAttribute("aria-invalid", text ? "true" : "false");
+  }
+
+  function clearHoursErrors() {
+    for (const day of DAYS) fieldError("error-" + day, hours.elements["end_" + day], "");
+    fieldError("hours-error", hoursText, "");
+    fieldError("timezone-error", hours.elements.timezone, "");
+  }
+
+  /* The picker from the server's openings (one period a day; more than one: the text stays the truth). */
+  function showWeek(openings) {
+    const byDay = {};
+    for (const opening of openings) (byDay[opening.day] = byDay[opening.day] || []).push(opening);
+    const several = Object.values(byDay).some((list) => list.length > 1);
+    for (const day of DAYS) {
+      const opening = (byDay[day] || [])[0];
+      hours.elements["open_" + day].checked = Boolean(opening);
+      if (opening) {
+        hours.elements["start_" + day].value = opening.start;
+        hours.elements["end_" + day].value = opening.end === "24:00" ? "23:59" : opening.end;
+      }
+    }
+    document.getElementById("week").disabled = several;
+    document.getElementById("hours-text").open = several;
+    markDays();
+  }
+
+  function markDays() {
+    for (const day of DAYS) {
+      const open = hours.elements["open_" + day].checked;
+      hours.querySelector(`.day[data-day="${day}"]`).classList.toggle("closed", !open);
+      for (const side of ["start_", "end_"]) hours.elements[side + day].disabled = !open;
+    }
+  }
+
+  /* The picker as text: days in a row with the same hours become one range ("mon-fri 09:00-18:00"). */
+  function weekText() {
+    const parts = [];
+    let run = null;
+    for (const day of DAYS) {
+      const open = hours.elements["open_" + day].checked;
+      const times = open ? `${hours.elements["start_" + day].value}-${hours.elements["end_" + day].value}` : null;
+      if (run && times === run.times) { run.last = day; continue; }
+      if (run) parts.push(run);
+      run = times ? { first: day, last: day, times } : null;
+    }
+    if (run) parts.push(run);
+    return parts.map((p) => `${p.first === p.last ? p.first : p.first + "-" + p.last} ${p.times}`).join(", ");
+  }
+
+  function checkWeek() {
+    let fine = true;
+    for (const day of DAYS) {
+      if (!hours.elements["open_" + day].checked) continue;
+      const start = hours.elements["start_" + day].value, end = hours.elements["end_" + day].value;
+      const problem = !start || !end ? FD.t("hours_need_times") : end <= start ? FD.t("hours_end_before_start") : "";
+      fieldError("error-" + day, hours.elements["end_" + day], problem);
+      fine = fine && !problem;
+    }
+    return fine;
+  }
 
   function showHours() {
     const current = settings.hours;
-    hours.elements.working_hours.value = current.working_hours;
-    hours.elements.timezone.value = current.timezone;
+    hoursText.value = current.working_hours;
+    showWeek(current.openings);
+    const zones = hours.elements.timezone;
+    if (!zones.options.length) {
+      const groups = {};
+      for (const zone of settings.timezones) {
+        const region = zone.includes("/") ? zone.split("/")[0] : "";
+        (groups[region] = groups[region] || []).push(zone);
+      }
+      for (const [region, list] of Object.entries(groups)) {
+        const options = list.map((zone) => FD.el("option", { value: zone }, zone.replace(/_/g, " ")));
+        zones.append(region ? FD.el("optgroup", { label: region }, ...options) : options[0]);
+      }
+    }
+    if (![...zones.options].some((option) => option.value === current.timezone)) {
+      zones.append(FD.el("option", { value: current.timezone }, current.timezone));
+    }
+    zones.value = current.timezone;
     for (const locale of Object.keys(current.offline_text)) {  // the server's languages: one list, there
       const field = hours.elements["offline_" + locale];
       field.value = current.offline_text[locale];
@@ -42,20 +127,52 @@ FD.start(async (me) => {
     }
     document.getElementById("hours-now").textContent = current.always_open ? FD.t("hours_always")
       : FD.t(current.open_now ? "hours_open" : "hours_closed");
-    const zones = document.getElementById("timezones");
-    if (!zones.children.length) zones.append(...settings.timezones.map((zone) => FD.el("option", { value: zone })));
   }
+
+  hours.addEventListener("change", (event) => {
+    const name = event.target.name || "";
+    if (/^(open|start|end)_/.test(name)) {
+      markDays();
+      fieldError("error-" + name.split("_")[1], hours.elements["end_" + name.split("_")[1]], "");
+      if (checkWeek()) hoursText.value = weekText();
+      fieldError("hours-error", hoursText, "");
+    } else if (name === "working_hours") {
+      fieldError("hours-error", hoursText, "");
+    } else if (name === "timezone") {
+      fieldError("timezone-error", hours.elements.timezone, "");
+    }
+  });
 
   hours.addEventListener("submit", (event) => {
     event.preventDefault();
-    saving(event.submitter || hours.querySelector("button"), async () => {
-      const data = hours.elements;
-      settings = await FD.api("PUT", "/api/admin/settings/hours", {
-        working_hours: data.working_hours.value, timezone: data.timezone.value.trim(),
-        offline_text: Object.fromEntries(Object.keys(settings.hours.offline_text)
-          .map((locale) => [locale, data["offline_" + locale].value])) });
-      showHours();
-    });
+    clearHoursErrors();
+    if (!document.getElementById("week").disabled && !checkWeek()) return;
+    const button = event.submitter || hours.querySelector("button[type=submit]");
+    button.disabled = true;
+    (async () => {
+      try {
+        const data = hours.elements;
+        settings = await FD.api("PUT", "/api/admin/settings/hours", {
+          working_hours: hoursText.value, timezone: data.timezone.value,
+          offline_text: Object.fromEntries(Object.keys(settings.hours.offline_text)
+            .map((locale) => [locale, data["offline_" + locale].value])) });
+        showHours();
+        FD.toast(FD.t("saved"));
+      } catch (error) {
+        // The server says which field is wrong: the message stays beside it, not only in the toast.
+        if (error.code === "bad_hours") {
+          document.getElementById("hours-text").open = true;
+          fieldError("hours-error", hoursText, error.message);
+          hoursText.focus();
+        } else if (error.code === "bad_timezone") {
+          fieldError("timezone-error", hours.elements.timezone, error.message);
+        } else {
+          FD.toast(error.message);
+        }
+      } finally {
+        button.disabled = false;
+      }
+    })();
   });
 
   /* --- the AI's models -------------------------------------------------------------------------- */

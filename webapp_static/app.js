@@ -10,10 +10,19 @@ const FD = (() => {
   let csrf = null;
   let me = null;
 
-  function t(key, params) {
-    let text = strings[key] || key;
+  function fill(text, params) {
     for (const [name, value] of Object.entries(params || {})) text = text.split("{" + name + "}").join(value);
     return text;
+  }
+
+  function t(key, params) { return fill(strings[key] || key, params); }
+
+  /* A word with a count in the form the page's language wants ("1 rating", "2 оценки", "5 оценок"). */
+  const pluralRules = new Intl.PluralRules(document.documentElement.lang || "en");
+  function plural(key, count, params) {
+    const forms = strings[key] || {};
+    const form = forms[pluralRules.select(count)] || forms.other || key;
+    return fill(form, { count: count.toLocaleString(document.documentElement.lang || "en"), ...params });
   }
 
   class ApiError extends Error {
@@ -119,7 +128,8 @@ const FD = (() => {
 
   function stateLabel(conversation) {
     if (conversation.state === "assigned") {
-      return t("state_assigned", { name: conversation.assignee ? conversation.assignee.name : "" });
+      const name = conversation.assignee ? conversation.assignee.name : conversation.assignee_name;
+      return name ? t("state_assigned", { name }) : t("state_assigned_team");
     }
     return t("state_" + conversation.state);
   }
@@ -137,12 +147,13 @@ const FD = (() => {
   const isStaff = (caller) => ["viewer", "manager", "admin"].includes(caller.role);
   const canAct = (caller) => caller.role === "manager" || caller.role === "admin";
 
-  function showNavigation(role) {
-    const staff = isStaff({ role });
+  function showNavigation(caller) {
+    const staff = isStaff(caller);
     for (const link of document.querySelectorAll("[data-audience]")) {
       const audience = link.dataset.audience;
       link.hidden = !(audience === "everyone" || (audience === "customers" && !staff)
-        || (audience === "staff" && staff) || (audience === "admins" && role === "admin"));
+        || (audience === "staff" && staff) || (audience === "admins" && caller.role === "admin")
+        || (audience === "studio" && (staff || caller.studio)));
     }
   }
 
@@ -168,9 +179,10 @@ const FD = (() => {
     }
     csrf = me.csrf_token;
     if (followLanguage(me)) return;
-    showNavigation(me.role);
+    showNavigation(me);
     status("");
     document.body.classList.toggle("read-only", me.role === "viewer");
+    document.body.classList.toggle("customer-view", !isStaff(me));  // a customer's own messages on the right
     const banner = { pending: "pending_banner", viewer: "viewer_banner" }[me.role];
     if (banner) {
       const note = el("p", { class: "card muted role-banner" }, t(banner));
@@ -234,7 +246,7 @@ const FD = (() => {
         el("span", { class: "preview" }, preview), badges));
   }
 
-  return { api, stream, headers, t, el, when, status, toast, start, live, stateLabel, confirmed, tg, conversationRow,
+  return { api, stream, headers, t, plural, el, when, status, toast, start, live, stateLabel, confirmed, tg, conversationRow,
            isStaff, canAct, get me() { return me; }, get csrf() { return csrf; }, ApiError };
 })();
 

@@ -1,123 +1,103 @@
-/* Small SVG charts for the analytics page: stacked bars, a line, and a share bar.
-   Our own (about 150 lines) rather than a vendored library: the page needs three simple shapes that
-   follow Telegram's theme colours, and no chart library is available here without a CDN. Each chart
-   is an <svg role="img"> with a text summary for screen readers, and tooltips as <title>s. */
+/* The analytics page's charts, drawn by Chart.js (webapp_static/vendor/, re-vendored from npm by
+   vendor/revendor.sh): stacked bars, a line and a share bar, in Telegram's theme colours.
+
+   Chart.js rather than our own SVG: it does the axes (whole-number ticks, every one labelled), tooltips
+   that also work by touch, and redrawing when the window or the Telegram view changes size; ours drew
+   fractional ticks rounded to the wrong numbers and scaled its text down on a phone. Each chart is a
+   <canvas role="img"> whose label says what it shows; the figures themselves are also in the CSV export. */
 "use strict";
 
 const FDCharts = (() => {
-  const NS = "http://www.w3.org/2000/svg";
-  const WIDTH = 600;
-  const HEIGHT = 220;
-  const PAD = { left: 44, right: 10, top: 12, bottom: 28 };
+  const drawn = new Map();  // container -> its Chart, destroyed before the container is drawn again
 
-  function svg(tag, attributes, ...children) {
-    const node = document.createElementNS(NS, tag);
-    for (const [name, value] of Object.entries(attributes || {})) node.setAttribute(name, value);
-    for (const child of children) node.append(child);
-    return node;
+  function theme() {
+    const style = getComputedStyle(document.documentElement);
+    const value = (name, fallback) => style.getPropertyValue(name).trim() || fallback;
+    return { text: value("--hint", "#6d6d72"), grid: value("--separator", "rgba(127, 127, 127, .22)"),
+             font: getComputedStyle(document.body).fontFamily };
   }
 
-  function niceMax(value) {
-    if (value <= 0) return 1;
-    const power = Math.pow(10, Math.floor(Math.log10(value)));
-    for (const step of [1, 2, 2.5, 5, 10]) if (step * power >= value) return step * power;
-    return 10 * power;
+  function canvasIn(container, label, height) {
+    if (drawn.has(container)) drawn.get(container).destroy();
+    const canvas = document.createElement("canvas");
+    canvas.setAttribute("role", "img");
+    canvas.setAttribute("aria-label", label);
+    canvas.textContent = label;
+    const box = document.createElement("div");
+    box.className = "chart-box";
+    box.style.height = height + "px";
+    box.append(canvas);
+    container.replaceChildren(box);
+    return canvas;
   }
 
-  function frame(label) {
-    return svg("svg", { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, class: "chart", role: "img", "aria-label": label });
-  }
-
-  function axes(chart, max, labels, format) {
-    const plotHeight = HEIGHT - PAD.top - PAD.bottom;
-    for (let i = 0; i <= 4; i++) {
-      const y = PAD.top + plotHeight - (plotHeight * i) / 4;
-      chart.append(svg("line", { x1: PAD.left, x2: WIDTH - PAD.right, y1: y, y2: y, class: "grid-line" }));
-      const text = svg("text", { x: PAD.left - 6, y: y + 4, "text-anchor": "end", class: "axis" });
-      text.textContent = format((max * i) / 4);
-      chart.append(text);
-    }
-    const every = Math.max(1, Math.ceil(labels.length / 8));
-    const step = (WIDTH - PAD.left - PAD.right) / labels.length;
-    labels.forEach((label, index) => {
-      if (index % every !== 0) return;
-      const text = svg("text", { x: PAD.left + step * (index + 0.5), y: HEIGHT - 8, "text-anchor": "middle", class: "axis" });
-      text.textContent = label;
-      chart.append(text);
+  function draw(container, label, height, config) {
+    const colors = theme();
+    Chart.defaults.color = colors.text;
+    Chart.defaults.font.family = colors.font;
+    Chart.defaults.borderColor = colors.grid;
+    const chart = new Chart(canvasIn(container, label, height), {
+      ...config,
+      options: { responsive: true, maintainAspectRatio: false, animation: false,
+                 interaction: { mode: "index", intersect: false }, ...config.options },
     });
+    drawn.set(container, chart);
+    return chart;
+  }
+
+  /* A count axis: whole numbers only, every step labelled, at least 0…4 so one or two look small. */
+  function countAxis(format) {
+    return { stacked: true, beginAtZero: true, suggestedMax: 4, grace: 0,
+             ticks: { precision: 0, autoSkip: false, callback: (value) => format(value) } };
+  }
+
+  function dayAxis() {
+    return { stacked: true, grid: { display: false }, ticks: { autoSkip: true, maxRotation: 0, autoSkipPadding: 8 } };
+  }
+
+  function legend(show) {
+    return { display: show, position: "bottom", labels: { boxWidth: 10, boxHeight: 10, useBorderRadius: true,
+                                                           borderRadius: 3 } };
   }
 
   /* Stacked bars: one bar per label, one segment per series. */
-  function bars(container, { labels, series, label, format = (v) => String(Math.round(v)) }) {
-    const totals = labels.map((_, i) => series.reduce((sum, s) => sum + (s.values[i] || 0), 0));
-    const max = niceMax(Math.max(4, ...totals));  // whole-number ticks for small counts
-    const chart = frame(label);
-    axes(chart, max, labels, format);
-    const plotHeight = HEIGHT - PAD.top - PAD.bottom;
-    const step = (WIDTH - PAD.left - PAD.right) / labels.length;
-    const width = Math.max(2, step * 0.7);
-    labels.forEach((day, i) => {
-      let base = PAD.top + plotHeight;
-      for (const s of series) {
-        const value = s.values[i] || 0;
-        if (!value) continue;
-        const height = (plotHeight * value) / max;
-        base -= height;
-        const rect = svg("rect", { x: PAD.left + step * i + (step - width) / 2, y: base, width, height,
-                                   fill: s.color, class: "bar", "data-series": s.name });
-        rect.append(svg("title", {}, `${day} · ${s.name}: ${format(value)}`));
-        chart.append(rect);
-      }
+  function bars(container, { labels, series, label, format = (v) => Math.round(v).toLocaleString(document.documentElement.lang) }) {
+    return draw(container, label, 230, {
+      type: "bar",
+      data: { labels, datasets: series.map((s) => ({ label: s.name, data: s.values, backgroundColor: s.color,
+                                                     borderRadius: 3, maxBarThickness: 36 })) },
+      options: { scales: { x: dayAxis(), y: countAxis(format) },
+                 plugins: { legend: legend(series.length > 1),
+                            tooltip: { callbacks: { label: (item) => `${item.dataset.label}: ${format(item.raw)}` } } } },
     });
-    container.replaceChildren(chart, legend(series));
   }
 
-  /* A line over the labels. */
+  /* A line over the labels (money: its own ticks, from zero). */
   function line(container, { labels, values, label, color, format = (v) => String(v) }) {
-    const max = niceMax(Math.max(0, ...values));
-    const chart = frame(label);
-    axes(chart, max, labels, format);
-    const plotHeight = HEIGHT - PAD.top - PAD.bottom;
-    const step = (WIDTH - PAD.left - PAD.right) / labels.length;
-    const points = values.map((value, i) => [PAD.left + step * (i + 0.5), PAD.top + plotHeight - (plotHeight * value) / max]);
-    chart.append(svg("polyline", { points: points.map((p) => p.join(",")).join(" "), fill: "none", stroke: color,
-                                   "stroke-width": 2.5, class: "line" }));
-    points.forEach(([x, y], i) => {
-      const dot = svg("circle", { cx: x, cy: y, r: 3, fill: color, class: "dot" });
-      dot.append(svg("title", {}, `${labels[i]}: ${format(values[i])}`));
-      chart.append(dot);
+    return draw(container, label, 200, {
+      type: "line",
+      data: { labels, datasets: [{ label, data: values, borderColor: color, backgroundColor: color, borderWidth: 2.5,
+                                   pointRadius: values.length > 45 ? 0 : 3, tension: 0 }] },
+      options: { scales: { x: { ...dayAxis(), stacked: false },
+                           y: { beginAtZero: true, ticks: { autoSkip: false, maxTicksLimit: 6, callback: format } } },
+                 plugins: { legend: legend(false),
+                            tooltip: { callbacks: { label: (item) => format(item.raw) } } } },
     });
-    container.replaceChildren(chart);
   }
 
-  /* One horizontal bar split into shares. */
+  /* One horizontal bar split into shares, with each part's share in the legend. */
   function shares(container, { parts, label }) {
-    const total = parts.reduce((sum, p) => sum + p.value, 0) || 1;
-    const chart = svg("svg", { viewBox: "0 0 600 36", class: "chart", role: "img", "aria-label": label });
-    let x = 0;
-    for (const part of parts) {
-      const width = (600 * part.value) / total;
-      if (width <= 0) continue;
-      const rect = svg("rect", { x, y: 4, width, height: 28, fill: part.color, class: "bar", "data-series": part.name, rx: 4 });
-      rect.append(svg("title", {}, `${part.name}: ${part.value} (${Math.round((100 * part.value) / total)}%)`));
-      chart.append(rect);
-      x += width;
-    }
-    container.replaceChildren(chart, legend(parts.map((p) => ({ name: `${p.name} · ${Math.round((100 * p.value) / total)}%`, color: p.color }))));
-  }
-
-  function legend(series) {
-    const list = document.createElement("ul");
-    list.className = "legend";
-    for (const s of series) {
-      const item = document.createElement("li");
-      const swatch = document.createElement("span");
-      swatch.className = "swatch";
-      swatch.style.background = s.color;
-      item.append(swatch, s.name);
-      list.append(item);
-    }
-    return list;
+    const total = parts.reduce((sum, p) => sum + p.value, 0);
+    const percent = (value) => total ? Math.round((100 * value) / total) : 0;
+    return draw(container, label, 96, {
+      type: "bar",
+      data: { labels: [label], datasets: parts.map((p) => ({ label: `${p.name} · ${percent(p.value)}%`, data: [p.value],
+                                                            backgroundColor: p.color, borderRadius: 4 })) },
+      options: { indexAxis: "y", interaction: { mode: "nearest", intersect: true },
+                 scales: { x: { stacked: true, display: false, max: total || 1 }, y: { stacked: true, display: false } },
+                 plugins: { legend: legend(true),
+                            tooltip: { callbacks: { title: () => "", label: (item) => `${item.dataset.label} (${item.raw})` } } } },
+    });
   }
 
   return { bars, line, shares };
