@@ -22,7 +22,7 @@ from bot.knowledge import knowledge_sources
 from bot.observability import configure_logging
 from bot.settings import Settings
 from models import KnowledgeSource, SourceStatus
-from services import conversations, knowledge, persona, widget
+from services import accounts, conversations, knowledge, persona, widget
 from services.embeddings import create_embedder
 from services.knowledge_index import KnowledgeIndex
 from services.knowledge_sources import KnowledgeSources, SourceError, SourceView
@@ -75,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     site_rotate.add_argument("--overlap-hours", type=float, default=None, metavar="N",
                              help="how long the old secret still verifies identities (default "
                                   "WIDGET_SECRET_OVERLAP_HOURS, 24; 0: it stops at once)")
+    link = commands.add_parser("dashboard-link", help="print a one-time link that signs an admin in to the desk "
+                                                     "in a browser (works without Telegram)")
+    link.add_argument("--admin", type=int, default=None, metavar="ID",
+                      help="which of ADMIN_IDS it signs in (default: the first)")
     commands.add_parser("encryption-key", help="print a new random ENCRYPTION_KEY")
     commands.add_parser("rotate-keys", help="re-seal stored API keys under ENCRYPTION_KEY (after changing it: "
                                             "put the old key in ENCRYPTION_OLD_KEYS first)")
@@ -215,6 +219,25 @@ async def _rotate_keys(settings: Settings, secrets: Secrets) -> int:
     return 0
 
 
+def _link_admin(settings: Settings, wanted: int | None) -> int:
+    """Which admin `dashboard-link` signs in: `--admin`, which must be in ADMIN_IDS, else the first of them."""
+    if not settings.admin_ids:
+        raise ValueError("ADMIN_IDS is empty: put your Telegram user id in it (in .env; README.md says how to "
+                         "find it), then run this again")
+    if wanted is not None and wanted not in settings.admin_ids:
+        raise ValueError(f"--admin {wanted} is not one of ADMIN_IDS ({', '.join(map(str, settings.admin_ids))})")
+    return settings.admin_ids[0] if wanted is None else wanted
+
+
+async def _dashboard_link(settings: Settings, admin_id: int) -> None:
+    tenant = await conversations.ensure_bot(settings.bot_telegram_id)
+    token = await accounts.admin_login_link(tenant.id, admin_id)
+    minutes = int(accounts.LINK_LIFETIME.total_seconds() // 60)
+    print(f"Sign-in link for admin {admin_id}: open it in your browser within {minutes} minutes; it works once.",
+          file=sys.stderr)
+    print(f"{settings.public_address.base()}/app/login?token={token}")
+
+
 def _serve(settings: Settings, secrets: Secrets) -> None:
     # Imported here: aiogram's types take seconds to import, which the other commands need not pay.
     from aiohttp import web
@@ -259,6 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             counts = asyncio.run(_with_database(settings, transfer(args.file)))
             done = "exported" if args.command == "export" else "imported"
             print(f"{done} " + ", ".join(f"{count} {table}" for table, count in counts.items()))
+        elif args.command == "dashboard-link":
+            admin_id = _link_admin(settings, args.admin)
+            asyncio.run(_with_database(settings, _dashboard_link(settings, admin_id)))
         elif args.command == "rotate-keys":
             return asyncio.run(_with_database(settings, _rotate_keys(settings, secrets)))
     except (ValueError, OSError, transfer_module.TransferError) as error:

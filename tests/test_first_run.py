@@ -1,0 +1,134 @@
+"""The first run as an owner meets it: no Telegram, no AI, the demo knowledge, the widget and the inbox."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from tgsim import Simulator
+
+from models import Bot, Conversation, Message
+from services import knowledge
+from tests.conftest import ROOT, Frontdesk, outbox_idle
+from tests.miniapp_helpers import LINK, app_client, sign_in
+from tests.test_process import _clean_environment
+from tests.widget_helpers import is_answer, open_widget
+
+NO_TELEGRAM = {"BOT_TOKEN": "", "use_ai": False}
+OWNER = 4242
+
+
+@pytest.fixture
+async def http() -> Any:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def load_demo(language: str = "") -> None:
+    bot = await Bot.get(telegram_id=0)
+    name = f"knowledge.{language}.md" if language else "knowledge.md"
+    await knowledge.import_entries(bot.id, knowledge.parse_file(ROOT / "demo" / name))
+
+
+@pytest.mark.parametrize("frontdesk_settings", [NO_TELEGRAM], indirect=True)
+@pytest.mark.parametrize("lang", ["ru", "uz"])
+async def test_a_handed_off_visitor_gets_an_outcome_for_every_later_message_without_telegram(
+        frontdesk: Frontdesk, sim: Simulator, http: aiohttp.ClientSession, lang: str) -> None:
+    await load_demo()  # English only: nothing answers a Russian or Uzbek question, so it goes to a person
+    visitor, welcome = await open_widget(http, frontdesk.url, lang=lang)
+    assert welcome["type"] == "welcome"
+    await visitor.send_message("Можно ли прийти с собакой?" if lang == "ru" else "Itim bilan kelsam bo‘ladimi?")
+    first = await visitor.until(lambda f: f["type"] == "message" and f["author"] == "customer")
+    handed = await visitor.until(lambda f: is_answer(f, first["id"]))
+    assert handed["author"] == "system"
+    # Later messages: each gets its outcome too, never silence.
+    for text in ("Алло?", "Есть кто-нибудь?") if lang == "ru" else ("Salom?", "Kimdir bormi?"):
+        await visitor.send_message(text)
+        mine = await visitor.until(lambda f, text=text: f["type"] == "message" and f["author"] == "customer"
+                                   and f["text"] == text)
+        told = await visitor.until(lambda f, to=mine["id"]: is_answer(f, to))
+        assert told["author"] == "system"
+    await visitor.socket.close()
+    await outbox_idle(sim)
+
+
+@pytest.mark.parametrize("frontdesk_settings", [NO_TELEGRAM], indirect=True)
+async def test_without_telegram_the_widget_says_a_person_sees_it_in_the_inbox_and_why_it_was_handed_off(
+        frontdesk: Frontdesk, sim: Simulator, http: aiohttp.ClientSession) -> None:
+    await load_demo()
+    visitor, _ = await open_widget(http, frontdesk.url)
+    await visitor.send_message("Can I bring my dog?")
+    first = await visitor.until(lambda f: f["type"] == "message" and f["author"] == "customer")
+    handed = await visitor.until(lambda f: is_answer(f, first["id"]))
+    assert handed["text"] == ("I can't answer this myself right now, so I've passed your conversation to a person. "
+                              "It's waiting in our team's inbox, and someone will answer you right here.")
+    await visitor.send_message("It's a small dog")
+    later = await visitor.until(lambda f: f["type"] == "message" and f["author"] == "customer"
+                                and f["id"] > first["id"])
+    told = await visitor.until(lambda f: is_answer(f, later["id"]))
+    assert "inbox" in told["text"]
+    await visitor.socket.close()
+    await outbox_idle(sim)
+    conversation = await Conversation.get(id=first["conversation"])
+    # Staff see the honest reason: no AI is configured, so nothing failed; the knowledge base had no answer.
+    assert conversation.handoff_reason == "not_in_knowledge"
+    assert conversation.last_message_at is not None
+    assert conversation.last_message_at >= (await Message.get(id=later["id"])).created_at
+
+
+def dashboard_link(tmp_path: Path, database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m bot dashboard-link` as the owner runs it in the server's shell (beside the running server)."""
+    return subprocess.run([sys.executable, "-m", "bot", "dashboard-link", *args], cwd=tmp_path, capture_output=True,
+                          text=True, env=_clean_environment(DATABASE_URL=database_url, **env), timeout=60, check=False)
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{**NO_TELEGRAM, "ADMIN_IDS": f"{OWNER},777"}], indirect=True)
+async def test_without_telegram_the_owner_signs_in_with_a_cli_link_and_answers_a_handoff_from_the_inbox(
+        frontdesk: Frontdesk, sim: Simulator, http: aiohttp.ClientSession, database_url: str, tmp_path: Path) -> None:
+    visitor, _ = await open_widget(http, frontdesk.url)
+    await visitor.send_message("I'd like to talk to someone about a wedding order")
+    await visitor.until(lambda f: f["type"] == "status" and f["mode"] == "human")
+
+    port = str(frontdesk.settings.port)
+    made = dashboard_link(tmp_path, database_url, ADMIN_IDS=f"{OWNER},777", PORT=port)
+    assert made.returncode == 0, made.stderr
+    assert f"admin {OWNER}" in made.stderr
+    link = made.stdout.strip()
+    assert LINK.fullmatch(link)
+    assert link.startswith(f"http://localhost:{port}/app/login?token=")  # no PUBLIC_BASE_URL: this machine's
+    async with app_client(frontdesk) as owner:
+        assert await sign_in(owner, link) == 303
+        me = await owner.get("/api/me")
+        assert me["role"] == "admin"
+        [row] = (await owner.get("/api/conversations"))["conversations"]
+        assert row["state"] == "waiting"
+        assert row["handoff_reason"] == "not_in_knowledge"
+        await owner.post(f"/api/conversations/{row['id']}/reply", {"text": "Congratulations! Tell me more."})
+        reply = await visitor.until(lambda f: f["type"] == "message" and f["author"] == "manager")
+        assert reply["text"] == "Congratulations! Tell me more."
+        assert await sign_in(owner, link) == 403  # the link worked once
+    await visitor.socket.close()
+    await outbox_idle(sim)
+
+    # --admin picks another of ADMIN_IDS; the address is PUBLIC_BASE_URL's when it is set.
+    other = dashboard_link(tmp_path, database_url, "--admin", "777", ADMIN_IDS=f"{OWNER},777",
+                           PUBLIC_BASE_URL="https://desk.example/")
+    assert other.returncode == 0, other.stderr
+    assert other.stdout.startswith("https://desk.example/app/login?token=")
+    assert "admin 777" in other.stderr
+
+
+def test_a_dashboard_link_needs_an_admin_and_says_so_in_one_line(tmp_path: Path) -> None:
+    database_url = f"sqlite://{tmp_path}/db.sqlite3"
+    nobody = dashboard_link(tmp_path, database_url)
+    assert nobody.returncode == 1
+    assert nobody.stdout == ""
+    [line] = nobody.stderr.strip().splitlines()
+    assert line.startswith("error: ADMIN_IDS is empty: put your Telegram user id in it")
+    stranger = dashboard_link(tmp_path, database_url, "--admin", "5", ADMIN_IDS=str(OWNER))
+    assert stranger.returncode == 1
+    assert stranger.stderr.strip() == f"error: --admin 5 is not one of ADMIN_IDS ({OWNER})"
