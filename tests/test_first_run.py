@@ -9,8 +9,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from dotenv import dotenv_values
 from tgsim import Simulator
 
+from bot.settings import Settings
 from models import Bot, Conversation, Message
 from services import knowledge
 from tests.conftest import ROOT, Frontdesk, outbox_idle
@@ -132,3 +134,20 @@ def test_a_dashboard_link_needs_an_admin_and_says_so_in_one_line(tmp_path: Path)
     stranger = dashboard_link(tmp_path, database_url, "--admin", "5", ADMIN_IDS=str(OWNER))
     assert stranger.returncode == 1
     assert stranger.stderr.strip() == f"error: --admin 5 is not one of ADMIN_IDS ({OWNER})"
+
+
+def test_the_example_env_file_does_not_turn_the_ai_on_without_a_key() -> None:
+    example = {key: value for key, value in dotenv_values(ROOT / ".env.example").items() if value is not None}
+    assert example["AI_BASE_URL"]
+    assert example["AI_MODEL"]
+    assert not example["AI_API_KEY"]
+    copied = Settings(_env_file=None, **example)  # type: ignore[arg-type]
+    assert not copied.ai_enabled
+    assert copied.ai_off_reason == "AI_API_KEY is empty, and api.openai.com needs one"
+    assert Settings(_env_file=None, **{**example, "AI_API_KEY": "sk-test"}).ai_enabled  # type: ignore[arg-type]
+    # A model server on this machine or the local network takes no key.
+    for local in ("http://127.0.0.1:8000/v1", "http://localhost:11434/v1", "http://ollama:11434/v1",
+                  "http://192.168.1.20:8080/v1", "http://[::1]:8000/v1", "http://gpu.local:8000/v1"):
+        assert Settings(_env_file=None, AI_BASE_URL=local, AI_MODEL="qwen", AI_API_KEY="").ai_enabled, local
+    for hosted in ("https://openrouter.ai/api/v1", "http://8.8.8.8/v1", "http://[2001:4860::8888]/v1"):
+        assert not Settings(_env_file=None, AI_BASE_URL=hosted, AI_MODEL="m", AI_API_KEY=" ").ai_enabled, hosted
