@@ -13,7 +13,7 @@ from dotenv import dotenv_values
 from tgsim import Simulator
 
 from bot.settings import Settings
-from models import Bot, Conversation, Message
+from models import AuditLog, Bot, Conversation, Message
 from services import knowledge
 from tests.conftest import ROOT, Frontdesk, outbox_idle
 from tests.miniapp_helpers import LINK, app_client, sign_in
@@ -151,3 +151,71 @@ def test_the_example_env_file_does_not_turn_the_ai_on_without_a_key() -> None:
         assert Settings(_env_file=None, AI_BASE_URL=local, AI_MODEL="qwen", AI_API_KEY="").ai_enabled, local
     for hosted in ("https://openrouter.ai/api/v1", "http://8.8.8.8/v1", "http://[2001:4860::8888]/v1"):
         assert not Settings(_env_file=None, AI_BASE_URL=hosted, AI_MODEL="m", AI_API_KEY=" ").ai_enabled, hosted
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"ADMIN_IDS": str(OWNER)}], indirect=True)
+async def test_start_and_help_show_staff_their_commands_and_id_tells_anyone_their_id(
+        frontdesk: Frontdesk, sim: Simulator) -> None:
+    owner = sim.create_user("Olga", id=OWNER)
+    ann = sim.create_user("Ann")
+    for person in (owner, ann):
+        sim.send_command(person["id"], "start")
+        sim.send_command(person["id"], "help")
+    [owner_start, owner_help] = await sim.wait_for_messages(owner["id"], 2)
+    [ann_start, ann_help] = await sim.wait_for_messages(ann["id"], 2)
+    for text in (owner_start["text"], owner_help["text"]):
+        assert "For the team:\n/dashboard: a sign-in link for the desk in a browser" in text
+    for text in (ann_start["text"], ann_help["text"]):
+        assert "/dashboard" not in text
+        assert "For the team" not in text
+
+    sim.send_command(ann["id"], "id")
+    [*_, told] = await sim.wait_for_messages(ann["id"], 3)
+    assert told["text"] == f"Your Telegram id: {ann['id']}"  # ADMIN_IDS has someone: no setup hint
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"ADMIN_IDS": ""}], indirect=True)
+async def test_id_helps_an_owner_fill_admin_ids(frontdesk: Frontdesk, sim: Simulator) -> None:
+    olga = sim.create_user("Olga")
+    sim.send_command(olga["id"], "id")
+    [told] = await sim.wait_for_messages(olga["id"])
+    assert told["text"].startswith(f"Your Telegram id: {olga['id']}\n\nNobody is this bot's admin yet: the owner "
+                                   "puts their id in ADMIN_IDS")
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"ADMIN_IDS": str(OWNER)}], indirect=True)
+async def test_the_business_name_set_by_an_admin_names_the_widget_and_the_bots_welcome(
+        frontdesk: Frontdesk, sim: Simulator, http: aiohttp.ClientSession) -> None:
+    async def widget_config(lang: str) -> dict[str, Any]:
+        async with http.get(f"{frontdesk.url}/widget/api/site", params={"site": "demo", "lang": lang},
+                            headers={"Origin": frontdesk.url}) as response:
+            assert response.status == 200
+            return dict((await response.json())["site"])
+
+    before = await widget_config("en")
+    assert before["title"] == ""  # not "Frontdesk": the widget says "Chat with us" until the business has a name
+    assert before["greeting"] == "Hi! How can we help you today?"
+    sim.create_user("Olga", id=OWNER)
+    ann = sim.create_user("Ann")
+    async with app_client(frontdesk, sim, OWNER) as owner:
+        assert (await owner.get("/api/admin/business")) == {"business_name": ""}
+        status, saved = await owner.call("PUT", "/api/admin/business", {"business_name": "  Bean   There \n"})
+        assert (status, saved) == (200, {"business_name": "Bean There"})
+        status, refused = await owner.call("PUT", "/api/admin/business", {"business_name": "x" * 101})
+        assert status == 400
+        assert refused["error"]["code"] == "too_long"
+        status, refused = await owner.call("PUT", "/api/admin/business", {"business_name": "Bean\u0000There"})
+        assert status == 400
+        assert refused["error"]["code"] == "bad_name"
+    async with app_client(frontdesk, sim, ann["id"]) as customer:
+        status, _ = await customer.call("PUT", "/api/admin/business", {"business_name": "Mine now"})
+        assert status == 403
+    after = await widget_config("en")
+    assert after["title"] == "Bean There"
+    assert after["greeting"] == "Hi! Welcome to Bean There. How can we help you today?"
+    sim.send_command(ann["id"], "start")
+    [welcome] = await sim.wait_for_messages(ann["id"])
+    assert "I'm the assistant of Bean There." in welcome["text"]
+    assert "this business" not in welcome["text"]
+    [entry] = await AuditLog.filter(action="business_name")
+    assert entry.details["name"] == "Bean There"
