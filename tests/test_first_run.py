@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +18,10 @@ from tgsim import Simulator
 from bot.settings import Settings
 from models import AuditLog, Bot, Conversation, Message
 from services import knowledge
-from tests.conftest import ROOT, Frontdesk, outbox_idle
+from services.answering import AnswerPolicy
+from tests.conftest import ROOT, Frontdesk, free_port, outbox_idle
 from tests.miniapp_helpers import LINK, app_client, sign_in
-from tests.test_process import _clean_environment
+from tests.test_process import _clean_environment, _start
 from tests.widget_helpers import is_answer, open_widget
 
 NO_TELEGRAM = {"BOT_TOKEN": "", "use_ai": False}
@@ -96,7 +100,7 @@ async def test_without_telegram_the_owner_signs_in_with_a_cli_link_and_answers_a
     await visitor.until(lambda f: f["type"] == "status" and f["mode"] == "human")
 
     port = str(frontdesk.settings.port)
-    made = dashboard_link(tmp_path, database_url, ADMIN_IDS=f"{OWNER},777", PORT=port)
+    made = await asyncio.to_thread(dashboard_link, tmp_path, database_url, ADMIN_IDS=f"{OWNER},777", PORT=port)
     assert made.returncode == 0, made.stderr
     assert f"admin {OWNER}" in made.stderr
     link = made.stdout.strip()
@@ -117,8 +121,8 @@ async def test_without_telegram_the_owner_signs_in_with_a_cli_link_and_answers_a
     await outbox_idle(sim)
 
     # --admin picks another of ADMIN_IDS; the address is PUBLIC_BASE_URL's when it is set.
-    other = dashboard_link(tmp_path, database_url, "--admin", "777", ADMIN_IDS=f"{OWNER},777",
-                           PUBLIC_BASE_URL="https://desk.example/")
+    other = await asyncio.to_thread(dashboard_link, tmp_path, database_url, "--admin", "777",
+                                    ADMIN_IDS=f"{OWNER},777", PUBLIC_BASE_URL="https://desk.example/")
     assert other.returncode == 0, other.stderr
     assert other.stdout.startswith("https://desk.example/app/login?token=")
     assert "admin 777" in other.stderr
@@ -219,3 +223,58 @@ async def test_the_business_name_set_by_an_admin_names_the_widget_and_the_bots_w
     assert "this business" not in welcome["text"]
     [entry] = await AuditLog.filter(action="business_name")
     assert entry.details["name"] == "Bean There"
+
+
+async def test_the_first_run_prints_next_steps_and_the_demo_loads_while_the_server_runs_in_three_languages(
+        database_url: str, tmp_path: Path, http: aiohttp.ClientSession,
+        processes: list[subprocess.Popen[bytes]]) -> None:
+    port = free_port()
+    env = {"DATABASE_URL": database_url, "PORT": str(port), "HOST": "127.0.0.1", "ADMIN_IDS": str(OWNER)}
+    process = await _start(tmp_path, env, processes)
+    url = f"http://127.0.0.1:{port}"
+
+    loaded = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "bot", "demo"], cwd=tmp_path,
+                                     capture_output=True, text=True, env=_clean_environment(**env), timeout=120,
+                                     check=False)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.splitlines() == [
+        "knowledge (knowledge.md, knowledge.ru.md, knowledge.uz.md): 24 created, 0 updated, 0 unchanged",
+        "persona version 1 is now active", "business name: Bean There"]
+
+    asked = {"en": ("What are your opening hours?", "Monday to Friday 7:00–20:00"),
+             "ru": ("Какие у вас часы работы?", "с понедельника по пятницу с 7:00 до 20:00"),
+             "uz": ("Ish vaqtingiz qanday?", "dushanbadan jumagacha 7:00 dan 20:00 gacha")}
+    for lang, (question, answer) in asked.items():
+        visitor, _ = await open_widget(http, url, lang=lang)
+        await visitor.send_message(question)
+        mine = await visitor.until(lambda f: f["type"] == "message" and f["author"] == "customer")
+        reply = await visitor.until(lambda f, to=mine["id"]: is_answer(f, to), within=30)
+        assert reply["author"] == "ai"  # from the knowledge base, in the visitor's language
+        assert answer in reply["text"]
+        await visitor.socket.close()
+    async with http.get(f"{url}/widget/api/site", params={"site": "demo", "lang": "ru"},
+                        headers={"Origin": url}) as response:
+        site = (await response.json())["site"]
+    assert site["title"] == "Bean There"
+
+    process.send_signal(signal.SIGINT)
+    assert process.wait(30) == 0
+    output = (tmp_path / "process.log").read_text()
+    python = "python -m bot"  # the test runs it from a scratch directory, not beside .venv
+    assert "\nNext steps:\n" in output
+    assert f"  1. See the demo: open http://localhost:{port}/ and ask the chat bubble something.\n" in output
+    assert f"  2. Load the demo knowledge (in another terminal, while this runs): {python} demo\n" in output
+    assert f"  3. Sign in to the desk (the inbox of handed-off chats): {python} dashboard-link\n" in output
+    assert "  4. Connect a bot: put BOT_TOKEN (from @BotFather) in .env and restart" in output
+
+
+async def test_every_question_the_demo_page_suggests_is_answered_by_the_demo_knowledge(database: str) -> None:
+    page = (ROOT / "webapp_static" / "demo.html").read_text(encoding="utf-8")
+    suggested = re.findall(r"<li>([^<]+)</li>", page)
+    assert len(suggested) == 12
+    bot = await Bot.create(telegram_id=0)
+    for path in sorted((ROOT / "demo").glob("knowledge*.md")):
+        await knowledge.import_entries(bot.id, knowledge.parse_file(path))
+    for question in suggested:
+        hit = await knowledge.direct_answer(bot.id, question, AnswerPolicy().kb_direct_threshold)
+        assert hit is not None, question
