@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
                                                      "in a browser (works without Telegram)")
     link.add_argument("--admin", type=int, default=None, metavar="ID",
                       help="which of ADMIN_IDS it signs in (default: the first)")
+    link.add_argument("--name", default="", help="your first name, as customers see it when you join a chat "
+                                                 "(Telegram tells it once you use the bot)")
     commands.add_parser("demo", help="load the demo coffee shop: its knowledge in English, Russian and Uzbek, its "
                                      "persona and its name (works while the server runs)")
     commands.add_parser("encryption-key", help="print a new random ENCRYPTION_KEY")
@@ -252,9 +254,9 @@ def _link_admin(settings: Settings, wanted: int | None) -> int:
     return settings.admin_ids[0] if wanted is None else wanted
 
 
-async def _dashboard_link(settings: Settings, admin_id: int) -> None:
+async def _dashboard_link(settings: Settings, admin_id: int, name: str) -> None:
     tenant = await conversations.ensure_bot(settings.bot_telegram_id)
-    token = await accounts.admin_login_link(tenant.id, admin_id)
+    token = await accounts.admin_login_link(tenant.id, admin_id, name)
     minutes = int(accounts.LINK_LIFETIME.total_seconds() // 60)
     print(f"Sign-in link for admin {admin_id}: open it in your browser within {minutes} minutes; it works once.",
           file=sys.stderr)
@@ -348,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_with_database(settings, _load_demo(settings)))
         elif args.command == "dashboard-link":
             admin_id = _link_admin(settings, args.admin)
-            asyncio.run(_with_database(settings, _dashboard_link(settings, admin_id)))
+            asyncio.run(_with_database(settings, _dashboard_link(settings, admin_id, args.name)))
         elif args.command == "rotate-keys":
             return asyncio.run(_with_database(settings, _rotate_keys(settings, secrets)))
     except (ValueError, OSError, transfer_module.TransferError) as error:

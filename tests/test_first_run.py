@@ -100,7 +100,8 @@ async def test_without_telegram_the_owner_signs_in_with_a_cli_link_and_answers_a
     await visitor.until(lambda f: f["type"] == "status" and f["mode"] == "human")
 
     port = str(frontdesk.settings.port)
-    made = await asyncio.to_thread(dashboard_link, tmp_path, database_url, ADMIN_IDS=f"{OWNER},777", PORT=port)
+    made = await asyncio.to_thread(dashboard_link, tmp_path, database_url, "--name", "Olga",
+                                   ADMIN_IDS=f"{OWNER},777", PORT=port)
     assert made.returncode == 0, made.stderr
     assert f"admin {OWNER}" in made.stderr
     link = made.stdout.strip()
@@ -109,7 +110,7 @@ async def test_without_telegram_the_owner_signs_in_with_a_cli_link_and_answers_a
     async with app_client(frontdesk) as owner:
         assert await sign_in(owner, link) == 303
         me = await owner.get("/api/me")
-        assert me["role"] == "admin"
+        assert (me["name"], me["role"]) == ("Olga", "admin")
         [row] = (await owner.get("/api/conversations"))["conversations"]
         assert row["state"] == "waiting"
         assert row["handoff_reason"] == "not_in_knowledge"
@@ -126,6 +127,8 @@ async def test_without_telegram_the_owner_signs_in_with_a_cli_link_and_answers_a
     assert other.returncode == 0, other.stderr
     assert other.stdout.startswith("https://desk.example/app/login?token=")
     assert "admin 777" in other.stderr
+    assert [m.text for m in await Message.filter(author_kind="system").order_by("id")][-1] == \
+        "Olga from our team has joined the conversation."
 
 
 def test_a_dashboard_link_needs_an_admin_and_says_so_in_one_line(tmp_path: Path) -> None:
