@@ -10,7 +10,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, Route, expect
+from playwright.async_api import Browser, Page, Route, ViewportSize, expect
 from tgsim import Simulator
 
 from models import Bot
@@ -21,7 +21,7 @@ from tests.test_widget_browser import SHOTS, browser  # noqa: F401  (the fixture
 
 pytestmark = pytest.mark.browser
 NO_TELEGRAM = {"BOT_TOKEN": "", "use_ai": False, "ADMIN_IDS": str(OWNER)}
-WIDTHS = {"phone": {"width": 390, "height": 780}, "desktop": {"width": 1280, "height": 800}}
+WIDTHS: dict[str, ViewportSize] = {"phone": {"width": 390, "height": 780}, "desktop": {"width": 1280, "height": 800}}
 ASKED = {
     "en": ("What are your opening hours?", "Monday to Friday 7:00–20:00", "Can I bring my dog?",
            "Hi! Welcome to Bean There. How can we help you today?"),
