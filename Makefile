@@ -12,10 +12,11 @@ DEV_STAMP := $(VENV)/.dev-installed
 UV_COMPILE := $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
 	--custom-compile-command 'make lock'
 
-.PHONY: install install-dev run test lint audit messages bench lock lock-upgrade clean
+.PHONY: install install-dev run demo test lint audit messages bench lock lock-upgrade clean
 
 $(PY):
-	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
+	@echo "Creating $(VENV) with $(PYTHON)"
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
 
 # What running needs (requirements/runtime.txt), then the project itself without resolving anything.
 $(RUNTIME_STAMP): requirements/runtime.txt pyproject.toml | $(PY)
@@ -35,8 +36,13 @@ install: $(RUNTIME_STAMP)
 
 install-dev: $(DEV_STAMP) install
 
+# Only what running needs (no test or lint tools); at start it prints the next steps.
 run: install
-	$(PY) -m bot
+	@$(PY) -m bot
+
+# The demo coffee shop's knowledge (English, Russian, Uzbek), persona and name; also while `make run` runs.
+demo: install
+	@$(PY) -m bot demo
 
 # Installs PostgreSQL, Redis and Chromium from Debian when missing, starts throwaway servers, audits
 # the locked versions, runs ruff, mypy and the whole suite on SQLite and PostgreSQL, then stops the servers.

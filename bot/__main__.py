@@ -20,9 +20,9 @@ from bot import transfer as transfer_module
 from bot.encryption import secret_box
 from bot.knowledge import knowledge_sources
 from bot.observability import configure_logging
-from bot.settings import Settings
+from bot.settings import PROJECT_ROOT, Settings
 from models import KnowledgeSource, SourceStatus
-from services import conversations, knowledge, persona, widget
+from services import accounts, bot_settings, conversations, knowledge, persona, widget
 from services.embeddings import create_embedder
 from services.knowledge_index import KnowledgeIndex
 from services.knowledge_sources import KnowledgeSources, SourceError, SourceView
@@ -75,6 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     site_rotate.add_argument("--overlap-hours", type=float, default=None, metavar="N",
                              help="how long the old secret still verifies identities (default "
                                   "WIDGET_SECRET_OVERLAP_HOURS, 24; 0: it stops at once)")
+    link = commands.add_parser("dashboard-link", help="print a one-time link that signs an admin in to the desk "
+                                                     "in a browser (works without Telegram)")
+    link.add_argument("--admin", type=int, default=None, metavar="ID",
+                      help="which of ADMIN_IDS it signs in (default: the first)")
+    link.add_argument("--name", default="", help="your first name, as customers see it when you join a chat "
+                                                 "(Telegram tells it once you use the bot)")
+    commands.add_parser("demo", help="load the demo coffee shop: its knowledge in English, Russian and Uzbek, its "
+                                     "persona and its name (works while the server runs)")
     commands.add_parser("encryption-key", help="print a new random ENCRYPTION_KEY")
     commands.add_parser("rotate-keys", help="re-seal stored API keys under ENCRYPTION_KEY (after changing it: "
                                             "put the old key in ENCRYPTION_OLD_KEYS first)")
@@ -215,15 +223,94 @@ async def _rotate_keys(settings: Settings, secrets: Secrets) -> int:
     return 0
 
 
+DEMO = PROJECT_ROOT / "demo"
+DEMO_BUSINESS = "Bean There"
+
+
+async def _load_demo(settings: Settings) -> None:
+    """The demo shop, loaded again as often as wanted: items by question, the persona once, the name unless set."""
+    files = sorted(DEMO.glob("knowledge*.md"))
+    if not files:
+        raise ValueError(f"the demo files are not in {DEMO} (they come with the source, not the package)")
+    tenant = await conversations.ensure_bot(settings.bot_telegram_id)
+    entries = [entry for path in files for entry in knowledge.parse_file(path)]
+    report = await knowledge.import_entries(tenant.id, entries)
+    print(f"knowledge ({', '.join(path.name for path in files)}): {report.created} created, {report.updated} "
+          f"updated, {report.unchanged} unchanged")
+    text = (DEMO / "persona.md").read_text(encoding="utf-8").strip()
+    if await persona.active_persona(tenant.id) != text:
+        print(f"persona version {(await persona.set_persona(tenant.id, text)).version} is now active")
+    name = await bot_settings.set_business_name(tenant.id, DEMO_BUSINESS, None, via="cli", only_if_unset=True)
+    print(f"business name: {name}")
+
+
+def _link_admin(settings: Settings, wanted: int | None) -> int:
+    """Which admin `dashboard-link` signs in: `--admin`, which must be in ADMIN_IDS, else the first of them."""
+    if not settings.admin_ids:
+        raise ValueError("ADMIN_IDS is empty: put your Telegram user id in it (in .env; README.md says how to "
+                         "find it), then run this again")
+    if wanted is not None and wanted not in settings.admin_ids:
+        raise ValueError(f"--admin {wanted} is not one of ADMIN_IDS ({', '.join(map(str, settings.admin_ids))})")
+    return settings.admin_ids[0] if wanted is None else wanted
+
+
+async def _dashboard_link(settings: Settings, admin_id: int, name: str) -> None:
+    tenant = await conversations.ensure_bot(settings.bot_telegram_id)
+    token = await accounts.admin_login_link(tenant.id, admin_id, name)
+    minutes = int(accounts.LINK_LIFETIME.total_seconds() // 60)
+    print(f"Sign-in link for admin {admin_id}: open it in your browser within {minutes} minutes; it works once.",
+          file=sys.stderr)
+    print(f"{settings.public_address.base()}/app/login?token={token}")
+
+
+def _command(*args: str) -> str:
+    """How to run another command of this installation from where the operator stands (.venv/bin/python -m bot)."""
+    python = Path(sys.executable)
+    try:
+        shown = str(python.relative_to(Path.cwd()))
+    except ValueError:
+        shown = "python"
+    return " ".join((shown, "-m", "bot", *args))
+
+
+def next_steps(settings: Settings, *, has_knowledge: bool, has_bot: bool) -> list[str]:
+    """What an operator does next, printed once the server is up: the first run's path, then what is missing."""
+    base = settings.public_address.base()
+    steps = []
+    if settings.demo_enabled:
+        steps.append(f"See the demo: open {base}/ and ask the chat bubble something.")
+    if not has_knowledge:
+        steps.append(f"Load the demo knowledge (in another terminal, while this runs): {_command('demo')}")
+    if settings.admin_ids:
+        steps.append(f"Sign in to the desk (the inbox of handed-off chats): {_command('dashboard-link')}")
+    else:
+        steps.append("Sign in to the desk: put your Telegram id in ADMIN_IDS in .env (send /id to your bot, or "
+                     f"ask @userinfobot), restart, then run {_command('dashboard-link')}")
+    if not has_bot:
+        steps.append("Connect a bot: put BOT_TOKEN (from @BotFather) in .env and restart (README.md, "
+                     "\"Connect a real bot\").")
+    return ["", "Next steps:", *(f"  {number}. {step}" for number, step in enumerate(steps, 1)), ""]
+
+
 def _serve(settings: Settings, secrets: Secrets) -> None:
     # Imported here: aiogram's types take seconds to import, which the other commands need not pay.
     from aiohttp import web
 
     from bot.app import create_app
+    from miniapp.auth import MINIAPP
+    from models import KnowledgeItem
+
+    async def print_next_steps(app: web.Application) -> None:
+        has_knowledge = await KnowledgeItem.filter(bot_id=app[MINIAPP].bot_id).exists()
+        print("\n".join(next_steps(settings, has_knowledge=has_knowledge, has_bot=settings.telegram_enabled)),
+              flush=True)
 
     logging.getLogger("bot").info("Frontdesk listens on http://%s:%s", settings.host, settings.port)
+    app = create_app(settings, secrets)
+    if settings.log_format == "text":  # a person at a terminal; JSON logs are read by machines
+        app.on_startup.append(print_next_steps)  # after the app's own start: the database is open
     # SIGTERM/SIGINT: stop listening, give requests and running jobs the grace period, then exit.
-    web.run_app(create_app(settings, secrets), host=settings.host, port=settings.port, print=None,
+    web.run_app(app, host=settings.host, port=settings.port, print=None,
                 shutdown_timeout=settings.shutdown_grace_seconds)
 
 
@@ -259,6 +346,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             counts = asyncio.run(_with_database(settings, transfer(args.file)))
             done = "exported" if args.command == "export" else "imported"
             print(f"{done} " + ", ".join(f"{count} {table}" for table, count in counts.items()))
+        elif args.command == "demo":
+            asyncio.run(_with_database(settings, _load_demo(settings)))
+        elif args.command == "dashboard-link":
+            admin_id = _link_admin(settings, args.admin)
+            asyncio.run(_with_database(settings, _dashboard_link(settings, admin_id, args.name)))
         elif args.command == "rotate-keys":
             return asyncio.run(_with_database(settings, _rotate_keys(settings, secrets)))
     except (ValueError, OSError, transfer_module.TransferError) as error:

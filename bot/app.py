@@ -280,7 +280,7 @@ async def build_services(app: web.Application) -> Services:
     # The admins' choices in the Mini App: the models' order (read before each answer) and the rate.
     ai = create_ai(settings, metrics, bot_settings.route_order_of(tenant.id), app.get(REDIS))
     if ai is None:
-        log.warning("AI is off (AI_BASE_URL and AI_MODEL not set): answers come from the knowledge base.")
+        log.warning("AI is off (%s): answers come from the knowledge base.", settings.ai_off_reason)
     limits = bot_settings.Limits(settings.daily_ai_quota, settings.customer_burst, settings.customer_rate_per_minute)
     rates = bot_settings.BotRateLimiter(shared.limiter, tenant.id, limits)
     shared = replace(shared, limiter=rates)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 from pathlib import Path
 from typing import Annotated, Literal
@@ -41,6 +42,17 @@ def _split_list(value: object) -> object:
     if isinstance(value, str):
         return [item.strip() for item in value.replace(";", ",").split(",") if item.strip()]
     return value
+
+
+def _keyless_server(url: str) -> bool:
+    """A model server on this machine or the local network (llama.cpp, Ollama, vLLM, a compose service), which
+    takes no key: localhost, a private or loopback IP address, or a one-label or .local/.internal name."""
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    try:
+        return not ipaddress.ip_address(host).is_global
+    except ValueError:
+        pass
+    return host == "localhost" or host.endswith((".localhost", ".local", ".internal")) or bool(host and "." not in host)
 
 
 class Settings(BaseSettings):
@@ -300,7 +312,18 @@ class Settings(BaseSettings):
 
     @property
     def ai_enabled(self) -> bool:
-        return bool(self.ai_base_url and self.ai_model)
+        """AI_BASE_URL and AI_MODEL, and a key unless the endpoint is a local server (which needs none): a
+        hosted endpoint with an empty AI_API_KEY (as .env.example has it) would fail every answer."""
+        return not self.ai_off_reason
+
+    @property
+    def ai_off_reason(self) -> str:
+        """Why the AI is off, for the start's log line; "" when it is on."""
+        if not (self.ai_base_url and self.ai_model):
+            return "AI_BASE_URL and AI_MODEL are not both set"
+        if not self.ai_api_key.strip() and not _keyless_server(self.ai_base_url):
+            return f"AI_API_KEY is empty, and {urlsplit(self.ai_base_url).hostname or self.ai_base_url} needs one"
+        return ""
 
     @model_validator(mode="after")
     def _known_providers(self) -> Settings:

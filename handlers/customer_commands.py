@@ -20,9 +20,17 @@ from handlers.keyboards import (
     start_keyboard,
 )
 from models import User
-from services import conversations, desk
+from services import conversations, desk, staff, tenant_settings
 from services.flow import ConversationFlow
+from services.i18n import N_
 from services.render import escape
+from services.staff import StaffDirectory
+
+# What staff may do from their private chat with the bot, under /start and /help.
+FOR_STAFF = N_("For the team:\n"
+               "/dashboard: a sign-in link for the desk in a browser (inbox, knowledge base, settings)\n"
+               "/id: your Telegram id\n"
+               "In the managers' group, /help lists the desk's commands and /app opens the desk app.")
 
 
 async def _registered(event: Message | CallbackQuery, tenant_id: int, settings: Settings,
@@ -33,19 +41,38 @@ async def _registered(event: Message | CallbackQuery, tenant_id: int, settings: 
     return await conversations.register_customer(tenant_id, as_customer(event.from_user), settings.default_locale)
 
 
-async def start(message: Message, tenant_id: int, settings: Settings, customer: User | None) -> None:
+async def _for_staff(message: Message, tenant_id: int, settings: Settings, staff_directory: StaffDirectory) -> str:
+    """The team's own commands, for a staff member (an admin, a manager or a viewer); "" for anyone else."""
+    person = message.from_user
+    if person is None or await staff_directory.role_in(tenant_id, person.id, settings.default_locale) \
+            not in staff.ASSIGNABLE:
+        return ""
+    return "\n\n" + escape(_(FOR_STAFF))
+
+
+async def start(message: Message, tenant_id: int, settings: Settings, customer: User | None,
+                staff_directory: StaffDirectory) -> None:
     user = await _registered(message, tenant_id, settings, customer)
-    name = escape(user.first_name or _("there"))
-    text = _(
-        "Hello, {name}! 👋\n\n"
-        "I'm the assistant of this business. Ask me anything: I answer right away, day and night, "
-        "from what the business has taught me. If you'd rather talk to a person, tap the button below "
-        "or send /human at any time."
-    ).format(name=f"<b>{name}</b>")
+    name = f"<b>{escape(user.first_name or _('there'))}</b>"
+    business = (await tenant_settings.load(tenant_id)).business_name
+    if business:
+        text = _(
+            "Hello, {name}! 👋\n\n"
+            "I'm the assistant of {business}. Ask me anything: I answer right away, day and night. If you'd "
+            "rather talk to a person, tap the button below or send /human at any time."
+        ).format(name=name, business=f"<b>{escape(business)}</b>")
+    else:
+        text = _(
+            "Hello, {name}! 👋\n\n"
+            "I'm the assistant of this business. Ask me anything: I answer right away, day and night, "
+            "from what the business has taught me. If you'd rather talk to a person, tap the button below "
+            "or send /human at any time."
+        ).format(name=name)
+    text += await _for_staff(message, tenant_id, settings, staff_directory)
     await message.answer(text, reply_markup=start_keyboard(settings.public_address.mini_app_url))
 
 
-async def help_command(message: Message) -> None:
+async def help_command(message: Message, tenant_id: int, settings: Settings, staff_directory: StaffDirectory) -> None:
     text = _(
         "Just write your question and I'll answer.\n\n"
         "/new: start a new conversation\n"
@@ -53,7 +80,19 @@ async def help_command(message: Message) -> None:
         "/language: change the language\n"
         "/help: this help"
     )
-    await message.answer(escape(text))
+    await message.answer(escape(text) + await _for_staff(message, tenant_id, settings, staff_directory))
+
+
+async def id_command(message: Message, settings: Settings) -> None:
+    """Anyone's own Telegram id (what ADMIN_IDS holds): how an owner finds theirs while setting the bot up."""
+    person = message.from_user
+    if person is None:
+        return
+    text = _("Your Telegram id: {id}").format(id=f"<code>{person.id}</code>")
+    if not settings.admin_ids:
+        text += "\n\n" + escape(_("Nobody is this bot's admin yet: the owner puts their id in ADMIN_IDS (in the "
+                                    "server's .env) and restarts it."))
+    await message.answer(text)
 
 
 async def language_command(message: Message) -> None:
@@ -121,6 +160,7 @@ def create_router() -> Router:
     router.message.filter(in_private_chat)
     router.message.register(start, CommandStart())
     router.message.register(help_command, Command("help"))
+    router.message.register(id_command, Command("id"))
     router.message.register(language_command, Command("language"))
     router.callback_query.register(language_button, MenuAction.filter(F.action == "language"))
     router.callback_query.register(language_chosen, LanguageChoice.filter())

@@ -42,6 +42,7 @@ SETTING_ERRORS = {
     "unknown_route": N_("That model is not one of those configured for this deployment."),
     "duplicate_route": N_("Each model can be listed only once."),
     "too_long": N_("The text is too long."),
+    "bad_name": N_("The name holds characters that cannot be shown."),
 }
 SITE_ERRORS = {
     "bad_origin": N_("Allowed origins are website addresses like https://shop.example."),
@@ -143,6 +144,25 @@ async def set_limits(request: web.Request) -> web.Response:
     if rates is not None:
         await rates.reload()
     return ok(await _settings(request))
+
+
+# --- the business's name ---------------------------------------------------------------------------------
+
+
+async def business_view(request: web.Request) -> web.Response:
+    await admin(request)
+    bot = await Bot.get(id=request.app[MINIAPP].bot_id)
+    return ok(shapes.BusinessOut(business_name=bot_settings.business_name(bot)))
+
+
+async def set_business(request: web.Request) -> web.Response:
+    caller = await admin(request)
+    body = await read_body(request, shapes.BusinessIn)
+    try:
+        name = await bot_settings.set_business_name(request.app[MINIAPP].bot_id, body.business_name, caller.user)
+    except bot_settings.SettingError as error:
+        raise ApiError(400, error.code, SETTING_ERRORS[error.code]) from error
+    return ok(shapes.BusinessOut(business_name=name))
 
 
 # --- widget sites ----------------------------------------------------------------------------------------
@@ -291,3 +311,7 @@ def add_routes(app: web.Application, api: Api) -> None:
                   "admins: 409)")
     route("POST", "/api/admin/staff/{user_id}/sign-out", sign_out_member, response=shapes.Team,
           summary="Sign a team member out of every browser")
+    route("GET", "/api/admin/business", business_view, response=shapes.BusinessOut,
+          summary="The business's name, as customers see it")
+    route("PUT", "/api/admin/business", set_business, body=shapes.BusinessIn, response=shapes.BusinessOut,
+          summary="Name the business: the widget's header and greeting and the bot's /start use it (audited)")

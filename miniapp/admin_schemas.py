@@ -210,3 +210,15 @@ class Team(BaseModel):
 
 class RoleIn(Strict):
     role: Literal["admin", "manager", "viewer"]
+
+
+# --- the business's name (issue 17: its own small endpoint) ----------------------------------------------
+
+
+class BusinessIn(Strict):
+    business_name: str = Field(max_length=400, description="One line, at most 100 characters; \"\": no name")
+
+
+class BusinessOut(BaseModel):
+    business_name: str = Field(description="What the widget's header and greeting and the bot's /start say; "
+                                           "\"\": none yet")

@@ -19,7 +19,7 @@ from miniapp.inputs import parse_json, row_id
 from miniapp.origin import client_address, request_origin
 from miniapp.widget_hub import WidgetHub
 from models import Bot, User, WidgetSite
-from services import conversations, desk, widget, widget_links
+from services import conversations, desk, tenant_settings, widget, widget_links
 from services.conversations import Customer, Incoming
 from services.flow import ConversationFlow
 from services.i18n import N_, Translate, pick_locale
@@ -66,6 +66,7 @@ UI_STRINGS = {
     "linked": N_("This chat is now linked with your Telegram account."),
 }
 DEFAULT_GREETING = N_("Hi! How can we help you today?")
+NAMED_GREETING = N_("Hi! Welcome to {business}. How can we help you today?")
 
 ERRORS = {
     "unknown_site": N_("This chat is not set up for this website."),
@@ -198,7 +199,10 @@ async def site_view(request: web.Request) -> web.Response:
     strings = {key: runtime.translate(locale, text) for key, text in UI_STRINGS.items()}
     strings["too_long"] = strings["too_long"].format(limit=MAX_TEXT_CHARS)
     bot = await Bot.get(id=asked.site.bot_id)
-    body = {"site": widget.site_config(asked.site, runtime.translate(locale, DEFAULT_GREETING)), "lang": locale,
+    business = tenant_settings.of(bot).business_name
+    greeting = runtime.translate(locale, NAMED_GREETING).format(business=business) if business else \
+        runtime.translate(locale, DEFAULT_GREETING)
+    body = {"site": widget.site_config(asked.site, greeting, business), "lang": locale,
             "strings": strings, "max_text": MAX_TEXT_CHARS, "telegram": bool(bot.username)}
     return web.json_response(body, headers={**asked.cors, "Cache-Control": "public, max-age=60"})
 

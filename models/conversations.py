@@ -31,6 +31,7 @@ class HandoffReason(StrEnum):
     COMPLAINT = "complaint"
     SENSITIVE = "sensitive"
     AI_FAILURE = "ai_failure"
+    NOT_IN_KNOWLEDGE = "not_in_knowledge"  # no AI configured, and no knowledge item held the answer
     MANAGER_TOOK_OVER = "manager_took_over"
 
 

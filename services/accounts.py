@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from tortoise.transactions import in_transaction
 
-from models import LoginLink, User, WebSession
+from models import LoginLink, Role, User, WebSession
 from services.audit import audit
 
 LINK_LIFETIME = timedelta(minutes=5)
@@ -41,6 +41,19 @@ async def create_login_link(user: User, lifetime: timedelta = LINK_LIFETIME) -> 
         await LoginLink.filter(user_id=user.id, used_at=None).update(used_at=now)
         await LoginLink.create(bot_id=user.bot_id, user=user, token_digest=digest(token),
                                expires_at=now + lifetime)
+    return token
+
+
+async def admin_login_link(bot_id: int, telegram_id: int, name: str = "", lifetime: timedelta = LINK_LIFETIME) -> str:
+    """`python -m bot dashboard-link`: a one-time link for a deployment admin (ADMIN_IDS, the caller checks),
+    from the server's shell, so the owner reaches the desk while Telegram is off. Their row is made if they
+    have never used the bot (no names yet: `name` gives the first name customers see); the link is audited."""
+    user, _ = await User.get_or_create(bot_id=bot_id, telegram_id=telegram_id, defaults={"role": Role.ADMIN})
+    if name.strip() and user.first_name != name.strip()[:256]:
+        user.first_name = name.strip()[:256]
+        await user.save(update_fields=["first_name"])
+    token = await create_login_link(user, lifetime)
+    await audit(bot_id, user, "login_link", f"user:{user.id}", via="cli")
     return token
 
 

@@ -22,6 +22,7 @@ from models import (
     Bot,
     Conversation,
     ConversationMode,
+    ConversationStatus,
     HandoffReason,
     KnowledgeItem,
     Message,
@@ -276,7 +277,8 @@ class Answerer:
 
     async def _answer(self, context: _Context) -> None:
         if context.conversation.mode == ConversationMode.HUMAN:
-            return  # people answer this conversation (the manager desk copies it to them)
+            await self._while_people_have_it(context)  # the manager desk copies it to them, if there is one
+            return
         question = context.message.text.strip()
         if not question:
             kind = next((str(a.get("type")) for a in context.message.attachments), "")
@@ -330,7 +332,24 @@ class Answerer:
         if best is not None:
             await self._answer_from_knowledge(context, best)
         else:
-            await self._hand_off(context, HandoffReason.AI_FAILURE, unanswered=True)
+            # The honest reason: with no AI configured nothing failed, the knowledge base had no answer.
+            reason = HandoffReason.NOT_IN_KNOWLEDGE if self.ai is None else HandoffReason.AI_FAILURE
+            await self._hand_off(context, reason, unanswered=True)
+
+    async def _while_people_have_it(self, context: _Context) -> None:
+        """A message to people who hear of it in the app's inbox only (no manager chat): while none has
+        joined yet, the customer is told it waits there. One notice answers a run of messages: a message
+        that something of ours already follows gets none of its own."""
+        conversation = context.conversation
+        if conversation.status != ConversationStatus.WAITING:
+            return
+        bot = await Bot.get(id=context.customer.bot_id)
+        if bot.manager_chat_id is not None:
+            return  # the managers see it in their chat; the handoff notice said when they answer
+        followed = await Message.filter(conversation_id=conversation.id, id__gt=context.message.id).exclude(
+            author_kind=AuthorKind.CUSTOMER).exists()
+        if not followed:
+            await self._notice(context, handoff.STILL_WAITING, {"source": "notice", "waiting": True})
 
     async def _answer_from_knowledge(self, context: _Context, hit: knowledge.KnowledgeHit) -> None:
         await knowledge.count_hit(hit.item)

@@ -154,3 +154,29 @@ class BotRateLimiter:
 
     def set_rate(self, burst: int, per_minute: float) -> None:
         self.inner.set_rate(burst, per_minute)
+
+
+# --- the business's name ---------------------------------------------------------------------------------
+
+
+def business_name(bot: Bot) -> str:
+    return tenant_settings.of(bot).business_name
+
+
+async def set_business_name(bot_id: int, name: str, actor: User | None, *, via: str = "app",
+                            only_if_unset: bool = False) -> str:
+    """What customers and staff see the business called ("": none); one line, audited. `only_if_unset`: the
+    demo names its shop unless the owner named theirs already."""
+    name = " ".join(name.split())  # one line: no newlines or runs of spaces in a header
+    if len(name) > tenant_settings.MAX_BUSINESS_NAME:
+        raise SettingError("too_long", f"the business name is longer than {tenant_settings.MAX_BUSINESS_NAME} "
+                                       "characters")
+    if any(not character.isprintable() for character in name):
+        raise SettingError("bad_name", "the business name holds characters that cannot be shown")
+    async with tenant_settings.edit(bot_id) as draft:
+        if only_if_unset and draft.settings.business_name:
+            return draft.settings.business_name
+        if name != draft.settings.business_name:
+            draft.settings = draft.settings.changed(business_name=name)
+            draft.audit(actor, "business_name", name=name, via=via)
+    return name

@@ -243,16 +243,25 @@ async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming
                 await _note_question(conversation, text)
             with_ai = conversation.mode == ConversationMode.AI
             job_kind = {Verdict.ALLOW: JobKind.ANSWER, Verdict.WARN: JobKind.SLOW_DOWN}.get(verdict)
-            if job_kind is not None and with_ai:
+            # People have it, but no manager chat hears of it (Telegram off, or no /setup yet): the answer job
+            # still gives the message its outcome (the customer is told it waits in the inbox) and its bookkeeping.
+            inbox_only = not with_ai and not await _has_manager_chat(bot_id)
+            if inbox_only:
+                job_kind = JobKind.ANSWER
+            if job_kind is not None and (with_ai or inbox_only):
                 await outbox.enqueue(bot_id, job_kind, {"message_id": message.id}, lane=customer_lane(conversation))
             if conversation.handed_off_at is not None:
                 # Managers see every message from the first handoff on, whatever the rate.
-                await _to_managers(conversation, message, incoming, who, bookkeeping=not with_ai)
+                await _to_managers(conversation, message, incoming, who, bookkeeping=not (with_ai or inbox_only))
     except IntegrityError:
         if await Message.exists(bot_id=bot_id, source_key=incoming.source_key):
             return Stored(None)  # a re-delivery of a message stored before
         raise
     return Stored(message)
+
+
+async def _has_manager_chat(bot_id: int) -> bool:
+    return await Bot.filter(id=bot_id, manager_chat_id__isnull=False).exists()
 
 
 async def _to_managers(conversation: Conversation, message: Message, incoming: Incoming, who: Customer, *,

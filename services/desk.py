@@ -28,6 +28,7 @@ from services.staff import load_manager_chat
 log = logging.getLogger(__name__)
 
 JOINED = N_("{name} from our team has joined the conversation.")
+JOINED_NAMELESS = N_("A person from our team has joined the conversation.")
 BACK_TO_AI = N_("You're talking to our assistant again. Ask anything, or send /human to reach a person.")
 RATE = N_("This conversation is closed. Thank you for writing to us! How would you rate it?")
 RATED = N_("Thank you for your rating!")
@@ -141,7 +142,9 @@ class CustomerSide:
 
     def _notice_text(self, locale: str, notice: str, params: dict[str, Any]) -> str:
         if notice == "joined":
-            return self.translate(locale, JOINED).format(name=params.get("name") or "")
+            if not params.get("name"):  # a staff member with no name yet (an admin signed in from the shell)
+                return self.translate(locale, JOINED_NAMELESS)
+            return self.translate(locale, JOINED).format(name=params["name"])
         if notice == "back_to_ai":
             return self.translate(locale, BACK_TO_AI)
         if notice == "rate":

@@ -20,6 +20,11 @@ LEADS = {
 LEAD_DEFAULT = N_("I can't answer this myself right now, so I've passed your conversation to a person.")
 SOON = N_("They'll answer you right here, usually within a few minutes.")
 WHEN_FREE = N_("They'll answer you right here as soon as someone is free.")
+# No manager chat (Telegram off, or /setup not done yet): staff see the conversation in the app's inbox only.
+IN_THE_INBOX = N_("It's waiting in our team's inbox, and someone will answer you right here.")
+# A later message while the conversation still waits for its first person, with no manager chat.
+STILL_WAITING = N_("Thanks, I've added this to your conversation in our team's inbox. Someone will answer you "
+                   "right here.")
 AFTER_HOURS = N_("Our team is away right now. A person will answer you right here when we're back: {when}.")
 WEEKDAYS = (N_("Monday"), N_("Tuesday"), N_("Wednesday"), N_("Thursday"), N_("Friday"), N_("Saturday"),
             N_("Sunday"))
@@ -80,6 +85,8 @@ async def expectation(bot: Bot, hours: WorkingHours, translate: Translate, local
         when = f"{weekday} {opening:%H:%M}{zone}"
         own = offline_text(bot, locale)  # the admins' words, where `{when}` may stand for the time
         return own.replace("{when}", when) if own else translate(locale, AFTER_HOURS).format(when=when)
+    if bot.manager_chat_id is None:  # nobody is told in Telegram: say where a person will see it
+        return translate(locale, IN_THE_INBOX)
     return translate(locale, SOON if await anyone_online(bot.id) else WHEN_FREE)
 
 

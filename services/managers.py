@@ -65,6 +65,7 @@ REASONS = {
     "complaint": N_("complaint"),
     "sensitive": N_("sensitive matter"),
     "ai_failure": N_("the AI failed"),
+    "not_in_knowledge": N_("no answer in the knowledge base"),
     "manager_took_over": N_("a manager took over"),
 }
 FROM_APP = N_("{name} in the app")

@@ -24,6 +24,7 @@ from tortoise.transactions import in_transaction
 from models import AuditLog, Bot, User
 
 StaffRole = Literal["manager", "viewer"]
+MAX_BUSINESS_NAME = 100
 
 
 class CustomerRate(BaseModel):
@@ -55,6 +56,8 @@ class TenantSettings(BaseModel):
     # The team: roles as admins gave them (ADMIN_IDS are admins anyway).
     staff_roles: dict[int, StaffRole] | None = None  # {user id: role}; None: not adopted yet (before approvals)
     granted_admins: list[int] = Field(default_factory=list)  # user ids an admin made admins
+    # What customers (the widget, the bot's greetings) and staff see the business called; "": no name yet.
+    business_name: str = Field("", max_length=MAX_BUSINESS_NAME)
     # Odds and ends.
     knowledge_dismissed: list[str] = Field(default_factory=list)  # suggestion keys staff turned down, oldest first
     demo_site_created: bool = False  # the demo's widget site was made once (a removed one stays removed)

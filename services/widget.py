@@ -177,9 +177,10 @@ def origin_allowed(site: WidgetSite, origin: str | None) -> bool:
         return False
 
 
-def site_config(site: WidgetSite, greeting: str) -> dict[str, str]:
-    """What the widget shows before anyone writes: public by design."""
-    return {"title": site.title, "color": site.color, "text_color": site.text_color,
+def site_config(site: WidgetSite, greeting: str, business_name: str = "") -> dict[str, str]:
+    """What the widget shows before anyone writes: public by design. The site's own title and greeting, else
+    the business's name and the default greeting."""
+    return {"title": site.title or business_name, "color": site.color, "text_color": site.text_color,
             "greeting": site.greeting or greeting}
 
 
@@ -501,8 +502,10 @@ async def ensure_demo_site(bot_id: int, origins: list[str]) -> WidgetSite | None
     if not (await tenant_settings.load(bot_id)).demo_site_created:
         if not await WidgetSite.exists(public_key=DEMO_SITE_KEY):
             with contextlib.suppress(IntegrityError):  # another instance, starting at once, made it
-                await create_site(bot_id, origins, title="Frontdesk", public_key=DEMO_SITE_KEY)
+                await create_site(bot_id, origins, title="", public_key=DEMO_SITE_KEY)
         await tenant_settings.update(bot_id, {"demo_site_created": True})
+    # Its title is the business's name (it was "Frontdesk" before there was one to show).
+    await WidgetSite.filter(public_key=DEMO_SITE_KEY, title="Frontdesk").update(title="")
     return await WidgetSite.get_or_none(public_key=DEMO_SITE_KEY)
 
 

@@ -286,7 +286,10 @@ async def test_the_ai_can_hand_the_conversation_to_a_person(frontdesk: Frontdesk
     assert conversation.handoff_reason == "complaint"
     sim.send_text(ann["id"], "hello? anyone?")
     await settle(sim)
-    assert bot_texts(sim, ann["id"]) == ["I'm sorry to hear that."]  # the AI keeps out of it now
+    # The AI keeps out of it now. No manager chat is set up, so people see it in the app's inbox only,
+    # and the customer is told that it waits there rather than hearing nothing.
+    assert bot_texts(sim, ann["id"]) == ["I'm sorry to hear that.", "Thanks, I've added this to your conversation "
+                                         "in our team's inbox. Someone will answer you right here."]
     assert len(ai.requests) == 1
 
 
@@ -341,7 +344,8 @@ async def test_a_customer_over_the_daily_ai_quota_is_told_and_handed_to_people(
     assert (conversation.mode, conversation.status) == (ConversationMode.HUMAN, ConversationStatus.WAITING)
     sim.send_text(ann["id"], "third question")
     await settle(sim)
-    assert len(bot_texts(sim, ann["id"])) == 2
+    assert bot_texts(sim, ann["id"])[2:] == ["Thanks, I've added this to your conversation in our team's inbox. "
+                                             "Someone will answer you right here."]  # no manager chat: the inbox
     assert len(ai.requests) == 1
 
 

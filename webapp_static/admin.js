@@ -463,6 +463,19 @@ FD.start(async (me) => {
     }
   });
 
+  /* --- the business's name (its own form and endpoint) ------------------------------------------ */
+
+  const business = document.getElementById("business-form");
+  business.addEventListener("submit", (event) => {
+    event.preventDefault();
+    saving(event.submitter || business.querySelector("button"), async () => {
+      const saved = await FD.api("PUT", "/api/admin/business", { business_name: business.elements.business_name.value });
+      business.elements.business_name.value = saved.business_name;
+    });
+  });
+  FD.api("GET", "/api/admin/business").then((data) => { business.elements.business_name.value = data.business_name; },
+    (error) => FD.toast(error.message));
+
   /* --- start ------------------------------------------------------------------------------------ */
 
   const [loaded, siteList] = await Promise.all([FD.api("GET", "/api/admin/settings"), FD.api("GET", "/api/admin/sites"),
