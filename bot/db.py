@@ -13,12 +13,19 @@ from tortoise.migrations.api import migrate as apply_migrations
 log = logging.getLogger(__name__)
 
 
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
 def tortoise_config(database_url: str, pool_size: int | None = None) -> dict[str, Any]:
     """Tortoise's configuration; on PostgreSQL a pool of `pool_size` connections unless the URL sets `maxsize`."""
     if database_url.startswith("postgresql://"):
         database_url = "postgres://" + database_url.removeprefix("postgresql://")
     if pool_size and database_url.startswith("postgres://"):
         database_url = _with_pool_size(database_url, pool_size)
+    if database_url.startswith("sqlite://") and "busy_timeout" not in database_url and ":memory:" not in database_url:
+        # A second process (`python -m bot kb add` or `demo` while the server runs) waits for the writer's
+        # transaction instead of failing with "database is locked" after sqlite3's default 5 s.
+        database_url += ("&" if "?" in database_url else "?") + f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}"
     return {
         "connections": {"default": database_url},
         "apps": {
