@@ -91,6 +91,7 @@ SCRIPT_STRINGS = {
     "state_closed": N_("Closed"),
     "channel_telegram": N_("Telegram"),
     "channel_widget": N_("Website"),
+    "website_visitor": N_("Website visitor"),  # an anonymous visitor, by what the inbox calls them
     "take": N_("Take"),
     "return": N_("Return to AI"),
     "close": N_("Close"),

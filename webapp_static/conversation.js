@@ -100,7 +100,7 @@ FD.start(async (me) => {
 
   function showConversation(row) {
     conversation = row;
-    $("who").textContent = staff ? row.customer.name : FD.t("channel_" + row.channel);
+    $("who").textContent = staff ? row.customer.name || FD.t("website_visitor") : FD.t("channel_" + row.channel);
     document.title = $("who").textContent;
     const state = $("state");
     state.textContent = FD.stateLabel(row);
