@@ -28,6 +28,7 @@ SHARED = ROOT.parent / "shared"
 if str(SHARED) not in sys.path:
     sys.path.insert(0, str(SHARED))
 
+from playwright.async_api import expect  # noqa: E402
 from tgsim import FloodLimits, Simulator  # noqa: E402
 
 from bot import db  # noqa: E402
@@ -36,6 +37,10 @@ from bot.settings import Settings  # noqa: E402
 from models import JobStatus, OutboxJob  # noqa: E402
 from services import outbox  # noqa: E402
 from tests.fake_ai import FakeAI  # noqa: E402
+
+# The suite shares its machine (the SQLite and PostgreSQL runs go side by side): a page's live update can
+# take longer than Playwright's 5 s default there. Waiting longer lets no wrong page pass; it fails later.
+expect.set_options(timeout=15_000)
 
 TOKEN = "7000000001:TEST-frontdesk-token"
 ENCRYPTION_KEY = "q0kPZ0Uo3s9mAGgdPHP2v6nAhQ7c3b6uVJk1yZ1o1pE="  # the tests' own: seals customers' API keys
