@@ -10,6 +10,7 @@ from handlers import (
     improve,
     manager_desk,
     membership,
+    team_invite,
     templates,
     widget_link,
 )
@@ -20,6 +21,7 @@ def get_routers() -> list[Router]:
     return [
         account.create_router(),  # /app in the manager chat is staff's, and not a message to a customer
         manager_desk.create_router(),  # groups: the manager chat, and nothing else
+        team_invite.create_router(),  # before /start's own handler: /start invite-<code> from the Team page
         widget_link.create_router(),  # before /start's own handler: /start link-<code> from the widget
         customer_commands.create_router(),
         improve.create_router(),

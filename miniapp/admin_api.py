@@ -1,5 +1,6 @@
 """The admins' settings API: working hours and the offline text, the AI's models, limits, widget
-sites and the team's roles. Admins only: managers and customers get 403 and nothing else."""
+sites, the team's roles, invitations to the team and removing a member. Admins only: managers and
+customers get 403 and nothing else."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from miniapp.api import Api, ApiError, ok, path_id, read_body
 from miniapp.auth import MINIAPP, admin
 from miniapp.origin import public_base
 from models import Bot, Role, User, WidgetSite
-from services import accounts, bot_settings, inbox, staff, widget
+from services import accounts, bot_settings, inbox, staff, team, tenant_settings, widget
 from services.ai import AIClient
 from services.handoff import AFTER_HOURS
 from services.i18n import N_, SUPPORTED_LOCALES
@@ -50,6 +51,9 @@ SITE_ERRORS = {
     "bad_color": N_("Colours are written like #2563eb."),
 }
 OWNER = N_("This person is an admin in the deployment's settings (ADMIN_IDS) and always stays one.")
+NOT_YOURSELF = N_("You cannot remove yourself: ask another admin.")
+NO_TELEGRAM = N_("Invitations are links to the bot in Telegram: connect the bot (BOT_TOKEN) first.")
+TOO_MANY_INVITES = N_("There are too many open invitations: cancel some first.")
 
 
 @functools.cache
@@ -245,18 +249,70 @@ async def _team(request: web.Request) -> list[staff.TeamMember]:
     return await staff.team(runtime.bot_id, runtime.staff, runtime.default_locale)
 
 
-def _team_json(members: list[staff.TeamMember]) -> shapes.Team:
+async def _team_json(request: web.Request) -> shapes.Team:
     rows = []
-    for member in members:
+    for member in await _team(request):
         who = inbox.person(member.user) or {"id": None, "name": f"#{member.telegram_id}", "username": None}
         rows.append(shapes.TeamMemberOut(id=who["id"], telegram_id=member.telegram_id, name=who["name"],
-                                         username=who["username"], role=member.role.value, owner=member.owner))
-    return shapes.Team(members=rows)
+                                         username=who["username"], role=member.role.value, owner=member.owner,
+                                         invited=member.invited))
+    bot = await Bot.get(id=request.app[MINIAPP].bot_id)
+    invites = team.open_invites(tenant_settings.of(bot))
+    authors = {user.id: user for user in await User.filter(id__in=[i.created_by for i in invites if i.created_by])}
+    return shapes.Team(members=rows, invites=[_invite_json(invite, authors) for invite in invites],
+                       can_invite=bool(bot.username))
+
+
+def _invite_json(invite: tenant_settings.TeamInvite, authors: dict[int, User]) -> shapes.InviteOut:
+    author = authors.get(invite.created_by or 0)
+    return shapes.InviteOut(id=invite.id, role=invite.role, expires_at=invite.expires_at.isoformat(),
+                            created_by=author.first_name if author is not None else None,
+                            opened=invite.claimed_by is not None)
 
 
 async def team_view(request: web.Request) -> web.Response:
     await admin(request)
-    return ok(_team_json(await _team(request)))
+    return ok(await _team_json(request))
+
+
+async def invite(request: web.Request) -> web.Response:
+    """A one-time link to the bot that makes whoever confirms it a manager or a viewer."""
+    caller = await admin(request)
+    body = await read_body(request, shapes.InviteIn)
+    bot = await Bot.get(id=caller.bot_id)
+    if not bot.username:
+        raise ApiError(409, "no_telegram", NO_TELEGRAM)
+    try:
+        made = await team.create_invite(caller.bot_id, body.role, caller.user)
+    except team.TeamError as error:
+        raise ApiError(409, error.code, TOO_MANY_INVITES) from error
+    return ok(shapes.InviteCreated(link=team.deep_link(bot.username, made.code),
+                                   invite=_invite_json(made.invite, {caller.user.id: caller.user}),
+                                   team=await _team_json(request)), status=201)
+
+
+async def cancel_invite(request: web.Request) -> web.Response:
+    caller = await admin(request)
+    try:
+        await team.cancel_invite(caller.bot_id, request.match_info["invite_id"], caller.user)
+    except team.TeamError as error:
+        raise ApiError(404, "not_found") from error
+    return ok(await _team_json(request))
+
+
+async def remove_member(request: web.Request) -> web.Response:
+    """Take a member off the team: no role, no browser sessions (ADMIN_IDS stay: 409)."""
+    caller = await admin(request)
+    user_id = _id(request, "user_id")
+    member = next((m for m in await _team(request) if m.user is not None and m.user.id == user_id), None)
+    if member is None or member.user is None:
+        raise ApiError(404, "not_found")
+    if member.owner:
+        raise ApiError(409, "owner", OWNER)
+    if member.user.id == caller.user.id:
+        raise ApiError(409, "yourself", NOT_YOURSELF)
+    await team.remove_member(caller.bot_id, member.user, caller.user)
+    return ok(await _team_json(request))
 
 
 async def set_role(request: web.Request) -> web.Response:
@@ -269,7 +325,7 @@ async def set_role(request: web.Request) -> web.Response:
     if member.owner:
         raise ApiError(409, "owner", OWNER)
     await staff.set_role(request.app[MINIAPP].bot_id, member.user, Role(body.role), caller.user)
-    return ok(_team_json(await _team(request)))
+    return ok(await _team_json(request))
 
 
 async def sign_out_member(request: web.Request) -> web.Response:
@@ -281,7 +337,7 @@ async def sign_out_member(request: web.Request) -> web.Response:
     if user is None or user.telegram_id is None:
         raise ApiError(404, "not_found")
     await accounts.sign_out_everywhere(user, caller.user)
-    return ok(_team_json(await _team(request)))
+    return ok(await _team_json(request))
 
 
 def add_routes(app: web.Application, api: Api) -> None:
@@ -315,3 +371,9 @@ def add_routes(app: web.Application, api: Api) -> None:
           summary="The business's name, as customers see it")
     route("PUT", "/api/admin/business", set_business, body=shapes.BusinessIn, response=shapes.BusinessOut,
           summary="Name the business: the widget's header and greeting and the bot's /start use it (audited)")
+    route("DELETE", "/api/admin/staff/{user_id}", remove_member, response=shapes.Team,
+          summary="Remove a member from the team: their role and browser sessions end (ADMIN_IDS: 409; yourself: 409)")
+    route("POST", "/api/admin/staff/invites", invite, body=shapes.InviteIn, response=shapes.InviteCreated,
+          summary="A one-time t.me link (24 hours) that makes whoever opens and confirms it a manager or a viewer")
+    route("DELETE", "/api/admin/staff/invites/{invite_id}", cancel_invite, response=shapes.Team,
+          summary="Cancel an invitation: its link stops working")

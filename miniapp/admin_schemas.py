@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 
 from miniapp.schemas import Person, Strict
+from services.tenant_settings import PersonaForm
 
 Origin = Annotated[str, Field(max_length=200)]
 RouteKey = Annotated[str, Field(max_length=200)]
@@ -35,6 +36,11 @@ class PersonaOverview(BaseModel):
     versions: list[PersonaVersionSummary] = Field(description="Newest first")
     has_more: bool = Field(description="Older versions exist: ask with before=<the last version>")
     max_chars: int
+    form: PersonaForm = Field(description="The guided form as last saved (its defaults if it never was)")
+    form_writes_text: bool = Field(description="The text is what the form writes (false: edited by hand, or the "
+                                               "business's name changed since)")
+    business_name: str = Field(description="The name the form puts in the prompt (\"\": none set)")
+    ai_enabled: bool = Field(description="Whether an AI answers at all: without one the persona is not used")
 
 
 class PersonaHistoryParams(Strict):
@@ -44,9 +50,33 @@ class PersonaHistoryParams(Strict):
 
 class PersonaIn(Strict):
     text: str = Field(min_length=1, max_length=100_000)
+    form: PersonaForm | None = Field(None, description="The guided form the text was written with, kept to fill "
+                                                       "the form in next time")
     base_version: int | None = Field(
         None, ge=0, description="The version the text was edited from (0: the default). When another version was "
                                 "saved meanwhile, nothing is stored and the answer is 409")
+
+
+class ComposeIn(Strict):
+    form: PersonaForm
+
+
+class ComposeOut(BaseModel):
+    text: str = Field(description="The prompt the form writes, in the form's language")
+
+
+class TurnIn(Strict):
+    author: Literal["customer", "assistant"]
+    text: str = Field(min_length=1, max_length=4096)
+
+
+class PersonaTryIn(Strict):
+    question: str = Field(min_length=1, max_length=4096)
+    text: str | None = Field(None, max_length=100_000, description="The draft persona to answer with (null: the "
+                                                                   "active one)")
+    earlier: list[TurnIn] = Field(default_factory=list, max_length=20, description="The test chat so far, oldest "
+                                                                                   "first")
+    locale: Literal["en", "ru", "uz"] | None = None
 
 
 class LabelIn(Strict):
@@ -202,10 +232,31 @@ class TeamMemberOut(BaseModel):
     role: Literal["admin", "manager", "viewer", "pending"] = Field(
         description="pending: in the manager chat, waiting for an admin to approve them as a manager or viewer")
     owner: bool = Field(description="In ADMIN_IDS: an admin always, not changeable here")
+    invited: bool = Field(False, description="Joined by an invitation (need not be in the manager chat)")
+
+
+class InviteOut(BaseModel):
+    id: str
+    role: Literal["manager", "viewer"]
+    expires_at: str
+    created_by: str | None = Field(description="The admin who made it, by name")
+    opened: bool = Field(description="Someone opened the link: only they can still accept it")
 
 
 class Team(BaseModel):
     members: list[TeamMemberOut]
+    invites: list[InviteOut] = Field(default_factory=list, description="Invitations not used yet, oldest first")
+    can_invite: bool = Field(True, description="False while the bot has no Telegram username (Telegram is off)")
+
+
+class InviteIn(Strict):
+    role: Literal["manager", "viewer"]
+
+
+class InviteCreated(BaseModel):
+    link: str = Field(description="t.me/<bot>?start=invite-<code>: works once; shown only now")
+    invite: InviteOut
+    team: Team
 
 
 class RoleIn(Strict):

@@ -358,6 +358,21 @@ SCRIPT_STRINGS = {
     "tpl_copy_of": N_("{title} (copy)"),
     "tpl_confirm_delete": N_("Delete this template? This cannot be undone."),
     "tpl_deleted": N_("The template was deleted."),
+    # The persona's guided form and test chat; inviting and removing teammates (issue 17)
+    "persona_business": N_("The prompt names the business “{name}” (set on the Admin page)."),
+    "persona_no_business": N_("No business name is set, so the prompt says “this business”."),
+    "persona_thinking": N_("Writing an answer…"),
+    "invite_made": N_("Send this link to your teammate. It works once, until {when}: they open it in Telegram "
+                      "and confirm there."),
+    "invite_item": N_("{role}, invited by {name}, until {when}"),
+    "invite_opened": N_("opened: waiting for them to confirm"),
+    "invite_cancel": N_("Cancel"),
+    "invite_cancelled": N_("The invitation was cancelled: its link no longer works."),
+    "member_invited": N_("joined by invitation"),
+    "member_remove": N_("Remove from the team"),
+    "member_confirm_remove": N_("Remove {name} from the team? They lose their role and are signed out of every "
+                                "browser. If they are in the manager chat, remove them there in Telegram too."),
+    "member_removed": N_("{name} is no longer on the team."),
 }
 
 

@@ -1,4 +1,5 @@
-"""The persona editor's API (staff): versions, a new version, a version's diff, and rollback."""
+"""The persona editor's API (staff): versions, a new version, a version's diff, and rollback; the guided
+form that writes the prompt, and a test chat that answers with a draft before it is saved."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ from aiohttp import web
 from miniapp import admin_schemas as shapes
 from miniapp.api import Api, ApiError, ok, path_id, read_body, read_query
 from miniapp.auth import MINIAPP, staff_member
-from services import inbox, persona
+from miniapp.knowledge_api import KNOWLEDGE, TryOut, UsedItemOut
+from models import AuthorKind, Bot, Message
+from services import answering, inbox, persona
 from services.i18n import N_
+from services.knowledge import KnowledgeError
+from services.tenant_settings import PersonaForm
 from services.versioning import LabelError
 
 PERSONA_ERRORS = {
@@ -41,16 +46,24 @@ def _number(request: web.Request) -> int:
 
 
 async def overview(request: web.Request) -> web.Response:
-    await staff_member(request)
+    caller = await staff_member(request)
     params = read_query(request, shapes.PersonaHistoryParams)
     bot_id = request.app[MINIAPP].bot_id
     versions, more = await persona.history(bot_id, before=params.before, limit=params.limit)
     latest = await persona.latest_version(bot_id)
+    bot = await Bot.get(id=bot_id)
+    saved_form, name = persona.form_of(bot), persona.business_name_of(bot)
+    form = saved_form or PersonaForm.model_validate({"language": caller.locale})
+    text = latest.text if latest is not None else persona.default_persona()
+    # Before anything was saved, the form writes the first version over the built-in default.
+    writes = latest is None or (saved_form is not None and
+                                persona.compose(saved_form, name, request.app[MINIAPP].translate) == text)
     return ok(shapes.PersonaOverview(
-        text=latest.text if latest is not None else persona.default_persona(),
-        active=_full(latest) if latest is not None else None,
+        text=text, active=_full(latest) if latest is not None else None,
         versions=[shapes.PersonaVersionSummary.model_validate(_summary(v)) for v in versions],
-        has_more=more, max_chars=persona.MAX_PERSONA_CHARS))
+        has_more=more, max_chars=persona.MAX_PERSONA_CHARS, form=form, form_writes_text=writes,
+        business_name=name, ai_enabled=request.app[KNOWLEDGE].ai is not None))
+
 
 
 async def version_detail(request: web.Request) -> web.Response:
@@ -81,7 +94,43 @@ async def create_version(request: web.Request) -> web.Response:
                                             based_on=body.base_version, refuse_unchanged=True, via="app")
     except persona.PersonaError as error:
         raise _refused(error) from error
+    if body.form is not None:
+        await persona.save_form(request.app[MINIAPP].bot_id, body.form)
     return await _saved(request, created.version)
+
+
+async def compose(request: web.Request) -> web.Response:
+    await staff_member(request)
+    body = await read_body(request, shapes.ComposeIn)
+    runtime = request.app[MINIAPP]
+    name = persona.business_name_of(await Bot.get(id=runtime.bot_id))
+    return ok(shapes.ComposeOut(text=persona.compose(body.form, name, runtime.translate)))
+
+
+async def try_persona(request: web.Request) -> web.Response:
+    """What a customer would get from the persona as drafted (not saved yet): nothing is stored or sent."""
+    caller = await staff_member(request)
+    body = await read_body(request, shapes.PersonaTryIn)
+    runtime, tools = request.app[MINIAPP], request.app[KNOWLEDGE]
+    if body.text is not None:
+        try:
+            persona.checked(body.text)
+        except persona.PersonaError as error:
+            raise _refused(error) from error
+    earlier = [Message(text=turn.text, author_kind=AuthorKind.CUSTOMER if turn.author == "customer"
+                       else AuthorKind.AI) for turn in body.earlier]
+    try:
+        tried = await answering.try_answer(caller.bot_id, body.question, ai=tools.ai, policy=tools.policy,
+                                           translate=runtime.translate, hours=runtime.hours,
+                                           locale=body.locale or caller.locale, index=tools.index,
+                                           persona_text=body.text, earlier=earlier)
+    except KnowledgeError as error:
+        raise ApiError(400, error.code, N_("Please write the question.")) from error
+    return ok(TryOut(source=tried.source, text=tried.text, html=tried.html,
+                     items=[UsedItemOut(id=item.id, question=item.question, rank=item.rank) for item in tried.items],
+                     handoff_reason=tried.handoff_reason, model=tried.model, tokens_in=tried.tokens_in,
+                     tokens_out=tried.tokens_out, latency_ms=tried.latency_ms, cost=tried.cost,
+                     ai_error=tried.ai_error))
 
 
 async def restore_version(request: web.Request) -> web.Response:
@@ -134,6 +183,11 @@ def add_routes(app: web.Application, api: Api) -> None:
     api.route(app, "GET", "/api/persona", overview, query=shapes.PersonaHistoryParams,
               response=shapes.PersonaOverview, roles="staff",
               summary="The persona the AI uses now, and its versions, newest first")
+    api.route(app, "POST", "/api/persona/compose", compose, body=shapes.ComposeIn, response=shapes.ComposeOut,
+              roles="staff", summary="The prompt the guided form writes (in the form's language); nothing is saved")
+    api.route(app, "POST", "/api/persona/try", try_persona, body=shapes.PersonaTryIn, response=TryOut,
+              roles="staff", summary="What a customer would get from a draft persona (or the active one), after "
+                                     "the test chat so far; nothing is stored or sent")
     api.route(app, "GET", "/api/persona/versions/{version}", version_detail, response=shapes.PersonaVersionOut,
               roles="staff", summary="One version of the persona, with its text")
     api.route(app, "POST", "/api/persona/versions", create_version, body=shapes.PersonaIn,

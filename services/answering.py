@@ -107,9 +107,11 @@ def knowledge_section(passages: Sequence[Passage]) -> str:
 
 
 async def build_prompt(bot_id: int, question: str, *, locale: str, context_tokens: int,
-                       earlier: Sequence[Message] = (), index: KnowledgeIndex | None = None) -> Prompt:
-    """The persona, the best passages of knowledge, as much of `earlier` as the budget holds, the question."""
-    system = await persona.active_persona(bot_id)
+                       earlier: Sequence[Message] = (), index: KnowledgeIndex | None = None,
+                       persona_text: str | None = None) -> Prompt:
+    """The persona (the active one, unless a draft is tried), the best passages of knowledge, as much of
+    `earlier` as the budget holds, the question."""
+    system = persona_text if persona_text is not None else await persona.active_persona(bot_id)
     found = await retrieval.retrieve(bot_id, question, index=index, limit=PASSAGES)
     passages = retrieval.within_budget(found, int(context_tokens * KNOWLEDGE_SHARE) - tokens.estimate(system))
     if passages:
@@ -496,8 +498,10 @@ MAX_TRY_CHARS = 4096
 
 async def try_answer(bot_id: int, question: str, *, ai: AIClient | None, policy: AnswerPolicy,
                      translate: Translate, hours: WorkingHoursSource, locale: str,
-                     index: KnowledgeIndex | None = None) -> TryAnswer:
-    """The answer `Answerer` would give a new conversation's first message, for staff trying it out.
+                     index: KnowledgeIndex | None = None, persona_text: str | None = None,
+                     earlier: Sequence[Message] = ()) -> TryAnswer:
+    """The answer `Answerer` would give a new conversation's first message (or, with `earlier`, the
+    next one), for staff trying it out; with `persona_text`, as a draft persona would answer.
 
     Nothing is stored, sent or counted (no message, usage, quota or hit count); the AI is really
     called, so its metrics count the call. Staff have no quota, so the quota check is left out.
@@ -512,7 +516,8 @@ async def try_answer(bot_id: int, question: str, *, ai: AIClient | None, policy:
         return _tried_knowledge(translate, locale, direct)
     if ai is None:
         return await _tried_without_ai(bot_id, question, translate, hours, locale)
-    prompt = await build_prompt(bot_id, question, locale=locale, context_tokens=policy.context_tokens, index=index)
+    prompt = await build_prompt(bot_id, question, locale=locale, context_tokens=policy.context_tokens, index=index,
+                                earlier=earlier, persona_text=persona_text)
     try:
         reply = await ai.answer(prompt.messages, _unseen, tenant=bot_id)
     except AIUnavailable as error:

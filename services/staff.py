@@ -81,11 +81,17 @@ class StaffDirectory:
         return status
 
     async def current_role(self, bot: Bot, telegram_id: int, user: User | None, default_locale: str) -> Role:
-        """What this person may do now: ADMIN_IDS are admins; a manager chat member has the role an
-        admin gave them (pending until then; `user` is None before their first step in the desk);
+        """What this person may do now: ADMIN_IDS are admins; someone an admin removed is a customer;
+        someone who joined by invitation, and a manager chat member, has the role an admin gave them
+        (a member is pending until then; `user` is None before their first step in the desk);
         anyone else is a customer. Reads only: filters ask this."""
         if self.is_admin(telegram_id):
             return Role.ADMIN
+        own = tenant_settings.of(bot)
+        if user is not None and user.id in own.removed_staff:  # removed by an admin, until invited again
+            return Role.CUSTOMER
+        if user is not None and user.id in own.invited_staff:  # joined by invitation: no chat needed
+            return _member_role(own, user, auto_approve=False)
         chat = manager_chat(bot, default_locale)
         if chat is None or not await self.is_staff(chat.chat_id, telegram_id):
             return Role.CUSTOMER
@@ -163,6 +169,7 @@ class TeamMember:
     user: User | None  # None: an ADMIN_IDS admin who has used neither the desk nor the app yet
     owner: bool  # in ADMIN_IDS: an admin whatever anyone sets here
     role: Role  # admin, manager, viewer, or pending (waiting for an admin's approval)
+    invited: bool = False  # joined by an invitation (services.team), not (only) through the manager chat
 
     @property
     def admin(self) -> bool:
@@ -178,7 +185,9 @@ async def team(bot_id: int, directory: StaffDirectory, default_locale: str) -> l
                              bot_id=bot_id, telegram_id__isnull=False).order_by("id")
     roles = await asyncio.gather(*(directory.current_role(bot, int(user.telegram_id or 0), user, default_locale)
                                    for user in rows))
-    members = [TeamMember(int(user.telegram_id or 0), user, int(user.telegram_id or 0) in admin_ids, role)
+    invited = set(tenant_settings.of(bot).invited_staff)
+    members = [TeamMember(int(user.telegram_id or 0), user, int(user.telegram_id or 0) in admin_ids, role,
+                          user.id in invited)
                for user, role in zip(rows, roles, strict=True) if role != Role.CUSTOMER]
     seen = {member.telegram_id for member in members}
     members += [TeamMember(telegram_id, None, True, Role.ADMIN) for telegram_id in sorted(admin_ids - seen)]

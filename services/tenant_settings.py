@@ -22,9 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tortoise.transactions import in_transaction
 
 from models import AuditLog, Bot, User
+from services.i18n import Locale
 
 StaffRole = Literal["manager", "viewer"]
 MAX_BUSINESS_NAME = 100
+PersonaTone = Literal["friendly", "professional", "casual"]
+HandoffWhen = Literal["asks", "upset", "sensitive", "orders", "unknown"]
+DEFAULT_HANDOFF: tuple[HandoffWhen, ...] = ("asks", "upset", "sensitive")
 
 
 class CustomerRate(BaseModel):
@@ -34,6 +38,32 @@ class CustomerRate(BaseModel):
 
     burst: int | None = Field(None, ge=1)  # messages at once
     per_minute: float | None = Field(None, gt=0)  # messages a minute
+
+
+class PersonaForm(BaseModel):
+    """The persona's guided form as last saved; services.persona.compose writes the prompt from it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    language: Locale = "en"  # the prompt's own language (it answers in the customer's)
+    about: str = Field("", max_length=2000)  # what the business does and offers
+    tone: PersonaTone = "friendly"
+    avoid: str = Field("", max_length=2000)  # topics to stay away from, one a line
+    handoff: list[HandoffWhen] = Field(default_factory=lambda: list(DEFAULT_HANDOFF))
+    handoff_other: str = Field("", max_length=500)  # another case, in the admin's words
+
+
+class TeamInvite(BaseModel):
+    """A one-time invitation to the team (services.team): only the code's digest is kept."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str  # names it in the app (to cancel it) and in the bot's buttons; not the code
+    code_digest: str
+    role: StaffRole
+    expires_at: datetime
+    created_by: int | None = None  # the admin's user id
+    claimed_by: int | None = None  # the first person who opened the link: only they can accept it
 
 
 class TenantSettings(BaseModel):
@@ -58,6 +88,11 @@ class TenantSettings(BaseModel):
     granted_admins: list[int] = Field(default_factory=list)  # user ids an admin made admins
     # What customers (the widget, the bot's greetings) and staff see the business called; "": no name yet.
     business_name: str = Field("", max_length=MAX_BUSINESS_NAME)
+    team_invites: list[TeamInvite] = Field(default_factory=list)  # open invitations (used or expired: dropped)
+    invited_staff: list[int] = Field(default_factory=list)  # user ids who joined by invitation (no chat needed)
+    removed_staff: list[int] = Field(default_factory=list)  # user ids an admin removed: no role until invited again
+    # The persona's guided form (None: never saved; the prompt itself is a persona version).
+    persona_form: PersonaForm | None = None
     # Odds and ends.
     knowledge_dismissed: list[str] = Field(default_factory=list)  # suggestion keys staff turned down, oldest first
     demo_site_created: bool = False  # the demo's widget site was made once (a removed one stays removed)

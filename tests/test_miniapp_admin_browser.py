@@ -27,6 +27,8 @@ async def desk(database_url: str, sim: Simulator, ai: FakeAI) -> AsyncIterator[D
 
 
 async def save_persona(page: Page, text: str) -> None:
+    if not await page.locator("#text").is_visible():  # the prompt itself is one click away from the form
+        await page.locator("#raw summary").click()
     await page.locator("#text").fill(text)
     await page.get_by_role("button", name="Save as a new version").click()
 

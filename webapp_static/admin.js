@@ -421,6 +421,7 @@ FD.start(async (me) => {
     const label = member.owner ? FD.t("role_owner") : FD.t("role_" + member.role);
     const details = ["#" + member.telegram_id];
     if (member.username) details.unshift("@" + member.username);
+    if (member.invited) details.push(FD.t("member_invited"));
     const badge = { admin: "assigned", pending: "waiting" }[member.role] || "";
     const item = FD.el("li", { "data-id": member.id ?? "" },
       FD.el("div", { class: "member" },
@@ -436,27 +437,83 @@ FD.start(async (me) => {
       }
       actions.append(FD.el("button", { type: "button", class: "secondary", "data-sign-out": "1" },
         FD.t("sign_out_member")));
+      if (!member.owner && member.id !== me.id) {
+        actions.append(FD.el("button", { type: "button", class: "danger", "data-remove": member.name },
+          FD.t("member_remove")));
+      }
       item.append(actions);
     }
     return item;
   }
 
-  async function loadTeam() {
-    const data = await FD.api("GET", "/api/admin/staff");
+  const invites = document.getElementById("invites");
+
+  function inviteRow(invite) {
+    const parts = [FD.t("invite_item", { role: FD.t("role_" + invite.role), name: invite.created_by || "—",
+                                         when: FD.when(invite.expires_at) })];
+    if (invite.opened) parts.push(FD.t("invite_opened"));
+    return FD.el("li", { "data-invite": invite.id },
+      FD.el("span", { class: "preview" }, parts.join(" · ")),
+      FD.el("button", { type: "button", class: "secondary", "data-cancel": invite.id }, FD.t("invite_cancel")));
+  }
+
+  function showTeam(data) {
     team.replaceChildren(...data.members.map(memberRow));
+    invites.replaceChildren(...data.invites.map(inviteRow));
+    document.getElementById("invites-title").hidden = !data.invites.length;
+    document.getElementById("invite-off").hidden = data.can_invite;
+    document.getElementById("invite-form").hidden = !data.can_invite;
+  }
+
+  async function loadTeam() {
+    showTeam(await FD.api("GET", "/api/admin/staff"));
   }
 
   team.addEventListener("click", async (event) => {
-    const button = event.target.closest("button[data-role], button[data-sign-out]");
+    const button = event.target.closest("button[data-role], button[data-sign-out], button[data-remove]");
     if (!button) return;
     const id = button.closest("li").dataset.id;
+    const name = button.dataset.remove;
+    if (name && !(await FD.confirmed(FD.t("member_confirm_remove", { name })))) return;
     button.disabled = true;
     try {
-      const data = button.dataset.signOut
-        ? await FD.api("POST", `/api/admin/staff/${id}/sign-out`, {})
+      const data = name ? await FD.api("DELETE", `/api/admin/staff/${id}`)
+        : button.dataset.signOut ? await FD.api("POST", `/api/admin/staff/${id}/sign-out`, {})
         : await FD.api("PUT", `/api/admin/staff/${id}/role`, { role: button.dataset.role });
-      team.replaceChildren(...data.members.map(memberRow));
-      FD.toast(FD.t(button.dataset.signOut ? "signed_out_member" : "saved"));
+      showTeam(data);
+      FD.toast(name ? FD.t("member_removed", { name }) : FD.t(button.dataset.signOut ? "signed_out_member" : "saved"));
+    } catch (error) {
+      FD.toast(error.message);
+      button.disabled = false;
+    }
+  });
+
+  document.getElementById("invite-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const button = event.target.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      const made = await FD.api("POST", "/api/admin/staff/invites", { role: event.target.elements.role.value });
+      showTeam(made.team);
+      document.getElementById("invite-made").textContent = FD.t("invite_made", { when: FD.when(made.invite.expires_at) });
+      document.getElementById("invite-link").value = made.link;
+      document.getElementById("invite-result").hidden = false;
+    } catch (error) {
+      FD.toast(error.message);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  document.getElementById("invite-copy").addEventListener("click", () => copy(document.getElementById("invite-link").value));
+  document.getElementById("invite-link").addEventListener("focus", (event) => event.target.select());
+  invites.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-cancel]");
+    if (!button) return;
+    button.disabled = true;
+    try {
+      showTeam(await FD.api("DELETE", `/api/admin/staff/invites/${encodeURIComponent(button.dataset.cancel)}`));
+      document.getElementById("invite-result").hidden = true;
+      FD.toast(FD.t("invite_cancelled"));
     } catch (error) {
       FD.toast(error.message);
       button.disabled = false;

@@ -1,4 +1,5 @@
-/* The persona editor: the active text, its versions, what each one changed, and rollback.
+/* The persona editor: a guided form that writes the prompt (the prompt itself one click away), a test
+   chat that answers with the prompt as it is now, the versions, what each one changed, and rollback.
    The server sends the diff as data; it is shown with textContent only, never as markup. */
 "use strict";
 
@@ -12,9 +13,58 @@ FD.start(async (me) => {
   const versions = document.getElementById("versions");
   const older = document.getElementById("older");
   const restore = document.getElementById("restore");
+  const guided = document.getElementById("guided");
+  const handEdited = document.getElementById("hand-edited");
   let overview = null;
   let saved = "";  // the text as the server has it, to tell whether there is anything to save
   let selected = null;
+  let composed = null;  // the text the form wrote last; null: the text is not the form's (edited by hand)
+
+  /* --- the guided form: it writes the prompt, unless the prompt was edited by hand ------------------ */
+
+  function readForm() {
+    const form = editor.elements;
+    return {
+      language: form.language.value, about: form.about.value, tone: form.tone.value, avoid: form.avoid.value,
+      handoff: [...guided.querySelectorAll("input[name=handoff]:checked")].map((box) => box.value),
+      handoff_other: form.handoff_other.value,
+    };
+  }
+
+  function fillForm(values) {
+    const form = editor.elements;
+    form.language.value = values.language;
+    form.about.value = values.about;
+    form.avoid.value = values.avoid;
+    form.handoff_other.value = values.handoff_other;
+    for (const radio of guided.querySelectorAll("input[name=tone]")) radio.checked = radio.value === values.tone;
+    for (const box of guided.querySelectorAll("input[name=handoff]")) box.checked = values.handoff.includes(box.value);
+  }
+
+  function showHandEdited() {
+    handEdited.hidden = composed !== null;
+  }
+
+  let composing = 0;
+  async function writeFromForm() {
+    const ticket = ++composing;
+    const result = await FD.api("POST", "/api/persona/compose", { form: readForm() });
+    if (ticket !== composing) return;  // a later change is on its way
+    composed = result.text;
+    text.value = result.text;
+    showHandEdited();
+    updateCount();
+  }
+
+  let typing = null;
+  guided.addEventListener("input", () => {
+    if (composed === null) return;  // the prompt is the person's own now: the form leaves it alone
+    clearTimeout(typing);
+    typing = setTimeout(() => writeFromForm().catch((error) => FD.toast(error.message)), 250);
+  });
+  document.getElementById("from-form").addEventListener("click", () => {
+    writeFromForm().catch((error) => FD.toast(error.message));
+  });
 
   function who(version) {
     const parts = [FD.when(version.created_at)];
@@ -55,6 +105,14 @@ FD.start(async (me) => {
       ? FD.t("persona_active_version", { n: active.version }) + " · " + who(active) : FD.t("persona_default");
     saved = overview.text;
     text.value = overview.text;
+    fillForm(overview.form);
+    composed = overview.form_writes_text ? overview.text : null;
+    showHandEdited();
+    if (!select) document.getElementById("raw").open = composed === null;  // a prompt of their own: show it
+    const name = overview.business_name;
+    document.getElementById("business-name").textContent = name ? FD.t("persona_business", { name })
+      : FD.t("persona_no_business");
+    document.getElementById("try-no-ai").hidden = overview.ai_enabled;
     editor.hidden = false;
     updateCount();
     showVersions(overview.versions, false);
@@ -142,14 +200,25 @@ FD.start(async (me) => {
     }
   });
 
-  text.addEventListener("input", updateCount);
-  discard.addEventListener("click", () => { text.value = saved; updateCount(); });
+  text.addEventListener("input", () => {
+    if (composed !== null && text.value !== composed) composed = null;  // edited by hand from now on
+    showHandEdited();
+    updateCount();
+  });
+  discard.addEventListener("click", () => {
+    text.value = saved;
+    fillForm(overview.form);
+    composed = overview.form_writes_text ? saved : null;
+    showHandEdited();
+    updateCount();
+  });
   editor.addEventListener("submit", async (event) => {
     event.preventDefault();
     save.disabled = true;
     try {
       const base = overview.active ? overview.active.version : 0;
-      const created = await FD.api("POST", "/api/persona/versions", { text: text.value, base_version: base });
+      const created = await FD.api("POST", "/api/persona/versions",
+        { text: text.value, base_version: base, form: readForm() });
       FD.toast(FD.t("persona_saved", { n: created.version }));
       await load(created.version);
     } catch (error) {
@@ -183,6 +252,65 @@ FD.start(async (me) => {
       FD.toast(error.message);
     }
   });
+  /* --- the test chat: the prompt as it is now, saved or not; nothing is kept ---------------------- */
+
+  const chat = document.getElementById("try-chat");
+  const tryForm = document.getElementById("try-form");
+  const reset = document.getElementById("try-reset");
+  let turns = [];  // {author: "customer" | "assistant", text}, oldest first
+
+  function bubble(kind, body, meta) {
+    const item = FD.el("li", { class: "msg " + kind });
+    if (typeof body === "string") item.textContent = body; else item.append(body);
+    if (meta) item.append(FD.el("div", { class: "meta" }, meta));
+    chat.append(item);
+    item.scrollIntoView({ block: "nearest" });
+    return item;
+  }
+
+  function answerMeta(tried) {
+    const source = tried.source === "ai"
+      ? FD.t("ai_meta", { model: tried.model, tokens_in: tried.tokens_in, tokens_out: tried.tokens_out,
+                          cost: tried.cost.toFixed(4) })
+      : FD.t(tried.source === "knowledge" ? "from_kb" : "no_answer");
+    return source + (tried.source === "ai" && tried.handoff_reason ? " · " + FD.t("would_hand_off") : "");
+  }
+
+  tryForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const input = tryForm.elements.question;
+    const question = input.value.trim();
+    if (!question) return;
+    const button = tryForm.querySelector("button");
+    button.disabled = true;
+    bubble("customer", question);
+    input.value = "";
+    const waiting = bubble("system", FD.t("persona_thinking"));
+    try {
+      const tried = await FD.api("POST", "/api/persona/try",
+        { question, text: text.value, earlier: turns.slice(-20) });
+      waiting.remove();
+      const answer = FD.el("div", {});
+      answer.innerHTML = tried.html;  // the server's safe Telegram HTML, as in the knowledge page's "try it"
+      bubble("ai", answer, answerMeta(tried));
+      turns.push({ author: "customer", text: question }, { author: "assistant", text: (tried.text || "…").slice(0, 4000) });
+      reset.hidden = false;
+    } catch (error) {
+      waiting.remove();
+      FD.toast(error.message);
+      input.value = question;
+      chat.lastElementChild.remove();
+    } finally {
+      button.disabled = false;
+      input.focus();
+    }
+  });
+  reset.addEventListener("click", () => {
+    turns = [];
+    chat.replaceChildren();
+    reset.hidden = true;
+  });
+
   window.addEventListener("beforeunload", (event) => {
     if (overview && text.value.trim() !== saved) event.preventDefault();
   });
