@@ -278,5 +278,5 @@ def form_of(bot: Bot) -> PersonaForm | None:
 
 
 def business_name_of(bot: Bot) -> str:
-    """The business's name, once the setting exists (issue 17 adds it beside this); "" until then."""
+    """The business's name (Admin → Your business); "" until an admin sets it."""
     return tenant_settings.of(bot).business_name
