@@ -204,9 +204,8 @@ async def conversation_command(message: Message, command: CommandObject, tenant_
     def _(text: str) -> str:
         return translate(desk_chat.locale, text)
 
-    conversation = await _conversation_of(message, tenant_id, desk_chat)
+    conversation = await _command_conversation(message, tenant_id, desk_chat, translate, flow)
     if conversation is None:
-        await _answer(message, desk_chat, escape(_(NOT_A_CONVERSATION)), tenant_id, flow)
         return
     name = command.command.lower()
     if name == "note":
@@ -219,6 +218,15 @@ async def conversation_command(message: Message, command: CommandObject, tenant_
         return
     done, reply = await _act(name, conversation, staff, translate, desk_chat.locale, flow)
     await _answer(message, desk_chat, escape(reply if done else _(ALREADY)), tenant_id, flow)
+
+
+async def _command_conversation(message: Message, tenant_id: int, desk_chat: ManagerChat, translate: Translate,
+                                flow: ConversationFlow) -> Conversation | None:
+    """The conversation a command in the group is about; None, having told staff so, when there is none."""
+    conversation = await _conversation_of(message, tenant_id, desk_chat)
+    if conversation is None:
+        await _answer(message, desk_chat, escape(translate(desk_chat.locale, NOT_A_CONVERSATION)), tenant_id, flow)
+    return conversation
 
 
 async def _act(action: str, conversation: Conversation, staff: User, translate: Translate,
@@ -254,9 +262,8 @@ async def saved_reply_command(message: Message, command: CommandObject, tenant_i
     def _(text: str) -> str:
         return translate(desk_chat.locale, text)
 
-    conversation = await _conversation_of(message, tenant_id, desk_chat)
+    conversation = await _command_conversation(message, tenant_id, desk_chat, translate, flow)
     if conversation is None:
-        await _answer(message, desk_chat, escape(_(NOT_A_CONVERSATION)), tenant_id, flow)
         return
     name = (command.args or "").strip()
     reply = await saved_replies.find(tenant_id, name) if name else None

@@ -5,35 +5,25 @@ base from a reply. Screenshots in en, ru and uz at 390 and 1280 px go to SCREENS
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, Route, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 from tgsim import Simulator
 
 from miniapp.auth import MINIAPP
 from models import Conversation, KnowledgeItem, Message, Role, SavedReply, User
 from services import staff
+from tests.browser_helpers import DESKTOP, PHONE, THEMES, webview_page
+from tests.browser_helpers import browser as browser
 from tests.conftest import eventually
 from tests.desk_helpers import Desk, manager_desk, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
-from tests.test_miniapp_browser import STUB, THEMES
-from tests.test_widget_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS
+from tests.test_widget_browser import SHOTS
 
 pytestmark = pytest.mark.browser
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 800}
 JOINED = "Mia from our team has joined the conversation."
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield launched
-        await launched.close()
 
 
 @pytest.fixture
@@ -44,15 +34,7 @@ async def desk(database_url: str, sim: Simulator, ai: FakeAI) -> AsyncIterator[D
 
 async def staff_page(browser: Browser, sim: Simulator, user_id: int, size: dict[str, int] = PHONE) -> Page:
     """The Mini App in Telegram's webview for a staff member, at a phone's or a desktop's size."""
-    context = await browser.new_context(viewport=size)  # type: ignore[arg-type]
-    config = {"initData": sim.init_data(user_id), "themeParams": THEMES["light"], "colorScheme": "light"}
-
-    async def serve_stub(route: Route) -> None:
-        await route.fulfill(status=200, content_type="application/javascript",
-                            body=f"window.__FD_TELEGRAM__ = {json.dumps(config)};\n{STUB}")
-
-    await context.route("https://telegram.org/**", serve_stub)
-    return await context.new_page()
+    return await webview_page(browser, sim, user_id, themes=THEMES["light"], viewport=size)
 
 
 async def shot(page: Page, name: str) -> None:

@@ -4,21 +4,21 @@ navigation and search. Screenshots in en, ru and uz at 390 and 1280 px go to SCR
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, Route, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 from tgsim import Simulator
 
+from tests.browser_helpers import browser as browser
+from tests.browser_helpers import webview_context
 from tests.conftest import eventually
 from tests.desk_helpers import Desk, manager_desk, topics, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
 from tests.miniapp_helpers import app_client
-from tests.test_miniapp_browser import STUB
-from tests.test_widget_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS
+from tests.test_widget_browser import SHOTS
 
 pytestmark = pytest.mark.browser
 # Records each notification the page shows (a headless browser has nowhere to show them).
@@ -34,14 +34,6 @@ if (window.Notification) {
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield launched
-        await launched.close()
-
-
-@pytest.fixture
 async def desk(database_url: str, sim: Simulator, ai: FakeAI) -> AsyncIterator[Desk]:
     async with manager_desk(database_url, sim, ai, PUBLIC_BASE_URL="https://desk.example") as running:
         yield running
@@ -50,14 +42,8 @@ async def desk(database_url: str, sim: Simulator, ai: FakeAI) -> AsyncIterator[D
 async def inbox_in_a_browser(browser: Browser, sim: Simulator, desk: Desk, width: int,
                              notifications: bool = False) -> Page:
     """Mia's inbox on a phone or a desktop, opened from Telegram (its initData signed by tgsim)."""
-    context = await browser.new_context(viewport={"width": width, "height": 900 if width > 500 else 844})
-    config = {"initData": sim.init_data(desk.mia["id"]), "themeParams": {}, "colorScheme": "light"}
-
-    async def serve_stub(route: Route) -> None:
-        await route.fulfill(status=200, content_type="application/javascript",
-                            body=f"window.__FD_TELEGRAM__ = {json.dumps(config)};\n{STUB}")
-
-    await context.route("https://telegram.org/**", serve_stub)
+    context = await webview_context(browser, sim, desk.mia["id"],
+                                    viewport={"width": width, "height": 900 if width > 500 else 844})
     if notifications:
         await context.grant_permissions(["notifications"], origin=desk.frontdesk.url)
         await context.add_init_script(NOTIFICATION_SPY)

@@ -13,38 +13,19 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from playwright.async_api import Browser, Page, Route, async_playwright, expect
+from playwright.async_api import Browser, Page, Route, expect
 from tgsim import Simulator
 
 from models import Conversation, LoginLink, WebSession
-from tests.conftest import ROOT, eventually, free_port
+from tests.browser_helpers import THEMES, webview_page
+from tests.browser_helpers import browser as browser
+from tests.conftest import eventually, free_port
 from tests.desk_helpers import Desk, in_topic, manager_desk, topics, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
 from tests.miniapp_helpers import dashboard_link
-from tests.test_widget_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS
+from tests.test_widget_browser import SHOTS
 
 pytestmark = pytest.mark.browser
-STUB = (ROOT / "tests" / "assets" / "telegram-web-app-stub.js").read_text()
-THEMES: dict[str, dict[str, str]] = {
-    "light": {"bg_color": "#ffffff", "text_color": "#000000", "hint_color": "#999999", "link_color": "#2481cc",
-              "button_color": "#2481cc", "button_text_color": "#ffffff", "secondary_bg_color": "#efeff3",
-              "section_bg_color": "#ffffff", "accent_text_color": "#2481cc", "destructive_text_color": "#e53935",
-              "section_separator_color": "#e7e7e7"},
-    "dark": {"bg_color": "#17212b", "text_color": "#f5f5f5", "hint_color": "#708499", "link_color": "#6ab3f3",
-             "button_color": "#5288c1", "button_text_color": "#ffffff", "secondary_bg_color": "#232e3c",
-             "section_bg_color": "#17212b", "accent_text_color": "#6ab2f2", "destructive_text_color": "#ec3942",
-             "section_separator_color": "#111921"},
-}
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield launched
-        await launched.close()
-
-
 @pytest.fixture
 async def desk(database_url: str, sim: Simulator, ai: FakeAI) -> AsyncIterator[Desk]:
     async with manager_desk(database_url, sim, ai, PUBLIC_BASE_URL="https://desk.example") as running:
@@ -54,16 +35,8 @@ async def desk(database_url: str, sim: Simulator, ai: FakeAI) -> AsyncIterator[D
 async def telegram_page(browser: Browser, sim: Simulator, user_id: int, theme: str = "light",
                         accept_downloads: bool = False) -> Page:
     """A page as Telegram's webview shows it: a phone-sized window with the user's signed initData."""
-    context = await browser.new_context(viewport={"width": 420, "height": 820}, accept_downloads=accept_downloads,
-                                        color_scheme="dark" if theme == "dark" else "light")
-    config = {"initData": sim.init_data(user_id), "themeParams": THEMES[theme], "colorScheme": theme}
-
-    async def serve_stub(route: Route) -> None:
-        await route.fulfill(status=200, content_type="application/javascript",
-                            body=f"window.__FD_TELEGRAM__ = {json.dumps(config)};\n{STUB}")
-
-    await context.route("https://telegram.org/**", serve_stub)
-    return await context.new_page()
+    return await webview_page(browser, sim, user_id, themes=THEMES[theme], color_scheme=theme,
+                              viewport={"width": 420, "height": 820}, accept_downloads=accept_downloads)
 
 
 async def shot(page: Page, name: str) -> None:

@@ -4,18 +4,18 @@ refused beside the button that sent it, switch a source off and delete one."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from playwright.async_api import Browser, FilePayload, Page, Route, ViewportSize, expect
+from playwright.async_api import Browser, FilePayload, Page, ViewportSize, expect
 from tgsim import Simulator
 
 from models import AuditLog, KnowledgeChunk, KnowledgePage, KnowledgeSource, OutboxJob, SourceKind, SourceStatus
+from tests.browser_helpers import THEMES, webview_page
+from tests.browser_helpers import browser as browser
 from tests.desk_helpers import Desk, manager_desk
-from tests.test_miniapp_browser import STUB, THEMES, browser
 from tests.test_miniapp_sources import MENU, SHOP, local_site
 from tests.test_widget_browser import SHOTS
 
@@ -38,15 +38,7 @@ async def desk(database_url: str, sim: Simulator) -> AsyncIterator[Desk]:
 async def knowledge_page(browser: Browser, desk: Desk, sim: Simulator, user_id: int,
                          viewport: ViewportSize = PHONE, theme: str = "light") -> Page:
     """The knowledge page as Telegram's webview opens it for `user_id`."""
-    context = await browser.new_context(viewport=viewport, color_scheme="dark" if theme == "dark" else "light")
-    config = {"initData": sim.init_data(user_id), "themeParams": THEMES[theme], "colorScheme": theme}
-
-    async def serve_stub(route: Route) -> None:
-        await route.fulfill(status=200, content_type="application/javascript",
-                            body=f"window.__FD_TELEGRAM__ = {json.dumps(config)};\n{STUB}")
-
-    await context.route("https://telegram.org/**", serve_stub)
-    page = await context.new_page()
+    page = await webview_page(browser, sim, user_id, themes=THEMES[theme], color_scheme=theme, viewport=viewport)
     await page.goto(desk.frontdesk.url + "/app/knowledge")
     await expect(page.locator("#status")).to_be_empty()
     return page
