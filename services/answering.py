@@ -334,9 +334,7 @@ class Answerer:
         if best is not None:
             await self._answer_from_knowledge(context, best)
         else:
-            # The honest reason: with no AI configured nothing failed, the knowledge base had no answer.
-            reason = HandoffReason.NOT_IN_KNOWLEDGE if self.ai is None else HandoffReason.AI_FAILURE
-            await self._hand_off(context, reason, unanswered=True)
+            await self._hand_off(context, without_ai_reason(self.ai is not None), unanswered=True)
 
     async def _while_people_have_it(self, context: _Context) -> None:
         """A message to people who hear of it in the app's inbox only (no manager chat): while none has
@@ -515,13 +513,14 @@ async def try_answer(bot_id: int, question: str, *, ai: AIClient | None, policy:
     if direct is not None:
         return _tried_knowledge(translate, locale, direct)
     if ai is None:
-        return await _tried_without_ai(bot_id, question, translate, hours, locale)
+        return await _tried_without_ai(bot_id, question, translate, hours, locale, ai_configured=False)
     prompt = await build_prompt(bot_id, question, locale=locale, context_tokens=policy.context_tokens, index=index,
                                 earlier=earlier, persona_text=persona_text)
     try:
         reply = await ai.answer(prompt.messages, _unseen, tenant=bot_id)
     except AIUnavailable as error:
-        return replace(await _tried_without_ai(bot_id, question, translate, hours, locale), ai_error=str(error))
+        return replace(await _tried_without_ai(bot_id, question, translate, hours, locale, ai_configured=True),
+                       ai_error=str(error))
     cited = cite(reply.text, prompt.passages)
     sources = [] if reply.handoff_reason == HandoffReason.CANNOT_ANSWER else cited.sources
     text, html = cited.text, markdown_to_html(cited.text)
@@ -536,12 +535,19 @@ async def try_answer(bot_id: int, question: str, *, ai: AIClient | None, policy:
 
 
 async def _tried_without_ai(bot_id: int, question: str, translate: Translate, hours: WorkingHoursSource,
-                            locale: str) -> TryAnswer:
+                            locale: str, *, ai_configured: bool) -> TryAnswer:
     best = await fallback_answer(bot_id, question)
     if best is not None:
         return _tried_knowledge(translate, locale, best)
-    text = await _handoff_text(bot_id, HandoffReason.AI_FAILURE, translate, hours, locale)
-    return TryAnswer("none", text, escape(text), [], HandoffReason.AI_FAILURE.value)
+    reason = without_ai_reason(ai_configured)
+    text = await _handoff_text(bot_id, reason, translate, hours, locale)
+    return TryAnswer("none", text, escape(text), [], reason.value)
+
+
+def without_ai_reason(ai_configured: bool) -> HandoffReason:
+    """Why a question nobody answered goes to people: with no AI configured nothing failed, the knowledge
+    base had no answer; with one, every model failed."""
+    return HandoffReason.AI_FAILURE if ai_configured else HandoffReason.NOT_IN_KNOWLEDGE
 
 
 def _tried_knowledge(translate: Translate, locale: str, hit: knowledge.KnowledgeHit) -> TryAnswer:

@@ -176,6 +176,7 @@ async def test_saved_replies_and_the_knowledge_base_from_the_composer(
     await page.locator("#text").fill("Sorry for the wait. ")
     await page.get_by_role("button", name="Saved replies").click()
     await page.locator("#picker-filter").fill("track")
+    await expect(page.locator("#picker-list li")).to_have_count(1)  # the list is read when the picker opens
     await page.locator("#picker-filter").press("Enter")
     said = "Sorry for the wait. You can follow your parcel at track.example."
     await expect(page.locator("#text")).to_have_value(said)

@@ -374,9 +374,11 @@ async def test_trying_without_an_ai_shows_what_the_customer_would_get(ai: FakeAI
     covered = await try_it(bot, "wifi password?", None)
     assert (covered.source, [used.id for used in covered.items]) == ("knowledge", [wifi.id])
     nothing = await try_it(bot, "xyzzy plugh", None)
-    assert (nothing.source, nothing.items, nothing.handoff_reason) == ("none", [], "ai_failure")
+    # As a customer would get it: with no AI nothing failed (the reason), and with no manager chat yet the
+    # person sees it in the inbox (the promise).
+    assert (nothing.source, nothing.items, nothing.handoff_reason) == ("none", [], "not_in_knowledge")
     assert nothing.text == ("I can't answer this myself right now, so I've passed your conversation to a person. "
-                            "They'll answer you right here as soon as someone is free.")
+                            "It's waiting in our team's inbox, and someone will answer you right here.")
     assert nothing.html == nothing.text  # escaped, with nothing to escape
 
     ai.script.failing_models = {"main-model": 500}
