@@ -15,7 +15,10 @@ const FD = (() => {
     return text;
   }
 
-  function t(key, params) { return fill(strings[key] || key, params); }
+  function t(key, params) {
+    const text = strings[key];  // a word with a count is an object of forms: FD.plural picks one; t takes "other"
+    return fill(typeof text === "string" ? text : (text && text.other) || key, params);
+  }
 
   /* A word with a count in the form the page's language wants ("1 rating", "2 оценки", "5 оценок"). */
   const pluralRules = new Intl.PluralRules(document.documentElement.lang || "en");

@@ -68,7 +68,7 @@ function markedPreview(text, compiled) {
 }
 
 function showCompiled(block, compiled, current) {
-  const tokens = FD.t("tokens_count", { count: compiled.tokens });
+  const tokens = FD.plural("tokens_count", compiled.tokens);
   const count = FD.el("span", { class: "tokens", title: compiled.tokens_exact
     ? FD.t("studio_tokens_exact", { encoding: compiled.encoding || "" }) : FD.t("studio_tokens_estimate"),
     "aria-describedby": compiled.tokens_exact ? null : "tokens-note" },
