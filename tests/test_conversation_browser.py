@@ -67,6 +67,12 @@ async def approve(desk: Desk, sim: Simulator, person: dict[str, Any], role: Role
     return user
 
 
+async def scrolled_to_the_end(page: Page) -> None:
+    """The page has followed the conversation to its end (it scrolls there once the messages are in)."""
+    await page.wait_for_function(
+        "() => window.scrollY + window.innerHeight >= document.documentElement.scrollHeight - 1")
+
+
 async def last_message_clear_of_the_composer(page: Page) -> dict[str, float]:
     return dict(await page.evaluate("""() => {
         const last = [...document.querySelectorAll('#transcript li.msg')].pop().getBoundingClientRect();
@@ -84,7 +90,7 @@ async def test_the_composer_leaves_the_last_message_visible(
     await expect(page.locator("#transcript .msg.customer .body").last).to_have_text(
         "Line 14: my parcel from last week has still not arrived", timeout=10_000)
     await expect(page.locator("#composer")).to_be_visible()
-    await page.wait_for_timeout(100)  # the scroll to the end
+    await scrolled_to_the_end(page)
     box = await last_message_clear_of_the_composer(page)
     assert box["last_bottom"] <= box["composer_top"], box  # nothing of it under the composer
     assert box["composer_top"] <= box["viewport"], box
@@ -93,7 +99,7 @@ async def test_the_composer_leaves_the_last_message_visible(
     await page.locator("#text").fill("Hello Bea, I'm Mia. " * 8)
     await page.locator("#send").click()
     await expect(page.locator("#transcript .msg.manager")).to_have_count(1)
-    await page.wait_for_timeout(100)
+    await scrolled_to_the_end(page)
     box = await last_message_clear_of_the_composer(page)
     assert box["last_bottom"] <= box["composer_top"], box
 
@@ -218,7 +224,7 @@ async def test_screenshots_in_each_language_at_a_phones_and_a_desktops_width(
             await expect(page.locator("html")).to_have_attribute("lang", locale)
             await expect(page.locator("#panel")).to_be_visible()
             await expect(page.locator("#owner-warning")).to_be_visible()
-            await page.wait_for_timeout(150)
+            await scrolled_to_the_end(page)
             box = await last_message_clear_of_the_composer(page)
             assert box["last_bottom"] <= box["composer_top"], (locale, label, box)
             await shot(page, f"{label}-{locale}")
