@@ -350,6 +350,10 @@ async def test_metrics_count_invalid_updates_429s_and_retried_failures(database_
         assert len({reply["text"] for reply in replies}) == 1  # the help, three times
         assert refusals == ["sendMessage"]
         assert any(call.get("error_code") == 429 for call in sim.calls("sendMessage"))
+
+        async def third_counted() -> bool:  # an update is counted once its webhook answers, after its reply
+            return value(await scrape(frontdesk), "frontdesk_updates_total", outcome="handled") >= 3
+        await eventually(third_counted, "the third update counted")
         samples = await scrape(frontdesk)
     assert value(samples, "frontdesk_updates_total", outcome="invalid") == 1
     assert value(samples, "frontdesk_updates_total", outcome="handled") == 3
