@@ -16,6 +16,7 @@ from tgsim import Simulator
 from models import AuthorKind, Conversation, Message, PromptVersion, ProviderKey, Role, SavedReply, User
 from services import staff
 from services.studio import projects
+from tests.conftest import eventually
 from tests.desk_helpers import Desk, manager_desk
 from tests.fake_ai import FakeAI
 from tests.miniapp_helpers import AppClient, app_client, dashboard_link, sign_in
@@ -55,6 +56,9 @@ async def _anns_things(desk: Desk, sim: Simulator, ann: dict[str, Any]) -> dict[
     key = await ProviderKey.create(bot_id=user.bot_id, owner=user, name="Mine",
                                    base_url="https://api.example/v1", models=["m"], secret="c2VhbGVk",
                                    key_id="k1", last4="abcd")
+    # The customer sees the answer before it is recorded as sent: wait for the record.
+    await eventually(lambda: Message.filter(conversation=conversation, author_kind=AuthorKind.AI).exists(),
+                     "Ann's answer to be recorded")
     answer = await Message.filter(conversation=conversation, author_kind=AuthorKind.AI).first()
     assert answer is not None
     return {"conversation_id": conversation.id, "project_id": project.id, "version_id": version.id,
