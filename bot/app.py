@@ -94,6 +94,7 @@ from services.studio import templates
 from services.studio.chat import IMPROVE_JOB, RUN_JOB, StudioChat
 from services.studio.runs import StudioRuntime, key_opener
 from services.tokens import TokenCounter
+from services.transcription import Transcriber, create_transcriber
 from services.widget import IdentityPolicy, WidgetLive
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,17 @@ def create_ai(settings: Settings, observer: AIMetrics | None = None,
     routes = [Route(model, clients[provider], provider or "default") for model, provider in settings.ai_routes]
     return AIClient(routes, settings.price_of, observer, order, settings.ai_max_output_tokens,
                     provider_gate(settings, redis, observer))
+
+
+def create_transcriber_of(settings: Settings) -> Transcriber | None:
+    """TRANSCRIBE_*, else the AI provider's address and key; None: voice goes to people."""
+    if settings.transcribe_base_url:
+        base_url, api_key = settings.transcribe_base_url, settings.transcribe_api_key
+    elif settings.ai_enabled:
+        base_url, api_key = settings.ai_base_url, settings.transcribe_api_key or settings.ai_api_key
+    else:
+        return None
+    return create_transcriber(base_url, api_key, settings.transcribe_model, timeout=settings.ai_timeout)
 
 
 async def redis_context(app: web.Application) -> AsyncIterator[None]:
@@ -333,7 +345,7 @@ async def _tenant(bot: AiogramBot | None) -> Tenant:
 def _workers(settings: Settings, metrics: Metrics, services: Services, channels: Channels) -> list[OutboxWorker]:
     """The outbox's queues: the customers' (many jobs at once), the manager group's and the knowledge's (one each)."""
     answerer = Answerer(channels, services.flow, services.translate, services.policy, services.ai, services.hours,
-                        services.index)
+                        services.index, create_transcriber_of(settings))
     customer_side = CustomerSide(channels, services.translate, settings.default_locale, services.flow)
     studio_chat = services.studio_chat
     workers = [OutboxWorker(

@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     embedding_threads: int = Field(1, alias="EMBEDDING_THREADS", ge=1, le=64)
     # A question that would wait longer than this for the embedder (at rush hour) is found by its words.
     embedding_max_wait: float = Field(0.5, alias="EMBEDDING_MAX_WAIT", ge=0, le=60)
+    # Customers' voice (services/transcription.py): any OpenAI-compatible /audio/transcriptions endpoint;
+    # empty base URL and key: AI_BASE_URL's and AI_API_KEY's (when the AI is on); empty model: whisper-1.
+    transcribe_base_url: str = Field("", alias="TRANSCRIBE_BASE_URL")
+    transcribe_api_key: str = Field("", alias="TRANSCRIBE_API_KEY")
+    transcribe_model: str = Field("", alias="TRANSCRIBE_MODEL")
     # Documents and websites as knowledge (services/knowledge_sources.py).
     knowledge_max_file_mb: int = Field(20, alias="KNOWLEDGE_MAX_FILE_MB", ge=1, le=200)
     knowledge_page_limit: int = Field(200, alias="KNOWLEDGE_PAGE_LIMIT", ge=1, le=5000)

@@ -30,7 +30,7 @@ from models import (
     OutboxJob,
     User,
 )
-from services import bot_settings, conversations, handoff, knowledge, persona, quotas, retrieval, tokens
+from services import bot_settings, conversations, handoff, knowledge, persona, quotas, retrieval, tokens, transcription
 from services.ai import AIClient, AIReply, AIUnavailable
 from services.channels import Channels, CustomerChannel
 from services.flow import ConversationFlow
@@ -38,10 +38,11 @@ from services.generation import GenerationStopped, Typing
 from services.i18n import N_, Translate
 from services.knowledge_index import KnowledgeIndex
 from services.outbox import JobKind
-from services.ports import RecipientBlocked
+from services.ports import MediaUnavailable, RecipientBlocked
 from services.render import escape, html_to_text, markdown_to_html
 from services.retrieval import Passage
 from services.staff import WorkingHoursSource
+from services.transcription import Transcriber, TranscriptionFailed
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ NOT_TEXT = {
     "sticker": N_("Nice sticker! How can I help you? Just type your question."),
     "document": N_("Thanks, I've received your file. Please also describe in words what you need."),
 }
+VOICE_TO_PEOPLE = N_("I can't listen to voice messages, so I've passed yours to a person.")
 NOT_TEXT_DEFAULT = N_("I've received your message, but I can only read text. Please type your question.")
 
 # When the AI is down, a knowledge item is offered if it holds this share of the customer's words.
@@ -120,13 +122,14 @@ async def build_prompt(bot_id: int, question: str, *, locale: str, context_token
     budget = context_tokens - tokens.estimate(system)
     turns: list[dict[str, Any]] = []
     for message in reversed(earlier):
-        cost = tokens.estimate(message.text)
-        if cost > budget or not message.text:
+        said = transcription.said(message.text, message.attachments)
+        cost = tokens.estimate(said)
+        if cost > budget or not said:
             break
         budget -= cost
         role = "user" if message.author_kind == AuthorKind.CUSTOMER else "assistant"
         # A manager's words are stored as Telegram HTML (their formatting reaches the customer).
-        content = html_to_text(message.text) if message.author_kind == AuthorKind.MANAGER else message.text
+        content = html_to_text(said) if message.author_kind == AuthorKind.MANAGER else said
         turns.append({"role": role, "content": content})
     turns.reverse()
     return Prompt([{"role": "system", "content": system}, *turns, {"role": "user", "content": question}], passages)
@@ -215,8 +218,9 @@ class _Context:
 class Answerer:
     def __init__(self, channels: Channels, flow: ConversationFlow, translate: Translate, policy: AnswerPolicy,
                  ai: AIClient | None = None, hours: WorkingHoursSource | None = None,
-                 index: KnowledgeIndex | None = None) -> None:
+                 index: KnowledgeIndex | None = None, transcriber: Transcriber | None = None) -> None:
         self.channels = channels
+        self.transcriber = transcriber  # None: voice goes to people
         self.flow = flow  # the outcomes are conversation events: open pages and widgets hear of them
         self.index = index  # None: knowledge is found by its words alone
         self.translate = translate
@@ -282,6 +286,13 @@ class Answerer:
             await self._while_people_have_it(context)  # the manager desk copies it to them, if there is one
             return
         question = context.message.text.strip()
+        voice = transcription.spoken(context.message.attachments)
+        if voice is not None:
+            heard = await self._hear(context, voice)
+            if heard is None:
+                await self._hand_off(context, HandoffReason.CANNOT_ANSWER, lead=VOICE_TO_PEOPLE)
+                return
+            question = f"{question}\n\n{heard}".strip()
         if not question:
             kind = next((str(a.get("type")) for a in context.message.attachments), "")
             await self._notice(context, NOT_TEXT.get(kind, NOT_TEXT_DEFAULT), {"source": "notice"})
@@ -305,6 +316,28 @@ class Answerer:
             await self._answer_with_ai(context, question, reservation)
         finally:
             await asyncio.shield(reservation.release())  # a no-op once the model's use was settled
+
+    async def _hear(self, context: _Context, voice: dict[str, Any]) -> str | None:
+        """The voice's transcript, stored with the message (in its attachment) before it is answered;
+        None when there is no provider, the file cannot be fetched or nothing was heard."""
+        if voice.get("transcript"):
+            return str(voice["transcript"])  # a re-run after a crash: heard already
+        if self.transcriber is None:
+            return None
+        try:
+            content = await context.channel.media(voice, self.transcriber.max_bytes)
+            if content is None:
+                return None
+            heard = await self.transcriber.transcribe(content, str(voice["type"]), context.locale)
+        except (MediaUnavailable, TranscriptionFailed) as error:
+            log.warning("voice of message %s not transcribed: %s", context.message.id, error)
+            return None
+        if not heard.text:
+            return None
+        voice["transcript"] = heard.text
+        voice["transcribed_by"] = heard.model
+        await Message.filter(id=context.message.id).update(attachments=context.message.attachments)
+        return heard.text
 
     async def _answer_with_ai(self, context: _Context, question: str, reservation: quotas.Reservation) -> None:
         try:

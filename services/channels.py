@@ -91,6 +91,11 @@ class CustomerChannel(Protocol):
         """One of our notices, stored already (its text in their language); False if it cannot reach them."""
         ...
 
+    async def media(self, attachment: dict[str, object], max_bytes: int) -> bytes | None:
+        """The bytes of a file the customer sent (None: this channel cannot fetch them); MediaUnavailable
+        when it is gone or larger than `max_bytes`."""
+        ...
+
     async def state_changed(self, conversation: Conversation) -> None:
         """The conversation changed hands (AI, waiting, a person, closed): show it where that is shown."""
         ...
@@ -214,6 +219,12 @@ class TelegramChannel:
                                  telegram_message_id=sent)
         return True
 
+    async def media(self, attachment: dict[str, object], max_bytes: int) -> bytes | None:
+        file_id = attachment.get("file_id")
+        if not isinstance(file_id, str):
+            return None
+        return await self.messenger.download(file_id, max_bytes)
+
     async def state_changed(self, conversation: Conversation) -> None:
         """A private chat has no place that shows who answers: the notices say it."""
 
@@ -297,6 +308,9 @@ class WidgetChannel:
         """The widget draws its own buttons (a rating request carries its conversation: `message_frame`)."""
         await self.live.message(_visitor(customer), message)
         return True
+
+    async def media(self, attachment: dict[str, object], max_bytes: int) -> bytes | None:
+        return None  # a visitor's uploads are the widget helper's (issue 18, "The widget")
 
     async def state_changed(self, conversation: Conversation) -> None:
         await self.live.status(conversation)

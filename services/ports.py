@@ -11,6 +11,10 @@ class RecipientBlocked(Exception):
     """The person blocked the bot (or never started it): nothing more can be sent to them."""
 
 
+class MediaUnavailable(Exception):
+    """A file a customer sent cannot be fetched: gone, or larger than the caller allows."""
+
+
 class TopicGone(Exception):
     """The forum topic was deleted ("message thread not found")."""
 
@@ -123,3 +127,7 @@ class Messenger(ChatSender, Protocol):
         ...
 
     async def group_rights(self, chat_id: int) -> GroupRights: ...
+
+    async def download(self, file_id: str, max_bytes: int) -> bytes:
+        """A file's bytes (a customer's voice note); MediaUnavailable when gone or above `max_bytes`."""
+        ...

@@ -6,6 +6,7 @@ client."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import ssl
 import time
@@ -43,6 +44,8 @@ class FakeAI:
         self.requests: list[dict[str, Any]] = []
         self.keys_seen: list[str] = []  # the bearer key of each request
         self.embedding_requests: list[dict[str, Any]] = []
+        # each /audio/transcriptions request: its form fields, with `file` the bytes and `filename`
+        self.transcription_requests: list[dict[str, Any]] = []
         self._embedder: Any = None
         self.received = asyncio.Event()
         self.streaming = 0  # completions being written now
@@ -61,6 +64,7 @@ class FakeAI:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._completions)
         app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ssl_context)
@@ -103,6 +107,25 @@ class FakeAI:
                      for i, vector in enumerate(vectors)],
             "usage": {"prompt_tokens": sum(len(text) // 4 + 1 for text in texts),
                       "total_tokens": sum(len(text) // 4 + 1 for text in texts)}})
+
+    async def _transcriptions(self, request: web.Request) -> web.Response:
+        """Text derived from the bytes: what they say when they are UTF-8 (a test's "voice" is its words),
+        else `heard <n> bytes <digest>`; as OpenAI answers `response_format=json`."""
+        form = await request.post()
+        upload = form["file"]
+        assert isinstance(upload, web.FileField)
+        content = upload.file.read()
+        fields = {name: value for name, value in form.items() if name != "file"}
+        self.transcription_requests.append({**fields, "file": content, "filename": upload.filename})
+        model = str(form.get("model", ""))
+        if model in self.script.failing_models:
+            return web.json_response({"error": {"message": "scripted failure", "type": "server_error"}},
+                                     status=self.script.failing_models[model])
+        try:
+            text = content.decode()
+        except UnicodeDecodeError:
+            text = f"heard {len(content)} bytes {hashlib.sha256(content).hexdigest()[:8]}"
+        return web.json_response({"text": text})
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()

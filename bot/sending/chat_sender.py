@@ -25,6 +25,7 @@ from bot.sending.priorities import send_priority
 from services.ports import (
     AlbumItem,
     GroupRights,
+    MediaUnavailable,
     MessageGone,
     NoRights,
     OutgoingText,
@@ -116,6 +117,22 @@ class TelegramChatSender:
         except TelegramBadRequest as error:
             if "message is not modified" not in error.message:
                 raise
+
+    async def download(self, file_id: str, max_bytes: int) -> bytes:
+        try:
+            with _translated_errors():
+                found = await self.bot.get_file(file_id)
+                if found.file_path is None or (found.file_size or 0) > max_bytes:
+                    raise MediaUnavailable(f"file {file_id}: {found.file_size} bytes, at most {max_bytes}")
+                data = await self.bot.download_file(found.file_path)
+        except TelegramBadRequest as error:  # "file is too big" past the Bot API's 20 MB, or a wrong id
+            raise MediaUnavailable(error.message) from error
+        if data is None:
+            raise MediaUnavailable(f"file {file_id}: no bytes")
+        content = data.read()
+        if len(content) > max_bytes:
+            raise MediaUnavailable(f"file {file_id}: {len(content)} bytes, at most {max_bytes}")
+        return content
 
     async def remove_buttons(self, chat_id: int, message_id: int) -> None:
         try:
