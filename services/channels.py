@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from models import Channel, Conversation, Message, MessageCopy, User
 from services import conversations
@@ -77,6 +77,11 @@ class CustomerChannel(Protocol):
 
     def typing(self, customer: User, reply_to: Message) -> Typing:
         """"typing…" while the answer to `reply_to` waits for its turn at the AI provider."""
+        ...
+
+    async def sent_file(self, customer: User, attachment: dict[str, Any], limit: int) -> bytes | None:
+        """The bytes of a file the customer sent (one of their message's attachments); None when it cannot
+        be had here or is bigger than `limit` bytes."""
         ...
 
     async def deliver(self, customer: User, message: Message, reply_to: int | None = None) -> None:
@@ -164,6 +169,12 @@ class TelegramChannel:
     def typing(self, customer: User, reply_to: Message) -> Typing:
         sender, chat_id = self.messenger, _chat(customer)
         return Typing(lambda: sender.send_typing(chat_id), self.generations.budget)
+
+    async def sent_file(self, customer: User, attachment: dict[str, Any], limit: int) -> bytes | None:
+        file_id = attachment.get("file_id")
+        if not isinstance(file_id, str) or int(attachment.get("size") or 0) > limit:
+            return None
+        return await self.messenger.download(file_id, limit)
 
     async def deliver(self, customer: User, message: Message, reply_to: int | None = None) -> None:
         chat_id = customer.telegram_id
@@ -286,6 +297,9 @@ class WidgetChannel:
     def typing(self, customer: User, reply_to: Message) -> Typing:
         live, visitor, reply_id = self.live, _visitor(customer), reply_to.id
         return Typing(lambda: live.typing(visitor, reply_id))
+
+    async def sent_file(self, customer: User, attachment: dict[str, Any], limit: int) -> bytes | None:
+        return None  # visitors attach no files yet (issue 18, "The widget")
 
     async def deliver(self, customer: User, message: Message, reply_to: int | None = None) -> None:
         await self.live.message(_visitor(customer), message)  # the widget keeps one copy per id

@@ -106,6 +106,10 @@ class Messenger(ChatSender, Protocol):
         """Replace a message's text (or caption); an edit that changes nothing is not an error."""
         ...
 
+    async def download(self, file_id: str, limit: int) -> bytes | None:
+        """The bytes of a file a user sent (getFile); None when it is gone or bigger than `limit` bytes."""
+        ...
+
     async def remove_buttons(self, chat_id: int, message_id: int) -> None: ...
 
     async def create_topic(self, chat_id: int, name: str, icon: str = "") -> int:

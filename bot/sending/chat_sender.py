@@ -117,6 +117,19 @@ class TelegramChatSender:
             if "message is not modified" not in error.message:
                 raise
 
+    async def download(self, file_id: str, limit: int) -> bytes | None:
+        # getFile says the size first (Telegram serves bots files up to 20 MB); the bytes are checked again.
+        try:
+            file = await self.bot.get_file(file_id)
+            if file.file_path is None or (file.file_size or 0) > limit:
+                return None
+            data = await self.bot.download_file(file.file_path)
+        except TelegramBadRequest as error:  # "file is too big", a file_id of another bot
+            log.info("getFile failed: %s", error.message)
+            return None
+        content = data.read() if data is not None else b""
+        return content if len(content) <= limit else None
+
     async def remove_buttons(self, chat_id: int, message_id: int) -> None:
         try:
             with _translated_errors():
