@@ -140,7 +140,7 @@ def create_ai(settings: Settings, observer: AIMetrics | None = None,
         clients[name] = client(settings.ai_providers[name].base_url, settings.ai_providers[name].api_key)
     routes = [Route(model, clients[provider], provider or "default") for model, provider in settings.ai_routes]
     return AIClient(routes, settings.price_of, observer, order, settings.ai_max_output_tokens,
-                    provider_gate(settings, redis, observer))
+                    provider_gate(settings, redis, observer), vision_models=frozenset(settings.ai_vision_models))
 
 
 def create_transcriber_of(settings: Settings) -> Transcriber | None:
@@ -299,7 +299,7 @@ async def build_services(app: web.Application) -> Services:
     messenger = TelegramChatSender(bot) if bot is not None else None
     generations = Generations(bus, shared.budget)
     policy = AnswerPolicy(settings.kb_direct_threshold, settings.daily_ai_quota, settings.ai_context_tokens,
-                          settings.draft_interval)
+                          settings.draft_interval, vision_max_bytes=settings.vision_max_bytes)
     embedder = create_embedder(settings.embedding_base_url, settings.embedding_api_key, settings.embedding_model,
                                settings.embedding_threads)
     index = KnowledgeIndex(embedder, bus, max_wait=settings.embedding_max_wait)

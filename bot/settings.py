@@ -199,7 +199,13 @@ class Settings(BaseSettings):
     # The demo page at `/`, a live AI chat through the `demo` widget site; unset: on only in development.
     demo_site: bool | None = Field(None, alias="DEMO_SITE")
 
-    @field_validator("admin_ids", "ai_fallback_models", "encryption_old_keys", mode="before")
+    # --- Photos customers send (issue 18) ---
+    # The models (as named in AI_MODEL / AI_FALLBACK_MODELS) that take image input; none: photos go to people.
+    ai_vision_models: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="AI_VISION_MODELS")
+    # The largest image, in bytes, given to a vision model; a bigger one goes to people (Telegram's cap is 20 MB).
+    vision_max_bytes: int = Field(10_000_000, alias="VISION_MAX_BYTES", ge=0, le=20_000_000)
+
+    @field_validator("admin_ids", "ai_fallback_models", "encryption_old_keys", "ai_vision_models", mode="before")
     @classmethod
     def _lists(cls, value: object) -> object:
         return _split_list(value)

@@ -104,7 +104,7 @@ class _Failed:
 class AIClient:
     def __init__(self, routes: list[Route], price_of: PriceOf, observer: AIObserver | None = None,
                  order: RouteOrder | None = None, max_output_tokens: int | None = None,
-                 gate: ProviderGate | None = None) -> None:
+                 gate: ProviderGate | None = None, vision_models: frozenset[str] = frozenset()) -> None:
         if not routes:
             raise ValueError("at least one model is needed")
         self.routes = routes
@@ -114,11 +114,17 @@ class AIClient:
         self.max_output_tokens = max_output_tokens  # a cap on each answer's length, and so its cost
         # The providers' limits, shared with the studio's runs on these routes (no limits unless given).
         self.gate = gate if gate is not None else ProviderGate()
+        self.vision_models = vision_models  # the models that take image input (AI_VISION_MODELS)
 
     @property
     def route_keys(self) -> list[str]:
         """The configured routes' keys, in the configured order, each once."""
         return list(dict.fromkeys(route.key for route in self.routes))
+
+    @property
+    def can_see(self) -> bool:
+        """Whether any configured model takes images."""
+        return any(route.model in self.vision_models for route in self.routes)
 
     async def routes_now(self) -> list[Route]:
         """The routes in the admins' order (read before each answer); the configured order otherwise."""
@@ -141,6 +147,8 @@ class AIClient:
         with on_wait(True) when it starts waiting and on_wait(False) when it stops, up to the gate's
         max_wait over the whole answer."""
         candidates = list(await self.routes_now())
+        if has_images(messages):  # a model that cannot see would answer as if nothing were shown
+            candidates = [route for route in candidates if route.model in self.vision_models]
         errors: dict[str, None] = {}
         deadline = self.gate.deadline()
         tokens = request_tokens(messages, min(self.max_output_tokens or EXPECTED_OUTPUT_TOKENS,
@@ -177,6 +185,12 @@ class AIClient:
             self.observer.ai_call(route.model, True, reply.latency_ms / 1000, reply.tokens_in, reply.tokens_out,
                                   reply.cost)
         return reply
+
+
+def has_images(messages: list[dict[str, Any]]) -> bool:
+    """Whether a message holds an image content part (OpenAI's `image_url`)."""
+    return any(isinstance(message.get("content"), list)
+               and any(part.get("type") == "image_url" for part in message["content"]) for message in messages)
 
 
 DEFAULT_RETRY_AFTER = 1.0  # seconds, when a 429 does not say

@@ -30,7 +30,18 @@ from models import (
     OutboxJob,
     User,
 )
-from services import bot_settings, conversations, handoff, knowledge, persona, quotas, retrieval, tokens, transcription
+from services import (
+    bot_settings,
+    conversations,
+    handoff,
+    knowledge,
+    persona,
+    quotas,
+    retrieval,
+    tokens,
+    transcription,
+    vision,
+)
 from services.ai import AIClient, AIReply, AIUnavailable
 from services.channels import Channels, CustomerChannel
 from services.flow import ConversationFlow
@@ -70,6 +81,7 @@ class AnswerPolicy:
     context_tokens: int = 3000
     draft_interval: float = 0.6
     widget_delta_interval: float = 0.15  # a widget shows the answer growing at about this pace
+    vision_max_bytes: int = 10_000_000  # a bigger image is not given to the model (VISION_MAX_BYTES)
 
 
 # Marks the reply to a question nobody could answer (the AI said it cannot; no AI and no knowledge
@@ -110,7 +122,7 @@ def knowledge_section(passages: Sequence[Passage]) -> str:
 
 async def build_prompt(bot_id: int, question: str, *, locale: str, context_tokens: int,
                        earlier: Sequence[Message] = (), index: KnowledgeIndex | None = None,
-                       persona_text: str | None = None) -> Prompt:
+                       persona_text: str | None = None, images: Sequence[dict[str, Any]] = ()) -> Prompt:
     """The persona (the active one, unless a draft is tried), the best passages of knowledge, as much of
     `earlier` as the budget holds, the question."""
     system = persona_text if persona_text is not None else await persona.active_persona(bot_id)
@@ -132,7 +144,14 @@ async def build_prompt(bot_id: int, question: str, *, locale: str, context_token
         content = html_to_text(said) if message.author_kind == AuthorKind.MANAGER else said
         turns.append({"role": role, "content": content})
     turns.reverse()
-    return Prompt([{"role": "system", "content": system}, *turns, {"role": "user", "content": question}], passages)
+    return Prompt([{"role": "system", "content": system}, *turns, _asked(question, images)], passages)
+
+
+def _asked(question: str, images: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The customer's message: its words, and the images they sent with it as content parts."""
+    if not images:
+        return {"role": "user", "content": question}
+    return {"role": "user", "content": [{"type": "text", "text": question or vision.WITHOUT_WORDS}, *images]}
 
 
 _CITATION = re.compile(r"[ \t]?\[(\d{1,2})\]")
@@ -209,6 +228,7 @@ class _Context:
     customer: User  # their language was set when they were registered
     channel: CustomerChannel  # where they wrote: the answer is shown there
     previewed: bool = False  # the customer reads the answer's draft already
+    images: list[dict[str, Any]] = field(default_factory=list)  # image parts the model is shown with the question
 
     @property
     def locale(self) -> str:
@@ -285,6 +305,9 @@ class Answerer:
         if context.conversation.mode == ConversationMode.HUMAN:
             await self._while_people_have_it(context)  # the manager desk copies it to them, if there is one
             return
+        if vision.images_of(context.message.attachments):
+            await self._answer_images(context)
+            return
         question = context.message.text.strip()
         voice = transcription.spoken(context.message.attachments)
         if voice is not None:
@@ -305,6 +328,10 @@ class Answerer:
         if self.ai is None:
             await self._without_ai(context, question)
             return
+        await self._answer_with_quota(context, question)
+
+    async def _answer_with_quota(self, context: _Context, question: str) -> None:
+        bot_id: int = context.customer.bot_id
         # Taken before the call, so that parallel answers (another conversation, the widget) cannot
         # together pass the quota; given back when no model answered or the job will run again.
         reservation = await quotas.reserve(bot_id, context.customer.id,
@@ -338,6 +365,25 @@ class Answerer:
         voice["transcribed_by"] = heard.model
         await Message.filter(id=context.message.id).update(attachments=context.message.attachments)
         return heard.text
+
+    async def _answer_images(self, context: _Context) -> None:
+        """A photo or image file, with its caption: a model that sees images answers, else a person."""
+        if self.ai is None or not self.ai.can_see:
+            await self._hand_off(context, HandoffReason.CANNOT_ANSWER, lead=vision.CANNOT_SEE)
+            return
+        for attachment in vision.images_of(context.message.attachments):
+            try:
+                data = await context.channel.media(attachment, self.policy.vision_max_bytes)
+            except MediaUnavailable as error:
+                log.info("image of message %s not fetched: %s", context.message.id, error)
+                data = None
+            part = vision.image_part(data) if data else None
+            if part is not None:
+                context.images.append(part)
+        if not context.images:  # too big, gone, or no image after all
+            await self._hand_off(context, HandoffReason.CANNOT_ANSWER, lead=vision.NOT_OPENED)
+            return
+        await self._answer_with_quota(context, context.message.text.strip())
 
     async def _answer_with_ai(self, context: _Context, question: str, reservation: quotas.Reservation) -> None:
         try:
@@ -444,7 +490,8 @@ class Answerer:
     async def _prompt(self, context: _Context, question: str) -> Prompt:
         earlier = await conversations.history(context.conversation.id, before_id=context.message.id)
         return await build_prompt(context.customer.bot_id, question, locale=context.locale,
-                                  context_tokens=self.policy.context_tokens, earlier=earlier, index=self.index)
+                                  context_tokens=self.policy.context_tokens, earlier=earlier, index=self.index,
+                                  images=context.images)
 
     async def _deliver_ai(self, context: _Context, reply: AIReply, passages: Sequence[Passage], *,
                           unanswered: bool = False) -> None:

@@ -129,5 +129,6 @@ class Messenger(ChatSender, Protocol):
     async def group_rights(self, chat_id: int) -> GroupRights: ...
 
     async def download(self, file_id: str, max_bytes: int) -> bytes:
-        """A file's bytes (a customer's voice note); MediaUnavailable when gone or above `max_bytes`."""
+        """A file's bytes (a customer's voice note, photo or document, via getFile); MediaUnavailable when
+        it is gone or above `max_bytes`."""
         ...

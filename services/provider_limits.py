@@ -65,8 +65,20 @@ class Overdue(Exception):
 
 def request_tokens(messages: Sequence[dict[str, object]], expected_output: int = EXPECTED_OUTPUT_TOKENS) -> int:
     """What a request is counted as against tokens a minute until its real usage is known."""
-    prompt = sum(estimate(str(message.get("content") or "")) + MESSAGE_OVERHEAD_TOKENS for message in messages)
+    prompt = sum(_content_tokens(message.get("content")) + MESSAGE_OVERHEAD_TOKENS for message in messages)
     return prompt + expected_output
+
+
+IMAGE_TOKENS = 1105  # what one image costs at OpenAI's "high" detail, about; its bytes are no text
+
+
+def _content_tokens(content: object) -> int:
+    """A message's text; an image part (a data URL of megabytes) counts as IMAGE_TOKENS."""
+    if isinstance(content, list):
+        return sum(IMAGE_TOKENS if isinstance(part, dict) and part.get("type") == "image_url"
+                   else estimate(str(part.get("text") or "") if isinstance(part, dict) else str(part))
+                   for part in content)
+    return estimate(str(content or ""))
 
 
 @dataclass(frozen=True)
