@@ -9,6 +9,7 @@ from models.conversations import (
     HandoffReason,
     Message,
     MessageCopy,
+    StoredFile,
 )
 from models.knowledge import (
     KnowledgeChunk,
@@ -56,6 +57,7 @@ __all__ = [
     "SavedReply",
     "SourceKind",
     "SourceStatus",
+    "StoredFile",
     "Usage",
     "UsageSlot",
     "User",

@@ -124,6 +124,32 @@ class Message(Model):
         return f"{self.author_kind}: {self.text[:40]}"
 
 
+class StoredFile(Model):
+    """A file kept by Frontdesk itself: what a website visitor attached (Telegram keeps its own users' files).
+
+    In the database, not on a disk, so every instance serves it; a message's attachment names it by id
+    (`{"stored_file_id": ...}`), and it goes with its conversation.
+    """
+
+    id = fields.IntField(primary_key=True)
+    bot: fields.ForeignKeyRelation["Bot"] = fields.ForeignKeyField("models.Bot", related_name="stored_files")
+    bot_id: int  # the column behind `bot`
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name="files", on_delete=fields.CASCADE)
+    conversation_id: int  # the column behind `conversation`
+    name = fields.CharField(max_length=255, default="")
+    mime_type = fields.CharField(max_length=127, default="application/octet-stream")
+    size = fields.IntField()
+    content = fields.BinaryField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "stored_file"
+
+    def __str__(self) -> str:
+        return f"file {self.id} {self.name}"
+
+
 class MessageCopy(Model):
     """One Telegram message that shows a stored message: the original or a copy, in any chat.
 

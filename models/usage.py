@@ -16,6 +16,10 @@ class Usage(Model):
     day: date = fields.DateField()
     messages = fields.IntField(default=0)
     ai_messages = fields.IntField(default=0)
+    # What the customer's voice and images used (their quotas; their cost is in `cost` too).
+    transcriptions = fields.IntField(default=0, db_default=0)
+    audio_seconds = fields.IntField(default=0, db_default=0)
+    images = fields.IntField(default=0, db_default=0)
     tokens_in = fields.IntField(default=0)
     tokens_out = fields.IntField(default=0)
     cost = fields.DecimalField(max_digits=12, decimal_places=6, default=0)
@@ -41,6 +45,9 @@ class UsageSlot(Model):
     bot_id: int  # the column behind `bot`
     slot = fields.DatetimeField()
     ai_messages = fields.IntField(default=0)
+    transcriptions = fields.IntField(default=0, db_default=0)
+    audio_seconds = fields.IntField(default=0, db_default=0)
+    images = fields.IntField(default=0, db_default=0)
     tokens_in = fields.IntField(default=0)
     tokens_out = fields.IntField(default=0)
     cost = fields.DecimalField(max_digits=12, decimal_places=6, default=0)
