@@ -201,7 +201,6 @@ const FD = (() => {
   /* Calls onChange(conversationId) whenever a conversation the caller may see changes. */
   function live(onChange, onReconnect) {
     let delay = 500;
-    let opened = false;
     function connect() {
       const scheme = location.protocol === "https:" ? "wss://" : "ws://";
       const socket = new WebSocket(scheme + location.host + "/api/live");
@@ -211,8 +210,9 @@ const FD = (() => {
         if (data.type === "ready") {
           delay = 500;
           document.body.classList.remove("offline");
-          if (opened && onReconnect) onReconnect();  // events may have been missed meanwhile
-          opened = true;
+          // Events may have been missed meanwhile: while offline, or (the first time) between the page's
+          // first load and this subscription.
+          if (onReconnect) onReconnect();
         } else if (data.type === "conversation") {
           onChange(data.id);
         } else if (data.type === "typing") {  // a teammate is writing: pages that show it listen for this

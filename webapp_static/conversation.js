@@ -245,6 +245,9 @@ FD.start(async (me) => {
       send.disabled = false;
     }
   });
+  // The page held the composer disabled until here: a reply typed earlier would have had no one to send it.
+  text.disabled = false;
+  send.disabled = false;
 
   const typingWarning = $("typing-warning");
   let typingTimer = null;
