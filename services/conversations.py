@@ -26,7 +26,7 @@ from models import (
     UsageSlot,
     User,
 )
-from services import outbox
+from services import outbox, transcription
 from services.i18n import pick_locale
 from services.knowledge import question_key, words
 from services.limits import RateLimiter, Verdict
@@ -248,11 +248,14 @@ async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming
             inbox_only = not with_ai and not await _has_manager_chat(bot_id)
             if inbox_only:
                 job_kind = JobKind.ANSWER
-            if job_kind is not None and (with_ai or inbox_only):
+            # A voice is heard while people have it too (its answer job transcribes it for them, and says nothing).
+            heard = not with_ai and verdict == Verdict.ALLOW and transcription.spoken(incoming.attachments) is not None
+            answered = with_ai or inbox_only or heard
+            if job_kind is not None and answered:
                 await outbox.enqueue(bot_id, job_kind, {"message_id": message.id}, lane=customer_lane(conversation))
             if conversation.handed_off_at is not None:
                 # Managers see every message from the first handoff on, whatever the rate.
-                await _to_managers(conversation, message, incoming, who, bookkeeping=not (with_ai or inbox_only))
+                await _to_managers(conversation, message, incoming, who, bookkeeping=not answered)
     except IntegrityError:
         if await Message.exists(bot_id=bot_id, source_key=incoming.source_key):
             return Stored(None)  # a re-delivery of a message stored before
