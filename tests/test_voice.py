@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -55,6 +56,25 @@ async def test_while_people_have_it_a_voice_is_transcribed_under_its_copy_and_th
             page = await client.get(f"/api/conversations/{conversation.id}/messages")
         [voice] = [message for message in page["messages"] if message["attachments"]]
         assert voice["attachments"] == [{"type": "voice", "name": "", "transcript": "My parcel never came"}]
+
+
+async def test_a_managers_reply_does_not_wait_for_a_voice_being_transcribed(
+        database_url: str, sim: Simulator, ai: FakeAI) -> None:
+    async with manager_desk(database_url, sim, ai) as desk:
+        ann = sim.create_user("Ann")
+        sim.send_command(ann["id"], "human")
+        await sim.wait_for_messages(ann["id"])
+        [topic] = await wait_for_topic(sim, desk.chat_id)
+        hold = ai.script.hold = asyncio.Event()  # the transcriber takes its time
+        sim.send_voice(ann["id"], content=b"Hello? Anyone?", duration=2)
+        await sim.wait_until(lambda: len(ai.transcription_requests) == 1, 10, "the voice being transcribed")
+        sim.send_text(desk.mia["id"], "Hi Ann, Mia here.", chat_id=desk.chat_id, thread_id=topic.thread_id)
+        await sim.wait_until(lambda: any(m.get("text") == "Hi Ann, Mia here." for m in sim.chat_history(ann["id"])),
+                             10, "the manager's reply, while the voice is still being heard")
+        hold.set()
+        await sim.wait_until(lambda: [m.get("text") for m in in_topic(sim, desk.chat_id, topic.thread_id)
+                                      if m.get("text", "").startswith("🎙")] == ["🎙 Hello? Anyone?"], 10,
+                             "the transcript, once heard")
 
 
 async def test_a_voice_the_ai_heard_before_the_handoff_shows_its_transcript_on_the_topics_card(
