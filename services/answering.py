@@ -400,25 +400,25 @@ class Answerer:
         if self.ai is None or not self.ai.can_see:
             await self._hand_off(context, HandoffReason.CANNOT_ANSWER, lead=vision.CANNOT_SEE)
             return
-        images = vision.images_of(context.message.attachments)
-        allowance = await quotas.allow(context.customer.bot_id, context.customer.id, "images", len(images),
-                                       self.policy.daily_images)
+        allowance = await quotas.allow(context.customer.bot_id, context.customer.id, "images",
+                                       len(vision.images_of(context.message.attachments)), self.policy.daily_images)
         if allowance is None:
             await self._hand_off(context, HandoffReason.CANNOT_ANSWER, lead=IMAGES_QUOTA)
             return
+        for attachment in vision.images_of(context.message.attachments):
+            try:
+                data = await context.channel.media(attachment, self.policy.vision_max_bytes)
+            except MediaUnavailable as error:
+                log.info("image of message %s not fetched: %s", context.message.id, error)
+                data = None
+            part = vision.image_part(data) if data else None
+            if part is not None:
+                context.images.append(part)
+        if not context.images:  # too big, gone, or no image after all
+            await allowance.release()
+            await self._hand_off(context, HandoffReason.CANNOT_ANSWER, lead=vision.NOT_OPENED)
+            return
         try:
-            for attachment in images:
-                try:
-                    data = await context.channel.media(attachment, self.policy.vision_max_bytes)
-                except MediaUnavailable as error:
-                    log.info("image of message %s not fetched: %s", context.message.id, error)
-                    data = None
-                part = vision.image_part(data) if data else None
-                if part is not None:
-                    context.images.append(part)
-            if not context.images:  # too big, gone, or no image after all
-                await self._hand_off(context, HandoffReason.CANNOT_ANSWER, lead=vision.NOT_OPENED)
-                return
             if await self._answer_with_quota(context, context.message.text.strip()):
                 await allowance.settle(len(context.images))  # the images the model was given
         finally:
