@@ -58,6 +58,23 @@ async def test_while_people_have_it_a_voice_is_transcribed_under_its_copy_and_th
         assert voice["attachments"] == [{"type": "voice", "name": "", "transcript": "My parcel never came"}]
 
 
+async def test_in_a_group_without_topics_the_transcript_replies_to_the_voices_copy(
+        database_url: str, sim: Simulator, ai: FakeAI) -> None:
+    async with manager_desk(database_url, sim, ai, forum=False) as desk:
+        ann = sim.create_user("Ann")
+        sim.send_command(ann["id"], "human")
+        await sim.wait_for_messages(ann["id"])
+        sim.send_voice(ann["id"], content=b"Is it ready?", duration=2)
+
+        def shown() -> list[dict[str, Any]]:
+            return [m for m in sim.chat_history(desk.chat_id) if m.get("from", {}).get("is_bot")]
+
+        await sim.wait_until(lambda: any(m.get("text") == "🎙 Is it ready?" for m in shown()), 10, "the transcript")
+        [copy] = [m for m in shown() if "voice" in m]
+        [heard] = [m for m in shown() if m.get("text") == "🎙 Is it ready?"]
+        assert heard["reply_to_message"]["message_id"] == copy["message_id"]
+
+
 async def test_a_managers_reply_does_not_wait_for_a_voice_being_transcribed(
         database_url: str, sim: Simulator, ai: FakeAI) -> None:
     async with manager_desk(database_url, sim, ai) as desk:
