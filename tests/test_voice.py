@@ -50,6 +50,8 @@ async def test_while_people_have_it_a_voice_is_transcribed_under_its_copy_and_th
         assert ai.requests == []  # people have it: the AI wrote nothing
         assert len([m for m in sim.chat_history(ann["id"]) if m["from"]["is_bot"]]) == 1  # the handoff notice only
         assert len(in_topic(sim, desk.chat_id, topic.thread_id)) == 3  # posted once
+        usage = await Usage.get(user__telegram_id=ann["id"])
+        assert (usage.messages, usage.transcriptions, usage.audio_seconds, usage.ai_messages) == (1, 1, 4, 0)
 
         conversation = await Conversation.get(user__telegram_id=ann["id"])
         async with app_client(desk.frontdesk, sim, desk.boss["id"]) as client:
