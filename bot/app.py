@@ -151,7 +151,8 @@ def create_transcriber_of(settings: Settings) -> Transcriber | None:
         base_url, api_key = settings.ai_base_url, settings.transcribe_api_key or settings.ai_api_key
     else:
         return None
-    return create_transcriber(base_url, api_key, settings.transcribe_model, timeout=settings.ai_timeout)
+    return create_transcriber(base_url, api_key, settings.transcribe_model, timeout=settings.ai_timeout,
+                              price_per_minute=settings.transcribe_price_per_minute)
 
 
 async def redis_context(app: web.Application) -> AsyncIterator[None]:
@@ -299,7 +300,10 @@ async def build_services(app: web.Application) -> Services:
     messenger = TelegramChatSender(bot) if bot is not None else None
     generations = Generations(bus, shared.budget)
     policy = AnswerPolicy(settings.kb_direct_threshold, settings.daily_ai_quota, settings.ai_context_tokens,
-                          settings.draft_interval, vision_max_bytes=settings.vision_max_bytes)
+                          settings.draft_interval, vision_max_bytes=settings.vision_max_bytes,
+                          transcribe_max_seconds=settings.transcribe_max_seconds,
+                          daily_transcriptions=settings.customer_daily_transcriptions,
+                          daily_images=settings.customer_daily_images)
     embedder = create_embedder(settings.embedding_base_url, settings.embedding_api_key, settings.embedding_model,
                                settings.embedding_threads)
     index = KnowledgeIndex(embedder, bus, max_wait=settings.embedding_max_wait)

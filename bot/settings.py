@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     transcribe_base_url: str = Field("", alias="TRANSCRIBE_BASE_URL")
     transcribe_api_key: str = Field("", alias="TRANSCRIBE_API_KEY")
     transcribe_model: str = Field("", alias="TRANSCRIBE_MODEL")
+    # Limits and cost of customers' voice and images (issue 18): a longer voice goes to people untranscribed;
+    # the model's price per minute of audio (whisper-1's) counts as AI cost; per customer per day (UTC), the
+    # transcriptions and the images given to a vision model (past them, people take over; 0: none at all).
+    transcribe_max_seconds: int = Field(300, alias="TRANSCRIBE_MAX_SECONDS", ge=1)
+    transcribe_price_per_minute: float = Field(0.006, alias="TRANSCRIBE_PRICE_PER_MINUTE", ge=0)
+    customer_daily_transcriptions: int = Field(50, alias="CUSTOMER_DAILY_TRANSCRIPTIONS", ge=0)
+    customer_daily_images: int = Field(30, alias="CUSTOMER_DAILY_IMAGES", ge=0)
     # Documents and websites as knowledge (services/knowledge_sources.py).
     knowledge_max_file_mb: int = Field(20, alias="KNOWLEDGE_MAX_FILE_MB", ge=1, le=200)
     knowledge_page_limit: int = Field(200, alias="KNOWLEDGE_PAGE_LIMIT", ge=1, le=5000)

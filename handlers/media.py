@@ -50,7 +50,8 @@ def _attachment(message: Message) -> dict[str, Any] | None:
         media = getattr(message, kind)
         if media is not None:
             return {"type": kind, "file_id": media.file_id, "name": getattr(media, "file_name", None),
-                    "size": getattr(media, "file_size", None), "mime_type": getattr(media, "mime_type", None)}
+                    "size": getattr(media, "file_size", None), "mime_type": getattr(media, "mime_type", None),
+                    "duration": getattr(media, "duration", None)}  # seconds: voice, audio, video, video notes
     if message.location:
         return {"type": "location", "latitude": message.location.latitude, "longitude": message.location.longitude}
     if message.contact:

@@ -62,7 +62,10 @@ class UsageTotal(BaseModel):
     answers: int
     tokens_in: int
     tokens_out: int
-    cost: float
+    cost: float = Field(description="Dollars: the AI's answers and the voice transcriptions")
+    transcriptions: int = Field(0, description="Customers' voice messages transcribed")
+    audio_seconds: int = Field(0, description="Their length, in seconds")
+    images: int = Field(0, description="Customers' images given to a vision model")
 
 
 class AIUsageOut(BaseModel):

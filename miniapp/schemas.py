@@ -104,6 +104,7 @@ class InboxParams(Strict):
 class Attachment(BaseModel):
     type: str
     name: str
+    transcript: str | None = Field(None, description="A voice, audio or video note's words, once transcribed")
 
 
 class PassageOut(BaseModel):

@@ -144,7 +144,11 @@ class AIUsage:
     answers: tuple[int, ...]
     tokens_in: tuple[int, ...]
     tokens_out: tuple[int, ...]
-    cost: tuple[float, ...]  # dollars, to the micro-dollar
+    cost: tuple[float, ...]  # dollars, to the micro-dollar (transcriptions' too)
+    # Over the whole period: voice messages transcribed, their seconds, images given to a vision model.
+    transcriptions: int = 0
+    audio_seconds: int = 0
+    images: int = 0
 
 
 @dataclass(frozen=True)
@@ -188,7 +192,9 @@ class Report:
             "ai_usage": {"answers": list(usage.answers), "tokens_in": list(usage.tokens_in),
                          "tokens_out": list(usage.tokens_out), "cost": list(usage.cost),
                          "total": {"answers": sum(usage.answers), "tokens_in": sum(usage.tokens_in),
-                                   "tokens_out": sum(usage.tokens_out), "cost": round(sum(usage.cost), 6)}},
+                                   "tokens_out": sum(usage.tokens_out), "cost": round(sum(usage.cost), 6),
+                                   "transcriptions": usage.transcriptions, "audio_seconds": usage.audio_seconds,
+                                   "images": usage.images}},
             "managers": [{"user_id": m.user_id, "name": m.name, "taken": m.taken, "replies": m.replies,
                           "closed": m.closed} for m in self.managers],
         }
@@ -385,15 +391,19 @@ async def _top_questions(bot_id: int, days: _Days) -> tuple[TopQuestion, ...]:
 async def _ai_usage(bot_id: int, days: _Days) -> AIUsage:
     rows = await (UsageSlot.filter(bot_id=bot_id, **_in_period(days, "slot"))
                   .annotate(day=days.of('"slot"'), answers=Sum("ai_messages"), tokens_in_=Sum("tokens_in"),
-                            tokens_out_=Sum("tokens_out"), cost_=Sum("cost"))
-                  .group_by("day").values("day", "answers", "tokens_in_", "tokens_out_", "cost_"))
+                            tokens_out_=Sum("tokens_out"), cost_=Sum("cost"), transcriptions_=Sum("transcriptions"),
+                            audio_seconds_=Sum("audio_seconds"), images_=Sum("images"))
+                  .group_by("day").values("day", "answers", "tokens_in_", "tokens_out_", "cost_", "transcriptions_",
+                                          "audio_seconds_", "images_"))
     answers, tokens_in, tokens_out, cost = days.series(), days.series(), days.series(), [0.0] * days.count
     for row in rows:
         index = days.index(row["day"])
         answers[index], tokens_in[index] = int(row["answers"] or 0), int(row["tokens_in_"] or 0)
         tokens_out[index], cost[index] = int(row["tokens_out_"] or 0), round(float(row["cost_"] or 0), 6)
     return AIUsage(answers=tuple(answers), tokens_in=tuple(tokens_in), tokens_out=tuple(tokens_out),
-                   cost=tuple(cost))
+                   cost=tuple(cost), transcriptions=sum(int(row["transcriptions_"] or 0) for row in rows),
+                   audio_seconds=sum(int(row["audio_seconds_"] or 0) for row in rows),
+                   images=sum(int(row["images_"] or 0) for row in rows))
 
 
 async def _managers(bot_id: int, days: _Days) -> tuple[ManagerActivity, ...]:

@@ -61,13 +61,15 @@ FROM_KNOWLEDGE_BASE = N_("📚 From our knowledge base:")
 SOURCES = N_("Sources:")
 SLOW_DOWN = N_("You're sending messages very quickly. Please wait a moment, then write again.")
 QUOTA_REACHED = N_("You've reached today's limit of AI answers, so I've passed your conversation to a person.")
-NOT_TEXT = {
-    "photo": N_("Thanks for the photo! I can only read text, so please describe what you need in words."),
-    "voice": N_("Thanks! I can't listen to voice messages yet: please type your question."),
+NOT_TEXT = {  # photos go to a vision model, voice to a transcriber (or people): neither reaches these
     "sticker": N_("Nice sticker! How can I help you? Just type your question."),
     "document": N_("Thanks, I've received your file. Please also describe in words what you need."),
 }
 VOICE_TO_PEOPLE = N_("I can't listen to voice messages, so I've passed yours to a person.")
+VOICE_TOO_LONG = N_("Your voice message is too long for me to listen to, so I've passed it to a person.")
+VOICE_QUOTA = N_("You've reached today's limit of voice messages I can listen to, so I've passed yours to a person.")
+IMAGES_QUOTA = N_("You've reached today's limit of images I can look at, so I've passed your conversation to a "
+                  "person.")
 NOT_TEXT_DEFAULT = N_("I've received your message, but I can only read text. Please type your question.")
 
 # When the AI is down, a knowledge item is offered if it holds this share of the customer's words.
@@ -82,6 +84,9 @@ class AnswerPolicy:
     draft_interval: float = 0.6
     widget_delta_interval: float = 0.15  # a widget shows the answer growing at about this pace
     vision_max_bytes: int = 10_000_000  # a bigger image is not given to the model (VISION_MAX_BYTES)
+    transcribe_max_seconds: int = 300  # a longer voice goes to people untranscribed (TRANSCRIBE_MAX_SECONDS)
+    daily_transcriptions: int = 50  # per customer per UTC day (CUSTOMER_DAILY_TRANSCRIPTIONS)
+    daily_images: int = 30  # images given to a vision model, per customer per UTC day (CUSTOMER_DAILY_IMAGES)
 
 
 # Marks the reply to a question nobody could answer (the AI said it cannot; no AI and no knowledge
@@ -221,6 +226,11 @@ def knowledge_answer_html(translate: Translate, locale: str, item: KnowledgeItem
     return f"<i>{header}</i>\n\n{markdown_to_html(item.answer)}"
 
 
+@dataclass(frozen=True)
+class _NotHeard:
+    notice: str  # what the customer is told as people take the voice over
+
+
 @dataclass
 class _Context:
     message: Message
@@ -302,18 +312,20 @@ class Answerer:
         return _Context(message, conversation, conversation.user, channel)
 
     async def _answer(self, context: _Context) -> None:
+        voice = transcription.spoken(context.message.attachments)
         if context.conversation.mode == ConversationMode.HUMAN:
+            if voice is not None:  # heard for the managers, who read it under the voice; the AI stays silent
+                await self._hear(context, voice)
             await self._while_people_have_it(context)  # the manager desk copies it to them, if there is one
             return
         if vision.images_of(context.message.attachments):
             await self._answer_images(context)
             return
         question = context.message.text.strip()
-        voice = transcription.spoken(context.message.attachments)
         if voice is not None:
             heard = await self._hear(context, voice)
-            if heard is None:
-                await self._hand_off(context, HandoffReason.CANNOT_ANSWER, lead=VOICE_TO_PEOPLE)
+            if isinstance(heard, _NotHeard):
+                await self._hand_off(context, HandoffReason.CANNOT_ANSWER, lead=heard.notice)
                 return
             question = f"{question}\n\n{heard}".strip()
         if not question:
@@ -330,7 +342,9 @@ class Answerer:
             return
         await self._answer_with_quota(context, question)
 
-    async def _answer_with_quota(self, context: _Context, question: str) -> None:
+    async def _answer_with_quota(self, context: _Context, question: str) -> bool:
+        """The AI's answer within the customer's daily quota; False when the quota was used up (people have
+        it now, and no model was asked)."""
         bot_id: int = context.customer.bot_id
         # Taken before the call, so that parallel answers (another conversation, the widget) cannot
         # together pass the quota; given back when no model answered or the job will run again.
@@ -338,38 +352,58 @@ class Answerer:
                                            await bot_settings.daily_ai_quota(bot_id, self.policy.daily_ai_quota))
         if reservation is None:
             await self._hand_off(context, HandoffReason.CANNOT_ANSWER, lead=QUOTA_REACHED)
-            return
+            return False
         try:
             await self._answer_with_ai(context, question, reservation)
         finally:
             await asyncio.shield(reservation.release())  # a no-op once the model's use was settled
+        return True
 
-    async def _hear(self, context: _Context, voice: dict[str, Any]) -> str | None:
-        """The voice's transcript, stored with the message (in its attachment) before it is answered;
-        None when there is no provider, the file cannot be fetched or nothing was heard."""
+    async def _hear(self, context: _Context, voice: dict[str, Any]) -> str | _NotHeard:
+        """The voice's transcript, stored with the message (in its attachment) before it is answered, and
+        shown to the managers; or why it was not heard: no provider, longer than allowed, the customer's
+        daily transcriptions used up, the file not fetched, nothing heard."""
         if voice.get("transcript"):
             return str(voice["transcript"])  # a re-run after a crash: heard already
         if self.transcriber is None:
-            return None
+            return _NotHeard(VOICE_TO_PEOPLE)
+        seconds = transcription.seconds_of(voice)
+        if seconds > self.policy.transcribe_max_seconds:
+            return _NotHeard(VOICE_TOO_LONG)
+        allowance = await quotas.allow(context.customer.bot_id, context.customer.id, "transcriptions", 1,
+                                       self.policy.daily_transcriptions)
+        if allowance is None:
+            return _NotHeard(VOICE_QUOTA)
+        heard: transcription.Transcript | None = None
         try:
             content = await context.channel.media(voice, self.transcriber.max_bytes)
-            if content is None:
-                return None
-            heard = await self.transcriber.transcribe(content, str(voice["type"]), context.locale)
+            if content is not None:
+                heard = await self.transcriber.transcribe(content, str(voice["type"]), context.locale)
         except (MediaUnavailable, TranscriptionFailed) as error:
             log.warning("voice of message %s not transcribed: %s", context.message.id, error)
-            return None
+        finally:
+            if heard is None:  # the provider transcribed nothing: the customer's transcription is given back
+                await asyncio.shield(allowance.release())
+        if heard is None:
+            return _NotHeard(VOICE_TO_PEOPLE)
+        await allowance.settle(audio_seconds=seconds, cost=self.transcriber.cost(seconds))
         if not heard.text:
-            return None
+            return _NotHeard(VOICE_TO_PEOPLE)
         voice["transcript"] = heard.text
         voice["transcribed_by"] = heard.model
-        await Message.filter(id=context.message.id).update(attachments=context.message.attachments)
+        await self.flow.transcribed(context.message)
         return heard.text
 
     async def _answer_images(self, context: _Context) -> None:
-        """A photo or image file, with its caption: a model that sees images answers, else a person."""
+        """A photo or image file, with its caption: a model that sees images answers, within the customer's
+        daily images, else a person."""
         if self.ai is None or not self.ai.can_see:
             await self._hand_off(context, HandoffReason.CANNOT_ANSWER, lead=vision.CANNOT_SEE)
+            return
+        allowance = await quotas.allow(context.customer.bot_id, context.customer.id, "images",
+                                       len(vision.images_of(context.message.attachments)), self.policy.daily_images)
+        if allowance is None:
+            await self._hand_off(context, HandoffReason.CANNOT_ANSWER, lead=IMAGES_QUOTA)
             return
         for attachment in vision.images_of(context.message.attachments):
             try:
@@ -381,9 +415,14 @@ class Answerer:
             if part is not None:
                 context.images.append(part)
         if not context.images:  # too big, gone, or no image after all
+            await allowance.release()
             await self._hand_off(context, HandoffReason.CANNOT_ANSWER, lead=vision.NOT_OPENED)
             return
-        await self._answer_with_quota(context, context.message.text.strip())
+        try:
+            if await self._answer_with_quota(context, context.message.text.strip()):
+                await allowance.settle(len(context.images))  # the images the model was given
+        finally:
+            await asyncio.shield(allowance.release())  # none was given; a no-op once settled
 
     async def _answer_with_ai(self, context: _Context, question: str, reservation: quotas.Reservation) -> None:
         try:

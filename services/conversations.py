@@ -26,7 +26,7 @@ from models import (
     UsageSlot,
     User,
 )
-from services import outbox
+from services import outbox, transcription
 from services.i18n import pick_locale
 from services.knowledge import question_key, words
 from services.limits import RateLimiter, Verdict
@@ -144,6 +144,11 @@ def customer_lane(conversation: Conversation) -> str:
     return str(conversation.uuid)
 
 
+def voice_lane(conversation: Conversation) -> str:
+    """The customer's voice, heard for the managers while they hold the conversation, one at a time."""
+    return f"voice:{conversation.uuid}"
+
+
 def _not_closed(user: User) -> QuerySet[Conversation]:
     # `status__not` rather than .exclude(): equivalent (status is never null), and on the ingest hot
     # path Tortoise builds it in two thirds of the time.
@@ -248,11 +253,17 @@ async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming
             inbox_only = not with_ai and not await _has_manager_chat(bot_id)
             if inbox_only:
                 job_kind = JobKind.ANSWER
-            if job_kind is not None and (with_ai or inbox_only):
-                await outbox.enqueue(bot_id, job_kind, {"message_id": message.id}, lane=customer_lane(conversation))
+            # A voice is heard while people have it too (its answer job transcribes it for them, and says nothing).
+            heard = not with_ai and verdict == Verdict.ALLOW and transcription.spoken(incoming.attachments) is not None
+            answered = with_ai or inbox_only or heard
+            # Only heard, it says nothing to the customer: it runs beside their lane, so no reply of the
+            # managers' waits for a transcription.
+            lane = voice_lane(conversation) if heard and not inbox_only else customer_lane(conversation)
+            if job_kind is not None and answered:
+                await outbox.enqueue(bot_id, job_kind, {"message_id": message.id}, lane=lane)
             if conversation.handed_off_at is not None:
                 # Managers see every message from the first handoff on, whatever the rate.
-                await _to_managers(conversation, message, incoming, who, bookkeeping=not (with_ai or inbox_only))
+                await _to_managers(conversation, message, incoming, who, bookkeeping=not answered)
     except IntegrityError:
         if await Message.exists(bot_id=bot_id, source_key=incoming.source_key):
             return Stored(None)  # a re-delivery of a message stored before

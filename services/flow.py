@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 class EventKind(StrEnum):
     CUSTOMER_WROTE = "customer_wrote"
     CUSTOMER_EDITED = "customer_edited"
+    TRANSCRIBED = "transcribed"  # the customer's voice was heard: its transcript is stored with it
     PERSON_REQUESTED = "person_requested"  # the customer asked for a person
     AI_HANDED_OFF = "ai_handed_off"  # the AI (or its failure, or the quota) gave the conversation to people
     ANSWERED = "answered"  # the customer's message got its outcome from the AI or the knowledge base
@@ -260,6 +261,18 @@ class ConversationFlow:
                 await changes.emit(ConversationEvent(EventKind.RATED, conversation, actor=customer,
                                                      details={"stars": stars}))
         return bool(updated)
+
+    async def transcribed(self, message: Message) -> None:
+        """The customer's voice was heard (its transcript is in `message.attachments`): stored with the message,
+        and, once people have seen the conversation, posted in its topic under the voice's copy (queued after
+        the copy, in the topic's lane, whichever of the two jobs ran first)."""
+        async with self.events.change() as changes:
+            await Message.filter(id=message.id).update(attachments=message.attachments)
+            conversation = await Conversation.get(id=message.conversation_id)
+            if conversation.handed_off_at is not None:
+                await outbox.enqueue(conversation.bot_id, JobKind.TOPIC_TRANSCRIPT, {"message_id": message.id},
+                                     lane=topic_lane(conversation), queue=outbox.MANAGERS, priority=1)
+            await changes.emit(ConversationEvent(EventKind.TRANSCRIBED, conversation, message=message))
 
     # --- the AI's outcomes (from the outbox's answer job) -------------------------------------------------
 

@@ -384,8 +384,7 @@ def message_json(message: Message, *, staff: bool) -> dict[str, Any]:
         "html": html,
         "created_at": message.created_at.isoformat(),
         "reply_to": message.reply_to_id,
-        "attachments": [{"type": str(a.get("type")), "name": str(a.get("file_name") or "")}
-                        for a in message.attachments],
+        "attachments": [attachment_json(a) for a in message.attachments],
     }
     sources = message.ai_meta.get("sources")
     if message.author_kind == AuthorKind.AI and isinstance(sources, list):
@@ -395,6 +394,14 @@ def message_json(message: Message, *, staff: bool) -> dict[str, Any]:
         meta = message.ai_meta
         row["ai"] = {key: meta.get(key) for key in ("source", "model", "tokens_in", "tokens_out", "cost",
                                                      "latency_ms", "passages")}
+    return row
+
+
+def attachment_json(attachment: dict[str, Any]) -> dict[str, Any]:
+    """What was attached, and a voice's transcript once it was heard."""
+    row: dict[str, Any] = {"type": str(attachment.get("type")), "name": str(attachment.get("file_name") or "")}
+    if attachment.get("transcript"):
+        row["transcript"] = str(attachment["transcript"])
     return row
 
 

@@ -16,9 +16,9 @@ from services.inbox import InboxFeed
 
 # The events whose transaction queued jobs: the outbox on this instance starts them at once (the
 # others find them within their poll interval).
-QUEUES_WORK = frozenset({EventKind.CUSTOMER_WROTE, EventKind.CUSTOMER_EDITED, EventKind.PERSON_REQUESTED,
-                         EventKind.AI_HANDED_OFF, EventKind.MANAGER_REPLIED, EventKind.NOTE_ADDED,
-                         EventKind.MANAGER_EDITED, EventKind.TAKEN, EventKind.ASSIGNED,
+QUEUES_WORK = frozenset({EventKind.CUSTOMER_WROTE, EventKind.CUSTOMER_EDITED, EventKind.TRANSCRIBED,
+                         EventKind.PERSON_REQUESTED, EventKind.AI_HANDED_OFF, EventKind.MANAGER_REPLIED,
+                         EventKind.NOTE_ADDED, EventKind.MANAGER_EDITED, EventKind.TAKEN, EventKind.ASSIGNED,
                          EventKind.GIVEN_BACK, EventKind.CLOSED})
 
 # Staff actions and what the audit log calls them.

@@ -26,7 +26,7 @@ from models import (
     OutboxJob,
     User,
 )
-from services import conversations, outbox
+from services import conversations, outbox, transcription
 from services.i18n import N_, Translate
 from services.outbox import JobHandler, JobKind
 from services.ports import (
@@ -54,6 +54,7 @@ COALESCE_CHARS = 3500
 ALBUM_SETTLE_SECONDS = 1.0  # the parts of an album arrive as separate updates, a moment apart
 ALBUM_KINDS = {"photo", "video", "document", "audio"}
 CAPTIONED_KINDS = ALBUM_KINDS | {"voice", "animation"}
+TRANSCRIPT_CHARS = 4000  # of a message's 4096: a longer transcript is cut (it is whole in the Mini App)
 
 # The state leads the topic's name, and is its icon too where Telegram's topic icons have it.
 STATE_ICONS = {"waiting": "❗", "assigned": "💬", "ai": "🤖", "closed": "✅"}
@@ -116,10 +117,13 @@ def card_buttons(conversation_id: int, translate: Translate, locale: str) -> lis
 
 
 def message_line(message: Message, translate: Translate, locale: str) -> str:
-    """One message as staff read it: who, then the text or what was sent."""
+    """One message as staff read it: who, then the text or what was sent (a voice with its transcript)."""
     kinds = [str(a.get("type")) for a in message.attachments]
     label = " ".join(translate(locale, MEDIA_LABELS.get(kind, MEDIA_LABELS["document"])) for kind in kinds)
     body = message.text.strip()
+    voice = transcription.spoken(message.attachments)
+    if voice is not None and voice.get("transcript"):
+        body = f"{body} 🎙 {voice['transcript']}".strip()
     if message.author_kind == AuthorKind.AI:
         body = html_to_text(markdown_to_html(body))
     elif message.author_kind == AuthorKind.MANAGER:
@@ -198,6 +202,29 @@ class ManagerGroup:
             except MessageGone:
                 log.info("the copy of message %s in the manager chat is gone", job.payload["message_id"])
 
+    async def topic_transcript_job(self, job: OutboxJob) -> None:
+        """A customer's voice was transcribed: the transcript goes under the voice's copy in the topic (a
+        reply to it; without a copy, e.g. the card showed the voice before it was heard, in the topic)."""
+        message = await Message.get_or_none(id=job.payload["message_id"]).prefetch_related("conversation__user")
+        voice = transcription.spoken(message.attachments) if message is not None else None
+        if message is None or voice is None or not voice.get("transcript"):
+            return
+        chat = await self._chat(job.bot_id)
+        conversation = message.conversation
+        if conversation.manager_card_id is None:
+            return  # the topic opens with its card, which shows the voice with its transcript
+        copy = await MessageCopy.filter(message_id=message.id, chat_id=chat.chat_id, original=False).first()
+        text = str(voice["transcript"])
+        if len(text) > TRANSCRIPT_CHARS:
+            text = text[:TRANSCRIPT_CHARS - 1] + "…"
+        reply_to = int(copy.telegram_message_id) if copy is not None else None
+
+        async def send(where: Where) -> int:
+            return await self.messenger.post(Where(where.chat_id, where.thread_id, reply_to),
+                                             OutgoingText(f"🎙 {escape(text)}", silent=True))
+
+        await self._deliver(conversation, chat, message.id, send)
+
     async def group_post_job(self, job: OutboxJob) -> None:
         """A staff command's answer, or a notice for staff, posted where it was asked for."""
         payload = job.payload
@@ -237,7 +264,7 @@ class ManagerGroup:
     def handlers(self) -> dict[str, JobHandler]:
         jobs = {JobKind.OPEN_TOPIC: self.open_topic_job, JobKind.TOPIC_COPY: self.topic_copy_job,
                 JobKind.TOPIC_STATE: self.topic_state_job, JobKind.TOPIC_EDIT: self.topic_edit_job,
-                JobKind.GROUP_POST: self.group_post_job}
+                JobKind.TOPIC_TRANSCRIPT: self.topic_transcript_job, JobKind.GROUP_POST: self.group_post_job}
         return {kind: self.never_dropped(job) for kind, job in jobs.items()}
 
     def _where(self, conversation: Conversation, chat: ManagerChat, reply_to: int | None = None) -> Where:

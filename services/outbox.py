@@ -64,6 +64,7 @@ class JobKind(StrEnum):
     TOPIC_STATE = "topic_state"
     TOPIC_COPY = "topic_copy"
     TOPIC_EDIT = "topic_edit"
+    TOPIC_TRANSCRIPT = "topic_transcript"  # a customer's voice, heard: its transcript under its copy
     GROUP_POST = "group_post"
     # the knowledge's queue
     KB_EMBED = "kb_embed"

@@ -44,11 +44,25 @@ def said(text: str, attachments: list[dict[str, Any]]) -> str:
     return f"{text}\n\n{heard}".strip() if heard else text
 
 
+def seconds_of(voice: dict[str, Any]) -> int:
+    """How long the voice is, as its channel said (Telegram does); 0 when it did not say."""
+    try:
+        return max(0, int(voice.get("duration") or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
 class Transcriber:
-    def __init__(self, client: AsyncOpenAI, model: str, max_bytes: int = TELEGRAM_MAX_BYTES) -> None:
+    def __init__(self, client: AsyncOpenAI, model: str, max_bytes: int = TELEGRAM_MAX_BYTES, *,
+                 price_per_minute: float = 0.0) -> None:
         self.client = client
         self.model = model
         self.max_bytes = max_bytes
+        self.price_per_minute = price_per_minute  # dollars a minute of audio (TRANSCRIBE_PRICE_PER_MINUTE)
+
+    def cost(self, seconds: int) -> float:
+        """What transcribing `seconds` of audio costs, billed by the second as whisper-1 is."""
+        return self.price_per_minute * seconds / 60
 
     async def transcribe(self, content: bytes, kind: str, language: str | None = None) -> Transcript:
         """`language`: the customer's (ISO 639-1), a hint that helps short notes; None lets the model guess."""
@@ -64,9 +78,10 @@ class Transcriber:
         return Transcript(result.text.strip(), self.model)
 
 
-def create_transcriber(base_url: str, api_key: str, model: str, *, timeout: float) -> Transcriber | None:
+def create_transcriber(base_url: str, api_key: str, model: str, *, timeout: float,
+                       price_per_minute: float = 0.0) -> Transcriber | None:
     """None without an address: voice then goes to people."""
     if not base_url:
         return None
     client = AsyncOpenAI(base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=1)
-    return Transcriber(client, model or "whisper-1")
+    return Transcriber(client, model or "whisper-1", price_per_minute=price_per_minute)

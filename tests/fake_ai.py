@@ -33,7 +33,7 @@ class Script:
     # model -> how many more requests get 429 Too Many Requests, with a `retry-after` of `retry_after` s
     too_many_requests: dict[str, int] = field(default_factory=dict)
     retry_after: float = 1.0
-    hold: asyncio.Event | None = None  # when set, requests wait for it before answering
+    hold: asyncio.Event | None = None  # when set, requests (completions, transcriptions) wait for it before answering
     api_keys: set[str] | None = None  # when set, other keys get 401, as OpenAI answers a wrong key
     models: set[str] | None = None  # when set, other models get 404, as OpenAI answers an unknown model
 
@@ -117,6 +117,8 @@ class FakeAI:
         content = upload.file.read()
         fields = {name: value for name, value in form.items() if name != "file"}
         self.transcription_requests.append({**fields, "file": content, "filename": upload.filename})
+        if self.script.hold is not None:
+            await self.script.hold.wait()
         model = str(form.get("model", ""))
         if model in self.script.failing_models:
             return web.json_response({"error": {"message": "scripted failure", "type": "server_error"}},

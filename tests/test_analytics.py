@@ -236,7 +236,8 @@ async def test_ai_tokens_and_cost_per_business_day(bot: Bot) -> None:
     usage = (await report(bot.id, Period(date(2025, 3, 9), date(2025, 3, 10), "Asia/Tashkent"))).to_dict()["ai_usage"]
 
     assert usage == {"answers": [3, 3], "tokens_in": [1500, 3000], "tokens_out": [250, 600], "cost": [0.0015, 0.003],
-                     "total": {"answers": 6, "tokens_in": 4500, "tokens_out": 850, "cost": 0.0045}}
+                     "total": {"answers": 6, "tokens_in": 4500, "tokens_out": 850, "cost": 0.0045,
+                               "transcriptions": 0, "audio_seconds": 0, "images": 0}}
 
 
 async def test_each_ai_answer_is_counted_when_it_is_written(bot: Bot) -> None:
@@ -249,7 +250,8 @@ async def test_each_ai_answer_is_counted_when_it_is_written(bot: Bot) -> None:
 
     usage = (await report(bot.id, today_utc())).to_dict()["ai_usage"]
 
-    assert usage["total"] == {"answers": 3, "tokens_in": 2001, "tokens_out": 401, "cost": 0.001751}
+    assert usage["total"] == {"answers": 3, "tokens_in": 2001, "tokens_out": 401, "cost": 0.001751,
+                              "transcriptions": 0, "audio_seconds": 0, "images": 0}
 
 
 # --- managers ---------------------------------------------------------------------------------------------
@@ -331,7 +333,8 @@ async def test_an_empty_period_has_zeros_and_no_averages(bot: Bot) -> None:
         "ratings": {"count": 0, "average": None, "distribution": [0, 0, 0, 0, 0]},
         "top_questions": [],
         "ai_usage": {"answers": zeros, "tokens_in": zeros, "tokens_out": zeros, "cost": [0.0] * 31,
-                     "total": {"answers": 0, "tokens_in": 0, "tokens_out": 0, "cost": 0.0}},
+                     "total": {"answers": 0, "tokens_in": 0, "tokens_out": 0, "cost": 0.0, "transcriptions": 0,
+                               "audio_seconds": 0, "images": 0}},
         "managers": [{"user_id": anna.id, "name": "Anna", "taken": 0, "replies": 0, "closed": 0}],
     }
 
@@ -475,5 +478,6 @@ async def test_the_migration_gives_existing_conversations_their_question_and_usa
     assert slots == [(utc("2025-03-10 10:00"), 2, 1900, 150, Decimal("0.0015")),
                      (utc("2025-03-10 10:15"), 2, 310, 35, Decimal("0.000113"))]
     assert usage["top_questions"] == [{"text": "Where is my ORDER??", "count": 1}]
-    assert usage["ai_usage"]["total"] == {"answers": 4, "tokens_in": 2210, "tokens_out": 185, "cost": 0.001613}
+    assert usage["ai_usage"]["total"] == {"answers": 4, "tokens_in": 2210, "tokens_out": 185, "cost": 0.001613,
+                                          "transcriptions": 0, "audio_seconds": 0, "images": 0}
 

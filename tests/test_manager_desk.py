@@ -480,8 +480,11 @@ async def test_customer_voice_video_round_video_sticker_and_gif_reach_the_topic(
     sim.send_video_note(ann["id"])
     sim.send_sticker(ann["id"], emoji="😡")
     sim.send_animation(ann["id"])
-    shown = await wait_in_topic(sim, desk.chat_id, topic.thread_id, 1 + 5)
-    voice, video, video_note, sticker, animation = shown[1:]
+    shown = await wait_in_topic(sim, desk.chat_id, topic.thread_id, 1 + 5 + 2)  # the voices' transcripts too
+    heard = [m for m in shown[1:] if (m.get("text") or "").startswith("🎙")]
+    voice, video, video_note, sticker, animation = [m for m in shown[1:] if m not in heard]
+    assert sorted(m["reply_to_message"]["message_id"] for m in heard) == [voice["message_id"],
+                                                                          video_note["message_id"]]
     assert voice["voice"]["duration"] == 2
     assert video["caption"] == "The leak"
     assert "video_note" in video_note

@@ -107,7 +107,11 @@ async def test_the_owners_pages_read_right_in_every_language(desk: Desk, sim: Si
     ann = sim.create_user("Ann", language_code="en")
     sim.send_text(ann["id"], "Do you sell gift cards?")
     await sim.wait_for_messages(ann["id"])
+    sim.send_voice(ann["id"], content=b"And vouchers?", duration=75)  # a voice heard: the analytics count it
+    await sim.wait_for_messages(ann["id"], 2)
     page = await telegram_page(browser, sim, desk.boss["id"])
+    await page.goto(f"{desk.frontdesk.url}/app/analytics")
+    await expect(page.locator("#stat-media")).to_have_text("Voice messages heard: 1 (2 min) · images seen: 0")
     async with app_client(desk.frontdesk, sim, desk.boss["id"]) as boss:
         status, _ = await boss.call("PUT", "/api/admin/settings/hours", {
             "working_hours": "mon-fri 09:00-18:00, sat 10:00-14:00", "timezone": "Asia/Tashkent"})

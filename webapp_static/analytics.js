@@ -77,6 +77,11 @@ FD.start(async (me) => {
     delta("delta-rating", report.ratings.average, before.ratings_average, (v) => `${v.toFixed(1)} ★`);
     show("stat-cost", money(usage.cost));
     show("stat-tokens", FD.plural("tokens_count", usage.tokens_in + usage.tokens_out));
+    // Customers' voice heard and images seen (their cost is in the AI cost above).
+    show("stat-media", FD.t("media_usage", { voice: count(usage.transcriptions),
+                                             minutes: count(Math.ceil(usage.audio_seconds / 60)),
+                                             images: count(usage.images) }));
+    document.getElementById("stat-media").hidden = !(usage.transcriptions || usage.images);
     delta("delta-cost", usage.cost, before.cost, money, "down");
 
     FDCharts.bars(document.getElementById("per-day"), { labels, label: FD.t("per_day_chart"), series: [

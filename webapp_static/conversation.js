@@ -35,6 +35,10 @@ FD.start(async (me) => {
       FD.el("div", { class: "body", html: message.html || "" }));
     for (const attachment of message.attachments) {
       item.append(FD.el("div", { class: "muted" }, "📎 " + (attachment.name || attachment.type)));
+      if (attachment.transcript) {  // a voice's words, as the transcriber heard them
+        item.append(FD.el("div", { class: "voice-transcript" },
+          FD.el("span", { class: "muted small" }, "🎙 " + FD.t("voice_transcript") + " "), attachment.transcript));
+      }
     }
     if (message.sources && message.sources.length) item.append(sourcesLine(message.sources));
     if (message.ai && message.ai.source === "knowledge") item.append(FD.el("div", { class: "meta" }, FD.t("from_kb")));
@@ -79,7 +83,13 @@ FD.start(async (me) => {
   function add(messages) {
     const added = [];
     for (const message of messages) {
-      if (transcript.querySelector(`li[data-id="${message.id}"]`)) continue;
+      const shown = transcript.querySelector(`li[data-id="${message.id}"]`);
+      if (shown) {
+        // A voice heard after it was shown: it is shown again, with its transcript.
+        const heard = message.attachments.some((attachment) => attachment.transcript);
+        if (heard && !shown.querySelector(".voice-transcript")) shown.replaceWith(messageItem(message));
+        continue;
+      }
       const item = messageItem(message);
       const next = [...transcript.children].find((other) => Number(other.dataset.id) > message.id);
       transcript.insertBefore(item, next || null);
