@@ -104,6 +104,8 @@ class InboxParams(Strict):
 class Attachment(BaseModel):
     type: str
     name: str
+    file: bool = Field(False, description="Served at /api/conversations/{id}/messages/{message}/files/{index}")
+    image: bool = Field(False, description="An image, shown in place")
 
 
 class PassageOut(BaseModel):

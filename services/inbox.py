@@ -24,6 +24,7 @@ from tortoise.queryset import QuerySet
 
 from models import AuthorKind, Channel, Conversation, ConversationMode, ConversationStatus, Message, Role, User
 from services.events import EventBus, Handler
+from services.files import attachment_json
 from services.render import html_to_text
 from services.widget import message_html
 from services.widget_links import linked_visitors
@@ -384,8 +385,7 @@ def message_json(message: Message, *, staff: bool) -> dict[str, Any]:
         "html": html,
         "created_at": message.created_at.isoformat(),
         "reply_to": message.reply_to_id,
-        "attachments": [{"type": str(a.get("type")), "name": str(a.get("file_name") or "")}
-                        for a in message.attachments],
+        "attachments": [attachment_json(a) for a in message.attachments],
     }
     sources = message.ai_meta.get("sources")
     if message.author_kind == AuthorKind.AI and isinstance(sources, list):

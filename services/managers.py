@@ -26,12 +26,14 @@ from models import (
     OutboxJob,
     User,
 )
-from services import conversations, outbox
+from services import conversations, files, outbox
 from services.i18n import N_, Translate
 from services.outbox import JobHandler, JobKind
 from services.ports import (
     AlbumItem,
     Button,
+    FileUpload,
+    MediaUnavailable,
     MessageGone,
     Messenger,
     NoRights,
@@ -133,6 +135,7 @@ def message_line(message: Message, translate: Translate, locale: str) -> str:
 class ManagerGroup:
     def __init__(self, messenger: Messenger, translate: Translate, default_locale: str) -> None:
         self.messenger = messenger
+        self.files = files.ConversationFiles(messenger)
         self.translate = translate
         self.default_locale = default_locale
 
@@ -375,7 +378,11 @@ class ManagerGroup:
                 where, OutgoingText(html)))]
         original = await MessageCopy.get_or_none(message_id=first.id, original=True)
         kind = str(first.attachments[0].get("type"))
-        if original is None:  # nothing to copy from (e.g. a widget upload): describe it instead
+        if original is None and files.fetchable(first.attachments[0]):  # a website visitor's file: its bytes
+            uploaded = await self._upload(conversation, chat, first)
+            if uploaded is not None:
+                return uploaded
+        if original is None:  # nothing to copy from: describe it instead
             html, _ = self._copy_text(conversation, chat, batch)
             return [await self._deliver(conversation, chat, before, lambda where: self.messenger.post(
                 where, OutgoingText(html)))]
@@ -402,6 +409,26 @@ class ManagerGroup:
                                               caption)]
 
         return await self._deliver(conversation, chat, before, send)
+
+    async def _upload(self, conversation: Conversation, chat: ManagerChat, message: Message) -> list[int] | None:
+        """A stored file (a website visitor's upload) sent from its bytes, with the message as its caption;
+        None when it is gone (then it is described)."""
+        attachment = message.attachments[0]
+        try:
+            content = await self.files.stored(attachment, bot_id=message.bot_id,
+                                              conversation_id=message.conversation_id)
+        except MediaUnavailable as error:
+            log.info("the file of message %s is gone: %s", message.id, error)
+            return None
+        if content is None:
+            return None
+        upload = FileUpload(str(attachment.get("type")), str(attachment.get("name") or "file"), content,
+                            str(attachment.get("mime_type") or "application/octet-stream"))
+        caption = escape(message.text)
+        if not chat.forum:
+            caption = self._prefixed(conversation, caption)
+        return [await self._deliver(conversation, chat, message.id - 1,
+                                    lambda where: self.messenger.upload(where, upload, caption))]
 
     def _copy_text(self, conversation: Conversation, chat: ManagerChat, batch: list[Message]) -> tuple[str, bool]:
         """The text of a copy (several coalesced messages are one paragraph each) and whether it is a caption."""
