@@ -382,8 +382,9 @@ class ManagerGroup:
             uploaded = await self._upload(conversation, chat, first)
             if uploaded is not None:
                 return uploaded
-        if original is None:  # nothing to copy from: describe it instead
-            html, _ = self._copy_text(conversation, chat, batch)
+        if original is None:  # nothing to copy from (a visitor's file that is gone): describe it instead
+            body = "\n\n".join(self._paragraph(m, chat) for m in batch)
+            html = body if chat.forum else self._prefixed(conversation, body)
             return [await self._deliver(conversation, chat, before, lambda where: self.messenger.post(
                 where, OutgoingText(html)))]
         if len(batch) > 1:
