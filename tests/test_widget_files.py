@@ -15,8 +15,9 @@ from tgsim import Simulator
 from models import AuthorKind, Message, StoredFile, WidgetSite
 from services import widget
 from tests.conftest import Frontdesk, eventually
-from tests.desk_helpers import manager_desk, wait_for_topic, wait_in_topic
+from tests.desk_helpers import BOSS_ID, manager_desk, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
+from tests.miniapp_helpers import app_client
 from tests.widget_helpers import is_answer, open_widget
 
 # A real 1×1 PNG.
@@ -196,6 +197,34 @@ async def test_a_visitors_photo_reaches_the_managers_topic_and_a_managers_photo_
         assert headers["Content-Disposition"].startswith("inline")
         await eventually(lambda: _has_photo_call(sim), "the photo was fetched with getFile")
         await visitor.socket.close()
+
+        # Staff see the visitor's files in the Mini App, through a route that checks the conversation is theirs
+        # to see; a customer gets nothing, and a message is found only in its own conversation.
+        conversation = frame["conversation"]
+        other = sim.create_user("Olga")
+        sim.send_text(other["id"], "hi")
+        await eventually(lambda: Message.filter(author__telegram_id=other["id"]).exists(), "Olga's message")
+        olgas = await Message.filter(author__telegram_id=other["id"]).first()
+        assert olgas is not None
+        async with app_client(desk.frontdesk, sim, BOSS_ID) as boss, app_client(desk.frontdesk, sim,
+                                                                                  other["id"]) as olga:
+            path = f"/api/conversations/{conversation}/messages/{frame['id']}/files/0"
+            async with boss.session.get(boss.base + path, headers=boss.headers()) as response:
+                assert (response.status, await response.read()) == (200, PNG)
+                assert response.headers["Content-Type"] == "image/png"
+                assert response.headers["X-Content-Type-Options"] == "nosniff"
+            for who, asked, status in (
+                    (olga, path, 403),  # a customer is no staff
+                    (boss, f"/api/conversations/{olgas.conversation_id}/messages/{frame['id']}/files/0", 404),
+                    (boss, f"/api/conversations/{conversation}/messages/{frame['id']}/files/1", 404),
+                    (boss, f"/api/conversations/{conversation}/messages/987654/files/0", 404)):
+                async with who.session.get(who.base + asked, headers=who.headers()) as response:
+                    assert response.status == status, asked
+                    assert PNG not in await response.read()
+            async with boss.session.get(boss.base + f"/api/conversations/{conversation}/messages/{pdf['id']}/files/0",
+                                        headers=boss.headers()) as response:
+                assert (response.status, await response.read()) == (200, PDF)
+                assert response.headers["Content-Disposition"] == "attachment; filename*=UTF-8''receipt.pdf"
 
 
 async def _has_photo_call(sim: Simulator) -> bool:

@@ -10,16 +10,21 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from playwright.async_api import Browser, Locator, Page, expect
 from tgsim import Simulator
 
-from models import AuthorKind, Message, StoredFile
+from models import AuthorKind, Message, Role, StoredFile, User
+from tests.browser_helpers import DESKTOP, PHONE
 from tests.browser_helpers import browser as browser
 from tests.conftest import eventually
 from tests.desk_helpers import in_topic, manager_desk, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
+from tests.test_conversation_browser import approve, scrolled_to_the_end, staff_page
 from tests.test_widget_browser import SHOTS, _page, _say
+from tests.test_widget_files import upload
+from tests.widget_helpers import open_widget
 
 pytestmark = pytest.mark.browser
 LIMIT = 300_000  # WIDGET_UPLOAD_MAX_BYTES in these tests
@@ -39,6 +44,7 @@ CAKE = png(120, 80, (214, 120, 60))
 REPLACEMENT = png(160, 100, (60, 140, 90))
 CRUMBS = png(40, 40, (120, 80, 200))
 # A PDF big enough that its upload takes a few seconds over the throttled network.
+RECEIPT = b"%PDF-1.4\n% a receipt\n%%EOF\n"
 BROCHURE = b"%PDF-1.4\n" + b"%" + b"x" * 250_000 + b"\n%%EOF\n"
 
 
@@ -176,3 +182,41 @@ async def _shown_at_width(page: Page, image: Locator, width: int) -> None:
 
 async def _no_upload_left(page: Page) -> bool:
     return await page.locator(".msg.upload").count() == 0
+
+
+async def test_staff_see_a_visitors_photo_and_file_in_the_conversation_page(
+        database_url: str, sim: Simulator, ai: FakeAI, browser: Browser) -> None:
+    ai.script.reply = "Let me find someone."
+    async with manager_desk(database_url, sim, ai) as desk, aiohttp.ClientSession() as http:
+        visitor, welcome = await open_widget(http, desk.frontdesk.url)
+        await visitor.send_message("The cake arrived broken")
+        await visitor.until(lambda f: f["type"] == "message" and f["author"] == "ai")
+        await visitor.socket.send_json({"type": "person"})
+        await wait_for_topic(sim, desk.chat_id)
+        status, photo = await upload(http, desk.frontdesk.url, welcome["token"], CAKE, caption="This is how it came")
+        assert status == 201
+        status, _ = await upload(http, desk.frontdesk.url, welcome["token"], RECEIPT, name="receipt.pdf")
+        assert status == 201
+        boss = await approve(desk, sim, desk.boss, Role.ADMIN)
+        url = f"{desk.frontdesk.url}/app/conversations/{photo['conversation']}"
+        for locale in ("en", "ru", "uz"):
+            await User.filter(id=boss.id).update(language=locale)
+            for size, label in ((PHONE, "390"), (DESKTOP, "1280")):
+                page = await staff_page(browser, sim, desk.boss["id"], size)
+                await page.goto(url)
+                await expect(page.locator("html")).to_have_attribute("lang", locale)
+                image = page.locator("#transcript .msg.customer img.attachment")
+                await expect(image).to_have_count(1)
+                await _shown_at_width(page, image, 120)
+                link = page.locator("#transcript .msg.customer a.attachment")
+                await expect(link).to_have_text("📎 receipt.pdf")
+                if (locale, label) == ("en", "1280"):
+                    async with page.expect_download() as downloading:
+                        await link.click()
+                    download = await downloading.value
+                    assert download.suggested_filename == "receipt.pdf"
+                    assert Path(await download.path()).read_bytes() == RECEIPT
+                await scrolled_to_the_end(page)
+                await page.screenshot(path=str(SHOTS / f"conversation-files-{label}-{locale}.png"))
+                await page.context.close()
+        await visitor.socket.close()
