@@ -69,8 +69,7 @@ UI_STRINGS = {
     "attach": N_("Attach a file"),
     "uploading": N_("Sending the file… {percent}%"),
     "file_too_large": N_("This file is too large: files up to {size} MB can be sent."),
-    "file_type": N_("This kind of file cannot be sent here. Send a photo (JPEG, PNG, WebP, GIF), a PDF, a Word "
-                    "document or a text file."),
+    "file_type": N_("This kind of file cannot be sent here. You can send: {types}."),
     "drop": N_("Drop the file to send it"),
     "download": N_("Download"),
 }
@@ -158,7 +157,8 @@ def _locale(request: web.Request, runtime: WidgetRuntime) -> str:
 
 
 def _error_body(runtime: WidgetRuntime, locale: str, code: str) -> dict[str, Any]:
-    message = runtime.translate(locale, ERRORS[code]).format(limit=MAX_TEXT_CHARS, size=_megabytes(runtime))
+    message = runtime.translate(locale, ERRORS[code]).format(limit=MAX_TEXT_CHARS, size=_megabytes(runtime),
+                                                             types=runtime.uploads.names())
     return {"error": {"code": code, "message": message}}
 
 
@@ -219,6 +219,7 @@ async def site_view(request: web.Request) -> web.Response:
     strings = {key: runtime.translate(locale, text) for key, text in UI_STRINGS.items()}
     strings["too_long"] = strings["too_long"].format(limit=MAX_TEXT_CHARS)
     strings["file_too_large"] = strings["file_too_large"].format(size=_megabytes(runtime))
+    strings["file_type"] = strings["file_type"].format(types=runtime.uploads.names())
     bot = await Bot.get(id=asked.site.bot_id)
     business = tenant_settings.of(bot).business_name
     greeting = runtime.translate(locale, NAMED_GREETING).format(business=business) if business else \

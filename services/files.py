@@ -27,6 +27,8 @@ PHOTO_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})  # shown as a
 EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "image/gif": ".gif",
               "application/pdf": ".pdf", DOCX: ".docx", "text/plain": ".txt"}
 TEXT_EXTENSIONS = (".txt", ".csv", ".md", ".log")
+NAMES = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WebP", "image/gif": "GIF", "application/pdf": "PDF",
+         DOCX: "DOCX", "text/plain": "TXT"}  # what a visitor is told they may send
 # Served with their own type (as a download); anything else is application/octet-stream.
 DOWNLOAD_TYPES = frozenset({"application/pdf", DOCX, "text/plain"})
 MAX_NAME = 120
@@ -66,6 +68,9 @@ class UploadRules:
         if "text/plain" in self.types:
             extra += list(TEXT_EXTENSIONS[1:])
         return ",".join([*self.types, *(EXTENSIONS[t] for t in self.types if t in EXTENSIONS), *extra])
+
+    def names(self) -> str:
+        return ", ".join(NAMES[kind] for kind in self.types)
 
     def check(self, name: str, content: bytes) -> NewFile:
         """The file as it will be stored; UploadRefused when it is too big, empty or of a type not taken."""

@@ -97,7 +97,8 @@ async def test_a_file_too_big_or_of_a_wrong_type_is_refused_with_a_clear_error_a
         status, body = await upload(http, frontdesk.url, token, content, name=name)
         assert status == 415, (name, body)
         assert body["error"]["code"] == "file_type"
-        assert body["error"]["message"].startswith("This kind of file cannot be sent here.")
+        assert body["error"]["message"] == ("This kind of file cannot be sent here. "
+                                            "You can send: JPEG, PNG, WebP, GIF, PDF, DOCX, TXT.")
     status, body = await upload(http, frontdesk.url, token, b"", name="empty.txt")
     assert (status, body["error"]["code"]) == (400, "empty_file")
     status, body = await upload(http, frontdesk.url, None, PNG)
