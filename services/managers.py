@@ -56,6 +56,8 @@ COALESCE_CHARS = 3500
 ALBUM_SETTLE_SECONDS = 1.0  # the parts of an album arrive as separate updates, a moment apart
 ALBUM_KINDS = {"photo", "video", "document", "audio"}
 CAPTIONED_KINDS = ALBUM_KINDS | {"voice", "animation"}
+CAPTION_CHARS = 1024  # Telegram's caption limit; a visitor's file may come with up to 4000 characters
+PHOTO_MAX_BYTES = 10_000_000  # sendPhoto's limit; a bigger image goes as a document
 
 # The state leads the topic's name, and is its icon too where Telegram's topic icons have it.
 STATE_ICONS = {"waiting": "❗", "assigned": "💬", "ai": "🤖", "closed": "✅"}
@@ -423,13 +425,24 @@ class ManagerGroup:
             return None
         if content is None:
             return None
-        upload = FileUpload(str(attachment.get("type")), str(attachment.get("name") or "file"), content,
+        kind = str(attachment.get("type"))
+        if kind == "photo" and len(content) > PHOTO_MAX_BYTES:
+            kind = "document"  # Telegram takes photos up to 10 MB, files up to 50
+        upload = FileUpload(kind, str(attachment.get("name") or "file"), content,
                             str(attachment.get("mime_type") or "application/octet-stream"))
         caption = escape(message.text)
         if not chat.forum:
             caption = self._prefixed(conversation, caption)
-        return [await self._deliver(conversation, chat, message.id - 1,
-                                    lambda where: self.messenger.upload(where, upload, caption))]
+        if len(html_to_text(caption)) <= CAPTION_CHARS:
+            return [await self._deliver(conversation, chat, message.id - 1,
+                                        lambda where: self.messenger.upload(where, upload, caption))]
+
+        async def file_then_words(where: Where) -> list[int]:  # too long for a caption: the words follow the file
+            header = "" if chat.forum else self._prefixed(conversation, "")
+            return [await self.messenger.upload(where, upload, header),
+                    await self.messenger.post(where, OutgoingText(caption))]
+
+        return await self._deliver(conversation, chat, message.id - 1, file_then_words)
 
     def _copy_text(self, conversation: Conversation, chat: ManagerChat, batch: list[Message]) -> tuple[str, bool]:
         """The text of a copy (several coalesced messages are one paragraph each) and whether it is a caption."""

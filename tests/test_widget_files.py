@@ -87,7 +87,9 @@ async def test_a_file_too_big_or_of_a_wrong_type_is_refused_with_a_clear_error_a
     visitor, welcome = await open_widget(http, frontdesk.url)
     token = welcome["token"]
     big = PNG + b"\0" * 3000
-    status, body = await upload(http, frontdesk.url, token, big)
+    status, body = await upload(http, frontdesk.url, token, PNG + b"\0" * 100_000)  # refused by its length
+    assert (status, body["error"]["code"]) == (413, "file_too_large")
+    status, body = await upload(http, frontdesk.url, token, big)  # refused as it is read
     assert status == 413
     assert body["error"] == {"code": "file_too_large",
                              "message": "This file is too large: files up to 0.002 MB can be sent."}
@@ -187,6 +189,13 @@ async def test_a_visitors_photo_reaches_the_managers_topic_and_a_managers_photo_
         assert sim.world.files[photo["photo"][-1]["file_id"]].data == PNG  # the bytes themselves, uploaded
         assert document["document"]["file_name"] == "receipt.pdf"
         assert sim.world.files[document["document"]["file_id"]].data == PDF
+        story = "It was dropped at the door. " * 50  # 1400 characters: longer than a Telegram caption
+        status, long = await upload(http, url, token, PNG, caption=story)
+        assert status == 201, long
+        shown = await wait_in_topic(sim, desk.chat_id, topic.thread_id, 5)
+        assert "caption" not in shown[3]
+        assert sim.world.files[shown[3]["photo"][-1]["file_id"]].data == PNG
+        assert shown[4]["text"] == story.strip()  # the words follow the file, whole
 
         sim.send_photo(desk.mia["id"], content=PNG, caption="Here is the replacement", chat_id=desk.chat_id,
                        thread_id=topic.thread_id)
