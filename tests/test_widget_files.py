@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from tgsim import Simulator
 
+from bot.settings import Settings
 from models import AuthorKind, Message, StoredFile, WidgetSite
 from services import widget
 from tests.conftest import Frontdesk, eventually
@@ -239,3 +240,24 @@ async def test_a_visitors_photo_reaches_the_managers_topic_and_a_managers_photo_
 
 async def _has_photo_call(sim: Simulator) -> bool:
     return bool(sim.calls("getFile"))
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"WIDGET_UPLOAD_TYPES": "image/png, image/jpeg"}], indirect=True)
+async def test_a_deployment_that_takes_only_photos_refuses_a_pdf_and_says_what_it_takes(
+        frontdesk: Frontdesk, ai: FakeAI, http: aiohttp.ClientSession) -> None:
+    visitor, welcome = await open_widget(http, frontdesk.url)
+    status, body = await upload(http, frontdesk.url, welcome["token"], PDF, name="invoice.pdf")
+    assert status == 415
+    assert body["error"]["message"] == "This kind of file cannot be sent here. You can send: PNG, JPEG."
+    async with http.get(f"{frontdesk.url}/widget/api/site?site=demo", headers={"Origin": frontdesk.url}) as response:
+        site = await response.json()
+    assert site["upload"]["types"] == ["image/png", "image/jpeg"]
+    assert site["upload"]["accept"] == "image/png,image/jpeg,.png,.jpg,.jpeg"
+    assert site["strings"]["file_type"] == "This kind of file cannot be sent here. You can send: PNG, JPEG."
+    assert await StoredFile.all().count() == 0
+    await visitor.socket.close()
+
+
+def test_an_upload_type_we_cannot_check_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="WIDGET_UPLOAD_TYPES: image/svg"):
+        Settings(_env_file=None, WIDGET_UPLOAD_TYPES="image/png,image/svg+xml")
