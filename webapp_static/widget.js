@@ -140,10 +140,11 @@
       "cursor:pointer;padding:2px 4px}" +
       "form{display:flex;gap:8px;padding:10px;border-top:1px solid #e5e7eb;background:#fff}" +
       "textarea{flex:1;resize:none;border:1px solid #d1d5db;border-radius:10px;padding:8px 10px;font-size:15px;" +
-      "max-height:120px;min-height:40px;color:#111827;background:#fff}" +
-      "form button{border:0;border-radius:10px;padding:0 14px;background:" + config.color + ";color:" +
+      "max-height:120px;min-height:40px;min-width:0;color:#111827;background:#fff}" +
+      "textarea::placeholder{white-space:nowrap;overflow:hidden;text-overflow:ellipsis}" +
+      "form button{border:0;border-radius:10px;padding:0 12px;background:" + config.color + ";color:" +
       config.text_color + ";font-size:14px;cursor:pointer}" +
-      "form .attach{background:transparent;color:#4b5563;padding:0 4px;display:flex;align-items:center}" +
+      "form .attach{background:transparent;color:#4b5563;padding:0;margin-right:-2px;display:flex;align-items:center}" +
       "form .attach svg{width:22px;height:22px}.clip svg{width:14px;height:14px;vertical-align:-2px;" +
       "margin-right:4px}" +
       ".msg img.file{display:block;max-width:100%;max-height:240px;border-radius:10px;margin-top:4px;" +
