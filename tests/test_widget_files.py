@@ -207,6 +207,14 @@ async def test_a_visitors_photo_reaches_the_managers_topic_and_a_managers_photo_
         assert (status, body, headers["Content-Type"]) == (200, PNG, "image/png")
         assert headers["Content-Disposition"].startswith("inline")
         await eventually(lambda: _has_photo_call(sim), "the photo was fetched with getFile")
+        sim.send_document(desk.mia["id"], file_name="menu.pdf", content=PDF, mime_type="application/pdf",
+                          chat_id=desk.chat_id, thread_id=topic.thread_id)
+        menu = await visitor.until(lambda f: f["type"] == "message" and f["author"] == "manager"
+                                   and f["id"] != reply["id"])
+        assert menu["attachments"] == [{"type": "document", "name": "menu.pdf", "file": True, "image": False}]
+        status, body, headers = await fetch_file(http, url, token, menu["id"])
+        assert (status, body, headers["Content-Type"]) == (200, PDF, "application/pdf")
+        assert headers["Content-Disposition"] == "attachment; filename*=UTF-8''menu.pdf"
         await visitor.socket.close()
 
         # Staff see the visitor's files in the Mini App, through a route that checks the conversation is theirs
