@@ -375,6 +375,7 @@ async def _install(app: web.Application, services: Services) -> None:
     settings = app[SETTINGS]
     app[OUTBOXES] = services.outboxes
     app[WORK_LOAD] = services.outboxes
+    app[FILES] = files = ConversationFiles(services.messenger)  # staff's and visitors' file routes
     app[WIDGET] = WidgetRuntime(WidgetHub(services.bus, app[METRICS].widget_sockets), services.live,
                                 widget_limits(app), services.flow, services.translate, services.hours,
                                 settings.default_locale, settings.trust_proxy_headers, load_script(),
@@ -382,8 +383,7 @@ async def _install(app: web.Application, services: Services) -> None:
                                 hello_timeout=settings.widget_hello_seconds, heartbeat=settings.widget_ping_seconds,
                                 uploads=UploadRules(settings.widget_upload_max_bytes,
                                                     tuple(settings.widget_upload_types)),
-                                files=ConversationFiles(services.messenger))
-    app[FILES] = ConversationFiles(services.messenger)
+                                files=files)
     if settings.demo_enabled:  # DEMO_SITE, or development: a live AI chat at `/` for a first look
         await widget.ensure_demo_site(services.tenant.id, settings.public_address.demo_origins)
     app[TRANSLATE] = services.translate
