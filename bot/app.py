@@ -49,6 +49,7 @@ from miniapp import routes as miniapp_routes
 from miniapp.admin_api import ADMIN, AdminRuntime
 from miniapp.api import TRANSLATE
 from miniapp.auth import MINIAPP, MiniAppRuntime
+from miniapp.files_api import FILES
 from miniapp.keys_api import PROVIDER_KEYS
 from miniapp.knowledge_api import KNOWLEDGE, KnowledgeTools
 from miniapp.live import LIVE, LiveHub
@@ -65,6 +66,7 @@ from services.channels import Channels, TelegramChannel, WidgetChannel
 from services.desk import CustomerSide
 from services.embeddings import Embedder, create_embedder
 from services.events import EventBus, LocalBus
+from services.files import ConversationFiles, UploadRules
 from services.flow import ConversationEvents, ConversationFlow
 from services.generation import Generations
 from services.i18n import N_, Translate
@@ -314,7 +316,7 @@ async def build_services(app: web.Application) -> Services:
         outboxes.wake()
 
     channels = Channels(TelegramChannel(messenger, generations, settings.draft_interval, preview_html),
-                        WidgetChannel(live, policy.widget_delta_interval, without_marks))
+                        WidgetChannel(live, policy.widget_delta_interval, without_marks, ConversationFiles(messenger)))
     events = ConversationEvents()
     subscribe_listeners(events, wake=wake, feed=feed, channels=channels)
     flow = ConversationFlow(events, limiter=shared.limiter, default_locale=settings.default_locale,
@@ -377,11 +379,15 @@ async def _install(app: web.Application, services: Services) -> None:
     settings = app[SETTINGS]
     app[OUTBOXES] = services.outboxes
     app[WORK_LOAD] = services.outboxes
+    app[FILES] = files = ConversationFiles(services.messenger)  # staff's and visitors' file routes
     app[WIDGET] = WidgetRuntime(WidgetHub(services.bus, app[METRICS].widget_sockets), services.live,
                                 widget_limits(app), services.flow, services.translate, services.hours,
                                 settings.default_locale, settings.trust_proxy_headers, load_script(),
                                 demo=settings.demo_enabled, identity=identity_policy(settings),
-                                hello_timeout=settings.widget_hello_seconds, heartbeat=settings.widget_ping_seconds)
+                                hello_timeout=settings.widget_hello_seconds, heartbeat=settings.widget_ping_seconds,
+                                uploads=UploadRules(settings.widget_upload_max_bytes,
+                                                    tuple(settings.widget_upload_types)),
+                                files=files)
     if settings.demo_enabled:  # DEMO_SITE, or development: a live AI chat at `/` for a first look
         await widget.ensure_demo_site(services.tenant.id, settings.public_address.demo_origins)
     app[TRANSLATE] = services.translate

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from services.files import DEFAULT_UPLOAD_TYPES
 from services.i18n import SUPPORTED_LOCALES
 from services.public_address import PublicAddress
 from services.secrets_box import HOW_TO_MAKE_ONE, parse_key
@@ -211,6 +212,22 @@ class Settings(BaseSettings):
     ai_vision_models: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="AI_VISION_MODELS")
     # The largest image, in bytes, given to a vision model; a bigger one goes to people (Telegram's cap is 20 MB).
     vision_max_bytes: int = Field(10_000_000, alias="VISION_MAX_BYTES", ge=0, le=20_000_000)
+
+    # --- Files website visitors attach (issue 18) ---
+    # The largest file a visitor may attach in the widget, in bytes (stored in the database; Telegram takes 50 MB).
+    widget_upload_max_bytes: int = Field(10_000_000, alias="WIDGET_UPLOAD_MAX_BYTES", ge=1, le=50_000_000)
+    # The types a visitor may attach (checked from the file's bytes); any of the default list.
+    widget_upload_types: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_UPLOAD_TYPES),
+                                                                alias="WIDGET_UPLOAD_TYPES")
+
+    @field_validator("widget_upload_types", mode="before")
+    @classmethod
+    def _upload_types(cls, value: object) -> object:
+        types = _split_list(value)
+        unknown = [kind for kind in types if kind not in DEFAULT_UPLOAD_TYPES] if isinstance(types, list) else []
+        if unknown:
+            raise ValueError(f"WIDGET_UPLOAD_TYPES: {', '.join(unknown)} not among {', '.join(DEFAULT_UPLOAD_TYPES)}")
+        return types
 
     @field_validator("admin_ids", "ai_fallback_models", "encryption_old_keys", "ai_vision_models", mode="before")
     @classmethod

@@ -434,7 +434,7 @@ def _render(request: web.Request, page: Page, **extra: Any) -> web.Response:
     response = aiohttp_jinja2.render_template(page.template, request, context)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Content-Security-Policy"] = (
-        "default-src 'self'; script-src 'self' https://telegram.org; style-src 'self'; img-src 'self' data:; "
+        "default-src 'self'; script-src 'self' https://telegram.org; style-src 'self'; img-src 'self' data: blob:; "
         "connect-src 'self'; frame-ancestors https://web.telegram.org https://*.telegram.org 'self'")
     response.headers["Referrer-Policy"] = "no-referrer"
     return response

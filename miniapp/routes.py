@@ -9,6 +9,7 @@ from miniapp import (
     admin_api,
     analytics_api,
     conversation_api,
+    files_api,
     inbox_api,
     keys_api,
     knowledge_api,
@@ -38,6 +39,7 @@ def add_routes(app: web.Application) -> None:
     account_api.add_routes(app, api)
     inbox_api.add_routes(app, api)
     conversation_api.add_routes(app, api)
+    files_api.add_routes(app, api)
     sources_api.add_routes(app, api)  # before the items' /api/knowledge/{item_id}
     knowledge_api.add_routes(app, api)
     analytics_api.add_routes(app, api)

@@ -105,6 +105,8 @@ class Attachment(BaseModel):
     type: str
     name: str
     transcript: str | None = Field(None, description="A voice, audio or video note's words, once transcribed")
+    file: bool = Field(False, description="Served at /api/conversations/{id}/messages/{message}/files/{index}")
+    image: bool = Field(False, description="An image, shown in place")
 
 
 class PassageOut(BaseModel):

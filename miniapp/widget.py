@@ -12,8 +12,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import BodyPartReader, WSCloseCode, WSMsgType, web
 
 from miniapp.inputs import parse_json, row_id
 from miniapp.origin import client_address, request_origin
@@ -21,6 +22,7 @@ from miniapp.widget_hub import WidgetHub
 from models import Bot, User, WidgetSite
 from services import conversations, desk, tenant_settings, widget, widget_links
 from services.conversations import Customer, Incoming
+from services.files import ConversationFiles, ServedFile, UploadRefused, UploadRules
 from services.flow import ConversationFlow
 from services.i18n import N_, Translate, pick_locale
 from services.limits import ConcurrencyLimiter, RateLimiter, Verdict, address_group
@@ -64,6 +66,12 @@ UI_STRINGS = {
     "link_hint": N_("Confirm in Telegram, and this chat will be in your Telegram history too. The link works once, "
                     "for 10 minutes."),
     "linked": N_("This chat is now linked with your Telegram account."),
+    "attach": N_("Attach a file"),
+    "uploading": N_("Sending the file… {percent}%"),
+    "file_too_large": N_("This file is too large: files up to {size} MB can be sent."),
+    "file_type": N_("This kind of file cannot be sent here. You can send: {types}."),
+    "drop": N_("Drop the file to send it"),
+    "download": N_("Download"),
 }
 DEFAULT_GREETING = N_("Hi! How can we help you today?")
 NAMED_GREETING = N_("Hi! Welcome to {business}. How can we help you today?")
@@ -82,6 +90,11 @@ ERRORS = {
     "hello_required": N_("Something went wrong with that message. Please try again."),
     "too_many_sockets": N_("Too many chat windows are open from your network. Close some, then try again."),
     "link_unavailable": N_("Continuing in Telegram is not available here."),
+    "file_too_large": UI_STRINGS["file_too_large"],
+    "file_type": UI_STRINGS["file_type"],
+    "empty_file": N_("This file is empty."),
+    "bad_upload": N_("The file could not be sent. Please try again."),
+    "not_found": N_("This file is not available."),
 }
 
 
@@ -116,6 +129,8 @@ class WidgetRuntime:
     identity: IdentityPolicy = field(default_factory=IdentityPolicy)
     hello_timeout: float = 15.0  # WIDGET_HELLO_SECONDS: a socket that says nothing is closed
     heartbeat: float = 25.0  # WIDGET_PING_SECONDS: pings keep proxies from closing a quiet socket
+    uploads: UploadRules = field(default_factory=UploadRules)  # WIDGET_UPLOAD_MAX_BYTES, WIDGET_UPLOAD_TYPES
+    files: ConversationFiles = field(default_factory=lambda: ConversationFiles(None))  # what visitors may fetch
 
     async def site(self, key: str) -> WidgetSite | None:
         if key == widget.DEMO_SITE_KEY and not self.demo:
@@ -142,8 +157,13 @@ def _locale(request: web.Request, runtime: WidgetRuntime) -> str:
 
 
 def _error_body(runtime: WidgetRuntime, locale: str, code: str) -> dict[str, Any]:
-    message = runtime.translate(locale, ERRORS[code]).format(limit=MAX_TEXT_CHARS)
+    message = runtime.translate(locale, ERRORS[code]).format(limit=MAX_TEXT_CHARS, size=_megabytes(runtime),
+                                                             types=runtime.uploads.names())
     return {"error": {"code": code, "message": message}}
+
+
+def _megabytes(runtime: WidgetRuntime) -> str:
+    return f"{runtime.uploads.max_bytes / 1_000_000:g}"
 
 
 def _cors(request: web.Request, site: WidgetSite | None) -> dict[str, str] | None:
@@ -198,12 +218,16 @@ async def site_view(request: web.Request) -> web.Response:
     runtime, locale = asked.runtime, asked.locale
     strings = {key: runtime.translate(locale, text) for key, text in UI_STRINGS.items()}
     strings["too_long"] = strings["too_long"].format(limit=MAX_TEXT_CHARS)
+    strings["file_too_large"] = strings["file_too_large"].format(size=_megabytes(runtime))
+    strings["file_type"] = strings["file_type"].format(types=runtime.uploads.names())
     bot = await Bot.get(id=asked.site.bot_id)
     business = tenant_settings.of(bot).business_name
     greeting = runtime.translate(locale, NAMED_GREETING).format(business=business) if business else \
         runtime.translate(locale, DEFAULT_GREETING)
     body = {"site": widget.site_config(asked.site, greeting, business), "lang": locale,
-            "strings": strings, "max_text": MAX_TEXT_CHARS, "telegram": bool(bot.username)}
+            "strings": strings, "max_text": MAX_TEXT_CHARS, "telegram": bool(bot.username),
+            "upload": {"max_bytes": runtime.uploads.max_bytes, "types": list(runtime.uploads.types),
+                       "accept": runtime.uploads.accept()}}
     return web.json_response(body, headers={**asked.cors, "Cache-Control": "public, max-age=60"})
 
 
@@ -255,6 +279,123 @@ async def logout_view(request: web.Request) -> web.Response:
     await widget.sign_out(visitor, runtime.default_locale)
     await runtime.live.signed_out(visitor.visitor_id)
     return web.json_response({"signed_out": True}, headers=asked.cors)
+
+
+async def upload_view(request: web.Request) -> web.Response:
+    """POST /widget/api/upload?site=KEY with `Authorization: Bearer TOKEN`, multipart/form-data: `client_id` (a
+    UUID, as for a message), `caption` (optional text) and `file`. The file is checked (its type from its bytes,
+    its size) before anything is stored; then it is the visitor's message, as one typed in the socket."""
+    asked = await _site_request(request)
+    runtime = asked.runtime
+    address = address_key(request, runtime)
+    if await runtime.limits.ip_messages.check(f"widget-ip:{address}") != Verdict.ALLOW:
+        return asked.refuse(429, "rate_limited")
+    visitor = await _bearer(request, asked)
+    if visitor is None:
+        return asked.refuse(401, "bad_token")
+    if (request.content_length or 0) > runtime.uploads.max_bytes + UPLOAD_OVERHEAD:
+        return asked.refuse(413, "file_too_large")  # refused before a byte of it is read
+    try:
+        client_id, caption, name, content = await _read_upload(request, runtime.uploads.max_bytes)
+        new_file = runtime.uploads.check(name, content)
+    except FrameError as problem:
+        return asked.refuse(400, problem.code)
+    except UploadRefused as refused:
+        status = {"file_too_large": 413, "file_type": 415}.get(refused.code, 400)
+        return asked.refuse(status, refused.code)
+    key = widget.source_key(visitor.visitor_id, client_id)
+    existing = await widget.already_stored(int(visitor.site.bot_id), key)
+    if existing is not None:  # sent again after a lost answer: stored once
+        return web.json_response(widget.message_frame(existing, client_id), headers=asked.cors)
+    user = await widget.visitor_user(visitor)
+    starts_conversation = user is None or await conversations.current_conversation(user) is None
+    if starts_conversation and \
+            await runtime.limits.ip_conversations.check(f"widget-new:{address}") != Verdict.ALLOW:
+        return asked.refuse(429, "too_many_conversations")
+    who = Customer(None, first_name=user.first_name if user else "", last_name=user.last_name if user else "",
+                   language_code=asked.locale, widget_visitor_id=visitor.visitor_id)
+    stored = await runtime.flow.customer_wrote(int(visitor.site.bot_id), who,
+                                               Incoming(key, caption, files=[new_file]), known=user,
+                                               client_id=client_id)  # every tab of the visitor shows it
+    message = stored.message or await widget.already_stored(int(visitor.site.bot_id), key)
+    if message is None:  # a banned visitor: nothing is stored, nothing is said
+        return web.json_response({"stored": False}, status=202, headers=asked.cors)
+    return web.json_response(widget.message_frame(message, client_id), status=201, headers=asked.cors)
+
+
+UPLOAD_OVERHEAD = MAX_TEXT_CHARS * 4 + 4096  # the caption, the client id and the parts' headers
+UPLOAD_CHUNK = 64 * 1024
+
+
+async def _read_upload(request: web.Request, max_bytes: int) -> tuple[str, str, str, bytes]:
+    """The form's client id, caption, file name and bytes; reading stops as soon as the file is over `max_bytes`."""
+    try:
+        reader = await request.multipart()
+    except (AssertionError, ValueError, KeyError):
+        raise FrameError("bad_upload") from None
+    client_id, caption, name, content = "", "", "", b""
+    seen_file = False
+    while True:
+        part = await reader.next()
+        if part is None:
+            break
+        if not isinstance(part, BodyPartReader):
+            raise FrameError("bad_upload")
+        if part.name == "file" and not seen_file:
+            seen_file, name = True, part.filename or ""
+            chunks, size = [], 0
+            while chunk := await part.read_chunk(UPLOAD_CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise UploadRefused("file_too_large")
+                chunks.append(chunk)
+            content = b"".join(chunks)
+        elif part.name in ("client_id", "caption"):
+            value = (await part.read(decode=True))[:MAX_TEXT_CHARS * 4 + 1]
+            try:
+                text = value.decode()
+            except UnicodeDecodeError:
+                raise FrameError("bad_upload") from None
+            if part.name == "client_id":
+                client_id = text
+            else:
+                caption = text
+        else:
+            raise FrameError("bad_upload")
+    if not seen_file or not CLIENT_ID.match(client_id):
+        raise FrameError("bad_upload")
+    if len(caption) > MAX_TEXT_CHARS:
+        raise FrameError("text_too_long")
+    return client_id.lower(), caption, name, content
+
+
+async def file_view(request: web.Request) -> web.Response:
+    """GET /widget/api/files/MESSAGE/INDEX?site=KEY with `Authorization: Bearer TOKEN`: the file of that
+    attachment, only if the message is one this visitor may see (one of their own conversations'); else 404."""
+    asked = await _site_request(request)
+    runtime = asked.runtime
+    if await runtime.limits.ip_frames.check(f"widget-frames:{address_key(request, runtime)}") != Verdict.ALLOW:
+        return asked.refuse(429, "rate_limited")
+    visitor = await _bearer(request, asked)
+    if visitor is None:
+        return asked.refuse(401, "bad_token")
+    message_id, index = row_id(request.match_info["message_id"]), row_id(request.match_info["index"])
+    user = await widget.visitor_user(visitor)
+    message = await widget.visible_message(user, message_id) if user and message_id and index is not None else None
+    served = await runtime.files.serve(message, index) if message is not None and index is not None else None
+    if served is None:
+        return asked.refuse(404, "not_found")
+    return web.Response(body=served.content, headers={**asked.cors, **file_headers(served)})
+
+
+def file_headers(served: ServedFile) -> dict[str, str]:
+    """A file's headers: its type (an image, else a download that nothing renders), never sniffed, never cached
+    where others could read it."""
+    disposition = "inline" if served.inline else "attachment"
+    return {"Content-Type": served.mime_type, "X-Content-Type-Options": "nosniff",
+            "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(served.name, safe='')}",
+            "Cache-Control": "private, max-age=3600", "Vary": "Origin, Authorization",
+            "Content-Security-Policy": "default-src 'none'; sandbox"}
 
 
 async def script_view(request: web.Request) -> web.Response:
@@ -552,6 +693,10 @@ def add_routes(app: web.Application, *, demo: bool) -> None:
     app.router.add_get("/widget/api/site", site_view)
     app.router.add_get("/widget/api/history", history_view)
     app.router.add_post("/widget/api/logout", logout_view)
+    app.router.add_post("/widget/api/upload", upload_view)
+    app.router.add_get("/widget/api/files/{message_id}/{index}", file_view)
+    app.router.add_route("OPTIONS", "/widget/api/upload", preflight)
+    app.router.add_route("OPTIONS", "/widget/api/files/{message_id}/{index}", preflight)
     app.router.add_route("OPTIONS", "/widget/api/site", preflight)
     app.router.add_route("OPTIONS", "/widget/api/history", preflight)
     app.router.add_route("OPTIONS", "/widget/api/logout", preflight)

@@ -21,6 +21,7 @@ from typing import Protocol
 
 from models import Channel, Conversation, Message, MessageCopy, User
 from services import conversations
+from services.files import ConversationFiles
 from services.generation import Generations, Typing
 from services.outbox import Postpone
 from services.ports import Button, ChatSender, MessageGone, Messenger, OutgoingText, RecipientBlocked, Where
@@ -265,8 +266,10 @@ class WidgetChannel:
     kind = Channel.WIDGET
     abilities = Abilities(commands=False, edits=False, blocks=False, links_to_telegram=True)
 
-    def __init__(self, live: WidgetLive, delta_interval: float, shown_text: Callable[[str], str]) -> None:
+    def __init__(self, live: WidgetLive, delta_interval: float, shown_text: Callable[[str], str],
+                 files: ConversationFiles | None = None) -> None:
         self.live = live
+        self.files = files or ConversationFiles(None)  # the visitors' uploads are stored with their messages
         self.shown_text = shown_text  # what of the model's text so far the visitor sees (Markdown)
         self.delta_interval = delta_interval  # a widget shows the answer growing at about this pace
         self.streaming = 0  # website answers streaming now
@@ -310,7 +313,7 @@ class WidgetChannel:
         return True
 
     async def media(self, attachment: dict[str, object], max_bytes: int) -> bytes | None:
-        return None  # a visitor's uploads are the widget helper's (issue 18, "The widget")
+        return await self.files.stored(attachment, max_bytes=max_bytes)  # named by our own stored message
 
     async def state_changed(self, conversation: Conversation) -> None:
         await self.live.status(conversation)

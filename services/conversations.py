@@ -22,11 +22,13 @@ from models import (
     ConversationStatus,
     Message,
     MessageCopy,
+    StoredFile,
     Usage,
     UsageSlot,
     User,
 )
 from services import outbox, transcription
+from services.files import NewFile, stored_attachment
 from services.i18n import pick_locale
 from services.knowledge import question_key, words
 from services.limits import RateLimiter, Verdict
@@ -67,6 +69,7 @@ class Incoming:
     text: str = ""
     attachments: list[dict[str, Any]] = field(default_factory=list)
     telegram_message_id: int | None = None  # in the customer's private chat
+    files: list[NewFile] = field(default_factory=list)  # a widget visitor's upload: stored with the message
 
 
 @dataclass(frozen=True)
@@ -241,9 +244,10 @@ async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming
             user = await (refresh_customer(known, who) if known is not None
                           else register_customer(bot_id, who, default_locale))
             conversation = await open_conversation(user, text)
+            attachments = [*incoming.attachments, *[await _store_file(conversation, new) for new in incoming.files]]
             message = await Message.create(
                 bot_id=bot_id, conversation=conversation, author_kind=AuthorKind.CUSTOMER, author=user,
-                text=text, attachments=incoming.attachments, source_key=incoming.source_key)
+                text=text, attachments=attachments, source_key=incoming.source_key)
             if not conversation.question_key:
                 await _note_question(conversation, text)
             with_ai = conversation.mode == ConversationMode.AI
@@ -269,6 +273,12 @@ async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming
             return Stored(None)  # a re-delivery of a message stored before
         raise
     return Stored(message)
+
+
+async def _store_file(conversation: Conversation, new: NewFile) -> dict[str, Any]:
+    stored = await StoredFile.create(bot_id=conversation.bot_id, conversation=conversation, name=new.name,
+                                     mime_type=new.mime_type, size=len(new.content), content=new.content)
+    return stored_attachment(stored, new.kind)
 
 
 async def _has_manager_chat(bot_id: int) -> bool:

@@ -24,6 +24,7 @@ from tortoise.queryset import QuerySet
 
 from models import AuthorKind, Channel, Conversation, ConversationMode, ConversationStatus, Message, Role, User
 from services.events import EventBus, Handler
+from services.files import attachment_json
 from services.render import html_to_text
 from services.widget import message_html
 from services.widget_links import linked_visitors
@@ -394,14 +395,6 @@ def message_json(message: Message, *, staff: bool) -> dict[str, Any]:
         meta = message.ai_meta
         row["ai"] = {key: meta.get(key) for key in ("source", "model", "tokens_in", "tokens_out", "cost",
                                                      "latency_ms", "passages")}
-    return row
-
-
-def attachment_json(attachment: dict[str, Any]) -> dict[str, Any]:
-    """What was attached, and a voice's transcript once it was heard."""
-    row: dict[str, Any] = {"type": str(attachment.get("type")), "name": str(attachment.get("file_name") or "")}
-    if attachment.get("transcript"):
-        row["transcript"] = str(attachment["transcript"])
     return row
 
 

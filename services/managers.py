@@ -26,12 +26,14 @@ from models import (
     OutboxJob,
     User,
 )
-from services import conversations, outbox, transcription
+from services import conversations, files, outbox, transcription
 from services.i18n import N_, Translate
 from services.outbox import JobHandler, JobKind
 from services.ports import (
     AlbumItem,
     Button,
+    FileUpload,
+    MediaUnavailable,
     MessageGone,
     Messenger,
     NoRights,
@@ -55,6 +57,8 @@ ALBUM_SETTLE_SECONDS = 1.0  # the parts of an album arrive as separate updates, 
 ALBUM_KINDS = {"photo", "video", "document", "audio"}
 CAPTIONED_KINDS = ALBUM_KINDS | {"voice", "animation"}
 TRANSCRIPT_CHARS = 4000  # of a message's 4096: a longer transcript is cut (it is whole in the Mini App)
+CAPTION_CHARS = 1024  # Telegram's caption limit; a visitor's file may come with up to 4000 characters
+PHOTO_MAX_BYTES = 10_000_000  # sendPhoto's limit; a bigger image goes as a document
 
 # The state leads the topic's name, and is its icon too where Telegram's topic icons have it.
 STATE_ICONS = {"waiting": "❗", "assigned": "💬", "ai": "🤖", "closed": "✅"}
@@ -137,6 +141,7 @@ def message_line(message: Message, translate: Translate, locale: str) -> str:
 class ManagerGroup:
     def __init__(self, messenger: Messenger, translate: Translate, default_locale: str) -> None:
         self.messenger = messenger
+        self.files = files.ConversationFiles(messenger)
         self.translate = translate
         self.default_locale = default_locale
 
@@ -402,8 +407,13 @@ class ManagerGroup:
                 where, OutgoingText(html)))]
         original = await MessageCopy.get_or_none(message_id=first.id, original=True)
         kind = str(first.attachments[0].get("type"))
-        if original is None:  # nothing to copy from (e.g. a widget upload): describe it instead
-            html, _ = self._copy_text(conversation, chat, batch)
+        if original is None and files.fetchable(first.attachments[0]):  # a website visitor's file: its bytes
+            uploaded = await self._upload(conversation, chat, first)
+            if uploaded is not None:
+                return uploaded
+        if original is None:  # nothing to copy from (a visitor's file that is gone): describe it instead
+            body = "\n\n".join(self._paragraph(m, chat) for m in batch)
+            html = body if chat.forum else self._prefixed(conversation, body)
             return [await self._deliver(conversation, chat, before, lambda where: self.messenger.post(
                 where, OutgoingText(html)))]
         if len(batch) > 1:
@@ -429,6 +439,37 @@ class ManagerGroup:
                                               caption)]
 
         return await self._deliver(conversation, chat, before, send)
+
+    async def _upload(self, conversation: Conversation, chat: ManagerChat, message: Message) -> list[int] | None:
+        """A stored file (a website visitor's upload) sent from its bytes, with the message as its caption;
+        None when it is gone (then it is described)."""
+        attachment = message.attachments[0]
+        try:
+            content = await self.files.stored(attachment, bot_id=message.bot_id,
+                                              conversation_id=message.conversation_id)
+        except MediaUnavailable as error:
+            log.info("the file of message %s is gone: %s", message.id, error)
+            return None
+        if content is None:
+            return None
+        kind = str(attachment.get("type"))
+        if kind == "photo" and len(content) > PHOTO_MAX_BYTES:
+            kind = "document"  # Telegram takes photos up to 10 MB, files up to 50
+        upload = FileUpload(kind, str(attachment.get("name") or "file"), content,
+                            str(attachment.get("mime_type") or "application/octet-stream"))
+        caption = escape(message.text)
+        if not chat.forum:
+            caption = self._prefixed(conversation, caption)
+        if len(html_to_text(caption)) <= CAPTION_CHARS:
+            return [await self._deliver(conversation, chat, message.id - 1,
+                                        lambda where: self.messenger.upload(where, upload, caption))]
+
+        async def file_then_words(where: Where) -> list[int]:  # too long for a caption: the words follow the file
+            header = "" if chat.forum else self._prefixed(conversation, "")
+            return [await self.messenger.upload(where, upload, header),
+                    await self.messenger.post(where, OutgoingText(caption))]
+
+        return await self._deliver(conversation, chat, message.id - 1, file_then_words)
 
     def _copy_text(self, conversation: Conversation, chat: ManagerChat, batch: list[Message]) -> tuple[str, bool]:
         """The text of a copy (several coalesced messages are one paragraph each) and whether it is a caption."""

@@ -71,6 +71,16 @@ class AlbumItem:
 
 
 @dataclass(frozen=True)
+class FileUpload:
+    """A file sent from its bytes (a website visitor's upload, which Telegram has never seen)."""
+
+    kind: str  # photo or document
+    name: str
+    content: bytes = field(repr=False)
+    mime_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
 class GroupRights:
     is_member: bool
     is_admin: bool
@@ -105,6 +115,10 @@ class Messenger(ChatSender, Protocol):
         ...
 
     async def send_album(self, where: Where, items: list[AlbumItem]) -> list[int]: ...
+
+    async def upload(self, where: Where, file: FileUpload, caption_html: str = "") -> int:
+        """Send a file from its bytes (sendPhoto, or sendDocument for other files and photos Telegram refuses)."""
+        ...
 
     async def edit(self, chat_id: int, message_id: int, html: str, *, caption: bool = False) -> None:
         """Replace a message's text (or caption); an edit that changes nothing is not an error."""

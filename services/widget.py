@@ -27,6 +27,7 @@ from tortoise.transactions import in_transaction
 from models import AuditLog, AuthorKind, Conversation, ConversationMode, Message, User, WidgetSite
 from services import tenant_settings
 from services.events import EventBus
+from services.files import attachment_json
 from services.render import html_to_text, markdown_to_html, sanitize_html
 
 WIDGET_CHANNEL = "widget"  # the event bus channel every instance's sockets listen on
@@ -368,6 +369,12 @@ async def visible_messages(user: User, after: int | None, limit: int = HISTORY_L
     return list(await query.order_by("id").limit(limit))
 
 
+async def visible_message(user: User, message_id: int) -> Message | None:
+    """One message the visitor may see (as `visible_messages` would show it), or None."""
+    return await Message.filter(id=message_id, bot_id=user.bot_id, conversation__user_id=user.id,
+                                author_kind__in=VISIBLE_AUTHORS).first()
+
+
 def author_of(message: Message) -> str:
     return str(message.author_kind.value)
 
@@ -396,8 +403,8 @@ def message_frame(message: Message, client_id: str | None = None) -> dict[str, A
         "conversation": message.conversation_id,
     }
     if message.attachments:
-        frame["attachments"] = [{"type": str(a.get("type")), "name": str(a.get("file_name") or "")}
-                                for a in message.attachments]
+        # `file`: GET /widget/api/files/<id>/<index> serves it; `image`: shown in place
+        frame["attachments"] = [attachment_json(a) for a in message.attachments]
     if message.ai_meta.get("notice") == "rate":
         frame["rate"] = message.conversation_id
     sources = message.ai_meta.get("sources") if message.author_kind == AuthorKind.AI else None

@@ -33,13 +33,13 @@ FD.start(async (me) => {
     const item = FD.el("li", { class: "msg " + message.author, "data-id": message.id },
       FD.el("div", { class: "who" }, who, FD.el("span", { class: "when" }, FD.when(message.created_at))),
       FD.el("div", { class: "body", html: message.html || "" }));
-    for (const attachment of message.attachments) {
-      item.append(FD.el("div", { class: "muted" }, "📎 " + (attachment.name || attachment.type)));
+    message.attachments.forEach((attachment, index) => {
+      item.append(attachmentView(message, attachment, index));
       if (attachment.transcript) {  // a voice's words, as the transcriber heard them
         item.append(FD.el("div", { class: "voice-transcript" },
           FD.el("span", { class: "muted small" }, "🎙 " + FD.t("voice_transcript") + " "), attachment.transcript));
       }
-    }
+    });
     if (message.sources && message.sources.length) item.append(sourcesLine(message.sources));
     if (message.ai && message.ai.source === "knowledge") item.append(FD.el("div", { class: "meta" }, FD.t("from_kb")));
     else if (message.ai && message.ai.model) {
@@ -53,6 +53,37 @@ FD.start(async (me) => {
         FD.el("button", { type: "button", class: "link small add-kb", "data-message": message.id }, say("addKb"))));
     }
     return item;
+  }
+
+  /* A file a customer or a manager sent: staff see an image in place and fetch any other file, through the
+     staff route that checks they may see this conversation (with the page's own credentials). */
+  const files = {};
+  function fileUrl(message, index) {
+    const key = message.id + "/" + index;
+    files[key] = files[key] || fetch(`/api/conversations/${id}/messages/${message.id}/files/${index}`,
+      { headers: FD.headers("GET", false), credentials: "same-origin" })
+      .then((response) => { if (!response.ok) throw new Error(String(response.status)); return response.blob(); })
+      .then((blob) => URL.createObjectURL(blob));
+    files[key].catch(() => { delete files[key]; });
+    return files[key];
+  }
+
+  function attachmentView(message, attachment, index) {
+    const label = "📎 " + (attachment.name || attachment.type);
+    if (!staff || !attachment.file) return FD.el("div", { class: "muted" }, label);
+    if (attachment.image) {
+      const image = FD.el("img", { class: "attachment", alt: attachment.name || attachment.type });
+      fileUrl(message, index).then((url) => { image.src = url; },
+        () => image.replaceWith(FD.el("div", { class: "muted" }, label)));
+      return image;
+    }
+    const link = FD.el("a", { class: "attachment", href: "#", download: attachment.name || "file" }, label);
+    link.addEventListener("click", (event) => {
+      if (link.dataset.ready) return;
+      event.preventDefault();
+      fileUrl(message, index).then((url) => { link.href = url; link.dataset.ready = "1"; link.click(); }, () => {});
+    });
+    return FD.el("div", {}, link);
   }
 
   // The documents and pages an answer names: pages as links, documents by their title.

@@ -17,6 +17,10 @@
   // services/render.py SAFE_TAGS: the server sends nothing else; this holds if it ever did.
   var SAFE_TAGS = { B: 1, STRONG: 1, I: 1, EM: 1, U: 1, INS: 1, S: 1, STRIKE: 1, DEL: 1, A: 1, CODE: 1, PRE: 1,
     BLOCKQUOTE: 1, SPAN: 1, "TG-SPOILER": 1 };
+  // A paperclip (Feather's), drawn: emoji fonts are not everywhere.
+  var CLIP = '<svg viewBox="0 0 24 24" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="2" ' +
+    'stroke-linecap="round" stroke-linejoin="round"><path d="M21.44 11.05l-9.19 9.19a6 6 0 0 1-8.49-8.49l9.19-9.19' +
+    'a4 4 0 0 1 5.66 5.66l-9.2 9.19a2 2 0 0 1-2.83-2.83l8.49-8.48"/></svg>';
   var data = script.dataset;
   var site = data.site || "";
   var base = new URL(script.src, location.href);
@@ -34,7 +38,7 @@
     config: null, strings: {}, socket: null, connected: false, closedForGood: false, attempt: 0,
     retryTimer: 0, token: store.get(keyPrefix + "token"), lastId: 0, messages: {}, drafts: {},
     pending: loadPending(), open: false, unread: 0, mode: "ai", agent: null, maxText: 4000, telegram: false,
-    identityRefused: false, asks: []
+    identityRefused: false, asks: [], upload: null, uploads: [], files: {}
   };
   var ui = {};
 
@@ -136,9 +140,23 @@
       "cursor:pointer;padding:2px 4px}" +
       "form{display:flex;gap:8px;padding:10px;border-top:1px solid #e5e7eb;background:#fff}" +
       "textarea{flex:1;resize:none;border:1px solid #d1d5db;border-radius:10px;padding:8px 10px;font-size:15px;" +
-      "max-height:120px;min-height:40px;color:#111827;background:#fff}" +
-      "form button{border:0;border-radius:10px;padding:0 14px;background:" + config.color + ";color:" +
+      "max-height:120px;min-height:40px;min-width:0;color:#111827;background:#fff}" +
+      "textarea::placeholder{white-space:nowrap;overflow:hidden;text-overflow:ellipsis}" +
+      "form button{border:0;border-radius:10px;padding:0 12px;background:" + config.color + ";color:" +
       config.text_color + ";font-size:14px;cursor:pointer}" +
+      "form .attach{background:transparent;color:#4b5563;padding:0;margin-right:-2px;display:flex;align-items:center}" +
+      "form .attach svg{width:22px;height:22px}.clip svg{width:14px;height:14px;vertical-align:-2px;" +
+      "margin-right:4px}" +
+      ".msg img.file{display:block;max-width:100%;max-height:240px;border-radius:10px;margin-top:4px;" +
+      "background:#e5e7eb;min-width:48px;min-height:48px}" +
+      ".msg button.file{display:block;margin-top:4px;border:1px solid currentColor;border-radius:8px;" +
+      "background:transparent;color:inherit;font-size:13px;padding:4px 8px;cursor:pointer;text-align:left;" +
+      "max-width:100%;overflow-wrap:anywhere}" +
+      ".msg .progress{display:block;height:4px;margin-top:6px;border-radius:2px;background:rgba(255,255,255,.35);" +
+      "overflow:hidden}.msg .progress i{display:block;height:100%;width:0;background:currentColor}" +
+      ".drop{position:absolute;inset:0;display:flex;align-items:center;justify-content:center;text-align:center;" +
+      "padding:24px;background:rgba(255,255,255,.92);border:3px dashed " + config.color + ";border-radius:16px;" +
+      "color:#111827;font-size:16px;z-index:1}.drop[hidden]{display:none}" +
       "@media (max-width:480px){.panel{right:0;bottom:0;width:100vw;height:100%;border-radius:0}" +
       ".panel:not([hidden])~.bubble{display:none}}" +
       "@media (prefers-reduced-motion:no-preference){.panel{transition:opacity .15s}}";
@@ -169,7 +187,20 @@
     ui.note = el("div", { "class": "note", role: "status", hidden: "" });
     ui.input = el("textarea", { rows: "1", placeholder: t("placeholder"), "aria-label": t("placeholder"),
       maxlength: String(state.maxText), onkeydown: onKey });
-    ui.form = el("form", { onsubmit: onSubmit }, [ui.input, el("button", { type: "submit", text: t("send") })]);
+    var upload = state.upload || { accept: "" };
+    ui.picker = el("input", { type: "file", accept: upload.accept, hidden: "", tabindex: "-1",
+      "aria-hidden": "true", onchange: function () {
+        if (ui.picker.files && ui.picker.files[0]) attach(ui.picker.files[0]);
+        ui.picker.value = "";
+      } });
+    ui.attach = el("button", { "class": "attach", type: "button", title: t("attach"), "aria-label": t("attach"),
+      onclick: function () { ui.picker.click(); } });
+    ui.attach.innerHTML = CLIP;
+    ui.attach.hidden = !state.upload;
+    ui.input.addEventListener("paste", onPaste);
+    ui.form = el("form", { onsubmit: onSubmit }, [ui.attach, ui.picker, ui.input,
+      el("button", { type: "submit", text: t("send") })]);
+    ui.drop = el("div", { "class": "drop", hidden: "" }, [el("span", { text: t("drop") })]);
     ui.foot = el("div", { "class": "foot" }, [el("button", { type: "button", text: t("link"), onclick: askForLink })]);
     ui.foot.hidden = !state.telegram;
     ui.panel = el("div", { "class": "panel", id: "frontdesk-panel", role: "dialog", "aria-modal": "false",
@@ -179,8 +210,9 @@
         ui.person,
         el("button", { "class": "x", type: "button", "aria-label": t("close"), text: "×", onclick: toggle })
       ]),
-      ui.log, ui.note, ui.form, ui.foot
+      ui.log, ui.note, ui.form, ui.foot, ui.drop
     ]);
+    if (state.upload) listenForDrops(ui.panel);
     ui.panel.addEventListener("keydown", function (event) { if (event.key === "Escape") toggle(); });
     root.appendChild(ui.panel);
     root.appendChild(ui.bubble);
@@ -250,12 +282,157 @@
     var body = el("span", { "class": "body" });
     if (frame.html) body.appendChild(sanitize(frame.html)); else body.textContent = frame.text || "";
     node.appendChild(body);
-    (frame.attachments || []).forEach(function (item) {
-      node.appendChild(el("span", { "class": "by", text: "📎 " + (item.name || item.type) }));
+    (frame.attachments || []).forEach(function (item, index) {
+      node.appendChild(attachmentView(frame, item, index));
     });
     if (frame.sources && frame.sources.length) node.appendChild(sourcesLine(frame.sources));
     if (frame.rate) node.appendChild(stars(frame.rate));
     return node;
+  }
+
+  // --- files: a photo shown in place, any other file a button that downloads it ---------------------------
+  // Fetched with the visitor's token (never put in a URL), so the server checks, file by file, that they may see it.
+  function fileUrl(messageId, index) {
+    var key = messageId + "/" + index;
+    if (!state.files[key]) {
+      state.files[key] = fetch(httpBase + "/widget/api/files/" + key + "?site=" + encodeURIComponent(site), {
+        credentials: "omit", headers: { Authorization: "Bearer " + state.token }
+      }).then(function (response) {
+        if (!response.ok) throw new Error("file " + key + ": " + response.status);
+        return response.blob();
+      }).then(function (blob) { return URL.createObjectURL(blob); });
+      state.files[key].catch(function () { delete state.files[key]; });
+    }
+    return state.files[key];
+  }
+
+  function clipped(tag, attrs, label) {
+    var node = el(tag, attrs);
+    var icon = el("span", { "class": "clip", "aria-hidden": "true" });
+    icon.innerHTML = CLIP;
+    node.appendChild(icon);
+    node.appendChild(document.createTextNode(label));
+    return node;
+  }
+
+  function attachmentView(frame, item, index) {
+    var label = item.name || t("download");
+    if (!item.file || !frame.id || !state.token) return clipped("span", { "class": "by" }, item.name || item.type);
+    if (item.image) {
+      var image = el("img", { "class": "file", alt: item.name || item.type, "data-index": String(index) });
+      fileUrl(frame.id, index).then(function (url) { image.src = url; scrollDown(); }, function () {
+        image.replaceWith(clipped("span", { "class": "by" }, item.name || item.type));
+      });
+      return image;
+    }
+    return clipped("button", { "class": "file", type: "button", title: t("download"), onclick: function () {
+      fileUrl(frame.id, index).then(function (url) {
+        var link = el("a", { href: url, download: item.name || "file" });
+        ui.panel.appendChild(link);
+        link.click();
+        link.remove();
+      }, function () {});
+    } }, label);
+  }
+
+  function accepted(file) {
+    var rules = state.upload;
+    if (!rules) return false;
+    if (file.size > rules.max_bytes) { setNote(t("file_too_large")); return false; }
+    var name = (file.name || "").toLowerCase();
+    var ok = rules.accept.split(",").some(function (kind) {
+      return kind && (kind === file.type || (kind.charAt(0) === "." && name.slice(-kind.length) === kind));
+    });
+    if (!ok) setNote(t("file_type"));
+    return ok;
+  }
+
+  function onPaste(event) {
+    var files = event.clipboardData && event.clipboardData.files;
+    if (!state.upload || !files || !files.length) return;
+    event.preventDefault();
+    attach(files[0]);
+  }
+
+  function listenForDrops(panel) {
+    var depth = 0;
+    function hasFiles(event) {
+      return Array.prototype.indexOf.call((event.dataTransfer && event.dataTransfer.types) || [], "Files") >= 0;
+    }
+    panel.addEventListener("dragenter", function (event) {
+      if (!hasFiles(event)) return;
+      event.preventDefault();
+      depth += 1;
+      ui.drop.hidden = false;
+    });
+    panel.addEventListener("dragover", function (event) { if (hasFiles(event)) event.preventDefault(); });
+    panel.addEventListener("dragleave", function () {
+      depth = Math.max(0, depth - 1);
+      if (!depth) ui.drop.hidden = true;
+    });
+    panel.addEventListener("drop", function (event) {
+      if (!hasFiles(event)) return;
+      event.preventDefault();
+      depth = 0;
+      ui.drop.hidden = true;
+      var files = event.dataTransfer.files;
+      if (files && files.length) attach(files[0]);
+    });
+  }
+
+  // A file with the text box's words as its caption: a bubble with its progress until the server has it.
+  function attach(file) {
+    if (!accepted(file)) return;
+    var caption = ui.input.value;
+    if (caption.length > state.maxText) { setNote(t("too_long")); return; }
+    ui.input.value = "";
+    setNote("");
+    var item = { client_id: uuid(), file: file, caption: caption };
+    var bar = el("i");
+    item.status = el("span", { "class": "by", text: t("uploading").replace("{percent}", "0") });
+    item.node = el("div", { "class": "msg customer pending upload", "data-client-id": item.client_id,
+      "data-author": "customer", "aria-busy": "true" }, [
+      el("span", { "class": "body", text: caption || file.name || "" }), item.status,
+      el("span", { "class": "progress", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100" }, [bar])]);
+    item.bar = bar;
+    ui.log.appendChild(item.node);
+    scrollDown();
+    if (state.connected && state.token) sendFile(item); else { state.uploads.push(item); connect(); }
+  }
+
+  function sendFile(item) {
+    var form = new FormData();
+    form.append("client_id", item.client_id);
+    form.append("caption", item.caption);
+    form.append("file", item.file, item.file.name || "file");
+    var request = new XMLHttpRequest();
+    request.open("POST", httpBase + "/widget/api/upload?site=" + encodeURIComponent(site) + "&lang=" +
+      encodeURIComponent(lang));
+    request.setRequestHeader("Authorization", "Bearer " + state.token);
+    request.upload.onprogress = function (event) {
+      if (!event.lengthComputable) return;
+      var percent = Math.min(100, Math.round(event.loaded * 100 / event.total));
+      item.bar.style.width = percent + "%";
+      item.bar.parentNode.setAttribute("aria-valuenow", String(percent));
+      item.status.textContent = t("uploading").replace("{percent}", String(percent));
+    };
+    request.onload = function () {
+      var body = null;
+      try { body = JSON.parse(request.responseText); } catch (e) { body = null; }
+      if (request.status >= 200 && request.status < 300 && body && body.type === "message") {
+        showMessage(body);
+      } else {
+        uploadFailed(item, body && body.error ? body.error.message : t("failed"));
+      }
+    };
+    request.onerror = function () { uploadFailed(item, t("offline")); };
+    request.send(form);
+  }
+
+  function uploadFailed(item, message) {
+    if (item.node.parentNode) item.node.parentNode.removeChild(item.node);
+    if (item.caption && !ui.input.value) ui.input.value = item.caption;
+    setNote(message);
   }
 
   // The documents and pages an answer drew from: pages as links, documents by their title.
@@ -424,6 +601,7 @@
         send({ type: "message", client_id: item.client_id, text: item.text });
       });
       state.asks.splice(0).forEach(send);
+      state.uploads.splice(0).forEach(sendFile);
     } else if (frame.type === "message") {
       showMessage(frame);
     } else if (frame.type === "delta") {
@@ -473,6 +651,8 @@
     savePending();
     state.messages = {};
     state.drafts = {};
+    state.files = {};
+    state.uploads = [];
     state.lastId = 0;
     if (!ui.log) return;
     Array.prototype.slice.call(ui.log.children).forEach(function (node) {
@@ -589,6 +769,7 @@
       state.strings = body.strings;
       state.maxText = body.max_text || 4000;
       state.telegram = Boolean(body.telegram);
+      state.upload = body.upload || null;
       render();
       if (state.token || state.pending.length) connect();  // a returning visitor sees replies arrive
     }).catch(function (error) { if (window.console) console.warn(String(error)); });

@@ -11,6 +11,7 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError
 from aiogram.types import (
+    BufferedInputFile,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InputMediaAudio,
@@ -24,6 +25,7 @@ from aiogram.types import (
 from bot.sending.priorities import send_priority
 from services.ports import (
     AlbumItem,
+    FileUpload,
     GroupRights,
     MediaUnavailable,
     MessageGone,
@@ -105,6 +107,24 @@ class TelegramChatSender:
                                                    message_thread_id=where.thread_id,
                                                    reply_parameters=_reply(where))
         return [message.message_id for message in sent]
+
+    async def upload(self, where: Where, file: FileUpload, caption_html: str = "") -> int:
+        caption = caption_html or None
+        with _translated_errors():
+            if file.kind == "photo":
+                try:
+                    sent = await self.bot.send_photo(where.chat_id, BufferedInputFile(file.content, file.name),
+                                                     caption=caption, message_thread_id=where.thread_id,
+                                                     reply_parameters=_reply(where))
+                    return sent.message_id
+                except TelegramBadRequest as error:  # a photo Telegram will not take as one (its size, its sides)
+                    if "PHOTO_" not in error.message and "IMAGE_PROCESS_FAILED" not in error.message:
+                        raise
+                    log.info("telegram: %s; sending the photo as a file", error.message)
+            sent = await self.bot.send_document(where.chat_id, BufferedInputFile(file.content, file.name),
+                                                caption=caption, message_thread_id=where.thread_id,
+                                                reply_parameters=_reply(where))
+        return sent.message_id
 
     async def edit(self, chat_id: int, message_id: int, html: str, *, caption: bool = False) -> None:
         try:
