@@ -57,7 +57,8 @@ async def test_while_people_have_it_a_voice_is_transcribed_under_its_copy_and_th
         async with app_client(desk.frontdesk, sim, desk.boss["id"]) as client:
             page = await client.get(f"/api/conversations/{conversation.id}/messages")
         [voice] = [message for message in page["messages"] if message["attachments"]]
-        assert voice["attachments"] == [{"type": "voice", "name": "", "transcript": "My parcel never came"}]
+        assert voice["attachments"] == [{"type": "voice", "name": "", "transcript": "My parcel never came",
+                                         "file": True, "image": False}]  # staff can also fetch the voice itself
 
 
 async def test_in_a_group_without_topics_the_transcript_replies_to_the_voices_copy(
