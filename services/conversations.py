@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -26,7 +26,7 @@ from models import (
     UsageSlot,
     User,
 )
-from services import outbox
+from services import albums, outbox
 from services.i18n import pick_locale
 from services.knowledge import question_key, words
 from services.limits import RateLimiter, Verdict
@@ -67,6 +67,7 @@ class Incoming:
     text: str = ""
     attachments: list[dict[str, Any]] = field(default_factory=list)
     telegram_message_id: int | None = None  # in the customer's private chat
+    album: str = ""  # Telegram's media_group_id: the items of one album are stored as one message (services/albums)
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,35 @@ async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming
     if known is not None and known.banned:
         return IGNORED  # a banned customer reaches no one, and costs nothing
     verdict = await limiter.check(who.rate_key(bot_id))
+    if not incoming.album or who.telegram_id is None:
+        return await _store(bot_id, who, incoming, verdict, default_locale, known)
+    # An album's item: appended to the album's message, or its first item creates that message.
+    key = albums.album_key(who.telegram_id, incoming.album)
+    incoming = replace(incoming, attachments=[albums.item(a, incoming.telegram_message_id, incoming.text)
+                                              for a in incoming.attachments])
+    for _ in range(2):  # a second time when another instance stored the album's first item meanwhile
+        added, album = await albums.add_item(bot_id, key, incoming.attachments[0]) if incoming.attachments else (
+            albums.Added.ALONE, None)
+        if added == albums.Added.DUPLICATE:
+            return IGNORED
+        if added == albums.Added.APPENDED:
+            assert album is not None
+            await _album_item_to_managers(album, incoming, who)
+            await album.fetch_related("conversation", "author")  # what its event names
+            return Stored(album)
+        if added == albums.Added.ALONE:
+            return await _store(bot_id, who, incoming, verdict, default_locale, known)
+        stored = await _store(bot_id, who, incoming, verdict, default_locale, known, album_key=key)
+        if stored.message is not None or not await Message.exists(bot_id=bot_id, source_key=key):
+            return stored
+    return IGNORED
+
+
+async def _store(bot_id: int, who: Customer, incoming: Incoming, verdict: Verdict, default_locale: str,
+                 known: User | None, *, album_key: str | None = None) -> Stored:
+    """The message and its jobs in one transaction; under `album_key`, as the first item of an album."""
     text = incoming.text[:MAX_TEXT_CHARS * 4]
+    source_key = album_key or incoming.source_key
     try:
         async with in_transaction():
             user = await (refresh_customer(known, who) if known is not None
@@ -238,7 +267,8 @@ async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming
             conversation = await open_conversation(user, text)
             message = await Message.create(
                 bot_id=bot_id, conversation=conversation, author_kind=AuthorKind.CUSTOMER, author=user,
-                text=text, attachments=incoming.attachments, source_key=incoming.source_key)
+                text=text, attachments=incoming.attachments, source_key=source_key,
+                ai_meta={"album": albums.first_state()} if album_key else {})
             if not conversation.question_key:
                 await _note_question(conversation, text)
             with_ai = conversation.mode == ConversationMode.AI
@@ -254,10 +284,21 @@ async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming
                 # Managers see every message from the first handoff on, whatever the rate.
                 await _to_managers(conversation, message, incoming, who, bookkeeping=not (with_ai or inbox_only))
     except IntegrityError:
-        if await Message.exists(bot_id=bot_id, source_key=incoming.source_key):
-            return Stored(None)  # a re-delivery of a message stored before
+        if await Message.exists(bot_id=bot_id, source_key=source_key):
+            return Stored(None)  # a re-delivery of a message stored before (or an album's, stored meanwhile)
         raise
     return Stored(message)
+
+
+async def _album_item_to_managers(album: Message, incoming: Incoming, who: Customer) -> None:
+    """An item appended to an album the managers see: its Telegram message points at the album's message too
+    (a caption edited there reaches the topic's copy); the album's copy job sends every item."""
+    if incoming.telegram_message_id is None or who.telegram_id is None:
+        return
+    if await MessageCopy.filter(bot_id=album.bot_id, message_id=album.id, original=True).exists():
+        await MessageCopy.bulk_create([MessageCopy(bot_id=album.bot_id, message_id=album.id, chat_id=who.telegram_id,
+                                                   telegram_message_id=incoming.telegram_message_id, original=True)],
+                                      ignore_conflicts=True)
 
 
 async def _has_manager_chat(bot_id: int) -> bool:
