@@ -231,44 +231,45 @@ async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming
     if known is not None and known.banned:
         return IGNORED  # a banned customer reaches no one, and costs nothing
     verdict = await limiter.check(who.rate_key(bot_id))
-    if not incoming.album or who.telegram_id is None:
+    if not incoming.album or who.telegram_id is None or not incoming.attachments:
         return await _store(bot_id, who, incoming, verdict, default_locale, known)
     # An album's item: appended to the album's message, or its first item creates that message.
     key = albums.album_key(who.telegram_id, incoming.album)
     incoming = replace(incoming, attachments=[albums.item(a, incoming.telegram_message_id, incoming.text)
                                               for a in incoming.attachments])
-    for _ in range(2):  # a second time when another instance stored the album's first item meanwhile
-        added, album = await albums.add_item(bot_id, key, incoming.attachments[0]) if incoming.attachments else (
-            albums.Added.ALONE, None)
-        if added == albums.Added.DUPLICATE:
-            return IGNORED
-        if added == albums.Added.APPENDED:
-            assert album is not None
-            await _album_item_to_managers(album, incoming, who)
-            await album.fetch_related("conversation", "author")  # what its event names
-            return Stored(album)
-        if added == albums.Added.ALONE:
-            return await _store(bot_id, who, incoming, verdict, default_locale, known)
+    stored = await _store(bot_id, who, incoming, verdict, default_locale, known, album_key=key)
+    if stored.duplicate:  # or another instance stored the album's first item meanwhile: this one is appended now
         stored = await _store(bot_id, who, incoming, verdict, default_locale, known, album_key=key)
-        if stored.message is not None or not await Message.exists(bot_id=bot_id, source_key=key):
-            return stored
-    return IGNORED
+    return stored
 
 
 async def _store(bot_id: int, who: Customer, incoming: Incoming, verdict: Verdict, default_locale: str,
                  known: User | None, *, album_key: str | None = None) -> Stored:
-    """The message and its jobs in one transaction; under `album_key`, as the first item of an album."""
+    """The message and its jobs in one transaction. An album's item (`album_key`) is appended to the album's
+    message in the same transaction that would otherwise create it: atomic on SQLite (one transaction at a
+    time), and on PostgreSQL the album's unique source key makes the loser of a race fail and come again."""
     text = incoming.text[:MAX_TEXT_CHARS * 4]
-    source_key = album_key or incoming.source_key
+    source_key = incoming.source_key
     try:
         async with in_transaction():
+            if album_key is not None:
+                added, album = await albums.add_item(bot_id, album_key, incoming.attachments[0])
+                if added == albums.Added.DUPLICATE:
+                    return IGNORED
+                if added == albums.Added.APPENDED:
+                    assert album is not None
+                    await _album_item_to_managers(album, incoming, who)
+                    await album.fetch_related("conversation", "author")  # what its event names
+                    return Stored(album)
+                if added == albums.Added.NEW_ALBUM:
+                    source_key = album_key
             user = await (refresh_customer(known, who) if known is not None
                           else register_customer(bot_id, who, default_locale))
             conversation = await open_conversation(user, text)
             message = await Message.create(
                 bot_id=bot_id, conversation=conversation, author_kind=AuthorKind.CUSTOMER, author=user,
                 text=text, attachments=incoming.attachments, source_key=source_key,
-                ai_meta={"album": albums.first_state()} if album_key else {})
+                ai_meta={"album": albums.first_state()} if source_key == album_key else {})
             if not conversation.question_key:
                 await _note_question(conversation, text)
             with_ai = conversation.mode == ConversationMode.AI

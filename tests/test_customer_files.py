@@ -3,6 +3,7 @@ every image; a document's text is context for that conversation only, never the 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import io
@@ -13,7 +14,10 @@ import pytest
 from fpdf import FPDF
 from tgsim import Simulator
 
-from models import AuthorKind, KnowledgeChunk, KnowledgeItem, KnowledgePage, Message
+from models import AuthorKind, KnowledgeChunk, KnowledgeItem, KnowledgePage, Message, OutboxJob
+from services import conversations
+from services.conversations import Customer, Incoming
+from services.limits import MemoryRateLimiter
 from tests.conftest import Frontdesk, eventually, outbox_idle
 from tests.desk_helpers import in_topic, manager_desk, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
@@ -224,3 +228,24 @@ async def test_a_file_that_cannot_be_read_goes_to_a_person_with_a_notice(
         return "text" not in stored.attachments[0]
 
     await eventually(handed_off, "nothing stored as the file's text")
+
+
+async def test_album_items_stored_at_once_make_one_message_with_one_answer_job(database: str) -> None:
+    """As parallel webhooks on several instances store them (each item on its own connection on PostgreSQL),
+    one of the items delivered twice."""
+    bot = await conversations.ensure_bot(123)
+    limiter = MemoryRateLimiter(100, 100.0)
+    ann = Customer(555, first_name="Ann", language_code="en")
+
+    def item(update: int, telegram_id: int, caption: str = "") -> Incoming:
+        photo = {"type": "photo", "file_id": f"photo-{telegram_id}", "size": 70, "media_group_id": "4242"}
+        return Incoming(source_key=f"tg:{update}", text=caption, attachments=[photo], telegram_message_id=telegram_id,
+                        album="4242")
+
+    items = [item(1, 11, "Look"), item(2, 12), item(3, 13), item(4, 12)]  # update 4 re-delivers message 12
+    await asyncio.gather(*(conversations.record_customer_message(bot.id, ann, incoming, limiter=limiter,
+                                                                 default_locale="en") for incoming in items))
+    [album] = await _customer_messages()
+    assert [a["file_id"] for a in album.attachments] == ["photo-11", "photo-12", "photo-13"]
+    assert album.text == "Look"
+    assert await OutboxJob.filter(kind="answer").count() == 1
