@@ -69,6 +69,15 @@ class Added(StrEnum):
     ALONE = "alone"  # the album was answered already: store it as a message of its own
 
 
+async def is_open(bot_id: int, key: str) -> bool:
+    """Whether the album has its message and takes more items (it is not answered yet, nor full)."""
+    album = await Message.get_or_none(bot_id=bot_id, source_key=key).only("id", "attachments", "ai_meta")
+    if album is None:
+        return False
+    state = album_state(album) or {}
+    return not state.get("sealed") and len(album.attachments) < MAX_ITEMS
+
+
 async def add_item(bot_id: int, key: str, attachment: dict[str, Any]) -> tuple[Added, Message | None]:
     """Append an item to its album's message, if that message exists and is not sealed."""
     async with in_transaction():

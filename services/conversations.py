@@ -230,11 +230,13 @@ async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming
     """
     if known is not None and known.banned:
         return IGNORED  # a banned customer reaches no one, and costs nothing
-    verdict = await limiter.check(who.rate_key(bot_id))
     if not incoming.album or who.telegram_id is None or not incoming.attachments:
+        verdict = await limiter.check(who.rate_key(bot_id))
         return await _store(bot_id, who, incoming, verdict, default_locale, known)
-    # An album's item: appended to the album's message, or its first item creates that message.
+    # An album's item: appended to the album's message, or its first item creates that message. The album
+    # is one message to the rate too: its later items take nothing from the customer's allowance.
     key = albums.album_key(who.telegram_id, incoming.album)
+    verdict = Verdict.ALLOW if await albums.is_open(bot_id, key) else await limiter.check(who.rate_key(bot_id))
     incoming = replace(incoming, attachments=[albums.item(a, incoming.telegram_message_id, incoming.text)
                                               for a in incoming.attachments])
     stored = await _store(bot_id, who, incoming, verdict, default_locale, known, album_key=key)

@@ -79,6 +79,17 @@ async def test_an_album_is_one_message_answered_once_with_all_its_images(
     assert _taken_at_once(sim)
 
 
+@pytest.mark.parametrize("frontdesk_settings", [VISION], indirect=True)
+async def test_an_album_counts_once_against_the_customers_rate(
+        frontdesk_settings: dict[str, Any], frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    ann = sim.create_user("Ann", language_code="en")
+    sim.send_album(ann["id"], [_photo(i) for i in range(8)], caption="Our new menu")  # more than CUSTOMER_RATE_BURST
+    sim.send_text(ann["id"], "Which dish is the spiciest?")
+    await sim.wait_for_messages(ann["id"], 2, timeout=30)
+    await outbox_idle(sim)
+    assert [_question(request) for request in ai.requests] == ["Our new menu", "Which dish is the spiciest?"]
+
+
 async def test_without_a_vision_model_an_album_gets_one_handoff_notice(
         frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
     ann = sim.create_user("Ann", language_code="en")
