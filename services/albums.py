@@ -38,12 +38,10 @@ def album_state(message: Message) -> dict[str, Any] | None:
     return state if isinstance(state, dict) else None
 
 
-def item(attachment: dict[str, Any], telegram_message_id: int | None, caption: str) -> dict[str, Any]:
-    """An album item's attachment: it keeps its own Telegram message id (order, re-deliveries) and caption."""
-    marked = {**attachment, "telegram_message_id": telegram_message_id}
-    if caption:
-        marked["caption"] = caption
-    return marked
+def item(attachment: dict[str, Any], caption: str) -> dict[str, Any]:
+    """An album item's attachment: it keeps its own caption (and its Telegram message id, for the order and
+    re-deliveries)."""
+    return {**attachment, "caption": caption} if caption else attachment
 
 
 def first_state() -> dict[str, Any]:

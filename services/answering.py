@@ -270,8 +270,11 @@ class Answerer:
         if context is None:
             return
         await albums.settle(context.message, self.policy.album_settle_seconds)  # an album: all of its items
+        first_handoff = context.conversation.handed_off_at is None
         with contextlib.suppress(RecipientBlocked):  # the channel marked them: nothing more is sent there
             await self._answer(context)
+        if first_handoff and context.message.attachments:
+            await self._media_to_people(context)
         await conversations.note_customer_message(context.message)  # once, after the outcome
         await self.flow.answered(context.conversation)
 
@@ -416,6 +419,13 @@ class Answerer:
             await self._without_ai(context, question)
             return
         await self._answer_with_quota(context, question or customer_files.WITHOUT_WORDS)
+
+    async def _media_to_people(self, context: _Context) -> None:
+        """When the answer to photos or a file handed the conversation to people, they see those in the topic
+        (the message was stored before the topic existed, and the header card only names it)."""
+        if await Conversation.filter(id=context.conversation.id, mode=ConversationMode.HUMAN).exists():
+            await conversations.show_to_managers(context.message, context.customer)
+            self.flow.wake()
 
     async def _read_files(self, context: _Context) -> str | None:
         """Each file's text, kept in its attachment (`text`) for the later turns too; the customer's notice when

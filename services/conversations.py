@@ -230,6 +230,9 @@ async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming
     """
     if known is not None and known.banned:
         return IGNORED  # a banned customer reaches no one, and costs nothing
+    if incoming.telegram_message_id is not None and incoming.attachments:  # where its media can be copied from
+        incoming = replace(incoming, attachments=[{**a, "telegram_message_id": incoming.telegram_message_id}
+                                                  for a in incoming.attachments])
     if not incoming.album or who.telegram_id is None or not incoming.attachments:
         verdict = await limiter.check(who.rate_key(bot_id))
         return await _store(bot_id, who, incoming, verdict, default_locale, known)
@@ -237,8 +240,7 @@ async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming
     # is one message to the rate too: its later items take nothing from the customer's allowance.
     key = albums.album_key(who.telegram_id, incoming.album)
     verdict = Verdict.ALLOW if await albums.is_open(bot_id, key) else await limiter.check(who.rate_key(bot_id))
-    incoming = replace(incoming, attachments=[albums.item(a, incoming.telegram_message_id, incoming.text)
-                                              for a in incoming.attachments])
+    incoming = replace(incoming, attachments=[albums.item(a, incoming.text) for a in incoming.attachments])
     stored = await _store(bot_id, who, incoming, verdict, default_locale, known, album_key=key)
     if stored.duplicate:  # or another instance stored the album's first item meanwhile: this one is appended now
         stored = await _store(bot_id, who, incoming, verdict, default_locale, known, album_key=key)
@@ -302,6 +304,22 @@ async def _album_item_to_managers(album: Message, incoming: Incoming, who: Custo
         await MessageCopy.bulk_create([MessageCopy(bot_id=album.bot_id, message_id=album.id, chat_id=who.telegram_id,
                                                    telegram_message_id=incoming.telegram_message_id, original=True)],
                                       ignore_conflicts=True)
+
+
+async def show_to_managers(message: Message, customer: User) -> None:
+    """A message the AI handed to people because of what it carries (photos it cannot see, a file it cannot
+    read): copied into the conversation's topic after its header card, which only names it, so that the
+    people see it too."""
+    conversation = await Conversation.get(id=message.conversation_id)
+    async with in_transaction():
+        if customer.telegram_id is not None:
+            originals = {a.get("telegram_message_id") for a in message.attachments} - {None}
+            await MessageCopy.bulk_create([MessageCopy(bot_id=message.bot_id, message_id=message.id,
+                                                       chat_id=customer.telegram_id, telegram_message_id=telegram_id,
+                                                       original=True) for telegram_id in originals],
+                                          ignore_conflicts=True)
+        await outbox.enqueue(message.bot_id, JobKind.TOPIC_COPY, {"message_id": message.id},
+                             lane=topic_lane(conversation), queue=outbox.MANAGERS, priority=1)
 
 
 async def _has_manager_chat(bot_id: int) -> bool:

@@ -137,6 +137,19 @@ async def test_an_album_reaches_the_managers_as_one_album_and_is_one_message(
         assert len(in_topic(sim, desk.chat_id, topic.thread_id)) == 1 + 3  # copied once
 
 
+async def test_photos_the_ai_cannot_see_reach_the_people_it_hands_them_to(
+        database_url: str, sim: Simulator, ai: FakeAI) -> None:
+    async with manager_desk(database_url, sim, ai) as desk:  # no vision model
+        ann = sim.create_user("Ann", language_code="en")
+        sim.send_album(ann["id"], 2, caption="Is this the right part?")
+        [topic] = await wait_for_topic(sim, desk.chat_id)
+        card, *album = await wait_in_topic(sim, desk.chat_id, topic.thread_id, 1 + 2)
+        assert "Is this the right part?" in card["text"]  # the card names it ...
+        assert [("photo" in m, m.get("caption")) for m in album] == [(True, "Is this the right part?"), (True, None)]
+        await outbox_idle(sim)
+        assert len(in_topic(sim, desk.chat_id, topic.thread_id)) == 1 + 2  # ... and the photos are shown once
+
+
 # --- documents ---------------------------------------------------------------------------------------------------
 
 FACT = "The spare key is under the blue flower pot by the north gate."
@@ -239,6 +252,17 @@ async def test_a_file_that_cannot_be_read_goes_to_a_person_with_a_notice(
         return "text" not in stored.attachments[0]
 
     await eventually(handed_off, "nothing stored as the file's text")
+
+
+async def test_a_file_that_cannot_be_read_reaches_the_people_it_goes_to(
+        database_url: str, sim: Simulator, ai: FakeAI) -> None:
+    async with manager_desk(database_url, sim, ai) as desk:
+        ann = sim.create_user("Ann", language_code="en")
+        sim.send_document(ann["id"], file_name="prices.xlsx", content=b"PK\x03\x04 a spreadsheet",
+                          mime_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+        [topic] = await wait_for_topic(sim, desk.chat_id)
+        _, copied = await wait_in_topic(sim, desk.chat_id, topic.thread_id, 2)
+        assert copied["document"]["file_name"] == "prices.xlsx"
 
 
 async def test_album_items_stored_at_once_make_one_message_with_one_answer_job(database: str) -> None:
