@@ -30,7 +30,7 @@ FD.start(async (me) => {
   function messageItem(message) {
     const who = message.author_name && (message.author === "manager" || message.author === "note")
       ? message.author_name : FD.t(authors[message.author]);
-    const item = FD.el("li", { class: "msg " + message.author, "data-id": message.id },
+    const item = FD.el("li", { class: "msg " + message.author, "data-id": message.id, "data-shape": shape(message) },
       FD.el("div", { class: "who" }, who, FD.el("span", { class: "when" }, FD.when(message.created_at))),
       FD.el("div", { class: "body", html: message.html || "" }));
     for (const attachment of message.attachments) {
@@ -74,12 +74,21 @@ FD.start(async (me) => {
       FD.el("summary", {}, FD.t("passages_given", { count: passages.length })), list);
   }
 
+  /* What a shown message looks like: when it changes (an album's later items joined it), it is drawn again. */
+  function shape(message) {
+    return `${message.attachments.length}:${message.text}`;
+  }
+
   /* Each message in its place by id, whenever it arrives: a notice stored before a reply ("Mia joined")
      gets its words a moment after the reply was shown, and still sits above it. */
   function add(messages) {
     const added = [];
     for (const message of messages) {
-      if (transcript.querySelector(`li[data-id="${message.id}"]`)) continue;
+      const shown = transcript.querySelector(`li[data-id="${message.id}"]`);
+      if (shown) {
+        if (shown.dataset.shape !== shape(message)) shown.replaceWith(messageItem(message));
+        continue;
+      }
       const item = messageItem(message);
       const next = [...transcript.children].find((other) => Number(other.dataset.id) > message.id);
       transcript.insertBefore(item, next || null);
