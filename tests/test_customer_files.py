@@ -15,7 +15,7 @@ from fpdf import FPDF
 from tgsim import Simulator
 
 from models import AuthorKind, KnowledgeChunk, KnowledgeItem, KnowledgePage, Message, OutboxJob
-from services import conversations
+from services import conversations, tokens
 from services.conversations import Customer, Incoming
 from services.limits import MemoryRateLimiter
 from tests.conftest import Frontdesk, eventually, outbox_idle
@@ -284,3 +284,17 @@ async def test_album_items_stored_at_once_make_one_message_with_one_answer_job(d
     assert [a["file_id"] for a in album.attachments] == ["photo-11", "photo-12", "photo-13"]
     assert album.text == "Look"
     assert await OutboxJob.filter(kind="answer").count() == 1
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"CUSTOMER_FILE_TOKENS": "200"}], indirect=True)
+async def test_a_long_file_is_cut_to_its_token_budget(
+        frontdesk_settings: dict[str, Any], frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    text = " ".join(f"Line {number} of the guest book." for number in range(1, 2001))
+    ann = sim.create_user("Ann", language_code="en")
+    sim.send_document(ann["id"], file_name="guests.txt", content=text.encode(), caption="Who came first?")
+    await sim.wait_for_messages(ann["id"], timeout=30)
+    [request] = ai.requests
+    assert "Line 1 of the guest book." in _system(request)
+    assert "Line 2000 of" not in _system(request)
+    assert "the rest of the file is cut off" in _system(request)
+    assert tokens.estimate(_system(request)) < 1000
