@@ -305,7 +305,9 @@ async def build_services(app: web.Application) -> Services:
                           settings.draft_interval, vision_max_bytes=settings.vision_max_bytes,
                           transcribe_max_seconds=settings.transcribe_max_seconds,
                           daily_transcriptions=settings.customer_daily_transcriptions,
-                          daily_images=settings.customer_daily_images)
+                          daily_images=settings.customer_daily_images,
+                          album_settle_seconds=settings.album_settle_seconds,
+                          file_max_bytes=settings.customer_file_max_bytes, file_tokens=settings.customer_file_tokens)
     embedder = create_embedder(settings.embedding_base_url, settings.embedding_api_key, settings.embedding_model,
                                settings.embedding_threads)
     index = KnowledgeIndex(embedder, bus, max_wait=settings.embedding_max_wait)
@@ -362,7 +364,8 @@ def _workers(settings: Settings, metrics: Metrics, services: Services, channels:
         OutboxSettings(settings.outbox_workers, settings.outbox_lease_seconds, settings.outbox_max_attempts),
         on_give_up=answerer.gave_up, observe=metrics.outbox_job)]
     if services.messenger is not None:
-        managers = ManagerGroup(services.messenger, services.translate, settings.default_locale)
+        managers = ManagerGroup(services.messenger, services.translate, settings.default_locale,
+                                settings.album_settle_seconds)
         # One worker: the manager group's budget is spent in order, and its waits hold up no customer.
         workers.append(OutboxWorker(
             managers.handlers(), OutboxSettings(1, max(settings.outbox_lease_seconds, MANAGER_JOB_LEASE),

@@ -229,6 +229,14 @@ class Settings(BaseSettings):
             raise ValueError(f"WIDGET_UPLOAD_TYPES: {', '.join(unknown)} not among {', '.join(DEFAULT_UPLOAD_TYPES)}")
         return types
 
+    # --- Albums and files customers send (issue 18) ---
+    # Seconds an album (its items arrive one by one) waits after its last item before it is answered or copied.
+    album_settle_seconds: float = Field(1.0, alias="ALBUM_SETTLE_SECONDS", ge=0, le=30)
+    # The largest file a customer sends that is read for their answer; a bigger one goes to people.
+    customer_file_max_bytes: int = Field(10_000_000, alias="CUSTOMER_FILE_MAX_BYTES", ge=0, le=20_000_000)
+    # The tokens of customers' files the AI reads with a conversation (a longer file is cut to this).
+    customer_file_tokens: int = Field(4000, alias="CUSTOMER_FILE_TOKENS", ge=100, le=100_000)
+
     @field_validator("admin_ids", "ai_fallback_models", "encryption_old_keys", "ai_vision_models", mode="before")
     @classmethod
     def _lists(cls, value: object) -> object:

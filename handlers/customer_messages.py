@@ -21,7 +21,8 @@ async def customer_wrote(message: Message, tenant_id: int, event_update: Update,
         tenant_id,
         as_customer(user),
         Incoming(source_key=f"tg:{event_update.update_id}", text=message.text or message.caption or "",
-                 attachments=attachments(message), telegram_message_id=message.message_id),
+                 attachments=attachments(message), telegram_message_id=message.message_id,
+                 album=message.media_group_id or ""),
         known=customer,
     )
 

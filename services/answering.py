@@ -31,8 +31,10 @@ from models import (
     User,
 )
 from services import (
+    albums,
     bot_settings,
     conversations,
+    customer_files,
     handoff,
     knowledge,
     persona,
@@ -44,6 +46,7 @@ from services import (
 )
 from services.ai import AIClient, AIReply, AIUnavailable
 from services.channels import Channels, CustomerChannel
+from services.documents import DocumentError
 from services.flow import ConversationFlow
 from services.generation import GenerationStopped, Typing
 from services.i18n import N_, Translate
@@ -87,6 +90,9 @@ class AnswerPolicy:
     transcribe_max_seconds: int = 300  # a longer voice goes to people untranscribed (TRANSCRIBE_MAX_SECONDS)
     daily_transcriptions: int = 50  # per customer per UTC day (CUSTOMER_DAILY_TRANSCRIPTIONS)
     daily_images: int = 30  # images given to a vision model, per customer per UTC day (CUSTOMER_DAILY_IMAGES)
+    album_settle_seconds: float = 1.0  # an album is answered once its items stopped arriving (ALBUM_SETTLE_SECONDS)
+    file_max_bytes: int = 10_000_000  # a bigger file a customer sends is not read (CUSTOMER_FILE_MAX_BYTES)
+    file_tokens: int = 4000  # of the customer's files, the AI reads this much (CUSTOMER_FILE_TOKENS)
 
 
 # Marks the reply to a question nobody could answer (the AI said it cannot; no AI and no knowledge
@@ -127,16 +133,20 @@ def knowledge_section(passages: Sequence[Passage]) -> str:
 
 async def build_prompt(bot_id: int, question: str, *, locale: str, context_tokens: int,
                        earlier: Sequence[Message] = (), index: KnowledgeIndex | None = None,
-                       persona_text: str | None = None, images: Sequence[dict[str, Any]] = ()) -> Prompt:
-    """The persona (the active one, unless a draft is tried), the best passages of knowledge, as much of
-    `earlier` as the budget holds, the question."""
+                       persona_text: str | None = None, images: Sequence[dict[str, Any]] = (),
+                       files: Sequence[tuple[str, str]] = ()) -> Prompt:
+    """The persona (the active one, unless a draft is tried), the best passages of knowledge, the customer's
+    files (`files`: name and text, for this conversation only), as much of `earlier` as the budget holds, the
+    question."""
     system = persona_text if persona_text is not None else await persona.active_persona(bot_id)
     found = await retrieval.retrieve(bot_id, question, index=index, limit=PASSAGES)
     passages = retrieval.within_budget(found, int(context_tokens * KNOWLEDGE_SHARE) - tokens.estimate(system))
     if passages:
         system += "\n\n" + knowledge_section(passages)
+    if files:  # their own budget (CUSTOMER_FILE_TOKENS): the history's is not spent on them
+        system += "\n\n" + customer_files.section(files)
     system += f"\n\nThe customer's language: {locale}. Today is {datetime.now(UTC):%Y-%m-%d}."
-    budget = context_tokens - tokens.estimate(system)
+    budget = context_tokens - tokens.estimate(system) + sum(tokens.estimate(text) for _, text in files)
     turns: list[dict[str, Any]] = []
     for message in reversed(earlier):
         said = transcription.said(message.text, message.attachments)
@@ -269,8 +279,12 @@ class Answerer:
         context = await self._load(job)
         if context is None:
             return
+        await albums.settle(context.message, self.policy.album_settle_seconds)  # an album: all of its items
+        first_handoff = context.conversation.handed_off_at is None
         with contextlib.suppress(RecipientBlocked):  # the channel marked them: nothing more is sent there
             await self._answer(context)
+        if first_handoff and context.message.attachments:
+            await self._media_to_people(context)
         await conversations.note_customer_message(context.message)  # once, after the outcome
         await self.flow.answered(context.conversation)
 
@@ -320,6 +334,9 @@ class Answerer:
             return
         if vision.images_of(context.message.attachments):
             await self._answer_images(context)
+            return
+        if customer_files.files_of(context.message.attachments):
+            await self._answer_files(context)
             return
         question = context.message.text.strip()
         if voice is not None:
@@ -423,6 +440,66 @@ class Answerer:
                 await allowance.settle(len(context.images))  # the images the model was given
         finally:
             await asyncio.shield(allowance.release())  # none was given; a no-op once settled
+
+    async def _answer_files(self, context: _Context) -> None:
+        """A file (or an album of files): its text is context for this conversation, and its caption (or, without
+        one, a request to look at it) is answered like text. A file that cannot be read goes to a person."""
+        problem = await self._read_files(context)
+        if problem is not None:
+            await self._hand_off(context, HandoffReason.CANNOT_ANSWER, lead=problem)
+            return
+        question = context.message.text.strip()
+        if question:
+            direct = await knowledge.direct_answer(context.customer.bot_id, question, self.policy.kb_direct_threshold)
+            if direct is not None:
+                await self._answer_from_knowledge(context, direct)
+                return
+        if self.ai is None:
+            await self._without_ai(context, question)
+            return
+        await self._answer_with_quota(context, question or customer_files.WITHOUT_WORDS)
+
+    async def _media_to_people(self, context: _Context) -> None:
+        """When the answer to photos or a file handed the conversation to people, they see those in the topic
+        (the message was stored before the topic existed, and the header card only names it)."""
+        if await Conversation.filter(id=context.conversation.id, mode=ConversationMode.HUMAN).exists():
+            await conversations.show_to_managers(context.message, context.customer)
+            self.flow.wake()
+
+    async def _read_files(self, context: _Context) -> str | None:
+        """Each file's text, kept in its attachment (`text`) for the later turns too; the customer's notice when
+        one cannot be read. Never written to the knowledge base."""
+        limit = self.policy.file_max_bytes
+        problem: str | None = None
+        read = False
+        for attachment in customer_files.files_of(context.message.attachments):
+            if attachment.get("text"):
+                continue  # read before (a re-run after a crash)
+            name = customer_files.filename(attachment)
+            size = attachment.get("size")
+            if isinstance(size, int) and size > limit:
+                problem = customer_files.TOO_BIG
+                continue
+            if name is None:
+                problem = customer_files.UNSUPPORTED
+                continue
+            try:
+                data = await context.channel.media(attachment, limit)
+                if data is None:
+                    raise MediaUnavailable("this channel cannot fetch it")
+                attachment["text"] = await asyncio.to_thread(customer_files.read, name, data, limit,
+                                                             self.policy.file_tokens)
+                read = True
+            except MediaUnavailable as error:
+                log.info("file of message %s not fetched: %s", context.message.id, error)
+                problem = customer_files.NOT_READ
+            except DocumentError as error:
+                log.info("file of message %s not read: %s", context.message.id, error)
+                problem = customer_files.TOO_BIG if error.code in ("too_large", "too_many_pages", "zip_bomb") \
+                    else customer_files.NOT_READ
+        if read:
+            await Message.filter(id=context.message.id).update(attachments=context.message.attachments)
+        return problem
 
     async def _answer_with_ai(self, context: _Context, question: str, reservation: quotas.Reservation) -> None:
         try:
@@ -530,7 +607,8 @@ class Answerer:
         earlier = await conversations.history(context.conversation.id, before_id=context.message.id)
         return await build_prompt(context.customer.bot_id, question, locale=context.locale,
                                   context_tokens=self.policy.context_tokens, earlier=earlier, index=self.index,
-                                  images=context.images)
+                                  images=context.images, files=customer_files.conversation_files(
+                                      [*earlier, context.message], self.policy.file_tokens))
 
     async def _deliver_ai(self, context: _Context, reply: AIReply, passages: Sequence[Passage], *,
                           unanswered: bool = False) -> None:

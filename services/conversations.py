@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -27,7 +27,7 @@ from models import (
     UsageSlot,
     User,
 )
-from services import outbox, transcription
+from services import albums, outbox, transcription
 from services.files import NewFile, stored_attachment
 from services.i18n import pick_locale
 from services.knowledge import question_key, words
@@ -70,6 +70,7 @@ class Incoming:
     attachments: list[dict[str, Any]] = field(default_factory=list)
     telegram_message_id: int | None = None  # in the customer's private chat
     files: list[NewFile] = field(default_factory=list)  # a widget visitor's upload: stored with the message
+    album: str = ""  # Telegram's media_group_id: the items of one album are stored as one message (services/albums)
 
 
 @dataclass(frozen=True)
@@ -237,17 +238,51 @@ async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming
     """
     if known is not None and known.banned:
         return IGNORED  # a banned customer reaches no one, and costs nothing
-    verdict = await limiter.check(who.rate_key(bot_id))
+    if incoming.telegram_message_id is not None and incoming.attachments:  # where its media can be copied from
+        incoming = replace(incoming, attachments=[{**a, "telegram_message_id": incoming.telegram_message_id}
+                                                  for a in incoming.attachments])
+    if not incoming.album or who.telegram_id is None or not incoming.attachments:
+        verdict = await limiter.check(who.rate_key(bot_id))
+        return await _store(bot_id, who, incoming, verdict, default_locale, known)
+    # An album's item: appended to the album's message, or its first item creates that message. The album
+    # is one message to the rate too: its later items take nothing from the customer's allowance.
+    key = albums.album_key(who.telegram_id, incoming.album)
+    verdict = Verdict.ALLOW if await albums.is_open(bot_id, key) else await limiter.check(who.rate_key(bot_id))
+    incoming = replace(incoming, attachments=[albums.item(a, incoming.text) for a in incoming.attachments])
+    stored = await _store(bot_id, who, incoming, verdict, default_locale, known, album_key=key)
+    if stored.duplicate:  # or another instance stored the album's first item meanwhile: this one is appended now
+        stored = await _store(bot_id, who, incoming, verdict, default_locale, known, album_key=key)
+    return stored
+
+
+async def _store(bot_id: int, who: Customer, incoming: Incoming, verdict: Verdict, default_locale: str,
+                 known: User | None, *, album_key: str | None = None) -> Stored:
+    """The message and its jobs in one transaction. An album's item (`album_key`) is appended to the album's
+    message in the same transaction that would otherwise create it: atomic on SQLite (one transaction at a
+    time), and on PostgreSQL the album's unique source key makes the loser of a race fail and come again."""
     text = incoming.text[:MAX_TEXT_CHARS * 4]
+    source_key = incoming.source_key
     try:
         async with in_transaction():
+            if album_key is not None:
+                added, album = await albums.add_item(bot_id, album_key, incoming.attachments[0])
+                if added == albums.Added.DUPLICATE:
+                    return IGNORED
+                if added == albums.Added.APPENDED:
+                    assert album is not None
+                    await _album_item_to_managers(album, incoming, who)
+                    await album.fetch_related("conversation", "author")  # what its event names
+                    return Stored(album)
+                if added == albums.Added.NEW_ALBUM:
+                    source_key = album_key
             user = await (refresh_customer(known, who) if known is not None
                           else register_customer(bot_id, who, default_locale))
             conversation = await open_conversation(user, text)
             attachments = [*incoming.attachments, *[await _store_file(conversation, new) for new in incoming.files]]
             message = await Message.create(
                 bot_id=bot_id, conversation=conversation, author_kind=AuthorKind.CUSTOMER, author=user,
-                text=text, attachments=attachments, source_key=incoming.source_key)
+                text=text, attachments=attachments, source_key=source_key,
+                ai_meta={"album": albums.first_state()} if source_key == album_key else {})
             if not conversation.question_key:
                 await _note_question(conversation, text)
             with_ai = conversation.mode == ConversationMode.AI
@@ -269,8 +304,8 @@ async def record_customer_message(bot_id: int, who: Customer, incoming: Incoming
                 # Managers see every message from the first handoff on, whatever the rate.
                 await _to_managers(conversation, message, incoming, who, bookkeeping=not answered)
     except IntegrityError:
-        if await Message.exists(bot_id=bot_id, source_key=incoming.source_key):
-            return Stored(None)  # a re-delivery of a message stored before
+        if await Message.exists(bot_id=bot_id, source_key=source_key):
+            return Stored(None)  # a re-delivery of a message stored before (or an album's, stored meanwhile)
         raise
     return Stored(message)
 
@@ -279,6 +314,33 @@ async def _store_file(conversation: Conversation, new: NewFile) -> dict[str, Any
     stored = await StoredFile.create(bot_id=conversation.bot_id, conversation=conversation, name=new.name,
                                      mime_type=new.mime_type, size=len(new.content), content=new.content)
     return stored_attachment(stored, new.kind)
+
+
+async def _album_item_to_managers(album: Message, incoming: Incoming, who: Customer) -> None:
+    """An item appended to an album the managers see: its Telegram message points at the album's message too
+    (a caption edited there reaches the topic's copy); the album's copy job sends every item."""
+    if incoming.telegram_message_id is None or who.telegram_id is None:
+        return
+    if await MessageCopy.filter(bot_id=album.bot_id, message_id=album.id, original=True).exists():
+        await MessageCopy.bulk_create([MessageCopy(bot_id=album.bot_id, message_id=album.id, chat_id=who.telegram_id,
+                                                   telegram_message_id=incoming.telegram_message_id, original=True)],
+                                      ignore_conflicts=True)
+
+
+async def show_to_managers(message: Message, customer: User) -> None:
+    """A message the AI handed to people because of what it carries (photos it cannot see, a file it cannot
+    read): copied into the conversation's topic after its header card, which only names it, so that the
+    people see it too."""
+    conversation = await Conversation.get(id=message.conversation_id)
+    async with in_transaction():
+        if customer.telegram_id is not None:
+            originals = {a.get("telegram_message_id") for a in message.attachments} - {None}
+            await MessageCopy.bulk_create([MessageCopy(bot_id=message.bot_id, message_id=message.id,
+                                                       chat_id=customer.telegram_id, telegram_message_id=telegram_id,
+                                                       original=True) for telegram_id in originals],
+                                          ignore_conflicts=True)
+        await outbox.enqueue(message.bot_id, JobKind.TOPIC_COPY, {"message_id": message.id},
+                             lane=topic_lane(conversation), queue=outbox.MANAGERS, priority=1)
 
 
 async def _has_manager_chat(bot_id: int) -> bool:

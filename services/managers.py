@@ -8,11 +8,9 @@ into one group message, and nothing is ever dropped.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -26,7 +24,7 @@ from models import (
     OutboxJob,
     User,
 )
-from services import conversations, files, outbox, transcription
+from services import albums, conversations, files, outbox, transcription
 from services.i18n import N_, Translate
 from services.outbox import JobHandler, JobKind
 from services.ports import (
@@ -139,7 +137,9 @@ def message_line(message: Message, translate: Translate, locale: str) -> str:
 
 
 class ManagerGroup:
-    def __init__(self, messenger: Messenger, translate: Translate, default_locale: str) -> None:
+    def __init__(self, messenger: Messenger, translate: Translate, default_locale: str,
+                 album_settle: float = ALBUM_SETTLE_SECONDS) -> None:
+        self.album_settle = album_settle  # an album is copied once its items stopped arriving
         self.messenger = messenger
         self.files = files.ConversationFiles(messenger)
         self.translate = translate
@@ -194,13 +194,14 @@ class ManagerGroup:
     async def topic_edit_job(self, job: OutboxJob) -> None:
         """A customer edited a message: the topic's copy shows the new text."""
         chat = await self._chat(job.bot_id)
-        copies = await MessageCopy.filter(message_id=job.payload["message_id"], chat_id=chat.chat_id, original=False)
-        for copy in copies:
+        copies = await MessageCopy.filter(message_id=job.payload["message_id"], chat_id=chat.chat_id,
+                                          original=False).order_by("telegram_message_id")
+        for index, copy in enumerate(copies):
             sharing = await Message.filter(telegram_copies__chat_id=chat.chat_id,
                                            telegram_copies__telegram_message_id=copy.telegram_message_id
                                            ).prefetch_related("conversation__user").order_by("id")
-            if not sharing:
-                continue
+            if not sharing or (index and len(sharing) == 1 and len(sharing[0].attachments) > 1):
+                continue  # an album's words are the caption of its first item
             html, caption = self._copy_text(sharing[0].conversation, chat, sharing)
             try:
                 await self.messenger.edit(chat.chat_id, int(copy.telegram_message_id), html, caption=caption)
@@ -376,20 +377,20 @@ class ManagerGroup:
         or (when the queue has backed up) the customer's next text messages."""
         group_id = _album(first)
         if group_id:
-            age = (datetime.now(UTC) - first.created_at).total_seconds()
-            if age < ALBUM_SETTLE_SECONDS:
-                await asyncio.sleep(ALBUM_SETTLE_SECONDS - age)
+            await albums.settle(first, self.album_settle)  # every item of the album is in it now
         elif first.attachments or first.author_kind != AuthorKind.CUSTOMER:
             return [], [first]  # staff's words from the Mini App go one by one, with their author
         followers: list[OutboxJob] = []
         batch = [first]
         size = len(first.text)
+        items = len(first.attachments)
         for other in await outbox.pending_behind(job, "topic_copy"):
             message = await Message.get_or_none(id=other.payload["message_id"])
             if message is None:
                 break
-            if group_id:
-                if _album(message) != group_id or len(batch) == 10:
+            if group_id:  # an item that came after its album was sealed goes with it, as in the customer's chat
+                items += len(message.attachments)
+                if _album(message) != group_id or items > albums.MAX_ITEMS:
                     break
             elif message.attachments or size + len(message.text) > COALESCE_CHARS:
                 break
@@ -405,7 +406,7 @@ class ManagerGroup:
             html, _ = self._copy_text(conversation, chat, batch)
             return [await self._deliver(conversation, chat, before, lambda where: self.messenger.post(
                 where, OutgoingText(html)))]
-        original = await MessageCopy.get_or_none(message_id=first.id, original=True)
+        original = await MessageCopy.filter(message_id=first.id, original=True).order_by("telegram_message_id").first()
         kind = str(first.attachments[0].get("type"))
         if original is None and files.fetchable(first.attachments[0]):  # a website visitor's file: its bytes
             uploaded = await self._upload(conversation, chat, first)
@@ -416,9 +417,8 @@ class ManagerGroup:
             html = body if chat.forum else self._prefixed(conversation, body)
             return [await self._deliver(conversation, chat, before, lambda where: self.messenger.post(
                 where, OutgoingText(html)))]
-        if len(batch) > 1:
-            items = [AlbumItem(str(m.attachments[0]["type"]), str(m.attachments[0]["file_id"]),
-                               escape(m.text)) for m in batch]
+        if len(batch) > 1 or len(first.attachments) > 1:
+            items = _album_items(batch)
             if not chat.forum:
                 head = items[0]
                 items[0] = AlbumItem(head.kind, head.file_id, self._prefixed(conversation, head.caption_html))
@@ -495,12 +495,26 @@ class ManagerGroup:
 
     async def _remember(self, chat_id: int, batch: list[Message], sent: list[int]) -> None:
         rows = []
-        for index, message in enumerate(batch):
-            # An album is one message per item; coalesced texts all point at the one message.
-            telegram_ids = [sent[index]] if len(sent) == len(batch) else sent
+        each = len(sent) == sum(len(message.attachments) for message in batch)
+        start = 0
+        for message in batch:
+            # An album's items point at their message (one message has several); coalesced texts all at the one.
+            telegram_ids = sent[start:start + len(message.attachments)] if each else sent
+            start += len(message.attachments)
             rows += [MessageCopy(bot_id=message.bot_id, message_id=message.id, chat_id=chat_id,
                                  telegram_message_id=telegram_id) for telegram_id in telegram_ids]
         await MessageCopy.bulk_create(rows, ignore_conflicts=True)
+
+
+def _album_items(batch: list[Message]) -> list[AlbumItem]:
+    """The items of an album as the managers get it: each attachment with its own caption (a message of one
+    attachment, an album item stored before albums were one message, has its caption as its text)."""
+    items = []
+    for message in batch:
+        for attachment in message.attachments:
+            caption = str(attachment.get("caption") or "") if len(message.attachments) > 1 else message.text
+            items.append(AlbumItem(str(attachment["type"]), str(attachment["file_id"]), escape(caption)))
+    return items
 
 
 def _album(message: Message) -> str:

@@ -5,7 +5,8 @@ base from a reply. Screenshots in en, ru and uz at 390 and 1280 px go to SCREENS
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -236,3 +237,49 @@ async def test_screenshots_in_each_language_at_a_phones_and_a_desktops_width(
             await page.locator("#saved-button").click()
             await shot(page, f"{label}-{locale}-picker")
             await page.context.close()
+
+
+@pytest.mark.parametrize("size", [PHONE, DESKTOP], ids=["390px", "1280px"])
+async def test_an_albums_later_items_join_its_message_on_an_open_page(
+        desk: Desk, sim: Simulator, browser: Browser, size: dict[str, int]) -> None:
+    """Telegram delivers an album item by item: the page that showed its first item shows the others in it."""
+    conversation = await waiting_conversation(desk, sim)
+    await approve(desk, sim, desk.mia)
+    page = await staff_page(browser, sim, desk.mia["id"], size)
+    frames: list[str] = []
+    page.on("websocket", lambda socket: socket.on("framereceived", lambda frame: frames.append(str(frame))))
+    await page.goto(f"{desk.frontdesk.url}/app/conversations/{conversation.id}")
+    await expect(page.locator("#state")).to_have_text("Waiting")
+
+    async def listening() -> bool:
+        return any('"ready"' in frame for frame in frames)
+
+    await eventually(listening, "the page's live connection")
+    bea = await User.get(id=conversation.user_id)
+    first, *others = album_items(sim, int(bea.telegram_id or 0), 3, caption="Which of these fits?")
+    first()
+    album = page.locator("#transcript .msg.customer", has_text="Which of these fits?")
+    await expect(album.locator(".muted")).to_have_count(1, timeout=10_000)
+    for send in others:
+        send()
+    await expect(album.locator(".muted")).to_have_count(3, timeout=10_000)  # live, without a reload
+    await expect(page.locator("#transcript .msg.customer")).to_have_count(1)
+    await shot(page, f"album-{size['width']}")
+
+
+def album_items(sim: Simulator, user_id: int, count: int, caption: str) -> list[Callable[[], None]]:
+    """An album's items, each sent when called (tgsim's send_album sends them all at once)."""
+    group_id = str(uuid.uuid4().int)[:18]
+
+    def item(index: int) -> Callable[[], None]:
+        def send() -> None:
+            stored = sim.world.add_file("photos", b"\x89PNG" + bytes([index]), extension=".jpg")
+            sizes = [{"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "file_size": stored.size,
+                      "width": 1280, "height": 1280}]
+            content: dict[str, Any] = {"photo": sizes, "media_group_id": group_id}
+            if index == 0:
+                content["caption"] = caption
+            sim._user_message(user_id, None, content, None, None)
+        return send
+
+    return [item(index) for index in range(count)]

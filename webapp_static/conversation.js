@@ -30,7 +30,7 @@ FD.start(async (me) => {
   function messageItem(message) {
     const who = message.author_name && (message.author === "manager" || message.author === "note")
       ? message.author_name : FD.t(authors[message.author]);
-    const item = FD.el("li", { class: "msg " + message.author, "data-id": message.id },
+    const item = FD.el("li", { class: "msg " + message.author, "data-id": message.id, "data-shape": shape(message) },
       FD.el("div", { class: "who" }, who, FD.el("span", { class: "when" }, FD.when(message.created_at))),
       FD.el("div", { class: "body", html: message.html || "" }));
     message.attachments.forEach((attachment, index) => {
@@ -109,6 +109,13 @@ FD.start(async (me) => {
       FD.el("summary", {}, FD.t("passages_given", { count: passages.length })), list);
   }
 
+  /* What a shown message looks like: when it changes (an album's later items joined it, a voice was heard), it is
+     drawn again. */
+  function shape(message) {
+    const heard = message.attachments.filter((attachment) => attachment.transcript).length;
+    return `${message.attachments.length}:${heard}:${message.text}`;
+  }
+
   /* Each message in its place by id, whenever it arrives: a notice stored before a reply ("Mia joined")
      gets its words a moment after the reply was shown, and still sits above it. */
   function add(messages) {
@@ -116,9 +123,7 @@ FD.start(async (me) => {
     for (const message of messages) {
       const shown = transcript.querySelector(`li[data-id="${message.id}"]`);
       if (shown) {
-        // A voice heard after it was shown: it is shown again, with its transcript.
-        const heard = message.attachments.some((attachment) => attachment.transcript);
-        if (heard && !shown.querySelector(".voice-transcript")) shown.replaceWith(messageItem(message));
+        if (shown.dataset.shape !== shape(message)) shown.replaceWith(messageItem(message));
         continue;
       }
       const item = messageItem(message);
