@@ -205,6 +205,10 @@ class Settings(BaseSettings):
     # The largest image, in bytes, given to a vision model; a bigger one goes to people (Telegram's cap is 20 MB).
     vision_max_bytes: int = Field(10_000_000, alias="VISION_MAX_BYTES", ge=0, le=20_000_000)
 
+    # --- Many bots, one deployment (issue 19) ---
+    # A removed bot's data is deleted this many days after its removal (until then `bots add` brings it back).
+    bot_retention_days: int = Field(30, alias="BOT_RETENTION_DAYS", ge=0)
+
     @field_validator("admin_ids", "ai_fallback_models", "encryption_old_keys", "ai_vision_models", mode="before")
     @classmethod
     def _lists(cls, value: object) -> object:
