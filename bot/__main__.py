@@ -21,8 +21,9 @@ from bot.encryption import secret_box
 from bot.knowledge import knowledge_sources
 from bot.observability import configure_logging
 from bot.settings import PROJECT_ROOT, Settings
+from models import Bot as Tenant
 from models import KnowledgeSource, SourceStatus
-from services import accounts, bot_settings, conversations, knowledge, persona, widget
+from services import accounts, bot_settings, bots, knowledge, persona, widget
 from services.embeddings import create_embedder
 from services.knowledge_index import KnowledgeIndex
 from services.knowledge_sources import KnowledgeSources, SourceError, SourceView
@@ -34,25 +35,31 @@ T = TypeVar("T")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description="Frontdesk: an AI front desk on Telegram.")
+    # Commands that touch one business's data name its bot; with one bot in the deployment, that one.
+    one_bot = argparse.ArgumentParser(add_help=False)
+    one_bot.add_argument("--bot", default=None, metavar="USERNAME_OR_ID",
+                         help="the bot whose data this is (default: the only one; `bots list` shows them)")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("run", help="start the server (the default)")
     commands.add_parser("migrate", help="apply database migrations")
     kb = commands.add_parser("kb", help="the knowledge base").add_subparsers(dest="kb_command", required=True)
-    kb_import = kb.add_parser("import", help="import a .csv (question,answer[,tags]) or .md (## question) file")
+    kb_import = kb.add_parser("import", parents=[one_bot],
+                              help="import a .csv (question,answer[,tags]) or .md (## question) file")
     kb_import.add_argument("file", type=Path)
-    kb_add = kb.add_parser("add", help="index a document (PDF, Word .docx, HTML, Markdown, text) or a website; "
-                                       "exits 0 once it is ready")
+    kb_add = kb.add_parser("add", parents=[one_bot],
+                           help="index a document (PDF, Word .docx, HTML, Markdown, text) or a website; "
+                                "exits 0 once it is ready")
     kb_add.add_argument("location", metavar="PATH_OR_URL")
     kb_add.add_argument("--single-page", action="store_true", help="a URL: only this page, not the site it is on")
     kb_add.add_argument("--page-limit", type=int, default=None, help="a site: at most this many pages "
                                                                       "(default KNOWLEDGE_PAGE_LIMIT, 200)")
-    kb.add_parser("sync", help="re-read every web source now")
-    kb.add_parser("sources", help="list the documents and websites")
-    kb_remove = kb.add_parser("remove", help="delete a source and its passages")
+    kb.add_parser("sync", parents=[one_bot], help="re-read every web source now")
+    kb.add_parser("sources", parents=[one_bot], help="list the documents and websites")
+    kb_remove = kb.add_parser("remove", parents=[one_bot], help="delete a source and its passages")
     kb_remove.add_argument("source_id", type=int, metavar="ID")
     persona_parser = commands.add_parser("persona", help="the AI persona").add_subparsers(
         dest="persona_command", required=True)
-    persona_set = persona_parser.add_parser("set", help="make a text file the active persona")
+    persona_set = persona_parser.add_parser("set", parents=[one_bot], help="make a text file the active persona")
     persona_set.add_argument("file", type=Path)
     export = commands.add_parser("export", help="write the whole database to a file (JSON Lines)")
     export.add_argument("file", type=Path)
@@ -60,33 +67,52 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("file", type=Path)
     sites = commands.add_parser("site", help="websites that embed the chat widget").add_subparsers(
         dest="site_command", required=True)
-    site_add = sites.add_parser("add", help="register a website; prints its public key last")
+    site_add = sites.add_parser("add", parents=[one_bot], help="register a website; prints its public key last")
     site_add.add_argument("--origin", action="append", required=True, metavar="URL",
                           help="an origin allowed to embed the widget, e.g. https://shop.example (repeatable)")
     site_add.add_argument("--title", default="", help="the chat window's title")
     site_add.add_argument("--color", default="", help="the accent colour, e.g. #2563eb")
     site_add.add_argument("--text-color", default="", help="text on the accent colour, e.g. #ffffff")
     site_add.add_argument("--greeting", default="", help="the first message visitors see")
-    sites.add_parser("list", help="the registered websites")
-    site_remove = sites.add_parser("remove", help="stop serving a website's widget")
+    sites.add_parser("list", parents=[one_bot], help="the registered websites")
+    site_remove = sites.add_parser("remove", parents=[one_bot], help="stop serving a website's widget")
     site_remove.add_argument("key")
-    site_rotate = sites.add_parser("rotate-secret", help="give a website a new identity secret; prints it last")
+    site_rotate = sites.add_parser("rotate-secret", parents=[one_bot],
+                                   help="give a website a new identity secret; prints it last")
     site_rotate.add_argument("key")
     site_rotate.add_argument("--overlap-hours", type=float, default=None, metavar="N",
                              help="how long the old secret still verifies identities (default "
                                   "WIDGET_SECRET_OVERLAP_HOURS, 24; 0: it stops at once)")
-    link = commands.add_parser("dashboard-link", help="print a one-time link that signs an admin in to the desk "
-                                                     "in a browser (works without Telegram)")
+    link = commands.add_parser("dashboard-link", parents=[one_bot],
+                               help="print a one-time link that signs an admin in to the desk "
+                                    "in a browser (works without Telegram)")
     link.add_argument("--admin", type=int, default=None, metavar="ID",
                       help="which of ADMIN_IDS it signs in (default: the first)")
     link.add_argument("--name", default="", help="your first name, as customers see it when you join a chat "
                                                  "(Telegram tells it once you use the bot)")
-    commands.add_parser("demo", help="load the demo coffee shop: its knowledge in English, Russian and Uzbek, its "
-                                     "persona and its name (works while the server runs)")
+    commands.add_parser("demo", parents=[one_bot],
+                        help="load the demo coffee shop: its knowledge in English, Russian and Uzbek, its "
+                             "persona and its name (works while the server runs)")
+    _bots_parser(commands)
     commands.add_parser("encryption-key", help="print a new random ENCRYPTION_KEY")
     commands.add_parser("rotate-keys", help="re-seal stored API keys under ENCRYPTION_KEY (after changing it: "
                                             "put the old key in ENCRYPTION_OLD_KEYS first)")
     return parser
+
+
+def _bots_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bots_parser = commands.add_parser("bots", help="the bots this deployment serves (the platform owner's)")
+    bots_commands = bots_parser.add_subparsers(dest="bots_command", required=True)
+    add = bots_commands.add_parser("add", help="serve a bot: its token from @BotFather ('-' reads it from stdin, "
+                                               "which keeps it out of the shell's history)")
+    add.add_argument("token", metavar="TOKEN")
+    bots_commands.add_parser("list", help="each bot's id, username, Telegram id and state")
+    for name, text in (("pause", "stop serving a bot, keeping everything"), ("resume", "serve a paused bot again"),
+                       ("remove", "stop serving a bot; its data is deleted after BOT_RETENTION_DAYS")):
+        bots_commands.add_parser(name, help=text).add_argument("bot", metavar="USERNAME_OR_ID")
+    token = bots_commands.add_parser("token", help="give a bot its new token (after /revoke in @BotFather)")
+    token.add_argument("bot", metavar="USERNAME_OR_ID")
+    token.add_argument("token", metavar="TOKEN", help="'-' reads it from stdin")
 
 
 async def _with_database(settings: Settings, work: Awaitable[T]) -> T:
@@ -97,9 +123,14 @@ async def _with_database(settings: Settings, work: Awaitable[T]) -> T:
         await db.close_database()
 
 
-async def _import_knowledge(settings: Settings, path: Path) -> None:
+async def _business(settings: Settings, reference: str | None) -> Tenant:
+    """The bot a command acts on: `--bot`, else the deployment's only one (services.bots.for_command)."""
+    return await bots.for_command(reference, settings.bot_telegram_id, settings.telegram_enabled)
+
+
+async def _import_knowledge(settings: Settings, path: Path, reference: str | None) -> None:
     entries = knowledge.parse_file(path)
-    tenant = await conversations.ensure_bot(settings.bot_telegram_id)
+    tenant = await _business(settings, reference)
     with tqdm(total=len(entries), unit="item", desc=f"Importing {path.name}") as bar:
         report = await knowledge.import_entries(tenant.id, entries, progress=bar.update)
     print(f"{report.created} created, {report.updated} updated, {report.unchanged} unchanged")
@@ -115,9 +146,9 @@ def _knowledge_sources(settings: Settings) -> KnowledgeSources:
 
 async def _knowledge_command(settings: Settings, args: argparse.Namespace) -> int:
     if args.kb_command == "import":
-        await _import_knowledge(settings, args.file)
+        await _import_knowledge(settings, args.file, args.bot)
         return 0
-    tenant = await conversations.ensure_bot(settings.bot_telegram_id)
+    tenant = await _business(settings, args.bot)
     sources = _knowledge_sources(settings)
     try:
         if args.kb_command == "add":
@@ -168,15 +199,15 @@ def _print_view(view: SourceView) -> None:
           f"{view.location}")
 
 
-async def _set_persona(settings: Settings, path: Path) -> None:
-    tenant = await conversations.ensure_bot(settings.bot_telegram_id)
+async def _set_persona(settings: Settings, path: Path, reference: str | None) -> None:
+    tenant = await _business(settings, reference)
     version = await persona.set_persona(tenant.id, path.read_text(encoding="utf-8"))
     print(f"persona version {version.version} is now active")
 
 
 async def _site_command(settings: Settings, args: argparse.Namespace) -> None:
+    tenant = await _business(settings, args.bot)
     if args.site_command == "add":
-        tenant = await conversations.ensure_bot(settings.bot_telegram_id)
         site = await widget.create_site(tenant.id, args.origin, title=args.title, color=args.color,
                                         text_color=args.text_color, greeting=args.greeting)
         base = settings.public_address.base()
@@ -185,22 +216,22 @@ async def _site_command(settings: Settings, args: argparse.Namespace) -> None:
         print(f"embed: {widget.embed_snippet(site, base)}")
         print(site.public_key)
     elif args.site_command == "list":
-        for site in await widget.list_sites():
+        for site in await widget.list_sites(tenant.id):
             print(f"{site.public_key}\t{site.title or '-'}\t{' '.join(site.allowed_origins)}")
     elif args.site_command == "rotate-secret":
-        await _rotate_secret(settings, args.key, args.overlap_hours)
-    elif not await widget.remove_site(args.key):
+        await _rotate_secret(settings, tenant, args.key, args.overlap_hours)
+    elif not await widget.remove_site(tenant.id, args.key):
         raise ValueError(f"no site has the key {args.key!r}")
     else:
         print(f"removed {args.key}")
 
 
-async def _rotate_secret(settings: Settings, key: str, overlap_hours: float | None) -> None:
+async def _rotate_secret(settings: Settings, tenant: Tenant, key: str, overlap_hours: float | None) -> None:
     hours = settings.widget_secret_overlap_hours if overlap_hours is None else overlap_hours
     if not 0 <= hours <= widget.MAX_SECRET_OVERLAP_HOURS:
         raise ValueError(f"--overlap-hours must be between 0 and {widget.MAX_SECRET_OVERLAP_HOURS}")
     site = await widget.site_by_key(key)
-    if site is None:
+    if site is None or site.bot_id != tenant.id:
         raise ValueError(f"no site has the key {key!r}")
     site = await widget.rotate_secret(site, timedelta(hours=hours))
     until = widget.previous_secret_until(site)
@@ -211,28 +242,69 @@ async def _rotate_secret(settings: Settings, key: str, overlap_hours: float | No
 async def _rotate_keys(settings: Settings, secrets: Secrets) -> int:
     from services.provider_keys import KeyPolicy, ProviderKeys  # the openai client: only this command needs it
 
-    keys = ProviderKeys(secret_box(settings, secrets), secrets, KeyPolicy())
-    report = await keys.rotate()
+    box = secret_box(settings, secrets)
+    report = await ProviderKeys(box, secrets, KeyPolicy()).rotate()
     print(f"re-sealed {report.resealed} keys under the current ENCRYPTION_KEY; {report.current} already were")
+    tokens, unreadable_tokens = await bots.reseal_tokens(box)
+    print(f"re-sealed {tokens} bot tokens")
     if report.unreadable:
         ids = ", ".join(map(str, report.unreadable))
         print(f"error: {len(report.unreadable)} keys (ids {ids}) open with neither ENCRYPTION_KEY nor any of "
               "ENCRYPTION_OLD_KEYS: add the key they were sealed with to ENCRYPTION_OLD_KEYS and run this again",
               file=sys.stderr)
-        return 1
-    return 0
+    if unreadable_tokens:
+        print(f"error: the tokens of bots {', '.join(map(str, unreadable_tokens))} open with no configured key: add "
+              "the key they were sealed with to ENCRYPTION_OLD_KEYS and run this again, or give each its token "
+              "again (`bots token`)", file=sys.stderr)
+    return 1 if report.unreadable or unreadable_tokens else 0
+
+
+def _token_argument(value: str) -> str:
+    """A token from the command line, or from stdin for '-' (out of the shell's history and `ps`)."""
+    return sys.stdin.readline().strip() if value == "-" else value
+
+
+async def _bots_command(settings: Settings, secrets: Secrets, args: argparse.Namespace) -> None:
+    from bot.telegram import token_identifier  # aiogram: only this command needs it
+
+    if args.bots_command == "list":
+        for listed in await bots.listed():
+            print(bots.describe(listed))
+        return
+    if args.bots_command == "add":
+        token = _token_argument(args.token)
+        secrets.add(token)  # never in a log line from here on
+        print(bots.describe(await bots.add_bot(token, token_identifier(settings), secret_box(settings, secrets))))
+        return
+    found = await bots.find(args.bot)
+    if found is None:
+        raise bots.BotError(f"no bot is called {args.bot!r} (`bots list` shows them)")
+    bot = found
+    if args.bots_command == "token":
+        token = _token_argument(args.token)
+        secrets.add(token)
+        bot = await bots.replace_token(bot, token, token_identifier(settings), secret_box(settings, secrets))
+    elif args.bots_command == "pause":
+        bot = await bots.pause(bot)
+    elif args.bots_command == "resume":
+        bot = await bots.resume(bot)
+    else:
+        bot = await bots.remove(bot)
+        print(f"its data is deleted after {settings.bot_retention_days} days; `bots add` with its token before "
+              "then brings it back with its data", file=sys.stderr)
+    print(bots.describe(bot))
 
 
 DEMO = PROJECT_ROOT / "demo"
 DEMO_BUSINESS = "Bean There"
 
 
-async def _load_demo(settings: Settings) -> None:
+async def _load_demo(settings: Settings, reference: str | None) -> None:
     """The demo shop, loaded again as often as wanted: items by question, the persona once, the name unless set."""
     files = sorted(DEMO.glob("knowledge*.md"))
     if not files:
         raise ValueError(f"the demo files are not in {DEMO} (they come with the source, not the package)")
-    tenant = await conversations.ensure_bot(settings.bot_telegram_id)
+    tenant = await _business(settings, reference)
     entries = [entry for path in files for entry in knowledge.parse_file(path)]
     report = await knowledge.import_entries(tenant.id, entries)
     print(f"knowledge ({', '.join(path.name for path in files)}): {report.created} created, {report.updated} "
@@ -254,8 +326,8 @@ def _link_admin(settings: Settings, wanted: int | None) -> int:
     return settings.admin_ids[0] if wanted is None else wanted
 
 
-async def _dashboard_link(settings: Settings, admin_id: int, name: str) -> None:
-    tenant = await conversations.ensure_bot(settings.bot_telegram_id)
+async def _dashboard_link(settings: Settings, admin_id: int, name: str, reference: str | None) -> None:
+    tenant = await _business(settings, reference)
     token = await accounts.admin_login_link(tenant.id, admin_id, name)
     minutes = int(accounts.LINK_LIFETIME.total_seconds() // 60)
     print(f"Sign-in link for admin {admin_id}: open it in your browser within {minutes} minutes; it works once.",
@@ -338,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "kb":
             return asyncio.run(_with_database(settings, _knowledge_command(settings, args)))
         elif args.command == "persona":
-            asyncio.run(_with_database(settings, _set_persona(settings, args.file)))
+            asyncio.run(_with_database(settings, _set_persona(settings, args.file, args.bot)))
         elif args.command == "site":
             asyncio.run(_with_database(settings, _site_command(settings, args)))
         elif args.command in ("export", "import"):
@@ -347,10 +419,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             done = "exported" if args.command == "export" else "imported"
             print(f"{done} " + ", ".join(f"{count} {table}" for table, count in counts.items()))
         elif args.command == "demo":
-            asyncio.run(_with_database(settings, _load_demo(settings)))
+            asyncio.run(_with_database(settings, _load_demo(settings, args.bot)))
         elif args.command == "dashboard-link":
             admin_id = _link_admin(settings, args.admin)
-            asyncio.run(_with_database(settings, _dashboard_link(settings, admin_id, args.name)))
+            asyncio.run(_with_database(settings, _dashboard_link(settings, admin_id, args.name, args.bot)))
+        elif args.command == "bots":
+            asyncio.run(_with_database(settings, _bots_command(settings, secrets, args)))
         elif args.command == "rotate-keys":
             return asyncio.run(_with_database(settings, _rotate_keys(settings, secrets)))
     except (ValueError, OSError, transfer_module.TransferError) as error:

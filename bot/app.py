@@ -525,13 +525,13 @@ RETENTION_EVERY = 3600.0
 
 
 async def retention_context(app: web.Application) -> AsyncIterator[None]:
-    """The hourly purge of old conversations, when RETENTION_DAYS is set."""
-    days = app[SETTINGS].retention_days
-    task = asyncio.create_task(run_retention(days, RETENTION_EVERY), name="retention") if days else None
+    """The hourly purge: removed bots past BOT_RETENTION_DAYS, and old conversations when RETENTION_DAYS is set."""
+    settings = app[SETTINGS]
+    task = asyncio.create_task(run_retention(settings.retention_days, timedelta(days=settings.bot_retention_days),
+                                             RETENTION_EVERY), name="retention")
     yield
-    if task is not None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def create_app(settings: Settings, secrets: Secrets | None = None) -> web.Application:

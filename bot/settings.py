@@ -237,6 +237,10 @@ class Settings(BaseSettings):
     # The tokens of customers' files the AI reads with a conversation (a longer file is cut to this).
     customer_file_tokens: int = Field(4000, alias="CUSTOMER_FILE_TOKENS", ge=100, le=100_000)
 
+    # --- Many bots, one deployment (issue 19) ---
+    # A removed bot's data is deleted this many days after its removal (until then `bots add` brings it back).
+    bot_retention_days: int = Field(30, alias="BOT_RETENTION_DAYS", ge=0)
+
     @field_validator("admin_ids", "ai_fallback_models", "encryption_old_keys", "ai_vision_models", mode="before")
     @classmethod
     def _lists(cls, value: object) -> object:

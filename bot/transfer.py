@@ -8,6 +8,7 @@ templates, which nothing refers to: they take new ids beside the templates the p
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from datetime import date, datetime
@@ -18,6 +19,7 @@ from uuid import UUID
 
 from tortoise import connections
 from tortoise.expressions import Q
+from tortoise.fields import BinaryField
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
@@ -39,6 +41,7 @@ from models import (
     PromptVersion,
     ProviderKey,
     SavedReply,
+    StoredFile,
     Usage,
     UsageSlot,
     User,
@@ -50,8 +53,8 @@ VERSION = 1
 # Parents before children: each table only points at tables above it (or at earlier rows of itself).
 # Browser sessions and login links are left out on purpose: staff sign in again after a move; so are
 # the widget's one-time Telegram link codes (they last minutes).
-TABLES: list[type[Model]] = [Bot, WidgetSite, User, Conversation, Message, MessageCopy, KnowledgeItem, Persona,
-                             OutboxJob, Usage, UsageSlot, AuditLog, PromptProject, PromptVersion, ProviderKey,
+TABLES: list[type[Model]] = [Bot, WidgetSite, User, Conversation, Message, MessageCopy, StoredFile, KnowledgeItem,
+                             Persona, OutboxJob, Usage, UsageSlot, AuditLog, PromptProject, PromptVersion, ProviderKey,
                              PromptRun, PromptTemplate, KnowledgeSource, KnowledgePage, KnowledgeChunk, SavedReply]
 # Vectors are not moved: the new deployment embeds the items and chunks again at its first start
 # (services.knowledge_sources.queue_stale_embeddings), with whatever model it is set up with.
@@ -73,6 +76,8 @@ class TransferError(Exception):
 
 
 def _plain(value: object) -> object:
+    if isinstance(value, bytes):  # a visitor's file: base64, read back by the column's type (`_instance`)
+        return base64.b64encode(value).decode()
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, Decimal | UUID):
@@ -123,6 +128,8 @@ def _instance(model: type[Model], row: dict[str, Any]) -> Model:
         if field is None:
             raise TransferError(f"{model.__name__} has no field {key!r}")
         source = fields.get(key)
+        if isinstance(source, BinaryField) and isinstance(value, str):
+            value = base64.b64decode(value)
         values[key] = source.to_python_value(value) if source is not None and value is not None else value
     return model(**values)
 

@@ -23,7 +23,7 @@ from models.knowledge import (
 from models.outbox import JobStatus, OutboxJob
 from models.replies import SavedReply
 from models.studio import PromptProject, PromptRun, PromptTemplate, PromptVersion, ProviderKey
-from models.tenants import Bot
+from models.tenants import Bot, BotState
 from models.usage import AuditLog, Usage, UsageSlot
 from models.users import Role, User
 from models.web import LoginLink, WebSession
@@ -33,6 +33,7 @@ __all__ = [
     "AuditLog",
     "AuthorKind",
     "Bot",
+    "BotState",
     "Channel",
     "Conversation",
     "ConversationMode",

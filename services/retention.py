@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from tortoise.transactions import in_transaction
 
 from models import AuditLog, Bot, Conversation
+from services import bots
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,13 @@ async def purge_old_conversations(bot_id: int, days: int, now: datetime | None =
     return removed
 
 
-async def run_retention(days: int, every: float) -> None:
-    """Purge every bot's old conversations now and then, until cancelled."""
+async def run_retention(days: int, removed_bots_kept: timedelta, every: float) -> None:
+    """Now and then, until cancelled: delete the bots removed longer than `removed_bots_kept` ago with their
+    data, and every bot's conversations older than `days` (0: conversations are kept)."""
     while True:
         try:
-            for bot_id in await Bot.all().values_list("id", flat=True):
+            await bots.purge_removed(removed_bots_kept)
+            for bot_id in await Bot.all().values_list("id", flat=True) if days else []:
                 await purge_old_conversations(int(str(bot_id)), days)
         except Exception:
             log.exception("retention: the purge failed; trying again later")

@@ -165,8 +165,9 @@ async def site_by_key(public_key: str) -> WidgetSite | None:
     return await WidgetSite.get_or_none(public_key=public_key)
 
 
-async def remove_site(public_key: str) -> bool:
-    return bool(await WidgetSite.filter(public_key=public_key).delete())
+async def remove_site(bot_id: int, public_key: str) -> bool:
+    """Stop serving one of the bot's websites; False when the bot has no site with that key."""
+    return bool(await WidgetSite.filter(bot_id=bot_id, public_key=public_key).delete())
 
 
 def origin_allowed(site: WidgetSite, origin: str | None) -> bool:

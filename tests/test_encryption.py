@@ -16,8 +16,8 @@ from pydantic import ValidationError
 from bot.app import create_app
 from bot.keys import BOX, SECRETS
 from bot.settings import Settings
-from models import ProviderKey, User
-from services import conversations
+from models import Bot, ProviderKey, User
+from services import bots, conversations
 from services.provider_keys import KeyPolicy, ProviderKeys, context
 from services.redaction import Secrets
 from services.secrets_box import SecretBox, Tampered, UnknownKey, key_id, new_key, parse_key
@@ -98,6 +98,9 @@ async def test_rotate_keys_reseals_stored_keys_under_the_new_encryption_key(
         sealed = old_box.seal(f"sk-ann-key-{number}", context(ann.id, URL))
         rows.append(await ProviderKey.create(bot_id=tenant.id, owner_id=ann.id, name=f"k{number}", base_url=URL,
                                              models=["m"], secret=sealed.secret, key_id=sealed.key_id, last4="x"))
+    # A bot the platform owner added keeps its token sealed too.
+    token = old_box.seal("7100000002:SHOP-token", bots.token_context(7100000002))
+    shop = await Bot.create(telegram_id=7100000002, token_secret=token.secret, token_key_id=token.key_id)
 
     # The new key alone opens nothing of the old: the list says so, and rotate-keys says how to fix it
     # and changes nothing.
@@ -106,12 +109,15 @@ async def test_rotate_keys_reseals_stored_keys_under_the_new_encryption_key(
     refused = _cli(tmp_path, "rotate-keys", DATABASE_URL=database_url, ENCRYPTION_KEY=NEW)
     assert refused.returncode == 1
     assert f"ids {rows[0].id}, {rows[1].id}" in refused.stderr
+    assert f"the tokens of bots {shop.id} open with no configured key" in refused.stderr
     assert "ENCRYPTION_OLD_KEYS" in refused.stderr
     assert {row.key_id for row in await ProviderKey.all()} == {old_box.key_id}
 
     rotated = _cli(tmp_path, "rotate-keys", DATABASE_URL=database_url, ENCRYPTION_KEY=NEW, ENCRYPTION_OLD_KEYS=OLD)
     assert rotated.returncode == 0, rotated.stderr
     assert "re-sealed 2 keys under the current ENCRYPTION_KEY; 0 already were" in rotated.stdout
+    assert "re-sealed 1 bot tokens" in rotated.stdout
+    assert bots.open_token(await Bot.get(id=shop.id), new_only.box) == "7100000002:SHOP-token"
     assert OLD not in rotated.stdout + rotated.stderr
     assert NEW not in rotated.stdout + rotated.stderr
     assert [key.readable for key in await new_only.list_keys(ann)] == [True, True]

@@ -77,7 +77,7 @@ async def test_the_purge_runs_again_every_interval(database: str) -> None:
     bot = await Bot.create(telegram_id=1, username="shop_bot")
     ann = await User.create(bot=bot, telegram_id=10, first_name="Ann")
     first = await _conversation(bot, ann, last_message_days_ago=40)
-    running = asyncio.create_task(run_retention(30, every=0.05))
+    running = asyncio.create_task(run_retention(30, timedelta(days=30), every=0.05))
     try:
         await eventually(lambda: _audited(1), "the first purge, done and audited")
         assert not await Conversation.exists(id=first.id)

@@ -24,6 +24,7 @@ from models import (
     PromptTemplate,
     PromptVersion,
     ProviderKey,
+    StoredFile,
     Usage,
     UsageSlot,
     User,
@@ -33,6 +34,8 @@ from services import knowledge, persona, widget
 from services.studio import projects
 from tests.conftest import ROOT
 from tests.test_process import _clean_environment
+
+RECEIPT = bytes(range(256)) * 3  # every byte value, the NUL and the invalid UTF-8 ones too
 
 
 def _cli(tmp_path: Path, database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -57,6 +60,9 @@ async def _shop(database_url: str) -> None:
         answer = await Message.create(bot=bot, conversation=conversation, author_kind=AuthorKind.AI,
                                       text="Да!", reply_to=question, ai_meta={"model": "m", "cost": 0.0001})
         await MessageCopy.create(bot=bot, message=answer, chat_id=10, telegram_message_id=2)
+        # A file a website visitor attached: its bytes are in the database, so they move with it.
+        await StoredFile.create(bot=bot, conversation=conversation, name="receipt.png", mime_type="image/png",
+                                size=len(RECEIPT), content=RECEIPT)
         await knowledge.import_entries(bot.id, knowledge.parse_file(ROOT / "demo" / "knowledge.md"))
         await persona.set_persona(bot.id, "You are the barista.")
         await widget.create_site(bot.id, ["https://shop.example"], title="Coffee", public_key="shop-site")
@@ -119,6 +125,8 @@ async def test_export_from_sqlite_and_import_elsewhere_keeps_everything(
         web = await User.get(widget_visitor_id="v1:0f0f").prefetch_related("linked_to")
         assert web.linked_to is not None
         assert web.linked_to.first_name == "Ann"  # her website chat is still hers
+        receipt = await StoredFile.get(name="receipt.png")
+        assert (bytes(receipt.content), receipt.mime_type, receipt.size) == (RECEIPT, "image/png", len(RECEIPT))
         site = await WidgetSite.get(public_key="shop-site")  # the website keeps its widget
         assert (site.title, site.allowed_origins) == ("Coffee", ["https://shop.example"])
         run = await PromptRun.get()
