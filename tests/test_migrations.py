@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import ast
+import uuid
 from datetime import UTC, datetime
 
+import pytest
 from tortoise import Tortoise, connections
+from tortoise.exceptions import IntegrityError
 from tortoise.migrations.api import migrate as apply_migrations
 from tortoise.migrations.autodetector import MigrationAutodetector
 
 from bot import db
 from bot.db import tortoise_config
-from models import User
+from models import AuthorKind, Bot, Conversation, Message, User
 from tests.conftest import ROOT
 from tests.test_analytics import blank_database_url
 
@@ -66,5 +69,39 @@ async def test_a_database_with_people_in_it_takes_the_mini_apps_migration(blank_
         ann = await User.get(id=1)
         assert ann.preferences == {}
         assert ann.first_name == "Ann"
+    finally:
+        await db.close_database()
+
+
+async def test_a_message_delivered_twice_is_stored_once_on_either_database(blank_database_url: str) -> None:
+    """0003 rebuilt `message` on SQLite without its unique (bot, source_key); 0018 gives it back, keeping the rows
+    a re-delivery had already stored twice (the later copy loses its key, not its text)."""
+    url = blank_database_url
+    try:
+        await apply_migrations(config=tortoise_config(url), target="models.0017_bot_registry")
+    finally:
+        await Tortoise.close_connections()
+    await db.open_database(url, run_migrations=False)
+    bot = await Bot.create(telegram_id=7000000001)
+    ann = await User.create(bot=bot, telegram_id=5, first_name="Ann")
+    conversation = await Conversation.create(uuid=uuid.uuid4(), bot=bot, user=ann)
+    postgres = connections.get("default").capabilities.dialect == "postgres"
+    if not postgres:  # what SQLite let through before
+        for _ in range(2):
+            await Message.create(bot=bot, conversation=conversation, author_kind=AuthorKind.CUSTOMER, text="Hi",
+                                 source_key="tg:1")
+    await db.close_database()
+    await db.migrate(url)
+    await db.open_database(url, run_migrations=False)
+    try:
+        if not postgres:
+            kept = await Message.filter(conversation=conversation).order_by("id")
+            assert [(m.text, m.source_key) for m in kept] == [("Hi", "tg:1"), ("Hi", None)]
+        else:
+            await Message.create(bot=bot, conversation=conversation, author_kind=AuthorKind.CUSTOMER, text="Hi",
+                                 source_key="tg:1")
+        with pytest.raises(IntegrityError):
+            await Message.create(bot=bot, conversation=conversation, author_kind=AuthorKind.CUSTOMER, text="Hi",
+                                 source_key="tg:1")
     finally:
         await db.close_database()
