@@ -14,6 +14,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from models import (
@@ -44,12 +45,12 @@ async def export_customer_data(user: User) -> dict[str, Any]:
     people = [user.id, *await linked_visitors(user)]
     conversations = await Conversation.filter(user_id__in=people).order_by("id")
     messages = await (Message.filter(conversation__user_id__in=people, author_kind__in=EXPORTED_AUTHORS)
-                      .exclude(author_kind=AuthorKind.SYSTEM, text="").order_by("id"))
+                      .exclude(Q(author_kind=AuthorKind.SYSTEM) & Q(text="")).order_by("id"))
     by_conversation: dict[int, list[dict[str, Any]]] = {}
     for message in messages:
         by_conversation.setdefault(int(message.conversation_id), []).append({
             "id": message.id, "author": message.author_kind.value, "text": message.text,
-            "attachments": [{"type": a.get("type"), "name": a.get("file_name")} for a in message.attachments],
+            "attachments": [_attachment(attachment) for attachment in message.attachments],
             "created_at": _when(message.created_at)})
     usage = await Usage.filter(user_id__in=people).order_by("day")
     return {
@@ -130,3 +131,11 @@ async def delete_customer_data(user: User, *, via: str) -> dict[str, int]:
         await AuditLog.create(bot_id=bot_id, actor=None, action="delete_personal_data", target=f"user:{user.id}",
                               details={**counts, "via": via})
     return counts
+
+
+def _attachment(attachment: dict[str, Any]) -> dict[str, Any]:
+    """What they sent or were sent: its kind and name, and a voice's words as they were heard."""
+    row = {"type": attachment.get("type"), "name": attachment.get("name") or attachment.get("file_name")}
+    if attachment.get("transcript"):
+        row["transcript"] = attachment["transcript"]
+    return row

@@ -534,6 +534,8 @@ async def test_export_and_delete_my_data_in_the_app(desk: Desk, sim: Simulator) 
 
 async def test_mydata_and_deletemydata_in_the_bot(desk: Desk, sim: Simulator) -> None:
     ann = await customer_with_answer(sim, "Ann", "My order number is 4411")
+    sim.send_document(ann["id"], file_name="receipt.txt", content=b"Order 4411: one latte")
+    await sim.wait_for_messages(ann["id"], 2)  # its answer
     sim.send_command(ann["id"], "mydata")
     await sim.wait_until(lambda: "document" in sim.chat_history(ann["id"])[-1], 10, "the document")
     document = sim.chat_history(ann["id"])[-1]["document"]
@@ -541,7 +543,10 @@ async def test_mydata_and_deletemydata_in_the_bot(desk: Desk, sim: Simulator) ->
     stored = sim.world.files[document["file_id"]]
     assert stored.data is not None
     assert b"4411" in stored.data
-    assert json.loads(stored.data)["person"]["first_name"] == "Ann"
+    export = json.loads(stored.data)
+    assert export["person"]["first_name"] == "Ann"
+    sent = [a for c in export["conversations"] for m in c["messages"] for a in m["attachments"]]
+    assert sent == [{"type": "document", "name": "receipt.txt"}]  # what she sent, by its name
 
     sim.send_command(ann["id"], "deletemydata")
     await sim.wait_until(lambda: "reply_markup" in sim.chat_history(ann["id"])[-1], 10, "the confirmation")
