@@ -296,8 +296,8 @@ class Answerer:
         if job.kind != JobKind.ANSWER:
             return
         context = await self._load(job)
-        if context is None:
-            return
+        if context is None or context.conversation.mode == ConversationMode.HUMAN:
+            return  # people have it already (a voice heard for them failed): nothing to hand over or tell
         with contextlib.suppress(RecipientBlocked):
             await self._hand_off(context, HandoffReason.AI_FAILURE)
 
