@@ -259,10 +259,11 @@ async def test_an_albums_later_items_join_its_message_on_an_open_page(
     first, *others = album_items(sim, int(bea.telegram_id or 0), 3, caption="Which of these fits?")
     first()
     album = page.locator("#transcript .msg.customer", has_text="Which of these fits?")
-    await expect(album.locator(".muted")).to_have_count(1, timeout=10_000)
+    photos = album.locator("img.attachment")  # staff see a Telegram photo in place
+    await expect(photos).to_have_count(1, timeout=10_000)
     for send in others:
         send()
-    await expect(album.locator(".muted")).to_have_count(3, timeout=10_000)  # live, without a reload
+    await expect(photos).to_have_count(3, timeout=10_000)  # live, without a reload
     await expect(page.locator("#transcript .msg.customer")).to_have_count(1)
     await shot(page, f"album-{size['width']}")
 
