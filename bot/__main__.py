@@ -265,7 +265,7 @@ def _token_argument(value: str) -> str:
 
 
 async def _bots_command(settings: Settings, secrets: Secrets, args: argparse.Namespace) -> None:
-    from bot.telegram import token_identifier  # aiogram: only this command needs it
+    from bot.bot_tokens import token_identifier  # only these commands talk to Telegram
 
     if args.bots_command == "list":
         for listed in await bots.listed():

@@ -8,7 +8,6 @@ from typing import Unpack
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import TelegramNotFound, TelegramUnauthorizedError
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, MenuButtonWebApp, WebAppInfo
 from aiogram.utils.i18n import I18n
@@ -17,7 +16,6 @@ from bot.middlewares import IdentityMiddleware, WorkflowData
 from bot.sending import BOT_DEFAULTS, Budget, CallObserver, Limits, SenderMiddleware
 from bot.settings import Settings
 from handlers import get_routers
-from services.bots import BotIdentity, Identify, TokenRefused
 from services.i18n import N_, SUPPORTED_LOCALES
 
 log = logging.getLogger(__name__)
@@ -41,22 +39,6 @@ def create_bot(settings: Settings, observer: CallObserver | None = None, budget:
                     group_per_minute=settings.group_messages_per_minute)
     session.middleware(SenderMiddleware(limits, retries=settings.send_retries, observer=observer, pacer=budget))
     return Bot(settings.bot_token, session=session, default=BOT_DEFAULTS)
-
-
-def token_identifier(settings: Settings) -> Identify:
-    """getMe with a token, at the configured Bot API server: who the token belongs to, or TokenRefused."""
-
-    async def identify(token: str) -> BotIdentity:
-        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
-        try:
-            me = await Bot(token, session=session).get_me()
-        except (TelegramUnauthorizedError, TelegramNotFound) as error:  # revoked, or never issued
-            raise TokenRefused(f"Telegram refused the token ({error.message})") from error
-        finally:
-            await session.close()
-        return BotIdentity(me.id, me.username or "")
-
-    return identify
 
 
 def create_dispatcher(i18n: I18n, storage: BaseStorage, **workflow_data: Unpack[WorkflowData]) -> Dispatcher:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from openai import APIError, AsyncOpenAI
+# openai is imported where the client is made and used: the helpers below run in every message's bookkeeping
+# and in the CLI, which need not load openai's types (most of a second on a small server).
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,8 @@ class Transcriber:
 
     async def transcribe(self, content: bytes, kind: str, language: str | None = None) -> Transcript:
         """`language`: the customer's (ISO 639-1), a hint that helps short notes; None lets the model guess."""
+        from openai import APIError
+
         try:
             if language:
                 result = await self.client.audio.transcriptions.create(
@@ -83,5 +88,7 @@ def create_transcriber(base_url: str, api_key: str, model: str, *, timeout: floa
     """None without an address: voice then goes to people."""
     if not base_url:
         return None
+    from openai import AsyncOpenAI
+
     client = AsyncOpenAI(base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=1)
     return Transcriber(client, model or "whisper-1", price_per_minute=price_per_minute)
