@@ -44,9 +44,14 @@ async def run_retention(days: int, removed_bots_kept: timedelta, every: float) -
     data, and every bot's conversations older than `days` (0: conversations are kept)."""
     while True:
         try:
-            await bots.purge_removed(removed_bots_kept)
             for bot_id in await Bot.all().values_list("id", flat=True) if days else []:
                 await purge_old_conversations(int(str(bot_id)), days)
         except Exception:
             log.exception("retention: the purge failed; trying again later")
         await asyncio.sleep(every)
+        # After each interval, not at start: a removed bot's data waits for days anyway, and a deployment that
+        # keeps its conversations then asks its database nothing at start-up.
+        try:
+            await bots.purge_removed(removed_bots_kept)
+        except Exception:
+            log.exception("retention: deleting removed bots failed; trying again later")
