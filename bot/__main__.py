@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Awaitable, Sequence
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,7 +24,7 @@ from bot.observability import configure_logging
 from bot.settings import PROJECT_ROOT, Settings
 from models import Bot as Tenant
 from models import KnowledgeSource, SourceStatus
-from services import accounts, bot_settings, bots, knowledge, persona, widget
+from services import accounts, bot_settings, bots, budgets, knowledge, persona, widget
 from services.embeddings import create_embedder
 from services.knowledge_index import KnowledgeIndex
 from services.knowledge_sources import KnowledgeSources, SourceError, SourceView
@@ -103,6 +104,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _amount(text: str) -> Decimal | None:
+    try:
+        return budgets.parse_amount(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
 def _bots_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bots_parser = commands.add_parser("bots", help="the bots this deployment serves (the platform owner's)")
     bots_commands = bots_parser.add_subparsers(dest="bots_command", required=True)
@@ -117,6 +125,11 @@ def _bots_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     remove.add_argument("bot", metavar="USERNAME_OR_ID")
     remove.add_argument("--export", type=Path, default=None, metavar="FILE",
                         help="first write its data to FILE (as `export --bot`); it is removed only if that worked")
+    budget = bots_commands.add_parser("budget", help="a bot's monthly AI budget in dollars: at it, the AI pauses until "
+                                                     "the month ends (UTC) and the bot's admins are told")
+    budget.add_argument("bot", metavar="USERNAME_OR_ID")
+    budget.add_argument("amount", metavar="AMOUNT|off", type=_amount,
+                        help="dollars, like 25 or 12.50; 'off': no budget")
     token = bots_commands.add_parser("token", help="give a bot its new token (after /revoke in @BotFather)")
     token.add_argument("bot", metavar="USERNAME_OR_ID")
     token.add_argument("token", metavar="TOKEN", help="'-' reads it from stdin")
@@ -295,6 +308,10 @@ async def _bots_command(settings: Settings, secrets: Secrets, args: argparse.Nam
         bot = await bots.pause(bot)
     elif args.bots_command == "resume":
         bot = await bots.resume(bot)
+    elif args.bots_command == "budget":
+        await budgets.set_budget(bot.id, args.amount)
+        limit = "none" if args.amount is None else f"${args.amount:.2f} a month"
+        print(f"AI budget: {limit}; spent this month (UTC): ${await budgets.spent_this_month(bot.id):.2f}")
     else:
         if args.export is not None:  # first: a failed export raises, and the bot stays as it is
             print(_exported(await transfer_module.export_file(args.export, bot.id)), file=sys.stderr)
