@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Awaitable, Sequence
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,7 +24,7 @@ from bot.observability import configure_logging
 from bot.settings import PROJECT_ROOT, Settings
 from models import Bot as Tenant
 from models import KnowledgeSource, SourceStatus
-from services import accounts, bot_settings, bots, knowledge, persona, widget
+from services import accounts, bot_settings, bots, budgets, knowledge, persona, widget
 from services.embeddings import create_embedder
 from services.knowledge_index import KnowledgeIndex
 from services.knowledge_sources import KnowledgeSources, SourceError, SourceView
@@ -61,8 +62,11 @@ def _parser() -> argparse.ArgumentParser:
         dest="persona_command", required=True)
     persona_set = persona_parser.add_parser("set", parents=[one_bot], help="make a text file the active persona")
     persona_set.add_argument("file", type=Path)
-    export = commands.add_parser("export", help="write the whole database to a file (JSON Lines)")
+    export = commands.add_parser("export", help="write the whole database, or one bot's data (--bot), to a file "
+                                                "(JSON Lines)")
     export.add_argument("file", type=Path)
+    export.add_argument("--bot", default=None, metavar="USERNAME_OR_ID",
+                        help="only this bot's data (default: the whole database, every bot)")
     load = commands.add_parser("import", help="load an export into a new, migrated database")
     load.add_argument("file", type=Path)
     sites = commands.add_parser("site", help="websites that embed the chat widget").add_subparsers(
@@ -100,6 +104,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _amount(text: str) -> Decimal | None:
+    try:
+        return budgets.parse_amount(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
 def _bots_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bots_parser = commands.add_parser("bots", help="the bots this deployment serves (the platform owner's)")
     bots_commands = bots_parser.add_subparsers(dest="bots_command", required=True)
@@ -107,9 +118,18 @@ def _bots_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
                                                "which keeps it out of the shell's history)")
     add.add_argument("token", metavar="TOKEN")
     bots_commands.add_parser("list", help="each bot's id, username, Telegram id and state")
-    for name, text in (("pause", "stop serving a bot, keeping everything"), ("resume", "serve a paused bot again"),
-                       ("remove", "stop serving a bot; its data is deleted after BOT_RETENTION_DAYS")):
+    for name, text in (("pause", "stop serving a bot, keeping everything"), ("resume", "serve a paused bot again")):
         bots_commands.add_parser(name, help=text).add_argument("bot", metavar="USERNAME_OR_ID")
+    remove = bots_commands.add_parser("remove", help="stop serving a bot; its data is deleted after "
+                                                     "BOT_RETENTION_DAYS")
+    remove.add_argument("bot", metavar="USERNAME_OR_ID")
+    remove.add_argument("--export", type=Path, default=None, metavar="FILE",
+                        help="first write its data to FILE (as `export --bot`); it is removed only if that worked")
+    budget = bots_commands.add_parser("budget", help="a bot's monthly AI budget in dollars: at it, the AI pauses until "
+                                                     "the month ends (UTC) and the bot's admins are told")
+    budget.add_argument("bot", metavar="USERNAME_OR_ID")
+    budget.add_argument("amount", metavar="AMOUNT|off", type=_amount,
+                        help="dollars, like 25 or 12.50; 'off': no budget")
     token = bots_commands.add_parser("token", help="give a bot its new token (after /revoke in @BotFather)")
     token.add_argument("bot", metavar="USERNAME_OR_ID")
     token.add_argument("token", metavar="TOKEN", help="'-' reads it from stdin")
@@ -288,11 +308,32 @@ async def _bots_command(settings: Settings, secrets: Secrets, args: argparse.Nam
         bot = await bots.pause(bot)
     elif args.bots_command == "resume":
         bot = await bots.resume(bot)
+    elif args.bots_command == "budget":
+        await budgets.set_budget(bot.id, args.amount)
+        limit = "none" if args.amount is None else f"${args.amount:.2f} a month"
+        print(f"AI budget: {limit}; spent this month (UTC): ${await budgets.spent_this_month(bot.id):.2f}")
     else:
+        if args.export is not None:  # first: a failed export raises, and the bot stays as it is
+            print(_exported(await transfer_module.export_file(args.export, bot.id)), file=sys.stderr)
         bot = await bots.remove(bot)
         print(f"its data is deleted after {settings.bot_retention_days} days; `bots add` with its token before "
               "then brings it back with its data", file=sys.stderr)
     print(bots.describe(bot))
+
+
+async def _export(path: Path, reference: str | None) -> dict[str, int]:
+    """The whole database (every bot: moving the deployment), or the bot named (a removed one too, while its
+    data is kept)."""
+    if reference is None:
+        return await transfer_module.export_file(path)
+    bot = await bots.find(reference)
+    if bot is None:
+        raise bots.BotError(f"no bot is called {reference!r} (`bots list` shows them)")
+    return await transfer_module.export_file(path, bot.id)
+
+
+def _exported(counts: dict[str, int]) -> str:
+    return "exported " + ", ".join(f"{count} {table}" for table, count in counts.items())
 
 
 DEMO = PROJECT_ROOT / "demo"
@@ -413,11 +454,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_with_database(settings, _set_persona(settings, args.file, args.bot)))
         elif args.command == "site":
             asyncio.run(_with_database(settings, _site_command(settings, args)))
-        elif args.command in ("export", "import"):
-            transfer = transfer_module.export_file if args.command == "export" else transfer_module.import_file
-            counts = asyncio.run(_with_database(settings, transfer(args.file)))
-            done = "exported" if args.command == "export" else "imported"
-            print(f"{done} " + ", ".join(f"{count} {table}" for table, count in counts.items()))
+        elif args.command == "export":
+            print(_exported(asyncio.run(_with_database(settings, _export(args.file, args.bot)))))
+        elif args.command == "import":
+            counts = asyncio.run(_with_database(settings, transfer_module.import_file(args.file)))
+            print("imported " + ", ".join(f"{count} {table}" for table, count in counts.items()))
         elif args.command == "demo":
             asyncio.run(_with_database(settings, _load_demo(settings, args.bot)))
         elif args.command == "dashboard-link":

@@ -62,6 +62,7 @@ from models import Bot as Tenant
 from services import bot_settings, conversations, staff, tenant_settings, widget
 from services.ai import AIClient, AIObserver, Route, RouteOrder
 from services.answering import Answerer, AnswerPolicy, preview_html, without_marks
+from services.budgets import BudgetWatch
 from services.channels import Channels, TelegramChannel, WidgetChannel
 from services.desk import CustomerSide
 from services.embeddings import Embedder, create_embedder
@@ -352,8 +353,10 @@ async def _tenant(bot: AiogramBot | None) -> Tenant:
 
 def _workers(settings: Settings, metrics: Metrics, services: Services, channels: Channels) -> list[OutboxWorker]:
     """The outbox's queues: the customers' (many jobs at once), the manager group's and the knowledge's (one each)."""
+    budget = BudgetWatch(services.translate, settings.default_locale, frozenset(settings.admin_ids),
+                         telegram=services.messenger is not None, wake=services.flow.wake)
     answerer = Answerer(channels, services.flow, services.translate, services.policy, services.ai, services.hours,
-                        services.index, create_transcriber_of(settings))
+                        services.index, create_transcriber_of(settings), budget)
     customer_side = CustomerSide(channels, services.translate, settings.default_locale, services.flow)
     studio_chat = services.studio_chat
     workers = [OutboxWorker(

@@ -4,12 +4,18 @@ The path from the one-process SQLite setup to PostgreSQL: export from SQLite, mi
 database, import there. The file is JSON Lines, one row per line, tables in the order their
 foreign keys need; ids are kept, so every reference stays true (except for the customers' own
 templates, which nothing refers to: they take new ids beside the templates the product ships).
+
+With a bot (`export FILE --bot NAME`, or `bots remove NAME --export FILE`) only that business's rows
+are written: those that name the bot, and those whose parent does (`THROUGH`). Imported into a new,
+migrated database, the file is that business alone, with the ids it had.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
+import tempfile
 from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
@@ -68,6 +74,9 @@ NEW_IDS: set[type[Model]] = {PromptTemplate}
 # Columns that may point at a later row of their own table (a website visitor linked to a Telegram
 # customer who wrote later): written once every row is in.
 LATER: dict[type[Model], tuple[str, ...]] = {User: ("linked_to_id",)}
+# The tables without a bot of their own: their rows belong to the bot of the parent named here.
+THROUGH: dict[type[Model], str] = {KnowledgePage: "source__bot_id", PromptVersion: "project__bot_id",
+                                   PromptTemplate: "owner__bot_id"}
 BATCH = 500
 
 
@@ -85,15 +94,28 @@ def _plain(value: object) -> object:
     raise TypeError(f"cannot export {type(value).__name__}")
 
 
-async def export_to(out: TextIO) -> dict[str, int]:
-    """Write every row of every table; return how many rows each table had."""
+def belonging_to(model: type[Model], bot_id: int) -> Q:
+    """The rows of `model` that are bot `bot_id`'s: by their own bot, else by their parent's (`THROUGH`)."""
+    if model is Bot:
+        return Q(id=bot_id)
+    if model in THROUGH:
+        through: dict[str, Any] = {THROUGH[model]: bot_id}
+        return Q(**through)
+    if "bot" in model._meta.fk_fields:
+        return Q(bot_id=bot_id)
+    raise TransferError(f"{model.__name__} has no bot: say in bot.transfer.THROUGH whose rows it holds")
+
+
+async def export_to(out: TextIO, bot_id: int | None = None) -> dict[str, int]:
+    """Write every row of every table (with `bot_id`, only that bot's); return how many rows each table had."""
     counts: dict[str, int] = {}
     out.write(json.dumps({"format": FORMAT, "version": VERSION}) + "\n")
     for model in TABLES:
         name = model.__name__
         counts[name] = 0
         offset = 0
-        while rows := await model.filter(ROWS.get(model, Q())).order_by("id").offset(offset).limit(BATCH).values():
+        rows_of = ROWS.get(model, Q()) & (belonging_to(model, bot_id) if bot_id is not None else Q())
+        while rows := await model.filter(rows_of).order_by("id").offset(offset).limit(BATCH).values():
             for row in rows:
                 row = {key: value for key, value in row.items() if key not in LEFT_OUT}
                 out.write(json.dumps({"table": name, "row": row}, default=_plain, ensure_ascii=False) + "\n")
@@ -180,9 +202,18 @@ async def _continue_ids_after_the_imported_ones() -> None:
             f"COALESCE((SELECT MAX(id) FROM \"{table}\"), 0) + 1, false)")
 
 
-async def export_file(path: Path) -> dict[str, int]:
-    with path.open("w", encoding="utf-8") as out:
-        return await export_to(out)
+async def export_file(path: Path, bot_id: int | None = None) -> dict[str, int]:
+    """Write the export beside `path` and move it there once complete: the file at `path` is a whole export
+    or is not there (a full disk or an error half-way leaves nothing that looks like one)."""
+    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            counts = await export_to(out, bot_id)
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+    return counts
 
 
 async def import_file(path: Path) -> dict[str, int]:

@@ -45,6 +45,7 @@ from services import (
     vision,
 )
 from services.ai import AIClient, AIReply, AIUnavailable
+from services.budgets import BudgetWatch
 from services.channels import Channels, CustomerChannel
 from services.documents import DocumentError
 from services.flow import ConversationFlow
@@ -258,8 +259,10 @@ class _Context:
 class Answerer:
     def __init__(self, channels: Channels, flow: ConversationFlow, translate: Translate, policy: AnswerPolicy,
                  ai: AIClient | None = None, hours: WorkingHoursSource | None = None,
-                 index: KnowledgeIndex | None = None, transcriber: Transcriber | None = None) -> None:
+                 index: KnowledgeIndex | None = None, transcriber: Transcriber | None = None,
+                 budget: BudgetWatch | None = None) -> None:
         self.channels = channels
+        self.budget = budget  # None: no bot has a monthly AI budget
         self.transcriber = transcriber  # None: voice goes to people
         self.flow = flow  # the outcomes are conversation events: open pages and widgets hear of them
         self.index = index  # None: knowledge is found by its words alone
@@ -363,6 +366,10 @@ class Answerer:
         """The AI's answer within the customer's daily quota; False when the quota was used up (people have
         it now, and no model was asked)."""
         bot_id: int = context.customer.bot_id
+        if self.budget is not None and not await self.budget.allows_ai(bot_id):
+            # The bot's monthly AI budget is used up: as without the AI, its best item or people (not for images).
+            await self._without_ai(context, "" if context.images else question, HandoffReason.CANNOT_ANSWER)
+            return False
         # Taken before the call, so that parallel answers (another conversation, the widget) cannot
         # together pass the quota; given back when no model answered or the job will run again.
         reservation = await quotas.reserve(bot_id, context.customer.id,
@@ -523,13 +530,14 @@ class Answerer:
                 return
         await self._deliver_ai(context, reply, passages, unanswered=unanswered)
 
-    async def _without_ai(self, context: _Context, question: str) -> None:
-        """No AI (none configured, or all models failed): the best knowledge item, else a person."""
+    async def _without_ai(self, context: _Context, question: str, reason: HandoffReason | None = None) -> None:
+        """No AI (none configured, all models failed, or the budget is used up): the best knowledge item, else a
+        person."""
         best = await fallback_answer(context.customer.bot_id, question)
         if best is not None:
             await self._answer_from_knowledge(context, best)
         else:
-            await self._hand_off(context, without_ai_reason(self.ai is not None), unanswered=True)
+            await self._hand_off(context, reason or without_ai_reason(self.ai is not None), unanswered=True)
 
     async def _while_people_have_it(self, context: _Context) -> None:
         """A message to people who hear of it in the app's inbox only (no manager chat): while none has

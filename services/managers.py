@@ -254,6 +254,14 @@ class ManagerGroup:
             raise outbox.Postpone(NO_MANAGER_CHAT_RETRY, "no manager chat yet: send /setup in the managers' group")
         return chat
 
+    async def admin_notice_job(self, job: OutboxJob) -> None:
+        """A notice for one admin in their private chat with the bot: one who blocked it (or never started it)
+        misses it; the audit log has it too."""
+        try:
+            await self.messenger.post(Where(int(str(job.payload["chat_id"]))), OutgoingText(str(job.payload["html"])))
+        except RecipientBlocked as error:
+            log.info("admin %s was not told: %s", job.payload["chat_id"], error)
+
     @staticmethod
     def never_dropped(job: JobHandler) -> JobHandler:
         """A job that cannot reach the group because the bot was removed from it waits (uncounted)
@@ -271,7 +279,8 @@ class ManagerGroup:
         jobs = {JobKind.OPEN_TOPIC: self.open_topic_job, JobKind.TOPIC_COPY: self.topic_copy_job,
                 JobKind.TOPIC_STATE: self.topic_state_job, JobKind.TOPIC_EDIT: self.topic_edit_job,
                 JobKind.TOPIC_TRANSCRIPT: self.topic_transcript_job, JobKind.GROUP_POST: self.group_post_job}
-        return {kind: self.never_dropped(job) for kind, job in jobs.items()}
+        return {**{kind: self.never_dropped(job) for kind, job in jobs.items()},
+                JobKind.ADMIN_NOTICE: self.admin_notice_job}
 
     def _where(self, conversation: Conversation, chat: ManagerChat, reply_to: int | None = None) -> Where:
         thread = conversation.manager_topic_id if chat.forum else None

@@ -66,6 +66,7 @@ class JobKind(StrEnum):
     TOPIC_EDIT = "topic_edit"
     TOPIC_TRANSCRIPT = "topic_transcript"  # a customer's voice, heard: its transcript under its copy
     GROUP_POST = "group_post"
+    ADMIN_NOTICE = "admin_notice"  # a notice for one of ADMIN_IDS, in their private chat with the bot
     # the knowledge's queue
     KB_EMBED = "kb_embed"
     KB_SYNC = "kb_sync"

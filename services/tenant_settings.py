@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -79,6 +80,9 @@ class TenantSettings(BaseModel):
     ai_routes: list[str] = Field(default_factory=list)  # route keys, in the order to try; []: the deployment's
     daily_ai_quota: int | None = Field(None, ge=0)  # AI answers per customer a day; None: DAILY_AI_QUOTA
     customer_rate: CustomerRate = Field(default_factory=CustomerRate)
+    # The platform owner's monthly AI budget in dollars (services.budgets); None: none. At it, the AI pauses.
+    monthly_ai_budget: Decimal | None = Field(None, ge=0, max_digits=12, decimal_places=2)
+    budget_told: str = ""  # the month ("2026-12") whose used-up budget the admins were told of
     # The manager chat, as /setup (or MANAGER_CHAT_ID at start) found it.
     manager_forum: bool = False  # one topic per conversation (else reply-threading in the group)
     manager_locale: str | None = None  # the group's language; None: DEFAULT_LOCALE
