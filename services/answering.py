@@ -352,15 +352,20 @@ class Answerer:
             kind = next((str(a.get("type")) for a in context.message.attachments), "")
             await self._notice(context, NOT_TEXT.get(kind, NOT_TEXT_DEFAULT), {"source": "notice"})
             return
-        bot_id: int = context.customer.bot_id
-        direct = await knowledge.direct_answer(bot_id, question, self.policy.kb_direct_threshold)
-        if direct is not None:
-            await self._answer_from_knowledge(context, direct)
-            return
+        await self._answer_question(context, question)
+
+    async def _answer_question(self, context: _Context, question: str, *, asked: str = "") -> None:
+        """Words to answer: the knowledge base's direct answer, else the AI within the quota, else the best item
+        or people. `asked` is what the AI is asked when the customer gave no words (a file alone)."""
+        if question:
+            direct = await knowledge.direct_answer(context.customer.bot_id, question, self.policy.kb_direct_threshold)
+            if direct is not None:
+                await self._answer_from_knowledge(context, direct)
+                return
         if self.ai is None:
             await self._without_ai(context, question)
             return
-        await self._answer_with_quota(context, question)
+        await self._answer_with_quota(context, question or asked)
 
     async def _answer_with_quota(self, context: _Context, question: str) -> bool:
         """The AI's answer within the customer's daily quota; False when the quota was used up (people have
@@ -455,16 +460,7 @@ class Answerer:
         if problem is not None:
             await self._hand_off(context, HandoffReason.CANNOT_ANSWER, lead=problem)
             return
-        question = context.message.text.strip()
-        if question:
-            direct = await knowledge.direct_answer(context.customer.bot_id, question, self.policy.kb_direct_threshold)
-            if direct is not None:
-                await self._answer_from_knowledge(context, direct)
-                return
-        if self.ai is None:
-            await self._without_ai(context, question)
-            return
-        await self._answer_with_quota(context, question or customer_files.WITHOUT_WORDS)
+        await self._answer_question(context, context.message.text.strip(), asked=customer_files.WITHOUT_WORDS)
 
     async def _media_to_people(self, context: _Context) -> None:
         """When the answer to photos or a file handed the conversation to people, they see those in the topic
