@@ -100,6 +100,7 @@ class Cluster:
     running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     kills: int = 0
+    killed_at: list[float] = field(default_factory=list)  # when each kill happened (time.time())
 
     async def start(self, name: str) -> None:
         port = self.ports.setdefault(name, free_port())
@@ -111,6 +112,7 @@ class Cluster:
 
     async def kill_and_restart(self, name: str) -> None:
         process = self.running.pop(name)
+        self.killed_at.append(time.time())
         process.send_signal(signal.SIGKILL)
         await asyncio.to_thread(process.wait, 10)
         self.kills += 1
@@ -248,8 +250,14 @@ def chaos_environment(database_url: str, sim: Simulator, ai: FakeAI, balancer: B
 # --- the tests ---------------------------------------------------------------------------------
 
 
+# An answer shown twice must be one a kill interrupted: sent by the killed instance before its record committed
+# (Telegram cannot make a send idempotent, and nothing may be lost: such an answer is sent again). Under load
+# that window holds several answers, so the bound is "shortly before a kill", not "one per kill".
+KILL_WINDOW = 5.0
+
+
 @pytest.mark.timeout(240)
-async def test_instances_killed_at_random_lose_nothing_and_answer_once_but_for_one_per_kill(
+async def test_instances_killed_at_random_lose_nothing_and_repeat_only_answers_a_kill_interrupted(
         database_url: str, sim: Simulator, ai: FakeAI, balancer: Balancer, tmp_path: Path,
         processes: list[subprocess.Popen[bytes]], capsys: pytest.CaptureFixture[str]) -> None:
     seed = random.randrange(1 << 30)
@@ -280,15 +288,19 @@ async def test_instances_killed_at_random_lose_nothing_and_answer_once_but_for_o
     finally:
         await db.close_database()
 
-    duplicates, unexpected = 0, []
+    duplicates, unexpected, not_by_a_kill = 0, [], []
     for person, questions in traffic.sent.items():
         shown = bot_messages(sim, person)
         duplicates += sum(shown[_answer_to(q)] - 1 for q in questions)
         unexpected += [text for text in shown if text not in {_answer_to(q) for q in questions}]
+        for question in (q for q in questions if shown[_answer_to(q)] > 1):
+            first = min(m["date"] for m in sim.chat_history(person) if m.get("text") == _answer_to(question))
+            if not any(first - 1 <= killed <= first + KILL_WINDOW + 1 for killed in cluster.killed_at):
+                not_by_a_kill.append(question)
     report(capsys, f"{traffic.total} messages, {cluster.kills} kills, {duplicates} answers shown twice, "
                    f"{balancer.failed} webhooks answered 502, {len(sim.calls())} Bot API calls, "
                    f"{time.monotonic() - began:.0f}s (seed {seed})")
-    assert duplicates <= cluster.kills
+    assert not_by_a_kill == []  # every repeat was sent again after a kill caught it unrecorded
     assert unexpected == []
     assert unhandled_429s(sim) == []
 
