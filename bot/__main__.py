@@ -295,6 +295,7 @@ async def _bots_command(settings: Settings, secrets: Secrets, args: argparse.Nam
         token = _token_argument(args.token)
         secrets.add(token)  # never in a log line from here on
         print(bots.describe(await bots.add_bot(token, token_identifier(settings), secret_box(settings, secrets))))
+        await _tell_instances(settings)
         return
     found = await bots.find(args.bot)
     if found is None:
@@ -318,7 +319,28 @@ async def _bots_command(settings: Settings, secrets: Secrets, args: argparse.Nam
         bot = await bots.remove(bot)
         print(f"its data is deleted after {settings.bot_retention_days} days; `bots add` with its token before "
               "then brings it back with its data", file=sys.stderr)
+    if args.bots_command != "budget":
+        await _tell_instances(settings)
     print(bots.describe(bot))
+
+
+async def _tell_instances(settings: Settings) -> None:
+    """The running instances apply a change to the bot table now (through Redis), else within
+    BOTS_RECHECK_SECONDS (each looks at the table that often)."""
+    if not settings.redis_url:
+        return
+    from redis.asyncio import Redis
+
+    from bot.events import RedisBus, bus_prefix
+
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        await RedisBus(redis, bus_prefix(settings)).publish(bots.CHANGED_CHANNEL, {"bots": "changed"})
+    except OSError as error:  # the change is made; the instances see it at their next look
+        print(f"the running instances were not told at once ({error}); they see it within "
+              f"{settings.bots_recheck_seconds:g} s", file=sys.stderr)
+    finally:
+        await redis.aclose()
 
 
 async def _export(path: Path, reference: str | None) -> dict[str, int]:

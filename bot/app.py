@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol, cast
 
-from aiogram import Bot as AiogramBot
 from aiogram.exceptions import TelegramAPIError
 from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder
 from aiogram.fsm.storage.memory import MemoryStorage
@@ -21,9 +19,10 @@ from openai import AsyncOpenAI
 from redis.asyncio import Redis
 
 from bot import db
-from bot.dedup import MemoryRecentUpdates, RecentUpdates, RedisRecentUpdates
+from bot.bot_tokens import token_identifier
 from bot.encryption import secret_box
-from bot.events import RedisBus
+from bot.events import RedisBus, bus_prefix
+from bot.fleet import Fleet, TenantMiddleware, create_bot
 from bot.i18n import create_i18n, plural_translator, translator
 from bot.keys import BOX, REDIS, SECRETS, SETTINGS, TELEGRAM, TelegramRuntime
 from bot.knowledge import keep_knowledge_fresh, knowledge_sources
@@ -40,11 +39,10 @@ from bot.observability import (
     quiet_refused_requests,
     readyz_view,
 )
-from bot.sending import Budget, Limits, Pacer, RedisPacer, TelegramChatSender
+from bot.sending import TelegramChatSender
 from bot.settings import Settings
-from bot.telegram import create_bot, create_dispatcher, set_commands, set_menu_button
+from bot.telegram import create_dispatcher
 from bot.webhook import telegram_webhook
-from handlers.manager_desk import set_staff_commands
 from miniapp import routes as miniapp_routes
 from miniapp.admin_api import ADMIN, AdminRuntime
 from miniapp.api import TRANSLATE
@@ -59,7 +57,7 @@ from miniapp.studio_api import STUDIO, TOKENS
 from miniapp.widget import STATIC, WIDGET, WidgetLimits, WidgetRuntime, add_routes, close_sockets, load_script
 from miniapp.widget_hub import WidgetHub
 from models import Bot as Tenant
-from services import bot_settings, conversations, staff, tenant_settings, widget
+from services import bot_settings, bots, conversations, staff, tenant_settings, widget
 from services.ai import AIClient, AIObserver, Route, RouteOrder
 from services.answering import Answerer, AnswerPolicy, preview_html, without_marks
 from services.budgets import BudgetWatch
@@ -70,7 +68,7 @@ from services.events import EventBus, LocalBus
 from services.files import ConversationFiles, UploadRules
 from services.flow import ConversationEvents, ConversationFlow
 from services.generation import Generations
-from services.i18n import N_, Translate
+from services.i18n import Translate
 from services.inbox import InboxFeed
 from services.knowledge import QUEUE as KNOWLEDGE_QUEUE
 from services.knowledge_index import KnowledgeIndex
@@ -85,7 +83,7 @@ from services.limits import (
     RedisRateLimiter,
 )
 from services.listeners import subscribe_listeners
-from services.managers import ManagerGroup
+from services.managers import ManagerDesks
 from services.outbox import MANAGERS, JobKind, Outboxes, OutboxSettings, OutboxWorker
 from services.provider_keys import KeyPolicy, ProviderKeys
 from services.provider_limits import GateObserver, MemoryLedger, ProviderGate, ProviderLimits, RedisLedger
@@ -102,8 +100,6 @@ from services.widget import IdentityPolicy, WidgetLive
 
 log = logging.getLogger(__name__)
 
-OPEN_APP = N_("App")
-
 # The manager group's jobs wait out long backlogs (a send may wait a minute for the group's budget)
 # and passing errors: they are given long leases and many tries.
 MANAGER_JOB_ATTEMPTS = 30
@@ -111,7 +107,8 @@ MANAGER_JOB_LEASE = 600.0
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True, "telegram": TELEGRAM in request.app})
+    telegram = request.app.get(TELEGRAM)
+    return web.json_response({"ok": True, "telegram": telegram is not None and len(telegram.fleet) > 0})
 
 
 def provider_gate(settings: Settings, redis: Redis | None = None,
@@ -173,28 +170,32 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
 
 @dataclass(frozen=True)
 class SharedState:
-    recent: RecentUpdates
-    limiter: AdjustableRateLimiter
+    rates: bot_settings.RatesByBot  # each customer's rate, as their bot's admins set it
     storage: BaseStorage
-    budget: Budget  # Telegram's outbound limits, for the bot as a whole
     studio_runs: ConcurrencyLimiter  # each person's studio runs at once
 
 
 def shared_state(app: web.Application) -> SharedState:
-    """Redis-backed state when Redis is configured (shared by every instance), else in-process."""
+    """Redis-backed state when Redis is configured (shared by every instance), else in-process. (Each bot's
+    Telegram budget and handled update ids are bot/fleet.py's.)"""
     settings = app[SETTINGS]
     redis = app.get(REDIS)
-    limits = Limits(per_second=settings.telegram_messages_per_second,
-                    group_per_minute=settings.group_messages_per_minute)
+    defaults = bot_settings.Limits(settings.daily_ai_quota, settings.customer_burst, settings.customer_rate_per_minute)
+
+    def memory_rates(_bot_id: int) -> AdjustableRateLimiter:
+        return MemoryRateLimiter(settings.customer_burst, settings.customer_rate_per_minute)
+
     if redis is None:
-        return SharedState(MemoryRecentUpdates(),
-                           MemoryRateLimiter(settings.customer_burst, settings.customer_rate_per_minute),
-                           MemoryStorage(), Pacer(limits), MemoryConcurrencyLimiter(settings.studio_concurrent_runs))
+        return SharedState(bot_settings.RatesByBot(memory_rates, defaults), MemoryStorage(),
+                           MemoryConcurrencyLimiter(settings.studio_concurrent_runs))
+    # The BOT_TOKEN bot's id in the prefix, as before there were several bots: a rolling upgrade shares state.
     prefix = f"{settings.redis_prefix}:{settings.bot_telegram_id}"
-    return SharedState(RedisRecentUpdates(redis, prefix),
-                       RedisRateLimiter(redis, prefix, settings.customer_burst, settings.customer_rate_per_minute),
-                       RedisStorage(redis, key_builder=DefaultKeyBuilder(prefix=f"{prefix}:fsm")),
-                       RedisPacer(redis, prefix, limits),
+
+    def redis_rates(_bot_id: int) -> AdjustableRateLimiter:  # a rate key names its bot
+        return RedisRateLimiter(redis, prefix, settings.customer_burst, settings.customer_rate_per_minute)
+
+    return SharedState(bot_settings.RatesByBot(redis_rates, defaults),
+                       RedisStorage(redis, key_builder=DefaultKeyBuilder(prefix=f"{prefix}:fsm", with_bot_id=True)),
                        RedisConcurrencyLimiter(redis, prefix, settings.studio_concurrent_runs))
 
 
@@ -204,7 +205,7 @@ def create_bus(app: web.Application) -> EventBus:
     redis = app.get(REDIS)
     if redis is None:
         return LocalBus()
-    return RedisBus(redis, f"{settings.redis_prefix}:{settings.bot_telegram_id}:events")
+    return RedisBus(redis, bus_prefix(settings))
 
 
 async def database_context(app: web.Application) -> AsyncIterator[None]:
@@ -264,14 +265,12 @@ class Services:
     live: WidgetLive
     feed: InboxFeed
     shared: SharedState
-    tenant: Tenant
-    bot: AiogramBot | None  # None: Telegram is off (no BOT_TOKEN)
-    messenger: TelegramChatSender | None
+    tenant: Tenant  # the BOT_TOKEN bot's (or, without one, the business set up before any bot)
+    fleet: Fleet  # every bot served here: services.ports.Messengers
     staff_directory: StaffDirectory
     generations: Generations
     ai: AIClient | None
     limits: bot_settings.Limits
-    rates: bot_settings.BotRateLimiter
     policy: AnswerPolicy
     embedder: Embedder
     index: KnowledgeIndex
@@ -291,17 +290,19 @@ async def build_services(app: web.Application) -> Services:
     translate = translator(i18n)
     hours = WorkingHoursSource(settings.working_hours, settings.timezone)
     bus = create_bus(app)
-    bot = create_bot(settings, metrics, shared.budget) if settings.telegram_enabled else None
-    tenant = await _tenant(bot)
-    # The admins' choices in the Mini App: the models' order (read before each answer) and the rate.
-    ai = create_ai(settings, metrics, bot_settings.route_order_of(tenant.id), app.get(REDIS))
+    tenant = await _tenant(settings)
+    outboxes = Outboxes()  # its workers come last: they run what everything above queues
+
+    def wake() -> None:
+        outboxes.wake()
+
+    fleet = Fleet(settings, i18n, translate, app[BOX], app.get(REDIS), metrics, bus, wake)
+    # Each bot's admins' choice of the models' order, read before each answer.
+    ai = create_ai(settings, metrics, bot_settings.route_order, app.get(REDIS))
     if ai is None:
         log.warning("AI is off (%s): answers come from the knowledge base.", settings.ai_off_reason)
-    limits = bot_settings.Limits(settings.daily_ai_quota, settings.customer_burst, settings.customer_rate_per_minute)
-    rates = bot_settings.BotRateLimiter(shared.limiter, tenant.id, limits)
-    shared = replace(shared, limiter=rates)
-    messenger = TelegramChatSender(bot) if bot is not None else None
-    generations = Generations(bus, shared.budget)
+    limits = shared.rates.defaults
+    generations = Generations(bus)
     policy = AnswerPolicy(settings.kb_direct_threshold, settings.daily_ai_quota, settings.ai_context_tokens,
                           settings.draft_interval, vision_max_bytes=settings.vision_max_bytes,
                           transcribe_max_seconds=settings.transcribe_max_seconds,
@@ -313,37 +314,32 @@ async def build_services(app: web.Application) -> Services:
                                settings.embedding_threads)
     index = KnowledgeIndex(embedder, bus, max_wait=settings.embedding_max_wait)
     live, feed = WidgetLive(bus), InboxFeed(bus)
-    outboxes = Outboxes()  # its workers come last: they run what everything above queues
-
-    def wake() -> None:
-        outboxes.wake()
-
-    channels = Channels(TelegramChannel(messenger, generations, settings.draft_interval, preview_html),
-                        WidgetChannel(live, policy.widget_delta_interval, without_marks, ConversationFiles(messenger)))
+    channels = Channels(TelegramChannel(fleet, generations, settings.draft_interval, preview_html),
+                        WidgetChannel(live, policy.widget_delta_interval, without_marks, ConversationFiles(fleet)))
     events = ConversationEvents()
     subscribe_listeners(events, wake=wake, feed=feed, channels=channels)
-    flow = ConversationFlow(events, limiter=shared.limiter, default_locale=settings.default_locale,
+    flow = ConversationFlow(events, limiter=shared.rates, default_locale=settings.default_locale,
                             translate=translate, hours=hours, wake=wake)
     own_keys = provider_keys(app)
     studio_runtime = StudioRuntime(ai, settings.price_of, settings.daily_ai_quota, key_opener(own_keys), metrics,
                                    shared.studio_runs, settings.studio_max_prompt_chars,
                                    settings.ai_max_output_tokens)
-    studio_chat = StudioChat(messenger, translate, studio_runtime, generations, settings.draft_interval, wake=wake)
+    studio_chat = StudioChat(fleet, translate, studio_runtime, generations, settings.draft_interval, wake=wake)
     sources = knowledge_sources(settings, embedder, index, wake)
-    services = Services(i18n, translate, hours, bus, live, feed, shared, tenant, bot, messenger,
-                        StaffDirectory(messenger, frozenset(settings.admin_ids),
+    services = Services(i18n, translate, hours, bus, live, feed, shared, tenant, fleet,
+                        StaffDirectory(fleet, frozenset(settings.admin_ids),
                                        auto_approve=settings.staff_auto_approve),
-                        generations, ai, limits, rates, policy, embedder, index, flow, studio_runtime, studio_chat,
+                        generations, ai, limits, policy, embedder, index, flow, studio_runtime, studio_chat,
                         own_keys, sources, outboxes)
     outboxes.add(*_workers(settings, metrics, services, channels))
     return services
 
 
-async def _tenant(bot: AiogramBot | None) -> Tenant:
-    """The business this deployment serves: the bot's row (made on the first start)."""
-    if bot is not None:
-        me = await bot.get_me()
-        tenant = await conversations.ensure_bot(me.id, me.username or "")
+async def _tenant(settings: Settings) -> Tenant:
+    """The BOT_TOKEN bot's row (made on its first start; it adopts the business set up before it had a token)."""
+    if settings.telegram_enabled:
+        me = await token_identifier(settings)(settings.bot_token)
+        tenant = await conversations.ensure_bot(me.telegram_id, me.username)
     else:
         log.warning("Telegram is off: BOT_TOKEN is not set. The website widget and the web endpoints work.")
         tenant = await conversations.ensure_bot(conversations.UNCONFIGURED_BOT_ID)
@@ -354,7 +350,7 @@ async def _tenant(bot: AiogramBot | None) -> Tenant:
 def _workers(settings: Settings, metrics: Metrics, services: Services, channels: Channels) -> list[OutboxWorker]:
     """The outbox's queues: the customers' (many jobs at once), the manager group's and the knowledge's (one each)."""
     budget = BudgetWatch(services.translate, settings.default_locale, frozenset(settings.admin_ids),
-                         telegram=services.messenger is not None, wake=services.flow.wake)
+                         messengers=services.fleet, wake=services.flow.wake)
     answerer = Answerer(channels, services.flow, services.translate, services.policy, services.ai, services.hours,
                         services.index, create_transcriber_of(settings), budget)
     customer_side = CustomerSide(channels, services.translate, settings.default_locale, services.flow)
@@ -366,13 +362,11 @@ def _workers(settings: Settings, metrics: Metrics, services: Services, channels:
          IMPROVE_JOB: studio_chat.improve_job, RUN_JOB: studio_chat.run_job},
         OutboxSettings(settings.outbox_workers, settings.outbox_lease_seconds, settings.outbox_max_attempts),
         on_give_up=answerer.gave_up, observe=metrics.outbox_job)]
-    if services.messenger is not None:
-        managers = ManagerGroup(services.messenger, services.translate, settings.default_locale,
-                                settings.album_settle_seconds)
-        # One worker: the manager group's budget is spent in order, and its waits hold up no customer.
-        workers.append(OutboxWorker(
-            managers.handlers(), OutboxSettings(1, max(settings.outbox_lease_seconds, MANAGER_JOB_LEASE),
-                                                MANAGER_JOB_ATTEMPTS), queue=MANAGERS, observe=metrics.outbox_job))
+    managers = ManagerDesks(services.fleet, services.translate, settings.default_locale, settings.album_settle_seconds)
+    # One worker: the manager groups' budgets are spent in order, and their waits hold up no customer.
+    workers.append(OutboxWorker(
+        managers.handlers(), OutboxSettings(1, max(settings.outbox_lease_seconds, MANAGER_JOB_LEASE),
+                                            MANAGER_JOB_ATTEMPTS), queue=MANAGERS, observe=metrics.outbox_job))
     # One worker: indexing is CPU work beside the answers; a sync renews its lease after every page.
     workers.append(OutboxWorker(services.sources.handlers(),
                                 OutboxSettings(1, JOB_LEASE, settings.outbox_max_attempts),
@@ -385,7 +379,7 @@ async def _install(app: web.Application, services: Services) -> None:
     settings = app[SETTINGS]
     app[OUTBOXES] = services.outboxes
     app[WORK_LOAD] = services.outboxes
-    app[FILES] = files = ConversationFiles(services.messenger)  # staff's and visitors' file routes
+    app[FILES] = files = ConversationFiles(services.fleet)  # staff's and visitors' file routes
     app[WIDGET] = WidgetRuntime(WidgetHub(services.bus, app[METRICS].widget_sockets), services.live,
                                 widget_limits(app), services.flow, services.translate, services.hours,
                                 settings.default_locale, settings.trust_proxy_headers, load_script(),
@@ -409,31 +403,30 @@ async def _install(app: web.Application, services: Services) -> None:
     app[STUDIO] = services.studio_runtime
     app[TOKENS] = TokenCounter()
     app[ADMIN] = AdminRuntime(services.ai, services.limits, settings.working_hours, settings.timezone,
-                              services.rates, settings.widget_secret_overlap_hours)
+                              services.shared.rates, settings.widget_secret_overlap_hours)
     app[LIVE] = live_hub = LiveHub(services.feed)
     services.feed.subscribe(live_hub.on_event)
 
 
 async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
-    """Everything that answers customers: the AI, the outbox workers, the widget, and Telegram
-    when BOT_TOKEN is set (without it, the widget and the web endpoints still work)."""
+    """Everything that answers customers: the AI, the outbox workers, the widget, and every bot served
+    (without any, the widget and the web endpoints still work)."""
     settings = app[SETTINGS]
     services = await build_services(app)
     await _install(app, services)
-    polling = await _start_telegram(app, services)
+    await _start_telegram(app, services)
     if isinstance(services.bus, RedisBus):
         await services.bus.start()  # after every subscriber is in place
     services.outboxes.start()
-    freshness = asyncio.create_task(keep_knowledge_fresh(services.sources), name="knowledge-freshness")
+    background = [asyncio.create_task(keep_knowledge_fresh(services.sources), name="knowledge-freshness"),
+                  asyncio.create_task(services.fleet.keep_reconciling(settings.bots_recheck_seconds), name="bots")]
     try:
         yield
     finally:
-        freshness.cancel()
-        await asyncio.gather(freshness, return_exceptions=True)
-        if polling is not None and TELEGRAM in app:
-            with contextlib.suppress(RuntimeError):
-                await app[TELEGRAM].dispatcher.stop_polling()
-            await asyncio.gather(polling, return_exceptions=True)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await services.fleet.stop_intake()
         stopping = app[STOPPING].task
         if stopping is not None:
             await stopping
@@ -444,58 +437,43 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
 async def _close(services: Services) -> None:
     if isinstance(services.bus, RedisBus):
         await services.bus.stop()
-    if services.bot is not None:
-        await services.bot.session.close()
+    await services.fleet.close()
     if services.ai is not None:
         await services.ai.close()
     await services.embedder.close()
 
 
-async def _start_telegram(app: web.Application, services: Services) -> asyncio.Task[None] | None:
-    """The dispatcher, the manager chat, the command menus, and updates by webhook or long polling."""
-    bot, messenger, tenant = services.bot, services.messenger, services.tenant
-    if bot is None or messenger is None:
-        return None
-    settings, shared, translate = app[SETTINGS], services.shared, services.translate
-    if settings.manager_chat_id is not None:
-        await _register_configured_manager_chat(messenger, tenant, settings)
-    elif tenant.manager_chat_id is None:
+async def _start_telegram(app: web.Application, services: Services) -> None:
+    """One dispatcher for every bot, then each active bot (bot/fleet.py); MANAGER_CHAT_ID for BOT_TOKEN's."""
+    settings, shared, fleet = app[SETTINGS], services.shared, services.fleet
+    dispatcher = create_dispatcher(
+        services.i18n, shared.storage, TenantMiddleware(fleet), settings=settings, limiter=shared.rates,
+        generations=services.generations, translate=services.translate, hours=services.hours,
+        widget_live=services.live, flow=services.flow, studio_chat=services.studio_chat,
+        staff_directory=services.staff_directory)
+    app[TELEGRAM] = TelegramRuntime(dispatcher, fleet, services.outboxes)
+    services.bus.subscribe(bots.CHANGED_CHANNEL, fleet.changed)
+    tenant = services.tenant
+    if settings.telegram_enabled and settings.manager_chat_id is not None:
+        await _register_configured_manager_chat(tenant, settings)  # before its bot starts: its commands go there
+    elif settings.telegram_enabled and tenant.manager_chat_id is None:
         log.warning("No manager chat yet: handed-off conversations wait for one. Add the bot to your managers' "
                     "forum group as an admin and send /setup there (or set MANAGER_CHAT_ID).")
-    dispatcher = create_dispatcher(
-        services.i18n, storage=shared.storage, settings=settings, tenant_id=tenant.id, limiter=shared.limiter,
-        generations=services.generations, translate=translate, hours=services.hours,
-        messenger=messenger, widget_live=services.live, flow=services.flow, studio_chat=services.studio_chat,
-        staff_directory=services.staff_directory)
-    app[TELEGRAM] = TelegramRuntime(bot, dispatcher, settings.webhook_secret, shared.recent, services.outboxes)
-    await set_commands(bot, services.i18n)
-    if mini_app := settings.public_address.mini_app_url:
-        await set_menu_button(bot, mini_app, translate(settings.default_locale, OPEN_APP))
-    manager_chat = staff.manager_chat(await Tenant.get(id=tenant.id), settings.default_locale)
-    if manager_chat is not None:
-        with contextlib.suppress(TelegramAPIError):  # the chat may be gone; /setup in a new one fixes it
-            await set_staff_commands(bot, manager_chat.chat_id, translate, manager_chat.locale)
-    allowed = dispatcher.resolve_used_update_types()
-    me = await bot.me()
-    if settings.webhook_url:
-        await bot.set_webhook(settings.webhook_url, secret_token=settings.webhook_secret, allowed_updates=allowed)
-        log.info("Telegram: @%s receives updates by webhook at %s", me.username, settings.webhook_url)
-        return None
-    await bot.delete_webhook()
-    log.info("Telegram: @%s receives updates by long polling", me.username)
-    return asyncio.create_task(dispatcher.start_polling(
-        bot, handle_signals=False, close_bot_session=False, allowed_updates=allowed))
+    await fleet.start(dispatcher)
 
 
-async def _register_configured_manager_chat(messenger: TelegramChatSender, tenant: Tenant, settings: Settings) -> None:
+async def _register_configured_manager_chat(tenant: Tenant, settings: Settings) -> None:
     """MANAGER_CHAT_ID wins over /setup; its rights are checked now so the log says what is missing."""
     chat_id = int(settings.manager_chat_id or 0)
+    bot = create_bot(settings, settings.bot_token)  # before the fleet starts it: its staff commands go there
     try:
-        report = await setup_manager_chat(messenger, tenant.id, chat_id,
+        report = await setup_manager_chat(TelegramChatSender(bot), tenant.id, chat_id,
                                           tenant_settings.of(tenant).manager_locale or settings.default_locale)
     except TelegramAPIError as error:
         log.error("MANAGER_CHAT_ID %s: the bot cannot see that chat (%s). Add the bot to it.", chat_id, error)
         return
+    finally:
+        await bot.session.close()
     if report.missing:
         log.warning("Manager chat %s: the bot still needs %s (send /setup there for details)", chat_id,
                     ", ".join(report.missing))
@@ -559,7 +537,8 @@ def create_app(settings: Settings, secrets: Secrets | None = None) -> web.Applic
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz_view)
     app.router.add_get("/metrics", metrics_view)
-    app.router.add_post(WEBHOOK_PATH, telegram_webhook)
+    app.router.add_post(WEBHOOK_PATH, telegram_webhook)  # BOT_TOKEN's bot
+    app.router.add_post(WEBHOOK_PATH + "/{key}", telegram_webhook)  # each bot added since, by its own key
     add_routes(app, demo=settings.demo_enabled)
     miniapp_routes.add_routes(app)
     app.router.add_static("/static/", STATIC, append_version=True, name="static")

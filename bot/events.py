@@ -15,9 +15,15 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from bot.settings import Settings
 from services.events import Handler, Payload, deliver
 
 log = logging.getLogger(__name__)
+
+
+def bus_prefix(settings: Settings) -> str:
+    """The deployment's channels (named by BOT_TOKEN's bot, as before there were several)."""
+    return f"{settings.redis_prefix}:{settings.bot_telegram_id}:events"
 
 
 class RedisBus:

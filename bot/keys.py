@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aiogram import Bot, Dispatcher
+from aiogram import Dispatcher
 from aiohttp import web
 from redis.asyncio import Redis
 
-from bot.dedup import RecentUpdates
+from bot.fleet import Fleet
 from bot.settings import Settings
 from services.outbox import Outboxes
 from services.redaction import Secrets
@@ -17,10 +17,8 @@ from services.secrets_box import SecretBox
 
 @dataclass
 class TelegramRuntime:
-    bot: Bot
-    dispatcher: Dispatcher
-    secret: str
-    recent: RecentUpdates
+    dispatcher: Dispatcher  # one for every bot
+    fleet: Fleet  # the bots served here: each one's webhook key, secret and handled update ids
     outbox: Outboxes
 
 

@@ -28,15 +28,13 @@ from services.widget import WidgetLive
 
 
 class WorkflowData(TypedDict):
-    """The dispatcher's workflow data: the same for every update (bot/app.py's frontdesk_context)."""
+    """The dispatcher's workflow data: the same for every update and every bot (bot/app.py's frontdesk_context)."""
 
     settings: Settings
-    tenant_id: int  # the business this dispatcher serves (its Bot row is read fresh where needed)
     limiter: RateLimiter
     generations: Generations
     translate: Translate
     hours: WorkingHoursSource
-    messenger: Messenger
     widget_live: WidgetLive
     flow: ConversationFlow  # each conversation event: one call (services/flow.py)
     studio_chat: StudioChat  # /improve and "Run it"
@@ -46,6 +44,8 @@ class WorkflowData(TypedDict):
 class HandlerData(MiddlewareData, I18nData, WorkflowData, total=False):
     """Everything a handler or filter may take by name: aiogram's, the workflow data, then per update."""
 
+    tenant_id: int  # bot/fleet.py's TenantMiddleware: the business of the bot the update came to
+    messenger: Messenger  # ... and that bot, to write as it
     customer: User | None  # IdentityMiddleware: the customer's row, if they have one (never created here)
     command: NotRequired[CommandObject]  # a Command filter matched
     callback_data: NotRequired[CallbackData]  # a CallbackData filter matched

@@ -240,6 +240,9 @@ class Settings(BaseSettings):
     # --- Many bots, one deployment (issue 19) ---
     # A removed bot's data is deleted this many days after its removal (until then `bots add` brings it back).
     bot_retention_days: int = Field(30, alias="BOT_RETENTION_DAYS", ge=0)
+    # How often each instance compares the bots it serves with the bot table (a bot added, paused or given a new
+    # token elsewhere starts or stops here within this many seconds; with Redis, at once).
+    bots_recheck_seconds: float = Field(10.0, alias="BOTS_RECHECK_SECONDS", gt=0, le=3600)
 
     @field_validator("admin_ids", "ai_fallback_models", "encryption_old_keys", "ai_vision_models", mode="before")
     @classmethod

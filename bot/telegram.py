@@ -6,15 +6,12 @@ import logging
 from typing import Unpack
 
 from aiogram import Bot, Dispatcher
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
+from aiogram.dispatcher.middlewares.base import BaseMiddleware
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, MenuButtonWebApp, WebAppInfo
 from aiogram.utils.i18n import I18n
 
 from bot.middlewares import IdentityMiddleware, WorkflowData
-from bot.sending import BOT_DEFAULTS, Budget, CallObserver, Limits, SenderMiddleware
-from bot.settings import Settings
 from handlers import get_routers
 from services.i18n import N_, SUPPORTED_LOCALES
 
@@ -33,16 +30,11 @@ COMMANDS = [
 ]
 
 
-def create_bot(settings: Settings, observer: CallObserver | None = None, budget: Budget | None = None) -> Bot:
-    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
-    limits = Limits(per_second=settings.telegram_messages_per_second,
-                    group_per_minute=settings.group_messages_per_minute)
-    session.middleware(SenderMiddleware(limits, retries=settings.send_retries, observer=observer, pacer=budget))
-    return Bot(settings.bot_token, session=session, default=BOT_DEFAULTS)
-
-
-def create_dispatcher(i18n: I18n, storage: BaseStorage, **workflow_data: Unpack[WorkflowData]) -> Dispatcher:
+def create_dispatcher(i18n: I18n, storage: BaseStorage, tenancy: BaseMiddleware,
+                      **workflow_data: Unpack[WorkflowData]) -> Dispatcher:
+    """One dispatcher for every bot: `tenancy` (bot/fleet.py) says per update which bot's business it is."""
     dispatcher = Dispatcher(storage=storage, i18n=i18n, **workflow_data)
+    dispatcher.update.outer_middleware(tenancy)
     identity = IdentityMiddleware(i18n)
     dispatcher.message.outer_middleware(identity)
     dispatcher.callback_query.outer_middleware(identity)

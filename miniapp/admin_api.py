@@ -29,7 +29,7 @@ class AdminRuntime:
     defaults: bot_settings.Limits  # the deployment's, from the environment
     default_hours: str
     default_timezone: str
-    rates: bot_settings.BotRateLimiter | None = None  # re-read at once when the admins change the rate
+    rates: bot_settings.RatesByBot | None = None  # re-read at once when the admins change the rate
     secret_overlap_hours: float = 24.0  # WIDGET_SECRET_OVERLAP_HOURS: a rotated site secret's overlap
 
 
@@ -80,7 +80,7 @@ async def _settings(request: web.Request) -> shapes.AdminSettings:
         routes = [shapes.ModelRoute(key=route.key, model=route.model, provider=route.provider)
                   for route in {route.key: route for route in reversed(own.ai.routes)}.values()]
         routes.reverse()
-        order = [route.key for route in await own.ai.routes_now()]
+        order = [route.key for route in await own.ai.routes_now(bot.id)]
         chosen = any(key in own.ai.route_keys for key in await bot_settings.route_order(bot.id))
     limits = bot_settings.limits(bot, own.defaults)
     return shapes.AdminSettings(
@@ -146,7 +146,7 @@ async def set_limits(request: web.Request) -> web.Response:
                                   per_minute=body.per_minute, actor=caller.user)
     rates = request.app[ADMIN].rates
     if rates is not None:
-        await rates.reload()
+        await rates.reload(caller.user.bot_id)
     return ok(await _settings(request))
 
 

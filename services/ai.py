@@ -91,7 +91,7 @@ class Route:
         return f"{self.model}@{self.provider}"
 
 
-RouteOrder = Callable[[], Awaitable[list[str]]]
+RouteOrder = Callable[[int], Awaitable[list[str]]]  # a bot's admins' order of the route keys
 """The keys of the routes to try, in order, as the bot's admins chose them; [] for the configured order."""
 
 
@@ -126,12 +126,12 @@ class AIClient:
         """Whether any configured model takes images."""
         return any(route.model in self.vision_models for route in self.routes)
 
-    async def routes_now(self) -> list[Route]:
-        """The routes in the admins' order (read before each answer); the configured order otherwise."""
+    async def routes_now(self, tenant: int) -> list[Route]:
+        """The routes in the bot's admins' order (read before each answer); the configured order otherwise."""
         if self.order is None:
             return self.routes
         by_key = {route.key: route for route in reversed(self.routes)}
-        chosen = [by_key[key] for key in await self.order() if key in by_key]
+        chosen = [by_key[key] for key in await self.order(tenant) if key in by_key]
         return chosen or self.routes
 
     async def close(self) -> None:
@@ -146,7 +146,7 @@ class AIClient:
         no model has room, the answer waits its turn among `tenant`'s (a bot's) and the other bots' answers,
         with on_wait(True) when it starts waiting and on_wait(False) when it stops, up to the gate's
         max_wait over the whole answer."""
-        candidates = list(await self.routes_now())
+        candidates = list(await self.routes_now(tenant))
         if has_images(messages):  # a model that cannot see would answer as if nothing were shown
             candidates = [route for route in candidates if route.model in self.vision_models]
         errors: dict[str, None] = {}

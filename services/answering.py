@@ -405,7 +405,7 @@ class Answerer:
             return _NotHeard(VOICE_QUOTA)
         heard: transcription.Transcript | None = None
         try:
-            content = await context.channel.media(voice, self.transcriber.max_bytes)
+            content = await context.channel.media(context.customer.bot_id, voice, self.transcriber.max_bytes)
             if content is not None:
                 heard = await self.transcriber.transcribe(content, str(voice["type"]), context.locale)
         except (MediaUnavailable, TranscriptionFailed) as error:
@@ -436,7 +436,7 @@ class Answerer:
             return
         for attachment in vision.images_of(context.message.attachments):
             try:
-                data = await context.channel.media(attachment, self.policy.vision_max_bytes)
+                data = await context.channel.media(context.customer.bot_id, attachment, self.policy.vision_max_bytes)
             except MediaUnavailable as error:
                 log.info("image of message %s not fetched: %s", context.message.id, error)
                 data = None
@@ -487,7 +487,7 @@ class Answerer:
                 problem = customer_files.UNSUPPORTED
                 continue
             try:
-                data = await context.channel.media(attachment, limit)
+                data = await context.channel.media(context.customer.bot_id, attachment, limit)
                 if data is None:
                     raise MediaUnavailable("this channel cannot fetch it")
                 attachment["text"] = await asyncio.to_thread(customer_files.read, name, data, limit,

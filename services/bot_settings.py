@@ -10,7 +10,7 @@ change applies from the next answer.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,14 +67,6 @@ async def route_order(bot_id: int) -> list[str]:
     """The keys of the routes the admins chose, in order; [] for the deployment's own order."""
     bot = await Bot.get_or_none(id=bot_id)
     return list(tenant_settings.of(bot).ai_routes) if bot is not None else []
-
-
-def route_order_of(bot_id: int) -> Callable[[], Awaitable[list[str]]]:
-    """What the AI client asks before each answer: this bot's choice, read fresh."""
-    async def order() -> list[str]:
-        return await route_order(bot_id)
-
-    return order
 
 
 async def set_route_order(bot_id: int, order: list[str], configured: list[str], actor: User | None) -> None:
@@ -154,6 +146,32 @@ class BotRateLimiter:
 
     def set_rate(self, burst: int, per_minute: float) -> None:
         self.inner.set_rate(burst, per_minute)
+
+
+class RatesByBot:
+    """Every bot's customer rate, each as its own admins set it. A rate key starts with its bot's id
+    (services.conversations.Customer.rate_key), so one limiter serves the customers of every bot."""
+
+    def __init__(self, make_inner: Callable[[int], AdjustableRateLimiter], defaults: Limits,
+                 refresh: float = 30.0) -> None:
+        self.make_inner = make_inner  # a bot's own buckets (in memory, or under its Redis keys)
+        self.defaults = defaults
+        self.refresh = refresh
+        self._bots: dict[int, BotRateLimiter] = {}
+
+    def of(self, bot_id: int) -> BotRateLimiter:
+        rates = self._bots.get(bot_id)
+        if rates is None:
+            rates = self._bots[bot_id] = BotRateLimiter(self.make_inner(bot_id), bot_id, self.defaults, self.refresh)
+        return rates
+
+    async def check(self, key: str) -> Verdict:
+        bot_id, _, _ = key.partition(":")
+        return await self.of(int(bot_id)).check(key)
+
+    async def reload(self, bot_id: int) -> None:
+        """The bot's admins changed its rate: this instance applies it at once (the others within `refresh`)."""
+        await self.of(bot_id).reload()
 
 
 # --- the business's name ---------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 # "123456789:AA..." as BotFather gives it: the bot's id, a colon, the secret part.
 TOKEN_SHAPE = re.compile(r"^(\d{1,20}):([A-Za-z0-9_-]{1,100})$")
 PAUSED_BY_OWNER, TOKEN_REVOKED = "owner", "revoked"
+CHANGED_CHANNEL = "bots"  # the event bus channel saying "the bot table changed": every instance looks at once
 
 
 class BotError(ValueError):

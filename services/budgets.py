@@ -22,7 +22,7 @@ from services import outbox, tenant_settings
 from services.flow import post_to_group
 from services.i18n import N_, Translate
 from services.outbox import JobKind
-from services.ports import Where
+from services.ports import Messengers, Where
 from services.render import escape
 from services.tenant_settings import TenantSettings
 
@@ -81,11 +81,11 @@ class BudgetWatch:
     """Asked before each AI answer: whether the bot's budget still allows one."""
 
     def __init__(self, translate: Translate, default_locale: str, admin_ids: frozenset[int], *,
-                 telegram: bool, wake: Callable[[], None]) -> None:
+                 messengers: Messengers, wake: Callable[[], None]) -> None:
         self.translate = translate
         self.default_locale = default_locale
         self.admin_ids = admin_ids  # told in private when the bot has no manager chat
-        self.telegram = telegram  # False: nobody can be messaged; the audit log alone says it
+        self.messengers = messengers  # a bot not served here cannot message anyone: the audit log alone says it
         self.wake = wake
 
     async def allows_ai(self, bot_id: int) -> bool:
@@ -114,7 +114,7 @@ class BudgetWatch:
             if draft.bot.manager_chat_id is not None:
                 locale = draft.settings.manager_locale or self.default_locale
                 await post_to_group(bot_id, Where(int(draft.bot.manager_chat_id)), self._text(locale, params))
-            elif self.telegram:
+            elif self.messengers.of(bot_id) is not None:
                 languages = dict(await User.filter(bot_id=bot_id, telegram_id__in=sorted(self.admin_ids))
                                  .values_list("telegram_id", "language"))
                 for admin in sorted(self.admin_ids):

@@ -24,7 +24,7 @@ from services import conversations
 from services.files import ConversationFiles
 from services.generation import Generations, Typing
 from services.outbox import Postpone
-from services.ports import Button, ChatSender, MessageGone, Messenger, OutgoingText, RecipientBlocked, Where
+from services.ports import Button, ChatSender, MessageGone, Messenger, Messengers, OutgoingText, RecipientBlocked, Where
 from services.render import escape, split_html
 from services.widget import WidgetLive
 
@@ -92,7 +92,7 @@ class CustomerChannel(Protocol):
         """One of our notices, stored already (its text in their language); False if it cannot reach them."""
         ...
 
-    async def media(self, attachment: dict[str, object], max_bytes: int) -> bytes | None:
+    async def media(self, bot_id: int, attachment: dict[str, object], max_bytes: int) -> bytes | None:
         """The bytes of a file the customer sent (None: this channel cannot fetch them); MediaUnavailable
         when it is gone or larger than `max_bytes`."""
         ...
@@ -124,42 +124,45 @@ class Channels:
 
 
 class TelegramChannel:
-    """A customer's private chat with the bot. Without BOT_TOKEN (`messenger` None) its work waits."""
+    """A customer's private chat with their bot. While that bot is not served here, its work waits."""
 
     kind = Channel.TELEGRAM
     abilities = Abilities(commands=True, edits=True, blocks=True, links_to_telegram=False)
 
-    def __init__(self, messenger: Messenger | None, generations: Generations, draft_interval: float,
+    def __init__(self, messengers: Messengers, generations: Generations, draft_interval: float,
                  render_draft: Callable[[str], str]) -> None:
         # render_draft: the model's Markdown so far as the draft shows it (HTML, without citation marks)
-        self._messenger = messenger
+        self.messengers = messengers
         self.generations = generations
         self.draft_interval = draft_interval
         self.render_draft = render_draft
 
-    @property
-    def messenger(self) -> Messenger:
-        if self._messenger is None:
-            raise Postpone(WITHOUT_TELEGRAM_RETRY, "Telegram is off (BOT_TOKEN is not set)")
-        return self._messenger
+    def messenger(self, bot_id: int) -> Messenger:
+        """The customer's bot's: only it may write to their chat. Its work waits while that bot is not served."""
+        messenger = self.messengers.of(bot_id)
+        if messenger is None:
+            raise Postpone(WITHOUT_TELEGRAM_RETRY, f"bot {bot_id} is not served here now (no BOT_TOKEN, or paused)")
+        return messenger
 
     def reachable(self, customer: User) -> bool:
         if customer.telegram_id is None or customer.blocked_bot:
             return False
-        return self.messenger is not None
+        return self.messengers.of(customer.bot_id) is not None
 
     async def reply(self, customer: User, html: str, record: Record, *, previewed: bool = False) -> Message:
         silent = _silent(customer)
-        sent = [await self._blocking(customer, self.messenger.send_text(
+        messenger = self.messenger(customer.bot_id)
+        sent = [await self._blocking(customer, messenger.send_text(
                     _chat(customer), OutgoingText(part, silent=silent, after_preview=previewed)))
                 for part in split_html(html)]
         return await record(sent)
 
     @asynccontextmanager
     async def preview(self, customer: User, reply_to: Message) -> AsyncIterator[Preview]:
-        sender: ChatSender = self.messenger
+        sender: ChatSender = self.messenger(customer.bot_id)
         streaming = self.generations.streaming(sender, _chat(customer), reply_to.id,  # a unique, non-zero id
-                                               self.draft_interval, render=self.render_draft)
+                                               self.draft_interval, render=self.render_draft,
+                                               budget=self.messengers.budget_of(customer.bot_id))
         try:
             async with streaming as draft:
                 yield draft
@@ -168,8 +171,8 @@ class TelegramChannel:
             raise
 
     def typing(self, customer: User, reply_to: Message) -> Typing:
-        sender, chat_id = self.messenger, _chat(customer)
-        return Typing(lambda: sender.send_typing(chat_id), self.generations.budget)
+        sender, chat_id = self.messenger(customer.bot_id), _chat(customer)
+        return Typing(lambda: sender.send_typing(chat_id), self.messengers.budget_of(customer.bot_id))
 
     async def deliver(self, customer: User, message: Message, reply_to: int | None = None) -> None:
         chat_id = customer.telegram_id
@@ -179,11 +182,12 @@ class TelegramChannel:
         if customer.blocked_bot:
             raise RecipientBlocked("the customer blocked the bot")
         where = Where(int(chat_id), None, reply_to)
+        messenger = self.messenger(customer.bot_id)
         try:
             if original is None:  # written in the Mini App: there is no Telegram message to copy
-                sent = await self.messenger.post(where, OutgoingText(message.text, silent=_silent(customer)))
+                sent = await messenger.post(where, OutgoingText(message.text, silent=_silent(customer)))
             else:
-                sent = await self.messenger.copy(where, int(original.chat_id), int(original.telegram_message_id),
+                sent = await messenger.copy(where, int(original.chat_id), int(original.telegram_message_id),
                                                  silent=_silent(customer))
         except RecipientBlocked:
             await _mark_blocked(customer)
@@ -199,7 +203,7 @@ class TelegramChannel:
         if copy is None:
             return
         try:
-            await self.messenger.edit(int(copy.chat_id), int(copy.telegram_message_id), message.text,
+            await self.messenger(customer.bot_id).edit(int(copy.chat_id), int(copy.telegram_message_id), message.text,
                                       caption=bool(message.attachments))
         except (MessageGone, RecipientBlocked) as error:
             log.info("could not apply an edit to the customer's copy of message %s: %s", message.id, error)
@@ -211,7 +215,7 @@ class TelegramChannel:
         if await MessageCopy.exists(message_id=message.id, chat_id=chat_id):
             return True  # shown before a crash
         try:
-            sent = await self.messenger.send_text(chat_id, OutgoingText(
+            sent = await self.messenger(customer.bot_id).send_text(chat_id, OutgoingText(
                 escape(message.text), [list(row) for row in buttons], silent=_silent(customer)))
         except RecipientBlocked:
             await _mark_blocked(customer)
@@ -220,11 +224,11 @@ class TelegramChannel:
                                  telegram_message_id=sent)
         return True
 
-    async def media(self, attachment: dict[str, object], max_bytes: int) -> bytes | None:
+    async def media(self, bot_id: int, attachment: dict[str, object], max_bytes: int) -> bytes | None:
         file_id = attachment.get("file_id")
         if not isinstance(file_id, str):
             return None
-        return await self.messenger.download(file_id, max_bytes)
+        return await self.messenger(bot_id).download(file_id, max_bytes)  # a file id is good only with its bot
 
     async def state_changed(self, conversation: Conversation) -> None:
         """A private chat has no place that shows who answers: the notices say it."""
@@ -312,8 +316,9 @@ class WidgetChannel:
         await self.live.message(_visitor(customer), message)
         return True
 
-    async def media(self, attachment: dict[str, object], max_bytes: int) -> bytes | None:
-        return await self.files.stored(attachment, max_bytes=max_bytes)  # named by our own stored message
+    async def media(self, bot_id: int, attachment: dict[str, object], max_bytes: int) -> bytes | None:
+        # named by our own stored message, of this bot
+        return await self.files.stored(attachment, bot_id=bot_id, max_bytes=max_bytes)
 
     async def state_changed(self, conversation: Conversation) -> None:
         await self.live.status(conversation)

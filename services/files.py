@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models import Message, StoredFile
-from services.ports import MediaUnavailable, Messenger
+from services.ports import MediaUnavailable, Messengers
 from services.vision import image_type
 
 TELEGRAM_DOWNLOAD_LIMIT = 20_000_000  # the Bot API's getFile cap
@@ -155,8 +155,8 @@ class ServedFile:
 class ConversationFiles:
     """The bytes behind a message's attachment, for whoever was found allowed to see that message."""
 
-    def __init__(self, messenger: Messenger | None, telegram_max_bytes: int = TELEGRAM_DOWNLOAD_LIMIT) -> None:
-        self.messenger = messenger
+    def __init__(self, messengers: Messengers | None, telegram_max_bytes: int = TELEGRAM_DOWNLOAD_LIMIT) -> None:
+        self.messengers = messengers  # None: only stored files (a widget's) are served
         self.telegram_max_bytes = telegram_max_bytes
 
     async def stored(self, attachment: dict[str, Any], *, bot_id: int | None = None,
@@ -190,9 +190,10 @@ class ConversationFiles:
             content = await self.stored(attachment, bot_id=int(message.bot_id),
                                       conversation_id=int(message.conversation_id))
             if content is None:
-                if self.messenger is None:
+                messenger = self.messengers.of(int(message.bot_id)) if self.messengers is not None else None
+                if messenger is None:  # a file id is good only with the bot that received it
                     return None
-                content = await self.messenger.download(str(attachment["file_id"]), self.telegram_max_bytes)
+                content = await messenger.download(str(attachment["file_id"]), self.telegram_max_bytes)
         except MediaUnavailable:
             return None
         image = image_type(content)

@@ -13,10 +13,9 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from services.events import EventBus, LocalBus, Payload
-from services.ports import ChatSender, RecipientBlocked, SendPriority
+from services.ports import ChatSender, DraftBudget, RecipientBlocked, SendPriority
 from services.render import TELEGRAM_TEXT_LIMIT, markdown_to_html, split_html, visible_length
 
 log = logging.getLogger(__name__)
@@ -32,37 +31,11 @@ class GenerationStopped(Exception):
         self.text = text
 
 
-class WaitingQueue(Protocol):
-    def start(self, priority: SendPriority) -> None:
-        """A send of this priority waits for the budget (less urgent ones give way meanwhile)."""
-        ...
-
-    def stop(self, priority: SendPriority) -> None: ...
-
-
-class DraftBudget(Protocol):
-    """Telegram's budget for the bot as a whole (bot/sending/'s pacers)."""
-
-    @property
-    def queue(self) -> WaitingQueue: ...
-
-    async def settle_draft(self) -> None:
-        """A draft reserved got its answer: Telegram counted it on arrival, so its place counts from now."""
-        ...
-
-    async def reserve_draft(self, priority: SendPriority = SendPriority.UPDATE) -> float:
-        """Take one send for a draft now (0), or say how long to wait before asking again; a more
-        urgent send waiting for the budget goes first."""
-        ...
-
-
-
 class Generations:
-    def __init__(self, bus: EventBus | None = None, budget: DraftBudget | None = None) -> None:
+    def __init__(self, bus: EventBus | None = None) -> None:
         self._running: dict[tuple[int, int], asyncio.Event] = {}
         self.bus: EventBus = bus or LocalBus()
         self.bus.subscribe(STOP_CHANNEL, self._stop_here)
-        self.budget = budget
         self._boards: dict[int, DraftBoard] = {}  # per sender (a bot)
 
     def start(self, chat_id: int, draft_id: int) -> asyncio.Event:
@@ -80,15 +53,17 @@ class Generations:
         if running is not None:
             running.set()
 
-    def board(self, sender: ChatSender) -> DraftBoard:
+    def board(self, sender: ChatSender, budget: DraftBudget | None = None) -> DraftBoard:
+        """The drafts of one bot, spent from its budget (`budget`: that bot's, the same on every call)."""
         board = self._boards.get(id(sender))
         if board is None:
-            board = self._boards[id(sender)] = DraftBoard(sender, self.budget)
+            board = self._boards[id(sender)] = DraftBoard(sender, budget)
         return board
 
     @contextlib.asynccontextmanager
     async def streaming(self, sender: ChatSender, chat_id: int, draft_id: int, interval: float,
-                        render: Callable[[str], str] = markdown_to_html) -> AsyncIterator[DraftStreamer]:
+                        render: Callable[[str], str] = markdown_to_html,
+                        budget: DraftBudget | None = None) -> AsyncIterator[DraftStreamer]:
         """A preview of text being written into a private chat, stoppable by the customer while it lasts.
 
         Pass the streamer's `update` as the model's progress callback: it raises GenerationStopped
@@ -96,7 +71,7 @@ class Generations:
         message that follows is never overtaken by its own preview.
         """
         stop = self.start(chat_id, draft_id)
-        board = self.board(sender)
+        board = self.board(sender, budget)
         streamer = DraftStreamer(board, chat_id, draft_id, interval, stop, render)
         try:
             yield streamer

@@ -34,6 +34,7 @@ from services.ports import (
     MediaUnavailable,
     MessageGone,
     Messenger,
+    Messengers,
     NoRights,
     OutgoingText,
     RecipientBlocked,
@@ -136,12 +137,18 @@ def message_line(message: Message, translate: Translate, locale: str) -> str:
     return f"{AUTHORS.get(message.author_kind, '')} {escape(text)}"
 
 
+MANAGER_JOB_KINDS = (JobKind.OPEN_TOPIC, JobKind.TOPIC_COPY, JobKind.TOPIC_STATE, JobKind.TOPIC_EDIT,
+                     JobKind.TOPIC_TRANSCRIPT, JobKind.GROUP_POST, JobKind.ADMIN_NOTICE)
+
+
 class ManagerGroup:
+    """One bot's work in its manager chat."""
+
     def __init__(self, messenger: Messenger, translate: Translate, default_locale: str,
                  album_settle: float = ALBUM_SETTLE_SECONDS) -> None:
         self.album_settle = album_settle  # an album is copied once its items stopped arriving
         self.messenger = messenger
-        self.files = files.ConversationFiles(messenger)
+        self.files = files.ConversationFiles(None)  # the visitors' uploads, stored with their messages
         self.translate = translate
         self.default_locale = default_locale
 
@@ -276,6 +283,7 @@ class ManagerGroup:
         return run
 
     def handlers(self) -> dict[str, JobHandler]:
+        """Every kind in MANAGER_JOB_KINDS."""
         jobs = {JobKind.OPEN_TOPIC: self.open_topic_job, JobKind.TOPIC_COPY: self.topic_copy_job,
                 JobKind.TOPIC_STATE: self.topic_state_job, JobKind.TOPIC_EDIT: self.topic_edit_job,
                 JobKind.TOPIC_TRANSCRIPT: self.topic_transcript_job, JobKind.GROUP_POST: self.group_post_job}
@@ -528,3 +536,35 @@ def _album_items(batch: list[Message]) -> list[AlbumItem]:
 
 def _album(message: Message) -> str:
     return str(message.attachments[0].get("media_group_id") or "") if message.attachments else ""
+
+
+class ManagerDesks:
+    """The manager group's jobs of every bot, each run with its own bot's messenger: bots may share one group
+    (each in its own topics), and a bot writes only as itself."""
+
+    def __init__(self, messengers: Messengers, translate: Translate, default_locale: str,
+                 album_settle: float = ALBUM_SETTLE_SECONDS) -> None:
+        self.messengers = messengers
+        self.translate = translate
+        self.default_locale = default_locale
+        self.album_settle = album_settle
+        self._desks: dict[int, tuple[Messenger, dict[str, JobHandler]]] = {}
+
+    def _desk(self, bot_id: int) -> dict[str, JobHandler]:
+        messenger = self.messengers.of(bot_id)
+        if messenger is None:  # paused, or starting on this instance: its jobs wait for it, uncounted
+            raise outbox.Postpone(NO_MANAGER_CHAT_RETRY, f"bot {bot_id} is not served here now")
+        known = self._desks.get(bot_id)
+        if known is None or known[0] is not messenger:  # first use, or a new token since
+            group = ManagerGroup(messenger, self.translate, self.default_locale, self.album_settle)
+            known = self._desks[bot_id] = (messenger, group.handlers())
+        return known[1]
+
+    def handlers(self) -> dict[str, JobHandler]:
+        def of_kind(kind: str) -> JobHandler:
+            async def run(job: OutboxJob) -> None:
+                await self._desk(job.bot_id)[kind](job)
+
+            return run
+
+        return {kind: of_kind(kind) for kind in MANAGER_JOB_KINDS}

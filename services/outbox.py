@@ -101,6 +101,12 @@ async def enqueue(bot_id: int, kind: str, payload: dict[str, Any], *, lane: str 
         return await OutboxJob.get(bot_id=bot_id, source_key=source_key)  # queued meanwhile by another instance
 
 
+async def run_waiting_now(bot_id: int) -> int:
+    """A bot is served again (resumed, a new token): its jobs waiting for it run now, not at their next try."""
+    return await OutboxJob.filter(bot_id=bot_id, status=JobStatus.PENDING, run_after__gt=now()).update(
+        run_after=now())
+
+
 async def pending_behind(job: OutboxJob, kind: str, limit: int = 20) -> list[OutboxJob]:
     """The jobs of `kind` queued right behind `job` in its lane, up to the first of another kind.
 

@@ -146,3 +146,38 @@ class Messenger(ChatSender, Protocol):
         """A file's bytes (a customer's voice note, photo or document, via getFile); MediaUnavailable when
         it is gone or above `max_bytes`."""
         ...
+
+
+class WaitingQueue(Protocol):
+    def start(self, priority: SendPriority) -> None:
+        """A send of this priority waits for the budget (less urgent ones give way meanwhile)."""
+        ...
+
+    def stop(self, priority: SendPriority) -> None: ...
+
+
+class DraftBudget(Protocol):
+    """Telegram's budget for one bot as a whole (bot/sending/'s pacers): Telegram's limits are per bot."""
+
+    @property
+    def queue(self) -> WaitingQueue: ...
+
+    async def settle_draft(self) -> None:
+        """A draft reserved got its answer: Telegram counted it on arrival, so its place counts from now."""
+        ...
+
+    async def reserve_draft(self, priority: SendPriority = SendPriority.UPDATE) -> float:
+        """Take one send for a draft now (0), or say how long to wait before asking again; a more
+        urgent send waiting for the budget goes first."""
+        ...
+
+
+class Messengers(Protocol):
+    """Each bot's Messenger, by the bot's id (the tenant row's): every conversation, job and member belongs
+    to one bot, and only that bot may write to its chats."""
+
+    def of(self, bot_id: int) -> Messenger | None:
+        """None: that bot is not served here now (Telegram is off, or it is paused, removed or starting)."""
+        ...
+
+    def budget_of(self, bot_id: int) -> DraftBudget | None: ...

@@ -20,7 +20,7 @@ from tortoise.expressions import Q
 from models import Bot, Role, User
 from services import bot_settings, tenant_settings
 from services.conversations import Customer
-from services.ports import GroupRights, Messenger
+from services.ports import GroupRights, Messenger, Messengers
 from services.schedule import InvalidHours, WorkingHours
 
 STAFF_STATUSES = ("creator", "administrator", "member")
@@ -50,31 +50,32 @@ async def load_manager_chat(bot_id: int, default_locale: str) -> ManagerChat | N
 
 
 class StaffDirectory:
-    def __init__(self, messenger: Messenger | None, admin_ids: frozenset[int], ttl: float = MEMBERSHIP_TTL,
+    def __init__(self, messengers: Messengers, admin_ids: frozenset[int], ttl: float = MEMBERSHIP_TTL,
                  auto_approve: bool = False) -> None:
-        self.messenger = messenger  # None while Telegram is off: nobody is a member, ADMIN_IDS are the staff
+        self.messengers = messengers  # a bot not served (Telegram off, paused): nobody is a member of its chat
         self.admin_ids = admin_ids
         self.ttl = ttl
         self.auto_approve = auto_approve  # every manager chat member is a manager, with no approval
-        self._statuses: dict[tuple[int, int], tuple[float, str]] = {}
+        self._statuses: dict[tuple[int, int, int], tuple[float, str]] = {}
 
     def is_admin(self, telegram_id: int) -> bool:
         return telegram_id in self.admin_ids
 
-    async def is_staff(self, chat_id: int, telegram_id: int) -> bool:
-        """In ADMIN_IDS or a member of the manager chat (approved or not: see `role_of`)."""
+    async def is_staff(self, bot_id: int, chat_id: int, telegram_id: int) -> bool:
+        """In ADMIN_IDS or a member of the bot's manager chat (approved or not: see `role_of`)."""
         if self.is_admin(telegram_id):
             return True
-        return await self._status(chat_id, telegram_id) in STAFF_STATUSES
+        return await self._status(bot_id, chat_id, telegram_id) in STAFF_STATUSES
 
-    async def _status(self, chat_id: int, telegram_id: int) -> str:
-        key = (chat_id, telegram_id)
+    async def _status(self, bot_id: int, chat_id: int, telegram_id: int) -> str:
+        key = (bot_id, chat_id, telegram_id)  # asked as that bot: bots sharing a group see the same members
         cached = self._statuses.get(key)
         if cached is not None and time.monotonic() - cached[0] < self.ttl:
             return cached[1]
-        if self.messenger is None:
+        messenger = self.messengers.of(bot_id)
+        if messenger is None:
             return "left"
-        status = await self.messenger.member_status(chat_id, telegram_id)
+        status = await messenger.member_status(chat_id, telegram_id)
         if len(self._statuses) > 10_000:
             self._statuses.clear()
         self._statuses[key] = (time.monotonic(), status)
@@ -93,7 +94,7 @@ class StaffDirectory:
         if user is not None and user.id in own.invited_staff:  # joined by invitation: no chat needed
             return _member_role(own, user, auto_approve=False)
         chat = manager_chat(bot, default_locale)
-        if chat is None or not await self.is_staff(chat.chat_id, telegram_id):
+        if chat is None or not await self.is_staff(bot.id, chat.chat_id, telegram_id):
             return Role.CUSTOMER
         return member_role(bot, user, self.auto_approve)
 

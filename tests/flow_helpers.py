@@ -11,6 +11,7 @@ from services.i18n import Translate
 from services.inbox import InboxFeed
 from services.limits import MemoryRateLimiter
 from services.listeners import subscribe_listeners
+from services.ports import DraftBudget, Messenger
 from services.staff import WorkingHoursSource
 from services.widget import WidgetLive
 
@@ -19,9 +20,19 @@ def english(locale: str, text: str) -> str:
     return text
 
 
+class NoBots:
+    """services.ports.Messengers while no bot is served (Telegram off): Telegram's jobs wait."""
+
+    def of(self, bot_id: int) -> Messenger | None:
+        return None
+
+    def budget_of(self, bot_id: int) -> DraftBudget | None:
+        return None
+
+
 def make_channels(bus: LocalBus | None = None) -> Channels:
     """Telegram off (its jobs wait), and the widget over an in-process bus."""
-    return Channels(TelegramChannel(None, Generations(), 0.6, preview_html),
+    return Channels(TelegramChannel(NoBots(), Generations(), 0.6, preview_html),
                     WidgetChannel(WidgetLive(bus or LocalBus()), 0.15, without_marks))
 
 

@@ -12,14 +12,18 @@ from aiogram import Dispatcher, Router
 from aiogram.dispatcher.event.handler import CallableObject
 from aiogram.fsm.storage.memory import MemoryStorage
 
+from bot.fleet import Fleet, TenantMiddleware
 from bot.i18n import create_i18n
 from bot.middlewares import HandlerData, WorkflowData
+from bot.settings import Settings
 from bot.telegram import create_dispatcher
+from services.secrets_box import SecretBox
 
 
 def _dispatcher() -> Dispatcher:
     # Only the tree is looked at: no handler runs, so the workflow data need not be real.
-    return create_dispatcher(create_i18n("en"), MemoryStorage(), **cast(WorkflowData, {}))
+    fleet = Fleet(Settings(_env_file=None), create_i18n("en"), lambda locale, text: text, SecretBox(bytes(32)))
+    return create_dispatcher(create_i18n("en"), MemoryStorage(), TenantMiddleware(fleet), **cast(WorkflowData, {}))
 
 
 def _routers(router: Router) -> Iterator[Router]:

@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from aiogram import Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramRetryAfter, TelegramServerError
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
 from aiogram.methods import Response, TelegramMethod
 from aiogram.methods.base import TelegramType
 
@@ -39,8 +46,10 @@ class CallObserver(Protocol):
 
 class SenderMiddleware(BaseRequestMiddleware):
     def __init__(self, limits: Limits | None = None, retries: int = 5, max_backoff: float = 30.0,
-                 observer: CallObserver | None = None, pacer: Budget | None = None) -> None:
+                 observer: CallObserver | None = None, pacer: Budget | None = None,
+                 on_unauthorized: Callable[[Bot], None] | None = None) -> None:
         self.pacer: Budget = pacer or Pacer(limits or Limits())
+        self.on_unauthorized = on_unauthorized  # Telegram refused the token (bot/fleet.py checks, then pauses)
         self.observer = observer
         self.retries = retries
         self.max_backoff = max_backoff
@@ -79,6 +88,11 @@ class SenderMiddleware(BaseRequestMiddleware):
                     raise
                 log.warning("telegram: %s failed (%s), retry %s in %.1fs", name, type(error).__name__, attempt, delay)
                 await asyncio.sleep(delay)
+            except TelegramUnauthorizedError:
+                self._observe(name, "error")
+                if self.on_unauthorized is not None:
+                    self.on_unauthorized(bot)
+                raise
             except TelegramAPIError:
                 self._observe(name, "error")
                 raise

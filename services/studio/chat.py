@@ -18,7 +18,7 @@ from services.ai import Progress
 from services.generation import Generations
 from services.i18n import N_, Translate
 from services.outbox import JobKind, Postpone
-from services.ports import Button, ChatSender, OutgoingText, RecipientBlocked
+from services.ports import Button, ChatSender, Messengers, OutgoingText, RecipientBlocked
 from services.render import escape, markdown_to_html, split_html
 from services.studio import projects, runs
 from services.studio.compiler import compile_template, variable_names
@@ -215,9 +215,9 @@ def improved_html(translate: Translate, locale: str, prompt: str, explanation: s
 class StudioChat:
     """Runs `/improve` and "Run it" from the outbox, streaming into the person's private chat."""
 
-    def __init__(self, sender: ChatSender | None, translate: Translate, runtime: StudioRuntime,
+    def __init__(self, messengers: Messengers, translate: Translate, runtime: StudioRuntime,
                  generations: Generations, draft_interval: float, wake: Callable[[], None] = lambda: None) -> None:
-        self.sender = sender  # None: Telegram is off
+        self.messengers = messengers  # each person is written to by the bot they asked
         self.wake = wake  # the outbox: a job is waiting
         self.translate = translate
         self.runtime = runtime
@@ -282,9 +282,15 @@ class StudioChat:
         user = await User.get_or_none(id=job.payload.get("user_id"))
         if user is None or user.telegram_id is None or user.blocked_bot:
             return None
-        if self.sender is None:
-            raise Postpone(WITHOUT_TELEGRAM_RETRY, "Telegram is off (BOT_TOKEN is not set)")
+        if self.messengers.of(user.bot_id) is None:
+            raise Postpone(WITHOUT_TELEGRAM_RETRY, f"bot {user.bot_id} is not served here now")
         return user
+
+    def _sender(self, user: User) -> ChatSender:
+        sender = self.messengers.of(user.bot_id)
+        if sender is None:  # paused since the job started
+            raise Postpone(WITHOUT_TELEGRAM_RETRY, f"bot {user.bot_id} is not served here now")
+        return sender
 
     async def _earlier_run(self, job: OutboxJob) -> PromptRun | None:
         """The run an earlier attempt of this job made (a crash or a failed send came after it).
@@ -300,14 +306,14 @@ class StudioChat:
 
     async def _stream(self, job: OutboxJob, user: User, render: Callable[[str], str],
                       call: Callable[[Progress, Started], Awaitable[T]]) -> T:
-        assert self.sender is not None
         assert user.telegram_id is not None
 
         async def started(run: PromptRun) -> None:
             await _forget_text(job, run.id)
 
-        async with self.generations.streaming(self.sender, int(user.telegram_id), DRAFT_IDS + job.id,
-                                              self.draft_interval, render) as draft:
+        async with self.generations.streaming(self._sender(user), int(user.telegram_id), DRAFT_IDS + job.id,
+                                              self.draft_interval, render,
+                                              budget=self.messengers.budget_of(user.bot_id)) as draft:
             return await call(draft.update, started)
 
     async def _improved(self, user: User, run: PromptRun) -> None:
@@ -325,16 +331,16 @@ class StudioChat:
 
     async def _send(self, user: User, html: str, buttons: list[list[Button]] | None = None) -> None:
         """One result in as many messages as it needs (at most MAX_PARTS); the buttons under the last."""
-        assert self.sender is not None
         assert user.telegram_id is not None
+        sender = self._sender(user)
         parts = split_html(html)
         if len(parts) > MAX_PARTS:
             parts = [*parts[:MAX_PARTS], escape(self.translate(str(user.language), CUT_OFF))]
         silent = bool(user.preferences.get("silent", False))
         for number, part in enumerate(parts, start=1):
             last = number == len(parts)
-            await self.sender.send_text(int(user.telegram_id),
-                                        OutgoingText(part, buttons=(buttons or []) if last else [], silent=silent))
+            await sender.send_text(int(user.telegram_id),
+                                   OutgoingText(part, buttons=(buttons or []) if last else [], silent=silent))
 
 
 async def _forget_text(job: OutboxJob, run_id: int | None) -> None:

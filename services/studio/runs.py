@@ -78,7 +78,7 @@ async def model_options(runtime: StudioRuntime, user: User) -> list[ModelOption]
     """The deployment's models (in the admins' order) and the models of the customer's own keys."""
     options: list[ModelOption] = []
     if runtime.ai is not None:
-        for route in await runtime.ai.routes_now():
+        for route in await runtime.ai.routes_now(user.bot_id):
             options.append(ModelOption(route.key, route.model, route.provider, own_key=False))
         options += [ModelOption(route.key, route.model, route.provider, own_key=False)
                     for route in runtime.ai.routes if route.key not in {o.id for o in options}]
@@ -311,7 +311,7 @@ def split_improved(text: str) -> tuple[str, str]:
 async def improve(runtime: StudioRuntime, user: User, prompt: str, on_progress: Progress,
                   on_start: Callable[[PromptRun], Awaitable[None]] | None = None) -> Improved:
     """A better version of the customer's prompt, from the deployment's first model (counted)."""
-    target = await _first_model(runtime, prompt, IMPROVE_SYSTEM)
+    target = await _first_model(runtime, user, prompt, IMPROVE_SYSTEM)
     async with _admitted(runtime, user, target) as reservation:
         run = await _run(runtime, user, target, reservation, prompt.strip(), kind="improve", system=IMPROVE_SYSTEM,
                          on_start=on_start, on_progress=on_progress)
@@ -322,14 +322,14 @@ async def improve(runtime: StudioRuntime, user: User, prompt: str, on_progress: 
 async def run_text(runtime: StudioRuntime, user: User, prompt: str, on_progress: Progress,
                    on_start: Callable[[PromptRun], Awaitable[None]] | None = None) -> PromptRun:
     """A prompt sent as it is (no project behind it) to the deployment's first model (counted)."""
-    target = await _first_model(runtime, prompt)
+    target = await _first_model(runtime, user, prompt)
     async with _admitted(runtime, user, target) as reservation:
         return await _run(runtime, user, target, reservation, prompt.strip(), kind="run", on_start=on_start,
                           on_progress=on_progress)
 
 
-async def _first_model(runtime: StudioRuntime, prompt: str, system: str | None = None) -> _Target:
-    """The deployment's first model (in the admins' order), for a prompt that may be sent."""
+async def _first_model(runtime: StudioRuntime, user: User, prompt: str, system: str | None = None) -> _Target:
+    """The deployment's first model (in the admins' order of the person's bot), for a prompt that may be sent."""
     if runtime.ai is None:
         raise StudioError("no_ai", "no AI model is configured here")
     prompt = prompt.strip()
@@ -338,4 +338,4 @@ async def _first_model(runtime: StudioRuntime, prompt: str, system: str | None =
     if len(prompt) > projects.MAX_TEXT_CHARS:
         raise StudioError("prompt_too_long", "the prompt is too long")
     _check_size(runtime, prompt, system)
-    return _Target((await runtime.ai.routes_now())[0], None)
+    return _Target((await runtime.ai.routes_now(user.bot_id))[0], None)
