@@ -21,6 +21,7 @@ from openai import AsyncOpenAI
 from redis.asyncio import Redis
 
 from bot import db
+from bot.bot_tokens import token_identifier
 from bot.dedup import MemoryRecentUpdates, RecentUpdates, RedisRecentUpdates
 from bot.encryption import secret_box
 from bot.events import RedisBus
@@ -55,6 +56,7 @@ from miniapp.knowledge_api import KNOWLEDGE, KnowledgeTools
 from miniapp.live import LIVE, LiveHub
 from miniapp.origin import PUBLIC
 from miniapp.pages import TRANSLATE_PLURAL
+from miniapp.platform_api import BOTS_CHANGED, PLATFORM, PlatformRuntime
 from miniapp.studio_api import STUDIO, TOKENS
 from miniapp.widget import STATIC, WIDGET, WidgetLimits, WidgetRuntime, add_routes, close_sockets, load_script
 from miniapp.widget_hub import WidgetHub
@@ -412,6 +414,12 @@ async def _install(app: web.Application, services: Services) -> None:
                               services.rates, settings.widget_secret_overlap_hours)
     app[LIVE] = live_hub = LiveHub(services.feed)
     services.feed.subscribe(live_hub.on_event)
+    app[PLATFORM] = PlatformRuntime(frozenset(settings.platform_admin_ids), token_identifier(settings), app[BOX])
+
+    async def bots_changed() -> None:  # the fleet (every instance's bots) listens on the bus's "bots" channel
+        await services.bus.publish("bots", {"bots": "changed"})
+
+    app[BOTS_CHANGED] = bots_changed
 
 
 async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:

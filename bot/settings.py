@@ -240,6 +240,14 @@ class Settings(BaseSettings):
     # --- Many bots, one deployment (issue 19) ---
     # A removed bot's data is deleted this many days after its removal (until then `bots add` brings it back).
     bot_retention_days: int = Field(30, alias="BOT_RETENTION_DAYS", ge=0)
+    # Telegram user ids of the platform's owners, who see the Mini App's Platform page (every bot: add by token,
+    # pause, resume, new token). Empty: nobody does. Being one makes nobody an admin of any bot (ADMIN_IDS does).
+    platform_admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list, alias="PLATFORM_ADMIN_IDS")
+
+    @field_validator("platform_admin_ids", mode="before")
+    @classmethod
+    def _platform_admins(cls, value: object) -> object:
+        return _split_list(value)
 
     @field_validator("admin_ids", "ai_fallback_models", "encryption_old_keys", "ai_vision_models", mode="before")
     @classmethod
