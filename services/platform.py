@@ -71,18 +71,18 @@ async def figures_of(bot_ids: list[int], now: datetime) -> dict[int, Figures]:
     traffic = await (Message.filter(bot_id__in=bot_ids, created_at__gte=month_ago,
                                     author_kind__in=[AuthorKind.CUSTOMER, *ANSWERS])
                      .annotate(in_month=Count("id"), in_day=Count("id", _filter=Q(created_at__gte=day_ago)))
-                     .group_by("bot_id", "author_kind").values_list("bot_id", "author_kind", "in_month", "in_day"))
+                     .group_by("bot_id", "author_kind").values("bot_id", "author_kind", "in_month", "in_day"))
     costs = await (UsageSlot.filter(bot_id__in=bot_ids, slot__gte=month_start(now))
-                   .annotate(total=Sum("cost")).group_by("bot_id").values_list("bot_id", "total"))
+                   .annotate(total=Sum("cost")).group_by("bot_id").values("bot_id", "total"))
     failed = await (OutboxJob.filter(bot_id__in=bot_ids, status=JobStatus.FAILED, finished_at__gte=day_ago)
-                    .annotate(jobs=Count("id")).group_by("bot_id").values_list("bot_id", "jobs"))
+                    .annotate(jobs=Count("id")).group_by("bot_id").values("bot_id", "jobs"))
     counts: dict[int, list[int]] = {bot_id: [0, 0, 0, 0] for bot_id in bot_ids}  # day in, day out, month in, out
-    for bot_id, kind, in_month, in_day in traffic:
-        column = 0 if kind == AuthorKind.CUSTOMER else 1
-        counts[bot_id][column] += int(in_day)
-        counts[bot_id][column + 2] += int(in_month)
-    cost_of = {bot_id: Decimal(str(total)) for bot_id, total in costs if total is not None}
-    failed_of = {bot_id: int(jobs) for bot_id, jobs in failed}
+    for row in traffic:
+        column = 0 if row["author_kind"] == AuthorKind.CUSTOMER else 1
+        counts[row["bot_id"]][column] += int(row["in_day"])
+        counts[row["bot_id"]][column + 2] += int(row["in_month"])
+    cost_of = {row["bot_id"]: Decimal(str(row["total"])) for row in costs if row["total"] is not None}
+    failed_of = {row["bot_id"]: int(row["jobs"]) for row in failed}
     return {bot_id: Figures(Traffic(day_in, day_out), Traffic(month_in, month_out),
                             cost_of.get(bot_id, Decimal(0)), failed_of.get(bot_id, 0))
             for bot_id, (day_in, day_out, month_in, month_out) in counts.items()}

@@ -5,6 +5,7 @@ else signed in gets 404. Telegram is tgsim with the added bots in its world."""
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -103,6 +104,7 @@ async def test_only_the_platform_owners_find_the_platform(platform: Frontdesk, s
 
 async def test_without_platform_owners_there_is_no_platform_page(frontdesk: Frontdesk, sim: Simulator) -> None:
     async with app_client(frontdesk, sim, sim.create_user("Olga")["id"]) as someone:
+        assert (await someone.get("/api/me"))["platform"] is False  # no Platform tab
         assert (await someone.call("GET", "/api/platform/bots"))[0] == 404
         async with someone.session.get(frontdesk.url + "/app/platform") as page:
             assert page.status == 404
@@ -255,3 +257,40 @@ async def test_the_list_comes_a_page_at_a_time_and_finds_a_bot_by_name(platform:
         assert [bot["id"] for bot in found["bots"]] == [cafe["id"]]
         status, data = await owner.call("GET", "/api/platform/bots?limit=0")
         assert (status, data["error"]["code"]) == (400, "bad_request")
+
+
+async def test_a_page_of_bots_costs_the_same_queries_however_many_bots_it_holds(
+        platform: Frontdesk, sim: Simulator) -> None:
+    """No query per bot: one per kind of figure (GROUP BY bot_id), counted with Tortoise's own query log."""
+    for number in range(60):
+        await Bot.create(telegram_id=7_200_000_000 + number, username=f"bot_{number}")
+    counted: list[str] = []
+
+    class Counter(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            counted.append(record.getMessage())
+
+    logger = logging.getLogger("tortoise.db_client")
+    counter = Counter(logging.DEBUG)
+    async with app_client(platform, sim, OWNER_ID) as owner:
+        await owner.get("/api/me")  # the owner's row, outside the counts
+
+        async def queries(path: str) -> tuple[int, int]:
+            counted.clear()
+            level = logger.level
+            logger.setLevel(logging.DEBUG)
+            logger.addHandler(counter)
+            try:
+                shown = len((await owner.get(path))["bots"])
+            finally:
+                logger.removeHandler(counter)
+                logger.setLevel(level)
+            # The outbox workers and the knowledge's schedule poll on their own: their queries are not the page's.
+            page = [line for line in counted if line.lstrip().upper().startswith("SELECT")
+                    and "knowledge_" not in line and "advisory" not in line
+                    and ("outbox_job" not in line or "failed" in line)]
+            return shown, len(page)
+
+        few, many = await queries("/api/platform/bots?limit=2"), await queries("/api/platform/bots?limit=61")
+        assert (few[0], many[0]) == (2, 61)
+        assert few[1] == many[1] <= 8, counted  # the caller (2), the bots and their count, one per figure
