@@ -5,19 +5,21 @@ Platform tab. Screenshots at a phone's and a desktop's width, in each language, 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from playwright.async_api import Browser, Page, expect
 from tgsim import Simulator
 
-from models import Bot, JobStatus, OutboxJob
+from models import AuthorKind, Bot, JobStatus, OutboxJob, UsageSlot
+from services import budgets
 from tests.browser_helpers import DESKTOP, PHONE, THEMES, webview_page
 from tests.browser_helpers import browser as browser
 from tests.conftest import ENCRYPTION_KEY, Frontdesk, free_port, frontdesk_environment, running_frontdesk
 from tests.desk_helpers import BOSS_ID
 from tests.fake_ai import FakeAI
-from tests.test_platform import CAFE_TOKEN, SHOP_TOKEN
+from tests.test_platform import CAFE_TOKEN, SHOP_TOKEN, _customer, _job, _messages
 from tests.test_widget_browser import SHOTS
 
 pytestmark = pytest.mark.browser
@@ -98,8 +100,16 @@ async def test_screenshots_of_the_platform_page(platform: Frontdesk, sim: Simula
         await page.get_by_label("Bot token").first.fill(token)
         await page.get_by_role("button", name="Add the bot").click()
         await expect(page.locator("#bots tbody tr")).to_have_count(2 if token == SHOP_TOKEN else 3)
-    cafe = await Bot.get(username="cafe_bot")
+    cafe, shop = await Bot.get(username="cafe_bot"), await Bot.get(username="shop_two_bot")
     await Bot.filter(id=cafe.id).update(state="paused", paused_reason="revoked")
+    now = datetime.now(UTC)
+    ann, talk = await _customer(shop.id, 901)
+    for kind, today, earlier in ((AuthorKind.CUSTOMER, 14, 230), (AuthorKind.AI, 12, 201), (AuthorKind.MANAGER, 2, 25)):
+        await _messages(talk, ann, kind, today, now - timedelta(hours=2))
+        await _messages(talk, ann, kind, earlier, now - timedelta(days=5))
+    await UsageSlot.create(bot_id=shop.id, slot=budgets.month_start(now), cost=Decimal("3.42"))
+    await budgets.set_budget(shop.id, Decimal("25"))
+    await _job(cafe.id, JobStatus.FAILED, now - timedelta(hours=1))
     SHOTS.mkdir(parents=True, exist_ok=True)
     for locale, owner in OWNERS.items():
         for width, viewport in (("390", PHONE), ("1280", DESKTOP)):

@@ -56,7 +56,8 @@ FD.start(async (me) => {
   }
 
   function cell(index, ...children) {
-    return el("td", { "data-label": headings[index] }, el("div", {}, ...children));
+    return el("td", { "data-label": headings[index], class: index >= 2 && index <= 4 ? "figure" : null },
+      el("div", {}, ...children));
   }
 
   function row(bot) {
