@@ -53,6 +53,7 @@ from miniapp.knowledge_api import KNOWLEDGE, KnowledgeTools
 from miniapp.live import LIVE, LiveHub
 from miniapp.origin import PUBLIC
 from miniapp.pages import TRANSLATE_PLURAL
+from miniapp.platform_api import BOTS_CHANGED, PLATFORM, PlatformRuntime
 from miniapp.studio_api import STUDIO, TOKENS
 from miniapp.widget import STATIC, WIDGET, WidgetLimits, WidgetRuntime, add_routes, close_sockets, load_script
 from miniapp.widget_hub import WidgetHub
@@ -406,6 +407,12 @@ async def _install(app: web.Application, services: Services) -> None:
                               services.shared.rates, settings.widget_secret_overlap_hours)
     app[LIVE] = live_hub = LiveHub(services.feed)
     services.feed.subscribe(live_hub.on_event)
+    app[PLATFORM] = PlatformRuntime(frozenset(settings.platform_admin_ids), token_identifier(settings), app[BOX])
+
+    async def bots_changed() -> None:  # every instance's fleet looks at the bot table now (this one's too)
+        await services.bus.publish(bots.CHANGED_CHANNEL, {"bots": "changed"})
+
+    app[BOTS_CHANGED] = bots_changed
 
 
 async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:

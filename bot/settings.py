@@ -243,6 +243,14 @@ class Settings(BaseSettings):
     # How often each instance compares the bots it serves with the bot table (a bot added, paused or given a new
     # token elsewhere starts or stops here within this many seconds; with Redis, at once).
     bots_recheck_seconds: float = Field(10.0, alias="BOTS_RECHECK_SECONDS", gt=0, le=3600)
+    # Telegram user ids of the platform's owners, who see the Mini App's Platform page (every bot: add by token,
+    # pause, resume, new token). Empty: nobody does. Being one makes nobody an admin of any bot (ADMIN_IDS does).
+    platform_admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list, alias="PLATFORM_ADMIN_IDS")
+
+    @field_validator("platform_admin_ids", mode="before")
+    @classmethod
+    def _platform_admins(cls, value: object) -> object:
+        return _split_list(value)
 
     @field_validator("admin_ids", "ai_fallback_models", "encryption_old_keys", "ai_vision_models", mode="before")
     @classmethod

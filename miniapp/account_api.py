@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from aiohttp import web
 
-from miniapp import schemas
+from miniapp import platform_api, schemas
 from miniapp.api import Api, ApiError, ok, read_body
 from miniapp.auth import CALLER, SESSION_COOKIE, Caller, authenticate
 from miniapp.origin import secure_cookies
@@ -36,7 +36,7 @@ async def me(request: web.Request) -> web.Response:
         id=user.id, name=inbox.person(user)["name"],  # type: ignore[index]
         username=user.username or None, role=caller.role.value, locale=caller.locale,
         telegram_id=user.telegram_id, preferences=preferences_of(user.preferences),
-        csrf_token=caller.csrf_token or None))
+        csrf_token=caller.csrf_token or None, platform=platform_api.is_platform_admin(request, caller)))
 
 
 async def update_me(request: web.Request) -> web.Response:

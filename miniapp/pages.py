@@ -66,6 +66,7 @@ NAVIGATION = [
     ("/app/analytics", N_("Analytics"), "staff"),
     ("/app/persona", N_("Persona"), "staff"),
     ("/app/admin", N_("Admin"), "admins"),
+    ("/app/platform", N_("Platform"), "platform"),  # PLATFORM_ADMIN_IDS only (/api/me's `platform`)
     ("/app/studio", N_("Prompt studio"), "studio"),  # staff, and customers with a model to run (/api/me)
     ("/app/settings", N_("My settings"), "everyone"),
 ]

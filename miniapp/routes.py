@@ -15,6 +15,7 @@ from miniapp import (
     knowledge_api,
     pages,
     persona_api,
+    platform_api,
     sources_api,
     studio_api,
     templates_api,
@@ -48,5 +49,6 @@ def add_routes(app: web.Application) -> None:
     studio_api.add_routes(app, api)
     keys_api.add_routes(app, api)
     templates_api.add_routes(app, api)
+    platform_api.add_routes(app, api)
     app.router.add_get("/api/live", live_socket)
     app.router.add_get("/api/openapi.json", openapi_view)

@@ -46,6 +46,7 @@ class Me(BaseModel):
     csrf_token: str | None = Field(None, description="Browser sessions: send it back in X-CSRF-Token")
     studio: bool = Field(True, description="The prompt studio has a model this person can run (the deployment's AI, "
                                            "or an API key of their own): else the app does not offer it")
+    platform: bool = Field(False, description="A platform owner (PLATFORM_ADMIN_IDS): the app offers the Platform page")
 
 
 class BrowserSessionOut(BaseModel):

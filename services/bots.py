@@ -30,11 +30,20 @@ CHANGED_CHANNEL = "bots"  # the event bus channel saying "the bot table changed"
 
 
 class BotError(ValueError):
-    """What the platform owner asked for cannot be done; the message says why, in one line."""
+    """What the platform owner asked for cannot be done; the message says why, in one line. `code` says which
+    refusal it is and `name` which bot, for an adapter that words it in the reader's language."""
+
+    def __init__(self, message: str, code: str = "refused", name: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.name = name
 
 
 class TokenRefused(BotError):
     """Telegram does not accept the token (revoked, or never issued)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "token_refused")
 
 
 @dataclass(frozen=True)
@@ -55,11 +64,11 @@ def check_token_shape(token: str) -> int:
     """The bot's Telegram id from a well-formed token, or BotError (before Telegram is asked anything)."""
     found = TOKEN_SHAPE.match(token.strip())
     if found is None:
-        raise BotError("that is not a bot token: BotFather gives one like 123456789:AAE...")
+        raise BotError("that is not a bot token: BotFather gives one like 123456789:AAE...", "bad_token")
     return int(found.group(1))
 
 
-async def add_bot(token: str, identify: Identify, box: SecretBox) -> Bot:
+async def add_bot(token: str, identify: Identify, box: SecretBox, by: int | None = None) -> Bot:
     """Start serving a bot: its token is checked with Telegram, sealed and stored. A bot removed earlier (its
     data still kept) comes back with its data; what was set up before any bot existed becomes this bot's."""
     token = token.strip()
@@ -68,7 +77,8 @@ async def add_bot(token: str, identify: Identify, box: SecretBox) -> Bot:
     async with in_transaction():
         bot = await Bot.filter(telegram_id=identity.telegram_id).select_for_update().first()
         if bot is not None and bot.state != BotState.REMOVED:
-            raise BotError(f"{_name(bot)} is already here (id {bot.id}, {bot.state.value})")
+            raise BotError(f"{_name(bot)} is already here (id {bot.id}, {bot.state.value})", "already_here",
+                           _name(bot))
         if bot is None and await Bot.exists(telegram_id=conversations.UNCONFIGURED_BOT_ID):
             await Bot.filter(telegram_id=conversations.UNCONFIGURED_BOT_ID).update(telegram_id=identity.telegram_id)
             bot = await Bot.get(telegram_id=identity.telegram_id)
@@ -79,41 +89,42 @@ async def add_bot(token: str, identify: Identify, box: SecretBox) -> Bot:
         _seal(bot, token, box)
         bot.webhook_key = bot.webhook_key or secrets.token_urlsafe(24)
         await bot.save()
-        await AuditLog.create(bot_id=bot.id, action="bot.add", target=_name(bot), details={})
+        await AuditLog.create(bot_id=bot.id, action="bot.add", target=_name(bot), details=_who(by))
     return bot
 
 
-async def replace_token(bot: Bot, token: str, identify: Identify, box: SecretBox) -> Bot:
+async def replace_token(bot: Bot, token: str, identify: Identify, box: SecretBox, by: int | None = None) -> Bot:
     """A new token for the same bot (BotFather's /revoke gives one); another bot's token is refused."""
     token = token.strip()
     if check_token_shape(token) != bot.telegram_id:
-        raise BotError(f"that token is another bot's, not {_name(bot)}'s")
+        raise BotError(f"that token is another bot's, not {_name(bot)}'s", "other_bots_token", _name(bot))
     identity = await identify(token)
     _seal(bot, token, box)
     bot.username = identity.username or bot.username
     if bot.paused_reason == TOKEN_REVOKED:  # the new token is what it was waiting for
         bot.state, bot.paused_reason = BotState.ACTIVE, ""
     await bot.save()
-    await AuditLog.create(bot_id=bot.id, action="bot.token", target=_name(bot), details={"last4": bot.token_last4})
+    await AuditLog.create(bot_id=bot.id, action="bot.token", target=_name(bot),
+                          details={"last4": bot.token_last4, **_who(by)})
     return bot
 
 
-async def pause(bot: Bot, reason: str = PAUSED_BY_OWNER) -> Bot:
+async def pause(bot: Bot, reason: str = PAUSED_BY_OWNER, by: int | None = None) -> Bot:
     """Stop serving it, keeping everything; `resume` serves it again."""
     if bot.state == BotState.REMOVED:
-        raise BotError(f"{_name(bot)} was removed: add it again with its token")
+        raise BotError(f"{_name(bot)} was removed: add it again with its token", "removed", _name(bot))
     bot.state, bot.paused_reason = BotState.PAUSED, reason
     await bot.save(update_fields=["state", "paused_reason"])
-    await AuditLog.create(bot_id=bot.id, action="bot.pause", target=_name(bot), details={"reason": reason})
+    await AuditLog.create(bot_id=bot.id, action="bot.pause", target=_name(bot), details={"reason": reason, **_who(by)})
     return bot
 
 
-async def resume(bot: Bot) -> Bot:
+async def resume(bot: Bot, by: int | None = None) -> Bot:
     if bot.state == BotState.REMOVED:
-        raise BotError(f"{_name(bot)} was removed: add it again with its token")
+        raise BotError(f"{_name(bot)} was removed: add it again with its token", "removed", _name(bot))
     bot.state, bot.paused_reason = BotState.ACTIVE, ""
     await bot.save(update_fields=["state", "paused_reason"])
-    await AuditLog.create(bot_id=bot.id, action="bot.resume", target=_name(bot), details={})
+    await AuditLog.create(bot_id=bot.id, action="bot.resume", target=_name(bot), details=_who(by))
     return bot
 
 
@@ -214,6 +225,11 @@ def describe(bot: Bot) -> str:
 def _seal(bot: Bot, token: str, box: SecretBox) -> None:
     sealed = box.seal(token, token_context(bot.telegram_id))
     bot.token_secret, bot.token_key_id, bot.token_last4 = sealed.secret, sealed.key_id, token[-4:]
+
+
+def _who(by: int | None) -> dict[str, object]:
+    """Who made a change, for its audit entry: a platform owner's Telegram id (the Mini App); none: the CLI."""
+    return {} if by is None else {"by": by}
 
 
 def _name(bot: Bot) -> str:

@@ -112,8 +112,10 @@ async def test_without_a_webhook_address_each_bot_takes_its_updates_by_long_poll
     [to_ann] = await sim.wait_for_messages(ann["id"], bot=SHOP_TOKEN, timeout=30)
     [to_bob] = await sim.wait_for_messages(bob["id"], timeout=30)
     assert to_ann["text"] == to_bob["text"] == "Polled and answered."
-    assert sim.calls("getUpdates", bot=SHOP_TOKEN) and sim.calls("getUpdates", bot=TOKEN)
-    assert sim.calls("setWebhook") == [] and sim.deliveries() == []
+    assert sim.calls("getUpdates", bot=SHOP_TOKEN)
+    assert sim.calls("getUpdates", bot=TOKEN)
+    assert sim.calls("setWebhook") == []
+    assert sim.deliveries() == []
 
 
 async def test_a_webhook_names_its_bot_by_its_path_and_secret(frontdesk: Frontdesk, sim: Simulator) -> None:

@@ -156,7 +156,7 @@ const FD = (() => {
       const audience = link.dataset.audience;
       link.hidden = !(audience === "everyone" || (audience === "customers" && !staff)
         || (audience === "staff" && staff) || (audience === "admins" && caller.role === "admin")
-        || (audience === "studio" && (staff || caller.studio)));
+        || (audience === "studio" && (staff || caller.studio)) || (audience === "platform" && caller.platform));
     }
   }
 
