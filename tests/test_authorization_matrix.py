@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from tgsim import Simulator
+from yarl import URL
 
 from bot.bot_tokens import token_identifier
 from models import (
@@ -372,3 +373,39 @@ async def test_a_widget_key_opens_only_its_own_bots_conversations(desk: Desk, tw
         assert not any(_shows(frame, a.mark) for frame in visitor.frames)
         await visitor.socket.close()
     assert (await Conversation.get(id=a.ids["conversation_id"])).rating is None
+
+
+async def test_a_browser_session_moves_only_to_a_bot_its_person_works_for_and_ends_with_that_bot(
+        desk: Desk, sim: Simulator, two_bots: TwoBots) -> None:
+    a, b, ada = two_bots.a, two_bots.b, two_bots.a.admin
+    async with app_client(desk.frontdesk) as browser:
+        assert await sign_in(browser, await dashboard_link(sim, ada["id"])) == 303
+        assert (await browser.get("/api/me"))["bot_id"] == a.bot_id
+        status, body = await browser.call("POST", "/api/me/bot", {"bot": b.bot_id})
+        assert (status, body["error"]["code"]) == (404, "not_found")  # not on B's team (yet)
+
+        await _joins(b.bot_id, ada, Role.VIEWER)
+        old_cookie = browser.session.cookie_jar.filter_cookies(URL(browser.base))["frontdesk_session"].value
+        switched = await browser.post("/api/me/bot", {"bot": b.bot_id})
+        assert (switched["id"], switched["current"]) == (b.bot_id, True)
+        me = await browser.get("/api/me")
+        assert (me["bot_id"], me["role"]) == (b.bot_id, "viewer")
+        browser.csrf = me["csrf_token"]
+        knowledge = await browser.get("/api/knowledge")
+        assert _shows(knowledge, b.mark)
+        assert not _shows(knowledge, a.mark)
+        # The page left open on A in another tab names A: refused, rather than showing B's desk as A's.
+        assert (await browser.call("GET", "/api/knowledge", headers={"X-Frontdesk-Bot": str(a.bot_id)}))[0] == 401
+        async with aiohttp.ClientSession(cookies={"frontdesk_session": old_cookie}) as stale, \
+                stale.get(browser.base + "/api/me") as response:
+            assert response.status == 401  # the session it was traded for has ended
+
+        await bots.pause(await Bot.get(id=b.bot_id))
+
+        async def ended() -> bool:
+            return (await browser.call("GET", "/api/me"))[0] == 401
+        await eventually(ended, "the paused bot's browser session to stop working")
+
+    async with app_client(desk.frontdesk, sim, ada["id"]) as in_telegram:
+        status, body = await in_telegram.call("POST", "/api/me/bot", {"bot": b.bot_id})
+        assert (status, body["error"]["code"]) == (400, "switch_in_telegram")
