@@ -436,7 +436,7 @@ def _serve(settings: Settings, secrets: Secrets) -> None:
     from models import KnowledgeItem
 
     async def print_next_steps(app: web.Application) -> None:
-        has_knowledge = await KnowledgeItem.filter(bot_id=app[MINIAPP].bot_id).exists()
+        has_knowledge = await KnowledgeItem.filter(bot_id=app[MINIAPP].default_bot_id).exists()
         print("\n".join(next_steps(settings, has_knowledge=has_knowledge, has_bot=settings.telegram_enabled)),
               flush=True)
 

@@ -61,6 +61,7 @@ from models import Bot as Tenant
 from services import bot_settings, bots, conversations, staff, tenant_settings, widget
 from services.ai import AIClient, AIObserver, Route, RouteOrder
 from services.answering import Answerer, AnswerPolicy, preview_html, without_marks
+from services.bots import ServedBots
 from services.budgets import BudgetWatch
 from services.channels import Channels, TelegramChannel, WidgetChannel
 from services.desk import CustomerSide
@@ -393,7 +394,8 @@ async def _install(app: web.Application, services: Services) -> None:
         await widget.ensure_demo_site(services.tenant.id, settings.public_address.demo_origins)
     app[TRANSLATE] = services.translate
     app[TRANSLATE_PLURAL] = plural_translator(services.i18n)
-    app[MINIAPP] = MiniAppRuntime(services.tenant.id, settings.bot_token,
+    # The Mini App of every bot served: each checks its initData with its own token (miniapp/auth.py).
+    app[MINIAPP] = MiniAppRuntime(services.tenant.id, ServedBots(settings.bot_token, app[BOX]),
                                   timedelta(seconds=settings.miniapp_auth_max_age), frozenset(settings.admin_ids),
                                   settings.default_locale, services.translate, services.flow,
                                   services.staff_directory, services.hours,

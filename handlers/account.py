@@ -65,7 +65,7 @@ async def app_in_group(message: Message, tenant_id: int, settings: Settings, sta
     if chat is None or chat.chat_id != message.chat.id or \
             await staff_directory.role_in(tenant_id, person.id, settings.default_locale) == Role.CUSTOMER:
         return
-    url = settings.public_address.mini_app_url
+    url = settings.public_address.mini_app_url_of(tenant_id)
     bot = message.bot
     assert bot is not None
     if not url:

@@ -69,7 +69,7 @@ async def start(message: Message, tenant_id: int, settings: Settings, customer: 
             "or send /human at any time."
         ).format(name=name)
     text += await _for_staff(message, tenant_id, settings, staff_directory)
-    await message.answer(text, reply_markup=start_keyboard(settings.public_address.mini_app_url))
+    await message.answer(text, reply_markup=start_keyboard(settings.public_address.mini_app_url_of(tenant_id)))
 
 
 async def help_command(message: Message, tenant_id: int, settings: Settings, staff_directory: StaffDirectory) -> None:

@@ -43,14 +43,13 @@ class PromptRunAction(CallbackData, prefix="prun"):
     run: int  # the improve run's id
 
 
-def studio_url(settings: Settings, project_id: int) -> str:
-    """The project in the Mini App; empty without an https PUBLIC_BASE_URL (Telegram opens only those)."""
-    base = settings.public_address.mini_app_url
-    return f"{base}studio/project?id={project_id}" if base else ""
+def studio_url(settings: Settings, bot_id: int, project_id: int) -> str:
+    """The project in the bot's Mini App; empty without an https PUBLIC_BASE_URL (Telegram opens only those)."""
+    return settings.public_address.mini_app_url_of(bot_id, "studio/project", id=project_id)
 
 
-def _open_keyboard(settings: Settings, project_id: int) -> InlineKeyboardMarkup | None:
-    url = studio_url(settings, project_id)
+def _open_keyboard(settings: Settings, bot_id: int, project_id: int) -> InlineKeyboardMarkup | None:
+    url = studio_url(settings, bot_id, project_id)
     if not url:
         return None
     return InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text=_(OPEN_BUTTON),
@@ -107,7 +106,8 @@ async def save_pressed(query: CallbackQuery, callback_data: PromptRunAction, set
         return
     text = _(SAVED if saved.created else SAVED_BEFORE).format(project=saved.project.name)
     await query.answer()
-    await bot.send_message(query.from_user.id, escape(text), reply_markup=_open_keyboard(settings, saved.project.id))
+    await bot.send_message(query.from_user.id, escape(text),
+                           reply_markup=_open_keyboard(settings, int(customer.bot_id), saved.project.id))
 
 
 async def run_pressed(query: CallbackQuery, callback_data: PromptRunAction, tenant_id: int, settings: Settings,
@@ -135,9 +135,9 @@ async def _not_runnable(bot: Bot, query: CallbackQuery, error: StudioError, sett
                         run_id: int) -> None:
     """Say what to fill in, and offer the studio: the saved project, or saving it there first."""
     project = await chat.project_of(customer, run_id)
-    keyboard = _open_keyboard(settings, project.id) if project is not None else InlineKeyboardMarkup(
-        inline_keyboard=[[InlineKeyboardButton(text=_(chat.SAVE_BUTTON),
-                                               callback_data=PromptRunAction(action="save", run=run_id).pack())]])
+    keyboard = _open_keyboard(settings, int(customer.bot_id), project.id) if project is not None else \
+        InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
+            text=_(chat.SAVE_BUTTON), callback_data=PromptRunAction(action="save", run=run_id).pack())]])
     await bot.send_message(query.from_user.id, escape(chat.error_text(error, _)), reply_markup=keyboard)
 
 

@@ -127,7 +127,7 @@ async def turn_page(query: CallbackQuery, callback_data: TemplatePage, state: FS
     await query.message.edit_text(text, reply_markup=keyboard)
 
 
-async def show_template(query: CallbackQuery, callback_data: TemplatePick, customer: User | None,
+async def show_template(query: CallbackQuery, callback_data: TemplatePick, customer: User | None, tenant_id: int,
                         settings: Settings, bot: Bot) -> None:
     try:
         template = await templates.get(customer, callback_data.id)
@@ -136,9 +136,10 @@ async def show_template(query: CallbackQuery, callback_data: TemplatePick, custo
         return
     await query.answer()
     keyboard = None
-    if base := settings.public_address.mini_app_url:  # Telegram opens Mini Apps over https only; else no button
+    # Telegram opens Mini Apps over https only; else no button.
+    if url := settings.public_address.mini_app_url_of(tenant_id, "studio/templates", open=template.id):
         keyboard = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
-            text=_("📝 Open in the studio"), web_app=WebAppInfo(url=f"{base}studio/templates?open={template.id}"))]])
+            text=_("📝 Open in the studio"), web_app=WebAppInfo(url=url))]])
     await bot.send_message(query.from_user.id, template_message(template), reply_markup=keyboard)
 
 

@@ -8,12 +8,15 @@ from aiohttp import web
 
 from miniapp import platform_api, schemas
 from miniapp.api import Api, ApiError, ok, read_body
-from miniapp.auth import CALLER, SESSION_COOKIE, Caller, authenticate
+from miniapp.auth import CALLER, MINIAPP, SESSION_COOKIE, Caller, authenticate, set_session_cookies
 from miniapp.origin import secure_cookies
 from miniapp.studio_api import STUDIO
-from models import ProviderKey
-from services import accounts, conversations, inbox, privacy
-from services.i18n import pick_locale
+from models import Bot, ProviderKey, User
+from services import accounts, conversations, inbox, persona, privacy, staff
+from services.audit import audit
+from services.i18n import N_, pick_locale
+
+SWITCH_IN_TELEGRAM = N_("Inside Telegram, open the other business's app from its bot's chat.")
 
 
 def preferences_of(preferences: dict[str, object]) -> schemas.Preferences:
@@ -28,11 +31,26 @@ async def _studio_usable(request: web.Request, caller: Caller) -> bool:
             or await ProviderKey.exists(owner_id=caller.user.id))
 
 
+def _choice(bot: Bot, current: bool) -> schemas.BotChoice:
+    name = persona.business_name_of(bot) or (f"@{bot.username}" if bot.username else f"bot {bot.telegram_id}")
+    return schemas.BotChoice(id=bot.id, name=name, username=bot.username or None, current=current,
+                             link=f"https://t.me/{bot.username}" if bot.username else None)
+
+
+async def _bots(caller: Caller) -> list[schemas.BotChoice]:
+    """The bot of this page, and the other active bots this person is staff of (as their rows say)."""
+    bots = {caller.bot_id: await Bot.get(id=caller.bot_id)}
+    if caller.user.telegram_id is not None:
+        for bot, _ in await accounts.staff_rows(int(caller.user.telegram_id)):
+            bots.setdefault(bot.id, bot)
+    return [_choice(bot, bot.id == caller.bot_id) for _, bot in sorted(bots.items())]
+
+
 async def me(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     user = caller.user
     return ok(schemas.Me(
-        studio=await _studio_usable(request, caller),
+        studio=await _studio_usable(request, caller), bot_id=caller.bot_id, bots=await _bots(caller),
         id=user.id, name=inbox.person(user)["name"],  # type: ignore[index]
         username=user.username or None, role=caller.role.value, locale=caller.locale,
         telegram_id=user.telegram_id, preferences=preferences_of(user.preferences),
@@ -100,10 +118,37 @@ async def end_other_sessions(request: web.Request) -> web.Response:
     return await _sessions(caller)
 
 
+async def switch_bot(request: web.Request) -> web.Response:
+    """A browser signed in for one bot moves to another bot this person is staff of: its session is traded for
+    one of their row there (a session is one row's). Inside Telegram each bot signs its own Mini App, so there
+    the page opens the other bot's chat instead (`BotChoice.link`)."""
+    caller = await authenticate(request)
+    body = await read_body(request, schemas.BotSwitch)
+    if not caller.via_session:
+        raise ApiError(400, "switch_in_telegram", SWITCH_IN_TELEGRAM)
+    runtime = request.app[MINIAPP]
+    target = None
+    if caller.user.telegram_id is not None and await runtime.bots.is_active(body.bot):
+        target = await User.get_or_none(bot_id=body.bot, telegram_id=caller.user.telegram_id)
+    # Not staff there (or no such bot): the same answer, so bots one does not work for stay unnamed.
+    if target is None or await runtime.staff.role_of(target, runtime.default_locale) not in staff.ASSIGNABLE:
+        raise ApiError(404, "not_found")
+    session = await accounts.switch_session(request.cookies.get(SESSION_COOKIE, ""), target, runtime.session_lifetime)
+    if session is None:
+        raise ApiError(401, "unauthorized")
+    await audit(target.bot_id, target, "session.switch", f"user:{target.id}", from_bot=caller.bot_id)
+    response = ok(_choice(await Bot.get(id=target.bot_id), current=True))
+    set_session_cookies(response, request, session)
+    return response
+
+
 def add_routes(app: web.Application, api: Api) -> None:
     api.route(app, "GET", "/api/me", me, response=schemas.Me, summary="Who is calling: id, name, role, language")
     api.route(app, "PATCH", "/api/me", update_me, body=schemas.PreferencesPatch, response=schemas.Me,
               summary="Change the caller's language and notification settings")
+    api.route(app, "POST", "/api/me/bot", switch_bot, body=schemas.BotSwitch, response=schemas.BotChoice,
+              summary="In a browser: move this session to another bot the caller is staff of (then reload the "
+                      "page with ?bot=)")
     api.route(app, "GET", "/api/me/sessions", sessions_view, response=schemas.BrowserSessions,
               summary="The caller's browser sessions (from /dashboard links) that still work")
     api.route(app, "DELETE", "/api/me/sessions", end_other_sessions, response=schemas.BrowserSessions,

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from miniapp import admin_schemas as shapes
 from miniapp.api import Api, ApiError, ok, path_id, read_body
-from miniapp.auth import MINIAPP, admin
+from miniapp.auth import MINIAPP, admin, tenant
 from miniapp.origin import public_base
 from models import Bot, Role, User, WidgetSite
 from services import accounts, bot_settings, inbox, staff, team, tenant_settings, widget
@@ -72,7 +72,7 @@ def _id(request: web.Request, name: str) -> int:
 
 async def _settings(request: web.Request) -> shapes.AdminSettings:
     runtime, own = request.app[MINIAPP], request.app[ADMIN]
-    bot = await Bot.get(id=runtime.bot_id)
+    bot = await Bot.get(id=await tenant(request))
     hours = staff.working_hours(bot, own.default_hours, own.default_timezone)
     defaults = {locale: runtime.translate(locale, AFTER_HOURS) for locale in SUPPORTED_LOCALES}
     routes, order, chosen = [], [], False
@@ -117,7 +117,7 @@ async def set_hours(request: web.Request) -> web.Response:
     except InvalidHours as error:
         raise ApiError(400, "bad_timezone", BAD_ZONE) from error
     try:
-        await bot_settings.set_hours(request.app[MINIAPP].bot_id, body.working_hours, body.timezone,
+        await bot_settings.set_hours(await tenant(request), body.working_hours, body.timezone,
                                      body.offline_text.model_dump(), caller.user)
     except InvalidHours as error:
         raise ApiError(400, "bad_hours", BAD_HOURS) from error
@@ -133,7 +133,7 @@ async def set_models(request: web.Request) -> web.Response:
     if ai is None:
         raise ApiError(409, "ai_off", AI_OFF)
     try:
-        await bot_settings.set_route_order(request.app[MINIAPP].bot_id, body.order, ai.route_keys, caller.user)
+        await bot_settings.set_route_order(await tenant(request), body.order, ai.route_keys, caller.user)
     except bot_settings.SettingError as error:
         raise ApiError(400, error.code, SETTING_ERRORS[error.code]) from error
     return ok(await _settings(request))
@@ -142,7 +142,7 @@ async def set_models(request: web.Request) -> web.Response:
 async def set_limits(request: web.Request) -> web.Response:
     caller = await admin(request)
     body = await read_body(request, shapes.LimitsIn)
-    await bot_settings.set_limits(request.app[MINIAPP].bot_id, daily_ai_quota=body.daily_ai_quota, burst=body.burst,
+    await bot_settings.set_limits(await tenant(request), daily_ai_quota=body.daily_ai_quota, burst=body.burst,
                                   per_minute=body.per_minute, actor=caller.user)
     rates = request.app[ADMIN].rates
     if rates is not None:
@@ -155,7 +155,7 @@ async def set_limits(request: web.Request) -> web.Response:
 
 async def business_view(request: web.Request) -> web.Response:
     await admin(request)
-    bot = await Bot.get(id=request.app[MINIAPP].bot_id)
+    bot = await Bot.get(id=await tenant(request))
     return ok(shapes.BusinessOut(business_name=bot_settings.business_name(bot)))
 
 
@@ -163,7 +163,7 @@ async def set_business(request: web.Request) -> web.Response:
     caller = await admin(request)
     body = await read_body(request, shapes.BusinessIn)
     try:
-        name = await bot_settings.set_business_name(request.app[MINIAPP].bot_id, body.business_name, caller.user)
+        name = await bot_settings.set_business_name(await tenant(request), body.business_name, caller.user)
     except bot_settings.SettingError as error:
         raise ApiError(400, error.code, SETTING_ERRORS[error.code]) from error
     return ok(shapes.BusinessOut(business_name=name))
@@ -185,7 +185,7 @@ def _when(moment: datetime | None) -> str | None:
 
 
 async def _own_site(request: web.Request) -> WidgetSite:
-    site = await WidgetSite.get_or_none(id=_id(request, "site_id"), bot_id=request.app[MINIAPP].bot_id)
+    site = await WidgetSite.get_or_none(id=_id(request, "site_id"), bot_id=await tenant(request))
     if site is None:
         raise ApiError(404, "not_found")
     return site
@@ -197,7 +197,7 @@ def _site_error(error: widget.SiteError) -> ApiError:
 
 async def sites_view(request: web.Request) -> web.Response:
     await admin(request)
-    sites = await widget.list_sites(request.app[MINIAPP].bot_id)
+    sites = await widget.list_sites(await tenant(request))
     return ok(shapes.SiteList(sites=[_site(request, site) for site in sites],
                               secret_overlap_hours=request.app[ADMIN].secret_overlap_hours))
 
@@ -206,7 +206,7 @@ async def add_site(request: web.Request) -> web.Response:
     caller = await admin(request)
     body = await read_body(request, shapes.SiteIn)
     try:
-        site = await widget.create_site(request.app[MINIAPP].bot_id, body.allowed_origins, title=body.title,
+        site = await widget.create_site(await tenant(request), body.allowed_origins, title=body.title,
                                         color=body.color, text_color=body.text_color, greeting=body.greeting,
                                         actor=caller.user)
     except widget.SiteError as error:
@@ -246,7 +246,7 @@ async def remove_site(request: web.Request) -> web.Response:
 
 async def _team(request: web.Request) -> list[staff.TeamMember]:
     runtime = request.app[MINIAPP]
-    return await staff.team(runtime.bot_id, runtime.staff, runtime.default_locale)
+    return await staff.team(await tenant(request), runtime.staff, runtime.default_locale)
 
 
 async def _team_json(request: web.Request) -> shapes.Team:
@@ -256,7 +256,7 @@ async def _team_json(request: web.Request) -> shapes.Team:
         rows.append(shapes.TeamMemberOut(id=who["id"], telegram_id=member.telegram_id, name=who["name"],
                                          username=who["username"], role=member.role.value, owner=member.owner,
                                          invited=member.invited))
-    bot = await Bot.get(id=request.app[MINIAPP].bot_id)
+    bot = await Bot.get(id=await tenant(request))
     invites = team.open_invites(tenant_settings.of(bot))
     authors = {user.id: user for user in await User.filter(id__in=[i.created_by for i in invites if i.created_by])}
     return shapes.Team(members=rows, invites=[_invite_json(invite, authors) for invite in invites],
@@ -324,7 +324,7 @@ async def set_role(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found")
     if member.owner:
         raise ApiError(409, "owner", OWNER)
-    await staff.set_role(request.app[MINIAPP].bot_id, member.user, Role(body.role), caller.user)
+    await staff.set_role(await tenant(request), member.user, Role(body.role), caller.user)
     return ok(await _team_json(request))
 
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from miniapp.admin_api import ADMIN
 from miniapp.api import Api, ApiError, ok, read_query
-from miniapp.auth import MINIAPP, staff_member
+from miniapp.auth import MINIAPP, staff_member, tenant
 from miniapp.schemas import Strict
 from models import Bot
 from services import analytics
@@ -127,7 +127,7 @@ def _day(day: date, locale: str) -> str:
 async def _period(request: web.Request) -> analytics.Period:
     params = read_query(request, AnalyticsParams)
     runtime = request.app[MINIAPP]
-    zone = runtime.hours(await Bot.get(id=runtime.bot_id)).zone
+    zone = runtime.hours(await Bot.get(id=await tenant(request))).zone
     end = params.end or datetime.now(zone).date()
     start = params.start or end - timedelta(days=DEFAULT_DAYS - 1)
     try:
@@ -150,7 +150,7 @@ def _previous(report: analytics.Report, locale: str) -> PreviousOut:
 async def analytics_report(request: web.Request) -> web.Response:
     caller = await staff_member(request)
     period = await _period(request)
-    bot_id = request.app[MINIAPP].bot_id
+    bot_id = await tenant(request)
     report, previous = await analytics.report(bot_id, period), await analytics.report(bot_id, period.previous())
     admin = request.app.get(ADMIN)
     return ok(AnalyticsReport.model_validate({
@@ -166,7 +166,7 @@ async def analytics_csv(request: web.Request) -> web.Response:
     """The report's daily figures as CSV, one row a day and a total: the numbers the charts draw."""
     await staff_member(request)
     period = await _period(request)
-    report = await analytics.report(request.app[MINIAPP].bot_id, period)
+    report = await analytics.report(await tenant(request), period)
     per_day, usage = report.conversations_per_day, report.ai_usage
     columns = (per_day.get("telegram", ()), per_day.get("widget", ()), usage.answers, usage.tokens_in,
                usage.tokens_out)

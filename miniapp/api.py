@@ -180,7 +180,9 @@ class Api:
         components = {"schemas": {**schemas.get("$defs", {}), "Error": error},
                       "securitySchemes": {
                           "telegramInitData": {"type": "apiKey", "in": "header", "name": "Authorization",
-                                               "description": "`tma <initData>`: Telegram's signed Mini App data"},
+                                               "description": "`tma <initData>`: Telegram's signed Mini App data, "
+                                                              "checked with the token of the bot the X-Frontdesk-Bot "
+                                                              "header names (its id here; none: the default bot)"},
                           "browserSession": {"type": "apiKey", "in": "cookie", "name": "frontdesk_session",
                                              "description": "From a one-time /dashboard link; changes also need "
                                                             "the X-CSRF-Token header"}}}

@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from miniapp.api import Api, ApiError, ok, path_id, read_body
-from miniapp.auth import MINIAPP, staff_member
+from miniapp.auth import MINIAPP, staff_member, tenant
 from miniapp.inbox_api import ALREADY, conversation_detail
 from miniapp.knowledge_api import ItemIn, ItemOut, _failed, _item
 from miniapp.live import LIVE
@@ -111,7 +111,7 @@ async def _conversation(request: web.Request) -> Conversation:
 
 async def _acting_team(request: web.Request) -> list[Person]:
     runtime = request.app[MINIAPP]
-    members = await staff.team(runtime.bot_id, runtime.staff, runtime.default_locale)
+    members = await staff.team(await tenant(request), runtime.staff, runtime.default_locale)
     return [Person.model_validate(person(member.user)) for member in members
             if member.user is not None and member.role in staff.ACTING]
 

@@ -1,7 +1,8 @@
 """Live updates for open Mini App pages: a WebSocket told whenever a conversation it may see changes.
 
 A page authenticates like the API: by its session cookie (checked with the Origin at the
-handshake), or with a first frame `{"type": "auth", "init_data": "..."}` from inside Telegram.
+handshake), or with a first frame `{"type": "auth", "init_data": "...", "bot": 2}` from inside Telegram
+(`bot`: what the API's calls name in X-Frontdesk-Bot). A socket hears of its caller's bot only.
 Events name a conversation only (`{"type": "conversation", "id": 12}`); the page then asks the
 API for what changed, so every rule about who sees what stays in one place.
 """
@@ -18,7 +19,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from miniapp.api import ApiError
-from miniapp.auth import MINIAPP, SESSION_COOKIE, Caller, authenticate, caller_from_init_data
+from miniapp.auth import SESSION_COOKIE, Caller, authenticate, caller_from_init_data
 from miniapp.inputs import parse_json
 from miniapp.origin import from_own_page
 from services.inbox import InboxFeed
@@ -85,8 +86,11 @@ async def _caller_by_frame(request: web.Request, socket: web.WebSocketResponse) 
     init_data = data.get("init_data") if isinstance(data, dict) and data.get("type") == "auth" else None
     if not isinstance(init_data, str):
         return None
+    named = data.get("bot")
+    if isinstance(named, bool) or not isinstance(named, int | str | None):
+        return None
     try:
-        return await caller_from_init_data(request, init_data)
+        return await caller_from_init_data(request, init_data, None if named is None else str(named))
     except ApiError:
         return None
 
@@ -105,7 +109,7 @@ async def live_socket(request: web.Request) -> web.WebSocketResponse:
     if caller is None:
         await socket.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")
         return socket
-    listener = Listener(socket, request.app[MINIAPP].bot_id, caller.user.id, caller.staff)
+    listener = Listener(socket, caller.bot_id, caller.user.id, caller.staff)
     hub.listeners.add(listener)
     try:
         await socket.send_str(json.dumps({"type": "ready", "role": caller.role.value}))

@@ -22,7 +22,15 @@ from babel import Locale
 from multidict import MultiDictProxy
 
 from miniapp.api import ApiError, error_response
-from miniapp.auth import CSRF_COOKIE, CSRF_HEADER, MINIAPP, SESSION_COOKIE, caller_locale, same_token
+from miniapp.auth import (
+    CSRF_COOKIE,
+    CSRF_HEADER,
+    MINIAPP,
+    SESSION_COOKIE,
+    caller_locale,
+    same_token,
+    set_session_cookies,
+)
 from miniapp.origin import from_own_page, secure_cookies
 from services import accounts
 from services.i18n import LOCALE_NAMES, N_, N_plural, TranslatePlural
@@ -120,6 +128,8 @@ SCRIPT_STRINGS = {
     "voice_transcript": N_("Transcript:"),
     "search": N_("Search by name, @username or number"),
     "not_signed_in": N_("Please open this app from the bot in Telegram."),
+    "switch_business": N_("Business"),
+    "switch_in_telegram": N_("Inside Telegram, open the other business's app from its bot's chat."),
     "blocked": N_("blocked the bot"),
     "seconds_short": N_("s"),
     "minutes_short": N_("min"),
@@ -512,13 +522,9 @@ async def login(request: web.Request) -> web.StreamResponse:
     if session is None:
         return _login_refused(request, "link", 403)
     response = web.HTTPSeeOther("/app/inbox")
-    secure = secure_cookies(request)
-    max_age = int(request.app[MINIAPP].session_lifetime.total_seconds())
-    response.set_cookie(SESSION_COOKIE, session.token, max_age=max_age, path="/", httponly=True, samesite="Lax",
-                        secure=secure)
-    response.set_cookie(CSRF_COOKIE, session.csrf_token, max_age=max_age, path="/", samesite="Strict",
-                        secure=secure)
-    response.del_cookie(LOGIN_COOKIE, path="/app/login", secure=secure, httponly=True, samesite="Strict")
+    set_session_cookies(response, request, session)
+    response.del_cookie(LOGIN_COOKIE, path="/app/login", secure=secure_cookies(request), httponly=True,
+                        samesite="Strict")
     raise response
 
 

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from miniapp import admin_schemas as shapes
 from miniapp.api import Api, ApiError, ok, path_id, read_body, read_query
-from miniapp.auth import MINIAPP, staff_member
+from miniapp.auth import MINIAPP, staff_member, tenant
 from miniapp.knowledge_api import KNOWLEDGE, TryOut, UsedItemOut
 from models import AuthorKind, Bot, Message
 from services import answering, inbox, persona
@@ -48,7 +48,7 @@ def _number(request: web.Request) -> int:
 async def overview(request: web.Request) -> web.Response:
     caller = await staff_member(request)
     params = read_query(request, shapes.PersonaHistoryParams)
-    bot_id = request.app[MINIAPP].bot_id
+    bot_id = await tenant(request)
     versions, more = await persona.history(bot_id, before=params.before, limit=params.limit)
     latest = await persona.latest_version(bot_id)
     bot = await Bot.get(id=bot_id)
@@ -68,14 +68,14 @@ async def overview(request: web.Request) -> web.Response:
 
 async def version_detail(request: web.Request) -> web.Response:
     await staff_member(request)
-    version = await persona.get_version(request.app[MINIAPP].bot_id, _number(request))
+    version = await persona.get_version(await tenant(request), _number(request))
     if version is None:
         raise ApiError(404, "not_found")
     return ok(_full(version))
 
 
 async def _saved(request: web.Request, number: int) -> web.Response:
-    version = await persona.get_version(request.app[MINIAPP].bot_id, number)
+    version = await persona.get_version(await tenant(request), number)
     assert version is not None
     return ok(_full(version), status=201)
 
@@ -90,12 +90,12 @@ async def create_version(request: web.Request) -> web.Response:
     caller = await staff_member(request)
     body = await read_body(request, shapes.PersonaIn)
     try:
-        created = await persona.set_persona(request.app[MINIAPP].bot_id, body.text, actor=caller.user,
+        created = await persona.set_persona(await tenant(request), body.text, actor=caller.user,
                                             based_on=body.base_version, refuse_unchanged=True, via="app")
     except persona.PersonaError as error:
         raise _refused(error) from error
     if body.form is not None:
-        await persona.save_form(request.app[MINIAPP].bot_id, body.form)
+        await persona.save_form(await tenant(request), body.form)
     return await _saved(request, created.version)
 
 
@@ -103,7 +103,7 @@ async def compose(request: web.Request) -> web.Response:
     await staff_member(request)
     body = await read_body(request, shapes.ComposeIn)
     runtime = request.app[MINIAPP]
-    name = persona.business_name_of(await Bot.get(id=runtime.bot_id))
+    name = persona.business_name_of(await Bot.get(id=await tenant(request)))
     return ok(shapes.ComposeOut(text=persona.compose(body.form, name, runtime.translate)))
 
 
@@ -136,7 +136,7 @@ async def try_persona(request: web.Request) -> web.Response:
 async def restore_version(request: web.Request) -> web.Response:
     caller = await staff_member(request)
     try:
-        created = await persona.restore(request.app[MINIAPP].bot_id, _number(request), caller.user)
+        created = await persona.restore(await tenant(request), _number(request), caller.user)
     except persona.PersonaError as error:
         raise _refused(error) from error
     if created is None:
@@ -147,7 +147,7 @@ async def restore_version(request: web.Request) -> web.Response:
 async def version_diff(request: web.Request) -> web.Response:
     await staff_member(request)
     params = read_query(request, shapes.DiffParams)
-    changes = await persona.diff(request.app[MINIAPP].bot_id, _number(request), params.against)
+    changes = await persona.diff(await tenant(request), _number(request), params.against)
     if changes is None:
         raise ApiError(404, "not_found")
     hunks = [[{"kind": line.kind, "text": line.text, "old": line.old, "new": line.new,
@@ -162,7 +162,7 @@ async def add_label(request: web.Request) -> web.Response:
     caller = await staff_member(request)
     body = await read_body(request, shapes.LabelIn)
     try:
-        version = await persona.label(request.app[MINIAPP].bot_id, _number(request), body.label, caller.user)
+        version = await persona.label(await tenant(request), _number(request), body.label, caller.user)
     except LabelError as error:
         raise ApiError(400, error.code, LABEL_ERRORS[error.code]) from error
     if version is None:
@@ -172,7 +172,7 @@ async def add_label(request: web.Request) -> web.Response:
 
 async def remove_label(request: web.Request) -> web.Response:
     caller = await staff_member(request)
-    version = await persona.unlabel(request.app[MINIAPP].bot_id, _number(request), request.match_info["label"],
+    version = await persona.unlabel(await tenant(request), _number(request), request.match_info["label"],
                                     caller.user)
     if version is None:
         raise ApiError(404, "not_found")

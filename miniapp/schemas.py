@@ -34,8 +34,23 @@ class PreferencesPatch(Strict):
     rating_requests: bool | None = None
 
 
+class BotChoice(BaseModel):
+    id: int = Field(description="The bot's id here: the Mini App's `?bot=` and X-Frontdesk-Bot")
+    name: str = Field(description="The business's name, else the bot's @username")
+    username: str | None = None
+    current: bool = Field(False, description="The bot this page is for")
+    link: str | None = Field(None, description="Its chat in Telegram (t.me), where its Mini App opens signed by it")
+
+
+class BotSwitch(Strict):
+    bot: int = Field(ge=1, lt=2**31)
+
+
 class Me(BaseModel):
     id: int
+    bot_id: int = Field(description="The bot (business) this page and every call are for")
+    bots: list[BotChoice] = Field(default_factory=list, description=(
+        "The bots this person works for (staff there), the current one included: a switcher when there are two"))
     name: str
     username: str | None
     role: Literal["customer", "pending", "viewer", "manager", "admin"] = Field(

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from tortoise.transactions import in_transaction
 
-from models import LoginLink, Role, User, WebSession
+from models import Bot, BotState, LoginLink, Role, User, WebSession
 from services.audit import audit
 
 LINK_LIFETIME = timedelta(minutes=5)
@@ -96,6 +96,27 @@ async def session_of(token: str, lifetime: timedelta | None = None) -> Session |
     if session is None:
         return None
     return Session(session.id, token, session.csrf_token, session.user, session.expires_at)
+
+
+async def switch_session(token: str, to: User, lifetime: timedelta = SESSION_LIFETIME) -> Session | None:
+    """The browser's session traded for one of the same person's row in another bot (the caller checks that
+    they are staff there): a session belongs to one user row, so to one bot. None if this session has ended."""
+    now = datetime.now(UTC)
+    async with in_transaction():
+        if not await WebSession.filter(token_digest=digest(token), expires_at__gt=now).delete():
+            return None
+        session_token, csrf_token = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+        row = await WebSession.create(bot_id=to.bot_id, user=to, token_digest=digest(session_token),
+                                      csrf_token=csrf_token, expires_at=now + lifetime)
+    return Session(row.id, session_token, csrf_token, to, now + lifetime)
+
+
+async def staff_rows(telegram_id: int) -> list[tuple[Bot, User]]:
+    """The bots this Telegram user is staff of, as their rows last recorded it (a role is checked afresh
+    before it is used), with their row in each: the active bots only, in the order they were added."""
+    rows = await User.filter(telegram_id=telegram_id, role__in=[Role.ADMIN, Role.MANAGER, Role.VIEWER],
+                             bot__state=BotState.ACTIVE).prefetch_related("bot").order_by("bot_id")
+    return [(row.bot, row) for row in rows]
 
 
 async def end_session(token: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -239,3 +240,46 @@ def _name(bot: Bot) -> str:
 async def _names() -> str:
     bots = await Bot.exclude(state=BotState.REMOVED).order_by("id")
     return ", ".join(f"{_name(bot)} (id {bot.id})" for bot in bots) or "none"
+
+
+class ServedBots:
+    """Which bots are served now, and their tokens, for checking who opened a bot's Mini App: read from the
+    database at most every `ttl` seconds per bot, so a request does not open a sealed token each time, and a
+    paused or removed bot stops being let in within `ttl`."""
+
+    def __init__(self, configured_token: str, box: SecretBox, ttl: float = 5.0) -> None:
+        self.configured_token = configured_token  # BOT_TOKEN: its bot keeps no sealed token
+        self.box = box
+        self.ttl = ttl
+        self._known: dict[int, tuple[float, bool, str]] = {}  # bot id: (when read, active, token or "")
+
+    async def token_of(self, bot_id: int) -> str | None:
+        """The token of an active bot; None for a paused, removed or unknown one, or one whose token is not here."""
+        active, token = await self._lookup(bot_id)
+        return token if active and token else None
+
+    async def is_active(self, bot_id: int) -> bool:
+        return (await self._lookup(bot_id))[0]
+
+    async def _lookup(self, bot_id: int) -> tuple[bool, str]:
+        now = time.monotonic()
+        known = self._known.get(bot_id)
+        if known is not None and now - known[0] < self.ttl:
+            return known[1], known[2]
+        bot = await Bot.get_or_none(id=bot_id) if 0 < bot_id < 2**31 else None
+        active = bot is not None and bot.state == BotState.ACTIVE
+        token = self._token(bot) if bot is not None and active else ""
+        if len(self._known) > 10_000:
+            self._known.clear()
+        self._known[bot_id] = (now, active, token)
+        return active, token
+
+    def _token(self, bot: Bot) -> str:
+        if bot.token_secret:
+            try:
+                return open_token(bot, self.box)
+            except BoxError:
+                log.warning("bots: the stored token of %s opens with no configured ENCRYPTION_KEY", _name(bot))
+                return ""
+        found = TOKEN_SHAPE.match(self.configured_token.strip())
+        return self.configured_token.strip() if found and int(found.group(1)) == bot.telegram_id else ""

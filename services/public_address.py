@@ -14,7 +14,7 @@ Every address of this deployment is built here, Telegram's webhook included.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 WEBHOOK_PATH = "/telegram/webhook"
 
@@ -61,6 +61,12 @@ class PublicAddress:
     def mini_app_url(self) -> str:
         """The Mini App's address for Telegram's buttons, which open https only; "" otherwise."""
         return f"{self.base_url}/app/" if self.https else ""
+
+    def mini_app_url_of(self, bot_id: int, path: str = "", **query: str | int) -> str:
+        """A bot's Mini App (the page at `path` under /app/, with `query`) for that bot's buttons: the app learns
+        from `?bot=` whose it is, and checks Telegram's signature with that bot's token. "" without https."""
+        base = self.mini_app_url
+        return f"{base}{path.lstrip('/')}?{urlencode({'bot': bot_id, **query})}" if base else ""
 
     def secure_cookies(self, over_tls: bool) -> bool:
         """Cookies are `Secure` whenever PUBLIC_BASE_URL is https, whatever scheme a proxy passed the request on

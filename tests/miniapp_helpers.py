@@ -16,14 +16,18 @@ from tests.conftest import Frontdesk
 class AppClient:
     """One person's calls: `Authorization: tma <initData>` when given, else the session's cookies."""
 
-    def __init__(self, frontdesk: Frontdesk, session: aiohttp.ClientSession, init_data: str | None = None) -> None:
+    def __init__(self, frontdesk: Frontdesk, session: aiohttp.ClientSession, init_data: str | None = None,
+                 bot: int | None = None) -> None:
         self.base = frontdesk.url
         self.session = session
         self.init_data = init_data
+        self.bot = bot  # the bot the page was opened for (its `?bot=`), named in X-Frontdesk-Bot
         self.csrf: str | None = None
 
     def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         headers = {"Authorization": f"tma {self.init_data}"} if self.init_data else {}
+        if self.bot is not None:
+            headers["X-Frontdesk-Bot"] = str(self.bot)
         return {**headers, **(extra or {})}
 
     async def call(self, method: str, path: str, body: Any = None, *, csrf: bool = True,
@@ -48,16 +52,19 @@ class AppClient:
 
 
 @contextlib.asynccontextmanager
-async def app_client(frontdesk: Frontdesk, sim: Simulator | None = None, user_id: int | None = None,
-                     **init_fields: Any) -> AsyncIterator[AppClient]:
-    """A client for `user_id` (signed by tgsim with the bot's token), or an anonymous one. With an https
+async def app_client(frontdesk: Frontdesk, sim: Simulator | None = None, user_id: int | None = None, *,
+                     bot: int | None = None, **init_fields: Any) -> AsyncIterator[AppClient]:
+    """A client for `user_id` (signed by tgsim with the bot's token: another bot's with `signed_by=TOKEN`), or an
+    anonymous one; `bot` names the bot its calls are for (the page's `?bot=`). With an https
     PUBLIC_BASE_URL it is a browser that reached the server there (through a proxy that ends TLS): it sends
     `Secure` cookies to the server's plain-http address."""
     secure = [frontdesk.url, frontdesk.url.replace("http", "ws")] if frontdesk.settings.public_address.https else None
     jar = aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=secure)
     async with aiohttp.ClientSession(cookie_jar=jar) as session:
+        if "signed_by" in init_fields:
+            init_fields["bot"] = init_fields.pop("signed_by")
         init_data = sim.init_data(user_id, **init_fields) if sim is not None and user_id is not None else None
-        yield AppClient(frontdesk, session, init_data)
+        yield AppClient(frontdesk, session, init_data, bot)
 
 
 LINK = re.compile(r"(https?://\S+/app/login\?token=[\w-]+)")

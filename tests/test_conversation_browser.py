@@ -61,7 +61,7 @@ async def _stored(conversation_id: int, lines: int) -> bool:
 
 
 async def approve(desk: Desk, sim: Simulator, person: dict[str, Any], role: Role = Role.MANAGER) -> User:
-    bot_id = desk.frontdesk.app[MINIAPP].bot_id
+    bot_id = desk.frontdesk.app[MINIAPP].default_bot_id
     user, _ = await User.get_or_create(bot_id=bot_id, telegram_id=person["id"],
                                        defaults={"first_name": person["first_name"], "language": "en"})
     await staff.set_role(bot_id, user, role, None)

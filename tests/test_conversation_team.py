@@ -36,7 +36,7 @@ async def team(desk: Desk, sim: Simulator) -> dict[str, Any]:
     """Mia approved as a manager and Vic as a viewer; both have rows (Boss is in ADMIN_IDS)."""
     vic: dict[str, Any] = sim.create_user("Vic")
     sim.set_member(desk.chat_id, vic["id"], "member")
-    bot = await Bot.get(id=desk.frontdesk.app[MINIAPP].bot_id)
+    bot = await Bot.get(id=desk.frontdesk.app[MINIAPP].default_bot_id)
     bot_id = bot.id
     for person, role in ((desk.mia, Role.MANAGER), (vic, Role.VIEWER), (desk.boss, None)):
         user, _ = await User.get_or_create(bot_id=bot_id, telegram_id=person["id"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from tgsim import Simulator
 
+from models import User
 from tests.conftest import Frontdesk
 
 
@@ -69,4 +70,5 @@ async def test_start_offers_the_mini_app_when_the_public_url_is_known(
     [greeting] = await sim.wait_for_messages(ann["id"])
     [*_, app_row] = greeting["reply_markup"]["inline_keyboard"]
     assert app_row[0]["text"] == "📱 Ilovani ochish"
-    assert app_row[0]["web_app"]["url"] == "https://desk.example.com/app/"
+    bot_id = (await User.get(telegram_id=ann["id"])).bot_id  # the app names its bot (issue 19)
+    assert app_row[0]["web_app"]["url"] == f"https://desk.example.com/app/?bot={bot_id}"

@@ -169,7 +169,8 @@ async def test_saving_twice_makes_one_prompt_block_that_the_studio_shows(
     project = await PromptProject.get()
     if frontdesk.settings.public_base_url:
         [button] = buttons(first)
-        assert button["web_app"]["url"] == f"https://desk.example/app/studio/project?id={project.id}"
+        bot_id = (await User.get(telegram_id=ann["id"])).bot_id
+        assert button["web_app"]["url"] == f"https://desk.example/app/studio/project?bot={bot_id}&id={project.id}"
         assert buttons(again) == [button]
     else:
         assert "reply_markup" not in first  # Telegram opens Mini Apps only from https addresses

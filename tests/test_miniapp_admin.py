@@ -50,7 +50,7 @@ async def recorded_answer(question: str) -> Message:
 
 
 async def settings_row(desk: Desk) -> dict[str, object]:
-    return dict((await Bot.get(id=desk.frontdesk.app[MINIAPP].bot_id)).settings)
+    return dict((await Bot.get(id=desk.frontdesk.app[MINIAPP].default_bot_id)).settings)
 
 
 async def use_the_desk(sim: Simulator, desk: Desk, user_id: int) -> None:
@@ -530,7 +530,7 @@ async def test_the_cli_still_adds_sites_and_personas(desk: Desk) -> None:
     """`python -m bot persona set` and `site add` go through the same functions, without an actor."""
     from services import persona, widget
 
-    bot = await Bot.get(id=desk.frontdesk.app[MINIAPP].bot_id)
+    bot = await Bot.get(id=desk.frontdesk.app[MINIAPP].default_bot_id)
     await persona.set_persona(bot.id, "Same text")
     await persona.set_persona(bot.id, "Same text")  # the CLI may store the same text twice
     site = await widget.create_site(bot.id, ["https://cli.example"], title="CLI")

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from tgsim import Simulator
 
-from models import User
+from models import Bot, User
 from services.studio import templates
-from tests.conftest import Frontdesk, formatted
+from tests.conftest import TOKEN, Frontdesk, formatted
 
 STUDIO = {"PUBLIC_BASE_URL": "https://desk.example"}
 
@@ -62,7 +62,8 @@ async def test_templates_offers_buttons_and_a_pressed_one_shows_the_template(
     [studio] = buttons(shown)
     assert studio["text"] == "📝 Open in the studio"
     template_id = (await templates.search(None, "Reply to an email")).hits[0].template.id
-    assert studio["web_app"]["url"] == f"https://desk.example/app/studio/templates?open={template_id}"
+    bot_id = (await Bot.get(telegram_id=int(TOKEN.partition(":")[0]))).id  # the app names its bot
+    assert studio["web_app"]["url"] == f"https://desk.example/app/studio/templates?bot={bot_id}&open={template_id}"
 
 
 async def test_each_language_gets_its_own_templates_first(frontdesk: Frontdesk, sim: Simulator) -> None:

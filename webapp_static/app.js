@@ -1,14 +1,29 @@
 /* The Mini App's common script: who is signed in, the API, live updates, and small helpers.
    Inside Telegram every call carries the signed initData; in a browser, the session cookie plus
-   the CSRF token from /api/me. Pages call FD.start(render) and get the caller once it is known. */
+   the CSRF token from /api/me. Every call names the bot (business) the page is for, in
+   X-Frontdesk-Bot: the `?bot=` the app was opened with. Pages call FD.start(render) and get the
+   caller once it is known. */
 "use strict";
 
 const FD = (() => {
   const tg = window.Telegram && window.Telegram.WebApp ? window.Telegram.WebApp : null;
   const initData = tg && tg.initData ? tg.initData : "";
   const strings = JSON.parse(document.getElementById("fd-strings").textContent);
+  const bot = pageBot();
   let csrf = null;
   let me = null;
+
+  /* The bot this page is for: the URL's `?bot=`, kept for the next pages of this visit. Inside Telegram
+     a launch without one is the deployment's default bot; in a browser the session's bot is the one. */
+  function pageBot() {
+    const named = new URLSearchParams(location.search).get("bot");
+    try {
+      if (named && /^\d+$/.test(named)) { sessionStorage.setItem("fd-bot", named); return named; }
+      return initData ? sessionStorage.getItem("fd-bot") || "" : "";
+    } catch (error) {  // storage refused (a private window): this page's own `?bot=` only
+      return named && /^\d+$/.test(named) ? named : "";
+    }
+  }
 
   function fill(text, params) {
     for (const [name, value] of Object.entries(params || {})) text = text.split("{" + name + "}").join(value);
@@ -38,6 +53,7 @@ const FD = (() => {
   function headers(method, json) {
     const result = {};
     if (initData) result["Authorization"] = "tma " + initData;
+    if (bot) result["X-Frontdesk-Bot"] = bot;
     if (csrf && method !== "GET") result["X-CSRF-Token"] = csrf;
     if (json) result["Content-Type"] = "application/json";
     return result;
@@ -171,6 +187,38 @@ const FD = (() => {
     return false;
   }
 
+  /* The businesses this person works for, in the header: another one opens in its own bot's chat inside
+     Telegram (each bot signs its own Mini App), or moves the browser's session there. */
+  function showBots(caller) {
+    const slot = document.getElementById("bot-switch");
+    const bots = caller.bots || [];
+    if (!slot || bots.length < 2) return;
+    const select = el("select", { id: "bot-select", "aria-label": t("switch_business") });
+    for (const choice of bots) select.append(el("option", { value: choice.id, selected: choice.current }, choice.name));
+    select.addEventListener("change", async () => {
+      const choice = bots.find((item) => String(item.id) === select.value);
+      const current = bots.find((item) => item.current);
+      if (!choice || choice.current) return;
+      if (initData) {
+        select.value = String(current.id);
+        if (choice.link) tg.openTelegramLink(choice.link); else toast(t("switch_in_telegram"));
+        return;
+      }
+      select.disabled = true;
+      try {
+        await api("POST", "/api/me/bot", { bot: choice.id });
+        location.assign("/app/inbox?bot=" + choice.id);
+      } catch (error) {
+        select.disabled = false;
+        select.value = String(current.id);
+        toast(error.message);
+      }
+    });
+    slot.append(el("label", { class: "bot-switch" }, el("span", { class: "visually-hidden" }, t("switch_business")),
+                   select));
+    slot.hidden = false;
+  }
+
   async function start(render) {
     applyTheme();
     if (tg) { tg.ready(); tg.expand(); }
@@ -183,6 +231,7 @@ const FD = (() => {
     csrf = me.csrf_token;
     if (followLanguage(me)) return;
     showNavigation(me);
+    showBots(me);
     status("");
     document.body.classList.toggle("read-only", me.role === "viewer");
     document.body.classList.toggle("customer-view", !isStaff(me));  // a customer's own messages on the right
@@ -204,7 +253,7 @@ const FD = (() => {
     function connect() {
       const scheme = location.protocol === "https:" ? "wss://" : "ws://";
       const socket = new WebSocket(scheme + location.host + "/api/live");
-      socket.onopen = () => { if (initData) socket.send(JSON.stringify({ type: "auth", init_data: initData })); };
+      socket.onopen = () => { if (initData) socket.send(JSON.stringify({ type: "auth", init_data: initData, bot: bot || null })); };
       socket.onmessage = (event) => {
         const data = JSON.parse(event.data);
         if (data.type === "ready") {
@@ -249,7 +298,7 @@ const FD = (() => {
         el("span", { class: "preview" }, preview), badges));
   }
 
-  return { api, stream, headers, t, plural, el, when, status, toast, start, live, stateLabel, confirmed, tg, conversationRow,
+  return { api, stream, headers, bot, t, plural, el, when, status, toast, start, live, stateLabel, confirmed, tg, conversationRow,
            isStaff, canAct, get me() { return me; }, get csrf() { return csrf; }, ApiError };
 })();
 

@@ -139,8 +139,8 @@ FD.start(async (me) => {
   for (const button of document.querySelectorAll("[data-export]")) {
     button.addEventListener("click", async () => {
       const format = button.dataset.export;
-      const headers = FD.tg && FD.tg.initData ? { Authorization: "tma " + FD.tg.initData } : {};
-      const response = await fetch(`/api/knowledge/export?format=${format}`, { headers, credentials: "same-origin" });
+      const response = await fetch(`/api/knowledge/export?format=${format}`,
+                                   { headers: FD.headers("GET"), credentials: "same-origin" });
       if (!response.ok) { FD.toast((await response.json()).error.message); return; }
       const link = FD.el("a", { href: URL.createObjectURL(await response.blob()), download: `knowledge.${format}` });
       document.body.append(link);

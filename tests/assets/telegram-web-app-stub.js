@@ -22,6 +22,7 @@
     close() {},
     showConfirm(message, callback) { window.__FD_CONFIRMS__ = (window.__FD_CONFIRMS__ || []).concat([message]); callback(true); },
     showAlert(message, callback) { if (callback) callback(); },
+    openTelegramLink(url) { window.__FD_OPENED__ = (window.__FD_OPENED__ || []).concat([url]); },
     MainButton: button(),
     BackButton: button(),
     HapticFeedback: { impactOccurred() {}, notificationOccurred() {} },
