@@ -269,7 +269,7 @@ class Fleet:
         assert self.dispatcher is not None
         settings, bot = self.settings, runtime.bot
         await set_commands(bot, self.i18n)
-        if mini_app := settings.public_address.mini_app_url:
+        if mini_app := settings.public_address.mini_app_url_of(runtime.tenant_id):  # the app learns its bot from it
             await set_menu_button(bot, mini_app, self.translate(settings.default_locale, OPEN_APP))
         manager_chat = staff.manager_chat(row, settings.default_locale)
         if manager_chat is not None:

@@ -116,7 +116,7 @@ async def platform_admin(request: web.Request) -> Caller:
     scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "tma" and credentials:
         miniapp = request.app[MINIAPP]
-        signed = parse_init_data(miniapp, credentials.strip()).auth_date.astimezone(UTC)
+        signed = (await parse_init_data(miniapp, caller.bot_id, credentials.strip())).auth_date.astimezone(UTC)
         if datetime.now(UTC) - signed > miniapp.staff_auth_max_age:
             raise ApiError(401, "unauthorized")  # reopening the Mini App signs it anew
     return caller

@@ -22,7 +22,7 @@ from tgsim import Simulator
 
 from miniapp.api import ERRORS
 from miniapp.auth import MINIAPP
-from models import AuditLog, Conversation, ConversationStatus, LoginLink, Message, User, WebSession
+from models import AuditLog, Bot, Conversation, ConversationStatus, LoginLink, Message, User, WebSession
 from tests.conftest import outbox_idle
 from tests.desk_helpers import Desk, in_topic, manager_desk, topics, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
@@ -601,7 +601,8 @@ async def test_the_menu_button_opens_the_app(desk: Desk, sim: Simulator) -> None
     button = call["params"]["menu_button"]
     button = json.loads(button) if isinstance(button, str) else button
     assert button["type"] == "web_app"
-    assert button["web_app"]["url"] == "https://desk.example/app/"
+    bot = await Bot.get(telegram_id=sim.bot_id)
+    assert button["web_app"]["url"] == f"https://desk.example/app/?bot={bot.id}"  # the app learns whose it is
 
 
 async def test_app_in_the_manager_chat_sends_the_button_privately(desk: Desk, sim: Simulator) -> None:
