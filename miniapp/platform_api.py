@@ -55,9 +55,10 @@ BOT_ERRORS = {
     "already_here": N_("{name} is already on the platform."),
     "removed": N_("{name} was removed: add it again with its token."),
     "other_bots_token": N_("This token belongs to another bot, not {name}."),
+    "token_revoked": N_("Telegram refused {name}'s token: give it the new one from @BotFather, and it is served "
+                        "again."),
     "refused": N_("This cannot be done with this bot."),
 }
-TOKEN_REVOKED = N_("Telegram refused {name}'s token: give it the new one from @BotFather, and it is served again.")
 TELEGRAM_UNREACHABLE = N_("Telegram could not be reached to check the token. Please try again in a minute.")
 
 
@@ -165,7 +166,7 @@ async def _checked(action: Awaitable[Bot]) -> Bot:
     try:
         return await action
     except BotError as error:
-        status = 409 if error.code in ("already_here", "removed") else 400
+        status = 409 if error.code in ("already_here", "removed", "token_revoked") else 400
         raise ApiError(status, error.code, BOT_ERRORS.get(error.code, BOT_ERRORS["refused"]),
                        name=error.name) from error
     except (aiohttp.ClientError, TimeoutError) as error:
@@ -198,8 +199,6 @@ async def pause(request: web.Request) -> web.Response:
 async def resume(request: web.Request) -> web.Response:
     caller = await platform_admin(request)
     bot = await _bot(request)
-    if bot.paused_reason == bots.TOKEN_REVOKED:  # Telegram would refuse it again at once
-        raise ApiError(409, "token_revoked", TOKEN_REVOKED, name=str(bot))
     bot = await _checked(bots.resume(bot, by=caller.user.telegram_id))
     await _changed(request)
     return ok(await _one(bot))

@@ -97,6 +97,9 @@ async def add_bot(token: str, identify: Identify, box: SecretBox, by: int | None
 async def replace_token(bot: Bot, token: str, identify: Identify, box: SecretBox, by: int | None = None) -> Bot:
     """A new token for the same bot (BotFather's /revoke gives one); another bot's token is refused."""
     token = token.strip()
+    if not bot.token_secret and bot.state != BotState.REMOVED:  # only BOT_TOKEN's bot has no sealed token
+        raise BotError(f"{_name(bot)}'s token is BOT_TOKEN: set the new one there and restart", "configured_token",
+                       _name(bot))
     if check_token_shape(token) != bot.telegram_id:
         raise BotError(f"that token is another bot's, not {_name(bot)}'s", "other_bots_token", _name(bot))
     identity = await identify(token)
@@ -123,6 +126,9 @@ async def pause(bot: Bot, reason: str = PAUSED_BY_OWNER, by: int | None = None) 
 async def resume(bot: Bot, by: int | None = None) -> Bot:
     if bot.state == BotState.REMOVED:
         raise BotError(f"{_name(bot)} was removed: add it again with its token", "removed", _name(bot))
+    if bot.paused_reason == TOKEN_REVOKED:  # Telegram would refuse it again at once
+        raise BotError(f"Telegram refused {_name(bot)}'s token: give it the new one (`bots token`)", "token_revoked",
+                       _name(bot))
     bot.state, bot.paused_reason = BotState.ACTIVE, ""
     await bot.save(update_fields=["state", "paused_reason"])
     await AuditLog.create(bot_id=bot.id, action="bot.resume", target=_name(bot), details=_who(by))
@@ -130,7 +136,10 @@ async def resume(bot: Bot, by: int | None = None) -> Bot:
 
 
 async def remove(bot: Bot, now: datetime | None = None) -> Bot:
-    """Stop serving it and forget its token; its data is deleted `retention` after (`purge_removed`)."""
+    """Stop serving it and forget its token; its data is deleted `retention` after (`purge_removed`). Removing
+    it again changes nothing (its retention counts from the first removal)."""
+    if bot.state == BotState.REMOVED:
+        return bot
     bot.state, bot.paused_reason, bot.removed_at = BotState.REMOVED, "", now or datetime.now(UTC)
     bot.token_secret = bot.token_key_id = ""
     await bot.save(update_fields=["state", "paused_reason", "removed_at", "token_secret", "token_key_id"])

@@ -121,6 +121,8 @@ async def test_pause_resume_a_new_token_and_removal(database_url: str, sim: Simu
     code, out, err = await _cli(database_url, sim, "bots", "remove", "shop_two_bot")
     _done(code, out, "\tremoved\t")
     assert "deleted after 30 days" in err
+    code, out, err = await _cli(database_url, sim, "bots", "remove", "shop_two_bot")  # again: nothing changes
+    _done(code, out, "\tremoved\t", err)
     code, _, err = await _cli(database_url, sim, "kb", "sources", "--bot", "shop_two_bot")
     _refused(code, err, "no bot is called")
 
@@ -130,6 +132,7 @@ async def test_pause_resume_a_new_token_and_removal(database_url: str, sim: Simu
         shop = await Bot.get(telegram_id=7100000002)
         assert (shop.state, shop.token_secret) == (BotState.REMOVED, "")  # its token is forgotten
         assert shop.removed_at is not None
+        assert shop.removed_at > datetime.now(UTC) - timedelta(minutes=5)
         actions = [entry.action for entry in await AuditLog.filter(bot=shop).order_by("id")]
         assert actions == ["bot.add", "bot.pause", "bot.resume", "bot.remove"]
     finally:

@@ -37,7 +37,7 @@ SHOP_ID = 7100000002
 QUICK_LOOK = {"BOTS_RECHECK_SECONDS": "0.5"}  # without Redis the instances look at the table this often
 
 
-async def _cli(frontdesk: Frontdesk, sim: Simulator, *args: str, stdin: str = "") -> str:
+async def _cli(frontdesk: Frontdesk, sim: Simulator, *args: str, stdin: str = "", fails: bool = False) -> str:
     """`python -m bot ARGS` against the running deployment's database (and Redis, when it has one)."""
     settings = frontdesk.settings
     env = _clean_environment(DATABASE_URL=settings.database_url, BOT_TOKEN=TOKEN, TELEGRAM_API_BASE=sim.base_url,
@@ -47,6 +47,9 @@ async def _cli(frontdesk: Frontdesk, sim: Simulator, *args: str, stdin: str = ""
         sys.executable, "-m", "bot", *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, env=env)
     out, err = await asyncio.wait_for(process.communicate(stdin.encode()), 120)
+    if fails:
+        assert process.returncode == 1, out.decode()
+        return err.decode()
     assert process.returncode == 0, err.decode()
     return out.decode()
 
@@ -82,6 +85,10 @@ async def test_a_bot_added_while_running_answers_its_own_customers_as_itself(
     customer = await User.get(telegram_id=ann["id"])
     assert customer.bot_id == shop.id
     assert await Conversation.filter(bot_id=shop.id).count() == 1
+
+    # BOT_TOKEN's bot keeps its token in the settings: a new one goes there, not into the table.
+    refused = await _cli(frontdesk, sim, "bots", "token", str(sim.bot_id), "-", stdin=TOKEN + "\n", fails=True)
+    assert "token is BOT_TOKEN: set the new one there and restart" in refused
 
     # The first bot goes on serving its own customers.
     bob = sim.create_user("Bob")
@@ -197,7 +204,9 @@ async def test_a_revoked_token_pauses_its_bot_and_tells_the_admins(
     assert "@shop_two_bot" in notice["text"]
     assert await AuditLog.filter(bot_id=shop.id, action="bot.pause").exists()
 
-    # A new token brings it back, and the answer that was waiting goes out.
+    # Resuming it would meet the same refusal: a new token brings it back, and the answer waiting goes out.
+    refused = await _cli(frontdesk, sim, "bots", "resume", "shop_two_bot", fails=True)
+    assert "give it the new one (`bots token`)" in refused
     await _cli(frontdesk, sim, "bots", "token", "shop_two_bot", "-", stdin=new_token + "\n")
     [answer] = await sim.wait_for_messages(ann["id"], bot=SHOP_ID, timeout=30)
     assert answer["text"] == "Fresh bread all day."
