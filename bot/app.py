@@ -106,6 +106,9 @@ log = logging.getLogger(__name__)
 # and passing errors: they are given long leases and many tries.
 MANAGER_JOB_ATTEMPTS = 30
 MANAGER_JOB_LEASE = 600.0
+# Manager-group jobs run this many at once (one per lane: a topic's messages keep their order). More than one,
+# so a bot whose group waits out Telegram's 20 a minute holds a share of them, never the others' turn.
+MANAGER_WORKERS = 4
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -365,9 +368,9 @@ def _workers(settings: Settings, metrics: Metrics, services: Services, channels:
         OutboxSettings(settings.outbox_workers, settings.outbox_lease_seconds, settings.outbox_max_attempts),
         on_give_up=answerer.gave_up, observe=metrics.outbox_job)]
     managers = ManagerDesks(services.fleet, services.translate, settings.default_locale, settings.album_settle_seconds)
-    # One worker: the manager groups' budgets are spent in order, and their waits hold up no customer.
+    # Their own workers: the groups' waits hold up no customer, and the fair share keeps bots apart.
     workers.append(OutboxWorker(
-        managers.handlers(), OutboxSettings(1, max(settings.outbox_lease_seconds, MANAGER_JOB_LEASE),
+        managers.handlers(), OutboxSettings(MANAGER_WORKERS, max(settings.outbox_lease_seconds, MANAGER_JOB_LEASE),
                                             MANAGER_JOB_ATTEMPTS), queue=MANAGERS, observe=metrics.outbox_job))
     # One worker: indexing is CPU work beside the answers; a sync renews its lease after every page.
     workers.append(OutboxWorker(services.sources.handlers(),

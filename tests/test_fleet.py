@@ -178,6 +178,31 @@ async def test_two_bots_share_one_manager_group_each_in_its_own_topics(
         assert not await Message.filter(bot_id__not=shop.id, text__contains="Mia from the shop").exists()
 
 
+async def test_a_bots_backlog_in_its_manager_group_never_holds_up_another_bots_group(
+        database_url: str, sim: Simulator, ai: FakeAI) -> None:
+    """Telegram lets a bot post about 20 messages a minute into a group: a rush of handoffs in one shop's group
+    takes minutes to post, and another shop's handoff is posted in its own group meanwhile."""
+    ai.script.reply = "Let me find someone."
+    shop_bot = sim.add_bot(SHOP_TOKEN, username="shop_two_bot")
+    async with manager_desk(database_url, sim, ai, BOTS_RECHECK_SECONDS="0.5") as desk:
+        shop = await _add_shop(desk.frontdesk, sim)
+        shop_group = sim.create_group("Shop managers", owner=desk.boss["id"], forum=True, bot=SHOP_TOKEN)
+        sim.send_command(desk.boss["id"], "setup", chat_id=shop_group["id"], bot=SHOP_TOKEN)
+        await eventually(lambda: _manager_chat_is(shop.id, shop_group["id"]), "the shop's /setup")
+
+        rush = [sim.create_user(f"Customer {n}") for n in range(30)]
+        for customer in rush:  # 30 topics and their cards: about two minutes of the first group's budget
+            sim.send_command(customer["id"], "human")
+        await wait_for_topic(sim, desk.chat_id, 3)  # the rush is being posted
+        bob = sim.create_user("Bob")
+        sim.send_command(bob["id"], "human", bot=SHOP_TOKEN)
+        [topic] = await wait_for_topic(sim, shop_group["id"], 1)
+        assert len(await wait_in_topic(sim, shop_group["id"], topic.thread_id, 1)) >= 1
+        assert len(sim.calls("createForumTopic", bot=TOKEN)) < len(rush), "the shop waited for the rush to be posted"
+        assert sim.calls("createForumTopic", bot=SHOP_TOKEN)[0]["params"]["chat_id"] == shop_group["id"]
+        assert shop_bot["id"] != sim.bot_id
+
+
 async def _manager_chat_is(bot_id: int, chat_id: int) -> bool:
     return bool((await Bot.get(id=bot_id)).manager_chat_id == chat_id)
 
