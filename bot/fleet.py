@@ -164,13 +164,16 @@ class Fleet:
     async def reconcile(self) -> None:
         """Make this instance serve exactly the active bots of the table (one pass at a time)."""
         async with self._reconciling:
-            wanted = {row.id: row for row in await Bot.filter(state=BotState.ACTIVE).all()
-                      if self._token_of(row) is not None}
+            # One narrow query each pass (every instance, every few seconds): whole rows only of bots to start.
+            active = await Bot.filter(state=BotState.ACTIVE).values_list("id", "telegram_id", "token_secret")
+            wanted = {int(tenant_id): str(sealed) for tenant_id, telegram_id, sealed in active
+                      if sealed or self._is_primary(int(telegram_id))}
             for tenant_id in [tenant_id for tenant_id, runtime in self._by_tenant.items()
-                              if tenant_id not in wanted or wanted[tenant_id].token_secret != runtime.sealed]:
+                              if wanted.get(tenant_id) != runtime.sealed]:
                 await self._stop_bot(self._by_tenant[tenant_id], leaving=tenant_id not in wanted)
-            starting = [row for tenant_id, row in wanted.items()
-                        if tenant_id not in self._by_tenant and self._refused.get(tenant_id) != row.token_secret]
+            new = [tenant_id for tenant_id, sealed in wanted.items()
+                   if tenant_id not in self._by_tenant and self._refused.get(tenant_id) != sealed]
+            starting = await Bot.filter(id__in=new, state=BotState.ACTIVE) if new else []
             gate = asyncio.Semaphore(STARTING_AT_ONCE)
 
             async def start(row: Bot) -> None:
@@ -213,15 +216,17 @@ class Fleet:
 
     # --- one bot ------------------------------------------------------------------------------------------------
 
+    def _is_primary(self, telegram_id: int) -> bool:
+        return self.settings.telegram_enabled and telegram_id == self.settings.bot_telegram_id
+
     def _token_of(self, row: Bot) -> str | None:
         if not row.token_secret:  # BOT_TOKEN's bot keeps its token in the settings
-            if self.settings.telegram_enabled and row.telegram_id == self.settings.bot_telegram_id:
-                return self.settings.bot_token
-            return None
+            return self.settings.bot_token if self._is_primary(int(row.telegram_id)) else None
         try:
             return bots.open_token(row, self.box)
-        except BoxError as error:  # sealed with a key this instance does not hold: said once per pass
+        except BoxError as error:  # sealed with a key this instance does not hold: said once, until it changes
             log.error("bot %s: its token cannot be opened here (%s); it is not served by this instance", row, error)
+            self._refused[row.id] = row.token_secret
             return None
 
     def _budget(self, telegram_id: int) -> Budget:
