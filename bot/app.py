@@ -285,6 +285,7 @@ class Services:
     own_keys: ProviderKeys
     sources: KnowledgeSources
     outboxes: Outboxes
+    budget: BudgetWatch  # each bot's monthly AI budget
 
 
 async def build_services(app: web.Application) -> Services:
@@ -326,16 +327,18 @@ async def build_services(app: web.Application) -> Services:
     flow = ConversationFlow(events, limiter=shared.rates, default_locale=settings.default_locale,
                             translate=translate, hours=hours, wake=wake)
     own_keys = provider_keys(app)
+    budget = BudgetWatch(translate, settings.default_locale, frozenset(settings.admin_ids), messengers=fleet,
+                         wake=wake)
     studio_runtime = StudioRuntime(ai, settings.price_of, settings.daily_ai_quota, key_opener(own_keys), metrics,
                                    shared.studio_runs, settings.studio_max_prompt_chars,
-                                   settings.ai_max_output_tokens)
+                                   settings.ai_max_output_tokens, budget.allows_ai)
     studio_chat = StudioChat(fleet, translate, studio_runtime, generations, settings.draft_interval, wake=wake)
     sources = knowledge_sources(settings, embedder, index, wake)
     services = Services(i18n, translate, hours, bus, live, feed, shared, tenant, fleet,
                         StaffDirectory(fleet, frozenset(settings.admin_ids),
                                        auto_approve=settings.staff_auto_approve),
                         generations, ai, limits, policy, embedder, index, flow, studio_runtime, studio_chat,
-                        own_keys, sources, outboxes)
+                        own_keys, sources, outboxes, budget)
     outboxes.add(*_workers(settings, metrics, services, channels))
     return services
 
@@ -354,8 +357,7 @@ async def _tenant(settings: Settings) -> Tenant:
 
 def _workers(settings: Settings, metrics: Metrics, services: Services, channels: Channels) -> list[OutboxWorker]:
     """The outbox's queues: the customers' (many jobs at once), the manager group's and the knowledge's (one each)."""
-    budget = BudgetWatch(services.translate, settings.default_locale, frozenset(settings.admin_ids),
-                         messengers=services.fleet, wake=services.flow.wake)
+    budget = services.budget
     answerer = Answerer(channels, services.flow, services.translate, services.policy, services.ai, services.hours,
                         services.index, create_transcriber_of(settings), budget)
     customer_side = CustomerSide(channels, services.translate, settings.default_locale, services.flow)

@@ -49,6 +49,7 @@ ERRORS = {
     "no_model": N_("This model is not available."),
     "key_unusable": N_("This API key cannot be used any more. Delete it and add it again."),
     "quota": N_("You have used today's {quota} AI requests. Runs on your own API key are not counted."),
+    "budget": N_("This month's AI budget is used up. Runs on your own API key still work."),
     "no_ai": N_("No AI model is configured here."),
     "server_error": N_("Something went wrong on our side. Please try again."),
     "busy": N_("Someone changed this at the same moment. Please reload and try again."),
@@ -56,8 +57,8 @@ ERRORS = {
     "bad_label": N_("A label is 1–32 lowercase letters, digits, “_”, “.” or “-”."),
     "too_many_labels": N_("A version can have at most 10 labels."),
 }
-STATUS = {"stale": 409, "busy": 409, "quota": 429, "too_many_runs": 429, "prompt_over_limit": 413, "no_block": 404,
-          "no_ai": 503}
+STATUS = {"stale": 409, "busy": 409, "quota": 429, "budget": 429, "too_many_runs": 429, "prompt_over_limit": 413,
+          "no_block": 404, "no_ai": 503}
 
 
 def _failed(error: StudioError | LabelError) -> ApiError:

@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 from tgsim import Simulator
 
-from models import AuditLog, Bot, UsageSlot
+from models import AuditLog, Bot, PromptRun, UsageSlot
 from services import budgets, knowledge
 from services.conversations import add_counters
 from tests.conftest import Frontdesk, outbox_idle
 from tests.fake_ai import FakeAI
+from tests.miniapp_helpers import app_client
 from tests.test_bots import _cli
+from tests.test_studio import _doc, _project, _save
 
 BOSS_ID = 900_101
 USED_UP = "This month's AI budget of $1.00 is used up ($1.00 so far)."
@@ -68,3 +70,24 @@ async def test_a_used_up_monthly_budget_pauses_the_ai_and_tells_the_admins_once(
     assert await _ask(sim, "Eve", "Do you have oat milk?") == ai.script.reply
     assert len(ai.requests) == 2
     assert len(bot_texts(sim, boss["id"])) == 1
+
+
+async def test_a_used_up_budget_stops_studio_runs_on_the_deployments_models(
+        frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
+    """The studio's runs cost the bot too: at its budget, a run on the deployment's models is refused (429, in the
+    person's language) and nothing is asked or stored."""
+    bot = await Bot.get()
+    await budgets.set_budget(bot.id, Decimal("1"))
+    await add_counters(UsageSlot, {"bot_id": bot.id, "slot": budgets.month_start(datetime.now(UTC))},
+                       cost=Decimal("1.00"))
+    ann = sim.create_user("Ann", language_code="ru")
+    async with app_client(frontdesk, sim, ann["id"]) as client:
+        project = await _project(client)
+        await _save(client, project, _doc("Write a post about our latte"))
+        status, body = await client.call("POST", f"/api/studio/projects/{project['id']}/runs",
+                                         {"block_id": "p1", "model": "main-model@default"})
+    assert (status, body["error"]["code"]) == (429, "budget")
+    assert body["error"]["message"] == ("Бюджет на ИИ в этом месяце исчерпан. "
+                                        "Запуски с вашим собственным API-ключом работают.")
+    assert ai.requests == []
+    assert not await PromptRun.exists()

@@ -45,6 +45,7 @@ NOT_YOURS = N_("Sorry, this button isn't yours, so I can't use it.")
 ERRORS = {
     "no_ai": N_("No AI model is configured here."),
     "quota": N_("You've used today's {quota} AI requests. Please come back tomorrow."),
+    "budget": N_("This month's AI budget is used up, so I can't run this now."),
     "failed": N_("The AI model didn't answer this time. Please try again in a moment."),
     "empty_prompt": N_("The prompt is empty."),
     "prompt_too_long": N_("The prompt is too long."),

@@ -72,6 +72,9 @@ class StudioRuntime:
     runs: ConcurrencyLimiter = field(default_factory=lambda: MemoryConcurrencyLimiter(2))
     max_prompt_chars: int = 60_000  # what one run may send (the system prompt and the prompt)
     max_output_tokens: int | None = 2000
+    # The bot's monthly AI budget (services/budgets.py BudgetWatch.allows_ai): at it, the deployment's models
+    # run nothing more for that bot's people this month; their own keys still do.
+    within_budget: Callable[[int], Awaitable[bool]] | None = None
 
 
 async def model_options(runtime: StudioRuntime, user: User) -> list[ModelOption]:
@@ -122,6 +125,8 @@ async def _admitted(runtime: StudioRuntime, user: User, target: _Target) -> Asyn
         reservation = None
         if target.key is None:
             quota = await bot_settings.daily_ai_quota(user.bot_id, runtime.daily_ai_quota)
+            if runtime.within_budget is not None and not await runtime.within_budget(user.bot_id):
+                raise StudioError("budget", "this month's AI budget is used up; your own API key works without it")
             reservation = await quotas.reserve(user.bot_id, user.id, quota)
             if reservation is None:
                 raise StudioError("quota", "today's AI quota is used up; your own API key works without it",
