@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -104,3 +105,28 @@ async def sign_in(client: AppClient, link: str) -> int:
         me = await client.get("/api/me")
         client.csrf = me["csrf_token"]
     return status
+
+
+# The outbox workers and the knowledge's schedule query on their own (the lane's advisory lock names no table):
+# what a page costs leaves them out.
+BACKGROUND_QUERIES = ("outbox_job", "advisory", "knowledge_")
+
+
+@contextlib.contextmanager
+def statements_sent() -> Iterator[list[str]]:
+    """Every SQL statement sent while inside, from Tortoise's own query log."""
+    sent: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            sent.append(record.getMessage())
+
+    logger, collect = logging.getLogger("tortoise.db_client"), Collect(logging.DEBUG)
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(collect)
+    try:
+        yield sent
+    finally:
+        logger.removeHandler(collect)
+        logger.setLevel(level)

@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import io
 import json
-import logging
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +25,15 @@ from models import AuditLog, Bot, Conversation, ConversationStatus, LoginLink, M
 from tests.conftest import outbox_idle
 from tests.desk_helpers import Desk, in_topic, manager_desk, topics, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
-from tests.miniapp_helpers import HIDDEN_FIELD, app_client, dashboard_link, login_form, sign_in
+from tests.miniapp_helpers import (
+    BACKGROUND_QUERIES,
+    HIDDEN_FIELD,
+    app_client,
+    dashboard_link,
+    login_form,
+    sign_in,
+    statements_sent,
+)
 
 
 @pytest.fixture
@@ -227,31 +234,14 @@ async def test_inbox_and_transcript_pages_cost_the_same_queries_whatever_their_s
     await outbox_idle(sim)  # the last answer's bookkeeping is done: its queries are not the pages'
 
     counted: list[str] = []
-
-    class Counter(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            counted.append(record.getMessage())
-
-    logger = logging.getLogger("tortoise.db_client")
-    counter = Counter(logging.DEBUG)
     async with app_client(desk.frontdesk, sim, desk.mia["id"]) as staff:
         await staff.get("/api/me")  # the staff row and the membership cache, outside the counts
 
         async def queries(path: str) -> int:
-            counted.clear()
-            level = logger.level
-            logger.setLevel(logging.DEBUG)
-            logger.addHandler(counter)
-            try:
+            nonlocal counted
+            with statements_sent() as counted:
                 await staff.get(path)
-            finally:
-                logger.removeHandler(counter)
-                logger.setLevel(level)
-            # The outbox workers poll on their own, and so does the knowledge's schedule (due syncs of web
-            # sources): their queries (the lane's advisory lock included, which names no table) are not
-            # the page's, which reads no knowledge.
-            background = ("outbox_job", "advisory", "knowledge_")
-            return len([line for line in counted if not any(word in line for word in background)
+            return len([line for line in counted if not any(word in line for word in BACKGROUND_QUERIES)
                         and line.lstrip().upper().startswith(("SELECT", "INSERT", "UPDATE", "DELETE"))])
 
         small, large = await queries("/api/conversations?limit=2"), await queries("/api/conversations?limit=8")

@@ -5,7 +5,6 @@ else signed in gets 404. Telegram is tgsim with the added bots in its world."""
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -23,7 +22,7 @@ from services.events import Payload
 from tests.conftest import ENCRYPTION_KEY, Frontdesk, eventually, free_port, frontdesk_environment, running_frontdesk
 from tests.desk_helpers import BOSS_ID
 from tests.fake_ai import FakeAI
-from tests.miniapp_helpers import app_client
+from tests.miniapp_helpers import app_client, statements_sent
 
 OWNER_ID = 5_550_001  # the platform's owner: no role in any bot
 SHOP_TOKEN = "7100000002:SHOP-two-token-for-the-platform"
@@ -265,27 +264,14 @@ async def test_a_page_of_bots_costs_the_same_queries_however_many_bots_it_holds(
     for number in range(60):
         await Bot.create(telegram_id=7_200_000_000 + number, username=f"bot_{number}")
     counted: list[str] = []
-
-    class Counter(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            counted.append(record.getMessage())
-
-    logger = logging.getLogger("tortoise.db_client")
-    counter = Counter(logging.DEBUG)
     async with app_client(platform, sim, OWNER_ID) as owner:
         await owner.get("/api/me")  # the owner's row, outside the counts
 
         async def queries(path: str) -> tuple[int, int]:
-            counted.clear()
-            level = logger.level
-            logger.setLevel(logging.DEBUG)
-            logger.addHandler(counter)
-            try:
+            nonlocal counted
+            with statements_sent() as counted:
                 shown = len((await owner.get(path))["bots"])
-            finally:
-                logger.removeHandler(counter)
-                logger.setLevel(level)
-            # The outbox workers and the knowledge's schedule poll on their own: their queries are not the page's.
+            # The page's own read of failed jobs is counted; the workers' polling is not.
             page = [line for line in counted if line.lstrip().upper().startswith("SELECT")
                     and "knowledge_" not in line and "advisory" not in line
                     and ("outbox_job" not in line or "failed" in line)]
