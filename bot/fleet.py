@@ -192,7 +192,13 @@ class Fleet:
                 log.exception("could not compare the bots served here with the bot table")
 
     async def changed(self, _event: dict[str, Any] | None = None) -> None:
-        """The `bots` event (any instance changed the table): look now rather than at the next pass."""
+        """The `bots` event (any instance changed the table): look now rather than at the next pass. In a task of
+        its own: the bus's listener hands out every event (the widget's too) and must not wait for bots to start."""
+        task = asyncio.create_task(self._look_now(), name="bots-changed")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _look_now(self) -> None:
         try:
             await self.reconcile()
         except Exception:
