@@ -119,6 +119,15 @@ class Fleet:
         self.redis = redis
         self.observer = observer
         self.dispatcher: Dispatcher | None = None
+        # One HTTP session for every bot (aiogram's way to run many bots): one connection pool, not a thousand
+        # idle ones, and closed once. Each call is paced by its own bot's budget. No cap on connections: the
+        # outbox's workers bound what is sent at once, and each long poll holds one for POLL_TIMEOUT.
+        self.session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base), limit=0)
+        limits = Limits(per_second=settings.telegram_messages_per_second,
+                        group_per_minute=settings.group_messages_per_minute)
+        self.session.middleware(SenderMiddleware(limits, retries=settings.send_retries, observer=observer,
+                                                 on_unauthorized=self._unauthorized,
+                                                 budget_of=self._budget_by_telegram))
         self._by_tenant: dict[int, BotRuntime] = {}
         self._by_telegram: dict[int, BotRuntime] = {}
         self._by_webhook_key: dict[str, BotRuntime] = {}
@@ -219,6 +228,7 @@ class Fleet:
         await asyncio.gather(*self._background, return_exceptions=True)
         for runtime in list(self._by_tenant.values()):
             await self._stop_bot(runtime, leaving=False)
+        await self.session.close()
 
     # --- one bot ------------------------------------------------------------------------------------------------
 
@@ -234,6 +244,10 @@ class Fleet:
             log.error("bot %s: its token cannot be opened here (%s); it is not served by this instance", row, error)
             self._refused[row.id] = row.token_secret
             return None
+
+    def _budget_by_telegram(self, telegram_id: int) -> Budget | None:
+        runtime = self._by_telegram.get(telegram_id)
+        return runtime.budget if runtime is not None else None
 
     def _budget(self, telegram_id: int) -> Budget:
         limits = Limits(per_second=self.settings.telegram_messages_per_second,
@@ -253,7 +267,7 @@ class Fleet:
             return
         primary = not row.token_secret
         budget = self._budget(int(row.telegram_id))
-        bot = create_bot(self.settings, token, self.observer, budget, on_unauthorized=self._unauthorized)
+        bot = AiogramBot(token, session=self.session, default=BOT_DEFAULTS)
         secret = self.settings.webhook_secret if primary else webhook_secret_of(token)
         runtime = BotRuntime(row.id, int(row.telegram_id), row.username, bot, TelegramChatSender(bot), budget,
                              self._recent(int(row.telegram_id)), secret, row.token_secret, primary,
@@ -312,7 +326,6 @@ class Fleet:
             with contextlib.suppress(TelegramAPIError):  # a revoked token cannot, and needs not
                 await runtime.bot.delete_webhook()
             log.info("Telegram: @%s is no longer served", runtime.username)
-        await runtime.bot.session.close()
 
     async def _poll(self, runtime: BotRuntime, allowed: list[str]) -> None:
         """Long polling for one bot (development): updates are handled as they come, as aiogram's polling does."""

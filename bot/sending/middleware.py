@@ -47,8 +47,11 @@ class CallObserver(Protocol):
 class SenderMiddleware(BaseRequestMiddleware):
     def __init__(self, limits: Limits | None = None, retries: int = 5, max_backoff: float = 30.0,
                  observer: CallObserver | None = None, pacer: Budget | None = None,
-                 on_unauthorized: Callable[[Bot], None] | None = None) -> None:
+                 on_unauthorized: Callable[[Bot], None] | None = None,
+                 budget_of: Callable[[int], Budget | None] | None = None) -> None:
         self.pacer: Budget = pacer or Pacer(limits or Limits())
+        # One session for many bots (bot/fleet.py): each bot's own budget by its Telegram id, `pacer` otherwise.
+        self.budget_of = budget_of
         self.on_unauthorized = on_unauthorized  # Telegram refused the token (bot/fleet.py checks, then pauses)
         self.observer = observer
         self.retries = retries
@@ -66,16 +69,17 @@ class SenderMiddleware(BaseRequestMiddleware):
         chat_id = getattr(method, "chat_id", None)
         paced = name in PACED_METHODS and isinstance(chat_id, int)
         count = len(getattr(method, "media", None) or [1]) if name == "sendMediaGroup" else 1
+        pacer = (self.budget_of(bot.id) if self.budget_of is not None else None) or self.pacer
         attempt = 0
         while True:
             if paced:
-                await acquire(self.pacer, chat_id, count, send_priority.get())  # type: ignore[arg-type]
+                await acquire(pacer, chat_id, count, send_priority.get())  # type: ignore[arg-type]
             try:
                 try:
                     result = await make_request(bot, method)
                 finally:
                     if paced:  # the request reached Telegram (or never will): it counts from now
-                        await self.pacer.settle(chat_id, count)  # type: ignore[arg-type]
+                        await pacer.settle(chat_id, count)  # type: ignore[arg-type]
             except TelegramRetryAfter as error:
                 log.warning("telegram: %s flood-limited, waiting %ss", name, error.retry_after)
                 self._observe(name, "429", error.retry_after)
