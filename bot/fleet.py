@@ -132,8 +132,8 @@ class Fleet:
         self._by_telegram: dict[int, BotRuntime] = {}
         self._by_webhook_key: dict[str, BotRuntime] = {}
         self._reconciling = asyncio.Lock()
+        self._starting = asyncio.Semaphore(STARTING_AT_ONCE)
         self._background: set[asyncio.Task[Any]] = set()
-        self._started = False  # past the first pass (the outbox runs: a bot started now may have work waiting)
         self._refused: dict[int, str] = {}  # tenant id → the sealed token Telegram refused (not tried again)
 
     # --- services.ports.Messengers ------------------------------------------------------------------------
@@ -165,13 +165,25 @@ class Fleet:
     # --- start and stop ---------------------------------------------------------------------------------------
 
     async def start(self, dispatcher: Dispatcher) -> None:
-        """Serve every active bot now (the app starts once they are set up)."""
+        """Serve every active bot. BOT_TOKEN's is set up before the server starts, as with one bot; the others are
+        served at once (their webhooks, set before, already point here) and set up again meanwhile,
+        STARTING_AT_ONCE at a time, so a thousand bots do not hold the start."""
         self.dispatcher = dispatcher
-        await self.reconcile()
-        self._started = True
+        prepared = await self._prepare_pass()
+        await self._set_up_all([(runtime, row) for runtime, row in prepared if runtime.primary], waiting_jobs=False)
+        others = [(runtime, row) for runtime, row in prepared if not runtime.primary]
+        if others:
+            task = asyncio.create_task(self._set_up_all(others, waiting_jobs=False), name="bots-starting")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def reconcile(self) -> None:
-        """Make this instance serve exactly the active bots of the table (one pass at a time)."""
+        """Make this instance serve exactly the active bots of the table."""
+        await self._set_up_all(await self._prepare_pass(), waiting_jobs=True)
+
+    async def _prepare_pass(self) -> list[tuple[BotRuntime, Bot]]:
+        """Stop what is no longer active here, and serve what is new (one pass at a time); returns the new ones,
+        to set up."""
         async with self._reconciling:
             # One narrow query each pass (every instance, every few seconds): whole rows only of bots to start.
             active = await Bot.filter(state=BotState.ACTIVE).values_list("id", "telegram_id", "token_secret")
@@ -183,13 +195,10 @@ class Fleet:
             new = [tenant_id for tenant_id, sealed in wanted.items()
                    if tenant_id not in self._by_tenant and self._refused.get(tenant_id) != sealed]
             starting = await Bot.filter(id__in=new, state=BotState.ACTIVE) if new else []
-            gate = asyncio.Semaphore(STARTING_AT_ONCE)
+            return [(runtime, row) for row in starting if (runtime := self._serve_new(row)) is not None]
 
-            async def start(row: Bot) -> None:
-                async with gate:
-                    await self._start_bot(row)
-
-            await asyncio.gather(*(start(row) for row in starting))
+    async def _set_up_all(self, prepared: list[tuple[BotRuntime, Bot]], *, waiting_jobs: bool) -> None:
+        await asyncio.gather(*(self._start_bot(runtime, row, waiting_jobs=waiting_jobs) for runtime, row in prepared))
 
     async def keep_reconciling(self, every: float) -> None:
         """The periodic look at the table: bots added, paused or given a new token on another instance."""
@@ -261,10 +270,11 @@ class Fleet:
             return MemoryRecentUpdates()
         return RedisRecentUpdates(self.redis, f"{self.settings.redis_prefix}:{telegram_id}")
 
-    async def _start_bot(self, row: Bot) -> None:
+    def _serve_new(self, row: Bot) -> BotRuntime | None:
+        """Its runtime, served from now on (before its webhook is set: the first update may come at once)."""
         token = self._token_of(row)
-        if token is None or self.dispatcher is None:
-            return
+        if token is None:
+            return None
         primary = not row.token_secret
         budget = self._budget(int(row.telegram_id))
         bot = AiogramBot(token, session=self.session, default=BOT_DEFAULTS)
@@ -272,10 +282,18 @@ class Fleet:
         runtime = BotRuntime(row.id, int(row.telegram_id), row.username, bot, TelegramChatSender(bot), budget,
                              self._recent(int(row.telegram_id)), secret, row.token_secret, primary,
                              "" if primary else row.webhook_key)
-        self._serve(runtime)  # before its webhook is set: the first update may come at once
+        self._serve(runtime)
+        return runtime
+
+    async def _start_bot(self, runtime: BotRuntime, row: Bot, *, waiting_jobs: bool) -> None:
+        """Set it up with Telegram; `waiting_jobs`: it was paused or new here while the outbox ran, so the jobs
+        that waited for it run now."""
         try:
-            await self._set_up(runtime, row)
-            if self._started and await outbox.run_waiting_now(row.id):
+            async with self._starting:
+                await self._set_up(runtime, row)
+            if self._by_tenant.get(runtime.tenant_id) is not runtime:  # paused or given a new token meanwhile
+                await self._stop_bot(runtime, leaving=runtime.tenant_id not in self._by_tenant)
+            elif waiting_jobs and await outbox.run_waiting_now(row.id):
                 self.wake()
         except TelegramUnauthorizedError:  # the session middleware reported it: `_confirm_revoked` pauses it
             await self._stop_bot(runtime, leaving=False)

@@ -106,6 +106,21 @@ async def test_a_bot_added_while_running_answers_its_own_customers_as_itself(
     assert await Message.filter(bot_id=shop.id, text="are you there?").count() == 1
 
 
+async def test_after_a_restart_every_active_bot_is_served_again(
+        database_url: str, sim: Simulator, ai: FakeAI) -> None:
+    """What its customers wrote while the server was down reaches it once it is back (Telegram keeps it)."""
+    sim.add_bot(SHOP_TOKEN, username="shop_two_bot")
+    ai.script.reply = "Back again."
+    env = frontdesk_environment(database_url, sim, ai, free_port(), **QUICK_LOOK)
+    async with running_frontdesk(env) as first:
+        await _add_shop(first, sim)
+    ann = sim.create_user("Ann")
+    sim.send_text(ann["id"], "anyone there?", bot=SHOP_TOKEN)
+    async with running_frontdesk(env):
+        [answer] = await sim.wait_for_messages(ann["id"], bot=SHOP_TOKEN, timeout=30)
+    assert answer["text"] == "Back again."
+
+
 @pytest.mark.parametrize("frontdesk_settings", [{**QUICK_LOOK, "WEBHOOK_BASE_URL": ""}], indirect=True)
 async def test_without_a_webhook_address_each_bot_takes_its_updates_by_long_polling(
         frontdesk: Frontdesk, sim: Simulator, ai: FakeAI) -> None:
