@@ -367,7 +367,8 @@ def _workers(settings: Settings, metrics: Metrics, services: Services, channels:
          JobKind.TO_CUSTOMER: customer_side.to_customer_job, JobKind.CUSTOMER_EDIT: customer_side.customer_edit_job,
          JobKind.CUSTOMER_NOTICE: customer_side.customer_notice_job,
          IMPROVE_JOB: studio_chat.improve_job, RUN_JOB: studio_chat.run_job},
-        OutboxSettings(settings.outbox_workers, settings.outbox_lease_seconds, settings.outbox_max_attempts),
+        OutboxSettings(settings.outbox_workers, settings.outbox_lease_seconds, settings.outbox_max_attempts,
+                       per_bot=settings.outbox_jobs_per_bot),
         on_give_up=answerer.gave_up, observe=metrics.outbox_job)]
     managers = ManagerDesks(services.fleet, services.translate, settings.default_locale, settings.album_settle_seconds)
     # Their own workers: the groups' waits hold up no customer, and the fair share keeps bots apart.

@@ -136,6 +136,9 @@ class OutboxSettings:
     lease_seconds: float = 120.0
     max_attempts: int = 5
     idle_poll_seconds: float = 1.0
+    # Of `workers`, one bot's at most, even while no other bot waits: a flood's jobs then wait in the database,
+    # cheaply, rather than fill the event loop another bot's customer will need a moment later.
+    per_bot: int | None = None
 
 
 # Bots counted for the fair share at most (past that, each bot's share is the smallest anyway).
@@ -306,7 +309,8 @@ class OutboxWorker:
         keeps another bot's customers out."""
         waiting = await OutboxJob.filter(queue=self.queue, status=JobStatus.PENDING, run_after__lte=moment).distinct(
             ).limit(MANY_BOTS).values_list("bot_id", flat=True)
-        return max(1, self.settings.workers // len(waiting)) if len(waiting) > 1 else self.settings.workers
+        share = max(1, self.settings.workers // len(waiting)) if len(waiting) > 1 else self.settings.workers
+        return min(share, self.settings.per_bot or share)
 
     async def _busy_lanes(self, moment: datetime) -> list[str]:
         """Lanes with a running job: a cheap first cut of the candidates. Read before the claim's

@@ -300,3 +300,30 @@ async def test_one_bots_flood_leaves_another_bots_customers_their_share_of_the_s
     finally:
         release.set()
         await worker.stop()
+
+
+async def test_a_bots_jobs_hold_at_most_their_cap_of_the_slots_even_alone(database: str) -> None:
+    """A flood at one shop waits in the outbox past OUTBOX_JOBS_PER_BOT, with slots free: the next shop's
+    customer, a moment later, finds one at once."""
+    busy = await Bot.create(telegram_id=1)
+    for n in range(10):
+        await outbox.enqueue(busy.id, "wait", {"n": n}, lane=f"busy-{n}")
+    release = asyncio.Event()
+    started: list[int] = []
+
+    async def wait(job: OutboxJob) -> None:
+        started.append(int(str(job.payload["n"])))
+        await release.wait()
+
+    worker = OutboxWorker({"wait": wait}, OutboxSettings(workers=8, idle_poll_seconds=0.05, per_bot=3))
+    worker.start()
+    try:
+        await eventually(_holds(lambda: len(started) == 3), "the flooding shop's first jobs")
+        quiet = await Bot.create(telegram_id=2)
+        await outbox.enqueue(quiet.id, "wait", {"n": 100}, lane="quiet-0")
+        worker.wake()
+        await eventually(_holds(lambda: 100 in started), "the other shop's customer answered")
+        assert len(started) == 4  # the flood still holds its three, no more
+    finally:
+        release.set()
+        await worker.stop()
