@@ -483,7 +483,7 @@ async def ingest_run(count: int, options: Options, workdir: Path, http: aiohttp.
             run.load = await drive(port, seeded, measured, options.concurrency, options.limit_seconds)
             run.cpu_seconds = process_cpu(process.pid) - cpu
         finally:
-            stop(process)
+            stop(process, 5.0)  # a thousand bots take minutes to close (see the start-up section)
     with contextlib.closing(sqlite3.connect(path)) as connection:
         stored = Counter(connection.execute(
             "SELECT b.telegram_id, m.source_key FROM message m JOIN bot b ON b.id = m.bot_id "
@@ -677,7 +677,7 @@ async def fairness_run(flood: int, options: Options, ai: AIServer, workdir: Path
                 if owner is not None and attempt["status"] and 200 <= attempt["status"] < 300:
                     run.acked.setdefault(owner, float(attempt["time"]))
         finally:
-            stop(process)
+            stop(process, 5.0)  # a hundred bots take half a minute to close
     missing = [user for user in run.other_users if user not in run.first]
     if missing:
         run.problems.append(f"{len(missing)} of the {len(run.other_users)} customers got no reply")
