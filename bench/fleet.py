@@ -546,6 +546,7 @@ class FairRun:
     others: int
     sent: dict[int, float] = field(default_factory=dict)  # user id → when the bench had them send
     acked: dict[int, float] = field(default_factory=dict)  # ... tgsim's webhook got 2xx for their update
+    claimed: dict[int, float] = field(default_factory=dict)  # ... a worker leased their answer job
     asked: dict[int, float] = field(default_factory=dict)  # ... the model got their question
     first: dict[int, float] = field(default_factory=dict)  # ... their first words reached the chat
     final: dict[int, float] = field(default_factory=dict)  # ... the whole answer
@@ -570,6 +571,26 @@ class FairRun:
     @property
     def flood_users(self) -> list[int]:
         return [user for user in self.sent if user >= FIRST_USER_ID + FLOOD_USER_OFFSET]
+
+
+LEASE_SECONDS = 120.0  # OUTBOX_LEASE_SECONDS's default: a job's lease runs out this long after its claim
+
+
+async def sample_claims(path: Path, run: FairRun, user_of_bot: dict[int, int]) -> None:
+    """Reads the outbox while the row runs: when each of the 99 customers' answer job was claimed (its
+    lease's end minus the lease; a finished job's lease is cleared, so it is read while it runs)."""
+    while True:
+        with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True,
+                                                                                      timeout=1.0)) as connection:
+            rows = connection.execute(
+                "SELECT b.telegram_id, j.lease_expires_at FROM outbox_job j JOIN bot b ON b.id = j.bot_id "
+                "WHERE j.kind = 'answer' AND j.lease_expires_at IS NOT NULL AND b.telegram_id != ?",
+                (FIRST_BOT_ID,)).fetchall()
+            for telegram_id, lease in rows:
+                user = user_of_bot.get(int(telegram_id))
+                if user is not None and user not in run.claimed:
+                    run.claimed[user] = datetime.fromisoformat(str(lease)).timestamp() - LEASE_SECONDS
+        await asyncio.sleep(0.1)
 
 
 class Watch:
@@ -648,6 +669,9 @@ async def fairness_run(flood: int, options: Options, ai: AIServer, workdir: Path
             run.background = await asyncio.to_thread(wait_for_quiet, options.quiet_seconds)
             await ai.stats(http, reset=True)
             watch = Watch(sim, run, chats)
+            sampler = asyncio.create_task(sample_claims(
+                Path(database_url.removeprefix("sqlite://")), run,
+                {bot.telegram_id: user for user, bot in others.items()}))
             cpu = process_cpu(process.pid)
             began = time.time()
             for user in flood_users:
@@ -664,6 +688,9 @@ async def fairness_run(flood: int, options: Options, ai: AIServer, workdir: Path
                 run.problems.append(str(error))
             run.elapsed = time.time() - began
             run.cpu_seconds = process_cpu(process.pid) - cpu
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
             watch.scan()
             stats = await ai.stats(http)
             run.most_streaming = stats["most_streaming"]
@@ -695,22 +722,24 @@ def three(values: Sequence[float]) -> str:
 
 
 def fairness_table(runs: Sequence[FairRun], options: Options) -> str:
-    lines = ["| row | the 99: first words p50 / p99 | their webhook acknowledged p50 / p99 | their question reached "
-             "the model p50 / p99 | their whole answer p50 / p99 | flooded bot: first words p50 / p99 (answered "
-             "by then) | 429s (flooded bot / others) | answers streamed at once (most) | Frontdesk CPU over the row |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| row | the 99: first words p50 / p99 | their webhook acknowledged p50 / p99 | their answer job "
+             "claimed p50 / p99 | their question reached the model p50 / p99 | their whole answer p50 / p99 | "
+             "flooded bot: first words p50 / p99 (answered by then) | 429s (flooded bot / others) | "
+             "answers streamed at once (most) | Frontdesk CPU over the row |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for flood in (0, options.flood):
         for number, run in enumerate([run for run in runs if run.flood == flood], 1):
             label = (f"flood: {flood} questions to one bot, then 1 to each of 99 others" if flood
                      else "no flood: 1 question to each of 99 bots") + f" (run {number})"
             if run.problems:
-                lines.append(f"| {label} | **FAILED: {'; '.join(run.problems)}** | | | | | | | |")
+                lines.append(f"| {label} | **FAILED: {'; '.join(run.problems)}** | | | | | | | | |")
                 continue
             users = run.other_users
             flooded = (f"{three(run.waits(run.flood_first, run.flood_users))} ({len(run.flood_first)}/{flood})"
                        if flood else "-")
             lines.append(
                 f"| {label} | {three(run.waits(run.first, users))} | {three(run.waits(run.acked, users))} | "
+                f"{three(run.waits(run.claimed, users))} ({len(run.claimed)} seen) | "
                 f"{three(run.waits(run.asked, users))} | {three(run.waits(run.final, users))} | {flooded} | "
                 f"{run.flood_429} / {run.other_429} | {run.most_streaming} | "
                 f"{run.cpu_seconds:.1f} s over {run.elapsed:.1f} s |")
@@ -824,7 +853,8 @@ async def run_fairness(options: Options, workdir: Path, http: aiohttp.ClientSess
                 run = await fairness_run(flood, options, ai, workdir, http)
                 firsts = run.waits(run.first, run.other_users)
                 print(f"fairness run {number + 1}/{options.runs}, flood {flood}: the 99's first words "
-                      f"{three(firsts)}, asked {three(run.waits(run.asked, run.other_users))}, acked "
+                      f"{three(firsts)}, asked {three(run.waits(run.asked, run.other_users))}, claimed "
+                      f"{three(run.waits(run.claimed, run.other_users))}, acked "
                       f"{three(run.waits(run.acked, run.other_users))}, flood answered {len(run.flood_first)}"
                       + (f"  PROBLEMS: {'; '.join(run.problems)}" if run.problems else ""),
                       file=sys.stderr, flush=True)
