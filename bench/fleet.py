@@ -655,7 +655,7 @@ async def fairness_run(flood: int, options: Options, ai: AIServer, workdir: Path
         port = free_port()
         env = frontdesk_env(database_url, sim.base_url, port, key, LOG_LEVEL="WARNING", AI_BASE_URL=ai.base_url,
                             AI_MODEL="bench-model", AI_API_KEY="bench-key", DAILY_AI_QUOTA="1000000",
-                            CUSTOMER_RATE_BURST="1000", CUSTOMER_RATE_PER_MINUTE="100000")
+                            CUSTOMER_RATE_BURST="1000", CUSTOMER_RATE_PER_MINUTE="100000", **options.fair_settings)
         process = spawn([sys.executable, "-m", "bot"], env, log)
         try:
             await wait_healthy(http, port, process)
@@ -780,6 +780,7 @@ class Options:
     fair_timeout: float
     quiet_seconds: float
     shutdown_cap: float
+    fair_settings: dict[str, str]
     doc: Path | None
     code: str = ""
 
@@ -871,7 +872,9 @@ async def run_fairness(options: Options, workdir: Path, http: aiohttp.ClientSess
         f"pieces, {model.answer_seconds:.2f} s). One warm-up answer first. Flood row: {options.flood} customers "
         f"write to one bot at once, {options.lead:g} s later one customer writes to each of the 99 others; "
         f"no-flood row: only the 99. Times from the bench having the customer send; p99 of 99 is their slowest. "
-        f"{options.runs} runs each, interleaved.", "", table, "", *lines])
+        f"{options.runs} runs each, interleaved."
+        + (f" Settings: {', '.join(f'{k}={v}' for k, v in options.fair_settings.items())}."
+           if options.fair_settings else ""), "", table, "", *lines])
     return not any(run.problems for run in runs)
 
 
@@ -894,6 +897,8 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--flood", type=int, default=600, help="fairness: questions to the flooded bot")
     parser.add_argument("--lead", type=float, default=1.0, help="fairness: seconds between the flood and the others")
     parser.add_argument("--fair-timeout", type=float, default=180.0, help="fairness: give a row up after this long")
+    parser.add_argument("--fair-settings", default="",
+                        help="fairness: Frontdesk settings for every row, NAME=VALUE[+NAME=VALUE...]")
     parser.add_argument("--quiet-seconds", type=float, default=3.0,
                         help="before each run, wait up to this long for other work on the machine to stop")
     parser.add_argument("--quick", action="store_true", help="a smoke run (10 bots, one run), the document left alone")
@@ -909,6 +914,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     return Options(sections, args.runs, counts, args.idle, min(args.idle_window, args.idle), args.updates,
                    args.warmup, args.users, args.concurrency, args.limit_seconds, args.fair_bots, args.flood,
                    args.lead, args.fair_timeout, args.quiet_seconds, args.shutdown_cap,
+                   dict(pair.partition("=")[::2] for pair in args.fair_settings.split("+") if pair),
                    None if args.no_doc or args.quick else DOC_PATH)
 
 
