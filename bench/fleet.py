@@ -724,8 +724,8 @@ def three(values: Sequence[float]) -> str:
 def fairness_table(runs: Sequence[FairRun], options: Options) -> str:
     lines = ["| row | the 99: first words p50 / p99 | their webhook acknowledged p50 / p99 | their answer job "
              "claimed p50 / p99 | their question reached the model p50 / p99 | their whole answer p50 / p99 | "
-             "flooded bot: first words p50 / p99 (answered by then) | 429s (flooded bot / others) | "
-             "answers streamed at once (most) | Frontdesk CPU over the row |",
+             "flooded bot: first words p50 / p99 (its customers with first words by then) | "
+             "429s (flooded bot / others) | answers streamed at once (most) | Frontdesk CPU over the row |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for flood in (0, options.flood):
         for number, run in enumerate([run for run in runs if run.flood == flood], 1):
