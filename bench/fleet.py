@@ -201,7 +201,7 @@ class StartRun:
     failed_calls: int = 0
     per_bot_setup: float = 0.0  # median seconds from a bot's first call to its setWebhook
     webhooks: int = 0
-    start_cpu: float = 0.0  # Frontdesk's CPU seconds from spawning to /healthz 200
+    start_cpu: float = 0.0  # Frontdesk's CPU seconds from spawning to every bot set up
     sim_cpu: float = 0.0  # tgsim's over the same time
     shutdown: float | None = None  # seconds from SIGTERM to exit (None: still running after --shutdown-cap)
     problems: list[str] = field(default_factory=list)
@@ -228,7 +228,6 @@ async def startup_run(count: int, options: Options, workdir: Path, http: aiohttp
         process = spawn([sys.executable, "-m", "bot"], frontdesk_env(database_url, sim.base_url, port, key), log)
         try:
             run.healthy = await wait_healthy(http, port, process) - spawned
-            run.start_cpu, run.sim_cpu = process_cpu(process.pid), process_cpu(simulator.pid) - sim_cpu
             run.rss_healthy_mb, run.files_healthy = rss_mb(process.pid), open_files(process.pid)
             hooks: list[dict[str, Any]] = []
             deadline = time.monotonic() + 60
@@ -237,6 +236,7 @@ async def startup_run(count: int, options: Options, workdir: Path, http: aiohttp
                 if len({call["bot_id"] for call in hooks}) >= count:
                     break
                 await asyncio.sleep(0.2)
+            run.start_cpu, run.sim_cpu = process_cpu(process.pid), process_cpu(simulator.pid) - sim_cpu
             run.webhooks = len({call["bot_id"] for call in hooks})
             if run.webhooks < count:
                 run.problems.append(f"only {run.webhooks} of {count} webhooks set")
@@ -278,19 +278,19 @@ def shutdown_text(runs: Sequence[StartRun], cap: float) -> str:
 
 
 def startup_table(runs: Sequence[StartRun], counts: Sequence[int], cap: float) -> str:
-    lines = ["| bots | start-up (spawn → /healthz 200 and every setWebhook) | first Bot API call | "
+    lines = ["| bots | /healthz 200 | every bot set up (its setWebhook at tgsim) | first Bot API call | "
              "set-up window (first call → last setWebhook) | one bot's set-up (median) | Bot API calls per bot | "
-             "Frontdesk CPU to /healthz | tgsim CPU meanwhile | RSS at /healthz | RSS idle | open files at /healthz "
-             "/ idle | threads | idle CPU (one core) | SIGTERM → exit | sealing and inserting the rows |",
-             "|" + " ---: |" * 15]
+             "Frontdesk CPU to every bot set up | tgsim CPU meanwhile | RSS at /healthz | RSS idle | "
+             "open files at /healthz / idle | threads | idle CPU (one core) | SIGTERM → exit | sealing and inserting the rows |",
+             "|" + " ---: |" * 16]
     for count in counts:
         mine = [run for run in runs if run.bots == count and not run.problems]
         if not mine:
-            lines.append(f"| {count:,} | **FAILED** |" + " |" * 13)
+            lines.append(f"| {count:,} | **FAILED** |" + " |" * 14)
             continue
         median = statistics.median
         lines.append(
-            f"| {count:,} | {median(run.started for run in mine):.2f} s"
+            f"| {count:,} | {median(run.healthy for run in mine):.2f} s | {median(run.hooks_set for run in mine):.2f} s"
             f" | {median(run.first_call for run in mine):.2f} s"
             f" | {median(run.hooks_set - run.first_call for run in mine):.2f} s"
             f" | {1000 * median(run.per_bot_setup for run in mine):.0f} ms"
@@ -313,7 +313,8 @@ def startup_comparison(runs: Sequence[StartRun], counts: Sequence[int]) -> list[
         return []
     median = statistics.median
     rss = median(run.rss_idle_mb for run in many) - median(run.rss_idle_mb for run in few)
-    start = median(run.started for run in many) - median(run.started for run in few)
+    start = median(run.hooks_set for run in many) - median(run.hooks_set for run in few)
+    healthy = median(run.healthy for run in many) - median(run.healthy for run in few)
     cpu = median(run.start_cpu for run in many) - median(run.start_cpu for run in few)
     methods = Counter[str]()
     for run in many:
@@ -323,12 +324,14 @@ def startup_comparison(runs: Sequence[StartRun], counts: Sequence[int]) -> list[
         f"- Memory per idle bot: ({median(run.rss_idle_mb for run in many):.0f} MB − "
         f"{median(run.rss_idle_mb for run in few):.0f} MB) / {large - small:,} = "
         f"**{1024 * rss / (large - small):.0f} KB** (idle RSS medians).",
-        f"- Start-up: {large:,} bots take {start:+.2f} s more than {small} "
+        f"- Every bot set up: {large:,} bots take {start:+.2f} s more than {small} "
         f"({1000 * start / (large - small):.1f} ms a bot), and {cpu:+.1f} s more of Frontdesk's CPU "
         f"({1000 * cpu / (large - small):.1f} ms a bot).",
+        f"- /healthz: {large:,} bots answer {healthy:+.2f} s later than {small}.",
         f"- Bot API calls per bot at start ({large:,} bots): {per_bot}; "
         f"{sum(run.failed_calls for run in many)} refused.",
-        "- Each run: " + "; ".join(f"{run.bots:,} bots {run.started:.2f} s, {run.rss_idle_mb:.0f} MB"
+        "- Each run (healthz, every bot set up, idle RSS): "
+        + "; ".join(f"{run.bots:,} bots {run.healthy:.2f} s, {run.hooks_set:.2f} s, {run.rss_idle_mb:.0f} MB"
                                    for run in runs),
     ]
 
@@ -362,7 +365,8 @@ def session_cost() -> list[str]:
     (aiogram makes one per session, loading certifi's CA bundle), in a fresh interpreter."""
     done = subprocess.run([sys.executable, "-c", SESSION_COST], capture_output=True, text=True, check=True, cwd=ROOT)
     cost = json.loads(done.stdout)
-    return [f"- One aiogram `Bot` with its own `AiohttpSession` (as bot/fleet.py's `create_bot` makes for each bot), "
+    return [f"- One aiogram `Bot` with its own `AiohttpSession` (what a fleet that gives each bot its own session pays "
+            f"per bot), "
             f"100 made in a fresh interpreter: {cost['bot']['ms']:.1f} ms of CPU and {cost['bot']['kb']:.0f} KB "
             f"resident each; `AiohttpSession()` alone {cost['session']['ms']:.1f} ms and "
             f"{cost['session']['kb']:.0f} KB; "
