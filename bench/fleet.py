@@ -281,7 +281,8 @@ def startup_table(runs: Sequence[StartRun], counts: Sequence[int], cap: float) -
     lines = ["| bots | /healthz 200 | every bot set up (its setWebhook at tgsim) | first Bot API call | "
              "set-up window (first call → last setWebhook) | one bot's set-up (median) | Bot API calls per bot | "
              "Frontdesk CPU to every bot set up | tgsim CPU meanwhile | RSS at /healthz | RSS idle | "
-             "open files at /healthz / idle | threads | idle CPU (one core) | SIGTERM → exit | sealing and inserting the rows |",
+             "open files at /healthz / idle | threads | idle CPU (one core) | SIGTERM → exit | "
+             "sealing and inserting the rows |",
              "|" + " ---: |" * 16]
     for count in counts:
         mine = [run for run in runs if run.bots == count and not run.problems]
