@@ -145,6 +145,16 @@ async def wait_healthy(http: aiohttp.ClientSession, port: int, process: subproce
     raise TimeoutError(f"Frontdesk did not come up within {seconds:.0f} s")
 
 
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each thread of a process so far (the event loop's thread has the process's id)."""
+    seconds = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            seconds[int(task.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
+
+
 def open_files(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -560,6 +570,7 @@ class FairRun:
     flood_429: int = 0
     other_429: int = 0
     cpu_seconds: float = 0.0
+    loop_cpu: float = 0.0  # of those, the event loop's thread (the rest: aiosqlite's and executor threads)
     elapsed: float = 0.0
     most_streaming: int = 0
     background: float = 0.0
@@ -677,7 +688,7 @@ async def fairness_run(flood: int, options: Options, ai: AIServer, workdir: Path
             sampler = asyncio.create_task(sample_claims(
                 Path(database_url.removeprefix("sqlite://")), run,
                 {bot.telegram_id: user for user, bot in others.items()}))
-            cpu = process_cpu(process.pid)
+            cpu, threads_before = process_cpu(process.pid), thread_cpu(process.pid)
             began = time.time()
             for user in flood_users:
                 run.sent[user] = time.time()
@@ -693,6 +704,7 @@ async def fairness_run(flood: int, options: Options, ai: AIServer, workdir: Path
                 run.problems.append(str(error))
             run.elapsed = time.time() - began
             run.cpu_seconds = process_cpu(process.pid) - cpu
+            run.loop_cpu = thread_cpu(process.pid).get(process.pid, 0.0) - threads_before.get(process.pid, 0.0)
             sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sampler
@@ -730,7 +742,8 @@ def fairness_table(runs: Sequence[FairRun], options: Options) -> str:
     lines = ["| row | the 99: first words p50 / p99 | their webhook acknowledged p50 / p99 | their answer job "
              "claimed p50 / p99 | their question reached the model p50 / p99 | their whole answer p50 / p99 | "
              "flooded bot: first words p50 / p99 (its customers with first words by then) | "
-             "429s (flooded bot / others) | answers streamed at once (most) | Frontdesk CPU over the row |",
+             "429s (flooded bot / others) | answers streamed at once (most) | Frontdesk CPU over the row "
+             "(of it the event loop's thread) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for flood in (0, options.flood):
         for number, run in enumerate([run for run in runs if run.flood == flood], 1):
@@ -747,7 +760,8 @@ def fairness_table(runs: Sequence[FairRun], options: Options) -> str:
                 f"{three(run.waits(run.claimed, users))} ({len(run.claimed)} seen) | "
                 f"{three(run.waits(run.asked, users))} | {three(run.waits(run.final, users))} | {flooded} | "
                 f"{run.flood_429} / {run.other_429} | {run.most_streaming} | "
-                f"{run.cpu_seconds:.1f} s over {run.elapsed:.1f} s |")
+                f"{run.cpu_seconds:.1f} s over {run.elapsed:.1f} s ({run.loop_cpu:.1f} s, "
+                f"{100 * run.loop_cpu / max(run.elapsed, 1e-9):.0f}% of its time) |")
     return "\n".join(lines)
 
 
@@ -860,7 +874,8 @@ async def run_fairness(options: Options, workdir: Path, http: aiohttp.ClientSess
                 firsts = run.waits(run.first, run.other_users)
                 print(f"fairness run {number + 1}/{options.runs}, flood {flood}: the 99's first words "
                       f"{three(firsts)}, asked {three(run.waits(run.asked, run.other_users))}, claimed "
-                      f"{three(run.waits(run.claimed, run.other_users))}, acked "
+                      f"{three(run.waits(run.claimed, run.other_users))}, loop thread "
+                      f"{run.loop_cpu:.1f} s of {run.cpu_seconds:.1f} s CPU over {run.elapsed:.1f} s, acked "
                       f"{three(run.waits(run.acked, run.other_users))}, flood answered {len(run.flood_first)}"
                       + (f"  PROBLEMS: {'; '.join(run.problems)}" if run.problems else ""),
                       file=sys.stderr, flush=True)
