@@ -8,7 +8,8 @@ process that drives the clients.
 
 It prints one JSON line, `{"port": P, "stats_port": S}`, then serves until stopped. On the stats
 port: `GET /stats` gives the completions requested, streamed now and the most streamed at once;
-`POST /reset` starts those counts afresh.
+`GET /requests` lists when each completion was asked for (wall clock) and the `[customer N]` tag
+of its last message (bench/fleet.py's questions carry one); `POST /reset` starts those counts afresh.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import argparse
 import asyncio
 import json
 import math
+import re
 import signal
 import sys
+import time
 from collections.abc import Sequence
 
 from aiohttp import web
@@ -42,6 +45,7 @@ SENTENCES = (
     "Regular customers collect points with every order, and every tenth delivery is on us.",
 )
 LAST_SENTENCE = "Is there anything else I can help you with today?"
+CUSTOMER_TAG = re.compile(r"\[customer (\d+)\]")  # bench/fleet.py's questions carry it
 
 
 def reply_text(chars: int) -> str:
@@ -68,6 +72,15 @@ async def serve(args: argparse.Namespace) -> None:
         return web.json_response({"requests": len(fake.started), "streaming": fake.streaming,
                                   "most_streaming": fake.most_streaming})
 
+    async def requests(_: web.Request) -> web.Response:
+        """When each completion was asked for (wall clock), and the `[customer N]` tag of its last message."""
+        now_wall, now_mono = time.time(), time.monotonic()
+        listed = []
+        for body, started in zip(fake.requests, fake.started, strict=False):
+            found = CUSTOMER_TAG.search(json.dumps(body.get("messages", [])[-1:], ensure_ascii=False))
+            listed.append({"at": now_wall - (now_mono - started), "tag": found.group(1) if found else ""})
+        return web.json_response(listed)
+
     async def reset(_: web.Request) -> web.Response:
         fake.started.clear()
         fake.requests.clear()  # FakeAI keeps every request body: let them go between rows
@@ -76,6 +89,7 @@ async def serve(args: argparse.Namespace) -> None:
 
     app = web.Application()
     app.router.add_get("/stats", stats)
+    app.router.add_get("/requests", requests)
     app.router.add_post("/reset", reset)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -23,17 +23,20 @@
 #             one, on Telegram (tgsim with its flood limits) and the widget, the default settings against
 #             OUTBOX_WORKERS=4: time to the first words and to the answer, 429s, CPU and memory
 #             (bench/rush_hour.py; about twenty minutes while answers run four at a time, under ten once they do not).
+#   fleet     many bots (issue 19), SQLite: 1,000 bots against one (start-up, memory per idle bot, stopping),
+#             ingest spread over 1,000 bots against one bot, and one bot's flood against 99 other bots'
+#             replies (bench/fleet.py, about eighteen minutes: three sections of five to eight).
 # Starts a throwaway PostgreSQL (with its durable defaults: fsync and synchronous_commit on) and Redis
-# on spare loopback ports and removes them afterwards. `bash bench/run.sh` runs all eleven;
+# on spare loopback ports and removes them afterwards. `bash bench/run.sh` runs all twelve;
 # `bash bench/run.sh NAME [ARGS...]` runs one, ARGS going to its script (try --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-benches=(ingest outbound inbox widget analytics miniapp studio templates knowledge knowledge_quality rush)
+benches=(ingest outbound inbox widget analytics miniapp studio templates knowledge knowledge_quality rush fleet)
 if [ $# -gt 0 ] && [[ " ${benches[*]} " == *" $1 "* ]]; then
     benches=("$1"); shift
 elif [ $# -gt 0 ]; then
-    echo "usage: bash bench/run.sh [ingest|outbound|inbox|widget|analytics|miniapp|studio|templates|knowledge|knowledge_quality|rush [ARGS...]]" >&2; exit 2
+    echo "usage: bash bench/run.sh [ingest|outbound|inbox|widget|analytics|miniapp|studio|templates|knowledge|knowledge_quality|rush|fleet [ARGS...]]" >&2; exit 2
 fi
 
 need_packages=()
