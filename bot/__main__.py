@@ -432,13 +432,15 @@ def _serve(settings: Settings, secrets: Secrets) -> None:
     from aiohttp import web
 
     from bot.app import create_app
+    from bot.keys import TELEGRAM
     from miniapp.auth import MINIAPP
     from models import KnowledgeItem
 
     async def print_next_steps(app: web.Application) -> None:
         has_knowledge = await KnowledgeItem.filter(bot_id=app[MINIAPP].default_bot_id).exists()
-        print("\n".join(next_steps(settings, has_knowledge=has_knowledge, has_bot=settings.telegram_enabled)),
-              flush=True)
+        telegram = app.get(TELEGRAM)
+        has_bot = settings.telegram_enabled or (telegram is not None and len(telegram.fleet) > 0)
+        print("\n".join(next_steps(settings, has_knowledge=has_knowledge, has_bot=has_bot)), flush=True)
 
     logging.getLogger("bot").info("Frontdesk listens on http://%s:%s", settings.host, settings.port)
     app = create_app(settings, secrets)

@@ -58,6 +58,7 @@ from miniapp.studio_api import STUDIO, TOKENS
 from miniapp.widget import STATIC, WIDGET, WidgetLimits, WidgetRuntime, add_routes, close_sockets, load_script
 from miniapp.widget_hub import WidgetHub
 from models import Bot as Tenant
+from models import BotState
 from services import bot_settings, bots, conversations, staff, tenant_settings, widget
 from services.ai import AIClient, AIObserver, Route, RouteOrder
 from services.answering import Answerer, AnswerPolicy, preview_html, without_marks
@@ -349,7 +350,9 @@ async def _tenant(settings: Settings) -> Tenant:
         me = await token_identifier(settings)(settings.bot_token)
         tenant = await conversations.ensure_bot(me.telegram_id, me.username)
     else:
-        log.warning("Telegram is off: BOT_TOKEN is not set. The website widget and the web endpoints work.")
+        if not await Tenant.filter(state=BotState.ACTIVE).exclude(token_secret="").exists():
+            log.warning("Telegram is off: BOT_TOKEN is not set and no bot was added (`python -m bot bots add`). "
+                        "The website widget and the web endpoints work.")
         tenant = await conversations.ensure_bot(conversations.UNCONFIGURED_BOT_ID)
     await staff.adopt_existing_staff(tenant.id)  # managers at work before approvals existed stay managers
     return tenant
