@@ -372,7 +372,7 @@ def _workers(settings: Settings, metrics: Metrics, services: Services, channels:
          IMPROVE_JOB: studio_chat.improve_job, RUN_JOB: studio_chat.run_job},
         OutboxSettings(settings.outbox_workers, settings.outbox_lease_seconds, settings.outbox_max_attempts,
                        per_bot=settings.outbox_jobs_per_bot),
-        on_give_up=answerer.gave_up, observe=metrics.outbox_job)]
+        on_give_up=answerer.gave_up, observe=metrics.outbox_job, bots_served=lambda: len(services.fleet))]
     managers = ManagerDesks(services.fleet, services.translate, settings.default_locale, settings.album_settle_seconds)
     # Their own workers: the groups' waits hold up no customer, and the fair share keeps bots apart.
     workers.append(OutboxWorker(

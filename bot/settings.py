@@ -161,9 +161,10 @@ class Settings(BaseSettings):
     # waiting on the AI provider and Telegram, so hundreds fit; past it, jobs wait in the durable outbox.
     # 0: this instance runs no background work at all, it only receives.
     outbox_workers: int = Field(512, alias="OUTBOX_WORKERS", ge=0)
-    # Of those, the most one bot's jobs may hold at once, even while no other bot has any waiting: its flood
-    # then waits in the outbox instead of filling the event loop (a bot's Telegram budget, 30 messages a second,
-    # cannot deliver many more answers at once anyway), and another bot's customer finds room.
+    # Of those, the most one bot's jobs may hold at once when the deployment serves several bots, even while no
+    # other bot has any waiting: its flood then waits in the outbox instead of filling the event loop (a bot's
+    # Telegram budget, 30 messages a second, cannot deliver many more answers at once anyway), and another
+    # bot's customer finds room. A deployment of one bot keeps every slot for its rush hour.
     outbox_jobs_per_bot: int = Field(64, alias="OUTBOX_JOBS_PER_BOT", ge=1)
     outbox_lease_seconds: float = Field(120.0, alias="OUTBOX_LEASE_SECONDS")
     outbox_max_attempts: int = Field(5, alias="OUTBOX_MAX_ATTEMPTS")

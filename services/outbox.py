@@ -137,7 +137,8 @@ class OutboxSettings:
     max_attempts: int = 5
     idle_poll_seconds: float = 1.0
     # Of `workers`, one bot's at most, even while no other bot waits: a flood's jobs then wait in the database,
-    # cheaply, rather than fill the event loop another bot's customer will need a moment later.
+    # cheaply, rather than fill the event loop another bot's customer will need a moment later (when the
+    # deployment serves other bots: see OutboxWorker's `bots_served`).
     per_bot: int | None = None
 
 
@@ -160,8 +161,12 @@ class OutboxWorker:
 
     def __init__(self, handlers: Mapping[str, JobHandler], settings: OutboxSettings,
                  on_give_up: JobHandler | None = None, queue: str = CUSTOMERS,
-                 observe: Callable[[str, str, str], None] | None = None) -> None:
+                 observe: Callable[[str, str, str], None] | None = None,
+                 bots_served: Callable[[], int] | None = None) -> None:
         self.handlers = handlers
+        # How many bots this deployment serves: `settings.per_bot` protects the others, so it applies only when
+        # there are others (a one-bot shop's rush hour keeps every slot). None: it always applies.
+        self.bots_served = bots_served
         self.queue = queue
         self.observe = observe  # (queue, kind, result) after every run
         self.settings = settings
@@ -310,7 +315,9 @@ class OutboxWorker:
         waiting = await OutboxJob.filter(queue=self.queue, status=JobStatus.PENDING, run_after__lte=moment).distinct(
             ).limit(MANY_BOTS).values_list("bot_id", flat=True)
         share = max(1, self.settings.workers // len(waiting)) if len(waiting) > 1 else self.settings.workers
-        return min(share, self.settings.per_bot or share)
+        if self.settings.per_bot and (self.bots_served is None or self.bots_served() > 1):
+            share = min(share, self.settings.per_bot)
+        return share
 
     async def _busy_lanes(self, moment: datetime) -> list[str]:
         """Lanes with a running job: a cheap first cut of the candidates. Read before the claim's

@@ -327,3 +327,25 @@ async def test_a_bots_jobs_hold_at_most_their_cap_of_the_slots_even_alone(databa
     finally:
         release.set()
         await worker.stop()
+
+
+async def test_a_deployment_of_one_bot_keeps_every_slot_for_its_rush_hour(database: str) -> None:
+    """The cap per bot protects other bots; with none, a rush at the one bot is not held back by it."""
+    shop = await Bot.create(telegram_id=1)
+    for n in range(6):
+        await outbox.enqueue(shop.id, "wait", {"n": n}, lane=f"shop-{n}")
+    release = asyncio.Event()
+    started: list[int] = []
+
+    async def wait(job: OutboxJob) -> None:
+        started.append(int(str(job.payload["n"])))
+        await release.wait()
+
+    worker = OutboxWorker({"wait": wait}, OutboxSettings(workers=8, idle_poll_seconds=0.05, per_bot=3),
+                          bots_served=lambda: 1)
+    worker.start()
+    try:
+        await eventually(_holds(lambda: len(started) == 6), "every customer of the rush at once")
+    finally:
+        release.set()
+        await worker.stop()
