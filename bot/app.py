@@ -287,6 +287,7 @@ class Services:
     sources: KnowledgeSources
     outboxes: Outboxes
     budget: BudgetWatch  # each bot's monthly AI budget
+    transcriber: Transcriber | None  # voice to text; None: voice goes to people
 
 
 async def build_services(app: web.Application) -> Services:
@@ -339,7 +340,7 @@ async def build_services(app: web.Application) -> Services:
                         StaffDirectory(fleet, frozenset(settings.admin_ids),
                                        auto_approve=settings.staff_auto_approve),
                         generations, ai, limits, policy, embedder, index, flow, studio_runtime, studio_chat,
-                        own_keys, sources, outboxes, budget)
+                        own_keys, sources, outboxes, budget, create_transcriber_of(settings))
     outboxes.add(*_workers(settings, metrics, services, channels))
     return services
 
@@ -362,7 +363,7 @@ def _workers(settings: Settings, metrics: Metrics, services: Services, channels:
     """The outbox's queues: the customers' (many jobs at once), the manager group's and the knowledge's (one each)."""
     budget = services.budget
     answerer = Answerer(channels, services.flow, services.translate, services.policy, services.ai, services.hours,
-                        services.index, create_transcriber_of(settings), budget)
+                        services.index, services.transcriber, budget)
     customer_side = CustomerSide(channels, services.translate, settings.default_locale, services.flow)
     studio_chat = services.studio_chat
     workers = [OutboxWorker(
@@ -458,6 +459,8 @@ async def _close(services: Services) -> None:
     await services.fleet.close()
     if services.ai is not None:
         await services.ai.close()
+    if services.transcriber is not None:  # its HTTP client's connections, which nothing else closes
+        await services.transcriber.close()
     await services.embedder.close()
 
 

@@ -63,6 +63,9 @@ class Transcriber:
         self.max_bytes = max_bytes
         self.price_per_minute = price_per_minute  # dollars a minute of audio (TRANSCRIBE_PRICE_PER_MINUTE)
 
+    async def close(self) -> None:
+        await self.client.close()
+
     def cost(self, seconds: int) -> float:
         """What transcribing `seconds` of audio costs, billed by the second as whisper-1 is."""
         return self.price_per_minute * seconds / 60
