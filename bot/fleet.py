@@ -94,13 +94,12 @@ def webhook_secret_of(token: str) -> str:
     return hashlib.sha256(f"frontdesk-webhook:{token}".encode()).hexdigest()
 
 
-def create_bot(settings: Settings, token: str, observer: CallObserver | None = None, budget: Budget | None = None,
-               on_unauthorized: Callable[[AiogramBot], None] | None = None) -> AiogramBot:
+def create_bot(settings: Settings, token: str) -> AiogramBot:
+    """A bot with a session of its own, outside the fleet (MANAGER_CHAT_ID's check at start); close it after."""
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
     limits = Limits(per_second=settings.telegram_messages_per_second,
                     group_per_minute=settings.group_messages_per_minute)
-    session.middleware(SenderMiddleware(limits, retries=settings.send_retries, observer=observer, pacer=budget,
-                                        on_unauthorized=on_unauthorized))
+    session.middleware(SenderMiddleware(limits, retries=settings.send_retries))
     return AiogramBot(token, session=session, default=BOT_DEFAULTS)
 
 

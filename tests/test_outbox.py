@@ -15,7 +15,7 @@ from tortoise.transactions import in_transaction
 
 from models import Bot, Conversation, ConversationMode, HandoffReason, JobStatus, OutboxJob
 from services import outbox
-from services.outbox import OutboxSettings, OutboxWorker
+from services.outbox import JobHandler, OutboxSettings, OutboxWorker
 from tests.conftest import BACKEND, eventually
 from tests.desk_helpers import manager_desk, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
@@ -279,6 +279,15 @@ async def test_an_answer_failing_every_attempt_goes_to_a_person_and_the_customer
         assert (await OutboxJob.get(kind="answer")).status == JobStatus.FAILED
 
 
+def _held_until(release: asyncio.Event, started: list[int]) -> JobHandler:
+    """A job that notes its payload's `n` as it starts, then holds its slot until `release` is set."""
+    async def wait(job: OutboxJob) -> None:
+        started.append(int(str(job.payload["n"])))
+        await release.wait()
+
+    return wait
+
+
 async def test_one_bots_flood_leaves_another_bots_customers_their_share_of_the_slots(database: str) -> None:
     busy, quiet = await Bot.create(telegram_id=1), await Bot.create(telegram_id=2)
     for n in range(10):  # a flood at one shop, each answer waiting long (a busy AI provider, say)
@@ -286,10 +295,7 @@ async def test_one_bots_flood_leaves_another_bots_customers_their_share_of_the_s
     await outbox.enqueue(quiet.id, "wait", {"n": 100}, lane="quiet-0")
     release = asyncio.Event()
     started: list[int] = []
-
-    async def wait(job: OutboxJob) -> None:
-        started.append(int(str(job.payload["n"])))
-        await release.wait()
+    wait = _held_until(release, started)
 
     worker = OutboxWorker({"wait": wait}, OutboxSettings(workers=4, idle_poll_seconds=0.05))
     worker.start()
@@ -310,10 +316,7 @@ async def test_a_bots_jobs_hold_at_most_their_cap_of_the_slots_even_alone(databa
         await outbox.enqueue(busy.id, "wait", {"n": n}, lane=f"busy-{n}")
     release = asyncio.Event()
     started: list[int] = []
-
-    async def wait(job: OutboxJob) -> None:
-        started.append(int(str(job.payload["n"])))
-        await release.wait()
+    wait = _held_until(release, started)
 
     worker = OutboxWorker({"wait": wait}, OutboxSettings(workers=8, idle_poll_seconds=0.05, per_bot=3))
     worker.start()
@@ -336,10 +339,7 @@ async def test_a_deployment_of_one_bot_keeps_every_slot_for_its_rush_hour(databa
         await outbox.enqueue(shop.id, "wait", {"n": n}, lane=f"shop-{n}")
     release = asyncio.Event()
     started: list[int] = []
-
-    async def wait(job: OutboxJob) -> None:
-        started.append(int(str(job.payload["n"])))
-        await release.wait()
+    wait = _held_until(release, started)
 
     worker = OutboxWorker({"wait": wait}, OutboxSettings(workers=8, idle_poll_seconds=0.05, per_bot=3),
                           bots_served=lambda: 1)
