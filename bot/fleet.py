@@ -94,9 +94,19 @@ def webhook_secret_of(token: str) -> str:
     return hashlib.sha256(f"frontdesk-webhook:{token}".encode()).hexdigest()
 
 
+class TelegramSession(AiohttpSession):
+    """aiogram's HTTP session, closed without the 250 ms it sleeps after closing "for the SSL connections to
+    close": since aiohttp 3.12.11 closing the connector aborts its SSL connections at once, so that wait
+    waits for nothing, and every stop of the server (each test's among them) paid it."""
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+
+
 def create_bot(settings: Settings, token: str) -> AiogramBot:
     """A bot with a session of its own, outside the fleet (MANAGER_CHAT_ID's check at start); close it after."""
-    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
+    session = TelegramSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
     limits = Limits(per_second=settings.telegram_messages_per_second,
                     group_per_minute=settings.group_messages_per_minute)
     session.middleware(SenderMiddleware(limits, retries=settings.send_retries))
@@ -121,7 +131,7 @@ class Fleet:
         # One HTTP session for every bot (aiogram's way to run many bots): one connection pool, not a thousand
         # idle ones, and closed once. Each call is paced by its own bot's budget. No cap on connections: the
         # outbox's workers bound what is sent at once, and each long poll holds one for POLL_TIMEOUT.
-        self.session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base), limit=0)
+        self.session = TelegramSession(api=TelegramAPIServer.from_base(settings.telegram_api_base), limit=0)
         limits = Limits(per_second=settings.telegram_messages_per_second,
                         group_per_minute=settings.group_messages_per_minute)
         self.session.middleware(SenderMiddleware(limits, retries=settings.send_retries, observer=observer,
