@@ -4,7 +4,7 @@ A job is claimed by setting a lease (owner + expiry) with a conditional UPDATE, 
 never run the same job; a worker that dies leaves a lease that expires, and the job is claimed
 again. On PostgreSQL the candidate rows are also locked with FOR UPDATE SKIP LOCKED so workers
 do not queue behind each other, and a lane's claims are serialised across instances by an
-advisory lock (see `OutboxWorker._lane_is_free`).
+advisory lock (see `OutboxWorker._free_lanes`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from enum import StrEnum
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import Q
+from tortoise.expressions import F, Q
+from tortoise.functions import Min
 from tortoise.transactions import in_transaction
 
 from models import JobStatus, OutboxJob
@@ -272,14 +273,17 @@ class OutboxWorker:
 
     async def claim_many(self, limit: int) -> list[OutboxJob]:
         """Up to `limit` due jobs, leased to this worker in one transaction, at most one per lane, and
-        none of a bot that runs its fair share already while another bot's jobs wait."""
+        none of a bot that runs its fair share already while another bot's jobs wait.
+
+        The transaction sends the same few statements however many jobs it claims (the candidates, their
+        lanes, the lease): on SQLite every other query waits for it, and at rush hour each statement waits
+        its turn on a busy event loop, so a statement per job held a burst's claim for seconds."""
         moment = now()
         expired_or_pending = Q(status=JobStatus.PENDING) | Q(status=JobStatus.RUNNING, lease_expires_at__lt=moment)
         busy_lanes = await self._busy_lanes(moment)
         running = Counter(self._bot_of.values())
         share = await self._fair_share(moment)
-        claimed: list[OutboxJob] = []
-        lanes_taken: set[str] = set()
+        lease = moment + timedelta(seconds=self.settings.lease_seconds)
         async with in_transaction() as connection:
             query = OutboxJob.filter(expired_or_pending, queue=self.queue, run_after__lte=moment)
             if busy_lanes:
@@ -289,24 +293,36 @@ class OutboxWorker:
             query = query.order_by("priority", "id").limit(limit + 8).using_db(connection)
             if connection.capabilities.dialect == "postgres":
                 query = query.select_for_update(skip_locked=True)
-            for job in await query:
-                if len(claimed) == limit:
+            candidates = list(await query)
+            free = await self._free_lanes(candidates, moment, connection)
+            chosen: list[OutboxJob] = []
+            lanes_taken: set[str] = set()
+            for job in candidates:
+                if len(chosen) == limit:
                     break
                 if running[job.bot_id] >= share:
                     continue
-                if job.lane and (job.lane in lanes_taken or not await self._lane_is_free(job, moment, connection)):
+                if job.lane and (job.lane in lanes_taken or free.get(job.lane) != job.id):
                     continue  # its lane is busy, or an earlier job of it waits for a retry: order comes first
-                taken = await OutboxJob.filter(expired_or_pending, id=job.id).using_db(connection).update(
-                    status=JobStatus.RUNNING, lease_owner=self.owner, attempts=job.attempts + 1,
-                    lease_expires_at=moment + timedelta(seconds=self.settings.lease_seconds))
-                if taken:
-                    job.attempts += 1
-                    job.status = JobStatus.RUNNING
-                    claimed.append(job)
-                    running[job.bot_id] += 1
-                    if job.lane:
-                        lanes_taken.add(job.lane)
-        return claimed
+                chosen.append(job)
+                running[job.bot_id] += 1
+                if job.lane:
+                    lanes_taken.add(job.lane)
+            if not chosen:
+                return []
+            ids = [job.id for job in chosen]
+            taken = await OutboxJob.filter(expired_or_pending, id__in=ids).using_db(connection).update(
+                status=JobStatus.RUNNING, lease_owner=self.owner, attempts=F("attempts") + 1, lease_expires_at=lease)
+            if taken != len(ids):  # another process's claim came first for some (SQLite has no row locks)
+                ours = {int(row[0]) for row in await OutboxJob.filter(
+                    id__in=ids, lease_owner=self.owner, lease_expires_at=lease).using_db(connection).values_list("id")}
+                chosen = [job for job in chosen if job.id in ours]
+        for job in chosen:
+            job.attempts += 1
+            job.status = JobStatus.RUNNING
+            job.lease_owner = self.owner
+            job.lease_expires_at = lease
+        return chosen
 
     async def _fair_share(self, moment: datetime) -> int:
         """How many of this worker's slots one bot may hold: all of them while one bot has jobs waiting,
@@ -321,30 +337,39 @@ class OutboxWorker:
 
     async def _busy_lanes(self, moment: datetime) -> list[str]:
         """Lanes with a running job: a cheap first cut of the candidates. Read before the claim's
-        transaction, so another instance may have claimed since; `_lane_is_free` decides."""
+        transaction, so another instance may have claimed since; `_free_lanes` decides."""
         lanes = await OutboxJob.filter(
             queue=self.queue, status=JobStatus.RUNNING, lease_expires_at__gte=moment).exclude(lane="").values_list(
             "lane", flat=True)
         return [str(lane) for lane in lanes]
 
-    async def _lane_is_free(self, job: OutboxJob, moment: datetime, connection: Any) -> bool:
-        """Whether `job` may start: no other job of its lane runs, and none before it is unfinished.
+    async def _free_lanes(self, candidates: list[OutboxJob], moment: datetime, connection: Any) -> dict[str, int]:
+        """For the candidates' lanes that may start a job now, the one job that may: the lane's earliest
+        unfinished one, while no job of the lane runs.
 
         Jobs of one lane come from several transactions (a customer's message, a manager's reply),
         which may commit out of id order, so a lane's earlier job can appear while a later one runs.
         On PostgreSQL other instances claim at the same moment: a transaction-level advisory lock on
-        the lane makes this check and the claim after it one step for the whole database. A lane
+        each lane makes this check and the claim after it one step for the whole database. A lane
         whose lock another claimer holds is skipped, never waited for; the check reads after the
-        lock is taken, so it sees every claim committed before.
+        locks are taken, so it sees every claim committed before.
         """
+        lanes = list(dict.fromkeys(job.lane for job in candidates if job.lane))
+        if not lanes:
+            return {}
         if connection.capabilities.dialect == "postgres":
             rows = await connection.execute_query_dict(
-                "SELECT pg_try_advisory_xact_lock($1, hashtext($2)) AS locked", [LANE_LOCKS, job.lane])
-            if not rows[0]["locked"]:
-                return False
-        unfinished = Q(id__lt=job.id, status__in=[JobStatus.PENDING, JobStatus.RUNNING]) | Q(
-            status=JobStatus.RUNNING, lease_expires_at__gte=moment)
-        return not await OutboxJob.filter(unfinished, queue=self.queue, lane=job.lane).using_db(connection).exists()
+                "SELECT lane, pg_try_advisory_xact_lock($1, hashtext(lane)) AS locked FROM unnest($2::text[]) AS lane",
+                [LANE_LOCKS, lanes])
+            lanes = [row["lane"] for row in rows if row["locked"]]
+            if not lanes:
+                return {}
+        rows = await (OutboxJob.filter(queue=self.queue, lane__in=lanes,
+                                       status__in=[JobStatus.PENDING, JobStatus.RUNNING])
+                      .annotate(first=Min("id"),
+                                live=Min("id", _filter=Q(status=JobStatus.RUNNING, lease_expires_at__gte=moment)))
+                      .group_by("lane").using_db(connection).values("lane", "first", "live"))
+        return {str(row["lane"]): int(row["first"]) for row in rows if row["live"] is None}
 
     async def run(self, job: OutboxJob) -> None:
         handler = self.handlers.get(job.kind)

@@ -19,6 +19,7 @@ from services.outbox import JobHandler, OutboxSettings, OutboxWorker
 from tests.conftest import BACKEND, eventually
 from tests.desk_helpers import manager_desk, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
+from tests.miniapp_helpers import statements_sent
 from tests.telegram_proxy import telegram_refusing
 
 
@@ -126,6 +127,23 @@ async def test_one_claim_takes_one_job_of_each_lane_in_order(database: str) -> N
     await outbox.enqueue(bot.id, "step", {"n": 20})
     jobs = await OutboxWorker({}, OutboxSettings()).claim_many(10)
     assert sorted(_step(job) for job in jobs) == [0, 10, 20]  # type: ignore[type-var]
+
+
+async def test_a_claim_of_thirty_two_jobs_sends_no_more_statements_than_a_claim_of_one(database: str) -> None:
+    """A burst starts in claims of up to 32 jobs. On SQLite every other query waits for a claim's
+    transaction, and at rush hour each statement waits its turn on a busy event loop: a statement per
+    job held a burst's claim, and the webhooks' writes behind it, for seconds."""
+    bot = await _bot()
+
+    async def statements_to_claim(jobs: int, first: int) -> int:
+        for n in range(first, first + jobs):
+            await outbox.enqueue(bot.id, "step", {"n": n}, lane=f"conversation-{n}")
+        with statements_sent() as sent:
+            claimed = await OutboxWorker({}, OutboxSettings(workers=32)).claim_many(jobs)
+        assert sorted(_step(job) for job in claimed) == list(range(first, first + jobs))  # type: ignore[type-var]
+        return len(sent)
+
+    assert await statements_to_claim(32, first=100) == await statements_to_claim(1, first=0)
 
 
 async def test_a_long_running_job_keeps_its_lease_and_is_never_taken_up_twice(database: str) -> None:
@@ -241,8 +259,9 @@ async def test_two_instances_deciding_on_one_lane_at_once_claim_one_job_of_it(da
         outside = contextvars.copy_context()  # the other instance's claim must not join our transaction
 
         class DecidesFirst(OutboxWorker):
-            async def _lane_is_free(self, job: OutboxJob, moment: datetime, connection: Any) -> bool:
-                free = await super()._lane_is_free(job, moment, connection)  # job 1 may start ...
+            async def _free_lanes(self, candidates: list[OutboxJob], moment: datetime,
+                                  connection: Any) -> dict[str, int]:
+                free = await super()._free_lanes(candidates, moment, connection)  # job 1 may start ...
                 await commit_earlier()  # ... job 0 appears, and the other instance looks at the lane
                 seen_by_other.append(_step(await asyncio.create_task(other_instance.claim(), context=outside)))
                 return free
