@@ -7,7 +7,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -126,12 +126,13 @@ class AIClient:
         """Whether any configured model takes images."""
         return any(route.model in self.vision_models for route in self.routes)
 
-    async def routes_now(self, tenant: int) -> list[Route]:
-        """The routes in the bot's admins' order (read before each answer); the configured order otherwise."""
+    async def routes_now(self, tenant: int, order: Sequence[str] | None = None) -> list[Route]:
+        """The routes in the bot's admins' order (read before each answer, unless given as `order`); the
+        configured order otherwise."""
         if self.order is None:
             return self.routes
         by_key = {route.key: route for route in reversed(self.routes)}
-        chosen = [by_key[key] for key in await self.order(tenant) if key in by_key]
+        chosen = [by_key[key] for key in (order if order is not None else await self.order(tenant)) if key in by_key]
         return chosen or self.routes
 
     async def close(self) -> None:
@@ -140,13 +141,13 @@ class AIClient:
             await client.close()
 
     async def answer(self, messages: list[dict[str, Any]], on_progress: Progress, *, tenant: int = 0,
-                     on_wait: OnWait | None = None) -> AIReply:
+                     on_wait: OnWait | None = None, order: Sequence[str] | None = None) -> AIReply:
         """Stream an answer from the first model that works and has room, in the admins' order (else the
         configured one). A model its provider refused (429) is skipped until its retry-after passed; while
         no model has room, the answer waits its turn among `tenant`'s (a bot's) and the other bots' answers,
         with on_wait(True) when it starts waiting and on_wait(False) when it stops, up to the gate's
-        max_wait over the whole answer."""
-        candidates = list(await self.routes_now(tenant))
+        max_wait over the whole answer. `order`: the admins' order of the routes, when read already."""
+        candidates = list(await self.routes_now(tenant, order))
         if has_images(messages):  # a model that cannot see would answer as if nothing were shown
             candidates = [route for route in candidates if route.model in self.vision_models]
         errors: dict[str, None] = {}

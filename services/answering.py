@@ -40,6 +40,7 @@ from services import (
     persona,
     quotas,
     retrieval,
+    tenant_settings,
     tokens,
     transcription,
     vision,
@@ -78,6 +79,7 @@ NOT_TEXT_DEFAULT = N_("I've received your message, but I can only read text. Ple
 
 # When the AI is down, a knowledge item is offered if it holds this share of the customer's words.
 FALLBACK_COVERAGE = 0.5
+FALLBACK_CANDIDATES = 3  # the best items by words the answer without the AI is chosen from
 
 
 @dataclass(frozen=True)
@@ -135,12 +137,13 @@ def knowledge_section(passages: Sequence[Passage]) -> str:
 async def build_prompt(bot_id: int, question: str, *, locale: str, context_tokens: int,
                        earlier: Sequence[Message] = (), index: KnowledgeIndex | None = None,
                        persona_text: str | None = None, images: Sequence[dict[str, Any]] = (),
-                       files: Sequence[tuple[str, str]] = ()) -> Prompt:
+                       files: Sequence[tuple[str, str]] = (),
+                       items_by_words: Sequence[knowledge.KnowledgeHit] | None = None) -> Prompt:
     """The persona (the active one, unless a draft is tried), the best passages of knowledge, the customer's
     files (`files`: name and text, for this conversation only), as much of `earlier` as the budget holds, the
-    question."""
+    question. `items_by_words`: what `items_by_words` found for the question, when the caller has it."""
     system = persona_text if persona_text is not None else await persona.active_persona(bot_id)
-    found = await retrieval.retrieve(bot_id, question, index=index, limit=PASSAGES)
+    found = await retrieval.retrieve(bot_id, question, index=index, limit=PASSAGES, items_by_words=items_by_words)
     passages = retrieval.within_budget(found, int(context_tokens * KNOWLEDGE_SHARE) - tokens.estimate(system))
     if passages:
         system += "\n\n" + knowledge_section(passages)
@@ -224,10 +227,20 @@ def passages_meta(passages: Sequence[Passage]) -> list[dict[str, Any]]:
              "text": passage.text[:600]} for passage in passages]
 
 
+async def items_by_words(bot_id: int, question: str) -> list[knowledge.KnowledgeHit]:
+    """The knowledge items the question's words find, as many as each use of them needs: one search for
+    the direct answer, the AI's passages and the answer without the AI."""
+    return await knowledge.search(bot_id, question, limit=retrieval.Scoring().candidates)
+
+
 async def fallback_answer(bot_id: int, question: str) -> knowledge.KnowledgeHit | None:
     """Without the AI: the item holding most of the customer's words, when it holds enough of them."""
-    hits = await knowledge.search(bot_id, question, limit=3)
-    best = max(hits, key=lambda hit: hit.coverage, default=None)
+    return fallback_among(await knowledge.search(bot_id, question, limit=FALLBACK_CANDIDATES))
+
+
+def fallback_among(found: Sequence[knowledge.KnowledgeHit]) -> knowledge.KnowledgeHit | None:
+    """fallback_answer's choice among `found`, knowledge.search's hits for the question (of any limit)."""
+    best = max(found[:FALLBACK_CANDIDATES], key=lambda hit: hit.coverage, default=None)
     return best if best is not None and best.coverage >= FALLBACK_COVERAGE else None
 
 
@@ -248,8 +261,11 @@ class _Context:
     conversation: Conversation
     customer: User  # their language was set when they were registered
     channel: CustomerChannel  # where they wrote: the answer is shown there
+    settings: tenant_settings.TenantSettings  # the bot's, read once with the message (budget, quota, models)
     previewed: bool = False  # the customer reads the answer's draft already
     images: list[dict[str, Any]] = field(default_factory=list)  # image parts the model is shown with the question
+    # What knowledge.search found for a question, searched once: at rush hour every statement waits its turn
+    found_by_words: dict[str, list[knowledge.KnowledgeHit]] = field(default_factory=dict)
 
     @property
     def locale(self) -> str:
@@ -317,7 +333,7 @@ class Answerer:
 
     async def _load(self, job: OutboxJob) -> _Context | None:
         message = await Message.get_or_none(id=job.payload.get("message_id")).select_related(
-            "conversation__user")  # one query: this runs for every answer, hundreds at once at rush hour
+            "conversation__user", "conversation__bot")  # one query: this runs for every answer, hundreds at once
         if message is None:
             return None
         if await Message.exists(reply_to_id=message.id):
@@ -326,7 +342,13 @@ class Answerer:
         channel = self.channels.of(conversation)
         if not channel.reachable(conversation.user):  # Postpone while the channel is off
             return None
-        return _Context(message, conversation, conversation.user, channel)
+        return _Context(message, conversation, conversation.user, channel, tenant_settings.of(conversation.bot))
+
+    async def _by_words(self, context: _Context, question: str) -> list[knowledge.KnowledgeHit]:
+        found = context.found_by_words.get(question)
+        if found is None:
+            found = context.found_by_words[question] = await items_by_words(context.customer.bot_id, question)
+        return found
 
     async def _answer(self, context: _Context) -> None:
         voice = transcription.spoken(context.message.attachments)
@@ -358,7 +380,8 @@ class Answerer:
         """Words to answer: the knowledge base's direct answer, else the AI within the quota, else the best item
         or people. `asked` is what the AI is asked when the customer gave no words (a file alone)."""
         if question:
-            direct = await knowledge.direct_answer(context.customer.bot_id, question, self.policy.kb_direct_threshold)
+            direct = knowledge.direct_among(await self._by_words(context, question), question,
+                                            self.policy.kb_direct_threshold)
             if direct is not None:
                 await self._answer_from_knowledge(context, direct)
                 return
@@ -371,14 +394,14 @@ class Answerer:
         """The AI's answer within the customer's daily quota; False when the quota was used up (people have
         it now, and no model was asked)."""
         bot_id: int = context.customer.bot_id
-        if self.budget is not None and not await self.budget.allows_ai(bot_id):
+        if self.budget is not None and not await self.budget.allows_ai(bot_id, context.settings):
             # The bot's monthly AI budget is used up: as without the AI, its best item or people (not for images).
             await self._without_ai(context, "" if context.images else question, HandoffReason.CANNOT_ANSWER)
             return False
         # Taken before the call, so that parallel answers (another conversation, the widget) cannot
         # together pass the quota; given back when no model answered or the job will run again.
-        reservation = await quotas.reserve(bot_id, context.customer.id,
-                                           await bot_settings.daily_ai_quota(bot_id, self.policy.daily_ai_quota))
+        quota = bot_settings.daily_ai_quota_of(context.settings, self.policy.daily_ai_quota)
+        reservation = await quotas.reserve(bot_id, context.customer.id, quota)
         if reservation is None:
             await self._hand_off(context, HandoffReason.CANNOT_ANSWER, lead=QUOTA_REACHED)
             return False
@@ -529,7 +552,7 @@ class Answerer:
     async def _without_ai(self, context: _Context, question: str, reason: HandoffReason | None = None) -> None:
         """No AI (none configured, all models failed, or the budget is used up): the best knowledge item, else a
         person."""
-        best = await fallback_answer(context.customer.bot_id, question)
+        best = fallback_among(await self._by_words(context, question))
         if best is not None:
             await self._answer_from_knowledge(context, best)
         else:
@@ -591,7 +614,8 @@ class Answerer:
         preview = None
         try:
             async with context.channel.preview(context.customer, context.message) as preview:
-                return await self.ai.answer(prompt.messages, preview.update, tenant=bot_id, on_wait=typing.waiting)
+                return await self.ai.answer(prompt.messages, preview.update, tenant=bot_id, on_wait=typing.waiting,
+                                            order=context.settings.ai_routes)
         finally:
             context.previewed = preview is not None and preview.shown  # also when stopped: what was read stays
 
@@ -612,7 +636,8 @@ class Answerer:
         return await build_prompt(context.customer.bot_id, question, locale=context.locale,
                                   context_tokens=self.policy.context_tokens, earlier=earlier, index=self.index,
                                   images=context.images, files=customer_files.conversation_files(
-                                      [*earlier, context.message], self.policy.file_tokens))
+                                      [*earlier, context.message], self.policy.file_tokens),
+                                  items_by_words=await self._by_words(context, question))
 
     async def _deliver_ai(self, context: _Context, reply: AIReply, passages: Sequence[Passage], *,
                           unanswered: bool = False) -> None:
@@ -710,13 +735,14 @@ async def try_answer(bot_id: int, question: str, *, ai: AIClient | None, policy:
         raise knowledge.KnowledgeError("empty_question")
     if len(question) > MAX_TRY_CHARS:
         raise knowledge.KnowledgeError("too_long", field="question", limit=MAX_TRY_CHARS)
-    direct = await knowledge.direct_answer(bot_id, question, policy.kb_direct_threshold)
+    found = await items_by_words(bot_id, question)
+    direct = knowledge.direct_among(found, question, policy.kb_direct_threshold)
     if direct is not None:
         return _tried_knowledge(translate, locale, direct)
     if ai is None:
         return await _tried_without_ai(bot_id, question, translate, hours, locale, ai_configured=False)
     prompt = await build_prompt(bot_id, question, locale=locale, context_tokens=policy.context_tokens, index=index,
-                                earlier=earlier, persona_text=persona_text)
+                                earlier=earlier, persona_text=persona_text, items_by_words=found)
     try:
         reply = await ai.answer(prompt.messages, _unseen, tenant=bot_id)
     except AIUnavailable as error:

@@ -105,8 +105,12 @@ def overrides(bot: Bot) -> dict[str, Any]:
 async def daily_ai_quota(bot_id: int, default: int) -> int:
     """AI answers a customer may get today: the admins' number, else DAILY_AI_QUOTA."""
     bot = await Bot.get_or_none(id=bot_id)
-    quota = tenant_settings.of(bot).daily_ai_quota if bot is not None else None
-    return default if quota is None else quota
+    return daily_ai_quota_of(tenant_settings.of(bot), default) if bot is not None else default
+
+
+def daily_ai_quota_of(settings: tenant_settings.TenantSettings, default: int) -> int:
+    """daily_ai_quota from the bot's settings read already."""
+    return default if settings.daily_ai_quota is None else settings.daily_ai_quota
 
 
 async def set_limits(bot_id: int, *, daily_ai_quota: int | None, burst: int | None, per_minute: float | None,

@@ -88,8 +88,9 @@ class BudgetWatch:
         self.messengers = messengers  # a bot not served here cannot message anyone: the audit log alone says it
         self.wake = wake
 
-    async def allows_ai(self, bot_id: int) -> bool:
-        budget = (await tenant_settings.load(bot_id)).monthly_ai_budget
+    async def allows_ai(self, bot_id: int, settings: tenant_settings.TenantSettings | None = None) -> bool:
+        """Whether the bot's monthly AI budget has room (`settings`: the bot's, when read already)."""
+        budget = (settings or await tenant_settings.load(bot_id)).monthly_ai_budget
         if budget is None:
             return True
         now = datetime.now(UTC)

@@ -205,10 +205,19 @@ def asks_all_of(asked: str, known_question: str) -> bool:
     return set(words(known_question)) <= set(words(asked))
 
 
+DIRECT_CANDIDATES = 5  # the best items by words that a direct answer is chosen from
+
+
 async def direct_answer(bot_id: int, text: str, threshold: float) -> KnowledgeHit | None:
     """The item to answer with, without the AI, when the customer asked its question: all of its
     words, and not many more (word F1 at least `threshold`)."""
-    hits = [hit for hit in await search(bot_id, text, limit=5) if asks_all_of(text, hit.item.question)]
+    return direct_among(await search(bot_id, text, limit=DIRECT_CANDIDATES), text, threshold)
+
+
+def direct_among(found: Sequence[KnowledgeHit], text: str, threshold: float) -> KnowledgeHit | None:
+    """direct_answer's choice among `found`, `search`'s hits for `text` (of any limit: its first ones are the
+    same whatever the limit), so one search serves the direct answer and the AI's passages."""
+    hits = [hit for hit in found[:DIRECT_CANDIDATES] if asks_all_of(text, hit.item.question)]
     best = max(hits, key=lambda hit: hit.overlap, default=None)
     return best if best is not None and best.overlap >= threshold else None
 

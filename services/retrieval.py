@@ -74,15 +74,18 @@ class Passage:
 
 
 async def retrieve(bot_id: int, question: str, *, index: KnowledgeIndex | None, limit: int = 6,
-                   scoring: Scoring = Scoring()) -> list[Passage]:
-    """The best passages for `question`, best first."""
+                   scoring: Scoring = Scoring(), items_by_words: Sequence[knowledge.KnowledgeHit] | None = None,
+                   ) -> list[Passage]:
+    """The best passages for `question`, best first. `items_by_words`: knowledge.search's hits for the same
+    question with at least `scoring.candidates` as its limit, when the caller has them already."""
     vectors = await index.vectors(bot_id) if index is not None else None
     by_meaning = vectors is not None and len(vectors) > 0
     # The question is embedded while the full-text queries run (another core, or the database's, works
     # meanwhile): it is the longest step.
     embedding = asyncio.ensure_future(index.embed(question)) if index is not None and by_meaning else None
     try:
-        item_hits = await knowledge.search(bot_id, question, limit=scoring.candidates)
+        item_hits = list(items_by_words[:scoring.candidates]) if items_by_words is not None else \
+            await knowledge.search(bot_id, question, limit=scoring.candidates)
         chunk_ids = await search_chunks(bot_id, question, limit=scoring.candidates, every=by_meaning)
         query = await embedding if embedding is not None else None
     finally:
