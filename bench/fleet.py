@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import json
+import multiprocessing
 import os
 import secrets
 import shlex
@@ -52,11 +54,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 from ai_server import LAST_SENTENCE
 from common import DOC_PATH, ROOT, SHARED, marks, write_section
 from ingest import HttpConnection, Load, code_version, machine, make_update, make_user, wait_for_quiet
 from outbound import Sim, free_port, process_cpu, spawn, stop
-from rush_hour import AIServer, Model, inherited_env, percentile, raise_file_limit, rss_mb
+from rush_hour import AIServer, Model, database, inherited_env, percentile, raise_file_limit, rss_mb
 from tgsim import FloodLimits, Simulator
 from tortoise import Tortoise
 
@@ -121,6 +124,17 @@ async def seed(database_url: str, count: int, key: str, timing: list[float] | No
     if timing is not None:
         timing.append(time.perf_counter() - began)
     return seeded
+
+
+async def seed_apart(database_url: str, count: int, key: str) -> list[Seeded]:
+    """`seed` in a fresh interpreter: Tortoise caches each model's INSERT statement by connection name, not by
+    database, so a process that seeded SQLite would send SQLite's placeholders to PostgreSQL."""
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as apart:
+        return await asyncio.get_running_loop().run_in_executor(apart, _seed_now, database_url, count, key)
+
+
+def _seed_now(database_url: str, count: int, key: str) -> list[Seeded]:
+    return asyncio.run(seed(database_url, count, key))
 
 
 def frontdesk_env(database_url: str, sim_url: str, port: int, key: str, **extra: str) -> dict[str, str]:
@@ -559,6 +573,7 @@ def question(user_id: int) -> str:
 class FairRun:
     flood: int  # questions the flooded bot got (0: no flood)
     others: int
+    database: str = "sqlite"  # or "postgres" (with Redis)
     sent: dict[int, float] = field(default_factory=dict)  # user id → when the bench had them send
     acked: dict[int, float] = field(default_factory=dict)  # ... tgsim's webhook got 2xx for their update
     claimed: dict[int, float] = field(default_factory=dict)  # ... a worker leased their answer job
@@ -592,21 +607,38 @@ class FairRun:
 LEASE_SECONDS = 120.0  # OUTBOX_LEASE_SECONDS's default: a job's lease runs out this long after its claim
 
 
-async def sample_claims(path: Path, run: FairRun, user_of_bot: dict[int, int]) -> None:
+CLAIMS_SQL = ("SELECT b.telegram_id, j.lease_expires_at FROM outbox_job j JOIN bot b ON b.id = j.bot_id "
+              "WHERE j.kind = 'answer' AND j.lease_expires_at IS NOT NULL AND b.telegram_id != {}")
+
+
+async def sample_claims(database_url: str, run: FairRun, user_of_bot: dict[int, int]) -> None:
     """Reads the outbox while the row runs: when each of the 99 customers' answer job was claimed (its
-    lease's end minus the lease; a finished job's lease is cleared, so it is read while it runs)."""
-    while True:
-        with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True,
-                                                                                      timeout=1.0)) as connection:
-            rows = connection.execute(
-                "SELECT b.telegram_id, j.lease_expires_at FROM outbox_job j JOIN bot b ON b.id = j.bot_id "
-                "WHERE j.kind = 'answer' AND j.lease_expires_at IS NOT NULL AND b.telegram_id != ?",
-                (FIRST_BOT_ID,)).fetchall()
-            for telegram_id, lease in rows:
-                user = user_of_bot.get(int(telegram_id))
+    lease's end minus the lease; a finished job's lease is cleared, so it is read while it runs). The lease
+    counts from the moment the claim began, before its queries waited their turn."""
+    if database_url.startswith("sqlite://"):
+        path = database_url.removeprefix("sqlite://")
+
+        async def leases() -> list[tuple[int, datetime]]:
+            with contextlib.suppress(sqlite3.Error), contextlib.closing(
+                    sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)) as connection:
+                return [(int(telegram_id), datetime.fromisoformat(str(lease))) for telegram_id, lease
+                        in connection.execute(CLAIMS_SQL.format("?"), (FIRST_BOT_ID,)).fetchall()]
+            return []
+    else:
+        connection = await asyncpg.connect(database_url)
+
+        async def leases() -> list[tuple[int, datetime]]:
+            return [(int(row[0]), row[1]) for row in await connection.fetch(CLAIMS_SQL.format("$1"), FIRST_BOT_ID)]
+    try:
+        while True:
+            for telegram_id, lease in await leases():
+                user = user_of_bot.get(telegram_id)
                 if user is not None and user not in run.claimed:
-                    run.claimed[user] = datetime.fromisoformat(str(lease)).timestamp() - LEASE_SECONDS
-        await asyncio.sleep(0.1)
+                    run.claimed[user] = lease.timestamp() - LEASE_SECONDS
+            await asyncio.sleep(0.1)
+    finally:
+        if not database_url.startswith("sqlite://"):
+            await connection.close()
 
 
 class Watch:
@@ -647,14 +679,19 @@ async def model_requests(ai: AIServer, http: aiohttp.ClientSession) -> list[dict
         return list(await response.json())
 
 
-async def fairness_run(flood: int, options: Options, ai: AIServer, workdir: Path,
+async def fairness_run(flood: int, kind: str, options: Options, ai: AIServer, workdir: Path,
                        http: aiohttp.ClientSession) -> FairRun:
-    run = FairRun(flood, options.fair_bots - 1)
-    key = new_key()
     tag = secrets.token_hex(5)
-    database_url = f"sqlite://{workdir / f'fair-{flood}-{tag}.sqlite3'}"
-    seeded = await seed(database_url, options.fair_bots, key)
-    log = workdir / f"fair-{flood}-{tag}.log"
+    async with database(kind, options, workdir, f"fair_{flood}_{tag}") as (database_url, redis_url):
+        return await _fairness_run(FairRun(flood, options.fair_bots - 1, kind), options, ai, workdir, http,
+                                   database_url, redis_url, tag)
+
+
+async def _fairness_run(run: FairRun, options: Options, ai: AIServer, workdir: Path, http: aiohttp.ClientSession,
+                        database_url: str, redis_url: str, tag: str) -> FairRun:
+    flood, key = run.flood, new_key()
+    seeded = await seed_apart(database_url, options.fair_bots, key)
+    log = workdir / f"fair-{run.database}-{flood}-{tag}.log"
     warm_user = FIRST_USER_ID + WARMUP_USER_OFFSET
     flood_users = [FIRST_USER_ID + FLOOD_USER_OFFSET + index for index in range(flood)]
     others = {FIRST_USER_ID + bot.index: bot for bot in seeded[1:]}
@@ -671,7 +708,10 @@ async def fairness_run(flood: int, options: Options, ai: AIServer, workdir: Path
         port = free_port()
         env = frontdesk_env(database_url, sim.base_url, port, key, LOG_LEVEL="WARNING", AI_BASE_URL=ai.base_url,
                             AI_MODEL="bench-model", AI_API_KEY="bench-key", DAILY_AI_QUOTA="1000000",
-                            CUSTOMER_RATE_BURST="1000", CUSTOMER_RATE_PER_MINUTE="100000", **options.fair_settings)
+                            CUSTOMER_RATE_BURST="1000", CUSTOMER_RATE_PER_MINUTE="100000",
+                            # a prefix of its own: tgsim numbers this row's updates as it did the last row's
+                            **({"REDIS_URL": redis_url, "REDIS_PREFIX": f"fleet-{tag}"} if redis_url else {}),
+                            **options.fair_settings)
         process = spawn([sys.executable, "-m", "bot"], env, log)
         try:
             await wait_healthy(http, port, process)
@@ -686,8 +726,7 @@ async def fairness_run(flood: int, options: Options, ai: AIServer, workdir: Path
             await ai.stats(http, reset=True)
             watch = Watch(sim, run, chats)
             sampler = asyncio.create_task(sample_claims(
-                Path(database_url.removeprefix("sqlite://")), run,
-                {bot.telegram_id: user for user, bot in others.items()}))
+                database_url, run, {bot.telegram_id: user for user, bot in others.items()}))
             cpu, threads_before = process_cpu(process.pid), thread_cpu(process.pid)
             began = time.time()
             for user in flood_users:
@@ -745,10 +784,10 @@ def fairness_table(runs: Sequence[FairRun], options: Options) -> str:
              "429s (flooded bot / others) | answers streamed at once (most) | Frontdesk CPU over the row "
              "(of it the event loop's thread) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for flood in (0, options.flood):
-        for number, run in enumerate([run for run in runs if run.flood == flood], 1):
-            label = (f"flood: {flood} questions to one bot, then 1 to each of 99 others" if flood
-                     else "no flood: 1 question to each of 99 bots") + f" (run {number})"
+    for kind, flood in ((kind, flood) for kind in options.fair_databases for flood in (0, options.flood)):
+        for number, run in enumerate([run for run in runs if run.flood == flood and run.database == kind], 1):
+            label = (f"{DATABASE_NAMES[kind]}, " + (f"flood: {flood} questions to one bot, then 1 to each of 99 others"
+                     if flood else "no flood: 1 question to each of 99 bots") + f" (run {number})")
             if run.problems:
                 lines.append(f"| {label} | **FAILED: {'; '.join(run.problems)}** | | | | | | | | |")
                 continue
@@ -765,17 +804,22 @@ def fairness_table(runs: Sequence[FairRun], options: Options) -> str:
     return "\n".join(lines)
 
 
-def fairness_comparison(runs: Sequence[FairRun], options: Options) -> list[str]:
-    def p99s(flood: int) -> list[float]:
-        return [percentile(run.waits(run.first, run.other_users), 0.99) for run in runs
-                if run.flood == flood and not run.problems and run.first]
+DATABASE_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL + Redis"}
 
-    quiet, busy = p99s(0), p99s(options.flood)
-    if not quiet or not busy:
-        return []
-    calm, flooded = statistics.median(quiet), statistics.median(busy)
-    return [f"- p99 to the first words for the 99 (median of runs): {calm:.2f} s without the flood, "
-            f"{flooded:.2f} s with it ({flooded / calm:.1f}×)."]
+
+def fairness_comparison(runs: Sequence[FairRun], options: Options) -> list[str]:
+    def p99s(flood: int, kind: str) -> list[float]:
+        return [percentile(run.waits(run.first, run.other_users), 0.99) for run in runs
+                if run.flood == flood and run.database == kind and not run.problems and run.first]
+
+    lines = []
+    for kind in options.fair_databases:
+        quiet, busy = p99s(0, kind), p99s(options.flood, kind)
+        if quiet and busy:
+            calm, flooded = statistics.median(quiet), statistics.median(busy)
+            lines.append(f"- {DATABASE_NAMES[kind]}: p99 to the first words for the 99 (median of runs): {calm:.2f} s "
+                         f"without the flood, {flooded:.2f} s with it ({flooded / calm:.1f}×).")
+    return lines
 
 
 # --- the document and main ------------------------------------------------------------------------------------
@@ -801,6 +845,9 @@ class Options:
     shutdown_cap: float
     fair_settings: dict[str, str]
     doc: Path | None
+    fair_databases: list[str] = field(default_factory=lambda: ["sqlite"])
+    postgres_url: str = ""  # BENCH_POSTGRES_URL, as bench/run.sh exports it (rush_hour.database reads these two)
+    redis_url: str = ""
     code: str = ""
 
 
@@ -869,10 +916,10 @@ async def run_fairness(options: Options, workdir: Path, http: aiohttp.ClientSess
     runs = []
     try:
         for number in range(options.runs):
-            for flood in (0, options.flood):
-                run = await fairness_run(flood, options, ai, workdir, http)
+            for kind, flood in ((kind, flood) for kind in options.fair_databases for flood in (0, options.flood)):
+                run = await fairness_run(flood, kind, options, ai, workdir, http)
                 firsts = run.waits(run.first, run.other_users)
-                print(f"fairness run {number + 1}/{options.runs}, flood {flood}: the 99's first words "
+                print(f"fairness run {number + 1}/{options.runs}, {kind}, flood {flood}: the 99's first words "
                       f"{three(firsts)}, asked {three(run.waits(run.asked, run.other_users))}, claimed "
                       f"{three(run.waits(run.claimed, run.other_users))}, loop thread "
                       f"{run.loop_cpu:.1f} s of {run.cpu_seconds:.1f} s CPU over {run.elapsed:.1f} s, acked "
@@ -886,7 +933,9 @@ async def run_fairness(options: Options, workdir: Path, http: aiohttp.ClientSess
     lines = fairness_comparison(runs, options)
     print(table, *lines, sep="\n")
     write_doc(options, "fairness", [
-        f"- **Load:** {options.fair_bots} bots seeded (SQLite, default settings: OUTBOX_WORKERS=512); tgsim in the "
+        f"- **Load:** {options.fair_bots} bots seeded ("
+        f"{' and '.join(DATABASE_NAMES[kind] for kind in options.fair_databases)}, each row a fresh database; "
+        "default settings: OUTBOX_WORKERS=512); tgsim in the "
         "bench process with Telegram's flood limits, updates by webhook; the model is bench/ai_server.py (first "
         f"words after {1000 * model.first_token:.0f} ms, a {model.chars:,}-character answer in {model.chunks} "
         f"pieces, {model.answer_seconds:.2f} s). One warm-up answer first. Flood row: {options.flood} customers "
@@ -917,6 +966,10 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--flood", type=int, default=600, help="fairness: questions to the flooded bot")
     parser.add_argument("--lead", type=float, default=1.0, help="fairness: seconds between the flood and the others")
     parser.add_argument("--fair-timeout", type=float, default=180.0, help="fairness: give a row up after this long")
+    both = os.environ.get("BENCH_POSTGRES_URL")
+    parser.add_argument("--fair-databases", default="sqlite,postgres" if both else "sqlite",
+                        help="fairness: some of sqlite, postgres (PostgreSQL + Redis at BENCH_POSTGRES_URL and "
+                             "BENCH_REDIS_URL, which bench/run.sh starts; both by default when they are set)")
     parser.add_argument("--fair-settings", default="",
                         help="fairness: Frontdesk settings for every row, NAME=VALUE[+NAME=VALUE...]")
     parser.add_argument("--quiet-seconds", type=float, default=3.0,
@@ -928,6 +981,11 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     if any(section not in SECTIONS for section in sections):
         parser.error(f"sections are some of {', '.join(SECTIONS)}")
     counts = [int(count) for count in args.bots.split(",")]
+    databases = args.fair_databases.split(",")
+    if any(kind not in DATABASE_NAMES for kind in databases):
+        parser.error(f"--fair-databases are some of {', '.join(DATABASE_NAMES)}")
+    if "postgres" in databases and not os.environ.get("BENCH_POSTGRES_URL"):
+        parser.error("PostgreSQL rows need BENCH_POSTGRES_URL and BENCH_REDIS_URL (bash bench/run.sh fleet sets them)")
     if args.quick:
         counts, args.runs, args.updates, args.warmup, args.users = [1, 10], 1, 300, 50, 50
         args.fair_bots, args.flood, args.idle, args.idle_window, args.limit_seconds = 10, 20, 3.0, 2.0, 5.0
@@ -935,7 +993,8 @@ def parse_options(argv: Sequence[str] | None) -> Options:
                    args.warmup, args.users, args.concurrency, args.limit_seconds, args.fair_bots, args.flood,
                    args.lead, args.fair_timeout, args.quiet_seconds, args.shutdown_cap,
                    dict(pair.partition("=")[::2] for pair in args.fair_settings.split("+") if pair),
-                   None if args.no_doc or args.quick else DOC_PATH)
+                   None if args.no_doc or args.quick else DOC_PATH, databases,
+                   os.environ.get("BENCH_POSTGRES_URL", ""), os.environ.get("BENCH_REDIS_URL", ""))
 
 
 async def run_all(options: Options, workdir: Path) -> bool:

@@ -50,7 +50,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -221,8 +221,15 @@ def inherited_env() -> dict[str, str]:
     return {name: value for name, value in os.environ.items() if name not in aliases}
 
 
+class Servers(Protocol):
+    """Where a PostgreSQL row's database is made, and its Redis (bench/run.sh starts both)."""
+
+    postgres_url: str
+    redis_url: str
+
+
 @contextlib.asynccontextmanager
-async def database(kind: str, options: Options, workdir: Path, tag: str) -> AsyncIterator[tuple[str, str]]:
+async def database(kind: str, options: Servers, workdir: Path, tag: str) -> AsyncIterator[tuple[str, str]]:
     """(DATABASE_URL, REDIS_URL) of a fresh database for one row."""
     if kind == "sqlite":
         yield f"sqlite://{workdir / f'{tag}.sqlite3'}", ""
