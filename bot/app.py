@@ -138,11 +138,13 @@ def create_ai(settings: Settings, observer: AIMetrics | None = None,
     if not settings.ai_enabled:
         return None
 
+    # The client's aiohttp transport: a streamed piece of an answer costs a quarter of the CPU it costs through
+    # the default one, and at rush hour hundreds of answers stream at once on one event loop; a read takes every
+    # piece that has arrived. It ignores HTTPS_PROXY and the like: behind a proxy the default transport stays.
+    behind_proxy = bool(urllib.request.getproxies())
+
     def client(base_url: str, api_key: str) -> AsyncOpenAI:
-        # The client's aiohttp transport: a streamed piece of an answer costs a quarter of the CPU it costs
-        # through the default one, and at rush hour hundreds of answers stream at once on one event loop.
-        # It ignores HTTPS_PROXY and the like, so behind a proxy the default transport (which honours them) stays.
-        transport = None if urllib.request.getproxies() else DefaultAioHttpClient()
+        transport = None if behind_proxy else DefaultAioHttpClient()
         return AsyncOpenAI(base_url=base_url, api_key=api_key or "not-needed", timeout=settings.ai_timeout,
                            max_retries=0, http_client=transport)  # the fallback list is the retry policy
 
@@ -151,7 +153,8 @@ def create_ai(settings: Settings, observer: AIMetrics | None = None,
         clients[name] = client(settings.ai_providers[name].base_url, settings.ai_providers[name].api_key)
     routes = [Route(model, clients[provider], provider or "default") for model, provider in settings.ai_routes]
     return AIClient(routes, settings.price_of, observer, order, settings.ai_max_output_tokens,
-                    provider_gate(settings, redis, observer), vision_models=frozenset(settings.ai_vision_models))
+                    provider_gate(settings, redis, observer), vision_models=frozenset(settings.ai_vision_models),
+                    reads_coalesce=not behind_proxy)
 
 
 def create_transcriber_of(settings: Settings) -> Transcriber | None:
@@ -327,7 +330,8 @@ async def build_services(app: web.Application) -> Services:
                                settings.embedding_threads)
     index = KnowledgeIndex(embedder, bus, max_wait=settings.embedding_max_wait)
     live, feed = WidgetLive(bus), InboxFeed(bus)
-    channels = Channels(TelegramChannel(fleet, generations, settings.draft_interval, preview_html),
+    channels = Channels(TelegramChannel(fleet, generations, settings.draft_interval, preview_html,
+                                        settings.telegram_messages_per_second),
                         WidgetChannel(live, policy.widget_delta_interval, without_marks, ConversationFiles(fleet)))
     events = ConversationEvents()
     subscribe_listeners(events, wake=wake, feed=feed, channels=channels)

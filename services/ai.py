@@ -3,6 +3,7 @@ each provider's limits (services/provider_limits.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -47,6 +48,9 @@ HANDOFF_TOOL: dict[str, Any] = {
 }
 
 Progress = Callable[[str], Awaitable[None]]
+# Seconds the stream's next pieces may wait unread, asked after each read once the first words are out (see
+# services/generation.py's read_pause): 0 reads on at once.
+ReadPause = Callable[[], float]
 """Called with the whole answer so far (not a delta), so a fallback can restart the preview."""
 
 
@@ -104,7 +108,8 @@ class _Failed:
 class AIClient:
     def __init__(self, routes: list[Route], price_of: PriceOf, observer: AIObserver | None = None,
                  order: RouteOrder | None = None, max_output_tokens: int | None = None,
-                 gate: ProviderGate | None = None, vision_models: frozenset[str] = frozenset()) -> None:
+                 gate: ProviderGate | None = None, vision_models: frozenset[str] = frozenset(),
+                 reads_coalesce: bool = False) -> None:
         if not routes:
             raise ValueError("at least one model is needed")
         self.routes = routes
@@ -115,6 +120,10 @@ class AIClient:
         # The providers' limits, shared with the studio's runs on these routes (no limits unless given).
         self.gate = gate if gate is not None else ProviderGate()
         self.vision_models = vision_models  # the models that take image input (AI_VISION_MODELS)
+        # Whether one read of a stream takes every piece that has arrived (the client's aiohttp transport): only
+        # then may a stream pause between reads. The default transport yields each HTTP chunk apart, so a pause
+        # after each would hold back every piece.
+        self.reads_coalesce = reads_coalesce
 
     @property
     def route_keys(self) -> list[str]:
@@ -141,12 +150,14 @@ class AIClient:
             await client.close()
 
     async def answer(self, messages: list[dict[str, Any]], on_progress: Progress, *, tenant: int = 0,
-                     on_wait: OnWait | None = None, order: Sequence[str] | None = None) -> AIReply:
+                     on_wait: OnWait | None = None, order: Sequence[str] | None = None,
+                     pause: ReadPause | None = None) -> AIReply:
         """Stream an answer from the first model that works and has room, in the admins' order (else the
         configured one). A model its provider refused (429) is skipped until its retry-after passed; while
         no model has room, the answer waits its turn among `tenant`'s (a bot's) and the other bots' answers,
         with on_wait(True) when it starts waiting and on_wait(False) when it stops, up to the gate's
-        max_wait over the whole answer. `order`: the admins' order of the routes, when read already."""
+        max_wait over the whole answer. `order`: the admins' order of the routes, when read already; `pause`:
+        how long the stream may go unread between reads, when no one would see its newer text sooner."""
         candidates = list(await self.routes_now(tenant, order))
         if has_images(messages):  # a model that cannot see would answer as if nothing were shown
             candidates = [route for route in candidates if route.model in self.vision_models]
@@ -158,7 +169,8 @@ class AIClient:
             try:
                 async with self.gate.turn(candidates, tenant, tokens, deadline=deadline, on_wait=on_wait) as turn:
                     route = candidates[turn.index]
-                    outcome = await self._try(route, messages, on_progress, turn)
+                    outcome = await self._try(route, messages, on_progress, turn,
+                                              pause if self.reads_coalesce else None)
             except Overdue as error:
                 errors[str(error)] = None
                 break
@@ -170,11 +182,11 @@ class AIClient:
         raise AIUnavailable("; ".join(errors))
 
     async def _try(self, route: Route, messages: list[dict[str, Any]], on_progress: Progress,
-                   turn: Turn) -> AIReply | _Failed:
+                   turn: Turn, pause: ReadPause | None = None) -> AIReply | _Failed:
         started = time.monotonic()
         try:
             reply = await _complete(route, messages, on_progress, self.price_of, tools=[HANDOFF_TOOL],
-                                    max_tokens=self.max_output_tokens)
+                                    max_tokens=self.max_output_tokens, pause=pause)
         except (openai.APIError, openai.APIConnectionError, openai.APITimeoutError, ValueError) as error:
             log.warning("AI model %s at %s failed: %s", route.model, route.provider, type(error).__name__)
             if self.observer is not None:
@@ -252,10 +264,15 @@ async def stream_chat(route: Route, messages: list[dict[str, Any]], on_progress:
 
 
 async def _complete(route: Route, messages: list[dict[str, Any]], on_progress: Progress, price_of: PriceOf, *,
-                    tools: list[dict[str, Any]] | None = None, max_tokens: int | None = None) -> AIReply:
+                    tools: list[dict[str, Any]] | None = None, max_tokens: int | None = None,
+                    pause: ReadPause | None = None) -> AIReply:
     """One streamed completion. The official client makes the request, checks the status and raises its
     errors; the server-sent events are read as plain JSON, because building the client's typed chunk
-    for each token costs ~140 µs, a core's whole time at a few hundred answers streaming at once."""
+    for each token costs ~140 µs, a core's whole time at a few hundred answers streaming at once.
+
+    `on_progress` hears the text so far after each piece; with `pause`, once per read of the stream, and
+    after the first words `pause` may leave the next pieces unread for a while: they wait in the socket, and
+    the next read takes them all at once (each read costs the event loop more than parsing its events)."""
     started = time.monotonic()
     model = route.model
     extra: dict[str, Any] = {"tools": tools} if tools else {}
@@ -266,8 +283,19 @@ async def _complete(route: Route, messages: list[dict[str, Any]], on_progress: P
     text: list[str] = []
     tool_name, tool_arguments = "", []
     tokens_in = tokens_out = 0
+
+    grew = False  # text came with the last read: with `pause`, progress is told once per read, not per piece
+
+    async def between_reads() -> None:
+        nonlocal grew
+        if grew:
+            grew = False
+            await on_progress("".join(text))
+        if text and pause is not None and (wait := pause()) > 0:
+            await asyncio.sleep(wait)
+
     async with request as response:  # closes the HTTP response when the reader stops the answer early
-        async for data in _sse_data(response.iter_bytes()):
+        async for data in _sse_data(response.iter_bytes(), between_reads):
             chunk = json.loads(data)  # a malformed event is a ValueError: the model failed
             if not isinstance(chunk, dict):
                 raise ValueError("the model sent an event that is not a JSON object")
@@ -280,7 +308,10 @@ async def _complete(route: Route, messages: list[dict[str, Any]], on_progress: P
                 delta = choice.get("delta") or {}
                 if delta.get("content"):
                     text.append(str(delta["content"]))
-                    await on_progress("".join(text))
+                    if pause is None or len(text) == 1:  # the first words at once, whatever the read holds
+                        await on_progress("".join(text))
+                    else:
+                        grew = True
                 for call in delta.get("tool_calls") or []:
                     function = call.get("function") or {}
                     tool_name = str(function.get("name") or tool_name)
@@ -299,12 +330,14 @@ async def _complete(route: Route, messages: list[dict[str, Any]], on_progress: P
     )
 
 
-async def _sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+async def _sse_data(chunks: AsyncIterator[bytes],
+                    between_reads: Callable[[], Awaitable[None]] | None = None) -> AsyncIterator[str]:
     """The data of each server-sent event up to `[DONE]`, as OpenAI-compatible servers stream them
     (other fields and comments are skipped; an event's data lines are joined, as the standard says).
 
     Read from the body's byte chunks (each may hold several events, or part of one) rather than line
-    by line: a line iterator's layers cost more than the parsing itself, once per token per answer."""
+    by line: a line iterator's layers cost more than the parsing itself, once per token per answer.
+    `between_reads` is awaited after each chunk's events, before the next read."""
     pending = b""
     async for chunk in chunks:
         pending += chunk
@@ -315,6 +348,8 @@ async def _sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
                 return
             if data is not None:
                 yield data
+        if between_reads is not None:
+            await between_reads()
     data = _event_data(pending)
     if data is not None and data != "[DONE]":
         yield data

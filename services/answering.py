@@ -615,7 +615,7 @@ class Answerer:
         try:
             async with context.channel.preview(context.customer, context.message) as preview:
                 return await self.ai.answer(prompt.messages, preview.update, tenant=bot_id, on_wait=typing.waiting,
-                                            order=context.settings.ai_routes)
+                                            order=context.settings.ai_routes, pause=preview.read_pause)
         finally:
             context.previewed = preview is not None and preview.shown  # also when stopped: what was read stays
 

@@ -22,7 +22,7 @@ from typing import Protocol
 from models import Channel, Conversation, Message, MessageCopy, User
 from services import conversations
 from services.files import ConversationFiles
-from services.generation import Generations, Typing
+from services.generation import Generations, Typing, read_pause
 from services.outbox import Postpone
 from services.ports import Button, ChatSender, MessageGone, Messenger, Messengers, OutgoingText, RecipientBlocked, Where
 from services.render import escape, split_html
@@ -56,6 +56,10 @@ class Preview(Protocol):
     shown: bool  # the customer saw some of it (set when the preview ends)
 
     async def update(self, text_so_far: str) -> None: ...
+
+    def read_pause(self) -> float:
+        """How long the model's next pieces may wait unread (services/generation.py's read_pause)."""
+        ...
 
 
 class CustomerChannel(Protocol):
@@ -130,12 +134,13 @@ class TelegramChannel:
     abilities = Abilities(commands=True, edits=True, blocks=True, links_to_telegram=False)
 
     def __init__(self, messengers: Messengers, generations: Generations, draft_interval: float,
-                 render_draft: Callable[[str], str]) -> None:
+                 render_draft: Callable[[str], str], drafts_per_second: float = 30.0) -> None:
         # render_draft: the model's Markdown so far as the draft shows it (HTML, without citation marks)
         self.messengers = messengers
         self.generations = generations
         self.draft_interval = draft_interval
         self.render_draft = render_draft
+        self.drafts_per_second = drafts_per_second  # each bot's Telegram budget (TELEGRAM_MESSAGES_PER_SECOND)
 
     def messenger(self, bot_id: int) -> Messenger:
         """The customer's bot's: only it may write to their chat. Its work waits while that bot is not served."""
@@ -163,7 +168,8 @@ class TelegramChannel:
         sender: ChatSender = self.messenger(customer.bot_id)
         streaming = self.generations.streaming(sender, _chat(customer), reply_to.id,  # a unique, non-zero id
                                                self.draft_interval, render=self.render_draft,
-                                               budget=self.messengers.budget_of(customer.bot_id))
+                                               budget=self.messengers.budget_of(customer.bot_id),
+                                               per_second=self.drafts_per_second)
         try:
             async with streaming as draft:
                 yield draft
@@ -289,7 +295,8 @@ class WidgetChannel:
 
     @asynccontextmanager
     async def preview(self, customer: User, reply_to: Message) -> AsyncIterator[Preview]:
-        preview = _WidgetPreview(self.live, _visitor(customer), reply_to.id, self._pace, self.shown_text)
+        preview = _WidgetPreview(self.live, _visitor(customer), reply_to.id, self._pace, self.shown_text,
+                                 self._read_pause)
         self.streaming += 1
         try:
             yield preview
@@ -301,6 +308,10 @@ class WidgetChannel:
         at once (each update renders and sends the whole text so far), never fewer than one a second."""
         crowd = self.streaming / WIDGET_STREAMS_AT_FULL_PACE
         return min(1.0, self.delta_interval * max(1.0, crowd))
+
+    def _read_pause(self) -> float:
+        """The model's pieces wait unread as long as the slower pace leaves them unseen (see read_pause)."""
+        return read_pause(self.streaming, WIDGET_STREAMS_AT_FULL_PACE / self.delta_interval, self.delta_interval)
 
     def typing(self, customer: User, reply_to: Message) -> Typing:
         live, visitor, reply_id = self.live, _visitor(customer), reply_to.id
@@ -340,12 +351,13 @@ class _WidgetPreview:
     far every `interval()` seconds."""
 
     def __init__(self, live: WidgetLive, visitor_id: str, reply_to: int, interval: Callable[[], float],
-                 shown_text: Callable[[str], str]) -> None:
+                 shown_text: Callable[[str], str], read_pause: Callable[[], float]) -> None:
         self.live = live
         self.shown_text = shown_text
         self.visitor_id = visitor_id
         self.reply_to = reply_to
         self.interval = interval
+        self.read_pause = read_pause
         self.shown = False
         self._last = 0.0
 

@@ -22,6 +22,19 @@ log = logging.getLogger(__name__)
 
 STOP_CHANNEL = "generation.stop"
 
+# At most this long a stream's newer pieces wait unread: a stop, and the answer's end, are noticed within it.
+MAX_READ_PAUSE = 0.5
+
+
+def read_pause(streams: int, per_second: float, interval: float) -> float:
+    """How long each of `streams` answers showing their text at most every `interval` seconds, through a budget
+    of `per_second` updates shared by all of them, may leave the model's next pieces unread.
+
+    Nothing while the budget shows every stream at its interval: then each read may show. Past that, a
+    stream's next update is about streams / per_second away, and reading its pieces sooner only spends the
+    event loop's time (every other answer's, and other bots' customers') on text no one can see yet."""
+    return min(MAX_READ_PAUSE, max(0.0, streams / per_second - interval))
+
 
 class GenerationStopped(Exception):
     """The customer pressed stop; `text` is what had been written so far."""
@@ -63,7 +76,7 @@ class Generations:
     @contextlib.asynccontextmanager
     async def streaming(self, sender: ChatSender, chat_id: int, draft_id: int, interval: float,
                         render: Callable[[str], str] = markdown_to_html,
-                        budget: DraftBudget | None = None) -> AsyncIterator[DraftStreamer]:
+                        budget: DraftBudget | None = None, per_second: float = 30.0) -> AsyncIterator[DraftStreamer]:
         """A preview of text being written into a private chat, stoppable by the customer while it lasts.
 
         Pass the streamer's `update` as the model's progress callback: it raises GenerationStopped
@@ -72,7 +85,7 @@ class Generations:
         """
         stop = self.start(chat_id, draft_id)
         board = self.board(sender, budget)
-        streamer = DraftStreamer(board, chat_id, draft_id, interval, stop, render)
+        streamer = DraftStreamer(board, chat_id, draft_id, interval, stop, render, per_second)
         try:
             yield streamer
         finally:
@@ -128,6 +141,11 @@ class DraftBoard:
 
     def sent(self, key: DraftKey) -> int:
         return self._sent.get(key, 0)
+
+    @property
+    def streams(self) -> int:
+        """Answers streaming through this bot on this instance (from their first offer to their end)."""
+        return len(self._sent)
 
     async def withdraw(self, key: DraftKey) -> bool:
         """The stream ended: drop its unsent draft and wait for one on its way. Whether a draft found
@@ -256,14 +274,20 @@ class DraftStreamer:
     """
 
     def __init__(self, board: DraftBoard, chat_id: int, draft_id: int, interval: float,
-                 stop: asyncio.Event, render: Callable[[str], str] = markdown_to_html) -> None:
+                 stop: asyncio.Event, render: Callable[[str], str] = markdown_to_html,
+                 per_second: float = 30.0) -> None:
         self.board = board
+        self.per_second = per_second  # the bot's Telegram budget, which every draft of it shares
         self.key = (chat_id, draft_id)
         self.interval = interval
         self.stop = stop
         self.render = render
         self._last = 0.0
         self.shown = False  # whether the customer saw a draft of it (known when the stream ends)
+
+    def read_pause(self) -> float:
+        """See read_pause: the bot's drafts share its Telegram budget."""
+        return read_pause(self.board.streams, self.per_second, self.interval)
 
     async def update(self, text_so_far: str) -> None:
         if self.stop.is_set():
