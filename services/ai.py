@@ -48,10 +48,10 @@ HANDOFF_TOOL: dict[str, Any] = {
 }
 
 Progress = Callable[[str], Awaitable[None]]
+"""Called with the whole answer so far (not a delta), so a fallback can restart the preview."""
 # Seconds the stream's next pieces may wait unread, asked after each read once the first words are out (see
 # services/generation.py's read_pause): 0 reads on at once.
 ReadPause = Callable[[], float]
-"""Called with the whole answer so far (not a delta), so a fallback can restart the preview."""
 
 
 class AIUnavailable(Exception):

@@ -233,13 +233,9 @@ async def items_by_words(bot_id: int, question: str) -> list[knowledge.Knowledge
     return await knowledge.search(bot_id, question, limit=retrieval.Scoring().candidates)
 
 
-async def fallback_answer(bot_id: int, question: str) -> knowledge.KnowledgeHit | None:
-    """Without the AI: the item holding most of the customer's words, when it holds enough of them."""
-    return fallback_among(await knowledge.search(bot_id, question, limit=FALLBACK_CANDIDATES))
-
-
 def fallback_among(found: Sequence[knowledge.KnowledgeHit]) -> knowledge.KnowledgeHit | None:
-    """fallback_answer's choice among `found`, knowledge.search's hits for the question (of any limit)."""
+    """Without the AI: the item holding most of the customer's words, when it holds enough of them, among
+    `found`, knowledge.search's hits for the question (of any limit: its first ones are the same)."""
     best = max(found[:FALLBACK_CANDIDATES], key=lambda hit: hit.coverage, default=None)
     return best if best is not None and best.coverage >= FALLBACK_COVERAGE else None
 
@@ -740,13 +736,13 @@ async def try_answer(bot_id: int, question: str, *, ai: AIClient | None, policy:
     if direct is not None:
         return _tried_knowledge(translate, locale, direct)
     if ai is None:
-        return await _tried_without_ai(bot_id, question, translate, hours, locale, ai_configured=False)
+        return await _tried_without_ai(bot_id, found, translate, hours, locale, ai_configured=False)
     prompt = await build_prompt(bot_id, question, locale=locale, context_tokens=policy.context_tokens, index=index,
                                 earlier=earlier, persona_text=persona_text, items_by_words=found)
     try:
         reply = await ai.answer(prompt.messages, _unseen, tenant=bot_id)
     except AIUnavailable as error:
-        return replace(await _tried_without_ai(bot_id, question, translate, hours, locale, ai_configured=True),
+        return replace(await _tried_without_ai(bot_id, found, translate, hours, locale, ai_configured=True),
                        ai_error=str(error))
     cited = cite(reply.text, prompt.passages)
     sources = [] if reply.handoff_reason == HandoffReason.CANNOT_ANSWER else cited.sources
@@ -761,9 +757,9 @@ async def try_answer(bot_id: int, question: str, *, ai: AIClient | None, policy:
                      passages=passages_meta(prompt.passages), sources=sources)
 
 
-async def _tried_without_ai(bot_id: int, question: str, translate: Translate, hours: WorkingHoursSource,
-                            locale: str, *, ai_configured: bool) -> TryAnswer:
-    best = await fallback_answer(bot_id, question)
+async def _tried_without_ai(bot_id: int, found: Sequence[knowledge.KnowledgeHit], translate: Translate,
+                            hours: WorkingHoursSource, locale: str, *, ai_configured: bool) -> TryAnswer:
+    best = fallback_among(found)
     if best is not None:
         return _tried_knowledge(translate, locale, best)
     reason = without_ai_reason(ai_configured)
