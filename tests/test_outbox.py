@@ -15,7 +15,7 @@ from tortoise.transactions import in_transaction
 
 from models import Bot, Conversation, ConversationMode, HandoffReason, JobStatus, OutboxJob
 from services import outbox
-from services.outbox import JobHandler, OutboxSettings, OutboxWorker
+from services.outbox import OutboxSettings, OutboxWorker
 from tests.conftest import BACKEND, eventually
 from tests.desk_helpers import manager_desk, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
@@ -298,73 +298,60 @@ async def test_an_answer_failing_every_attempt_goes_to_a_person_and_the_customer
         assert (await OutboxJob.get(kind="answer")).status == JobStatus.FAILED
 
 
-def _held_until(release: asyncio.Event, started: list[int]) -> JobHandler:
-    """A job that notes its payload's `n` as it starts, then holds its slot until `release` is set."""
+async def _flood(bot: Bot, numbers: range, lane: str) -> None:
+    """A "wait" job for each of `numbers` at `bot`, each in a lane of its own (a customer each)."""
+    for n in numbers:
+        await outbox.enqueue(bot.id, "wait", {"n": n}, lane=f"{lane}-{n}")
+
+
+@asynccontextmanager
+async def _holding_slots(settings: OutboxSettings, **options: Any) -> AsyncIterator[tuple[OutboxWorker, list[int]]]:
+    """A running worker whose "wait" jobs note their payload's `n` as they start, then hold their slots until
+    the end; with the numbers started."""
+    release = asyncio.Event()
+    started: list[int] = []
+
     async def wait(job: OutboxJob) -> None:
         started.append(int(str(job.payload["n"])))
         await release.wait()
 
-    return wait
+    worker = OutboxWorker({"wait": wait}, settings, **options)
+    worker.start()
+    try:
+        yield worker, started
+    finally:
+        release.set()
+        await worker.stop()
 
 
 async def test_one_bots_flood_leaves_another_bots_customers_their_share_of_the_slots(database: str) -> None:
     busy, quiet = await Bot.create(telegram_id=1), await Bot.create(telegram_id=2)
-    for n in range(10):  # a flood at one shop, each answer waiting long (a busy AI provider, say)
-        await outbox.enqueue(busy.id, "wait", {"n": n}, lane=f"busy-{n}")
-    await outbox.enqueue(quiet.id, "wait", {"n": 100}, lane="quiet-0")
-    release = asyncio.Event()
-    started: list[int] = []
-    wait = _held_until(release, started)
-
-    worker = OutboxWorker({"wait": wait}, OutboxSettings(workers=4, idle_poll_seconds=0.05))
-    worker.start()
-    try:
+    await _flood(busy, range(10), "busy")  # a flood at one shop, each answer waiting long (a busy AI provider, say)
+    await _flood(quiet, range(100, 101), "quiet")
+    async with _holding_slots(OutboxSettings(workers=4, idle_poll_seconds=0.05)) as (_, started):
         await eventually(_holds(lambda: 100 in started), "the other shop's customer answered")
         assert started.index(100) < 3  # the flooding shop took its half of the slots, not all of them
         await eventually(_holds(lambda: len(started) == 4), "the free slot back to the flooding shop")
-    finally:
-        release.set()
-        await worker.stop()
 
 
 async def test_a_bots_jobs_hold_at_most_their_cap_of_the_slots_even_alone(database: str) -> None:
     """A flood at one shop waits in the outbox past OUTBOX_JOBS_PER_BOT, with slots free: the next shop's
     customer, a moment later, finds one at once."""
     busy = await Bot.create(telegram_id=1)
-    for n in range(10):
-        await outbox.enqueue(busy.id, "wait", {"n": n}, lane=f"busy-{n}")
-    release = asyncio.Event()
-    started: list[int] = []
-    wait = _held_until(release, started)
-
-    worker = OutboxWorker({"wait": wait}, OutboxSettings(workers=8, idle_poll_seconds=0.05, per_bot=3))
-    worker.start()
-    try:
+    await _flood(busy, range(10), "busy")
+    async with _holding_slots(OutboxSettings(workers=8, idle_poll_seconds=0.05, per_bot=3)) as (worker, started):
         await eventually(_holds(lambda: len(started) == 3), "the flooding shop's first jobs")
         quiet = await Bot.create(telegram_id=2)
-        await outbox.enqueue(quiet.id, "wait", {"n": 100}, lane="quiet-0")
+        await _flood(quiet, range(100, 101), "quiet")
         worker.wake()
         await eventually(_holds(lambda: 100 in started), "the other shop's customer answered")
         assert len(started) == 4  # the flood still holds its three, no more
-    finally:
-        release.set()
-        await worker.stop()
 
 
 async def test_a_deployment_of_one_bot_keeps_every_slot_for_its_rush_hour(database: str) -> None:
     """The cap per bot protects other bots; with none, a rush at the one bot is not held back by it."""
     shop = await Bot.create(telegram_id=1)
-    for n in range(6):
-        await outbox.enqueue(shop.id, "wait", {"n": n}, lane=f"shop-{n}")
-    release = asyncio.Event()
-    started: list[int] = []
-    wait = _held_until(release, started)
-
-    worker = OutboxWorker({"wait": wait}, OutboxSettings(workers=8, idle_poll_seconds=0.05, per_bot=3),
-                          bots_served=lambda: 1)
-    worker.start()
-    try:
+    await _flood(shop, range(6), "shop")
+    async with _holding_slots(OutboxSettings(workers=8, idle_poll_seconds=0.05, per_bot=3),
+                              bots_served=lambda: 1) as (_, started):
         await eventually(_holds(lambda: len(started) == 6), "every customer of the rush at once")
-    finally:
-        release.set()
-        await worker.stop()
