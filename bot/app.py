@@ -445,9 +445,10 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     await _start_telegram(app, services)
     if isinstance(services.bus, RedisBus):
         await services.bus.start()  # after every subscriber is in place
-    services.outboxes.start()
-    background = [asyncio.create_task(keep_knowledge_fresh(services.sources), name="knowledge-freshness"),
-                  asyncio.create_task(services.fleet.keep_reconciling(settings.bots_recheck_seconds), name="bots")]
+    background = [asyncio.create_task(services.fleet.keep_reconciling(settings.bots_recheck_seconds), name="bots")]
+    if settings.works:  # a receive-only instance leaves every queue to the instances that work
+        services.outboxes.start()
+        background.append(asyncio.create_task(keep_knowledge_fresh(services.sources), name="knowledge-freshness"))
     try:
         yield
     finally:
@@ -536,8 +537,12 @@ RETENTION_EVERY = 3600.0
 
 
 async def retention_context(app: web.Application) -> AsyncIterator[None]:
-    """The hourly purge: removed bots past BOT_RETENTION_DAYS, and old conversations when RETENTION_DAYS is set."""
+    """The hourly purge: removed bots past BOT_RETENTION_DAYS, and old conversations when RETENTION_DAYS is set.
+    Work, so a receive-only instance (OUTBOX_WORKERS=0) leaves it to the others."""
     settings = app[SETTINGS]
+    if not settings.works:
+        yield
+        return
     task = asyncio.create_task(run_retention(settings.retention_days, timedelta(days=settings.bot_retention_days),
                                              RETENTION_EVERY), name="retention")
     yield

@@ -336,6 +336,12 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def works(self) -> bool:
+        """Whether this instance runs background work (every queue's workers, the knowledge schedule, the
+        purge); with OUTBOX_WORKERS=0 it only receives: webhooks, the widget and the Mini App."""
+        return self.outbox_workers > 0
+
+    @property
     def telegram_enabled(self) -> bool:
         return bool(self.bot_token)
 
