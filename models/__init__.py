@@ -11,6 +11,7 @@ from models.conversations import (
     MessageCopy,
     StoredFile,
 )
+from models.intake import TelegramUpdate, UpdateState
 from models.knowledge import (
     KnowledgeChunk,
     KnowledgeItem,
@@ -59,6 +60,8 @@ __all__ = [
     "SourceKind",
     "SourceStatus",
     "StoredFile",
+    "TelegramUpdate",
+    "UpdateState",
     "Usage",
     "UsageSlot",
     "User",

@@ -1,12 +1,17 @@
-"""Receiving apart from working: what an instance with OUTBOX_WORKERS=0 takes, and who handles it."""
+"""The intake (issue 20): updates stored once before the webhook answers, handled one chat at a time; and
+receiving apart from working (OUTBOX_WORKERS=0)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Sequence
 
+import pytest
 from tgsim import Simulator
 
-from models import JobStatus, Message, OutboxJob
+from models import Bot, JobStatus, Message, OutboxJob, TelegramUpdate, UpdateState
+from services.intake import Arrival, GroupCommit, UpdateStore
 from tests.conftest import free_port, frontdesk_environment, outbox_idle, running_frontdesk
 from tests.fake_ai import FakeAI
 
@@ -38,3 +43,192 @@ async def test_a_receive_only_instance_stores_what_it_takes_and_a_working_one_an
         await outbox_idle(sim)
     assert answer["text"] == "Answered by the worker."
     assert len(ai.requests) == 1
+
+
+# --- the store: services/intake.py UpdateStore, on SQLite and PostgreSQL -------------------------
+
+NOW = 1_800_000_000_000  # ms: the store takes the time from its caller, so the tests set it
+LEASE = 60_000
+
+
+def _arrival(bot: Bot, update_id: int, lane: int) -> Arrival:
+    return Arrival(bot.id, update_id, lane, json.dumps({"update_id": update_id, "chat": lane}).encode())
+
+
+async def _bots(count: int = 1) -> list[Bot]:
+    return [await Bot.create(telegram_id=7_100_000_000 + n, username=f"shop{n}_bot") for n in range(count)]
+
+
+async def test_an_update_is_stored_once_however_often_it_arrives(database: str) -> None:
+    [bot] = await _bots()
+    store = UpdateStore()
+    assert await store.append([_arrival(bot, 1, 10), _arrival(bot, 2, 11)], NOW) == {(bot.id, 1), (bot.id, 2)}
+    # Telegram sends 2 again (our answer was lost), and 3 twice in one batch.
+    again = await store.append([_arrival(bot, 2, 11), _arrival(bot, 3, 10), _arrival(bot, 3, 10)], NOW)
+    assert again == {(bot.id, 3)}
+    rows = await TelegramUpdate.filter(bot_id=bot.id).order_by("id").values_list("update_id", "body")
+    assert [update_id for update_id, _ in rows] == [1, 2, 3]
+    assert json.loads(rows[0][1]) == {"update_id": 1, "chat": 10}
+
+
+async def test_a_claim_takes_each_chats_oldest_update_and_the_next_only_once_it_is_handled(database: str) -> None:
+    [bot] = await _bots()
+    store = UpdateStore()
+    await store.append([_arrival(bot, 1, 10), _arrival(bot, 2, 10), _arrival(bot, 3, 11)], NOW)
+    first = await store.claim("a", NOW, LEASE, 10)
+    assert [(u.update_id, u.lane, u.attempts) for u in first] == [(1, 10, 1), (3, 11, 1)]
+    assert json.loads(first[0].body)["update_id"] == 1
+    assert await store.claim("b", NOW, LEASE, 10) == []  # chat 10's second waits for its first
+    await store.finish("a", [first[0].id], NOW + 5)
+    [second] = await store.claim("b", NOW + 5, LEASE, 10)
+    assert second.update_id == 2
+    handled = await TelegramUpdate.get(id=first[0].id)
+    assert (handled.state, handled.body, handled.finished_at) == (UpdateState.DONE, None, NOW + 5)
+    assert await store.backlog(NOW + 5) == (2, None)  # 2 and 3 run: none waits for a worker
+    await store.append([_arrival(bot, 4, 12)], NOW + 6)
+    assert await store.backlog(NOW + 9) == (3, NOW + 6)
+
+
+async def test_bots_take_turns_so_one_bots_flood_does_not_stand_in_front_of_another(database: str) -> None:
+    flooded, quiet = await _bots(2)
+    store = UpdateStore()
+    await store.append([_arrival(flooded, n, 1000 + n) for n in range(1, 21)], NOW)
+    await store.append([_arrival(quiet, 1, 5)], NOW + 1)
+    claimed = await store.claim("a", NOW + 1, LEASE, 2)
+    assert [(u.bot_id, u.update_id) for u in claimed] == [(flooded.id, 1), (quiet.id, 1)]
+
+
+async def test_an_update_whose_worker_died_is_taken_again_when_its_lease_ends(database: str) -> None:
+    [bot] = await _bots()
+    store = UpdateStore()
+    await store.append([_arrival(bot, 1, 10)], NOW)
+    [held] = await store.claim("dead", NOW, LEASE, 10)
+    assert await store.claim("b", NOW + LEASE, LEASE, 10) == []  # the lease still holds at its last moment
+    [again] = await store.claim("b", NOW + LEASE + 1, LEASE, 10)
+    assert (again.id, again.attempts) == (held.id, 2)
+    await store.finish("dead", [held.id], NOW + LEASE + 2)  # the old holder's word no longer counts
+    assert (await TelegramUpdate.get(id=held.id)).state == UpdateState.RUNNING
+    await store.renew("b", [held.id], NOW + 10 * LEASE)
+    assert await store.claim("c", NOW + 2 * LEASE, LEASE, 10) == []
+
+
+async def test_a_failing_update_holds_its_chat_until_it_is_retried_or_given_up(database: str) -> None:
+    [bot] = await _bots()
+    store = UpdateStore()
+    await store.append([_arrival(bot, 1, 10), _arrival(bot, 2, 10), _arrival(bot, 3, 11)], NOW)
+    failing, _ = await store.claim("a", NOW, LEASE, 10)
+    await store.retry("a", failing.id, NOW + 2000, "TelegramNetworkError: timeout")
+    assert await store.claim("a", NOW + 1999, LEASE, 10) == []  # chat 10 keeps its order: 2 waits for 1
+    [retried] = await store.claim("a", NOW + 2000, LEASE, 10)
+    assert (retried.update_id, retried.attempts) == (1, 2)
+    await store.give_up("a", retried.id, UpdateState.FAILED, NOW + 2001, "ValueError: boom")
+    [next_one] = await store.claim("a", NOW + 2001, LEASE, 10)
+    assert next_one.update_id == 2
+    failed = await TelegramUpdate.get(id=retried.id)
+    assert (failed.state, failed.last_error, failed.body is not None) == (UpdateState.FAILED, "ValueError: boom", True)
+
+
+async def test_a_stopping_worker_hands_its_updates_back_without_counting_an_attempt(database: str) -> None:
+    [bot] = await _bots()
+    store = UpdateStore()
+    await store.append([_arrival(bot, 1, 10)], NOW)
+    [held] = await store.claim("a", NOW, LEASE, 10)
+    await store.release("a", [held.id])
+    [again] = await store.claim("b", NOW, LEASE, 10)
+    assert (again.id, again.attempts) == (held.id, 1)
+
+
+async def test_old_rows_are_cleaned_and_recent_keys_kept_to_refuse_redeliveries(database: str) -> None:
+    [bot] = await _bots()
+    store = UpdateStore()
+    await store.append([_arrival(bot, n, 10 + n) for n in (1, 2, 3, 4)], NOW)
+    one, two, three, _ = await store.claim("a", NOW, LEASE, 10)
+    await store.finish("a", [one.id], NOW)
+    await store.finish("a", [two.id], NOW + 1000)
+    await store.give_up("a", three.id, UpdateState.FAILED, NOW)
+    assert await store.clean(handled_before=NOW + 1, failed_before=NOW) == 1
+    assert [row.update_id for row in await TelegramUpdate.filter(bot_id=bot.id).order_by("update_id")] == [2, 3, 4]
+    assert await store.append([_arrival(bot, 2, 12)], NOW + 2000) == set()
+
+
+async def test_many_claimers_at_once_run_each_update_once_and_each_chat_in_order(database: str) -> None:
+    """Four workers (on PostgreSQL each statement on its own connection) claim and finish 300 updates of 12
+    chats: each runs once, never two of a chat at a time, and each chat's in the order they arrived."""
+    [bot] = await _bots()
+    store = UpdateStore()
+    await store.append([_arrival(bot, n, n % 12) for n in range(1, 301)], NOW)
+    running: dict[int, int] = {}  # lane → update running
+    handled: list[tuple[int, int]] = []
+    overlaps: list[int] = []
+
+    async def worker(owner: str) -> None:
+        while claimed := await store.claim(owner, NOW, LEASE, 5):
+            for update in claimed:
+                if update.lane in running:
+                    overlaps.append(update.lane)
+                running[update.lane] = update.update_id
+            await asyncio.sleep(0)
+            for update in claimed:
+                del running[update.lane]
+                handled.append((update.lane, update.update_id))
+            await store.finish(owner, [update.id for update in claimed], NOW)
+
+    await asyncio.gather(*(worker(f"w{n}") for n in range(4)))
+    assert overlaps == []
+    assert sorted(update_id for _, update_id in handled) == list(range(1, 301))
+    for lane in range(12):
+        in_lane = [update_id for chat, update_id in handled if chat == lane]
+        assert in_lane == sorted(in_lane)
+
+
+# --- group commit ------------------------------------------------------------------------------
+
+
+class CountedStore(UpdateStore):
+    """The real store, counting its append statements."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    async def append(self, arrivals: Sequence[Arrival], now: int) -> set[tuple[int, int]]:
+        self.batches.append(len(arrivals))
+        return await super().append(arrivals, now)
+
+
+async def test_updates_arriving_together_share_one_statement_and_each_learns_its_outcome(database: str) -> None:
+    [bot] = await _bots()
+    store = CountedStore()
+    commits: list[int] = []
+    intake = GroupCommit(store, after_commit=lambda: commits.append(1))
+    assert await intake.append(_arrival(bot, 1, 10)) is True  # alone: written at once
+    outcomes = await asyncio.gather(*(intake.append(_arrival(bot, n, 10 + n)) for n in (1, 2, 3, 4, 4, 5)))
+    assert outcomes == [False, True, True, True, False, True]
+    assert store.batches == [1, 6]
+    assert commits == [1, 1]
+    assert await TelegramUpdate.filter(bot_id=bot.id).count() == 5
+
+
+async def test_when_a_batch_cannot_be_stored_every_caller_hears_it_and_nothing_is_kept(database: str) -> None:
+    [bot] = await _bots()
+    store = CountedStore()
+    intake = GroupCommit(store, max_batch=3)
+    gone = Arrival(bot.id + 999, 1, 1, b"{}")  # a bot that does not exist: the statement fails as a whole
+    outcomes = await asyncio.gather(intake.append(_arrival(bot, 1, 10)), intake.append(gone),
+                                    intake.append(_arrival(bot, 2, 11)), intake.append(_arrival(bot, 3, 12)),
+                                    return_exceptions=True)
+    assert [type(outcome).__name__ for outcome in outcomes[:3]] == ["IntegrityError"] * 3
+    assert outcomes[3] is True  # the next batch is stored
+    assert store.batches == [3, 1]
+    assert [row.update_id for row in await TelegramUpdate.filter(bot_id=bot.id)] == [3]
+
+
+async def test_closing_the_intake_writes_what_it_took_and_refuses_more(database: str) -> None:
+    [bot] = await _bots()
+    intake = GroupCommit(UpdateStore())
+    taken = [asyncio.ensure_future(intake.append(_arrival(bot, n, 10 + n))) for n in (1, 2, 3)]
+    await asyncio.sleep(0)  # each is waiting on its statement
+    await intake.close()
+    assert [task.result() for task in taken] == [True, True, True]
+    with pytest.raises(RuntimeError):
+        await intake.append(_arrival(bot, 4, 14))
