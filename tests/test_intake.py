@@ -6,13 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
+from aiogram import Bot as AiogramBot
+from aiogram import Dispatcher
+from aiogram.types import Message as AiogramMessage
 from tgsim import Simulator
 
+from bot.intake import IntakeSettings, IntakeWorker, Served, lane_of
 from models import Bot, JobStatus, Message, OutboxJob, TelegramUpdate, UpdateState
 from services.intake import Arrival, GroupCommit, UpdateStore
-from tests.conftest import free_port, frontdesk_environment, outbox_idle, running_frontdesk
+from tests.conftest import TOKEN, eventually, free_port, frontdesk_environment, outbox_idle, running_frontdesk
 from tests.fake_ai import FakeAI
 
 # The names of every background task a working instance starts (bot/app.py, services/outbox.py).
@@ -232,3 +237,153 @@ async def test_closing_the_intake_writes_what_it_took_and_refuses_more(database:
     assert [task.result() for task in taken] == [True, True, True]
     with pytest.raises(RuntimeError):
         await intake.append(_arrival(bot, 4, 14))
+
+
+# --- the workers: bot/intake.py IntakeWorker, with a dispatcher of the test's own ---------------
+
+
+def _message_update(update_id: int, chat_id: int, text: str) -> dict[str, Any]:
+    person = {"id": chat_id, "is_bot": False, "first_name": "Ann"}
+    return {"update_id": update_id, "message": {"message_id": update_id, "date": 1_800_000_000, "text": text,
+                                                  "chat": {"id": chat_id, "type": "private", "first_name": "Ann"},
+                                                  "from": person}}
+
+
+class Recorder:
+    """A dispatcher whose one handler notes what it saw, one chat's updates apart from another's."""
+
+    def __init__(self) -> None:
+        self.dispatcher = Dispatcher()
+        self.seen: list[tuple[int, str]] = []
+        self.running: set[int] = set()
+        self.overlaps: list[int] = []
+        self.fail_first: dict[str, Exception] = {}
+        self.dispatcher.message.register(self.handle)
+
+    async def handle(self, message: AiogramMessage) -> None:
+        chat, text = message.chat.id, message.text or ""
+        if chat in self.running:
+            self.overlaps.append(chat)
+        self.running.add(chat)
+        try:
+            await asyncio.sleep(0.001 * (chat % 3))  # chats finish out of step with each other
+            if (error := self.fail_first.pop(text, None)) is not None:
+                raise error
+            self.seen.append((chat, text))
+        finally:
+            self.running.discard(chat)
+
+
+def _worker(bot: Bot, recorder: Recorder, served: AiogramBot | None, *, active: bool = True,
+            max_attempts: int = 10) -> IntakeWorker:
+    async def is_active(_bot_id: int) -> bool:
+        return active
+    return IntakeWorker(UpdateStore(), recorder.dispatcher,
+                        Served(lambda bot_id: served if bot_id == bot.id else None, is_active),
+                        IntakeSettings(workers=8, max_attempts=max_attempts, idle_poll_seconds=0.02))
+
+
+async def _stored(bot: Bot, updates: Sequence[dict[str, Any]]) -> None:
+    intake = GroupCommit(UpdateStore())
+    for update in updates:
+        await intake.append(Arrival(bot.id, update["update_id"], lane_of(update), json.dumps(update).encode()))
+
+
+async def _states(bot: Bot) -> dict[int, UpdateState]:
+    return {row.update_id: UpdateState(row.state) for row in await TelegramUpdate.filter(bot_id=bot.id)}
+
+
+async def test_workers_handle_every_update_once_and_each_chat_in_the_order_it_wrote(database: str) -> None:
+    [bot] = await _bots()
+    recorder = Recorder()
+    updates = [_message_update(n, 100 + n % 5, f"message {n}") for n in range(1, 41)]
+    await _stored(bot, updates)
+    worker = _worker(bot, recorder, AiogramBot(TOKEN))
+    worker.start()
+    try:
+        await eventually(lambda: _all_in(bot, {UpdateState.DONE}), "every update handled")
+    finally:
+        await worker.stop(1)
+    assert recorder.overlaps == []
+    assert sorted(recorder.seen) == sorted((100 + n % 5, f"message {n}") for n in range(1, 41))
+    for chat in range(100, 105):
+        texts = [text for seen_chat, text in recorder.seen if seen_chat == chat]
+        assert texts == sorted(texts, key=lambda text: int(text.split()[1]))
+    assert await TelegramUpdate.filter(bot_id=bot.id, body__not_isnull=True).count() == 0
+
+
+async def _all_in(bot: Bot, states: set[UpdateState]) -> bool:
+    return set((await _states(bot)).values()) <= states
+
+
+async def test_an_update_that_fails_is_tried_again_and_its_chat_waits_for_it(database: str) -> None:
+    [bot] = await _bots()
+    recorder = Recorder()
+    recorder.fail_first["first"] = ConnectionRefusedError("the database is restarting")
+    await _stored(bot, [_message_update(1, 100, "first"), _message_update(2, 100, "second")])
+    worker = _worker(bot, recorder, AiogramBot(TOKEN))
+    worker.start()
+    try:
+        await eventually(lambda: _all_in(bot, {UpdateState.DONE}), "both handled", within=15)
+    finally:
+        await worker.stop(1)
+    assert recorder.seen == [(100, "first"), (100, "second")]
+    assert (await TelegramUpdate.get(bot_id=bot.id, update_id=1)).attempts == 2
+
+
+async def test_an_update_nothing_can_handle_is_given_up_and_its_chat_moves_on(database: str) -> None:
+    [bot] = await _bots()
+    recorder = Recorder()
+    recorder.fail_first["poison"] = ValueError("a bug")
+    await _stored(bot, [_message_update(1, 100, "poison"), _message_update(2, 100, "after")])
+    worker = _worker(bot, recorder, AiogramBot(TOKEN), max_attempts=1)
+    worker.start()
+    try:
+        await eventually(lambda: _all_in(bot, {UpdateState.DONE, UpdateState.FAILED}), "the chat to move on")
+    finally:
+        await worker.stop(1)
+    assert await _states(bot) == {1: UpdateState.FAILED, 2: UpdateState.DONE}
+    assert recorder.seen == [(100, "after")]
+    failed = await TelegramUpdate.get(bot_id=bot.id, update_id=1)
+    assert failed.last_error == "ValueError: a bug"
+    assert failed.body is not None
+
+
+async def test_updates_of_a_bot_no_longer_served_are_dropped_unhandled(database: str) -> None:
+    [bot] = await _bots()
+    recorder = Recorder()
+    await _stored(bot, [_message_update(1, 100, "hello")])
+    worker = _worker(bot, recorder, None, active=False)
+    worker.start()
+    try:
+        await eventually(lambda: _all_in(bot, {UpdateState.DROPPED}), "the update dropped")
+    finally:
+        await worker.stop(1)
+    assert recorder.seen == []
+
+
+async def test_a_stopping_worker_hands_back_what_it_could_not_finish(database: str) -> None:
+    [bot] = await _bots()
+    recorder = Recorder()
+    release = asyncio.Event()
+
+    async def stuck(message: AiogramMessage) -> None:
+        await release.wait()
+    recorder.dispatcher = Dispatcher()
+    recorder.dispatcher.message.register(stuck)
+    await _stored(bot, [_message_update(1, 100, "hello")])
+    worker = _worker(bot, recorder, AiogramBot(TOKEN))
+    worker.start()
+    await eventually(lambda: _all_in(bot, {UpdateState.RUNNING}), "the update taken")
+    await worker.stop(0.05)
+    row = await TelegramUpdate.get(bot_id=bot.id, update_id=1)
+    assert (row.state, row.attempts, row.lease_owner) == (UpdateState.PENDING, 0, "")
+
+
+def test_each_update_runs_in_its_chats_lane() -> None:
+    assert lane_of(_message_update(1, 42, "hi")) == 42
+    press = {"update_id": 2, "callback_query": {"id": "1", "from": {"id": 7}, "chat_instance": "x", "data": "d",
+                                                "message": {"message_id": 3, "date": 0, "chat": {"id": -100}}}}
+    assert lane_of(press) == -100
+    assert lane_of({"update_id": 3, "inline_query": {"id": "q", "from": {"id": 9}, "query": "", "offset": ""}}) == 9
+    assert lane_of({"update_id": 4}) == 0
