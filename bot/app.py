@@ -25,6 +25,7 @@ from bot.encryption import secret_box
 from bot.events import RedisBus, bus_prefix
 from bot.fleet import Fleet, TenantMiddleware, create_bot
 from bot.i18n import create_i18n, plural_translator, translator
+from bot.intake import IntakeSettings, IntakeWorker, Served
 from bot.keys import BOX, REDIS, SECRETS, SETTINGS, TELEGRAM, TelegramRuntime
 from bot.knowledge import keep_knowledge_fresh, knowledge_sources
 from bot.observability import (
@@ -74,6 +75,7 @@ from services.flow import ConversationEvents, ConversationFlow
 from services.generation import Generations
 from services.i18n import Translate
 from services.inbox import InboxFeed
+from services.intake import GroupCommit, UpdateStore
 from services.knowledge import QUEUE as KNOWLEDGE_QUEUE
 from services.knowledge_index import KnowledgeIndex
 from services.knowledge_sources import JOB_LEASE, KnowledgeSources
@@ -448,6 +450,7 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
     background = [asyncio.create_task(services.fleet.keep_reconciling(settings.bots_recheck_seconds), name="bots")]
     if settings.works:  # a receive-only instance leaves every queue to the instances that work
         services.outboxes.start()
+        app[TELEGRAM].intake_worker.start()
         background.append(asyncio.create_task(keep_knowledge_fresh(services.sources), name="knowledge-freshness"))
     try:
         yield
@@ -456,9 +459,12 @@ async def frontdesk_context(app: web.Application) -> AsyncIterator[None]:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         await services.fleet.stop_intake()
+        telegram = app[TELEGRAM]
+        await telegram.intake.close()  # what was taken is stored before the database closes
         stopping = app[STOPPING].task
         if stopping is not None:
             await stopping
+        await telegram.intake_worker.stop(settings.shutdown_grace_seconds)
         await services.outboxes.stop(settings.shutdown_grace_seconds)
         await _close(services)
 
@@ -482,7 +488,14 @@ async def _start_telegram(app: web.Application, services: Services) -> None:
         generations=services.generations, translate=services.translate, hours=services.hours,
         widget_live=services.live, flow=services.flow, studio_chat=services.studio_chat,
         staff_directory=services.staff_directory)
-    app[TELEGRAM] = TelegramRuntime(dispatcher, fleet, services.outboxes)
+    store = UpdateStore()
+    metrics = app[METRICS]
+    worker = IntakeWorker(store, dispatcher, Served(fleet.bot_of, bots.is_active),
+                          IntakeSettings(settings.intake_workers, settings.intake_lease_seconds,
+                                         settings.intake_max_attempts),
+                          observe=lambda outcome: metrics.updates.labels(outcome).inc())
+    intake = GroupCommit(store, after_commit=worker.wake)  # this instance's worker hears of new updates at once
+    app[TELEGRAM] = TelegramRuntime(dispatcher, fleet, services.outboxes, intake, worker)
     services.bus.subscribe(bots.CHANGED_CHANNEL, fleet.changed)
     tenant = services.tenant
     if settings.telegram_enabled and settings.manager_chat_id is not None:
@@ -490,7 +503,7 @@ async def _start_telegram(app: web.Application, services: Services) -> None:
     elif settings.telegram_enabled and tenant.manager_chat_id is None:
         log.warning("No manager chat yet: handed-off conversations wait for one. Add the bot to your managers' "
                     "forum group as an admin and send /setup there (or set MANAGER_CHAT_ID).")
-    await fleet.start(dispatcher)
+    await fleet.start(dispatcher, intake)
 
 
 async def _register_configured_manager_chat(tenant: Tenant, settings: Settings) -> None:
@@ -524,13 +537,17 @@ async def stop_taking_work(app: web.Application) -> None:
     """On shutdown: claim no new jobs and let running ones finish, while in-flight requests finish
     too (both within SHUTDOWN_GRACE_SECONDS); the cleanup waits for it. Widget sockets are closed
     at once: each widget reconnects (to another instance) and resumes."""
-    outboxes = app.get(OUTBOXES)
-    if outboxes is not None:
-        app[STOPPING].task = asyncio.create_task(outboxes.stop(app[SETTINGS].shutdown_grace_seconds))
+    outboxes, telegram, grace = app.get(OUTBOXES), app.get(TELEGRAM), app[SETTINGS].shutdown_grace_seconds
+    if outboxes is not None and telegram is not None:
+        app[STOPPING].task = asyncio.create_task(_stop_workers(outboxes, telegram.intake_worker, grace))
     await close_sockets(app)
     live_hub = app.get(LIVE)
     if live_hub is not None:
         await live_hub.close_all()
+
+
+async def _stop_workers(outboxes: Outboxes, intake_worker: IntakeWorker, grace: float) -> None:
+    await asyncio.gather(intake_worker.stop(grace), outboxes.stop(grace))
 
 
 RETENTION_EVERY = 3600.0

@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiogram import Bot as AiogramBot
@@ -30,12 +31,13 @@ from aiogram import Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.dispatcher.middlewares.base import BaseMiddleware
-from aiogram.exceptions import TelegramAPIError, TelegramConflictError, TelegramUnauthorizedError
+from aiogram.exceptions import TelegramAPIError, TelegramUnauthorizedError
 from aiogram.types import TelegramObject, Update
 from aiogram.utils.i18n import I18n
 from redis.asyncio import Redis
 
 from bot.dedup import MemoryRecentUpdates, RecentUpdates, RedisRecentUpdates
+from bot.intake import lane_of
 from bot.sending import (
     BOT_DEFAULTS,
     Budget,
@@ -53,6 +55,7 @@ from models import Bot, BotState, Role, User
 from services import bots, conversations, outbox, staff
 from services.events import EventBus
 from services.i18n import N_, Translate
+from services.intake import Arrival, GroupCommit
 from services.outbox import JobKind
 from services.ports import DraftBudget, Messenger
 from services.public_address import WEBHOOK_PATH
@@ -86,7 +89,6 @@ class BotRuntime:
     primary: bool = False  # the bot from BOT_TOKEN
     webhook_key: str = ""
     polling: asyncio.Task[None] | None = None
-    feeding: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
 def webhook_secret_of(token: str) -> str:
@@ -128,6 +130,7 @@ class Fleet:
         self.redis = redis
         self.observer = observer
         self.dispatcher: Dispatcher | None = None
+        self.intake: GroupCommit | None = None
         # One HTTP session for every bot (aiogram's way to run many bots): one connection pool, not a thousand
         # idle ones, and closed once. Each call is paced by its own bot's budget. No cap on connections: the
         # outbox's workers bound what is sent at once, and each long poll holds one for POLL_TIMEOUT.
@@ -157,6 +160,11 @@ class Fleet:
 
     # --- intake --------------------------------------------------------------------------------------------
 
+    def bot_of(self, tenant_id: int) -> AiogramBot | None:
+        """The aiogram Bot serving this bot's row here, or None (the intake's workers feed updates with it)."""
+        runtime = self._by_tenant.get(tenant_id)
+        return runtime.bot if runtime is not None else None
+
     def serving(self, telegram_id: int) -> BotRuntime | None:
         """The running bot with this Telegram id (aiogram's Bot.id), or None."""
         return self._by_telegram.get(telegram_id)
@@ -173,11 +181,13 @@ class Fleet:
 
     # --- start and stop ---------------------------------------------------------------------------------------
 
-    async def start(self, dispatcher: Dispatcher) -> None:
-        """Serve every active bot. BOT_TOKEN's is set up before the server starts, as with one bot; the others are
+    async def start(self, dispatcher: Dispatcher, intake: GroupCommit) -> None:
+        """Serve every active bot; long polling stores what it takes in `intake`, as the webhook does.
+        BOT_TOKEN's is set up before the server starts, as with one bot; the others are
         served at once (their webhooks, set before, already point here) and set up again meanwhile,
         STARTING_AT_ONCE at a time, so a thousand bots do not hold the start."""
         self.dispatcher = dispatcher
+        self.intake = intake
         prepared = await self._prepare_pass()
         await self._set_up_all([(runtime, row) for runtime, row in prepared if runtime.primary], waiting_jobs=False)
         others = [(runtime, row) for runtime, row in prepared if not runtime.primary]
@@ -355,34 +365,34 @@ class Fleet:
             log.info("Telegram: @%s is no longer served", runtime.username)
 
     async def _poll(self, runtime: BotRuntime, allowed: list[str]) -> None:
-        """Long polling for one bot (development): updates are handled as they come, as aiogram's polling does."""
-        assert self.dispatcher is not None
+        """Long polling for one bot (development): what it takes goes to the intake as a webhook's update does,
+        and Telegram is told to forget it only once it is stored (a crash loses nothing)."""
         offset: int | None = None
         failures = 0
         while True:
             try:
                 updates = await runtime.bot.get_updates(offset=offset, timeout=POLL_TIMEOUT, allowed_updates=allowed,
                                                          request_timeout=POLL_TIMEOUT + 10)
+                await self._store(runtime, updates)
                 failures = 0
             except TelegramUnauthorizedError:
                 return  # the session middleware reported it: the bot is being paused
-            except (TelegramAPIError, TelegramConflictError) as error:
+            except Exception as error:  # Telegram or the database away: the same updates come again
                 failures += 1
                 log.warning("Telegram: @%s getUpdates failed (%s)", runtime.username, error)
                 await asyncio.sleep(min(2.0 ** failures, 30.0))
                 continue
-            for update in updates:
-                offset = update.update_id + 1
-                task = asyncio.create_task(self._feed(runtime, update))
-                runtime.feeding.add(task)
-                task.add_done_callback(runtime.feeding.discard)
+            if updates:
+                offset = updates[-1].update_id + 1
 
-    async def _feed(self, runtime: BotRuntime, update: Update) -> None:
-        assert self.dispatcher is not None
-        try:
-            await self.dispatcher.feed_update(runtime.bot, update)
-        except Exception:
-            log.exception("update %s of @%s failed", update.update_id, runtime.username)
+    async def _store(self, runtime: BotRuntime, updates: list[Update]) -> None:
+        assert self.intake is not None
+        intake = self.intake
+        arrivals = []
+        for update in updates:
+            body = update.model_dump_json(exclude_unset=True, by_alias=True).encode()
+            arrivals.append(Arrival(runtime.tenant_id, update.update_id, lane_of(json.loads(body)), body))
+        await asyncio.gather(*(intake.append(arrival) for arrival in arrivals))  # one statement
 
     # --- a token Telegram no longer accepts -------------------------------------------------------------------
 

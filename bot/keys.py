@@ -9,7 +9,9 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from bot.fleet import Fleet
+from bot.intake import IntakeWorker
 from bot.settings import Settings
+from services.intake import GroupCommit
 from services.outbox import Outboxes
 from services.redaction import Secrets
 from services.secrets_box import SecretBox
@@ -18,8 +20,10 @@ from services.secrets_box import SecretBox
 @dataclass
 class TelegramRuntime:
     dispatcher: Dispatcher  # one for every bot
-    fleet: Fleet  # the bots served here: each one's webhook key, secret and handled update ids
+    fleet: Fleet  # the bots served here: each one's webhook key and secret
     outbox: Outboxes
+    intake: GroupCommit  # where the webhook and long polling store updates
+    intake_worker: IntakeWorker  # where they are handled (started only on an instance that works)
 
 
 SETTINGS = web.AppKey("settings", Settings)

@@ -44,7 +44,9 @@ class Metrics:
 
     def __post_init__(self) -> None:
         r = self.registry
-        self.updates = Counter("frontdesk_updates_total", "Telegram updates received by the webhook, by outcome",
+        self.updates = Counter("frontdesk_updates_total",
+                               "Telegram updates by outcome: stored, duplicate, invalid or error at the webhook; "
+                               "handled, retried, failed or dropped by the intake's workers",
                                ["outcome"], registry=r)
         self.telegram_calls = Counter("frontdesk_telegram_calls_total", "Bot API calls, by method and result",
                                       ["method", "result"], registry=r)

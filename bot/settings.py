@@ -168,6 +168,16 @@ class Settings(BaseSettings):
     outbox_jobs_per_bot: int = Field(64, alias="OUTBOX_JOBS_PER_BOT", ge=1)
     outbox_lease_seconds: float = Field(120.0, alias="OUTBOX_LEASE_SECONDS")
     outbox_max_attempts: int = Field(5, alias="OUTBOX_MAX_ATTEMPTS")
+    # The intake: the webhook stores each Telegram update and answers; this many are handled at once per working
+    # instance (each chat's one at a time, in order). A crashed instance's update is taken again after the lease.
+    intake_workers: int = Field(32, alias="INTAKE_WORKERS", ge=1)
+    intake_lease_seconds: float = Field(60.0, alias="INTAKE_LEASE_SECONDS", gt=0)
+    # Tries of an update that fails by its own fault (the database, Redis or Telegram away do not count).
+    intake_max_attempts: int = Field(10, alias="INTAKE_MAX_ATTEMPTS", ge=1)
+    # Handled updates' ids are kept this long to refuse a re-delivery (Telegram retries for up to a day); failed
+    # and dropped ones keep their body for a look for INTAKE_FAILED_DAYS.
+    intake_retention_hours: float = Field(25.0, alias="INTAKE_RETENTION_HOURS", ge=25)
+    intake_failed_days: float = Field(7.0, alias="INTAKE_FAILED_DAYS", ge=0)
     draft_interval: float = Field(0.6, alias="DRAFT_INTERVAL")
     send_retries: int = Field(5, alias="SEND_RETRIES")
     # The website widget, per visitor address: messages a minute, and new conversations an hour.

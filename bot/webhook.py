@@ -1,11 +1,13 @@
-"""POST /telegram/webhook[/<key>]: check the bot's secret, store-and-acknowledge through the dispatcher.
+"""POST /telegram/webhook[/<key>]: check the bot's secret, store the update durably, answer.
 
 Each bot has its own path (bot/fleet.py): /telegram/webhook for BOT_TOKEN's, /telegram/webhook/<its random
 key> for each bot added since, and its own secret; a request names its bot by the path alone.
 
-Written here rather than with aiogram's SimpleRequestHandler because the answer must follow the
-outcome: 2xx only once the update's effects are committed (a failure answers 5xx so Telegram
-retries), and re-delivered update ids are acknowledged without running the handlers again.
+The answer follows the outcome: 200 once the update is committed to the intake (services/intake.py; the
+updates arriving together share one statement), 200 with `"duplicate": true` for an update stored before, and
+5xx when it could not be stored, so Telegram sends it again. Handling it (rate limits, the customer's message,
+the answer's job) is the intake workers' (bot/intake.py), one chat at a time: nothing of it delays the answer.
+Written here rather than with aiogram's SimpleRequestHandler, which runs the handlers inside the request.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import logging
 from aiogram.types import Update
 from aiohttp import web
 
+from bot.intake import lane_of
 from bot.keys import TELEGRAM
 from bot.observability import METRICS, new_request_id, request_id_var, update_id_var
 from miniapp.inputs import parse_json
+from services.intake import Arrival
 
 log = logging.getLogger(__name__)
 
@@ -52,31 +56,28 @@ async def telegram_webhook(request: web.Request) -> web.Response:
     if len(raw) > MAX_UPDATE_BYTES:
         return _error(413, "update too large")
     try:
-        update = Update.model_validate(parse_json(raw), context={"bot": runtime.bot})
+        data = parse_json(raw)
+        update = Update.model_validate(data, context={"bot": runtime.bot})
+        lane = lane_of(data)
+        if not (_fits(update.update_id) and _fits(lane)):
+            raise ValueError("an id past 64 bits")
     except ValueError:  # not JSON, JSON parse_json refuses, or not an Update (pydantic's ValidationError)
         metrics.updates.labels("invalid").inc()
         return _error(400, "the body is not a Telegram update")
     update_id_var.set(update.update_id)
     try:
-        duplicate = await runtime.recent.seen(update.update_id)
-    except Exception as error:  # Redis restarting, say: nothing is done yet, so a retry is safe
+        stored = await telegram.intake.append(Arrival(runtime.tenant_id, update.update_id, lane, raw))
+    except Exception as error:  # the database away, say: nothing of it is stored, so Telegram's retry is safe
         metrics.updates.labels("error").inc()
-        log.warning("update %s: cannot check for a re-delivery (%s); Telegram will deliver it again",
-                    update.update_id, error)
+        log.warning("update %s could not be stored (%s); Telegram will deliver it again", update.update_id, error)
         return _error(503, "temporary failure, retry")
-    if duplicate:
+    if not stored:
         metrics.updates.labels("duplicate").inc()
         return web.json_response({"ok": True, "duplicate": True})
-    try:
-        await telegram.dispatcher.feed_update(runtime.bot, update)
-    except Exception:
-        metrics.updates.labels("error").inc()
-        log.exception("update %s failed; Telegram will deliver it again", update.update_id)
-        return _error(500, "temporary failure, retry")
-    try:
-        await runtime.recent.remember(update.update_id)
-    except Exception as error:  # handled and committed: a 5xx now would only make Telegram send it again
-        log.warning("update %s handled but not remembered (%s); a re-delivered message is still stored once",
-                    update.update_id, error)
-    metrics.updates.labels("handled").inc()
+    metrics.updates.labels("stored").inc()
     return web.json_response({"ok": True})
+
+
+def _fits(number: int) -> bool:
+    """Whether the database's 64-bit columns hold it: Telegram's ids do; a body that does not is refused."""
+    return -(2 ** 63) <= number < 2 ** 63

@@ -185,6 +185,11 @@ def open_token(bot: Bot, box: SecretBox) -> str:
     return box.open(bot.token_secret, bot.token_key_id, token_context(bot.telegram_id))
 
 
+async def is_active(bot_id: int) -> bool:
+    """Whether the bot is served by the deployment (not paused, not removed)."""
+    return await Bot.filter(id=bot_id, state=BotState.ACTIVE).exists()
+
+
 async def listed() -> list[Bot]:
     """Every bot, removed ones last."""
     bots = await Bot.all().order_by("id")

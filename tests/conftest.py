@@ -34,7 +34,7 @@ from tgsim import FloodLimits, Simulator  # noqa: E402
 from bot import db  # noqa: E402
 from bot.app import create_app  # noqa: E402
 from bot.settings import Settings  # noqa: E402
-from models import JobStatus, OutboxJob  # noqa: E402
+from models import JobStatus, OutboxJob, TelegramUpdate, UpdateState  # noqa: E402
 from services import outbox  # noqa: E402
 from tests.fake_ai import FakeAI  # noqa: E402
 
@@ -245,23 +245,38 @@ async def outbox_idle(sim: Simulator, within: float = 30.0, *, queue: str | None
     """Wait until Frontdesk has taken every update and nothing it caused is left to do: the positive
     event a negative check ("nothing more reached the customer") waits for.
 
-    Everything an update makes Frontdesk do is an outbox job written while the webhook handles it
-    (tgsim counts the update delivered once the webhook answered), and a job that causes another
-    writes it before it finishes, so once tgsim holds no update and no job is due or running in any
-    queue (or in `queue` only: "" the customers', "managers" the manager group's) nothing more goes
-    out. A job waiting out a retry after a failure counts as due: it runs again soon. A postponed
+    tgsim counts an update delivered once the webhook answered, which it does once the update is stored
+    in the intake; everything the update makes Frontdesk do is an outbox job written while an intake
+    worker handles it, before the update is marked handled; and a job that causes another writes it
+    before it finishes. So once tgsim holds no update, the intake none unhandled, and no job is due or
+    running in any queue (or in `queue` only: "" the customers', "managers" the manager group's)
+    nothing more goes out. A job waiting out a retry after a failure counts as due: it runs again soon. A postponed
     job (no manager chat set up yet, say) does not, nor do the jobs queued behind it in its lane:
     they wait for something the test has to do.
     A widget frame is no update: wait for the server's answer to it (a frame) before this.
     """
     async def idle() -> bool:
         await sim.wait_until_delivered(timeout=within)
-        return not await _busy_jobs(queue)
+        return not await _updates_unhandled() and not await _busy_jobs(queue)  # in this order: updates make jobs
     try:
         await eventually(idle, f"the outbox ({'every queue' if queue is None else queue or 'customers'}) to be idle",
                          within)
     except AssertionError as error:
         raise AssertionError(f"{error}: {[str(job) for job in await _busy_jobs(queue)]}") from None
+
+
+async def updates_handled(sim: Simulator, within: float = 30.0) -> None:
+    """Wait until every update sent so far is handled (its message and jobs stored), not only taken: the
+    webhook answers Telegram once an update is stored, and an intake worker handles it after."""
+    await sim.wait_until_delivered(timeout=within)
+
+    async def handled() -> bool:
+        return not await _updates_unhandled()
+    await eventually(handled, "the intake to handle every update", within)
+
+
+async def _updates_unhandled() -> int:
+    return await TelegramUpdate.filter(state__in=(UpdateState.PENDING, UpdateState.RUNNING)).count()
 
 
 async def _busy_jobs(queue: str | None) -> list[OutboxJob]:

@@ -26,7 +26,7 @@ from aiohttp import web
 from tgsim import Simulator
 
 from bot import db
-from models import AuthorKind, Conversation, JobStatus, Message, OutboxJob
+from models import AuthorKind, Conversation, JobStatus, Message, OutboxJob, TelegramUpdate, UpdateState
 from services.handoff import STILL_WAITING
 from services.outbox import CUSTOMERS
 from tests.conftest import BACKEND, REDIS_URL, free_port, frontdesk_environment
@@ -201,7 +201,10 @@ def answered(sim: Simulator, traffic: Traffic) -> int:
 
 
 async def customers_busy() -> bool:
-    """Whether a customer-facing job is still to run (a killed instance's, after its lease)."""
+    """Whether an update is still to be handled or a customer-facing job still to run (a killed instance's,
+    after its lease)."""
+    if await TelegramUpdate.filter(state__in=[UpdateState.PENDING, UpdateState.RUNNING]).exists():
+        return True
     return await OutboxJob.filter(queue=CUSTOMERS, status__in=[JobStatus.PENDING, JobStatus.RUNNING]).exists()
 
 
@@ -244,7 +247,7 @@ def chaos_environment(database_url: str, sim: Simulator, ai: FakeAI, balancer: B
         # About crash safety, not throttling: customers may write as fast as the test makes them.
         CUSTOMER_RATE_BURST=50, CUSTOMER_RATE_PER_MINUTE=600,
         # A killed instance's jobs are taken over after this; every job takes well under it.
-        OUTBOX_LEASE_SECONDS=8, DRAFT_INTERVAL=0.05, LOG_LEVEL="WARNING", **overrides)
+        OUTBOX_LEASE_SECONDS=8, INTAKE_LEASE_SECONDS=8, DRAFT_INTERVAL=0.05, LOG_LEVEL="WARNING", **overrides)
 
 
 # --- the tests ---------------------------------------------------------------------------------
@@ -335,7 +338,7 @@ async def test_redis_restarted_and_the_ai_failing_for_a_while_lose_nothing(
 
     traffic = Traffic()
     await asyncio.gather(write(sim, 60, 5, 30.0, rng, traffic), chaos())
-    await delivered(sim, traffic)  # updates that met Redis away come again
+    await delivered(sim, traffic)  # stored while Redis was away; handled once it is back
 
     await db.open_database(database_url, run_migrations=False)
     try:

@@ -22,6 +22,7 @@ from tests.conftest import (
     frontdesk_environment,
     outbox_idle,
     running_frontdesk,
+    updates_handled,
 )
 from tests.fake_ai import FakeAI
 
@@ -254,10 +255,10 @@ async def test_blocking_and_unblocking_the_bot_is_remembered(frontdesk: Frontdes
     sim.send_command(ann["id"], "start")
     await sim.wait_for_messages(ann["id"])
     sim.block_bot(ann["id"])
-    await sim.wait_until_delivered()
+    await updates_handled(sim)
     assert (await User.get(telegram_id=ann["id"])).blocked_bot
     sim.unblock_bot(ann["id"])
-    await sim.wait_until_delivered()
+    await updates_handled(sim)
     assert not (await User.get(telegram_id=ann["id"])).blocked_bot
 
 
@@ -400,6 +401,7 @@ async def test_two_first_messages_of_a_new_customer_at_once_are_both_stored(
                 return response.status
 
         assert list(await asyncio.gather(post(1), post(2))) == [200, 200]
+    await updates_handled(sim)
     assert await User.filter(telegram_id=ann["id"]).count() == 1
     assert await Message.filter(author_kind=AuthorKind.CUSTOMER).count() == 2
     await sim.wait_for_messages(ann["id"], 2)

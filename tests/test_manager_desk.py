@@ -22,7 +22,7 @@ from models import (
     MessageCopy,
     User,
 )
-from tests.conftest import Frontdesk, formatted, outbox_idle
+from tests.conftest import Frontdesk, formatted, outbox_idle, updates_handled
 from tests.desk_helpers import (
     BOSS_ID,
     Desk,
@@ -316,7 +316,7 @@ async def test_a_banned_customer_reaches_no_one(desk: Desk, sim: Simulator, ai: 
     assert (await User.get(telegram_id=ann["id"])).banned
 
     sim.send_command(desk.boss["id"], "unban", chat_id=desk.chat_id, thread_id=topic.thread_id)
-    await sim.wait_until_delivered()  # the webhook answers once the update's effects are committed
+    await updates_handled(sim)
     assert not (await User.get(telegram_id=ann["id"])).banned
     sim.send_text(ann["id"], "thank you")
     await sim.wait_until(lambda: len(customer_texts(sim, ann["id"])) == seen + 1, 5, "answered again")

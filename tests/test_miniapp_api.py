@@ -22,7 +22,7 @@ from tgsim import Simulator
 from miniapp.api import ERRORS
 from miniapp.auth import MINIAPP
 from models import AuditLog, Bot, Conversation, ConversationStatus, LoginLink, Message, User, WebSession
-from tests.conftest import outbox_idle
+from tests.conftest import outbox_idle, updates_handled
 from tests.desk_helpers import Desk, in_topic, manager_desk, topics, wait_for_topic, wait_in_topic
 from tests.fake_ai import FakeAI
 from tests.miniapp_helpers import (
@@ -320,7 +320,7 @@ async def test_actions_in_the_app_and_in_the_topic_stay_in_sync(desk: Desk, sim:
         assert "Hello after the ban" not in json.dumps(sim.chat_history(desk.chat_id))
         assert (await staff.post(base + "/actions", {"action": "unban"}))["banned"] is False
         sim.send_text(ann["id"], "Hello after the unban")
-        await sim.wait_until_delivered()
+        await updates_handled(sim)
         assert await Message.exists(text="Hello after the unban")  # heard again
     actions = [entry.action for entry in await AuditLog.filter(target=str(conversation.uuid)).order_by("id")]
     assert actions[:3] == ["take", "return_to_ai", "close"]
