@@ -1288,8 +1288,9 @@ def sustained_lines(results: Sequence[SustainedResult]) -> str:
 
 def e2e_table(results: Sequence[E2EResult]) -> str:
     lines = ["| server | offered/s | posted | replies/s | p50 ms | p99 ms | no reply | ack p50 ms | ack p99 ms "
-             "| posted late, p99 ms | connections | server CPU ms/reply | tgsim CPU ms/reply | machine busy |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| posted late, p99 ms | connections | server CPU ms/reply | tgsim CPU ms/reply | generator CPU ms/update "
+             "| machine busy |",
+             "| --- |" + " ---: |" * 14]
     for result in sorted(results, key=lambda result: (result.rate, rank(result.target))):
         posted, replied = len(result.posted), len(result.replied)
         lines.append(
@@ -1297,7 +1298,8 @@ def e2e_table(results: Sequence[E2EResult]) -> str:
             f"| {result.latency_ms(0.5):.1f} | {result.latency_ms(0.99):.1f} | {posted - replied} "
             f"| {result.ack_ms(0.5):.1f} | {result.ack_ms(0.99):.1f} | {result.late_ms(0.99):.0f} "
             f"| {result.connections} | {per_reply_ms(result.usage.server_cpu, replied):.2f} "
-            f"| {per_reply_ms(result.usage.sim_cpu, replied):.2f} | {100 * result.usage.machine_busy:.0f}% |")
+            f"| {per_reply_ms(result.usage.sim_cpu, replied):.2f} "
+            f"| {per_reply_ms(result.usage.generator_cpu, posted):.2f} | {100 * result.usage.machine_busy:.0f}% |")
     return "\n".join(lines)
 
 
@@ -1597,6 +1599,7 @@ def run_all(options: Options) -> list[RunResult]:
         print(f"run {run + 1}/{options.runs} {target:>8} ×{concurrency:<3} {result.rate:8,.0f} updates/s  "
               f"p50 {result.percentile(0.5):6.1f} ms  p99 {result.percentile(0.99):6.1f} ms  "
               f"stored {result.stored if result.stored is not None else '—'}/{result.load.sent}"
+              + (f" (in {result.stored_in})" if result.stored_in else "")
               + (f"  PROBLEMS: {'; '.join(result.problems)}" if result.problems else ""), file=sys.stderr, flush=True)
         results.append(result)
     return results
