@@ -1434,18 +1434,20 @@ def verdict(rows: Sequence[Row]) -> str:
 
 def ingest_part(rows: Sequence[Row], options: Options) -> list[str]:
     tables = {run.stored_in for row in rows for run in row.runs if run.stored_in}
-    counted = f"; stored/sent counts rows of {', '.join(f'`{table}`' for table in sorted(tables))}" if tables else ""
+    counted = f" and counts rows of {' or '.join(f'`{table}`' for table in sorted(tables))}" if tables else ""
     return [f"- **Load:** up to {options.updates} updates or {options.limit_seconds:g} s per run, from "
             f"{options.users} customers (after {options.warmup} warm-up updates from others), one update in flight "
             f"per chat; {options.runs} runs per row, medians shown; stored/sent sums the runs{counted}.",
-            "", table(rows), "", verdict(rows), "", "Each run's updates/s:", "", run_lines(rows)]
+            "", table(rows), *(["", line] if (line := verdict(rows)) else []), "", "Each run's updates/s:", "",
+            run_lines(rows)]
 
 
 def sustained_part(results: Sequence[SustainedResult], options: Options) -> list[str]:
     return [
         "### Sustained: updates fully handled per second, workers on", "",
         f"Frontdesk as deployed, in one process with its workers on (`OUTBOX_WORKERS` left at its default, "
-        f"`TELEGRAM_MESSAGES_PER_SECOND` raised: tgsim's flood limits are off), beside the echo bot above. "
+        f"`TELEGRAM_MESSAGES_PER_SECOND` raised: tgsim's flood limits are off), beside the aiogram echo bot "
+        f"(which answers before it acknowledges). "
         f"Every update is a `/start`, which Frontdesk answers from a handler alone, so both do ingest, dispatch "
         f"and one `sendMessage`: an AI answer costs about 30 ms of CPU, and a rate worth measuring of them cannot "
         f"fit on two cores. Closed loop, {options.sustained_connections} connections, one update in flight per "
