@@ -1565,23 +1565,23 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     postgres_url = os.environ.get("BENCH_POSTGRES_URL", "")
     redis_url = os.environ.get("BENCH_REDIS_URL", "")
     before = before_checkout(parser, args.before)
+    rates = [float(value) for value in args.e2e_rates.split(",") if value]
+    if any(rate <= 0 for rate in rates):
+        parser.error("--e2e-rates must be positive")
     named = [parse_targets(parser, args.targets, TARGETS, before),
              parse_targets(parser, args.sustained, FLOW_TARGETS, before),
-             parse_targets(parser, args.e2e_targets, FLOW_TARGETS, before)]
+             parse_targets(parser, args.e2e_targets if rates else "", FLOW_TARGETS, before)]
     targets, sustained, e2e_targets = (runnable(listed, postgres_url, redis_url) for listed in named)
     if sum(map(len, named)) > len(targets) + len(sustained) + len(e2e_targets):
         print("BENCH_POSTGRES_URL or BENCH_REDIS_URL is not set: the targets that need them are left out "
               "(bash bench/run.sh sets them)", file=sys.stderr)
-    rates = [float(value) for value in args.e2e_rates.split(",") if value]
-    if any(rate <= 0 for rate in rates):
-        parser.error("--e2e-rates must be positive")
     return Options(args.updates, args.warmup, args.users, args.runs,
                    [int(value) for value in args.concurrency.split(",")], targets, args.limit_seconds,
                    args.quiet_seconds, postgres_url,
                    [target for target in args.profile.split(",") if target in targets and base_of(target) not in PAIRS],
                    None if args.no_doc else args.doc, Path(), redis_url=redis_url, sustained=sustained,
                    sustained_users=args.sustained_users, sustained_connections=args.sustained_connections,
-                   e2e_targets=e2e_targets if rates else [], e2e_rates=rates, e2e_seconds=args.e2e_seconds,
+                   e2e_targets=e2e_targets, e2e_rates=rates, e2e_seconds=args.e2e_seconds,
                    e2e_grace=args.e2e_grace, e2e_users=args.e2e_users, e2e_connections=args.e2e_connections,
                    before=before)
 
