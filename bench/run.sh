@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make bench`: the benchmarks of docs/BENCHMARKS.md, each writing its section there:
 #   ingest    webhook ingest of Frontdesk (SQLite, PostgreSQL, two instances) beside a bare aiohttp
-#             ceiling and a bare aiogram echo bot (bench/ingest.py, about twelve minutes);
+#             ceiling and a bare aiogram echo bot; with its workers on, updates fully handled per second
+#             and update → reply latency at 100 and 1,000/s beside the echo bot; --before DIR adds the
+#             same Frontdesk rows for another checkout (bench/ingest.py, about twenty minutes);
 #   outbound  2,000 replies to 2,000 chats at Telegram's limits, one and two instances
 #             (bench/outbound.py, about seventeen minutes);
 #   inbox     inbox-style queries on 100k conversations and 1M messages (bench/inbox.py, about eight minutes);
