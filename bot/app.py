@@ -75,7 +75,7 @@ from services.flow import ConversationEvents, ConversationFlow
 from services.generation import Generations
 from services.i18n import Translate
 from services.inbox import InboxFeed
-from services.intake import GroupCommit, UpdateStore
+from services.intake import GroupCommit, UpdateStore, keep_clean
 from services.knowledge import QUEUE as KNOWLEDGE_QUEUE
 from services.knowledge_index import KnowledgeIndex
 from services.knowledge_sources import JOB_LEASE, KnowledgeSources
@@ -492,7 +492,7 @@ async def _start_telegram(app: web.Application, services: Services) -> None:
     metrics = app[METRICS]
     worker = IntakeWorker(store, dispatcher, Served(fleet.bot_of, bots.is_active),
                           IntakeSettings(settings.intake_workers, settings.intake_lease_seconds,
-                                         settings.intake_max_attempts),
+                                         settings.intake_max_attempts, _intake_poll(store)),
                           observe=lambda outcome: metrics.updates.labels(outcome).inc())
     intake = GroupCommit(store, after_commit=worker.wake)  # this instance's worker hears of new updates at once
     app[TELEGRAM] = TelegramRuntime(dispatcher, fleet, services.outboxes, intake, worker)
@@ -504,6 +504,12 @@ async def _start_telegram(app: web.Application, services: Services) -> None:
         log.warning("No manager chat yet: handed-off conversations wait for one. Add the bot to your managers' "
                     "forum group as an admin and send /setup there (or set MANAGER_CHAT_ID).")
     await fleet.start(dispatcher, intake)
+
+
+def _intake_poll(store: UpdateStore) -> float:
+    """How often an idle intake worker looks for updates it was not woken for: on PostgreSQL another instance
+    (a receiver) may have stored them; a SQLite file has one process, whose own appends wake its worker."""
+    return 0.1 if store.postgres else 1.0
 
 
 async def _register_configured_manager_chat(tenant: Tenant, settings: Settings) -> None:
@@ -551,20 +557,25 @@ async def _stop_workers(outboxes: Outboxes, intake_worker: IntakeWorker, grace: 
 
 
 RETENTION_EVERY = 3600.0
+INTAKE_CLEAN_EVERY = 600.0  # at a thousand updates a second, ten minutes' keys are a few hundred thousand rows
 
 
 async def retention_context(app: web.Application) -> AsyncIterator[None]:
-    """The hourly purge: removed bots past BOT_RETENTION_DAYS, and old conversations when RETENTION_DAYS is set.
+    """The hourly purge: removed bots past BOT_RETENTION_DAYS, and old conversations when RETENTION_DAYS is set;
+    and every ten minutes the intake's old rows (INTAKE_RETENTION_HOURS, INTAKE_FAILED_DAYS).
     Work, so a receive-only instance (OUTBOX_WORKERS=0) leaves it to the others."""
     settings = app[SETTINGS]
     if not settings.works:
         yield
         return
-    task = asyncio.create_task(run_retention(settings.retention_days, timedelta(days=settings.bot_retention_days),
-                                             RETENTION_EVERY), name="retention")
+    tasks = [asyncio.create_task(run_retention(settings.retention_days, timedelta(days=settings.bot_retention_days),
+                                               RETENTION_EVERY), name="retention"),
+             asyncio.create_task(keep_clean(UpdateStore(), settings.intake_retention_hours,
+                                            settings.intake_failed_days, INTAKE_CLEAN_EVERY), name="retention-intake")]
     yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def create_app(settings: Settings, secrets: Secrets | None = None) -> web.Application:

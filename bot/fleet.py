@@ -36,7 +36,6 @@ from aiogram.types import TelegramObject, Update
 from aiogram.utils.i18n import I18n
 from redis.asyncio import Redis
 
-from bot.dedup import MemoryRecentUpdates, RecentUpdates, RedisRecentUpdates
 from bot.intake import lane_of
 from bot.sending import (
     BOT_DEFAULTS,
@@ -83,7 +82,6 @@ class BotRuntime:
     bot: AiogramBot
     messenger: TelegramChatSender
     budget: Budget  # Telegram's limits for this bot
-    recent: RecentUpdates  # update ids already handled: Telegram's ids are per bot
     secret: str  # what Telegram sends back with each webhook update
     sealed: str  # the stored token it was started with ("" for BOT_TOKEN's): a new one restarts it
     primary: bool = False  # the bot from BOT_TOKEN
@@ -284,11 +282,6 @@ class Fleet:
             return Pacer(limits)
         return RedisPacer(self.redis, f"{self.settings.redis_prefix}:{telegram_id}", limits)
 
-    def _recent(self, telegram_id: int) -> RecentUpdates:
-        if self.redis is None:
-            return MemoryRecentUpdates()
-        return RedisRecentUpdates(self.redis, f"{self.settings.redis_prefix}:{telegram_id}")
-
     def _serve_new(self, row: Bot) -> BotRuntime | None:
         """Its runtime, served from now on (before its webhook is set: the first update may come at once)."""
         token = self._token_of(row)
@@ -299,7 +292,7 @@ class Fleet:
         bot = AiogramBot(token, session=self.session, default=BOT_DEFAULTS)
         secret = self.settings.webhook_secret if primary else webhook_secret_of(token)
         runtime = BotRuntime(row.id, int(row.telegram_id), row.username, bot, TelegramChatSender(bot), budget,
-                             self._recent(int(row.telegram_id)), secret, row.token_secret, primary,
+                             secret, row.token_secret, primary,
                              "" if primary else row.webhook_key)
         self._serve(runtime)
         return runtime

@@ -28,6 +28,7 @@ from tortoise import connections
 from tortoise.functions import Count, Min
 
 from models import Conversation, JobStatus, OutboxJob
+from services.intake import UpdateStore, now_ms
 from services.outbox import conversation as conversation_var
 from services.redaction import Secrets
 
@@ -70,6 +71,9 @@ class Metrics:
         self.outbox_depth = Gauge("frontdesk_outbox_depth", "Jobs waiting, by queue", ["queue"], registry=r)
         self.outbox_age = Gauge("frontdesk_outbox_oldest_due_seconds",
                                 "How long the oldest due job has waited, by queue", ["queue"], registry=r)
+        self.intake_depth = Gauge("frontdesk_intake_depth", "Telegram updates stored and not handled yet", registry=r)
+        self.intake_age = Gauge("frontdesk_intake_oldest_due_seconds",
+                                "How long the longest waiting stored update has waited for a worker", registry=r)
         self.conversations = Gauge("frontdesk_conversations", "Conversations by state", ["status"], registry=r)
         self.widget_sockets = Gauge("frontdesk_widget_sockets", "Open website widget sockets", registry=r)
         self.refreshed = Gauge("frontdesk_database_gauges_refreshed_timestamp_seconds",
@@ -113,6 +117,9 @@ class Metrics:
             self.outbox_depth.labels(label).set(sum(int(row["count"]) for row in pending if row["queue"] == queue))
             oldest = next((row["oldest"] for row in due if row["queue"] == queue), None)
             self.outbox_age.labels(label).set(_age(oldest, now))
+        depth, age = await intake_backlog()
+        self.intake_depth.set(depth)
+        self.intake_age.set(age)
         states = await Conversation.all().group_by("status").annotate(count=Count("id")).values("status", "count")
         for status in ("open", "waiting", "assigned", "closed"):
             self.conversations.labels(status).set(sum(int(r["count"]) for r in states if str(r["status"]) == status))
@@ -193,6 +200,13 @@ class Readiness:
     redis: Any = None  # redis.asyncio.Redis when configured
 
 
+async def intake_backlog() -> tuple[int, float]:
+    """Telegram updates not handled yet, and the seconds the longest waiting of them has waited for a worker."""
+    now = now_ms()
+    depth, oldest_due = await UpdateStore().backlog(now)
+    return depth, 0.0 if oldest_due is None else max(0.0, (now - oldest_due) / 1000)
+
+
 class WorkLoad(Protocol):
     def load(self) -> dict[str, tuple[int, int]]:
         """Per queue: jobs running on this instance, and how many it may run at once."""
@@ -223,6 +237,10 @@ async def readyz_view(request: web.Request) -> web.Response:
         checks["outbox_oldest_due_seconds"] = round(age, 1)
         if age > readiness.max_outbox_age:
             checks["outbox"] = f"error: a job has waited {age:.0f}s (limit {readiness.max_outbox_age:.0f}s)"
+        _, waited = await intake_backlog()
+        checks["intake_oldest_due_seconds"] = round(waited, 1)
+        if waited > readiness.max_outbox_age:
+            checks["intake"] = f"error: an update has waited {waited:.0f}s (limit {readiness.max_outbox_age:.0f}s)"
     work = request.app.get(WORK_LOAD)
     if work is not None:
         checks.update(_work_load(work.load()))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +30,10 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from models import UpdateState
 
+log = logging.getLogger(__name__)
+
 PENDING, RUNNING, DONE, FAILED, DROPPED = (state.value for state in UpdateState)
+CLEAN_CHUNK = 5000
 SQLITE_BATCH = 500  # 6 variables a row; SQLite allows 32,766 in one statement
 
 
@@ -115,7 +119,6 @@ CLEAN = """DELETE FROM telegram_update WHERE id IN (SELECT id FROM telegram_upda
 WHERE (state = 2 AND finished_at < $1) OR (state > 2 AND finished_at < $2) LIMIT $3)"""
 BACKLOG = """SELECT COUNT(*) AS depth, MIN(CASE WHEN state = 0 AND run_after <= $1 THEN run_after END) AS oldest_due
 FROM telegram_update WHERE state < 2"""
-FORGET_CHAT = "DELETE FROM telegram_update WHERE bot_id = $1 AND lane = $2 AND state <> 2"
 
 
 def _sqlite(sql: str) -> str:
@@ -180,7 +183,7 @@ class UpdateStore:
         """Failed for good, or its bot is no longer served: the lane moves on; the body stays for a look."""
         await self._run(GIVE_UP, [owner, update_id, state.value, now, error[:2000]])
 
-    async def clean(self, handled_before: int, failed_before: int, chunk: int = 5000) -> int:
+    async def clean(self, handled_before: int, failed_before: int, chunk: int = CLEAN_CHUNK) -> int:
         """Delete up to `chunk` old rows (a short statement: SQLite's one connection is not held long)."""
         rows = await self._run(CLEAN + " RETURNING id", [handled_before, failed_before, chunk])
         return len(rows)
@@ -191,9 +194,22 @@ class UpdateStore:
         [row] = await self._run(BACKLOG, [now])
         return int(row["depth"]), row["oldest_due"]
 
-    async def forget_chat(self, bot_id: int, lane: int) -> None:
-        """A customer's data is deleted: their chat's unhandled, failed and dropped updates go too."""
-        await self._run(FORGET_CHAT, [bot_id, lane])
+
+
+async def keep_clean(store: UpdateStore, handled_kept_hours: float, failed_kept_days: float, every: float) -> None:
+    """Until cancelled: delete handled updates' keys once Telegram can no longer re-deliver them, and failed or
+    dropped updates (kept with their body for a look) after `failed_kept_days`; a chunk at a time."""
+    while True:
+        now = now_ms()
+        handled_before = now - int(handled_kept_hours * 3_600_000)
+        failed_before = now - int(failed_kept_days * 86_400_000)
+        try:
+            cleaned = CLEAN_CHUNK
+            while cleaned == CLEAN_CHUNK:  # a chunk a statement: others' statements come between them
+                cleaned = await store.clean(handled_before, failed_before)
+        except Exception:
+            log.exception("intake: cleaning old updates failed; trying again later")
+        await asyncio.sleep(every)
 
 
 def _retrieved(future: asyncio.Future[bool]) -> None:

@@ -27,6 +27,8 @@ from models import (
     PromptTemplate,
     PromptVersion,
     ProviderKey,
+    TelegramUpdate,
+    UpdateState,
     Usage,
     User,
 )
@@ -126,6 +128,8 @@ async def delete_customer_data(user: User, *, via: str) -> dict[str, int]:
                   "prompt_templates": await PromptTemplate.filter(owner_id__in=people).count(),
                   "api_keys": await ProviderKey.filter(owner_id__in=people).count()}
         await Conversation.filter(user_id__in=people).delete()
+        if user.telegram_id is not None:  # what they sent that is not handled yet, failed or dropped: its body
+            await TelegramUpdate.filter(bot_id=bot_id, lane=user.telegram_id).exclude(state=UpdateState.DONE).delete()
         await Usage.filter(user_id__in=people).delete()
         await User.filter(id__in=people).delete()
         await AuditLog.create(bot_id=bot_id, actor=None, action="delete_personal_data", target=f"user:{user.id}",

@@ -15,8 +15,9 @@ from aiogram.types import Message as AiogramMessage
 from tgsim import Simulator
 
 from bot.intake import IntakeSettings, IntakeWorker, Served, lane_of
-from models import Bot, Message, OutboxJob, TelegramUpdate, UpdateState
-from services.intake import Arrival, GroupCommit, UpdateStore
+from models import Bot, Message, OutboxJob, TelegramUpdate, UpdateState, User
+from services import privacy
+from services.intake import Arrival, GroupCommit, UpdateStore, keep_clean, now_ms
 from tests.conftest import TOKEN, eventually, free_port, frontdesk_environment, outbox_idle, running_frontdesk
 from tests.fake_ai import FakeAI
 
@@ -188,6 +189,43 @@ async def test_many_claimers_at_once_run_each_update_once_and_each_chat_in_order
     for lane in range(12):
         in_lane = [update_id for chat, update_id in handled if chat == lane]
         assert in_lane == sorted(in_lane)
+
+
+async def test_deleting_a_customers_data_takes_what_they_sent_that_the_intake_still_holds(database: str) -> None:
+    """A failed update keeps its body for a week, an unhandled one until it runs: both are the customer's words.
+    The keys of handled ones (no body) stay, to refuse a re-delivery."""
+    [bot] = await _bots()
+    ann = await User.create(bot=bot, telegram_id=500, first_name="Ann")
+    store = UpdateStore()
+    await store.append([_arrival(bot, 1, 500), _arrival(bot, 2, 500), _arrival(bot, 3, 600)], NOW)
+    handled, _beas = await store.claim("a", NOW, LEASE, 10)
+    await store.finish("a", [handled.id], NOW)
+    [failed] = await store.claim("a", NOW, LEASE, 10)
+    await store.give_up("a", failed.id, UpdateState.FAILED, NOW, "ValueError: a bug")
+    await store.append([_arrival(bot, 4, 500)], NOW)  # not handled yet
+    await privacy.delete_customer_data(ann, via="bot")
+    rows = {row.update_id: row for row in await TelegramUpdate.filter(bot_id=bot.id)}
+    assert sorted(rows) == [1, 3]  # Ann's handled key, and Bea's update
+    assert rows[1].body is None
+    assert rows[3].lane == 600
+
+
+async def test_old_keys_and_failed_updates_are_cleaned_in_the_background(database: str) -> None:
+    [bot] = await _bots()
+    store = UpdateStore()
+    await store.append([_arrival(bot, n, 10 + n) for n in (1, 2)], NOW)
+    first, second = await store.claim("a", NOW, LEASE, 10)
+    await store.finish("a", [first.id], now_ms() - 26 * 3_600_000)  # past the 25 hours Telegram may re-deliver
+    await store.finish("a", [second.id], now_ms())
+    cleaning = asyncio.create_task(keep_clean(store, 25, 7, every=60))
+    try:
+        await eventually(lambda: _kept(bot, [2]), "the old key cleaned")
+    finally:
+        cleaning.cancel()
+
+
+async def _kept(bot: Bot, update_ids: list[int]) -> bool:
+    return [row.update_id for row in await TelegramUpdate.filter(bot_id=bot.id).order_by("update_id")] == update_ids
 
 
 # --- group commit ------------------------------------------------------------------------------

@@ -20,8 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from tgsim import Simulator
 
 from bot.observability import JsonFormatter, Redact, update_id_var
-from models import Bot, OutboxJob
+from models import Bot, OutboxJob, TelegramUpdate
 from services import outbox
+from services.intake import now_ms
 from tests.conftest import (
     BACKEND,
     REDIS_URL,
@@ -167,6 +168,26 @@ async def test_readyz_fails_when_the_outbox_falls_behind(frontdesk: Frontdesk) -
         assert value(await scrape(frontdesk), "frontdesk_outbox_oldest_due_seconds", queue="customers") >= 299
         async with http.get(frontdesk.url + "/healthz") as response:
             assert response.status == 200  # liveness stays cheap and independent
+
+
+@pytest.mark.parametrize("frontdesk_settings", [{"OUTBOX_WORKERS": 0, "READY_MAX_OUTBOX_AGE": 60, **SCRAPED}],
+                         indirect=True)
+async def test_readyz_fails_when_updates_wait_for_a_worker_too_long(frontdesk: Frontdesk, sim: Simulator) -> None:
+    """A receiver (OUTBOX_WORKERS=0) takes updates for workers elsewhere: if none handles them, it says so."""
+    ann = sim.create_user("Ann")
+    sim.send_text(ann["id"], "hello?")
+    await sim.wait_until_delivered(timeout=10)
+    await scraped_soon(frontdesk, "frontdesk_intake_depth", 1)
+    status, body = await readiness(frontdesk)
+    assert (status, body["checks"]["intake_oldest_due_seconds"] < 60) == (200, True)
+    await TelegramUpdate.all().update(run_after=now_ms() - 300_000)  # as if no worker had looked for 5 minutes
+    status, body = await readiness(frontdesk)
+    assert status == 503
+    assert body["checks"]["intake"].startswith("error: an update has waited 300s")
+
+    async def aged() -> bool:
+        return value(await scrape(frontdesk), "frontdesk_intake_oldest_due_seconds") >= 300
+    await eventually(aged, "the intake's wait on /metrics")
 
 
 def test_secrets_are_redacted_wherever_they_appear() -> None:

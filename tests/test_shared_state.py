@@ -1,4 +1,4 @@
-"""Rate limits and update de-duplication: the same behaviour in process and on a real Redis."""
+"""Rate limits and Telegram pacing: the same behaviour in process and on a real Redis."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from redis.asyncio import Redis
 
-from bot.dedup import MemoryRecentUpdates, RecentUpdates, RedisRecentUpdates
 from bot.sending import YIELD, Limits, RedisPacer
 from services.limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter, Verdict
 from services.ports import SendPriority
@@ -30,16 +29,6 @@ async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[RateLimiter]:
     await client.aclose()
 
 
-@pytest.fixture(params=KINDS)
-async def recent(request: pytest.FixtureRequest) -> AsyncIterator[RecentUpdates]:
-    if request.param == "memory":
-        yield MemoryRecentUpdates()
-        return
-    client = Redis.from_url(REDIS_URL)
-    yield RedisRecentUpdates(client, f"test-{uuid.uuid4().hex}")
-    await client.aclose()
-
-
 async def test_limiter_allows_a_burst_then_warns_once_then_drops(limiter: RateLimiter) -> None:
     verdicts = [await limiter.check("customer") for _ in range(6)]
     assert verdicts == [Verdict.ALLOW] * 3 + [Verdict.WARN, Verdict.DROP, Verdict.DROP]
@@ -53,13 +42,6 @@ async def test_limiter_refills_over_time() -> None:
     now[0] = 1.0
     assert await limiter.check("c") == Verdict.ALLOW  # one token back after a second, and warned again later
     assert await limiter.check("c") == Verdict.WARN
-
-
-async def test_recent_updates_remember_what_was_handled(recent: RecentUpdates) -> None:
-    assert not await recent.seen(10)
-    await recent.remember(10)
-    assert await recent.seen(10)
-    assert not await recent.seen(11)
 
 
 # The SQLite half of `make test` has no Redis; the PostgreSQL half runs these.
