@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -384,7 +383,7 @@ class Fleet:
         arrivals = []
         for update in updates:
             body = update.model_dump_json(exclude_unset=True, by_alias=True).encode()
-            arrivals.append(Arrival(runtime.tenant_id, update.update_id, lane_of(json.loads(body)), body))
+            arrivals.append(Arrival(runtime.tenant_id, update.update_id, lane_of(update), body))
         await asyncio.gather(*(intake.append(arrival) for arrival in arrivals))  # one statement
 
     # --- a token Telegram no longer accepts -------------------------------------------------------------------

@@ -14,12 +14,11 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from aiogram import Bot as AiogramBot
 from aiogram import Dispatcher
 from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
-from aiogram.types import Update
+from aiogram.types import Update, User
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from tortoise.exceptions import DBConnectionError, OperationalError
@@ -39,31 +38,25 @@ PASSING = (OSError, asyncio.TimeoutError, DBConnectionError, OperationalError, R
            RedisTimeoutError, TelegramNetworkError, TelegramServerError, TelegramRetryAfter)
 
 
-def lane_of(data: dict[str, Any]) -> int:
-    """The chat an update belongs to, from its parsed JSON: its updates run one at a time, in order.
+def lane_of(update: Update) -> int:
+    """The chat an update belongs to: its updates run one at a time, in order.
 
     A button's press goes in its message's chat, after what that chat sent before it (stricter than Telegram,
     which queues presses apart: a customer's press waits for their previous message, as it should).
     """
-    for kind in ("message", "edited_message", "channel_post", "edited_channel_post", "my_chat_member",
-                 "chat_member", "business_message", "edited_business_message"):
-        if isinstance(event := data.get(kind), dict) and isinstance(chat := event.get("chat"), dict):
-            return _int(chat.get("id"))
-    if isinstance(query := data.get("callback_query"), dict):
-        if isinstance(message := query.get("message"), dict) and isinstance(chat := message.get("chat"), dict):
-            return _int(chat.get("id"))
-        if isinstance(sender := query.get("from"), dict):
-            return _int(sender.get("id"))
-    for value in data.values():  # any other kind names its person
-        if isinstance(value, dict):
-            for key in ("from", "user"):
-                if isinstance(person := value.get(key), dict):
-                    return _int(person.get("id"))
+    for event in (update.message, update.edited_message, update.channel_post, update.edited_channel_post,
+                  update.business_message, update.edited_business_message, update.my_chat_member,
+                  update.chat_member):
+        if event is not None:
+            return event.chat.id
+    if (query := update.callback_query) is not None:
+        return query.message.chat.id if query.message is not None else query.from_user.id
+    for name in type(update).model_fields:  # any other kind names its person
+        event = getattr(update, name)
+        person = getattr(event, "from_user", None) or getattr(event, "user", None)
+        if isinstance(person, User):
+            return person.id
     return 0  # names no chat: such updates of a bot run one at a time
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import pytest
 from aiogram import Bot as AiogramBot
 from aiogram import Dispatcher
 from aiogram.types import Message as AiogramMessage
+from aiogram.types import Update
 from tgsim import Simulator
 
 from bot.intake import IntakeSettings, IntakeWorker, Served, lane_of
@@ -328,7 +329,8 @@ def _worker(bot: Bot, recorder: Recorder, served: AiogramBot | None, *, active: 
 async def _stored(bot: Bot, updates: Sequence[dict[str, Any]]) -> None:
     intake = GroupCommit(UpdateStore())
     for update in updates:
-        await intake.append(Arrival(bot.id, update["update_id"], lane_of(update), json.dumps(update).encode()))
+        lane = lane_of(Update.model_validate(update))
+        await intake.append(Arrival(bot.id, update["update_id"], lane, json.dumps(update).encode()))
 
 
 async def _states(bot: Bot) -> dict[int, UpdateState]:
@@ -423,9 +425,14 @@ async def test_a_stopping_worker_hands_back_what_it_could_not_finish(database: s
 
 
 def test_each_update_runs_in_its_chats_lane() -> None:
-    assert lane_of(_message_update(1, 42, "hi")) == 42
-    press = {"update_id": 2, "callback_query": {"id": "1", "from": {"id": 7}, "chat_instance": "x", "data": "d",
-                                                "message": {"message_id": 3, "date": 0, "chat": {"id": -100}}}}
-    assert lane_of(press) == -100
-    assert lane_of({"update_id": 3, "inline_query": {"id": "q", "from": {"id": 9}, "query": "", "offset": ""}}) == 9
-    assert lane_of({"update_id": 4}) == 0
+    def lane(data: dict[str, Any]) -> int:
+        return lane_of(Update.model_validate(data))
+    assert lane(_message_update(1, 42, "hi")) == 42
+    press = {"update_id": 2, "callback_query": {
+        "id": "1", "from": {"id": 7, "is_bot": False, "first_name": "Ann"}, "chat_instance": "x", "data": "d",
+        "message": {"message_id": 3, "date": 0, "chat": {"id": -100, "type": "supergroup", "title": "Desk"}}}}
+    assert lane(press) == -100
+    query = {"update_id": 3, "inline_query": {"id": "q", "from": {"id": 9, "is_bot": False, "first_name": "Bo"},
+                                              "query": "", "offset": ""}}
+    assert lane(query) == 9
+    assert lane({"update_id": 4}) == 0
