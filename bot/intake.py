@@ -133,13 +133,13 @@ class IntakeWorker:
         while not self._stopping:
             self._wakeup.clear()  # before claiming: a wake-up during the claim is kept
             claimed: list[ClaimedUpdate] = []
+            marked = 0
             try:
-                await self._flush()  # first: a chat's next update is claimable once its previous one is marked
                 free = self.settings.workers - len(self._running)
                 if free > 0:
                     claimed = await self.store.claim(self.owner, now_ms(), self.lease_ms, min(free, CLAIM_BATCH))
             except Exception:
-                log.exception("intake: marking or claiming updates failed")
+                log.exception("intake: claiming updates failed")
             if self._stopping:
                 with contextlib.suppress(Exception):
                     await self.store.release(self.owner, [update.id for update in claimed])
@@ -147,19 +147,28 @@ class IntakeWorker:
             for update in claimed:
                 self._running[update.id] = asyncio.create_task(self._run_and_free(update),
                                                                name=f"intake-update-{update.id}")
-            if len(claimed) == CLAIM_BATCH and len(self._running) < self.settings.workers:
+            try:
+                # After the claim, so a new update starts without waiting for this statement; the chats whose
+                # updates it marks may have their next one waiting, which the next claim, at once, takes.
+                marked = await self._flush()
+            except Exception:
+                log.exception("intake: marking handled updates failed")
+            if marked or (len(claimed) == CLAIM_BATCH and len(self._running) < self.settings.workers):
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self.settings.idle_poll_seconds)
 
-    async def _flush(self) -> None:
-        if self._handled:
-            handled, self._handled = self._handled, []
-            try:
-                await self.store.finish(self.owner, handled, now_ms())
-            except Exception:
-                self._handled.extend(handled)  # next time; meanwhile their chats wait
-                raise
+    async def _flush(self) -> int:
+        """Mark what finished since the last time handled, in one statement; how many."""
+        if not self._handled:
+            return 0
+        handled, self._handled = self._handled, []
+        try:
+            await self.store.finish(self.owner, handled, now_ms())
+        except Exception:
+            self._handled.extend(handled)  # next time; meanwhile their chats wait
+            raise
+        return len(handled)
 
     async def _keep_leases(self) -> None:
         while True:
