@@ -85,8 +85,9 @@ async def test_talk_to_a_person_opens_a_topic_with_a_header_card(desk: Desk, sim
     assert "asked for a person" in card["text"]
     buttons = [b["text"] for row in card["reply_markup"]["inline_keyboard"] for b in row]
     assert buttons == ["✋ Take", "🤖 Return to AI", "✅ Close", "🚫 Ban"]
-    notice = customer_texts(sim, ann["id"])[-1]
-    assert notice.startswith("Sure! I've asked a person to join.")
+    # The customer's notice and the group's card are jobs of two queues: either may come first.
+    await sim.wait_until(lambda: customer_texts(sim, ann["id"])[-1].startswith("Sure! I've asked a person to join."),
+                         10, "the customer told a person is asked")
     conversation = await Conversation.get(user__telegram_id=ann["id"])
     assert conversation.mode == ConversationMode.HUMAN
     assert conversation.handoff_reason == HandoffReason.ASKED_FOR_PERSON
