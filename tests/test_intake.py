@@ -178,7 +178,7 @@ async def test_many_claimers_at_once_run_each_update_once_and_each_chat_in_order
                 if update.lane in running:
                     overlaps.append(update.lane)
                 running[update.lane] = update.update_id
-            await asyncio.sleep(0)
+            await store.renew(owner, [update.id for update in claimed], NOW + LEASE)  # the others claim meanwhile
             for update in claimed:
                 del running[update.lane]
                 handled.append((update.lane, update.update_id))
@@ -274,10 +274,9 @@ async def test_when_a_batch_cannot_be_stored_every_caller_hears_it_and_nothing_i
 async def test_closing_the_intake_writes_what_it_took_and_refuses_more(database: str) -> None:
     [bot] = await _bots()
     intake = GroupCommit(UpdateStore())
-    taken = [asyncio.ensure_future(intake.append(_arrival(bot, n, 10 + n))) for n in (1, 2, 3)]
-    await asyncio.sleep(0)  # each is waiting on its statement
-    await intake.close()
-    assert [task.result() for task in taken] == [True, True, True]
+    # The appends start first (tasks run in the order they were made), then the close.
+    outcomes = await asyncio.gather(*(intake.append(_arrival(bot, n, 10 + n)) for n in (1, 2, 3)), intake.close())
+    assert outcomes == [True, True, True, None]
     with pytest.raises(RuntimeError):
         await intake.append(_arrival(bot, 4, 14))
 
@@ -309,12 +308,20 @@ class Recorder:
             self.overlaps.append(chat)
         self.running.add(chat)
         try:
-            await asyncio.sleep(0.001 * (chat % 3))  # chats finish out of step with each other
+            for _ in range(chat % 3):  # chats finish out of step with each other: a turn of the loop each
+                await _next_turn()
             if (error := self.fail_first.pop(text, None)) is not None:
                 raise error
             self.seen.append((chat, text))
         finally:
             self.running.discard(chat)
+
+
+async def _next_turn() -> None:
+    """Let everything else that is ready run once (no waiting for time)."""
+    turn = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(turn.set_result, None)
+    await turn
 
 
 def _worker(bot: Bot, recorder: Recorder, served: AiogramBot | None, *, active: bool = True,
