@@ -32,7 +32,6 @@ from models import UpdateState
 
 log = logging.getLogger(__name__)
 
-PENDING, RUNNING, DONE, FAILED, DROPPED = (state.value for state in UpdateState)
 CLEAN_CHUNK = 5000
 SQLITE_BATCH = 500  # 6 variables a row; SQLite allows 32,766 in one statement
 
