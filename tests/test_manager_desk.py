@@ -22,7 +22,7 @@ from models import (
     MessageCopy,
     User,
 )
-from tests.conftest import Frontdesk, formatted, outbox_idle, updates_handled
+from tests.conftest import Frontdesk, eventually, formatted, outbox_idle, updates_handled
 from tests.desk_helpers import (
     BOSS_ID,
     Desk,
@@ -115,7 +115,11 @@ async def test_human_keeps_its_notice_in_the_conversation_as_the_widget_does(
     [stored] = await Message.filter(conversation_id=conversation.id, author_kind=AuthorKind.SYSTEM)
     assert stored.text == told["text"]
     assert stored.ai_meta["notice"] == "handoff"
-    assert await MessageCopy.exists(message_id=stored.id, chat_id=ann["id"], telegram_message_id=told["message_id"])
+
+    async def copy_recorded() -> bool:  # the job records it once Telegram's answer to its send is back
+        return await MessageCopy.exists(message_id=stored.id, chat_id=ann["id"],
+                                        telegram_message_id=told["message_id"])
+    await eventually(copy_recorded, "the notice's copy recorded")
 
     sim.send_command(ann["id"], "human")
     await sim.wait_until(lambda: len([t for t in customer_texts(sim, ann["id"]) if t == told["text"]]) == 2,
