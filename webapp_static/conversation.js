@@ -426,6 +426,8 @@ FD.start(async (me) => {
       if (reply) insert(reply.text);
     });
     $("manage-replies").addEventListener("click", () => { openPicker(false); editReply(null); $("replies-dialog").showModal(); });
+    // Held disabled by the page until here, as the composer is: a tap before this would have opened nothing.
+    $("saved-button").disabled = false;
   }
 
   // Managing them: the list, and one form for a new reply or the one being edited.
