@@ -1057,12 +1057,12 @@ class SustainedResult:
         return len(self.replies) / seconds if seconds > 0 else 0.0
 
 
-def run_sustained(target: str, options: Options) -> SustainedResult:
+def run_sustained(target: str, options: Options, profile_path: str = "") -> SustainedResult:
     users = user_ids(options.sustained_users, SUSTAINED_USER_OFFSET)
     warmup = make_deliveries(1, len(users), users, START_COMMAND)
     measured = make_deliveries(len(users) + 1, options.updates, users, START_COMMAND)
     concurrency = options.sustained_connections
-    with started(target, options, users) as run:
+    with started(target, options, users, profile_path) as run:
         problems = warm_up(run, warmup, concurrency)
         background = wait_for_quiet(options.quiet_seconds)
         before = int(run.sim.ask("answers"))
@@ -1322,7 +1322,8 @@ KEY_FUNCTIONS = (
     ("bot/webhook.py", "telegram_webhook"), ("dispatcher.py", "feed_update"), ("bot/middlewares.py", "get_locale"),
     ("services/conversations.py", "record_customer_message"), ("services/conversations.py", "register_customer"),
     ("services/conversations.py", "open_conversation"), ("services/conversations.py", "_count_message"),
-    ("services/outbox.py", "enqueue"),
+    ("services/outbox.py", "enqueue"), ("bot/intake.py", "run"), ("bot/intake.py", "_loop"),
+    ("services/intake.py", "claim"), ("services/intake.py", "finish"),
 )
 
 
@@ -1360,12 +1361,12 @@ def cumulative(stats: ProfileStats, suffix: str, name: str) -> float:
                if function == name and filename.endswith(suffix))
 
 
-def profile_report(path: str, result: RunResult) -> str:
+def profile_report(path: str, target: str, concurrency: int, acked: int, rate: float, what: str) -> str:
     stats = cast(ProfileStats, pstats.Stats(path).stats)  # type: ignore[attr-defined]
     total = sum(entry[2] for entry in stats.values())
-    updates = max(1, result.load.acked)
-    lines = [f"{label(result.target)}, {result.concurrency} connections, {result.load.acked} updates at "
-             f"{result.rate:,.0f}/s under cProfile (which slows it); the event-loop thread's {total:.2f} s "
+    updates = max(1, acked)
+    lines = [f"{label(target)}, {concurrency} connections, {acked} updates {what} at "
+             f"{rate:,.0f}/s under cProfile (which slows it); the event-loop thread's {total:.2f} s "
              f"({1000 * total / updates:.2f} ms per update), by own time:", "", "```"]
     lines += [f"{100 * seconds / total:5.1f}%  {area}" for area, seconds in by_area(stats)]
     lines += ["", "cumulative ms per update (own time and callees, while running):"]
@@ -1379,8 +1380,12 @@ def profile_report(path: str, result: RunResult) -> str:
 
 def profile(target: str, options: Options) -> str:
     path = str(options.workdir / f"profile-{target}.pstats")
+    if base_of(target) in FLOW_TARGETS:  # handled, not only acknowledged: the sustained mode's loop
+        sustained = run_sustained(target, options, profile_path=path)
+        return profile_report(path, sustained.target, sustained.concurrency, sustained.load.acked,
+                              sustained.handled_rate, "handled")
     result = run_once(target, max(options.concurrency), options, profile_path=path)
-    return profile_report(path, result)
+    return profile_report(path, result.target, result.concurrency, result.load.acked, result.rate, "acknowledged")
 
 
 # --- the document ----------------------------------------------------------------------------------
@@ -1540,7 +1545,8 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--limit-seconds", type=float, default=10.0, help="stop sending after this long")
     parser.add_argument("--quiet-seconds", type=float, default=3.0,
                         help="before each run, wait up to this long for other work on the machine to stop")
-    parser.add_argument("--profile", default="", help="targets to profile once more under cProfile")
+    parser.add_argument("--profile", default="", help="targets to profile once more under cProfile (a +workers "
+                        "one in the sustained mode)")
     parser.add_argument("--sustained", default=",".join(FLOW_TARGETS),
                         help=f"sustained mode (workers on, /start answered): some of {', '.join(FLOW_TARGETS)}; "
                              "'' for none")
@@ -1578,7 +1584,8 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     return Options(args.updates, args.warmup, args.users, args.runs,
                    [int(value) for value in args.concurrency.split(",")], targets, args.limit_seconds,
                    args.quiet_seconds, postgres_url,
-                   [target for target in args.profile.split(",") if target in targets and base_of(target) not in PAIRS],
+                   [target for target in args.profile.split(",")
+                    if (target in targets and base_of(target) not in PAIRS) or target in sustained],
                    None if args.no_doc else args.doc, Path(), redis_url=redis_url, sustained=sustained,
                    sustained_users=args.sustained_users, sustained_connections=args.sustained_connections,
                    e2e_targets=e2e_targets, e2e_rates=rates, e2e_seconds=args.e2e_seconds,

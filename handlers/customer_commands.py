@@ -19,6 +19,7 @@ from handlers.keyboards import (
     language_keyboard,
     start_keyboard,
 )
+from models import Bot as Tenant
 from models import User
 from services import conversations, desk, staff, tenant_settings
 from services.flow import ConversationFlow
@@ -41,10 +42,13 @@ async def _registered(event: Message | CallbackQuery, tenant_id: int, settings: 
     return await conversations.register_customer(tenant_id, as_customer(event.from_user), settings.default_locale)
 
 
-async def _for_staff(message: Message, tenant_id: int, settings: Settings, staff_directory: StaffDirectory) -> str:
-    """The team's own commands, for a staff member (an admin, a manager or a viewer); "" for anyone else."""
+async def _for_staff(message: Message, tenant: Tenant, person_row: User | None, settings: Settings,
+                     staff_directory: StaffDirectory) -> str:
+    """The team's own commands, for a staff member (an admin, a manager or a viewer); "" for anyone else.
+    `tenant` and `person_row` are the rows the handler has read already (each /start is one more read
+    of each otherwise, and /start is what a crowd arriving from an ad sends)."""
     person = message.from_user
-    if person is None or await staff_directory.role_in(tenant_id, person.id, settings.default_locale) \
+    if person is None or await staff_directory.current_role(tenant, person.id, person_row, settings.default_locale) \
             not in staff.ASSIGNABLE:
         return ""
     return "\n\n" + escape(_(FOR_STAFF))
@@ -54,7 +58,8 @@ async def start(message: Message, tenant_id: int, settings: Settings, customer: 
                 staff_directory: StaffDirectory) -> None:
     user = await _registered(message, tenant_id, settings, customer)
     name = f"<b>{escape(user.first_name or _('there'))}</b>"
-    business = (await tenant_settings.load(tenant_id)).business_name
+    tenant = await Tenant.get(id=tenant_id)  # read fresh: another instance may have changed its settings
+    business = tenant_settings.of(tenant).business_name
     if business:
         text = _(
             "Hello, {name}! 👋\n\n"
@@ -68,11 +73,12 @@ async def start(message: Message, tenant_id: int, settings: Settings, customer: 
             "from what the business has taught me. If you'd rather talk to a person, tap the button below "
             "or send /human at any time."
         ).format(name=name)
-    text += await _for_staff(message, tenant_id, settings, staff_directory)
+    text += await _for_staff(message, tenant, user, settings, staff_directory)
     await message.answer(text, reply_markup=start_keyboard(settings.public_address.mini_app_url_of(tenant_id)))
 
 
-async def help_command(message: Message, tenant_id: int, settings: Settings, staff_directory: StaffDirectory) -> None:
+async def help_command(message: Message, tenant_id: int, settings: Settings, customer: User | None,
+                       staff_directory: StaffDirectory) -> None:
     text = _(
         "Just write your question and I'll answer.\n\n"
         "/new: start a new conversation\n"
@@ -80,7 +86,8 @@ async def help_command(message: Message, tenant_id: int, settings: Settings, sta
         "/language: change the language\n"
         "/help: this help"
     )
-    await message.answer(escape(text) + await _for_staff(message, tenant_id, settings, staff_directory))
+    tenant = await Tenant.get(id=tenant_id)
+    await message.answer(escape(text) + await _for_staff(message, tenant, customer, settings, staff_directory))
 
 
 async def id_command(message: Message, settings: Settings) -> None:

@@ -64,6 +64,8 @@ async def test_an_invited_viewer_joins_from_the_link_without_the_manager_chat_th
         sim.press_button(zoe["id"], zoe["id"], question["message_id"], data=join["callback_data"])
         await _last(sim, zoe, "Welcome to the team! You're a viewer")
         assert await _role(sim, desk, zoe) == "viewer"
+        sim.send_command(zoe["id"], "help")  # the team's commands: she is on it by invitation, not by the chat
+        assert "For the team:\n/dashboard" in (await _last(sim, zoe, "Just write your question"))["text"]
         assert await _role(sim, desk, max_) == "customer"
         team = await boss.get("/api/admin/staff")
         assert team["invites"] == []
@@ -84,6 +86,8 @@ async def test_an_invited_viewer_joins_from_the_link_without_the_manager_chat_th
     assert await _role(sim, desk, zoe) == "customer"
     sim.send_command(zoe["id"], "dashboard")
     await _last(sim, zoe, "The dashboard is for the business's team.")
+    sim.send_command(zoe["id"], "help")
+    assert "For the team" not in (await _last(sim, zoe, "Just write your question"))["text"]
     actions = [row.action for row in await AuditLog.filter(action__in=["team_invite", "team_join", "remove_member"])
                .order_by("id")]
     assert actions == ["team_invite", "team_join", "remove_member"]
