@@ -309,19 +309,12 @@ class Recorder:
         self.running.add(chat)
         try:
             for _ in range(chat % 3):  # chats finish out of step with each other: a turn of the loop each
-                await _next_turn()
+                await asyncio.sleep(0)
             if (error := self.fail_first.pop(text, None)) is not None:
                 raise error
             self.seen.append((chat, text))
         finally:
             self.running.discard(chat)
-
-
-async def _next_turn() -> None:
-    """Let everything else that is ready run once (no waiting for time)."""
-    turn = asyncio.get_running_loop().create_future()
-    asyncio.get_running_loop().call_soon(turn.set_result, None)
-    await turn
 
 
 def _worker(bot: Bot, recorder: Recorder, served: AiogramBot | None, *, active: bool = True,
