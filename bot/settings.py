@@ -171,6 +171,10 @@ class Settings(BaseSettings):
     # The intake: the webhook stores each Telegram update and answers; this many are handled at once per working
     # instance (each chat's one at a time, in order). A crashed instance's update is taken again after the lease.
     intake_workers: int = Field(32, alias="INTAKE_WORKERS", ge=1)
+    # Of those, the most one bot's updates may take at once when the deployment serves several bots: a bot
+    # that gets a flood of new customers has them handled a few at a time (its answers cannot go out faster
+    # than its Telegram budget anyway), and another bot's customer does not wait behind them on the event loop.
+    intake_updates_per_bot: int = Field(4, alias="INTAKE_UPDATES_PER_BOT", ge=1)
     intake_lease_seconds: float = Field(60.0, alias="INTAKE_LEASE_SECONDS", gt=0)
     # Tries of an update that fails by its own fault (the database, Redis or Telegram away do not count).
     intake_max_attempts: int = Field(10, alias="INTAKE_MAX_ATTEMPTS", ge=1)
