@@ -21,7 +21,10 @@ deployment that already has them. Three sections (`--sections`):
   seconds earlier). Time to reply = the bench having the customer send → the first `sendMessage` or
   `sendMessageDraft` tgsim accepted into their chat; p50/p99 for the 99, with and without the flood, and
   where their time went: the webhook acknowledged (tgsim's delivery log), the model asked (the model's
-  request log), the first words.
+  request log), the first words. `--fair-databases postgres-split` runs the same rows on PostgreSQL + Redis
+  with the work apart from the webhooks, as a larger deployment would: one process receives
+  (OUTBOX_WORKERS=0, every bot's webhook points at it) and `--split-workers` processes work (the intake's
+  and the outbox's workers, the default settings); the CPU is theirs together.
 
 `bash bench/run.sh fleet` runs all three and writes their sections of docs/BENCHMARKS.md; `--quick` is a
 smoke run (10 bots, one run each, a small flood) that leaves the document alone.
@@ -682,7 +685,8 @@ async def model_requests(ai: AIServer, http: aiohttp.ClientSession) -> list[dict
 async def fairness_run(flood: int, kind: str, options: Options, ai: AIServer, workdir: Path,
                        http: aiohttp.ClientSession) -> FairRun:
     tag = secrets.token_hex(5)
-    async with database(kind, options, workdir, f"fair_{flood}_{tag}") as (database_url, redis_url):
+    server = "postgres" if kind == "postgres-split" else kind
+    async with database(server, options, workdir, f"fair_{flood}_{tag}") as (database_url, redis_url):
         return await _fairness_run(FairRun(flood, options.fair_bots - 1, kind), options, ai, workdir, http,
                                    database_url, redis_url, tag)
 
@@ -712,9 +716,19 @@ async def _fairness_run(run: FairRun, options: Options, ai: AIServer, workdir: P
                             # a prefix of its own: tgsim numbers this row's updates as it did the last row's
                             **({"REDIS_URL": redis_url, "REDIS_PREFIX": f"fleet-{tag}"} if redis_url else {}),
                             **options.fair_settings)
-        process = spawn([sys.executable, "-m", "bot"], env, log)
+        split = run.database == "postgres-split"
+        # Split: the first process only receives; the others work, with every bot's webhook still at the first
+        processes = [spawn([sys.executable, "-m", "bot"], {**env, "OUTBOX_WORKERS": "0"} if split else env, log)]
+        ports = [port]
+        if split:
+            for index in range(options.split_workers):
+                ports.append(free_port())
+                processes.append(spawn([sys.executable, "-m", "bot"],
+                                       {**env, "PORT": str(ports[-1]), "WEBHOOK_BASE_URL": env["WEBHOOK_BASE_URL"]},
+                                       log.with_suffix(f".worker{index}.log")))
         try:
-            await wait_healthy(http, port, process)
+            for each_port, each in zip(ports, processes, strict=True):
+                await wait_healthy(http, each_port, each)
             sim.send_text(warm_user, question(warm_user), bot=seeded[0].token)
             warm = FairRun(0, 0, sent={warm_user: time.time()})
             warm_watch = Watch(sim, warm, chats)
@@ -727,7 +741,8 @@ async def _fairness_run(run: FairRun, options: Options, ai: AIServer, workdir: P
             watch = Watch(sim, run, chats)
             sampler = asyncio.create_task(sample_claims(
                 database_url, run, {bot.telegram_id: user for user, bot in others.items()}))
-            cpu, threads_before = process_cpu(process.pid), thread_cpu(process.pid)
+            cpu = [process_cpu(each.pid) for each in processes]
+            threads_before = [thread_cpu(each.pid).get(each.pid, 0.0) for each in processes]
             began = time.time()
             for user in flood_users:
                 run.sent[user] = time.time()
@@ -742,8 +757,8 @@ async def _fairness_run(run: FairRun, options: Options, ai: AIServer, workdir: P
             except TimeoutError as error:
                 run.problems.append(str(error))
             run.elapsed = time.time() - began
-            run.cpu_seconds = process_cpu(process.pid) - cpu
-            run.loop_cpu = thread_cpu(process.pid).get(process.pid, 0.0) - threads_before.get(process.pid, 0.0)
+            run.cpu_seconds = sum(process_cpu(each.pid) for each in processes) - sum(cpu)
+            run.loop_cpu = sum(thread_cpu(each.pid).get(each.pid, 0.0) for each in processes) - sum(threads_before)
             sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sampler
@@ -760,14 +775,16 @@ async def _fairness_run(run: FairRun, options: Options, ai: AIServer, workdir: P
                 if owner is not None and attempt["status"] and 200 <= attempt["status"] < 300:
                     run.acked.setdefault(owner, float(attempt["time"]))
         finally:
-            stop(process, 5.0)  # a hundred bots take half a minute to close
+            for each in processes:
+                stop(each, 5.0)  # a hundred bots take half a minute to close
     missing = [user for user in run.other_users if user not in run.first]
     if missing:
         run.problems.append(f"{len(missing)} of the {len(run.other_users)} customers got no reply")
     if run.problems:
         run.problems.append(f"log: {log}")
     else:
-        log.unlink(missing_ok=True)
+        for each_log in workdir.glob(f"{log.stem}*.log"):
+            each_log.unlink(missing_ok=True)
     return run
 
 
@@ -804,7 +821,8 @@ def fairness_table(runs: Sequence[FairRun], options: Options) -> str:
     return "\n".join(lines)
 
 
-DATABASE_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL + Redis"}
+DATABASE_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL + Redis",
+                  "postgres-split": "PostgreSQL + Redis, receiving and working apart"}
 
 
 def fairness_comparison(runs: Sequence[FairRun], options: Options) -> list[str]:
@@ -846,6 +864,7 @@ class Options:
     fair_settings: dict[str, str]
     doc: Path | None
     fair_databases: list[str] = field(default_factory=lambda: ["sqlite"])
+    split_workers: int = 1
     postgres_url: str = ""  # BENCH_POSTGRES_URL, as bench/run.sh exports it (rush_hour.database reads these two)
     redis_url: str = ""
     code: str = ""
@@ -969,7 +988,9 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     both = os.environ.get("BENCH_POSTGRES_URL")
     parser.add_argument("--fair-databases", default="sqlite,postgres" if both else "sqlite",
                         help="fairness: some of sqlite, postgres (PostgreSQL + Redis at BENCH_POSTGRES_URL and "
-                             "BENCH_REDIS_URL, which bench/run.sh starts; both by default when they are set)")
+                             "BENCH_REDIS_URL, which bench/run.sh starts; both by default when they are set), "
+                             "postgres-split (as postgres, one process receiving and --split-workers working)")
+    parser.add_argument("--split-workers", type=int, default=1, help="fairness: working processes in postgres-split")
     parser.add_argument("--fair-settings", default="",
                         help="fairness: Frontdesk settings for every row, NAME=VALUE[+NAME=VALUE...]")
     parser.add_argument("--quiet-seconds", type=float, default=3.0,
@@ -984,7 +1005,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     databases = args.fair_databases.split(",")
     if any(kind not in DATABASE_NAMES for kind in databases):
         parser.error(f"--fair-databases are some of {', '.join(DATABASE_NAMES)}")
-    if "postgres" in databases and not os.environ.get("BENCH_POSTGRES_URL"):
+    if any(kind.startswith("postgres") for kind in databases) and not os.environ.get("BENCH_POSTGRES_URL"):
         parser.error("PostgreSQL rows need BENCH_POSTGRES_URL and BENCH_REDIS_URL (bash bench/run.sh fleet sets them)")
     if args.quick:
         counts, args.runs, args.updates, args.warmup, args.users = [1, 10], 1, 300, 50, 50
@@ -994,7 +1015,8 @@ def parse_options(argv: Sequence[str] | None) -> Options:
                    args.lead, args.fair_timeout, args.quiet_seconds, args.shutdown_cap,
                    dict(pair.partition("=")[::2] for pair in args.fair_settings.split("+") if pair),
                    None if args.no_doc or args.quick else DOC_PATH, databases,
-                   os.environ.get("BENCH_POSTGRES_URL", ""), os.environ.get("BENCH_REDIS_URL", ""))
+                   split_workers=args.split_workers, postgres_url=os.environ.get("BENCH_POSTGRES_URL", ""),
+                   redis_url=os.environ.get("BENCH_REDIS_URL", ""))
 
 
 async def run_all(options: Options, workdir: Path) -> bool:
