@@ -492,8 +492,10 @@ async def _start_telegram(app: web.Application, services: Services) -> None:
     metrics = app[METRICS]
     worker = IntakeWorker(store, dispatcher, Served(fleet.bot_of, bots.is_active),
                           IntakeSettings(settings.intake_workers, settings.intake_lease_seconds,
-                                         settings.intake_max_attempts, _intake_poll(store)),
-                          observe=lambda outcome: metrics.updates.labels(outcome).inc())
+                                         settings.intake_max_attempts, _intake_poll(store),
+                                         settings.intake_updates_per_bot),
+                          observe=lambda outcome: metrics.updates.labels(outcome).inc(),
+                          bots_served=lambda: len(fleet))
     intake = GroupCommit(store, after_commit=worker.wake)  # this instance's worker hears of new updates at once
     app[TELEGRAM] = TelegramRuntime(dispatcher, fleet, services.outboxes, intake, worker)
     services.bus.subscribe(bots.CHANGED_CHANNEL, fleet.changed)

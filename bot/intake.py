@@ -25,7 +25,7 @@ from tortoise.exceptions import DBConnectionError, OperationalError
 
 from bot.observability import new_request_id, request_id_var, update_id_var
 from models import UpdateState
-from services.intake import ClaimedUpdate, UpdateStore, now_ms
+from services.intake import UNLIMITED, ClaimedUpdate, UpdateStore, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class IntakeSettings:
     lease_seconds: float = 60.0  # how long a crashed instance's update waits before another takes it
     max_attempts: int = 10  # for errors that are the update's own
     idle_poll_seconds: float = 0.1  # a worker apart from the receiver looks this often (its own wake it hears)
+    per_bot: int | None = None  # of them, one bot's at most while several bots are served (INTAKE_UPDATES_PER_BOT)
 
 
 @dataclass
@@ -79,8 +80,10 @@ class IntakeWorker:
     """Claims stored updates, feeds each to the dispatcher, and marks them handled in batches."""
 
     def __init__(self, store: UpdateStore, dispatcher: Dispatcher, served: Served, settings: IntakeSettings,
-                 observe: Callable[[str], None] = lambda outcome: None) -> None:
+                 observe: Callable[[str], None] = lambda outcome: None,
+                 bots_served: Callable[[], int] | None = None) -> None:
         self.store = store
+        self.bots_served = bots_served  # how many bots this deployment serves: the cap per bot protects the others
         self.dispatcher = dispatcher
         self.served = served
         self.settings = settings
@@ -137,7 +140,8 @@ class IntakeWorker:
             try:
                 free = self.settings.workers - len(self._running)
                 if free > 0:
-                    claimed = await self.store.claim(self.owner, now_ms(), self.lease_ms, min(free, CLAIM_BATCH))
+                    claimed = await self.store.claim(self.owner, now_ms(), self.lease_ms, min(free, CLAIM_BATCH),
+                                                     self._per_bot())
             except Exception:
                 log.exception("intake: claiming updates failed")
             if self._stopping:
@@ -157,6 +161,13 @@ class IntakeWorker:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self.settings.idle_poll_seconds)
+
+    def _per_bot(self) -> int:
+        """A bot's share of the slots: capped only while there are other bots to protect (a one-bot shop's
+        rush hour keeps them all)."""
+        if self.settings.per_bot and (self.bots_served is None or self.bots_served() > 1):
+            return self.settings.per_bot
+        return UNLIMITED
 
     async def _flush(self) -> int:
         """Mark what finished since the last time handled, in one statement; how many."""

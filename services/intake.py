@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 CLEAN_CHUNK = 5000
 SQLITE_BATCH = 500  # 6 variables a row; SQLite allows 32,766 in one statement
+UNLIMITED = 2**31 - 1  # a claim with no cap per bot
 
 
 def now_ms() -> int:
@@ -68,15 +69,19 @@ class ClaimedUpdate:
 
 # The claim's rule: a row runs only if it is the oldest unfinished row of its (bot, lane), it is due or its
 # holder's lease ran out, and nothing else of its lane runs. Bots take turns: each bot's first due chat comes
-# before any bot's second, so one bot's flood of new chats does not stand in front of every other bot.
+# before any bot's second, so one bot's flood of new chats does not stand in front of every other bot. And a
+# bot's updates that this claimer runs, with those it takes now, are at most $5: once a flood's handlers are
+# running, another bot's customer arriving later finds the event loop as free as the bot's share leaves it.
 _HEADS = """heads AS (SELECT MIN(id) AS id FROM telegram_update WHERE state < 2 GROUP BY bot_id, lane),
-turns AS (SELECT u.id, ROW_NUMBER() OVER (PARTITION BY u.bot_id ORDER BY u.id) AS turn
-          FROM heads JOIN telegram_update u ON u.id = heads.id
+running AS (SELECT bot_id, COUNT(*) AS n FROM telegram_update
+            WHERE state = 1 AND lease_owner = $1 AND lease_until >= $2 GROUP BY bot_id),
+turns AS (SELECT u.id, ROW_NUMBER() OVER (PARTITION BY u.bot_id ORDER BY u.id) + COALESCE(running.n, 0) AS turn
+          FROM heads JOIN telegram_update u ON u.id = heads.id LEFT JOIN running ON running.bot_id = u.bot_id
           WHERE (u.state = 0 AND u.run_after <= $2) OR (u.state = 1 AND u.lease_until < $2))"""
 _CLAIMED = "RETURNING id, bot_id, update_id, lane, body, attempts"
 CLAIM_SQLITE = f"""WITH {_HEADS}
 UPDATE telegram_update SET state = 1, lease_owner = $1, lease_until = $2 + $3, attempts = attempts + 1
-WHERE id IN (SELECT id FROM turns ORDER BY turn, id LIMIT $4)
+WHERE id IN (SELECT id FROM turns WHERE turn <= $5 ORDER BY turn, id LIMIT $4)
 {_CLAIMED}"""
 # On PostgreSQL several instances claim at once. The row's own columns are checked again under its lock (a row
 # another claimer took after this statement's snapshot is skipped, never claimed twice), SKIP LOCKED keeps
@@ -85,7 +90,7 @@ WHERE id IN (SELECT id FROM turns ORDER BY turn, id LIMIT $4)
 CLAIM_POSTGRES = f"""WITH {_HEADS},
 picked AS (
   SELECT u.id FROM turns JOIN telegram_update u ON u.id = turns.id
-  WHERE ((u.state = 0 AND u.run_after <= $2) OR (u.state = 1 AND u.lease_until < $2))
+  WHERE turns.turn <= $5 AND ((u.state = 0 AND u.run_after <= $2) OR (u.state = 1 AND u.lease_until < $2))
     AND NOT EXISTS (SELECT 1 FROM telegram_update r WHERE r.bot_id = u.bot_id AND r.lane = u.lane
                     AND r.state = 1 AND r.id <> u.id AND r.lease_until >= $2)
   ORDER BY turns.turn, u.id LIMIT $4
@@ -157,9 +162,13 @@ class UpdateStore:
             rows = await self.client.execute_query_dict(sql, values)
         return {(row["bot_id"], row["update_id"]) for row in rows}
 
-    async def claim(self, owner: str, now: int, lease_ms: int, limit: int) -> list[ClaimedUpdate]:
-        """Take up to `limit` updates that may run now, oldest first, bots in turn; one statement."""
-        rows = await self._run(CLAIM_POSTGRES if self.postgres else CLAIM_SQLITE, [owner, now, lease_ms, limit])
+    async def claim(self, owner: str, now: int, lease_ms: int, limit: int,
+                    per_bot: int = UNLIMITED) -> list[ClaimedUpdate]:
+        """Take up to `limit` updates that may run now, oldest first, bots in turn (the bot with the fewest
+        running under `owner` first), each bot's running ones and those taken now at most `per_bot`; one
+        statement."""
+        rows = await self._run(CLAIM_POSTGRES if self.postgres else CLAIM_SQLITE,
+                               [owner, now, lease_ms, limit, per_bot])
         return sorted((ClaimedUpdate(row["id"], row["bot_id"], row["update_id"], row["lane"], bytes(row["body"]),
                                      row["attempts"]) for row in rows), key=lambda update: update.id)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -107,6 +107,44 @@ async def test_bots_take_turns_so_one_bots_flood_does_not_stand_in_front_of_anot
     await store.append([_arrival(quiet, 1, 5)], NOW + 1)
     claimed = await store.claim("a", NOW + 1, LEASE, 2)
     assert [(u.bot_id, u.update_id) for u in claimed] == [(flooded.id, 1), (quiet.id, 1)]
+
+
+async def test_a_bots_running_updates_count_against_its_share_so_a_later_customer_of_another_goes_first(
+        database: str) -> None:
+    flooded, quiet = await _bots(2)
+    store = UpdateStore()
+    await store.append([_arrival(flooded, n, 1000 + n) for n in range(1, 21)], NOW)
+    first = await store.claim("a", NOW, LEASE, 10, per_bot=3)
+    assert [u.update_id for u in first] == [1, 2, 3]  # the flood alone: still only its share
+    assert await store.claim("a", NOW, LEASE, 10, per_bot=3) == []
+    assert [u.update_id for u in await store.claim("b", NOW, LEASE, 1, per_bot=3)] == [4]  # another claimer's own
+    await store.append([_arrival(quiet, 1, 5), _arrival(quiet, 2, 6)], NOW + 1)
+    # The quiet bot runs nothing yet: both of its customers come before the flood's fourth, though older
+    claimed = await store.claim("a", NOW + 1, LEASE, 2, per_bot=4)
+    assert [(u.bot_id, u.update_id) for u in claimed] == [(quiet.id, 1), (quiet.id, 2)]
+    await store.finish("a", [first[0].id, first[1].id], NOW + 2)
+    assert [u.update_id for u in await store.claim("a", NOW + 2, LEASE, 10, per_bot=3)] == [5, 6]
+
+
+async def test_the_share_per_bot_holds_only_while_several_bots_are_served(database: str) -> None:
+    [bot] = await _bots()
+    for served, most_at_once in ((2, 3), (1, 8)):
+        first = 100 * served
+        await _stored(bot, [_message_update(n, n, f"message {n}") for n in range(first, first + 12)])
+        recorder = HeldRecorder()
+        worker = IntakeWorker(UpdateStore(), recorder.dispatcher, Served(lambda _: AiogramBot(TOKEN), _active),
+                              IntakeSettings(workers=8, idle_poll_seconds=0.02, per_bot=3),
+                              bots_served=_always(served))
+        worker.start()
+        try:
+            await eventually(recorder.holding(most_at_once),
+                             f"{most_at_once} updates running at once with {served} bots served")
+            for _ in range(3):  # a few more turns of the loop: a claim that would take more has had its chance
+                await store_round_trip()
+            assert recorder.most == most_at_once
+        finally:
+            recorder.release.set()
+            await worker.stop(1)
 
 
 async def test_an_update_whose_worker_died_is_taken_again_when_its_lease_ends(database: str) -> None:
@@ -315,6 +353,42 @@ class Recorder:
             self.seen.append((chat, text))
         finally:
             self.running.discard(chat)
+
+
+class HeldRecorder:
+    """A dispatcher whose handler holds every update until released, counting how many it holds at once."""
+
+    def __init__(self) -> None:
+        self.dispatcher = Dispatcher()
+        self.held = self.most = 0
+        self.release = asyncio.Event()
+        self.dispatcher.message.register(self.handle)
+
+    def holding(self, count: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return self.held == count
+        return check
+
+    async def handle(self, message: AiogramMessage) -> None:
+        self.held += 1
+        self.most = max(self.most, self.held)
+        try:
+            await self.release.wait()
+        finally:
+            self.held -= 1
+
+
+def _always(count: int) -> Callable[[], int]:
+    return lambda: count
+
+
+async def _active(_bot_id: int) -> bool:
+    return True
+
+
+async def store_round_trip() -> None:
+    """One statement to the database and back: the worker's next claim, if any, has run meanwhile."""
+    await UpdateStore().backlog(now_ms())
 
 
 def _worker(bot: Bot, recorder: Recorder, served: AiogramBot | None, *, active: bool = True,
