@@ -73,8 +73,8 @@ class ClaimedUpdate:
 # bot's updates that this claimer runs, with those it takes now, are at most $5: once a flood's handlers are
 # running, another bot's customer arriving later finds the event loop as free as the bot's share leaves it.
 _HEADS = """heads AS (SELECT MIN(id) AS id FROM telegram_update WHERE state < 2 GROUP BY bot_id, lane),
-running AS (SELECT bot_id, COUNT(*) AS n FROM telegram_update
-            WHERE state = 1 AND lease_owner = $1 AND lease_until >= $2 GROUP BY bot_id),
+running AS (SELECT bot_id, COUNT(*) AS n FROM telegram_update  -- state < 2 lets SQLite read the open rows' index
+            WHERE state < 2 AND state = 1 AND lease_owner = $1 AND lease_until >= $2 GROUP BY bot_id),
 turns AS (SELECT u.id, ROW_NUMBER() OVER (PARTITION BY u.bot_id ORDER BY u.id) + COALESCE(running.n, 0) AS turn
           FROM heads JOIN telegram_update u ON u.id = heads.id LEFT JOIN running ON running.bot_id = u.bot_id
           WHERE (u.state = 0 AND u.run_after <= $2) OR (u.state = 1 AND u.lease_until < $2))"""
