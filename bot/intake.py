@@ -26,6 +26,7 @@ from tortoise.exceptions import DBConnectionError, OperationalError
 from bot.observability import new_request_id, request_id_var, update_id_var
 from models import UpdateState
 from services.intake import UNLIMITED, ClaimedUpdate, UpdateStore, now_ms
+from services.outbox import per_bot_cap
 
 log = logging.getLogger(__name__)
 
@@ -163,11 +164,8 @@ class IntakeWorker:
                 await asyncio.wait_for(self._wakeup.wait(), self.settings.idle_poll_seconds)
 
     def _per_bot(self) -> int:
-        """A bot's share of the slots: capped only while there are other bots to protect (a one-bot shop's
-        rush hour keeps them all)."""
-        if self.settings.per_bot and (self.bots_served is None or self.bots_served() > 1):
-            return self.settings.per_bot
-        return UNLIMITED
+        cap = per_bot_cap(self.settings.per_bot, self.bots_served)
+        return UNLIMITED if cap is None else cap
 
     async def _flush(self) -> int:
         """Mark what finished since the last time handled, in one statement; how many."""

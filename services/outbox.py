@@ -151,6 +151,15 @@ MANY_BOTS = 256
 CLAIM_BATCH = 32
 
 
+def per_bot_cap(per_bot: int | None, bots_served: Callable[[], int] | None) -> int | None:
+    """The most of a worker's slots one bot may hold (the outbox's and the intake's): `per_bot` while the
+    deployment serves other bots for it to protect, or when it cannot tell (`bots_served` None); no cap for a
+    one-bot shop, whose rush hour keeps every slot, or when none is set."""
+    if per_bot and (bots_served is None or bots_served() > 1):
+        return per_bot
+    return None
+
+
 class OutboxWorker:
     """Runs due jobs, up to `settings.workers` at once; `wake()` after a commit starts them at once.
 
@@ -331,8 +340,8 @@ class OutboxWorker:
         waiting = await OutboxJob.filter(queue=self.queue, status=JobStatus.PENDING, run_after__lte=moment).distinct(
             ).limit(MANY_BOTS).values_list("bot_id", flat=True)
         share = max(1, self.settings.workers // len(waiting)) if len(waiting) > 1 else self.settings.workers
-        if self.settings.per_bot and (self.bots_served is None or self.bots_served() > 1):
-            share = min(share, self.settings.per_bot)
+        if (cap := per_bot_cap(self.settings.per_bot, self.bots_served)) is not None:
+            share = min(share, cap)
         return share
 
     async def _busy_lanes(self, moment: datetime) -> list[str]:
