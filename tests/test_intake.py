@@ -127,7 +127,7 @@ async def test_a_bots_running_updates_count_against_its_share_so_a_later_custome
 
 
 async def test_the_share_per_bot_holds_only_while_several_bots_are_served(database: str) -> None:
-    [bot] = await _bots()
+    bot, other = await _bots(2)
     for served, most_at_once in ((2, 3), (1, 8)):
         first = 100 * served
         await _stored(bot, [_message_update(n, n, f"message {n}") for n in range(first, first + 12)])
@@ -139,8 +139,10 @@ async def test_the_share_per_bot_holds_only_while_several_bots_are_served(databa
         try:
             await eventually(recorder.holding(most_at_once),
                              f"{most_at_once} updates running at once with {served} bots served")
-            for _ in range(3):  # a few more turns of the loop: a claim that would take more has had its chance
-                await store_round_trip()
+            if served > 1:  # a claim after the share was reached takes another bot's customer, not the flood's 4th
+                await _stored(other, [_message_update(first, 900, "another shop's customer")])
+                most_at_once += 1
+                await eventually(recorder.holding(most_at_once), "another bot's customer taken beside the share")
             assert recorder.most == most_at_once
         finally:
             recorder.release.set()
@@ -346,8 +348,8 @@ class Recorder:
             self.overlaps.append(chat)
         self.running.add(chat)
         try:
-            for _ in range(chat % 3):  # chats finish out of step with each other: a turn of the loop each
-                await asyncio.sleep(0)
+            for _ in range(chat % 3):  # chats finish out of step with each other: a statement each
+                await store_round_trip()
             if (error := self.fail_first.pop(text, None)) is not None:
                 raise error
             self.seen.append((chat, text))
